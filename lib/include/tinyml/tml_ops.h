@@ -1,0 +1,100 @@
+/*
+ * tml_ops.h - compute kernels (float32). One source file per op and dtype under
+ * lib/ops/. Every kernel has a plain scalar `_ref` twin that is the truth the
+ * fast kernel is tested against. Kernels never allocate: callers provide
+ * scratch whose size comes from the matching `_scratch_size()` call, and never
+ * fail (shapes are validated by tml_model_finalize()).
+ *
+ * All activations are NHWC with the batch dimension first, all buffers dense.
+ */
+#ifndef TML_OPS_H
+#define TML_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tml_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Geometry of a 2-D window op (conv, depthwise conv, pools).
+ * Input (n, h, w, c), output (n, oh, ow, o). Output pixel (oy, ox) reads input
+ * rows oy*sh - pad_t + ky*dh for ky in [0,kh) (likewise columns); taps outside
+ * the input are zero (conv) or skipped (pools). */
+typedef struct tml_window {
+    int n, h, w, c;
+    int oh, ow, o;
+    int kh, kw, sh, sw, dh, dw;
+    int pad_t, pad_l;
+    int groups;     /* conv: c % groups == 0 && o % groups == 0 */
+    int depth_mult; /* depthwise: o == c * depth_mult */
+    tml_act act;
+} tml_window;
+
+/* Fills a tml_window from node `n` of finalized model `m` for batch size `batch`. */
+void tml_window_from_node(const tml_model *m, const tml_node *n, int batch, tml_window *win);
+
+/* Applies a fused activation to a value. */
+static inline float tml_act_apply_f32(tml_act a, float v)
+{
+    if (a == TML_ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (a == TML_ACT_RELU6) return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    return v;
+}
+
+/* ---- GEMM -----------------------------------------------------------------
+ * C (M,N) = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
+ * A is (M,K) (or (K,M) when trans_a), B is (K,N) (or (N,K) when trans_b).
+ * beta == 0 overwrites C without reading it (NaN-safe). The fast version is
+ * cache blocked, vectorized (AVX2/AVX-512 chosen at run time) and uses OpenMP
+ * when the problem is large enough; it allocates nothing. */
+void tml_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void tml_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---- conv2d: x (n,h,w,c), w (o,kh,kw,c/groups), b (o) or NULL, y (n,oh,ow,o) */
+void tml_conv2d_f32_ref(const tml_window *p, const float *x, const float *w, const float *b,
+                        float *y);
+size_t tml_conv2d_f32_scratch_size(const tml_window *p); /* bytes */
+void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y,
+                    void *scratch);
+
+/* ---- depthwise: x (n,h,w,c), w (1,kh,kw,c*m), b (c*m) or NULL, y (n,oh,ow,c*m);
+ * output channel oc reads input channel oc / m. */
+void tml_dwconv2d_f32_ref(const tml_window *p, const float *x, const float *w, const float *b,
+                          float *y);
+void tml_dwconv2d_f32(const tml_window *p, const float *x, const float *w, const float *b,
+                      float *y);
+
+/* ---- dense: x (n,in), w (out,in), b (out) or NULL, y (n,out) */
+void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, const float *b,
+                       tml_act act, float *y);
+void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const float *b,
+                   tml_act act, float *y);
+
+/* ---- elementwise ------------------------------------------------------------ */
+void tml_relu_f32_ref(int64_t count, const float *x, float *y);
+void tml_relu6_f32_ref(int64_t count, const float *x, float *y);
+void tml_add_f32_ref(int64_t count, const float *a, const float *b, tml_act act, float *y);
+
+/* ---- pools: window geometry in p (o == c). Average excludes padded taps. */
+void tml_maxpool_f32_ref(const tml_window *p, const float *x, float *y);
+void tml_avgpool_f32_ref(const tml_window *p, const float *x, float *y);
+/* x (n, hw, c) -> y (n, c) */
+void tml_global_avgpool_f32_ref(int n, int hw, int c, const float *x, float *y);
+
+/* ---- softmax over rows: x (n, k) -> y (n, k); numerically stable (max shift) */
+void tml_softmax_f32_ref(int n, int k, const float *x, float *y);
+
+/* ---- batch norm (inference) over the last dim: x (rows, c) */
+void tml_batchnorm_f32_ref(int64_t rows, int c, const float *x, const float *gamma,
+                           const float *beta, const float *mean, const float *var, float eps,
+                           float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

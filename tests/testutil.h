@@ -1,0 +1,53 @@
+/*
+ * testutil.h - helpers shared by the cmocka tests: deterministic random data,
+ * array comparisons that print the first mismatches and the max difference,
+ * scratch directories, and tiny hand-built models.
+ */
+#ifndef TML_TESTUTIL_H
+#define TML_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "tinyml/tml_core.h"
+
+/* xorshift64* generator: the same seed gives the same numbers everywhere. */
+typedef struct tu_rng {
+    uint64_t s;
+} tu_rng;
+void tu_rng_seed(tu_rng *r, uint64_t seed);
+uint32_t tu_rng_u32(tu_rng *r);
+float tu_rng_uniform(tu_rng *r, float lo, float hi);
+void tu_fill_uniform(tu_rng *r, float *x, size_t n, float lo, float hi);
+void tu_fill_int8(tu_rng *r, int8_t *x, size_t n, int lo, int hi);
+
+/* Compares float arrays; |a-b| <= tol elementwise. On failure prints `what`,
+ * the first 8 mismatches (index, a, b) and the max difference, then returns 0. */
+int tu_close_f32(const char *what, const float *a, const float *b, size_t n, float tol);
+/* Exact comparison for int8 / int32 arrays, same reporting. */
+int tu_equal_i8(const char *what, const int8_t *a, const int8_t *b, size_t n);
+int tu_equal_i32(const char *what, const int32_t *a, const int32_t *b, size_t n);
+#define TU_ASSERT_CLOSE(a, b, n, tol) assert_true(tu_close_f32(#a " vs " #b, (a), (b), (n), (tol)))
+#define TU_ASSERT_EQ_I8(a, b, n) assert_true(tu_equal_i8(#a " vs " #b, (a), (b), (n)))
+#define TU_ASSERT_EQ_I32(a, b, n) assert_true(tu_equal_i32(#a " vs " #b, (a), (b), (n)))
+
+/* A fresh, empty scratch directory for this test (under $TML_TEST_TMPDIR or
+ * /tmp); the returned string is static storage valid until the next call. */
+const char *tu_tmpdir(const char *test_name);
+/* Path join into a static buffer rotating among 8 slots. */
+const char *tu_path(const char *dir, const char *file);
+
+/* Writes `len` bytes to `path`; returns 0 on success. */
+int tu_write_file(const char *path, const void *buf, size_t len);
+/* Reads a whole file; caller frees; NULL on error. */
+uint8_t *tu_read_file(const char *path, size_t *len);
+
+/* Runs a shell command, returns its exit status (or -1) and captures up to
+ * cap-1 bytes of combined stdout+stderr into out (may be NULL). */
+int tu_run(const char *cmd, char *out, size_t cap);
+
+#endif
