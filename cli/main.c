@@ -1,2 +1,70 @@
+/*
+ * main.c - `tinyml <command> [options]`: dispatches to one cmd_<name>.c per
+ * subcommand.
+ */
 #include <stdio.h>
-int main(void) { return 0; }
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"create", cmd_create, "build a model from the zoo or an ARCH.json description"},
+    {"info", cmd_info, "per-layer table: shapes, params, nonzeros, bits, bytes, MACs, peak memory"},
+    {"eval", cmd_eval, "accuracy (top-1/top-5, per class, confusion) and speed on a dataset"},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: tinyml <command> [options] [MODEL]\n\n"
+               "tinyml compresses small neural networks for microcontrollers and measures\n"
+               "what the compression cost. Every command reads and writes one .tmf model\n"
+               "file, so commands chain in pipelines (MODEL '-' or omitted = stdin; with\n"
+               "no -o the model goes to stdout when it is not a terminal).\n\n"
+               "Commands:\n");
+    for (int i = 0; commands[i].name; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nCommon options: --help, --quiet, --format table|md|csv|json, --seed N\n"
+               "Exit status: 0 success, 1 runtime or data error, 2 usage error.\n\n"
+               "Example:\n"
+               "  tinyml create lenet5 | tinyml eval --data fashion-mnist:test\n\n"
+               "Run 'tinyml <command> --help' for a command's options and examples.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        if (strcmp(cmd, "help") == 0 && argc > 2) {
+            for (int i = 0; commands[i].name; i++) {
+                if (strcmp(commands[i].name, argv[2]) == 0) {
+                    char *hargv[3] = {argv[2], "--help", NULL};
+                    return commands[i].run(2, hargv);
+                }
+            }
+        }
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("tinyml %s\n", TML_VERSION_STRING);
+        return 0;
+    }
+    for (int i = 0; commands[i].name; i++)
+        if (strcmp(commands[i].name, cmd) == 0) {
+            cli_install_sigint();
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    fprintf(stderr, "tinyml: error: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -38,14 +38,18 @@ char *tml_strdup(const char *s)
 int64_t tml_dims_numel(int ndim, const int32_t *dims)
 {
     int64_t n = 1;
+    int zero = 0;
     if (ndim < 0 || ndim > TML_MAX_DIMS) return -1;
     for (int i = 0; i < ndim; i++) {
         if (dims[i] < 0) return -1;
-        if (dims[i] == 0) return 0;
+        if (dims[i] == 0) {
+            zero = 1; /* keep checking the other dims for negatives */
+            continue;
+        }
         if (n > TML_MAX_NUMEL / dims[i]) return -1;
         n *= dims[i];
     }
-    return n;
+    return zero ? 0 : n;
 }
 
 int64_t tml_tensor_numel(const tml_tensor *t)

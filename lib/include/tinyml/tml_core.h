@@ -256,6 +256,20 @@ tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels)
 tml_status tml_model_add_history(tml_model *m, const char *entry_json);
 int tml_model_is_quantized(const tml_model *m); /* any INT8 activation */
 
+/* ---- random numbers -------------------------------------------------------------
+ * xoshiro256** seeded through splitmix64: the same seed gives the same stream on
+ * every platform. Not thread-safe per generator: give each thread its own. */
+typedef struct tml_rng {
+    uint64_t s[4];
+} tml_rng;
+void tml_rng_seed(tml_rng *r, uint64_t seed);
+uint64_t tml_rng_next(tml_rng *r);
+double tml_rng_uniform(tml_rng *r);           /* [0, 1) with 53 random bits */
+uint32_t tml_rng_below(tml_rng *r, uint32_t n); /* uniform in [0, n), unbiased; n > 0 */
+double tml_rng_normal(tml_rng *r);            /* standard normal (Box-Muller) */
+/* Fisher-Yates shuffle of idx[0..n). */
+void tml_rng_shuffle(tml_rng *r, int64_t *idx, int64_t n);
+
 /* Small utilities shared by modules. */
 char *tml_strdup(const char *s); /* NULL on OOM or NULL input */
 /* Overflow-checked product of dims; returns -1 when > TML_MAX_NUMEL or any dim < 0. */

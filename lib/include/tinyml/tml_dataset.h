@@ -2,19 +2,27 @@
  * tml_dataset.h - dataset readers (datasets/). A dataset is a stream of samples
  * (raw values, e.g. 0..255 pixels, in HWC order) with integer class labels.
  *
- * Specs accepted by tml_dataset_open():
+ * Specs accepted by tml_dataset_open() (docs/datasets.md has the details):
  *   fashion-mnist[:train|:test]   Debian's dataset-fashion-mnist package
  *                                 (directory from $TML_DATA_DIR/fashion-mnist if set,
  *                                 else /usr/share/datasets/fashion-mnist)
- *   idx:IMAGES,LABELS             IDX files, plain or gzip-compressed (.gz detected by magic)
- *   png:DIR  or a directory       DIR/<class>/*.png, classes sorted by name; 8-bit gray/RGB(A)
+ *   mnist[:train|:test]           the same four IDX files under $TML_DATA_DIR/mnist
+ *                                 or /usr/share/datasets/mnist
+ *   idx:IMAGES,LABELS             IDX files (unsigned byte), plain or gzip-compressed
+ *                                 (.gz detected by magic); shape (h,w,1) or (h,w,c)
+ *   png:DIR  or a directory       DIR/<class>/<image>.png, classes sorted by name; gray ->
+ *                                 c=1, any colour -> c=3 (alpha dropped, 16-bit scaled)
  *   csv:FILE                      one sample per line: features..., label; optional
  *                                 header line; shape (F,1,1) unless `csv:FILE:HxWxC`
- * Named datasets pick `default_split` ("train" or "test") when no split is given.
+ * Named datasets pick `default_split` ("train" or "test"; NULL = "train") when no
+ * split is given. Errors return a negative tml_status with a message (tml_last_error())
+ * naming the file and, for CSV, the line.
  *
  * Reading is streamed: tml_dataset_next() returns consecutive samples and keeps
- * only one read buffer in memory, so eval never needs the dataset in RAM.
+ * only one bounded read buffer in memory, so eval never needs the dataset in RAM.
  * tml_dataset_load() reads everything into memory for training.
+ *
+ * A tml_dataset is not thread-safe; distinct datasets may be used from distinct threads.
  */
 #ifndef TML_DATASET_H
 #define TML_DATASET_H
@@ -43,8 +51,10 @@ tml_status tml_dataset_open(const char *spec, const char *default_split, tml_dat
 void tml_dataset_free(tml_dataset *ds);
 const tml_dataset_info *tml_dataset_get_info(const tml_dataset *ds);
 
-/* Reads up to `max` next samples: x (got, h, w, c) raw values as float, y (got).
- * *got == 0 at the end. Labels outside [0, n_classes) are a format error. */
+/* Reads up to `max` next samples: x (got, h, w, c) raw values as float, y (got)
+ * (y may be NULL when labels are not wanted). *got == 0 at the end. Labels outside
+ * [0, n_classes) are a format error. After an error *got is 0 and further reads
+ * fail until tml_dataset_rewind(). */
 tml_status tml_dataset_next(tml_dataset *ds, int max, float *x, int32_t *y, int *got);
 tml_status tml_dataset_rewind(tml_dataset *ds);
 
@@ -59,15 +69,26 @@ typedef struct tml_samples {
     int32_t *labels; /* (n) */
 } tml_samples;
 
-/* Reads `limit` samples (<= 0: all) from the current position into memory. */
+/* Reads `limit` samples (<= 0: all remaining) from the current position into
+ * memory; the stream position advances past them. Refused (TML_ERR_NOMEM) when
+ * n*h*w*c > TML_MAX_NUMEL. With n == 0 (at the end) u8/f32/labels are NULL.
+ * Caller frees *out with tml_samples_free(). */
 tml_status tml_dataset_load(tml_dataset *ds, int64_t limit, tml_samples **out);
 void tml_samples_free(tml_samples *s);
-/* Copies samples idx[0..n) (raw) into x as float (n, h, w, c) and their labels into y. */
+/* Copies samples idx[0..n) (raw) into x as float (n, h, w, c) and their labels
+ * into y (y may be NULL). Every idx must be in [0, s->n) (asserted). */
 void tml_samples_gather(const tml_samples *s, const int64_t *idx, int n, float *x, int32_t *y);
 
-/* Applies preprocessing in place: x (n, h*w*c) with c channels last. */
+/* Applies preprocessing in place to n_values floats with c channels last (n_values
+ * a multiple of c): x = (x * scale - mean[ch]) / std[ch], ch = i % c; n_ch == 0
+ * means mean 0 / std 1, n_ch == 1 uses channel 0's values for every channel.
+ * n_ch must be 0, 1 or c (asserted: check untrusted values with tml_preproc_check). */
 void tml_preproc_apply(const tml_preproc *pre, int64_t n_values, int c, float *x);
-/* Default preprocessing for a dataset (scale 1/255 for 8-bit data, no mean/std). */
+/* Validates preprocessing parameters (e.g. read from a model file) for data with
+ * c channels: finite nonzero scale, n_ch 0, 1 or c, finite means, positive stds. */
+tml_status tml_preproc_check(const tml_preproc *pre, int c);
+/* Default preprocessing for a dataset: scale 1/255 when raw_max is 255 (8-bit
+ * data), else 1; no mean/std (n_ch = 0). */
 void tml_preproc_default(const tml_dataset_info *info, tml_preproc *pre);
 
 #ifdef __cplusplus

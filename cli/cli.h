@@ -1,0 +1,122 @@
+/*
+ * cli.h - what every `tinyml` subcommand shares: option parsing, exit codes,
+ * model and dataset I/O, report output, progress and Ctrl-C handling.
+ *
+ * Only cli/ prints to the terminal or exits. Exit codes: 0 success, 1 runtime
+ * or data error, 2 usage error. Messages read "tinyml CMD: error: ...".
+ */
+#ifndef TML_CLI_H
+#define TML_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tinyml/tml_core.h"
+#include "tinyml/tml_dataset.h"
+#include "tinyml/tml_report.h"
+
+#define EXIT_USAGE 2
+
+typedef struct cli {
+    const char *cmd;  /* subcommand name, for messages */
+    const char *help; /* full --help text */
+    int argc;
+    char **argv;
+    int i;            /* index of the current argument */
+    const char *arg;  /* current argument */
+    const char *val;  /* value given inline as --opt=value, or NULL */
+    int matched;      /* did an option consume the current argument? */
+    int opts_done;    /* saw "--": the rest are positionals */
+    int quiet;        /* --quiet: no progress or logs */
+    tml_fmt fmt;      /* --format */
+    uint64_t seed;    /* --seed */
+    int seed_set;
+} cli;
+
+void cli_init(cli *c, const char *cmd, const char *help, int argc, char **argv);
+/* Advances to the next argument; 0 when done. Handles --help/-h (prints help,
+ * exits 0), and the common --quiet, --format, --seed options. */
+int cli_next(cli *c);
+/* Each matcher returns 1 if the current argument is this option (and consumes
+ * its value), else 0. A bad value is a usage error (exit 2). */
+int cli_flag(cli *c, const char *name, char short_name);
+int cli_str(cli *c, const char *name, char short_name, const char **out);
+int cli_int(cli *c, const char *name, char short_name, long lo, long hi, int *out);
+int cli_i64(cli *c, const char *name, char short_name, int64_t lo, int64_t hi, int64_t *out);
+int cli_double(cli *c, const char *name, char short_name, double lo, double hi, double *out);
+/* A positional argument (anything not starting with '-', or "-" itself).
+ * Stores it in the first NULL slot of out[0..max); more is a usage error. */
+int cli_positional(cli *c, const char **out, int max);
+/* Call when nothing matched: usage error naming the argument. */
+void cli_unknown(cli *c);
+
+/* Parses a number strictly (whole string); 0 on success. */
+int cli_parse_double(const char *s, double *out);
+int cli_parse_long(const char *s, long *out);
+
+_Noreturn void cli_usage_error(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+_Noreturn void cli_fail(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Prints tml_last_error() and exits: 2 for TML_ERR_INVALID, else 1. */
+_Noreturn void cli_fail_status(const cli *c, tml_status st);
+/* A log line on stderr (suppressed by --quiet). */
+void cli_log(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void cli_warn(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Model input: path, or NULL/"-" for stdin (refused when stdin is a terminal). */
+tml_model *cli_load_model(const cli *c, const char *path);
+/* Model output: -o path, "-" or NULL = stdout (refused when stdout is a terminal). */
+void cli_save_model(const cli *c, const tml_model *m, const char *out);
+/* Does `out` send the model to stdout? Then reports must go to stderr. */
+int cli_model_to_stdout(const char *out);
+
+tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *default_split);
+
+/* Writes rendered tables to `f` in the chosen --format. */
+void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);
+
+/* Progress bar on stderr (only on a terminal and without --quiet). */
+typedef struct cli_progress {
+    const cli *c;
+    const char *label;
+    double t0;
+    double last;
+    int active;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const cli *c, const char *label);
+void cli_progress_cb(void *user, int64_t done, int64_t total); /* tml_progress_fn */
+void cli_progress_end(cli_progress *p);
+
+/* Ctrl-C sets this flag (library calls poll it through their cancel pointer). */
+extern volatile int cli_cancel_flag;
+void cli_install_sigint(void);
+
+double cli_now(void);
+
+/* Appends `entry` (a JSON object of the pass's parameters and measured results;
+ * ownership taken) to the model's history with "pass" = the command, the
+ * tinyml version and the UTC time. */
+struct cJSON;
+void cli_add_history(const cli *c, tml_model *m, struct cJSON *entry);
+
+/* Subcommands. */
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+#endif

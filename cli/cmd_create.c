@@ -1,0 +1,132 @@
+/*
+ * cmd_create.c - `tinyml create ARCH`: a new model with initialized weights.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "tinyml/tml_zoo.h"
+
+static const char help[] =
+    "Usage: tinyml create ARCH [options] [-o OUT]\n"
+    "\n"
+    "Build a model with freshly initialized weights (He-uniform, seeded) from a\n"
+    "built-in architecture or an ARCH.json description, and write it as .tmf.\n"
+    "\n"
+    "Architectures:\n"
+    "  lenet300        MLP 784-300-100-N (266k params)\n"
+    "  lenet5          conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc N (431k)\n"
+    "  dscnn           depthwise-separable keyword-spotting CNN (DS-CNN-S); 28x28 or 49x10\n"
+    "  mobilenet-tiny  MobileNet-v1 style; --width sets the width multiplier\n"
+    "  resnet8         ResNet-8 of MLPerf Tiny (3 residual stacks 16/32/64)\n"
+    "  FILE.json       sequential layers, see docs/cli.md#create\n"
+    "\n"
+    "Options:\n"
+    "  --input HxWxC      input shape (default 28x28x1, Fashion-MNIST)\n"
+    "  --classes N        number of classes (default 10)\n"
+    "  --width A          mobilenet-tiny width multiplier (default 0.5)\n"
+    "  --scale X          preprocessing: multiply raw values by X (default 1/255)\n"
+    "  --mean M[,M..]     preprocessing: subtract per-channel mean after scaling\n"
+    "  --std S[,S..]      preprocessing: divide by per-channel std\n"
+    "  --name NAME        model name stored in the file (default: ARCH)\n"
+    "  --seed N           weight initialization seed (default 1)\n"
+    "  -o, --output FILE  write here ('-' = stdout; default stdout if not a terminal)\n"
+    "  -q, --quiet        no log on stderr\n"
+    "\n"
+    "Examples:\n"
+    "  tinyml create lenet5 -o lenet5.tmf\n"
+    "  tinyml create dscnn --input 49x10x1 --classes 12 -o kws.tmf\n"
+    "  tinyml create mobilenet-tiny --width 0.25 --seed 7 | tinyml info\n";
+
+static int parse_shape(const char *s, int *h, int *w, int *c)
+{
+    char tail;
+    if (sscanf(s, "%dx%dx%d%c", h, w, c, &tail) != 3) return -1;
+    return (*h < 1 || *w < 1 || *c < 1 || *h > 4096 || *w > 4096 || *c > 64) ? -1 : 0;
+}
+
+static int parse_list(const char *s, float *out, int max)
+{
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        double v;
+        if (n >= max || cli_parse_double(tok, &v)) return -1;
+        out[n++] = (float)v;
+    }
+    return n;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    cli c;
+    cli_init(&c, "create", help, argc, argv);
+    const char *pos[1] = {NULL}, *out = NULL, *shape = NULL, *name = NULL, *mean = NULL, *stdv = NULL;
+    int classes = 0;
+    double width = 0, scale = -1;
+    while (cli_next(&c)) {
+        if (cli_str(&c, "output", 'o', &out)) continue;
+        if (cli_str(&c, "input", 0, &shape)) continue;
+        if (cli_int(&c, "classes", 0, 2, 100000, &classes)) continue;
+        if (cli_double(&c, "width", 0, 1e-3, 4.0, &width)) continue;
+        if (cli_double(&c, "scale", 0, 1e-12, 1e12, &scale)) continue;
+        if (cli_str(&c, "mean", 0, &mean)) continue;
+        if (cli_str(&c, "std", 0, &stdv)) continue;
+        if (cli_str(&c, "name", 0, &name)) continue;
+        if (cli_positional(&c, pos, 1)) continue;
+        cli_unknown(&c);
+    }
+    if (!pos[0]) cli_usage_error(&c, "missing ARCH (e.g. lenet5)");
+    tml_zoo_opts o = {0};
+    o.classes = classes;
+    o.width = (float)width;
+    o.seed = c.seed;
+    if (shape && parse_shape(shape, &o.h, &o.w, &o.c))
+        cli_usage_error(&c, "--input expects HxWxC with each in 1..4096 (C up to 64), got '%s'", shape);
+    tml_model *m = NULL;
+    tml_status st = tml_zoo_create(pos[0], &o, &m);
+    if (st) cli_fail_status(&c, st);
+    if (scale > 0) m->meta.pre.scale = (float)scale;
+    int in_c = m->tensors[m->input].ndim == 3 ? m->tensors[m->input].dims[2] : 1;
+    if (mean || stdv) {
+        float mv[TML_MAX_CHANNELS_PRE] = {0}, sv[TML_MAX_CHANNELS_PRE] = {1, 1, 1, 1};
+        int nm = mean ? parse_list(mean, mv, TML_MAX_CHANNELS_PRE) : in_c;
+        int ns = stdv ? parse_list(stdv, sv, TML_MAX_CHANNELS_PRE) : in_c;
+        if (nm < 0 || ns < 0) cli_usage_error(&c, "--mean/--std expect comma-separated numbers (up to %d)", TML_MAX_CHANNELS_PRE);
+        if (nm == 1) for (int i = 1; i < in_c && i < TML_MAX_CHANNELS_PRE; i++) mv[i] = mv[0];
+        if (ns == 1) for (int i = 1; i < in_c && i < TML_MAX_CHANNELS_PRE; i++) sv[i] = sv[0];
+        if ((nm != 1 && nm != in_c) || (ns != 1 && ns != in_c) || in_c > TML_MAX_CHANNELS_PRE)
+            cli_usage_error(&c, "--mean/--std need 1 or %d values (one per input channel)", in_c);
+        for (int i = 0; i < in_c; i++)
+            if (!(sv[i] > 0)) cli_usage_error(&c, "--std values must be > 0");
+        m->meta.pre.n_ch = in_c;
+        memcpy(m->meta.pre.mean, mv, sizeof mv);
+        memcpy(m->meta.pre.std, sv, sizeof sv);
+    }
+    if (name) {
+        free(m->meta.name);
+        m->meta.name = tml_strdup(name);
+    }
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "arch", pos[0]);
+    cJSON_AddNumberToObject(h, "seed", (double)c.seed);
+    const tml_tensor *in = &m->tensors[m->input];
+    char sh[64];
+    snprintf(sh, sizeof sh, "%dx%dx%d", in->dims[0], in->dims[1], in->dims[2]);
+    cJSON_AddStringToObject(h, "input", sh);
+    cJSON_AddNumberToObject(h, "classes", m->meta.n_classes);
+    if (strcmp(pos[0], "mobilenet-tiny") == 0) cJSON_AddNumberToObject(h, "width", width > 0 ? width : 0.5);
+    cli_add_history(&c, m, h);
+    cli_save_model(&c, m, out);
+    int64_t params = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == TML_TENSOR_PARAM) params += tml_tensor_numel(&m->tensors[i]);
+    cli_log(&c, "created %s: %s input, %d classes, %lld parameters, seed %llu", pos[0], sh, m->meta.n_classes,
+            (long long)params, (unsigned long long)c.seed);
+    tml_model_free(m);
+    return 0;
+}

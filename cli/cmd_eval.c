@@ -1,0 +1,137 @@
+/*
+ * cmd_eval.c - `tinyml eval MODEL --data D`: accuracy and throughput.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tinyml/tml_engine.h"
+
+static const char help[] =
+    "Usage: tinyml eval [options] [MODEL] --data SPEC\n"
+    "\n"
+    "Evaluate a model (float or int8) on a dataset, streamed batch by batch:\n"
+    "top-1 and top-5 accuracy (top-5 when there are more than 5 classes), mean\n"
+    "cross-entropy, per-class accuracy, samples per second; the confusion matrix\n"
+    "on request. The model's stored preprocessing is applied to the data.\n"
+    "\n"
+    "Options:\n"
+    "  -d, --data SPEC    fashion-mnist[:test|:train] (default split: test),\n"
+    "                     idx:IMAGES,LABELS, png:DIR (DIR/<class>/*.png), csv:FILE\n"
+    "  --limit N          evaluate only the first N samples\n"
+    "  --batch N          samples per batch (default 256); --batch 1 measures latency\n"
+    "  --confusion        print the confusion matrix (rows: true class)\n"
+    "  --no-per-class     omit the per-class table\n"
+    "  --ref              run the scalar reference kernels (slow; for checking)\n"
+    "  --format F         table (default), md, csv or json\n"
+    "  -q, --quiet        no progress bar or log on stderr\n"
+    "\n"
+    "Examples:\n"
+    "  tinyml eval lenet5.tmf --data fashion-mnist\n"
+    "  tinyml create lenet5 | tinyml eval --data fashion-mnist:test\n"
+    "  tinyml eval small.tmf --data fashion-mnist --limit 1000 --confusion --format json\n";
+
+int cmd_eval(int argc, char **argv)
+{
+    cli c;
+    cli_init(&c, "eval", help, argc, argv);
+    const char *pos[1] = {NULL}, *data = NULL;
+    int64_t limit = 0;
+    int batch = 256, confusion = 0, per_class = 1, ref = 0;
+    while (cli_next(&c)) {
+        if (cli_str(&c, "data", 'd', &data)) continue;
+        if (cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit)) continue;
+        if (cli_int(&c, "batch", 0, 1, 65536, &batch)) continue;
+        if (cli_flag(&c, "confusion", 0)) {
+            confusion = 1;
+            continue;
+        }
+        if (cli_flag(&c, "no-per-class", 0)) {
+            per_class = 0;
+            continue;
+        }
+        if (cli_flag(&c, "ref", 0)) {
+            ref = 1;
+            continue;
+        }
+        if (cli_positional(&c, pos, 1)) continue;
+        cli_unknown(&c);
+    }
+    if (!data) cli_usage_error(&c, "--data is required (e.g. --data fashion-mnist)");
+    tml_model *m = cli_load_model(&c, pos[0]);
+    tml_dataset *ds = cli_open_dataset(&c, data, "test");
+    const tml_dataset_info *info = tml_dataset_get_info(ds);
+
+    cli_progress p;
+    cli_progress_start(&p, &c, "eval");
+    tml_eval_opts o = {.limit = limit, .batch = batch, .use_ref = ref, .progress = cli_progress_cb,
+                       .progress_user = &p, .cancel = &cli_cancel_flag};
+    tml_eval_result r;
+    tml_status st = tml_evaluate(m, ds, &o, &r);
+    cli_progress_end(&p);
+    if (st) cli_fail_status(&c, st);
+
+    int k = r.n_classes;
+    int show5 = k > 5;
+    static const char *const hdr[] = {"model", "dataset", "samples", "top1%", "top5%", "loss", "samples/s", "seconds"};
+    tml_table *t = tml_table_new("summary", "Evaluation", 8, hdr);
+    tml_table_add_row(t);
+    tml_table_str(t, 0, m->meta.name ? m->meta.name : (pos[0] ? pos[0] : "<stdin>"));
+    tml_table_str(t, 1, info->name);
+    tml_table_int(t, 2, r.n);
+    tml_table_num(t, 3, 100.0 * r.top1, "%.2f");
+    tml_table_num(t, 4, show5 ? 100.0 * r.top5 : 0.0 / 0.0, "%.2f");
+    tml_table_num(t, 5, r.loss, "%.4f");
+    tml_table_num(t, 6, r.samples_per_s, "%.0f");
+    tml_table_num(t, 7, r.seconds, "%.3f");
+    tml_table_note(t, "%s: %lld of %lld samples in file order (no sampling), batch %d, %s kernels", info->name,
+                   (long long)r.n, (long long)info->count, batch, ref ? "reference" : "fast");
+
+    tml_table *tables[3] = {t, NULL, NULL};
+    int nt = 1;
+    tml_table *pc = NULL, *cm = NULL;
+    if (per_class) {
+        static const char *const ph[] = {"class", "label", "samples", "correct", "accuracy%"};
+        pc = tml_table_new("per_class", "Per-class accuracy", 5, ph);
+        for (int i = 0; i < k; i++) {
+            if (!r.class_total[i] && i >= info->n_classes) continue;
+            tml_table_add_row(pc);
+            tml_table_int(pc, 0, i);
+            const char *lab = (info->labels && i < info->n_classes) ? info->labels[i]
+                              : (m->meta.labels && i < m->meta.n_classes) ? m->meta.labels[i] : "";
+            tml_table_str(pc, 1, lab);
+            tml_table_int(pc, 2, r.class_total[i]);
+            tml_table_int(pc, 3, r.class_correct[i]);
+            tml_table_num(pc, 4, r.class_total[i] ? 100.0 * (double)r.class_correct[i] / (double)r.class_total[i] : 0.0 / 0.0, "%.2f");
+        }
+        tables[nt++] = pc;
+    }
+    if (confusion) {
+        const char **ch = calloc((size_t)k + 1, sizeof(char *));
+        char (*names)[16] = calloc((size_t)k + 1, sizeof *names);
+        if (!ch || !names) cli_fail(&c, "out of memory");
+        ch[0] = "true\\pred";
+        for (int i = 0; i < k; i++) {
+            snprintf(names[i], sizeof names[i], "%d", i);
+            ch[i + 1] = names[i];
+        }
+        cm = tml_table_new("confusion", "Confusion matrix (rows: true class, columns: predicted)", k + 1, ch);
+        for (int i = 0; i < k; i++) {
+            tml_table_add_row(cm);
+            tml_table_int(cm, 0, i);
+            for (int j = 0; j < k; j++) tml_table_int(cm, j + 1, r.confusion[(size_t)i * (size_t)k + (size_t)j]);
+        }
+        tables[nt++] = cm;
+        free(ch);
+        free(names);
+    }
+    cli_print_tables(&c, stdout, tables, nt);
+    tml_table_free(t);
+    tml_table_free(pc);
+    tml_table_free(cm);
+    tml_eval_result_free(&r);
+    tml_dataset_free(ds);
+    tml_model_free(m);
+    return 0;
+}

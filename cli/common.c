@@ -1,0 +1,381 @@
+/*
+ * common.c - option parsing, errors, model/dataset I/O and progress for every
+ * subcommand.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "tinyml/tml_format.h"
+
+volatile int cli_cancel_flag = 0;
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (cli_cancel_flag) _exit(130); /* second Ctrl-C: stop now */
+    cli_cancel_flag = 1;
+}
+
+void cli_install_sigint(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- messages ------------------------------------------------------------------- */
+
+static void vmsg(const cli *c, const char *kind, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "tinyml%s%s: %s", c && c->cmd ? " " : "", c && c->cmd ? c->cmd : "", kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_usage_error(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(c, "error: ", fmt, ap);
+    va_end(ap);
+    if (c && c->cmd) fprintf(stderr, "Try 'tinyml %s --help' for the options and examples.\n", c->cmd);
+    exit(EXIT_USAGE);
+}
+
+void cli_fail(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(c, "error: ", fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void cli_fail_status(const cli *c, tml_status st)
+{
+    const char *msg = tml_last_error();
+    fprintf(stderr, "tinyml%s%s: error: %s\n", c && c->cmd ? " " : "", c && c->cmd ? c->cmd : "",
+            msg && *msg ? msg : tml_status_name(st));
+    if (st == TML_ERR_INTERRUPTED) exit(130);
+    exit(st == TML_ERR_INVALID ? EXIT_USAGE : 1);
+}
+
+void cli_log(const cli *c, const char *fmt, ...)
+{
+    if (c && c->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(c, "", fmt, ap);
+    va_end(ap);
+}
+
+void cli_warn(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg(c, "warning: ", fmt, ap);
+    va_end(ap);
+}
+
+/* ---- parsing ---------------------------------------------------------------------- */
+
+int cli_parse_double(const char *s, double *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_long(const char *s, long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+void cli_init(cli *c, const char *cmd, const char *help, int argc, char **argv)
+{
+    memset(c, 0, sizeof *c);
+    c->cmd = cmd;
+    c->help = help;
+    c->argc = argc;
+    c->argv = argv;
+    c->i = 0; /* argv[0] is the command name */
+    c->fmt = TML_FMT_TABLE;
+    c->seed = 1;
+}
+
+/* Matches the current argument against --name / -s; sets c->val for inline
+ * values. Returns 1 on a match. */
+static int match(cli *c, const char *name, char short_name)
+{
+    if (c->matched || c->opts_done) return 0;
+    const char *a = c->arg;
+    c->val = NULL;
+    if (a[0] == '-' && a[1] == '-' && name) {
+        size_t l = strlen(name);
+        if (strncmp(a + 2, name, l) == 0 && (a[2 + l] == '\0' || a[2 + l] == '=')) {
+            if (a[2 + l] == '=') c->val = a + 3 + l;
+            return 1;
+        }
+        return 0;
+    }
+    if (short_name && a[0] == '-' && a[1] == short_name) {
+        if (a[2]) c->val = a + 2;
+        return 1;
+    }
+    return 0;
+}
+
+static const char *take_value(cli *c, const char *name)
+{
+    if (c->val) return c->val;
+    if (c->i + 1 >= c->argc) cli_usage_error(c, "option --%s needs a value", name);
+    c->i++;
+    return c->argv[c->i];
+}
+
+int cli_flag(cli *c, const char *name, char short_name)
+{
+    if (!match(c, name, short_name)) return 0;
+    if (c->val) cli_usage_error(c, "option --%s takes no value", name);
+    c->matched = 1;
+    return 1;
+}
+
+int cli_str(cli *c, const char *name, char short_name, const char **out)
+{
+    if (!match(c, name, short_name)) return 0;
+    *out = take_value(c, name);
+    c->matched = 1;
+    return 1;
+}
+
+int cli_int(cli *c, const char *name, char short_name, long lo, long hi, int *out)
+{
+    if (!match(c, name, short_name)) return 0;
+    const char *v = take_value(c, name);
+    long x;
+    if (cli_parse_long(v, &x)) cli_usage_error(c, "--%s expects an integer, got '%s'", name, v);
+    if (x < lo || x > hi) cli_usage_error(c, "--%s must be between %ld and %ld (got %ld)", name, lo, hi, x);
+    *out = (int)x;
+    c->matched = 1;
+    return 1;
+}
+
+int cli_i64(cli *c, const char *name, char short_name, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!match(c, name, short_name)) return 0;
+    const char *v = take_value(c, name);
+    long x;
+    if (cli_parse_long(v, &x)) cli_usage_error(c, "--%s expects an integer, got '%s'", name, v);
+    if (x < lo || x > hi) cli_usage_error(c, "--%s must be between %lld and %lld (got %ld)", name, (long long)lo, (long long)hi, x);
+    *out = x;
+    c->matched = 1;
+    return 1;
+}
+
+int cli_double(cli *c, const char *name, char short_name, double lo, double hi, double *out)
+{
+    if (!match(c, name, short_name)) return 0;
+    const char *v = take_value(c, name);
+    double x;
+    if (cli_parse_double(v, &x)) cli_usage_error(c, "--%s expects a number, got '%s'", name, v);
+    if (x < lo || x > hi) cli_usage_error(c, "--%s must be between %g and %g (got %g)", name, lo, hi, x);
+    *out = x;
+    c->matched = 1;
+    return 1;
+}
+
+int cli_positional(cli *c, const char **out, int max)
+{
+    if (c->matched) return 0;
+    const char *a = c->arg;
+    if (!c->opts_done && a[0] == '-' && a[1] != '\0') return 0;
+    for (int k = 0; k < max; k++) {
+        if (!out[k]) {
+            out[k] = a;
+            c->matched = 1;
+            return 1;
+        }
+    }
+    cli_usage_error(c, "unexpected argument '%s'", a);
+}
+
+void cli_unknown(cli *c)
+{
+    if (c->matched) return;
+    cli_usage_error(c, "unknown option '%s'", c->arg);
+}
+
+int cli_next(cli *c)
+{
+    for (;;) {
+        c->i++;
+        if (c->i >= c->argc) return 0;
+        c->arg = c->argv[c->i];
+        c->matched = 0;
+        c->val = NULL;
+        if (!c->opts_done && strcmp(c->arg, "--") == 0) {
+            c->opts_done = 1;
+            continue;
+        }
+        if (!c->opts_done && (strcmp(c->arg, "--help") == 0 || strcmp(c->arg, "-h") == 0)) {
+            fputs(c->help, stdout);
+            exit(0);
+        }
+        const char *f;
+        int64_t seed;
+        if (cli_flag(c, "quiet", 'q')) {
+            c->quiet = 1;
+            continue;
+        }
+        if (cli_str(c, "format", 0, &f)) {
+            if (tml_fmt_parse(f, &c->fmt)) cli_usage_error(c, "%s", tml_last_error());
+            continue;
+        }
+        if (cli_i64(c, "seed", 0, 0, INT64_MAX, &seed)) {
+            c->seed = (uint64_t)seed;
+            c->seed_set = 1;
+            continue;
+        }
+        return 1;
+    }
+}
+
+/* ---- models and datasets ------------------------------------------------------------ */
+
+tml_model *cli_load_model(const cli *c, const char *path)
+{
+    int from_stdin = !path || strcmp(path, "-") == 0;
+    if (from_stdin && isatty(STDIN_FILENO))
+        cli_usage_error(c, "no model given: pass MODEL.tmf, or pipe a model into stdin");
+    tml_model *m = NULL;
+    tml_status st = tml_model_load(from_stdin ? "-" : path, &m);
+    if (st) {
+        tml_error_context(st, "%s", from_stdin ? "<stdin>" : path);
+        cli_fail_status(c, st);
+    }
+    return m;
+}
+
+int cli_model_to_stdout(const char *out) { return !out || strcmp(out, "-") == 0; }
+
+void cli_save_model(const cli *c, const tml_model *m, const char *out)
+{
+    if (cli_model_to_stdout(out) && isatty(STDOUT_FILENO))
+        cli_usage_error(c, "refusing to write a binary model to a terminal: use -o FILE or a pipe");
+    tml_status st = tml_model_save(m, cli_model_to_stdout(out) ? "-" : out, NULL);
+    if (st) cli_fail_status(c, st);
+}
+
+tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *default_split)
+{
+    if (!spec) cli_usage_error(c, "--data is required (e.g. --data fashion-mnist)");
+    tml_dataset *ds = NULL;
+    tml_status st = tml_dataset_open(spec, default_split, &ds);
+    if (st) cli_fail_status(c, st);
+    return ds;
+}
+
+void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n)
+{
+    char *txt = tml_tables_render(tables, n, c->fmt);
+    if (!txt) cli_fail(c, "out of memory rendering the report");
+    fputs(txt, f);
+    fflush(f);
+    free(txt);
+}
+
+void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
+{
+    cJSON *e = cJSON_CreateObject();
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    cJSON_AddStringToObject(e, "pass", c->cmd);
+    cJSON_AddStringToObject(e, "time", when);
+    cJSON_AddStringToObject(e, "tinyml", TML_VERSION_STRING);
+    if (entry) {
+        cJSON *it = entry->child;
+        while (it) {
+            cJSON *next = it->next;
+            cJSON_DetachItemViaPointer(entry, it);
+            cJSON_AddItemToObject(e, it->string, it);
+            it = next;
+        }
+        cJSON_Delete(entry);
+    }
+    char *txt = cJSON_PrintUnformatted(e);
+    cJSON_Delete(e);
+    if (!txt) cli_fail(c, "out of memory");
+    tml_status st = tml_model_add_history(m, txt);
+    cJSON_free(txt);
+    if (st) cli_fail_status(c, st);
+}
+
+/* ---- progress -------------------------------------------------------------------------- */
+
+void cli_progress_start(cli_progress *p, const cli *c, const char *label)
+{
+    memset(p, 0, sizeof *p);
+    p->c = c;
+    p->label = label;
+    p->t0 = cli_now();
+    p->active = !c->quiet && isatty(STDERR_FILENO);
+}
+
+void cli_progress_cb(void *user, int64_t done, int64_t total)
+{
+    cli_progress *p = user;
+    if (!p->active) return;
+    double t = cli_now();
+    if (done < total && t - p->last < 0.1) return; /* redraw at most 10x per second */
+    p->last = t;
+    double frac = total > 0 ? (double)done / (double)total : 0.0;
+    int width = 30, fill = (int)(frac * width + 0.5);
+    double el = t - p->t0, rate = el > 0 ? (double)done / el : 0.0;
+    double eta = rate > 0 ? (double)(total - done) / rate : 0.0;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "\r%s [%s] %lld/%lld  %.0f/s  ETA %.0fs ", p->label, bar, (long long)done, (long long)total, rate, eta);
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p)
+{
+    if (p->active) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+    }
+}

@@ -1,0 +1,192 @@
+/*
+ * engine.c - runs a finalized model on a batch: buffer setup, dispatch of each
+ * node to its kernel, input/output conversion.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "tinyml/tml_ops.h"
+
+static size_t node_scratch_f32(const tml_model *m, const tml_node *n, int batch)
+{
+    if (n->op != TML_OP_CONV2D) return 0;
+    tml_window w;
+    tml_window_from_node(m, n, batch, &w);
+    return tml_conv2d_f32_scratch_size(&w);
+}
+
+static tml_status check_float_node(const tml_model *m, const tml_node *n)
+{
+    for (int j = 0; j < n->n_in; j++) {
+        int t = n->in[j];
+        if (t >= 0 && m->tensors[t].dtype != TML_DTYPE_F32)
+            return tml_error(TML_ERR_UNSUPPORTED, "node '%s': tensor '%s' is %s; the float engine needs f32", n->name,
+                             m->tensors[t].name, tml_dtype_name(m->tensors[t].dtype));
+    }
+    if (m->tensors[n->out].dtype != TML_DTYPE_F32)
+        return tml_error(TML_ERR_UNSUPPORTED, "node '%s': output is %s; the float engine needs f32", n->name,
+                         tml_dtype_name(m->tensors[n->out].dtype));
+    return TML_OK;
+}
+
+tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_opts *opts, tml_engine **out)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > (1 << 20)) return tml_error(TML_ERR_INVALID, "batch size %d out of range", max_batch);
+    if (tml_model_is_quantized(m))
+        return tml_error(TML_ERR_UNSUPPORTED, "this build's engine runs float models only; the model is int8");
+    for (int i = 0; i < m->n_nodes; i++) {
+        tml_status st = check_float_node(m, &m->nodes[i]);
+        if (st) return st;
+    }
+    tml_engine *e = calloc(1, sizeof *e);
+    if (!e) return tml_error(TML_ERR_NOMEM, "out of memory");
+    e->m = m;
+    e->max_batch = max_batch;
+    if (opts) e->opts = *opts;
+    int nt = m->n_tensors;
+    e->offset = malloc(sizeof(int64_t) * (size_t)(nt ? nt : 1));
+    int *root = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+    tml_status st = TML_OK;
+    if (!e->offset || !root) {
+        st = tml_error(TML_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    int64_t arena = 0;
+    st = tml_plan_buffers(m, max_batch, e->opts.keep_all, TML_PLAN_ALIGN_HOST, e->offset, root, &arena);
+    if (st) goto fail;
+    e->arena_bytes = (size_t)arena;
+    e->arena = aligned_alloc(TML_PLAN_ALIGN_HOST, e->arena_bytes ? e->arena_bytes : TML_PLAN_ALIGN_HOST);
+    if (!e->arena) {
+        st = tml_error(TML_ERR_NOMEM, "out of memory: activations need %zu bytes for batch %d", e->arena_bytes, max_batch);
+        goto fail;
+    }
+    size_t scratch = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        size_t s = node_scratch_f32(m, &m->nodes[i], max_batch);
+        if (s > scratch) scratch = s;
+    }
+    e->scratch_bytes = scratch;
+    if (scratch) {
+        e->scratch = aligned_alloc(TML_PLAN_ALIGN_HOST, (scratch + TML_PLAN_ALIGN_HOST - 1) / TML_PLAN_ALIGN_HOST * TML_PLAN_ALIGN_HOST);
+        if (!e->scratch) {
+            st = tml_error(TML_ERR_NOMEM, "out of memory: kernel scratch of %zu bytes", scratch);
+            goto fail;
+        }
+    }
+    free(root);
+    *out = e;
+    return TML_OK;
+fail:
+    free(root);
+    tml_engine_free(e);
+    return st;
+}
+
+void tml_engine_free(tml_engine *e)
+{
+    if (!e) return;
+    free(e->offset);
+    free(e->arena);
+    free(e->scratch);
+    free(e->prep);
+    free(e);
+}
+
+size_t tml_engine_arena_bytes(const tml_engine *e) { return e->arena_bytes; }
+size_t tml_engine_scratch_bytes(const tml_engine *e) { return e->scratch_bytes; }
+
+const void *tml_engine_activation(const tml_engine *e, int id)
+{
+    if (!e->opts.keep_all || id < 0 || id >= e->m->n_tensors) return NULL;
+    if (e->m->tensors[id].kind != TML_TENSOR_ACT) return NULL;
+    return tml_engine_buf(e, id);
+}
+
+static const float *opt_f32(const tml_engine *e, const tml_node *n, int j)
+{
+    return (j < n->n_in && n->in[j] >= 0) ? tml_engine_buf(e, n->in[j]) : NULL;
+}
+
+static void run_node_f32(tml_engine *e, const tml_node *n, int batch)
+{
+    const tml_model *m = e->m;
+    const float *x = tml_engine_buf(e, n->in[0]);
+    float *y = tml_engine_buf(e, n->out);
+    int64_t count = (int64_t)batch * tml_tensor_numel(&m->tensors[n->out]);
+    int ref = e->opts.use_ref;
+    tml_window w;
+    switch (n->op) {
+    case TML_OP_CONV2D:
+        tml_window_from_node(m, n, batch, &w);
+        if (ref)
+            tml_conv2d_f32_ref(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y);
+        else
+            tml_conv2d_f32(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y, e->scratch);
+        break;
+    case TML_OP_DEPTHWISE_CONV2D:
+        tml_window_from_node(m, n, batch, &w);
+        if (ref)
+            tml_dwconv2d_f32_ref(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y);
+        else
+            tml_dwconv2d_f32(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y);
+        break;
+    case TML_OP_DENSE: {
+        const tml_tensor *wt = &m->tensors[n->in[1]];
+        if (ref)
+            tml_dense_f32_ref(batch, wt->dims[1], wt->dims[0], x, wt->data, opt_f32(e, n, 2), n->act, y);
+        else
+            tml_dense_f32(batch, wt->dims[1], wt->dims[0], x, wt->data, opt_f32(e, n, 2), n->act, y);
+        break;
+    }
+    case TML_OP_RELU: tml_relu_f32_ref(count, x, y); break;
+    case TML_OP_RELU6: tml_relu6_f32_ref(count, x, y); break;
+    case TML_OP_MAXPOOL:
+        tml_window_from_node(m, n, batch, &w);
+        tml_maxpool_f32_ref(&w, x, y);
+        break;
+    case TML_OP_AVGPOOL:
+        tml_window_from_node(m, n, batch, &w);
+        tml_avgpool_f32_ref(&w, x, y);
+        break;
+    case TML_OP_GLOBAL_AVGPOOL: {
+        const tml_tensor *xt = &m->tensors[n->in[0]];
+        tml_global_avgpool_f32_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
+        break;
+    }
+    case TML_OP_ADD: tml_add_f32_ref(count, x, tml_engine_buf(e, n->in[1]), n->act, y); break;
+    case TML_OP_RESHAPE:
+    case TML_OP_DROPOUT:
+        /* aliases share the buffer; with keep_all they have their own */
+        if ((const void *)x != (void *)y) memcpy(y, x, sizeof(float) * (size_t)count);
+        break;
+    case TML_OP_SOFTMAX: {
+        const tml_tensor *yt = &m->tensors[n->out];
+        int k = yt->dims[yt->ndim - 1];
+        tml_softmax_f32_ref((int)(count / k), k, x, y);
+        break;
+    }
+    case TML_OP_BATCHNORM: {
+        const tml_tensor *yt = &m->tensors[n->out];
+        int c = yt->dims[yt->ndim - 1];
+        tml_batchnorm_f32_ref(count / c, c, x, tml_engine_buf(e, n->in[1]), tml_engine_buf(e, n->in[2]),
+                              tml_engine_buf(e, n->in[3]), tml_engine_buf(e, n->in[4]), n->eps, y);
+        break;
+    }
+    default: TML_ASSERT(0 && "op not handled by the float engine");
+    }
+}
+
+tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y)
+{
+    const tml_model *m = e->m;
+    if (n < 1 || n > e->max_batch) return tml_error(TML_ERR_INVALID, "batch of %d samples (engine prepared for 1..%d)", n, e->max_batch);
+    int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    int64_t out_numel = tml_tensor_numel(&m->tensors[m->output]);
+    memcpy(tml_engine_buf(e, m->input), x, sizeof(float) * (size_t)(in_numel * n));
+    for (int i = 0; i < m->n_nodes; i++) run_node_f32(e, &m->nodes[i], n);
+    memcpy(y, tml_engine_buf(e, m->output), sizeof(float) * (size_t)(out_numel * n));
+    e->last_n = n;
+    return TML_OK;
+}

@@ -1,0 +1,45 @@
+/*
+ * engine_internal.h - engine state shared by the engine's source files.
+ */
+#ifndef TML_ENGINE_INTERNAL_H
+#define TML_ENGINE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "tinyml/tml_engine.h"
+
+/* Alignment of every activation buffer: 64 bytes (a cache line, and enough for
+ * any vector load) on the host; planners for devices use 16. */
+#define TML_PLAN_ALIGN_HOST 64
+#define TML_PLAN_ALIGN_DEVICE 16
+
+struct tml_engine {
+    const tml_model *m;
+    int max_batch;
+    tml_engine_opts opts;
+    int64_t *offset;    /* (n_tensors) arena byte offset of each activation, -1 for params */
+    uint8_t *arena;     /* activations, shared by liveness */
+    size_t arena_bytes;
+    void *scratch;      /* kernel scratch (im2col, accumulators) */
+    size_t scratch_bytes;
+    void **prep;        /* (n_nodes) per-node prepared data (int8 multipliers ...) or NULL */
+    int last_n;         /* batch size of the last run */
+};
+
+/* Is node `node` one whose output shares its input's buffer? */
+int tml_plan_is_alias(const tml_model *m, int node);
+
+/* Plans buffers for `batch` samples. separate != 0 gives every tensor its own
+ * buffer. root (n_tensors) receives each tensor's buffer owner. */
+tml_status tml_plan_buffers(const tml_model *m, int batch, int separate, int align, int64_t *offsets, int *root,
+                            int64_t *arena_bytes);
+
+/* Pointer to the batch buffer of activation `t` (or the data of a param). */
+static inline void *tml_engine_buf(const struct tml_engine *e, int t)
+{
+    const tml_tensor *x = &e->m->tensors[t];
+    if (x->kind == TML_TENSOR_PARAM) return x->data;
+    return e->arena + e->offset[t];
+}
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * evaluate.c - accuracy of a model on a dataset: top-1, top-5, per-class
+ * accuracy, confusion matrix, mean cross-entropy and throughput.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine_internal.h"
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *info)
+{
+    const tml_tensor *in = &m->tensors[m->input];
+    int64_t dnumel = (int64_t)info->h * info->w * info->c;
+    int ok;
+    if (in->ndim == 3)
+        ok = in->dims[0] == info->h && in->dims[1] == info->w && in->dims[2] == info->c;
+    else
+        ok = tml_tensor_numel(in) == dnumel;
+    if (!ok) {
+        char ms[64] = "", ds[64];
+        for (int i = 0; i < in->ndim; i++) {
+            size_t l = strlen(ms);
+            snprintf(ms + l, sizeof ms - l, "%s%d", i ? "x" : "", in->dims[i]);
+        }
+        snprintf(ds, sizeof ds, "%dx%dx%d", info->h, info->w, info->c);
+        return tml_error(TML_ERR_SHAPE, "dataset '%s' has samples of shape %s but the model expects %s", info->name, ds, ms);
+    }
+    int64_t classes = tml_tensor_numel(&m->tensors[m->output]);
+    if (info->n_classes > classes)
+        return tml_error(TML_ERR_SHAPE, "dataset '%s' has %d classes but the model has only %lld outputs", info->name,
+                         info->n_classes, (long long)classes);
+    tml_status st = tml_preproc_check(&m->meta.pre, info->c);
+    if (st) return tml_error_context(st, "model preprocessing does not fit dataset '%s'", info->name);
+    return TML_OK;
+}
+
+static int ends_in_softmax(const tml_model *m)
+{
+    int p = tml_model_producer(m, m->output);
+    return p >= 0 && m->nodes[p].op == TML_OP_SOFTMAX;
+}
+
+static tml_status result_init(tml_eval_result *r, int k)
+{
+    memset(r, 0, sizeof *r);
+    r->n_classes = k;
+    r->class_total = calloc((size_t)k, sizeof(int64_t));
+    r->class_correct = calloc((size_t)k, sizeof(int64_t));
+    r->confusion = calloc((size_t)k * (size_t)k, sizeof(int64_t));
+    if (!r->class_total || !r->class_correct || !r->confusion) {
+        tml_eval_result_free(r);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    return TML_OK;
+}
+
+void tml_eval_result_free(tml_eval_result *r)
+{
+    if (!r) return;
+    free(r->class_total);
+    free(r->class_correct);
+    free(r->confusion);
+    r->class_total = r->class_correct = r->confusion = NULL;
+}
+
+/* Adds one batch of outputs (n, k) with true labels to the running totals. */
+static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels, int n, int k, int probs, double *loss_sum)
+{
+    for (int i = 0; i < n; i++) {
+        const float *row = y + (size_t)i * (size_t)k;
+        int lab = labels[i];
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            if (row[j] > row[best]) best = j;
+        /* rank of the true class: number of classes scoring strictly higher
+         * (ties resolved in favour of the true class, as argmax picks the first) */
+        int higher = 0;
+        for (int j = 0; j < k; j++)
+            if (row[j] > row[lab] || (row[j] == row[lab] && j < lab)) higher++;
+        r->correct1 += best == lab;
+        r->correct5 += higher < 5;
+        r->class_total[lab]++;
+        r->class_correct[lab] += best == lab;
+        r->confusion[(size_t)lab * (size_t)k + (size_t)best]++;
+        double l;
+        if (probs) {
+            l = -log(row[lab] > 1e-30f ? (double)row[lab] : 1e-30);
+        } else {
+            double mx = row[0];
+            for (int j = 1; j < k; j++)
+                if (row[j] > mx) mx = row[j];
+            double s = 0.0;
+            for (int j = 0; j < k; j++) s += exp((double)row[j] - mx);
+            l = mx + log(s) - (double)row[lab];
+        }
+        *loss_sum += l;
+    }
+    r->n += n;
+}
+
+static void finish(tml_eval_result *r, double loss_sum, double seconds)
+{
+    r->top1 = r->n ? (double)r->correct1 / (double)r->n : 0.0;
+    r->top5 = r->n ? (double)r->correct5 / (double)r->n : 0.0;
+    r->loss = r->n ? loss_sum / (double)r->n : 0.0;
+    r->seconds = seconds;
+    r->samples_per_s = seconds > 0 ? (double)r->n / seconds : 0.0;
+}
+
+/* Where the samples of an evaluation come from: a streamed dataset or
+ * in-memory samples selected by index. fetch() fills up to `want` raw samples. */
+typedef struct source {
+    tml_dataset *ds;
+    const tml_samples *s;
+    const int64_t *idx;
+    int64_t pos;
+    int64_t *bidx;
+} source;
+
+static tml_status fetch(source *src, int want, float *x, int32_t *lab, int *got)
+{
+    if (src->ds) return tml_dataset_next(src->ds, want, x, lab, got);
+    for (int i = 0; i < want; i++) src->bidx[i] = src->idx ? src->idx[src->pos + i] : src->pos + i;
+    tml_samples_gather(src->s, src->bidx, want, x, lab);
+    src->pos += want;
+    *got = want;
+    return TML_OK;
+}
+
+static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_info *info, int64_t total,
+                            const tml_eval_opts *opts, tml_eval_result *r)
+{
+    tml_eval_opts o = {0};
+    if (opts) o = *opts;
+    if (o.batch <= 0) o.batch = 256;
+    tml_status st = tml_check_dataset_fits(m, info);
+    if (st) return st;
+    int k = (int)tml_tensor_numel(&m->tensors[m->output]);
+    st = result_init(r, k);
+    if (st) return st;
+    if (o.limit > 0 && o.limit < total) total = o.limit;
+    if ((int64_t)o.batch > total && total > 0) o.batch = (int)total;
+    int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    float *x = malloc(sizeof(float) * (size_t)in_numel * (size_t)o.batch);
+    float *y = malloc(sizeof(float) * (size_t)k * (size_t)o.batch);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)o.batch);
+    src->bidx = malloc(sizeof(int64_t) * (size_t)o.batch);
+    tml_engine *e = NULL;
+    if (!x || !y || !lab || !src->bidx) {
+        st = tml_error(TML_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    tml_engine_opts eo = {.use_ref = o.use_ref};
+    st = tml_engine_new(m, o.batch, &eo, &e);
+    if (st) goto out;
+    int probs = ends_in_softmax(m);
+    double loss_sum = 0.0, t0 = now_seconds();
+    while (r->n < total) {
+        if (o.cancel && *o.cancel) {
+            st = tml_error(TML_ERR_INTERRUPTED, "interrupted after %lld samples", (long long)r->n);
+            goto out;
+        }
+        int want = (int)((total - r->n) < o.batch ? (total - r->n) : o.batch), got = 0;
+        st = fetch(src, want, x, lab, &got);
+        if (st) goto out;
+        if (got == 0) break;
+        for (int i = 0; i < got; i++)
+            if (lab[i] < 0 || lab[i] >= k) {
+                st = tml_error(TML_ERR_FORMAT, "label %d of sample %lld is outside the model's %d classes", lab[i],
+                               (long long)(r->n + i), k);
+                goto out;
+            }
+        tml_preproc_apply(&m->meta.pre, (int64_t)got * in_numel, info->c, x);
+        st = tml_engine_run(e, x, got, y);
+        if (st) goto out;
+        accumulate(r, y, lab, got, k, probs, &loss_sum);
+        if (o.progress) o.progress(o.progress_user, r->n, total);
+    }
+    finish(r, loss_sum, now_seconds() - t0);
+out:
+    if (st) tml_eval_result_free(r);
+    tml_engine_free(e);
+    free(x);
+    free(y);
+    free(lab);
+    free(src->bidx);
+    src->bidx = NULL;
+    return st;
+}
+
+tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r)
+{
+    const tml_dataset_info *info = tml_dataset_get_info(ds);
+    source src = {.ds = ds};
+    return eval_loop(m, &src, info, info->count, opts, r);
+}
+
+tml_status tml_evaluate_samples(const tml_model *m, const tml_samples *s, const int64_t *idx, int64_t n,
+                                const tml_eval_opts *opts, tml_eval_result *r)
+{
+    tml_dataset_info info = {0};
+    snprintf(info.name, sizeof info.name, "in-memory samples");
+    info.h = s->h;
+    info.w = s->w;
+    info.c = s->c;
+    info.n_classes = s->n_classes;
+    if (n > s->n || n < 0) n = s->n;
+    source src = {.s = s, .idx = idx};
+    return eval_loop(m, &src, &info, n, opts, r);
+}

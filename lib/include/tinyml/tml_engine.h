@@ -1,0 +1,97 @@
+/*
+ * tml_engine.h - the executor (lib/engine/): runs a finalized model on a batch,
+ * plans activation buffers by liveness, and evaluates a model on a dataset.
+ *
+ * An engine borrows the model: the model must outlive the engine and must not
+ * be edited while the engine exists. One engine must not be run from two
+ * threads at once; two engines on the same model may.
+ */
+#ifndef TML_ENGINE_H
+#define TML_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tml_core.h"
+#include "tml_dataset.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tml_engine tml_engine;
+
+typedef struct tml_engine_opts {
+    int use_ref;  /* run the scalar reference kernels instead of the fast ones */
+    int keep_all; /* give every activation its own buffer (for inspection / compare) */
+} tml_engine_opts;
+
+/* Prepares buffers for batches of up to `max_batch` samples. opts may be NULL. */
+tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_opts *opts, tml_engine **out);
+void tml_engine_free(tml_engine *e);
+
+/* Runs n <= max_batch samples. x: (n, input numel) preprocessed floats; for an
+ * int8 model they are quantized with the input tensor's scale/zero point.
+ * y: (n, output numel) floats (int8 outputs are dequantized). */
+tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y);
+
+/* After a run with keep_all: the activation of tensor `id` for the last batch,
+ * (n, numel) values in the tensor's dtype; NULL for params or without keep_all. */
+const void *tml_engine_activation(const tml_engine *e, int id);
+
+/* Bytes of the activation arena for max_batch samples (buffers shared by liveness). */
+size_t tml_engine_arena_bytes(const tml_engine *e);
+/* Bytes of kernel scratch. */
+size_t tml_engine_scratch_bytes(const tml_engine *e);
+
+/* Liveness-based plan for one inference (batch 1): offset of each activation in
+ * a single arena. `offsets` has n_tensors entries (-1 for params / not planned).
+ * Reshape and dropout share their input's buffer. Returns the arena size. */
+tml_status tml_plan_activations(const tml_model *m, int batch, int64_t *offsets, int64_t *arena_bytes);
+/* Peak activation memory of a single inference = arena size of the batch-1 plan. */
+tml_status tml_model_peak_activation_bytes(const tml_model *m, int64_t *bytes);
+
+/* ---- evaluation ------------------------------------------------------------------ */
+
+typedef void (*tml_progress_fn)(void *user, int64_t done, int64_t total);
+
+typedef struct tml_eval_opts {
+    int64_t limit;    /* <= 0: all samples */
+    int batch;        /* <= 0: 256 */
+    int use_ref;
+    tml_progress_fn progress; /* called after each batch, may be NULL */
+    void *progress_user;
+    volatile int *cancel; /* if non-NULL and set, stop with TML_ERR_INTERRUPTED */
+} tml_eval_opts;
+
+typedef struct tml_eval_result {
+    int64_t n;            /* samples evaluated */
+    int n_classes;        /* model outputs */
+    int64_t correct1, correct5;
+    double top1, top5;    /* fractions in [0,1]; top5 only meaningful if n_classes > 5 */
+    double loss;          /* mean cross-entropy of softmax(output) (output taken as logits
+                             unless the model ends in softmax) */
+    int64_t *class_total;   /* (n_classes) samples per true class */
+    int64_t *class_correct; /* (n_classes) */
+    int64_t *confusion;     /* (n_classes, n_classes): [true][predicted] */
+    double seconds;         /* wall time of model execution + data reading */
+    double samples_per_s;
+} tml_eval_result;
+
+/* Checks that a dataset's sample shape and labels fit a model; the error says why not. */
+tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *info);
+
+/* Streams the dataset from its current position, applies the model's
+ * preprocessing, runs the engine, accumulates metrics. */
+tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r);
+void tml_eval_result_free(tml_eval_result *r);
+
+/* Evaluates on in-memory samples idx[0..n) (or the first n when idx is NULL);
+ * used by passes that evaluate many variants of a model on the same data. */
+tml_status tml_evaluate_samples(const tml_model *m, const tml_samples *s, const int64_t *idx, int64_t n,
+                                const tml_eval_opts *opts, tml_eval_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,118 @@
+/*
+ * tml_ops_s8.h - integer-only INT8 kernels (lib/ops/*_s8.c), TFLite quantization
+ * spec semantics (docs/numerics.md):
+ *
+ *   real = scale * (q - zero_point)
+ *   weights: int8 symmetric in [-127, 127], zero point 0, per output channel
+ *            (conv: dim 0 of OHWI; depthwise: dim 3 of 1HWC; dense: dim 0)
+ *   activations: int8 asymmetric, per tensor
+ *   bias: int32, scale = input_scale * weight_scale[oc], zero point 0
+ *   requantization: acc (int32) * M with M = in_scale * w_scale / out_scale
+ *            given as a Q31 multiplier and a power-of-two shift:
+ *            tml_requantize(acc, mult, shift) =
+ *              rounding_right_shift(sat_rounding_doubling_high_mul(acc << max(shift,0), mult), max(-shift,0))
+ *            where the doubling high multiply rounds half away from zero and
+ *            the right shift rounds half away from zero.
+ *   fused ReLU/ReLU6 = clamp of the output to [act_min, act_max].
+ *
+ * Every kernel has a scalar `_ref` twin; fast kernels match it exactly.
+ * Kernels never allocate and never fail.
+ */
+#ifndef TML_OPS_S8_H
+#define TML_OPS_S8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tml_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- fixed-point helpers --------------------------------------------------------- */
+
+/* Splits a real multiplier M (> 0, finite) into a Q31 mult in [2^30, 2^31) and a
+ * shift with M ~= mult * 2^(shift - 31). M == 0 gives mult 0, shift 0.
+ * Multipliers below 2^-31 underflow to mult 0; above 2^31 are clamped (callers
+ * reject such scales before). */
+void tml_quantize_multiplier(double real, int32_t *mult, int *shift);
+/* round(a * b / 2^31), half away from zero, saturating the one overflow case
+ * a == b == INT32_MIN. */
+int32_t tml_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
+/* x / 2^exponent rounded half away from zero; exponent in [0, 31]. */
+int32_t tml_rounding_divide_by_pot(int32_t x, int exponent);
+/* The requantization above. shift in [-31, 30]. */
+int32_t tml_requantize(int32_t acc, int32_t mult, int shift);
+
+/* Quantized clamp bounds of a fused activation for an output (scale, zp). */
+void tml_act_bounds_s8(tml_act act, float scale, int32_t zp, int32_t *act_min, int32_t *act_max);
+
+/* ---- conv / depthwise / dense -------------------------------------------------------- */
+
+typedef struct tml_qparams {
+    int32_t in_zp;          /* input zero point (weights are symmetric) */
+    int32_t out_zp;
+    const int32_t *mult;    /* (out channels) requantization multipliers */
+    const int32_t *shift;   /* (out channels) */
+    int32_t act_min, act_max; /* output clamp, within [-128, 127] */
+} tml_qparams;
+
+/* x (n,h,w,c) int8, w (o,kh,kw,c/groups) int8, bias (o) int32 or NULL, y (n,oh,ow,o).
+ * Out-of-range taps read the input zero point (i.e. real 0). */
+void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                       const int32_t *bias, int8_t *y);
+size_t tml_conv2d_s8_scratch_size(const tml_window *p);
+void tml_conv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                   const int32_t *bias, int8_t *y, void *scratch);
+
+/* x (n,h,w,c), w (1,kh,kw,c*m), bias (c*m), y (n,oh,ow,c*m) */
+void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                         const int32_t *bias, int8_t *y);
+void tml_dwconv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                     const int32_t *bias, int8_t *y);
+
+/* x (n,in), w (out,in), bias (out), y (n,out). q->mult/shift have `out` entries
+ * (per-tensor weights repeat the same value). */
+void tml_dense_s8_ref(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                      const int32_t *bias, int8_t *y);
+size_t tml_dense_s8_scratch_size(int n, int in, int out);
+void tml_dense_s8(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                  const int32_t *bias, int8_t *y, void *scratch);
+
+/* ---- elementwise / pools / softmax ----------------------------------------------------- */
+
+/* Add with rescaling (TFLite's method): both inputs are shifted left by
+ * left_shift (20), rescaled to a common scale 2*max(s1,s2) with in1/in2
+ * multipliers, summed, requantized to the output, clamped. */
+typedef struct tml_add_s8_params {
+    int32_t in1_zp, in2_zp, out_zp;
+    int left_shift;
+    int32_t in1_mult, in2_mult, out_mult;
+    int in1_shift, in2_shift, out_shift;
+    int32_t act_min, act_max;
+} tml_add_s8_params;
+/* Fills the multipliers from the real scales (s1, s2 inputs, so output). */
+void tml_add_s8_prepare(float s1, int32_t zp1, float s2, int32_t zp2, float so, int32_t zpo, tml_act act,
+                        tml_add_s8_params *p);
+void tml_add_s8_ref(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+
+/* clamp to [lo, hi] (standalone ReLU / ReLU6 keep their input's scale) */
+void tml_clamp_s8_ref(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t *y);
+
+/* Pools keep the input's scale and zero point. Average: sum of in-range taps
+ * divided by their count, rounded half away from zero; then clamped. */
+void tml_maxpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
+void tml_avgpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
+void tml_global_avgpool_s8_ref(int n, int hw, int c, const int8_t *x, int8_t *y);
+
+/* Softmax over rows, integer only at run time: output scale 1/256, zero point
+ * -128. lut[d] for d = 0..255 is round(2^16 * exp(-in_scale * d)) (computed once
+ * by tml_softmax_s8_lut); y = clamp(round(256 * lut[max - x] / sum) - 128). */
+void tml_softmax_s8_lut(float in_scale, uint32_t lut[256]);
+void tml_softmax_s8_ref(int n, int k, const uint32_t lut[256], const int8_t *x, int8_t *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,14 @@
+#!/bin/sh
+# The test command: installs what is missing, builds, runs the whole suite.
+#   scripts/test.sh           release build in build/
+#   scripts/test.sh --asan    AddressSanitizer + UBSan build in build-asan/
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+"$ROOT/scripts/install-deps.sh"
+"$ROOT/scripts/build.sh" "$@"
+case " $* " in
+  *" --asan "*) BUILD_DIR=${BUILD_DIR:-$ROOT/build-asan} ;;
+  *) BUILD_DIR=${BUILD_DIR:-$ROOT/build} ;;
+esac
+cd "$BUILD_DIR"
+ctest --output-on-failure -j"$(nproc 2>/dev/null || echo 2)"

@@ -1,0 +1,45 @@
+# Helpers for the CLI end-to-end tests (sourced). $TINYML is the program under
+# test; each test gets a fresh scratch directory $W.
+set -u
+: "${TINYML:?TINYML must point to the tinyml program}"
+T=$TINYML
+NAME=$(basename "$0" .sh)
+W=${TML_TEST_TMPDIR:-/tmp/tinyml-test}/cli-$NAME
+rm -rf "$W"
+mkdir -p "$W"
+FAILS=0
+CHECKS=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  FAILS=$((FAILS + 1))
+}
+
+# expect_exit CODE DESCRIPTION -- command...   (stdout+stderr captured in $W/out)
+expect_exit() {
+  want=$1; desc=$2; shift 3
+  CHECKS=$((CHECKS + 1))
+  "$@" >"$W/out" 2>"$W/err"
+  got=$?
+  if [ "$got" -ne "$want" ]; then
+    fail "$desc: exit $got, expected $want"
+    sed 's/^/    stderr: /' "$W/err" | head -5 >&2
+    return 1
+  fi
+  return 0
+}
+
+# expect_grep FILE PATTERN DESCRIPTION
+expect_grep() {
+  CHECKS=$((CHECKS + 1))
+  if ! grep -q -- "$2" "$1"; then
+    fail "$3: '$2' not found in $(basename "$1")"
+    head -5 "$1" | sed 's/^/    /' >&2
+  fi
+}
+
+finish() {
+  echo "$NAME: $CHECKS checks, $FAILS failures"
+  [ "$FAILS" -eq 0 ]
+  exit $?
+}
