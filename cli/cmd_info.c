@@ -15,7 +15,7 @@ static const char help[] =
     "Usage: tinyml info [options] [MODEL]\n"
     "\n"
     "Show a model layer by layer: op, output shape, parameters, nonzeros,\n"
-    "sparsity, storage dtype and bits per weight, bytes in the file, MACs; with\n"
+    "sparsity of the weights, storage dtype and bits per weight, bytes in the file, MACs; with\n"
     "totals, the file size and the peak activation memory of one inference.\n"
     "With compressed weights (pruned / clustered) a second table shows the bytes\n"
     "after each compression stage.\n"
@@ -56,6 +56,7 @@ static void weight_kind(const tml_model *m, const tml_node *n, char *buf, size_t
 
 typedef struct node_bytes {
     int64_t params, nonzeros, file, f32, pruned, clustered, entropy;
+    int64_t weights, weight_nz; /* the weight tensor alone: sparsity is a property of weights */
 } node_bytes;
 
 static void plan_bytes(const tml_tensor *t, int sparse, int cluster, int entropy, int64_t *acc)
@@ -78,6 +79,10 @@ static void node_sizes(const tml_model *m, const tml_node *n, node_bytes *b)
         const tml_tensor *t = &m->tensors[id];
         b->params += tml_tensor_numel(t);
         b->nonzeros += tml_tensor_nonzeros(t);
+        if (j == 1 && tml_node_has_weights(n)) {
+            b->weights = tml_tensor_numel(t);
+            b->weight_nz = tml_tensor_nonzeros(t);
+        }
         b->f32 += 4 * tml_tensor_numel(t);
         plan_bytes(t, 1, 1, 1, &b->file);
         plan_bytes(t, 1, 0, 0, &b->pruned);
@@ -130,7 +135,7 @@ int cmd_info(int argc, char **argv)
         tml_table_str(t, 2, shp);
         tml_table_int(t, 3, b.params);
         tml_table_int(t, 4, b.nonzeros);
-        tml_table_num(t, 5, b.params ? 100.0 * (double)(b.params - b.nonzeros) / (double)b.params : 0.0 / 0.0, "%.1f");
+        tml_table_num(t, 5, b.weights ? 100.0 * (double)(b.weights - b.weight_nz) / (double)b.weights : 0.0 / 0.0, "%.1f");
         tml_table_str(t, 6, kind);
         tml_table_num(t, 7, b.params ? 8.0 * (double)b.file / (double)b.params : 0.0 / 0.0, "%.2f");
         tml_table_int(t, 8, b.file);
@@ -147,6 +152,8 @@ int cmd_info(int argc, char **argv)
             tml_table_num(s, 7, (double)b.f32 / (double)(b.entropy ? b.entropy : 1), "%.1fx");
         }
         tot.params += b.params;
+        tot.weights += b.weights;
+        tot.weight_nz += b.weight_nz;
         tot.nonzeros += b.nonzeros;
         tot.file += b.file;
         tot.f32 += b.f32;
@@ -160,7 +167,7 @@ int cmd_info(int argc, char **argv)
     tml_table_str(t, 0, "total");
     tml_table_int(t, 3, tot.params);
     tml_table_int(t, 4, tot.nonzeros);
-    tml_table_num(t, 5, tot.params ? 100.0 * (double)(tot.params - tot.nonzeros) / (double)tot.params : 0.0, "%.1f");
+    tml_table_num(t, 5, tot.weights ? 100.0 * (double)(tot.weights - tot.weight_nz) / (double)tot.weights : 0.0, "%.1f");
     tml_table_num(t, 7, tot.params ? 8.0 * (double)tot.file / (double)tot.params : 0.0, "%.2f");
     tml_table_int(t, 8, tot.file);
     tml_table_int(t, 9, macs);

@@ -279,10 +279,7 @@ tml_model *cli_load_model(const cli *c, const char *path)
         cli_usage_error(c, "no model given: pass MODEL.tmf, or pipe a model into stdin");
     tml_model *m = NULL;
     tml_status st = tml_model_load(from_stdin ? "-" : path, &m);
-    if (st) {
-        tml_error_context(st, "%s", from_stdin ? "<stdin>" : path);
-        cli_fail_status(c, st);
-    }
+    if (st) cli_fail_status(c, st); /* the reader's message names the file */
     return m;
 }
 

@@ -2,6 +2,7 @@
  * main.c - `tinyml <command> [options]`: dispatches to one cmd_<name>.c per
  * subcommand.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +39,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Writing to a closed pipe must be an error we report, not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

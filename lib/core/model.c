@@ -188,6 +188,55 @@ int tml_model_consumers(const tml_model *m, int t)
     return c;
 }
 
+void tml_model_remove_node(tml_model *m, int idx)
+{
+    TML_ASSERT(idx >= 0 && idx < m->n_nodes);
+    free(m->nodes[idx].name);
+    memmove(&m->nodes[idx], &m->nodes[idx + 1], sizeof(tml_node) * (size_t)(m->n_nodes - idx - 1));
+    m->n_nodes--;
+}
+
+void tml_model_replace_uses(tml_model *m, int from, int to)
+{
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] == from) m->nodes[i].in[j] = to;
+    if (m->output == from) m->output = to;
+}
+
+tml_status tml_model_compact(tml_model *m)
+{
+    int nt = m->n_tensors;
+    int *used = calloc((size_t)(nt ? nt : 1), sizeof(int));
+    if (!used) return tml_error(TML_ERR_NOMEM, "out of memory");
+    used[m->input] = used[m->output] = 1;
+    for (int i = 0; i < m->n_nodes; i++) {
+        used[m->nodes[i].out] = 1;
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] >= 0) used[m->nodes[i].in[j]] = 1;
+    }
+    /* used[] becomes the new id + 1 of kept tensors */
+    int k = 0;
+    for (int t = 0; t < nt; t++) {
+        if (used[t]) {
+            if (k != t) m->tensors[k] = m->tensors[t];
+            used[t] = ++k;
+        } else {
+            tensor_release(&m->tensors[t]);
+        }
+    }
+    m->n_tensors = k;
+    for (int i = 0; i < m->n_nodes; i++) {
+        m->nodes[i].out = used[m->nodes[i].out] - 1;
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] >= 0) m->nodes[i].in[j] = used[m->nodes[i].in[j]] - 1;
+    }
+    m->input = used[m->input] - 1;
+    m->output = used[m->output] - 1;
+    free(used);
+    return TML_OK;
+}
+
 /* ---- clone ------------------------------------------------------------------- */
 
 static tml_status clone_tensor(tml_tensor *dst, const tml_tensor *src)

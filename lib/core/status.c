@@ -20,10 +20,14 @@ void tml_clear_error(void) { errbuf[0] = '\0'; }
 
 tml_status tml_error(tml_status st, const char *fmt, ...)
 {
+    /* Format into a local buffer first: the arguments may point into errbuf
+     * (e.g. tml_error(st, "%s", tml_last_error())). */
+    char tmp[TML_ERRBUF];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, tmp, sizeof errbuf);
     return st;
 }
 
@@ -31,6 +35,7 @@ tml_status tml_error_context(tml_status st, const char *fmt, ...)
 {
     char prefix[TML_ERRBUF];
     char old[TML_ERRBUF];
+    /* copy the old message first: the arguments may point into errbuf */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);

@@ -34,9 +34,8 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
 {
     *out = NULL;
     if (max_batch < 1 || max_batch > (1 << 20)) return tml_error(TML_ERR_INVALID, "batch size %d out of range", max_batch);
-    if (tml_model_is_quantized(m))
-        return tml_error(TML_ERR_UNSUPPORTED, "this build's engine runs float models only; the model is int8");
-    for (int i = 0; i < m->n_nodes; i++) {
+    int quant = tml_model_is_quantized(m);
+    for (int i = 0; i < m->n_nodes && !quant; i++) {
         tml_status st = check_float_node(m, &m->nodes[i]);
         if (st) return st;
     }
@@ -63,9 +62,15 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
         goto fail;
     }
     size_t scratch = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        size_t s = node_scratch_f32(m, &m->nodes[i], max_batch);
-        if (s > scratch) scratch = s;
+    e->quant = quant;
+    if (quant) {
+        st = tml_engine_q8_prepare(e, &scratch);
+        if (st) goto fail;
+    } else {
+        for (int i = 0; i < m->n_nodes; i++) {
+            size_t s = node_scratch_f32(m, &m->nodes[i], max_batch);
+            if (s > scratch) scratch = s;
+        }
     }
     e->scratch_bytes = scratch;
     if (scratch) {
@@ -90,6 +95,7 @@ void tml_engine_free(tml_engine *e)
     free(e->offset);
     free(e->arena);
     free(e->scratch);
+    if (e->quant) tml_engine_q8_release(e);
     free(e->prep);
     free(e);
 }
@@ -184,9 +190,15 @@ tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y)
     if (n < 1 || n > e->max_batch) return tml_error(TML_ERR_INVALID, "batch of %d samples (engine prepared for 1..%d)", n, e->max_batch);
     int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
     int64_t out_numel = tml_tensor_numel(&m->tensors[m->output]);
-    memcpy(tml_engine_buf(e, m->input), x, sizeof(float) * (size_t)(in_numel * n));
-    for (int i = 0; i < m->n_nodes; i++) run_node_f32(e, &m->nodes[i], n);
-    memcpy(y, tml_engine_buf(e, m->output), sizeof(float) * (size_t)(out_numel * n));
+    if (e->quant) {
+        tml_engine_q8_quantize_input(e, x, in_numel * n, tml_engine_buf(e, m->input));
+        for (int i = 0; i < m->n_nodes; i++) tml_engine_q8_run_node(e, i, n);
+        tml_engine_q8_dequantize_output(e, tml_engine_buf(e, m->output), out_numel * n, y);
+    } else {
+        memcpy(tml_engine_buf(e, m->input), x, sizeof(float) * (size_t)(in_numel * n));
+        for (int i = 0; i < m->n_nodes; i++) run_node_f32(e, &m->nodes[i], n);
+        memcpy(y, tml_engine_buf(e, m->output), sizeof(float) * (size_t)(out_numel * n));
+    }
     e->last_n = n;
     return TML_OK;
 }

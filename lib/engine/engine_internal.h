@@ -24,6 +24,7 @@ struct tml_engine {
     size_t scratch_bytes;
     void **prep;        /* (n_nodes) per-node prepared data (int8 multipliers ...) or NULL */
     int last_n;         /* batch size of the last run */
+    int quant;          /* int8 model: run the integer path */
 };
 
 /* Is node `node` one whose output shares its input's buffer? */
@@ -41,5 +42,14 @@ static inline void *tml_engine_buf(const struct tml_engine *e, int t)
     if (x->kind == TML_TENSOR_PARAM) return x->data;
     return e->arena + e->offset[t];
 }
+
+/* int8 path (engine_q8.c). prepare: checks every node's dtypes and
+ * parameters, fills e->prep and returns the scratch the int8 kernels need. */
+tml_status tml_engine_q8_prepare(struct tml_engine *e, size_t *scratch_bytes);
+void tml_engine_q8_release(struct tml_engine *e);
+void tml_engine_q8_run_node(struct tml_engine *e, int node, int n);
+/* float -> int8 with the input's parameters, int8 -> float with the output's */
+void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q);
+void tml_engine_q8_dequantize_output(const struct tml_engine *e, const int8_t *q, int64_t count, float *y);
 
 #endif

@@ -28,8 +28,9 @@ expect_grep "$W/out" "^total,,,431080," "lenet5 has 431080 parameters"
 
 # eval through a pipe on the whole test split: an untrained model is near chance
 "$T" create lenet5 -q | "$T" eval --data fashion-mnist:test --format csv -q >"$W/eval.csv" 2>"$W/err"
+rc=$?
 CHECKS=$((CHECKS + 1))
-[ $? -eq 0 ] || fail "create | eval"
+[ $rc -eq 0 ] || fail "create | eval: exit $rc"
 expect_grep "$W/eval.csv" "fashion-mnist:test,10000," "eval covers all 10000 test samples"
 top1=$(awk -F, '/^lenet5,/{print $4}' "$W/eval.csv")
 CHECKS=$((CHECKS + 1))
@@ -66,7 +67,9 @@ for cmd in info "eval --data fashion-mnist"; do
   expect_grep "$W/err" "error:" "random bytes message"
 done
 "$T" eval --data fashion-mnist <"$W/random.tmf" >"$W/out" 2>"$W/err"
-CHECKS=$((CHECKS + 1)); [ $? -eq 1 ] || fail "random bytes on stdin"
+rc=$?
+CHECKS=$((CHECKS + 1)); [ $rc -eq 1 ] || fail "random bytes on stdin: exit $rc"
+expect_grep "$W/err" "not a tinyml model" "random stdin explained"
 : >"$W/empty.tmf"
 expect_exit 1 "empty file" -- "$T" info "$W/empty.tmf"
 size=$(wc -c <"$W/lenet5.tmf")

@@ -228,6 +228,14 @@ int tml_model_producer(const tml_model *m, int t);
 /* Number of node inputs that read tensor `t` (plus 1 if it is the graph output). */
 int tml_model_consumers(const tml_model *m, int t);
 
+/* Removes node `idx` (its output tensor stays; rewire readers first). */
+void tml_model_remove_node(tml_model *m, int idx);
+/* Removes tensors no node reads or writes (other than the graph input and
+ * output) and renumbers the rest; node references are updated. */
+tml_status tml_model_compact(tml_model *m);
+/* Replaces every read of tensor `from` by `to` (and the graph output). */
+void tml_model_replace_uses(tml_model *m, int from, int to);
+
 /* Checks the graph (ids in range, one producer per activation, no cycles,
  * op arity, attribute ranges, weight shapes), sorts nodes topologically and
  * infers every activation's dims from the input's. Call after building or
@@ -252,7 +260,8 @@ int64_t tml_node_params(const tml_model *m, const tml_node *n);
 
 /* Metadata helpers. */
 tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels);
-/* Appends one JSON object (text) to meta.history, adding "time" if absent. */
+/* Appends one JSON object (text, trusted: produced by our own code) to
+ * meta.history. The CLI adds "pass", "time" and the tinyml version. */
 tml_status tml_model_add_history(tml_model *m, const char *entry_json);
 int tml_model_is_quantized(const tml_model *m); /* any INT8 activation */
 

@@ -55,7 +55,12 @@ void tml_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, c
 void tml_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 
-/* ---- conv2d: x (n,h,w,c), w (o,kh,kw,c/groups), b (o) or NULL, y (n,oh,ow,o) */
+/* ---- conv2d: x (n,h,w,c), w (o,kh,kw,c/groups), b (o) or NULL, y (n,oh,ow,o)
+ * y[b,oy,ox,oc] = act(bias[oc] + sum_{ky,kx,ci} x[b,iy,ix,g*cg+ci] * w[oc,ky,kx,ci]),
+ * cg = c/groups, g = oc / (o/groups), taps outside the input count as 0.
+ * The scratch (bytes from tml_conv2d_f32_scratch_size, 0 for a 1x1 stride-1
+ * unpadded conv) holds an im2col block of at most 2 MiB whatever the batch
+ * size (more only when one output pixel has over 8192 taps: then 64 rows). */
 void tml_conv2d_f32_ref(const tml_window *p, const float *x, const float *w, const float *b,
                         float *y);
 size_t tml_conv2d_f32_scratch_size(const tml_window *p); /* bytes */
@@ -63,7 +68,7 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
                     void *scratch);
 
 /* ---- depthwise: x (n,h,w,c), w (1,kh,kw,c*m), b (c*m) or NULL, y (n,oh,ow,c*m);
- * output channel oc reads input channel oc / m. */
+ * output channel oc reads input channel oc / m (m = p->depth_mult). */
 void tml_dwconv2d_f32_ref(const tml_window *p, const float *x, const float *w, const float *b,
                           float *y);
 void tml_dwconv2d_f32(const tml_window *p, const float *x, const float *w, const float *b,
@@ -79,20 +84,35 @@ void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const
 void tml_relu_f32_ref(int64_t count, const float *x, float *y);
 void tml_relu6_f32_ref(int64_t count, const float *x, float *y);
 void tml_add_f32_ref(int64_t count, const float *a, const float *b, tml_act act, float *y);
+/* Fast versions (vectorized, threaded for large counts); bitwise equal to the
+ * references. y may alias an input. */
+void tml_relu_f32(int64_t count, const float *x, float *y);
+void tml_relu6_f32(int64_t count, const float *x, float *y);
+void tml_add_f32(int64_t count, const float *a, const float *b, tml_act act, float *y);
 
-/* ---- pools: window geometry in p (o == c). Average excludes padded taps. */
+/* ---- pools: window geometry in p (o == c). Taps outside the input are
+ * skipped: max over in-range taps; average = sum of in-range taps / their
+ * count (padding excluded); a window with no tap in range gives 0. The fast
+ * versions are bitwise equal to the references. */
 void tml_maxpool_f32_ref(const tml_window *p, const float *x, float *y);
 void tml_avgpool_f32_ref(const tml_window *p, const float *x, float *y);
+void tml_maxpool_f32(const tml_window *p, const float *x, float *y);
+void tml_avgpool_f32(const tml_window *p, const float *x, float *y);
 /* x (n, hw, c) -> y (n, c) */
 void tml_global_avgpool_f32_ref(int n, int hw, int c, const float *x, float *y);
+void tml_global_avgpool_f32(int n, int hw, int c, const float *x, float *y);
 
 /* ---- softmax over rows: x (n, k) -> y (n, k); numerically stable (max shift) */
 void tml_softmax_f32_ref(int n, int k, const float *x, float *y);
+void tml_softmax_f32(int n, int k, const float *x, float *y); /* threads over rows; equal to _ref */
 
-/* ---- batch norm (inference) over the last dim: x (rows, c) */
+/* ---- batch norm (inference) over the last dim: x (rows, c)
+ * y = (x - mean[c]) / sqrtf(var[c] + eps) * gamma[c] + beta[c] */
 void tml_batchnorm_f32_ref(int64_t rows, int c, const float *x, const float *gamma,
                            const float *beta, const float *mean, const float *var, float eps,
                            float *y);
+void tml_batchnorm_f32(int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+                       const float *mean, const float *var, float eps, float *y); /* equal to _ref */
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * tml_ops_s8.h - integer-only INT8 kernels (lib/ops/*_s8.c), TFLite quantization
+ * tml_ops_s8.h - integer-only INT8 kernels (lib/ops/<op>_s8.c), TFLite quantization
  * spec semantics (docs/numerics.md):
  *
  *   real = scale * (q - zero_point)

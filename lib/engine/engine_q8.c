@@ -1,0 +1,243 @@
+/*
+ * engine_q8.c - the integer-only path of the engine. Everything that needs
+ * floating point (multipliers from scales, the softmax table) is computed once
+ * in prepare; running a node is integer arithmetic only.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "tinyml/tml_ops_s8.h"
+
+typedef struct q8_node {
+    tml_qparams q;       /* conv / depthwise / dense */
+    int32_t *mult, *shift;
+    tml_add_s8_params add;
+    uint32_t lut[256];   /* softmax */
+    int32_t lo, hi;      /* clamp bounds (relu, relu6, pools) */
+} q8_node;
+
+static float qscale(const tml_tensor *t) { return t->q.scale[0]; }
+static int32_t qzp(const tml_tensor *t) { return t->q.zero_point[0]; }
+
+static tml_status need_qparams(const tml_tensor *t, const tml_node *n)
+{
+    if (t->q.n < 1 || !t->q.scale || !t->q.zero_point)
+        return tml_error(TML_ERR_FORMAT, "node '%s': tensor '%s' has no quantization parameters", n->name, t->name);
+    for (int i = 0; i < t->q.n; i++) {
+        if (!(t->q.scale[i] > 0.0f) || !isfinite(t->q.scale[i]))
+            return tml_error(TML_ERR_FORMAT, "node '%s': tensor '%s' has a bad scale %g", n->name, t->name, t->q.scale[i]);
+        if (t->kind == TML_TENSOR_ACT && (t->q.zero_point[i] < -128 || t->q.zero_point[i] > 127))
+            return tml_error(TML_ERR_FORMAT, "node '%s': tensor '%s' zero point %d outside int8", n->name, t->name,
+                             t->q.zero_point[i]);
+    }
+    return TML_OK;
+}
+
+static tml_status need_dtype(const tml_tensor *t, tml_dtype dt, const tml_node *n)
+{
+    if (t->dtype != dt)
+        return tml_error(TML_ERR_UNSUPPORTED, "node '%s': tensor '%s' is %s, the int8 engine needs %s", n->name, t->name,
+                         tml_dtype_name(t->dtype), tml_dtype_name(dt));
+    return TML_OK;
+}
+
+static tml_status same_params(const tml_tensor *x, const tml_tensor *y, const tml_node *n)
+{
+    if (qscale(x) != qscale(y) || qzp(x) != qzp(y))
+        return tml_error(TML_ERR_UNSUPPORTED, "node '%s' (%s): output must keep the input's scale and zero point", n->name,
+                         tml_op_name(n->op));
+    return TML_OK;
+}
+
+static tml_status prep_weighted(const tml_model *m, const tml_node *n, q8_node *p)
+{
+    const tml_tensor *x = &m->tensors[n->in[0]], *w = &m->tensors[n->in[1]], *y = &m->tensors[n->out];
+    tml_status st;
+    if ((st = need_dtype(w, TML_DTYPE_INT8, n)) || (st = need_qparams(w, n))) return st;
+    int oc = n->op == TML_OP_DEPTHWISE_CONV2D ? w->dims[3] : w->dims[0];
+    int axis = n->op == TML_OP_DEPTHWISE_CONV2D ? 3 : 0;
+    if (w->q.n != 1 && (w->q.n != oc || w->q.axis != axis))
+        return tml_error(TML_ERR_FORMAT, "node '%s': weights need 1 or %d scales along axis %d", n->name, oc, axis);
+    for (int i = 0; i < w->q.n; i++)
+        if (w->q.zero_point[i] != 0) return tml_error(TML_ERR_UNSUPPORTED, "node '%s': weights must be symmetric (zero point 0)", n->name);
+    if (n->n_in > 2 && n->in[2] >= 0) {
+        const tml_tensor *b = &m->tensors[n->in[2]];
+        if ((st = need_dtype(b, TML_DTYPE_INT32, n))) return st;
+    }
+    p->mult = malloc(sizeof(int32_t) * (size_t)oc);
+    p->shift = malloc(sizeof(int32_t) * (size_t)oc);
+    if (!p->mult || !p->shift) return tml_error(TML_ERR_NOMEM, "out of memory");
+    for (int c = 0; c < oc; c++) {
+        double real = (double)qscale(x) * (double)w->q.scale[w->q.n == 1 ? 0 : c] / (double)qscale(y);
+        int sh;
+        tml_quantize_multiplier(real, &p->mult[c], &sh);
+        if (sh > 30 || sh < -31)
+            return tml_error(TML_ERR_UNSUPPORTED, "node '%s': requantization multiplier %g out of range", n->name, real);
+        p->shift[c] = sh;
+    }
+    p->q.in_zp = qzp(x);
+    p->q.out_zp = qzp(y);
+    p->q.mult = p->mult;
+    p->q.shift = p->shift;
+    tml_act_bounds_s8(n->act, qscale(y), qzp(y), &p->q.act_min, &p->q.act_max);
+    return TML_OK;
+}
+
+static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, size_t *scratch, int batch)
+{
+    const tml_tensor *x = &m->tensors[n->in[0]], *y = &m->tensors[n->out];
+    tml_status st;
+    if ((st = need_dtype(x, TML_DTYPE_INT8, n)) || (st = need_dtype(y, TML_DTYPE_INT8, n))) return st;
+    if ((st = need_qparams(x, n)) || (st = need_qparams(y, n))) return st;
+    p->lo = -128;
+    p->hi = 127;
+    tml_window w;
+    switch (n->op) {
+    case TML_OP_CONV2D:
+        tml_window_from_node(m, n, batch, &w);
+        if (tml_conv2d_s8_scratch_size(&w) > *scratch) *scratch = tml_conv2d_s8_scratch_size(&w);
+        return prep_weighted(m, n, p);
+    case TML_OP_DEPTHWISE_CONV2D: return prep_weighted(m, n, p);
+    case TML_OP_DENSE: {
+        const tml_tensor *wt = &m->tensors[n->in[1]];
+        size_t s = tml_dense_s8_scratch_size(batch, wt->dims[1], wt->dims[0]);
+        if (s > *scratch) *scratch = s;
+        return prep_weighted(m, n, p);
+    }
+    case TML_OP_RELU:
+    case TML_OP_RELU6:
+        if ((st = same_params(x, y, n))) return st;
+        tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &p->lo, &p->hi);
+        return TML_OK;
+    case TML_OP_MAXPOOL:
+    case TML_OP_AVGPOOL:
+    case TML_OP_GLOBAL_AVGPOOL:
+    case TML_OP_RESHAPE:
+    case TML_OP_DROPOUT: return same_params(x, y, n);
+    case TML_OP_ADD: {
+        const tml_tensor *b = &m->tensors[n->in[1]];
+        if ((st = need_dtype(b, TML_DTYPE_INT8, n)) || (st = need_qparams(b, n))) return st;
+        tml_add_s8_prepare(qscale(x), qzp(x), qscale(b), qzp(b), qscale(y), qzp(y), n->act, &p->add);
+        return TML_OK;
+    }
+    case TML_OP_SOFTMAX:
+        if (fabsf(qscale(y) - 1.0f / 256.0f) > 1e-9f || qzp(y) != -128)
+            return tml_error(TML_ERR_UNSUPPORTED, "node '%s': int8 softmax output must have scale 1/256, zero point -128", n->name);
+        tml_softmax_s8_lut(qscale(x), p->lut);
+        return TML_OK;
+    case TML_OP_BATCHNORM:
+        return tml_error(TML_ERR_UNSUPPORTED, "node '%s': the int8 engine has no batch norm (fold it before quantizing)", n->name);
+    default: return tml_error(TML_ERR_UNSUPPORTED, "node '%s': op %s has no int8 kernel", n->name, tml_op_name(n->op));
+    }
+}
+
+tml_status tml_engine_q8_prepare(struct tml_engine *e, size_t *scratch_bytes)
+{
+    const tml_model *m = e->m;
+    const tml_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
+    if (in->dtype != TML_DTYPE_INT8 || out->dtype != TML_DTYPE_INT8)
+        return tml_error(TML_ERR_UNSUPPORTED, "an int8 model needs int8 input and output tensors");
+    e->prep = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(void *));
+    if (!e->prep) return tml_error(TML_ERR_NOMEM, "out of memory");
+    size_t scratch = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        q8_node *p = calloc(1, sizeof *p);
+        if (!p) return tml_error(TML_ERR_NOMEM, "out of memory");
+        e->prep[i] = p;
+        tml_status st = prep_node(m, &m->nodes[i], p, &scratch, e->max_batch);
+        if (st) return st;
+    }
+    *scratch_bytes = scratch;
+    return TML_OK;
+}
+
+void tml_engine_q8_release(struct tml_engine *e)
+{
+    if (!e->prep) return;
+    for (int i = 0; i < e->m->n_nodes; i++) {
+        q8_node *p = e->prep[i];
+        if (!p) continue;
+        free(p->mult);
+        free(p->shift);
+        free(p);
+    }
+}
+
+void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
+{
+    const tml_model *m = e->m;
+    const tml_node *n = &m->nodes[node];
+    q8_node *p = e->prep[node];
+    const int8_t *x = tml_engine_buf(e, n->in[0]);
+    int8_t *y = tml_engine_buf(e, n->out);
+    int64_t count = (int64_t)batch * tml_tensor_numel(&m->tensors[n->out]);
+    const int32_t *bias = (n->n_in > 2 && n->in[2] >= 0) ? tml_engine_buf(e, n->in[2]) : NULL;
+    int ref = e->opts.use_ref;
+    tml_window w;
+    switch (n->op) {
+    case TML_OP_CONV2D:
+        tml_window_from_node(m, n, batch, &w);
+        if (ref) tml_conv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        else tml_conv2d_s8(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y, e->scratch);
+        break;
+    case TML_OP_DEPTHWISE_CONV2D:
+        tml_window_from_node(m, n, batch, &w);
+        if (ref) tml_dwconv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        else tml_dwconv2d_s8(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        break;
+    case TML_OP_DENSE: {
+        const tml_tensor *wt = &m->tensors[n->in[1]];
+        if (ref) tml_dense_s8_ref(batch, wt->dims[1], wt->dims[0], &p->q, x, wt->data, bias, y);
+        else tml_dense_s8(batch, wt->dims[1], wt->dims[0], &p->q, x, wt->data, bias, y, e->scratch);
+        break;
+    }
+    case TML_OP_RELU:
+    case TML_OP_RELU6: tml_clamp_s8_ref(count, p->lo, p->hi, x, y); break;
+    case TML_OP_MAXPOOL:
+        tml_window_from_node(m, n, batch, &w);
+        tml_maxpool_s8_ref(&w, p->lo, p->hi, x, y);
+        break;
+    case TML_OP_AVGPOOL:
+        tml_window_from_node(m, n, batch, &w);
+        tml_avgpool_s8_ref(&w, p->lo, p->hi, x, y);
+        break;
+    case TML_OP_GLOBAL_AVGPOOL: {
+        const tml_tensor *xt = &m->tensors[n->in[0]];
+        tml_global_avgpool_s8_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
+        break;
+    }
+    case TML_OP_ADD: tml_add_s8_ref(count, &p->add, x, tml_engine_buf(e, n->in[1]), y); break;
+    case TML_OP_RESHAPE:
+    case TML_OP_DROPOUT:
+        if ((const void *)x != (void *)y) memcpy(y, x, (size_t)count);
+        break;
+    case TML_OP_SOFTMAX: {
+        const tml_tensor *yt = &m->tensors[n->out];
+        int k = yt->dims[yt->ndim - 1];
+        tml_softmax_s8_ref((int)(count / k), k, p->lut, x, y);
+        break;
+    }
+    default: TML_ASSERT(0 && "op not prepared for the int8 engine");
+    }
+}
+
+void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q)
+{
+    const tml_tensor *in = &e->m->tensors[e->m->input];
+    float inv = 1.0f / qscale(in);
+    int32_t zp = qzp(in);
+    for (int64_t i = 0; i < count; i++) {
+        float v = nearbyintf(x[i] * inv) + (float)zp;
+        q[i] = (int8_t)(v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v));
+    }
+}
+
+void tml_engine_q8_dequantize_output(const struct tml_engine *e, const int8_t *q, int64_t count, float *y)
+{
+    const tml_tensor *out = &e->m->tensors[e->m->output];
+    float s = qscale(out);
+    int32_t zp = qzp(out);
+    for (int64_t i = 0; i < count; i++) y[i] = s * (float)(q[i] - zp);
+}

@@ -1,0 +1,180 @@
+/*
+ * conv2d_f32.c - 2-D convolution, float32, NHWC activations, OHWI weights.
+ *
+ *   y[b,oy,ox,oc] = act(bias[oc] + sum_{ky,kx,ci} x[b, oy*sh - pad_t + ky*dh,
+ *                       ox*sw - pad_l + kx*dw, g*cg + ci] * w[oc,ky,kx,ci])
+ *   with cg = c/groups, og = o/groups, g = oc / og; taps outside x are 0.
+ *
+ * Fast path: per group, Y_g (R, og) = cols_g (R, K) * W_g^T with R = n*oh*ow
+ * output pixels and K = kh*kw*cg; W_g is the (og, K) row-major slice of the
+ * OHWI weights, so tml_sgemm reads it in place (trans_b). The R rows are cut
+ * into chunks whose im2col block fits the scratch; threads take contiguous
+ * row ranges (whole samples when the batch is large) and each one builds the
+ * im2col rows it then multiplies, so the block is consumed while it is in the
+ * thread's L2. A pointwise conv (1x1, stride 1, no padding) multiplies x
+ * itself. Bias and activation are a fused pass over each finished range.
+ */
+#include <string.h>
+
+#include "ops_internal.h"
+
+#ifdef TML_OPS_OMP
+#include <omp.h>
+#endif
+
+/* im2col block budget (bytes). The scratch is min(R, max(CONV_MIN_ROWS,
+ * CONV_SCRATCH_BYTES / (4K))) rows of K floats: at most 2 MiB unless a single
+ * row of taps is larger than 2 MiB / 64 (K > 8192), whatever the batch size. */
+#define CONV_SCRATCH_BYTES ((int64_t)2 << 20)
+#define CONV_MIN_ROWS 64
+
+/* ---- reference ------------------------------------------------------------------ */
+
+void tml_conv2d_f32_ref(const tml_window *p, const float *x, const float *w, const float *b, float *y)
+{
+    const int cg = p->c / p->groups, og = p->o / p->groups;
+    for (int n = 0; n < p->n; n++)
+        for (int oy = 0; oy < p->oh; oy++)
+            for (int ox = 0; ox < p->ow; ox++)
+                for (int oc = 0; oc < p->o; oc++) {
+                    const int g = oc / og;
+                    double acc = b ? (double)b[oc] : 0.0;
+                    for (int ky = 0; ky < p->kh; ky++) {
+                        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+                        if (iy < 0 || iy >= p->h) continue;
+                        for (int kx = 0; kx < p->kw; kx++) {
+                            const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+                            if (ix < 0 || ix >= p->w) continue;
+                            const float *xp = x + (((int64_t)n * p->h + iy) * p->w + ix) * p->c + (int64_t)g * cg;
+                            const float *wp = w + (((int64_t)oc * p->kh + ky) * p->kw + kx) * cg;
+                            for (int ci = 0; ci < cg; ci++) acc += (double)xp[ci] * (double)wp[ci];
+                        }
+                    }
+                    y[(((int64_t)n * p->oh + oy) * p->ow + ox) * p->o + oc] = tml_act_apply_f32(p->act, (float)acc);
+                }
+}
+
+/* ---- fast ------------------------------------------------------------------------- */
+
+int tml_conv2d_f32_is_pointwise(const tml_window *p)
+{
+    return p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+           p->oh == p->h && p->ow == p->w;
+}
+
+int64_t tml_conv2d_f32_chunk_rows(const tml_window *p)
+{
+    const int64_t rows = (int64_t)p->n * p->oh * p->ow;
+    const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
+    int64_t chunk = CONV_SCRATCH_BYTES / (k * (int64_t)sizeof(float));
+    if (chunk < CONV_MIN_ROWS) chunk = CONV_MIN_ROWS;
+    return chunk < rows ? chunk : rows;
+}
+
+size_t tml_conv2d_f32_scratch_size(const tml_window *p)
+{
+    if (tml_conv2d_f32_is_pointwise(p)) return 0;
+    const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
+    return (size_t)(tml_conv2d_f32_chunk_rows(p) * k) * sizeof(float);
+}
+
+void tml_im2col_f32(const tml_window *p, const float *x, int g, int64_t r0, int64_t r1, float *cols)
+{
+    const int cg = p->c / p->groups;
+    const int64_t k = (int64_t)p->kh * p->kw * cg;
+    /* a whole kernel row of taps is one contiguous run of x when the taps of
+     * neighbouring columns are neighbouring pixels and all channels are used */
+    const int row_contig = p->dw == 1 && p->groups == 1;
+    for (int64_t r = r0; r < r1; r++) {
+        const int ox = (int)(r % p->ow);
+        const int64_t t = r / p->ow;
+        const int oy = (int)(t % p->oh);
+        const int64_t n = t / p->oh;
+        float *d = cols + (r - r0) * k;
+        const int ix0 = ox * p->sw - p->pad_l;
+        const int full_x = ix0 >= 0 && ix0 + (p->kw - 1) * p->dw < p->w;
+        for (int ky = 0; ky < p->kh; ky++) {
+            const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+            if (iy < 0 || iy >= p->h) {
+                memset(d, 0, sizeof(float) * (size_t)p->kw * (size_t)cg);
+                d += (int64_t)p->kw * cg;
+                continue;
+            }
+            const float *xrow = x + ((n * p->h + iy) * p->w) * p->c + (int64_t)g * cg;
+            if (full_x && row_contig) {
+                memcpy(d, xrow + (int64_t)ix0 * p->c, sizeof(float) * (size_t)p->kw * (size_t)cg);
+                d += (int64_t)p->kw * cg;
+                continue;
+            }
+            for (int kx = 0; kx < p->kw; kx++, d += cg) {
+                const int ix = ix0 + kx * p->dw;
+                if (ix < 0 || ix >= p->w) {
+                    for (int ci = 0; ci < cg; ci++) d[ci] = 0.0f;
+                } else {
+                    const float *s = xrow + (int64_t)ix * p->c;
+                    for (int ci = 0; ci < cg; ci++) d[ci] = s[ci];
+                }
+            }
+        }
+    }
+}
+
+/* Rows [r0, r1) of y: im2col (unless pointwise), one GEMM per group, epilogue.
+ * `cols` holds at least (r1 - r0) rows of K floats. Serial, and with the
+ * K-split disabled so that every row's value is independent of the range. */
+static void conv_rows(const tml_window *p, tml_isa isa, const float *x, const float *w, const float *b, float *y,
+                      float *cols, int64_t r0, int64_t r1, int pointwise)
+{
+    const int G = p->groups, cg = p->c / G, og = p->o / G;
+    const int k = p->kh * p->kw * cg;
+    const int m = (int)(r1 - r0);
+    for (int g = 0; g < G; g++) {
+        const float *a;
+        int lda;
+        if (pointwise) {
+            a = x + r0 * p->c + (int64_t)g * cg;
+            lda = p->c;
+        } else {
+            tml_im2col_f32(p, x, g, r0, r1, cols);
+            a = cols;
+            lda = k;
+        }
+        tml_sgemm_ex(isa, TML_GEMM_SERIAL | TML_GEMM_ROW_STABLE, 0, 1, m, og, k, 1.0f, a, lda,
+                     w + (int64_t)g * og * k, k, 0.0f, y + r0 * p->o + (int64_t)g * og, p->o);
+    }
+    tml_ops_bias_act_f32(m, p->o, p->o, b, p->act, y + r0 * p->o);
+}
+
+void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y, void *scratch)
+{
+    const int64_t rows = (int64_t)p->n * p->oh * p->ow;
+    if (rows <= 0 || p->o <= 0) return;
+    const int pointwise = tml_conv2d_f32_is_pointwise(p);
+    const int64_t chunk = pointwise ? rows : tml_conv2d_f32_chunk_rows(p);
+    const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
+    const tml_isa isa = tml_cpu_isa();
+    float *cols = scratch;
+    int nt = 1;
+#ifdef TML_OPS_OMP
+    if (2.0 * (double)rows * (double)k * (double)p->o >= TML_OPS_PAR_FLOPS && !omp_in_parallel())
+        nt = omp_get_max_threads();
+    if (nt > chunk) nt = (int)chunk;
+    if (nt > 1) {
+        /* Thread t owns rows [rows*t/T, rows*(t+1)/T) and the scratch slice
+         * t of chunk/T rows; it walks its range in slices of that length. */
+#pragma omp parallel num_threads(nt)
+        {
+            const int T = omp_get_num_threads(), t = omp_get_thread_num();
+            const int64_t slice = chunk / T;
+            float *mine = pointwise ? NULL : cols + (int64_t)t * slice * k;
+            const int64_t a0 = rows * t / T, a1 = rows * (t + 1) / T;
+            for (int64_t r = a0; r < a1; r += slice)
+                conv_rows(p, isa, x, w, b, y, mine, r, r + slice < a1 ? r + slice : a1, pointwise);
+        }
+        return;
+    }
+#endif
+    (void)nt;
+    for (int64_t r = 0; r < rows; r += chunk)
+        conv_rows(p, isa, x, w, b, y, cols, r, r + chunk < rows ? r + chunk : rows, pointwise);
+}

@@ -1,0 +1,342 @@
+/*
+ * conv2d_s8.c - INT8 2-D convolution, NHWC activations, OHWI weights, groups.
+ *
+ *   acc[b,oy,ox,oc] = bias[oc] + sum over in-range taps (ky,kx) and ci < c/groups
+ *                     of (x[b,iy,ix,g*cg+ci] - in_zp) * w[oc,ky,kx,ci]
+ *   y = clamp(requantize(acc, mult[oc], shift[oc]) + out_zp, act_min, act_max)
+ *
+ * Out-of-range taps contribute 0: padding reads the input zero point. The
+ * accumulator is int32; it is exact while kh*kw*cg * 255 * 128 + |bias| < 2^31
+ * (kh*kw*cg up to ~65000), which every supported model satisfies.
+ *
+ * Fast kernel: the output rows (b, oy, ox) are cut into chunks; for each
+ * chunk and group the input patches are copied into an im2col buffer in the
+ * layout of the instruction set (ops_s8_internal.h) and multiplied by the
+ * weights packed once per call (gemm_s8.c), with the requantization fused into
+ * the GEMM's epilogue. A 1x1, stride-1, unpadded convolution reads the input
+ * in place. Chunks keep the im2col buffer ~64 KiB per thread whatever the
+ * batch; OpenMP threads take chunks when the call is large enough.
+ */
+#include <string.h>
+
+#include "ops_s8_internal.h"
+
+#ifdef TML_S8_OMP
+#include <omp.h>
+#endif
+
+/* ---- reference ------------------------------------------------------------------------ */
+
+void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                       const int32_t *bias, int8_t *y)
+{
+    const int cg = p->c / p->groups, og = p->o / p->groups;
+    for (int b = 0; b < p->n; b++)
+        for (int oy = 0; oy < p->oh; oy++)
+            for (int ox = 0; ox < p->ow; ox++)
+                for (int oc = 0; oc < p->o; oc++) {
+                    const int g = oc / og;
+                    int32_t acc = bias ? bias[oc] : 0;
+                    for (int ky = 0; ky < p->kh; ky++) {
+                        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+                        if (iy < 0 || iy >= p->h) continue;
+                        for (int kx = 0; kx < p->kw; kx++) {
+                            const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+                            if (ix < 0 || ix >= p->w) continue;
+                            const int8_t *xp = x + (((int64_t)b * p->h + iy) * p->w + ix) * p->c + g * cg;
+                            const int8_t *wp = w + (((int64_t)oc * p->kh + ky) * p->kw + kx) * cg;
+                            for (int ci = 0; ci < cg; ci++) acc += (xp[ci] - q->in_zp) * wp[ci];
+                        }
+                    }
+                    int64_t v = (int64_t)tml_requantize(acc, q->mult[oc], q->shift[oc]) + q->out_zp;
+                    if (v < q->act_min) v = q->act_min;
+                    if (v > q->act_max) v = q->act_max;
+                    y[(((int64_t)b * p->oh + oy) * p->ow + ox) * p->o + oc] = (int8_t)v;
+                }
+}
+
+/* ---- plan: chunking and the scratch layout ---------------------------------------------- */
+
+#define CONV_CHUNK_BYTES ((size_t)128 << 10) /* im2col bytes per chunk (widest layout) */
+#define CONV_MIN_CHUNK_ROWS 12                /* one full micro-kernel tile */
+#define CONV_MAX_SLOTS 16                     /* im2col buffers = most threads used */
+#define CONV_MAX_SLOT_BYTES ((size_t)4 << 20) /* all buffers together (unless one is bigger) */
+
+typedef struct conv_plan {
+    int groups, cg, og, k;
+    int64_t m;          /* output rows n*oh*ow */
+    int64_t chunk_rows; /* rows per im2col chunk (at most) */
+    int slots;          /* im2col buffers */
+    size_t row_bytes;   /* widest im2col row: int16 of k rounded up to 4 */
+    size_t off_prep, prep_bytes, off_slots, slot_bytes, total;
+} conv_plan;
+
+static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+static void conv_make_plan(const tml_window *p, conv_plan *pl)
+{
+    pl->groups = p->groups;
+    pl->cg = p->c / p->groups;
+    pl->og = p->o / p->groups;
+    pl->k = p->kh * p->kw * pl->cg;
+    pl->m = (int64_t)p->n * p->oh * p->ow;
+    pl->row_bytes = 2 * (((size_t)pl->k + 3) & ~(size_t)3);
+    int64_t cr = (int64_t)(CONV_CHUNK_BYTES / pl->row_bytes);
+    if (cr < CONV_MIN_CHUNK_ROWS) cr = CONV_MIN_CHUNK_ROWS;
+    if (cr > pl->m) cr = pl->m;
+    if (cr < 1) cr = 1;
+    pl->chunk_rows = cr;
+    /* a thread is worth it only for >= 16 rows; all buffers within 4 MiB */
+    int64_t s = (pl->m + 15) / 16;
+    const int64_t s_mem = (int64_t)(CONV_MAX_SLOT_BYTES / align64((size_t)cr * pl->row_bytes));
+    if (s > s_mem) s = s_mem;
+    pl->slots = (int)(s < 1 ? 1 : s > CONV_MAX_SLOTS ? CONV_MAX_SLOTS : s);
+    pl->off_prep = align64((size_t)pl->groups * sizeof(tml_s8_gemm_b));
+    pl->prep_bytes = align64(tml_s8_gemm_prep_size(pl->og, pl->k));
+    pl->off_slots = pl->off_prep + (size_t)pl->groups * pl->prep_bytes;
+    pl->slot_bytes = align64((size_t)cr * pl->row_bytes);
+    pl->total = 64 + pl->off_slots + (size_t)pl->slots * pl->slot_bytes;
+}
+
+size_t tml_conv2d_s8_scratch_size(const tml_window *p)
+{
+    conv_plan pl;
+    conv_make_plan(p, &pl);
+    return pl.total;
+}
+
+/* ---- im2col ---------------------------------------------------------------------------------- */
+
+/* d[i] = s[i] ^ xm for i < len, in 8- or 4-byte words (the last word may
+ * overlap the previous one; both are computed from the source). */
+static inline void copy_xor(uint8_t *d, const int8_t *s, int len, uint64_t xm)
+{
+    if (len >= 8) {
+        int i = 0;
+        uint64_t v;
+        for (; i + 8 <= len; i += 8) {
+            memcpy(&v, s + i, 8);
+            v ^= xm;
+            memcpy(d + i, &v, 8);
+        }
+        if (i < len) {
+            memcpy(&v, s + len - 8, 8);
+            v ^= xm;
+            memcpy(d + len - 8, &v, 8);
+        }
+    } else if (len >= 4) {
+        uint32_t v0, v1;
+        memcpy(&v0, s, 4);
+        memcpy(&v1, s + len - 4, 4);
+        v0 ^= (uint32_t)xm;
+        v1 ^= (uint32_t)xm;
+        memcpy(d, &v0, 4);
+        memcpy(d + len - 4, &v1, 4);
+    } else {
+        for (int i = 0; i < len; i++) d[i] = (uint8_t)((uint8_t)s[i] ^ (uint8_t)xm);
+    }
+}
+
+/* Row r = (b, oy, ox) of rows [r0, r1) of group g's patch matrix into
+ * cols + (r - r0) * stride, taps in (ky, kx, ci) order like the weights.
+ * Bytes are x ^ xm8 (xm8 = 0x80 makes them x + 128 as uint8), padding taps
+ * in_zp ^ xm8, bytes k..stride-1 zero. */
+static void im2col_u8(const tml_window *p, const int8_t *x, int32_t in_zp, int g, int64_t r0, int64_t r1,
+                      uint8_t xm8, int stride, uint8_t *cols)
+{
+    const int cg = p->c / p->groups, kw = p->kw, k = p->kh * kw * cg;
+    const uint8_t padv = (uint8_t)((uint8_t)in_zp ^ xm8);
+    const uint64_t xm = xm8 ? 0x8080808080808080ull : 0;
+    const int contiguous = p->dw == 1 && cg == p->c; /* a kernel row is one run of kw*c bytes */
+    int ox = (int)(r0 % p->ow);
+    int oy = (int)((r0 / p->ow) % p->oh);
+    int64_t b = r0 / ((int64_t)p->ow * p->oh);
+    for (int64_t r = r0; r < r1; r++) {
+        uint8_t *row = cols + (r - r0) * stride, *d = row;
+        const int8_t *xb = x + b * p->h * p->w * p->c + (int64_t)g * cg;
+        const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+        for (int ky = 0; ky < p->kh; ky++, d += kw * cg) {
+            const int iy = iy0 + ky * p->dh;
+            if (iy < 0 || iy >= p->h) {
+                memset(d, padv, (size_t)kw * cg);
+                continue;
+            }
+            const int8_t *xr = xb + (int64_t)iy * p->w * p->c;
+            if (contiguous) {
+                int lo = ix0 < 0 ? -ix0 : 0, hi = p->w - ix0;
+                if (lo > kw) lo = kw;
+                if (hi > kw) hi = kw;
+                if (hi < lo) hi = lo;
+                if (lo > 0) memset(d, padv, (size_t)lo * cg);
+                if (hi > lo) copy_xor(d + lo * cg, xr + (int64_t)(ix0 + lo) * p->c, (hi - lo) * cg, xm);
+                if (hi < kw) memset(d + hi * cg, padv, (size_t)(kw - hi) * cg);
+            } else {
+                for (int kx = 0; kx < kw; kx++) {
+                    const int ix = ix0 + kx * p->dw;
+                    if (ix < 0 || ix >= p->w)
+                        memset(d + kx * cg, padv, (size_t)cg);
+                    else
+                        copy_xor(d + kx * cg, xr + (int64_t)ix * p->c, cg, xm);
+                }
+            }
+        }
+        for (int kk = k; kk < stride; kk++) row[kk] = 0;
+        if (++ox == p->ow) {
+            ox = 0;
+            if (++oy == p->oh) {
+                oy = 0;
+                b++;
+            }
+        }
+    }
+}
+
+/* As im2col_u8 for the AVX2 layout: int16 (x - in_zp), padding taps 0. */
+static void im2col_i16(const tml_window *p, const int8_t *x, int32_t in_zp, int g, int64_t r0, int64_t r1,
+                       int stride, int16_t *cols)
+{
+    const int cg = p->c / p->groups, kw = p->kw, k = p->kh * kw * cg;
+    const int contiguous = p->dw == 1 && cg == p->c;
+    int ox = (int)(r0 % p->ow);
+    int oy = (int)((r0 / p->ow) % p->oh);
+    int64_t b = r0 / ((int64_t)p->ow * p->oh);
+    for (int64_t r = r0; r < r1; r++) {
+        int16_t *row = cols + (r - r0) * stride, *d = row;
+        const int8_t *xb = x + b * p->h * p->w * p->c + (int64_t)g * cg;
+        const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+        for (int ky = 0; ky < p->kh; ky++, d += kw * cg) {
+            const int iy = iy0 + ky * p->dh;
+            if (iy < 0 || iy >= p->h) {
+                memset(d, 0, sizeof(int16_t) * (size_t)kw * cg);
+                continue;
+            }
+            const int8_t *xr = xb + (int64_t)iy * p->w * p->c;
+            if (contiguous) {
+                int lo = ix0 < 0 ? -ix0 : 0, hi = p->w - ix0;
+                if (lo > kw) lo = kw;
+                if (hi > kw) hi = kw;
+                if (hi < lo) hi = lo;
+                if (lo > 0) memset(d, 0, sizeof(int16_t) * (size_t)lo * cg);
+                const int8_t *s = xr + (int64_t)(ix0 + lo) * p->c;
+                for (int i = 0; i < (hi - lo) * cg; i++) d[lo * cg + i] = (int16_t)(s[i] - in_zp);
+                if (hi < kw) memset(d + hi * cg, 0, sizeof(int16_t) * (size_t)(kw - hi) * cg);
+            } else {
+                for (int kx = 0; kx < kw; kx++) {
+                    const int ix = ix0 + kx * p->dw;
+                    int16_t *dk = d + kx * cg;
+                    if (ix < 0 || ix >= p->w) {
+                        memset(dk, 0, sizeof(int16_t) * (size_t)cg);
+                    } else {
+                        const int8_t *s = xr + (int64_t)ix * p->c;
+                        for (int ci = 0; ci < cg; ci++) dk[ci] = (int16_t)(s[ci] - in_zp);
+                    }
+                }
+            }
+        }
+        for (int kk = k; kk < stride; kk++) row[kk] = 0;
+        if (++ox == p->ow) {
+            ox = 0;
+            if (++oy == p->oh) {
+                oy = 0;
+                b++;
+            }
+        }
+    }
+}
+
+/* ---- fast kernel -------------------------------------------------------------------------- */
+
+typedef struct conv_ctx {
+    const tml_window *p;
+    const tml_qparams *q;
+    const int8_t *x;
+    int8_t *y;
+    tml_s8_isa isa;
+    const conv_plan *pl;
+    const tml_s8_gemm_b *gb; /* (groups) */
+    int direct;              /* 1x1 stride 1 unpadded: A is x itself */
+    uint8_t *slots;
+} conv_ctx;
+
+/* Output rows [r0, r1) for every group, using im2col buffer `slot`. */
+static void conv_chunk(const conv_ctx *cx, int64_t r0, int64_t r1, int slot)
+{
+    const tml_window *p = cx->p;
+    const conv_plan *pl = cx->pl;
+    const int m = (int)(r1 - r0);
+    void *buf = cx->slots + (size_t)slot * pl->slot_bytes;
+    for (int g = 0; g < pl->groups; g++) {
+        int8_t *yo = cx->y + r0 * p->o + (int64_t)g * pl->og;
+        if (cx->direct) {
+            const int8_t *a = cx->x + r0 * p->c + (int64_t)g * pl->cg;
+            tml_s8_gemm_run(&cx->gb[g], m, a, p->c, 1, yo, p->o);
+        } else if (cx->isa == TML_S8_ISA_AVX2) {
+            const int stride = (pl->k + 1) / 2 * 2;
+            im2col_i16(p, cx->x, cx->q->in_zp, g, r0, r1, stride, (int16_t *)buf);
+            tml_s8_gemm_run(&cx->gb[g], m, buf, stride, 0, yo, p->o);
+        } else {
+            const int vnni = cx->isa == TML_S8_ISA_VNNI;
+            const int stride = vnni ? (pl->k + 3) / 4 * 4 : pl->k;
+            im2col_u8(p, cx->x, cx->q->in_zp, g, r0, r1, vnni ? 0x80 : 0, stride, (uint8_t *)buf);
+            tml_s8_gemm_run(&cx->gb[g], m, buf, stride, 0, yo, p->o);
+        }
+    }
+}
+
+void tml_conv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                      const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs)
+{
+    conv_plan pl;
+    conv_make_plan(p, &pl);
+    if (pl.m <= 0 || p->o <= 0) return;
+    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
+
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    tml_s8_gemm_b *gb = (tml_s8_gemm_b *)(void *)base;
+    for (int g = 0; g < pl.groups; g++)
+        tml_s8_gemm_prepare(isa, pl.og, pl.k, w + (int64_t)g * pl.og * pl.k, pl.k, bias ? bias + g * pl.og : NULL,
+                            q->in_zp, q->out_zp, q->mult + g * pl.og, q->shift + g * pl.og, q->act_min,
+                            q->act_max, base + pl.off_prep + (size_t)g * pl.prep_bytes, &gb[g]);
+
+    conv_ctx cx = {p, q, x, y, isa, &pl, gb, 0, base + pl.off_slots};
+    cx.direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+                p->oh == p->h && p->ow == p->w && isa != TML_S8_ISA_AVX2;
+
+    int nth = 1;
+#ifdef TML_S8_OMP
+    const int64_t macs = pl.m * (int64_t)pl.k * p->o;
+    if (macs >= par_min_macs && !omp_in_parallel()) {
+        nth = omp_get_max_threads();
+        if (nth > pl.slots) nth = pl.slots;
+    }
+#else
+    (void)par_min_macs;
+#endif
+    if (nth <= 1) {
+        for (int64_t r0 = 0; r0 < pl.m; r0 += pl.chunk_rows)
+            conv_chunk(&cx, r0, r0 + pl.chunk_rows < pl.m ? r0 + pl.chunk_rows : pl.m, 0);
+        return;
+    }
+#ifdef TML_S8_OMP
+    /* About 4 chunks per thread for balance, never above the buffer size. */
+    int64_t cr = (pl.m + 4 * nth - 1) / (4 * nth);
+    if (cr < 8) cr = 8;
+    if (cr > pl.chunk_rows) cr = pl.chunk_rows;
+    const int64_t nchunks = (pl.m + cr - 1) / cr;
+#pragma omp parallel num_threads(nth)
+    {
+        const int slot = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < nchunks; c++) {
+            const int64_t r0 = c * cr;
+            conv_chunk(&cx, r0, r0 + cr < pl.m ? r0 + cr : pl.m, slot);
+        }
+    }
+#endif
+}
+
+void tml_conv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                   const int32_t *bias, int8_t *y, void *scratch)
+{
+    tml_conv2d_s8_ex(p, q, x, w, bias, y, scratch, tml_s8_cpu_isa(), TML_S8_PAR_MACS);
+}

@@ -1,0 +1,27 @@
+/*
+ * dense_f32.c - fully connected layer, float32.
+ *
+ *   y[i, o] = act(bias[o] + sum_k x[i, k] * w[o, k])     x (n, in), w (out, in)
+ *
+ * Fast path: Y = X * W^T with tml_sgemm (W read in place as the transposed
+ * operand), then the bias + activation epilogue.
+ */
+#include "ops_internal.h"
+
+void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act, float *y)
+{
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double acc = b ? (double)b[o] : 0.0;
+            const float *xr = x + (int64_t)i * in, *wr = w + (int64_t)o * in;
+            for (int k = 0; k < in; k++) acc += (double)xr[k] * (double)wr[k];
+            y[(int64_t)i * out + o] = tml_act_apply_f32(act, (float)acc);
+        }
+}
+
+void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act, float *y)
+{
+    if (n <= 0 || out <= 0) return;
+    tml_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    tml_ops_bias_act_f32(n, out, out, b, act, y);
+}

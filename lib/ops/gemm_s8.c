@@ -1,0 +1,478 @@
+/*
+ * gemm_s8.c - the int8 GEMM under the fast conv2d / dense kernels:
+ *   y[i][j] = clamp(requantize(sum_k A[i][k] * W[j][k] + corr[j]) + out_zp)
+ * with operand layouts per instruction set described in ops_s8_internal.h.
+ *
+ * VNNI micro-kernel: an MR x (16*NV) tile of int32 accumulators stays in zmm
+ * registers for the whole K loop; each step broadcasts one 4-byte group of
+ * every A row and issues MR*NV vpdpbusd against NV packed weight vectors.
+ * (MR, NV) = (12, 1..2), (8, 3), (6, 4): at most 30 of the 32 zmm registers.
+ * AVX2 micro-kernel: the same with int16 pairs and vpmaddwd, 8 channels per
+ * ymm, (MR, NV) = (12, 1), (6, 2) within 16 ymm registers.
+ * Row remainders use the same kernels with MR = 4, 2, 1. The epilogue
+ * (ops_s8_simd.h) requantizes whole vectors and stores with a byte mask (AVX-512)
+ * or a short copy (AVX2) at the channel edge.
+ *
+ * Nothing here allocates; tml_s8_gemm_prepare works in caller memory.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "ops_s8_internal.h"
+#include "ops_s8_simd.h"
+
+/* ---- CPU dispatch ---------------------------------------------------------------- */
+
+static atomic_int g_s8_isa = -1;
+
+static tml_s8_isa detect_s8_isa(void)
+{
+#ifdef TML_S8_X86
+    /* __builtin_cpu_supports also checks that the OS saves the vector state. */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return TML_S8_ISA_VNNI;
+    if (__builtin_cpu_supports("avx2")) return TML_S8_ISA_AVX2;
+#endif
+    return TML_S8_ISA_GENERIC;
+}
+
+tml_s8_isa tml_s8_cpu_isa(void)
+{
+    int v = atomic_load_explicit(&g_s8_isa, memory_order_relaxed);
+    if (v < 0) {
+        v = (int)detect_s8_isa();
+        atomic_store_explicit(&g_s8_isa, v, memory_order_relaxed);
+    }
+    return (tml_s8_isa)v;
+}
+
+const char *tml_s8_isa_name(tml_s8_isa isa)
+{
+    switch (isa) {
+    case TML_S8_ISA_VNNI: return "avx512-vnni";
+    case TML_S8_ISA_AVX2: return "avx2";
+    default: return "generic";
+    }
+}
+
+/* ---- preparation ------------------------------------------------------------------ */
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+size_t tml_s8_gemm_prep_size(int n, int k)
+{
+    const size_t np16 = round_up((size_t)n, 16), k4 = round_up((size_t)k, 4);
+    /* 64 bytes of alignment slack, 4 per-channel int32 arrays, and the packed
+     * weights: VNNI np16*k4 bytes, AVX2 np8*k2 int16 <= 2*np16*k4 bytes. */
+    return 64 + 4 * np16 * sizeof(int32_t) + 2 * np16 * k4;
+}
+
+static void pack_vnni(int n, int k, const int8_t *w, ptrdiff_t ldw, int np16, int8_t *dst)
+{
+    const int nkb = (k + 3) / 4;
+    for (int P = 0; P < np16 / 16; P++)
+        for (int kb = 0; kb < nkb; kb++)
+            for (int j = 0; j < 16; j++, dst += 4) {
+                const int r = 16 * P + j, k0 = 4 * kb;
+                if (r >= n) {
+                    memset(dst, 0, 4);
+                } else if (k0 + 4 <= k) {
+                    memcpy(dst, w + (ptrdiff_t)r * ldw + k0, 4);
+                } else {
+                    for (int t = 0; t < 4; t++) dst[t] = k0 + t < k ? w[(ptrdiff_t)r * ldw + k0 + t] : 0;
+                }
+            }
+}
+
+static void pack_avx2(int n, int k, const int8_t *w, ptrdiff_t ldw, int np8, int16_t *dst)
+{
+    const int nkb = (k + 1) / 2;
+    for (int P = 0; P < np8 / 8; P++)
+        for (int kb = 0; kb < nkb; kb++)
+            for (int j = 0; j < 8; j++)
+                for (int t = 0; t < 2; t++) {
+                    const int r = 8 * P + j, kk = 2 * kb + t;
+                    *dst++ = (int16_t)(r < n && kk < k ? w[(ptrdiff_t)r * ldw + kk] : 0);
+                }
+}
+
+void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int k, const int8_t *w, ptrdiff_t ldw, const int32_t *bias,
+                         int32_t in_zp, int32_t out_zp, const int32_t *mult, const int32_t *shift,
+                         int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b)
+{
+    uint8_t *base = (uint8_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+    const int np16 = (int)round_up((size_t)n, 16);
+    int32_t *corr = (int32_t *)(void *)base;
+    int32_t *m = corr + np16, *lsh = m + np16, *rsh = lsh + np16;
+    void *wp = rsh + np16; /* 64-byte aligned: np16 * 16 bytes per array */
+
+    /* input offset folded into the bias: see ops_s8_internal.h */
+    const int64_t off = isa == TML_S8_ISA_VNNI ? (int64_t)in_zp + 128 : isa == TML_S8_ISA_AVX2 ? 0 : in_zp;
+    int any = 0;
+    for (int j = 0; j < np16; j++) {
+        if (j >= n) {
+            corr[j] = m[j] = lsh[j] = rsh[j] = 0;
+            continue;
+        }
+        int64_t s = 0;
+        if (off != 0) {
+            const int8_t *wj = w + (ptrdiff_t)j * ldw;
+            int32_t s32 = 0;
+            for (int kk = 0; kk < k; kk++) s32 += wj[kk];
+            s = s32;
+        }
+        corr[j] = (int32_t)((bias ? (int64_t)bias[j] : 0) - off * s);
+        m[j] = mult[j];
+        lsh[j] = shift[j] > 0 ? shift[j] : 0;
+        rsh[j] = shift[j] > 0 ? 0 : -shift[j];
+        any |= lsh[j] > 0;
+    }
+
+    b->isa = isa;
+    b->n = n;
+    b->k = k;
+    b->corr = corr;
+    b->mult = m;
+    b->lsh = lsh;
+    b->rsh = rsh;
+    b->any_lsh = any;
+    b->out_zp = out_zp;
+    b->act_min = act_min;
+    b->act_max = act_max;
+    b->ldw = ldw;
+    if (isa == TML_S8_ISA_VNNI) {
+        b->np = np16;
+        b->wp = wp;
+        pack_vnni(n, k, w, ldw, np16, (int8_t *)wp);
+    } else if (isa == TML_S8_ISA_AVX2) {
+        b->np = (int)round_up((size_t)n, 8);
+        b->wp = wp;
+        pack_avx2(n, k, w, ldw, b->np, (int16_t *)wp);
+    } else {
+        b->np = n;
+        b->wp = w;
+    }
+}
+
+/* ---- generic ------------------------------------------------------------------------ */
+
+static void gemm_generic(const tml_s8_gemm_b *b, int m, const int8_t *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy)
+{
+    const int8_t *w = (const int8_t *)b->wp;
+    const int k = b->k;
+    for (int i = 0; i < m; i++) {
+        const int8_t *ai = a + (ptrdiff_t)i * lda;
+        int8_t *yi = y + (ptrdiff_t)i * ldy;
+        int j = 0;
+        for (; j + 4 <= b->n; j += 4) {
+            const int8_t *w0 = w + (ptrdiff_t)j * b->ldw, *w1 = w0 + b->ldw, *w2 = w1 + b->ldw, *w3 = w2 + b->ldw;
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int kk = 0; kk < k; kk++) {
+                const int32_t av = ai[kk];
+                s0 += av * w0[kk];
+                s1 += av * w1[kk];
+                s2 += av * w2[kk];
+                s3 += av * w3[kk];
+            }
+            const int32_t s[4] = {s0, s1, s2, s3};
+            for (int t = 0; t < 4; t++) {
+                const int32_t acc = (int32_t)((uint32_t)s[t] + (uint32_t)b->corr[j + t]);
+                yi[j + t] = tml_s8_out_inline(acc, b->mult[j + t], b->lsh[j + t], b->rsh[j + t], b->out_zp,
+                                              b->act_min, b->act_max);
+            }
+        }
+        for (; j < b->n; j++) {
+            const int8_t *wj = w + (ptrdiff_t)j * b->ldw;
+            int32_t s = 0;
+            for (int kk = 0; kk < k; kk++) s += ai[kk] * wj[kk];
+            const int32_t acc = (int32_t)((uint32_t)s + (uint32_t)b->corr[j]);
+            yi[j] = tml_s8_out_inline(acc, b->mult[j], b->lsh[j], b->rsh[j], b->out_zp, b->act_min, b->act_max);
+        }
+    }
+}
+
+#ifdef TML_S8_X86
+
+/* ---- AVX-512 VNNI ------------------------------------------------------------------- */
+
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Bytes 0..n-1 (n in 1..3) of p as a little-endian word, upper bytes 0. */
+static inline uint32_t load_partial(const uint8_t *p, int n)
+{
+    uint32_t v = p[0];
+    if (n > 1) v |= (uint32_t)p[1] << 8;
+    if (n > 2) v |= (uint32_t)p[2] << 16;
+    return v;
+}
+
+/* Expands X(i, ...) for the tile rows 0..11. The accumulators are named
+ * variables (c<row>_<vector>), not an array: GCC does not keep a 3 KiB array
+ * in registers. Rows >= MR and vectors >= NV are removed as dead code. */
+#define TILE_ROWS(X, ...)                                                                                     \
+    X(0, __VA_ARGS__) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__)                \
+    X(5, __VA_ARGS__) X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__)                \
+    X(10, __VA_ARGS__) X(11, __VA_ARGS__)
+
+/* Accumulators of one MR x 16*NV tile: rows a[0..MR) (stride lda) times
+ * panels bp + v*ps, into acc[i*4 + v]. RAW: A is int8 and gets its sign bits
+ * flipped after the broadcast. */
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int RAW, const uint8_t *a,
+                                             ptrdiff_t lda, int k, const int8_t *bp, ptrdiff_t ps, __m512i *acc)
+{
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
+#define V_DECL(i, _) __m512i c##i##_0 = z, c##i##_1 = z, c##i##_2 = z, c##i##_3 = z;
+    TILE_ROWS(V_DECL, 0)
+#undef V_DECL
+    /* one k step of row i: broadcast the 4-byte group `u` and accumulate */
+#define V_STEP(i, LOAD)                                                                                        \
+    if (MR > i) {                                                                                              \
+        __m512i av = _mm512_set1_epi32((int)LOAD(a + i * lda));                                                \
+        if (RAW) av = _mm512_xor_si512(av, flip);                                                              \
+        c##i##_0 = _mm512_dpbusd_epi32(c##i##_0, av, w0);                                                      \
+        if (NV > 1) c##i##_1 = _mm512_dpbusd_epi32(c##i##_1, av, w1);                                          \
+        if (NV > 2) c##i##_2 = _mm512_dpbusd_epi32(c##i##_2, av, w2);                                          \
+        if (NV > 3) c##i##_3 = _mm512_dpbusd_epi32(c##i##_3, av, w3);                                          \
+    }
+    /* im2col rows (biased) are padded to k4 and loaded 4 bytes at a time to the
+     * end; raw rows stop at k, so their last partial group is loaded byte by
+     * byte, first (a branch after the loop makes GCC store the accumulators
+     * inside it). */
+    const int nfull = RAW ? k / 4 : (k + 3) / 4, tail = k % 4;
+    if (RAW && tail) {
+        const int kb = nfull;
+        const int8_t *bk = bp + kb * 64;
+        const __m512i w0 = _mm512_load_si512((const void *)bk);
+        const __m512i w1 = NV > 1 ? _mm512_load_si512((const void *)(bk + ps)) : z;
+        const __m512i w2 = NV > 2 ? _mm512_load_si512((const void *)(bk + 2 * ps)) : z;
+        const __m512i w3 = NV > 3 ? _mm512_load_si512((const void *)(bk + 3 * ps)) : z;
+#define LOAD_TAIL(ptr) load_partial((ptr) + 4 * kb, tail)
+        TILE_ROWS(V_STEP, LOAD_TAIL)
+#undef LOAD_TAIL
+    }
+    for (int kb = 0; kb < nfull; kb++) {
+        const int8_t *bk = bp + kb * 64;
+        const __m512i w0 = _mm512_load_si512((const void *)bk);
+        const __m512i w1 = NV > 1 ? _mm512_load_si512((const void *)(bk + ps)) : z;
+        const __m512i w2 = NV > 2 ? _mm512_load_si512((const void *)(bk + 2 * ps)) : z;
+        const __m512i w3 = NV > 3 ? _mm512_load_si512((const void *)(bk + 3 * ps)) : z;
+#define LOAD_FULL(ptr) load_u32((ptr) + 4 * kb)
+        TILE_ROWS(V_STEP, LOAD_FULL)
+#undef LOAD_FULL
+    }
+#undef V_STEP
+#define V_STORE(i, _)                                                                                          \
+    if (MR > i) {                                                                                              \
+        acc[i * 4 + 0] = c##i##_0;                                                                             \
+        if (NV > 1) acc[i * 4 + 1] = c##i##_1;                                                                 \
+        if (NV > 2) acc[i * 4 + 2] = c##i##_2;                                                                 \
+        if (NV > 3) acc[i * 4 + 3] = c##i##_3;                                                                 \
+    }
+    TILE_ROWS(V_STORE, 0)
+#undef V_STORE
+}
+
+/* Requantizes and stores an mr x 16*nv tile of accumulators acc[i*4 + v]. */
+static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, const tml_s8_gemm_b *b, int c0,
+                                          int ncols, int8_t *y, ptrdiff_t ldy)
+{
+    const __m512i zp = _mm512_set1_epi32(b->out_zp);
+    const __m512i lo = _mm512_set1_epi32(b->act_min - b->out_zp), hi = _mm512_set1_epi32(b->act_max - b->out_zp);
+    for (int v = 0; v < nv; v++) {
+        const int c = c0 + 16 * v;
+        const __m512i corr = _mm512_load_si512((const void *)(b->corr + c));
+        const __m512i mult = _mm512_load_si512((const void *)(b->mult + c));
+        const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
+        const __m512i rsh = _mm512_load_si512((const void *)(b->rsh + c));
+        const int left = ncols - 16 * v;
+        const __mmask16 km = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+        if (b->any_lsh) {
+            for (int i = 0; i < mr; i++)
+                _mm_mask_storeu_epi8(y + i * ldy + c, km,
+                                     tml_s8_out512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, 1, lo, hi, zp));
+        } else {
+            for (int i = 0; i < mr; i++)
+                _mm_mask_storeu_epi8(y + i * ldy + c, km,
+                                     tml_s8_out512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, 0, lo, hi, zp));
+        }
+    }
+}
+
+/* Each tile shape is its own small function: inlined all into one driver,
+ * GCC's register allocator surrounds every vpdpbusd with register copies. */
+typedef void (*vnni_tile_fn)(const uint8_t *a, ptrdiff_t lda, int k, const int8_t *bp, ptrdiff_t ps,
+                             const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y, ptrdiff_t ldy);
+#define VNNI_FN(MR, NV, RAW)                                                                                   \
+    static __attribute__((noinline)) TML_S8_TGT_VNNI void vnni_tile_##MR##_##NV##_##RAW(                       \
+        const uint8_t *a, ptrdiff_t lda, int k, const int8_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, \
+        int ncols, int8_t *y, ptrdiff_t ldy)                                                                   \
+    {                                                                                                          \
+        __m512i acc[(MR)*4];                                                                                   \
+        vnni_tile(MR, NV, RAW, a, lda, k, bp, ps, acc);                                                        \
+        vnni_epilogue(MR, NV, acc, b, c0, ncols, y, ldy);                                                      \
+    }
+#define VNNI_FNS(NV, MRBIG, RAW) VNNI_FN(MRBIG, NV, RAW) VNNI_FN(4, NV, RAW) VNNI_FN(2, NV, RAW) VNNI_FN(1, NV, RAW)
+VNNI_FNS(1, 12, 0)
+VNNI_FNS(2, 12, 0)
+VNNI_FNS(3, 8, 0)
+VNNI_FNS(4, 6, 0)
+VNNI_FNS(1, 12, 1)
+VNNI_FNS(2, 12, 1)
+VNNI_FNS(3, 8, 1)
+VNNI_FNS(4, 6, 1)
+#undef VNNI_FNS
+#undef VNNI_FN
+
+/* [raw][nv - 1]: the tile functions for MR = big, 4, 2, 1, and big. */
+typedef struct vnni_shape {
+    int mr_big;
+    vnni_tile_fn fn[4];
+} vnni_shape;
+static const vnni_shape VNNI_SHAPES[2][4] = {
+    {{12, {vnni_tile_12_1_0, vnni_tile_4_1_0, vnni_tile_2_1_0, vnni_tile_1_1_0}},
+     {12, {vnni_tile_12_2_0, vnni_tile_4_2_0, vnni_tile_2_2_0, vnni_tile_1_2_0}},
+     {8, {vnni_tile_8_3_0, vnni_tile_4_3_0, vnni_tile_2_3_0, vnni_tile_1_3_0}},
+     {6, {vnni_tile_6_4_0, vnni_tile_4_4_0, vnni_tile_2_4_0, vnni_tile_1_4_0}}},
+    {{12, {vnni_tile_12_1_1, vnni_tile_4_1_1, vnni_tile_2_1_1, vnni_tile_1_1_1}},
+     {12, {vnni_tile_12_2_1, vnni_tile_4_2_1, vnni_tile_2_2_1, vnni_tile_1_2_1}},
+     {8, {vnni_tile_8_3_1, vnni_tile_4_3_1, vnni_tile_2_3_1, vnni_tile_1_3_1}},
+     {6, {vnni_tile_6_4_1, vnni_tile_4_4_1, vnni_tile_2_4_1, vnni_tile_1_4_1}}},
+};
+
+/* For each block of up to 4 panels (64 channels): all rows in tiles of
+ * mr_big rows, then 4, 2, 1. */
+static void gemm_vnni(const tml_s8_gemm_b *b, int m, const uint8_t *a, ptrdiff_t lda, int raw, int8_t *y,
+                      ptrdiff_t ldy)
+{
+    const int k = b->k, k4 = (k + 3) / 4 * 4;
+    const ptrdiff_t ps = (ptrdiff_t)k4 * 16; /* bytes per panel */
+    for (int c0 = 0; c0 < b->n; c0 += 64) {
+        const int ncols = b->n - c0 < 64 ? b->n - c0 : 64;
+        const vnni_shape *sh = &VNNI_SHAPES[raw ? 1 : 0][(ncols + 15) / 16 - 1];
+        const int8_t *bp = (const int8_t *)b->wp + (ptrdiff_t)(c0 / 16) * ps;
+        int i = 0;
+        for (; i + sh->mr_big <= m; i += sh->mr_big)
+            sh->fn[0](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 4 <= m; i += 4) sh->fn[1](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 2 <= m; i += 2) sh->fn[2](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i < m; i++) sh->fn[3](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+    }
+}
+
+/* ---- AVX2 ------------------------------------------------------------------------------ */
+
+TML_S8_INLINE TML_S8_TGT_AVX2 void avx2_tile(const int MR, const int NV, const int16_t *a, ptrdiff_t lda, int k2,
+                                             const int16_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b, int c0,
+                                             int ncols, int8_t *y, ptrdiff_t ldy)
+{
+    const __m256i z = _mm256_setzero_si256();
+#define A_DECL(i, _) __m256i c##i##_0 = z, c##i##_1 = z;
+    TILE_ROWS(A_DECL, 0)
+#undef A_DECL
+#define A_STEP(i, _)                                                                                           \
+    if (MR > i) {                                                                                              \
+        int32_t u;                                                                                             \
+        memcpy(&u, a + i * lda + 2 * kb, 4);                                                                   \
+        const __m256i av = _mm256_set1_epi32(u);                                                               \
+        c##i##_0 = _mm256_add_epi32(c##i##_0, _mm256_madd_epi16(av, w0));                                      \
+        if (NV > 1) c##i##_1 = _mm256_add_epi32(c##i##_1, _mm256_madd_epi16(av, w1));                          \
+    }
+    for (int kb = 0; kb < k2 / 2; kb++) {
+        const __m256i w0 = _mm256_load_si256((const __m256i *)(const void *)(bp + kb * 16));
+        const __m256i w1 = NV > 1 ? _mm256_load_si256((const __m256i *)(const void *)(bp + ps + kb * 16)) : z;
+        TILE_ROWS(A_STEP, 0)
+    }
+#undef A_STEP
+    const __m256i zp = _mm256_set1_epi32(b->out_zp);
+    const __m256i lo = _mm256_set1_epi32(b->act_min - b->out_zp), hi = _mm256_set1_epi32(b->act_max - b->out_zp);
+#define A_OUT(i, v)                                                                                            \
+    if (MR > i)                                                                                                \
+        tml_s8_store8(y + i * ldy + c,                                                                         \
+                      tml_s8_out256(_mm256_add_epi32(c##i##_##v, corr), mult, lsh, rsh, b->any_lsh, lo, hi, zp), left);
+#define A_EPI(v)                                                                                               \
+    if (NV > v) {                                                                                              \
+        const int c = c0 + 8 * v;                                                                              \
+        const __m256i corr = _mm256_loadu_si256((const __m256i *)(const void *)(b->corr + c));                 \
+        const __m256i mult = _mm256_loadu_si256((const __m256i *)(const void *)(b->mult + c));                 \
+        const __m256i lsh = _mm256_loadu_si256((const __m256i *)(const void *)(b->lsh + c));                   \
+        const __m256i rsh = _mm256_loadu_si256((const __m256i *)(const void *)(b->rsh + c));                   \
+        const int left = ncols - 8 * v;                                                                        \
+        TILE_ROWS(A_OUT, v)                                                                                    \
+    }
+    A_EPI(0)
+    A_EPI(1)
+#undef A_EPI
+#undef A_OUT
+}
+
+typedef void (*avx2_tile_fn)(const int16_t *a, ptrdiff_t lda, int k2, const int16_t *bp, ptrdiff_t ps,
+                             const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y, ptrdiff_t ldy);
+#define AVX2_FN(MR, NV)                                                                                        \
+    static __attribute__((noinline)) TML_S8_TGT_AVX2 void avx2_tile_##MR##_##NV(                               \
+        const int16_t *a, ptrdiff_t lda, int k2, const int16_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, \
+        int ncols, int8_t *y, ptrdiff_t ldy)                                                                   \
+    {                                                                                                          \
+        avx2_tile(MR, NV, a, lda, k2, bp, ps, b, c0, ncols, y, ldy);                                           \
+    }
+AVX2_FN(12, 1)
+AVX2_FN(4, 1)
+AVX2_FN(2, 1)
+AVX2_FN(1, 1)
+AVX2_FN(6, 2)
+AVX2_FN(4, 2)
+AVX2_FN(2, 2)
+AVX2_FN(1, 2)
+#undef AVX2_FN
+
+typedef struct avx2_shape {
+    int mr_big;
+    avx2_tile_fn fn[4];
+} avx2_shape;
+static const avx2_shape AVX2_SHAPES[2] = {
+    {12, {avx2_tile_12_1, avx2_tile_4_1, avx2_tile_2_1, avx2_tile_1_1}},
+    {6, {avx2_tile_6_2, avx2_tile_4_2, avx2_tile_2_2, avx2_tile_1_2}},
+};
+
+static void gemm_avx2(const tml_s8_gemm_b *b, int m, const int16_t *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy)
+{
+    const int k2 = (b->k + 1) / 2 * 2;
+    const ptrdiff_t ps = (ptrdiff_t)k2 * 8; /* int16 per panel */
+    for (int c0 = 0; c0 < b->n; c0 += 16) {
+        const int ncols = b->n - c0 < 16 ? b->n - c0 : 16;
+        const avx2_shape *sh = &AVX2_SHAPES[ncols > 8 ? 1 : 0];
+        const int16_t *bp = (const int16_t *)b->wp + (ptrdiff_t)(c0 / 8) * ps;
+        int i = 0;
+        for (; i + sh->mr_big <= m; i += sh->mr_big)
+            sh->fn[0](a + i * lda, lda, k2, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 4 <= m; i += 4) sh->fn[1](a + i * lda, lda, k2, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 2 <= m; i += 2) sh->fn[2](a + i * lda, lda, k2, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i < m; i++) sh->fn[3](a + i * lda, lda, k2, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+    }
+}
+
+#endif /* TML_S8_X86 */
+
+void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int raw_a, int8_t *y,
+                     ptrdiff_t ldy)
+{
+    if (m <= 0 || b->n <= 0) return;
+#ifdef TML_S8_X86
+    if (b->isa == TML_S8_ISA_VNNI) {
+        gemm_vnni(b, m, (const uint8_t *)a, lda, raw_a, y, ldy);
+        return;
+    }
+    if (b->isa == TML_S8_ISA_AVX2) {
+        gemm_avx2(b, m, (const int16_t *)a, lda, y, ldy);
+        return;
+    }
+#endif
+    (void)raw_a;
+    gemm_generic(b, m, (const int8_t *)a, lda, y, ldy);
+}

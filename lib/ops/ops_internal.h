@@ -1,0 +1,94 @@
+/*
+ * ops_internal.h - internals shared by the float kernels under lib/ops/ and by
+ * the tests and benchmarks that need to reach a specific code path (one
+ * instruction set, a serial GEMM). Not part of the public API.
+ */
+#ifndef TML_OPS_INTERNAL_H
+#define TML_OPS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tinyml/tml_ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TML_OPS_X86 1
+#endif
+
+#if defined(TML_HAVE_OPENMP) && defined(_OPENMP)
+#define TML_OPS_OMP 1
+#endif
+
+/* Instruction sets a float kernel can be built for, in increasing order. */
+typedef enum tml_isa {
+    TML_ISA_GENERIC = 0, /* portable C, any CPU / architecture */
+    TML_ISA_AVX2 = 1,    /* x86 AVX2 + FMA */
+    TML_ISA_AVX512 = 2   /* x86 AVX-512F */
+} tml_isa;
+
+/* Best instruction set this CPU supports (and this build can use). Detected on
+ * the first call; the cached value is an atomic, so concurrent first calls are
+ * safe (they all compute the same answer). */
+tml_isa tml_cpu_isa(void);
+const char *tml_isa_name(tml_isa isa);
+
+/* Flags for tml_sgemm_ex. */
+#define TML_GEMM_SERIAL 0x1u   /* never start OpenMP threads (caller is already parallel) */
+#define TML_GEMM_ROW_STABLE 0x2u /* row i of C depends only on row i of op(A): no K split,
+                                   * no small-M special path (see gemm_f32.c) */
+
+/* tml_sgemm with an explicit instruction set (must be <= tml_cpu_isa()) and
+ * flags. For a given (isa, shape, flags & TML_GEMM_ROW_STABLE) the result is
+ * bitwise identical whatever the thread count and whether TML_GEMM_SERIAL is
+ * given; with TML_GEMM_ROW_STABLE, every row of C is also bitwise independent of
+ * M (so a caller may split the rows of one product across calls). */
+void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Builds one function three times - for AVX-512F, for AVX2 and portable -
+ * from an always-inline body `name##_body` (plain C that the compiler
+ * vectorizes), and a dispatcher `name` that picks one by tml_cpu_isa(). All
+ * three do the same float operations in the same order (the build does not
+ * contract a*b+c into FMA: ISO C mode), so their results are identical.
+ * `params` is the parenthesized parameter list, `args` the argument list. */
+#define TML_OPS_INLINE static inline __attribute__((always_inline))
+#ifdef TML_OPS_X86
+#define TML_OPS_MULTIVERSION(name, params, args)                                                            \
+    __attribute__((target("avx512f"))) static void name##_avx512 params { name##_body args; }                \
+    __attribute__((target("avx2"))) static void name##_avx2 params { name##_body args; }                     \
+    static void name##_generic params { name##_body args; }                                                  \
+    static void name params                                                                                  \
+    {                                                                                                        \
+        const tml_isa isa_ = tml_cpu_isa();                                                                  \
+        if (isa_ == TML_ISA_AVX512)                                                                          \
+            name##_avx512 args;                                                                              \
+        else if (isa_ == TML_ISA_AVX2)                                                                       \
+            name##_avx2 args;                                                                                \
+        else                                                                                                 \
+            name##_generic args;                                                                             \
+    }
+#else
+#define TML_OPS_MULTIVERSION(name, params, args)                                                            \
+    static void name params { name##_body args; }
+#endif
+
+/* Threshold (2*M*N*K flops) above which kernels start OpenMP threads. */
+#define TML_OPS_PAR_FLOPS 2000000.0
+/* Threshold (elements) above which memory-bound elementwise kernels start threads. */
+#define TML_OPS_PAR_ELEMS ((int64_t)1 << 17)
+
+/* y[r, :] = act(y[r, :] + b) for r in [0, rows), rows of `cols` floats at stride ld.
+ * b (cols) may be NULL. Used as the epilogue of GEMM-based ops. */
+void tml_ops_bias_act_f32(int64_t rows, int cols, int ld, const float *b, tml_act act, float *y);
+
+/* Number of rows of the (n*oh*ow, kh*kw*c/groups) im2col matrix that
+ * tml_conv2d_f32 processes at once, and whether it needs im2col at all. */
+int64_t tml_conv2d_f32_chunk_rows(const tml_window *p);
+int tml_conv2d_f32_is_pointwise(const tml_window *p);
+
+/* Writes rows [r0, r1) of the im2col matrix of group g into cols (row stride
+ * kh*kw*cg floats, cg = c/groups): row r = (b, oy, ox) in output order holds the
+ * taps (ky, kx, ci) of input channel g*cg + ci, zero outside the image. */
+void tml_im2col_f32(const tml_window *p, const float *x, int g, int64_t r0, int64_t r1, float *cols);
+
+#endif

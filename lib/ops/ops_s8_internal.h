@@ -1,0 +1,144 @@
+/*
+ * ops_s8_internal.h - internals shared by the INT8 kernels under lib/ops/<op>_s8.c
+ * and by the tests and benchmarks that need to reach one code path (one
+ * instruction set, forced threading). Not part of the public API.
+ *
+ * The fast INT8 kernels are built from three pieces:
+ *   - an operand layout per instruction set (im2col rows, packed weights),
+ *   - an int8 GEMM C (M, N) = A (M, K) * W^T (W is (N, K) row-major, i.e. the
+ *     OHWI / (out, in) weights as they are stored) with int32 accumulation,
+ *   - a requantization epilogue that is bit-exact with tml_requantize().
+ * docs/numerics.md explains the arithmetic; the comments here give layouts.
+ */
+#ifndef TML_OPS_S8_INTERNAL_H
+#define TML_OPS_S8_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tinyml/tml_ops_s8.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TML_S8_X86 1
+#endif
+
+#if defined(TML_HAVE_OPENMP) && defined(_OPENMP)
+#define TML_S8_OMP 1
+#endif
+
+/* Instruction sets of the INT8 kernels, in increasing order. */
+typedef enum tml_s8_isa {
+    TML_S8_ISA_GENERIC = 0, /* portable C */
+    TML_S8_ISA_AVX2 = 1,    /* x86 AVX2: int8 -> int16, _mm256_madd_epi16 */
+    TML_S8_ISA_VNNI = 2     /* x86 AVX-512F/BW/VL + VNNI: _mm512_dpbusd_epi32 */
+} tml_s8_isa;
+#define TML_S8_ISA_COUNT 3
+
+/* Best INT8 instruction set of this CPU (and build). Detected once; the cached
+ * value is atomic, so concurrent first calls are safe. */
+tml_s8_isa tml_s8_cpu_isa(void);
+const char *tml_s8_isa_name(tml_s8_isa isa);
+
+/* Multiply-accumulates (per call) above which the fast kernels start OpenMP
+ * threads. Below it the fork/join costs more than it saves (a LeNet-5 layer at
+ * batch 1 is 0.3-1.6 M MACs and runs in a few microseconds on one core). */
+#define TML_S8_PAR_MACS ((int64_t)1 << 22)
+
+/* The fast kernels with an explicit instruction set (clamped to
+ * tml_s8_cpu_isa()) and parallel threshold (par_min_macs: start threads when
+ * the call has at least this many MACs and more than one thread is available;
+ * 0 = whenever possible, INT64_MAX = never). Results are identical for every
+ * isa / threshold / thread count. Scratch sizes from the public *_scratch_size
+ * functions are enough for every isa. */
+void tml_conv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                      const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs);
+void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                        const int32_t *bias, int8_t *y, tml_s8_isa isa, int64_t par_min_macs);
+void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                     const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs);
+
+/* ---- the int8 GEMM (gemm_s8.c) ------------------------------------------------------
+ *
+ * C[m][j] = requant(sum_k A[m][k] * W[j][k] + corr[j]) for j < n, where W (n, k)
+ * is row-major with row stride ldw (the caller's weights, not copied for the
+ * generic isa) and the A operand depends on the isa:
+ *
+ *   GENERIC  int8 x as stored, row stride lda bytes (>= k);
+ *            corr[j] = bias[j] - in_zp * sum_k W[j][k]
+ *   AVX2     int16 (x - in_zp), k padded with zeros to k2 = roundup(k, 2),
+ *            row stride lda int16 elements; corr[j] = bias[j]
+ *   VNNI     uint8 (x + 128) (= x ^ 0x80) with row stride lda bytes, or, with
+ *            `raw_a`, int8 x as stored (the kernel flips the sign bits itself);
+ *            rows of im2col buffers are padded to k4 = roundup(k, 4) (the pad
+ *            bytes meet zero weights, any value works); raw rows may have any
+ *            length: the last partial group of 4 is loaded byte by byte.
+ *            corr[j] = bias[j] - (in_zp + 128) * sum_k W[j][k]
+ *
+ * Packed weights (VNNI): panels of 16 output channels; panel P is k4*16 bytes,
+ * byte (kb*64 + j*4 + t) = W[16P + j][4kb + t] (0 beyond n or k). One
+ * _mm512_dpbusd_epi32 of a broadcast 4-byte group of A with row kb of a panel
+ * adds four products to each of 16 channel accumulators.
+ * Packed weights (AVX2): panels of 8 channels of int16; panel P is k2*8
+ * elements, element (kb*16 + j*2 + t) = W[8P + j][2kb + t]; one
+ * _mm256_madd_epi16 of a broadcast int16 pair adds two products per channel.
+ *
+ * Every layout is exact: int8*int8 products and their int32 sums never
+ * saturate (dpbusd and madd_epi16 do not saturate; int32 additions wrap, so the
+ * result is the true accumulator whenever that fits in int32). */
+typedef struct tml_s8_gemm_b {
+    tml_s8_isa isa;
+    int n, k;          /* output channels, reduction length */
+    int np;            /* n rounded up to the panel width (16 / 8 / 1) */
+    const void *wp;    /* packed weights (VNNI, AVX2) or the caller's W (generic) */
+    ptrdiff_t ldw;     /* generic: row stride of W */
+    const int32_t *corr, *mult, *lsh, *rsh; /* (np) per channel; lsh/rsh = max(+-shift, 0) */
+    int any_lsh;       /* some channel has shift > 0 */
+    int32_t out_zp, act_min, act_max;
+} tml_s8_gemm_b;
+
+/* Bytes of `buf` tml_s8_gemm_prepare needs for (n, k), for any isa. */
+size_t tml_s8_gemm_prep_size(int n, int k);
+/* Packs W (n, k) (row stride ldw) for `isa` into buf (64-byte aligned), and
+ * computes the per-channel corrections and requantization constants. bias,
+ * mult, shift point at this GEMM's n channels (bias may be NULL). */
+void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int k, const int8_t *w, ptrdiff_t ldw, const int32_t *bias,
+                         int32_t in_zp, int32_t out_zp, const int32_t *mult, const int32_t *shift,
+                         int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b);
+/* y[i*ldy + j] = C[i][j] for i < m, j < b->n. A as described for b->isa
+ * (raw_a: VNNI only, int8 x instead of biased bytes). */
+void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int raw_a, int8_t *y,
+                     ptrdiff_t ldy);
+
+/* ---- scalar requantization used by the fast kernels ----------------------------------
+ * Same arithmetic as tml_requantize() (quant_math.c), inlined. */
+static inline int32_t tml_s8_rq_inline(int32_t acc, int32_t mult, int lsh, int rsh)
+{
+    int64_t v = (int64_t)acc * ((int64_t)1 << lsh);
+    int32_t a = v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : (int32_t)v;
+    int32_t hm;
+    if (a == INT32_MIN && mult == INT32_MIN) {
+        hm = INT32_MAX;
+    } else {
+        int64_t prod = (int64_t)a * mult;
+        int64_t nudge = prod >= 0 ? ((int64_t)1 << 30) : -((int64_t)1 << 30);
+        hm = (int32_t)((prod + nudge) / ((int64_t)1 << 31));
+    }
+    const int32_t mask = (int32_t)(((int64_t)1 << rsh) - 1);
+    const int32_t rem = hm & mask;
+    const int32_t thr = (mask >> 1) + (hm < 0 ? 1 : 0);
+    return (hm >> rsh) + (rem > thr ? 1 : 0);
+}
+
+/* Full epilogue: requantize, add the output zero point, clamp. The clamp is
+ * applied before adding out_zp (to [act_min - out_zp, act_max - out_zp]), which
+ * equals clamp(v + out_zp, act_min, act_max) and cannot overflow int32. */
+static inline int8_t tml_s8_out_inline(int32_t acc, int32_t mult, int lsh, int rsh, int32_t out_zp,
+                                       int32_t act_min, int32_t act_max)
+{
+    int32_t v = tml_s8_rq_inline(acc, mult, lsh, rsh);
+    v = v < act_min - out_zp ? act_min - out_zp : v;
+    v = v > act_max - out_zp ? act_max - out_zp : v;
+    return (int8_t)(v + out_zp);
+}
+
+#endif

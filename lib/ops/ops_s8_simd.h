@@ -1,0 +1,126 @@
+/*
+ * ops_s8_simd.h - x86 vector forms of the requantization epilogue, bit-exact
+ * with tml_requantize() for every int32 accumulator, multiplier and shift
+ * (including the INT32_MIN saturation). Included by the INT8 kernels; every
+ * function carries the target attribute of the instruction set it needs, so
+ * it inlines into kernels compiled for that target and the file builds with
+ * baseline flags. Only for x86 (TML_S8_X86).
+ *
+ * Per lane, with per-lane mult, lsh = max(shift, 0), rsh = max(-shift, 0):
+ *   1. x = saturate_int32(acc * 2^lsh): shift left, shift back; if that does
+ *      not give acc, the shift overflowed and x is INT32_MAX / INT32_MIN.
+ *   2. high multiply, rounded half away from zero, in sign-magnitude form:
+ *      |x| and |mult| as unsigned 32-bit (|INT32_MIN| = 2^31 is representable
+ *      unsigned), 64-bit product (<= 2^62), + 2^30, logical >> 31, giving a
+ *      magnitude <= 2^31; positive results are capped at INT32_MAX (the only
+ *      case reaching 2^31 is INT32_MIN * INT32_MIN), negative ones negated.
+ *   3. rounding divide by 2^rsh: mask / remainder / threshold as in
+ *      tml_rounding_divide_by_pot.
+ */
+#ifndef TML_OPS_S8_SIMD_H
+#define TML_OPS_S8_SIMD_H
+
+#include "ops_s8_internal.h"
+
+#ifdef TML_S8_X86
+#include <immintrin.h>
+
+#define TML_S8_TGT_AVX2 __attribute__((target("avx2")))
+#define TML_S8_TGT_VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define TML_S8_INLINE static inline __attribute__((always_inline))
+
+/* ---- AVX-512 (16 lanes) ---- */
+
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512(__m512i acc, __m512i mult, __m512i lsh, __m512i rsh,
+                                                    int any_lsh)
+{
+    const __m512i imax = _mm512_set1_epi32(INT32_MAX);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512i half = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i x = acc;
+    if (any_lsh) {
+        const __m512i xs = _mm512_sllv_epi32(acc, lsh);
+        const __mmask16 ovf = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(xs, lsh), acc);
+        x = _mm512_mask_mov_epi32(xs, ovf, _mm512_xor_si512(_mm512_srai_epi32(acc, 31), imax));
+    }
+    const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_xor_si512(x, mult), _mm512_setzero_si512());
+    const __m512i ax = _mm512_abs_epi32(x), am = _mm512_abs_epi32(mult);
+    const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, am), half), 31);
+    const __m512i po = _mm512_srli_epi64(
+        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), _mm512_srli_epi64(am, 32)), half), 31);
+    const __m512i mag = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
+    const __m512i hm = _mm512_mask_sub_epi32(_mm512_min_epu32(mag, imax), neg, _mm512_setzero_si512(), mag);
+    const __m512i msk = _mm512_sub_epi32(_mm512_sllv_epi32(one, rsh), one);
+    const __m512i rem = _mm512_and_si512(hm, msk);
+    const __m512i thr = _mm512_add_epi32(_mm512_srli_epi32(msk, 1), _mm512_srli_epi32(hm, 31));
+    const __m512i q = _mm512_srav_epi32(hm, rsh);
+    return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+}
+
+/* Requantize, clamp to [lo - zp, hi - zp] (lo/hi/zp broadcast), add zp, narrow
+ * to 16 int8 (values are in range, the narrowing is exact). */
+TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512(__m512i acc, __m512i mult, __m512i lsh, __m512i rsh,
+                                                     int any_lsh, __m512i lo_zp, __m512i hi_zp, __m512i zp)
+{
+    __m512i v = tml_s8_rq512(acc, mult, lsh, rsh, any_lsh);
+    v = _mm512_min_epi32(_mm512_max_epi32(v, lo_zp), hi_zp);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
+}
+
+/* ---- AVX2 (8 lanes) ---- */
+
+TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_rq256(__m256i acc, __m256i mult, __m256i lsh, __m256i rsh,
+                                                    int any_lsh)
+{
+    const __m256i imax = _mm256_set1_epi32(INT32_MAX);
+    const __m256i one = _mm256_set1_epi32(1);
+    const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30);
+    __m256i x = acc;
+    if (any_lsh) {
+        const __m256i xs = _mm256_sllv_epi32(acc, lsh);
+        const __m256i ok = _mm256_cmpeq_epi32(_mm256_srav_epi32(xs, lsh), acc);
+        x = _mm256_blendv_epi8(_mm256_xor_si256(_mm256_srai_epi32(acc, 31), imax), xs, ok);
+    }
+    const __m256i neg = _mm256_srai_epi32(_mm256_xor_si256(x, mult), 31);
+    const __m256i ax = _mm256_abs_epi32(x), am = _mm256_abs_epi32(mult);
+    const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, am), half), 31);
+    const __m256i po = _mm256_srli_epi64(
+        _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), _mm256_srli_epi64(am, 32)), half), 31);
+    const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+    const __m256i hm = _mm256_blendv_epi8(_mm256_min_epu32(mag, imax), _mm256_sub_epi32(_mm256_setzero_si256(), mag),
+                                          neg);
+    const __m256i msk = _mm256_sub_epi32(_mm256_sllv_epi32(one, rsh), one);
+    const __m256i rem = _mm256_and_si256(hm, msk);
+    const __m256i thr = _mm256_add_epi32(_mm256_srli_epi32(msk, 1), _mm256_srli_epi32(hm, 31));
+    const __m256i q = _mm256_srav_epi32(hm, rsh);
+    return _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, thr));
+}
+
+/* As tml_s8_out512 for 8 lanes; the 8 int8 results are in the low 64 bits. */
+TML_S8_INLINE TML_S8_TGT_AVX2 __m128i tml_s8_out256(__m256i acc, __m256i mult, __m256i lsh, __m256i rsh,
+                                                     int any_lsh, __m256i lo_zp, __m256i hi_zp, __m256i zp)
+{
+    __m256i v = tml_s8_rq256(acc, mult, lsh, rsh, any_lsh);
+    v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo_zp), hi_zp), zp);
+    /* bytes 0,4,8,12 of each 128-bit lane, then the two lanes' dwords 0 and 4 */
+    const __m256i sel = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12,
+                                         -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    v = _mm256_shuffle_epi8(v, sel);
+    v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    return _mm256_castsi256_si128(v);
+}
+
+/* Stores the low `n` (0..8) bytes of v. */
+TML_S8_INLINE TML_S8_TGT_AVX2 void tml_s8_store8(int8_t *dst, __m128i v, int n)
+{
+    if (n >= 8) {
+        _mm_storel_epi64((__m128i *)(void *)dst, v);
+    } else {
+        int8_t tmp[16];
+        _mm_storeu_si128((__m128i *)(void *)tmp, v);
+        for (int i = 0; i < n; i++) dst[i] = tmp[i];
+    }
+}
+
+#endif /* TML_S8_X86 */
+#endif
