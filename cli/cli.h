@@ -118,5 +118,9 @@ void cli_add_history(const cli *c, tml_model *m, struct cJSON *entry);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif

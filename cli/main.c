@@ -18,6 +18,10 @@ static const command commands[] = {
     {"create", cmd_create, "build a model from the zoo or an ARCH.json description"},
     {"info", cmd_info, "per-layer table: shapes, params, nonzeros, bits, bytes, MACs, peak memory"},
     {"eval", cmd_eval, "accuracy (top-1/top-5, per class, confusion) and speed on a dataset"},
+    {"train", cmd_train, "train on a dataset (SGD/Adam, schedules, checkpoints, resume, distillation)"},
+    {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
+    {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
+    {"finetune", cmd_finetune, "fine-tune a trained or compressed model, keeping masks and codebooks"},
     {NULL, NULL, NULL},
 };
 

@@ -466,6 +466,42 @@ static void test_maxpool_ties_first(void **state)
     TU_ASSERT_CLOSE(dx, want2, 4, 0.0f);
 }
 
+static void test_maxpool_nan_and_forward(void **state)
+{
+    (void)state;
+    /* NaN never wins (as the forward, which ignores NaN taps). */
+    tml_window p = make_win(1, 2, 2, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1);
+    const float x[4] = {NAN, 1, 3, NAN}, dy[1] = {2};
+    float dx[4];
+    tml_maxpool_f32_bwd(&p, x, dy, dx);
+    const float want[4] = {0, 0, 2, 0};
+    TU_ASSERT_CLOSE(dx, want, 4, 0.0f);
+    /* Against the library's forward on data full of ties (values 0..2),
+     * overlapping padded windows: with dy = 1 per output, every output sends
+     * exactly one unit to a tap whose value is the forward's max. Checked one
+     * output at a time by dy = one-hot. */
+    tml_window q = make_win(2, 5, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1);
+    tu_rng rng;
+    tu_rng_seed(&rng, 46);
+    const size_t nx = xsz(&q), ny = ysz(&q);
+    float *xx = falloc(nx), *y = falloc(ny), *d = falloc(ny), *g = falloc(nx);
+    for (size_t i = 0; i < nx; i++) xx[i] = (float)(tu_rng_u32(&rng) % 3);
+    tml_maxpool_f32_ref(&q, xx, y);
+    for (size_t o = 0; o < ny; o++) {
+        memset(d, 0, ny * sizeof(float));
+        d[o] = 1.0f;
+        tml_maxpool_f32_bwd(&q, xx, d, g);
+        int hits = 0;
+        for (size_t i = 0; i < nx; i++)
+            if (g[i] != 0.0f) {
+                hits++;
+                assert_true(g[i] == 1.0f && xx[i] == y[o]);
+            }
+        assert_int_equal(hits, 1);
+    }
+    free(xx), free(y), free(d), free(g);
+}
+
 static void test_avgpool_grad(void **state)
 {
     (void)state;
@@ -691,6 +727,51 @@ static void test_batchnorm_grad(void **state)
     (void)state;
     check_bn_grad(12, 5, 61);
     check_bn_grad(9, 70, 62); /* two channel blocks */
+}
+
+typedef struct bnf_ctx {
+    int64_t rows;
+    int c;
+    double eps;
+    const float *mean, *var;
+    double *x, *gamma, *beta, *r;
+} bnf_ctx;
+
+static double bnf_loss(void *vctx)
+{
+    bnf_ctx *b = (bnf_ctx *)vctx;
+    double L = 0.0;
+    for (int64_t i = 0; i < b->rows; i++)
+        for (int ch = 0; ch < b->c; ch++) {
+            const double xh = (b->x[i * b->c + ch] - b->mean[ch]) / sqrt((double)b->var[ch] + b->eps);
+            L += b->r[i * b->c + ch] * (xh * b->gamma[ch] + b->beta[ch]);
+        }
+    return L;
+}
+
+static void test_batchnorm_frozen_grad(void **state)
+{
+    (void)state;
+    tu_rng rng;
+    tu_rng_seed(&rng, 63);
+    enum { ROWS = 10, C = 67 };
+    const float eps = 1e-3f;
+    float *x = rand_f(&rng, ROWS * C, -2, 2), *r = rand_f(&rng, ROWS * C, -1, 1);
+    float *gamma = rand_f(&rng, C, 0.5f, 1.5f), *beta = rand_f(&rng, C, -1, 1);
+    float *mean = rand_f(&rng, C, -0.5f, 0.5f), *var = rand_f(&rng, C, 0.2f, 2.0f);
+    bnf_ctx ctx = {ROWS, C, eps, mean, var, to_double(x, ROWS * C), to_double(gamma, C), to_double(beta, C),
+                   to_double(r, ROWS * C)};
+    float *ndx = falloc(ROWS * C), *ndg = falloc(C), *ndb = falloc(C), *dx = falloc(ROWS * C), *dg = falloc(C),
+          *db = falloc(C);
+    numgrad(bnf_loss, &ctx, ctx.x, ROWS * C, LIN_H, ndx);
+    numgrad(bnf_loss, &ctx, ctx.gamma, C, LIN_H, ndg);
+    numgrad(bnf_loss, &ctx, ctx.beta, C, LIN_H, ndb);
+    tml_batchnorm_f32_bwd_frozen(ROWS, C, x, gamma, mean, var, eps, r, dx, dg, db);
+    assert_true(grad_close("bn frozen dx", dx, ndx, ROWS * C, LINEAR_GRAD_REL, LINEAR_GRAD_ABS));
+    assert_true(grad_close("bn frozen dgamma", dg, ndg, C, LINEAR_GRAD_REL, LINEAR_GRAD_ABS));
+    assert_true(grad_close("bn frozen dbeta", db, ndb, C, LINEAR_GRAD_REL, LINEAR_GRAD_ABS));
+    free(x), free(r), free(gamma), free(beta), free(mean), free(var), free(ndx), free(ndg), free(ndb), free(dx);
+    free(dg), free(db), free(ctx.x), free(ctx.gamma), free(ctx.beta), free(ctx.r);
 }
 
 static void test_batchnorm_running_stats(void **state)
@@ -1113,18 +1194,6 @@ static void test_grad_helpers(void **state)
 
 /* ---- end to end: a 2-layer MLP overfits 16 samples with plain SGD ------------------------------------------------- */
 
-/* y (n, out) = x w^T + b: the test's own forward (the library's forward
- * kernels are tested in test_ops). */
-static void mlp_dense(int n, int in, int out, const float *x, const float *w, const float *b, float *y)
-{
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < out; o++) {
-            float s = b[o];
-            for (int k = 0; k < in; k++) s += x[i * in + k] * w[o * in + k];
-            y[i * out + o] = s;
-        }
-}
-
 static void test_mlp_overfits(void **state)
 {
     (void)state;
@@ -1144,9 +1213,9 @@ static void test_mlp_overfits(void **state)
     double loss = 0.0, first = 0.0;
     int step = 0;
     for (; step < STEPS; step++) {
-        mlp_dense(N, IN, HID, x, w1, b1, h);
-        for (int i = 0; i < N * HID; i++) h[i] = h[i] > 0 ? h[i] : 0;
-        mlp_dense(N, HID, OUT, h, w2, b2, z);
+        /* forward: the library's dense kernels, ReLU fused into layer 1 */
+        tml_dense_f32(N, IN, HID, x, w1, b1, TML_ACT_RELU, h);
+        tml_dense_f32(N, HID, OUT, h, w2, b2, TML_ACT_NONE, z);
         loss = tml_softmax_xent_f32(N, OUT, z, labels, 0.0f, dz);
         if (step == 0) first = loss;
         if (loss < 0.05) break;
@@ -1176,11 +1245,13 @@ int main(void)
         cmocka_unit_test(test_dense_grad),
         cmocka_unit_test(test_maxpool_grad),
         cmocka_unit_test(test_maxpool_ties_first),
+        cmocka_unit_test(test_maxpool_nan_and_forward),
         cmocka_unit_test(test_avgpool_grad),
         cmocka_unit_test(test_relu_grad),
         cmocka_unit_test(test_add_grad),
         cmocka_unit_test(test_softmax_bwd_grad),
         cmocka_unit_test(test_batchnorm_grad),
+        cmocka_unit_test(test_batchnorm_frozen_grad),
         cmocka_unit_test(test_batchnorm_running_stats),
         cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_kd_loss),

@@ -3,8 +3,8 @@
  *
  *   y[i, o] = act(bias[o] + sum_k x[i, k] * w[o, k])     x (n, in), w (out, in)
  *
- * Fast path: Y = X * W^T with tml_sgemm (W read in place as the transposed
- * operand), then the bias + activation epilogue.
+ * Fast path: Y = act(X * W^T + b), one GEMM (W is the transposed operand,
+ * packed by the GEMM) with the bias and activation fused into its store.
  */
 #include "ops_internal.h"
 
@@ -22,6 +22,5 @@ void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, c
 void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act, float *y)
 {
     if (n <= 0 || out <= 0) return;
-    tml_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-    tml_ops_bias_act_f32(n, out, out, b, act, y);
+    tml_sgemm_bias_act_ex(tml_cpu_isa(), 0, 0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b, act);
 }

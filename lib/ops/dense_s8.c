@@ -108,30 +108,47 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dense_vnni_tile(const int R, const int SUMW, 
                 memset(sws + 4 * grp, 0, 16);
                 continue;
             }
-            const int8_t *wr[4];
-            for (int j = 0; j < 4; j++) wr[j] = w + (int64_t)(oo + j < out ? oo + j : out - 1) * in;
-            __m512i acc[4][4], sw[4];
-            for (int j = 0; j < 4; j++) {
-                sw[j] = _mm512_setzero_si512();
-                for (int r = 0; r < R; r++) acc[r][j] = _mm512_setzero_si512();
-            }
-            for (int kv = 0; kv <= nkv; kv++) {
-                if (kv == nkv && !ktail) break;
+            const int8_t *wr0 = w + (int64_t)oo * in;
+            const int8_t *wr1 = w + (int64_t)(oo + 1 < out ? oo + 1 : out - 1) * in;
+            const int8_t *wr2 = w + (int64_t)(oo + 2 < out ? oo + 2 : out - 1) * in;
+            const int8_t *wr3 = w + (int64_t)(oo + 3 < out ? oo + 3 : out - 1) * in;
+            /* named accumulators (a<row><output>): GCC keeps an array of
+             * vectors in memory */
+            const __m512i z = _mm512_setzero_si512();
+            __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+            __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+            __m512i sw0 = z, sw1 = z, sw2 = z, sw3 = z;
+#define D_ROW(r)                                                                                               \
+    if (R > r) {                                                                                               \
+        const __m512i xv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, x + (int64_t)r * in + 64 * kv), flip); \
+        a##r##0 = _mm512_dpbusd_epi32(a##r##0, xv, w0);                                                        \
+        a##r##1 = _mm512_dpbusd_epi32(a##r##1, xv, w1);                                                        \
+        a##r##2 = _mm512_dpbusd_epi32(a##r##2, xv, w2);                                                        \
+        a##r##3 = _mm512_dpbusd_epi32(a##r##3, xv, w3);                                                        \
+    }
+            for (int kv = 0; kv < nkv + (ktail ? 1 : 0); kv++) {
                 const __mmask64 km = kv < nkv ? ~(__mmask64)0 : kmask;
-                __m512i wv[4];
-                for (int j = 0; j < 4; j++) {
-                    wv[j] = _mm512_maskz_loadu_epi8(km, wr[j] + 64 * kv);
-                    if (SUMW) sw[j] = _mm512_dpbusd_epi32(sw[j], ones, wv[j]);
+                const __m512i w0 = _mm512_maskz_loadu_epi8(km, wr0 + 64 * kv);
+                const __m512i w1 = _mm512_maskz_loadu_epi8(km, wr1 + 64 * kv);
+                const __m512i w2 = _mm512_maskz_loadu_epi8(km, wr2 + 64 * kv);
+                const __m512i w3 = _mm512_maskz_loadu_epi8(km, wr3 + 64 * kv);
+                if (SUMW) {
+                    sw0 = _mm512_dpbusd_epi32(sw0, ones, w0);
+                    sw1 = _mm512_dpbusd_epi32(sw1, ones, w1);
+                    sw2 = _mm512_dpbusd_epi32(sw2, ones, w2);
+                    sw3 = _mm512_dpbusd_epi32(sw3, ones, w3);
                 }
-                for (int r = 0; r < R; r++) {
-                    const __m512i xv =
-                        _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, x + (int64_t)r * in + 64 * kv), flip);
-                    for (int j = 0; j < 4; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], xv, wv[j]);
-                }
+                D_ROW(0)
+                D_ROW(1)
+                D_ROW(2)
+                D_ROW(3)
             }
-            for (int r = 0; r < R; r++)
-                _mm_store_si128((__m128i *)(void *)(res[r] + 4 * grp), hsum4_512(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
-            if (SUMW) _mm_store_si128((__m128i *)(void *)(sws + 4 * grp), hsum4_512(sw[0], sw[1], sw[2], sw[3]));
+#undef D_ROW
+            _mm_store_si128((__m128i *)(void *)(res[0] + 4 * grp), hsum4_512(a00, a01, a02, a03));
+            if (R > 1) _mm_store_si128((__m128i *)(void *)(res[1] + 4 * grp), hsum4_512(a10, a11, a12, a13));
+            if (R > 2) _mm_store_si128((__m128i *)(void *)(res[2] + 4 * grp), hsum4_512(a20, a21, a22, a23));
+            if (R > 3) _mm_store_si128((__m128i *)(void *)(res[3] + 4 * grp), hsum4_512(a30, a31, a32, a33));
+            if (SUMW) _mm_store_si128((__m128i *)(void *)(sws + 4 * grp), hsum4_512(sw0, sw1, sw2, sw3));
         }
         const __mmask16 om = nvalid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nvalid) - 1u);
         __m512i corr = bias ? _mm512_maskz_loadu_epi32(om, bias + ob) : _mm512_setzero_si512();
@@ -200,28 +217,36 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dense_avx2_tile(const int R, int in, int o0, 
             const int oo = ob + 4 * grp;
             const int8_t *wr[4];
             for (int j = 0; j < 4; j++) wr[j] = w + (int64_t)(oo + j < out ? oo + j : out - 1) * in;
-            __m256i acc[2][4];
-            for (int r = 0; r < R; r++)
-                for (int j = 0; j < 4; j++) acc[r][j] = _mm256_setzero_si256();
+            const __m256i z = _mm256_setzero_si256();
+            __m256i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
             for (int kv = 0; kv < nkv; kv++) {
-                __m256i wv[4], xv[2];
-                for (int j = 0; j < 4; j++)
-                    wv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr[j] + 16 * kv)));
-                for (int r = 0; r < R; r++)
-                    xv[r] = _mm256_sub_epi16(
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + (int64_t)r * in + 16 * kv))),
-                        zp16);
-                for (int r = 0; r < R; r++)
-                    for (int j = 0; j < 4; j++) acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(xv[r], wv[j]));
+                const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr[0] + 16 * kv)));
+                const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr[1] + 16 * kv)));
+                const __m256i w2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr[2] + 16 * kv)));
+                const __m256i w3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr[3] + 16 * kv)));
+                const __m256i x0 = _mm256_sub_epi16(
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + 16 * kv))), zp16);
+                a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x0, w0));
+                a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x0, w1));
+                a02 = _mm256_add_epi32(a02, _mm256_madd_epi16(x0, w2));
+                a03 = _mm256_add_epi32(a03, _mm256_madd_epi16(x0, w3));
+                if (R > 1) {
+                    const __m256i x1 = _mm256_sub_epi16(
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + in + 16 * kv))), zp16);
+                    a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x1, w0));
+                    a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(x1, w1));
+                    a12 = _mm256_add_epi32(a12, _mm256_madd_epi16(x1, w2));
+                    a13 = _mm256_add_epi32(a13, _mm256_madd_epi16(x1, w3));
+                }
             }
-            for (int r = 0; r < R; r++) {
-                _mm_store_si128((__m128i *)(void *)(res[r] + 4 * grp), hsum4_256(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+            _mm_store_si128((__m128i *)(void *)(res[0] + 4 * grp), hsum4_256(a00, a01, a02, a03));
+            if (R > 1) _mm_store_si128((__m128i *)(void *)(res[1] + 4 * grp), hsum4_256(a10, a11, a12, a13));
+            for (int r = 0; r < R; r++)
                 for (int j = 0; j < 4; j++) {
                     int32_t s = 0;
                     for (int i = k0; i < in; i++) s += (x[(int64_t)r * in + i] - q->in_zp) * wr[j][i];
                     res[r][4 * grp + j] += s;
                 }
-            }
         }
         for (int j = 0; j < 8; j++) {
             const int o = ob + j < out ? ob + j : out - 1;

@@ -5,10 +5,10 @@
  *                       ox*sw - pad_l + kx*dw, oc / M] * w[0,ky,kx,oc])
  *   taps outside x are 0.
  *
- * Fast path: for each output pixel, the o = C*M accumulators are the output
- * row itself; every in-range tap adds x[pixel, :] * w[ky, kx, :] with a loop
- * over channels, which are contiguous in NHWC (vectorized, AVX-512/AVX2
- * chosen at run time). Threads take output rows (b, oy).
+ * Fast path: for each output pixel, blocks of 16 channels (contiguous in
+ * NHWC) accumulate in registers over the in-range taps (vectorized, AVX-512 /
+ * AVX2 / portable chosen at run time) and are stored once. Threads take
+ * output rows (b, oy).
  */
 #include "ops_internal.h"
 
@@ -44,7 +44,13 @@ void tml_dwconv2d_f32_ref(const tml_window *p, const float *x, const float *w, c
 
 /* ---- fast ------------------------------------------------------------------------- */
 
-/* Output rows [r0, r1) of the (n*oh) rows. */
+/* Channels per register block (one tml_v16f): the block's accumulators stay
+ * in registers across all taps. */
+#define DW_BLOCK 16
+
+/* Output rows [r0, r1) of the (n*oh) rows. For every pixel and block of 16
+ * output channels: acc = bias; acc += x * w for each in-range tap in (ky, kx)
+ * order; activation; one store. Multiplier M > 1 reads input channel oc / M. */
 TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const float *w, const float *b, float *y,
                                  int64_t r0, int64_t r1)
 {
@@ -52,34 +58,62 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
     for (int64_t row = r0; row < r1; row++) {
         const int oy = (int)(row % p->oh);
         const int64_t n = row / p->oh;
+        /* in-range kernel rows: iy = oy*sh - pad_t + ky*dh in [0, h) */
+        int ky0 = 0, ky1 = p->kh;
+        while (ky0 < ky1 && oy * p->sh - p->pad_t + ky0 * p->dh < 0) ky0++;
+        while (ky1 > ky0 && oy * p->sh - p->pad_t + (ky1 - 1) * p->dh >= p->h) ky1--;
         for (int ox = 0; ox < p->ow; ox++) {
-            float *restrict yp = y + (row * p->ow + ox) * O;
-            if (b)
-                for (int oc = 0; oc < O; oc++) yp[oc] = b[oc];
-            else
-                for (int oc = 0; oc < O; oc++) yp[oc] = 0.0f;
-            for (int ky = 0; ky < p->kh; ky++) {
-                const int iy = oy * p->sh - p->pad_t + ky * p->dh;
-                if (iy < 0 || iy >= p->h) continue;
-                for (int kx = 0; kx < p->kw; kx++) {
-                    const int ix = ox * p->sw - p->pad_l + kx * p->dw;
-                    if (ix < 0 || ix >= p->w) continue;
-                    const float *restrict xp = x + ((n * p->h + iy) * p->w + ix) * C;
-                    const float *restrict wp = w + ((int64_t)ky * p->kw + kx) * O;
-                    if (M == 1) {
-                        for (int c = 0; c < C; c++) yp[c] += xp[c] * wp[c];
-                    } else {
-                        for (int c = 0; c < C; c++) {
-                            const float xv = xp[c];
-                            for (int m = 0; m < M; m++) yp[c * M + m] += xv * wp[c * M + m];
+            int kx0 = 0, kx1 = p->kw;
+            while (kx0 < kx1 && ox * p->sw - p->pad_l + kx0 * p->dw < 0) kx0++;
+            while (kx1 > kx0 && ox * p->sw - p->pad_l + (kx1 - 1) * p->dw >= p->w) kx1--;
+            float *yp = y + (row * p->ow + ox) * O;
+            const int vec = M == 1 && O >= DW_BLOCK;
+            for (int cs = 0; cs < O; cs += DW_BLOCK) {
+                /* with vectors, a channel tail is done as the block of the last
+                 * 16 channels, overlapping the previous one (same values again) */
+                const int c0 = vec && cs + DW_BLOCK > O ? O - DW_BLOCK : cs;
+                const int cn = O - c0 < DW_BLOCK ? O - c0 : DW_BLOCK;
+                if (vec) {
+                    tml_v16f acc, xv, wv;
+                    if (b)
+                        TML_V16_LOAD(acc, b + c0);
+                    else
+                        acc = (tml_v16f){0};
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+                        const float *xr = x + (n * p->h + iy) * p->w * C + c0;
+                        const float *wr = w + (int64_t)ky * p->kw * O + c0;
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+                            TML_V16_LOAD(xv, xr + (int64_t)ix * C);
+                            TML_V16_LOAD(wv, wr + (int64_t)kx * O);
+                            acc = acc + xv * wv;
                         }
                     }
+                    const tml_v16f zero = {0}, six = zero + 6.0f;
+                    if (p->act == TML_ACT_RELU) {
+                        acc = TML_V16_SELECT(acc > zero, acc, zero);
+                    } else if (p->act == TML_ACT_RELU6) {
+                        acc = TML_V16_SELECT(acc > six, six, acc);
+                        acc = TML_V16_SELECT(acc < zero, zero, acc);
+                    }
+                    TML_V16_STORE(yp + c0, acc);
+                } else {
+                    /* fewer than 16 channels, or a depth multiplier: same operations, one by one */
+                    float acc[DW_BLOCK];
+                    for (int i = 0; i < cn; i++) acc[i] = b ? b[c0 + i] : 0.0f;
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+                            const float *xp = x + ((n * p->h + iy) * p->w + ix) * C;
+                            const float *wp = w + ((int64_t)ky * p->kw + kx) * O + c0;
+                            for (int i = 0; i < cn; i++) acc[i] += xp[(c0 + i) / M] * wp[i];
+                        }
+                    }
+                    for (int i = 0; i < cn; i++) yp[c0 + i] = tml_act_apply_f32(p->act, acc[i]);
                 }
             }
-            if (p->act == TML_ACT_RELU)
-                for (int oc = 0; oc < O; oc++) yp[oc] = yp[oc] > 0.0f ? yp[oc] : 0.0f;
-            else if (p->act == TML_ACT_RELU6)
-                for (int oc = 0; oc < O; oc++) yp[oc] = yp[oc] < 0.0f ? 0.0f : (yp[oc] > 6.0f ? 6.0f : yp[oc]);
         }
     }
 }

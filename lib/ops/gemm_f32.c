@@ -93,14 +93,22 @@ const char *tml_isa_name(tml_isa isa)
 }
 
 /* ---- micro-kernels -----------------------------------------------------------------
- * ukr(kc, a, rsa, csa, b, rsb, c, ldc, mr, nr, alpha, beta):
+ * ukr(kc, a, rsa, csa, b, rsb, c, ldc, mr, nr, ep):
  *   acc (MR, NR) = sum over k < kc of a[i*rsa + k*csa] * b[k*rsb + j]
- *   c[i*ldc + j] = alpha * acc + beta * c   for i < mr, j < nr (beta 0: c not read)
+ *   v = alpha * acc + beta * c[i*ldc + j]   (beta 0: c not read)
+ *   c[i*ldc + j] = act(v + bias[j])         (bias NULL: no bias)
+ *   for i < mr, j < nr.
  * `a` always has MR readable rows (packed with zeros at the M edge). `b` must
  * have NR readable columns unless the kernel sets b_partial_ok (then only nr
  * columns are read). Each accumulator sums k in increasing order. */
+typedef struct ukr_epilogue {
+    float alpha, beta;
+    const float *bias; /* (nr) for this tile's columns, or NULL */
+    tml_act act;
+} ukr_epilogue;
+
 typedef void (*ukr_fn)(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
-                       float *c, ptrdiff_t ldc, int mr, int nr, float alpha, float beta);
+                       float *c, ptrdiff_t ldc, int mr, int nr, const ukr_epilogue *ep);
 
 /* Packs one NR-wide panel of a transposed B (see pack_b_panel); NULL: generic. */
 typedef void (*pack_bt_fn)(const float *B, ptrdiff_t ldb, int k0, int kc, int j0, int nrr, float *dst);
@@ -124,7 +132,7 @@ typedef struct gemm_kernel {
 #define GENERIC_NR 16
 
 static void ukr_generic(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
-                        float *c, ptrdiff_t ldc, int mr, int nr, float alpha, float beta)
+                        float *c, ptrdiff_t ldc, int mr, int nr, const ukr_epilogue *ep)
 {
     float acc[GENERIC_MR][GENERIC_NR];
     memset(acc, 0, sizeof(acc));
@@ -138,14 +146,27 @@ static void ukr_generic(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, co
     }
     for (int i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
-        if (beta == 0.0f)
-            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
-        else
-            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+        for (int j = 0; j < nr; j++) {
+            float v = ep->beta == 0.0f ? ep->alpha * acc[i][j] : ep->alpha * acc[i][j] + ep->beta * ci[j];
+            if (ep->bias) v += ep->bias[j];
+            ci[j] = tml_act_apply_f32(ep->act, v);
+        }
     }
 }
 
 #ifdef TML_OPS_X86
+
+/* Activations with exactly the semantics of tml_act_apply_f32, NaN included:
+ * max(v, 0) returns its second operand when v is NaN (relu: 0), and relu6 as
+ * min(6, max(0, v)) passes a NaN v through (as the scalar version does). */
+#define ACT256(act, r)                                                                                       \
+    ((act) == TML_ACT_RELU    ? _mm256_max_ps((r), _mm256_setzero_ps())                                      \
+     : (act) == TML_ACT_RELU6 ? _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(_mm256_setzero_ps(), (r))) \
+                              : (r))
+#define ACT512(act, r)                                                                                       \
+    ((act) == TML_ACT_RELU    ? _mm512_max_ps((r), _mm512_setzero_ps())                                      \
+     : (act) == TML_ACT_RELU6 ? _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(_mm512_setzero_ps(), (r))) \
+                              : (r))
 
 /* AVX2 + FMA: 6 x 16 tile, 12 ymm accumulators. Rows are addressed from two
  * bases (rows 0-2 and 3-5) so the loop needs few general registers whether A
@@ -153,9 +174,42 @@ static void ukr_generic(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, co
 #define AVX2_MR 6
 #define AVX2_NR 16
 
+/* Stores one row of the tile: the two accumulators of row p, lane masks m0/m1
+ * (all lanes when full). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+avx2_store_row(float *p, __m256 a0, __m256 a1, int full, __m256i m0, __m256i m1, const ukr_epilogue *ep,
+               __m256 vb0, __m256 vb1)
+{
+    const __m256 va = _mm256_set1_ps(ep->alpha);
+    __m256 r0, r1;
+    if (ep->beta == 0.0f) {
+        r0 = _mm256_mul_ps(va, a0);
+        r1 = _mm256_mul_ps(va, a1);
+    } else {
+        const __m256 vb = _mm256_set1_ps(ep->beta);
+        const __m256 c0 = full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m0);
+        const __m256 c1 = full ? _mm256_loadu_ps(p + 8) : _mm256_maskload_ps(p + 8, m1);
+        r0 = _mm256_fmadd_ps(va, a0, _mm256_mul_ps(vb, c0));
+        r1 = _mm256_fmadd_ps(va, a1, _mm256_mul_ps(vb, c1));
+    }
+    if (ep->bias) {
+        r0 = _mm256_add_ps(r0, vb0);
+        r1 = _mm256_add_ps(r1, vb1);
+    }
+    r0 = ACT256(ep->act, r0);
+    r1 = ACT256(ep->act, r1);
+    if (full) {
+        _mm256_storeu_ps(p, r0);
+        _mm256_storeu_ps(p + 8, r1);
+    } else {
+        _mm256_maskstore_ps(p, m0, r0);
+        _mm256_maskstore_ps(p + 8, m1, r1);
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                                                          const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
-                                                         int mr, int nr, float alpha, float beta)
+                                                         int mr, int nr, const ukr_epilogue *ep)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
            c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
@@ -181,51 +235,26 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a,
         a3 += csa;
         b += rsb;
     }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    if (nr == AVX2_NR) {
+    /* lane masks (lane < nr) for the two vectors; maskload / maskstore never
+     * touch memory of masked-off lanes */
+    const int full = nr == AVX2_NR;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lanes);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lanes);
+    __m256 vb0 = _mm256_setzero_ps(), vb1 = _mm256_setzero_ps();
+    if (ep->bias) {
+        vb0 = full ? _mm256_loadu_ps(ep->bias) : _mm256_maskload_ps(ep->bias, m0);
+        vb1 = full ? _mm256_loadu_ps(ep->bias + 8) : _mm256_maskload_ps(ep->bias + 8, m1);
+    }
 #define AVX2_STORE(i, ci0, ci1)                                                                               \
-    if (i < mr) {                                                                                            \
-        float *p = c + (i) * ldc;                                                                            \
-        if (beta == 0.0f) {                                                                                  \
-            _mm256_storeu_ps(p, _mm256_mul_ps(va, ci0));                                                     \
-            _mm256_storeu_ps(p + 8, _mm256_mul_ps(va, ci1));                                                 \
-        } else {                                                                                             \
-            _mm256_storeu_ps(p, _mm256_fmadd_ps(va, ci0, _mm256_mul_ps(vb, _mm256_loadu_ps(p))));            \
-            _mm256_storeu_ps(p + 8, _mm256_fmadd_ps(va, ci1, _mm256_mul_ps(vb, _mm256_loadu_ps(p + 8))));    \
-        }                                                                                                    \
-    }
-        AVX2_STORE(0, c00, c01)
-        AVX2_STORE(1, c10, c11)
-        AVX2_STORE(2, c20, c21)
-        AVX2_STORE(3, c30, c31)
-        AVX2_STORE(4, c40, c41)
-        AVX2_STORE(5, c50, c51)
+    if (i < mr) avx2_store_row(c + (i)*ldc, ci0, ci1, full, m0, m1, ep, vb0, vb1);
+    AVX2_STORE(0, c00, c01)
+    AVX2_STORE(1, c10, c11)
+    AVX2_STORE(2, c20, c21)
+    AVX2_STORE(3, c30, c31)
+    AVX2_STORE(4, c40, c41)
+    AVX2_STORE(5, c50, c51)
 #undef AVX2_STORE
-    } else {
-        /* Partial tile: lane masks (lane < n) for the two vectors. maskload /
-         * maskstore never touch memory of masked-off lanes. */
-        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lanes);
-        const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lanes);
-#define AVX2_STORE_M(i, ci0, ci1)                                                                             \
-    if (i < mr) {                                                                                            \
-        float *p = c + (i) * ldc;                                                                            \
-        __m256 r0 = _mm256_mul_ps(va, ci0), r1 = _mm256_mul_ps(va, ci1);                                     \
-        if (beta != 0.0f) {                                                                                  \
-            r0 = _mm256_fmadd_ps(va, ci0, _mm256_mul_ps(vb, _mm256_maskload_ps(p, m0)));                     \
-            r1 = _mm256_fmadd_ps(va, ci1, _mm256_mul_ps(vb, _mm256_maskload_ps(p + 8, m1)));                 \
-        }                                                                                                    \
-        _mm256_maskstore_ps(p, m0, r0);                                                                      \
-        _mm256_maskstore_ps(p + 8, m1, r1);                                                                  \
-    }
-        AVX2_STORE_M(0, c00, c01)
-        AVX2_STORE_M(1, c10, c11)
-        AVX2_STORE_M(2, c20, c21)
-        AVX2_STORE_M(3, c30, c31)
-        AVX2_STORE_M(4, c40, c41)
-        AVX2_STORE_M(5, c50, c51)
-#undef AVX2_STORE_M
-    }
 }
 
 /* AVX-512F: 12 x 32 tile, 24 zmm accumulators (+2 for B, 1 broadcast). Rows
@@ -234,9 +263,40 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a,
 #define AVX512_MR 12
 #define AVX512_NR 32
 
+__attribute__((target("avx512f"), always_inline)) static inline void
+avx512_store_row(float *p, __m512 a0, __m512 a1, int full, __mmask16 m0, __mmask16 m1, const ukr_epilogue *ep,
+                 __m512 vb0, __m512 vb1)
+{
+    const __m512 va = _mm512_set1_ps(ep->alpha);
+    __m512 r0, r1;
+    if (ep->beta == 0.0f) {
+        r0 = _mm512_mul_ps(va, a0);
+        r1 = _mm512_mul_ps(va, a1);
+    } else {
+        const __m512 vb = _mm512_set1_ps(ep->beta);
+        const __m512 c0 = full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m0, p);
+        const __m512 c1 = full ? _mm512_loadu_ps(p + 16) : _mm512_maskz_loadu_ps(m1, p + 16);
+        r0 = _mm512_fmadd_ps(va, a0, _mm512_mul_ps(vb, c0));
+        r1 = _mm512_fmadd_ps(va, a1, _mm512_mul_ps(vb, c1));
+    }
+    if (ep->bias) {
+        r0 = _mm512_add_ps(r0, vb0);
+        r1 = _mm512_add_ps(r1, vb1);
+    }
+    r0 = ACT512(ep->act, r0);
+    r1 = ACT512(ep->act, r1);
+    if (full) {
+        _mm512_storeu_ps(p, r0);
+        _mm512_storeu_ps(p + 16, r1);
+    } else {
+        _mm512_mask_storeu_ps(p, m0, r0);
+        _mm512_mask_storeu_ps(p + 16, m1, r1);
+    }
+}
+
 __attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                                                           const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
-                                                          int mr, int nr, float alpha, float beta)
+                                                          int mr, int nr, const ukr_epilogue *ep)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
            c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
@@ -272,7 +332,8 @@ __attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a
     a6 += csa;                                                                                               \
     a9 += csa;                                                                                               \
     b += rsb;
-    if (nr == AVX512_NR) {
+    const int full = nr == AVX512_NR;
+    if (full) {
         for (int k = 0; k < kc; k++) {
             const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
             __m512 t;
@@ -287,58 +348,26 @@ __attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a
     }
 #undef AVX512_BODY
 #undef AVX512_ROW
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (nr == AVX512_NR) {
+    __m512 vb0 = _mm512_setzero_ps(), vb1 = _mm512_setzero_ps();
+    if (ep->bias) {
+        vb0 = _mm512_maskz_loadu_ps(m0, ep->bias);
+        vb1 = _mm512_maskz_loadu_ps(m1, ep->bias + 16);
+    }
 #define AVX512_STORE(i, ci0, ci1)                                                                             \
-    if (i < mr) {                                                                                            \
-        float *p = c + (i) * ldc;                                                                            \
-        if (beta == 0.0f) {                                                                                  \
-            _mm512_storeu_ps(p, _mm512_mul_ps(va, ci0));                                                     \
-            _mm512_storeu_ps(p + 16, _mm512_mul_ps(va, ci1));                                                \
-        } else {                                                                                             \
-            _mm512_storeu_ps(p, _mm512_fmadd_ps(va, ci0, _mm512_mul_ps(vb, _mm512_loadu_ps(p))));            \
-            _mm512_storeu_ps(p + 16, _mm512_fmadd_ps(va, ci1, _mm512_mul_ps(vb, _mm512_loadu_ps(p + 16)))); \
-        }                                                                                                    \
-    }
-        AVX512_STORE(0, c00, c01)
-        AVX512_STORE(1, c10, c11)
-        AVX512_STORE(2, c20, c21)
-        AVX512_STORE(3, c30, c31)
-        AVX512_STORE(4, c40, c41)
-        AVX512_STORE(5, c50, c51)
-        AVX512_STORE(6, c60, c61)
-        AVX512_STORE(7, c70, c71)
-        AVX512_STORE(8, c80, c81)
-        AVX512_STORE(9, c90, c91)
-        AVX512_STORE(10, ca0, ca1)
-        AVX512_STORE(11, cb0, cb1)
+    if (i < mr) avx512_store_row(c + (i)*ldc, ci0, ci1, full, m0, m1, ep, vb0, vb1);
+    AVX512_STORE(0, c00, c01)
+    AVX512_STORE(1, c10, c11)
+    AVX512_STORE(2, c20, c21)
+    AVX512_STORE(3, c30, c31)
+    AVX512_STORE(4, c40, c41)
+    AVX512_STORE(5, c50, c51)
+    AVX512_STORE(6, c60, c61)
+    AVX512_STORE(7, c70, c71)
+    AVX512_STORE(8, c80, c81)
+    AVX512_STORE(9, c90, c91)
+    AVX512_STORE(10, ca0, ca1)
+    AVX512_STORE(11, cb0, cb1)
 #undef AVX512_STORE
-    } else {
-#define AVX512_STORE_M(i, ci0, ci1)                                                                           \
-    if (i < mr) {                                                                                            \
-        float *p = c + (i) * ldc;                                                                            \
-        __m512 r0 = _mm512_mul_ps(va, ci0), r1 = _mm512_mul_ps(va, ci1);                                     \
-        if (beta != 0.0f) {                                                                                  \
-            r0 = _mm512_fmadd_ps(va, ci0, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, p)));                  \
-            r1 = _mm512_fmadd_ps(va, ci1, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, p + 16)));             \
-        }                                                                                                    \
-        _mm512_mask_storeu_ps(p, m0, r0);                                                                    \
-        _mm512_mask_storeu_ps(p + 16, m1, r1);                                                               \
-    }
-        AVX512_STORE_M(0, c00, c01)
-        AVX512_STORE_M(1, c10, c11)
-        AVX512_STORE_M(2, c20, c21)
-        AVX512_STORE_M(3, c30, c31)
-        AVX512_STORE_M(4, c40, c41)
-        AVX512_STORE_M(5, c50, c51)
-        AVX512_STORE_M(6, c60, c61)
-        AVX512_STORE_M(7, c70, c71)
-        AVX512_STORE_M(8, c80, c81)
-        AVX512_STORE_M(9, c90, c91)
-        AVX512_STORE_M(10, ca0, ca1)
-        AVX512_STORE_M(11, cb0, cb1)
-#undef AVX512_STORE_M
-    }
 }
 
 /* Transposed-B panel for the AVX-512 kernel: dst[k*32 + j] = B[(j0+j)*ldb + k0+k]
@@ -469,6 +498,8 @@ typedef struct gemm_args {
     const float *A, *B;
     float *C;
     ptrdiff_t lda, ldb, ldc;
+    const float *bias; /* (N) added after the last K block, or NULL */
+    tml_act act;       /* applied after the bias */
 } gemm_args;
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -494,7 +525,9 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
         const int nc = imin(GEMM_NC, n1 - jc);
         for (int pc = 0; pc < K; pc += kcb) {
             const int kc = imin(kcb, K - pc);
-            const float beta = pc == 0 ? g->beta : 1.0f;
+            /* first K block: beta; later ones accumulate; the last adds bias + act */
+            const int last = pc + kc == K;
+            ukr_epilogue ep = {g->alpha, pc == 0 ? g->beta : 1.0f, NULL, last ? g->act : TML_ACT_NONE};
             /* B panels for this (jc, pc) block: packed into bbuf or in place */
             for (int jr = 0; jr < nc; jr += nr) {
                 const int nrr = imin(nr, nc - jr);
@@ -529,7 +562,8 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
                         bp = g->B + (ptrdiff_t)pc * g->ldb + jc + jr;
                         rsb = g->ldb;
                     }
-                    kr->fn(kc, ap, rsa, csa, bp, rsb, crow + jr, g->ldc, mrr, nrr, g->alpha, beta);
+                    ep.bias = last && g->bias ? g->bias + jc + jr : NULL;
+                    kr->fn(kc, ap, rsa, csa, bp, rsb, crow + jr, g->ldc, mrr, nrr, &ep);
                 }
             }
         }
@@ -573,6 +607,8 @@ static void gemm_ksplit_part(const gemm_kernel *kr, const gemm_args *g, int part
     p.K = k1 - k0;
     p.alpha = 1.0f;
     p.beta = 0.0f;
+    p.bias = NULL;
+    p.act = TML_ACT_NONE;
     p.A = g->trans_a ? g->A + (ptrdiff_t)k0 * g->lda : g->A + k0;
     p.B = g->trans_b ? g->B + k0 : g->B + (ptrdiff_t)k0 * g->ldb;
     p.C = partial + (ptrdiff_t)s * g->M * g->N;
@@ -603,25 +639,27 @@ static void gemm_ksplit(const gemm_kernel *kr, const gemm_args *g, int parts, in
             const float *p = partial + (ptrdiff_t)i * g->N + j;
             float acc = p[0];
             for (int s = 1; s < parts; s++) acc += p[s * mn];
-            c[j] = g->beta == 0.0f ? g->alpha * acc : g->alpha * acc + g->beta * c[j];
+            float v = g->beta == 0.0f ? g->alpha * acc : g->alpha * acc + g->beta * c[j];
+            if (g->bias) v += g->bias[j];
+            c[j] = tml_act_apply_f32(g->act, v);
         }
     }
 }
 
 /* ---- entry points ---------------------------------------------------------------------- */
 
-static int round_up(int x, int m) { return (x + m - 1) / m * m; }
-
-void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                           const float *bias, tml_act act)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
+        tml_ops_bias_act_f32(M, N, ldc, bias, act, C);
         return;
     }
     const gemm_kernel kr = kernel_for(isa);
-    const gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
+    const gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, bias, act};
     int nt = 1;
 #ifdef TML_OPS_OMP
     if (!(flags & TML_GEMM_SERIAL) && 2.0 * M * N * K >= TML_OPS_PAR_FLOPS && !omp_in_parallel())
@@ -637,16 +675,17 @@ void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, 
         return;
     }
 #ifdef TML_OPS_OMP
+#define ROUND_UP(x, m) (((x) + (m)-1) / (m) * (m))
     /* Tile grid with about 4 tiles per thread. Cut the longer side: cutting M
      * repacks B once per row tile, cutting N repacks A once per column tile. */
     int mt = M, ntile = N;
     const int want = 4 * nt;
     if (M >= N) {
-        mt = round_up((M + want - 1) / want, kr.mr);
+        mt = ROUND_UP((M + want - 1) / want, kr.mr);
         if (mt < 4 * kr.mr) mt = 4 * kr.mr;
-        ntile = round_up(N, kr.nr) >= GEMM_NC ? GEMM_NC : N;
+        ntile = ROUND_UP(N, kr.nr) >= GEMM_NC ? GEMM_NC : N;
     } else {
-        ntile = round_up((N + want - 1) / want, kr.nr);
+        ntile = ROUND_UP((N + want - 1) / want, kr.nr);
         if (ntile < 2 * kr.nr) ntile = 2 * kr.nr;
         if (ntile > GEMM_NC) ntile = GEMM_NC;
         mt = M;
@@ -659,7 +698,15 @@ void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, 
         const int m0 = bi * mt, n0 = bj * ntile;
         gemm_tile(&kr, &g, m0, imin(M, m0 + mt), n0, imin(N, n0 + ntile));
     }
+#undef ROUND_UP
 #endif
+}
+
+void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    tml_sgemm_bias_act_ex(isa, flags, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL,
+                          TML_ACT_NONE);
 }
 
 void tml_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,

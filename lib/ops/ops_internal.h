@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tinyml/tml_ops.h"
 
@@ -45,6 +46,13 @@ const char *tml_isa_name(tml_isa isa);
 void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* C = act(alpha * op(A) op(B) + beta * C + bias) with bias (N) broadcast over
+ * rows (NULL: none), fused into the GEMM's final store. Same guarantees as
+ * tml_sgemm_ex; equal to tml_sgemm_ex followed by tml_ops_bias_act_f32. */
+void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                           const float *bias, tml_act act);
+
 /* Builds one function three times - for AVX-512F, for AVX2 and portable -
  * from an always-inline body `name##_body` (plain C that the compiler
  * vectorizes), and a dispatcher `name` that picks one by tml_cpu_isa(). All
@@ -71,6 +79,18 @@ void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, 
 #define TML_OPS_MULTIVERSION(name, params, args)                                                            \
     static void name params { name##_body args; }
 #endif
+
+/* 16-float vectors (GCC/Clang vector extensions): one AVX-512 register, two
+ * AVX2 ones or four SSE ones depending on the target of the function using
+ * them. Loads / stores go through memcpy (unaligned, no aliasing issue);
+ * comparisons give all-ones / zero lanes for blends. Used by the per-channel
+ * kernels (depthwise conv, pools) to keep a block of channels in registers. */
+typedef float tml_v16f __attribute__((vector_size(64)));
+typedef int32_t tml_v16i __attribute__((vector_size(64)));
+#define TML_V16_LOAD(v, p) memcpy(&(v), (p), sizeof(tml_v16f))
+#define TML_V16_STORE(p, v) memcpy((p), &(v), sizeof(tml_v16f))
+/* lane-wise c ? a : b for a mask c from a comparison */
+#define TML_V16_SELECT(c, a, b) ((tml_v16f)(((tml_v16i)(a) & (c)) | ((tml_v16i)(b) & ~(c))))
 
 /* Threshold (2*M*N*K flops) above which kernels start OpenMP threads. */
 #define TML_OPS_PAR_FLOPS 2000000.0

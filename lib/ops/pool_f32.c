@@ -66,7 +66,60 @@ void tml_global_avgpool_f32_ref(int n, int hw, int c, const float *x, float *y)
 
 /* ---- fast ------------------------------------------------------------------------- */
 
-/* Output rows [r0, r1) of the (n*oh) rows. */
+#define POOL_BLOCK 16 /* channels per register block (one tml_v16f) */
+
+/* One block of 16 channels starting at x / y for the taps in [ky0,ky1) x
+ * [kx0,kx1), held in a register; same operations in the same order as pool_ref. */
+TML_OPS_INLINE void pool_block16(const tml_window *p, const float *x, int64_t n, int oy, int ox, int ky0, int ky1,
+                                 int kx0, int kx1, int is_max, float *y)
+{
+    const int C = p->c;
+    const int count = (ky1 - ky0) * (kx1 - kx0);
+    const tml_v16f zero = {0};
+    tml_v16f acc = is_max ? zero - INFINITY : zero, xv;
+    for (int ky = ky0; ky < ky1; ky++) {
+        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+        for (int kx = kx0; kx < kx1; kx++) {
+            const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+            TML_V16_LOAD(xv, x + ((n * p->h + iy) * p->w + ix) * C);
+            if (is_max)
+                acc = TML_V16_SELECT(xv > acc, xv, acc);
+            else
+                acc = acc + xv;
+        }
+    }
+    if (count == 0)
+        acc = zero;
+    else if (!is_max)
+        acc = acc / (zero + (float)count);
+    TML_V16_STORE(y, acc);
+}
+
+/* The same for a tail of cn < 16 channels, one by one. */
+TML_OPS_INLINE void pool_tail(const tml_window *p, const float *x, int64_t n, int oy, int ox, int ky0, int ky1,
+                              int kx0, int kx1, int is_max, int cn, float *y)
+{
+    const int C = p->c;
+    const int count = (ky1 - ky0) * (kx1 - kx0);
+    for (int i = 0; i < cn; i++) {
+        float acc = is_max ? -INFINITY : 0.0f;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+                const float v = x[((n * p->h + iy) * p->w + ix) * C + i];
+                if (is_max)
+                    acc = v > acc ? v : acc;
+                else
+                    acc += v;
+            }
+        }
+        y[i] = count == 0 ? 0.0f : (is_max ? acc : acc / (float)count);
+    }
+}
+
+/* Output rows [r0, r1) of the (n*oh) rows, in blocks of 16 channels held in
+ * registers across the taps (in-range tap ranges computed once per pixel). */
 TML_OPS_INLINE void pool_rows_body(const tml_window *p, const float *x, float *y, int is_max, int64_t r0,
                                    int64_t r1)
 {
@@ -74,30 +127,23 @@ TML_OPS_INLINE void pool_rows_body(const tml_window *p, const float *x, float *y
     for (int64_t row = r0; row < r1; row++) {
         const int oy = (int)(row % p->oh);
         const int64_t n = row / p->oh;
+        int ky0 = 0, ky1 = p->kh;
+        while (ky0 < ky1 && oy * p->sh - p->pad_t + ky0 * p->dh < 0) ky0++;
+        while (ky1 > ky0 && oy * p->sh - p->pad_t + (ky1 - 1) * p->dh >= p->h) ky1--;
         for (int ox = 0; ox < p->ow; ox++) {
-            float *restrict yp = y + (row * p->ow + ox) * C;
-            const float init = is_max ? -INFINITY : 0.0f;
-            for (int c = 0; c < C; c++) yp[c] = init;
-            int count = 0;
-            for (int ky = 0; ky < p->kh; ky++) {
-                const int iy = oy * p->sh - p->pad_t + ky * p->dh;
-                if (iy < 0 || iy >= p->h) continue;
-                for (int kx = 0; kx < p->kw; kx++) {
-                    const int ix = ox * p->sw - p->pad_l + kx * p->dw;
-                    if (ix < 0 || ix >= p->w) continue;
-                    const float *restrict xp = x + ((n * p->h + iy) * p->w + ix) * C;
-                    if (is_max)
-                        for (int c = 0; c < C; c++) yp[c] = xp[c] > yp[c] ? xp[c] : yp[c];
-                    else
-                        for (int c = 0; c < C; c++) yp[c] += xp[c];
-                    count++;
-                }
+            int kx0 = 0, kx1 = p->kw;
+            while (kx0 < kx1 && ox * p->sw - p->pad_l + kx0 * p->dw < 0) kx0++;
+            while (kx1 > kx0 && ox * p->sw - p->pad_l + (kx1 - 1) * p->dw >= p->w) kx1--;
+            float *yp = y + (row * p->ow + ox) * C;
+            if (C < POOL_BLOCK) {
+                pool_tail(p, x, n, oy, ox, ky0, ky1, kx0, kx1, is_max, C, yp);
+                continue;
             }
-            if (count == 0) {
-                for (int c = 0; c < C; c++) yp[c] = 0.0f;
-            } else if (!is_max) {
-                const float fc = (float)count;
-                for (int c = 0; c < C; c++) yp[c] = yp[c] / fc;
+            /* whole blocks; a tail is done as the block of the last 16
+             * channels, overlapping the previous one (same values again) */
+            for (int c0 = 0; c0 < C; c0 += POOL_BLOCK) {
+                const int cb = c0 + POOL_BLOCK <= C ? c0 : C - POOL_BLOCK;
+                pool_block16(p, x + cb, n, oy, ox, ky0, ky1, kx0, kx1, is_max, yp + cb);
             }
         }
     }

@@ -76,16 +76,19 @@ void tml_batchnorm_f32_train(int64_t rows, int c, const float *x, const float *g
     }
 }
 
+/* Channels [c0, c0+nb); bmean / binv_std hold the block's statistics
+ * (index j = channel c0 + j). frozen: the statistics are constants (no
+ * batch-statistics terms in dx). */
 static void bn_bwd_block(int64_t rows, int c, int c0, int nb, const float *x, const float *gamma,
-                         const float *save_mean, const float *save_inv_std, const float *dy, float *dx,
-                         float *dgamma, float *dbeta)
+                         const float *bmean, const float *binv_std, const float *dy, float *dx, float *dgamma,
+                         float *dbeta, int frozen)
 {
     double sdy[BN_BLOCK], sdyx[BN_BLOCK];
     float mean[BN_BLOCK], istd[BN_BLOCK];
     for (int j = 0; j < nb; j++) {
         sdy[j] = sdyx[j] = 0.0;
-        mean[j] = save_mean[c0 + j];
-        istd[j] = save_inv_std[c0 + j];
+        mean[j] = bmean[j];
+        istd[j] = binv_std[j];
     }
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * c + c0, *dyr = dy + r * c + c0;
@@ -100,8 +103,8 @@ static void bn_bwd_block(int64_t rows, int c, int c0, int nb, const float *x, co
         dbeta[c0 + j] = (float)sdy[j];
         dgamma[c0 + j] = (float)sdyx[j];
         k1[j] = gamma[c0 + j] * istd[j];
-        a[j] = rows > 0 ? (float)(sdy[j] / (double)rows) : 0.0f;
-        bco[j] = rows > 0 ? (float)(sdyx[j] / (double)rows) : 0.0f;
+        a[j] = rows > 0 && !frozen ? (float)(sdy[j] / (double)rows) : 0.0f;
+        bco[j] = rows > 0 && !frozen ? (float)(sdyx[j] / (double)rows) : 0.0f;
     }
     if (!dx) return;
     for (int64_t r = 0; r < rows; r++) {
@@ -123,6 +126,22 @@ void tml_batchnorm_f32_bwd(int64_t rows, int c, const float *x, const float *gam
 #endif
     for (int bi = 0; bi < nblk; bi++) {
         const int c0 = bi * BN_BLOCK, nb = c - c0 < BN_BLOCK ? c - c0 : BN_BLOCK;
-        bn_bwd_block(rows, c, c0, nb, x, gamma, save_mean, save_inv_std, dy, dx, dgamma, dbeta);
+        bn_bwd_block(rows, c, c0, nb, x, gamma, save_mean + c0, save_inv_std + c0, dy, dx, dgamma, dbeta, 0);
+    }
+}
+
+void tml_batchnorm_f32_bwd_frozen(int64_t rows, int c, const float *x, const float *gamma, const float *mean,
+                                  const float *var, float eps, const float *dy, float *dx, float *dgamma,
+                                  float *dbeta)
+{
+    const int nblk = (c + BN_BLOCK - 1) / BN_BLOCK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nblk > 1 && rows * c >= BN_PAR_MIN && !omp_in_parallel())
+#endif
+    for (int bi = 0; bi < nblk; bi++) {
+        const int c0 = bi * BN_BLOCK, nb = c - c0 < BN_BLOCK ? c - c0 : BN_BLOCK;
+        float istd[BN_BLOCK];
+        for (int j = 0; j < nb; j++) istd[j] = (float)(1.0 / sqrt((double)var[c0 + j] + (double)eps));
+        bn_bwd_block(rows, c, c0, nb, x, gamma, mean + c0, istd, dy, dx, dgamma, dbeta, 1);
     }
 }

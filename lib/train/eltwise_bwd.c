@@ -10,6 +10,10 @@
 
 #include "train/train_ops.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define ELT_PAR_MIN ((int64_t)1 << 18)
 
 void tml_act_bwd_f32(tml_act act, int64_t count, const float *y, const float *dy, float *dz)
@@ -28,7 +32,10 @@ void tml_relu_bwd_f32(int64_t count, const float *y, const float *dy, float *dx)
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (count >= ELT_PAR_MIN)
 #endif
-    for (int64_t i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < count; i++) {
+        const float g = dy[i]; /* loaded unconditionally so the select vectorizes */
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 void tml_relu6_bwd_f32(int64_t count, const float *y, const float *dy, float *dx)
@@ -36,7 +43,10 @@ void tml_relu6_bwd_f32(int64_t count, const float *y, const float *dy, float *dx
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (count >= ELT_PAR_MIN)
 #endif
-    for (int64_t i = 0; i < count; i++) dx[i] = (y[i] > 0.0f && y[i] < 6.0f) ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < count; i++) {
+        const float g = dy[i], v = y[i];
+        dx[i] = (v > 0.0f) & (v < 6.0f) ? g : 0.0f;
+    }
 }
 
 void tml_add_bwd_f32(tml_act act, int64_t count, const float *y, const float *dy, float *da, float *db)
@@ -68,20 +78,38 @@ void tml_softmax_bwd_f32(int n, int k, const float *y, const float *dy, float *d
 }
 
 /* Column sums in blocks of SUM_BLOCK columns so the double accumulators stay
- * on the stack; each column is summed over the rows in order. */
+ * on the stack. Long inputs are cut into SUM_PARTS row ranges (a number fixed
+ * by `rows` alone) summed on threads into their own partials, which are then
+ * added in part order: the result does not depend on the thread count. */
 #define SUM_BLOCK 256
+#define SUM_PARTS 8
+#define SUM_PAR_ROWS 4096
+
+static void sum_rows_part(int64_t r0, int64_t r1, int nb, int ld, const float *x, double *acc)
+{
+    for (int j = 0; j < nb; j++) acc[j] = 0.0;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * (int64_t)ld;
+        for (int j = 0; j < nb; j++) acc[j] += (double)xr[j];
+    }
+}
 
 void tml_sum_rows_f32(int64_t rows, int cols, int ld, const float *x, float *out)
 {
+    const int parts = rows >= SUM_PAR_ROWS ? SUM_PARTS : 1;
     for (int j0 = 0; j0 < cols; j0 += SUM_BLOCK) {
         const int nb = cols - j0 < SUM_BLOCK ? cols - j0 : SUM_BLOCK;
-        double acc[SUM_BLOCK];
-        for (int j = 0; j < nb; j++) acc[j] = 0.0;
-        for (int64_t r = 0; r < rows; r++) {
-            const float *xr = x + r * (int64_t)ld + j0;
-            for (int j = 0; j < nb; j++) acc[j] += (double)xr[j];
+        double acc[SUM_PARTS][SUM_BLOCK];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parts > 1 && (int64_t)nb * rows >= ELT_PAR_MIN && !omp_in_parallel())
+#endif
+        for (int q = 0; q < parts; q++)
+            sum_rows_part(rows * q / parts, rows * (q + 1) / parts, nb, ld, x + j0, acc[q]);
+        for (int j = 0; j < nb; j++) {
+            double s = acc[0][j];
+            for (int q = 1; q < parts; q++) s += acc[q][j];
+            out[j0 + j] = (float)s;
         }
-        for (int j = 0; j < nb; j++) out[j0 + j] = (float)acc[j];
     }
 }
 

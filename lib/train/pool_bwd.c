@@ -4,13 +4,16 @@
  * (padding) are skipped, as in the forward.
  *
  * Max pool routes each output gradient to the FIRST maximal in-range tap of
- * its window in row-major (ky, kx) order (strict > replaces the best), per
- * channel. Average pool spreads dy / count (count = in-range taps) over the
+ * its window in row-major (ky, kx) order, per channel: as the forward
+ * (lib/ops/pool_f32.c), the running max starts at -inf and a tap replaces it
+ * only when strictly greater, so NaN taps never win; when no tap beats -inf
+ * (all NaN / -inf) the gradient goes to the first in-range tap. Average pool spreads dy / count (count = in-range taps) over the
  * in-range taps. Windows may overlap (stride < kernel): contributions add.
  *
  * OpenMP over samples: a sample's dx is written by one thread, outputs in
  * order, so the bits do not depend on the thread count.
  */
+#include <math.h>
 #include <string.h>
 
 #include "train/train_ops.h"
@@ -54,6 +57,20 @@ static tml_window pool_geom(const tml_window *p)
 /* Channels per block of the max pool's running argmax (kept on the stack). */
 #define MAX_CH_BLOCK 64
 
+/* bv[j] = max(bv[j], xr[j]) with bp[j] = pix where xr[j] is strictly greater.
+ * Branch-free with an integer mask so that it vectorizes at the baseline ISA
+ * (random data would defeat a branch predictor). */
+static inline void max_update(int nb, const float *restrict xr, float *restrict bv, int32_t *restrict bp,
+                              int32_t pix)
+{
+    for (int j = 0; j < nb; j++) {
+        const float v = xr[j], b = bv[j];
+        const int32_t m = -(int32_t)(v > b);
+        bv[j] = v > b ? v : b;
+        bp[j] = (pix & m) | (bp[j] & ~m);
+    }
+}
+
 static void maxpool_sample(const tml_window *p, const float *x, const float *dy, float *dx)
 {
     const int c = p->c;
@@ -70,25 +87,19 @@ static void maxpool_sample(const tml_window *p, const float *x, const float *dy,
                 /* Running max and its pixel per channel; taps in row-major
                  * order, replaced only by a strictly greater value. */
                 float bv[MAX_CH_BLOCK];
-                int64_t bp[MAX_CH_BLOCK];
+                int32_t bp[MAX_CH_BLOCK]; /* pixel within the sample (h*w < 2^31) */
                 for (int j = 0; j < nb; j++) {
-                    bv[j] = x[first * c + c0 + j];
-                    bp[j] = first;
+                    bv[j] = -INFINITY;
+                    bp[j] = (int32_t)first;
                 }
                 for (int ky = t.ky0; ky < t.ky1; ky++) {
                     const int64_t rowb = (int64_t)(t.iy0 + ky * p->dh) * p->w;
                     for (int kx = t.kx0; kx < t.kx1; kx++) {
                         const int64_t pix = rowb + t.ix0 + kx * p->dw;
-                        if (pix == first) continue;
-                        const float *xr = x + pix * c + c0;
-                        for (int j = 0; j < nb; j++) {
-                            const int gt = xr[j] > bv[j];
-                            bv[j] = gt ? xr[j] : bv[j];
-                            bp[j] = gt ? pix : bp[j];
-                        }
+                        max_update(nb, x + pix * c + c0, bv, bp, (int32_t)pix);
                     }
                 }
-                for (int j = 0; j < nb; j++) dx[bp[j] * c + c0 + j] += dyr[c0 + j];
+                for (int j = 0; j < nb; j++) dx[(int64_t)bp[j] * c + c0 + j] += dyr[c0 + j];
             }
         }
 }
@@ -113,12 +124,12 @@ static void avgpool_sample(const tml_window *p, const float *dy, float *dx)
             window_taps(p, oy, ox, &t);
             const int count = (t.ky1 - t.ky0) * (t.kx1 - t.kx0);
             if (count <= 0) continue;
-            const float inv = 1.0f / (float)count;
+            const float fc = (float)count;
             const float *dyr = dy + ((int64_t)oy * p->ow + ox) * c;
             for (int ky = t.ky0; ky < t.ky1; ky++)
                 for (int kx = t.kx0; kx < t.kx1; kx++) {
                     float *d = dx + ((int64_t)(t.iy0 + ky * p->dh) * p->w + t.ix0 + kx * p->dw) * c;
-                    for (int ch = 0; ch < c; ch++) d[ch] += dyr[ch] * inv;
+                    for (int ch = 0; ch < c; ch++) d[ch] += dyr[ch] / fc;
                 }
         }
 }
@@ -135,12 +146,12 @@ void tml_avgpool_f32_bwd(const tml_window *p, const float *dy, float *dx)
 
 void tml_global_avgpool_f32_bwd(int n, int hw, int c, const float *dy, float *dx)
 {
-    const float inv = hw > 0 ? 1.0f / (float)hw : 0.0f;
+    const float fhw = (float)hw;
     for (int b = 0; b < n; b++) {
         const float *dyr = dy + (int64_t)b * c;
         for (int i = 0; i < hw; i++) {
             float *d = dx + ((int64_t)b * hw + i) * c;
-            for (int ch = 0; ch < c; ch++) d[ch] = dyr[ch] * inv;
+            for (int ch = 0; ch < c; ch++) d[ch] = dyr[ch] / fhw;
         }
     }
 }

@@ -64,7 +64,8 @@ void tml_grad_accumulate_f32(int64_t count, const float *src, float *dst);
 void tml_softmax_bwd_f32(int n, int k, const float *y, const float *dy, float *dx);
 
 /* out[j] = sum over r < rows of x[r * ld + j], j < cols: the bias gradient of
- * conv / dense (x = dz, ld = cols = o). Summed in double, rows in order. */
+ * conv / dense (x = dz, ld = cols = o). Summed in double over a fixed split of
+ * the rows (partials added in order), so independent of the thread count. */
 void tml_sum_rows_f32(int64_t rows, int cols, int ld, const float *x, float *out);
 
 /* ---- conv2d (conv2d_bwd.c): geometry in p (tml_ops.h; p->act is ignored) -----
@@ -112,10 +113,13 @@ void tml_dense_f32_bwd(int n, int in, int out, const float *x, const float *w, c
  * written by one thread only, so results do not depend on the thread count).
  *
  * MAXPOOL: the gradient of each output goes to the FIRST maximal in-range tap
- * of its window, in row-major (ky, kx) order: a tap replaces the current best
- * only when strictly greater. Padded taps never win. Overlapping windows
- * accumulate. The forward value is the same whichever maximal tap is chosen;
- * this is the tie policy of the backward (and of PyTorch's CPU kernel). */
+ * of its window, in row-major (ky, kx) order: as the forward
+ * (tml_maxpool_f32), the running max starts at -inf and a tap replaces it
+ * only when strictly greater, so NaN taps and padding never win (all-NaN /
+ * -inf windows send their gradient to the first in-range tap). Overlapping
+ * windows accumulate. x is the pool's input (the argmax is recomputed, no
+ * index buffer is kept). The forward value is the same whichever maximal tap
+ * is chosen; this is the tie policy of the backward (as PyTorch's CPU kernel). */
 void tml_maxpool_f32_bwd(const tml_window *p, const float *x, const float *dy, float *dx);
 /* AVGPOOL (padding excluded from the average): each in-range tap gets
  * dy / (number of in-range taps of the window). */
@@ -144,6 +148,15 @@ void tml_batchnorm_f32_train(int64_t rows, int c, const float *x, const float *g
 void tml_batchnorm_f32_bwd(int64_t rows, int c, const float *x, const float *gamma, const float *save_mean,
                            const float *save_inv_std, const float *dy, float *dx, float *dgamma, float *dbeta);
 
+/* Backward of batch norm in inference mode (frozen statistics: fine-tuning
+ * with tml_train_opts.freeze_bn): y = (x - mean) * gamma / sqrt(var + eps) + beta
+ * with the running mean / var as constants:
+ *   dx = dy * gamma / sqrt(var + eps), dgamma = sum_r dy * xhat, dbeta = sum_r dy.
+ * dx may be NULL or alias dy. The forward is tml_batchnorm_f32. */
+void tml_batchnorm_f32_bwd_frozen(int64_t rows, int c, const float *x, const float *gamma, const float *mean,
+                                  const float *var, float eps, const float *dy, float *dx, float *dgamma,
+                                  float *dbeta);
+
 /* ---- dropout, training mode (dropout_train.c) ------------------------------
  * Inverted dropout: y = x * keep / (1 - rate). keep(i) is a pure function of
  * (seed, step, i) for element index i of the (batch-first) tensor: a
@@ -165,7 +178,7 @@ void tml_dropout_f32_bwd(int64_t count, float rate, uint64_t seed, uint64_t step
  * (may be NULL). Stable: max shift and log-sum-exp, in double. */
 double tml_softmax_xent_f32(int n, int k, const float *logits, const int32_t *labels, float eps,
                             float *dlogits);
-/* Knowledge distillation, T > 0, alpha in [0, 1]:
+/* Knowledge distillation, T > 0, alpha in [0, 1] (labels may be NULL when alpha == 1):
  *   loss = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, labels, eps)
  * (both means over the rows) and
  *   dstudent = alpha * T * (softmax(s/T) - softmax(t/T)) / n + (1 - alpha) * (softmax(s) - target) / n

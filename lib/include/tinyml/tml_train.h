@@ -1,0 +1,115 @@
+/*
+ * tml_train.h - training and fine-tuning on the CPU (lib/train/train.c).
+ *
+ * The trainer updates the model's weights in place. It honours compression:
+ *   - pruned tensors (tml_tensor.pruned): the zeros captured when training
+ *     starts stay exactly zero and get no update (masked gradients);
+ *   - clustered tensors (tml_tensor.cb): gradients are summed per centroid and
+ *     only the centroids move (Deep Compression's weight-sharing update); the
+ *     weights are re-expanded from the codebook after every step; with a pruned
+ *     codebook, centroid 0 (the pruned zero) never moves;
+ *   - quantization parameters stored on float tensors are left untouched.
+ * int8 models cannot be trained (quantize after fine-tuning).
+ *
+ * Reproducibility: shuffling, validation split, augmentation and dropout draw
+ * from `seed` (keyed by epoch / step), and the kernels' results do not depend
+ * on the thread count, so the same seed on the same machine gives the same
+ * bytes, and a resumed run continues exactly as an uninterrupted one.
+ */
+#ifndef TML_TRAIN_H
+#define TML_TRAIN_H
+
+#include <stdint.h>
+
+#include "tml_core.h"
+#include "tml_dataset.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tml_optim { TML_OPTIM_SGD = 0, TML_OPTIM_ADAM = 1 } tml_optim;
+typedef enum tml_sched { TML_SCHED_CONSTANT = 0, TML_SCHED_STEP = 1, TML_SCHED_COSINE = 2 } tml_sched;
+
+typedef struct tml_trainer tml_trainer;
+
+typedef struct tml_epoch_info {
+    int epoch;          /* 0-based, just finished */
+    int epochs;
+    double train_loss;  /* mean over the epoch's batches */
+    double train_acc;   /* fraction, on the augmented training batches */
+    double val_loss, val_acc; /* NaN without a validation split */
+    double lr;          /* at the end of the epoch */
+    double seconds;     /* of training (validation excluded) */
+    double samples_per_s;
+    int is_best;        /* best validation accuracy so far (or last epoch without validation) */
+} tml_epoch_info;
+
+typedef void (*tml_train_progress_fn)(void *user, int epoch, int64_t step, int64_t steps, double loss, double acc,
+                                      double samples_per_s);
+/* Called after each epoch with the model holding the current weights; return
+ * non-zero tml_status to stop (e.g. a failed checkpoint write). */
+typedef tml_status (*tml_train_epoch_fn)(void *user, tml_trainer *t, const tml_epoch_info *info);
+
+typedef struct tml_train_opts {
+    int epochs;            /* default 12 */
+    int batch;             /* default 64 */
+    double lr;             /* default 1e-3 for Adam, 0.05 for SGD */
+    tml_optim optim;       /* default Adam */
+    double momentum;       /* SGD, default 0.9 */
+    int nesterov;
+    double beta1, beta2, adam_eps; /* defaults 0.9, 0.999, 1e-8 */
+    double weight_decay;   /* SGD: L2 added to the gradient; Adam: decoupled (AdamW).
+                              Applied to conv/dense weights, not biases or batch norm. */
+    tml_sched sched;       /* default cosine */
+    int step_epochs;       /* step schedule: multiply by step_gamma every step_epochs */
+    double step_gamma;
+    double warmup_epochs;  /* linear warm-up from lr/100, may be fractional */
+    double label_smoothing;
+    int64_t val_samples;   /* held out of the training data (seeded), 0 = none; default 5000;
+                              < 0 selects the default */
+    uint64_t seed;
+    int aug_crop_pad;      /* random crop after zero padding by this many pixels (0 = off) */
+    int aug_flip;          /* random horizontal flip */
+    const tml_model *teacher; /* knowledge distillation when non-NULL */
+    double kd_temperature; /* default 4 */
+    double kd_alpha;       /* default 0.9 */
+    int freeze_bn;         /* use running statistics, do not update them (fine-tuning) */
+    tml_train_progress_fn progress;
+    tml_train_epoch_fn on_epoch;
+    void *user;
+    volatile int *cancel;  /* checked between batches */
+} tml_train_opts;
+
+/* Fills the defaults above (optim decides lr). */
+void tml_train_opts_default(tml_train_opts *o);
+/* Checks ranges; returns TML_ERR_INVALID naming the bad value. */
+tml_status tml_train_opts_check(const tml_train_opts *o);
+
+/* Prepares training of `m` (kept by pointer, weights updated in place) on the
+ * in-memory samples (raw values; the model's preprocessing is applied). */
+tml_status tml_trainer_new(tml_model *m, const tml_samples *data, const tml_train_opts *o, tml_trainer **out);
+void tml_trainer_free(tml_trainer *t);
+
+/* Runs the remaining epochs. TML_ERR_INTERRUPTED when cancelled: the model
+ * then holds the weights of the last step taken, mid-epoch; the last good
+ * state is the checkpoint written by on_epoch at the end of the last epoch. */
+tml_status tml_trainer_run(tml_trainer *t);
+
+/* Checkpointing: copies optimizer state and progress into `ckpt` (a clone of
+ * the model) as extra tensors named "__train/..." and meta.extra
+ * "train_state"; tml_trainer_resume() restores them from such a model and
+ * continues with the next epoch. tml_train_strip_state() removes them. */
+tml_status tml_trainer_export_state(const tml_trainer *t, tml_model *ckpt);
+tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt);
+tml_status tml_train_strip_state(tml_model *m);
+int tml_train_has_state(const tml_model *m);
+
+/* Held-out validation indices and the epochs completed (for reports). */
+int tml_trainer_epochs_done(const tml_trainer *t);
+double tml_trainer_best_val_acc(const tml_trainer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

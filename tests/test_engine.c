@@ -1,0 +1,341 @@
+/*
+ * test_engine.c - the model zoo, buffer planning, the float engine (fast vs
+ * reference kernels, shared vs separate buffers), evaluation metrics on data
+ * with known answers, and graph folding (batch norm, activation fusion).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_internal.h"
+#include "testutil.h"
+#include "tinyml/tml_engine.h"
+#include "tinyml/tml_quant.h"
+#include "tinyml/tml_zoo.h"
+
+static tml_model *zoo(const char *arch, int h, int w, int c, int classes)
+{
+    tml_zoo_opts o = {.h = h, .w = w, .c = c, .classes = classes, .seed = 7};
+    tml_model *m = NULL;
+    tml_status st = tml_zoo_create(arch, &o, &m);
+    if (st) fprintf(stderr, "zoo %s: %s\n", arch, tml_last_error());
+    assert_int_equal(st, TML_OK);
+    return m;
+}
+
+static int64_t count_params(const tml_model *m)
+{
+    int64_t p = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == TML_TENSOR_PARAM) p += tml_tensor_numel(&m->tensors[i]);
+    return p;
+}
+
+/* Gives batch-norm statistics non-trivial values so folding is really tested. */
+static void randomize_bn(tml_model *m, uint64_t seed)
+{
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    for (int i = 0; i < m->n_nodes; i++) {
+        tml_node *n = &m->nodes[i];
+        if (n->op != TML_OP_BATCHNORM) continue;
+        for (int j = 1; j < 5; j++) {
+            tml_tensor *t = &m->tensors[n->in[j]];
+            float *p = t->data;
+            for (int64_t k = 0; k < tml_tensor_numel(t); k++)
+                p[k] = j == 4 ? tu_rng_uniform(&r, 0.5f, 2.0f) : (j == 1 ? tu_rng_uniform(&r, 0.5f, 1.5f) : tu_rng_uniform(&r, -0.3f, 0.3f));
+        }
+    }
+}
+
+static float *run(const tml_model *m, const float *x, int n, int use_ref, int keep_all)
+{
+    tml_engine *e = NULL;
+    tml_engine_opts o = {.use_ref = use_ref, .keep_all = keep_all};
+    assert_int_equal(tml_engine_new(m, n, &o, &e), TML_OK);
+    int64_t outn = tml_tensor_numel(&m->tensors[m->output]);
+    float *y = malloc(sizeof(float) * (size_t)(outn * n));
+    assert_int_equal(tml_engine_run(e, x, n, y), TML_OK);
+    tml_engine_free(e);
+    return y;
+}
+
+static float *random_input(const tml_model *m, int n, uint64_t seed)
+{
+    int64_t numel = tml_tensor_numel(&m->tensors[m->input]);
+    float *x = malloc(sizeof(float) * (size_t)(numel * n));
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    tu_fill_uniform(&r, x, (size_t)(numel * n), 0.0f, 1.0f);
+    return x;
+}
+
+static void test_zoo_shapes_and_params(void **state)
+{
+    (void)state;
+    tml_model *m = zoo("lenet300", 0, 0, 0, 0);
+    assert_int_equal(count_params(m), 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10);
+    assert_int_equal(tml_tensor_numel(&m->tensors[m->output]), 10);
+    tml_model_free(m);
+    m = zoo("lenet5", 0, 0, 0, 0);
+    assert_int_equal(count_params(m), 431080); /* Caffe LeNet-5 */
+    int64_t macs = 0;
+    for (int i = 0; i < m->n_nodes; i++) macs += tml_node_macs(m, &m->nodes[i]);
+    assert_int_equal(macs, 24 * 24 * 20 * 25 + 8 * 8 * 50 * 500 + 800 * 500 + 500 * 10);
+    tml_model_free(m);
+    /* DS-CNN for 49x10 MFCCs: first conv 10x4 stride 2 same -> 25x5x64 */
+    m = zoo("dscnn", 49, 10, 1, 12);
+    const tml_tensor *c1 = &m->tensors[tml_model_find_tensor(m, "conv1")];
+    assert_int_equal(c1->dims[0], 25);
+    assert_int_equal(c1->dims[1], 5);
+    assert_int_equal(c1->dims[2], 64);
+    assert_int_equal(m->tensors[tml_model_find_tensor(m, "conv1.w")].dims[1], 10);
+    assert_int_equal(tml_tensor_numel(&m->tensors[m->output]), 12);
+    tml_model_free(m);
+    m = zoo("resnet8", 32, 32, 3, 10);
+    /* MLPerf Tiny ResNet-8 has 78k parameters (incl. batch-norm statistics) */
+    int64_t p = count_params(m);
+    assert_true(p > 75000 && p < 82000);
+    const tml_tensor *a3 = &m->tensors[tml_model_find_tensor(m, "res3_add")];
+    assert_int_equal(a3->dims[0], 8);
+    assert_int_equal(a3->dims[2], 64);
+    tml_model_free(m);
+    m = zoo("mobilenet-tiny", 0, 0, 0, 0);
+    assert_int_equal(tml_tensor_numel(&m->tensors[m->output]), 10);
+    tml_model_free(m);
+}
+
+static void test_zoo_errors(void **state)
+{
+    (void)state;
+    tml_model *m = NULL;
+    tml_zoo_opts o = {0};
+    assert_int_equal(tml_zoo_create("lenet7", &o, &m), TML_ERR_INVALID);
+    assert_non_null(strstr(tml_last_error(), "lenet5"));
+    o.h = 4;
+    o.w = 4;
+    o.c = 1;
+    /* 5x5 convs cannot run on a 4x4 input */
+    assert_int_not_equal(tml_zoo_create("lenet5", &o, &m), TML_OK);
+    assert_null(m);
+}
+
+static void test_zoo_json(void **state)
+{
+    (void)state;
+    const char *js = "{\"name\":\"tiny\",\"input\":[12,12,2],\"classes\":3,\"layers\":["
+                     "{\"type\":\"conv2d\",\"filters\":4,\"kernel\":3,\"padding\":\"same\",\"act\":\"relu\"},"
+                     "{\"type\":\"residual\",\"layers\":[{\"type\":\"conv2d\",\"filters\":8,\"kernel\":3,\"stride\":2,\"padding\":\"same\"}]},"
+                     "{\"type\":\"batchnorm\"},{\"type\":\"maxpool\",\"size\":2},{\"type\":\"depthwise_conv2d\",\"kernel\":3,"
+                     "\"multiplier\":2,\"padding\":\"same\"},{\"type\":\"global_avgpool\"},{\"type\":\"dropout\",\"rate\":0.2},"
+                     "{\"type\":\"dense\",\"units\":3}]}";
+    tml_model *m = NULL;
+    tml_zoo_opts o = {.seed = 1};
+    assert_int_equal(tml_zoo_from_json(js, &o, &m), TML_OK);
+    assert_string_equal(m->meta.name, "tiny");
+    assert_int_equal(m->tensors[m->input].dims[2], 2);
+    assert_int_equal(tml_tensor_numel(&m->tensors[m->output]), 3);
+    /* the residual changed 12x12x4 to 6x6x8, so a 1x1 stride-2 projection was added */
+    int proj = 0;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].op == TML_OP_CONV2D && m->nodes[i].kh == 1 && m->nodes[i].sh == 2) proj = 1;
+    assert_true(proj);
+    tml_model_free(m);
+    /* errors name the layer */
+    assert_int_not_equal(tml_zoo_from_json("{\"layers\":[{\"type\":\"conv2d\"}]}", &o, &m), TML_OK);
+    assert_non_null(strstr(tml_last_error(), "filters"));
+    assert_int_not_equal(tml_zoo_from_json("{\"layers\":[{\"type\":\"warp\"}]}", &o, &m), TML_OK);
+    assert_non_null(strstr(tml_last_error(), "warp"));
+    assert_int_not_equal(tml_zoo_from_json("[1,2", &o, &m), TML_OK);
+    assert_int_not_equal(tml_zoo_from_json("{\"layers\":[{\"type\":\"flatten\"}],\"classes\":10}", &o, &m), TML_OK);
+    assert_non_null(strstr(tml_last_error(), "classes"));
+}
+
+/* x -> a (100 floats) -> b (10) -> c (1000) -> d (10): lifetimes [x..a], [a..b],
+ * [b..c], [c..d]; the plan needs at most the two largest neighbours at once. */
+static void test_plan_chain(void **state)
+{
+    (void)state;
+    tml_model *m = tml_model_new();
+    int32_t dx[1] = {10}, wa[2] = {100, 10}, wb[2] = {10, 100}, wc[2] = {1000, 10}, wd[2] = {10, 1000};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 1, dx, NULL);
+    const int32_t *wdims[4] = {wa, wb, wc, wd};
+    int prev = x;
+    for (int i = 0; i < 4; i++) {
+        char wn[8], an[8];
+        snprintf(wn, sizeof wn, "w%d", i);
+        snprintf(an, sizeof an, "a%d", i);
+        int w = tml_model_add_tensor(m, wn, TML_DTYPE_F32, TML_TENSOR_PARAM, 2, wdims[i], NULL);
+        int a = tml_model_add_tensor(m, an, TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+        int in[2] = {prev, w};
+        tml_model_add_node(m, an, TML_OP_DENSE, 2, in, a);
+        prev = a;
+    }
+    m->input = x;
+    m->output = prev;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+    int64_t off[16], arena;
+    assert_int_equal(tml_plan_activations(m, 1, off, &arena), TML_OK);
+    /* sizes 40, 400, 40, 4000, 40 bytes; the worst pair is a1+a2 (40+4000) or a2+a3 */
+    assert_true(arena <= 4000 + 48 + 48);
+    assert_true(arena >= 4040);
+    /* a tensor and the tensors live with it never overlap */
+    for (int i = 0; i < 4; i++) {
+        int in = m->nodes[i].in[0], out = m->nodes[i].out;
+        int64_t si = 4 * tml_tensor_numel(&m->tensors[in]), so = 4 * tml_tensor_numel(&m->tensors[out]);
+        assert_true(off[in] + si <= off[out] || off[out] + so <= off[in]);
+    }
+    int64_t peak;
+    assert_int_equal(tml_model_peak_activation_bytes(m, &peak), TML_OK);
+    assert_int_equal(peak, arena);
+    tml_model_free(m);
+}
+
+/* Shared buffers give the same outputs as separate ones, and the fast kernels
+ * agree with the reference ones, on every zoo model. */
+static void test_engine_fast_vs_ref_all_zoo(void **state)
+{
+    (void)state;
+    const char *archs[] = {"lenet300", "lenet5", "dscnn", "mobilenet-tiny", "resnet8"};
+    for (size_t a = 0; a < sizeof archs / sizeof *archs; a++) {
+        tml_model *m = zoo(archs[a], 0, 0, 0, 0);
+        randomize_bn(m, 3);
+        const int n = 3;
+        float *x = random_input(m, n, 11);
+        float *yr = run(m, x, n, 1, 1);
+        float *yf = run(m, x, n, 0, 0);
+        float *yk = run(m, x, n, 0, 1);
+        int64_t outn = tml_tensor_numel(&m->tensors[m->output]) * n;
+        /* logits are O(1..10); the fast GEMM sums in another order */
+        const float tol = 1e-3f;
+        fprintf(stderr, "  %s\n", archs[a]);
+        TU_ASSERT_CLOSE(yr, yf, (size_t)outn, tol);
+        /* the same kernels with shared or separate buffers must agree exactly */
+        TU_ASSERT_CLOSE(yf, yk, (size_t)outn, 0.0f);
+        free(x);
+        free(yr);
+        free(yf);
+        free(yk);
+        tml_model_free(m);
+    }
+}
+
+static void test_engine_errors(void **state)
+{
+    (void)state;
+    tml_model *m = zoo("lenet300", 0, 0, 0, 0);
+    tml_engine *e = NULL;
+    assert_int_equal(tml_engine_new(m, 0, NULL, &e), TML_ERR_INVALID);
+    assert_int_equal(tml_engine_new(m, 4, NULL, &e), TML_OK);
+    float x[784 * 5] = {0}, y[50];
+    assert_int_equal(tml_engine_run(e, x, 5, y), TML_ERR_INVALID);
+    assert_null(tml_engine_activation(e, 0)); /* without keep_all */
+    tml_engine_free(e);
+    tml_model_free(m);
+}
+
+/* A 4-class "model" that outputs its input: evaluation must count exactly. */
+static void test_evaluate_known_answer(void **state)
+{
+    (void)state;
+    tml_model *m = tml_model_new();
+    int32_t d[1] = {4}, wd[2] = {4, 4};
+    float eye[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 1, d, NULL);
+    int w = tml_model_add_tensor(m, "w", TML_DTYPE_F32, TML_TENSOR_PARAM, 2, wd, eye);
+    int y = tml_model_add_tensor(m, "y", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int in[2] = {x, w};
+    tml_model_add_node(m, "id", TML_OP_DENSE, 2, in, y);
+    m->input = x;
+    m->output = y;
+    m->meta.pre.scale = 1.0f;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+    /* 6 samples: features one-hot-ish; labels chosen so 4 of 6 are right */
+    float feats[6][4] = {{9, 1, 0, 0}, {0, 9, 1, 0}, {0, 0, 9, 1}, {1, 0, 0, 9}, {9, 0, 0, 1}, {0, 9, 0, 0}};
+    int32_t labels[6] = {0, 1, 2, 3, 1, 0};
+    tml_samples s = {.n = 6, .h = 4, .w = 1, .c = 1, .n_classes = 4};
+    s.f32 = &feats[0][0];
+    s.labels = labels;
+    tml_eval_result r;
+    tml_eval_opts o = {.batch = 4}; /* 4 + 2: exercises the partial last batch */
+    assert_int_equal(tml_evaluate_samples(m, &s, NULL, 6, &o, &r), TML_OK);
+    assert_int_equal(r.n, 6);
+    assert_int_equal(r.correct1, 4);
+    assert_int_equal(r.confusion[1 * 4 + 0], 1); /* sample 4: true 1, predicted 0 */
+    assert_int_equal(r.confusion[0 * 4 + 1], 1); /* sample 5: true 0, predicted 1 */
+    assert_int_equal(r.class_total[0], 2);
+    assert_int_equal(r.class_correct[0], 1);
+    /* cross-entropy of sample 0: logsumexp(9,1,0,0) - 9 */
+    double l0 = log(exp(9.0) + exp(1.0) + 2.0) - 9.0;
+    assert_true(r.loss > l0); /* the wrong ones cost more */
+    tml_eval_result_free(&r);
+    /* index selection: only samples 0 and 4 */
+    int64_t idx[2] = {0, 4};
+    assert_int_equal(tml_evaluate_samples(m, &s, idx, 2, &o, &r), TML_OK);
+    assert_int_equal(r.correct1, 1);
+    assert_true(fabs(r.top1 - 0.5) < 1e-12);
+    tml_eval_result_free(&r);
+    /* more classes in the data than outputs is refused */
+    s.n_classes = 5;
+    assert_int_equal(tml_evaluate_samples(m, &s, NULL, 6, &o, &r), TML_ERR_SHAPE);
+    assert_non_null(strstr(tml_last_error(), "classes"));
+    tml_model_free(m);
+}
+
+static int count_op(const tml_model *m, tml_op op)
+{
+    int c = 0;
+    for (int i = 0; i < m->n_nodes; i++) c += m->nodes[i].op == op;
+    return c;
+}
+
+/* Folding batch norm and fusing activations keeps the function (float
+ * rounding only) and leaves no batch norm, standalone ReLU or dropout. */
+static void test_fold_preserves_function(void **state)
+{
+    (void)state;
+    const char *archs[] = {"dscnn", "mobilenet-tiny", "resnet8", "lenet5"};
+    for (size_t a = 0; a < sizeof archs / sizeof *archs; a++) {
+        tml_model *m = zoo(archs[a], 0, 0, 0, 0);
+        randomize_bn(m, 5);
+        const int n = 2;
+        float *x = random_input(m, n, 13);
+        float *y0 = run(m, x, n, 1, 0);
+        tml_model *f = tml_model_clone(m);
+        tml_fold_report rep;
+        assert_int_equal(tml_fold(f, &rep), TML_OK);
+        assert_int_equal(count_op(f, TML_OP_BATCHNORM), 0);
+        assert_int_equal(count_op(f, TML_OP_DROPOUT), 0);
+        assert_int_equal(rep.bn_folded, count_op(m, TML_OP_BATCHNORM));
+        assert_int_equal(rep.bn_left, 0);
+        assert_true(f->n_nodes < m->n_nodes || count_op(m, TML_OP_BATCHNORM) == 0);
+        float *y1 = run(f, x, n, 1, 0);
+        int64_t outn = tml_tensor_numel(&m->tensors[m->output]) * n;
+        fprintf(stderr, "  %s: %d bn folded, %d act fused\n", archs[a], rep.bn_folded, rep.act_fused);
+        /* folding reassociates w*g/sqrt(v+eps): a few ulps per layer */
+        TU_ASSERT_CLOSE(y0, y1, (size_t)outn, 1e-3f);
+        /* every tensor left is used */
+        for (int t = 0; t < f->n_tensors; t++) assert_true(tml_model_consumers(f, t) > 0 || tml_model_producer(f, t) >= 0);
+        free(x);
+        free(y0);
+        free(y1);
+        tml_model_free(f);
+        tml_model_free(m);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_zoo_shapes_and_params),
+        cmocka_unit_test(test_zoo_errors),
+        cmocka_unit_test(test_zoo_json),
+        cmocka_unit_test(test_plan_chain),
+        cmocka_unit_test(test_engine_fast_vs_ref_all_zoo),
+        cmocka_unit_test(test_engine_errors),
+        cmocka_unit_test(test_evaluate_known_answer),
+        cmocka_unit_test(test_fold_preserves_function),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1016 @@
+/*
+ * test_ops_s8.c - the INT8 kernels (lib/ops/<op>_s8.c, quant_math.c):
+ *   - fixed-point helpers on hand-computed cases (ties of both signs, large
+ *     shifts, multipliers near 2^31, the INT32_MIN saturation, shift > 0) and
+ *     on random inputs against an independent 128-bit formulation;
+ *   - every `_ref` kernel on small hand-worked examples;
+ *   - every int8 kernel against the float reference kernels within one
+ *     quantization step;
+ *   - every fast kernel against its `_ref` twin, bit for bit, on odd sizes,
+ *     for every instruction set this CPU has and 1 and 2 OpenMP threads.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops_s8_internal.h"
+#include "testutil.h"
+#include "tinyml/tml_ops.h"
+#include "tinyml/tml_ops_s8.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define Q30 ((int32_t)1 << 30)
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static void set_threads(int n)
+{
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+/* Window with output size from (h + pads - dilated kernel) / stride + 1. */
+static tml_window make_win(int n, int h, int w, int c, int o, int kh, int kw, int sh, int sw, int dh, int dw, int pt,
+                           int pl, int pb, int pr, int groups, int dm)
+{
+    tml_window p;
+    memset(&p, 0, sizeof(p));
+    p.n = n;
+    p.h = h;
+    p.w = w;
+    p.c = c;
+    p.o = o;
+    p.kh = kh;
+    p.kw = kw;
+    p.sh = sh;
+    p.sw = sw;
+    p.dh = dh;
+    p.dw = dw;
+    p.pad_t = pt;
+    p.pad_l = pl;
+    p.oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
+    p.ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
+    p.groups = groups;
+    p.depth_mult = dm;
+    p.act = TML_ACT_NONE;
+    return p;
+}
+
+static int32_t rnd_range(tu_rng *r, int32_t lo, int32_t hi)
+{
+    return lo + (int32_t)(tu_rng_u32(r) % (uint32_t)((int64_t)hi - lo + 1));
+}
+
+static int32_t rnd_i32(tu_rng *r) { return (int32_t)tu_rng_u32(r); }
+
+/* Per-channel requantization for accumulators of about sqrt(k) * 74^2
+ * (random int8 data): a multiplier that maps them to about +-64, varied by a
+ * factor of up to 4 per channel. */
+static void rand_requant(tu_rng *r, int n, int k, int32_t *mult, int32_t *shift)
+{
+    const double typical = sqrt((double)(k > 0 ? k : 1)) * 74.0 * 74.0;
+    for (int i = 0; i < n; i++) {
+        const double m = 64.0 / typical * pow(2.0, tu_rng_uniform(r, -1.0f, 1.0f));
+        int sh;
+        tml_quantize_multiplier(m, &mult[i], &sh);
+        mult[i] = rnd_range(r, Q30, INT32_MAX); /* random Q31 mantissa, same exponent */
+        shift[i] = sh;
+    }
+}
+
+static void rand_bias(tu_rng *r, int n, int32_t *b)
+{
+    for (int i = 0; i < n; i++) b[i] = rnd_range(r, -40000, 40000);
+}
+
+static const int32_t ZPS[4] = {-128, 127, 0, 37};
+
+static void act_bounds(int a, int32_t out_zp, int32_t *lo, int32_t *hi)
+{
+    /* 0: none, 1: relu, 2: relu6 with a scale that puts 6.0 at zp + 100 */
+    tml_act_bounds_s8(a == 0 ? TML_ACT_NONE : a == 1 ? TML_ACT_RELU : TML_ACT_RELU6, 0.06f, out_zp, lo, hi);
+}
+
+static int n_isas(void) { return (int)tml_s8_cpu_isa() + 1; }
+
+/* ---- fixed point ------------------------------------------------------------------------ */
+
+static void test_quantize_multiplier(void **state)
+{
+    (void)state;
+    const double ms[] = {1e-9, 0.25, 0.5, 0.999999, 1.0, 1.5, 1234.5, 3.0517578125e-05, 0.7071067811865476};
+    for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+        int32_t m;
+        int s;
+        tml_quantize_multiplier(ms[i], &m, &s);
+        assert_true(m >= Q30);
+        assert_true(s >= -31 && s <= 30);
+        const double back = (double)m * ldexp(1.0, s - 31);
+        const double rel = fabs(back - ms[i]) / ms[i];
+        if (!(rel < ldexp(1.0, -30))) fprintf(stderr, "  M=%.17g -> mult %d shift %d = %.17g (rel %.3g)\n", ms[i], m, s, back, rel);
+        assert_true(rel < ldexp(1.0, -30));
+    }
+    int32_t m;
+    int s;
+    tml_quantize_multiplier(0.5, &m, &s); /* 0.5 = 2^30 * 2^(0-31) */
+    assert_int_equal(m, Q30);
+    assert_int_equal(s, 0);
+    tml_quantize_multiplier(1.0, &m, &s);
+    assert_int_equal(m, Q30);
+    assert_int_equal(s, 1);
+    tml_quantize_multiplier(0.75, &m, &s);
+    assert_int_equal(m, 3 * (Q30 / 2));
+    assert_int_equal(s, 0);
+    /* frac = 1 - 2^-33 rounds to 2^31: carried into mult 2^30, shift + 1 */
+    tml_quantize_multiplier(1.0 - ldexp(1.0, -33), &m, &s);
+    assert_int_equal(m, Q30);
+    assert_int_equal(s, 1);
+    tml_quantize_multiplier(0.0, &m, &s);
+    assert_int_equal(m, 0);
+    assert_int_equal(s, 0);
+    tml_quantize_multiplier(-1.0, &m, &s);
+    assert_int_equal(m, 0);
+    tml_quantize_multiplier(ldexp(1.0, -32), &m, &s); /* smallest representable: shift -31 */
+    assert_int_equal(m, Q30);
+    assert_int_equal(s, -31);
+    tml_quantize_multiplier(1e-12, &m, &s); /* below 2^-32: underflow */
+    assert_int_equal(m, 0);
+    assert_int_equal(s, 0);
+    tml_quantize_multiplier(ldexp(1.0, 31), &m, &s); /* too large: clamped */
+    assert_int_equal(m, INT32_MAX);
+    assert_int_equal(s, 30);
+}
+
+static void test_high_mul_cases(void **state)
+{
+    (void)state;
+    /* saturation: INT32_MIN * INT32_MIN * 2 / 2^32 = 2^31 does not fit */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(INT32_MIN, INT32_MIN), INT32_MAX);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(Q30, Q30), (int32_t)1 << 29);
+    /* exact halves: 1 * 2^30 / 2^31 = 0.5 -> 1; -0.5 -> -1 (away from zero) */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(1, Q30), 1);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(-1, Q30), -1);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(Q30, -1), -1);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(3, Q30), 2);   /* 1.5 */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(-3, Q30), -2); /* -1.5 */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(5, Q30 - 1), 2); /* 2.4999999977 */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(-5, Q30 - 1), -2);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(5, Q30 + 1), 3); /* 2.5000000023 */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(INT32_MIN, Q30), -Q30);
+    /* (2^31-1)^2 / 2^31 = 2^31 - 2 + 2^-31 */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(INT32_MAX, INT32_MAX), INT32_MAX - 1);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(INT32_MIN, INT32_MAX), -INT32_MAX);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(0, INT32_MIN), 0);
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(-7, 0), 0);
+}
+
+static void test_rounding_divide_cases(void **state)
+{
+    (void)state;
+    assert_int_equal(tml_rounding_divide_by_pot(5, 1), 3);   /* 2.5 */
+    assert_int_equal(tml_rounding_divide_by_pot(-5, 1), -3); /* -2.5 */
+    assert_int_equal(tml_rounding_divide_by_pot(4, 1), 2);
+    assert_int_equal(tml_rounding_divide_by_pot(-4, 1), -2);
+    assert_int_equal(tml_rounding_divide_by_pot(3, 2), 1);  /* 0.75 */
+    assert_int_equal(tml_rounding_divide_by_pot(-3, 2), -1);
+    assert_int_equal(tml_rounding_divide_by_pot(2, 2), 1);  /* 0.5 */
+    assert_int_equal(tml_rounding_divide_by_pot(-2, 2), -1); /* -0.5 */
+    assert_int_equal(tml_rounding_divide_by_pot(1, 2), 0);  /* 0.25 */
+    assert_int_equal(tml_rounding_divide_by_pot(-1, 2), 0);
+    assert_int_equal(tml_rounding_divide_by_pot(-6, 2), -2); /* -1.5 */
+    assert_int_equal(tml_rounding_divide_by_pot(-7, 2), -2); /* -1.75 */
+    assert_int_equal(tml_rounding_divide_by_pot(-123, 0), -123);
+    assert_int_equal(tml_rounding_divide_by_pot(INT32_MAX, 31), 1); /* 0.99999 */
+    assert_int_equal(tml_rounding_divide_by_pot(INT32_MIN, 31), -1);
+    assert_int_equal(tml_rounding_divide_by_pot(Q30, 31), 1);  /* 0.5 */
+    assert_int_equal(tml_rounding_divide_by_pot(-Q30, 31), -1);
+    assert_int_equal(tml_rounding_divide_by_pot(Q30 - 1, 31), 0);
+    assert_int_equal(tml_rounding_divide_by_pot(-Q30 + 1, 31), 0);
+    assert_int_equal(tml_rounding_divide_by_pot(INT32_MIN, 30), -2);
+}
+
+static void test_requantize_cases(void **state)
+{
+    (void)state;
+    /* M = 0.5 (2^30, shift 0) */
+    assert_int_equal(tml_requantize(100, Q30, 0), 50);
+    assert_int_equal(tml_requantize(101, Q30, 0), 51);   /* 50.5 -> 51 */
+    assert_int_equal(tml_requantize(-101, Q30, 0), -51); /* -50.5 -> -51 */
+    /* M = 0.25 = 2^30 * 2^(-1-31): two roundings. 101 * 0.5 = 50.5 -> 51 in the
+     * high multiply, then 51 / 2 = 25.5 -> 26 (one rounding of 25.25 gives 25). */
+    assert_int_equal(tml_requantize(101, Q30, -1), 26);
+    assert_int_equal(tml_requantize(-101, Q30, -1), -26);
+    assert_int_equal(tml_requantize(102, Q30, -1), 26);  /* 25.5 exactly -> 26 */
+    assert_int_equal(tml_requantize(-102, Q30, -1), -26);
+    assert_int_equal(tml_requantize(98, Q30, -1), 25);   /* 24.5 -> 25 */
+    /* the largest right shift */
+    assert_int_equal(tml_requantize(INT32_MAX, INT32_MAX, -31), 1);
+    assert_int_equal(tml_requantize(INT32_MIN, INT32_MAX, -31), -1);
+    assert_int_equal(tml_requantize(Q30, Q30, -31), 0); /* 2^29 / 2^31 = 0.25 */
+    /* multipliers near 2^31 (M ~ 1 - 2^-31): values stay */
+    assert_int_equal(tml_requantize(12345, INT32_MAX, 0), 12345);
+    assert_int_equal(tml_requantize(-12345, INT32_MAX, 0), -12345);
+    assert_int_equal(tml_requantize(INT32_MIN, INT32_MIN, 0), INT32_MAX); /* saturating case */
+    /* shift > 0: M = 0.5 * 2^2 = 2 */
+    assert_int_equal(tml_requantize(1000, Q30, 2), 2000);
+    assert_int_equal(tml_requantize(-1001, Q30, 2), -2002);
+    assert_int_equal(tml_requantize(3, 3 * (Q30 / 2), 1), 5); /* 3 * 1.5 = 4.5 -> 5 */
+    /* the left shift saturates: 2^30 * 4 -> INT32_MAX, * 0.5 = 2^30 - 0.5 -> 2^30 */
+    assert_int_equal(tml_requantize(Q30, Q30, 2), Q30);
+    assert_int_equal(tml_requantize(-Q30, Q30, 2), -Q30);
+    /* the worked example of docs/numerics.md */
+    int32_t m;
+    int s;
+    tml_quantize_multiplier(0.02 * 0.004 / 0.05, &m, &s); /* M = 0.0016 */
+    assert_int_equal(m, 1759218604);
+    assert_int_equal(s, -9);
+    assert_int_equal(tml_requantize(18467, m, s), 30); /* 18467 * 0.0016 = 29.547 */
+    assert_int_equal(tml_sat_rounding_doubling_high_mul(18467, m), 15128);
+}
+
+/* Expected requantization written independently: sign-magnitude 128-bit
+ * arithmetic and explicit shifts of the magnitude. */
+static int32_t requant_expected(int32_t acc, int32_t mult, int shift)
+{
+    __extension__ typedef __int128 i128;
+    const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    i128 x = (i128)acc << left;
+    if (x > INT32_MAX) x = INT32_MAX;
+    if (x < INT32_MIN) x = INT32_MIN;
+    const i128 prod = x * (i128)mult; /* = (a*b*2) / 2 */
+    const int neg = prod < 0;
+    const i128 mag = neg ? -prod : prod;
+    i128 hm = (mag + ((i128)1 << 30)) >> 31; /* round(|a*b| / 2^31), halves up */
+    if (!neg && hm > INT32_MAX) hm = INT32_MAX;
+    hm = neg ? -hm : hm;
+    if (right == 0) return (int32_t)hm;
+    const int hneg = hm < 0;
+    const i128 hmag = hneg ? -hm : hm;
+    const i128 r = (hmag + ((i128)1 << (right - 1))) >> right;
+    return (int32_t)(hneg ? -r : r);
+}
+
+static void test_requantize_random(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 11);
+    const int32_t special[] = {0, 1, -1, 2, -2, INT32_MAX, INT32_MIN, INT32_MIN + 1, Q30, -Q30, 255 * 127, -255 * 128};
+    long double max_err = 0;
+    int n_double_round = 0;
+    for (int it = 0; it < 400000; it++) {
+        int32_t acc, mult;
+        const int kind = it % 8;
+        if (it < 12 * 12) {
+            acc = special[it % 12];
+            mult = it / 12 < 12 ? special[it / 12] : Q30;
+        } else {
+            acc = kind < 3 ? rnd_i32(&r) : kind < 6 ? rnd_range(&r, -70000, 70000) : rnd_range(&r, -300, 300);
+            mult = kind == 7 ? rnd_i32(&r) : rnd_range(&r, Q30, INT32_MAX); /* incl. negative ones */
+        }
+        const int shift = rnd_range(&r, -31, 30);
+        const int32_t got = tml_requantize(acc, mult, shift);
+        const int32_t exp = requant_expected(acc, mult, shift);
+        if (got != exp) {
+            fprintf(stderr, "  requantize(%d, %d, %d) = %d, expected %d\n", acc, mult, shift, got, exp);
+            fail();
+        }
+        /* and against the real product, where nothing saturates: the two
+         * roundings are together within 1 of acc * M */
+        const int left = shift > 0 ? shift : 0;
+        const int64_t shifted = (int64_t)acc * ((int64_t)1 << left);
+        if (mult >= 0 && shifted >= INT32_MIN && shifted <= INT32_MAX) {
+            const long double real = (long double)acc * (long double)mult * powl(2.0L, (long double)shift - 31.0L);
+            const long double err = fabsl((long double)got - real);
+            if (err > max_err) max_err = err;
+            if (err > 0.5000001L) n_double_round++;
+            assert_true(err <= 1.0L);
+        }
+    }
+    (void)n_double_round;
+    assert_true(max_err <= 1.0L);
+}
+
+static void test_act_bounds(void **state)
+{
+    (void)state;
+    int32_t lo, hi;
+    tml_act_bounds_s8(TML_ACT_NONE, 0.1f, 3, &lo, &hi);
+    assert_int_equal(lo, -128);
+    assert_int_equal(hi, 127);
+    tml_act_bounds_s8(TML_ACT_RELU, 0.1f, 10, &lo, &hi);
+    assert_int_equal(lo, 10);
+    assert_int_equal(hi, 127);
+    tml_act_bounds_s8(TML_ACT_RELU, 0.1f, -128, &lo, &hi);
+    assert_int_equal(lo, -128);
+    /* relu6: 6 / 0.05 = 120 steps above zp -100 */
+    tml_act_bounds_s8(TML_ACT_RELU6, 0.05f, -100, &lo, &hi);
+    assert_int_equal(lo, -100);
+    assert_int_equal(hi, 20);
+    /* 6 / (6/255) = 255 steps: the whole range above zp -128 */
+    tml_act_bounds_s8(TML_ACT_RELU6, 6.0f / 255.0f, -128, &lo, &hi);
+    assert_int_equal(lo, -128);
+    assert_int_equal(hi, 127);
+    /* 6 / 0.01 = 600: beyond 127 */
+    tml_act_bounds_s8(TML_ACT_RELU6, 0.01f, 50, &lo, &hi);
+    assert_int_equal(lo, 50);
+    assert_int_equal(hi, 127);
+    /* 6 / 0.048 = 125 */
+    tml_act_bounds_s8(TML_ACT_RELU6, 0.048f, 0, &lo, &hi);
+    assert_int_equal(lo, 0);
+    assert_int_equal(hi, 125);
+}
+
+/* ---- reference kernels on hand-worked examples ---------------------------------------------- */
+
+static void test_conv_ref_hand(void **state)
+{
+    (void)state;
+    /* x - zp = [[1,2,3],[4,5,6],[7,8,9]], 3x3 box filter, padding 1: padded taps
+     * must read the zero point 5 (contribute 0). acc = neighbourhood sum + 3,
+     * out = max(round(acc * 0.5) - 10, 0). */
+    const tml_window p = make_win(1, 3, 3, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    const int8_t x[9] = {6, 7, 8, 9, 10, 11, 12, 13, 14};
+    int8_t w[9];
+    for (int i = 0; i < 9; i++) w[i] = 1;
+    const int32_t bias[1] = {3}, mult[1] = {Q30}, shift[1] = {0};
+    const tml_qparams q = {5, -10, mult, shift, 0, 127};
+    /* sums 12 21 16 / 27 45 33 / 24 39 28; +3: 15 24 19 / 30 48 36 / 27 42 31;
+     * *0.5: 7.5->8 12 9.5->10 / 15 24 18 / 13.5->14 21 15.5->16; -10, clamp at 0 */
+    const int8_t expect[9] = {0, 2, 0, 5, 14, 8, 4, 11, 6};
+    int8_t y[9], y2[9];
+    tml_conv2d_s8_ref(&p, &q, x, w, bias, y);
+    TU_ASSERT_EQ_I8(y, expect, 9);
+    void *scratch = malloc(tml_conv2d_s8_scratch_size(&p));
+    tml_conv2d_s8(&p, &q, x, w, bias, y2, scratch);
+    TU_ASSERT_EQ_I8(y2, expect, 9);
+    free(scratch);
+}
+
+static void test_dwconv_ref_hand(void **state)
+{
+    (void)state;
+    /* 2x2x2 input, depth multiplier 2 -> 4 output channels, 2x2 kernel, 1x1 out.
+     * Channel c of the input: c0 = 1,3,5,7 and c1 = 2,4,6,8 over the taps. */
+    const tml_window p = make_win(1, 2, 2, 2, 4, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 2);
+    const int8_t x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const int8_t w[16] = {1, 1, 1, 0, /* tap (0,0): oc0..oc3 */
+                          1, -1, 1, 0, /* (0,1) */
+                          1, 0, 1, 0,  /* (1,0) */
+                          1, 2, 1, -1}; /* (1,1) */
+    /* oc0 = 1+3+5+7 = 16; oc1 = 1-3+14 = 12 (+1 bias); oc2 = 2+4+6+8 = 20; oc3 = -8 */
+    const int32_t bias[4] = {0, 1, 0, 0};
+    const int32_t mult[4] = {Q30, Q30, Q30, Q30}, shift[4] = {0, 0, -1, 0}; /* 0.5 0.5 0.25 0.5 */
+    const tml_qparams q = {0, 0, mult, shift, -128, 127};
+    const int8_t expect[4] = {8, 7, 5, -4}; /* 6.5 -> 7 */
+    int8_t y[4], y2[4];
+    tml_dwconv2d_s8_ref(&p, &q, x, w, bias, y);
+    TU_ASSERT_EQ_I8(y, expect, 4);
+    tml_dwconv2d_s8(&p, &q, x, w, bias, y2);
+    TU_ASSERT_EQ_I8(y2, expect, 4);
+}
+
+static void test_dense_ref_hand(void **state)
+{
+    (void)state;
+    /* x - zp = [20, -10, 40]; per-channel M = 0.125 and 0.75 */
+    const int8_t x[3] = {10, -20, 30};
+    const int8_t w[6] = {1, 2, 3, -1, 0, 1};
+    const int32_t bias[2] = {4, -4};
+    const int32_t mult[2] = {Q30, 3 * (Q30 / 2)}, shift[2] = {-2, 0};
+    const tml_qparams q = {-10, 5, mult, shift, -128, 127};
+    /* acc 124 and 16: 124 * 0.125 = 15.5 -> 16; 16 * 0.75 = 12; + 5 */
+    const int8_t expect[2] = {21, 17};
+    int8_t y[2], y2[2];
+    tml_dense_s8_ref(1, 3, 2, &q, x, w, bias, y);
+    TU_ASSERT_EQ_I8(y, expect, 2);
+    tml_dense_s8(1, 3, 2, &q, x, w, bias, y2, NULL);
+    TU_ASSERT_EQ_I8(y2, expect, 2);
+}
+
+static void test_add_ref_hand(void **state)
+{
+    (void)state;
+    /* s1 = 0.5 (zp 0), s2 = 0.25 (zp 10), so = 1.0 (zp -5) */
+    tml_add_s8_params p;
+    tml_add_s8_prepare(0.5f, 0, 0.25f, 10, 1.0f, -5, TML_ACT_NONE, &p);
+    assert_int_equal(p.left_shift, 20);
+    assert_int_equal(p.in1_mult, Q30); /* 0.5 / (2 * 0.5) = 0.5 */
+    assert_int_equal(p.in1_shift, 0);
+    assert_int_equal(p.in2_mult, Q30); /* 0.25 */
+    assert_int_equal(p.in2_shift, -1);
+    assert_int_equal(p.out_mult, Q30); /* 1 / 2^20 = 0.5 * 2^-19 */
+    assert_int_equal(p.out_shift, -19);
+    /* 3.5 + 2.5 = 6; -1.5 + 0.25 = -1.25 -> -1; -0.5 + 0 -> -1 (half away);
+     * 0.5 + 0 -> 1; 63.5 + 29.25 = 92.75 -> 93 + (-5) = 88; big: 127 */
+    const int8_t a[6] = {7, -3, -1, 1, 127, 127};
+    const int8_t b[6] = {20, 11, 10, 10, 127, 127};
+    int8_t y[6];
+    tml_add_s8_ref(6, &p, a, b, y);
+    const int8_t expect[6] = {1, -6, -6, -4, 88, 88};
+    TU_ASSERT_EQ_I8(y, expect, 6);
+    /* relu: clamp at zp */
+    tml_add_s8_prepare(0.5f, 0, 0.25f, 10, 1.0f, -5, TML_ACT_RELU, &p);
+    tml_add_s8_ref(6, &p, a, b, y);
+    const int8_t expect_relu[6] = {1, -5, -5, -4, 88, 88};
+    TU_ASSERT_EQ_I8(y, expect_relu, 6);
+}
+
+static void test_pool_ref_hand(void **state)
+{
+    (void)state;
+    /* 2x4 input, 2x2 windows stride 2: [-1,-2 / 0,1] and [-3,0 / 0,-3] */
+    const int8_t x[8] = {-1, -2, -3, 0, 0, 1, 0, -3};
+    tml_window p = make_win(1, 2, 4, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1);
+    int8_t y[4];
+    tml_avgpool_s8_ref(&p, -128, 127, x, y);
+    const int8_t e_avg[2] = {-1, -2}; /* -0.5 -> -1, -1.5 -> -2 */
+    TU_ASSERT_EQ_I8(y, e_avg, 2);
+    tml_maxpool_s8_ref(&p, -128, 127, x, y);
+    const int8_t e_max[2] = {1, 0};
+    TU_ASSERT_EQ_I8(y, e_max, 2);
+    tml_maxpool_s8_ref(&p, 0, 127, x, y); /* fused relu clamp */
+    const int8_t e_max_relu[2] = {1, 0};
+    TU_ASSERT_EQ_I8(y, e_max_relu, 2);
+    tml_avgpool_s8_ref(&p, -1, 127, x, y);
+    const int8_t e_avg_clamp[2] = {-1, -1};
+    TU_ASSERT_EQ_I8(y, e_avg_clamp, 2);
+    /* 1x3 row, 1x3 window, padding 1 both sides: counts 2, 3, 2 (padding excluded) */
+    const int8_t x2[3] = {-1, -2, 5};
+    p = make_win(1, 1, 3, 1, 1, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1);
+    assert_int_equal(p.ow, 3);
+    tml_avgpool_s8_ref(&p, -128, 127, x2, y);
+    const int8_t e_pad[3] = {-2, 1, 2}; /* -1.5 -> -2, 0.67 -> 1, 1.5 -> 2 */
+    TU_ASSERT_EQ_I8(y, e_pad, 3);
+    /* global: (n=1, hw=2, c=3) */
+    const int8_t x3[6] = {-1, 1, 127, -2, 2, 126};
+    tml_global_avgpool_s8_ref(1, 2, 3, x3, y);
+    const int8_t e_glob[3] = {-2, 2, 127}; /* -1.5, 1.5, 126.5 */
+    TU_ASSERT_EQ_I8(y, e_glob, 3);
+}
+
+static void test_softmax_ref_hand(void **state)
+{
+    (void)state;
+    uint32_t lut[256];
+    tml_softmax_s8_lut(0.1f, lut);
+    assert_int_equal(lut[0], 65536);
+    assert_int_equal(lut[10], (uint32_t)llround(65536.0 * exp(-1.0)));
+    /* equal inputs: p = 1/4 -> 64 - 128 = -64 */
+    const int8_t xe[4] = {3, 3, 3, 3};
+    int8_t y[8];
+    tml_softmax_s8_ref(1, 4, lut, xe, y);
+    for (int i = 0; i < 4; i++) assert_int_equal(y[i], -64);
+    /* one dominant input: p ~ 1 saturates at 127 */
+    const int8_t xd[2] = {127, -128};
+    tml_softmax_s8_ref(1, 2, lut, xd, y);
+    assert_int_equal(y[0], 127);
+    assert_int_equal(y[1], -128);
+    /* rows of random values: sum of (y + 128) ~ 256, each within 1 of float */
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    for (int it = 0; it < 50; it++) {
+        const int k = 1 + (int)(tu_rng_u32(&r) % 8);
+        int8_t x[8];
+        tu_fill_int8(&r, x, (size_t)k, -128, 127);
+        const float s = tu_rng_uniform(&r, 0.01f, 0.2f);
+        tml_softmax_s8_lut(s, lut);
+        tml_softmax_s8_ref(1, k, lut, x, y);
+        float xf[8], pf[8];
+        for (int i = 0; i < k; i++) xf[i] = s * (float)x[i];
+        tml_softmax_f32_ref(1, k, xf, pf);
+        int sum = 0;
+        for (int i = 0; i < k; i++) {
+            sum += y[i] + 128;
+            long qf = lround(256.0 * pf[i]) - 128;
+            if (qf > 127) qf = 127;
+            assert_true(labs((long)y[i] - qf) <= 1);
+        }
+        assert_true(abs(sum - 256) <= k);
+    }
+}
+
+/* ---- int8 kernels vs the float reference ------------------------------------------------------ */
+
+/* q = clamp(round(v / scale) + zp, lo, hi) */
+static int8_t quant1(float v, float scale, int32_t zp, int32_t lo, int32_t hi)
+{
+    long q = lround((double)v / scale) + zp;
+    if (q < lo) q = lo;
+    if (q > hi) q = hi;
+    return (int8_t)q;
+}
+
+/* Picks an output scale / zero point covering y_f[0..n). */
+static void out_qparams(const float *yf, int64_t n, float *scale, int32_t *zp)
+{
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        if (yf[i] < lo) lo = yf[i];
+        if (yf[i] > hi) hi = yf[i];
+    }
+    *scale = (hi - lo) / 255.0f;
+    if (*scale <= 0.0f) *scale = 1.0f;
+    *zp = (int32_t)lround(-128.0 - lo / *scale);
+    if (*zp > 127) *zp = 127;
+    if (*zp < -128) *zp = -128;
+}
+
+static int close_q(const char *what, const int8_t *a, const int8_t *b, int64_t n)
+{
+    int64_t bad = 0;
+    int maxd = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int d = abs(a[i] - b[i]);
+        if (d > maxd) maxd = d;
+        if (d > 1 && bad++ < 8) fprintf(stderr, "  %s: at %lld int8 %d vs float %d\n", what, (long long)i, a[i], b[i]);
+    }
+    if (bad) fprintf(stderr, "  %s: %lld of %lld differ by more than 1 (max %d)\n", what, (long long)bad, (long long)n, maxd);
+    return bad == 0;
+}
+
+/* Conv or depthwise (dw) of random quantized data, int8 kernel vs float. */
+static void check_conv_vs_float(tu_rng *r, const tml_window *p0, int dw, tml_act act)
+{
+    tml_window p = *p0;
+    p.act = act;
+    const int cg = p.c / p.groups;
+    const int64_t nx = (int64_t)p.n * p.h * p.w * p.c, ny = (int64_t)p.n * p.oh * p.ow * p.o;
+    const int64_t nw = dw ? (int64_t)p.kh * p.kw * p.o : (int64_t)p.o * p.kh * p.kw * cg;
+    const int k = dw ? p.kh * p.kw : p.kh * p.kw * cg;
+    int8_t *xq = malloc((size_t)nx), *wq = malloc((size_t)nw), *yq = malloc((size_t)ny), *yr = malloc((size_t)ny);
+    float *xf = malloc(sizeof(float) * (size_t)nx), *wf = malloc(sizeof(float) * (size_t)nw);
+    float *bf = malloc(sizeof(float) * (size_t)p.o), *yf = malloc(sizeof(float) * (size_t)ny);
+    int32_t *bq = malloc(sizeof(int32_t) * (size_t)p.o), *mult = malloc(sizeof(int32_t) * (size_t)p.o);
+    int32_t *shift = malloc(sizeof(int32_t) * (size_t)p.o);
+    float *sw = malloc(sizeof(float) * (size_t)p.o);
+    const float sx = 0.02f;
+    const int32_t zx = rnd_range(r, -60, 60);
+    tu_fill_int8(r, xq, (size_t)nx, -128, 127);
+    tu_fill_int8(r, wq, (size_t)nw, -127, 127);
+    for (int64_t i = 0; i < nx; i++) xf[i] = sx * (float)(xq[i] - zx);
+    for (int oc = 0; oc < p.o; oc++) {
+        sw[oc] = tu_rng_uniform(r, 0.002f, 0.01f);
+        bq[oc] = rnd_range(r, -3000, 3000);
+        bf[oc] = (float)((double)bq[oc] * sx * sw[oc]);
+    }
+    for (int64_t i = 0; i < nw; i++) {
+        const int oc = dw ? (int)(i % p.o) : (int)(i / (nw / p.o));
+        wf[i] = sw[oc] * (float)wq[i];
+    }
+    if (dw)
+        tml_dwconv2d_f32_ref(&p, xf, wf, bf, yf);
+    else
+        tml_conv2d_f32_ref(&p, xf, wf, bf, yf);
+    float sy;
+    int32_t zy;
+    out_qparams(yf, ny, &sy, &zy);
+    for (int oc = 0; oc < p.o; oc++) {
+        int s;
+        tml_quantize_multiplier((double)sx * sw[oc] / sy, &mult[oc], &s);
+        shift[oc] = s;
+    }
+    tml_qparams q = {zx, zy, mult, shift, 0, 0};
+    tml_act_bounds_s8(act, sy, zy, &q.act_min, &q.act_max);
+    for (int64_t i = 0; i < ny; i++) yr[i] = quant1(yf[i], sy, zy, q.act_min, q.act_max);
+    (void)k;
+    if (dw) {
+        tml_dwconv2d_s8_ref(&p, &q, xq, wq, bq, yq);
+        assert_true(close_q("dwconv ref vs float", yq, yr, ny));
+        tml_dwconv2d_s8(&p, &q, xq, wq, bq, yq);
+        assert_true(close_q("dwconv fast vs float", yq, yr, ny));
+    } else {
+        tml_conv2d_s8_ref(&p, &q, xq, wq, bq, yq);
+        assert_true(close_q("conv ref vs float", yq, yr, ny));
+        void *scratch = malloc(tml_conv2d_s8_scratch_size(&p));
+        tml_conv2d_s8(&p, &q, xq, wq, bq, yq, scratch);
+        assert_true(close_q("conv fast vs float", yq, yr, ny));
+        free(scratch);
+    }
+    free(xq), free(wq), free(yq), free(yr), free(xf), free(wf), free(bf), free(yf);
+    free(bq), free(mult), free(shift), free(sw);
+}
+
+static void test_conv_vs_float(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 21);
+    tml_window p = make_win(2, 9, 8, 3, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    check_conv_vs_float(&r, &p, 0, TML_ACT_NONE);
+    check_conv_vs_float(&r, &p, 0, TML_ACT_RELU);
+    p = make_win(1, 28, 28, 1, 20, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1); /* lenet conv1 */
+    check_conv_vs_float(&r, &p, 0, TML_ACT_RELU6);
+    p = make_win(1, 7, 7, 8, 6, 3, 3, 2, 2, 2, 2, 2, 1, 2, 1, 2, 1); /* groups, dilation, stride */
+    check_conv_vs_float(&r, &p, 0, TML_ACT_NONE);
+}
+
+static void test_dwconv_vs_float(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 22);
+    tml_window p = make_win(2, 14, 14, 33, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    check_conv_vs_float(&r, &p, 1, TML_ACT_RELU);
+    p = make_win(1, 7, 9, 5, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2);
+    check_conv_vs_float(&r, &p, 1, TML_ACT_NONE);
+}
+
+static void test_dense_vs_float(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 23);
+    const int shapes[3][3] = {{1, 800, 500}, {3, 33, 7}, {16, 100, 10}};
+    for (int t = 0; t < 3; t++) {
+        const int n = shapes[t][0], in = shapes[t][1], out = shapes[t][2];
+        int8_t *xq = malloc((size_t)n * in), *wq = malloc((size_t)out * in), *yq = malloc((size_t)n * out);
+        int8_t *yr = malloc((size_t)n * out);
+        float *xf = malloc(sizeof(float) * (size_t)n * in), *wf = malloc(sizeof(float) * (size_t)out * in);
+        float *bf = malloc(sizeof(float) * (size_t)out), *yf = malloc(sizeof(float) * (size_t)n * out);
+        int32_t *bq = malloc(sizeof(int32_t) * (size_t)out), *mult = malloc(sizeof(int32_t) * (size_t)out);
+        int32_t *shift = malloc(sizeof(int32_t) * (size_t)out);
+        const float sx = 0.05f, sw = 0.004f; /* per-tensor weights: mult repeats */
+        const int32_t zx = -128 + t * 50;
+        tu_fill_int8(&r, xq, (size_t)n * in, -128, 127);
+        tu_fill_int8(&r, wq, (size_t)out * in, -127, 127);
+        for (int i = 0; i < n * in; i++) xf[i] = sx * (float)(xq[i] - zx);
+        for (int i = 0; i < out * in; i++) wf[i] = sw * (float)wq[i];
+        for (int o = 0; o < out; o++) {
+            bq[o] = rnd_range(&r, -5000, 5000);
+            bf[o] = (float)((double)bq[o] * sx * sw);
+        }
+        tml_dense_f32_ref(n, in, out, xf, wf, bf, TML_ACT_RELU, yf);
+        float sy;
+        int32_t zy;
+        out_qparams(yf, (int64_t)n * out, &sy, &zy);
+        int32_t m;
+        int s;
+        tml_quantize_multiplier((double)sx * sw / sy, &m, &s);
+        for (int o = 0; o < out; o++) mult[o] = m, shift[o] = s;
+        tml_qparams q = {zx, zy, mult, shift, 0, 0};
+        tml_act_bounds_s8(TML_ACT_RELU, sy, zy, &q.act_min, &q.act_max);
+        for (int i = 0; i < n * out; i++) yr[i] = quant1(yf[i], sy, zy, q.act_min, q.act_max);
+        tml_dense_s8_ref(n, in, out, &q, xq, wq, bq, yq);
+        assert_true(close_q("dense ref vs float", yq, yr, (int64_t)n * out));
+        void *scratch = malloc(tml_dense_s8_scratch_size(n, in, out) + 1);
+        tml_dense_s8(n, in, out, &q, xq, wq, bq, yq, scratch);
+        assert_true(close_q("dense fast vs float", yq, yr, (int64_t)n * out));
+        free(scratch);
+        free(xq), free(wq), free(yq), free(yr), free(xf), free(wf), free(bf), free(yf), free(bq), free(mult), free(shift);
+    }
+}
+
+static void test_eltwise_pool_softmax_vs_float(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 24);
+    enum { N = 2, H = 9, W = 7, C = 5 };
+    const int64_t cnt = (int64_t)N * H * W * C;
+    int8_t a[N * H * W * C], b[N * H * W * C], y[N * H * W * C], yr[N * H * W * C];
+    float af[N * H * W * C], bf[N * H * W * C], yf[N * H * W * C];
+    tu_fill_int8(&r, a, (size_t)cnt, -128, 127);
+    tu_fill_int8(&r, b, (size_t)cnt, -128, 127);
+    /* add: different scales, relu */
+    const float s1 = 0.03f, s2 = 0.011f;
+    const int32_t z1 = 12, z2 = -40;
+    for (int64_t i = 0; i < cnt; i++) {
+        af[i] = s1 * (float)(a[i] - z1);
+        bf[i] = s2 * (float)(b[i] - z2);
+    }
+    for (int act = 0; act < 3; act++) {
+        const tml_act ac = (tml_act)act;
+        tml_add_f32_ref(cnt, af, bf, ac, yf);
+        float so;
+        int32_t zo;
+        out_qparams(yf, cnt, &so, &zo);
+        tml_add_s8_params ap;
+        tml_add_s8_prepare(s1, z1, s2, z2, so, zo, ac, &ap);
+        for (int64_t i = 0; i < cnt; i++) yr[i] = quant1(yf[i], so, zo, ap.act_min, ap.act_max);
+        tml_add_s8_ref(cnt, &ap, a, b, y);
+        assert_true(close_q("add vs float", y, yr, cnt));
+    }
+    /* pools keep the scale: quantize the float result with (s1, z1) */
+    const tml_window pools[3] = {make_win(N, H, W, C, C, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1),
+                                 make_win(N, H, W, C, C, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1),
+                                 make_win(N, H, W, C, C, 3, 2, 1, 2, 1, 1, 0, 1, 2, 0, 1, 1)};
+    for (int t = 0; t < 3; t++) {
+        const tml_window *p = &pools[t];
+        const int64_t ny = (int64_t)p->n * p->oh * p->ow * p->c;
+        tml_avgpool_f32_ref(p, af, yf);
+        for (int64_t i = 0; i < ny; i++) yr[i] = quant1(yf[i], s1, z1, -128, 127);
+        tml_avgpool_s8_ref(p, -128, 127, a, y);
+        assert_true(close_q("avgpool vs float", y, yr, ny));
+        tml_maxpool_f32_ref(p, af, yf);
+        for (int64_t i = 0; i < ny; i++) yr[i] = quant1(yf[i], s1, z1, z1, 127);
+        tml_maxpool_s8_ref(p, z1, 127, a, y); /* fused relu */
+        assert_true(close_q("maxpool vs float", y, yr, ny));
+        for (int64_t i = 0; i < ny; i++) assert_true(y[i] == yr[i]); /* max is exact */
+    }
+    tml_global_avgpool_f32_ref(N, H * W, C, af, yf);
+    for (int i = 0; i < N * C; i++) yr[i] = quant1(yf[i], s1, z1, -128, 127);
+    tml_global_avgpool_s8_ref(N, H * W, C, a, y);
+    assert_true(close_q("global avgpool vs float", y, yr, N * C));
+    /* softmax over rows of 10 */
+    uint32_t lut[256];
+    tml_softmax_s8_lut(0.07f, lut);
+    for (int64_t i = 0; i < 60; i++) af[i] = 0.07f * (float)a[i];
+    tml_softmax_f32_ref(6, 10, af, yf);
+    for (int i = 0; i < 60; i++) yr[i] = quant1(yf[i], 1.0f / 256.0f, -128, -128, 127);
+    tml_softmax_s8_ref(6, 10, lut, a, y);
+    assert_true(close_q("softmax vs float", y, yr, 60));
+}
+
+/* ---- fast kernels vs reference, exactly --------------------------------------------------------- */
+
+typedef struct conv_case {
+    int n, h, w, c, o, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups;
+} conv_case;
+
+static const conv_case CONV_CASES[] = {
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},       /* the smallest */
+    {1, 28, 28, 1, 20, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1},    /* lenet conv1 */
+    {3, 12, 12, 20, 50, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* lenet conv2, batch 3 */
+    {1, 7, 7, 3, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    {3, 13, 13, 7, 33, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},
+    {1, 13, 7, 33, 127, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* pointwise: no im2col */
+    {3, 7, 13, 33, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},     /* pointwise, C % 4 = 1 */
+    {1, 3, 3, 7, 127, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},     /* pointwise, C % 4 = 3 */
+    {1, 7, 7, 8, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2},       /* pointwise, groups */
+    {1, 13, 13, 3, 33, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1},    /* 1x1 stride 2: im2col */
+    {1, 13, 13, 7, 16, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1},    /* stride 3, pad 2 */
+    {1, 13, 13, 6, 10, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 2},    /* dilation 2, groups 2 */
+    {3, 7, 7, 4, 14, 3, 3, 2, 1, 2, 1, 1, 0, 2, 1, 2},      /* asymmetric everything */
+    {1, 3, 13, 33, 65, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1},    /* 65 channels: 64 + 1 */
+    {1, 7, 7, 33, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* 3 panels */
+    {3, 13, 13, 64, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* several im2col chunks */
+    {1, 7, 3, 1, 1, 7, 3, 1, 1, 1, 1, 3, 1, 3, 1, 1},       /* kernel larger than padded... */
+    {1, 3, 7, 2, 4, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 1},       /* rows entirely in padding */
+};
+
+typedef struct qset {
+    int32_t *mult, *shift, *bias;
+    tml_qparams q;
+} qset;
+
+static void make_qset(tu_rng *r, int o, int k, int32_t in_zp, int act, qset *s)
+{
+    s->mult = malloc(sizeof(int32_t) * (size_t)o);
+    s->shift = malloc(sizeof(int32_t) * (size_t)o);
+    s->bias = malloc(sizeof(int32_t) * (size_t)o);
+    rand_requant(r, o, k, s->mult, s->shift);
+    rand_bias(r, o, s->bias);
+    s->q.in_zp = in_zp;
+    s->q.out_zp = rnd_range(r, -20, 20);
+    s->q.mult = s->mult;
+    s->q.shift = s->shift;
+    act_bounds(act, s->q.out_zp, &s->q.act_min, &s->q.act_max);
+}
+
+static void free_qset(qset *s) { free(s->mult), free(s->shift), free(s->bias); }
+
+static void test_conv_fast_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 31);
+    for (size_t ci = 0; ci < sizeof(CONV_CASES) / sizeof(CONV_CASES[0]); ci++) {
+        const conv_case *cc = &CONV_CASES[ci];
+        const tml_window p = make_win(cc->n, cc->h, cc->w, cc->c, cc->o, cc->kh, cc->kw, cc->sh, cc->sw, cc->dh, cc->dw,
+                                      cc->pt, cc->pl, cc->pb, cc->pr, cc->groups, 1);
+        const int cg = p.c / p.groups, k = p.kh * p.kw * cg;
+        const size_t nx = (size_t)p.n * p.h * p.w * p.c, ny = (size_t)p.n * p.oh * p.ow * p.o;
+        const size_t nw = (size_t)p.o * k;
+        int8_t *x = malloc(nx), *w = malloc(nw), *yr = malloc(ny), *yf = malloc(ny);
+        tu_fill_int8(&r, x, nx, -128, 127);
+        tu_fill_int8(&r, w, nw, -128, 127);
+        const size_t ss = tml_conv2d_s8_scratch_size(&p);
+        uint8_t *scratch = malloc(ss + 1);
+        for (int zi = 0; zi < 4; zi++) {
+            const int act = zi % 3;
+            qset qs;
+            make_qset(&r, p.o, k, ZPS[zi], act, &qs);
+            const int32_t *bias = zi == 3 ? NULL : qs.bias;
+            tml_conv2d_s8_ref(&p, &qs.q, x, w, bias, yr);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, ny);
+                    /* odd scratch address: kernels align it themselves */
+                    tml_conv2d_s8_ex(&p, &qs.q, x, w, bias, yf, scratch + (th == 2), (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("conv fast vs ref", yf, yr, ny)) {
+                        fprintf(stderr, "  case %zu (n%d %dx%dx%d -> %d, k%dx%d s%d,%d d%d,%d g%d), in_zp %d, act %d, %s, %d threads\n",
+                                ci, p.n, p.h, p.w, p.c, p.o, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw, p.groups, ZPS[zi], act,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            free_qset(&qs);
+        }
+        set_threads(2);
+        free(x), free(w), free(yr), free(yf), free(scratch);
+    }
+}
+
+static void test_dwconv_fast_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 32);
+    /* n h w c m kh kw sh sw dh dw pt pl pb pr */
+    const int cases[][15] = {
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},   {1, 14, 14, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {3, 7, 7, 33, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},  {1, 13, 13, 7, 1, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2},
+        {1, 7, 13, 3, 2, 3, 3, 1, 2, 2, 1, 2, 1, 2, 1},  {3, 3, 7, 33, 2, 3, 3, 3, 1, 1, 2, 1, 2, 1, 2},
+        {1, 13, 3, 16, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, {1, 7, 7, 17, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2},
+        {1, 9, 9, 130, 1, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1}, {1, 7, 7, 1, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 3, 3, 5, 1, 3, 3, 1, 1, 1, 1, 4, 4, 4, 4},
+    };
+    for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+        const int *c = cases[ci];
+        const tml_window p = make_win(c[0], c[1], c[2], c[3], c[3] * c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11],
+                                      c[12], c[13], c[14], 1, c[4]);
+        const size_t nx = (size_t)p.n * p.h * p.w * p.c, ny = (size_t)p.n * p.oh * p.ow * p.o;
+        const size_t nw = (size_t)p.kh * p.kw * p.o;
+        int8_t *x = malloc(nx), *w = malloc(nw), *yr = malloc(ny), *yf = malloc(ny);
+        tu_fill_int8(&r, x, nx, -128, 127);
+        tu_fill_int8(&r, w, nw, -128, 127);
+        for (int zi = 0; zi < 4; zi++) {
+            const int act = (zi + 1) % 3;
+            qset qs;
+            make_qset(&r, p.o, p.kh * p.kw, ZPS[zi], act, &qs);
+            const int32_t *bias = zi == 2 ? NULL : qs.bias;
+            tml_dwconv2d_s8_ref(&p, &qs.q, x, w, bias, yr);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, ny);
+                    tml_dwconv2d_s8_ex(&p, &qs.q, x, w, bias, yf, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("dwconv fast vs ref", yf, yr, ny)) {
+                        fprintf(stderr, "  case %zu, in_zp %d, act %d, %s, %d threads\n", ci, ZPS[zi], act,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            free_qset(&qs);
+        }
+        set_threads(2);
+        free(x), free(w), free(yr), free(yf);
+    }
+}
+
+static void test_dense_fast_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 33);
+    const int ns[] = {1, 3, 8, 13};
+    const int ins[] = {1, 3, 7, 33, 64, 65, 800};
+    const int outs[] = {1, 7, 33, 127};
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 7; b++)
+            for (size_t c = 0; c < 4; c++) {
+                const int n = ns[a], in = ins[b], out = outs[c];
+                int8_t *x = malloc((size_t)n * in), *w = malloc((size_t)out * in);
+                int8_t *yr = malloc((size_t)n * out), *yf = malloc((size_t)n * out);
+                tu_fill_int8(&r, x, (size_t)n * in, -128, 127);
+                tu_fill_int8(&r, w, (size_t)out * in, -128, 127);
+                const size_t ss = tml_dense_s8_scratch_size(n, in, out);
+                uint8_t *scratch = ss ? malloc(ss + 1) : NULL;
+                const int zi = (int)((a + b + c) % 4), act = (int)((a + c) % 3);
+                qset qs;
+                make_qset(&r, out, in, ZPS[zi], act, &qs);
+                const int32_t *bias = (b + c) % 5 == 4 ? NULL : qs.bias;
+                tml_dense_s8_ref(n, in, out, &qs.q, x, w, bias, yr);
+                for (int isa = 0; isa < n_isas(); isa++)
+                    for (int th = 1; th <= 2; th++) {
+                        set_threads(th);
+                        memset(yf, 0x5A, (size_t)n * out);
+                        tml_dense_s8_ex(n, in, out, &qs.q, x, w, bias, yf, scratch ? scratch + (th == 2) : NULL,
+                                        (tml_s8_isa)isa, 0);
+                        if (!tu_equal_i8("dense fast vs ref", yf, yr, (size_t)n * out)) {
+                            fprintf(stderr, "  n %d in %d out %d, in_zp %d, act %d, %s, %d threads\n", n, in, out,
+                                    ZPS[zi], act, tml_s8_isa_name((tml_s8_isa)isa), th);
+                            fail();
+                        }
+                    }
+                free_qset(&qs);
+                free(x), free(w), free(yr), free(yf), free(scratch);
+            }
+    set_threads(2);
+}
+
+/* The vector epilogues on arbitrary accumulators: a 1x1 conv of x == in_zp
+ * with weight 1 gives acc = bias exactly, so random int32 biases with random
+ * multipliers (negative and INT32_MIN too) and shifts in [-31, 30] drive the
+ * SIMD requantization through every corner. Dense (in = 1) likewise. */
+static void test_epilogue_exact(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 34);
+    enum { O = 97, N = 5 };
+    const tml_window p = make_win(N, 1, 1, 1, O, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+    int8_t x[N], w[O], yr[N * O], yf[N * O];
+    int32_t mult[O], shift[O], bias[O];
+    void *scratch = malloc(tml_conv2d_s8_scratch_size(&p) + tml_dense_s8_scratch_size(N, 1, O));
+    for (int o = 0; o < O; o++) w[o] = 1;
+    for (int it = 0; it < 300; it++) {
+        const int32_t zp = rnd_range(&r, -128, 127);
+        for (int i = 0; i < N; i++) x[i] = (int8_t)zp;
+        for (int o = 0; o < O; o++) {
+            const int kind = (int)(tu_rng_u32(&r) % 8);
+            bias[o] = kind < 4 ? rnd_i32(&r) : kind < 6 ? rnd_range(&r, -100000, 100000) : kind == 6 ? INT32_MIN : INT32_MAX;
+            const int mk = (int)(tu_rng_u32(&r) % 8);
+            mult[o] = mk < 5 ? rnd_range(&r, Q30, INT32_MAX) : mk == 5 ? rnd_i32(&r) : mk == 6 ? INT32_MIN : Q30;
+            shift[o] = (it % 3 == 0) ? rnd_range(&r, -31, 30) : rnd_range(&r, -31, 0);
+        }
+        tml_qparams q = {zp, rnd_range(&r, -128, 127), mult, shift, -128, 127};
+        if (it % 4 == 1) act_bounds(2, q.out_zp, &q.act_min, &q.act_max);
+        tml_conv2d_s8_ref(&p, &q, x, w, bias, yr);
+        for (int isa = 0; isa < n_isas(); isa++) {
+            tml_conv2d_s8_ex(&p, &q, x, w, bias, yf, scratch, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("conv epilogue", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+            tml_dense_s8_ex(N, 1, O, &q, x, w, bias, yf, scratch, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dense epilogue", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+            tml_dense_s8_ex(1, 1, O, &q, x, w, bias, yf, NULL, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dense n=1 epilogue", yf, yr, O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+        }
+        /* depthwise: 1x1, multiplier 1, same trick */
+        tml_window pd = make_win(N, 1, 1, O, O, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+        int8_t xd[N * O];
+        for (int i = 0; i < N * O; i++) xd[i] = (int8_t)zp;
+        tml_dwconv2d_s8_ref(&pd, &q, xd, w, bias, yr);
+        for (int isa = 0; isa < n_isas(); isa++) {
+            tml_dwconv2d_s8_ex(&pd, &q, xd, w, bias, yf, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dwconv epilogue", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+        }
+    }
+    free(scratch);
+}
+
+/* Scratch stays bounded whatever the batch; the size never shrinks with it. */
+static void test_scratch_bounded(void **state)
+{
+    (void)state;
+    size_t prev = 0;
+    for (int n = 1; n <= 4096; n *= 4) {
+        const tml_window p = make_win(n, 28, 28, 1, 20, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+        const size_t s = tml_conv2d_s8_scratch_size(&p);
+        assert_true(s >= prev);
+        assert_true(s <= ((size_t)6 << 20));
+        prev = s;
+    }
+    const tml_window big = make_win(256, 32, 32, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    assert_true(tml_conv2d_s8_scratch_size(&big) <= ((size_t)6 << 20));
+    assert_int_equal(tml_dense_s8_scratch_size(1, 800, 500), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize_multiplier),
+        cmocka_unit_test(test_high_mul_cases),
+        cmocka_unit_test(test_rounding_divide_cases),
+        cmocka_unit_test(test_requantize_cases),
+        cmocka_unit_test(test_requantize_random),
+        cmocka_unit_test(test_act_bounds),
+        cmocka_unit_test(test_conv_ref_hand),
+        cmocka_unit_test(test_dwconv_ref_hand),
+        cmocka_unit_test(test_dense_ref_hand),
+        cmocka_unit_test(test_add_ref_hand),
+        cmocka_unit_test(test_pool_ref_hand),
+        cmocka_unit_test(test_softmax_ref_hand),
+        cmocka_unit_test(test_conv_vs_float),
+        cmocka_unit_test(test_dwconv_vs_float),
+        cmocka_unit_test(test_dense_vs_float),
+        cmocka_unit_test(test_eltwise_pool_softmax_vs_float),
+        cmocka_unit_test(test_conv_fast_vs_ref),
+        cmocka_unit_test(test_dwconv_fast_vs_ref),
+        cmocka_unit_test(test_dense_fast_vs_ref),
+        cmocka_unit_test(test_epilogue_exact),
+        cmocka_unit_test(test_scratch_bounded),
+    };
+    fprintf(stderr, "INT8 instruction set: %s\n", tml_s8_isa_name(tml_s8_cpu_isa()));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
