@@ -121,6 +121,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 
 #endif

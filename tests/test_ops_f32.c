@@ -38,8 +38,8 @@ static float *frand(tu_rng *r, size_t n)
     return p;
 }
 
-static tml_window win(int n, int h, int w, int c, int o, int kh, int kw, int s, int d, int pad, int groups, int dm,
-                      tml_act act)
+static tml_window win(int n, int h, int w, int c, int o, int kh, int kw, int s, int d, int pad, int groups,
+                      int dm, tml_act act)
 {
     tml_window p;
     memset(&p, 0, sizeof(p));
@@ -62,8 +62,14 @@ static tml_window win(int n, int h, int w, int c, int o, int kh, int kw, int s, 
     return p;
 }
 
-static size_t in_numel(const tml_window *p) { return (size_t)p->n * p->h * p->w * p->c; }
-static size_t out_numel(const tml_window *p) { return (size_t)p->n * p->oh * p->ow * p->o; }
+static size_t in_numel(const tml_window *p)
+{
+    return (size_t)p->n * p->h * p->w * p->c;
+}
+static size_t out_numel(const tml_window *p)
+{
+    return (size_t)p->n * p->oh * p->ow * p->o;
+}
 
 /* ==== reference kernels against hand-computed values ================================= */
 
@@ -276,7 +282,8 @@ static void test_batchnorm_ref_hand(void **state)
 {
     (void)state;
     /* c0: (1 - 0) / sqrt(3 + 1) * 2 + 0.5 = 1.5;  c1: (2 - 1) / sqrt(0 + 1) * 1 - 1 = 0 */
-    const float x[4] = {1, 2, 3, 5}, gamma[2] = {2, 1}, beta[2] = {0.5f, -1}, mean[2] = {0, 1}, var[2] = {3, 0};
+    const float x[4] = {1, 2, 3, 5}, gamma[2] = {2, 1}, beta[2] = {0.5f, -1}, mean[2] = {0, 1},
+                var[2] = {3, 0};
     const float want[4] = {1.5f, 0.0f, 3.5f, 3.0f};
     float y[4];
     tml_batchnorm_f32_ref(2, 2, x, gamma, beta, mean, var, 1.0f, y);
@@ -456,7 +463,7 @@ static void test_gemm_large(void **state)
         gemm_case(&r, t & 1, t >> 1, 64, 500, 290, 0, 1.0f, 1.0f);
         gemm_case(&r, t & 1, t >> 1, 20, 25, 9001, 1, 1.0f, 0.0f); /* K split */
     }
-    gemm_case(&r, 0, 1, 2305, 20, 25, 0, 1.0f, 0.0f); /* conv1-like */
+    gemm_case(&r, 0, 1, 2305, 20, 25, 0, 1.0f, 0.0f);  /* conv1-like */
     gemm_case(&r, 1, 0, 50, 200, 2048, 0, 1.0f, 1.0f); /* dW-like */
 }
 
@@ -474,9 +481,11 @@ static void test_gemm_beta0_nan_safe(void **state)
             float *A = frand(&r, (size_t)M * K), *B = frand(&r, (size_t)K * N), *C = falloc((size_t)M * N);
             for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++) {
                 for (int i = 0; i < M * N; i++) C[i] = NAN;
-                tml_sgemm_ex((tml_isa)isa, 0, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C, N);
+                tml_sgemm_ex((tml_isa)isa, 0, ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 0.0f, C,
+                             N);
                 for (int i = 0; i < M * N; i++)
-                    if (!isfinite(C[i])) fail_msg("NaN at %d (isa %d, M=%d N=%d K=%d ta=%d tb=%d)", i, isa, M, N, K, ta, tb);
+                    if (!isfinite(C[i]))
+                        fail_msg("NaN at %d (isa %d, M=%d N=%d K=%d ta=%d tb=%d)", i, isa, M, N, K, ta, tb);
             }
             /* the reference too */
             for (int i = 0; i < M * N; i++) C[i] = NAN;
@@ -486,6 +495,52 @@ static void test_gemm_beta0_nan_safe(void **state)
             free(B);
             free(C);
         }
+    }
+}
+
+/* The fused epilogue equals GEMM followed by tml_ops_bias_act_f32, for every
+ * instruction set, with and without the K split, including NaN handling of
+ * the activations (relu(NaN) = 0, relu6(NaN) = NaN, as tml_act_apply_f32). */
+static void test_gemm_bias_act_epilogue(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 13);
+    const int shapes[5][5] = {
+        {0, 1, 37, 45, 29}, {1, 0, 13, 70, 300}, {0, 0, 5, 33, 7}, {1, 1, 20, 25, 9001}, {0, 1, 3, 3, 0}};
+    for (int s = 0; s < 5; s++) {
+        const int ta = shapes[s][0], tb = shapes[s][1], M = shapes[s][2], N = shapes[s][3], K = shapes[s][4];
+        float *A = frand(&r, (size_t)M * K + 1), *B = frand(&r, (size_t)K * N + 1),
+              *bias = frand(&r, (size_t)N);
+        float *C0 = frand(&r, (size_t)M * N), *want = falloc((size_t)M * N), *got = falloc((size_t)M * N);
+        bias[0] = NAN; /* column 0 is NaN before the activation */
+        for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++)
+            for (int act = 0; act < 3; act++)
+                for (int beta_i = 0; beta_i < 2; beta_i++) {
+                    const float beta = beta_i ? 0.5f : 0.0f;
+                    memcpy(want, C0, sizeof(float) * (size_t)M * N);
+                    tml_sgemm_ex((tml_isa)isa, 0, ta, tb, M, N, K, 1.5f, A, ta ? M : K, B, tb ? K : N, beta,
+                                 want, N);
+                    tml_ops_bias_act_f32(M, N, N, bias, (tml_act)act, want);
+                    memcpy(got, C0, sizeof(float) * (size_t)M * N);
+                    tml_sgemm_bias_act_ex((tml_isa)isa, 0, ta, tb, M, N, K, 1.5f, A, ta ? M : K, B,
+                                          tb ? K : N, beta, got, N, bias, (tml_act)act);
+                    for (int i = 0; i < M; i++) {
+                        const float w0 = want[(size_t)i * N], g0 = got[(size_t)i * N];
+                        assert_true(isnan(w0) == isnan(g0));
+                        if (isnan(w0)) got[(size_t)i * N] = want[(size_t)i * N] = 0.0f;
+                        assert_true(act != TML_ACT_RELU || w0 == 0.0f);
+                    }
+                    char what[96];
+                    snprintf(what, sizeof(what), "bias_act isa=%d act=%d M=%d N=%d K=%d", isa, act, M, N, K);
+                    assert_true(tu_close_f32(what, got, want, (size_t)M * N, 0.0f));
+                }
+        free(A);
+        free(B);
+        free(bias);
+        free(C0);
+        free(want);
+        free(got);
     }
 }
 
@@ -514,8 +569,11 @@ static void test_gemm_deterministic_threads(void **state)
     tu_rng r;
     tu_rng_seed(&r, 5);
     const int saved = max_threads();
-    const int shapes[5][5] = {
-        {0, 1, 4096, 50, 500}, {1, 0, 50, 500, 2048}, {0, 0, 64, 800, 500}, {1, 0, 20, 25, 36864}, {1, 1, 333, 257, 129}};
+    const int shapes[5][5] = {{0, 1, 4096, 50, 500},
+                              {1, 0, 50, 500, 2048},
+                              {0, 0, 64, 800, 500},
+                              {1, 0, 20, 25, 36864},
+                              {1, 1, 333, 257, 129}};
     for (int s = 0; s < 5; s++) {
         const int ta = shapes[s][0], tb = shapes[s][1], M = shapes[s][2], N = shapes[s][3], K = shapes[s][4];
         float *A = frand(&r, (size_t)M * K), *B = frand(&r, (size_t)K * N);
@@ -550,19 +608,19 @@ typedef struct conv_shape {
 } conv_shape;
 
 static const conv_shape CONV_SHAPES[] = {
-    {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, TML_ACT_NONE},    /* everything 1 */
-    {1, 7, 5, 3, 7, 3, 1, 1, 1, 1, TML_ACT_RELU},    /* odd H/W/C/O, pad */
-    {5, 9, 11, 3, 5, 3, 2, 1, 1, 1, TML_ACT_NONE},   /* batch 5, stride 2 */
-    {5, 13, 13, 7, 33, 5, 3, 1, 2, 1, TML_ACT_RELU6},/* 5x5, stride 3 */
-    {1, 12, 10, 4, 6, 3, 1, 2, 2, 2, TML_ACT_NONE},  /* dilation 2, groups 2 */
-    {5, 7, 7, 6, 9, 3, 2, 1, 1, 3, TML_ACT_RELU},    /* groups 3, stride 2 */
-    {5, 8, 9, 33, 17, 1, 1, 1, 0, 1, TML_ACT_NONE},  /* pointwise: no im2col */
-    {1, 6, 6, 8, 12, 1, 1, 1, 0, 4, TML_ACT_RELU},   /* grouped pointwise */
-    {5, 9, 7, 5, 3, 1, 2, 1, 0, 1, TML_ACT_NONE},    /* 1x1 stride 2: im2col */
-    {3, 28, 28, 1, 20, 5, 1, 1, 0, 1, TML_ACT_RELU}, /* LeNet conv1 */
-    {5, 12, 12, 20, 50, 5, 1, 1, 0, 1, TML_ACT_NONE},/* LeNet conv2 */
-    {5, 22, 21, 64, 31, 3, 1, 1, 1, 1, TML_ACT_NONE},/* several im2col chunks, threads */
-    {2, 5, 5, 127, 3, 3, 1, 3, 3, 1, TML_ACT_NONE},  /* dilation 3, wide pad */
+    {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, TML_ACT_NONE},     /* everything 1 */
+    {1, 7, 5, 3, 7, 3, 1, 1, 1, 1, TML_ACT_RELU},     /* odd H/W/C/O, pad */
+    {5, 9, 11, 3, 5, 3, 2, 1, 1, 1, TML_ACT_NONE},    /* batch 5, stride 2 */
+    {5, 13, 13, 7, 33, 5, 3, 1, 2, 1, TML_ACT_RELU6}, /* 5x5, stride 3 */
+    {1, 12, 10, 4, 6, 3, 1, 2, 2, 2, TML_ACT_NONE},   /* dilation 2, groups 2 */
+    {5, 7, 7, 6, 9, 3, 2, 1, 1, 3, TML_ACT_RELU},     /* groups 3, stride 2 */
+    {5, 8, 9, 33, 17, 1, 1, 1, 0, 1, TML_ACT_NONE},   /* pointwise: no im2col */
+    {1, 6, 6, 8, 12, 1, 1, 1, 0, 4, TML_ACT_RELU},    /* grouped pointwise */
+    {5, 9, 7, 5, 3, 1, 2, 1, 0, 1, TML_ACT_NONE},     /* 1x1 stride 2: im2col */
+    {3, 28, 28, 1, 20, 5, 1, 1, 0, 1, TML_ACT_RELU},  /* LeNet conv1 */
+    {5, 12, 12, 20, 50, 5, 1, 1, 0, 1, TML_ACT_NONE}, /* LeNet conv2 */
+    {5, 22, 21, 64, 31, 3, 1, 1, 1, 1, TML_ACT_NONE}, /* several im2col chunks, threads */
+    {2, 5, 5, 127, 3, 3, 1, 3, 3, 1, TML_ACT_NONE},   /* dilation 3, wide pad */
 };
 
 static void test_conv_fast_vs_ref(void **state)
@@ -572,7 +630,8 @@ static void test_conv_fast_vs_ref(void **state)
     tu_rng_seed(&r, 6);
     for (size_t i = 0; i < sizeof(CONV_SHAPES) / sizeof(CONV_SHAPES[0]); i++) {
         const conv_shape *s = &CONV_SHAPES[i];
-        tml_window p = win(s->n, s->h, s->w, s->c, s->o, s->k, s->k, s->s, s->d, s->pad, s->groups, 1, s->act);
+        tml_window p =
+            win(s->n, s->h, s->w, s->c, s->o, s->k, s->k, s->s, s->d, s->pad, s->groups, 1, s->act);
         assert_true(p.oh >= 1 && p.ow >= 1);
         const int kdim = s->k * s->k * (s->c / s->groups);
         float *x = frand(&r, in_numel(&p)), *w = frand(&r, (size_t)s->o * kdim), *b = frand(&r, (size_t)s->o);
@@ -618,7 +677,8 @@ static void test_conv_deterministic_threads(void **state)
                                   {9, 12, 12, 20, 50, 5, 1, 1, 0, 1, TML_ACT_RELU}};
     for (int i = 0; i < 2; i++) {
         const conv_shape *s = &shapes[i];
-        tml_window p = win(s->n, s->h, s->w, s->c, s->o, s->k, s->k, s->s, s->d, s->pad, s->groups, 1, s->act);
+        tml_window p =
+            win(s->n, s->h, s->w, s->c, s->o, s->k, s->k, s->s, s->d, s->pad, s->groups, 1, s->act);
         const int kdim = s->k * s->k * (s->c / s->groups);
         float *x = frand(&r, in_numel(&p)), *w = frand(&r, (size_t)s->o * kdim), *b = frand(&r, (size_t)s->o);
         float *y1 = falloc(out_numel(&p)), *y2 = falloc(out_numel(&p));
@@ -649,22 +709,26 @@ static void test_dwconv_fast_vs_ref(void **state)
     tu_rng_seed(&r, 8);
     /* n, h, w, c, m, k, s, d, pad, act */
     const int shapes[][10] = {
-        {1, 1, 1, 1, 1, 1, 1, 1, 0, TML_ACT_NONE}, {1, 7, 5, 3, 1, 3, 1, 1, 1, TML_ACT_RELU},
+        {1, 1, 1, 1, 1, 1, 1, 1, 0, TML_ACT_NONE},    {1, 7, 5, 3, 1, 3, 1, 1, 1, TML_ACT_RELU},
         {5, 9, 11, 33, 1, 3, 2, 1, 1, TML_ACT_RELU6}, {5, 13, 13, 7, 2, 5, 3, 1, 2, TML_ACT_NONE},
-        {1, 12, 10, 5, 3, 3, 1, 2, 2, TML_ACT_RELU}, {3, 16, 16, 127, 1, 3, 1, 1, 1, TML_ACT_NONE},
-        {2, 6, 6, 4, 2, 1, 1, 1, 0, TML_ACT_NONE},
+        {1, 12, 10, 5, 3, 3, 1, 2, 2, TML_ACT_RELU},  {3, 16, 16, 127, 1, 3, 1, 1, 1, TML_ACT_NONE},
+        {2, 6, 6, 4, 2, 1, 1, 1, 0, TML_ACT_NONE},    {2, 15, 17, 20, 1, 3, 2, 2, 2, TML_ACT_RELU6},
+        {1, 9, 23, 48, 1, 5, 1, 1, 2, TML_ACT_RELU},
     };
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         const int *s = shapes[i];
-        tml_window p = win(s[0], s[1], s[2], s[3], s[3] * s[4], s[5], s[5], s[6], s[7], s[8], 1, s[4], (tml_act)s[9]);
-        float *x = frand(&r, in_numel(&p)), *w = frand(&r, (size_t)s[5] * s[5] * p.o), *b = frand(&r, (size_t)p.o);
+        tml_window p =
+            win(s[0], s[1], s[2], s[3], s[3] * s[4], s[5], s[5], s[6], s[7], s[8], 1, s[4], (tml_act)s[9]);
+        float *x = frand(&r, in_numel(&p)), *w = frand(&r, (size_t)s[5] * s[5] * p.o),
+              *b = frand(&r, (size_t)p.o);
         float *want = falloc(out_numel(&p)), *got = falloc(out_numel(&p));
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             tml_dwconv2d_f32_ref(&p, x, w, with_bias ? b : NULL, want);
             tml_dwconv2d_f32(&p, x, w, with_bias ? b : NULL, got);
             char what[96];
             snprintf(what, sizeof(what), "dwconv shape %zu bias %d", i, with_bias);
-            assert_true(tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(s[5] * s[5] + 1)));
+            assert_true(
+                tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(s[5] * s[5] + 1)));
         }
         free(x);
         free(w);
@@ -685,13 +749,15 @@ static void test_dense_fast_vs_ref(void **state)
             for (int c = 0; c < 3; c++) {
                 const int n = ns[a], in = ins[bi], out = outs[c];
                 const tml_act act = (tml_act)((a + bi + c) % 3);
-                float *x = frand(&r, (size_t)n * in), *w = frand(&r, (size_t)out * in), *b = frand(&r, (size_t)out);
+                float *x = frand(&r, (size_t)n * in), *w = frand(&r, (size_t)out * in),
+                      *b = frand(&r, (size_t)out);
                 float *want = falloc((size_t)n * out), *got = falloc((size_t)n * out);
                 tml_dense_f32_ref(n, in, out, x, w, (c & 1) ? NULL : b, act, want);
                 tml_dense_f32(n, in, out, x, w, (c & 1) ? NULL : b, act, got);
                 char what[96];
                 snprintf(what, sizeof(what), "dense n=%d in=%d out=%d act=%d", n, in, out, (int)act);
-                assert_true(tu_close_f32(what, got, want, (size_t)n * out, DOT_TOL_PER_TERM * (float)(in + 1)));
+                assert_true(
+                    tu_close_f32(what, got, want, (size_t)n * out, DOT_TOL_PER_TERM * (float)(in + 1)));
                 free(x);
                 free(w);
                 free(b);
@@ -708,8 +774,9 @@ static void test_pools_fast_vs_ref(void **state)
     tu_rng r;
     tu_rng_seed(&r, 10);
     /* n, h, w, c, k, s, d, pad */
-    const int shapes[][8] = {{1, 1, 1, 1, 1, 1, 1, 0}, {1, 7, 5, 3, 2, 2, 1, 1},   {5, 9, 11, 33, 3, 2, 1, 1},
-                             {5, 13, 13, 7, 5, 3, 1, 2}, {2, 12, 10, 5, 3, 1, 2, 2}, {64, 24, 24, 20, 2, 2, 1, 0}};
+    const int shapes[][8] = {{1, 1, 1, 1, 1, 1, 1, 0},   {1, 7, 5, 3, 2, 2, 1, 1},
+                             {5, 9, 11, 33, 3, 2, 1, 1}, {5, 13, 13, 7, 5, 3, 1, 2},
+                             {2, 12, 10, 5, 3, 1, 2, 2}, {64, 24, 24, 20, 2, 2, 1, 0}};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         const int *s = shapes[i];
         tml_window p = win(s[0], s[1], s[2], s[3], s[3], s[4], s[4], s[5], s[6], s[7], 1, 1, TML_ACT_NONE);
@@ -737,7 +804,8 @@ static void test_eltwise_fast_vs_ref(void **state)
     const int64_t counts[5] = {1, 7, 33, 1001, 300007};
     for (int i = 0; i < 5; i++) {
         const int64_t n = counts[i];
-        float *a = falloc((size_t)n), *b = falloc((size_t)n), *want = falloc((size_t)n), *got = falloc((size_t)n);
+        float *a = falloc((size_t)n), *b = falloc((size_t)n), *want = falloc((size_t)n),
+              *got = falloc((size_t)n);
         tu_fill_uniform(&r, a, (size_t)n, -8.0f, 8.0f);
         tu_fill_uniform(&r, b, (size_t)n, -8.0f, 8.0f);
         tml_relu_f32_ref(n, a, want);
@@ -816,6 +884,7 @@ int main(void)
         cmocka_unit_test(test_gemm_large),
         cmocka_unit_test(test_gemm_beta0_nan_safe),
         cmocka_unit_test(test_gemm_deterministic_threads),
+        cmocka_unit_test(test_gemm_bias_act_epilogue),
         cmocka_unit_test(test_conv_fast_vs_ref),
         cmocka_unit_test(test_conv_scratch_bound),
         cmocka_unit_test(test_conv_deterministic_threads),

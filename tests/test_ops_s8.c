@@ -241,7 +241,7 @@ static int32_t requant_expected(int32_t acc, int32_t mult, int shift)
 {
     __extension__ typedef __int128 i128;
     const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    i128 x = (i128)acc << left;
+    i128 x = (i128)acc * ((i128)1 << left);
     if (x > INT32_MAX) x = INT32_MAX;
     if (x < INT32_MIN) x = INT32_MIN;
     const i128 prod = x * (i128)mult; /* = (a*b*2) / 2 */
@@ -969,6 +969,117 @@ static void test_epilogue_exact(void **state)
     free(scratch);
 }
 
+/* Exact ties in both roundings: M = 2^30 * 2^(shift-31) with small
+ * accumulators makes acc * M land on .5 (in the high multiply and in the
+ * right shift) for a large share of the outputs, of both signs. */
+static void test_epilogue_ties(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 35);
+    enum { O = 37, N = 7 };
+    const tml_window p = make_win(N, 1, 1, 1, O, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+    int8_t x[N], w[O], yr[N * O], yf[N * O];
+    int32_t mult[O], shift[O], bias[O];
+    void *scratch = malloc(tml_conv2d_s8_scratch_size(&p) + tml_dense_s8_scratch_size(N, 1, O));
+    for (int it = 0; it < 200; it++) {
+        const int32_t zp = rnd_range(&r, -128, 127);
+        for (int o = 0; o < O; o++) {
+            w[o] = (int8_t)rnd_range(&r, -3, 3);
+            bias[o] = rnd_range(&r, -600, 600);
+            mult[o] = tu_rng_u32(&r) % 4 ? Q30 : 3 * (Q30 / 2);
+            shift[o] = rnd_range(&r, -5, it % 2); /* some shift +1 (M = 1 or 1.5) */
+        }
+        for (int i = 0; i < N; i++) x[i] = (int8_t)rnd_range(&r, -128, 127);
+        tml_qparams q = {zp, rnd_range(&r, -10, 10), mult, shift, -128, 127};
+        tml_conv2d_s8_ref(&p, &q, x, w, bias, yr);
+        int ties = 0;
+        for (int i = 0; i < N; i++)
+            for (int o = 0; o < O; o++) {
+                const int64_t acc = bias[o] + (int64_t)(x[i] - zp) * w[o];
+                ties += shift[o] < 0 && mult[o] == Q30 && (acc & ((2 << -shift[o]) - 1)) == (1 << -shift[o]);
+            }
+        assert_true(ties > 0 || it % 2);
+        for (int isa = 0; isa < n_isas(); isa++) {
+            tml_conv2d_s8_ex(&p, &q, x, w, bias, yf, scratch, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("conv ties", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+            tml_dense_s8_ex(N, 1, O, &q, x, w, bias, yf, scratch, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dense ties", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+            for (int i = 0; i < N; i++) {
+                tml_dense_s8_ex(1, 1, O, &q, x + i, w, bias, yf + i * O, NULL, (tml_s8_isa)isa, INT64_MAX);
+            }
+            if (!tu_equal_i8("dense n=1 ties", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+        }
+        /* depthwise 1x1: channel o of pixel i reads x[i*O + o] */
+        const tml_window pd = make_win(N, 1, 1, O, O, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+        int8_t xd[N * O];
+        for (int i = 0; i < N * O; i++) xd[i] = x[i / O];
+        tml_dwconv2d_s8_ref(&pd, &q, xd, w, bias, yr);
+        for (int isa = 0; isa < n_isas(); isa++) {
+            tml_dwconv2d_s8_ex(&pd, &q, xd, w, bias, yf, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dwconv ties", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+        }
+    }
+    free(scratch);
+}
+
+static void test_pool_fast_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 36);
+    /* n h w c kh kw sh sw dh dw pt pl pb pr */
+    const int cases[][14] = {
+        {1, 24, 24, 20, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0}, {3, 7, 13, 33, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
+        {1, 13, 7, 130, 3, 2, 1, 2, 1, 1, 0, 1, 2, 0}, {3, 3, 3, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {1, 9, 9, 7, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2},    {1, 1, 1, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},
+        {1, 2, 2, 3, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3}, /* windows entirely in the padding */
+    };
+    for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+        const int *c = cases[ci];
+        const tml_window p =
+            make_win(c[0], c[1], c[2], c[3], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13], 1, 1);
+        const size_t nx = (size_t)p.n * p.h * p.w * p.c, ny = (size_t)p.n * p.oh * p.ow * p.c;
+        int8_t *x = malloc(nx), *yr = malloc(ny), *yf = malloc(ny);
+        tu_fill_int8(&r, x, nx, -128, 127);
+        const int32_t bounds[3][2] = {{-128, 127}, {-5, 127}, {-20, 40}};
+        for (int bi = 0; bi < 3; bi++) {
+            tml_maxpool_s8_ref(&p, bounds[bi][0], bounds[bi][1], x, yr);
+            tml_maxpool_s8(&p, bounds[bi][0], bounds[bi][1], x, yf);
+            if (!tu_equal_i8("maxpool fast vs ref", yf, yr, ny)) {
+                fprintf(stderr, "  case %zu bounds %d\n", ci, bi);
+                fail();
+            }
+            tml_avgpool_s8_ref(&p, bounds[bi][0], bounds[bi][1], x, yr);
+            tml_avgpool_s8(&p, bounds[bi][0], bounds[bi][1], x, yf);
+            if (!tu_equal_i8("avgpool fast vs ref", yf, yr, ny)) {
+                fprintf(stderr, "  case %zu bounds %d\n", ci, bi);
+                fail();
+            }
+        }
+        free(x), free(yr), free(yf);
+    }
+    /* negative halves in the fast average: windows of 2 and 4 */
+    const int8_t xh[8] = {-1, -2, -3, 0, 0, 1, 0, -3};
+    const tml_window p = make_win(1, 2, 4, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0, 1, 1);
+    int8_t yh[2];
+    tml_avgpool_s8(&p, -128, 127, xh, yh);
+    assert_int_equal(yh[0], -1);
+    assert_int_equal(yh[1], -2);
+}
+
 /* Scratch stays bounded whatever the batch; the size never shrinks with it. */
 static void test_scratch_bounded(void **state)
 {
@@ -1009,6 +1120,8 @@ int main(void)
         cmocka_unit_test(test_dwconv_fast_vs_ref),
         cmocka_unit_test(test_dense_fast_vs_ref),
         cmocka_unit_test(test_epilogue_exact),
+        cmocka_unit_test(test_epilogue_ties),
+        cmocka_unit_test(test_pool_fast_vs_ref),
         cmocka_unit_test(test_scratch_bounded),
     };
     fprintf(stderr, "INT8 instruction set: %s\n", tml_s8_isa_name(tml_s8_cpu_isa()));

@@ -80,7 +80,8 @@ static float *rand_f(tu_rng *r, size_t n, float lo, float hi)
 }
 
 /* Compares a kernel gradient with a numerical one: |got - num| <= abs + rel * max|num|. */
-static int grad_close(const char *what, const float *got, const float *num, size_t n, double rel, double abs_tol)
+static int grad_close(const char *what, const float *got, const float *num, size_t n, double rel,
+                      double abs_tol)
 {
     double mx = 0.0;
     for (size_t i = 0; i < n; i++)
@@ -137,8 +138,14 @@ static tml_window make_win(int n, int h, int w, int c, int o, int kh, int kw, in
     return p;
 }
 
-static size_t xsz(const tml_window *p) { return (size_t)p->n * p->h * p->w * p->c; }
-static size_t ysz(const tml_window *p) { return (size_t)p->n * p->oh * p->ow * p->o; }
+static size_t xsz(const tml_window *p)
+{
+    return (size_t)p->n * p->h * p->w * p->c;
+}
+static size_t ysz(const tml_window *p)
+{
+    return (size_t)p->n * p->oh * p->ow * p->o;
+}
 
 /* ---- double forwards (the truth for the numerical gradients) ---------------------------- */
 
@@ -246,11 +253,17 @@ static void check_conv_grad(const tml_window *p, int depthwise, uint64_t seed)
     tu_rng rng;
     tu_rng_seed(&rng, seed);
     const size_t nx = xsz(p), ny = ysz(p);
-    const size_t nw = depthwise ? (size_t)p->kh * p->kw * p->o : (size_t)p->o * p->kh * p->kw * (p->c / p->groups);
+    const size_t nw =
+        depthwise ? (size_t)p->kh * p->kw * p->o : (size_t)p->o * p->kh * p->kw * (p->c / p->groups);
     float *x = rand_f(&rng, nx, -1, 1), *w = rand_f(&rng, nw, -1, 1), *b = rand_f(&rng, (size_t)p->o, -1, 1);
     float *r = rand_f(&rng, ny, -1, 1);
-    conv_ctx ctx = {p, depthwise, to_double(x, nx), to_double(w, nw), to_double(b, (size_t)p->o),
-                    to_double(r, ny), dalloc(ny)};
+    conv_ctx ctx = {p,
+                    depthwise,
+                    to_double(x, nx),
+                    to_double(w, nw),
+                    to_double(b, (size_t)p->o),
+                    to_double(r, ny),
+                    dalloc(ny)};
     float *ndx = falloc(nx), *ndw = falloc(nw), *ndb = falloc((size_t)p->o);
     numgrad(conv_loss, &ctx, ctx.x, nx, LIN_H, ndx);
     numgrad(conv_loss, &ctx, ctx.w, nw, LIN_H, ndw);
@@ -363,7 +376,8 @@ static void test_dense_grad(void **state)
     const int n = 3, in = 7, out = 5;
     float *x = rand_f(&rng, n * in, -1, 1), *w = rand_f(&rng, out * in, -1, 1), *b = rand_f(&rng, out, -1, 1);
     float *r = rand_f(&rng, n * out, -1, 1);
-    dense_ctx ctx = {n, in, out, to_double(x, n * in), to_double(w, out * in), to_double(b, out), to_double(r, n * out)};
+    dense_ctx ctx = {
+        n, in, out, to_double(x, n * in), to_double(w, out * in), to_double(b, out), to_double(r, n * out)};
     float ndx[21], ndw[35], ndb[5], dx[21], dw[35], db[5];
     numgrad(dense_loss, &ctx, ctx.x, n * in, LIN_H, ndx);
     numgrad(dense_loss, &ctx, ctx.w, out * in, LIN_H, ndw);
@@ -522,7 +536,10 @@ typedef struct elt_ctx {
     double *a, *b, *r;
 } elt_ctx;
 
-static double act_d(int relu6, double v) { return v < 0 ? 0 : (relu6 && v > 6 ? 6 : v); }
+static double act_d(int relu6, double v)
+{
+    return v < 0 ? 0 : (relu6 && v > 6 ? 6 : v);
+}
 
 static double elt_loss(void *vctx)
 {
@@ -666,7 +683,8 @@ static double bn_loss(void *vctx)
         double mean = 0.0, var = 0.0;
         for (int64_t i = 0; i < b->rows; i++) mean += b->x[i * b->c + ch];
         mean /= (double)b->rows;
-        for (int64_t i = 0; i < b->rows; i++) var += (b->x[i * b->c + ch] - mean) * (b->x[i * b->c + ch] - mean);
+        for (int64_t i = 0; i < b->rows; i++)
+            var += (b->x[i * b->c + ch] - mean) * (b->x[i * b->c + ch] - mean);
         var /= (double)b->rows;
         const double is = 1.0 / sqrt(var + b->eps);
         for (int64_t i = 0; i < b->rows; i++)
@@ -684,8 +702,9 @@ static void check_bn_grad(int64_t rows, int c, uint64_t seed)
     float *x = rand_f(&rng, n, -2, 2), *r = rand_f(&rng, n, -1, 1);
     float *gamma = rand_f(&rng, (size_t)c, 0.5f, 1.5f), *beta = rand_f(&rng, (size_t)c, -1, 1);
     for (size_t i = 0; i < n; i++) x[i] += (float)(i % (size_t)c) * 0.5f; /* per-channel offsets */
-    bn_ctx ctx = {rows, c, eps, to_double(x, n), to_double(gamma, (size_t)c), to_double(beta, (size_t)c),
-                  to_double(r, n)};
+    bn_ctx ctx = {
+        rows,           c, eps, to_double(x, n), to_double(gamma, (size_t)c), to_double(beta, (size_t)c),
+        to_double(r, n)};
     float *ndx = falloc(n), *ndg = falloc((size_t)c), *ndb = falloc((size_t)c);
     numgrad(bn_loss, &ctx, ctx.x, n, NONLIN_H, ndx);
     numgrad(bn_loss, &ctx, ctx.gamma, (size_t)c, NONLIN_H, ndg);
@@ -718,7 +737,8 @@ static void check_bn_grad(int64_t rows, int c, uint64_t seed)
     tml_batchnorm_f32_bwd(rows, c, x, gamma, mean, istd, dyi, dyi, dg, dbeta);
     TU_ASSERT_CLOSE(dyi, dx, n, 0.0f);
     free(dyi), free(yd), free(yf);
-    free(x), free(r), free(gamma), free(beta), free(ndx), free(ndg), free(ndb), free(y), free(mean), free(istd);
+    free(x), free(r), free(gamma), free(beta), free(ndx), free(ndg), free(ndb), free(y), free(mean),
+        free(istd);
     free(dx), free(dg), free(dbeta), free(ctx.x), free(ctx.gamma), free(ctx.beta), free(ctx.r);
 }
 
@@ -759,10 +779,17 @@ static void test_batchnorm_frozen_grad(void **state)
     float *x = rand_f(&rng, ROWS * C, -2, 2), *r = rand_f(&rng, ROWS * C, -1, 1);
     float *gamma = rand_f(&rng, C, 0.5f, 1.5f), *beta = rand_f(&rng, C, -1, 1);
     float *mean = rand_f(&rng, C, -0.5f, 0.5f), *var = rand_f(&rng, C, 0.2f, 2.0f);
-    bnf_ctx ctx = {ROWS, C, eps, mean, var, to_double(x, ROWS * C), to_double(gamma, C), to_double(beta, C),
+    bnf_ctx ctx = {ROWS,
+                   C,
+                   eps,
+                   mean,
+                   var,
+                   to_double(x, ROWS * C),
+                   to_double(gamma, C),
+                   to_double(beta, C),
                    to_double(r, ROWS * C)};
-    float *ndx = falloc(ROWS * C), *ndg = falloc(C), *ndb = falloc(C), *dx = falloc(ROWS * C), *dg = falloc(C),
-          *db = falloc(C);
+    float *ndx = falloc(ROWS * C), *ndg = falloc(C), *ndb = falloc(C), *dx = falloc(ROWS * C),
+          *dg = falloc(C), *db = falloc(C);
     numgrad(bnf_loss, &ctx, ctx.x, ROWS * C, LIN_H, ndx);
     numgrad(bnf_loss, &ctx, ctx.gamma, C, LIN_H, ndg);
     numgrad(bnf_loss, &ctx, ctx.beta, C, LIN_H, ndb);
@@ -770,7 +797,8 @@ static void test_batchnorm_frozen_grad(void **state)
     assert_true(grad_close("bn frozen dx", dx, ndx, ROWS * C, LINEAR_GRAD_REL, LINEAR_GRAD_ABS));
     assert_true(grad_close("bn frozen dgamma", dg, ndg, C, LINEAR_GRAD_REL, LINEAR_GRAD_ABS));
     assert_true(grad_close("bn frozen dbeta", db, ndb, C, LINEAR_GRAD_REL, LINEAR_GRAD_ABS));
-    free(x), free(r), free(gamma), free(beta), free(mean), free(var), free(ndx), free(ndg), free(ndb), free(dx);
+    free(x), free(r), free(gamma), free(beta), free(mean), free(var), free(ndx), free(ndg), free(ndb),
+        free(dx);
     free(dg), free(db), free(ctx.x), free(ctx.gamma), free(ctx.beta), free(ctx.r);
 }
 
@@ -796,7 +824,8 @@ static void test_batchnorm_running_stats(void **state)
     assert_true(y[1] == 0.0f); /* constant channel: exactly beta */
 }
 
-/* ---- losses ------------------------------------------------------------------------------------------------ */
+/* ---- losses
+ * ------------------------------------------------------------------------------------------------ */
 
 typedef struct loss_ctx {
     int n, k;
@@ -899,9 +928,13 @@ static void test_count_correct(void **state)
     assert_int_equal(tml_count_correct_f32(2, 3, l, lab), 1); /* row 2 ties 0/1: first wins */
 }
 
-/* ---- fast vs ref on odd sizes ---------------------------------------------------------------------------------------- */
+/* ---- fast vs ref on odd sizes
+ * ---------------------------------------------------------------------------------------- */
 
-static int gcd_i(int a, int b) { return b ? gcd_i(b, a % b) : a; }
+static int gcd_i(int a, int b)
+{
+    return b ? gcd_i(b, a % b) : a;
+}
 
 /* Geometry variants cycled over the shapes: (k, s, d, pad, use groups). */
 typedef struct geo {
@@ -941,10 +974,12 @@ static void compare_fast_ref(const tml_window *p, int depthwise, int64_t chunk, 
     const int64_t rows = (int64_t)p->n * p->oh * p->ow;
     const float tol_w = FASTREF_TOL_PER_TERM * (float)(rows > 0 ? rows : 1);
     const float tol_x = FASTREF_TOL_PER_TERM * (float)(p->kh * p->kw * og * (depthwise ? p->depth_mult : 1));
-    int ok = tu_close_f32("fast dw", dw1, dw0, nw, tol_w) && tu_close_f32("fast db", db1, db0, (size_t)p->o, tol_w) &&
+    int ok = tu_close_f32("fast dw", dw1, dw0, nw, tol_w) &&
+             tu_close_f32("fast db", db1, db0, (size_t)p->o, tol_w) &&
              tu_close_f32("fast dx", dx1, dx0, nx, tol_x);
     if (!ok)
-        fprintf(stderr, "  shape n=%d h=%d w=%d c=%d o=%d k=%dx%d s=%d,%d d=%d,%d pad=%d,%d g=%d m=%d chunk=%lld\n",
+        fprintf(stderr,
+                "  shape n=%d h=%d w=%d c=%d o=%d k=%dx%d s=%d,%d d=%d,%d pad=%d,%d g=%d m=%d chunk=%lld\n",
                 p->n, p->h, p->w, p->c, p->o, p->kh, p->kw, p->sh, p->sw, p->dh, p->dw, p->pad_t, p->pad_l,
                 p->groups, p->depth_mult, (long long)chunk);
     assert_true(ok);
@@ -975,8 +1010,8 @@ static void test_conv_fast_vs_ref(void **state)
                     const int groups = g.grouped ? gcd_i(CS[c], OS[d]) : 1;
                     /* H and W differ (W from the next size) to catch transposed loops. */
                     const int h = HWS[b], w = HWS[(b + 1) % 4];
-                    tml_window p = make_win(NS[a], h, w, CS[c], OS[d], g.k, g.k, g.s, g.s, g.d, g.d, g.pad, g.pad,
-                                            g.pad, g.pad, groups, 1);
+                    tml_window p = make_win(NS[a], h, w, CS[c], OS[d], g.k, g.k, g.s, g.s, g.d, g.d, g.pad,
+                                            g.pad, g.pad, g.pad, groups, 1);
                     if (p.oh <= 0 || p.ow <= 0) continue;
                     compare_fast_ref(&p, 0, 0, 100 + (uint64_t)idx);
                     ran++;
@@ -1017,8 +1052,8 @@ static void test_dwconv_fast_vs_ref(void **state)
                 for (size_t m = 0; m < 3; m++, idx++) {
                     const geo g = GEOS[idx % (int)(sizeof(GEOS) / sizeof(GEOS[0]))];
                     const int h = HWS[b], w = HWS[(b + 1) % 4];
-                    tml_window p = make_win(NS[a], h, w, CS[c], CS[c] * MS[m], g.k, g.k, g.s, g.s, g.d, g.d, g.pad,
-                                            g.pad, g.pad, g.pad, 1, MS[m]);
+                    tml_window p = make_win(NS[a], h, w, CS[c], CS[c] * MS[m], g.k, g.k, g.s, g.s, g.d, g.d,
+                                            g.pad, g.pad, g.pad, g.pad, 1, MS[m]);
                     if (p.oh <= 0 || p.ow <= 0) continue;
                     compare_fast_ref(&p, 1, 0, 300 + (uint64_t)idx);
                     ran++;
@@ -1042,24 +1077,30 @@ static void test_dense_fast_vs_ref(void **state)
                 tu_rng_seed(&rng, 400 + a * 100 + b * 10 + c);
                 float *x = rand_f(&rng, (size_t)n * in, -1, 1), *w = rand_f(&rng, (size_t)out * in, -1, 1);
                 float *dz = rand_f(&rng, (size_t)n * out, -1, 1);
-                float *dx0 = falloc((size_t)n * in), *dw0 = falloc((size_t)out * in), *db0 = falloc((size_t)out);
-                float *dx1 = falloc((size_t)n * in), *dw1 = falloc((size_t)out * in), *db1 = falloc((size_t)out);
+                float *dx0 = falloc((size_t)n * in), *dw0 = falloc((size_t)out * in),
+                      *db0 = falloc((size_t)out);
+                float *dx1 = falloc((size_t)n * in), *dw1 = falloc((size_t)out * in),
+                      *db1 = falloc((size_t)out);
                 tml_dense_f32_bwd_ref(n, in, out, x, w, dz, dx0, dw0, db0);
                 tml_dense_f32_bwd(n, in, out, x, w, dz, dx1, dw1, db1);
-                assert_true(tu_close_f32("dense dw", dw1, dw0, (size_t)out * in, FASTREF_TOL_PER_TERM * (float)n));
+                assert_true(
+                    tu_close_f32("dense dw", dw1, dw0, (size_t)out * in, FASTREF_TOL_PER_TERM * (float)n));
                 assert_true(tu_close_f32("dense db", db1, db0, (size_t)out, FASTREF_TOL_PER_TERM * (float)n));
-                assert_true(tu_close_f32("dense dx", dx1, dx0, (size_t)n * in, FASTREF_TOL_PER_TERM * (float)out));
+                assert_true(
+                    tu_close_f32("dense dx", dx1, dx0, (size_t)n * in, FASTREF_TOL_PER_TERM * (float)out));
                 free(x), free(w), free(dz), free(dx0), free(dw0), free(db0), free(dx1), free(dw1), free(db1);
             }
 }
 
-/* ---- thread-count independence ------------------------------------------------------------------------------------ */
+/* ---- thread-count independence
+ * ------------------------------------------------------------------------------------ */
 
 #ifdef _OPENMP
-static void run_bwds(const tml_window *pc, const tml_window *pd, const float *x, const float *wc, const float *wd,
-                     const float *dzc, const float *dzd, float *out, void *scratch)
+static void run_bwds(const tml_window *pc, const tml_window *pd, const float *x, const float *wc,
+                     const float *wd, const float *dzc, const float *dzd, float *out, void *scratch)
 {
-    const size_t nx = xsz(pc), nwc = (size_t)pc->o * pc->kh * pc->kw * pc->c, nwd = (size_t)pd->kh * pd->kw * pd->o;
+    const size_t nx = xsz(pc), nwc = (size_t)pc->o * pc->kh * pc->kw * pc->c,
+                 nwd = (size_t)pd->kh * pd->kw * pd->o;
     float *p = out;
     tml_conv2d_f32_bwd(pc, x, wc, dzc, p, p + nx, p + nx + nwc, scratch);
     p += nx + nwc + pc->o;
@@ -1097,7 +1138,8 @@ static void test_thread_count_independent(void **state)
     size_t ss = tml_conv2d_f32_bwd_scratch_size(&pc);
     if (tml_dwconv2d_f32_bwd_scratch_size(&pd) > ss) ss = tml_dwconv2d_f32_bwd_scratch_size(&pd);
     void *scratch = malloc(ss);
-    const size_t nout = 7 * nx + nwc + 2 * (size_t)pc.o + (size_t)9 * pd.o + (size_t)40 * in + 40 + 4 * (size_t)pc.c;
+    const size_t nout =
+        7 * nx + nwc + 2 * (size_t)pc.o + (size_t)9 * pd.o + (size_t)40 * in + 40 + 4 * (size_t)pc.c;
     float *o1 = falloc(nout), *o2 = falloc(nout);
     const int saved = omp_get_max_threads();
     omp_set_num_threads(1);
@@ -1112,7 +1154,9 @@ static void test_thread_count_independent(void **state)
 #endif
 }
 
-/* ---- dropout --------------------------------------------------------------------------------------------------------- */
+/* ---- dropout
+ * ---------------------------------------------------------------------------------------------------------
+ */
 
 static void test_dropout(void **state)
 {
@@ -1155,7 +1199,8 @@ static void test_dropout(void **state)
     free(x), free(y1), free(y2), free(y3), free(dx);
 }
 
-/* ---- pruning / clustering helpers --------------------------------------------------------------------------- */
+/* ---- pruning / clustering helpers
+ * --------------------------------------------------------------------------- */
 
 static void test_grad_helpers(void **state)
 {
@@ -1192,7 +1237,8 @@ static void test_grad_helpers(void **state)
     TU_ASSERT_CLOSE(rs, want_r, 3, 0.0f);
 }
 
-/* ---- end to end: a 2-layer MLP overfits 16 samples with plain SGD ------------------------------------------------- */
+/* ---- end to end: a 2-layer MLP overfits 16 samples with plain SGD
+ * ------------------------------------------------- */
 
 static void test_mlp_overfits(void **state)
 {

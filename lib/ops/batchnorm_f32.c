@@ -33,12 +33,12 @@ TML_OPS_INLINE void bn_rows_body(int64_t rows, int c, const float *x, const floa
     }
 }
 TML_OPS_MULTIVERSION(bn_rows,
-                     (int64_t rows, int c, const float *x, const float *gamma, const float *beta, const float *mean,
-                      const float *var, float eps, float *y),
+                     (int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+                      const float *mean, const float *var, float eps, float *y),
                      (rows, c, x, gamma, beta, mean, var, eps, y))
 
-void tml_batchnorm_f32(int64_t rows, int c, const float *x, const float *gamma, const float *beta, const float *mean,
-                       const float *var, float eps, float *y)
+void tml_batchnorm_f32(int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+                       const float *mean, const float *var, float eps, float *y)
 {
     if (rows <= 0 || c <= 0) return;
 #ifdef TML_OPS_OMP

@@ -27,6 +27,7 @@
  * row of taps is larger than 2 MiB / 64 (K > 8192), whatever the batch size. */
 #define CONV_SCRATCH_BYTES ((int64_t)2 << 20)
 #define CONV_MIN_ROWS 64
+#define POINTWISE_CHUNK ((int64_t)1 << 20)
 
 /* ---- reference ------------------------------------------------------------------ */
 
@@ -45,12 +46,14 @@ void tml_conv2d_f32_ref(const tml_window *p, const float *x, const float *w, con
                         for (int kx = 0; kx < p->kw; kx++) {
                             const int ix = ox * p->sw - p->pad_l + kx * p->dw;
                             if (ix < 0 || ix >= p->w) continue;
-                            const float *xp = x + (((int64_t)n * p->h + iy) * p->w + ix) * p->c + (int64_t)g * cg;
+                            const float *xp =
+                                x + (((int64_t)n * p->h + iy) * p->w + ix) * p->c + (int64_t)g * cg;
                             const float *wp = w + (((int64_t)oc * p->kh + ky) * p->kw + kx) * cg;
                             for (int ci = 0; ci < cg; ci++) acc += (double)xp[ci] * (double)wp[ci];
                         }
                     }
-                    y[(((int64_t)n * p->oh + oy) * p->ow + ox) * p->o + oc] = tml_act_apply_f32(p->act, (float)acc);
+                    y[(((int64_t)n * p->oh + oy) * p->ow + ox) * p->o + oc] =
+                        tml_act_apply_f32(p->act, (float)acc);
                 }
 }
 
@@ -168,8 +171,8 @@ void tml_im2col_f32(const tml_window *p, const float *x, int g, int64_t r0, int6
  * bias + activation fused into its final store.
  * `cols` holds at least (r1 - r0) rows of K floats. Serial, and with the
  * K-split disabled so that every row's value is independent of the range. */
-static void conv_rows(const tml_window *p, tml_isa isa, const float *x, const float *w, const float *b, float *y,
-                      float *cols, int64_t r0, int64_t r1, int pointwise)
+static void conv_rows(const tml_window *p, tml_isa isa, const float *x, const float *w, const float *b,
+                      float *y, float *cols, int64_t r0, int64_t r1, int pointwise)
 {
     const int G = p->groups, cg = p->c / G, og = p->o / G;
     const int k = p->kh * p->kw * cg;
@@ -191,17 +194,20 @@ static void conv_rows(const tml_window *p, tml_isa isa, const float *x, const fl
     }
 }
 
-void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y, void *scratch)
+void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y,
+                    void *scratch)
 {
     const int64_t rows = (int64_t)p->n * p->oh * p->ow;
     if (rows <= 0 || p->o <= 0) return;
     const int pointwise = tml_conv2d_f32_is_pointwise(p);
-    const int64_t chunk = pointwise ? rows : tml_conv2d_f32_chunk_rows(p);
-    const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
+    /* pointwise: no scratch; chunks only keep each GEMM's M within int */
+    const int64_t chunk =
+        pointwise ? (rows < POINTWISE_CHUNK ? rows : POINTWISE_CHUNK) : tml_conv2d_f32_chunk_rows(p);
     const tml_isa isa = tml_cpu_isa();
     float *cols = scratch;
-    int nt = 1;
 #ifdef TML_OPS_OMP
+    const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
+    int nt = 1;
     if (2.0 * (double)rows * (double)k * (double)p->o >= TML_OPS_PAR_FLOPS && !omp_in_parallel())
         nt = omp_get_max_threads();
     if (nt > chunk) nt = (int)chunk;
@@ -220,7 +226,6 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
         return;
     }
 #endif
-    (void)nt;
     for (int64_t r = 0; r < rows; r += chunk)
         conv_rows(p, isa, x, w, b, y, cols, r, r + chunk < rows ? r + chunk : rows, pointwise);
 }

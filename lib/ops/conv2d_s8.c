@@ -9,13 +9,18 @@
  * accumulator is int32; it is exact while kh*kw*cg * 255 * 128 + |bias| < 2^31
  * (kh*kw*cg up to ~65000), which every supported model satisfies.
  *
- * Fast kernel: the output rows (b, oy, ox) are cut into chunks; for each
- * chunk and group the input patches are copied into an im2col buffer in the
- * layout of the instruction set (ops_s8_internal.h) and multiplied by the
- * weights packed once per call (gemm_s8.c), with the requantization fused into
- * the GEMM's epilogue. A 1x1, stride-1, unpadded convolution reads the input
- * in place. Chunks keep the im2col buffer ~64 KiB per thread whatever the
- * batch; OpenMP threads take chunks when the call is large enough.
+ * Fast kernel: the output rows (b, oy, ox) are cut into chunks, and each chunk
+ * is one GEMM per group against the weights packed once per call (gemm_s8.c),
+ * with the requantization fused into the GEMM's epilogue.
+ *   VNNI: indirect GEMM. The reduction is cut into the kh kernel rows; for
+ *     each output pixel and kernel row a pointer goes straight into the input
+ *     when the kw taps are one contiguous in-image run (no im2col at all for
+ *     interior pixels), to a shared run of zero points when the row is in the
+ *     padding, and to a copy (with zero points for the padded taps) otherwise.
+ *   AVX2: im2col into int16 (x - in_zp).
+ *   generic: im2col of int8; a 1x1, stride-1, unpadded conv reads x in place.
+ * Chunks keep the buffers ~128 KiB per thread whatever the batch; OpenMP
+ * threads take chunks when the call is large enough.
  */
 #include <string.h>
 
@@ -57,18 +62,20 @@ void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *
 
 /* ---- plan: chunking and the scratch layout ---------------------------------------------- */
 
-#define CONV_CHUNK_BYTES ((size_t)128 << 10) /* im2col bytes per chunk (widest layout) */
+#define CONV_CHUNK_BYTES ((size_t)128 << 10) /* buffer bytes per chunk (widest layout) */
 #define CONV_MIN_CHUNK_ROWS 12                /* one full micro-kernel tile */
-#define CONV_MAX_SLOTS 16                     /* im2col buffers = most threads used */
+#define CONV_MAX_SLOTS 16                     /* chunk buffers = most threads used */
 #define CONV_MAX_SLOT_BYTES ((size_t)4 << 20) /* all buffers together (unless one is bigger) */
 
 typedef struct conv_plan {
     int groups, cg, og, k;
+    int seglen, seg4;   /* VNNI: a kernel row, kw*cg values, padded to a multiple of 4 */
     int64_t m;          /* output rows n*oh*ow */
-    int64_t chunk_rows; /* rows per im2col chunk (at most) */
-    int slots;          /* im2col buffers */
-    size_t row_bytes;   /* widest im2col row: int16 of k rounded up to 4 */
-    size_t off_prep, prep_bytes, off_slots, slot_bytes, total;
+    int64_t chunk_rows; /* rows per chunk (at most) */
+    int slots;          /* chunk buffers */
+    size_t row_bytes;   /* widest per-row buffer need over the instruction sets */
+    size_t ptr_bytes;   /* VNNI: the row pointers at the start of a slot */
+    size_t off_prep, prep_bytes, off_zp, off_slots, slot_bytes, total;
 } conv_plan;
 
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
@@ -79,22 +86,29 @@ static void conv_make_plan(const tml_window *p, conv_plan *pl)
     pl->cg = p->c / p->groups;
     pl->og = p->o / p->groups;
     pl->k = p->kh * p->kw * pl->cg;
+    pl->seglen = p->kw * pl->cg;
+    pl->seg4 = (pl->seglen + 3) / 4 * 4;
     pl->m = (int64_t)p->n * p->oh * p->ow;
-    pl->row_bytes = 2 * (((size_t)pl->k + 3) & ~(size_t)3);
+    const size_t vnni = (size_t)p->kh * (sizeof(const int8_t *) + (size_t)pl->seg4);
+    const size_t avx2 = 2 * (((size_t)pl->k + 1) & ~(size_t)1);
+    pl->row_bytes = vnni > avx2 ? vnni : avx2;
+    if (pl->row_bytes < (size_t)pl->k) pl->row_bytes = (size_t)pl->k;
     int64_t cr = (int64_t)(CONV_CHUNK_BYTES / pl->row_bytes);
     if (cr < CONV_MIN_CHUNK_ROWS) cr = CONV_MIN_CHUNK_ROWS;
     if (cr > pl->m) cr = pl->m;
     if (cr < 1) cr = 1;
     pl->chunk_rows = cr;
+    pl->ptr_bytes = align64((size_t)cr * p->kh * sizeof(const int8_t *));
     /* a thread is worth it only for >= 16 rows; all buffers within 4 MiB */
+    pl->slot_bytes = align64((size_t)cr * pl->row_bytes) + 64;
     int64_t s = (pl->m + 15) / 16;
-    const int64_t s_mem = (int64_t)(CONV_MAX_SLOT_BYTES / align64((size_t)cr * pl->row_bytes));
+    const int64_t s_mem = (int64_t)(CONV_MAX_SLOT_BYTES / pl->slot_bytes);
     if (s > s_mem) s = s_mem;
     pl->slots = (int)(s < 1 ? 1 : s > CONV_MAX_SLOTS ? CONV_MAX_SLOTS : s);
     pl->off_prep = align64((size_t)pl->groups * sizeof(tml_s8_gemm_b));
-    pl->prep_bytes = align64(tml_s8_gemm_prep_size(pl->og, pl->k));
-    pl->off_slots = pl->off_prep + (size_t)pl->groups * pl->prep_bytes;
-    pl->slot_bytes = align64((size_t)cr * pl->row_bytes);
+    pl->prep_bytes = align64(tml_s8_gemm_prep_size(pl->og, p->kh, pl->seglen));
+    pl->off_zp = pl->off_prep + (size_t)pl->groups * pl->prep_bytes;
+    pl->off_slots = pl->off_zp + align64((size_t)pl->seg4);
     pl->total = 64 + pl->off_slots + (size_t)pl->slots * pl->slot_bytes;
 }
 
@@ -105,60 +119,102 @@ size_t tml_conv2d_s8_scratch_size(const tml_window *p)
     return pl.total;
 }
 
-/* ---- im2col ---------------------------------------------------------------------------------- */
+/* ---- operand builders ------------------------------------------------------------------------ */
 
-/* d[i] = s[i] ^ xm for i < len, in 8- or 4-byte words (the last word may
- * overlap the previous one; both are computed from the source). */
-static inline void copy_xor(uint8_t *d, const int8_t *s, int len, uint64_t xm)
+/* Decodes output row r into (b, oy, ox). */
+static void row_decode(const tml_window *p, int64_t r, int64_t *b, int *oy, int *ox)
 {
-    if (len >= 8) {
-        int i = 0;
-        uint64_t v;
-        for (; i + 8 <= len; i += 8) {
-            memcpy(&v, s + i, 8);
-            v ^= xm;
-            memcpy(d + i, &v, 8);
+    *ox = (int)(r % p->ow);
+    *oy = (int)((r / p->ow) % p->oh);
+    *b = r / ((int64_t)p->ow * p->oh);
+}
+
+static void row_next(const tml_window *p, int64_t *b, int *oy, int *ox)
+{
+    if (++*ox == p->ow) {
+        *ox = 0;
+        if (++*oy == p->oh) {
+            *oy = 0;
+            ++*b;
         }
-        if (i < len) {
-            memcpy(&v, s + len - 8, 8);
-            v ^= xm;
-            memcpy(d + len - 8, &v, 8);
-        }
-    } else if (len >= 4) {
-        uint32_t v0, v1;
-        memcpy(&v0, s, 4);
-        memcpy(&v1, s + len - 4, 4);
-        v0 ^= (uint32_t)xm;
-        v1 ^= (uint32_t)xm;
-        memcpy(d, &v0, 4);
-        memcpy(d + len - 4, &v1, 4);
-    } else {
-        for (int i = 0; i < len; i++) d[i] = (uint8_t)((uint8_t)s[i] ^ (uint8_t)xm);
     }
 }
 
-/* Row r = (b, oy, ox) of rows [r0, r1) of group g's patch matrix into
- * cols + (r - r0) * stride, taps in (ky, kx, ci) order like the weights.
- * Bytes are x ^ xm8 (xm8 = 0x80 makes them x + 128 as uint8), padding taps
- * in_zp ^ xm8, bytes k..stride-1 zero. */
-static void im2col_u8(const tml_window *p, const int8_t *x, int32_t in_zp, int g, int64_t r0, int64_t r1,
-                      uint8_t xm8, int stride, uint8_t *cols)
+/* VNNI: row / kernel-row pointers for output rows [r0, r1) of group g into
+ * arow ((r1-r0) * kh entries); copies of border runs go to mat. Every pointer
+ * has seg4 readable bytes (a run that would end past the input is copied). */
+static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8_t *x, int32_t in_zp,
+                            const int8_t *zpseg, int g, int64_t r0, int64_t r1, const int8_t **arow, int8_t *mat)
+{
+    /* geometry in locals: the pointer stores and copies below would otherwise
+     * make the compiler reload *p */
+    const int H = p->h, W = p->w, C = p->c, KH = p->kh, KW = p->kw, SH = p->sh, SW = p->sw, DH = p->dh,
+              DW = p->dw, PT = p->pad_t, PL = p->pad_l, OH = p->oh, OW = p->ow;
+    const int cg = pl->cg, seglen = pl->seglen, seg4 = pl->seg4;
+    const ptrdiff_t rs = (ptrdiff_t)W * C, kstep = (ptrdiff_t)DH * rs;
+    const ptrdiff_t lim = (ptrdiff_t)p->n * H * rs - seg4; /* last offset with seg4 readable bytes */
+    const int runs = (DW == 1 && cg == C) || KW == 1;      /* a kernel row is one run of x */
+    int ox = (int)(r0 % OW), oy = (int)((r0 / OW) % OH);
+    int64_t b = r0 / ((int64_t)OW * OH);
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t **pr = arow + (r - r0) * KH;
+        const int iy0 = oy * SH - PT, ix0 = ox * SW - PL;
+        const int inside = runs && ix0 >= 0 && ix0 + (KW - 1) * DW < W;
+        const ptrdiff_t base = ((ptrdiff_t)(b * H + iy0) * W + ix0) * C + (ptrdiff_t)g * cg;
+        if (inside && iy0 >= 0 && iy0 + (KH - 1) * DH < H && base + (KH - 1) * kstep <= lim) {
+            for (int ky = 0; ky < KH; ky++) pr[ky] = x + base + ky * kstep; /* the common case */
+        } else {
+            for (int ky = 0; ky < KH; ky++) {
+                const int iy = iy0 + ky * DH;
+                if (iy < 0 || iy >= H) {
+                    pr[ky] = zpseg;
+                    continue;
+                }
+                const ptrdiff_t row = (ptrdiff_t)(b * H + iy) * rs + (ptrdiff_t)g * cg;
+                if (inside && row + (ptrdiff_t)ix0 * C <= lim) {
+                    pr[ky] = x + row + (ptrdiff_t)ix0 * C;
+                    continue;
+                }
+                for (int kx = 0; kx < KW; kx++) {
+                    const int ix = ix0 + kx * DW;
+                    if (ix < 0 || ix >= W)
+                        memset(mat + kx * cg, (int)(int8_t)in_zp, (size_t)cg);
+                    else
+                        memcpy(mat + kx * cg, x + row + (ptrdiff_t)ix * C, (size_t)cg);
+                }
+                memset(mat + seglen, 0, (size_t)(seg4 - seglen));
+                pr[ky] = mat;
+                mat += seg4;
+            }
+        }
+        if (++ox == OW) {
+            ox = 0;
+            if (++oy == OH) {
+                oy = 0;
+                b++;
+            }
+        }
+    }
+}
+
+/* Generic: rows [r0, r1) of group g's patch matrix (taps in (ky, kx, ci)
+ * order like the weights) into cols, k int8 per row, padding taps in_zp. */
+static void im2col_s8(const tml_window *p, const int8_t *x, int32_t in_zp, int g, int64_t r0, int64_t r1,
+                      int8_t *cols)
 {
     const int cg = p->c / p->groups, kw = p->kw, k = p->kh * kw * cg;
-    const uint8_t padv = (uint8_t)((uint8_t)in_zp ^ xm8);
-    const uint64_t xm = xm8 ? 0x8080808080808080ull : 0;
     const int contiguous = p->dw == 1 && cg == p->c; /* a kernel row is one run of kw*c bytes */
-    int ox = (int)(r0 % p->ow);
-    int oy = (int)((r0 / p->ow) % p->oh);
-    int64_t b = r0 / ((int64_t)p->ow * p->oh);
-    for (int64_t r = r0; r < r1; r++) {
-        uint8_t *row = cols + (r - r0) * stride, *d = row;
+    int64_t b;
+    int oy, ox;
+    row_decode(p, r0, &b, &oy, &ox);
+    for (int64_t r = r0; r < r1; r++, row_next(p, &b, &oy, &ox)) {
+        int8_t *d = cols + (r - r0) * k;
         const int8_t *xb = x + b * p->h * p->w * p->c + (int64_t)g * cg;
         const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
         for (int ky = 0; ky < p->kh; ky++, d += kw * cg) {
             const int iy = iy0 + ky * p->dh;
             if (iy < 0 || iy >= p->h) {
-                memset(d, padv, (size_t)kw * cg);
+                memset(d, (int)(int8_t)in_zp, (size_t)kw * cg);
                 continue;
             }
             const int8_t *xr = xb + (int64_t)iy * p->w * p->c;
@@ -167,40 +223,33 @@ static void im2col_u8(const tml_window *p, const int8_t *x, int32_t in_zp, int g
                 if (lo > kw) lo = kw;
                 if (hi > kw) hi = kw;
                 if (hi < lo) hi = lo;
-                if (lo > 0) memset(d, padv, (size_t)lo * cg);
-                if (hi > lo) copy_xor(d + lo * cg, xr + (int64_t)(ix0 + lo) * p->c, (hi - lo) * cg, xm);
-                if (hi < kw) memset(d + hi * cg, padv, (size_t)(kw - hi) * cg);
+                if (lo > 0) memset(d, (int)(int8_t)in_zp, (size_t)lo * cg);
+                if (hi > lo) memcpy(d + lo * cg, xr + (int64_t)(ix0 + lo) * p->c, (size_t)(hi - lo) * cg);
+                if (hi < kw) memset(d + hi * cg, (int)(int8_t)in_zp, (size_t)(kw - hi) * cg);
             } else {
                 for (int kx = 0; kx < kw; kx++) {
                     const int ix = ix0 + kx * p->dw;
                     if (ix < 0 || ix >= p->w)
-                        memset(d + kx * cg, padv, (size_t)cg);
+                        memset(d + kx * cg, (int)(int8_t)in_zp, (size_t)cg);
                     else
-                        copy_xor(d + kx * cg, xr + (int64_t)ix * p->c, cg, xm);
+                        memcpy(d + kx * cg, xr + (int64_t)ix * p->c, (size_t)cg);
                 }
-            }
-        }
-        for (int kk = k; kk < stride; kk++) row[kk] = 0;
-        if (++ox == p->ow) {
-            ox = 0;
-            if (++oy == p->oh) {
-                oy = 0;
-                b++;
             }
         }
     }
 }
 
-/* As im2col_u8 for the AVX2 layout: int16 (x - in_zp), padding taps 0. */
+/* AVX2: as im2col_s8 into int16 (x - in_zp), padding taps 0, rows padded with
+ * zeros to `stride` elements. */
 static void im2col_i16(const tml_window *p, const int8_t *x, int32_t in_zp, int g, int64_t r0, int64_t r1,
                        int stride, int16_t *cols)
 {
     const int cg = p->c / p->groups, kw = p->kw, k = p->kh * kw * cg;
     const int contiguous = p->dw == 1 && cg == p->c;
-    int ox = (int)(r0 % p->ow);
-    int oy = (int)((r0 / p->ow) % p->oh);
-    int64_t b = r0 / ((int64_t)p->ow * p->oh);
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t b;
+    int oy, ox;
+    row_decode(p, r0, &b, &oy, &ox);
+    for (int64_t r = r0; r < r1; r++, row_next(p, &b, &oy, &ox)) {
         int16_t *row = cols + (r - r0) * stride, *d = row;
         const int8_t *xb = x + b * p->h * p->w * p->c + (int64_t)g * cg;
         const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
@@ -234,13 +283,6 @@ static void im2col_i16(const tml_window *p, const int8_t *x, int32_t in_zp, int 
             }
         }
         for (int kk = k; kk < stride; kk++) row[kk] = 0;
-        if (++ox == p->ow) {
-            ox = 0;
-            if (++oy == p->oh) {
-                oy = 0;
-                b++;
-            }
-        }
     }
 }
 
@@ -254,31 +296,33 @@ typedef struct conv_ctx {
     tml_s8_isa isa;
     const conv_plan *pl;
     const tml_s8_gemm_b *gb; /* (groups) */
-    int direct;              /* 1x1 stride 1 unpadded: A is x itself */
+    const int8_t *zpseg;     /* VNNI: seg4 bytes of in_zp */
     uint8_t *slots;
 } conv_ctx;
 
-/* Output rows [r0, r1) for every group, using im2col buffer `slot`. */
+/* Output rows [r0, r1) for every group, using chunk buffer `slot`. */
 static void conv_chunk(const conv_ctx *cx, int64_t r0, int64_t r1, int slot)
 {
     const tml_window *p = cx->p;
     const conv_plan *pl = cx->pl;
     const int m = (int)(r1 - r0);
-    void *buf = cx->slots + (size_t)slot * pl->slot_bytes;
+    uint8_t *buf = cx->slots + (size_t)slot * pl->slot_bytes;
     for (int g = 0; g < pl->groups; g++) {
         int8_t *yo = cx->y + r0 * p->o + (int64_t)g * pl->og;
-        if (cx->direct) {
-            const int8_t *a = cx->x + r0 * p->c + (int64_t)g * pl->cg;
-            tml_s8_gemm_run(&cx->gb[g], m, a, p->c, 1, yo, p->o);
+        if (cx->isa == TML_S8_ISA_VNNI) {
+            const int8_t **arow = (const int8_t **)(void *)buf;
+            build_rows_vnni(p, pl, cx->x, cx->q->in_zp, cx->zpseg, g, r0, r1, arow, (int8_t *)buf + pl->ptr_bytes);
+            tml_s8_gemm_run_ind(&cx->gb[g], m, arow, yo, p->o);
         } else if (cx->isa == TML_S8_ISA_AVX2) {
             const int stride = (pl->k + 1) / 2 * 2;
-            im2col_i16(p, cx->x, cx->q->in_zp, g, r0, r1, stride, (int16_t *)buf);
-            tml_s8_gemm_run(&cx->gb[g], m, buf, stride, 0, yo, p->o);
+            im2col_i16(p, cx->x, cx->q->in_zp, g, r0, r1, stride, (int16_t *)(void *)buf);
+            tml_s8_gemm_run(&cx->gb[g], m, buf, stride, yo, p->o);
+        } else if (p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+                   p->oh == p->h && p->ow == p->w) {
+            tml_s8_gemm_run(&cx->gb[g], m, cx->x + r0 * p->c + (int64_t)g * pl->cg, p->c, yo, p->o);
         } else {
-            const int vnni = cx->isa == TML_S8_ISA_VNNI;
-            const int stride = vnni ? (pl->k + 3) / 4 * 4 : pl->k;
-            im2col_u8(p, cx->x, cx->q->in_zp, g, r0, r1, vnni ? 0x80 : 0, stride, (uint8_t *)buf);
-            tml_s8_gemm_run(&cx->gb[g], m, buf, stride, 0, yo, p->o);
+            im2col_s8(p, cx->x, cx->q->in_zp, g, r0, r1, (int8_t *)buf);
+            tml_s8_gemm_run(&cx->gb[g], m, buf, pl->k, yo, p->o);
         }
     }
 }
@@ -294,13 +338,14 @@ void tml_conv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x
     uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     tml_s8_gemm_b *gb = (tml_s8_gemm_b *)(void *)base;
     for (int g = 0; g < pl.groups; g++)
-        tml_s8_gemm_prepare(isa, pl.og, pl.k, w + (int64_t)g * pl.og * pl.k, pl.k, bias ? bias + g * pl.og : NULL,
-                            q->in_zp, q->out_zp, q->mult + g * pl.og, q->shift + g * pl.og, q->act_min,
-                            q->act_max, base + pl.off_prep + (size_t)g * pl.prep_bytes, &gb[g]);
+        tml_s8_gemm_prepare(isa, pl.og, p->kh, pl.seglen, w + (int64_t)g * pl.og * pl.k, pl.k,
+                            bias ? bias + g * pl.og : NULL, q->in_zp, q->out_zp, q->mult + g * pl.og,
+                            q->shift + g * pl.og, q->act_min, q->act_max, base + pl.off_prep + (size_t)g * pl.prep_bytes,
+                            &gb[g]);
+    int8_t *zpseg = (int8_t *)base + pl.off_zp;
+    memset(zpseg, (int)(int8_t)q->in_zp, (size_t)pl.seg4);
 
-    conv_ctx cx = {p, q, x, y, isa, &pl, gb, 0, base + pl.off_slots};
-    cx.direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
-                p->oh == p->h && p->ow == p->w && isa != TML_S8_ISA_AVX2;
+    conv_ctx cx = {p, q, x, y, isa, &pl, gb, zpseg, base + pl.off_slots};
 
     int nth = 1;
 #ifdef TML_S8_OMP

@@ -8,7 +8,8 @@
  */
 #include "ops_internal.h"
 
-void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act, float *y)
+void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act,
+                       float *y)
 {
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) {
@@ -19,7 +20,8 @@ void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, c
         }
 }
 
-void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act, float *y)
+void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const float *b, tml_act act,
+                   float *y)
 {
     if (n <= 0 || out <= 0) return;
     tml_sgemm_bias_act_ex(tml_cpu_isa(), 0, 0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b, act);

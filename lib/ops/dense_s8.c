@@ -26,8 +26,9 @@
 #include <omp.h>
 #endif
 
-#define DENSE_PACK_MIN_N 8
+#define DENSE_PACK_MIN_N 48 /* below, the dot-product kernels win: packing costs more than it saves */
 #define DENSE_PAR_OUT_BLOCK 64 /* outputs per parallel work item */
+#define DENSE_ROWS_PER_CALL 240 /* rows per packed GEMM call (row pointers on the stack) */
 
 /* ---- reference ------------------------------------------------------------------------ */
 
@@ -48,7 +49,9 @@ void tml_dense_s8_ref(int n, int in, int out, const tml_qparams *q, const int8_t
 size_t tml_dense_s8_scratch_size(int n, int in, int out)
 {
     if (n < DENSE_PACK_MIN_N) return 0;
-    return 64 + ((sizeof(tml_s8_gemm_b) + 63) & ~(size_t)63) + tml_s8_gemm_prep_size(out, in);
+    /* gemm descriptor, packed weights, one padded copy of the last row */
+    return 64 + ((sizeof(tml_s8_gemm_b) + 63) & ~(size_t)63) + (((size_t)in + 3 + 63) & ~(size_t)63) +
+           tml_s8_gemm_prep_size(out, 1, in);
 }
 
 /* ---- generic ---------------------------------------------------------------------------- */
@@ -158,9 +161,20 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dense_vnni_tile(const int R, const int SUMW, 
         const __m512i lsh = _mm512_max_epi32(sh, _mm512_setzero_si512());
         const __m512i rsh = _mm512_max_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), sh), _mm512_setzero_si512());
         const int any_lsh = _mm512_cmpgt_epi32_mask(sh, _mm512_setzero_si512()) != 0;
-        for (int r = 0; r < R; r++) {
-            const __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)res[r]), corr);
-            _mm_mask_storeu_epi8(y + (int64_t)r * out + ob, om, tml_s8_out512(acc, mult, lsh, rsh, any_lsh, lo, hi, zp));
+        if (!any_lsh && _mm512_cmplt_epi32_mask(mult, _mm512_setzero_si512()) == 0) { /* the one-step form */
+            __m512i sh_e, sh_o, add_e, add_o;
+            tml_s8_simple_consts512(rsh, &sh_e, &sh_o, &add_e, &add_o);
+            const __m512i mult_o = _mm512_srli_epi64(mult, 32);
+            for (int r = 0; r < R; r++) {
+                const __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)res[r]), corr);
+                _mm_mask_storeu_epi8(y + (int64_t)r * out + ob, om,
+                                     tml_s8_out512_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, lo, hi, zp));
+            }
+        } else {
+            for (int r = 0; r < R; r++) {
+                const __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)res[r]), corr);
+                _mm_mask_storeu_epi8(y + (int64_t)r * out + ob, om, tml_s8_out512(acc, mult, lsh, rsh, any_lsh, lo, hi, zp));
+            }
         }
     }
 }
@@ -261,9 +275,20 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dense_avx2_tile(const int R, int in, int o0, 
         const __m256i lsh = _mm256_load_si256((const __m256i *)(const void *)cm[2]);
         const __m256i rsh = _mm256_load_si256((const __m256i *)(const void *)cm[3]);
         const int any_lsh = !_mm256_testz_si256(lsh, lsh);
-        for (int r = 0; r < R; r++) {
-            const __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)res[r]), corr);
-            tml_s8_store8(y + (int64_t)r * out + ob, tml_s8_out256(acc, mult, lsh, rsh, any_lsh, lo, hi, zp), nvalid);
+        if (!any_lsh && _mm256_movemask_ps(_mm256_castsi256_ps(mult)) == 0) { /* the one-step form */
+            __m256i sh_e, sh_o, add_e, add_o;
+            tml_s8_simple_consts256(rsh, &sh_e, &sh_o, &add_e, &add_o);
+            const __m256i mult_o = _mm256_srli_epi64(mult, 32);
+            for (int r = 0; r < R; r++) {
+                const __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)res[r]), corr);
+                tml_s8_store8(y + (int64_t)r * out + ob,
+                              tml_s8_out256_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, lo, hi, zp), nvalid);
+            }
+        } else {
+            for (int r = 0; r < R; r++) {
+                const __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)res[r]), corr);
+                tml_s8_store8(y + (int64_t)r * out + ob, tml_s8_out256(acc, mult, lsh, rsh, any_lsh, lo, hi, zp), nvalid);
+            }
         }
     }
 }
@@ -312,22 +337,33 @@ void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t 
     if (isa == TML_S8_ISA_VNNI && n >= DENSE_PACK_MIN_N && scratch != NULL && in > 0) {
         uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
         tml_s8_gemm_b *b = (tml_s8_gemm_b *)(void *)base;
-        tml_s8_gemm_prepare(isa, out, in, w, in, bias, q->in_zp, q->out_zp, q->mult, q->shift, q->act_min,
-                            q->act_max, base + ((sizeof(tml_s8_gemm_b) + 63) & ~(size_t)63), b);
-        if (nth <= 1) {
-            tml_s8_gemm_run(b, n, x, in, 1, y, out);
-            return;
-        }
+        int8_t *last = (int8_t *)base + ((sizeof(tml_s8_gemm_b) + 63) & ~(size_t)63);
+        uint8_t *prep = (uint8_t *)last + (((size_t)in + 3 + 63) & ~(size_t)63);
+        tml_s8_gemm_prepare(isa, out, 1, in, w, in, bias, q->in_zp, q->out_zp, q->mult, q->shift, q->act_min,
+                            q->act_max, prep, b);
+        /* the kernel reads rows in groups of 4 bytes: the last row, when `in`
+         * is not a multiple of 4, is read from a padded copy */
+        memcpy(last, x + (int64_t)(n - 1) * in, (size_t)in);
+        memset(last + in, 0, (size_t)(b->seg4 - in));
+        int rows = n;
 #ifdef TML_S8_OMP
-        int rows = (n + 4 * nth - 1) / (4 * nth);
-        if (rows < 12) rows = 12;
-        const int nchunks = (n + rows - 1) / rows;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-        for (int c = 0; c < nchunks; c++) {
-            const int r0 = c * rows, m = n - r0 < rows ? n - r0 : rows;
-            tml_s8_gemm_run(b, m, x + (int64_t)r0 * in, in, 1, y + (int64_t)r0 * out, out);
+        if (nth > 1) {
+            rows = (n + 4 * nth - 1) / (4 * nth);
+            if (rows < 12) rows = 12;
         }
 #endif
+        if (rows > DENSE_ROWS_PER_CALL) rows = DENSE_ROWS_PER_CALL;
+        const int nchunks = (n + rows - 1) / rows;
+#ifdef TML_S8_OMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if (nth > 1)
+#endif
+        for (int c = 0; c < nchunks; c++) {
+            const int r0 = c * rows, m = n - r0 < rows ? n - r0 : rows;
+            const int8_t *arow[DENSE_ROWS_PER_CALL];
+            for (int i = 0; i < m; i++) arow[i] = x + (int64_t)(r0 + i) * in;
+            if (r0 + m == n && b->seg4 != in) arow[m - 1] = last;
+            tml_s8_gemm_run_ind(b, m, arow, y + (int64_t)r0 * out, out);
+        }
         return;
     }
 

@@ -38,7 +38,8 @@ void tml_dwconv2d_f32_ref(const tml_window *p, const float *x, const float *w, c
                             acc += (double)xv * (double)wv;
                         }
                     }
-                    y[(((int64_t)n * p->oh + oy) * p->ow + ox) * p->o + oc] = tml_act_apply_f32(p->act, (float)acc);
+                    y[(((int64_t)n * p->oh + oy) * p->ow + ox) * p->o + oc] =
+                        tml_act_apply_f32(p->act, (float)acc);
                 }
 }
 
@@ -47,12 +48,13 @@ void tml_dwconv2d_f32_ref(const tml_window *p, const float *x, const float *w, c
 /* Channels per register block (one tml_v16f): the block's accumulators stay
  * in registers across all taps. */
 #define DW_BLOCK 16
+#define DW_PIX 4 /* interior output pixels computed together */
 
 /* Output rows [r0, r1) of the (n*oh) rows. For every pixel and block of 16
  * output channels: acc = bias; acc += x * w for each in-range tap in (ky, kx)
  * order; activation; one store. Multiplier M > 1 reads input channel oc / M. */
-TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const float *w, const float *b, float *y,
-                                 int64_t r0, int64_t r1)
+TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const float *w, const float *b,
+                                 float *y, int64_t r0, int64_t r1)
 {
     const int M = p->depth_mult, O = p->o, C = p->c;
     for (int64_t row = r0; row < r1; row++) {
@@ -62,12 +64,57 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
         int ky0 = 0, ky1 = p->kh;
         while (ky0 < ky1 && oy * p->sh - p->pad_t + ky0 * p->dh < 0) ky0++;
         while (ky1 > ky0 && oy * p->sh - p->pad_t + (ky1 - 1) * p->dh >= p->h) ky1--;
+        /* output columns whose taps are all inside the image: [ox_lo, ox_hi) */
+        int ox_lo = 0, ox_hi = p->ow;
+        while (ox_lo < p->ow && ox_lo * p->sw - p->pad_l < 0) ox_lo++;
+        while (ox_hi > ox_lo && (ox_hi - 1) * p->sw - p->pad_l + (p->kw - 1) * p->dw >= p->w) ox_hi--;
+        const int vec = M == 1 && O >= DW_BLOCK;
         for (int ox = 0; ox < p->ow; ox++) {
+            if (vec && ox >= ox_lo && ox + DW_PIX <= ox_hi) {
+                /* DW_PIX interior pixels at once: independent accumulators
+                 * (latency hidden) sharing each weight load */
+                float *yp = y + (row * p->ow + ox) * O;
+                for (int cs = 0; cs < O; cs += DW_BLOCK) {
+                    const int c0 = cs + DW_BLOCK > O ? O - DW_BLOCK : cs;
+                    tml_v16f acc[DW_PIX], xv, wv;
+                    if (b) {
+                        TML_V16_LOAD(acc[0], b + c0);
+                    } else {
+                        acc[0] = (tml_v16f){0};
+                    }
+                    for (int j = 1; j < DW_PIX; j++) acc[j] = acc[0];
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+                        const float *xr =
+                            x + ((n * p->h + iy) * p->w + (int64_t)ox * p->sw - p->pad_l) * C + c0;
+                        const float *wr = w + (int64_t)ky * p->kw * O + c0;
+                        for (int kx = 0; kx < p->kw; kx++) {
+                            TML_V16_LOAD(wv, wr + (int64_t)kx * O);
+                            const float *xk = xr + (int64_t)kx * p->dw * C;
+                            for (int j = 0; j < DW_PIX; j++) {
+                                TML_V16_LOAD(xv, xk + (int64_t)j * p->sw * C);
+                                acc[j] = acc[j] + xv * wv;
+                            }
+                        }
+                    }
+                    const tml_v16f zero = {0}, six = zero + 6.0f;
+                    for (int j = 0; j < DW_PIX; j++) {
+                        if (p->act == TML_ACT_RELU) {
+                            acc[j] = TML_V16_SELECT(acc[j] > zero, acc[j], zero);
+                        } else if (p->act == TML_ACT_RELU6) {
+                            acc[j] = TML_V16_SELECT(acc[j] > six, six, acc[j]);
+                            acc[j] = TML_V16_SELECT(acc[j] < zero, zero, acc[j]);
+                        }
+                        TML_V16_STORE(yp + (int64_t)j * O + c0, acc[j]);
+                    }
+                }
+                ox += DW_PIX - 1;
+                continue;
+            }
             int kx0 = 0, kx1 = p->kw;
             while (kx0 < kx1 && ox * p->sw - p->pad_l + kx0 * p->dw < 0) kx0++;
             while (kx1 > kx0 && ox * p->sw - p->pad_l + (kx1 - 1) * p->dw >= p->w) kx1--;
             float *yp = y + (row * p->ow + ox) * O;
-            const int vec = M == 1 && O >= DW_BLOCK;
             for (int cs = 0; cs < O; cs += DW_BLOCK) {
                 /* with vectors, a channel tail is done as the block of the last
                  * 16 channels, overlapping the previous one (same values again) */
@@ -118,8 +165,8 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
     }
 }
 TML_OPS_MULTIVERSION(dw_rows,
-                     (const tml_window *p, const float *x, const float *w, const float *b, float *y, int64_t r0,
-                      int64_t r1),
+                     (const tml_window *p, const float *x, const float *w, const float *b, float *y,
+                      int64_t r0, int64_t r1),
                      (p, x, w, b, y, r0, r1))
 
 void tml_dwconv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y)

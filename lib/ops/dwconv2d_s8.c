@@ -93,48 +93,141 @@ static void dw_row_generic(const tml_window *p, const tml_qparams *q, const int8
 #ifdef TML_S8_X86
 
 /* Output row (b, oy), all channels, depth multiplier 1: 32 channels per step. */
+/* Geometry in locals: y is int8, so every store could alias *p and force the
+ * compiler to reload it. */
+#define DW_LOCALS(p)                                                                                           \
+    const int H = (p)->h, W = (p)->w, C = (p)->c, KH = (p)->kh, KW = (p)->kw, SH = (p)->sh, SW = (p)->sw;      \
+    const int DH = (p)->dh, DW = (p)->dw, PT = (p)->pad_t, PL = (p)->pad_l, OW = (p)->ow, OH = (p)->oh;        \
+    (void)KH
+
+/* Kernel rows [ky0, ky1) of output row oy that fall inside the image. */
+static void dw_ky_range(const tml_window *p, int oy, int *ky0, int *ky1)
+{
+    const int iy0 = oy * p->sh - p->pad_t;
+    int a = 0, b = p->kh;
+    while (a < b && iy0 + a * p->dh < 0) a++;
+    while (b > a && iy0 + (b - 1) * p->dh >= p->h) b--;
+    *ky0 = a;
+    *ky1 = b;
+}
+
+/* Most taps the paired AVX-512 kernel handles (weights staged on the stack). */
+#define DW_MAX_TAPS 64
+
+/*
+ * Output row (b, oy), all channels, depth multiplier 1, 32 channels per step,
+ * taps in pairs: the int16 (x - in_zp) of taps t and t+1 are interleaved
+ * (unpacklo/hi_epi16) and multiplied with the likewise interleaved weights by
+ * vpdpwssd, two products per int32 lane and instruction. The interleave works
+ * within 128-bit lanes, so accumulator `lo` holds channels {0-3, 8-11, 16-19,
+ * 24-27} and `hi` the other 16; the per-channel constants are permuted the
+ * same way and the int8 results put back in order with unpack*_epi32. Taps
+ * outside the image contribute a zero vector (x - in_zp = 0). kh*kw <= 64.
+ */
 static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams *q, const int8_t *x,
                                           const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
 {
-    const int C = p->c;
+    DW_LOCALS(p);
+    const int ntap = KH * KW, npair = (ntap + 1) / 2;
+    int ky0, ky1;
+    dw_ky_range(p, oy, &ky0, &ky1);
+    const int iy0 = oy * SH - PT;
+    int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
     const __m512i zp16 = _mm512_set1_epi16((short)q->in_zp), zero = _mm512_setzero_si512();
     const __m512i zp = _mm512_set1_epi32(q->out_zp);
     const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
+    /* lane order of the lo / hi accumulators, as indices into channels 0..31 */
+    const __m512i perm_lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i perm_hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    __m512i wpair[DW_MAX_TAPS]; /* [pair][lo, hi] */
+    int ky_of[DW_MAX_TAPS], kx_of[DW_MAX_TAPS];
+    ptrdiff_t off[DW_MAX_TAPS]; /* x offset of each tap from the window's corner; the pad tap reuses tap 0 */
+    for (int t = 0; t < 2 * npair; t++) {
+        ky_of[t] = t < ntap ? t / KW : -1;
+        kx_of[t] = t < ntap ? t % KW : -1;
+        off[t] = t < ntap ? ((ptrdiff_t)(t / KW) * DH * W + (ptrdiff_t)(t % KW) * DW) * C : 0;
+    }
     for (int c0 = 0; c0 < C; c0 += 32) {
         const int nc = C - c0 < 32 ? C - c0 : 32;
         const __mmask32 cm = nc == 32 ? ~(__mmask32)0 : (__mmask32)((1u << nc) - 1u);
         const __mmask16 m0 = (__mmask16)(cm & 0xFFFFu), m1 = (__mmask16)(cm >> 16);
-        const __m512i b0 = bias ? _mm512_maskz_loadu_epi32(m0, bias + c0) : zero;
-        const __m512i b1 = bias ? _mm512_maskz_loadu_epi32(m1, bias + c0 + 16) : zero;
-        const __m512i mu0 = _mm512_maskz_loadu_epi32(m0, q->mult + c0);
-        const __m512i mu1 = _mm512_maskz_loadu_epi32(m1, q->mult + c0 + 16);
-        const __m512i s0 = _mm512_maskz_loadu_epi32(m0, q->shift + c0);
-        const __m512i s1 = _mm512_maskz_loadu_epi32(m1, q->shift + c0 + 16);
-        const __m512i l0 = _mm512_max_epi32(s0, zero), l1 = _mm512_max_epi32(s1, zero);
-        const __m512i r0 = _mm512_max_epi32(_mm512_sub_epi32(zero, s0), zero);
-        const __m512i r1 = _mm512_max_epi32(_mm512_sub_epi32(zero, s1), zero);
-        const int any_lsh = (_mm512_cmpgt_epi32_mask(s0, zero) | _mm512_cmpgt_epi32_mask(s1, zero)) != 0;
-        for (int ox = 0; ox < p->ow; ox++) {
-            __m512i acc0 = b0, acc1 = b1;
-            for (int ky = 0; ky < p->kh; ky++) {
-                const int iy = oy * p->sh - p->pad_t + ky * p->dh;
-                if (iy < 0 || iy >= p->h) continue;
-                const int8_t *xr = x + ((int64_t)b * p->h + iy) * p->w * C + c0;
-                const int8_t *wr = w + (int64_t)ky * p->kw * C + c0;
-                for (int kx = 0; kx < p->kw; kx++) {
-                    const int ix = ox * p->sw - p->pad_l + kx * p->dw;
-                    if (ix < 0 || ix >= p->w) continue;
-                    const __m512i xv =
-                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xr + (int64_t)ix * C)), zp16);
-                    const __m512i wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, wr + (int64_t)kx * C));
-                    const __m512i pr = _mm512_mullo_epi16(xv, wv);
-                    acc0 = _mm512_add_epi32(acc0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(pr)));
-                    acc1 = _mm512_add_epi32(acc1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(pr, 1)));
+        for (int j = 0; j < npair; j++) {
+            const int t0 = 2 * j, t1 = 2 * j + 1;
+            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, w + (ptrdiff_t)t0 * C + c0));
+            const __m512i w1 =
+                t1 < ntap ? _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, w + (ptrdiff_t)t1 * C + c0)) : zero;
+            wpair[2 * j] = _mm512_unpacklo_epi16(w0, w1);
+            wpair[2 * j + 1] = _mm512_unpackhi_epi16(w0, w1);
+        }
+        /* per-channel constants in the accumulators' lane orders */
+#define DW_LOAD2(ptr, a, b_)                                                                                   \
+    const __m512i a##_0 = _mm512_maskz_loadu_epi32(m0, (ptr) + c0), a##_1 = _mm512_maskz_loadu_epi32(m1, (ptr) + c0 + 16); \
+    const __m512i b_##_lo = _mm512_permutex2var_epi32(a##_0, perm_lo, a##_1);                                  \
+    const __m512i b_##_hi = _mm512_permutex2var_epi32(a##_0, perm_hi, a##_1)
+        DW_LOAD2(q->mult, mu, mult);
+        DW_LOAD2(q->shift, sh, shift);
+#undef DW_LOAD2
+        const __m512i bias_0 = bias ? _mm512_maskz_loadu_epi32(m0, bias + c0) : zero;
+        const __m512i bias_1 = bias ? _mm512_maskz_loadu_epi32(m1, bias + c0 + 16) : zero;
+        const __m512i bias_lo = _mm512_permutex2var_epi32(bias_0, perm_lo, bias_1);
+        const __m512i bias_hi = _mm512_permutex2var_epi32(bias_0, perm_hi, bias_1);
+        const __m512i lsh_lo = _mm512_max_epi32(shift_lo, zero), lsh_hi = _mm512_max_epi32(shift_hi, zero);
+        const __m512i rsh_lo = _mm512_max_epi32(_mm512_sub_epi32(zero, shift_lo), zero);
+        const __m512i rsh_hi = _mm512_max_epi32(_mm512_sub_epi32(zero, shift_hi), zero);
+        const int any_lsh = (_mm512_cmpgt_epi32_mask(sh_0, zero) | _mm512_cmpgt_epi32_mask(sh_1, zero)) != 0;
+        const int simple =
+            !any_lsh && (_mm512_cmplt_epi32_mask(mu_0, zero) | _mm512_cmplt_epi32_mask(mu_1, zero)) == 0;
+        __m512i she_lo, sho_lo, ade_lo, ado_lo, she_hi, sho_hi, ade_hi, ado_hi;
+        tml_s8_simple_consts512(rsh_lo, &she_lo, &sho_lo, &ade_lo, &ado_lo);
+        tml_s8_simple_consts512(rsh_hi, &she_hi, &sho_hi, &ade_hi, &ado_hi);
+        const __m512i mo_lo = _mm512_srli_epi64(mult_lo, 32), mo_hi = _mm512_srli_epi64(mult_hi, 32);
+
+        for (int ox = 0; ox < OW; ox++) {
+            const int ix0 = ox * SW - PL;
+            int kx0 = 0, kx1 = KW;
+            while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
+            while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+            const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
+            /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
+            const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
+            __m512i acc_lo = bias_lo, acc_hi = bias_hi;
+            if (interior) { /* every tap inside: no checks (the pad tap has zero weights) */
+                const int8_t *xb = x + base;
+                for (int j = 0; j < npair; j++) {
+                    const __m512i x0 =
+                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xb + off[2 * j])), zp16);
+                    const __m512i x1 =
+                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xb + off[2 * j + 1])), zp16);
+                    acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(x0, x1), wpair[2 * j]);
+                    acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(x0, x1), wpair[2 * j + 1]);
                 }
+            } else
+            for (int j = 0; j < npair; j++) {
+                __m512i xv[2];
+                for (int u = 0; u < 2; u++) {
+                    const int ky = ky_of[2 * j + u], kx = kx_of[2 * j + u];
+                    if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
+                        /* only formed for taps inside the image */
+                        const int8_t *xp = x + base + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C;
+                        xv[u] = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xp)), zp16);
+                    } else {
+                        xv[u] = zero;
+                    }
+                }
+                acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(xv[0], xv[1]), wpair[2 * j]);
+                acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(xv[0], xv[1]), wpair[2 * j + 1]);
             }
-            int8_t *yp = y + (((int64_t)b * p->oh + oy) * p->ow + ox) * C + c0;
-            _mm_mask_storeu_epi8(yp, m0, tml_s8_out512(acc0, mu0, l0, r0, any_lsh, lo, hi, zp));
-            if (nc > 16) _mm_mask_storeu_epi8(yp + 16, m1, tml_s8_out512(acc1, mu1, l1, r1, any_lsh, lo, hi, zp));
+            __m128i o_lo, o_hi;
+            if (simple) {
+                o_lo = tml_s8_out512_simple(acc_lo, mult_lo, mo_lo, she_lo, sho_lo, ade_lo, ado_lo, lo, hi, zp);
+                o_hi = tml_s8_out512_simple(acc_hi, mult_hi, mo_hi, she_hi, sho_hi, ade_hi, ado_hi, lo, hi, zp);
+            } else {
+                o_lo = tml_s8_out512(acc_lo, mult_lo, lsh_lo, rsh_lo, any_lsh, lo, hi, zp);
+                o_hi = tml_s8_out512(acc_hi, mult_hi, lsh_hi, rsh_hi, any_lsh, lo, hi, zp);
+            }
+            int8_t *yp = yrow + (ptrdiff_t)ox * C + c0;
+            _mm_mask_storeu_epi8(yp, m0, _mm_unpacklo_epi32(o_lo, o_hi));
+            if (nc > 16) _mm_mask_storeu_epi8(yp + 16, m1, _mm_unpackhi_epi32(o_lo, o_hi));
         }
     }
 }
@@ -144,7 +237,12 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
 static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *q, const int8_t *x,
                                         const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
 {
-    const int C = p->c, cfull = C & ~15;
+    DW_LOCALS(p);
+    const int cfull = C & ~15;
+    int ky0, ky1;
+    dw_ky_range(p, oy, &ky0, &ky1);
+    const int iy0 = oy * SH - PT;
+    int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
     const __m256i zp16 = _mm256_set1_epi16((short)q->in_zp), zero = _mm256_setzero_si256();
     const __m256i zp = _mm256_set1_epi32(q->out_zp);
     const __m256i lo = _mm256_set1_epi32(q->act_min - q->out_zp), hi = _mm256_set1_epi32(q->act_max - q->out_zp);
@@ -159,28 +257,38 @@ static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *
         const __m256i r0 = _mm256_max_epi32(_mm256_sub_epi32(zero, s0), zero);
         const __m256i r1 = _mm256_max_epi32(_mm256_sub_epi32(zero, s1), zero);
         const int any_lsh = !_mm256_testz_si256(_mm256_or_si256(l0, l1), _mm256_or_si256(l0, l1));
-        for (int ox = 0; ox < p->ow; ox++) {
+        const __m256i mneg = _mm256_or_si256(mu0, mu1); /* sign bit set if some mult < 0 */
+        const int simple = !any_lsh && _mm256_movemask_ps(_mm256_castsi256_ps(mneg)) == 0;
+        __m256i she0, sho0, ade0, ado0, she1, sho1, ade1, ado1;
+        tml_s8_simple_consts256(r0, &she0, &sho0, &ade0, &ado0);
+        tml_s8_simple_consts256(r1, &she1, &sho1, &ade1, &ado1);
+        const __m256i mo0 = _mm256_srli_epi64(mu0, 32), mo1 = _mm256_srli_epi64(mu1, 32);
+        for (int ox = 0; ox < OW; ox++) {
             __m256i acc0 = b0, acc1 = b1;
-            for (int ky = 0; ky < p->kh; ky++) {
-                const int iy = oy * p->sh - p->pad_t + ky * p->dh;
-                if (iy < 0 || iy >= p->h) continue;
-                const int8_t *xr = x + ((int64_t)b * p->h + iy) * p->w * C + c0;
-                const int8_t *wr = w + (int64_t)ky * p->kw * C + c0;
-                for (int kx = 0; kx < p->kw; kx++) {
-                    const int ix = ox * p->sw - p->pad_l + kx * p->dw;
-                    if (ix < 0 || ix >= p->w) continue;
-                    const __m256i xv = _mm256_sub_epi16(
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(xr + (int64_t)ix * C))), zp16);
-                    const __m256i wv =
-                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(wr + (int64_t)kx * C)));
+            const int ix0 = ox * SW - PL;
+            int kx0 = 0, kx1 = KW;
+            while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
+            while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+            for (int ky = ky0; ky < ky1; ky++) {
+                const int8_t *xp = x + (((ptrdiff_t)b * H + iy0 + ky * DH) * W + ix0 + kx0 * DW) * C + c0;
+                const int8_t *wp = w + ((ptrdiff_t)ky * KW + kx0) * C + c0;
+                for (int kx = kx0; kx < kx1; kx++, xp += (ptrdiff_t)DW * C, wp += C) {
+                    const __m256i xv =
+                        _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)xp)), zp16);
+                    const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)wp));
                     const __m256i pr = _mm256_mullo_epi16(xv, wv);
                     acc0 = _mm256_add_epi32(acc0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(pr)));
                     acc1 = _mm256_add_epi32(acc1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(pr, 1)));
                 }
             }
-            int8_t *yp = y + (((int64_t)b * p->oh + oy) * p->ow + ox) * C + c0;
-            tml_s8_store8(yp, tml_s8_out256(acc0, mu0, l0, r0, any_lsh, lo, hi, zp), 8);
-            tml_s8_store8(yp + 8, tml_s8_out256(acc1, mu1, l1, r1, any_lsh, lo, hi, zp), 8);
+            int8_t *yp = yrow + (ptrdiff_t)ox * C + c0;
+            if (simple) {
+                tml_s8_store8(yp, tml_s8_out256_simple(acc0, mu0, mo0, she0, sho0, ade0, ado0, lo, hi, zp), 8);
+                tml_s8_store8(yp + 8, tml_s8_out256_simple(acc1, mu1, mo1, she1, sho1, ade1, ado1, lo, hi, zp), 8);
+            } else {
+                tml_s8_store8(yp, tml_s8_out256(acc0, mu0, l0, r0, any_lsh, lo, hi, zp), 8);
+                tml_s8_store8(yp + 8, tml_s8_out256(acc1, mu1, l1, r1, any_lsh, lo, hi, zp), 8);
+            }
         }
     }
 }
@@ -191,7 +299,7 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
                    const int32_t *bias, int8_t *y, int b, int oy)
 {
 #ifdef TML_S8_X86
-    if (p->depth_mult == 1 && isa == TML_S8_ISA_VNNI) {
+    if (p->depth_mult == 1 && isa == TML_S8_ISA_VNNI && p->kh * p->kw <= DW_MAX_TAPS) {
         dw_row_avx512(p, q, x, w, bias, y, b, oy);
         return;
     }

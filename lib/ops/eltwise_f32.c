@@ -67,7 +67,8 @@ TML_OPS_INLINE void act_add_body(int64_t n, const float *a, const float *b, tml_
             for (int64_t i = 0; i < n; i++) y[i] = a[i];
     }
 }
-TML_OPS_MULTIVERSION(act_add, (int64_t n, const float *a, const float *b, tml_act act, float *y), (n, a, b, act, y))
+TML_OPS_MULTIVERSION(act_add, (int64_t n, const float *a, const float *b, tml_act act, float *y),
+                     (n, a, b, act, y))
 
 /* Runs act_add over count elements, in parallel blocks when large. */
 static void act_add_par(int64_t count, const float *a, const float *b, tml_act act, float *y)
@@ -87,9 +88,15 @@ static void act_add_par(int64_t count, const float *a, const float *b, tml_act a
     act_add(count, a, b, act, y);
 }
 
-void tml_relu_f32(int64_t count, const float *x, float *y) { act_add_par(count, x, NULL, TML_ACT_RELU, y); }
+void tml_relu_f32(int64_t count, const float *x, float *y)
+{
+    act_add_par(count, x, NULL, TML_ACT_RELU, y);
+}
 
-void tml_relu6_f32(int64_t count, const float *x, float *y) { act_add_par(count, x, NULL, TML_ACT_RELU6, y); }
+void tml_relu6_f32(int64_t count, const float *x, float *y)
+{
+    act_add_par(count, x, NULL, TML_ACT_RELU6, y);
+}
 
 void tml_add_f32(int64_t count, const float *a, const float *b, tml_act act, float *y)
 {

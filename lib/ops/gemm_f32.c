@@ -10,13 +10,14 @@
  * order of every element of C is fixed by the shape). For each block of at
  * most GEMM_NC columns and each K block, the (kc, nc) block of op(B) is packed
  * into NR-wide column panels (kc x NR floats each, L2 resident); then for each
- * MR-row panel of op(A) (kc x MR, L1 resident; packed, or read in place when A
- * is not transposed) the micro-kernel runs over the B panels, keeping an
+ * MR-row panel of op(A) (kc x MR, L1 resident; read in place through row / k
+ * strides, packed only at the M edge) the micro-kernel runs over the B panels, keeping an
  * MR x NR tile of C in registers for the whole K block. The first K block
  * applies beta, later ones add (C = alpha*acc + C).
  *
  * Packing buffers live on the stack (GEMM_KC * (GEMM_NC + GEMM_MR_MAX) floats
- * = 208 KiB per thread); nothing is allocated.
+ * = 208 KiB per thread, plus 32 KiB of K-split partials on the calling
+ * thread); nothing is allocated.
  *
  * Threading: above TML_OPS_PAR_FLOPS, C is cut into a grid of tiles that
  * OpenMP threads take dynamically; every tile runs the serial algorithm, and
@@ -86,9 +87,12 @@ tml_isa tml_cpu_isa(void)
 const char *tml_isa_name(tml_isa isa)
 {
     switch (isa) {
-    case TML_ISA_AVX512: return "avx512f";
-    case TML_ISA_AVX2: return "avx2+fma";
-    default: return "generic";
+    case TML_ISA_AVX512:
+        return "avx512f";
+    case TML_ISA_AVX2:
+        return "avx2+fma";
+    default:
+        return "generic";
     }
 }
 
@@ -128,22 +132,44 @@ typedef struct gemm_kernel {
 #endif
 #define GEMM_MR_MAX 16
 
+/* Portable kernel: 4 x 8 tile in 4-float vectors (GCC/Clang vector
+ * extensions: SSE2 on any x86-64, NEON on AArch64), 8 accumulators, so it
+ * fits the 16 registers of SSE2 without spilling. */
 #define GENERIC_MR 4
-#define GENERIC_NR 16
+#define GENERIC_NR 8
+
+typedef float gemm_v4f __attribute__((vector_size(16)));
 
 static void ukr_generic(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
                         float *c, ptrdiff_t ldc, int mr, int nr, const ukr_epilogue *ep)
 {
-    float acc[GENERIC_MR][GENERIC_NR];
-    memset(acc, 0, sizeof(acc));
+    const gemm_v4f zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    gemm_v4f c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero, c31 = zero;
     for (int k = 0; k < kc; k++) {
-        for (int i = 0; i < GENERIC_MR; i++) {
-            const float ai = a[i * rsa];
-            for (int j = 0; j < GENERIC_NR; j++) acc[i][j] += ai * b[j];
-        }
+        gemm_v4f b0, b1;
+        memcpy(&b0, b, sizeof(b0));
+        memcpy(&b1, b + 4, sizeof(b1));
+        const gemm_v4f a0 = zero + a[0], a1 = zero + a[rsa], a2 = zero + a[2 * rsa], a3 = zero + a[3 * rsa];
+        c00 += a0 * b0;
+        c01 += a0 * b1;
+        c10 += a1 * b0;
+        c11 += a1 * b1;
+        c20 += a2 * b0;
+        c21 += a2 * b1;
+        c30 += a3 * b0;
+        c31 += a3 * b1;
         a += csa;
         b += rsb;
     }
+    float acc[GENERIC_MR][GENERIC_NR];
+    memcpy(&acc[0][0], &c00, sizeof(c00));
+    memcpy(&acc[0][4], &c01, sizeof(c01));
+    memcpy(&acc[1][0], &c10, sizeof(c10));
+    memcpy(&acc[1][4], &c11, sizeof(c11));
+    memcpy(&acc[2][0], &c20, sizeof(c20));
+    memcpy(&acc[2][4], &c21, sizeof(c21));
+    memcpy(&acc[3][0], &c30, sizeof(c30));
+    memcpy(&acc[3][4], &c31, sizeof(c31));
     for (int i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
         for (int j = 0; j < nr; j++) {
@@ -208,8 +234,9 @@ avx2_store_row(float *p, __m256 a0, __m256 a1, int full, __m256i m0, __m256i m1,
 }
 
 __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-                                                         const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
-                                                         int mr, int nr, const ukr_epilogue *ep)
+                                                         const float *b, ptrdiff_t rsb, float *c,
+                                                         ptrdiff_t ldc, int mr, int nr,
+                                                         const ukr_epilogue *ep)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
            c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
@@ -220,7 +247,7 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a,
     for (int k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         __m256 t;
-#define AVX2_ROW(ci0, ci1, src)                                                                               \
+#define AVX2_ROW(ci0, ci1, src)                                                                              \
     t = _mm256_broadcast_ss(src);                                                                            \
     ci0 = _mm256_fmadd_ps(t, b0, ci0);                                                                       \
     ci1 = _mm256_fmadd_ps(t, b1, ci1);
@@ -246,7 +273,7 @@ __attribute__((target("avx2,fma"))) static void ukr_avx2(int kc, const float *a,
         vb0 = full ? _mm256_loadu_ps(ep->bias) : _mm256_maskload_ps(ep->bias, m0);
         vb1 = full ? _mm256_loadu_ps(ep->bias + 8) : _mm256_maskload_ps(ep->bias + 8, m1);
     }
-#define AVX2_STORE(i, ci0, ci1)                                                                               \
+#define AVX2_STORE(i, ci0, ci1)                                                                              \
     if (i < mr) avx2_store_row(c + (i)*ldc, ci0, ci1, full, m0, m1, ep, vb0, vb1);
     AVX2_STORE(0, c00, c01)
     AVX2_STORE(1, c10, c11)
@@ -294,9 +321,10 @@ avx512_store_row(float *p, __m512 a0, __m512 a1, int full, __mmask16 m0, __mmask
     }
 }
 
-__attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
-                                                          const float *b, ptrdiff_t rsb, float *c, ptrdiff_t ldc,
-                                                          int mr, int nr, const ukr_epilogue *ep)
+__attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a, ptrdiff_t rsa,
+                                                          ptrdiff_t csa, const float *b, ptrdiff_t rsb,
+                                                          float *c, ptrdiff_t ldc, int mr, int nr,
+                                                          const ukr_epilogue *ep)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
            c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
@@ -307,10 +335,12 @@ __attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a
            c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps(), ca0 = _mm512_setzero_ps(),
            ca1 = _mm512_setzero_ps(), cb0 = _mm512_setzero_ps(), cb1 = _mm512_setzero_ps();
     const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr <= 16 ? (__mmask16)0 : (__mmask16)((1u << (nr - 16)) - 1u);
+    const __mmask16 m1 = nr >= 32   ? (__mmask16)0xFFFF
+                         : nr <= 16 ? (__mmask16)0
+                                    : (__mmask16)((1u << (nr - 16)) - 1u);
     const float *a0 = a, *a3 = a + 3 * rsa, *a6 = a + 6 * rsa, *a9 = a + 9 * rsa;
     const ptrdiff_t r2 = 2 * rsa;
-#define AVX512_ROW(ci0, ci1, src)                                                                             \
+#define AVX512_ROW(ci0, ci1, src)                                                                            \
     t = _mm512_set1_ps(*(src));                                                                              \
     ci0 = _mm512_fmadd_ps(t, b0, ci0);                                                                       \
     ci1 = _mm512_fmadd_ps(t, b1, ci1);
@@ -353,7 +383,7 @@ __attribute__((target("avx512f"))) static void ukr_avx512(int kc, const float *a
         vb0 = _mm512_maskz_loadu_ps(m0, ep->bias);
         vb1 = _mm512_maskz_loadu_ps(m1, ep->bias + 16);
     }
-#define AVX512_STORE(i, ci0, ci1)                                                                             \
+#define AVX512_STORE(i, ci0, ci1)                                                                            \
     if (i < mr) avx512_store_row(c + (i)*ldc, ci0, ci1, full, m0, m1, ep, vb0, vb1);
     AVX512_STORE(0, c00, c01)
     AVX512_STORE(1, c10, c11)
@@ -380,7 +410,8 @@ __attribute__((target("avx512f"))) static void pack_bt_avx512(const float *B, pt
     for (int jh = 0; jh < AVX512_NR; jh += 16) {
         const int nj = nrr - jh < 0 ? 0 : (nrr - jh > 16 ? 16 : nrr - jh);
         if (nj == 0) {
-            for (int k = 0; k < kc; k++) _mm512_store_ps(dst + (ptrdiff_t)k * AVX512_NR + jh, _mm512_setzero_ps());
+            for (int k = 0; k < kc; k++)
+                _mm512_store_ps(dst + (ptrdiff_t)k * AVX512_NR + jh, _mm512_setzero_ps());
             continue;
         }
         const float *src = B + (ptrdiff_t)(j0 + jh) * ldb + k0;
@@ -391,11 +422,12 @@ __attribute__((target("avx512f"))) static void pack_bt_avx512(const float *B, pt
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
                 r[j] = j < nj ? _mm512_maskz_loadu_ps(km, src + (ptrdiff_t)j * ldb + k) : _mm512_setzero_ps();
-            /* r[j][e] -> out[e][j]: pairs, quads, then 128-bit lanes twice */
+                /* r[j][e] -> out[e][j]: pairs, quads, then 128-bit lanes twice */
 #pragma GCC unroll 4
             for (int q = 0; q < 16; q += 4) {
                 const __m512 t0 = _mm512_unpacklo_ps(r[q], r[q + 1]), t1 = _mm512_unpackhi_ps(r[q], r[q + 1]);
-                const __m512 t2 = _mm512_unpacklo_ps(r[q + 2], r[q + 3]), t3 = _mm512_unpackhi_ps(r[q + 2], r[q + 3]);
+                const __m512 t2 = _mm512_unpacklo_ps(r[q + 2], r[q + 3]),
+                             t3 = _mm512_unpackhi_ps(r[q + 2], r[q + 3]);
                 u[q] = _mm512_shuffle_ps(t0, t2, 0x44);
                 u[q + 1] = _mm512_shuffle_ps(t0, t2, 0xEE);
                 u[q + 2] = _mm512_shuffle_ps(t1, t3, 0x44);
@@ -449,7 +481,8 @@ static gemm_kernel kernel_for(tml_isa isa)
  * A panel: dst[k*mr + i] = op(A)(i0+i, k0+k) for i < mrr, 0 for mrr <= i < mr.
  * B panels: for each NR-wide panel p of the nc columns starting at j0,
  * dst[p*kc*nr + k*nr + j] = op(B)(k0+k, j0+p*nr+j), 0 beyond the last column. */
-static void pack_a(int trans_a, const float *A, ptrdiff_t lda, int i0, int mrr, int k0, int kc, int mr, float *dst)
+static void pack_a(int trans_a, const float *A, ptrdiff_t lda, int i0, int mrr, int k0, int kc, int mr,
+                   float *dst)
 {
     if (trans_a) {
         for (int k = 0; k < kc; k++) {
@@ -502,7 +535,10 @@ typedef struct gemm_args {
     tml_act act;       /* applied after the bias */
 } gemm_args;
 
-static int imin(int a, int b) { return a < b ? a : b; }
+static int imin(int a, int b)
+{
+    return a < b ? a : b;
+}
 
 /* Length of the K blocks: equal blocks of at most GEMM_KC, from K alone. */
 static int k_block(int K)
@@ -511,9 +547,11 @@ static int k_block(int K)
     return (K + nkb - 1) / nkb;
 }
 
-/* Computes rows [m0, m1) x columns [n0, n1) of C. B is read in place (no
- * packing) when it is not transposed and few row panels share each B block;
- * A is read in place when it is not transposed and the panel is full. */
+/* Computes rows [m0, m1) x columns [n0, n1) of C. A is read in place (the
+ * kernel takes row and k strides) except for a partial panel at the M edge,
+ * which is packed with zero rows; measured faster than packing on Zen 5 for
+ * every shape of the benchmark. B is read in place when it is not transposed
+ * and at most 8 row panels share each B block; otherwise it is packed. */
 static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1, int n0, int n1)
 {
     _Alignas(64) float bbuf[GEMM_KC * GEMM_NC];
@@ -534,16 +572,17 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
                 if (g->trans_b && kr->pack_bt)
                     kr->pack_bt(g->B, g->ldb, pc, kc, jc + jr, nrr, bbuf + (ptrdiff_t)jr * kc);
                 else if (!b_direct || (nrr < nr && !kr->b_partial_ok))
-                    pack_b_panel(g->trans_b, g->B, g->ldb, pc, kc, jc + jr, nrr, nr, bbuf + (ptrdiff_t)jr * kc);
+                    pack_b_panel(g->trans_b, g->B, g->ldb, pc, kc, jc + jr, nrr, nr,
+                                 bbuf + (ptrdiff_t)jr * kc);
             }
             for (int ic = m0; ic < m1; ic += mr) {
                 const int mrr = imin(mr, m1 - ic);
                 const float *ap;
                 ptrdiff_t rsa, csa;
-                if (!g->trans_a && mrr == mr) {
-                    ap = g->A + (ptrdiff_t)ic * g->lda + pc;
-                    rsa = g->lda;
-                    csa = 1;
+                if (mrr == mr) { /* full panel: read A in place, either layout */
+                    ap = g->trans_a ? g->A + (ptrdiff_t)pc * g->lda + ic : g->A + (ptrdiff_t)ic * g->lda + pc;
+                    rsa = g->trans_a ? 1 : g->lda;
+                    csa = g->trans_a ? g->lda : 1;
                 } else {
                     pack_a(g->trans_a, g->A, g->lda, ic, mrr, pc, kc, mr, abuf);
                     ap = abuf;
@@ -588,8 +627,8 @@ static void scale_c(int M, int N, float beta, float *C, ptrdiff_t ldc)
  * so K is split into `parts` slices (a function of the shape only), each
  * computed into its own partial C on the stack; the partials are then added in
  * slice order. */
-#define KSPLIT_MAX_MN 4096   /* partial C (floats) */
-#define KSPLIT_MAX_PARTS 8   /* 8 * 4096 floats = 128 KiB of partials */
+#define KSPLIT_MAX_MN 1024    /* partial C (floats) */
+#define KSPLIT_MAX_PARTS 8    /* 8 * 1024 floats = 32 KiB of partials (+ 208 KiB in gemm_tile) */
 #define KSPLIT_MIN_SLICE 2048 /* K per slice */
 
 static int ksplit_parts(int M, int N, int K)
@@ -648,9 +687,9 @@ static void gemm_ksplit(const gemm_kernel *kr, const gemm_args *g, int parts, in
 
 /* ---- entry points ---------------------------------------------------------------------- */
 
-void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                           const float *bias, tml_act act)
+void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K,
+                           float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                           float *C, int ldc, const float *bias, tml_act act)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
@@ -658,6 +697,7 @@ void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b
         tml_ops_bias_act_f32(M, N, ldc, bias, act, C);
         return;
     }
+    if (isa > tml_cpu_isa()) isa = tml_cpu_isa(); /* never run instructions the CPU lacks */
     const gemm_kernel kr = kernel_for(isa);
     const gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, bias, act};
     int nt = 1;
@@ -676,8 +716,9 @@ void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b
     }
 #ifdef TML_OPS_OMP
 #define ROUND_UP(x, m) (((x) + (m)-1) / (m) * (m))
-    /* Tile grid with about 4 tiles per thread. Cut the longer side: cutting M
-     * repacks B once per row tile, cutting N repacks A once per column tile. */
+    /* Tile grid with about 4 tiles per thread (dynamic schedule: balance).
+     * Cut the longer side: every row tile reads (and when needed packs) the
+     * whole of op(B), every column tile the whole of op(A). */
     int mt = M, ntile = N;
     const int want = 4 * nt;
     if (M >= N) {

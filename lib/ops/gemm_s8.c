@@ -4,14 +4,14 @@
  * with operand layouts per instruction set described in ops_s8_internal.h.
  *
  * VNNI micro-kernel: an MR x (16*NV) tile of int32 accumulators stays in zmm
- * registers for the whole K loop; each step broadcasts one 4-byte group of
- * every A row and issues MR*NV vpdpbusd against NV packed weight vectors.
- * (MR, NV) = (12, 1..2), (8, 3), (6, 4): at most 30 of the 32 zmm registers.
- * AVX2 micro-kernel: the same with int16 pairs and vpmaddwd, 8 channels per
- * ymm, (MR, NV) = (12, 1), (6, 2) within 16 ymm registers.
- * Row remainders use the same kernels with MR = 4, 2, 1. The epilogue
- * (ops_s8_simd.h) requantizes whole vectors and stores with a byte mask (AVX-512)
- * or a short copy (AVX2) at the channel edge.
+ * registers for the whole reduction; each step broadcasts one 4-byte group of
+ * every A row (through the row's segment pointer) and issues MR*NV vpdpbusd
+ * against NV packed weight vectors. (MR, NV) = (12, 1..2), (8, 3), (6, 4): at
+ * most 30 of the 32 zmm registers. AVX2 micro-kernel: the same with int16
+ * pairs and vpmaddwd on a dense A, 8 channels per ymm, (MR, NV) = (12, 1),
+ * (6, 2) within 16 ymm registers. Row remainders use the same kernels with
+ * MR = 4, 2, 1. The epilogue (ops_s8_simd.h) requantizes whole vectors and
+ * stores with a byte mask (AVX-512) or a short copy (AVX2) at the channel edge.
  *
  * Nothing here allocates; tml_s8_gemm_prepare works in caller memory.
  */
@@ -60,29 +60,13 @@ const char *tml_s8_isa_name(tml_s8_isa isa)
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
-size_t tml_s8_gemm_prep_size(int n, int k)
+size_t tml_s8_gemm_prep_size(int n, int nseg, int seglen)
 {
-    const size_t np16 = round_up((size_t)n, 16), k4 = round_up((size_t)k, 4);
-    /* 64 bytes of alignment slack, 4 per-channel int32 arrays, and the packed
-     * weights: VNNI np16*k4 bytes, AVX2 np8*k2 int16 <= 2*np16*k4 bytes. */
-    return 64 + 4 * np16 * sizeof(int32_t) + 2 * np16 * k4;
-}
-
-static void pack_vnni(int n, int k, const int8_t *w, ptrdiff_t ldw, int np16, int8_t *dst)
-{
-    const int nkb = (k + 3) / 4;
-    for (int P = 0; P < np16 / 16; P++)
-        for (int kb = 0; kb < nkb; kb++)
-            for (int j = 0; j < 16; j++, dst += 4) {
-                const int r = 16 * P + j, k0 = 4 * kb;
-                if (r >= n) {
-                    memset(dst, 0, 4);
-                } else if (k0 + 4 <= k) {
-                    memcpy(dst, w + (ptrdiff_t)r * ldw + k0, 4);
-                } else {
-                    for (int t = 0; t < 4; t++) dst[t] = k0 + t < k ? w[(ptrdiff_t)r * ldw + k0 + t] : 0;
-                }
-            }
+    const size_t np16 = round_up((size_t)n, 16), k = (size_t)nseg * seglen;
+    const size_t vnni = np16 * (size_t)nseg * round_up((size_t)seglen, 4);
+    const size_t avx2 = 2 * round_up((size_t)n, 8) * round_up(k, 2);
+    /* alignment slack, 4 per-channel int32 arrays, packed weights */
+    return 64 + 4 * np16 * sizeof(int32_t) + (vnni > avx2 ? vnni : avx2);
 }
 
 static void pack_avx2(int n, int k, const int8_t *w, ptrdiff_t ldw, int np8, int16_t *dst)
@@ -97,26 +81,97 @@ static void pack_avx2(int n, int k, const int8_t *w, ptrdiff_t ldw, int np8, int
                 }
 }
 
-void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int k, const int8_t *w, ptrdiff_t ldw, const int32_t *bias,
-                         int32_t in_zp, int32_t out_zp, const int32_t *mult, const int32_t *shift,
-                         int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b)
+#ifdef TML_S8_X86
+/* 16 rows x 16 dwords -> 16 vectors of one dword column each (r[j][g] -> o[g][j]). */
+TML_S8_INLINE TML_S8_TGT_VNNI void transpose16(__m512i r[16])
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4a + c], 128-bit lane L: rows 4a..4a+3 at column 4L + c */
+    for (int a = 0; a < 4; a++) {
+        u[4 * a + 0] = _mm512_unpacklo_epi64(t[4 * a], t[4 * a + 2]);
+        u[4 * a + 1] = _mm512_unpackhi_epi64(t[4 * a], t[4 * a + 2]);
+        u[4 * a + 2] = _mm512_unpacklo_epi64(t[4 * a + 1], t[4 * a + 3]);
+        u[4 * a + 3] = _mm512_unpackhi_epi64(t[4 * a + 1], t[4 * a + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88), x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+        const __m512i y0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+        const __m512i y1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+        r[0 + c] = _mm512_shuffle_i32x4(x0, y0, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(x1, y1, 0x88);
+        r[8 + c] = _mm512_shuffle_i32x4(x0, y0, 0xDD);
+        r[12 + c] = _mm512_shuffle_i32x4(x1, y1, 0xDD);
+    }
+}
+
+/* The VNNI packing (ops_s8_internal.h): blocks of 16 rows x 16 groups of 4
+ * bytes are loaded (masked at the segment's end, zero rows past n) and
+ * transposed in registers. Also the weight row sums of every channel
+ * (sums[np16]), from the packed panels. */
+static TML_S8_TGT_VNNI void pack_vnni_avx512(int n, int nseg, int seglen, const int8_t *w, ptrdiff_t ldw, int np16,
+                                             int8_t *dst, int32_t *sums)
+{
+    const int g4 = (seglen + 3) / 4;
+    const ptrdiff_t ps = (ptrdiff_t)nseg * g4 * 64;
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int P = 0; P < np16 / 16; P++) {
+        int8_t *pd = dst + P * ps;
+        for (int s = 0; s < nseg; s++)
+            for (int g = 0; g < g4; g += 16) {
+                const int avail = seglen - 4 * g; /* bytes of this segment from group g on */
+                const __mmask64 km = avail >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << avail) - 1);
+                __m512i r[16];
+                for (int j = 0; j < 16; j++) {
+                    const int row = 16 * P + j;
+                    r[j] = row < n ? _mm512_maskz_loadu_epi8(km, w + (ptrdiff_t)row * ldw + (ptrdiff_t)s * seglen + 4 * g)
+                                   : _mm512_setzero_si512();
+                }
+                transpose16(r);
+                const int ng = g4 - g < 16 ? g4 - g : 16;
+                for (int i = 0; i < ng; i++) _mm512_store_si512((void *)(pd + ((ptrdiff_t)s * g4 + g + i) * 64), r[i]);
+            }
+        __m512i acc = _mm512_setzero_si512();
+        for (ptrdiff_t i = 0; i < ps; i += 64)
+            acc = _mm512_dpbusd_epi32(acc, ones, _mm512_load_si512((const void *)(pd + i)));
+        _mm512_storeu_si512((void *)(sums + 16 * P), acc);
+    }
+}
+#endif
+
+void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8_t *w, ptrdiff_t ldw,
+                         const int32_t *bias, int32_t in_zp, int32_t out_zp, const int32_t *mult,
+                         const int32_t *shift, int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b)
 {
     uint8_t *base = (uint8_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
-    const int np16 = (int)round_up((size_t)n, 16);
+    const int np16 = (int)round_up((size_t)n, 16), k = nseg * seglen;
     int32_t *corr = (int32_t *)(void *)base;
     int32_t *m = corr + np16, *lsh = m + np16, *rsh = lsh + np16;
     void *wp = rsh + np16; /* 64-byte aligned: np16 * 16 bytes per array */
 
     /* input offset folded into the bias: see ops_s8_internal.h */
     const int64_t off = isa == TML_S8_ISA_VNNI ? (int64_t)in_zp + 128 : isa == TML_S8_ISA_AVX2 ? 0 : in_zp;
-    int any = 0;
+    /* VNNI: pack first, the weight sums come from the packed panels (into corr) */
+    int have_sums = 0;
+#ifdef TML_S8_X86
+    if (isa == TML_S8_ISA_VNNI) {
+        pack_vnni_avx512(n, nseg, seglen, w, ldw, np16, (int8_t *)wp, corr);
+        have_sums = 1;
+    }
+#endif
+    int any = 0, simple = 1;
     for (int j = 0; j < np16; j++) {
         if (j >= n) {
             corr[j] = m[j] = lsh[j] = rsh[j] = 0;
             continue;
         }
         int64_t s = 0;
-        if (off != 0) {
+        if (have_sums) {
+            s = corr[j];
+        } else if (off != 0) {
             const int8_t *wj = w + (ptrdiff_t)j * ldw;
             int32_t s32 = 0;
             for (int kk = 0; kk < k; kk++) s32 += wj[kk];
@@ -127,24 +182,28 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int k, const int8_t *w, ptrdiff_
         lsh[j] = shift[j] > 0 ? shift[j] : 0;
         rsh[j] = shift[j] > 0 ? 0 : -shift[j];
         any |= lsh[j] > 0;
+        simple &= mult[j] >= 0 && shift[j] <= 0;
     }
 
     b->isa = isa;
     b->n = n;
     b->k = k;
+    b->nseg = nseg;
+    b->seglen = seglen;
+    b->seg4 = (seglen + 3) / 4 * 4;
     b->corr = corr;
     b->mult = m;
     b->lsh = lsh;
     b->rsh = rsh;
     b->any_lsh = any;
+    b->simple = simple;
     b->out_zp = out_zp;
     b->act_min = act_min;
     b->act_max = act_max;
     b->ldw = ldw;
     if (isa == TML_S8_ISA_VNNI) {
         b->np = np16;
-        b->wp = wp;
-        pack_vnni(n, k, w, ldw, np16, (int8_t *)wp);
+        b->wp = wp; /* packed above */
     } else if (isa == TML_S8_ISA_AVX2) {
         b->np = (int)round_up((size_t)n, 8);
         b->wp = wp;
@@ -196,19 +255,10 @@ static void gemm_generic(const tml_s8_gemm_b *b, int m, const int8_t *a, ptrdiff
 
 /* ---- AVX-512 VNNI ------------------------------------------------------------------- */
 
-static inline uint32_t load_u32(const uint8_t *p)
+static inline uint32_t load_u32(const int8_t *p)
 {
     uint32_t v;
     memcpy(&v, p, 4);
-    return v;
-}
-
-/* Bytes 0..n-1 (n in 1..3) of p as a little-endian word, upper bytes 0. */
-static inline uint32_t load_partial(const uint8_t *p, int n)
-{
-    uint32_t v = p[0];
-    if (n > 1) v |= (uint32_t)p[1] << 8;
-    if (n > 2) v |= (uint32_t)p[2] << 16;
     return v;
 }
 
@@ -220,54 +270,38 @@ static inline uint32_t load_partial(const uint8_t *p, int n)
     X(5, __VA_ARGS__) X(6, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__)                \
     X(10, __VA_ARGS__) X(11, __VA_ARGS__)
 
-/* Accumulators of one MR x 16*NV tile: rows a[0..MR) (stride lda) times
- * panels bp + v*ps, into acc[i*4 + v]. RAW: A is int8 and gets its sign bits
- * flipped after the broadcast. */
-TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int RAW, const uint8_t *a,
-                                             ptrdiff_t lda, int k, const int8_t *bp, ptrdiff_t ps, __m512i *acc)
+/* Accumulators of one MR x 16*NV tile into acc[i*4 + v]: rows arow[i*nseg + s]
+ * times the packed panels bp + v*ps (g4 groups of 4 per segment). */
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int8_t *const *arow, int nseg, int g4,
+                                             const int8_t *bp, ptrdiff_t ps, __m512i *acc)
 {
     const __m512i z = _mm512_setzero_si512();
     const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
 #define V_DECL(i, _) __m512i c##i##_0 = z, c##i##_1 = z, c##i##_2 = z, c##i##_3 = z;
     TILE_ROWS(V_DECL, 0)
 #undef V_DECL
-    /* one k step of row i: broadcast the 4-byte group `u` and accumulate */
-#define V_STEP(i, LOAD)                                                                                        \
+    const int8_t *bk = bp;
+    for (int s = 0; s < nseg; s++) {
+#define V_PTR(i, _) const int8_t *p##i = MR > i ? arow[i * nseg + s] : NULL;
+        TILE_ROWS(V_PTR, 0)
+#undef V_PTR
+        for (int g = 0; g < g4; g++, bk += 64) {
+            const __m512i w0 = _mm512_load_si512((const void *)bk);
+            const __m512i w1 = NV > 1 ? _mm512_load_si512((const void *)(bk + ps)) : z;
+            const __m512i w2 = NV > 2 ? _mm512_load_si512((const void *)(bk + 2 * ps)) : z;
+            const __m512i w3 = NV > 3 ? _mm512_load_si512((const void *)(bk + 3 * ps)) : z;
+#define V_STEP(i, _)                                                                                           \
     if (MR > i) {                                                                                              \
-        __m512i av = _mm512_set1_epi32((int)LOAD(a + i * lda));                                                \
-        if (RAW) av = _mm512_xor_si512(av, flip);                                                              \
+        const __m512i av = _mm512_xor_si512(_mm512_set1_epi32((int)load_u32(p##i + 4 * g)), flip);             \
         c##i##_0 = _mm512_dpbusd_epi32(c##i##_0, av, w0);                                                      \
         if (NV > 1) c##i##_1 = _mm512_dpbusd_epi32(c##i##_1, av, w1);                                          \
         if (NV > 2) c##i##_2 = _mm512_dpbusd_epi32(c##i##_2, av, w2);                                          \
         if (NV > 3) c##i##_3 = _mm512_dpbusd_epi32(c##i##_3, av, w3);                                          \
     }
-    /* im2col rows (biased) are padded to k4 and loaded 4 bytes at a time to the
-     * end; raw rows stop at k, so their last partial group is loaded byte by
-     * byte, first (a branch after the loop makes GCC store the accumulators
-     * inside it). */
-    const int nfull = RAW ? k / 4 : (k + 3) / 4, tail = k % 4;
-    if (RAW && tail) {
-        const int kb = nfull;
-        const int8_t *bk = bp + kb * 64;
-        const __m512i w0 = _mm512_load_si512((const void *)bk);
-        const __m512i w1 = NV > 1 ? _mm512_load_si512((const void *)(bk + ps)) : z;
-        const __m512i w2 = NV > 2 ? _mm512_load_si512((const void *)(bk + 2 * ps)) : z;
-        const __m512i w3 = NV > 3 ? _mm512_load_si512((const void *)(bk + 3 * ps)) : z;
-#define LOAD_TAIL(ptr) load_partial((ptr) + 4 * kb, tail)
-        TILE_ROWS(V_STEP, LOAD_TAIL)
-#undef LOAD_TAIL
-    }
-    for (int kb = 0; kb < nfull; kb++) {
-        const int8_t *bk = bp + kb * 64;
-        const __m512i w0 = _mm512_load_si512((const void *)bk);
-        const __m512i w1 = NV > 1 ? _mm512_load_si512((const void *)(bk + ps)) : z;
-        const __m512i w2 = NV > 2 ? _mm512_load_si512((const void *)(bk + 2 * ps)) : z;
-        const __m512i w3 = NV > 3 ? _mm512_load_si512((const void *)(bk + 3 * ps)) : z;
-#define LOAD_FULL(ptr) load_u32((ptr) + 4 * kb)
-        TILE_ROWS(V_STEP, LOAD_FULL)
-#undef LOAD_FULL
-    }
+            TILE_ROWS(V_STEP, 0)
 #undef V_STEP
+        }
+    }
 #define V_STORE(i, _)                                                                                          \
     if (MR > i) {                                                                                              \
         acc[i * 4 + 0] = c##i##_0;                                                                             \
@@ -289,80 +323,76 @@ static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, co
         const int c = c0 + 16 * v;
         const __m512i corr = _mm512_load_si512((const void *)(b->corr + c));
         const __m512i mult = _mm512_load_si512((const void *)(b->mult + c));
-        const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
         const __m512i rsh = _mm512_load_si512((const void *)(b->rsh + c));
         const int left = ncols - 16 * v;
         const __mmask16 km = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-        if (b->any_lsh) {
+        if (b->simple) {
+            __m512i sh_e, sh_o, add_e, add_o;
+            tml_s8_simple_consts512(rsh, &sh_e, &sh_o, &add_e, &add_o);
+            const __m512i mult_o = _mm512_srli_epi64(mult, 32);
             for (int i = 0; i < mr; i++)
                 _mm_mask_storeu_epi8(y + i * ldy + c, km,
-                                     tml_s8_out512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, 1, lo, hi, zp));
+                                     tml_s8_out512_simple(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o, sh_e,
+                                                          sh_o, add_e, add_o, lo, hi, zp));
         } else {
+            const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
             for (int i = 0; i < mr; i++)
                 _mm_mask_storeu_epi8(y + i * ldy + c, km,
-                                     tml_s8_out512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, 0, lo, hi, zp));
+                                     tml_s8_out512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, b->any_lsh,
+                                                   lo, hi, zp));
         }
     }
 }
 
 /* Each tile shape is its own small function: inlined all into one driver,
  * GCC's register allocator surrounds every vpdpbusd with register copies. */
-typedef void (*vnni_tile_fn)(const uint8_t *a, ptrdiff_t lda, int k, const int8_t *bp, ptrdiff_t ps,
+typedef void (*vnni_tile_fn)(const int8_t *const *arow, int nseg, int g4, const int8_t *bp, ptrdiff_t ps,
                              const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y, ptrdiff_t ldy);
-#define VNNI_FN(MR, NV, RAW)                                                                                   \
-    static __attribute__((noinline)) TML_S8_TGT_VNNI void vnni_tile_##MR##_##NV##_##RAW(                       \
-        const uint8_t *a, ptrdiff_t lda, int k, const int8_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, \
-        int ncols, int8_t *y, ptrdiff_t ldy)                                                                   \
+#define VNNI_FN(MR, NV)                                                                                        \
+    static __attribute__((noinline)) TML_S8_TGT_VNNI void vnni_tile_##MR##_##NV(                               \
+        const int8_t *const *arow, int nseg, int g4, const int8_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b,   \
+        int c0, int ncols, int8_t *y, ptrdiff_t ldy)                                                           \
     {                                                                                                          \
         __m512i acc[(MR)*4];                                                                                   \
-        vnni_tile(MR, NV, RAW, a, lda, k, bp, ps, acc);                                                        \
+        vnni_tile(MR, NV, arow, nseg, g4, bp, ps, acc);                                                        \
         vnni_epilogue(MR, NV, acc, b, c0, ncols, y, ldy);                                                      \
     }
-#define VNNI_FNS(NV, MRBIG, RAW) VNNI_FN(MRBIG, NV, RAW) VNNI_FN(4, NV, RAW) VNNI_FN(2, NV, RAW) VNNI_FN(1, NV, RAW)
-VNNI_FNS(1, 12, 0)
-VNNI_FNS(2, 12, 0)
-VNNI_FNS(3, 8, 0)
-VNNI_FNS(4, 6, 0)
-VNNI_FNS(1, 12, 1)
-VNNI_FNS(2, 12, 1)
-VNNI_FNS(3, 8, 1)
-VNNI_FNS(4, 6, 1)
+#define VNNI_FNS(NV, MRBIG) VNNI_FN(MRBIG, NV) VNNI_FN(4, NV) VNNI_FN(2, NV) VNNI_FN(1, NV)
+VNNI_FNS(1, 12)
+VNNI_FNS(2, 12)
+VNNI_FNS(3, 8)
+VNNI_FNS(4, 6)
 #undef VNNI_FNS
 #undef VNNI_FN
 
-/* [raw][nv - 1]: the tile functions for MR = big, 4, 2, 1, and big. */
+/* [nv - 1]: the tile functions for MR = big, 4, 2, 1. */
 typedef struct vnni_shape {
     int mr_big;
     vnni_tile_fn fn[4];
 } vnni_shape;
-static const vnni_shape VNNI_SHAPES[2][4] = {
-    {{12, {vnni_tile_12_1_0, vnni_tile_4_1_0, vnni_tile_2_1_0, vnni_tile_1_1_0}},
-     {12, {vnni_tile_12_2_0, vnni_tile_4_2_0, vnni_tile_2_2_0, vnni_tile_1_2_0}},
-     {8, {vnni_tile_8_3_0, vnni_tile_4_3_0, vnni_tile_2_3_0, vnni_tile_1_3_0}},
-     {6, {vnni_tile_6_4_0, vnni_tile_4_4_0, vnni_tile_2_4_0, vnni_tile_1_4_0}}},
-    {{12, {vnni_tile_12_1_1, vnni_tile_4_1_1, vnni_tile_2_1_1, vnni_tile_1_1_1}},
-     {12, {vnni_tile_12_2_1, vnni_tile_4_2_1, vnni_tile_2_2_1, vnni_tile_1_2_1}},
-     {8, {vnni_tile_8_3_1, vnni_tile_4_3_1, vnni_tile_2_3_1, vnni_tile_1_3_1}},
-     {6, {vnni_tile_6_4_1, vnni_tile_4_4_1, vnni_tile_2_4_1, vnni_tile_1_4_1}}},
+static const vnni_shape VNNI_SHAPES[4] = {
+    {12, {vnni_tile_12_1, vnni_tile_4_1, vnni_tile_2_1, vnni_tile_1_1}},
+    {12, {vnni_tile_12_2, vnni_tile_4_2, vnni_tile_2_2, vnni_tile_1_2}},
+    {8, {vnni_tile_8_3, vnni_tile_4_3, vnni_tile_2_3, vnni_tile_1_3}},
+    {6, {vnni_tile_6_4, vnni_tile_4_4, vnni_tile_2_4, vnni_tile_1_4}},
 };
 
 /* For each block of up to 4 panels (64 channels): all rows in tiles of
  * mr_big rows, then 4, 2, 1. */
-static void gemm_vnni(const tml_s8_gemm_b *b, int m, const uint8_t *a, ptrdiff_t lda, int raw, int8_t *y,
-                      ptrdiff_t ldy)
+static void gemm_vnni(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy)
 {
-    const int k = b->k, k4 = (k + 3) / 4 * 4;
-    const ptrdiff_t ps = (ptrdiff_t)k4 * 16; /* bytes per panel */
+    const int nseg = b->nseg, g4 = b->seg4 / 4;
+    const ptrdiff_t ps = (ptrdiff_t)nseg * b->seg4 * 16; /* bytes per panel */
     for (int c0 = 0; c0 < b->n; c0 += 64) {
         const int ncols = b->n - c0 < 64 ? b->n - c0 : 64;
-        const vnni_shape *sh = &VNNI_SHAPES[raw ? 1 : 0][(ncols + 15) / 16 - 1];
+        const vnni_shape *sh = &VNNI_SHAPES[(ncols + 15) / 16 - 1];
         const int8_t *bp = (const int8_t *)b->wp + (ptrdiff_t)(c0 / 16) * ps;
         int i = 0;
         for (; i + sh->mr_big <= m; i += sh->mr_big)
-            sh->fn[0](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i + 4 <= m; i += 4) sh->fn[1](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i + 2 <= m; i += 2) sh->fn[2](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i < m; i++) sh->fn[3](a + i * lda, lda, k, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+            sh->fn[0](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 4 <= m; i += 4) sh->fn[1](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 2 <= m; i += 2) sh->fn[2](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i < m; i++) sh->fn[3](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
     }
 }
 
@@ -396,20 +426,34 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void avx2_tile(const int MR, const int NV, const i
     if (MR > i)                                                                                                \
         tml_s8_store8(y + i * ldy + c,                                                                         \
                       tml_s8_out256(_mm256_add_epi32(c##i##_##v, corr), mult, lsh, rsh, b->any_lsh, lo, hi, zp), left);
+#define A_OUT_S(i, v)                                                                                          \
+    if (MR > i)                                                                                                \
+        tml_s8_store8(y + i * ldy + c,                                                                         \
+                      tml_s8_out256_simple(_mm256_add_epi32(c##i##_##v, corr), mult, mult_o, sh_e, sh_o, add_e, add_o, \
+                                           lo, hi, zp),                                                        \
+                      left);
 #define A_EPI(v)                                                                                               \
     if (NV > v) {                                                                                              \
         const int c = c0 + 8 * v;                                                                              \
         const __m256i corr = _mm256_loadu_si256((const __m256i *)(const void *)(b->corr + c));                 \
         const __m256i mult = _mm256_loadu_si256((const __m256i *)(const void *)(b->mult + c));                 \
-        const __m256i lsh = _mm256_loadu_si256((const __m256i *)(const void *)(b->lsh + c));                   \
         const __m256i rsh = _mm256_loadu_si256((const __m256i *)(const void *)(b->rsh + c));                   \
         const int left = ncols - 8 * v;                                                                        \
-        TILE_ROWS(A_OUT, v)                                                                                    \
+        if (b->simple) {                                                                                       \
+            __m256i sh_e, sh_o, add_e, add_o;                                                                  \
+            tml_s8_simple_consts256(rsh, &sh_e, &sh_o, &add_e, &add_o);                                        \
+            const __m256i mult_o = _mm256_srli_epi64(mult, 32);                                                \
+            TILE_ROWS(A_OUT_S, v)                                                                              \
+        } else {                                                                                               \
+            const __m256i lsh = _mm256_loadu_si256((const __m256i *)(const void *)(b->lsh + c));               \
+            TILE_ROWS(A_OUT, v)                                                                                \
+        }                                                                                                      \
     }
     A_EPI(0)
     A_EPI(1)
 #undef A_EPI
 #undef A_OUT
+#undef A_OUT_S
 }
 
 typedef void (*avx2_tile_fn)(const int16_t *a, ptrdiff_t lda, int k2, const int16_t *bp, ptrdiff_t ps,
@@ -459,20 +503,24 @@ static void gemm_avx2(const tml_s8_gemm_b *b, int m, const int16_t *a, ptrdiff_t
 
 #endif /* TML_S8_X86 */
 
-void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int raw_a, int8_t *y,
-                     ptrdiff_t ldy)
+void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy)
 {
     if (m <= 0 || b->n <= 0) return;
 #ifdef TML_S8_X86
-    if (b->isa == TML_S8_ISA_VNNI) {
-        gemm_vnni(b, m, (const uint8_t *)a, lda, raw_a, y, ldy);
-        return;
-    }
     if (b->isa == TML_S8_ISA_AVX2) {
         gemm_avx2(b, m, (const int16_t *)a, lda, y, ldy);
         return;
     }
 #endif
-    (void)raw_a;
     gemm_generic(b, m, (const int8_t *)a, lda, y, ldy);
+}
+
+void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy)
+{
+    if (m <= 0 || b->n <= 0) return;
+#ifdef TML_S8_X86
+    gemm_vnni(b, m, arow, y, ldy);
+#else
+    (void)arow, (void)y, (void)ldy;
+#endif
 }

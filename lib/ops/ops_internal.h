@@ -12,7 +12,10 @@
 
 #include "tinyml/tml_ops.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+/* x86 SIMD kernels (AVX2 / AVX-512, chosen at run time). Define
+ * TML_OPS_NO_SIMD to build the portable C kernels only (as on other
+ * architectures); the tests then exercise that path on an x86 machine. */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(TML_OPS_NO_SIMD)
 #define TML_OPS_X86 1
 #endif
 
@@ -34,11 +37,12 @@ tml_isa tml_cpu_isa(void);
 const char *tml_isa_name(tml_isa isa);
 
 /* Flags for tml_sgemm_ex. */
-#define TML_GEMM_SERIAL 0x1u   /* never start OpenMP threads (caller is already parallel) */
-#define TML_GEMM_ROW_STABLE 0x2u /* row i of C depends only on row i of op(A): no K split,
-                                   * no small-M special path (see gemm_f32.c) */
+#define TML_GEMM_SERIAL 0x1u /* never start OpenMP threads (caller is already parallel) */
+#define TML_GEMM_ROW_STABLE                                                                                  \
+    0x2u /* row i of C depends only on row i of op(A) and on op(B),                                          \
+          * not on M: no K split (see gemm_f32.c) */
 
-/* tml_sgemm with an explicit instruction set (must be <= tml_cpu_isa()) and
+/* tml_sgemm with an explicit instruction set (clamped to tml_cpu_isa()) and
  * flags. For a given (isa, shape, flags & TML_GEMM_ROW_STABLE) the result is
  * bitwise identical whatever the thread count and whether TML_GEMM_SERIAL is
  * given; with TML_GEMM_ROW_STABLE, every row of C is also bitwise independent of
@@ -49,9 +53,9 @@ void tml_sgemm_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, 
 /* C = act(alpha * op(A) op(B) + beta * C + bias) with bias (N) broadcast over
  * rows (NULL: none), fused into the GEMM's final store. Same guarantees as
  * tml_sgemm_ex; equal to tml_sgemm_ex followed by tml_ops_bias_act_f32. */
-void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                           const float *bias, tml_act act);
+void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b, int M, int N, int K,
+                           float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                           float *C, int ldc, const float *bias, tml_act act);
 
 /* Builds one function three times - for AVX-512F, for AVX2 and portable -
  * from an always-inline body `name##_body` (plain C that the compiler
@@ -61,10 +65,19 @@ void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b
  * `params` is the parenthesized parameter list, `args` the argument list. */
 #define TML_OPS_INLINE static inline __attribute__((always_inline))
 #ifdef TML_OPS_X86
-#define TML_OPS_MULTIVERSION(name, params, args)                                                            \
-    __attribute__((target("avx512f"))) static void name##_avx512 params { name##_body args; }                \
-    __attribute__((target("avx2"))) static void name##_avx2 params { name##_body args; }                     \
-    static void name##_generic params { name##_body args; }                                                  \
+#define TML_OPS_MULTIVERSION(name, params, args)                                                             \
+    __attribute__((target("avx512f"))) static void name##_avx512 params                                      \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    __attribute__((target("avx2"))) static void name##_avx2 params                                           \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    static void name##_generic params                                                                        \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
     static void name params                                                                                  \
     {                                                                                                        \
         const tml_isa isa_ = tml_cpu_isa();                                                                  \
@@ -76,8 +89,11 @@ void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b
             name##_generic args;                                                                             \
     }
 #else
-#define TML_OPS_MULTIVERSION(name, params, args)                                                            \
-    static void name params { name##_body args; }
+#define TML_OPS_MULTIVERSION(name, params, args)                                                             \
+    static void name params                                                                                  \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }
 #endif
 
 /* 16-float vectors (GCC/Clang vector extensions): one AVX-512 register, two

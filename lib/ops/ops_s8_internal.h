@@ -18,7 +18,9 @@
 
 #include "tinyml/tml_ops_s8.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+/* x86 SIMD kernels; -DTML_S8_NO_SIMD builds the portable code only (to test it
+ * on x86 as it runs elsewhere). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(TML_S8_NO_SIMD)
 #define TML_S8_X86 1
 #endif
 
@@ -61,23 +63,27 @@ void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t 
  *
  * C[m][j] = requant(sum_k A[m][k] * W[j][k] + corr[j]) for j < n, where W (n, k)
  * is row-major with row stride ldw (the caller's weights, not copied for the
- * generic isa) and the A operand depends on the isa:
+ * generic isa) and k = nseg * seglen: the reduction is cut into nseg segments
+ * of seglen (a conv's kernel rows: kw * c/groups values each). The A operand
+ * depends on the isa:
  *
- *   GENERIC  int8 x as stored, row stride lda bytes (>= k);
+ *   GENERIC  int8 x as stored, rows of k at stride lda bytes (>= k);
  *            corr[j] = bias[j] - in_zp * sum_k W[j][k]
- *   AVX2     int16 (x - in_zp), k padded with zeros to k2 = roundup(k, 2),
- *            row stride lda int16 elements; corr[j] = bias[j]
- *   VNNI     uint8 (x + 128) (= x ^ 0x80) with row stride lda bytes, or, with
- *            `raw_a`, int8 x as stored (the kernel flips the sign bits itself);
- *            rows of im2col buffers are padded to k4 = roundup(k, 4) (the pad
- *            bytes meet zero weights, any value works); raw rows may have any
- *            length: the last partial group of 4 is loaded byte by byte.
+ *   AVX2     int16 (x - in_zp), rows padded with zeros to k2 = roundup(k, 2),
+ *            stride lda int16 elements; corr[j] = bias[j]
+ *   VNNI     indirect: row i, segment s is the int8 run arow[i*nseg + s][0..seg4)
+ *            with seg4 = roundup(seglen, 4); bytes past seglen are read but
+ *            meet zero weights (so the pointer must have seg4 readable bytes).
+ *            A conv points the rows straight into its input (no im2col) and
+ *            only copies the segments that cross the image border. The kernel
+ *            flips the sign bits (u8 = x + 128) after each broadcast;
  *            corr[j] = bias[j] - (in_zp + 128) * sum_k W[j][k]
  *
- * Packed weights (VNNI): panels of 16 output channels; panel P is k4*16 bytes,
- * byte (kb*64 + j*4 + t) = W[16P + j][4kb + t] (0 beyond n or k). One
- * _mm512_dpbusd_epi32 of a broadcast 4-byte group of A with row kb of a panel
- * adds four products to each of 16 channel accumulators.
+ * Packed weights (VNNI): panels of 16 output channels; panel P holds, for each
+ * segment s and group g < seg4/4, 64 bytes: byte j*4 + t = W[16P + j][s*seglen
+ * + 4g + t] (0 beyond n or seglen). One _mm512_dpbusd_epi32 of a broadcast
+ * 4-byte group of A with those 64 bytes adds four products to each of 16
+ * channel accumulators.
  * Packed weights (AVX2): panels of 8 channels of int16; panel P is k2*8
  * elements, element (kb*16 + j*2 + t) = W[8P + j][2kb + t]; one
  * _mm256_madd_epi16 of a broadcast int16 pair adds two products per channel.
@@ -87,27 +93,30 @@ void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t 
  * result is the true accumulator whenever that fits in int32). */
 typedef struct tml_s8_gemm_b {
     tml_s8_isa isa;
-    int n, k;          /* output channels, reduction length */
-    int np;            /* n rounded up to the panel width (16 / 8 / 1) */
-    const void *wp;    /* packed weights (VNNI, AVX2) or the caller's W (generic) */
-    ptrdiff_t ldw;     /* generic: row stride of W */
+    int n, k;            /* output channels, reduction length */
+    int nseg, seglen, seg4; /* k = nseg * seglen; VNNI segments padded to seg4 */
+    int np;              /* n rounded up to the panel width (16 / 8 / 1) */
+    const void *wp;      /* packed weights (VNNI, AVX2) or the caller's W (generic) */
+    ptrdiff_t ldw;       /* generic: row stride of W */
     const int32_t *corr, *mult, *lsh, *rsh; /* (np) per channel; lsh/rsh = max(+-shift, 0) */
-    int any_lsh;       /* some channel has shift > 0 */
+    int any_lsh;         /* some channel has shift > 0 */
+    int simple;          /* every mult >= 0 and shift <= 0: one-step epilogue */
     int32_t out_zp, act_min, act_max;
 } tml_s8_gemm_b;
 
-/* Bytes of `buf` tml_s8_gemm_prepare needs for (n, k), for any isa. */
-size_t tml_s8_gemm_prep_size(int n, int k);
-/* Packs W (n, k) (row stride ldw) for `isa` into buf (64-byte aligned), and
- * computes the per-channel corrections and requantization constants. bias,
- * mult, shift point at this GEMM's n channels (bias may be NULL). */
-void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int k, const int8_t *w, ptrdiff_t ldw, const int32_t *bias,
-                         int32_t in_zp, int32_t out_zp, const int32_t *mult, const int32_t *shift,
-                         int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b);
-/* y[i*ldy + j] = C[i][j] for i < m, j < b->n. A as described for b->isa
- * (raw_a: VNNI only, int8 x instead of biased bytes). */
-void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int raw_a, int8_t *y,
-                     ptrdiff_t ldy);
+/* Bytes of `buf` tml_s8_gemm_prepare needs, for any isa. */
+size_t tml_s8_gemm_prep_size(int n, int nseg, int seglen);
+/* Packs W (n, nseg*seglen) (row stride ldw) for `isa` into buf (aligned
+ * internally), and computes the per-channel corrections and requantization
+ * constants. bias, mult, shift point at this GEMM's n channels (bias may be
+ * NULL). */
+void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8_t *w, ptrdiff_t ldw,
+                         const int32_t *bias, int32_t in_zp, int32_t out_zp, const int32_t *mult,
+                         const int32_t *shift, int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b);
+/* GENERIC / AVX2: y[i*ldy + j] = C[i][j] for i < m, j < b->n, A dense. */
+void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy);
+/* VNNI: the same with A given by row / segment pointers (see above). */
+void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy);
 
 /* ---- scalar requantization used by the fast kernels ----------------------------------
  * Same arithmetic as tml_requantize() (quant_math.c), inlined. */

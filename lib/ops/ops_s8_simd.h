@@ -16,6 +16,14 @@
  *      case reaching 2^31 is INT32_MIN * INT32_MIN), negative ones negated.
  *   3. rounding divide by 2^rsh: mask / remainder / threshold as in
  *      tml_rounding_divide_by_pot.
+ *
+ * One-step form, when every mult >= 0 and every shift <= 0 (the usual case,
+ * tml_s8_gemm_b.simple): both roundings are "half up" on the magnitude |acc| *
+ * mult = P, and floor((floor((P + 2^30) / 2^31) + 2^(rsh-1)) / 2^rsh) equals
+ * floor((P + 2^30 + 2^(30+rsh)) / 2^(31+rsh)) (nested floor division by
+ * integers; the 2^(30+rsh) term only for rsh > 0), so one 64-bit add and one
+ * variable shift give the magnitude; P + addend < 2^63 and the magnitude is
+ * <= 2^31 - 1. Same result as the general form, in about half the operations.
  */
 #ifndef TML_OPS_S8_SIMD_H
 #define TML_OPS_S8_SIMD_H
@@ -55,6 +63,41 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512(__m512i acc, __m512i mult, __
     const __m512i thr = _mm512_add_epi32(_mm512_srli_epi32(msk, 1), _mm512_srli_epi32(hm, 31));
     const __m512i q = _mm512_srav_epi32(hm, rsh);
     return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+}
+
+/* Per-lane constants of the one-step form from rsh (int32 lanes in [0, 31]):
+ * 64-bit shift counts 31 + rsh and addends for the even and odd lanes. */
+TML_S8_INLINE TML_S8_TGT_VNNI void tml_s8_simple_consts512(__m512i rsh, __m512i *sh_e, __m512i *sh_o, __m512i *add_e,
+                                                            __m512i *add_o)
+{
+    const __m512i r_e = _mm512_and_si512(rsh, _mm512_set1_epi64(0xFFFFFFFF)), r_o = _mm512_srli_epi64(rsh, 32);
+    const __m512i c30 = _mm512_set1_epi64((int64_t)1 << 30), c31 = _mm512_set1_epi64(31);
+    *sh_e = _mm512_add_epi64(r_e, c31);
+    *sh_o = _mm512_add_epi64(r_o, c31);
+    *add_e = _mm512_mask_add_epi64(c30, _mm512_test_epi64_mask(r_e, r_e), c30, _mm512_sllv_epi64(c30, r_e));
+    *add_o = _mm512_mask_add_epi64(c30, _mm512_test_epi64_mask(r_o, r_o), c30, _mm512_sllv_epi64(c30, r_o));
+}
+
+/* The one-step requantization (mult >= 0, no left shift); mult_o = mult >> 32
+ * (64-bit lanes: the odd multipliers moved down). */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_simple(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
+                                                           __m512i sh_o, __m512i add_e, __m512i add_o)
+{
+    const __mmask16 neg = _mm512_cmplt_epi32_mask(acc, _mm512_setzero_si512());
+    const __m512i ax = _mm512_abs_epi32(acc);
+    const __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, mult), add_e), sh_e);
+    const __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    const __m512i mag = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
+    return _mm512_mask_sub_epi32(mag, neg, _mm512_setzero_si512(), mag);
+}
+
+TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512_simple(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
+                                                            __m512i sh_o, __m512i add_e, __m512i add_o, __m512i lo_zp,
+                                                            __m512i hi_zp, __m512i zp)
+{
+    __m512i v = tml_s8_rq512_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o);
+    v = _mm512_min_epi32(_mm512_max_epi32(v, lo_zp), hi_zp);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
 }
 
 /* Requantize, clamp to [lo - zp, hi - zp] (lo/hi/zp broadcast), add zp, narrow
@@ -103,6 +146,38 @@ TML_S8_INLINE TML_S8_TGT_AVX2 __m128i tml_s8_out256(__m256i acc, __m256i mult, _
     __m256i v = tml_s8_rq256(acc, mult, lsh, rsh, any_lsh);
     v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo_zp), hi_zp), zp);
     /* bytes 0,4,8,12 of each 128-bit lane, then the two lanes' dwords 0 and 4 */
+    const __m256i sel = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12,
+                                         -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    v = _mm256_shuffle_epi8(v, sel);
+    v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    return _mm256_castsi256_si128(v);
+}
+
+TML_S8_INLINE TML_S8_TGT_AVX2 void tml_s8_simple_consts256(__m256i rsh, __m256i *sh_e, __m256i *sh_o, __m256i *add_e,
+                                                            __m256i *add_o)
+{
+    const __m256i r_e = _mm256_and_si256(rsh, _mm256_set1_epi64x(0xFFFFFFFF)), r_o = _mm256_srli_epi64(rsh, 32);
+    const __m256i c30 = _mm256_set1_epi64x((int64_t)1 << 30), c31 = _mm256_set1_epi64x(31);
+    const __m256i zero = _mm256_setzero_si256();
+    *sh_e = _mm256_add_epi64(r_e, c31);
+    *sh_o = _mm256_add_epi64(r_o, c31);
+    /* r == 0: 2^30 only; else 2^30 + 2^(30 + r) */
+    *add_e = _mm256_add_epi64(c30, _mm256_andnot_si256(_mm256_cmpeq_epi64(r_e, zero), _mm256_sllv_epi64(c30, r_e)));
+    *add_o = _mm256_add_epi64(c30, _mm256_andnot_si256(_mm256_cmpeq_epi64(r_o, zero), _mm256_sllv_epi64(c30, r_o)));
+}
+
+TML_S8_INLINE TML_S8_TGT_AVX2 __m128i tml_s8_out256_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
+                                                            __m256i sh_o, __m256i add_e, __m256i add_o, __m256i lo_zp,
+                                                            __m256i hi_zp, __m256i zp)
+{
+    const __m256i neg = _mm256_srai_epi32(acc, 31);
+    const __m256i ax = _mm256_abs_epi32(acc);
+    const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
+    const __m256i po = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+    /* (mag ^ neg) - neg negates where acc < 0 */
+    __m256i v = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
+    v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo_zp), hi_zp), zp);
     const __m256i sel = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12,
                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     v = _mm256_shuffle_epi8(v, sel);

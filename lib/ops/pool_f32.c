@@ -50,9 +50,15 @@ static void pool_ref(const tml_window *p, const float *x, float *y, int is_max)
                 }
 }
 
-void tml_maxpool_f32_ref(const tml_window *p, const float *x, float *y) { pool_ref(p, x, y, 1); }
+void tml_maxpool_f32_ref(const tml_window *p, const float *x, float *y)
+{
+    pool_ref(p, x, y, 1);
+}
 
-void tml_avgpool_f32_ref(const tml_window *p, const float *x, float *y) { pool_ref(p, x, y, 0); }
+void tml_avgpool_f32_ref(const tml_window *p, const float *x, float *y)
+{
+    pool_ref(p, x, y, 0);
+}
 
 void tml_global_avgpool_f32_ref(int n, int hw, int c, const float *x, float *y)
 {
@@ -70,8 +76,8 @@ void tml_global_avgpool_f32_ref(int n, int hw, int c, const float *x, float *y)
 
 /* One block of 16 channels starting at x / y for the taps in [ky0,ky1) x
  * [kx0,kx1), held in a register; same operations in the same order as pool_ref. */
-TML_OPS_INLINE void pool_block16(const tml_window *p, const float *x, int64_t n, int oy, int ox, int ky0, int ky1,
-                                 int kx0, int kx1, int is_max, float *y)
+TML_OPS_INLINE void pool_block16(const tml_window *p, const float *x, int64_t n, int oy, int ox, int ky0,
+                                 int ky1, int kx0, int kx1, int is_max, float *y)
 {
     const int C = p->c;
     const int count = (ky1 - ky0) * (kx1 - kx0);
@@ -96,8 +102,8 @@ TML_OPS_INLINE void pool_block16(const tml_window *p, const float *x, int64_t n,
 }
 
 /* The same for a tail of cn < 16 channels, one by one. */
-TML_OPS_INLINE void pool_tail(const tml_window *p, const float *x, int64_t n, int oy, int ox, int ky0, int ky1,
-                              int kx0, int kx1, int is_max, int cn, float *y)
+TML_OPS_INLINE void pool_tail(const tml_window *p, const float *x, int64_t n, int oy, int ox, int ky0,
+                              int ky1, int kx0, int kx1, int is_max, int cn, float *y)
 {
     const int C = p->c;
     const int count = (ky1 - ky0) * (kx1 - kx0);
@@ -148,7 +154,8 @@ TML_OPS_INLINE void pool_rows_body(const tml_window *p, const float *x, float *y
         }
     }
 }
-TML_OPS_MULTIVERSION(pool_rows, (const tml_window *p, const float *x, float *y, int is_max, int64_t r0, int64_t r1),
+TML_OPS_MULTIVERSION(pool_rows,
+                     (const tml_window *p, const float *x, float *y, int is_max, int64_t r0, int64_t r1),
                      (p, x, y, is_max, r0, r1))
 
 static void pool_fast(const tml_window *p, const float *x, float *y, int is_max)
@@ -166,9 +173,15 @@ static void pool_fast(const tml_window *p, const float *x, float *y, int is_max)
     pool_rows(p, x, y, is_max, 0, rows);
 }
 
-void tml_maxpool_f32(const tml_window *p, const float *x, float *y) { pool_fast(p, x, y, 1); }
+void tml_maxpool_f32(const tml_window *p, const float *x, float *y)
+{
+    pool_fast(p, x, y, 1);
+}
 
-void tml_avgpool_f32(const tml_window *p, const float *x, float *y) { pool_fast(p, x, y, 0); }
+void tml_avgpool_f32(const tml_window *p, const float *x, float *y)
+{
+    pool_fast(p, x, y, 0);
+}
 
 TML_OPS_INLINE void gap_body(int hw, int c, const float *x, float *y)
 {
@@ -188,7 +201,8 @@ TML_OPS_MULTIVERSION(gap, (int hw, int c, const float *x, float *y), (hw, c, x, 
 void tml_global_avgpool_f32(int n, int hw, int c, const float *x, float *y)
 {
 #ifdef TML_OPS_OMP
-    if ((int64_t)n * hw * c >= TML_OPS_PAR_ELEMS && n > 1 && !omp_in_parallel() && omp_get_max_threads() > 1) {
+    if ((int64_t)n * hw * c >= TML_OPS_PAR_ELEMS && n > 1 && !omp_in_parallel() &&
+        omp_get_max_threads() > 1) {
 #pragma omp parallel for schedule(static)
         for (int b = 0; b < n; b++) gap((int)hw, c, x + (int64_t)b * hw * c, y + (int64_t)b * c);
         return;

@@ -78,3 +78,155 @@ void tml_global_avgpool_s8_ref(int n, int hw, int c, const int8_t *x, int8_t *y)
             y[(int64_t)b * c + ch] = clamp8(v, -128, 127);
         }
 }
+
+/* ---- fast pools ----------------------------------------------------------------------------
+ * Same results as the _ref kernels. NHWC keeps a pixel's channels contiguous,
+ * so the channel loops are innermost (blocks of 64 on the stack) and
+ * vectorize; the in-image tap range is computed once per output pixel. The
+ * average divides in float: for integers a < 2^24 and b with a + b < 2^24,
+ * floor(fl(a / b)) == floor(a / b) (a correctly rounded quotient of such
+ * integers never reaches the next integer), which holds for windows of up to
+ * 65536 taps (|sum| <= 128 * count); larger windows divide in integers. */
+
+#define POOL_BLOCK 64
+
+/* Kernel taps [k0, k1) of output position o along one axis (input size n). */
+static void tap_range(int o, int stride, int pad, int dil, int k, int n, int *k0, int *k1)
+{
+    const int i0 = o * stride - pad;
+    int a = 0, b = k;
+    while (a < b && i0 + a * dil < 0) a++;
+    while (b > a && i0 + (b - 1) * dil >= n) b--;
+    *k0 = a;
+    *k1 = b;
+}
+
+static inline __attribute__((always_inline)) void maxpool_body(const tml_window *p, int32_t act_min, int32_t act_max,
+                                                               const int8_t *x, int8_t *y)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    const int8_t lo = (int8_t)(act_min < -128 ? -128 : act_min > 127 ? 127 : act_min);
+    const int8_t hi = (int8_t)(act_max < -128 ? -128 : act_max > 127 ? 127 : act_max);
+    for (int b = 0; b < p->n; b++)
+        for (int oy = 0; oy < OH; oy++) {
+            int ky0, ky1;
+            tap_range(oy, p->sh, p->pad_t, p->dh, p->kh, H, &ky0, &ky1);
+            for (int ox = 0; ox < OW; ox++) {
+                int kx0, kx1;
+                tap_range(ox, p->sw, p->pad_l, p->dw, p->kw, W, &kx0, &kx1);
+                int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + ox) * C;
+                const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+                for (int c0 = 0; c0 < C; c0 += POOL_BLOCK) {
+                    const int nb = C - c0 < POOL_BLOCK ? C - c0 : POOL_BLOCK;
+                    int8_t m[POOL_BLOCK];
+                    for (int j = 0; j < nb; j++) m[j] = lo; /* empty window: act_min */
+                    int first = 1;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            const int8_t *xp =
+                                x + (((ptrdiff_t)b * H + iy0 + ky * p->dh) * W + ix0 + kx * p->dw) * C + c0;
+                            if (first) {
+                                for (int j = 0; j < nb; j++) m[j] = xp[j];
+                                first = 0;
+                            } else {
+                                for (int j = 0; j < nb; j++) m[j] = xp[j] > m[j] ? xp[j] : m[j];
+                            }
+                        }
+                    for (int j = 0; j < nb; j++) {
+                        const int8_t v = m[j] < lo ? lo : m[j];
+                        yp[c0 + j] = v > hi ? hi : v;
+                    }
+                }
+            }
+        }
+}
+
+static inline __attribute__((always_inline)) void avgpool_body(const tml_window *p, int32_t act_min, int32_t act_max,
+                                                               const int8_t *x, int8_t *y)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow;
+    for (int b = 0; b < p->n; b++)
+        for (int oy = 0; oy < OH; oy++) {
+            int ky0, ky1;
+            tap_range(oy, p->sh, p->pad_t, p->dh, p->kh, H, &ky0, &ky1);
+            for (int ox = 0; ox < OW; ox++) {
+                int kx0, kx1;
+                tap_range(ox, p->sw, p->pad_l, p->dw, p->kw, W, &kx0, &kx1);
+                const int count = (ky1 - ky0) * (kx1 - kx0);
+                int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + ox) * C;
+                const int iy0 = oy * p->sh - p->pad_t, ix0 = ox * p->sw - p->pad_l;
+                for (int c0 = 0; c0 < C; c0 += POOL_BLOCK) {
+                    const int nb = C - c0 < POOL_BLOCK ? C - c0 : POOL_BLOCK;
+                    int32_t s[POOL_BLOCK];
+                    for (int j = 0; j < nb; j++) s[j] = 0;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            const int8_t *xp =
+                                x + (((ptrdiff_t)b * H + iy0 + ky * p->dh) * W + ix0 + kx * p->dw) * C + c0;
+                            for (int j = 0; j < nb; j++) s[j] += xp[j];
+                        }
+                    if (count == 0) {
+                        for (int j = 0; j < nb; j++) yp[c0 + j] = clamp8(0, act_min, act_max);
+                    } else if (count <= 65536) {
+                        const float fc = (float)count;
+                        const int32_t half = count / 2;
+                        for (int j = 0; j < nb; j++) {
+                            const int32_t a = (s[j] < 0 ? -s[j] : s[j]) + half;
+                            int32_t q = (int32_t)((float)a / fc);
+                            q = s[j] < 0 ? -q : q;
+                            q = q < act_min ? act_min : q;
+                            yp[c0 + j] = (int8_t)(q > act_max ? act_max : q);
+                        }
+                    } else {
+                        for (int j = 0; j < nb; j++) yp[c0 + j] = clamp8(div_round_away(s[j], count), act_min, act_max);
+                    }
+                }
+            }
+        }
+}
+
+static void maxpool_generic(const tml_window *p, int32_t lo, int32_t hi, const int8_t *x, int8_t *y)
+{
+    maxpool_body(p, lo, hi, x, y);
+}
+
+static void avgpool_generic(const tml_window *p, int32_t lo, int32_t hi, const int8_t *x, int8_t *y)
+{
+    avgpool_body(p, lo, hi, x, y);
+}
+
+#ifdef TML_S8_X86
+static __attribute__((target("avx2"))) void maxpool_avx2(const tml_window *p, int32_t lo, int32_t hi, const int8_t *x,
+                                                         int8_t *y)
+{
+    maxpool_body(p, lo, hi, x, y);
+}
+
+static __attribute__((target("avx2"))) void avgpool_avx2(const tml_window *p, int32_t lo, int32_t hi, const int8_t *x,
+                                                         int8_t *y)
+{
+    avgpool_body(p, lo, hi, x, y);
+}
+#endif
+
+void tml_maxpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y)
+{
+#ifdef TML_S8_X86
+    if (tml_s8_cpu_isa() >= TML_S8_ISA_AVX2) {
+        maxpool_avx2(p, act_min, act_max, x, y);
+        return;
+    }
+#endif
+    maxpool_generic(p, act_min, act_max, x, y);
+}
+
+void tml_avgpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y)
+{
+#ifdef TML_S8_X86
+    if (tml_s8_cpu_isa() >= TML_S8_ISA_AVX2) {
+        avgpool_avx2(p, act_min, act_max, x, y);
+        return;
+    }
+#endif
+    avgpool_generic(p, act_min, act_max, x, y);
+}

@@ -20,9 +20,9 @@
 #define BN_BLOCK 64
 #define BN_PAR_MIN ((int64_t)1 << 16)
 
-static void bn_fwd_block(int64_t rows, int c, int c0, int nb, const float *x, const float *gamma, const float *beta,
-                         float eps, float momentum, float *running_mean, float *running_var, float *save_mean,
-                         float *save_inv_std, float *y)
+static void bn_fwd_block(int64_t rows, int c, int c0, int nb, const float *x, const float *gamma,
+                         const float *beta, float eps, float momentum, float *running_mean,
+                         float *running_var, float *save_mean, float *save_inv_std, float *y)
 {
     double sum[BN_BLOCK], sq[BN_BLOCK];
     float mean[BN_BLOCK], scale[BN_BLOCK];
@@ -50,7 +50,8 @@ static void bn_fwd_block(int64_t rows, int c, int c0, int nb, const float *x, co
         save_mean[ch] = (float)meand[j];
         save_inv_std[ch] = (float)inv_std;
         if (running_mean)
-            running_mean[ch] = (float)((1.0 - (double)momentum) * running_mean[ch] + (double)momentum * meand[j]);
+            running_mean[ch] =
+                (float)((1.0 - (double)momentum) * running_mean[ch] + (double)momentum * meand[j]);
         if (running_var)
             running_var[ch] = (float)((1.0 - (double)momentum) * running_var[ch] + (double)momentum * var_u);
     }
@@ -61,9 +62,9 @@ static void bn_fwd_block(int64_t rows, int c, int c0, int nb, const float *x, co
     }
 }
 
-void tml_batchnorm_f32_train(int64_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                             float momentum, float *running_mean, float *running_var, float *save_mean,
-                             float *save_inv_std, float *y)
+void tml_batchnorm_f32_train(int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+                             float eps, float momentum, float *running_mean, float *running_var,
+                             float *save_mean, float *save_inv_std, float *y)
 {
     const int nblk = (c + BN_BLOCK - 1) / BN_BLOCK;
 #ifdef _OPENMP

@@ -257,8 +257,8 @@ void tml_conv2d_f32_bwd_ex(const tml_window *p, const float *x, const float *w, 
             tml_sgemm(1, 0, og, cg, (int)rows, 1.0f, dz + (int64_t)g * og, o, x + (int64_t)g * cg, c, 0.0f,
                       dw + (int64_t)g * og * cg, cg);
             if (dx)
-                tml_sgemm(0, 0, (int)rows, cg, og, 1.0f, dz + (int64_t)g * og, o, w + (int64_t)g * og * cg, cg,
-                          0.0f, dx + (int64_t)g * cg, c);
+                tml_sgemm(0, 0, (int)rows, cg, og, 1.0f, dz + (int64_t)g * og, o, w + (int64_t)g * og * cg,
+                          cg, 0.0f, dx + (int64_t)g * cg, c);
         }
         return;
     }
@@ -274,7 +274,8 @@ void tml_conv2d_f32_bwd_ex(const tml_window *p, const float *x, const float *w, 
         for (int g = 0; g < G; g++) {
             const float *dzg = dz + r0 * o + (int64_t)g * og;
             im2col_rows(p, x, g, r0, r1, cols);
-            tml_sgemm(1, 0, og, K, m, 1.0f, dzg, o, cols, K, r0 == 0 ? 0.0f : 1.0f, dw + (int64_t)g * og * K, K);
+            tml_sgemm(1, 0, og, K, m, 1.0f, dzg, o, cols, K, r0 == 0 ? 0.0f : 1.0f, dw + (int64_t)g * og * K,
+                      K);
             if (dx) {
                 tml_sgemm(0, 0, m, K, og, 1.0f, dzg, o, w + (int64_t)g * og * K, K, 0.0f, cols, K);
                 col2im_chunk(p, cols, g, r0, r1, dx);

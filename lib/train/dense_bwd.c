@@ -14,7 +14,8 @@ void tml_dense_f32_bwd_ref(int n, int in, int out, const float *x, const float *
     for (int o = 0; o < out; o++) {
         for (int i = 0; i < in; i++) {
             double acc = 0.0;
-            for (int r = 0; r < n; r++) acc += (double)dz[(int64_t)r * out + o] * (double)x[(int64_t)r * in + i];
+            for (int r = 0; r < n; r++)
+                acc += (double)dz[(int64_t)r * out + o] * (double)x[(int64_t)r * in + i];
             dw[(int64_t)o * in + i] = (float)acc;
         }
         if (db) {
@@ -27,7 +28,8 @@ void tml_dense_f32_bwd_ref(int n, int in, int out, const float *x, const float *
     for (int r = 0; r < n; r++)
         for (int i = 0; i < in; i++) {
             double acc = 0.0;
-            for (int o = 0; o < out; o++) acc += (double)dz[(int64_t)r * out + o] * (double)w[(int64_t)o * in + i];
+            for (int o = 0; o < out; o++)
+                acc += (double)dz[(int64_t)r * out + o] * (double)w[(int64_t)o * in + i];
             dx[(int64_t)r * in + i] = (float)acc;
         }
 }

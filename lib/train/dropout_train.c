@@ -24,7 +24,10 @@ static inline uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static inline uint64_t drop_base(uint64_t seed, uint64_t step) { return mix64(mix64(seed + GOLDEN) ^ step); }
+static inline uint64_t drop_base(uint64_t seed, uint64_t step)
+{
+    return mix64(mix64(seed + GOLDEN) ^ step);
+}
 
 /* Elements with top-32 hash bits below this are dropped; rate in [0, 1). */
 static inline uint64_t drop_threshold(float rate)
@@ -39,7 +42,10 @@ static inline int keep_h(uint64_t base, int64_t i, uint64_t thr)
     return (mix64(base + ((uint64_t)i + 1u) * GOLDEN) >> 32) >= thr;
 }
 
-uint64_t tml_dropout_seed(uint64_t run_seed, int node) { return mix64(run_seed ^ mix64((uint64_t)node + 1u)); }
+uint64_t tml_dropout_seed(uint64_t run_seed, int node)
+{
+    return mix64(run_seed ^ mix64((uint64_t)node + 1u));
+}
 
 int tml_dropout_keep(uint64_t seed, uint64_t step, int64_t i, float rate)
 {

@@ -86,7 +86,10 @@ void tml_dwconv2d_f32_bwd_ref(const tml_window *p, const float *x, const float *
 
 /* ---- fast ---------------------------------------------------------------------------- */
 
-static int dw_parts(const tml_window *p) { return p->n < DW_PARTS ? (p->n > 0 ? p->n : 1) : DW_PARTS; }
+static int dw_parts(const tml_window *p)
+{
+    return p->n < DW_PARTS ? (p->n > 0 ? p->n : 1) : DW_PARTS;
+}
 
 size_t tml_dwconv2d_f32_bwd_scratch_size(const tml_window *p)
 {
@@ -96,14 +99,16 @@ size_t tml_dwconv2d_f32_bwd_scratch_size(const tml_window *p)
 
 /* Samples [b0, b1): dx of those samples (overwritten, if dx) and their dW / db
  * sums into pdw (kh*kw*co) and pdb (co), overwritten. */
-static void dw_part(const tml_window *p, const float *x, const float *w, const float *dz, float *dx, float *pdw,
-                    float *pdb, int b0, int b1)
+static void dw_part(const tml_window *p, const float *x, const float *w, const float *dz, float *dx,
+                    float *pdw, float *pdb, int b0, int b1)
 {
     const int m = p->depth_mult, c = p->c, kw = p->kw;
     const int64_t co = (int64_t)c * m;
     memset(pdw, 0, sizeof(float) * (size_t)((int64_t)p->kh * kw * co));
     memset(pdb, 0, sizeof(float) * (size_t)co);
-    if (dx) memset(dx + (int64_t)b0 * p->h * p->w * c, 0, sizeof(float) * (size_t)((int64_t)(b1 - b0) * p->h * p->w * c));
+    if (dx)
+        memset(dx + (int64_t)b0 * p->h * p->w * c, 0,
+               sizeof(float) * (size_t)((int64_t)(b1 - b0) * p->h * p->w * c));
     for (int b = b0; b < b1; b++)
         for (int oy = 0; oy < p->oh; oy++)
             for (int ox = 0; ox < p->ow; ox++) {
@@ -127,8 +132,7 @@ static void dw_part(const tml_window *p, const float *x, const float *w, const f
                             }
                         } else {
                             for (int ic = 0; ic < c; ic++)
-                                for (int j = 0; j < m; j++)
-                                    dwr[ic * m + j] += dzr[ic * m + j] * xr[ic];
+                                for (int j = 0; j < m; j++) dwr[ic * m + j] += dzr[ic * m + j] * xr[ic];
                             if (dx) {
                                 float *dxr = dx + pix * c;
                                 for (int ic = 0; ic < c; ic++) {

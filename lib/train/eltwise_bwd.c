@@ -101,7 +101,8 @@ void tml_sum_rows_f32(int64_t rows, int cols, int ld, const float *x, float *out
         const int nb = cols - j0 < SUM_BLOCK ? cols - j0 : SUM_BLOCK;
         double acc[SUM_PARTS][SUM_BLOCK];
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parts > 1 && (int64_t)nb * rows >= ELT_PAR_MIN && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parts > 1 && (int64_t)nb * rows >= ELT_PAR_MIN &&              \
+                                              !omp_in_parallel())
 #endif
         for (int q = 0; q < parts; q++)
             sum_rows_part(rows * q / parts, rows * (q + 1) / parts, nb, ld, x + j0, acc[q]);

@@ -54,8 +54,8 @@ double tml_softmax_xent_f32(int n, int k, const float *logits, const int32_t *la
     return n > 0 ? total / (double)n : 0.0;
 }
 
-double tml_kd_loss_f32(int n, int k, const float *student, const float *teacher, const int32_t *labels, float T,
-                       float alpha, float eps, float *dstudent)
+double tml_kd_loss_f32(int n, int k, const float *student, const float *teacher, const int32_t *labels,
+                       float T, float alpha, float eps, float *dstudent)
 {
     const double a = (double)alpha, invT = 1.0 / (double)T, coef = n > 0 ? 1.0 / (double)n : 0.0;
     double kd = 0.0, ce = 0.0;

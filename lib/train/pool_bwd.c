@@ -7,8 +7,9 @@
  * its window in row-major (ky, kx) order, per channel: as the forward
  * (lib/ops/pool_f32.c), the running max starts at -inf and a tap replaces it
  * only when strictly greater, so NaN taps never win; when no tap beats -inf
- * (all NaN / -inf) the gradient goes to the first in-range tap. Average pool spreads dy / count (count = in-range taps) over the
- * in-range taps. Windows may overlap (stride < kernel): contributions add.
+ * (all NaN / -inf) the gradient goes to the first in-range tap. Average pool
+ * spreads dy / count (count = in-range taps) over the in-range taps. Windows
+ * may overlap (stride < kernel): contributions add.
  *
  * OpenMP over samples: a sample's dx is written by one thread, outputs in
  * order, so the bits do not depend on the thread count.

@@ -667,6 +667,27 @@ static void update(tml_trainer *t, double lr)
     }
 }
 
+/* After a hook changed weights: pruned tensors get (narrower) masks. */
+static tml_status refresh_masks(tml_trainer *t)
+{
+    for (int i = 0; i < t->n_params; i++) {
+        param *p = &t->params[i];
+        const tml_tensor *w = &t->m->tensors[p->tensor];
+        if (p->clustered || !w->pruned) continue;
+        if (!p->mask) {
+            p->mask = malloc((size_t)p->numel);
+            if (!p->mask) return tml_error(TML_ERR_NOMEM, "out of memory");
+            memset(p->mask, 1, (size_t)p->numel);
+        }
+        const float *d = w->data;
+        for (int64_t j = 0; j < p->numel; j++) p->mask[j] &= d[j] != 0.0f;
+        /* moments of newly masked weights restart from zero */
+        for (int64_t j = 0; j < p->numel; j++)
+            if (!p->mask[j]) p->m1[j] = p->m2[j] = 0.0f;
+    }
+    return TML_OK;
+}
+
 /* One optimizer step on samples idx[0..n); returns the batch loss, adds correct predictions. */
 static double train_step(tml_trainer *t, const int64_t *idx, int n, double lr, int64_t *correct)
 {
@@ -735,6 +756,14 @@ tml_status tml_trainer_run(tml_trainer *t)
             }
             loss_sum += l * n;
             seen += n;
+            if (o->hook && o->hook_every > 0 && t->step % o->hook_every == 0) {
+                tml_status hs = o->hook(o->user, t->m, t->step, steps * o->epochs);
+                if (!hs) hs = refresh_masks(t);
+                if (hs) {
+                    free(order);
+                    return hs;
+                }
+            }
             if (o->progress)
                 o->progress(o->user, t->epoch, s + 1, steps, loss_sum / (double)seen, (double)correct / (double)seen,
                             (double)seen / (now_s() - t0));

@@ -18,7 +18,7 @@
  *   - every `_ref` kernel is a plain scalar loop accumulating in double, the
  *     truth the fast twin is tested against;
  *   - results never depend on the number of OpenMP threads: parallel loops only
- *     split independent outputs, and every reduction has a fixed order fixed by
+ *     split independent outputs, and the order of every reduction is fixed by
  *     the shape alone (see each .c file).
  *
  * Ops whose backward is the identity (no kernel): RESHAPE (the gradient buffer
@@ -138,15 +138,16 @@ void tml_global_avgpool_f32_bwd(int n, int hw, int c, const float *dy, float *dx
  * TML_BN_DEFAULT_MOMENTUM). Statistics are exact per-channel double sums in row
  * order (two passes: mean, then squared deviations). y may alias x. */
 #define TML_BN_DEFAULT_MOMENTUM 0.1f
-void tml_batchnorm_f32_train(int64_t rows, int c, const float *x, const float *gamma, const float *beta, float eps,
-                             float momentum, float *running_mean, float *running_var, float *save_mean,
-                             float *save_inv_std, float *y);
+void tml_batchnorm_f32_train(int64_t rows, int c, const float *x, const float *gamma, const float *beta,
+                             float eps, float momentum, float *running_mean, float *running_var,
+                             float *save_mean, float *save_inv_std, float *y);
 /* Backward: with xhat = (x - mean) * inv_std,
  *   dbeta = sum_r dy,  dgamma = sum_r dy * xhat,
  *   dx = gamma * inv_std / rows * (rows * dy - dbeta - xhat * dgamma).
  * dx may be NULL; dx may alias dy. Sums in double, in row order. */
 void tml_batchnorm_f32_bwd(int64_t rows, int c, const float *x, const float *gamma, const float *save_mean,
-                           const float *save_inv_std, const float *dy, float *dx, float *dgamma, float *dbeta);
+                           const float *save_inv_std, const float *dy, float *dx, float *dgamma,
+                           float *dbeta);
 
 /* Backward of batch norm in inference mode (frozen statistics: fine-tuning
  * with tml_train_opts.freeze_bn): y = (x - mean) * gamma / sqrt(var + eps) + beta
@@ -183,8 +184,8 @@ double tml_softmax_xent_f32(int n, int k, const float *logits, const int32_t *la
  * (both means over the rows) and
  *   dstudent = alpha * T * (softmax(s/T) - softmax(t/T)) / n + (1 - alpha) * (softmax(s) - target) / n
  * (may be NULL). s = student logits, t = teacher logits, both (n, k). */
-double tml_kd_loss_f32(int n, int k, const float *student, const float *teacher, const int32_t *labels, float T,
-                       float alpha, float eps, float *dstudent);
+double tml_kd_loss_f32(int n, int k, const float *student, const float *teacher, const int32_t *labels,
+                       float T, float alpha, float eps, float *dstudent);
 /* Number of rows whose largest logit (first on ties) is the label. */
 int tml_count_correct_f32(int n, int k, const float *logits, const int32_t *labels);
 

@@ -67,7 +67,8 @@ static int cmp_double(const void *a, const void *b)
 /* Runs one configuration repeatedly for at least min_s seconds after one
  * warm-up call and returns the GFLOP/s of the median call (robust against
  * other processes taking the CPU now and then). isa < 0: the reference. */
-static double run(const bcase *c, int isa, int threads, double min_s, const float *A, const float *B, float *C)
+static double run(const bcase *c, int isa, int threads, double min_s, const float *A, const float *B,
+                  float *C)
 {
     static double samples[MAX_SAMPLES];
     const int lda = c->ta ? c->M : c->K, ldb = c->tb ? c->K : c->N, ldc = c->N;
@@ -102,14 +103,15 @@ int main(int argc, char **argv)
     maxt = omp_get_max_threads();
 #endif
     const tml_isa best = tml_cpu_isa();
-    printf("tml_sgemm benchmark: best ISA %s, %d OpenMP thread(s), >= %.2f s per cell\n", tml_isa_name(best), maxt,
-           min_s);
-    printf("%-22s %2s %2s %6s %5s %6s | %8s %9s %9s %9s\n", "case", "tA", "tB", "M", "N", "K", "ref", "fast 1T",
-           "fast", "avx2");
+    printf("tml_sgemm benchmark: best ISA %s, %d OpenMP thread(s), >= %.2f s per cell\n", tml_isa_name(best),
+           maxt, min_s);
+    printf("%-22s %2s %2s %6s %5s %6s | %8s %9s %9s %9s\n", "case", "tA", "tB", "M", "N", "K", "ref",
+           "fast 1T", "fast", "avx2");
     for (size_t i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++) {
         const bcase *c = &CASES[i];
         size_t na = (size_t)c->M * c->K, nb = (size_t)c->K * c->N, nc = (size_t)c->M * c->N;
-        float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float)), *C = malloc(nc * sizeof(float));
+        float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float)),
+              *C = malloc(nc * sizeof(float));
         if (!A || !B || !C) {
             fprintf(stderr, "bench_gemm: out of memory\n");
             return 1;
@@ -120,8 +122,8 @@ int main(int argc, char **argv)
         double f1 = run(c, (int)best, 1, min_s, A, B, C);
         double fn = run(c, (int)best, maxt, min_s, A, B, C);
         double a2 = best >= TML_ISA_AVX2 ? run(c, TML_ISA_AVX2, maxt, min_s, A, B, C) : 0.0;
-        printf("%-22s %2d %2d %6d %5d %6d | %8.2f %9.2f %9.2f %9.2f\n", c->name, c->ta, c->tb, c->M, c->N, c->K,
-               ref, f1, fn, a2);
+        printf("%-22s %2d %2d %6d %5d %6d | %8.2f %9.2f %9.2f %9.2f\n", c->name, c->ta, c->tb, c->M, c->N,
+               c->K, ref, f1, fn, a2);
         fflush(stdout);
         free(A);
         free(B);

@@ -4,7 +4,9 @@
  * the best instruction set on all OpenMP threads, on LeNet-5's layers (conv1
  * 28x28x1 -> 24x24x20 5x5, conv2 12x12x20 -> 8x8x50 5x5, fc1 800 -> 500),
  * a 3x3 depthwise on 14x14x64, and the whole LeNet-5 int8 forward pass
- * (conv1+relu, maxpool, conv2+relu, maxpool, fc1+relu, fc2), at batch 1 and 64.
+ * (conv1+relu, maxpool, conv2+relu, maxpool, fc1+relu, fc2; the reference
+ * column uses the _ref kernels throughout, the others tml_maxpool_s8), at
+ * batch 1 and 64.
  *
  *   bench_ops_s8 [min_seconds_per_case [case_name_substring]]   (default 0.2, all)
  *
@@ -171,9 +173,9 @@ static void lenet_run(lenet *L, int n, int isa, int64_t par, const int8_t *x, in
     }
     const tml_s8_isa is = (tml_s8_isa)isa;
     tml_conv2d_s8_ex(&L->c1.p, &L->c1.q, x, L->c1.w, L->c1.bias, L->a1, L->scratch, is, par);
-    tml_maxpool_s8_ref(&L->p1, -128, 127, L->a1, L->a2);
+    tml_maxpool_s8(&L->p1, -128, 127, L->a1, L->a2);
     tml_conv2d_s8_ex(&L->c2.p, &L->c2.q, L->a2, L->c2.w, L->c2.bias, L->a3, L->scratch, is, par);
-    tml_maxpool_s8_ref(&L->p2, -128, 127, L->a3, L->a4);
+    tml_maxpool_s8(&L->p2, -128, 127, L->a3, L->a4);
     tml_dense_s8_ex(n, 800, 500, &L->f1.q, L->a4, L->f1.w, L->f1.bias, L->a5, L->scratch, is, par);
     tml_dense_s8_ex(n, 500, 10, &L->f2.q, L->a5, L->f2.w, L->f2.bias, y, L->scratch, is, par);
 }

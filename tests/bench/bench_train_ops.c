@@ -169,10 +169,11 @@ static void layer_run(layer *L, int fast, int fwd)
         } else {
             tml_act_bwd_f32(L->act, (int64_t)BATCH * L->out, L->y, L->dy, L->dy);
             if (fast)
-                tml_dense_f32_bwd(BATCH, L->in, L->out, L->x, L->w, L->dy, L->need_dx ? L->dx : NULL, L->dw, L->db);
+                tml_dense_f32_bwd(BATCH, L->in, L->out, L->x, L->w, L->dy, L->need_dx ? L->dx : NULL, L->dw,
+                                  L->db);
             else
-                tml_dense_f32_bwd_ref(BATCH, L->in, L->out, L->x, L->w, L->dy, L->need_dx ? L->dx : NULL, L->dw,
-                                      L->db);
+                tml_dense_f32_bwd_ref(BATCH, L->in, L->out, L->x, L->w, L->dy, L->need_dx ? L->dx : NULL,
+                                      L->dw, L->db);
         }
         break;
     case K_LOSS:
@@ -217,9 +218,17 @@ int main(int argc, char **argv)
 {
     const double min_s = argc > 1 ? atof(argv[1]) : 0.5;
     layer L[] = {
-        {.name = "conv1", .k = K_CONV, .win = win_valid(28, 28, 1, 20, 5, 1), .act = TML_ACT_RELU, .need_dx = 0},
+        {.name = "conv1",
+         .k = K_CONV,
+         .win = win_valid(28, 28, 1, 20, 5, 1),
+         .act = TML_ACT_RELU,
+         .need_dx = 0},
         {.name = "pool1", .k = K_POOL, .win = win_valid(24, 24, 20, 20, 2, 2), .need_dx = 1},
-        {.name = "conv2", .k = K_CONV, .win = win_valid(12, 12, 20, 50, 5, 1), .act = TML_ACT_RELU, .need_dx = 1},
+        {.name = "conv2",
+         .k = K_CONV,
+         .win = win_valid(12, 12, 20, 50, 5, 1),
+         .act = TML_ACT_RELU,
+         .need_dx = 1},
         {.name = "pool2", .k = K_POOL, .win = win_valid(8, 8, 50, 50, 2, 2), .need_dx = 1},
         {.name = "fc1", .k = K_DENSE, .in = 800, .out = 500, .act = TML_ACT_RELU, .need_dx = 1},
         {.name = "fc2", .k = K_DENSE, .in = 500, .out = 10, .act = TML_ACT_NONE, .need_dx = 1},
@@ -248,7 +257,7 @@ int main(int argc, char **argv)
         sum[1] += tf[1] + tb[1];
         layer_free(&L[i]);
     }
-    printf("%-6s | %9s %9s %9.3f | %9s %9s %9.3f | %6.1fx\n", "total", "", "", 1e3 * sum[0], "", "", 1e3 * sum[1],
-           sum[0] / sum[1]);
+    printf("%-6s | %9s %9s %9.3f | %9s %9s %9.3f | %6.1fx\n", "total", "", "", 1e3 * sum[0], "", "",
+           1e3 * sum[1], sum[0] / sum[1]);
     return 0;
 }

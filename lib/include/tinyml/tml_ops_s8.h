@@ -33,23 +33,38 @@ extern "C" {
 /* ---- fixed-point helpers --------------------------------------------------------- */
 
 /* Splits a real multiplier M (> 0, finite) into a Q31 mult in [2^30, 2^31) and a
- * shift with M ~= mult * 2^(shift - 31). M == 0 gives mult 0, shift 0.
- * Multipliers below 2^-31 underflow to mult 0; above 2^31 are clamped (callers
- * reject such scales before). */
+ * shift in [-31, 30] with M ~= mult * 2^(shift - 31), relative error <= 2^-31
+ * (frexp; mult = round(frac * 2^31), a frac rounding up to 1.0 gives mult 2^30
+ * and shift + 1). M == 0, negative or NaN gives mult 0, shift 0. M < 2^-32
+ * underflows to mult 0, shift 0; M >= 2^30 (or +inf) is clamped to mult
+ * INT32_MAX, shift 30 (callers reject such scales before). */
 void tml_quantize_multiplier(double real, int32_t *mult, int *shift);
-/* round(a * b / 2^31), half away from zero, saturating the one overflow case
- * a == b == INT32_MIN. */
+/* round(a * b / 2^31) (= the high half of the doubled 64-bit product), half
+ * away from zero, saturating the one overflow case a == b == INT32_MIN to
+ * INT32_MAX. (gemmlowp's documented rounding; note its reference code nudges
+ * negative products by 1 - 2^30, which rounds negative ties toward zero.) */
 int32_t tml_sat_rounding_doubling_high_mul(int32_t a, int32_t b);
 /* x / 2^exponent rounded half away from zero; exponent in [0, 31]. */
 int32_t tml_rounding_divide_by_pot(int32_t x, int exponent);
-/* The requantization above. shift in [-31, 30]. */
+/* The requantization above: acc * mult * 2^(shift - 31) in two roundings.
+ * shift in [-31, 30]. For shift > 0 the left shift saturates to int32 (the
+ * caller keeps |acc| * 2^shift < 2^31; it does with multipliers from real
+ * scales). Any int32 mult is accepted (tml_quantize_multiplier only makes
+ * non-negative ones; the fast kernels have a shorter path for those). */
 int32_t tml_requantize(int32_t acc, int32_t mult, int shift);
 
-/* Quantized clamp bounds of a fused activation for an output (scale, zp). */
+/* Quantized clamp bounds of a fused activation for an output (scale, zp):
+ * NONE [-128, 127]; RELU [max(-128, zp), 127]; RELU6 [max(-128, zp),
+ * min(127, zp + round(6 / scale))]. */
 void tml_act_bounds_s8(tml_act act, float scale, int32_t zp, int32_t *act_min, int32_t *act_max);
 
 /* ---- conv / depthwise / dense -------------------------------------------------------- */
 
+/* Accumulators are int32: acc = bias + sum (x - in_zp) * w. They are exact (and
+ * the fast kernels bit-identical to the _ref ones) while |acc| and every
+ * partial sum stay below 2^31, i.e. K * 255 * 128 + |bias| < 2^31 with K the
+ * taps per output (kh*kw*c/groups, kh*kw, in): K up to ~65000. Weights may use
+ * the whole int8 range (-128 too), though the quantizer produces [-127, 127]. */
 typedef struct tml_qparams {
     int32_t in_zp;          /* input zero point (weights are symmetric) */
     int32_t out_zp;
@@ -59,21 +74,31 @@ typedef struct tml_qparams {
 } tml_qparams;
 
 /* x (n,h,w,c) int8, w (o,kh,kw,c/groups) int8, bias (o) int32 or NULL, y (n,oh,ow,o).
- * Out-of-range taps read the input zero point (i.e. real 0). */
+ * Out-of-range taps read the input zero point (i.e. real 0). p->act is
+ * ignored (the clamp is q->act_min/act_max).
+ * Scratch: bytes for tml_conv2d_s8 (any alignment; the kernel aligns it).
+ * Bounded whatever the batch (packed weights + at most 16 chunk buffers of
+ * ~128 KiB: a few MiB for any supported layer) and non-decreasing in p->n, so
+ * the size for the largest batch serves every smaller one. The fast kernels
+ * use OpenMP threads (when available and not already inside a parallel
+ * region) only for calls of at least ~4 M multiply-accumulates. */
 void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                        const int32_t *bias, int8_t *y);
 size_t tml_conv2d_s8_scratch_size(const tml_window *p);
 void tml_conv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                    const int32_t *bias, int8_t *y, void *scratch);
 
-/* x (n,h,w,c), w (1,kh,kw,c*m), bias (c*m), y (n,oh,ow,c*m) */
+/* x (n,h,w,c), w (1,kh,kw,c*m), bias (c*m) or NULL, y (n,oh,ow,c*m); output
+ * channel oc reads input channel oc / m. No scratch. */
 void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                          const int32_t *bias, int8_t *y);
 void tml_dwconv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                      const int32_t *bias, int8_t *y);
 
-/* x (n,in), w (out,in), bias (out), y (n,out). q->mult/shift have `out` entries
- * (per-tensor weights repeat the same value). */
+/* x (n,in), w (out,in), bias (out) or NULL, y (n,out). q->mult/shift have `out`
+ * entries (per-tensor weights repeat the same value). Scratch: 0 bytes (NULL is
+ * fine) below batch 48, where dot products on the weights as stored win;
+ * from there the weights are packed into it. Non-decreasing in n. */
 void tml_dense_s8_ref(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
                       const int32_t *bias, int8_t *y);
 size_t tml_dense_s8_scratch_size(int n, int in, int out);
@@ -105,6 +130,9 @@ void tml_clamp_s8_ref(int64_t count, int32_t lo, int32_t hi, const int8_t *x, in
 void tml_maxpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_avgpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_global_avgpool_s8_ref(int n, int hw, int c, const int8_t *x, int8_t *y);
+/* Fast versions of the two window pools (channels vectorized), same results. */
+void tml_maxpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
+void tml_avgpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 
 /* Softmax over rows, integer only at run time: output scale 1/256, zero point
  * -128. lut[d] for d = 0..255 is round(2^16 * exp(-in_scale * d)) (computed once

@@ -51,6 +51,11 @@ typedef void (*tml_train_progress_fn)(void *user, int epoch, int64_t step, int64
  * non-zero tml_status to stop (e.g. a failed checkpoint write). */
 typedef tml_status (*tml_train_epoch_fn)(void *user, tml_trainer *t, const tml_epoch_info *info);
 
+/* Called after every `hook_every`-th optimizer step (gradual pruning): it may
+ * zero more weights and mark tensors pruned; the trainer then narrows its masks
+ * (a masked weight never comes back). step counts from 1, of total_steps. */
+typedef tml_status (*tml_train_hook_fn)(void *user, tml_model *m, int64_t step, int64_t total_steps);
+
 typedef struct tml_train_opts {
     int epochs;            /* default 12 */
     int batch;             /* default 64 */
@@ -77,6 +82,8 @@ typedef struct tml_train_opts {
     int freeze_bn;         /* use running statistics, do not update them (fine-tuning) */
     tml_train_progress_fn progress;
     tml_train_epoch_fn on_epoch;
+    tml_train_hook_fn hook;
+    int64_t hook_every;
     void *user;
     volatile int *cancel;  /* checked between batches */
 } tml_train_opts;

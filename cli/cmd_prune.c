@@ -1,0 +1,433 @@
+/*
+ * cmd_prune.c - `tinyml prune`: magnitude pruning (per layer, global, or
+ * structured) with one-shot, iterative or gradual (AGP) schedules and masked
+ * fine-tuning; a before/after report.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "tinyml/tml_engine.h"
+#include "tinyml/tml_format.h"
+#include "tinyml/tml_prune.h"
+#include "tinyml/tml_train.h"
+
+static const char help[] =
+    "Usage: tinyml prune [options] [MODEL] [-o OUT]\n"
+    "\n"
+    "Magnitude pruning of conv, depthwise and dense weights. Pruned weights are\n"
+    "exactly zero, stay zero through fine-tuning, and are stored sparse, so the\n"
+    "file really shrinks. Pruning a pruned model never revives weights.\n"
+    "\n"
+    "What to prune:\n"
+    "  --sparsity S           target fraction of zero weights per layer, in [0, 1)\n"
+    "  --layer NAME=S         per-layer target (repeatable; overrides --sparsity)\n"
+    "  --config FILE.json     per-layer targets {\"conv1\": 0.5, \"fc1\": 0.95}\n"
+    "  --global               one magnitude threshold across all layers (S overall)\n"
+    "  --skip NAME            protect a layer (repeatable)\n"
+    "  --structured filters   remove whole conv filters / dense neurons (smallest norm)\n"
+    "                         and shrink the layers that read them\n"
+    "  --norm l1|l2           filter ranking for --structured (default l1)\n"
+    "  --from-sensitivity F   per-layer targets from 'tinyml sensitivity --json F':\n"
+    "  --max-drop P           the largest sparsity whose measured drop <= P points\n"
+    "Schedule and fine-tuning (masked: pruned weights stay zero):\n"
+    "  --schedule S           oneshot (default), iterative, agp (gradual, Zhu & Gupta)\n"
+    "  --steps K              iterative: K prune+fine-tune rounds to S*k/K (default 3);\n"
+    "                         agp: K pruning steps over the first 2/3 of fine-tuning (default 10)\n"
+    "  --finetune-epochs N    epochs of fine-tuning (per round for iterative; default 0)\n"
+    "  -d, --data SPEC        fine-tuning data (default split train) and, for the\n"
+    "                         report, evaluation data (default split test)\n"
+    "  --lr X                 fine-tuning learning rate (Adam; default 1e-4)\n"
+    "  --batch N              fine-tuning batch (default 64)\n"
+    "  --limit N              evaluate on N samples only\n"
+    "Output:\n"
+    "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal)\n"
+    "  --seed N; --format F; -q, --quiet (the report goes to stderr when the model goes to stdout)\n"
+    "\n"
+    "Examples:\n"
+    "  tinyml prune lenet5.tmf --sparsity 0.9 --global --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune lenet5.tmf --sparsity 0.92 --global --schedule agp --finetune-epochs 3 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune lenet5.tmf --layer conv1=0.5 --layer fc1=0.95 -o p.tmf\n"
+    "  tinyml prune lenet5.tmf --structured filters --sparsity 0.5 --data fashion-mnist -o s.tmf\n"
+    "  tinyml prune lenet5.tmf --from-sensitivity sens.json --max-drop 0.5 -o p.tmf\n";
+
+typedef struct prune_ctx {
+    cli *c;
+    tml_prune_spec *spec;
+    double final_sparsity;
+    int steps;
+    int64_t every;
+    cli_progress bar;
+} prune_ctx;
+
+static double model_bytes(const tml_model *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
+    free(buf);
+    return (double)len;
+}
+
+static tml_status apply(tml_model *m, const tml_prune_spec *s, tml_prune_report *r)
+{
+    return s->structured ? tml_prune_structured(m, s, r) : tml_prune_magnitude(m, s, r);
+}
+
+/* Scales every target of the spec by f (iterative / AGP rounds). */
+static void scaled_spec(const tml_prune_spec *s, double f, tml_prune_spec *out, tml_layer_target *tg)
+{
+    *out = *s;
+    out->sparsity = s->sparsity * f;
+    for (int i = 0; i < s->n_targets; i++) {
+        tg[i] = s->targets[i];
+        tg[i].sparsity = s->targets[i].sparsity * f;
+    }
+    out->targets = tg;
+}
+
+static tml_status agp_hook(void *user, tml_model *m, int64_t step, int64_t total)
+{
+    (void)total;
+    prune_ctx *p = user;
+    int r = (int)(step / p->every);
+    if (r > p->steps) return TML_OK;
+    double f = tml_agp_sparsity(0.0, 1.0, r, p->steps); /* fraction of the final targets */
+    tml_layer_target tg[256];
+    tml_prune_spec s;
+    scaled_spec(p->spec, f, &s, tg);
+    tml_prune_report rep;
+    tml_status st = apply(m, &s, &rep);
+    if (!st) tml_prune_report_free(&rep);
+    return st;
+}
+
+static void on_progress(void *user, int epoch, int64_t step, int64_t steps, double loss, double acc, double sps)
+{
+    prune_ctx *p = user;
+    (void)acc;
+    if (!p->bar.active) return;
+    double t = cli_now();
+    if (step < steps && t - p->bar.last < 0.1) return;
+    p->bar.last = t;
+    fprintf(stderr, "\rfine-tune epoch %d: %lld/%lld loss %.4f %.0f/s ", epoch + 1, (long long)step, (long long)steps, loss, sps);
+    fflush(stderr);
+}
+
+static tml_status on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
+{
+    (void)t;
+    prune_ctx *p = user;
+    cli_progress_end(&p->bar);
+    cli_log(p->c, "fine-tune epoch %d/%d: loss %.4f acc %.2f%% | val acc %.2f%% | %.1fs", e->epoch + 1, e->epochs,
+            e->train_loss, 100 * e->train_acc, 100 * e->val_acc, e->seconds);
+    cli_progress_start(&p->bar, p->c, "fine-tune");
+    return TML_OK;
+}
+
+static void finetune(prune_ctx *pc, tml_model *m, const tml_samples *s, int epochs, double lr, int batch, int agp)
+{
+    tml_train_opts o;
+    tml_train_opts_default(&o);
+    o.epochs = epochs;
+    o.lr = lr;
+    o.batch = batch;
+    o.seed = pc->c->seed;
+    o.cancel = &cli_cancel_flag;
+    o.progress = on_progress;
+    o.on_epoch = on_epoch;
+    o.user = pc;
+    if (agp) {
+        int64_t steps = (s->n - (s->n / 2 < 5000 ? s->n / 2 : 5000) + batch - 1) / batch * epochs;
+        pc->every = (int64_t)((2.0 / 3.0) * (double)steps / pc->steps);
+        if (pc->every < 1) pc->every = 1;
+        o.hook = agp_hook;
+        o.hook_every = pc->every;
+    }
+    tml_trainer *t = NULL;
+    tml_status st = tml_trainer_new(m, s, &o, &t);
+    if (st) cli_fail_status(pc->c, st);
+    cli_progress_start(&pc->bar, pc->c, "fine-tune");
+    st = tml_trainer_run(t);
+    cli_progress_end(&pc->bar);
+    tml_trainer_free(t);
+    if (st) cli_fail_status(pc->c, st);
+}
+
+static double evaluate(cli *c, const tml_model *m, const char *data, int64_t limit)
+{
+    tml_dataset *ds = cli_open_dataset(c, data, "test");
+    cli_progress p;
+    cli_progress_start(&p, c, "eval");
+    tml_eval_opts o = {.limit = limit, .progress = cli_progress_cb, .progress_user = &p, .cancel = &cli_cancel_flag};
+    tml_eval_result r;
+    tml_status st = tml_evaluate(m, ds, &o, &r);
+    cli_progress_end(&p);
+    if (st) cli_fail_status(c, st);
+    double a = r.top1;
+    tml_eval_result_free(&r);
+    tml_dataset_free(ds);
+    return a;
+}
+
+static char *read_text(cli *c, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) cli_fail(c, "cannot open '%s'", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1 << 26)) cli_fail(c, "'%s' is not a small text file", path);
+    char *b = malloc((size_t)n + 1);
+    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) cli_fail(c, "cannot read '%s'", path);
+    b[n] = '\0';
+    fclose(f);
+    return b;
+}
+
+int cmd_prune(int argc, char **argv)
+{
+    cli c;
+    cli_init(&c, "prune", help, argc, argv);
+    const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *config = NULL, *structured = NULL, *norm = NULL,
+               *schedule = "oneshot", *sens = NULL;
+    static tml_layer_target targets[256];
+    static char target_names[256][128];
+    const char *skip[257] = {NULL};
+    int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64;
+    double sparsity = -1, lr = 1e-4, max_drop = -1;
+    int64_t limit = 0;
+    tml_prune_spec spec = {.norm = TML_NORM_L1};
+    while (cli_next(&c)) {
+        const char *v;
+        if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "data", 'd', &data) || cli_str(&c, "config", 0, &config) ||
+            cli_str(&c, "structured", 0, &structured) || cli_str(&c, "norm", 0, &norm) ||
+            cli_str(&c, "schedule", 0, &schedule) || cli_str(&c, "from-sensitivity", 0, &sens))
+            continue;
+        if (cli_double(&c, "sparsity", 0, -1e300, 1e300, &sparsity) || cli_double(&c, "lr", 0, 1e-12, 10, &lr) ||
+            cli_double(&c, "max-drop", 0, 0, 100, &max_drop))
+            continue;
+        if (cli_int(&c, "steps", 0, 1, 1000, &steps) || cli_int(&c, "finetune-epochs", 0, 0, 10000, &ft_epochs) ||
+            cli_int(&c, "batch", 0, 1, 65536, &batch) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
+            continue;
+        if (cli_flag(&c, "global", 0)) {
+            spec.global = 1;
+            continue;
+        }
+        if (cli_str(&c, "skip", 0, &v)) {
+            if (nskip == 256) cli_usage_error(&c, "too many --skip");
+            skip[nskip++] = v;
+            continue;
+        }
+        if (cli_str(&c, "layer", 0, &v)) {
+            const char *eq = strrchr(v, '=');
+            double s;
+            if (!eq || eq == v || cli_parse_double(eq + 1, &s)) cli_usage_error(&c, "--layer expects NAME=SPARSITY, got '%s'", v);
+            if (ntargets == 256) cli_usage_error(&c, "too many --layer");
+            snprintf(target_names[ntargets], sizeof target_names[0], "%.*s", (int)(eq - v), v);
+            targets[ntargets].name = target_names[ntargets];
+            targets[ntargets++].sparsity = s;
+            continue;
+        }
+        if (cli_positional(&c, pos, 1)) continue;
+        cli_unknown(&c);
+    }
+    if (sparsity != -1 && !(sparsity >= 0 && sparsity < 1))
+        cli_usage_error(&c, "--sparsity must be in [0, 1) (got %g)", sparsity);
+    if (structured && strcmp(structured, "filters") != 0) cli_usage_error(&c, "--structured takes 'filters'");
+    if (norm && strcmp(norm, "l1") && strcmp(norm, "l2")) cli_usage_error(&c, "--norm must be l1 or l2");
+    int sched = strcmp(schedule, "oneshot") == 0 ? 0 : strcmp(schedule, "iterative") == 0 ? 1 : strcmp(schedule, "agp") == 0 ? 2 : -1;
+    if (sched < 0) cli_usage_error(&c, "--schedule must be oneshot, iterative or agp");
+    if (sched && !ft_epochs) cli_usage_error(&c, "--schedule %s needs --finetune-epochs N and --data", schedule);
+    if (ft_epochs && !data) cli_usage_error(&c, "fine-tuning needs --data");
+    if (sens && max_drop < 0) cli_usage_error(&c, "--from-sensitivity needs --max-drop P (accuracy points)");
+    if (!sens && max_drop >= 0) cli_usage_error(&c, "--max-drop needs --from-sensitivity");
+    if (sparsity < 0 && !ntargets && !config && !sens)
+        cli_usage_error(&c, "say what to prune: --sparsity S, --layer NAME=S, --config FILE or --from-sensitivity FILE");
+    if (!steps) steps = sched == 2 ? 10 : 3;
+
+    tml_model *m = cli_load_model(&c, pos[0]);
+    tml_sens_result sr = {0};
+    char *cfg_text = NULL;
+    cJSON *cfg = NULL;
+    if (config) {
+        cfg_text = read_text(&c, config);
+        cfg = cJSON_Parse(cfg_text);
+        if (!cJSON_IsObject(cfg)) cli_fail(&c, "%s: expected a JSON object {\"layer\": sparsity, ...}", config);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cfg)
+        {
+            if (!cJSON_IsNumber(it)) cli_fail(&c, "%s: the value of '%s' is not a number", config, it->string);
+            if (ntargets == 256) cli_fail(&c, "%s: too many layers", config);
+            targets[ntargets].name = it->string;
+            targets[ntargets++].sparsity = it->valuedouble;
+        }
+    }
+    if (sens) {
+        char *txt = read_text(&c, sens);
+        tml_status st = tml_sens_from_json(txt, &sr);
+        free(txt);
+        if (st) cli_fail_status(&c, st);
+        if (sr.n_layers > 256) cli_fail(&c, "too many layers in %s", sens);
+        tml_sens_choose(&sr, max_drop / 100.0, targets + ntargets);
+        for (int i = 0; i < sr.n_layers; i++)
+            cli_log(&c, "from sensitivity: %s -> %.2f", targets[ntargets + i].name, targets[ntargets + i].sparsity);
+        ntargets += sr.n_layers;
+    }
+    spec.sparsity = sparsity < 0 ? 0 : sparsity;
+    spec.n_targets = ntargets;
+    spec.targets = targets;
+    spec.skip = nskip ? skip : NULL;
+    spec.structured = structured != NULL;
+    spec.norm = norm && strcmp(norm, "l2") == 0 ? TML_NORM_L2 : TML_NORM_L1;
+
+    /* check the spec before any long work */
+    {
+        tml_model *probe = tml_model_clone(m);
+        tml_prune_report rep;
+        tml_status st = probe ? apply(probe, &spec, &rep) : TML_ERR_NOMEM;
+        tml_model_free(probe);
+        if (st) cli_fail_status(&c, st);
+        tml_prune_report_free(&rep);
+    }
+
+    tml_model *before = tml_model_clone(m);
+    double acc0 = data ? evaluate(&c, before, data, limit) : NAN;
+    tml_samples *train = NULL;
+    tml_dataset *tds = NULL;
+    if (ft_epochs) {
+        tds = cli_open_dataset(&c, data, "train");
+        tml_status st = tml_dataset_load(tds, 0, &train);
+        if (st) cli_fail_status(&c, st);
+    }
+    prune_ctx pc = {.c = &c, .spec = &spec, .steps = steps};
+    tml_prune_report rep = {0};
+    tml_status st;
+    if (sched == 0) {
+        st = apply(m, &spec, &rep);
+        if (st) cli_fail_status(&c, st);
+        if (ft_epochs) finetune(&pc, m, train, ft_epochs, lr, batch, 0);
+    } else if (sched == 1) {
+        for (int r = 1; r <= steps; r++) {
+            tml_layer_target tg[256];
+            tml_prune_spec s;
+            scaled_spec(&spec, (double)r / steps, &s, tg);
+            tml_prune_report_free(&rep);
+            st = apply(m, &s, &rep);
+            if (st) cli_fail_status(&c, st);
+            cli_log(&c, "round %d/%d: pruned to %.3f of the targets", r, steps, (double)r / steps);
+            finetune(&pc, m, train, ft_epochs, lr, batch, 0);
+        }
+    } else {
+        if (spec.structured) cli_usage_error(&c, "--schedule agp works with unstructured pruning");
+        finetune(&pc, m, train, ft_epochs, lr, batch, 1);
+        st = apply(m, &spec, &rep); /* reach the final targets exactly */
+        if (st) cli_fail_status(&c, st);
+    }
+    /* the per-layer report against the original model */
+    tml_prune_report_free(&rep);
+    {
+        tml_model *probe = tml_model_clone(before);
+        st = apply(probe, &spec, &rep);
+        tml_model_free(probe);
+        if (st) cli_fail_status(&c, st);
+    }
+    double acc1 = data ? evaluate(&c, m, data, limit) : NAN;
+    double b0 = model_bytes(before), b1 = model_bytes(m);
+
+    static const char *const lh[] = {"layer", "weights", "zeros before", "zeros after", "sparsity%", "removed", "note"};
+    tml_table *lt = tml_table_new("layers", "Pruned layers", 7, lh);
+    int64_t wsum = 0, zsum = 0;
+    for (int i = 0; i < rep.n_layers; i++) {
+        const tml_prune_layer *pl = &rep.layers[i];
+        int ni = tml_model_find_node(m, pl->name);
+        const tml_tensor *w = ni >= 0 ? &m->tensors[m->nodes[ni].in[1]] : NULL;
+        int64_t wn = w ? tml_tensor_numel(w) : pl->params, z = w ? wn - tml_tensor_nonzeros(w) : pl->zeros_after;
+        tml_table_add_row(lt);
+        tml_table_str(lt, 0, pl->name);
+        tml_table_int(lt, 1, wn);
+        tml_table_int(lt, 2, pl->zeros_before);
+        tml_table_int(lt, 3, z);
+        tml_table_num(lt, 4, wn ? 100.0 * (double)z / (double)wn : 0.0, "%.1f");
+        if (spec.structured) tml_table_int(lt, 5, pl->removed);
+        tml_table_str(lt, 6, pl->note);
+        wsum += wn;
+        zsum += z;
+    }
+    tml_table_add_row(lt);
+    tml_table_mark_total(lt);
+    tml_table_str(lt, 0, "total");
+    tml_table_int(lt, 1, wsum);
+    tml_table_int(lt, 3, zsum);
+    tml_table_num(lt, 4, wsum ? 100.0 * (double)zsum / (double)wsum : 0.0, "%.1f");
+    static const char *const sh[] = {"model", "params", "nonzeros", "bytes", "ratio", "top1%", "drop"};
+    tml_table *st_ = tml_table_new("summary", "Before / after", 7, sh);
+    const tml_model *ms[2] = {before, m};
+    double accs[2] = {acc0, acc1}, bytes[2] = {b0, b1};
+    for (int k = 0; k < 2; k++) {
+        int64_t params = 0, nz = 0;
+        for (int t = 0; t < ms[k]->n_tensors; t++)
+            if (ms[k]->tensors[t].kind == TML_TENSOR_PARAM) {
+                params += tml_tensor_numel(&ms[k]->tensors[t]);
+                nz += tml_tensor_nonzeros(&ms[k]->tensors[t]);
+            }
+        tml_table_add_row(st_);
+        tml_table_str(st_, 0, k ? "pruned" : "original");
+        tml_table_int(st_, 1, params);
+        tml_table_int(st_, 2, nz);
+        tml_table_num(st_, 3, bytes[k], "%.0f");
+        tml_table_num(st_, 4, b0 / bytes[k], "%.2fx");
+        tml_table_num(st_, 5, 100 * accs[k], "%.2f");
+        tml_table_num(st_, 6, k ? 100 * (acc0 - acc1) : 0.0, "%.2f");
+    }
+    if (data)
+        tml_table_note(st_, "top-1 on %s (default split test%s); fine-tuning: %d epoch(s) %s, seed %llu", data,
+                       limit ? ", limited" : "", ft_epochs, sched == 0 ? "after one-shot pruning" : sched == 1 ? "per round" : "with AGP",
+                       (unsigned long long)c.seed);
+    if (spec.global && rep.threshold > 0) tml_table_note(lt, "global magnitude threshold %.4g", rep.threshold);
+
+    cJSON *h = cJSON_CreateObject();
+    if (sparsity >= 0) cJSON_AddNumberToObject(h, "sparsity", sparsity);
+    if (spec.global) cJSON_AddTrueToObject(h, "global");
+    if (spec.structured) cJSON_AddStringToObject(h, "structured", "filters");
+    if (ntargets) {
+        cJSON *lj = cJSON_AddObjectToObject(h, "layers");
+        for (int i = 0; i < ntargets; i++) cJSON_AddNumberToObject(lj, targets[i].name, targets[i].sparsity);
+    }
+    if (nskip) {
+        cJSON *sj = cJSON_AddArrayToObject(h, "skip");
+        for (int i = 0; i < nskip; i++) cJSON_AddItemToArray(sj, cJSON_CreateString(skip[i]));
+    }
+    cJSON_AddStringToObject(h, "schedule", schedule);
+    if (ft_epochs) {
+        cJSON_AddNumberToObject(h, "finetune_epochs", ft_epochs);
+        cJSON_AddNumberToObject(h, "lr", lr);
+        cJSON_AddNumberToObject(h, "seed", (double)c.seed);
+    }
+    if (sched) cJSON_AddNumberToObject(h, "steps", steps);
+    cJSON_AddNumberToObject(h, "weight_sparsity", wsum ? (double)zsum / (double)wsum : 0.0);
+    if (data) {
+        cJSON_AddStringToObject(h, "eval_data", data);
+        cJSON_AddNumberToObject(h, "top1_before", acc0);
+        cJSON_AddNumberToObject(h, "top1_after", acc1);
+    }
+    cli_add_history(&c, m, h);
+    cli_save_model(&c, m, out);
+    tml_table *ts[2] = {lt, st_};
+    if (!c.quiet || !cli_model_to_stdout(out)) cli_print_tables(&c, cli_model_to_stdout(out) ? stderr : stdout, ts, 2);
+    tml_table_free(lt);
+    tml_table_free(st_);
+    tml_prune_report_free(&rep);
+    tml_sens_result_free(&sr);
+    cJSON_Delete(cfg);
+    free(cfg_text);
+    tml_samples_free(train);
+    tml_dataset_free(tds);
+    tml_model_free(before);
+    tml_model_free(m);
+    return 0;
+}
