@@ -551,7 +551,7 @@ tml_status tml_graph_from_json(tml_model *m, const uint8_t *text, size_t len)
             st = BAD("node '%s': \"in\" must be an array of at most %d tensor names", nm, TML_MAX_NODE_INPUTS);
             goto out;
         }
-        int in[TML_MAX_NODE_INPUTS], n_in = 0, out_id;
+        int in[TML_MAX_NODE_INPUTS], n_in = 0, out_id = -1;
         char what[128];
         const cJSON *e;
         cJSON_ArrayForEach(e, jins)
@@ -577,7 +577,7 @@ tml_status tml_graph_from_json(tml_model *m, const uint8_t *text, size_t len)
         if ((st = read_node_attrs(o, &m->nodes[ni]))) goto out;
         idx++;
     }
-    int xi, yi;
+    int xi = -1, yi = -1;
     if ((st = find_named(m, jin, "GRPH: graph input", &xi)) || (st = find_named(m, jout, "GRPH: graph output", &yi))) goto out;
     m->input = xi;
     m->output = yi;

@@ -410,7 +410,7 @@ typedef struct forced_enc {
 static tml_status encode_impl(const tml_tensor *t, const tml_save_opts *o, const forced_enc *f, tml_buf *out,
                               tml_tensor_storage *st_out)
 {
-    int64_t numel;
+    int64_t numel = 0;
     tml_status st = check_writable(t, &numel);
     if (st) return st;
     size_t start = out->len;
@@ -595,7 +595,7 @@ static tml_status read_quant(tml_rd *r, dec_hdr *h)
     h->q_scale = malloc(sizeof(float) * n);
     h->q_zp = malloc(sizeof(int32_t) * n);
     if (!h->q_scale || !h->q_zp) return tml_error(TML_ERR_NOMEM, "out of memory");
-    uint32_t v;
+    uint32_t v = 0;
     for (uint32_t i = 0; i < n; i++) {
         tml_rd_u32(r, &v);
         memcpy(&h->q_scale[i], &v, sizeof v);
@@ -629,11 +629,11 @@ static tml_status read_codebook(tml_rd *r, dec_hdr *h)
     if (!h->centroids) return tml_error(TML_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < nc; i++) {
         if (esz == 4) {
-            uint32_t v;
+            uint32_t v = 0;
             tml_rd_u32(r, &v);
             memcpy(&h->centroids[i], &v, sizeof v);
         } else {
-            uint8_t v;
+            uint8_t v = 0;
             tml_rd_u8(r, &v);
             h->centroids[i] = (float)(int8_t)v;
         }

@@ -442,7 +442,7 @@ static int64_t window_out(int64_t in, int pad0, int pad1, int k, int s, int d)
 
 static tml_status set_dims(tml_tensor *y, int ndim, const int64_t *d, const tml_node *n)
 {
-    int32_t d32[TML_MAX_DIMS];
+    int32_t d32[TML_MAX_DIMS] = {0};
     for (int i = 0; i < ndim; i++) {
         if (d[i] < 1 || d[i] > (1 << 24))
             return NODE_ERR(TML_ERR_SHAPE, "output dimension %d is %lld (input too small for the window, or absurd)", i, (long long)d[i]);

@@ -197,11 +197,13 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
     case TML_OP_RELU6: tml_clamp_s8_ref(count, p->lo, p->hi, x, y); break;
     case TML_OP_MAXPOOL:
         tml_window_from_node(m, n, batch, &w);
-        tml_maxpool_s8_ref(&w, p->lo, p->hi, x, y);
+        if (ref) tml_maxpool_s8_ref(&w, p->lo, p->hi, x, y);
+        else tml_maxpool_s8(&w, p->lo, p->hi, x, y);
         break;
     case TML_OP_AVGPOOL:
         tml_window_from_node(m, n, batch, &w);
-        tml_avgpool_s8_ref(&w, p->lo, p->hi, x, y);
+        if (ref) tml_avgpool_s8_ref(&w, p->lo, p->hi, x, y);
+        else tml_avgpool_s8(&w, p->lo, p->hi, x, y);
         break;
     case TML_OP_GLOBAL_AVGPOOL: {
         const tml_tensor *xt = &m->tensors[n->in[0]];

@@ -109,7 +109,9 @@ typedef int32_t tml_v16i __attribute__((vector_size(64)));
 #define TML_V16_SELECT(c, a, b) ((tml_v16f)(((tml_v16i)(a) & (c)) | ((tml_v16i)(b) & ~(c))))
 
 /* Threshold (2*M*N*K flops) above which kernels start OpenMP threads. */
+#ifndef TML_OPS_PAR_FLOPS
 #define TML_OPS_PAR_FLOPS 2000000.0
+#endif
 /* Threshold (elements) above which memory-bound elementwise kernels start threads. */
 #define TML_OPS_PAR_ELEMS ((int64_t)1 << 17)
 

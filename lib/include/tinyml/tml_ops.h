@@ -49,7 +49,9 @@ static inline float tml_act_apply_f32(tml_act a, float v)
  * A is (M,K) (or (K,M) when trans_a), B is (K,N) (or (N,K) when trans_b).
  * beta == 0 overwrites C without reading it (NaN-safe). The fast version is
  * cache blocked, vectorized (AVX2/AVX-512 chosen at run time) and uses OpenMP
- * when the problem is large enough; it allocates nothing. */
+ * when the problem is large enough (threads start outside parallel regions
+ * only); it allocates nothing (about 240 KiB of stack per thread), and its
+ * result is bitwise independent of the number of threads. docs/kernels.md. */
 void tml_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
 void tml_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
