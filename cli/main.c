@@ -20,7 +20,8 @@ static const command commands[] = {
     {"eval", cmd_eval, "accuracy (top-1/top-5, per class, confusion) and speed on a dataset"},
     {"train", cmd_train, "train on a dataset (SGD/Adam, schedules, checkpoints, resume, distillation)"},
     {"prune", cmd_prune, "magnitude pruning: per layer, global, structured; one-shot/iterative/AGP + fine-tuning"},
-    /* SENS {"sensitivity", cmd_sensitivity, "accuracy vs sparsity (or bits) of each layer alone: table, CSV, JSON, PNG"}, SENS */
+    {"sensitivity", cmd_sensitivity, "accuracy vs sparsity (or bits) of each layer alone: table, CSV, JSON, PNG"},
+    {"cluster", cmd_cluster, "k-means weight sharing (codebook + b-bit indices), optional centroid fine-tuning"},
     {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
     {"finetune", cmd_finetune, "fine-tune a trained or compressed model, keeping masks and codebooks"},

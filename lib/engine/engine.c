@@ -146,22 +146,22 @@ static void run_node_f32(tml_engine *e, const tml_node *n, int batch)
             tml_dense_f32(batch, wt->dims[1], wt->dims[0], x, wt->data, opt_f32(e, n, 2), n->act, y);
         break;
     }
-    case TML_OP_RELU: tml_relu_f32_ref(count, x, y); break;
-    case TML_OP_RELU6: tml_relu6_f32_ref(count, x, y); break;
+    case TML_OP_RELU: (ref ? tml_relu_f32_ref : tml_relu_f32)(count, x, y); break;
+    case TML_OP_RELU6: (ref ? tml_relu6_f32_ref : tml_relu6_f32)(count, x, y); break;
     case TML_OP_MAXPOOL:
         tml_window_from_node(m, n, batch, &w);
-        tml_maxpool_f32_ref(&w, x, y);
+        (ref ? tml_maxpool_f32_ref : tml_maxpool_f32)(&w, x, y);
         break;
     case TML_OP_AVGPOOL:
         tml_window_from_node(m, n, batch, &w);
-        tml_avgpool_f32_ref(&w, x, y);
+        (ref ? tml_avgpool_f32_ref : tml_avgpool_f32)(&w, x, y);
         break;
     case TML_OP_GLOBAL_AVGPOOL: {
         const tml_tensor *xt = &m->tensors[n->in[0]];
-        tml_global_avgpool_f32_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
+        (ref ? tml_global_avgpool_f32_ref : tml_global_avgpool_f32)(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
         break;
     }
-    case TML_OP_ADD: tml_add_f32_ref(count, x, tml_engine_buf(e, n->in[1]), n->act, y); break;
+    case TML_OP_ADD: (ref ? tml_add_f32_ref : tml_add_f32)(count, x, tml_engine_buf(e, n->in[1]), n->act, y); break;
     case TML_OP_RESHAPE:
     case TML_OP_DROPOUT:
         /* aliases share the buffer; with keep_all they have their own */
@@ -170,13 +170,13 @@ static void run_node_f32(tml_engine *e, const tml_node *n, int batch)
     case TML_OP_SOFTMAX: {
         const tml_tensor *yt = &m->tensors[n->out];
         int k = yt->dims[yt->ndim - 1];
-        tml_softmax_f32_ref((int)(count / k), k, x, y);
+        (ref ? tml_softmax_f32_ref : tml_softmax_f32)((int)(count / k), k, x, y);
         break;
     }
     case TML_OP_BATCHNORM: {
         const tml_tensor *yt = &m->tensors[n->out];
         int c = yt->dims[yt->ndim - 1];
-        tml_batchnorm_f32_ref(count / c, c, x, tml_engine_buf(e, n->in[1]), tml_engine_buf(e, n->in[2]),
+        (ref ? tml_batchnorm_f32_ref : tml_batchnorm_f32)(count / c, c, x, tml_engine_buf(e, n->in[1]), tml_engine_buf(e, n->in[2]),
                               tml_engine_buf(e, n->in[3]), tml_engine_buf(e, n->in[4]), n->eps, y);
         break;
     }

@@ -72,7 +72,7 @@ void tml_train_opts_default(tml_train_opts *o)
     memset(o, 0, sizeof *o);
     o->epochs = 12;
     o->batch = 64;
-    o->lr = -1; /* chosen by the optimizer */
+    o->lr = NAN; /* chosen by the optimizer */
     o->optim = TML_OPTIM_ADAM;
     o->momentum = 0.9;
     o->beta1 = 0.9;
@@ -89,7 +89,7 @@ void tml_train_opts_default(tml_train_opts *o)
 
 static double effective_lr(const tml_train_opts *o)
 {
-    if (o->lr >= 0) return o->lr;
+    if (!isnan(o->lr)) return o->lr;
     return o->optim == TML_OPTIM_ADAM ? 1e-3 : 0.05;
 }
 
@@ -427,27 +427,27 @@ static void forward(tml_trainer *t, int B)
             tml_dense_f32(B, wt->dims[1], wt->dims[0], x, wt->data, b, n->act, y);
             break;
         }
-        case TML_OP_RELU: tml_relu_f32_ref(count, x, y); break;
-        case TML_OP_RELU6: tml_relu6_f32_ref(count, x, y); break;
+        case TML_OP_RELU: tml_relu_f32(count, x, y); break;
+        case TML_OP_RELU6: tml_relu6_f32(count, x, y); break;
         case TML_OP_MAXPOOL:
             tml_window_from_node(m, n, B, &w);
-            tml_maxpool_f32_ref(&w, x, y);
+            tml_maxpool_f32(&w, x, y);
             break;
         case TML_OP_AVGPOOL:
             tml_window_from_node(m, n, B, &w);
-            tml_avgpool_f32_ref(&w, x, y);
+            tml_avgpool_f32(&w, x, y);
             break;
         case TML_OP_GLOBAL_AVGPOOL: {
             const tml_tensor *xt = &m->tensors[n->in[0]];
-            tml_global_avgpool_f32_ref(B, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
+            tml_global_avgpool_f32(B, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
             break;
         }
-        case TML_OP_ADD: tml_add_f32_ref(count, x, t->act[n->in[1]], n->act, y); break;
+        case TML_OP_ADD: tml_add_f32(count, x, t->act[n->in[1]], n->act, y); break;
         case TML_OP_RESHAPE: memcpy(y, x, sizeof(float) * (size_t)count); break;
         case TML_OP_SOFTMAX: {
             const tml_tensor *yt = &m->tensors[n->out];
             int k = yt->dims[yt->ndim - 1];
-            tml_softmax_f32_ref((int)(count / k), k, x, y);
+            tml_softmax_f32((int)(count / k), k, x, y);
             break;
         }
         case TML_OP_BATCHNORM: {
@@ -459,7 +459,7 @@ static void forward(tml_trainer *t, int B)
                     t->bn_mean[i][ch] = rm[ch];
                     t->bn_inv[i][ch] = (float)(1.0 / sqrt((double)rv[ch] + (double)n->eps));
                 }
-                tml_batchnorm_f32_ref(count / c, c, x, g, be, rm, rv, n->eps, y);
+                tml_batchnorm_f32(count / c, c, x, g, be, rm, rv, n->eps, y);
             } else {
                 tml_batchnorm_f32_train(count / c, c, x, g, be, n->eps, TML_BN_DEFAULT_MOMENTUM, rm, rv, t->bn_mean[i],
                                         t->bn_inv[i], y);

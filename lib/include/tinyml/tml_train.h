@@ -59,7 +59,7 @@ typedef tml_status (*tml_train_hook_fn)(void *user, tml_model *m, int64_t step, 
 typedef struct tml_train_opts {
     int epochs;            /* default 12 */
     int batch;             /* default 64 */
-    double lr;             /* default 1e-3 for Adam, 0.05 for SGD */
+    double lr;             /* NaN = by optimizer: 1e-3 for Adam, 0.05 for SGD */
     tml_optim optim;       /* default Adam */
     double momentum;       /* SGD, default 0.9 */
     int nesterov;

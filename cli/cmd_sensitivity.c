@@ -44,8 +44,7 @@ static int parse_range(const char *s, double *a, double *b, double *st)
     return sscanf(s, "%lf:%lf:%lf%c", a, b, st, &extra) == 3 ? 0 : -1;
 }
 
-tml_status write_text_file(const char *path, const char *text);
-tml_status write_text_file(const char *path, const char *text)
+static tml_status write_text_file(const char *path, const char *text)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

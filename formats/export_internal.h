@@ -1,0 +1,59 @@
+/*
+ * export_internal.h - shared by the C exporter's files (formats/export_*.c):
+ * a growable text buffer and the kernel source pieces.
+ */
+#ifndef TML_EXPORT_INTERNAL_H
+#define TML_EXPORT_INTERNAL_H
+
+#include <stddef.h>
+
+/* Growable string. On allocation failure `oom` is set and further appends
+ * are ignored; the owner checks it once at the end. */
+typedef struct tml_sb {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} tml_sb;
+
+void tml_sb_puts(tml_sb *s, const char *text);
+void tml_sb_printf(tml_sb *s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Takes the text (caller frees) and resets the buffer; NULL after an OOM. */
+char *tml_sb_take(tml_sb *s);
+void tml_sb_free(tml_sb *s);
+
+/* Kernel pieces of the generated source. A piece is emitted only when some
+ * layer needs it (unused static functions would be warnings, and -Werror
+ * builds on devices are common); tml_exk_emit adds the pieces they depend on. */
+typedef enum tml_exk {
+    TML_EXK_MV_DENSE = 0,
+    TML_EXK_MV_SPARSE,
+    TML_EXK_MV_CLUSTER,
+    TML_EXK_MV_SPARSE_CLUSTER,
+    TML_EXK_CONV,
+    TML_EXK_DENSE,
+    TML_EXK_MAXPOOL,
+    TML_EXK_AVGPOOL,
+    TML_EXK_GAP,
+    TML_EXK_ADD,
+    TML_EXK_CLAMP,
+    TML_EXK_SOFTMAX,
+    /* helpers, pulled in by the above */
+    TML_EXK_REQUANT,
+    TML_EXK_CLAMP8,
+    TML_EXK_DIVROUND,
+    TML_EXK_WMAT,
+    TML_EXK_ROWSTART,
+    TML_EXK_UNPACK,
+    TML_EXK_POOL_T,
+    TML_EXK_COUNT
+} tml_exk;
+
+/* Appends the pieces marked in used[] (and their dependencies) in a valid
+ * declaration order. used[] is updated with the dependencies. */
+void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT]);
+
+#endif
