@@ -123,6 +123,7 @@ int cmd_finetune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 

@@ -8,12 +8,49 @@
 #include "engine/engine_internal.h"
 #include "tinyml/tml_ops.h"
 
+double tml_sparse_crossover(tml_op op, int batch)
+{
+    if (batch > 1) return TML_SPARSE_BATCHED;
+    return op == TML_OP_DENSE ? TML_SPARSE_DENSE_B1 : TML_SPARSE_CONV_B1;
+}
+
 static size_t node_scratch_f32(const tml_model *m, const tml_node *n, int batch)
 {
-    if (n->op != TML_OP_CONV2D) return 0;
     tml_window w;
+    if (n->op == TML_OP_DENSE) {
+        const tml_tensor *wt = &m->tensors[n->in[1]];
+        return wt->pruned ? tml_dense_f32_csr_scratch_size(batch, wt->dims[1]) : 0;
+    }
+    if (n->op != TML_OP_CONV2D) return 0;
     tml_window_from_node(m, n, batch, &w);
-    return tml_conv2d_f32_scratch_size(&w);
+    size_t s = tml_conv2d_f32_scratch_size(&w), s2 = tml_conv2d_f32_csr_scratch_size(&w);
+    return s > s2 ? s : s2;
+}
+
+/* CSR copies of pruned dense / conv (groups 1) weights sparse enough to ever
+ * beat the dense kernel. */
+static tml_status prepare_sparse(tml_engine *e)
+{
+    const tml_model *m = e->m;
+    e->csr = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(tml_csr *));
+    e->sparsity = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(double));
+    if (!e->csr || !e->sparsity) return tml_error(TML_ERR_NOMEM, "out of memory");
+    if (e->opts.use_ref) return TML_OK;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        if (!(n->op == TML_OP_DENSE || (n->op == TML_OP_CONV2D && n->groups == 1))) continue;
+        const tml_tensor *w = &m->tensors[n->in[1]];
+        if (!w->pruned) continue;
+        int64_t cnt = tml_tensor_numel(w);
+        double s = 1.0 - (double)tml_tensor_nonzeros(w) / (double)cnt;
+        if (s < TML_SPARSE_DENSE_B1) continue;
+        e->csr[i] = calloc(1, sizeof(tml_csr));
+        if (!e->csr[i]) return tml_error(TML_ERR_NOMEM, "out of memory");
+        tml_status st = tml_csr_from_dense(w->data, w->dims[0], (int)(cnt / w->dims[0]), e->csr[i]);
+        if (st) return st;
+        e->sparsity[i] = s;
+    }
+    return TML_OK;
 }
 
 static tml_status check_float_node(const tml_model *m, const tml_node *n)
@@ -71,6 +108,8 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
             size_t s = node_scratch_f32(m, &m->nodes[i], max_batch);
             if (s > scratch) scratch = s;
         }
+        st = prepare_sparse(e);
+        if (st) goto fail;
     }
     e->scratch_bytes = scratch;
     if (scratch) {
@@ -97,6 +136,13 @@ void tml_engine_free(tml_engine *e)
     free(e->scratch);
     if (e->quant) tml_engine_q8_release(e);
     free(e->prep);
+    if (e->csr)
+        for (int i = 0; i < e->m->n_nodes; i++) {
+            tml_csr_free(e->csr[i]);
+            free(e->csr[i]);
+        }
+    free(e->csr);
+    free(e->sparsity);
     free(e);
 }
 
@@ -115,8 +161,10 @@ static const float *opt_f32(const tml_engine *e, const tml_node *n, int j)
     return (j < n->n_in && n->in[j] >= 0) ? tml_engine_buf(e, n->in[j]) : NULL;
 }
 
-static void run_node_f32(tml_engine *e, const tml_node *n, int batch)
+static void run_node_f32(tml_engine *e, int idx, int batch)
 {
+    const tml_node *n = &e->m->nodes[idx];
+    const tml_csr *csr = (e->csr && e->csr[idx] && e->sparsity[idx] >= tml_sparse_crossover(n->op, batch)) ? e->csr[idx] : NULL;
     const tml_model *m = e->m;
     const float *x = tml_engine_buf(e, n->in[0]);
     float *y = tml_engine_buf(e, n->out);
@@ -128,6 +176,8 @@ static void run_node_f32(tml_engine *e, const tml_node *n, int batch)
         tml_window_from_node(m, n, batch, &w);
         if (ref)
             tml_conv2d_f32_ref(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y);
+        else if (csr)
+            tml_conv2d_f32_csr(&w, csr, x, opt_f32(e, n, 2), y, e->scratch);
         else
             tml_conv2d_f32(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y, e->scratch);
         break;
@@ -142,6 +192,8 @@ static void run_node_f32(tml_engine *e, const tml_node *n, int batch)
         const tml_tensor *wt = &m->tensors[n->in[1]];
         if (ref)
             tml_dense_f32_ref(batch, wt->dims[1], wt->dims[0], x, wt->data, opt_f32(e, n, 2), n->act, y);
+        else if (csr)
+            tml_dense_f32_csr(batch, csr, x, opt_f32(e, n, 2), n->act, y, e->scratch);
         else
             tml_dense_f32(batch, wt->dims[1], wt->dims[0], x, wt->data, opt_f32(e, n, 2), n->act, y);
         break;
@@ -196,7 +248,7 @@ tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y)
         tml_engine_q8_dequantize_output(e, tml_engine_buf(e, m->output), out_numel * n, y);
     } else {
         memcpy(tml_engine_buf(e, m->input), x, sizeof(float) * (size_t)(in_numel * n));
-        for (int i = 0; i < m->n_nodes; i++) run_node_f32(e, &m->nodes[i], n);
+        for (int i = 0; i < m->n_nodes; i++) run_node_f32(e, i, n);
         memcpy(y, tml_engine_buf(e, m->output), sizeof(float) * (size_t)(out_numel * n));
     }
     e->last_n = n;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "tinyml/tml_engine.h"
+#include "tinyml/tml_ops.h"
 
 /* Alignment of every activation buffer: 64 bytes (a cache line, and enough for
  * any vector load) on the host; planners for devices use 16. */
@@ -25,7 +26,19 @@ struct tml_engine {
     void **prep;        /* (n_nodes) per-node prepared data (int8 multipliers ...) or NULL */
     int last_n;         /* batch size of the last run */
     int quant;          /* int8 model: run the integer path */
+    tml_csr **csr;      /* (n_nodes) float path: sparse weights of pruned layers, or NULL */
+    double *sparsity;   /* (n_nodes) weight sparsity of those layers */
 };
+
+/* Sparsity from which the float engine runs a pruned layer's CSR kernel
+ * instead of the dense one, measured with tests/bench/bench_sparse on this
+ * project's benchmark machine (docs/pruning.md): a dense layer at batch 1 is a
+ * matrix-vector product that sparse beats early; batched products and convs
+ * run near the GEMM's peak and need far fewer nonzeros to lose. */
+#define TML_SPARSE_DENSE_B1 0.60
+#define TML_SPARSE_CONV_B1 0.85
+#define TML_SPARSE_BATCHED 0.90
+double tml_sparse_crossover(tml_op op, int batch);
 
 /* Is node `node` one whose output shares its input's buffer? */
 int tml_plan_is_alias(const tml_model *m, int node);

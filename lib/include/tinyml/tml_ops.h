@@ -116,6 +116,32 @@ void tml_batchnorm_f32_ref(int64_t rows, int c, const float *x, const float *gam
 void tml_batchnorm_f32(int64_t rows, int c, const float *x, const float *gamma, const float *beta,
                        const float *mean, const float *var, float eps, float *y); /* equal to _ref */
 
+/* ---- sparse (pruned) weights, CSR --------------------------------------------
+ * A weight matrix W (rows, cols) - dense (out, in) or conv (O, KH*KW*I) - kept
+ * as compressed sparse rows: the nonzeros of row r are val[rowptr[r] ..
+ * rowptr[r+1]) at columns col[...]. The engine switches a pruned layer to these
+ * kernels when its sparsity is above the measured crossover (docs/pruning.md);
+ * their results equal the dense kernels' up to summation order. */
+typedef struct tml_csr {
+    int rows, cols;
+    int64_t nnz;
+    int32_t *rowptr; /* (rows + 1) */
+    int32_t *col;    /* (nnz) */
+    float *val;      /* (nnz) */
+} tml_csr;
+
+/* Builds the CSR of w (rows, cols) (allocates; not a kernel). */
+tml_status tml_csr_from_dense(const float *w, int rows, int cols, tml_csr *out);
+void tml_csr_free(tml_csr *c);
+
+/* y (n, rows) = act(x (n, cols) W^T + b). scratch: tml_dense_f32_csr_scratch_size bytes. */
+size_t tml_dense_f32_csr_scratch_size(int n, int cols);
+void tml_dense_f32_csr(int n, const tml_csr *w, const float *x, const float *b, tml_act act, float *y, void *scratch);
+/* conv2d (groups 1) with the weights as CSR of (O, KH*KW*C); scratch of
+ * tml_conv2d_f32_csr_scratch_size bytes holds im2col rows. */
+size_t tml_conv2d_f32_csr_scratch_size(const tml_window *p);
+void tml_conv2d_f32_csr(const tml_window *p, const tml_csr *w, const float *x, const float *b, float *y, void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
