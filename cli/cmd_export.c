@@ -1,0 +1,159 @@
+/*
+ * cmd_export.c - `tinyml export MODEL --c -o DIR`: C source for a
+ * microcontroller (formats/export_c.c, docs/deploy.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tinyml/tml_export.h"
+
+static const char help[] =
+    "Usage: tinyml export [options] [MODEL] --c -o DIR\n"
+    "\n"
+    "Write the INT8 model as a self-contained C99 source pair, DIR/model.c and\n"
+    "DIR/model.h, for a microcontroller: one function model_run(in, out) over\n"
+    "int8 tensors, weights as const arrays (flash), every activation in one\n"
+    "static arena sized by liveness (RAM), integer-only kernels that compute\n"
+    "bit for bit what `tinyml eval` computes; no malloc, no math library.\n"
+    "model.h gives the input/output shapes and quantization (scale, zero point)\n"
+    "as macros. Pruned and clustered layers are stored in a compact form\n"
+    "(sparse rows, codebook + packed indices, or both) when that is smaller.\n"
+    "The model must be quantized (tinyml quantize). A table of flash, RAM and\n"
+    "MACs per layer goes to stdout.\n"
+    "\n"
+    "Options:\n"
+    "  --c                C source (the default, and so far the only target)\n"
+    "  -o, --output DIR   directory for the two files (created if missing; files\n"
+    "                     are replaced atomically)\n"
+    "  --name PREFIX      symbol prefix (default model_): kws_ gives kws_run(),\n"
+    "                     KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
+    "  --dense            store every layer's weights as plain int8 arrays (the\n"
+    "                     fastest kernels; more flash for pruned/clustered models)\n"
+    "  --format F         table (default), md, csv or json\n"
+    "  -q, --quiet        no log line on stderr\n"
+    "\n"
+    "Examples:\n"
+    "  tinyml export lenet5-int8.tmf --c -o firmware/model\n"
+    "  tinyml export kws-int8.tmf --c -o src --name kws_      # kws.c, kws_run(), KWS_INPUT_SCALE\n"
+    "  tinyml prune --sparsity 0.9 base.tmf | tinyml cluster --bits 4 \\\n"
+    "    | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
+    "\n"
+    "docs/deploy.md shows how to call the code from a Cortex-M project.\n";
+
+/* also declared in cli.h; repeated so this file stands alone */
+int cmd_export(int argc, char **argv);
+
+static void add_total(tml_table *t, const char *what, int64_t bytes, const char *note)
+{
+    char h[32];
+    tml_table_add_row(t);
+    tml_table_str(t, 0, what);
+    tml_table_int(t, 1, bytes);
+    tml_format_bytes(h, sizeof h, (double)bytes);
+    tml_table_str(t, 2, h);
+    tml_table_str(t, 3, note);
+}
+
+int cmd_export(int argc, char **argv)
+{
+    cli c;
+    cli_init(&c, "export", help, argc, argv);
+    const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
+    int dense = 0;
+    while (cli_next(&c)) {
+        if (cli_flag(&c, "c", 0)) continue;
+        if (cli_str(&c, "output", 'o', &out)) continue;
+        if (cli_str(&c, "name", 0, &prefix)) continue;
+        if (cli_flag(&c, "dense", 0)) {
+            dense = 1;
+            continue;
+        }
+        if (cli_positional(&c, pos, 1)) continue;
+        cli_unknown(&c);
+    }
+    if (!out || !*out) cli_usage_error(&c, "-o DIR is required: the directory for model.c and model.h");
+    tml_export_opts o;
+    tml_export_opts_default(&o);
+    o.prefix = prefix;
+    o.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
+    /* check the prefix before reading a model from a pipe */
+    {
+        size_t n = strlen(prefix);
+        int ok = n > 0 && n <= 40 && ((prefix[0] >= 'A' && prefix[0] <= 'Z') || (prefix[0] >= 'a' && prefix[0] <= 'z'));
+        for (size_t i = 0; i < n && ok; i++) {
+            char ch = prefix[i];
+            ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+        }
+        if (!ok)
+            cli_usage_error(&c, "--name '%s' is not a C identifier prefix: a letter, then letters, digits or '_' (40 at most)",
+                            prefix);
+    }
+
+    tml_model *m = cli_load_model(&c, pos[0]);
+    tml_export_result r;
+    tml_status st = tml_export_c(m, &o, &r);
+    if (st) {
+        /* a model the export cannot take is a data error (exit 1), whatever the status */
+        const char *msg = tml_last_error();
+        cli_fail(&c, "%s", msg && *msg ? msg : tml_status_name(st));
+    }
+    st = tml_export_write(&r, out);
+    if (st) cli_fail_status(&c, st);
+    cli_log(&c, "wrote %s/%s.c and %s/%s.h", out, r.base, out, r.base);
+
+    static const char *const lh[] = {"layer", "op", "output", "weights", "weight_bytes", "dense_bytes", "other_bytes",
+                                     "macs", "macs_nonzero"};
+    tml_table *lt = tml_table_new("layers", "Exported layers", 9, lh);
+    for (int i = 0; i < r.n_layers; i++) {
+        const tml_export_layer *L = &r.layers[i];
+        tml_table_add_row(lt);
+        tml_table_str(lt, 0, L->name);
+        tml_table_str(lt, 1, tml_op_name(L->op));
+        tml_table_str(lt, 2, L->shape);
+        tml_table_str(lt, 3, L->enc == TML_EXPORT_NONE ? "-" : tml_export_enc_name(L->enc));
+        tml_table_int(lt, 4, L->weight_bytes);
+        tml_table_int(lt, 5, L->dense_bytes);
+        tml_table_int(lt, 6, L->other_bytes);
+        tml_table_int(lt, 7, L->macs);
+        tml_table_int(lt, 8, L->macs_nz);
+    }
+    tml_table_add_row(lt);
+    tml_table_mark_total(lt);
+    tml_table_str(lt, 0, "total");
+    tml_table_int(lt, 4, r.weight_bytes);
+    tml_table_int(lt, 5, r.dense_weight_bytes);
+    tml_table_int(lt, 6, r.const_bytes - r.weight_bytes);
+    tml_table_int(lt, 7, r.macs);
+    tml_table_int(lt, 8, r.macs_nz);
+    tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
+                       "packed indices; chosen per layer by bytes%s",
+                   dense ? " (--dense: plain arrays)" : "");
+    tml_table_note(lt, "other_bytes: folded biases, requantization multipliers and shifts, softmax tables, labels");
+
+    static const char *const sh[] = {"resource", "bytes", "size", "what"};
+    tml_table *t = tml_table_new("summary", "Device resources", 4, sh);
+    char note[160];
+    add_total(t, "flash (const data)", r.const_bytes, "weights, biases, multipliers, tables; code not included");
+    snprintf(note, sizeof note, "static arena: activations by liveness (lower bound for this graph: %lld)",
+             (long long)r.pair_bytes);
+    add_total(t, "RAM (arena)", r.arena_bytes, note);
+    tml_table_add_row(t);
+    tml_table_str(t, 0, "MACs");
+    tml_table_int(t, 1, r.macs);
+    snprintf(note, sizeof note, "per inference; %lld with a nonzero weight", (long long)r.macs_nz);
+    tml_table_str(t, 3, note);
+    tml_table_note(t, "input %lld int8 (scale %.6g, zero point %d), output %lld int8 (scale %.6g, zero point %d)",
+                   (long long)r.input_size, (double)r.input_scale, (int)r.input_zp, (long long)r.output_size,
+                   (double)r.output_scale, (int)r.output_zp);
+    tml_table_note(t, "files: %s/%s.c, %s/%s.h; entry point %srun()", out, r.base, out, r.base, prefix);
+
+    tml_table *tables[2] = {t, lt};
+    cli_print_tables(&c, stdout, tables, 2);
+    tml_table_free(t);
+    tml_table_free(lt);
+    tml_export_result_free(&r);
+    tml_model_free(m);
+    return 0;
+}
