@@ -124,6 +124,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 

@@ -1,0 +1,169 @@
+#!/bin/sh
+# sweep.sh - batch evaluation: run a grid of compression settings over a base
+# model, one pipeline per point (prune | cluster | quantize), and write one CSV
+# row per point: settings, file size, ratio, top-1, drop, seconds.
+#
+#   scripts/sweep.sh BASE.tmf --data fashion-mnist [grid] [options]
+#
+# Grid (space-separated lists; 0 / none skips that stage):
+#   --sparsity "0 0.5 0.8 0.9"   global magnitude pruning target
+#   --bits "0 4 5"               clustering bits
+#   --method "none minmax entropy"  quantization calibration (none = stay float)
+# Options:
+#   --finetune-epochs N   masked fine-tuning after pruning (default 0)
+#   --calib-samples N     (default 256)   --limit N  evaluate N test samples only
+#   --out DIR             results (default out/sweep): DIR/sweep.csv, DIR/points/*.tmf, DIR/sweep.png
+#   -j N                  run N points at once on this machine
+#   --list                print the point ids
+#   --jobs                print one shell command per point (for GNU parallel,
+#                         e.g. `scripts/sweep.sh ... --jobs | parallel --sshlogin h1,h2`;
+#                         the hosts need this checkout and DIR on a shared path)
+#   --slurm               print a Slurm job-array script (sbatch it)
+#   --point ID            run one point (what -j, --jobs and --slurm call)
+#   --no-plot             skip the plot
+# A sweep resumes: points already in DIR/sweep.csv are not run again.
+# Environment: TINYML (default build/tinyml).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+T=${TINYML:-$ROOT/build/tinyml}
+SELF="$ROOT/scripts/sweep.sh"
+
+BASE=""; DATA=""; SPARS="0 0.5 0.8 0.9"; BITS="0 5"; METHODS="none minmax"
+FT=0; CALIB_N=256; LIMIT=""; OUT=out/sweep; JOBS=1; MODE=run; POINT=""; PLOT=1
+usage() { sed -n '2,29p' "$0"; }
+die() { echo "sweep.sh: error: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) DATA=$2; shift ;;
+    --sparsity) SPARS=$2; shift ;;
+    --bits) BITS=$2; shift ;;
+    --method) METHODS=$2; shift ;;
+    --finetune-epochs) FT=$2; shift ;;
+    --calib-samples) CALIB_N=$2; shift ;;
+    --limit) LIMIT=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -j) JOBS=$2; shift ;;
+    --list) MODE=list ;;
+    --jobs) MODE=jobs ;;
+    --slurm) MODE=slurm ;;
+    --point) MODE=point; POINT=$2; shift ;;
+    --no-plot) PLOT=0 ;;
+    -h|--help) usage; exit 0 ;;
+    -*) die "unknown option '$1'" ;;
+    *) [ -z "$BASE" ] || die "one base model only"; BASE=$1 ;;
+  esac
+  shift
+done
+[ -n "$BASE" ] || die "give the base model (see --help)"
+[ -n "$DATA" ] || die "--data is required"
+[ -f "$BASE" ] || { echo "sweep.sh: error: cannot open '$BASE'" >&2; exit 1; }
+[ -x "$T" ] || { echo "sweep.sh: error: $T not built (scripts/build.sh)" >&2; exit 1; }
+case "$JOBS" in ''|*[!0-9]*) die "-j expects a number" ;; esac
+BASE=$(cd "$(dirname "$BASE")" && pwd)/$(basename "$BASE")
+mkdir -p "$OUT/points"
+OUT=$(cd "$OUT" && pwd)
+CSV=$OUT/sweep.csv
+LIMIT_OPT=""; [ -n "$LIMIT" ] && LIMIT_OPT="--limit $LIMIT"
+
+# the options a child invocation needs to reproduce this sweep
+ARGS="'$BASE' --data '$DATA' --sparsity '$SPARS' --bits '$BITS' --method '$METHODS' --finetune-epochs $FT --calib-samples $CALIB_N --out '$OUT'"
+[ -n "$LIMIT" ] && ARGS="$ARGS --limit $LIMIT"
+
+points() {
+  for s in $SPARS; do for b in $BITS; do for m in $METHODS; do echo "s${s}_b${b}_${m}"; done; done; done
+}
+
+top1_of() { # model -> top-1 % on the test split
+  "$T" eval "$1" --data "$DATA" $LIMIT_OPT --no-per-class --format csv -q | awk -F, '!/^#/ && ++n == 2 {print $4}'
+}
+
+append() { # row -> CSV, safe under parallel writers
+  if command -v flock >/dev/null 2>&1; then
+    flock "$CSV.lock" sh -c "printf '%s\n' \"\$1\" >> \"$CSV\"" sh "$1"
+  else
+    until mkdir "$CSV.lockdir" 2>/dev/null; do sleep 0.1; done
+    printf '%s\n' "$1" >>"$CSV"
+    rmdir "$CSV.lockdir"
+  fi
+}
+
+ensure_header_and_base() {
+  [ -s "$CSV" ] || append "id,sparsity,bits,method,finetune_epochs,bytes,ratio,top1,drop,seconds"
+  if ! grep -q "^base," "$CSV"; then
+    acc=$(top1_of "$BASE") || exit 1
+    append "base,0,0,none,0,$(wc -c <"$BASE"),1.000,$acc,0.00,0"
+  fi
+}
+
+run_point() {
+  id=$1
+  grep -q "^$id," "$CSV" 2>/dev/null && { echo "sweep: $id done before, skipped" >&2; return 0; }
+  s=${id#s}; s=${s%%_*}; rest=${id#*_b}; b=${rest%%_*}; m=${rest#*_}
+  tmp=$OUT/points/$id.tmf.part
+  t0=$(date +%s.%N)
+  # one pipeline; each stage reports its status so a failure is not hidden by the pipe
+  st=$OUT/points/$id.status
+  : >"$st"
+  {
+    { cat "$BASE"; echo "cat $?" >>"$st"; } |
+    if [ "$s" != 0 ]; then
+      if [ "$FT" -gt 0 ]; then
+        "$T" prune --sparsity "$s" --global --finetune-epochs "$FT" --data "$DATA" -q; echo "prune $?" >>"$st"
+      else
+        "$T" prune --sparsity "$s" --global -q; echo "prune $?" >>"$st"
+      fi
+    else cat; fi |
+    if [ "$b" != 0 ]; then "$T" cluster --bits "$b" -q; echo "cluster $?" >>"$st"; else cat; fi |
+    if [ "$m" != none ]; then "$T" quantize --calib "$DATA" --calib-samples "$CALIB_N" --method "$m" -q; echo "quantize $?" >>"$st"; else cat; fi
+  } >"$tmp"
+  if grep -qv " 0$" "$st"; then
+    echo "sweep: point $id failed: $(grep -v ' 0$' "$st" | tr '\n' ' ')" >&2
+    rm -f "$tmp" "$st"
+    return 1
+  fi
+  rm -f "$st"
+  mv "$tmp" "$OUT/points/$id.tmf"
+  acc=$(top1_of "$OUT/points/$id.tmf") || return 1
+  t1=$(date +%s.%N)
+  base_bytes=$(awk -F, '$1=="base"{print $6}' "$CSV")
+  base_acc=$(awk -F, '$1=="base"{print $8}' "$CSV")
+  bytes=$(wc -c <"$OUT/points/$id.tmf")
+  row=$(awk -v id="$id" -v s="$s" -v b="$b" -v m="$m" -v ft="$FT" -v by="$bytes" -v bb="$base_bytes" -v a="$acc" \
+            -v ba="$base_acc" -v t0="$t0" -v t1="$t1" \
+            'BEGIN{printf "%s,%s,%s,%s,%s,%d,%.3f,%.2f,%.2f,%.1f", id, s, b, m, ft, by, bb/by, a, ba-a, t1-t0}')
+  append "$row"
+  echo "sweep: $row" >&2
+}
+
+case $MODE in
+  list) points; exit 0 ;;
+  jobs) for p in $(points); do echo "sh '$SELF' $ARGS --point $p"; done; exit 0 ;;
+  slurm)
+    n=$(points | wc -l)
+    cat <<EOF
+#!/bin/sh
+#SBATCH --job-name=tinyml-sweep
+#SBATCH --array=0-$((n - 1))
+#SBATCH --cpus-per-task=2
+#SBATCH --output=$OUT/slurm-%A_%a.log
+# generated by scripts/sweep.sh: one array task per point; rerunning skips finished points
+ID=\$(sh '$SELF' $ARGS --list | sed -n "\$((SLURM_ARRAY_TASK_ID + 1))p")
+exec sh '$SELF' $ARGS --point "\$ID"
+EOF
+    exit 0 ;;
+  point) ensure_header_and_base; run_point "$POINT"; exit $? ;;
+esac
+
+ensure_header_and_base
+fails=0
+if [ "$JOBS" -gt 1 ]; then
+  points | xargs -P "$JOBS" -I{} sh -c "sh '$SELF' $ARGS --point {} || exit 255" || fails=1
+else
+  for p in $(points); do run_point "$p" || fails=1; done
+fi
+if [ $PLOT -eq 1 ]; then
+  "$T" plot "$CSV" --x bytes --y top1 --series method --xlog --pareto \
+    --title "Sweep over $(basename "$BASE") ($DATA)" --xlabel "file size (bytes)" --ylabel "top-1 (%)" -o "$OUT/sweep.png" -q
+fi
+column -s, -t <"$CSV" 2>/dev/null || cat "$CSV"
+exit $fails

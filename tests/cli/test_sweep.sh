@@ -1,0 +1,37 @@
+#!/bin/sh
+# scripts/sweep.sh: a small grid runs, resumes without redoing points, runs
+# points in parallel, prints job lists for GNU parallel and Slurm, plots.
+. "$(dirname "$0")/lib.sh"
+S="sh $TML_SOURCE_DIR/scripts/sweep.sh"
+export TINYML="$T"
+"$T" create lenet300 --seed 2 -q -o "$W/base.tmf"
+GRID="--data fashion-mnist --sparsity '0 0.5' --bits '0 3' --method 'none minmax' --limit 300 --calib-samples 32 --out $W/sw"
+
+# one point first: a half-finished sweep
+expect_exit 0 "one point" -- sh -c "$S $W/base.tmf $GRID --point s0.5_b3_minmax"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c , "$W/sw/sweep.csv")" -eq 3 ] || fail "header + base + 1 point expected"
+row1=$(grep "^s0.5_b3_minmax," "$W/sw/sweep.csv")
+# the full sweep resumes: that point is skipped, the others run, two at a time
+expect_exit 0 "full sweep -j 2" -- sh -c "$S $W/base.tmf $GRID -j 2"
+expect_grep "$W/err" "s0.5_b3_minmax done before, skipped" "finished point not redone"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "^s" "$W/sw/sweep.csv")" -eq 8 ] || fail "8 points expected in the CSV"
+CHECKS=$((CHECKS + 1)); [ "$(grep "^s0.5_b3_minmax," "$W/sw/sweep.csv")" = "$row1" ] || fail "the resumed point's row changed"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "^s0.5_b3_minmax," "$W/sw/sweep.csv")" -eq 1 ] || fail "a point appears twice"
+CHECKS=$((CHECKS + 1)); head -c 8 "$W/sw/sweep.png" | od -c | grep -q "P   N   G" || fail "no sweep plot"
+# sizes shrink with compression: the pruned+clustered+int8 file is the smallest
+small=$(awk -F, '$1=="s0.5_b3_minmax"{print $6}' "$W/sw/sweep.csv")
+base=$(awk -F, '$1=="base"{print $6}' "$W/sw/sweep.csv")
+CHECKS=$((CHECKS + 1)); [ "$small" -lt $((base / 8)) ] || fail "s0.5_b3_minmax is $small bytes, base $base"
+# a second run does nothing new
+expect_exit 0 "rerun" -- sh -c "$S $W/base.tmf $GRID --no-plot"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "skipped" "$W/err")" -eq 8 ] || fail "a rerun should skip all 8 points"
+# job lists
+expect_exit 0 "jobs" -- sh -c "$S $W/base.tmf $GRID --jobs"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c -- "--point s" "$W/out")" -eq 8 ] || fail "--jobs should print 8 commands"
+expect_exit 0 "slurm" -- sh -c "$S $W/base.tmf $GRID --slurm"
+expect_grep "$W/out" "#SBATCH --array=0-7" "slurm array over 8 points"
+expect_grep "$W/out" "SLURM_ARRAY_TASK_ID" "slurm task picks its point"
+# errors
+expect_exit 2 "no data" -- sh -c "$S $W/base.tmf"
+expect_exit 1 "missing base" -- sh -c "$S $W/nope.tmf --data fashion-mnist"
+finish
