@@ -74,6 +74,7 @@ int cmd_export(int argc, char **argv)
         cli_unknown(&c);
     }
     if (!out || !*out) cli_usage_error(&c, "-o DIR is required: the directory for model.c and model.h");
+    if (strcmp(out, "-") == 0) cli_usage_error(&c, "-o takes a directory here (the export writes two files), not '-'");
     tml_export_opts o;
     tml_export_opts_default(&o);
     o.prefix = prefix;
@@ -130,12 +131,15 @@ int cmd_export(int argc, char **argv)
     tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
                        "packed indices; chosen per layer by bytes%s",
                    dense ? " (--dense: plain arrays)" : "");
-    tml_table_note(lt, "other_bytes: folded biases, requantization multipliers and shifts, softmax tables, labels");
+    tml_table_note(lt, "other_bytes: folded biases, requantization multipliers and shifts, softmax tables, parameter "
+                       "structs (32-bit target)");
 
     static const char *const sh[] = {"resource", "bytes", "size", "what"};
     tml_table *t = tml_table_new("summary", "Device resources", 4, sh);
     char note[160];
-    add_total(t, "flash (const data)", r.const_bytes, "weights, biases, multipliers, tables; code not included");
+    add_total(t, "flash: const data", r.const_bytes, "weights, biases, multipliers, tables, layer parameters");
+    add_total(t, "flash: code", r.code_bytes, "estimate: the emitted kernels on a Cortex-M4 at -Os (compiler-dependent)");
+    add_total(t, "flash total", r.const_bytes + r.code_bytes, "estimate");
     snprintf(note, sizeof note, "static arena: activations by liveness (lower bound for this graph: %lld)",
              (long long)r.pair_bytes);
     add_total(t, "RAM (arena)", r.arena_bytes, note);

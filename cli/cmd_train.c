@@ -42,7 +42,7 @@ static const char help_train[] =
     "  --schedule S           cosine (default), step, constant\n"
     "  --step-epochs N        step schedule period; --gamma X its factor (default 0.1)\n"
     "  --warmup E             linear warm-up over E epochs (default 0)\n"
-    "  --label-smoothing X    (default 0)\n"
+    "  --label-smoothing X    (default 0.1)\n"
     "  --freeze-bn            keep batch-norm statistics fixed\n"
     "Distillation:\n"
     "  --teacher MODEL        loss = a*T^2*KL(teacher||student at T) + (1-a)*CE\n"

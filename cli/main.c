@@ -16,6 +16,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"create", cmd_create, "build a model from the zoo or an ARCH.json description"},
+    {"import", cmd_import, "convert an ONNX model (e.g. a PyTorch export) into a float .tmf"},
     {"info", cmd_info, "per-layer table: shapes, params, nonzeros, bits, bytes, MACs, peak memory"},
     {"eval", cmd_eval, "accuracy (top-1/top-5, per class, confusion) and speed on a dataset"},
     {"train", cmd_train, "train on a dataset (SGD/Adam, schedules, checkpoints, resume, distillation)"},

@@ -68,7 +68,8 @@ typedef struct tml_export_layer {
     int64_t weight_bytes;    /* const bytes of the weights in that form (values, gaps,
                                 row pointers, indices, codebooks) */
     int64_t dense_bytes;     /* the same weights as a plain int8 array */
-    int64_t other_bytes;     /* other const data: folded bias, multipliers, shifts, tables */
+    int64_t other_bytes;     /* other const data: folded bias, multipliers, shifts, tables,
+                                the layer's parameter struct (its size on a 32-bit target) */
     int64_t macs;            /* multiply-accumulates of one inference (tml_node_macs) */
     int64_t macs_nz;         /* those with a nonzero weight: what sparse forms execute */
     int64_t scratch_bytes;   /* conv patch buffer (inside the arena), 0 if none */
@@ -80,7 +81,10 @@ typedef struct tml_export_result {
     char *header;            /* text of <base>.h */
     int n_layers;
     tml_export_layer *layers;
-    int64_t const_bytes;     /* all const data arrays (weights + other), flash; code not included */
+    int64_t const_bytes;     /* all const data (weights + other + labels), flash */
+    int64_t code_bytes;      /* estimate of the code: the emitted kernels and the run
+                                function as measured on a Cortex-M4 (Thumb-2, -Os);
+                                other targets and compilers differ */
     int64_t weight_bytes, dense_weight_bytes;
     int64_t arena_bytes;     /* the static arena (activations + conv patches): the RAM */
     int64_t plan_bytes;      /* of which the activation plan (tml_plan_activations) */

@@ -87,6 +87,7 @@ typedef struct tml_onnx_info {
     int in_rank, out_rank;  /* ONNX ranks, batch included */
     int64_t in_dims[TML_ONNX_MAX_RANK];  /* ONNX dims; [0] = batch as declared (-1 symbolic) */
     int64_t out_dims[TML_ONNX_MAX_RANK];
+    int64_t out_chw[3];     /* TML_ONNX_FLAT_CHW output: the (C,H,W) its features were flattened from */
     char op_summary[512];   /* "Conv 2, Relu 3, ..." over the used nodes */
 } tml_onnx_info;
 

@@ -70,7 +70,7 @@ typedef struct tml_train_opts {
     int step_epochs;       /* step schedule: multiply by step_gamma every step_epochs */
     double step_gamma;
     double warmup_epochs;  /* linear warm-up from lr/100, may be fractional */
-    double label_smoothing;
+    double label_smoothing; /* default 0.1 */
     int64_t val_samples;   /* held out of the training data (seeded), 0 = none; default 5000;
                               < 0 selects the default */
     uint64_t seed;

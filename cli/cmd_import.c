@@ -1,0 +1,229 @@
+/*
+ * cmd_import.c - `tinyml import MODEL.onnx`: an ONNX model as a float .tmf.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "tinyml/tml_onnx.h"
+
+static const char help[] =
+    "Usage: tinyml import MODEL.onnx [options] [-o OUT.tmf]\n"
+    "\n"
+    "Convert an ONNX model (opsets 1..18; what PyTorch and most exporters write)\n"
+    "into a float tinyml model. NCHW tensors become NHWC, conv weights OHWI,\n"
+    "depthwise convs (group = channels) TML depthwise ops; dimension 0 is taken as\n"
+    "the batch, so the model runs on any batch size. Anything tinyml cannot\n"
+    "represent is an error naming the node, op type and opset: nothing is dropped.\n"
+    "See docs/onnx.md for the supported ops.\n"
+    "\n"
+    "The ONNX file does not say how raw data (0..255 pixels) must be scaled: give\n"
+    "the preprocessing the model was trained with, x = (raw * scale - mean) / std.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output FILE     write here ('-' = stdout; default stdout if not a terminal)\n"
+    "  --input-shape S       per-sample input shape when the file leaves it symbolic:\n"
+    "                        HxWxC for (N,C,H,W) images, F for (N,F) vectors\n"
+    "  --scale X             preprocessing: multiply raw values by X (default 1/255)\n"
+    "  --mean M[,M..]        preprocessing: subtract per-channel mean after scaling\n"
+    "  --std S[,S..]         preprocessing: divide by per-channel std\n"
+    "  --labels FILE         class names, one per line (as many as model outputs)\n"
+    "  --classes-from SPEC   take the class names from a dataset (e.g. fashion-mnist)\n"
+    "  --name NAME           model name stored in the file (default: MODEL's base name)\n"
+    "  -q, --quiet           no log on stderr\n"
+    "\n"
+    "Examples:\n"
+    "  tinyml import lenet5.onnx -o lenet5.tmf\n"
+    "  tinyml import lenet5.onnx --classes-from fashion-mnist | tinyml eval --data fashion-mnist\n"
+    "  tinyml import mobilenet.onnx --input-shape 96x96x3 --scale 0.00392157 \\\n"
+    "      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 -o mobilenet.tmf\n";
+
+static int parse_list(const char *s, float *out, int max)
+{
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        double v;
+        if (n >= max || cli_parse_double(tok, &v)) return -1;
+        out[n++] = (float)v;
+    }
+    return n;
+}
+
+/* "HxWxC", "HxW" or "F" into tinyml per-sample dims. */
+static int parse_shape(const char *s, tml_onnx_opts *o)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    for (char *tok = strtok(buf, "x"); tok; tok = strtok(NULL, "x")) {
+        long v;
+        if (n >= TML_MAX_DIMS || cli_parse_long(tok, &v) || v < 1 || v > 65536) return -1;
+        o->input_dims[n++] = (int32_t)v;
+    }
+    o->input_ndim = n;
+    return n > 0 ? 0 : -1;
+}
+
+/* Reads one label per line (trailing CR/LF stripped; empty lines kept as ""). */
+static char **read_labels(const cli *c, const char *path, int *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) cli_fail(c, "cannot open labels file '%s'", path);
+    char **l = NULL, line[1024];
+    int cap = 0;
+    *n = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t k = strcspn(line, "\r\n");
+        line[k] = '\0';
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = realloc(l, sizeof *l * (size_t)cap);
+            if (!p) cli_fail(c, "out of memory");
+            l = p;
+        }
+        if (!(l[(*n)++] = tml_strdup(line))) cli_fail(c, "out of memory");
+    }
+    fclose(f);
+    while (*n > 0 && l[*n - 1][0] == '\0') free(l[--(*n)]); /* trailing blank lines */
+    return l;
+}
+
+static const char *base_name(const char *path, char *buf, size_t cap)
+{
+    const char *b = strrchr(path, '/');
+    snprintf(buf, cap, "%s", b ? b + 1 : path);
+    size_t l = strlen(buf);
+    if (l > 5 && strcmp(buf + l - 5, ".onnx") == 0) buf[l - 5] = '\0';
+    return buf;
+}
+
+int cmd_import(int argc, char **argv)
+{
+    cli c;
+    cli_init(&c, "import", help, argc, argv);
+    const char *pos[1] = {NULL}, *out = NULL, *shape = NULL, *name = NULL, *mean = NULL, *stdv = NULL, *labels = NULL,
+               *classes_from = NULL;
+    double scale = 1.0 / 255.0;
+    while (cli_next(&c)) {
+        if (cli_str(&c, "output", 'o', &out)) continue;
+        if (cli_str(&c, "input-shape", 0, &shape)) continue;
+        if (cli_double(&c, "scale", 0, 1e-12, 1e12, &scale)) continue;
+        if (cli_str(&c, "mean", 0, &mean)) continue;
+        if (cli_str(&c, "std", 0, &stdv)) continue;
+        if (cli_str(&c, "labels", 0, &labels)) continue;
+        if (cli_str(&c, "classes-from", 0, &classes_from)) continue;
+        if (cli_str(&c, "name", 0, &name)) continue;
+        if (cli_positional(&c, pos, 1)) continue;
+        cli_unknown(&c);
+    }
+    if (!pos[0]) cli_usage_error(&c, "missing MODEL.onnx");
+    if (labels && classes_from) cli_usage_error(&c, "give --labels or --classes-from, not both");
+    tml_onnx_opts o;
+    memset(&o, 0, sizeof o);
+    if (shape && parse_shape(shape, &o))
+        cli_usage_error(&c, "--input-shape expects HxWxC (images) or F (vectors), each 1..65536, got '%s'", shape);
+
+    tml_model *m = NULL;
+    tml_onnx_info info;
+    tml_status st = tml_onnx_import_file(pos[0], &o, &m, &info);
+    if (st) cli_fail_status(&c, st);
+
+    /* preprocessing */
+    m->meta.pre.scale = (float)scale;
+    const tml_tensor *in = &m->tensors[m->input];
+    int in_c = in->ndim == 3 ? in->dims[2] : 1;
+    if (mean || stdv) {
+        float mv[TML_MAX_CHANNELS_PRE] = {0}, sv[TML_MAX_CHANNELS_PRE] = {1, 1, 1, 1};
+        int nm = mean ? parse_list(mean, mv, TML_MAX_CHANNELS_PRE) : 1;
+        int ns = stdv ? parse_list(stdv, sv, TML_MAX_CHANNELS_PRE) : 1;
+        if (nm < 0 || ns < 0) cli_usage_error(&c, "--mean/--std expect comma-separated numbers (up to %d)", TML_MAX_CHANNELS_PRE);
+        if (in_c > TML_MAX_CHANNELS_PRE) cli_usage_error(&c, "--mean/--std support up to %d input channels (the model has %d)", TML_MAX_CHANNELS_PRE, in_c);
+        if ((nm != 1 && nm != in_c) || (ns != 1 && ns != in_c))
+            cli_usage_error(&c, "--mean/--std need 1 or %d values (one per input channel)", in_c);
+        if (nm == 1)
+            for (int i = 1; i < in_c; i++) mv[i] = mv[0];
+        if (ns == 1)
+            for (int i = 1; i < in_c; i++) sv[i] = sv[0];
+        for (int i = 0; i < in_c; i++)
+            if (!(sv[i] > 0)) cli_usage_error(&c, "--std values must be > 0");
+        m->meta.pre.n_ch = in_c;
+        memcpy(m->meta.pre.mean, mv, sizeof mv);
+        memcpy(m->meta.pre.std, sv, sizeof sv);
+    }
+
+    /* class names */
+    int64_t outs = tml_tensor_numel(&m->tensors[m->output]);
+    if (labels || classes_from) {
+        int nl = 0;
+        char **l = NULL;
+        tml_dataset *ds = NULL;
+        if (labels) {
+            l = read_labels(&c, labels, &nl);
+        } else {
+            ds = cli_open_dataset(&c, classes_from, "test");
+            const tml_dataset_info *di = tml_dataset_get_info(ds);
+            if (!di->labels) cli_fail(&c, "dataset '%s' has no class names", classes_from);
+            nl = di->n_classes;
+        }
+        if (nl != outs) cli_fail(&c, "%s has %d class names, the model has %lld outputs", labels ? labels : classes_from, nl, (long long)outs);
+        st = tml_meta_set_labels(&m->meta, nl, labels ? (const char *const *)l : tml_dataset_get_info(ds)->labels);
+        if (st) cli_fail_status(&c, st);
+        for (int i = 0; i < nl && l; i++) free(l[i]);
+        free(l);
+        tml_dataset_free(ds);
+    }
+
+    char bn[256];
+    free(m->meta.name);
+    m->meta.name = tml_strdup(name ? name : strcmp(pos[0], "-") == 0 ? "onnx" : base_name(pos[0], bn, sizeof bn));
+    if (!m->meta.name) cli_fail(&c, "out of memory");
+
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "source", strcmp(pos[0], "-") == 0 ? "<stdin>" : base_name(pos[0], bn, sizeof bn));
+    cJSON_AddNumberToObject(h, "opset", info.opset);
+    cJSON_AddNumberToObject(h, "ir_version", (double)info.ir_version);
+    if (info.producer[0]) cJSON_AddStringToObject(h, "producer", info.producer);
+    cJSON_AddNumberToObject(h, "onnx_nodes", info.onnx_nodes);
+    cJSON_AddNumberToObject(h, "nodes", m->n_nodes);
+    cli_add_history(&c, m, h);
+    cli_save_model(&c, m, out);
+
+    /* summary on stderr */
+    int64_t params = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == TML_TENSOR_PARAM) params += tml_tensor_numel(&m->tensors[i]);
+    char ins[64] = "", outs_s[64] = "";
+    for (int i = 0; i < in->ndim; i++)
+        snprintf(ins + strlen(ins), sizeof ins - strlen(ins), "%s%d", i ? "x" : "", in->dims[i]);
+    const tml_tensor *ot = &m->tensors[m->output];
+    for (int i = 0; i < ot->ndim; i++)
+        snprintf(outs_s + strlen(outs_s), sizeof outs_s - strlen(outs_s), "%s%d", i ? "x" : "", ot->dims[i]);
+    cli_log(&c, "imported %s (opset %d%s%s): %d ONNX nodes -> %d tinyml nodes, %lld parameters", pos[0], info.opset,
+            info.producer[0] ? ", " : "", info.producer, info.used_nodes, m->n_nodes, (long long)params);
+    cli_log(&c, "  ONNX ops: %s", info.op_summary);
+    if (info.folded_nodes || info.fused_nodes)
+        cli_log(&c, "  %d nodes evaluated at import (constants, shape arithmetic), %d merged into their producer", info.folded_nodes,
+                info.fused_nodes);
+    if (info.onnx_nodes > info.used_nodes)
+        cli_log(&c, "  %d nodes ignored: the output does not depend on them", info.onnx_nodes - info.used_nodes);
+    char tn[256] = "";
+    int cnt[TML_OP_COUNT] = {0};
+    for (int i = 0; i < m->n_nodes; i++) cnt[m->nodes[i].op]++;
+    for (int k = 0; k < TML_OP_COUNT; k++)
+        if (cnt[k]) snprintf(tn + strlen(tn), sizeof tn - strlen(tn), "%s%s %d", *tn ? ", " : "", tml_op_name((tml_op)k), cnt[k]);
+    cli_log(&c, "  tinyml ops: %s", tn);
+    cli_log(&c, "  input %s (%s), output %s; batch %s", ins, info.in_layout == TML_ONNX_NCHW ? "from NCHW" : "as in ONNX", outs_s,
+            info.batch > 0 ? "fixed in the file, any batch works" : "dynamic");
+    if (info.out_layout != TML_ONNX_PLAIN)
+        cli_warn(&c, "the output '%s' is %s in ONNX; tinyml stores it in HWC order", info.output_name,
+                 info.out_layout == TML_ONNX_NCHW ? "an NCHW tensor" : "flattened from NCHW");
+    cli_log(&c, "  preprocessing: x = raw * %g%s (set with --scale/--mean/--std)", (double)m->meta.pre.scale,
+            m->meta.pre.n_ch ? ", then per-channel (x - mean) / std" : "");
+    tml_model_free(m);
+    return 0;
+}
