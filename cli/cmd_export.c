@@ -43,7 +43,6 @@ static const char help[] =
     "docs/deploy.md shows how to call the code from a Cortex-M project.\n";
 
 /* also declared in cli.h; repeated so this file stands alone */
-int cmd_export(int argc, char **argv);
 
 static void add_total(tml_table *t, const char *what, int64_t bytes, const char *note)
 {
@@ -80,17 +79,7 @@ int cmd_export(int argc, char **argv)
     o.prefix = prefix;
     o.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
     /* check the prefix before reading a model from a pipe */
-    {
-        size_t n = strlen(prefix);
-        int ok = n > 0 && n <= 40 && ((prefix[0] >= 'A' && prefix[0] <= 'Z') || (prefix[0] >= 'a' && prefix[0] <= 'z'));
-        for (size_t i = 0; i < n && ok; i++) {
-            char ch = prefix[i];
-            ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
-        }
-        if (!ok)
-            cli_usage_error(&c, "--name '%s' is not a C identifier prefix: a letter, then letters, digits or '_' (40 at most)",
-                            prefix);
-    }
+    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
 
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_export_result r;

@@ -106,8 +106,8 @@ int cmd_import(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "import", help, argc, argv);
-    const char *pos[1] = {NULL}, *out = NULL, *shape = NULL, *name = NULL, *mean = NULL, *stdv = NULL, *labels = NULL,
-               *classes_from = NULL;
+    const char *pos[1] = {NULL}, *out = NULL, *shape = NULL, *name = NULL, *mean = NULL, *stdv = NULL,
+               *labels = NULL, *classes_from = NULL;
     double scale = 1.0 / 255.0;
     while (cli_next(&c)) {
         if (cli_str(&c, "output", 'o', &out)) continue;
@@ -126,7 +126,8 @@ int cmd_import(int argc, char **argv)
     tml_onnx_opts o;
     memset(&o, 0, sizeof o);
     if (shape && parse_shape(shape, &o))
-        cli_usage_error(&c, "--input-shape expects HxWxC (images) or F (vectors), each 1..65536, got '%s'", shape);
+        cli_usage_error(&c, "--input-shape expects HxWxC (images) or F (vectors), each 1..65536, got '%s'",
+                        shape);
 
     tml_model *m = NULL;
     tml_onnx_info info;
@@ -141,8 +142,12 @@ int cmd_import(int argc, char **argv)
         float mv[TML_MAX_CHANNELS_PRE] = {0}, sv[TML_MAX_CHANNELS_PRE] = {1, 1, 1, 1};
         int nm = mean ? parse_list(mean, mv, TML_MAX_CHANNELS_PRE) : 1;
         int ns = stdv ? parse_list(stdv, sv, TML_MAX_CHANNELS_PRE) : 1;
-        if (nm < 0 || ns < 0) cli_usage_error(&c, "--mean/--std expect comma-separated numbers (up to %d)", TML_MAX_CHANNELS_PRE);
-        if (in_c > TML_MAX_CHANNELS_PRE) cli_usage_error(&c, "--mean/--std support up to %d input channels (the model has %d)", TML_MAX_CHANNELS_PRE, in_c);
+        if (nm < 0 || ns < 0)
+            cli_usage_error(&c, "--mean/--std expect comma-separated numbers (up to %d)",
+                            TML_MAX_CHANNELS_PRE);
+        if (in_c > TML_MAX_CHANNELS_PRE)
+            cli_usage_error(&c, "--mean/--std support up to %d input channels (the model has %d)",
+                            TML_MAX_CHANNELS_PRE, in_c);
         if ((nm != 1 && nm != in_c) || (ns != 1 && ns != in_c))
             cli_usage_error(&c, "--mean/--std need 1 or %d values (one per input channel)", in_c);
         if (nm == 1)
@@ -170,8 +175,11 @@ int cmd_import(int argc, char **argv)
             if (!di->labels) cli_fail(&c, "dataset '%s' has no class names", classes_from);
             nl = di->n_classes;
         }
-        if (nl != outs) cli_fail(&c, "%s has %d class names, the model has %lld outputs", labels ? labels : classes_from, nl, (long long)outs);
-        st = tml_meta_set_labels(&m->meta, nl, labels ? (const char *const *)l : tml_dataset_get_info(ds)->labels);
+        if (nl != outs)
+            cli_fail(&c, "%s has %d class names, the model has %lld outputs", labels ? labels : classes_from,
+                     nl, (long long)outs);
+        st = tml_meta_set_labels(&m->meta, nl,
+                                 labels ? (const char *const *)l : tml_dataset_get_info(ds)->labels);
         if (st) cli_fail_status(&c, st);
         for (int i = 0; i < nl && l; i++) free(l[i]);
         free(l);
@@ -180,11 +188,14 @@ int cmd_import(int argc, char **argv)
 
     char bn[256];
     free(m->meta.name);
-    m->meta.name = tml_strdup(name ? name : strcmp(pos[0], "-") == 0 ? "onnx" : base_name(pos[0], bn, sizeof bn));
+    m->meta.name = tml_strdup(name                       ? name
+                              : strcmp(pos[0], "-") == 0 ? "onnx"
+                                                         : base_name(pos[0], bn, sizeof bn));
     if (!m->meta.name) cli_fail(&c, "out of memory");
 
     cJSON *h = cJSON_CreateObject();
-    cJSON_AddStringToObject(h, "source", strcmp(pos[0], "-") == 0 ? "<stdin>" : base_name(pos[0], bn, sizeof bn));
+    cJSON_AddStringToObject(h, "source",
+                            strcmp(pos[0], "-") == 0 ? "<stdin>" : base_name(pos[0], bn, sizeof bn));
     cJSON_AddNumberToObject(h, "opset", info.opset);
     cJSON_AddNumberToObject(h, "ir_version", (double)info.ir_version);
     if (info.producer[0]) cJSON_AddStringToObject(h, "producer", info.producer);
@@ -203,21 +214,27 @@ int cmd_import(int argc, char **argv)
     const tml_tensor *ot = &m->tensors[m->output];
     for (int i = 0; i < ot->ndim; i++)
         snprintf(outs_s + strlen(outs_s), sizeof outs_s - strlen(outs_s), "%s%d", i ? "x" : "", ot->dims[i]);
-    cli_log(&c, "imported %s (opset %d%s%s): %d ONNX nodes -> %d tinyml nodes, %lld parameters", pos[0], info.opset,
-            info.producer[0] ? ", " : "", info.producer, info.used_nodes, m->n_nodes, (long long)params);
+    cli_log(&c, "imported %s (opset %d%s%s): %d ONNX nodes -> %d tinyml nodes, %lld parameters", pos[0],
+            info.opset, info.producer[0] ? ", " : "", info.producer, info.used_nodes, m->n_nodes,
+            (long long)params);
     cli_log(&c, "  ONNX ops: %s", info.op_summary);
     if (info.folded_nodes || info.fused_nodes)
-        cli_log(&c, "  %d nodes evaluated at import (constants, shape arithmetic), %d merged into their producer", info.folded_nodes,
-                info.fused_nodes);
+        cli_log(&c,
+                "  %d nodes evaluated at import (constants, shape arithmetic), %d merged into their producer",
+                info.folded_nodes, info.fused_nodes);
     if (info.onnx_nodes > info.used_nodes)
-        cli_log(&c, "  %d nodes ignored: the output does not depend on them", info.onnx_nodes - info.used_nodes);
+        cli_log(&c, "  %d nodes ignored: the output does not depend on them",
+                info.onnx_nodes - info.used_nodes);
     char tn[256] = "";
     int cnt[TML_OP_COUNT] = {0};
     for (int i = 0; i < m->n_nodes; i++) cnt[m->nodes[i].op]++;
     for (int k = 0; k < TML_OP_COUNT; k++)
-        if (cnt[k]) snprintf(tn + strlen(tn), sizeof tn - strlen(tn), "%s%s %d", *tn ? ", " : "", tml_op_name((tml_op)k), cnt[k]);
+        if (cnt[k])
+            snprintf(tn + strlen(tn), sizeof tn - strlen(tn), "%s%s %d", *tn ? ", " : "",
+                     tml_op_name((tml_op)k), cnt[k]);
     cli_log(&c, "  tinyml ops: %s", tn);
-    cli_log(&c, "  input %s (%s), output %s; batch %s", ins, info.in_layout == TML_ONNX_NCHW ? "from NCHW" : "as in ONNX", outs_s,
+    cli_log(&c, "  input %s (%s), output %s; batch %s", ins,
+            info.in_layout == TML_ONNX_NCHW ? "from NCHW" : "as in ONNX", outs_s,
             info.batch > 0 ? "fixed in the file, any batch works" : "dynamic");
     if (info.out_layout != TML_ONNX_PLAIN)
         cli_warn(&c, "the output '%s' is %s in ONNX; tinyml stores it in HWC order", info.output_name,

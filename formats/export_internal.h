@@ -6,6 +6,7 @@
 #define TML_EXPORT_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Growable string. On allocation failure `oom` is set and further appends
  * are ignored; the owner checks it once at the end. */
@@ -34,6 +35,7 @@ typedef enum tml_exk {
     TML_EXK_MV_CLUSTER,
     TML_EXK_MV_SPARSE_CLUSTER,
     TML_EXK_CONV,
+    TML_EXK_DWCONV,
     TML_EXK_DENSE,
     TML_EXK_MAXPOOL,
     TML_EXK_AVGPOOL,
@@ -46,6 +48,7 @@ typedef enum tml_exk {
     TML_EXK_CLAMP8,
     TML_EXK_DIVROUND,
     TML_EXK_WMAT,
+    TML_EXK_CONV_T,
     TML_EXK_ROWSTART,
     TML_EXK_UNPACK,
     TML_EXK_POOL_T,
@@ -55,5 +58,8 @@ typedef enum tml_exk {
 /* Appends the pieces marked in used[] (and their dependencies) in a valid
  * declaration order. used[] is updated with the dependencies. */
 void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT]);
+/* Estimated code bytes of the pieces marked in used[] (after tml_exk_emit
+ * added the dependencies). */
+int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT]);
 
 #endif

@@ -58,6 +58,9 @@ typedef struct tml_export_opts {
                                (clustered forms need a codebook), dense elsewhere */
 } tml_export_opts;
 void tml_export_opts_default(tml_export_opts *o);
+/* TML_OK when `prefix` is a usable symbol prefix, else TML_ERR_INVALID with a
+ * message saying why. */
+tml_status tml_export_check_prefix(const char *prefix);
 
 /* One row per node of the model, in execution order. */
 typedef struct tml_export_layer {

@@ -64,9 +64,9 @@ typedef struct tml_onnx_opts {
 
 /* How the ONNX tensor at a model boundary maps onto the tinyml tensor. */
 typedef enum tml_onnx_layout {
-    TML_ONNX_PLAIN = 0,    /* same element order (ONNX dims after the batch) */
-    TML_ONNX_NCHW = 1,     /* ONNX (N,C,H,W) is tinyml (H,W,C) */
-    TML_ONNX_FLAT_CHW = 2  /* ONNX (N,C*H*W) in CHW order is tinyml (F) in HWC order */
+    TML_ONNX_PLAIN = 0,   /* same element order (ONNX dims after the batch) */
+    TML_ONNX_NCHW = 1,    /* ONNX (N,C,H,W) is tinyml (H,W,C) */
+    TML_ONNX_FLAT_CHW = 2 /* ONNX (N,C*H*W) in CHW order is tinyml (F) in HWC order */
 } tml_onnx_layout;
 
 #define TML_ONNX_MAX_RANK 8
@@ -75,20 +75,20 @@ typedef enum tml_onnx_layout {
 typedef struct tml_onnx_info {
     int64_t ir_version;
     int opset;
-    char producer[64];      /* producer_name and version, "" when absent */
+    char producer[64]; /* producer_name and version, "" when absent */
     char graph_name[64];
-    int onnx_nodes;         /* nodes in the graph */
-    int used_nodes;         /* nodes the output depends on (the rest are ignored) */
-    int folded_nodes;       /* nodes evaluated at import (constants, shape arithmetic) */
-    int fused_nodes;        /* nodes merged into another (bias Add, ReLU, Clip, ...) */
-    int64_t batch;          /* declared batch of the input: > 0 fixed, -1 symbolic */
+    int onnx_nodes;   /* nodes in the graph */
+    int used_nodes;   /* nodes the output depends on (the rest are ignored) */
+    int folded_nodes; /* nodes evaluated at import (constants, shape arithmetic) */
+    int fused_nodes;  /* nodes merged into another (bias Add, ReLU, Clip, ...) */
+    int64_t batch;    /* declared batch of the input: > 0 fixed, -1 symbolic */
     char input_name[64], output_name[64];
     tml_onnx_layout in_layout, out_layout;
-    int in_rank, out_rank;  /* ONNX ranks, batch included */
-    int64_t in_dims[TML_ONNX_MAX_RANK];  /* ONNX dims; [0] = batch as declared (-1 symbolic) */
+    int in_rank, out_rank;              /* ONNX ranks, batch included */
+    int64_t in_dims[TML_ONNX_MAX_RANK]; /* ONNX dims; [0] = batch as declared (-1 symbolic) */
     int64_t out_dims[TML_ONNX_MAX_RANK];
-    int64_t out_chw[3];     /* TML_ONNX_FLAT_CHW output: the (C,H,W) its features were flattened from */
-    char op_summary[512];   /* "Conv 2, Relu 3, ..." over the used nodes */
+    int64_t out_chw[3];   /* TML_ONNX_FLAT_CHW output: the (C,H,W) its features were flattened from */
+    char op_summary[512]; /* "Conv 2, Relu 3, ..." over the used nodes */
 } tml_onnx_info;
 
 /* Imports an ONNX model held in memory. opts and info may be NULL. On success

@@ -1,0 +1,616 @@
+/*
+ * test_export.c - C export (formats/export_c.c): every zoo model, quantized,
+ * is exported, compiled with the system compiler as strict C99
+ * (cc -std=c99 -pedantic -Wall -Wextra -Werror) together with a small main that
+ * reads int8 inputs from a file and writes the int8 outputs, run on 100
+ * Fashion-MNIST test images, and compared byte for byte with the integer
+ * engine. A pruned + clustered LeNet-5 exercises the compact weight forms
+ * (sparse rows with filler entries, codebooks per tensor and per channel).
+ * Also: the arena size, what the generated source may include, refusals
+ * (float model, bad prefix), file writing, and the `tinyml export` command.
+ *
+ * When this test is built with AddressSanitizer, the generated code is
+ * compiled with -fsanitize=address,undefined too.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+#include "tinyml/tml_cluster.h"
+#include "tinyml/tml_engine.h"
+#include "tinyml/tml_export.h"
+#include "tinyml/tml_prune.h"
+#include "tinyml/tml_quant.h"
+#include "tinyml/tml_zoo.h"
+
+#define N_IMAGES 100
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GEN_SANITIZE " -fsanitize=address,undefined -fno-sanitize-recover=all"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GEN_SANITIZE " -fsanitize=address,undefined -fno-sanitize-recover=all"
+#endif
+#endif
+#ifndef GEN_SANITIZE
+#define GEN_SANITIZE ""
+#endif
+
+/* Flags for the generated code: what a strict device build would use. */
+#define GEN_CFLAGS                                                                                                     \
+    "-std=c99 -pedantic -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wconversion "   \
+    "-Wsign-conversion -Wcast-qual -Wundef -O1" GEN_SANITIZE
+
+/* ---- models ----------------------------------------------------------------------------- */
+
+static tml_dataset *fmnist(const char *split)
+{
+    tml_dataset *ds = NULL;
+    tml_status st = tml_dataset_open("fashion-mnist", split, &ds);
+    if (st) fprintf(stderr, "fashion-mnist: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    return ds;
+}
+
+static tml_model *zoo(const char *arch)
+{
+    tml_zoo_opts o = {.seed = 3};
+    tml_model *m = NULL;
+    assert_int_equal(tml_zoo_create(arch, &o, &m), TML_OK);
+    /* batch norms with non-trivial statistics, so folded weights and biases
+     * differ per channel */
+    tu_rng r;
+    tu_rng_seed(&r, 9);
+    for (int i = 0; i < m->n_nodes; i++) {
+        if (m->nodes[i].op != TML_OP_BATCHNORM) continue;
+        for (int j = 1; j < 5; j++) {
+            tml_tensor *t = &m->tensors[m->nodes[i].in[j]];
+            float *p = t->data;
+            for (int64_t k = 0; k < tml_tensor_numel(t); k++)
+                p[k] = j == 4 ? tu_rng_uniform(&r, 0.5f, 2.0f) : tu_rng_uniform(&r, -0.2f, 0.4f) + (j == 1);
+        }
+    }
+    return m;
+}
+
+/* fold, calibrate (96 training images), quantize with default options */
+static void quantize(tml_model *m)
+{
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_dataset *ds = fmnist("train");
+    tml_calib cal;
+    tml_calib_opts co = {.samples = 96, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    tml_status st = tml_quantize(m, &cal, &qo);
+    if (st) fprintf(stderr, "quantize: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tml_calib_free(&cal);
+    tml_dataset_free(ds);
+}
+
+/* The preprocessed first N_IMAGES test images (shared by every model). */
+static float *test_images(const tml_model *m)
+{
+    tml_dataset *ds = fmnist("test");
+    tml_samples *s = NULL;
+    assert_int_equal(tml_dataset_load(ds, N_IMAGES, &s), TML_OK);
+    float *x = malloc(sizeof(float) * N_IMAGES * 784);
+    int32_t lab[N_IMAGES];
+    int64_t idx[N_IMAGES];
+    for (int i = 0; i < N_IMAGES; i++) idx[i] = i;
+    assert_non_null(x);
+    tml_samples_gather(s, idx, N_IMAGES, x, lab);
+    tml_preproc_apply(&m->meta.pre, (int64_t)N_IMAGES * 784, 1, x);
+    tml_samples_free(s);
+    tml_dataset_free(ds);
+    return x;
+}
+
+/* ---- the engine's answer ----------------------------------------------------------------- */
+
+typedef struct engine_io {
+    int8_t *in, *out; /* (N_IMAGES, size) int8 input and output tensors */
+    float *y;         /* dequantized outputs of a normal (keep_all = 0) run */
+    int64_t in_size, out_size;
+} engine_io;
+
+static void engine_run(const tml_model *m, const float *x, engine_io *io)
+{
+    io->in_size = tml_tensor_numel(&m->tensors[m->input]);
+    io->out_size = tml_tensor_numel(&m->tensors[m->output]);
+    io->in = malloc((size_t)(N_IMAGES * io->in_size));
+    io->out = malloc((size_t)(N_IMAGES * io->out_size));
+    io->y = malloc(sizeof(float) * (size_t)(N_IMAGES * io->out_size));
+    float *y2 = malloc(sizeof(float) * (size_t)(N_IMAGES * io->out_size));
+    assert_true(io->in && io->out && io->y && y2);
+    /* keep_all: the int8 input and output tensors are readable after the run */
+    tml_engine *e = NULL;
+    tml_engine_opts eo = {.keep_all = 1};
+    assert_int_equal(tml_engine_new(m, N_IMAGES, &eo, &e), TML_OK);
+    assert_int_equal(tml_engine_run(e, x, N_IMAGES, y2), TML_OK);
+    memcpy(io->in, tml_engine_activation(e, m->input), (size_t)(N_IMAGES * io->in_size));
+    memcpy(io->out, tml_engine_activation(e, m->output), (size_t)(N_IMAGES * io->out_size));
+    tml_engine_free(e);
+    /* the normal path (shared buffers, fast kernels) gives the same outputs */
+    assert_int_equal(tml_engine_new(m, N_IMAGES, NULL, &e), TML_OK);
+    assert_int_equal(tml_engine_run(e, x, N_IMAGES, io->y), TML_OK);
+    tml_engine_free(e);
+    TU_ASSERT_CLOSE(io->y, y2, (size_t)(N_IMAGES * io->out_size), 0.0f);
+    free(y2);
+}
+
+static void engine_io_free(engine_io *io)
+{
+    free(io->in);
+    free(io->out);
+    free(io->y);
+}
+
+/* ---- export, compile, run, compare ------------------------------------------------------------ */
+
+static const char main_template[] =
+    "#include <stdio.h>\n"
+    "#include \"%s.h\"\n"
+    "\n"
+    "/* in.bin -> out.bin: one %srun per sample */\n"
+    "int main(int argc, char **argv)\n"
+    "{\n"
+    "    static int8_t in[%sINPUT_SIZE], out[%sOUTPUT_SIZE];\n"
+    "    FILE *fi, *fo;\n"
+    "    if (argc < 3) return 2;\n"
+    "    fi = fopen(argv[1], \"rb\");\n"
+    "    fo = fopen(argv[2], \"wb\");\n"
+    "    if (!fi || !fo) return 2;\n"
+    "    while (fread(in, 1, sizeof in, fi) == sizeof in) {\n"
+    "        if (%srun(in, out) != 0) return 3;\n"
+    "        if (fwrite(out, 1, sizeof out, fo) != sizeof out) return 4;\n"
+    "    }\n"
+    "    fclose(fi);\n"
+    "    return fclose(fo) == 0 ? 0 : 5;\n"
+    "}\n";
+
+/* Checks what the generated source may use: its own header, stdint.h and
+ * string.h; no floating point, no allocation. */
+static void check_source_rules(const char *src)
+{
+    const char *p = src;
+    while ((p = strstr(p, "#include")) != NULL) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        int ok = strncmp(p, "#include <stdint.h>", n) == 0 || strncmp(p, "#include <string.h>", n) == 0 ||
+                 (n > 10 && p[9] == '"');
+        if (!ok) fprintf(stderr, "unexpected include: %.*s\n", (int)n, p);
+        assert_true(ok);
+        p += n;
+    }
+    assert_null(strstr(src, "float "));
+    assert_null(strstr(src, "double "));
+    assert_null(strstr(src, "malloc("));
+    assert_null(strstr(src, "math.h"));
+}
+
+typedef struct variant {
+    const char *tag;
+    tml_export_enc weights;
+    const char *prefix; /* NULL = default */
+} variant;
+
+/* Exports `m` (opts from v), compiles it with a main, runs the images the
+ * engine saw and compares the int8 outputs. Returns the export result for
+ * further checks (caller frees). */
+static void export_check(const tml_model *m, const engine_io *io, const variant *v, tml_export_result *r)
+{
+    char dir[1024], cmd[4096], log[8192];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir(v->tag));
+    tml_export_opts o;
+    tml_export_opts_default(&o);
+    o.weights = v->weights;
+    if (v->prefix) o.prefix = v->prefix;
+    tml_status st = tml_export_c(m, &o, r);
+    if (st) fprintf(stderr, "%s: export: %s\n", v->tag, tml_last_error());
+    assert_int_equal(st, TML_OK);
+    assert_int_equal(tml_export_write(r, dir), TML_OK);
+    check_source_rules(r->source);
+
+    char upper[64];
+    const char *p = o.prefix;
+    size_t i = 0;
+    for (; p[i] && i + 1 < sizeof upper; i++) upper[i] = (char)(p[i] >= 'a' && p[i] <= 'z' ? p[i] - 32 : p[i]);
+    upper[i] = '\0';
+    char mainc[2048];
+    snprintf(mainc, sizeof mainc, main_template, r->base, p, upper, upper, p);
+    assert_int_equal(tu_write_file(tu_path(dir, "main.c"), mainc, strlen(mainc)), 0);
+    assert_int_equal(tu_write_file(tu_path(dir, "in.bin"), io->in, (size_t)(N_IMAGES * io->in_size)), 0);
+
+    const char *cc = getenv("CC");
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s " GEN_CFLAGS " -o prog %s.c main.c", dir, cc && *cc ? cc : "cc", r->base);
+    int rc = tu_run(cmd, log, sizeof log);
+    if (rc != 0) fprintf(stderr, "%s: compile failed (%d): %s\n%s\n", v->tag, rc, cmd, log);
+    assert_int_equal(rc, 0);
+    snprintf(cmd, sizeof cmd, "cd '%s' && ./prog in.bin out.bin", dir);
+    rc = tu_run(cmd, log, sizeof log);
+    if (rc != 0) fprintf(stderr, "%s: run failed (%d): %s\n", v->tag, rc, log);
+    assert_int_equal(rc, 0);
+
+    size_t len = 0;
+    uint8_t *got = tu_read_file(tu_path(dir, "out.bin"), &len);
+    assert_non_null(got);
+    assert_int_equal(len, (size_t)(N_IMAGES * io->out_size));
+    assert_true(tu_equal_i8(v->tag, (const int8_t *)got, io->out, len));
+    /* and the engine's float outputs are these int8 values dequantized */
+    const tml_tensor *out = &m->tensors[m->output];
+    for (size_t k = 0; k < len; k++) {
+        float dq = out->q.scale[0] * (float)((int8_t)got[k] - out->q.zero_point[0]);
+        assert_true(dq == io->y[k]);
+    }
+    free(got);
+    fprintf(stderr, "  %-22s flash %7lld B  arena %6lld B (plan %6lld, lower bound %6lld)  MACs %8lld  exact on %d images\n",
+            v->tag, (long long)r->const_bytes, (long long)r->arena_bytes, (long long)r->plan_bytes,
+            (long long)r->pair_bytes, (long long)r->macs, N_IMAGES);
+}
+
+/* ---- tests ------------------------------------------------------------------------------------ */
+
+/* Every zoo model, quantized, exported dense and checked bit-exact. */
+static void test_zoo_models_bit_exact(void **state)
+{
+    (void)state;
+    const char *archs[] = {"lenet300", "lenet5", "dscnn", "mobilenet-tiny", "resnet8"};
+    float *x = NULL;
+    for (size_t a = 0; a < sizeof archs / sizeof *archs; a++) {
+        tml_model *m = zoo(archs[a]);
+        quantize(m);
+        if (!x) x = test_images(m);
+        engine_io io;
+        engine_run(m, x, &io);
+        char tag[64];
+        snprintf(tag, sizeof tag, "export_%s", archs[a]);
+        variant v = {tag, TML_EXPORT_AUTO, a == 2 ? "kws_" : NULL};
+        tml_export_result r;
+        export_check(m, &io, &v, &r);
+        /* untrained weights have no zeros to speak of: everything stays dense */
+        for (int i = 0; i < r.n_layers; i++)
+            assert_true(r.layers[i].enc == TML_EXPORT_NONE || r.layers[i].enc == TML_EXPORT_DENSE);
+        assert_true(r.weight_bytes == r.dense_weight_bytes);
+        /* the arena is the planner's, plus at most one conv patch where no
+         * free bytes were left for it; for a chain of layers it is exactly
+         * the largest pair of live tensors */
+        int64_t patch = 0;
+        for (int i = 0; i < r.n_layers; i++)
+            if (r.layers[i].scratch_bytes > patch) patch = r.layers[i].scratch_bytes;
+        assert_true(r.arena_bytes >= r.pair_bytes);
+        assert_true(r.arena_bytes <= r.plan_bytes + (patch + 15) / 16 * 16);
+        if (strcmp(archs[a], "resnet8") != 0) assert_int_equal(r.arena_bytes, r.pair_bytes);
+        if (a == 2) {
+            assert_string_equal(r.base, "kws");
+            assert_non_null(strstr(r.header, "#define KWS_INPUT_SCALE"));
+            assert_non_null(strstr(r.header, "int kws_run(const int8_t *in, int8_t *out);"));
+        } else {
+            assert_string_equal(r.base, "model");
+            assert_non_null(strstr(r.header, "#define MODEL_INPUT_ZERO_POINT"));
+            assert_non_null(strstr(r.header, "#define MODEL_OUTPUT_SCALE"));
+        }
+        tml_export_result_free(&r);
+        if (strcmp(archs[a], "mobilenet-tiny") == 0) {
+            /* sparse rows everywhere (few zeros: bigger, but it must run):
+             * depthwise as grouped conv2d with patches, 1x1 convs in place */
+            variant vs = {"export_mobilenet_sparse", TML_EXPORT_SPARSE, NULL};
+            export_check(m, &io, &vs, &r);
+            tml_export_result_free(&r);
+        }
+        if (strcmp(archs[a], "dscnn") == 0) {
+            /* clustering after quantization (codebooks of int8 codes): the
+             * small depthwise layers are smallest as one codebook + indices */
+            tml_cluster_opts co;
+            tml_cluster_opts_default(&co);
+            co.bits = 3;
+            tml_status st = tml_cluster(m, &co, NULL);
+            if (st) fprintf(stderr, "cluster: %s\n", tml_last_error());
+            assert_int_equal(st, TML_OK);
+            engine_io_free(&io);
+            engine_run(m, x, &io);
+            variant vc = {"export_dscnn_clustered", TML_EXPORT_AUTO, NULL};
+            export_check(m, &io, &vc, &r);
+            int dw_clustered = 0;
+            for (int i = 0; i < r.n_layers; i++) {
+                if (r.layers[i].op == TML_OP_DEPTHWISE_CONV2D) dw_clustered += r.layers[i].enc == TML_EXPORT_CLUSTER;
+                if (r.layers[i].enc != TML_EXPORT_NONE) assert_true(r.layers[i].enc != TML_EXPORT_DENSE);
+            }
+            assert_int_equal(dw_clustered, 4);
+            tml_export_result_free(&r);
+        }
+        engine_io_free(&io);
+        tml_model_free(m);
+    }
+    free(x);
+}
+
+/* A custom net with what the zoo does not use (average pool and max pool
+ * with padding, standalone ReLU6 / ReLU, depth multiplier 2, a 1x3 kernel,
+ * dilation, a grouped conv, an add without activation, softmax) and labels
+ * that need escaping. */
+static void test_other_ops_bit_exact(void **state)
+{
+    (void)state;
+    static const char arch[] =
+        "{\"name\": \"odd\", \"layers\": ["
+        "{\"type\": \"conv2d\", \"filters\": 6, \"kernel\": 3, \"stride\": 2, \"padding\": \"same\"},"
+        "{\"type\": \"avgpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
+        "{\"type\": \"relu6\"},"
+        "{\"type\": \"depthwise_conv2d\", \"kernel\": 3, \"multiplier\": 2, \"padding\": \"same\", \"act\": \"relu\"},"
+        "{\"type\": \"maxpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
+        "{\"type\": \"relu\"},"
+        "{\"type\": \"residual\", \"layers\": [{\"type\": \"conv2d\", \"filters\": 12, \"kernel\": [1, 3], \"padding\": \"same\"}]},"
+        "{\"type\": \"conv2d\", \"filters\": 8, \"kernel\": 1},"
+        "{\"type\": \"global_avgpool\"},"
+        "{\"type\": \"dense\", \"units\": 10},"
+        "{\"type\": \"softmax\"}]}";
+    tml_zoo_opts zo = {.seed = 11};
+    tml_model *m = NULL;
+    tml_status st = tml_zoo_from_json(arch, &zo, &m);
+    if (st) fprintf(stderr, "arch: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    /* dilation 2 on the first conv and 4 groups on the last conv (the JSON
+     * format has neither); shapes are inferred again */
+    int first = -1, last = -1;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].op == TML_OP_CONV2D) {
+            if (first < 0) first = i;
+            last = i;
+        }
+    m->nodes[first].dh = m->nodes[first].dw = 2;
+    tml_node *g = &m->nodes[last];
+    tml_tensor *gw = &m->tensors[g->in[1]];
+    const int groups = 4;
+    int32_t gd[4] = {gw->dims[0], gw->dims[1], gw->dims[2], gw->dims[3] / groups};
+    assert_int_equal(tml_tensor_resize(gw, 4, gd), TML_OK);
+    tu_rng rng;
+    tu_rng_seed(&rng, 4);
+    tu_fill_uniform(&rng, gw->data, (size_t)tml_tensor_numel(gw), -0.5f, 0.5f);
+    g->groups = groups;
+    st = tml_model_finalize(m);
+    if (st) fprintf(stderr, "finalize: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    const char *labels[10] = {"T-shirt/top", "say \"hi\"", "back\\slash", "what?\?=", "*/ end", "tab\there",
+                              "caf\xc3\xa9", "7", "", "9"};
+    assert_int_equal(tml_meta_set_labels(&m->meta, 10, labels), TML_OK);
+    quantize(m);
+    int kinds[TML_OP_COUNT] = {0};
+    for (int i = 0; i < m->n_nodes; i++) kinds[m->nodes[i].op]++;
+    assert_true(kinds[TML_OP_AVGPOOL] && kinds[TML_OP_RELU6] && kinds[TML_OP_RELU] && kinds[TML_OP_SOFTMAX] &&
+                kinds[TML_OP_ADD] && kinds[TML_OP_MAXPOOL]);
+    float *x = test_images(m);
+    engine_io io;
+    engine_run(m, x, &io);
+    variant v = {"export_other_ops", TML_EXPORT_AUTO, NULL};
+    tml_export_result r;
+    export_check(m, &io, &v, &r);
+    assert_non_null(strstr(r.header, "#define MODEL_NUM_CLASSES 10"));
+    assert_non_null(strstr(r.source, "\"what\\?\\?=\""));
+    tml_export_result_free(&r);
+    variant v2 = {"export_other_ops_sparse", TML_EXPORT_SPARSE, NULL};
+    export_check(m, &io, &v2, &r);
+    tml_export_result_free(&r);
+    engine_io_free(&io);
+    free(x);
+    tml_model_free(m);
+}
+
+/* Zeros row 0 of a clustered int8 weight except its first and last column,
+ * so its sparse form needs filler entries (gaps > 255). */
+static void force_long_gap(tml_tensor *w)
+{
+    tml_codebook *cb = w->cb;
+    assert_non_null(cb);
+    int64_t cols = tml_tensor_numel(w) / w->dims[0];
+    assert_true(cols > 600);
+    int zero = -1, nonzero = -1;
+    for (int j = 0; j < cb->k; j++) {
+        if (cb->centroids[j] == 0.0f && zero < 0) zero = j;
+        if (cb->centroids[j] != 0.0f && nonzero < 0) nonzero = j;
+    }
+    assert_true(zero >= 0 && nonzero >= 0);
+    int8_t *d = w->data;
+    for (int64_t k = 0; k < cols; k++) {
+        int edge = k == 0 || k == cols - 1;
+        cb->index[k] = (uint8_t)(edge ? nonzero : zero);
+        d[k] = (int8_t)cb->centroids[edge ? nonzero : zero];
+    }
+}
+
+/* LeNet-5 pruned to 90% and clustered (conv1/fc1 one 4-bit codebook each,
+ * conv2/fc2 a 4-bit codebook per output channel), then quantized: every
+ * weight form, chosen by bytes and forced, is bit-exact. */
+static void test_compact_forms_bit_exact(void **state)
+{
+    (void)state;
+    tml_model *m = zoo("lenet5");
+    tml_prune_spec ps = {.sparsity = 0.9};
+    tml_prune_report pr;
+    tml_status st = tml_prune_magnitude(m, &ps, &pr);
+    if (st) fprintf(stderr, "prune: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tml_prune_report_free(&pr);
+    const char *per_tensor[] = {"conv1", "fc1", NULL}, *per_channel[] = {"conv2", "fc2", NULL};
+    tml_cluster_opts co;
+    tml_cluster_opts_default(&co);
+    co.bits = 4;
+    co.only = per_tensor;
+    st = tml_cluster(m, &co, NULL);
+    if (st) fprintf(stderr, "cluster: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    co.only = per_channel;
+    co.per_channel = 1;
+    assert_int_equal(tml_cluster(m, &co, NULL), TML_OK);
+    quantize(m);
+    int fc1 = tml_model_find_node(m, "fc1");
+    assert_true(fc1 >= 0);
+    force_long_gap(&m->tensors[m->nodes[fc1].in[1]]);
+
+    float *x = test_images(m);
+    engine_io io;
+    engine_run(m, x, &io);
+    const variant vs[] = {
+        {"export_compact_auto", TML_EXPORT_AUTO, NULL},
+        {"export_compact_sparse", TML_EXPORT_SPARSE, "sp_"},
+        {"export_compact_cluster", TML_EXPORT_CLUSTER, "cl_"},
+        {"export_compact_both", TML_EXPORT_SPARSE_CLUSTER, "Net"},
+    };
+    int64_t dense_bytes = 0, auto_bytes = 0;
+    for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
+        tml_export_result r;
+        export_check(m, &io, &vs[i], &r);
+        int kinds[TML_EXPORT_NONE + 1] = {0};
+        for (int l = 0; l < r.n_layers; l++) {
+            kinds[r.layers[l].enc]++;
+            if (r.layers[l].enc == TML_EXPORT_NONE) continue;
+            fprintf(stderr, "    %-6s %-15s %7lld B (dense %7lld)\n", r.layers[l].name, tml_export_enc_name(r.layers[l].enc),
+                    (long long)r.layers[l].weight_bytes, (long long)r.layers[l].dense_bytes);
+            /* a forced form is used wherever it applies (all layers here) */
+            if (vs[i].weights != TML_EXPORT_AUTO) assert_int_equal(r.layers[l].enc, vs[i].weights);
+            assert_true(r.layers[l].macs_nz <= r.layers[l].macs / 5);
+        }
+        if (vs[i].weights == TML_EXPORT_AUTO) {
+            /* the pruned, clustered big layers are smallest as sparse + cluster;
+             * nothing is left dense */
+            assert_int_equal(kinds[TML_EXPORT_DENSE], 0);
+            assert_true(kinds[TML_EXPORT_SPARSE_CLUSTER] >= 2);
+            auto_bytes = r.weight_bytes;
+            dense_bytes = r.dense_weight_bytes;
+        } else {
+            assert_true(r.weight_bytes >= auto_bytes);
+        }
+        if (i == 3) {
+            assert_string_equal(r.base, "Net");
+            assert_non_null(strstr(r.header, "int Netrun("));
+        }
+        tml_export_result_free(&r);
+    }
+    /* compact forms at 90% sparsity and 4 bits: well under a fifth of the bytes */
+    fprintf(stderr, "  compact weights %lld B vs dense %lld B\n", (long long)auto_bytes, (long long)dense_bytes);
+    assert_true(auto_bytes * 5 < dense_bytes);
+    engine_io_free(&io);
+    free(x);
+    tml_model_free(m);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    tml_model *m = zoo("lenet300");
+    tml_export_result r;
+    /* a float model: "quantize first" */
+    assert_int_equal(tml_export_c(m, NULL, &r), TML_ERR_UNSUPPORTED);
+    assert_non_null(strstr(tml_last_error(), "quantize first"));
+    assert_null(r.source);
+    tml_export_result_free(&r);
+    quantize(m);
+    tml_export_opts o;
+    tml_export_opts_default(&o);
+    const char *bad[] = {"", "9lives_", "my-model", "_x", "a b"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        o.prefix = bad[i];
+        assert_int_equal(tml_export_c(m, &o, &r), TML_ERR_INVALID);
+    }
+    o.prefix = "model_";
+    o.weights = (tml_export_enc)42;
+    assert_int_equal(tml_export_c(m, &o, &r), TML_ERR_INVALID);
+
+    /* files: the directory and its parents are created; a file in the way of
+     * the directory is an I/O error */
+    o.weights = TML_EXPORT_DENSE;
+    assert_int_equal(tml_export_c(m, &o, &r), TML_OK);
+    const char *dir = tu_tmpdir("export_files");
+    char sub[1200];
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    assert_int_equal(tml_export_write(&r, sub), TML_OK);
+    struct stat sb;
+    assert_int_equal(stat(tu_path(sub, "model.c"), &sb), 0);
+    assert_int_equal((size_t)sb.st_size, strlen(r.source));
+    assert_int_equal(stat(tu_path(sub, "model.h"), &sb), 0);
+    /* writing again replaces the files (and leaves no temporary behind) */
+    assert_int_equal(tml_export_write(&r, sub), TML_OK);
+    char cmd[1400], out[256];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", sub);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
+    assert_int_equal(atoi(out), 2);
+    assert_int_equal(tu_write_file(tu_path(dir, "file"), "x", 1), 0);
+    snprintf(sub, sizeof sub, "%s/file/c", dir);
+    assert_int_equal(tml_export_write(&r, sub), TML_ERR_IO);
+    tml_export_result_free(&r);
+    tml_model_free(m);
+}
+
+/* `tinyml export` through the real program (skipped when the command is not
+ * registered in this build). */
+static void test_cli(void **state)
+{
+    (void)state;
+    const char *t = getenv("TINYML");
+    char cmd[4096], out[16384];
+    if (!t || !*t) {
+        fprintf(stderr, "  TINYML not set: CLI checks skipped\n");
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' export --help", t);
+    if (tu_run(cmd, out, sizeof out) != 0) {
+        fprintf(stderr, "  `tinyml export` is not registered in this build: CLI checks skipped\n");
+        return;
+    }
+    assert_non_null(strstr(out, "Examples:"));
+    const char *dir = tu_tmpdir("export_cli");
+    char fm[1200], qm[1200], od[1200];
+    snprintf(fm, sizeof fm, "%s/f.tmf", dir);
+    snprintf(qm, sizeof qm, "%s/q.tmf", dir);
+    snprintf(od, sizeof od, "%s/out/fw", dir);
+    snprintf(cmd, sizeof cmd, "'%s' create lenet300 -q -o '%s' && '%s' quantize '%s' --calib fashion-mnist --calib-samples 64 -q -o '%s'",
+             t, fm, t, fm, qm);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
+    /* success: the files, and a summary with flash / RAM / MACs */
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s' --format csv", t, qm, od);
+    int rc = tu_run(cmd, out, sizeof out);
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "RAM (arena)"));
+    assert_non_null(strstr(out, "flash"));
+    assert_non_null(strstr(out, "fc1,dense,300,dense,235200,"));
+    struct stat sb;
+    assert_int_equal(stat(tu_path(od, "model.c"), &sb), 0);
+    assert_int_equal(stat(tu_path(od, "model.h"), &sb), 0);
+    /* from a pipe, with a prefix, forced dense */
+    snprintf(cmd, sizeof cmd, "cat '%s' | '%s' export --c -o '%s' --name tiny_ --dense -q", qm, t, od);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
+    assert_int_equal(stat(tu_path(od, "tiny.c"), &sb), 0);
+    /* a float model is a data error (1) that says what to do */
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s'", t, fm, od);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "quantize first"));
+    /* usage errors (2) */
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c", t, qm);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "-o DIR is required"));
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s' --name 1x", t, qm, od);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s' --bogus", t, qm, od);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 2);
+    /* a missing model file (1) */
+    snprintf(cmd, sizeof cmd, "'%s' export '%s/none.tmf' --c -o '%s'", t, dir, od);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_zoo_models_bit_exact),
+        cmocka_unit_test(test_compact_forms_bit_exact),
+        cmocka_unit_test(test_other_ops_bit_exact),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
