@@ -1,0 +1,151 @@
+#!/bin/sh
+# bench.sh - the measurements behind docs/benchmarks.md. Writes Markdown tables
+# to out/bench/results.md (and the models to out/bench/); run it on an idle
+# machine: timings are wall-clock.
+#
+#   scripts/bench.sh [sections...]
+#
+# Sections (default: all but train): machine kernels eval quant prune cluster
+#   deep torch; `train` (re)trains the zoo baselines first (~30 min on 2 cores).
+#   Models come from out/bench/<arch>.tmf (trained by the train section).
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=${BUILD_DIR:-$ROOT/build}
+T=$B/tinyml
+OUT=$ROOT/out/bench
+mkdir -p "$OUT"
+R=$OUT/results.md
+SECTIONS=${*:-machine kernels eval quant prune cluster deep torch}
+D=fashion-mnist
+PY=/usr/bin/python3
+say() { printf '%s\n' "$*" >>"$R"; }
+csvrow() { awk -F, '!/^#/ && ++n == 2' ; } # first data row of a tinyml CSV
+sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN{print (a < b) ? a : b}'; }
+
+"$ROOT/scripts/build.sh" >/dev/null
+[ -f "$R" ] || echo "# Benchmark results" >"$R"
+
+for s in $SECTIONS; do
+case $s in
+machine)
+  say ""; say "## Machine ($(date -u +%Y-%m-%d))"; say ""
+  say "- CPU: $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2}'), $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+  say "- $(gcc --version | head -1); tinyml $("$T" --version | awk '{print $2}'), Release build, OpenMP"
+  say "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  ;;
+train)
+  say ""; say "## Training baselines (defaults: Adam 1e-3, cosine, batch 64, 12 epochs, label smoothing 0.1, seed 1)"; say ""
+  say "| model | params | test top-1 % (10,000) | epochs | wall s | samples/s (last epoch) |"
+  say "|---|---:|---:|---:|---:|---:|"
+  for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8; do
+    "$T" create $a -q -o "$OUT/$a-init.tmf"
+    t0=$(date +%s.%N)
+    "$T" train "$OUT/$a-init.tmf" --data $D --format csv -q -o "$OUT/$a.tmf" >"$OUT/$a.train.csv"
+    t1=$(date +%s.%N)
+    acc=$("$T" eval "$OUT/$a.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f4)
+    sps=$(grep -E '^[0-9]+,' "$OUT/$a.train.csv" | tail -1 | cut -d, -f8)
+    params=$("$T" info "$OUT/$a.tmf" --format csv | awk -F, '$1=="total"{print $4}')
+    say "| $a | $params | $acc | 12 | $(sub "$t1" "$t0") | $sps |"
+  done
+  ;;
+kernels)
+  say ""; say "## Kernels"; say ""
+  say '```'; "$B/tests/bench_gemm" 2>&1 | tail -25 >>"$R"; say '```'
+  say ""; say "Sparse (CSR) vs dense float kernels, 1 thread (case,batch,sparsity,dense_us,sparse_us,speedup):"; say ""
+  say '```'; OMP_NUM_THREADS=1 "$B/tests/bench_sparse" 20 >>"$R" 2>&1; say '```'
+  ;;
+eval)
+  say ""; say "## Float and int8 inference speed (engine only, fixed random inputs; tests/bench/bench_latency)"; say ""
+  say "| model | float batch-1 µs | int8 batch-1 µs | float batch-256 samples/s | int8 batch-256 samples/s | eval (data incl.) float samples/s |"
+  say "|---|---:|---:|---:|---:|---:|"
+  for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8; do
+    [ -f "$OUT/$a.tmf" ] || continue
+    "$T" quantize "$OUT/$a.tmf" --calib $D -q -o "$OUT/$a-int8.tmf"
+    f1=$("$B/tests/bench_latency" "$OUT/$a.tmf" 1 3000 | sed 's/.*median \([0-9.]*\) us.*/\1/')
+    q1=$("$B/tests/bench_latency" "$OUT/$a-int8.tmf" 1 3000 | sed 's/.*median \([0-9.]*\) us.*/\1/')
+    fb=$("$B/tests/bench_latency" "$OUT/$a.tmf" 256 100 | sed 's/.*us, \([0-9]*\) samples.*/\1/')
+    qb=$("$B/tests/bench_latency" "$OUT/$a-int8.tmf" 256 100 | sed 's/.*us, \([0-9]*\) samples.*/\1/')
+    ev=$("$T" eval "$OUT/$a.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f7)
+    say "| $a | $f1 | $q1 | $fb | $qb | $ev |"
+  done
+  ;;
+quant)
+  say ""; say "## Post-training quantization: float vs int8 top-1 (test split, 10,000), 512 calibration samples (seed 1)"; say ""
+  say "| model | float | minmax | percentile | entropy | mse | minmax per-tensor | best drop | quantize s |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8; do
+    [ -f "$OUT/$a.tmf" ] || continue
+    f=$("$T" eval "$OUT/$a.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f4)
+    row="| $a | $f"; best=100
+    for m in minmax percentile entropy mse minmax-pt; do
+      opt="--method ${m%-pt}"; [ "$m" = minmax-pt ] && opt="--method minmax --per-tensor"
+      t0=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      "$T" quantize "$OUT/$a.tmf" --calib $D $opt -q -o "$OUT/$a-$m.tmf"
+      t1=$(date +%s.%N)
+      q=$("$T" eval "$OUT/$a-$m.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f4)
+      row="$row | $q"
+      drop=$(echo "$f - $q" | bc)
+      best=$(echo "if ($drop < $best) $drop else $best" | bc)
+      [ "$m" = minmax ] && qs=$(sub "$t1" "$t0")
+    done
+    say "$row | $best | $qs |"
+  done
+  ;;
+prune)
+  say ""; say "## Pruning: top-1 vs global sparsity (test split), one-shot and with 1 epoch of masked fine-tuning (Adam 1e-4)"; say ""
+  say "| model | sparsity | one-shot top-1 | fine-tuned top-1 | drop after fine-tuning | file bytes | ratio |"
+  say "|---|---:|---:|---:|---:|---:|---:|"
+  for a in lenet300 lenet5; do
+    for sp in 0.5 0.7 0.8 0.9 0.92 0.95; do
+      one=$("$T" prune "$OUT/$a.tmf" --sparsity $sp --global --data $D --format csv -q -o "$OUT/$a-p$sp.tmf" | awk -F, '$1=="pruned"{print $6}')
+      out=$("$T" prune "$OUT/$a.tmf" --sparsity $sp --global --finetune-epochs 1 --data $D --format csv -q -o "$OUT/$a-pft$sp.tmf")
+      ft=$(echo "$out" | awk -F, '$1=="pruned"{print $6}'); drop=$(echo "$out" | awk -F, '$1=="pruned"{print $7}')
+      by=$(echo "$out" | awk -F, '$1=="pruned"{print $4}'); ra=$(echo "$out" | awk -F, '$1=="pruned"{print $5}')
+      say "| $a | $sp | $one | $ft | $drop | $by | ${ra}x |"
+    done
+  done
+  t0=$(date +%s.%N)
+  "$T" sensitivity "$OUT/lenet5.tmf" --data $D --plot "$OUT/sensitivity-lenet5.png" --json "$OUT/sens-lenet5.json" -q >"$OUT/sens-lenet5.txt"
+  t1=$(date +%s.%N)
+  say ""; say "Full sensitivity scan of lenet5 (4 layers x 20 sparsities, 10,000 test samples each): $(sub "$t1" "$t0") s wall."
+  ;;
+cluster)
+  say ""; say "## Clustering: init methods on lenet5 (5 bits, per layer, no fine-tuning; top-1 on the test split)"; say ""
+  say "| init | top-1 | k-means seconds (all layers) |"
+  say "|---|---:|---:|"
+  for i in linear density random kmeans++; do
+    out=$("$T" cluster "$OUT/lenet5.tmf" --bits 5 --init $i --data $D --format csv -q -o "$OUT/lenet5-c5-$i.tmf")
+    acc=$(echo "$out" | awk -F, '$1=="clustered"{print $4}')
+    secs=$(echo "$out" | sed -n 's/.*k-means took \([0-9.]*\)s.*/\1/p')
+    say "| $i | $acc | $secs |"
+  done
+  ;;
+deep)
+  say ""; say "## Deep Compression pipeline (test split top-1; sizes are .tmf file bytes)"; say ""
+  say "| model | stage | bytes | ratio vs f32 | top-1 | drop |"
+  say "|---|---|---:|---:|---:|---:|"
+  for a in lenet300 lenet5; do
+    sp=${DEEP_SPARSITY:-0.92}
+    "$T" prune "$OUT/$a.tmf" --sparsity "$sp" --global --schedule agp --steps 10 --finetune-epochs ${DEEP_FT:-4} --data $D -q -o "$OUT/$a-deep-p.tmf" >/dev/null
+    "$T" cluster "$OUT/$a-deep-p.tmf" --bits ${DEEP_BITS:-5} --finetune-epochs 1 --data $D -q -o "$OUT/$a-deep-c.tmf" >/dev/null
+    "$T" quantize "$OUT/$a-deep-c.tmf" --calib $D -q -o "$OUT/$a-deep-q.tmf" >/dev/null
+    "$T" report "$OUT/$a.tmf" "$OUT/$a-deep-p.tmf" "$OUT/$a-deep-c.tmf" "$OUT/$a-deep-q.tmf" --data $D --format csv -q \
+      | awk -F, -v a=$a '!/^#/ && NR>1 {printf "| %s | %s | %s | %s | %s | %s |\n", a, $1, $2, $3, $9, $10}' >>"$R"
+  done
+  ;;
+torch)
+  if ! $PY -c "import torch" 2>/dev/null; then say ""; say "PyTorch comparisons skipped: no python3-torch."; continue; fi
+  say ""; say "## Training speed vs PyTorch (1 epoch of 55,000 samples, batch 64, 2 threads)"; say ""
+  $PY "$ROOT/scripts/bench-torch-train.py" --tinyml "$T" >>"$R"
+  say ""; say "## Pruning vs PyTorch global L1 (same trained weights)"; say ""
+  $PY "$ROOT/scripts/bench-torch-prune.py" "$OUT/lenet300.tmf" "$OUT/lenet5.tmf" --tinyml "$T" >>"$R"
+  say ""; say "## Post-training quantization vs PyTorch static PTQ (same trained weights)"; say ""
+  $PY "$ROOT/scripts/bench-torch-ptq.py" "$OUT/lenet300.tmf" "$OUT/lenet5.tmf" "$OUT/dscnn.tmf" "$OUT/mobilenet-tiny.tmf" \
+    --tinyml "$T" >>"$R"
+  ;;
+*) echo "bench.sh: unknown section '$s'" >&2; exit 2 ;;
+esac
+done
+echo "results in $R"
