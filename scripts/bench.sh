@@ -86,8 +86,7 @@ quant)
       t1=$(date +%s.%N)
       q=$("$T" eval "$OUT/$a-$m.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f4)
       row="$row | $q"
-      drop=$(echo "$f - $q" | bc)
-      best=$(echo "if ($drop < $best) $drop else $best" | bc)
+      best=$(min "$(sub "$f" "$q")" "$best")
       [ "$m" = minmax ] && qs=$(sub "$t1" "$t0")
     done
     say "$row | $best | $qs |"
