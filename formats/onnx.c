@@ -1221,22 +1221,17 @@ static tml_status op_avgpool(ctx *c)
     return op_pool(c, 0);
 }
 
-static tml_status op_global_pool(ctx *c, int is_max)
+/* Global pooling of image x over (H, W): output 0 is (N,C,1,1) (keepdims) or
+ * (N,C). A global average keeps a (C) tensor (reshaped to 1x1xC only when a
+ * window op reads it); a global max is a max pool with the image as window. */
+static tml_status global_pool(ctx *c, oval *x, int is_max, int keepdims)
 {
-    static const char *const known[] = {NULL};
-    oval *x;
     tml_status st;
-    if ((st = attr_check(c, known)) || (st = in_act(c, 0, &x))) return st;
     if (x->rank != 4)
         return nerr(c, TML_ERR_UNSUPPORTED, "only (N,C,H,W) inputs are supported (rank %d)", x->rank);
-    if (x->layout != L_NCHW) {
-        int t;
-        if ((st = image_tid(c, x, &t))) return st;
-    }
     int64_t od[4] = {x->dims[0], x->dims[1], 1, 1};
-    if (x->dims[2] * x->dims[3] == 1) {
-        if (x->layout == L_NCHW) return def_alias(c, 0, x, 0);
-    }
+    if (x->dims[2] * x->dims[3] == 1 && x->layout == L_NCHW)
+        return keepdims ? def_alias(c, 0, x, 0) : reshape_act(c, x, 2, od);
     int xt;
     if ((st = image_tid(c, x, &xt))) return st;
     char nm[ONX_MAX_NAME + 1];
@@ -1261,9 +1256,18 @@ static tml_status op_global_pool(ctx *c, int is_max)
     int ni = add_node(c, nm, TML_OP_GLOBAL_AVGPOOL, 1, &xt, y);
     if (ni < 0) return ni;
     oval *o;
-    if ((st = def_act(c, 0, y, L_NCHW, 4, od, -1, &o)) || !o) return st;
-    o->hw_view = 1;
+    if ((st = def_act(c, 0, y, keepdims ? L_NCHW : L_PLAIN, keepdims ? 4 : 2, od, -1, &o)) || !o) return st;
+    o->hw_view = keepdims;
     return TML_OK;
+}
+
+static tml_status op_global_pool(ctx *c, int is_max)
+{
+    static const char *const known[] = {NULL};
+    oval *x;
+    tml_status st;
+    if ((st = attr_check(c, known)) || (st = in_act(c, 0, &x))) return st;
+    return global_pool(c, x, is_max, 1);
 }
 
 static tml_status op_gap(ctx *c)
@@ -1273,6 +1277,43 @@ static tml_status op_gap(ctx *c)
 static tml_status op_gmp(ctx *c)
 {
     return op_global_pool(c, 1);
+}
+
+/* ReduceMean over the spatial axes of an image (x.mean([2, 3]) in PyTorch) is
+ * a global average pool; other reductions are refused. */
+static tml_status op_reduce_mean(ctx *c)
+{
+    static const char *const known[] = {"axes", "keepdims", "noop_with_empty_axes", NULL};
+    oval *x, *ax = NULL;
+    tml_status st;
+    int64_t axes[ONX_MAX_RANK + 1], keepdims, noop;
+    int na = -1;
+    if ((st = attr_check(c, known)) || (st = attr_i(c, "keepdims", 1, &keepdims)) ||
+        (st = attr_i(c, "noop_with_empty_axes", 0, &noop)) || (st = in_act(c, 0, &x)))
+        return st;
+    if (c->opset < 18) {
+        if ((st = attr_is(c, "axes", axes, ONX_MAX_RANK, &na))) return st;
+    } else {
+        if ((st = in_consti(c, 1, 1, &ax))) return st;
+        if (ax) {
+            if (ax->numel > ONX_MAX_RANK) return nerr(c, TML_ERR_UNSUPPORTED, "too many axes");
+            na = (int)ax->numel;
+            memcpy(axes, ax->i, sizeof(int64_t) * (size_t)na);
+        }
+    }
+    int mark[ONX_MAX_RANK] = {0}, spatial = x->rank == 4 && na == 2;
+    for (int i = 0; i < na && spatial; i++) {
+        int a;
+        if (norm_axis(axes[i], x->rank, &a))
+            return nerr(c, TML_ERR_FORMAT, "axis %lld out of range", (long long)axes[i]);
+        spatial = (a == 2 || a == 3) && !mark[a];
+        mark[a] = 1;
+    }
+    if (!spatial || noop)
+        return nerr(c, TML_ERR_UNSUPPORTED,
+                    "only the mean over the spatial axes (2,3) of an (N,C,H,W) tensor is supported "
+                    "(global average pooling)");
+    return global_pool(c, x, 0, keepdims != 0);
 }
 
 /* Dense layer: output 0 = x (N,K) times w^T, w (O,K) in ONNX feature order. */
@@ -1497,8 +1538,8 @@ static tml_status op_binary(ctx *c, char opch)
     }
     int x_first = a->kind == V_ACT;
     oval *x = x_first ? a : b, *k = x_first ? b : a;
-    float *vec;
-    int64_t L;
+    float *vec = NULL;
+    int64_t L = 0;
     if ((st = channel_vector(c, x, k, &vec, &L))) return st;
     switch (opch) {
     case '+':
@@ -2206,6 +2247,7 @@ static const op_entry op_table[] = {
     {"MaxPool", op_maxpool},
     {"Mul", op_mul},
     {"Relu", op_relu},
+    {"ReduceMean", op_reduce_mean},
     {"Reshape", op_reshape},
     {"Shape", op_shape},
     {"Softmax", op_softmax},
@@ -2272,8 +2314,8 @@ static tml_status convert_node(ctx *c)
         return nerr(
             c, TML_ERR_UNSUPPORTED,
             "op type not supported by tinyml (supported: Add, AveragePool, BatchNormalization, Clip, Conv, "
-            "Dropout, Flatten, Gemm, GlobalAveragePool, GlobalMaxPool, Identity, MatMul, MaxPool, Relu, "
-            "Reshape, Softmax, "
+            "Dropout, Flatten, Gemm, GlobalAveragePool, GlobalMaxPool, Identity, MatMul, MaxPool, "
+            "ReduceMean over H,W, Relu, Reshape, Softmax, "
             "Sub/Mul/Div by constants, and Constant/Shape/Gather/Concat/Cast/Squeeze/Unsqueeze/Transpose on "
             "constants)");
     if (st) return st;

@@ -49,6 +49,7 @@ static tml_status bad(const pb *r, const char *what)
 static tml_status rd_varint(pb *r, uint64_t *v)
 {
     uint64_t x = 0;
+    *v = 0;
     for (int i = 0; i < 10; i++) {
         if (r->p >= r->end) return bad(r, "truncated varint");
         uint8_t b = *r->p++;
@@ -66,6 +67,8 @@ static tml_status rd_varint(pb *r, uint64_t *v)
 static tml_status rd_key(pb *r, uint32_t *field, int *wire)
 {
     uint64_t k;
+    *field = 0;
+    *wire = 0;
     tml_status st = rd_varint(r, &k);
     if (st) return st;
     uint64_t f = k >> 3;
@@ -82,6 +85,8 @@ static tml_status rd_key(pb *r, uint32_t *field, int *wire)
 static tml_status rd_len(pb *r, onx_slice *s)
 {
     uint64_t n;
+    s->p = NULL;
+    s->n = 0;
     tml_status st = rd_varint(r, &n);
     if (st) return st;
     if (n > (uint64_t)(r->end - r->p)) {
@@ -106,7 +111,7 @@ static tml_status skip_field(pb *r, int wire)
 {
     uint64_t v;
     onx_slice s;
-    const uint8_t *at;
+    const uint8_t *at = NULL;
     switch (wire) {
     case WT_VARINT:
         return rd_varint(r, &v);
@@ -664,7 +669,7 @@ static tml_status parse_attr(pb *r, onx_attr *a)
         int wire;
         uint64_t v;
         onx_slice s;
-        const uint8_t *at;
+        const uint8_t *at = NULL;
         if ((st = rd_key(r, &f, &wire))) return st;
         switch (f) {
         case 1:

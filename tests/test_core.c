@@ -107,6 +107,24 @@ static void test_window_too_big(void **state)
     tml_model_free(m);
 }
 
+/* add with a constant operand would read a batch's worth of the constant */
+static void test_add_constant_refused(void **state)
+{
+    (void)state;
+    tml_model *m = tml_model_new();
+    int32_t d[1] = {4};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 1, d, NULL);
+    int c = tml_model_add_tensor(m, "c", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, d, NULL);
+    int y = tml_model_add_tensor(m, "y", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int in[2] = {x, c};
+    tml_model_add_node(m, "add", TML_OP_ADD, 2, in, y);
+    m->input = x;
+    m->output = y;
+    assert_int_equal(tml_model_finalize(m), TML_ERR_UNSUPPORTED);
+    assert_non_null(strstr(tml_last_error(), "constant"));
+    tml_model_free(m);
+}
+
 static void test_clone_is_deep(void **state)
 {
     (void)state;
@@ -153,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_shape_mismatch),
         cmocka_unit_test(test_window_too_big),
         cmocka_unit_test(test_clone_is_deep),
+        cmocka_unit_test(test_add_constant_refused),
         cmocka_unit_test(test_absurd_dims_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

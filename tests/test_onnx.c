@@ -105,7 +105,7 @@ static int run_and_compare(const char *what, const tml_model *m, const float *x,
             break;
         }
         char label[256];
-        snprintf(label, sizeof label, "%s (%s kernels)", what, ref ? "reference" : "fast");
+        snprintf(label, sizeof label, "%.200s (%s kernels)", what, ref ? "reference" : "fast");
         ok = tu_close_f32(label, y, want, (size_t)(on * n), tol);
     }
     free(y);
@@ -215,6 +215,10 @@ static const conf_case conf_cases[] = {
     PASS("node/test_globalaveragepool_precomputed"),
     PASS("node/test_globalmaxpool"),
     PASS("node/test_globalmaxpool_precomputed"),
+    OUT("pytorch-operator/test_operator_reduced_mean", "spatial axes",
+        "mean over one axis (not global pooling)"),
+    OUT("pytorch-operator/test_operator_reduced_mean_keepdim", "spatial axes",
+        "mean over one axis (not global pooling)"),
     /* ---- dense */
     PASS("node/test_gemm_alpha"),
     PASS("node/test_gemm_beta"),
@@ -497,7 +501,7 @@ static int read_manifest(fixture *fx, int max)
 static uint8_t *fixture_file(const char *name, const char *ext, size_t *len)
 {
     char p[1200];
-    snprintf(p, sizeof p, "%s/%s%s", fixture_dir(), name, ext);
+    snprintf(p, sizeof p, "%.1000s/%.120s%.16s", fixture_dir(), name, ext);
     return tu_read_file(p, len);
 }
 
@@ -1012,6 +1016,56 @@ static void test_channel_arithmetic(void **state)
     free(p.p);
 }
 
+/* ReduceMean over (H, W) = global average pooling, with and without keepdims. */
+static void test_reduce_mean(void **state)
+{
+    (void)state;
+    enum { N = 2, C = 3, H = 2, W = 4, O = 2 };
+    const float wg[C * O] = {1, -1, 0.5f, 2, -3, 1}; /* MatMul B (C, O) */
+    float xn[N * C * H * W], x[N * C * H * W], want[N * O];
+    tu_rng r;
+    tu_rng_seed(&r, 33);
+    tu_fill_uniform(&r, xn, N * C * H * W, -2, 2);
+    int64_t xd[4] = {N, C, H, W};
+    to_tinyml(TML_ONNX_NCHW, 4, xd, NULL, xn, x);
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < O; o++) {
+            double acc = 0;
+            for (int c = 0; c < C; c++) {
+                double mean = 0;
+                for (int k = 0; k < H * W; k++) mean += xn[(n * C + c) * H * W + k];
+                acc += mean / (H * W) * wg[c * O + o];
+            }
+            want[n * O + o] = (float)acc;
+        }
+    for (int keep = 0; keep < 3; keep++) {
+        int64_t axes[2] = {-1, 2}, bad[1] = {1};
+        attrspec a[2] = {
+            {.name = "axes", .kind = 'I', .n = keep == 2 ? 1 : 2, .ints = keep == 2 ? bad : axes},
+            {.name = "keepdims", .kind = 'i', .i = keep == 1}};
+        mb b = {{0}, 13};
+        mb_input(&b, valinfo("x", 4, I64(-1, C, H, W)));
+        mb_output(&b, valinfo("y", 2, I64(-1, O)));
+        mb_init(&b, tensor_f("wg", 2, I64(C, O), wg));
+        mb_node(&b, node("ReduceMean", "mean", 1, S("x"), 1, S("g"), 2, a));
+        if (keep == 1) mb_node(&b, node("Flatten", "f", 1, S("g"), 1, S("g2"), 0, NULL));
+        mb_node(&b, node("MatMul", "fc", 2, S(keep == 1 ? "g2" : "g", "wg"), 1, S("y"), 0, NULL));
+        pbw p = mb_finish(&b);
+        tml_model *m = NULL;
+        if (keep == 2) {
+            assert_int_equal(import_pb(&p, &m), TML_ERR_UNSUPPORTED);
+            assert_non_null(strstr(tml_last_error(), "spatial axes"));
+        } else {
+            assert_int_equal(import_pb(&p, &m), TML_OK);
+            assert_int_equal(m->n_nodes, 2); /* global_avgpool, dense: the flatten is free */
+            assert_int_equal(m->nodes[0].op, TML_OP_GLOBAL_AVGPOOL);
+            assert_true(run_and_compare("reducemean+matmul", m, x, N, want, 1e-5f));
+            tml_model_free(m);
+        }
+        free(p.p);
+    }
+}
+
 /* Clip with min/max inputs (opset >= 11) and a bound input through opts. */
 static void test_clip_inputs_and_binding(void **state)
 {
@@ -1420,6 +1474,7 @@ int main(void)
         cmocka_unit_test(test_matmul_add_relu_fold),
         cmocka_unit_test(test_flatten_permutation),
         cmocka_unit_test(test_channel_arithmetic),
+        cmocka_unit_test(test_reduce_mean),
         cmocka_unit_test(test_clip_inputs_and_binding),
         cmocka_unit_test(test_input_shape_option),
         cmocka_unit_test(test_cycle),

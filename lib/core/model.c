@@ -534,6 +534,10 @@ static tml_status infer_node(tml_model *m, tml_node *n)
         return set_dims(y, 1, d, n);
     case TML_OP_ADD: {
         const tml_tensor *b = &m->tensors[n->in[1]];
+        /* both operands are per-sample activations (the engine adds batches);
+         * a constant operand is a bias and belongs in the producing layer */
+        if (b->kind != TML_TENSOR_ACT)
+            return NODE_ERR(TML_ERR_UNSUPPORTED, "second input '%s' is a constant; add needs two activations", b->name);
         if (b->ndim != x->ndim || memcmp(b->dims, x->dims, sizeof(int32_t) * (size_t)x->ndim) != 0)
             return NODE_ERR(TML_ERR_SHAPE, "inputs '%s' and '%s' differ in shape", x->name, b->name);
         for (int i = 0; i < x->ndim; i++) d[i] = x->dims[i];
