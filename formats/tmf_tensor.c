@@ -23,7 +23,8 @@
 #define FLAG_PRUNED 0x01u
 #define FLAG_QUANT 0x02u
 #define FLAG_CODEBOOK 0x04u
-#define FLAG_KNOWN (FLAG_PRUNED | FLAG_QUANT | FLAG_CODEBOOK)
+#define FLAG_ZP_ZERO 0x08u /* quant zero points all 0 and omitted (symmetric weights, int32 biases) */
+#define FLAG_KNOWN (FLAG_PRUNED | FLAG_QUANT | FLAG_CODEBOOK | FLAG_ZP_ZERO)
 
 /* zlib's deflate never expands data by more than 1032:1; anything claiming more is corrupt. */
 #define DEFLATE_MAX_RATIO 1032u
@@ -418,6 +419,11 @@ static tml_status encode_impl(const tml_tensor *t, const tml_save_opts *o, const
     int cluster = param && (f ? f->cluster : o->allow_cluster) && cluster_usable(t, numel);
     if (f && f->cluster && !cluster) return tml_error(TML_ERR_INVALID, "tensor '%s': no usable codebook", t->name);
     uint8_t flags = (uint8_t)((t->pruned ? FLAG_PRUNED : 0) | (t->q.n > 0 ? FLAG_QUANT : 0) | (cluster ? FLAG_CODEBOOK : 0));
+    if (t->q.n > 0) {
+        int all_zero = 1;
+        for (int i = 0; i < t->q.n; i++) all_zero &= t->q.zero_point[i] == 0;
+        if (all_zero) flags |= FLAG_ZP_ZERO;
+    }
 
     size_t nl = strlen(t->name);
     tml_buf_u16(out, (uint16_t)nl);
@@ -432,7 +438,8 @@ static tml_status encode_impl(const tml_tensor *t, const tml_save_opts *o, const
         tml_buf_u32(out, (uint32_t)t->q.axis);
         tml_buf_u32(out, (uint32_t)t->q.n);
         for (int i = 0; i < t->q.n; i++) tml_buf_u32(out, f32_bits_at(&t->q.scale[i]));
-        for (int i = 0; i < t->q.n; i++) tml_buf_u32(out, (uint32_t)t->q.zero_point[i]);
+        if (!(flags & FLAG_ZP_ZERO))
+            for (int i = 0; i < t->q.n; i++) tml_buf_u32(out, (uint32_t)t->q.zero_point[i]);
     }
     if (cluster) {
         const tml_codebook *cb = t->cb;
@@ -589,7 +596,8 @@ static tml_status read_quant(tml_rd *r, dec_hdr *h)
     if (ax < -1 || ax >= h->ndim) return BAD("quantization axis %d out of range for %d dims", ax, h->ndim);
     if (ax == -1 ? n != 1 : (n < 1 || n != (uint32_t)h->dims[ax]))
         return BAD("%u quantization scales for axis %d (expected %d)", n, ax, ax == -1 ? 1 : h->dims[ax]);
-    if ((uint64_t)n * 8 > tml_rd_left(r)) return BAD("quantization parameters truncated (%u scales)", n);
+    int zp_zero = (h->flags & FLAG_ZP_ZERO) != 0;
+    if ((uint64_t)n * (zp_zero ? 4 : 8) > tml_rd_left(r)) return BAD("quantization parameters truncated (%u scales)", n);
     h->q_axis = ax;
     h->q_n = (int)n;
     h->q_scale = malloc(sizeof(float) * n);
@@ -601,7 +609,8 @@ static tml_status read_quant(tml_rd *r, dec_hdr *h)
         memcpy(&h->q_scale[i], &v, sizeof v);
     }
     for (uint32_t i = 0; i < n; i++) {
-        tml_rd_u32(r, &v);
+        v = 0;
+        if (!zp_zero) tml_rd_u32(r, &v);
         h->q_zp[i] = (int32_t)v;
     }
     return TML_OK;
@@ -659,6 +668,7 @@ static tml_status read_header(tml_rd *r, dec_hdr *h, char **name)
     if (kind > TML_TENSOR_PARAM) return BAD("unknown tensor kind %u", kind);
     if (ndim > TML_MAX_DIMS) return BAD("%u dimensions (max %d)", ndim, TML_MAX_DIMS);
     if (h->flags & ~FLAG_KNOWN) return BAD("unknown flag bits 0x%02x", h->flags & ~FLAG_KNOWN);
+    if ((h->flags & FLAG_ZP_ZERO) && !(h->flags & FLAG_QUANT)) return BAD("zero-point flag without quantization parameters");
     h->dtype = (tml_dtype)dtype;
     h->kind = (tml_tensor_kind)kind;
     h->ndim = ndim;

@@ -58,7 +58,7 @@ def _tensor(payload, model):
     if flags & 2:
         axis, n = take("iI")
         scales = np.array(take("f" * n), dtype=np.float32)
-        zps = np.array(take("i" * n), dtype=np.int32)
+        zps = np.zeros(n, np.int32) if flags & 8 else np.array(take("i" * n), dtype=np.int32)
         model.quant[name] = (axis, scales, zps)
     centroids = None
     if flags & 4:

@@ -1110,7 +1110,12 @@ static void test_storage_plan_matches_file(void **state)
                 const tml_tensor *tt = &models[i]->tensors[t];
                 if (tt->kind != TML_TENSOR_PARAM) continue;
                 size_t h = 8 + 2 + strlen(tt->name) + 4 + 4 * (size_t)tt->ndim + 4;
-                if (tt->q.n) h += 8 + 8 * (size_t)tt->q.n;
+                if (tt->q.n) {
+                    int zp_zero = 1; /* all-zero zero points are omitted (flag bit 3) */
+                    for (int z = 0; z < tt->q.n; z++) zp_zero &= tt->q.zero_point[z] == 0;
+                    h += 8 + (zp_zero ? 4 : 8) * (size_t)tt->q.n;
+                    assert_int_equal(!!(buf[c.off + 8 + 2 + strlen(tt->name) + 3] & 0x08), zp_zero);
+                }
                 if (st.valcode == TML_VAL_CLUSTER)
                     h += 7 + (size_t)(tt->cb->n_books * tt->cb->k) * tml_dtype_size(tt->dtype);
                 const uint8_t *enc = buf + c.off + h;
