@@ -41,7 +41,7 @@ static const char help[] =
     "  --finetune-epochs N    epochs of fine-tuning (per round for iterative; default 0)\n"
     "  -d, --data SPEC        fine-tuning data (default split train) and, for the\n"
     "                         report, evaluation data (default split test)\n"
-    "  --lr X                 fine-tuning learning rate (Adam; default 1e-4)\n"
+    "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --limit N              evaluate on N samples only\n"
     "Output:\n"
@@ -199,7 +199,7 @@ int cmd_prune(int argc, char **argv)
     static char target_names[256][128];
     const char *skip[257] = {NULL};
     int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64;
-    double sparsity = -1, lr = 1e-4, max_drop = -1;
+    double sparsity = -1, lr = 1e-3, max_drop = -1;
     int64_t limit = 0;
     tml_prune_spec spec = {.norm = TML_NORM_L1};
     while (cli_next(&c)) {
