@@ -1,18 +1,25 @@
 /*
  * cmd_export.c - `tinyml export MODEL --c -o DIR`: C source for a
- * microcontroller (formats/export_c.c, docs/deploy.md).
+ * microcontroller (formats/export_c.c, docs/deploy.md); `tinyml export MODEL
+ * --onnx -o FILE.onnx`: a float model as ONNX (formats/onnx_export.c,
+ * docs/onnx.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "tinyml/tml_export.h"
+#include "tinyml/tml_onnx.h"
 
 static const char help[] =
     "Usage: tinyml export [options] [MODEL] --c -o DIR\n"
+    "       tinyml export [options] [MODEL] --onnx -o FILE.onnx\n"
     "\n"
-    "Write the INT8 model as a self-contained C99 source pair, DIR/model.c and\n"
+    "One target is required: --c or --onnx.\n"
+    "\n"
+    "--c: write the INT8 model as a self-contained C99 source pair, DIR/model.c and\n"
     "DIR/model.h, for a microcontroller: one function model_run(in, out) over\n"
     "int8 tensors, weights as const arrays (flash), every activation in one\n"
     "static arena sized by liveness (RAM), integer-only kernels that compute\n"
@@ -23,14 +30,24 @@ static const char help[] =
     "The model must be quantized (tinyml quantize). A table of flash, RAM and\n"
     "MACs per layer goes to stdout.\n"
     "\n"
+    "--onnx: write the FLOAT model as one ONNX file (IR 8, opset 13) for\n"
+    "onnxruntime, TensorRT, TFLite converters, ...: input \"input\" (N,C,H,W)\n"
+    "(or (N,F)), output \"output\" (N,classes), N symbolic. Weights are converted\n"
+    "to ONNX layouts; fused activations become Relu/Clip nodes; pruned weights\n"
+    "are stored dense (ONNX has no compact sparse weights), clustered ones as\n"
+    "their values. Labels and preprocessing go to metadata_props[\"tinyml\"].\n"
+    "Export before `tinyml quantize`: int8 models are refused.\n"
+    "\n"
     "Options:\n"
-    "  --c                C source (the default, and so far the only target)\n"
-    "  -o, --output DIR   directory for the two files (created if missing; files\n"
-    "                     are replaced atomically)\n"
-    "  --name PREFIX      symbol prefix (default model_): kws_ gives kws_run(),\n"
-    "                     KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
-    "  --dense            store every layer's weights as plain int8 arrays (the\n"
-    "                     fastest kernels; more flash for pruned/clustered models)\n"
+    "  --c                C source of an int8 model\n"
+    "  --onnx             ONNX file of a float model\n"
+    "  -o, --output DIR|FILE  --c: directory for the two files (created if\n"
+    "                     missing); --onnx: the .onnx file (- = stdout, not a\n"
+    "                     terminal). Files are replaced atomically.\n"
+    "  --name PREFIX      --c: symbol prefix (default model_): kws_ gives\n"
+    "                     kws_run(), KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
+    "  --dense            --c: store every layer's weights as plain int8 arrays\n"
+    "                     (fastest kernels; more flash for pruned/clustered models)\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no log line on stderr\n"
     "\n"
@@ -39,8 +56,10 @@ static const char help[] =
     "  tinyml export kws-int8.tmf --c -o src --name kws_      # kws.c, kws_run(), KWS_INPUT_SCALE\n"
     "  tinyml prune --sparsity 0.9 base.tmf | tinyml cluster --bits 4 \\\n"
     "    | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
+    "  tinyml export lenet5.tmf --onnx -o lenet5.onnx\n"
     "\n"
-    "docs/deploy.md shows how to call the code from a Cortex-M project.\n";
+    "docs/deploy.md shows how to call the code from a Cortex-M project;\n"
+    "docs/onnx.md describes the ONNX export.\n";
 
 /* also declared in cli.h; repeated so this file stands alone */
 
@@ -55,22 +74,87 @@ static void add_total(tml_table *t, const char *what, int64_t bytes, const char 
     tml_table_str(t, 3, note);
 }
 
+/* "(N,C,H,W)" / "(N,F)" / "(N,A,B)": the ONNX shape of a model boundary tensor. */
+static void onnx_shape(const tml_tensor *t, char *buf, size_t cap)
+{
+    if (t->ndim == 3) {
+        snprintf(buf, cap, "(N,%d,%d,%d)", (int)t->dims[2], (int)t->dims[0], (int)t->dims[1]);
+        return;
+    }
+    size_t n = (size_t)snprintf(buf, cap, "(N");
+    for (int i = 0; i < t->ndim && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, ",%d", (int)t->dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, ")");
+}
+
+static int export_onnx(cli *c, const char *model_path, const char *out)
+{
+    int to_stdout = strcmp(out, "-") == 0;
+    if (to_stdout && isatty(STDOUT_FILENO))
+        cli_usage_error(c, "refusing to write a binary ONNX file to a terminal: use -o FILE.onnx or a pipe");
+    tml_model *m = cli_load_model(c, model_path);
+    tml_status st = tml_onnx_export_file(m, to_stdout ? "-" : out);
+    if (st) {
+        /* a model ONNX cannot take (int8, ...) is a data error (exit 1) */
+        const char *msg = tml_last_error();
+        cli_fail(c, "%s", msg && *msg ? msg : tml_status_name(st));
+    }
+    int pruned = 0, clustered = 0;
+    int64_t params = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tml_tensor *t = &m->tensors[i];
+        if (t->kind != TML_TENSOR_PARAM) continue;
+        params += tml_tensor_numel(t);
+        pruned += t->pruned != 0;
+        clustered += t->cb != NULL;
+    }
+    char is[64], os[64];
+    onnx_shape(&m->tensors[m->input], is, sizeof is);
+    onnx_shape(&m->tensors[m->output], os, sizeof os);
+    cli_log(c, "wrote %s: ONNX IR 8, opset 13, %d tinyml nodes, %lld parameters (float32), input %s, output %s",
+            to_stdout ? "<stdout>" : out, m->n_nodes, (long long)params, is, os);
+    if (pruned)
+        cli_log(c, "%d pruned tensor%s stored dense: ONNX has no compact sparse weights (the zeros remain zeros)",
+                pruned, pruned == 1 ? "" : "s");
+    if (clustered)
+        cli_log(c, "%d clustered tensor%s stored as their decoded float values", clustered, clustered == 1 ? "" : "s");
+    tml_model_free(m);
+    return 0;
+}
+
 int cmd_export(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "export", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
-    int dense = 0;
+    int dense = 0, to_c = 0, to_onnx = 0, name_set = 0;
     while (cli_next(&c)) {
-        if (cli_flag(&c, "c", 0)) continue;
+        if (cli_flag(&c, "c", 0)) {
+            to_c = 1;
+            continue;
+        }
+        if (cli_flag(&c, "onnx", 0)) {
+            to_onnx = 1;
+            continue;
+        }
         if (cli_str(&c, "output", 'o', &out)) continue;
-        if (cli_str(&c, "name", 0, &prefix)) continue;
+        if (cli_str(&c, "name", 0, &prefix)) {
+            name_set = 1;
+            continue;
+        }
         if (cli_flag(&c, "dense", 0)) {
             dense = 1;
             continue;
         }
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
+    }
+    if (to_c && to_onnx) cli_usage_error(&c, "--c and --onnx exclude each other: export one target at a time");
+    if (!to_c && !to_onnx)
+        cli_usage_error(&c, "choose a target: --c (C source of an int8 model) or --onnx (ONNX file of a float model)");
+    if (to_onnx) {
+        if (name_set || dense) cli_usage_error(&c, "--name and --dense apply to --c only");
+        if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
+        return export_onnx(&c, pos[0], out);
     }
     if (!out || !*out) cli_usage_error(&c, "-o DIR is required: the directory for model.c and model.h");
     if (strcmp(out, "-") == 0) cli_usage_error(&c, "-o takes a directory here (the export writes two files), not '-'");

@@ -272,7 +272,8 @@ int cmd_prune(int argc, char **argv)
         tml_status st = tml_sens_from_json(txt, &sr);
         free(txt);
         if (st) cli_fail_status(&c, st);
-        if (sr.n_layers > 256) cli_fail(&c, "too many layers in %s", sens);
+        /* they go after the --layer / --config targets, in the same table */
+        if (sr.n_layers > 256 - ntargets) cli_fail(&c, "too many layers in %s (with --layer/--config: at most 256)", sens);
         tml_sens_choose(&sr, max_drop / 100.0, targets + ntargets);
         for (int i = 0; i < sr.n_layers; i++)
             cli_log(&c, "from sensitivity: %s -> %.2f", targets[ntargets + i].name, targets[ntargets + i].sparsity);

@@ -30,7 +30,7 @@ static const command commands[] = {
     {"cluster", cmd_cluster, "k-means weight sharing (codebook + b-bit indices), optional centroid fine-tuning"},
     {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
-    {"export", cmd_export, "C source for a microcontroller: model.c/model.h, static arena, bit-exact int8 kernels"},
+    {"export", cmd_export, "C source for a microcontroller (static arena, bit-exact int8 kernels), or ONNX"},
     {"report", cmd_report, "size / accuracy table of several models (ratio, bits/weight, MACs, memory, drop), Pareto plot"},
     {"plot", cmd_plot, "chart two columns of a CSV (sweeps, sensitivity) as a PNG"},
     {"finetune", cmd_finetune, "fine-tune a trained or compressed model, keeping masks and codebooks"},

@@ -243,7 +243,7 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
         }
         label[0] = '\0';
         uint32_t crc = tml_le32(pl + plen);
-        if (tml_crc32(0, type, (size_t)plen + 4) != crc) {
+        if (!TMF_CRC_OK(tml_crc32(0, type, (size_t)plen + 4), crc)) {
             tensor_label(type, pl, plen, label, sizeof label);
             st = BAD("chunk %d '%s'%s at offset %zu: CRC mismatch (the file is corrupted)", idx, tname, label, pos);
             goto fail;

@@ -906,7 +906,7 @@ tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len)
             if ((st = huffman_to_raw(&h, &e, raw_buf))) goto out;
         }
         uint32_t crc = tml_crc32(0, raw, e.raw_len);
-        if (crc != e.raw_crc) {
+        if (!TMF_CRC_OK(crc, e.raw_crc)) {
             st = BAD("decoded body fails its CRC (0x%08x, expected 0x%08x)", crc, e.raw_crc);
             goto out;
         }

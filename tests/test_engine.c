@@ -233,6 +233,26 @@ static void test_engine_errors(void **state)
     assert_null(tml_engine_activation(e, 0)); /* without keep_all */
     tml_engine_free(e);
     tml_model_free(m);
+
+    /* an int8 model whose input is its output (no node checks the input's
+     * quantization parameters): refused at prepare, not a crash at run */
+    m = tml_model_new();
+    int32_t d[1] = {3};
+    int xi = tml_model_add_tensor(m, "x", TML_DTYPE_INT8, TML_TENSOR_ACT, 1, d, NULL);
+    m->input = m->output = xi;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+    assert_int_equal(tml_engine_new(m, 1, NULL, &e), TML_ERR_FORMAT);
+    assert_null(e);
+    /* with parameters it runs: quantize, then dequantize */
+    float sc = 0.5f;
+    int32_t zp = 1;
+    assert_int_equal(tml_tensor_set_quant(&m->tensors[xi], -1, 1, &sc, &zp), TML_OK);
+    assert_int_equal(tml_engine_new(m, 1, NULL, &e), TML_OK);
+    float xin[3] = {1.0f, -2.0f, 0.5f}, yout[3];
+    assert_int_equal(tml_engine_run(e, xin, 1, yout), TML_OK);
+    assert_true(yout[0] == 1.0f && yout[1] == -2.0f && yout[2] == 0.5f);
+    tml_engine_free(e);
+    tml_model_free(m);
 }
 
 /* A 4-class "model" that outputs its input: evaluation must count exactly. */

@@ -442,6 +442,61 @@ static void test_weight_only_bits(void **state)
     tml_model_free(m);
 }
 
+/* Two convs share one bias, each followed by a batch norm: folding the first
+ * gives it its own copy of the bias, added while the tensor array is full, so
+ * the array moves (regression: the copy read the old bias's dims from the
+ * moved array). Folding must keep the function. */
+static void test_fold_shared_bias(void **state)
+{
+    (void)state;
+    tml_model *m = tml_model_new();
+    int32_t xd[3] = {2, 2, 1}, wd[4] = {2, 1, 1, 1}, cd[1] = {2};
+    const float w1[2] = {0.5f, -1.0f}, w2[2] = {2.0f, 0.25f}, b[2] = {0.1f, -0.2f};
+    const float g[2] = {1.5f, 0.5f}, be[2] = {0.3f, -0.1f}, mu[2] = {0.2f, 0.4f}, var[2] = {2.0f, 0.5f};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 3, xd, NULL);
+    int tw1 = tml_model_add_tensor(m, "a.w", TML_DTYPE_F32, TML_TENSOR_PARAM, 4, wd, w1);
+    int tw2 = tml_model_add_tensor(m, "b.w", TML_DTYPE_F32, TML_TENSOR_PARAM, 4, wd, w2);
+    int tb = tml_model_add_tensor(m, "bias", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, b);
+    int tg = tml_model_add_tensor(m, "bn.g", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, g);
+    int tbe = tml_model_add_tensor(m, "bn.b", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, be);
+    int tmu = tml_model_add_tensor(m, "bn.m", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, mu);
+    int tv = tml_model_add_tensor(m, "bn.v", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, var);
+    int a = tml_model_add_tensor(m, "a", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int bb = tml_model_add_tensor(m, "b", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int an = tml_model_add_tensor(m, "an", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int bn = tml_model_add_tensor(m, "bn", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int y = tml_model_add_tensor(m, "y", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    /* fill the tensor array to its capacity (unused constants, compacted away) */
+    char name[16];
+    for (int i = 0; m->n_tensors < m->cap_tensors; i++) {
+        snprintf(name, sizeof name, "pad%d", i);
+        assert_true(tml_model_add_tensor(m, name, TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, NULL) >= 0);
+    }
+    assert_true(tml_model_add_node(m, "a", TML_OP_CONV2D, 3, (int[]){x, tw1, tb}, a) >= 0);
+    assert_true(tml_model_add_node(m, "b", TML_OP_CONV2D, 3, (int[]){x, tw2, tb}, bb) >= 0);
+    assert_true(tml_model_add_node(m, "an", TML_OP_BATCHNORM, 5, (int[]){a, tg, tbe, tmu, tv}, an) >= 0);
+    assert_true(tml_model_add_node(m, "bn", TML_OP_BATCHNORM, 5, (int[]){bb, tg, tbe, tmu, tv}, bn) >= 0);
+    assert_true(tml_model_add_node(m, "y", TML_OP_ADD, 2, (int[]){an, bn}, y) >= 0);
+    m->input = x;
+    m->output = y;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+
+    const float in[4] = {1.0f, -2.0f, 0.5f, 3.0f};
+    float before[8], after[8];
+    tml_engine *e = NULL;
+    assert_int_equal(tml_engine_new(m, 1, NULL, &e), TML_OK);
+    assert_int_equal(tml_engine_run(e, in, 1, before), TML_OK);
+    tml_engine_free(e);
+    tml_fold_report r;
+    assert_int_equal(tml_fold(m, &r), TML_OK);
+    assert_int_equal(r.bn_folded, 2);
+    assert_int_equal(tml_engine_new(m, 1, NULL, &e), TML_OK);
+    assert_int_equal(tml_engine_run(e, in, 1, after), TML_OK);
+    tml_engine_free(e);
+    assert_true(tu_close_f32("folded", after, before, 8, 1e-5f));
+    tml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_weight_and_bias_quantization),
         cmocka_unit_test(test_quant_errors),
         cmocka_unit_test(test_weight_only_bits),
+        cmocka_unit_test(test_fold_shared_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -345,6 +345,37 @@ static void test_bad_options(void **state)
     tml_samples_free(s);
 }
 
+/* The training state keeps options as JSON numbers (doubles): a seed above
+ * 2^53 does not survive exactly, and resuming with that same --seed must still
+ * be accepted (regression: the comparison converted the stored double back to
+ * an integer and refused every such checkpoint). */
+static void test_resume_large_seed(void **state)
+{
+    (void)state;
+    tml_samples *s = fmnist_train(64);
+    tml_train_opts o = quick(1);
+    o.seed = ((uint64_t)1 << 53) + 1;
+    tml_model *m = zoo("lenet300", 3);
+    tml_trainer *t = NULL;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_OK);
+    tml_model *ck = tml_model_clone(m);
+    assert_int_equal(tml_trainer_export_state(t, ck), TML_OK);
+    tml_trainer_free(t);
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_OK);
+    tml_status st = tml_trainer_resume(t, ck);
+    if (st) fprintf(stderr, "resume: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tml_trainer_free(t);
+    /* a different seed is still refused */
+    o.seed = 7;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_OK);
+    assert_int_equal(tml_trainer_resume(t, ck), TML_ERR_INVALID);
+    tml_trainer_free(t);
+    tml_model_free(ck);
+    tml_model_free(m);
+    tml_samples_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_centroid_sharing),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_resume_equals_uninterrupted),
+        cmocka_unit_test(test_resume_large_seed),
         cmocka_unit_test(test_kd_self_teacher_is_fixed_point),
         cmocka_unit_test(test_batchnorm_statistics),
         cmocka_unit_test(test_bad_options),

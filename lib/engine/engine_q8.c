@@ -139,6 +139,15 @@ tml_status tml_engine_q8_prepare(struct tml_engine *e, size_t *scratch_bytes)
     const tml_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
     if (in->dtype != TML_DTYPE_INT8 || out->dtype != TML_DTYPE_INT8)
         return tml_error(TML_ERR_UNSUPPORTED, "an int8 model needs int8 input and output tensors");
+    /* run() converts with these even when no node reads them (input == output) */
+    const tml_tensor *ends[2] = {in, out};
+    for (int i = 0; i < 2; i++) {
+        const tml_tensor *t = ends[i];
+        if (t->q.n < 1 || !t->q.scale || !t->q.zero_point || !(t->q.scale[0] > 0.0f) || !isfinite(t->q.scale[0]) ||
+            t->q.zero_point[0] < -128 || t->q.zero_point[0] > 127)
+            return tml_error(TML_ERR_FORMAT, "model %s '%s' has no valid quantization parameters", i ? "output" : "input",
+                             t->name);
+    }
     e->prep = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(void *));
     if (!e->prep) return tml_error(TML_ERR_NOMEM, "out of memory");
     size_t scratch = 0;

@@ -886,20 +886,25 @@ tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt)
         goto out;
     }
 #define NUM(key) (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(s, key)) ? cJSON_GetObjectItemCaseSensitive(s, key)->valuedouble : -1)
-    if ((uint64_t)NUM("seed") != t->o.seed || (int)NUM("batch") != t->o.batch || fabs(NUM("lr") - t->o.lr) > 1e-12 * t->o.lr ||
-        (int)NUM("epochs") != t->o.epochs) {
+    /* Compared as doubles: the state is JSON, whose numbers come back as doubles
+     * with ~15 significant digits (cJSON), so a seed above that is rounded and,
+     * like the learning rate, matches within a relative tolerance; converting an
+     * arbitrary stored double to an integer type would be undefined. */
+    if (fabs(NUM("seed") - (double)t->o.seed) > 1e-15 * (double)t->o.seed || NUM("batch") != (double)t->o.batch ||
+        fabs(NUM("lr") - t->o.lr) > 1e-12 * t->o.lr || NUM("epochs") != (double)t->o.epochs) {
         st = tml_error(TML_ERR_INVALID, "the checkpoint was trained with --seed %.0f --batch %.0f --lr %g --epochs %.0f; "
                        "resume with the same options", NUM("seed"), NUM("batch"), NUM("lr"), NUM("epochs"));
         goto out;
     }
-    t->epoch = (int)NUM("epoch");
-    t->step = (int64_t)NUM("step");
-    t->best_val = NUM("best_val");
-#undef NUM
-    if (t->epoch < 0 || t->step < 0) {
+    double epoch = NUM("epoch"), step = NUM("step");
+    if (!(epoch >= 0 && epoch <= t->o.epochs) || !(step >= 0 && step < 9e18)) {
         st = tml_error(TML_ERR_FORMAT, "bad training state in the checkpoint");
         goto out;
     }
+    t->epoch = (int)epoch;
+    t->step = (int64_t)step;
+    t->best_val = NUM("best_val");
+#undef NUM
     for (int i = 0; i < t->n_params; i++) {
         param *p = &t->params[i];
         const char *pname = t->m->tensors[p->tensor].name;

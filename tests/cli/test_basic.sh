@@ -79,6 +79,22 @@ expect_exit 1 "dataset of another shape" -- "$T" eval "$W/kws.tmf" --data fashio
 expect_grep "$W/err" "shape" "shape mismatch explained"
 expect_exit 1 "missing dataset" -- "$T" eval "$W/lenet5.tmf" --data idx:/nonexistent/a,/nonexistent/b
 
+# --config and --from-sensitivity together may name more layers than prune
+# holds (256): refused with a message (regression: the sensitivity targets
+# were written past the end of the table)
+{
+  printf '{'
+  i=0; while [ $i -lt 100 ]; do printf '"c%d": 0.5,' $i; i=$((i + 1)); done
+  printf '"c100": 0.5}\n'
+} >"$W/many.json"
+{
+  printf '{"base_top1": 0.9, "points": [0, 0.5], "layers": ['
+  i=0; while [ $i -lt 200 ]; do printf '{"name": "s%d", "top1": [0.9, 0.9]},' $i; i=$((i + 1)); done
+  printf '{"name": "s200", "top1": [0.9, 0.9]}]}\n'
+} >"$W/many-sens.json"
+expect_exit 1 "too many layer targets" -- "$T" prune "$W/lenet5.tmf" --config "$W/many.json" --from-sensitivity "$W/many-sens.json" --max-drop 1 -o "$W/x.tmf"
+expect_grep "$W/err" "too many layers" "too many layer targets explained"
+
 # help and version
 for cmd in create info eval; do
   expect_exit 0 "$cmd --help" -- "$T" "$cmd" --help

@@ -108,6 +108,32 @@ tml_status tml_onnx_import_file(const char *path, const tml_onnx_opts *opts, tml
 tml_status tml_onnx_read_tensor(const void *buf, size_t len, float **data, int *ndim,
                                 int64_t dims[TML_ONNX_MAX_RANK]);
 
+/* ---- export (formats/onnx_export.c) --------------------------------------------------
+ * Writes a finalized FLOAT model as ONNX (IR version 8, default-domain opset
+ * 13, producer "tinyml"; protobuf written directly, no library). The graph
+ * input is "input", (N,C,H,W) for an (H,W,C) model input, (N,F) for (F), and
+ * the output "output", (N,K) for a classifier; N is symbolic ("N"). Layouts
+ * are converted back to ONNX's (the inverse of the import): conv weights
+ * OHWI -> OIHW, depthwise (1,KH,KW,C*M) -> (C*M,1,KH,KW) with group = C, dense
+ * weights as Gemm(transB=1) with the columns of a flattened image permuted
+ * from HWC to CHW. Fused activations become Relu / Clip(0,6) nodes, batch
+ * norms BatchNormalization, dropout is omitted. Pruned weights are stored
+ * dense, clustered weights as their decoded values. Labels and preprocessing
+ * go to metadata_props["tinyml"] (JSON). tml_onnx_import_mem() of the result
+ * computes what the model computes.
+ *
+ * Errors: TML_ERR_UNSUPPORTED for int8 models ("ONNX export covers float
+ * models; export the float model before quantizing"), for what opset 13
+ * cannot express (average pooling with dilation) and for files above 2 GiB
+ * (protobuf's limit); TML_ERR_NOMEM; TML_ERR_IO when writing. The model is
+ * only read. */
+
+/* The ONNX file in memory: *buf (malloc'd, the caller frees) of *len bytes. */
+tml_status tml_onnx_export_mem(const tml_model *m, uint8_t **buf, size_t *len);
+/* Writes the ONNX file to `path` through a temporary file renamed over it (a
+ * failure never leaves a half-written file); NULL or "-" writes stdout. */
+tml_status tml_onnx_export_file(const tml_model *m, const char *path);
+
 #ifdef __cplusplus
 }
 #endif
