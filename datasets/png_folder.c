@@ -346,7 +346,8 @@ static tml_status check_headers(tml_dataset *ds, png_reader *r)
         if (ph.color_type & (PNG_COLOR_MASK_COLOR | PNG_COLOR_MASK_PALETTE)) colour = 1;
     }
     const int c = colour ? 3 : 1;
-    if ((int64_t)first.w * first.h * c > TML_DS_MAX_SAMPLE_VALUES)
+    /* in uint64_t: two u32 header fields multiply without overflow there */
+    if ((uint64_t)first.w * first.h > (uint64_t)TML_DS_MAX_SAMPLE_VALUES / (uint64_t)c)
         return tml_error(TML_ERR_FORMAT, "%s: %ux%u images are too large (at most %lld values)", r->paths[0],
                          first.w, first.h, (long long)TML_DS_MAX_SAMPLE_VALUES);
     ds->info.h = (int)first.h;

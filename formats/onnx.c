@@ -113,7 +113,8 @@ static uint64_t hash_bytes(const void *p, size_t n)
 static size_t smap_slot(const smap *m, const void *k, size_t kl)
 {
     size_t i = (size_t)hash_bytes(k, kl) & (m->cap - 1);
-    while (m->key[i] && !(m->klen[i] == kl && memcmp(m->key[i], k, kl) == 0)) i = (i + 1) & (m->cap - 1);
+    /* an empty key (unnamed value) may come with k == NULL: no memcmp then */
+    while (m->key[i] && !(m->klen[i] == kl && (kl == 0 || memcmp(m->key[i], k, kl) == 0))) i = (i + 1) & (m->cap - 1);
     return i;
 }
 

@@ -768,6 +768,24 @@ static void test_png_palette_and_gray_alpha(void **state)
     tml_dataset_free(ds);
 }
 
+/* An IHDR declaring a 4294934271 x 2761910066 image (found by fuzz_png): the
+ * size check multiplied width and height in int64_t and overflowed (undefined;
+ * fatal under UBSan, and a wrapped product could pass the check). Refused. */
+static void test_png_absurd_size(void **state)
+{
+    (void)state;
+    const char *dir = tu_tmpdir("ds_png_absurd");
+    char cls[1024], spec[1100];
+    snprintf(cls, sizeof cls, "%s/a", dir);
+    mkdir(cls, 0755);
+    static const uint8_t head[36] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                     0xff, 0xff, 0x7e, 0xff, 0xa4, 0x9f, 0x67, 0x32, 8, 0, 0, 0, 0,
+                                     0xb8, 0x1f, 0x39, 0x00, 0xc6, 0xb8, 0x1f};
+    assert_int_equal(tu_write_file(tu_path(cls, "0.png"), head, sizeof head), 0);
+    snprintf(spec, sizeof spec, "png:%s", dir);
+    open_fails(spec, TML_ERR_FORMAT, "too large", NULL);
+}
+
 static void test_png_errors(void **state)
 {
     (void)state;
@@ -1033,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_png_colour),
         cmocka_unit_test(test_png_palette_and_gray_alpha),
         cmocka_unit_test(test_png_errors),
+        cmocka_unit_test(test_png_absurd_size),
         cmocka_unit_test(test_csv_basic),
         cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_spec_errors),

@@ -252,6 +252,17 @@ static void test_engine_errors(void **state)
     assert_int_equal(tml_engine_run(e, xin, 1, yout), TML_OK);
     assert_true(yout[0] == 1.0f && yout[1] == -2.0f && yout[2] == 0.5f);
     tml_engine_free(e);
+    /* a denormal input scale (found by fuzz_tmf): 1 / scale is inf and a zero
+     * input times inf is NaN, whose conversion to int8 was undefined; zero
+     * must still quantize to the zero point */
+    sc = 1e-45f;
+    zp = 3;
+    assert_int_equal(tml_tensor_set_quant(&m->tensors[xi], -1, 1, &sc, &zp), TML_OK);
+    assert_int_equal(tml_engine_new(m, 1, NULL, &e), TML_OK);
+    xin[0] = 0.0f;
+    assert_int_equal(tml_engine_run(e, xin, 1, yout), TML_OK);
+    assert_true(yout[0] == 0.0f);
+    tml_engine_free(e);
     tml_model_free(m);
 }
 

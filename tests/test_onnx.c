@@ -1467,6 +1467,35 @@ static void test_random_and_flips(void **state)
     }
 }
 
+/* Initializers without a name (empty keys in the importer's name maps, with
+ * no bytes behind them): found by fuzz_onnx, where looking up the second one
+ * passed a NULL pointer to memcmp (undefined even for 0 bytes; fatal under
+ * UBSan). Two values with the same (empty) name are a format error. */
+static void test_unnamed_initializers(void **state)
+{
+    (void)state;
+    static const float W[12] = {1, -2, 0.5f, 0, 1, 1, -1, 0.25f, 2, 3, -1, 0};
+    static const float one = 1.0f;
+    mb b = {{0}, 13};
+    mb_input(&b, valinfo("x", 2, I64(-1, 4)));
+    mb_output(&b, valinfo("y", 2, I64(-1, 3)));
+    for (int i = 0; i < 2; i++) {
+        pbw t = {0};
+        pw_int(&t, 1, 1);
+        pw_int(&t, 2, 1);
+        pw_bytes(&t, 9, &one, sizeof one);
+        mb_init(&b, t);
+    }
+    mb_init(&b, tensor_f("W", 2, I64(4, 3), W));
+    mb_node(&b, node("MatMul", "mm", 2, S("x", "W"), 1, S("y"), 0, NULL));
+    pbw p = mb_finish(&b);
+    tml_model *m = NULL;
+    assert_int_equal(import_pb(&p, &m), TML_ERR_FORMAT);
+    assert_non_null(strstr(tml_last_error(), "defined twice"));
+    assert_null(m);
+    free(p.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1478,6 +1507,7 @@ int main(void)
         cmocka_unit_test(test_clip_inputs_and_binding),
         cmocka_unit_test(test_input_shape_option),
         cmocka_unit_test(test_cycle),
+        cmocka_unit_test(test_unnamed_initializers),
         cmocka_unit_test(test_bad_tensors),
         cmocka_unit_test(test_wire_format_errors),
         cmocka_unit_test(test_deep_nesting),

@@ -273,6 +273,36 @@ static void test_structured_rewrites_downstream(void **state)
     tml_model_free(m);
 }
 
+/* A float model whose first layer has int8 weights (a file may say so):
+ * structured pruning ranks filters by their float values, so it leaves that
+ * layer alone (regression: it read the int8 buffer as floats, past its end). */
+static void test_structured_int8_weights(void **state)
+{
+    (void)state;
+    tml_model *m = tml_model_new();
+    int32_t dx[1] = {4}, d1[2] = {3, 4}, d2[2] = {2, 3};
+    const int8_t w1[12] = {1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12};
+    const float w2[6] = {1, 2, 3, 4, 5, 6};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 1, dx, NULL);
+    int t1 = tml_model_add_tensor(m, "fc1.w", TML_DTYPE_INT8, TML_TENSOR_PARAM, 2, d1, w1);
+    int h = tml_model_add_tensor(m, "h", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int t2 = tml_model_add_tensor(m, "fc2.w", TML_DTYPE_F32, TML_TENSOR_PARAM, 2, d2, w2);
+    int y = tml_model_add_tensor(m, "y", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    assert_true(tml_model_add_node(m, "fc1", TML_OP_DENSE, 2, (int[]){x, t1}, h) >= 0);
+    assert_true(tml_model_add_node(m, "fc2", TML_OP_DENSE, 2, (int[]){h, t2}, y) >= 0);
+    m->input = x;
+    m->output = y;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+    tml_prune_spec s = {.sparsity = 0.5, .structured = 1, .norm = TML_NORM_L1};
+    tml_prune_report rep;
+    assert_int_equal(tml_prune_structured(m, &s, &rep), TML_OK);
+    assert_int_equal(m->tensors[tml_model_find_tensor(m, "fc1.w")].dims[0], 3);
+    assert_true(rep.layers[0].skipped);
+    assert_non_null(strstr(rep.layers[0].note, "int8"));
+    tml_prune_report_free(&rep);
+    tml_model_free(m);
+}
+
 static void test_sparse_file_shrinks_and_round_trips(void **state)
 {
     (void)state;
@@ -474,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_no_revival_and_errors),
         cmocka_unit_test(test_structured_zero_filters_keep_function),
         cmocka_unit_test(test_structured_rewrites_downstream),
+        cmocka_unit_test(test_structured_int8_weights),
         cmocka_unit_test(test_sparse_file_shrinks_and_round_trips),
         cmocka_unit_test(test_sensitivity_known_answer),
         cmocka_unit_test(test_kmeans_known_clusters),

@@ -497,6 +497,35 @@ static void test_fold_shared_bias(void **state)
     tml_model_free(m);
 }
 
+/* A float model whose batch norm has int8 parameters (a file may say so):
+ * folding reads them as floats, so it leaves that batch norm alone
+ * (regression: it read the 1-byte buffers as floats, past their end). */
+static void test_fold_int8_bn_params(void **state)
+{
+    (void)state;
+    tml_model *m = tml_model_new();
+    int32_t xd[1] = {3}, wd[2] = {4, 3}, cd[1] = {4};
+    const float w[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    const int8_t p8[4] = {1, 2, 3, 4};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 1, xd, NULL);
+    int tw = tml_model_add_tensor(m, "fc.w", TML_DTYPE_F32, TML_TENSOR_PARAM, 2, wd, w);
+    int h = tml_model_add_tensor(m, "h", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int p[4];
+    const char *names[4] = {"bn.g", "bn.b", "bn.m", "bn.v"};
+    for (int i = 0; i < 4; i++) p[i] = tml_model_add_tensor(m, names[i], TML_DTYPE_INT8, TML_TENSOR_PARAM, 1, cd, p8);
+    int y = tml_model_add_tensor(m, "y", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    assert_true(tml_model_add_node(m, "fc", TML_OP_DENSE, 2, (int[]){x, tw}, h) >= 0);
+    assert_true(tml_model_add_node(m, "bn", TML_OP_BATCHNORM, 5, (int[]){h, p[0], p[1], p[2], p[3]}, y) >= 0);
+    m->input = x;
+    m->output = y;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+    tml_fold_report r;
+    assert_int_equal(tml_fold(m, &r), TML_OK);
+    assert_int_equal(r.bn_folded, 0);
+    assert_int_equal(r.bn_left, 1);
+    tml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_quant_errors),
         cmocka_unit_test(test_weight_only_bits),
         cmocka_unit_test(test_fold_shared_bias),
+        cmocka_unit_test(test_fold_int8_bn_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -376,6 +376,38 @@ static void test_resume_large_seed(void **state)
     tml_samples_free(s);
 }
 
+/* A float model whose batch norm has int8 statistics (a file may say so):
+ * training reads them as floats, so the trainer refuses the model instead of
+ * reading past the 1-byte buffers. */
+static void test_int8_bn_stats_refused(void **state)
+{
+    (void)state;
+    tml_samples *s = fmnist_train(16);
+    tml_model *m = tml_model_new();
+    int32_t xd[1] = {784}, wd[2] = {10, 784}, cd[1] = {10};
+    int x = tml_model_add_tensor(m, "x", TML_DTYPE_F32, TML_TENSOR_ACT, 1, xd, NULL);
+    int tw = tml_model_add_tensor(m, "fc.w", TML_DTYPE_F32, TML_TENSOR_PARAM, 2, wd, NULL);
+    int h = tml_model_add_tensor(m, "h", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    int g = tml_model_add_tensor(m, "bn.g", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, NULL);
+    int b = tml_model_add_tensor(m, "bn.b", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, cd, NULL);
+    int mu = tml_model_add_tensor(m, "bn.m", TML_DTYPE_INT8, TML_TENSOR_PARAM, 1, cd, NULL);
+    int v = tml_model_add_tensor(m, "bn.v", TML_DTYPE_INT8, TML_TENSOR_PARAM, 1, cd, NULL);
+    int y = tml_model_add_tensor(m, "y", TML_DTYPE_F32, TML_TENSOR_ACT, 0, NULL, NULL);
+    assert_true(tml_model_add_node(m, "fc", TML_OP_DENSE, 2, (int[]){x, tw}, h) >= 0);
+    assert_true(tml_model_add_node(m, "bn", TML_OP_BATCHNORM, 5, (int[]){h, g, b, mu, v}, y) >= 0);
+    m->input = x;
+    m->output = y;
+    assert_int_equal(tml_model_finalize(m), TML_OK);
+    tml_train_opts o = quick(1);
+    tml_trainer *t = NULL;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_ERR_UNSUPPORTED);
+    assert_null(t);
+    o.freeze_bn = 1;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_ERR_UNSUPPORTED);
+    tml_model_free(m);
+    tml_samples_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_resume_equals_uninterrupted),
         cmocka_unit_test(test_resume_large_seed),
+        cmocka_unit_test(test_int8_bn_stats_refused),
         cmocka_unit_test(test_kd_self_teacher_is_fixed_point),
         cmocka_unit_test(test_batchnorm_statistics),
         cmocka_unit_test(test_bad_options),

@@ -241,6 +241,9 @@ void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, in
     int32_t zp = qzp(in);
     for (int64_t i = 0; i < count; i++) {
         float v = nearbyintf(x[i] * inv) + (float)zp;
+        /* NaN (0 * inf under a denormal scale, or a NaN input) has no int8
+         * value and converting it is undefined: it becomes the zero point */
+        if (v != v) v = (float)zp;
         q[i] = (int8_t)(v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v));
     }
 }

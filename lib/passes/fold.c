@@ -72,6 +72,10 @@ static tml_status fold_bn(tml_model *m, int bi, int *done)
     if (!tml_node_has_weights(p) || p->act != TML_ACT_NONE || !single_reader(m, x)) return TML_OK;
     tml_tensor *w = &m->tensors[p->in[1]];
     if (w->dtype != TML_DTYPE_F32) return TML_OK;
+    /* everything below is read and written as float; a file may say otherwise */
+    for (int j = 1; j < 5; j++)
+        if (m->tensors[bn->in[j]].dtype != TML_DTYPE_F32) return TML_OK;
+    if (p->n_in > 2 && p->in[2] >= 0 && m->tensors[p->in[2]].dtype != TML_DTYPE_F32) return TML_OK;
     /* Weights shared with another node cannot be rescaled for this one alone. */
     if (tml_model_consumers(m, p->in[1]) != 1) return TML_OK;
     int64_t oc = n_out_channels(p->op, w);

@@ -391,6 +391,13 @@ tml_status tml_prune_structured(tml_model *m, const tml_prune_spec *s, tml_prune
             st = tml_error(TML_ERR_UNSUPPORTED, "layer '%s' is clustered; prune before clustering", n->name);
             goto out;
         }
+        /* filters are ranked by their float values below; a file may still
+         * give a float model int8 weights */
+        if (w->dtype != TML_DTYPE_F32) {
+            pl->skipped = 1;
+            snprintf(pl->note, sizeof pl->note, "%s weights: structured pruning needs float", tml_dtype_name(w->dtype));
+            continue;
+        }
         int O = w->dims[0];
         int64_t row = tml_tensor_numel(w) / O;
         int rm = (int)prune_count(target[i], O);

@@ -261,8 +261,15 @@ tml_status tml_trainer_new(tml_model *m, const tml_samples *data, const tml_trai
         if (tml_node_has_weights(n)) {
             if ((st = add_param(t, n->in[1], 1))) goto fail;
             if (n->n_in > 2 && n->in[2] >= 0 && (st = add_param(t, n->in[2], 0))) goto fail;
-        } else if (n->op == TML_OP_BATCHNORM && !o->freeze_bn) {
-            if ((st = add_param(t, n->in[1], 0)) || (st = add_param(t, n->in[2], 0))) goto fail;
+        } else if (n->op == TML_OP_BATCHNORM) {
+            /* forward and backward read all four as float, trained or not */
+            for (int j = 1; j < 5; j++)
+                if (m->tensors[n->in[j]].dtype != TML_DTYPE_F32) {
+                    st = tml_error(TML_ERR_UNSUPPORTED, "tensor '%s' is %s; only float models train", m->tensors[n->in[j]].name,
+                                   tml_dtype_name(m->tensors[n->in[j]].dtype));
+                    goto fail;
+                }
+            if (!o->freeze_bn && ((st = add_param(t, n->in[1], 0)) || (st = add_param(t, n->in[2], 0)))) goto fail;
         }
     }
     /* activation and gradient buffers, batch norm statistics, scratch */

@@ -11,7 +11,8 @@
  *           first (the system libpng checks them), so mutations reach the
  *           decoder instead of stopping at the CRC.
  *
- * Files go to a private temporary directory made once per process. After a
+ * Files go to a private temporary directory made once per process (removed
+ * at exit). After a
  * successful open every sample is read (in batches of 7, a size that leaves a
  * remainder), the dataset is rewound and read once more, and then loaded into
  * memory with a limit, which covers next(), rewind() and load() on whatever
@@ -68,12 +69,25 @@ static int write_file(const char *path, const uint8_t *p, size_t n)
     return ok ? 0 : -1;
 }
 
+/* Removes the temporary directory when the fuzzer exits. */
+static void cleanup(void)
+{
+    static const char *const files[] = {"images", "labels", "data.csv", "png/a/0.png", "png/a", "png", ""};
+    char p[512];
+    for (int i = 0; files[i][0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        remove(p);
+    }
+    rmdir(dir);
+}
+
 static int setup(void)
 {
     if (dir[0]) return 0;
     char tmpl[] = "/tmp/tml-fuzz-ds.XXXXXX";
     if (!mkdtemp(tmpl)) return -1;
     snprintf(dir, sizeof dir, "%s", tmpl);
+    atexit(cleanup);
     char p[512];
     snprintf(p, sizeof p, "%s/png", dir);
     mkdir(p, 0700);
