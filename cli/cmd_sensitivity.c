@@ -132,8 +132,10 @@ int cmd_sensitivity(int argc, char **argv)
     free(hn);
 
     if (csv) {
-        size_t cap = 256 + (size_t)(r.n_layers * np) * 160;
+        size_t cap = 256 + strlen(info->name);
+        for (int l = 0; l < r.n_layers; l++) cap += (size_t)np * (strlen(r.layers[l]) + 96);
         char *buf = malloc(cap);
+        if (!buf) cli_fail(&c, "out of memory");
         size_t n = (size_t)snprintf(buf, cap, "# %s, %lld samples, baseline top1 %.6f\nlayer,%s,actual_sparsity,top1,drop\n",
                                     info->name, (long long)r.samples, r.base_acc, o.mode == TML_SENS_QUANT ? "bits" : "sparsity");
         for (int l = 0; l < r.n_layers; l++)

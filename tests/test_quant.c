@@ -382,6 +382,13 @@ static void test_quant_errors(void **state)
     co.samples = 8;
     assert_int_equal(tml_calibrate(k, ds, &co, &cal), TML_ERR_SHAPE);
     tml_model_free(k);
+    /* NaN weights make NaN activations: calibration refuses them */
+    tml_model *nanm = trained_like("lenet300");
+    /* (in fc3: a fused ReLU would map NaN to 0) */
+    ((float *)nanm->tensors[tml_model_find_tensor(nanm, "fc3.w")].data)[7] = NAN;
+    assert_int_equal(tml_calibrate(nanm, ds, &co, &cal), TML_ERR_FORMAT);
+    assert_non_null(strstr(tml_last_error(), "not finite"));
+    tml_model_free(nanm);
     /* quantize without calibration */
     tml_quant_opts qo;
     tml_quant_opts_default(&qo);

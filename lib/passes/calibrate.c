@@ -261,6 +261,10 @@ static void observe(pass_ctx *ctx, int n)
         if (ctx->pass == 1) {
             double lo = s->min, hi = s->max;
             for (int64_t i = 0; i < cnt; i++) {
+                if (v[i] != v[i]) { /* NaN: poison the range, refused after pass 1 */
+                    lo = NAN;
+                    break;
+                }
                 if (v[i] < lo) lo = v[i];
                 if (v[i] > hi) hi = v[i];
             }
@@ -272,6 +276,7 @@ static void observe(pass_ctx *ctx, int n)
             double inv = w > 0 ? TML_CALIB_BINS / w : 0.0;
             int nc = s->n_chan;
             for (int64_t i = 0; i < cnt; i++) {
+                if (!isfinite(v[i])) continue; /* pass 1 already refused non-finite ranges */
                 int b = (int)(((double)v[i] - s->min) * inv);
                 if (b < 0) b = 0;
                 if (b >= TML_CALIB_BINS) b = TML_CALIB_BINS - 1;

@@ -108,6 +108,7 @@ static tml_status fold_bn(tml_model *m, int bi, int *done)
         /* a shared bias: give this node its own copy */
         char name[256];
         snprintf(name, sizeof name, "%s.b_folded", p->name);
+        for (int k = 2; tml_model_find_tensor(m, name) >= 0; k++) snprintf(name, sizeof name, "%s.b_folded%d", p->name, k);
         /* add_tensor may move m->tensors: pass dims from a copy, not from the array */
         int32_t bd[1] = {m->tensors[bias].dims[0]};
         int nb = tml_model_add_tensor(m, name, TML_DTYPE_F32, TML_TENSOR_PARAM, 1, bd, m->tensors[bias].data);

@@ -39,15 +39,14 @@ static void weight_scales(const tml_tensor *w, int axis, int nch, int qmax, floa
 {
     int64_t n = tml_tensor_numel(w);
     const float *p = w->data;
-    double *mx = calloc((size_t)nch, sizeof(double));
-    if (!mx) return;
+    /* scale[] first holds each channel's max |w| (floats are exact for a max) */
+    for (int c = 0; c < nch; c++) scale[c] = 0.0f;
     for (int64_t i = 0; i < n; i++) {
         int64_t c = nch == 1 ? 0 : chan_of(w, axis, i);
-        double a = fabs((double)p[i]);
-        if (a > mx[c]) mx[c] = a;
+        float a = fabsf(p[i]);
+        if (a > scale[c]) scale[c] = a;
     }
-    for (int c = 0; c < nch; c++) scale[c] = mx[c] > 0 ? (float)(mx[c] / qmax) : 1.0f;
-    free(mx);
+    for (int c = 0; c < nch; c++) scale[c] = scale[c] > 0 ? (float)((double)scale[c] / qmax) : 1.0f;
 }
 
 static int8_t quant_w(float v, float s, int qmax)

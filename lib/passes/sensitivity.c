@@ -271,6 +271,10 @@ tml_status tml_sens_from_json(const char *json, tml_sens_result *r)
             goto out;
         }
         r->layers[l] = tml_strdup(nm->valuestring);
+        if (!r->layers[l]) {
+            st = tml_error(TML_ERR_NOMEM, "out of memory");
+            goto out;
+        }
         for (int p = 0; p < r->n_points; p++) {
             const cJSON *v = cJSON_GetArrayItem(a, p);
             r->acc[l * r->n_points + p] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
