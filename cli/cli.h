@@ -114,6 +114,12 @@ double cli_now(void);
 struct cJSON;
 void cli_add_history(const cli *c, tml_model *m, struct cJSON *entry);
 
+/* Serialized size of a model in bytes (NaN if it cannot be written). */
+double cli_model_bytes(const tml_model *m);
+/* Top-1 of a model on `data` (default split test; limit <= 0: all), with a
+ * progress bar; exits on error. */
+double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit);
+
 /* Subcommands. */
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -45,28 +45,6 @@ static const char help[] =
     "  tinyml cluster lenet5.tmf --bits 4 --per-channel --init kmeans++ -o c.tmf\n"
     "  tinyml prune --sparsity 0.9 --global base.tmf | tinyml cluster --bits 5 | tinyml quantize --calib fashion-mnist -o small.tmf\n";
 
-static double model_bytes(const tml_model *m)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
-    free(buf);
-    return (double)len;
-}
-
-static double evaluate(cli *c, const tml_model *m, const char *data, int64_t limit)
-{
-    tml_dataset *ds = cli_open_dataset(c, data, "test");
-    tml_eval_opts o = {.limit = limit, .cancel = &cli_cancel_flag};
-    tml_eval_result r;
-    tml_status st = tml_evaluate(m, ds, &o, &r);
-    if (st) cli_fail_status(c, st);
-    double a = r.top1;
-    tml_eval_result_free(&r);
-    tml_dataset_free(ds);
-    return a;
-}
-
 static tml_status on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
 {
     (void)t;
@@ -130,7 +108,7 @@ int cmd_cluster(int argc, char **argv)
     double acc_nf = NAN;
     if (ft) {
         if (tml_model_is_quantized(m)) cli_fail(&c, "centroid fine-tuning needs a float model (cluster before quantizing)");
-        acc_nf = evaluate(&c, m, data, limit);
+        acc_nf = cli_top1(&c, m, data, limit);
         tml_dataset *ds = cli_open_dataset(&c, data, "train");
         tml_samples *s = NULL;
         if ((st = tml_dataset_load(ds, 0, &s))) cli_fail_status(&c, st);
@@ -149,8 +127,8 @@ int cmd_cluster(int argc, char **argv)
         tml_samples_free(s);
         tml_dataset_free(ds);
     }
-    double acc0 = data ? evaluate(&c, before, data, limit) : NAN, acc1 = data ? evaluate(&c, m, data, limit) : NAN;
-    double b0 = model_bytes(before), b1 = model_bytes(m);
+    double acc0 = data ? cli_top1(&c, before, data, limit) : NAN, acc1 = data ? cli_top1(&c, m, data, limit) : NAN;
+    double b0 = cli_model_bytes(before), b1 = cli_model_bytes(m);
 
     static const char *const lh[] = {"layer", "weights", "k", "bits", "books", "iters", "rmse", "ms"};
     tml_table *lt = tml_table_new("layers", "Clustered layers", 8, lh);

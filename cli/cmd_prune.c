@@ -64,15 +64,6 @@ typedef struct prune_ctx {
     cli_progress bar;
 } prune_ctx;
 
-static double model_bytes(const tml_model *m)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
-    free(buf);
-    return (double)len;
-}
-
 static tml_status apply(tml_model *m, const tml_prune_spec *s, tml_prune_report *r)
 {
     return s->structured ? tml_prune_structured(m, s, r) : tml_prune_magnitude(m, s, r);
@@ -156,22 +147,6 @@ static void finetune(prune_ctx *pc, tml_model *m, const tml_samples *s, int epoc
     cli_progress_end(&pc->bar);
     tml_trainer_free(t);
     if (st) cli_fail_status(pc->c, st);
-}
-
-static double evaluate(cli *c, const tml_model *m, const char *data, int64_t limit)
-{
-    tml_dataset *ds = cli_open_dataset(c, data, "test");
-    cli_progress p;
-    cli_progress_start(&p, c, "eval");
-    tml_eval_opts o = {.limit = limit, .progress = cli_progress_cb, .progress_user = &p, .cancel = &cli_cancel_flag};
-    tml_eval_result r;
-    tml_status st = tml_evaluate(m, ds, &o, &r);
-    cli_progress_end(&p);
-    if (st) cli_fail_status(c, st);
-    double a = r.top1;
-    tml_eval_result_free(&r);
-    tml_dataset_free(ds);
-    return a;
 }
 
 static char *read_text(cli *c, const char *path)
@@ -297,7 +272,7 @@ int cmd_prune(int argc, char **argv)
     }
 
     tml_model *before = tml_model_clone(m);
-    double acc0 = data ? evaluate(&c, before, data, limit) : NAN;
+    double acc0 = data ? cli_top1(&c, before, data, limit) : NAN;
     tml_samples *train = NULL;
     tml_dataset *tds = NULL;
     if (ft_epochs) {
@@ -337,8 +312,8 @@ int cmd_prune(int argc, char **argv)
         tml_model_free(probe);
         if (st) cli_fail_status(&c, st);
     }
-    double acc1 = data ? evaluate(&c, m, data, limit) : NAN;
-    double b0 = model_bytes(before), b1 = model_bytes(m);
+    double acc1 = data ? cli_top1(&c, m, data, limit) : NAN;
+    double b0 = cli_model_bytes(before), b1 = cli_model_bytes(m);
 
     static const char *const lh[] = {"layer", "weights", "zeros before", "zeros after", "sparsity%", "removed", "note"};
     tml_table *lt = tml_table_new("layers", "Pruned layers", 7, lh);

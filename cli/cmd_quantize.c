@@ -64,31 +64,6 @@ static const char help_compare[] =
     "  tinyml compare lenet5.tmf lenet5-int8.tmf --data fashion-mnist\n"
     "  tinyml compare dscnn.tmf dscnn-int8.tmf --data fashion-mnist --limit 10000 --format csv\n";
 
-static double model_bytes(const tml_model *m)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
-    free(buf);
-    return (double)len;
-}
-
-static double eval_top1(cli *c, const tml_model *m, const char *data, int64_t limit)
-{
-    tml_dataset *ds = cli_open_dataset(c, data, "test");
-    cli_progress p;
-    cli_progress_start(&p, c, "eval");
-    tml_eval_opts o = {.limit = limit, .progress = cli_progress_cb, .progress_user = &p, .cancel = &cli_cancel_flag};
-    tml_eval_result r;
-    tml_status st = tml_evaluate(m, ds, &o, &r);
-    cli_progress_end(&p);
-    if (st) cli_fail_status(c, st);
-    double top1 = r.top1;
-    tml_eval_result_free(&r);
-    tml_dataset_free(ds);
-    return top1;
-}
-
 int cmd_quantize(int argc, char **argv)
 {
     cli c;
@@ -174,8 +149,8 @@ int cmd_quantize(int argc, char **argv)
     if (qo.bias_correction) cJSON_AddTrueToObject(h, "bias_correction");
     tml_table *t = NULL;
     if (data) {
-        double a0 = eval_top1(&c, orig, data, limit), a1 = eval_top1(&c, m, data, limit);
-        double b0 = model_bytes(orig), b1 = model_bytes(m);
+        double a0 = cli_top1(&c, orig, data, limit), a1 = cli_top1(&c, m, data, limit);
+        double b0 = cli_model_bytes(orig), b1 = cli_model_bytes(m);
         static const char *const hdr[] = {"model", "bytes", "ratio", "top1%", "drop"};
         t = tml_table_new("quantize", "Quantization", 5, hdr);
         tml_table_add_row(t);

@@ -44,22 +44,6 @@ static int parse_range(const char *s, double *a, double *b, double *st)
     return sscanf(s, "%lf:%lf:%lf%c", a, b, st, &extra) == 3 ? 0 : -1;
 }
 
-static tml_status write_text_file(const char *path, const char *text)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return tml_error(TML_ERR_IO, "cannot write '%s'", path);
-    size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n;
-    ok &= fclose(f) == 0;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return tml_error(TML_ERR_IO, "cannot write '%s'", path);
-    }
-    return TML_OK;
-}
-
 int cmd_sensitivity(int argc, char **argv)
 {
     cli c;
@@ -142,14 +126,14 @@ int cmd_sensitivity(int argc, char **argv)
             for (int j = 0; j < np && n < cap; j++)
                 n += (size_t)snprintf(buf + n, cap - n, "%s,%g,%.6f,%.6f,%.6f\n", r.layers[l], r.x[j], r.actual[l * np + j],
                                       r.acc[l * np + j], r.base_acc - r.acc[l * np + j]);
-        st = write_text_file(csv, buf);
+        st = tml_write_file_atomic(csv, buf, strlen(buf));
         free(buf);
         if (st) cli_fail_status(&c, st);
     }
     if (json) {
         char *txt = tml_sens_to_json(&r, m->meta.name, info->name);
         if (!txt) cli_fail(&c, "out of memory");
-        st = write_text_file(json, txt);
+        st = tml_write_file_atomic(json, txt, strlen(txt));
         free(txt);
         if (st) cli_fail_status(&c, st);
     }

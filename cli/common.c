@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
 
 volatile int cli_cancel_flag = 0;
@@ -375,4 +376,31 @@ void cli_progress_end(cli_progress *p)
         fprintf(stderr, "\r\033[K");
         fflush(stderr);
     }
+}
+
+/* ---- measurements shared by the pass commands --------------------------------------------- */
+
+double cli_model_bytes(const tml_model *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
+    free(buf);
+    return (double)len;
+}
+
+double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit)
+{
+    tml_dataset *ds = cli_open_dataset(c, data, "test");
+    cli_progress p;
+    cli_progress_start(&p, c, "eval");
+    tml_eval_opts o = {.limit = limit, .progress = cli_progress_cb, .progress_user = &p, .cancel = &cli_cancel_flag};
+    tml_eval_result r;
+    tml_status st = tml_evaluate(m, ds, &o, &r);
+    cli_progress_end(&p);
+    if (st) cli_fail_status(c, st);
+    double top1 = r.top1;
+    tml_eval_result_free(&r);
+    tml_dataset_free(ds);
+    return top1;
 }

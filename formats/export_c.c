@@ -1171,48 +1171,15 @@ static tml_status make_dirs(const char *dir)
     return TML_OK;
 }
 
-/* Writes `text` to dir/name through a temporary file in dir and a rename. */
-static tml_status write_atomic(const char *dir, const char *name, const char *text)
+/* dir/name, written through tml_write_file_atomic */
+static tml_status write_text(const char *dir, const char *name, const char *text)
 {
-    char eb[128];
-    size_t cap = strlen(dir) + strlen(name) + 16;
-    char *path = malloc(cap), *tmp = malloc(cap + 8);
-    if (!path || !tmp) {
-        free(path);
-        free(tmp);
-        return tml_error(TML_ERR_NOMEM, "out of memory");
-    }
+    size_t cap = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(cap);
+    if (!path) return tml_error(TML_ERR_NOMEM, "out of memory");
     snprintf(path, cap, "%s/%s", dir, name);
-    snprintf(tmp, cap + 8, "%s/.%s.XXXXXX", dir, name);
-    tml_status st = TML_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = tml_error(TML_ERR_IO, "cannot write '%s': %s", path, errstr(errno, eb, sizeof eb));
-        goto out;
-    }
-    size_t len = strlen(text), done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        done += (size_t)w;
-    }
-    int e = errno;
-    if (done < len || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        if (done == len) e = errno;
-        close(fd);
-        unlink(tmp);
-        st = tml_error(TML_ERR_IO, "cannot write '%s': %s", path, errstr(e, eb, sizeof eb));
-        goto out;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        st = tml_error(TML_ERR_IO, "cannot write '%s': %s", path, errstr(e, eb, sizeof eb));
-    }
-out:
+    tml_status st = tml_write_file_atomic(path, text, strlen(text));
     free(path);
-    free(tmp);
     return st;
 }
 
@@ -1224,7 +1191,7 @@ tml_status tml_export_write(const tml_export_result *r, const char *dir)
     if (st) return st;
     char name[80];
     snprintf(name, sizeof name, "%s.h", r->base);
-    if ((st = write_atomic(dir, name, r->header))) return st;
+    if ((st = write_text(dir, name, r->header))) return st;
     snprintf(name, sizeof name, "%s.c", r->base);
-    return write_atomic(dir, name, r->source);
+    return write_text(dir, name, r->source);
 }

@@ -1141,77 +1141,6 @@ static const char *errstr(int e, char *buf, size_t cap)
     return buf;
 }
 
-static tml_status write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return TML_ERR_IO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return TML_OK;
-}
-
-/* A temporary file next to the destination, flushed, then renamed over it:
- * a failure never leaves a half-written file (the same scheme as tmf.c). */
-static tml_status save_atomic(const char *path, const uint8_t *buf, size_t len)
-{
-    char eb[128];
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (!*base) return tml_error(TML_ERR_IO, "cannot write '%s': it names a directory, not a file", path);
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    size_t blen = strlen(base) > 200 ? 200 : strlen(base);
-    size_t cap = dlen + blen + 16;
-    char *tmp = malloc(cap), *dir = malloc(dlen + 2);
-    tml_status st = TML_OK;
-    if (!tmp || !dir) {
-        st = tml_error(TML_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    if (slash) {
-        memcpy(dir, path, dlen ? dlen : 1);
-        dir[dlen ? dlen : 1] = '\0';
-        snprintf(tmp, cap, "%.*s/.%.*s.XXXXXX", (int)dlen, path, (int)blen, base);
-    } else {
-        strcpy(dir, ".");
-        snprintf(tmp, cap, ".%.*s.XXXXXX", (int)blen, base);
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = tml_error(TML_ERR_IO, "cannot write '%s': cannot create a temporary file in '%s': %s", path, dir,
-                       errstr(errno, eb, sizeof eb));
-        goto out;
-    }
-    struct stat sb;
-    mode_t mode = (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) ? (sb.st_mode & 07777) : 0644;
-    if (fchmod(fd, mode) != 0 || write_all(fd, buf, len) != TML_OK || fsync(fd) != 0) {
-        int er = errno;
-        close(fd);
-        unlink(tmp);
-        st = tml_error(TML_ERR_IO, "cannot write '%s': %s", path, errstr(er, eb, sizeof eb));
-        goto out;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        int er = errno;
-        unlink(tmp);
-        st = tml_error(TML_ERR_IO, "cannot write '%s': %s", path, errstr(er, eb, sizeof eb));
-        goto out;
-    }
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-out:
-    free(tmp);
-    free(dir);
-    return st;
-}
-
 tml_status tml_onnx_export_file(const tml_model *m, const char *path)
 {
     uint8_t *buf;
@@ -1226,7 +1155,7 @@ tml_status tml_onnx_export_file(const tml_model *m, const char *path)
             st = tml_error(TML_ERR_IO, "cannot write the ONNX model to standard output: %s",
                            errstr(errno ? errno : EIO, eb, sizeof eb));
     } else {
-        st = save_atomic(path, buf, len);
+        st = tml_write_file_atomic(path, buf, len);
     }
     free(buf);
     return st;

@@ -1477,67 +1477,6 @@ tml_status tml_plot_encode_png(const tml_plot *p, uint8_t **buf, size_t *len)
     return st;
 }
 
-static const char *errtext(int e, char *buf, size_t cap)
-{
-    /* strerror is not thread-safe; strerror_r flavours differ, so keep it simple */
-    switch (e) {
-    case ENOENT: return "no such file or directory";
-    case EACCES: return "permission denied";
-    case EROFS: return "read-only file system";
-    case ENOSPC: return "no space left on device";
-    case EISDIR: return "is a directory";
-    case ENOTDIR: return "a path component is not a directory";
-    case EDQUOT: return "disk quota exceeded";
-    default: snprintf(buf, cap, "errno %d", e); return buf;
-    }
-}
-
-/* Writes buf to a temporary file next to `path`, syncs it and renames it over
- * path: readers see the old file or the whole new one, never a partial one. */
-static tml_status write_atomic(const char *path, const uint8_t *buf, size_t len)
-{
-    char eb[32];
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (!*base) return tml_error(TML_ERR_IO, "cannot write '%s': it names a directory, not a file", path);
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    size_t blen = strlen(base) > 200 ? 200 : strlen(base);
-    size_t cap = dlen + blen + 16;
-    char *tmp = malloc(cap);
-    if (!tmp) return tml_error(TML_ERR_NOMEM, "out of memory");
-    if (slash) snprintf(tmp, cap, "%.*s/.%.*s.XXXXXX", (int)dlen, path, (int)blen, base);
-    else snprintf(tmp, cap, ".%.*s.XXXXXX", (int)blen, base);
-    tml_status st = TML_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        st = tml_error(TML_ERR_IO, "cannot write '%s': cannot create a file in its directory: %s", path,
-                       errtext(e, eb, sizeof eb));
-        free(tmp);
-        return st;
-    }
-    int e = 0;
-    if (fchmod(fd, 0644) != 0) e = errno;
-    for (size_t off = 0; !e && off < len;) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            e = errno;
-        } else {
-            off += (size_t)w;
-        }
-    }
-    if (!e && fsync(fd) != 0) e = errno;
-    if (close(fd) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        st = tml_error(TML_ERR_IO, "cannot write '%s': %s", path, errtext(e, eb, sizeof eb));
-    }
-    free(tmp);
-    return st;
-}
-
 tml_status tml_plot_write_png(const tml_plot *p, const char *path)
 {
     if (!p || !path || !*path) return tml_error(TML_ERR_INVALID, "tml_plot_write_png: no plot or path");
@@ -1545,7 +1484,7 @@ tml_status tml_plot_write_png(const tml_plot *p, const char *path)
     size_t len;
     tml_status st = tml_plot_encode_png(p, &png, &len);
     if (st != TML_OK) return st;
-    st = write_atomic(path, png, len);
+    st = tml_write_file_atomic(path, png, len);
     free(png);
     return st;
 }

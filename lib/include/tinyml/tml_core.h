@@ -280,6 +280,10 @@ double tml_rng_normal(tml_rng *r);            /* standard normal (Box-Muller) */
 void tml_rng_shuffle(tml_rng *r, int64_t *idx, int64_t n);
 
 /* Small utilities shared by modules. */
+/* Writes len bytes to path atomically: a temporary file in the same directory,
+ * fsync, rename over path (keeping an existing file's mode, else 0644). On
+ * failure nothing is left behind and the message names the path. */
+tml_status tml_write_file_atomic(const char *path, const void *buf, size_t len);
 char *tml_strdup(const char *s); /* NULL on OOM or NULL input */
 /* Overflow-checked product of dims; returns -1 when > TML_MAX_NUMEL or any dim < 0. */
 int64_t tml_dims_numel(int ndim, const int32_t *dims);
