@@ -119,6 +119,34 @@ static void test_calib_signed(void **state)
     free(s.hist);
 }
 
+/* Post-ReLU data: half the values exactly 0, the rest decaying over [0, 10].
+ * The zeros are exact in any range containing 0, so they must not pull the
+ * entropy / MSE range in: with them in the first histogram bin, KL preferred
+ * the narrowest candidate (1/8 of the range) and wrecked ReLU networks. */
+static void test_calib_relu_zero_spike(void **state)
+{
+    (void)state;
+    tml_tensor_stats s = make_stats(0.0, 10.0);
+    double total = 0;
+    for (int b = 0; b < TML_CALIB_BINS; b++) {
+        double v = (b + 0.5) * bin_w(&s);
+        s.hist[b] = floor(1e6 * exp(-v));
+        total += s.hist[b];
+    }
+    s.zeros = total;
+    double lo, hi;
+    tml_calib_range(&s, TML_CALIB_ENTROPY, 0, &lo, &hi);
+    fprintf(stderr, "  entropy with zero spike: [%.3f, %.3f]\n", lo, hi);
+    assert_true(hi > 4.0);
+    tml_calib_range(&s, TML_CALIB_MSE, 0, &lo, &hi);
+    fprintf(stderr, "  mse with zero spike: [%.3f, %.3f]\n", lo, hi);
+    assert_true(hi > 4.0);
+    /* percentiles do count the zeros: the median of all values is 0 */
+    tml_calib_range(&s, TML_CALIB_PERCENTILE, 50.0, &lo, &hi);
+    assert_true(hi < 0.01);
+    free(s.hist);
+}
+
 static void test_method_parse(void **state)
 {
     (void)state;
@@ -540,6 +568,7 @@ int main(void)
         cmocka_unit_test(test_calib_uniform),
         cmocka_unit_test(test_calib_outlier),
         cmocka_unit_test(test_calib_signed),
+        cmocka_unit_test(test_calib_relu_zero_spike),
         cmocka_unit_test(test_method_parse),
         cmocka_unit_test(test_int8_engine_fast_equals_ref),
         cmocka_unit_test(test_int8_agrees_with_fake_quant),

@@ -77,11 +77,18 @@ void tml_calib_free(tml_calib *c)
 static double bin_width(const tml_tensor_stats *s) { return (s->max - s->min) / TML_CALIB_BINS; }
 static double bin_lo(const tml_tensor_stats *s, int b) { return s->min + bin_width(s) * b; }
 
-/* Value at cumulative fraction q of the histogram (linear inside a bin). */
+/* Value at cumulative fraction q of all values (linear inside a bin); the
+ * exact zeros kept outside the histogram count as a point mass at 0. */
 static double quantile(const tml_tensor_stats *s, double total, double q)
 {
     double target = q * total, acc = 0.0;
+    int zeros_done = s->zeros <= 0;
     for (int b = 0; b < TML_CALIB_BINS; b++) {
+        if (!zeros_done && bin_lo(s, b) + bin_width(s) > 0.0) { /* the zeros come before this bin's positives */
+            if (acc + s->zeros >= target) return 0.0;
+            acc += s->zeros;
+            zeros_done = 1;
+        }
         double h = s->hist[b];
         if (acc + h >= target && h > 0) return bin_lo(s, b) + bin_width(s) * ((target - acc) / h);
         acc += h;
@@ -195,8 +202,8 @@ tml_status tml_calib_range(const tml_tensor_stats *s, tml_calib_method method, d
     if (method == TML_CALIB_MINMAX || !s->hist || total <= 0 || !(s->max > s->min)) goto done;
     if (method == TML_CALIB_PERCENTILE) {
         double q = percentile / 100.0;
-        *hi = s->max > 0 ? quantile(s, total, q) : s->max;
-        *lo = s->min < 0 ? quantile(s, total, 1.0 - q) : s->min;
+        *hi = s->max > 0 ? quantile(s, total + s->zeros, q) : s->max;
+        *lo = s->min < 0 ? quantile(s, total + s->zeros, 1.0 - q) : s->min;
         goto done;
     }
     /* entropy / mse: sweep candidate ranges */
@@ -277,6 +284,10 @@ static void observe(pass_ctx *ctx, int n)
             int nc = s->n_chan;
             for (int64_t i = 0; i < cnt; i++) {
                 if (!isfinite(v[i])) continue; /* pass 1 already refused non-finite ranges */
+                if (v[i] == 0.0f) { /* exact zeros: counted apart from the histogram */
+                    s->zeros += 1.0;
+                    continue;
+                }
                 int b = (int)(((double)v[i] - s->min) * inv);
                 if (b < 0) b = 0;
                 if (b >= TML_CALIB_BINS) b = TML_CALIB_BINS - 1;

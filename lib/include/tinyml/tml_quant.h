@@ -49,7 +49,9 @@ tml_status tml_calib_method_parse(const char *s, tml_calib_method *m, double *pe
 typedef struct tml_tensor_stats {
     double min, max;              /* observed */
     int64_t count;                /* values seen */
-    double *hist;                 /* (TML_CALIB_BINS) counts over [min, max] */
+    double *hist;                 /* (TML_CALIB_BINS) counts over [min, max], exact zeros excluded */
+    double zeros;                 /* values exactly 0 (post-ReLU spikes): represented exactly by
+                                     any range, so only percentiles count them */
     double *chan_mean;            /* (C) per-channel mean (last dim), for bias correction */
     int n_chan;
 } tml_tensor_stats;
