@@ -21,6 +21,8 @@
  *   3. flags u32 (0; reserved)
  * META payload: JSON object (name, arch, classes, labels, preprocess, history, ...)
  * GRPH payload: JSON object (input, output, nodes[])
+ *   Either payload may instead be a zlib stream of that JSON (first byte 0x78,
+ *   which JSON text never starts with); the writer uses it when smaller.
  * END  payload: empty
  *
  * TNSR payload
@@ -109,6 +111,22 @@ static const char *errstr(int e, char *buf, size_t cap)
 
 /* ---- writing -------------------------------------------------------------------------- */
 
+/* A JSON chunk payload: the text, or its zlib stream when that is smaller
+ * (a model's history grows with every pass; compressed it costs a third). */
+static tml_status put_json(tml_buf *b, const char *text)
+{
+    size_t n = strlen(text);
+    uLongf cap = compressBound((uLong)n);
+    Bytef *z = malloc(cap ? cap : 1);
+    if (!z) return tml_error(TML_ERR_NOMEM, "out of memory");
+    if (compress2(z, &cap, (const Bytef *)text, (uLong)n, 9) == Z_OK && cap < n)
+        tml_buf_put(b, z, cap);
+    else
+        tml_buf_put(b, text, n);
+    free(z);
+    return TML_OK;
+}
+
 static size_t chunk_begin(tml_buf *b, const char *type)
 {
     size_t at = b->len;
@@ -150,8 +168,7 @@ tml_status tml_model_write_mem(const tml_model *m, const tml_save_opts *opts, ui
     if ((st = chunk_end(&b, at))) goto out;
 
     at = chunk_begin(&b, "META");
-    tml_buf_put(&b, meta, strlen(meta));
-    if ((st = chunk_end(&b, at))) goto out;
+    if ((st = put_json(&b, meta)) || (st = chunk_end(&b, at))) goto out;
 
     for (int i = 0; i < m->n_tensors; i++) {
         at = chunk_begin(&b, "TNSR");
@@ -160,8 +177,7 @@ tml_status tml_model_write_mem(const tml_model *m, const tml_save_opts *opts, ui
     }
 
     at = chunk_begin(&b, "GRPH");
-    tml_buf_put(&b, graph, strlen(graph));
-    if ((st = chunk_end(&b, at))) goto out;
+    if ((st = put_json(&b, graph)) || (st = chunk_end(&b, at))) goto out;
 
     at = chunk_begin(&b, "END ");
     if ((st = chunk_end(&b, at))) goto out;
@@ -191,6 +207,41 @@ static void tensor_label(const uint8_t *type, const uint8_t *pl, size_t plen, ch
     if (memcmp(type, "TNSR", 4) != 0) return;
     tml_tnsr_peek_name(pl, plen, name, sizeof name);
     if (name[0]) snprintf(out, cap, " (tensor '%s')", name);
+}
+
+/* The JSON text of a META / GRPH payload: as is, or inflated when it is a
+ * zlib stream. *owned receives a buffer the caller frees (NULL when the text
+ * is the payload itself). Inflation is bounded by deflate's maximum ratio. */
+static tml_status get_json(const uint8_t *pl, uint32_t plen, const uint8_t **text, size_t *tlen, uint8_t **owned)
+{
+    *owned = NULL;
+    *text = pl;
+    *tlen = plen;
+    if (plen == 0 || pl[0] != 0x78) return TML_OK;
+    size_t cap = (size_t)plen * 4 + 256, max = (size_t)plen * 1032u + 64;
+    uint8_t *out = NULL;
+    for (;;) {
+        uint8_t *nb = realloc(out, cap);
+        if (!nb) {
+            free(out);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+        out = nb;
+        uLongf got = (uLongf)cap;
+        uLong used = plen;
+        int zr = uncompress2(out, &got, pl, &used);
+        if (zr == Z_OK && used == plen) {
+            *owned = out;
+            *text = out;
+            *tlen = got;
+            return TML_OK;
+        }
+        if (zr != Z_BUF_ERROR || cap >= max) {
+            free(out);
+            return BAD("compressed JSON payload is corrupt");
+        }
+        cap = cap * 4 > max ? max : cap * 4;
+    }
 }
 
 static tml_status read_head(const uint8_t *pl, uint32_t plen)
@@ -258,7 +309,14 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
             if (!dup) st = read_head(pl, plen);
         } else if (memcmp(type, "META", 4) == 0) {
             dup = have_meta++;
-            if (!dup) st = tml_meta_from_json(&m->meta, pl, plen);
+            if (!dup) {
+                const uint8_t *jt;
+                size_t jl;
+                uint8_t *own;
+                st = get_json(pl, plen, &jt, &jl, &own);
+                if (!st) st = tml_meta_from_json(&m->meta, jt, jl);
+                free(own);
+            }
         } else if (memcmp(type, "TNSR", 4) == 0) {
             st = tml_tnsr_decode(m, pl, plen);
             if (st) tensor_label(type, pl, plen, label, sizeof label);
@@ -289,7 +347,13 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
         st = BAD("no GRPH chunk: the file has no graph");
         goto fail;
     }
-    if ((st = tml_graph_from_json(m, grph, grph_len))) {
+    const uint8_t *gjt;
+    size_t gjl;
+    uint8_t *gown = NULL;
+    st = get_json(grph, grph_len, &gjt, &gjl, &gown);
+    if (!st) st = tml_graph_from_json(m, gjt, gjl);
+    free(gown);
+    if (st) {
         tml_error_context(st, "chunk %d 'GRPH' at offset %zu", grph_idx, grph_off);
         goto fail;
     }

@@ -119,6 +119,8 @@ def load(path):
         if zlib.crc32(ctype + payload) != crc:
             raise ValueError(f"{path}: bad CRC in a {ctype.decode()} chunk")
         p += 12 + length
+        if ctype in (b"META", b"GRPH") and payload[:1] == b"\x78":
+            payload = zlib.decompress(payload)  # JSON stored as a zlib stream
         if ctype == b"META":
             m.meta = json.loads(payload)
         elif ctype == b"GRPH":
