@@ -199,8 +199,28 @@ int cmd_info(int argc, char **argv)
                    m->meta.arch ? m->meta.arch : "?", ishape, tml_dtype_name(in->dtype), m->meta.n_classes);
     tml_table_note(t, "file size %zu bytes (%s); peak activation memory of one inference %lld bytes (%s, batch 1, "
                    "buffers shared by liveness)", file_bytes, fb, (long long)peak, pb);
-    tml_table_note(t, "preprocessing: x = raw * %g%s", m->meta.pre.scale,
-                   m->meta.pre.n_ch ? ", then (x - mean) / std per channel" : "");
+    {
+        char pre[512];
+        int pl = snprintf(pre, sizeof pre, "preprocessing: x = raw * %g", m->meta.pre.scale);
+        if (m->meta.pre.n_ch) {
+            pl += snprintf(pre + pl, sizeof pre - (size_t)pl, ", then (x - mean) / std per channel: mean [");
+            for (int i = 0; i < m->meta.pre.n_ch && pl < (int)sizeof pre - 32; i++)
+                pl += snprintf(pre + pl, sizeof pre - (size_t)pl, "%s%g", i ? ", " : "", m->meta.pre.mean[i]);
+            pl += snprintf(pre + pl, sizeof pre - (size_t)pl, "], std [");
+            for (int i = 0; i < m->meta.pre.n_ch && pl < (int)sizeof pre - 8; i++)
+                pl += snprintf(pre + pl, sizeof pre - (size_t)pl, "%s%g", i ? ", " : "", m->meta.pre.std[i]);
+            snprintf(pre + pl, sizeof pre - (size_t)pl, "]");
+        }
+        tml_table_note(t, "%s", pre);
+    }
+    if (m->meta.labels && m->meta.n_classes > 0) {
+        char lab[900];
+        int ll = snprintf(lab, sizeof lab, "class labels:");
+        for (int i = 0; i < m->meta.n_classes && ll < (int)sizeof lab - 40; i++)
+            ll += snprintf(lab + ll, sizeof lab - (size_t)ll, "%s %d %s", i ? "," : "", i, m->meta.labels[i]);
+        if (ll >= (int)sizeof lab - 40) snprintf(lab + sizeof lab - 5, 5, "...");
+        tml_table_note(t, "%s", lab);
+    }
 
     tml_table *tables[3] = {t, NULL, NULL};
     int nt = 1;

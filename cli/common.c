@@ -316,7 +316,12 @@ void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
 {
     cJSON *e = cJSON_CreateObject();
     char when[32];
+    /* SOURCE_DATE_EPOCH (reproducible-builds.org) pins the time, so the same
+     * command with the same seed writes the same bytes */
     time_t now = time(NULL);
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    long sdv;
+    if (sde && cli_parse_long(sde, &sdv) == 0 && sdv >= 0) now = (time_t)sdv;
     struct tm tmv;
     gmtime_r(&now, &tmv);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);

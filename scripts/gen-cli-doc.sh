@@ -19,7 +19,9 @@ model file, so commands chain in pipelines:
 - Exit status: 0 success, 1 runtime or data error, 2 usage error, 130 after Ctrl-C.
   Messages read `tinyml CMD: error: ...`.
 - `--seed N` makes every random choice repeatable (sample selection, shuffling,
-  initialization, augmentation).
+  initialization, augmentation). Each pass records its UTC time in the model's
+  history; set `SOURCE_DATE_EPOCH` (seconds) to pin it, and the same command
+  writes the same bytes.
 - Datasets (`--data`, `--calib`): `fashion-mnist[:train|:test]`, `mnist[:split]`,
   `idx:IMAGES,LABELS`, `png:DIR` (a folder of per-class folders), `csv:FILE[:HxWxC]`;
   see [datasets.md](datasets.md).
