@@ -53,17 +53,36 @@ static void usage(FILE *f)
                "Run 'tinyml <command> --help' for a command's options and examples.\n");
 }
 
+#ifdef _OPENMP
+/* On a busy machine a parallel region waits for a thread that another process
+ * holds off its core: milliseconds per region, 3-60x slower training measured
+ * on 2 cores. So, unless the user chose (OMP_NUM_THREADS / OMP_DYNAMIC), start
+ * with one thread per core that no other process is using right now: the
+ * running-task count in /proc/loadavg (which includes this process). Not
+ * libgomp's dynamic mode: it follows the 15-minute load average, to which a
+ * long tinyml run itself contributes until it drops to one thread. Results do
+ * not depend on the thread count, only the speed does. */
+static void pick_threads(void)
+{
+    if (getenv("OMP_NUM_THREADS") || getenv("OMP_DYNAMIC")) return;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return;
+    double a1, a5, a15;
+    int running = 0, total = 0;
+    int ok = fscanf(f, "%lf %lf %lf %d/%d", &a1, &a5, &a15, &running, &total) == 5;
+    fclose(f);
+    int cores = omp_get_num_procs(), others = running - 1;
+    if (!ok || others <= 0) return;
+    omp_set_num_threads(others >= cores ? 1 : cores - others);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     /* Writing to a closed pipe must be an error we report, not a silent death. */
     signal(SIGPIPE, SIG_IGN);
 #ifdef _OPENMP
-    /* On a busy machine a parallel region waits for a thread that another
-     * process holds off its core (milliseconds per region). Dynamic teams size
-     * themselves by the load average instead; results do not depend on the
-     * thread count, so this only changes speed (measured: 2.8x faster training
-     * on a loaded 2-core machine, same on an idle one). OMP_DYNAMIC overrides. */
-    if (!getenv("OMP_DYNAMIC")) omp_set_dynamic(1);
+    pick_threads();
 #endif
     if (argc < 2) {
         usage(stderr);
