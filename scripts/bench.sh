@@ -93,7 +93,7 @@ quant)
   done
   ;;
 prune)
-  say ""; say "## Pruning: top-1 vs global sparsity (test split), one-shot and with 1 epoch of masked fine-tuning (Adam 1e-4)"; say ""
+  say ""; say "## Pruning: top-1 vs global sparsity (test split), one-shot and with 1 epoch of masked fine-tuning (defaults: Adam 1e-3, cosine)"; say ""
   say "| model | sparsity | one-shot top-1 | fine-tuned top-1 | drop after fine-tuning | file bytes | ratio |"
   say "|---|---:|---:|---:|---:|---:|---:|"
   for a in lenet300 lenet5; do
