@@ -1097,9 +1097,58 @@ static void test_scratch_bounded(void **state)
     assert_int_equal(tml_dense_s8_scratch_size(1, 800, 500), 0);
 }
 
+/* float <-> int8 at the model boundary: fast == reference exactly, on odd
+ * lengths, with exact halves (ties to even), NaN, infinities and huge values. */
+static void test_boundary_quantize_exact(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 77);
+    const int lens[6] = {1, 7, 15, 16, 33, 1027};
+    const float invs[3] = {1.0f, 255.0f, 0.37f};
+    const int32_t zps[4] = {-128, -1, 0, 127};
+    for (int li = 0; li < 6; li++)
+        for (int ii = 0; ii < 3; ii++)
+            for (int zi = 0; zi < 4; zi++) {
+                int n = lens[li];
+                float *x = malloc(sizeof(float) * (size_t)n);
+                int8_t *a = malloc((size_t)n), *b = malloc((size_t)n);
+                for (int i = 0; i < n; i++) {
+                    switch (i % 8) {
+                    case 0: x[i] = (float)((int)tu_rng_u32(&r) % 300 - 150) / invs[ii] * 0.5f; break; /* halves */
+                    case 1: x[i] = NAN; break;
+                    case 2: x[i] = (i & 16) ? INFINITY : -INFINITY; break;
+                    case 3: x[i] = tu_rng_uniform(&r, -1e30f, 1e30f); break;
+                    default: x[i] = tu_rng_uniform(&r, -2.0f, 2.0f); break;
+                    }
+                }
+                tml_quantize_f32_s8_ref(n, x, invs[ii], zps[zi], a);
+                tml_quantize_f32_s8(n, x, invs[ii], zps[zi], b);
+                TU_ASSERT_EQ_I8(a, b, (size_t)n);
+                for (int i = 1; i < n; i += 8) assert_int_equal(a[i], zps[zi]); /* NaN -> zero point */
+                float *ya = malloc(sizeof(float) * (size_t)n), *yb = malloc(sizeof(float) * (size_t)n);
+                tml_dequantize_s8_f32_ref(n, a, 0.0123f, zps[zi], ya);
+                tml_dequantize_s8_f32(n, a, 0.0123f, zps[zi], yb);
+                TU_ASSERT_CLOSE(ya, yb, (size_t)n, 0.0f);
+                free(x);
+                free(a);
+                free(b);
+                free(ya);
+                free(yb);
+            }
+    /* ties go to even: 0.5 -> 0, 1.5 -> 2, -2.5 -> -2 */
+    float t[3] = {0.5f, 1.5f, -2.5f};
+    int8_t qt[3];
+    tml_quantize_f32_s8(3, t, 1.0f, 0, qt);
+    assert_int_equal(qt[0], 0);
+    assert_int_equal(qt[1], 2);
+    assert_int_equal(qt[2], -2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_boundary_quantize_exact),
         cmocka_unit_test(test_quantize_multiplier),
         cmocka_unit_test(test_high_mul_cases),
         cmocka_unit_test(test_rounding_divide_cases),

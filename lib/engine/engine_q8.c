@@ -237,21 +237,18 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
 void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q)
 {
     const tml_tensor *in = &e->m->tensors[e->m->input];
-    float inv = 1.0f / qscale(in);
-    int32_t zp = qzp(in);
-    for (int64_t i = 0; i < count; i++) {
-        float v = nearbyintf(x[i] * inv) + (float)zp;
-        /* NaN (0 * inf under a denormal scale, or a NaN input) has no int8
-         * value and converting it is undefined: it becomes the zero point */
-        if (v != v) v = (float)zp;
-        q[i] = (int8_t)(v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v));
-    }
+    /* NaN (0 * inf under a denormal scale, or a NaN input) becomes the zero point */
+    if (e->opts.use_ref)
+        tml_quantize_f32_s8_ref(count, x, 1.0f / qscale(in), qzp(in), q);
+    else
+        tml_quantize_f32_s8(count, x, 1.0f / qscale(in), qzp(in), q);
 }
 
 void tml_engine_q8_dequantize_output(const struct tml_engine *e, const int8_t *q, int64_t count, float *y)
 {
     const tml_tensor *out = &e->m->tensors[e->m->output];
-    float s = qscale(out);
-    int32_t zp = qzp(out);
-    for (int64_t i = 0; i < count; i++) y[i] = s * (float)(q[i] - zp);
+    if (e->opts.use_ref)
+        tml_dequantize_s8_f32_ref(count, q, qscale(out), qzp(out), y);
+    else
+        tml_dequantize_s8_f32(count, q, qscale(out), qzp(out), y);
 }

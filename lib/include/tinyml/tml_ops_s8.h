@@ -140,6 +140,16 @@ void tml_avgpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const
 void tml_softmax_s8_lut(float in_scale, uint32_t lut[256]);
 void tml_softmax_s8_ref(int n, int k, const uint32_t lut[256], const int8_t *x, int8_t *y);
 
+/* ---- model boundary: float <-> int8 ------------------------------------------------------
+ * q = clamp(round_half_even(x * inv_scale) + zp, -128, 127)  (the engine quantizes
+ * its float input with inv_scale = 1 / input scale) and y = scale * (q - zp).
+ * Rounding is to nearest, ties to even (nearbyintf in the default mode); NaN
+ * maps to the zero point. The fast versions (AVX-512 / AVX2) are exact. */
+void tml_quantize_f32_s8_ref(int64_t count, const float *x, float inv_scale, int32_t zp, int8_t *q);
+void tml_quantize_f32_s8(int64_t count, const float *x, float inv_scale, int32_t zp, int8_t *q);
+void tml_dequantize_s8_f32_ref(int64_t count, const int8_t *q, float scale, int32_t zp, float *y);
+void tml_dequantize_s8_f32(int64_t count, const int8_t *q, float scale, int32_t zp, float *y);
+
 #ifdef __cplusplus
 }
 #endif
