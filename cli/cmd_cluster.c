@@ -36,6 +36,7 @@ static const char help[] =
     "  -d, --data SPEC        fine-tuning data (default split train) and report data (split test)\n"
     "  --lr X                 fine-tuning learning rate (Adam; default 1e-4)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
+    "  --teacher MODEL        distill from MODEL while fine-tuning the centroids\n"
     "  --limit N              evaluate on N samples only\n"
     "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal)\n"
     "  --seed N; --format F; -q, --quiet\n"
@@ -57,7 +58,7 @@ int cmd_cluster(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "cluster", help, argc, argv);
-    const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *init = "linear";
+    const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *init = "linear", *teacher = NULL;
     const char *only[65] = {NULL}, *skip[65] = {NULL};
     int nonly = 0, nskip = 0, ft = 0, batch = 64;
     double lr = 1e-4;
@@ -67,7 +68,9 @@ int cmd_cluster(int argc, char **argv)
     int bits_set = 0;
     while (cli_next(&c)) {
         const char *v;
-        if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "data", 'd', &data) || cli_str(&c, "init", 0, &init)) continue;
+        if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "data", 'd', &data) || cli_str(&c, "init", 0, &init) ||
+            cli_str(&c, "teacher", 0, &teacher))
+            continue;
         if (cli_int(&c, "bits", 0, 1, 8, &o.bits)) {
             bits_set = 1;
             continue;
@@ -96,6 +99,7 @@ int cmd_cluster(int argc, char **argv)
     if (bits_set && o.clusters) cli_usage_error(&c, "give --bits or --clusters, not both");
     if (tml_cluster_init_parse(init, &o.init)) cli_usage_error(&c, "%s", tml_last_error());
     if (ft && !data) cli_usage_error(&c, "--finetune-epochs needs --data");
+    if (teacher && !ft) cli_usage_error(&c, "--teacher needs --finetune-epochs");
     o.seed = c.seed;
     o.only = nonly ? only : NULL;
     o.skip = nskip ? skip : NULL;
@@ -118,12 +122,15 @@ int cmd_cluster(int argc, char **argv)
         to.lr = lr;
         to.batch = batch;
         to.seed = c.seed;
+        tml_model *tm = teacher ? cli_load_model(&c, teacher) : NULL;
+        to.teacher = tm;
         to.on_epoch = on_epoch;
         to.user = &c;
         to.cancel = &cli_cancel_flag;
         tml_trainer *t = NULL;
         if ((st = tml_trainer_new(m, s, &to, &t)) || (st = tml_trainer_run(t))) cli_fail_status(&c, st);
         tml_trainer_free(t);
+        tml_model_free(tm);
         tml_samples_free(s);
         tml_dataset_free(ds);
     }

@@ -43,6 +43,7 @@ static const char help[] =
     "                         report, evaluation data (default split test)\n"
     "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
+    "  --teacher MODEL        distill from MODEL while fine-tuning (e.g. the unpruned model)\n"
     "  --limit N              evaluate on N samples only\n"
     "Output:\n"
     "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal)\n"
@@ -57,6 +58,7 @@ static const char help[] =
 
 typedef struct prune_ctx {
     cli *c;
+    const tml_model *teacher;
     tml_prune_spec *spec;
     double final_sparsity;
     int steps;
@@ -128,6 +130,7 @@ static void finetune(prune_ctx *pc, tml_model *m, const tml_samples *s, int epoc
     o.lr = lr;
     o.batch = batch;
     o.seed = pc->c->seed;
+    o.teacher = pc->teacher;
     o.cancel = &cli_cancel_flag;
     o.progress = on_progress;
     o.on_epoch = on_epoch;
@@ -169,7 +172,7 @@ int cmd_prune(int argc, char **argv)
     cli c;
     cli_init(&c, "prune", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *config = NULL, *structured = NULL, *norm = NULL,
-               *schedule = "oneshot", *sens = NULL;
+               *schedule = "oneshot", *sens = NULL, *teacher = NULL;
     static tml_layer_target targets[256];
     static char target_names[256][128];
     const char *skip[257] = {NULL};
@@ -181,7 +184,8 @@ int cmd_prune(int argc, char **argv)
         const char *v;
         if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "data", 'd', &data) || cli_str(&c, "config", 0, &config) ||
             cli_str(&c, "structured", 0, &structured) || cli_str(&c, "norm", 0, &norm) ||
-            cli_str(&c, "schedule", 0, &schedule) || cli_str(&c, "from-sensitivity", 0, &sens))
+            cli_str(&c, "schedule", 0, &schedule) || cli_str(&c, "from-sensitivity", 0, &sens) ||
+            cli_str(&c, "teacher", 0, &teacher))
             continue;
         if (cli_double(&c, "sparsity", 0, -1e300, 1e300, &sparsity) || cli_double(&c, "lr", 0, 1e-12, 10, &lr) ||
             cli_double(&c, "max-drop", 0, 0, 100, &max_drop))
@@ -219,6 +223,7 @@ int cmd_prune(int argc, char **argv)
     if (sched < 0) cli_usage_error(&c, "--schedule must be oneshot, iterative or agp");
     if (sched && !ft_epochs) cli_usage_error(&c, "--schedule %s needs --finetune-epochs N and --data", schedule);
     if (ft_epochs && !data) cli_usage_error(&c, "fine-tuning needs --data");
+    if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --finetune-epochs");
     if (sens && max_drop < 0) cli_usage_error(&c, "--from-sensitivity needs --max-drop P (accuracy points)");
     if (!sens && max_drop >= 0) cli_usage_error(&c, "--max-drop needs --from-sensitivity");
     if (sparsity < 0 && !ntargets && !config && !sens)
@@ -280,7 +285,8 @@ int cmd_prune(int argc, char **argv)
         tml_status st = tml_dataset_load(tds, 0, &train);
         if (st) cli_fail_status(&c, st);
     }
-    prune_ctx pc = {.c = &c, .spec = &spec, .steps = steps};
+    tml_model *tm = teacher ? cli_load_model(&c, teacher) : NULL;
+    prune_ctx pc = {.c = &c, .spec = &spec, .steps = steps, .teacher = tm};
     tml_prune_report rep = {0};
     tml_status st;
     if (sched == 0) {
@@ -380,6 +386,7 @@ int cmd_prune(int argc, char **argv)
     }
     cJSON_AddStringToObject(h, "schedule", schedule);
     if (ft_epochs) {
+        if (teacher) cJSON_AddStringToObject(h, "teacher", teacher);
         cJSON_AddNumberToObject(h, "finetune_epochs", ft_epochs);
         cJSON_AddNumberToObject(h, "lr", lr);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
@@ -403,6 +410,7 @@ int cmd_prune(int argc, char **argv)
     free(cfg_text);
     tml_samples_free(train);
     tml_dataset_free(tds);
+    tml_model_free(tm);
     tml_model_free(before);
     tml_model_free(m);
     return 0;
