@@ -1057,16 +1057,24 @@ static void test_pool_fast_vs_ref(void **state)
         const int32_t bounds[3][2] = {{-128, 127}, {-5, 127}, {-20, 40}};
         for (int bi = 0; bi < 3; bi++) {
             tml_maxpool_s8_ref(&p, bounds[bi][0], bounds[bi][1], x, yr);
-            tml_maxpool_s8(&p, bounds[bi][0], bounds[bi][1], x, yf);
-            if (!tu_equal_i8("maxpool fast vs ref", yf, yr, ny)) {
-                fprintf(stderr, "  case %zu bounds %d\n", ci, bi);
-                fail();
+            for (int isa = 0; isa <= n_isas(); isa++) { /* isa == n_isas(): the public entry point */
+                memset(yf, 0x5A, ny);
+                if (isa < n_isas()) tml_maxpool_s8_ex(&p, bounds[bi][0], bounds[bi][1], x, yf, (tml_s8_isa)isa);
+                else tml_maxpool_s8(&p, bounds[bi][0], bounds[bi][1], x, yf);
+                if (!tu_equal_i8("maxpool fast vs ref", yf, yr, ny)) {
+                    fprintf(stderr, "  case %zu bounds %d isa %d\n", ci, bi, isa);
+                    fail();
+                }
             }
             tml_avgpool_s8_ref(&p, bounds[bi][0], bounds[bi][1], x, yr);
-            tml_avgpool_s8(&p, bounds[bi][0], bounds[bi][1], x, yf);
-            if (!tu_equal_i8("avgpool fast vs ref", yf, yr, ny)) {
-                fprintf(stderr, "  case %zu bounds %d\n", ci, bi);
-                fail();
+            for (int isa = 0; isa <= n_isas(); isa++) {
+                memset(yf, 0x5A, ny);
+                if (isa < n_isas()) tml_avgpool_s8_ex(&p, bounds[bi][0], bounds[bi][1], x, yf, (tml_s8_isa)isa);
+                else tml_avgpool_s8(&p, bounds[bi][0], bounds[bi][1], x, yf);
+                if (!tu_equal_i8("avgpool fast vs ref", yf, yr, ny)) {
+                    fprintf(stderr, "  case %zu bounds %d isa %d\n", ci, bi, isa);
+                    fail();
+                }
             }
         }
         free(x), free(yr), free(yf);
@@ -1078,6 +1086,142 @@ static void test_pool_fast_vs_ref(void **state)
     tml_avgpool_s8(&p, -128, 127, xh, yh);
     assert_int_equal(yh[0], -1);
     assert_int_equal(yh[1], -2);
+}
+
+/* Fast add == reference on odd lengths, every isa, 1 and 2 threads (a count
+ * over the parallel block size), in place too; parameters from
+ * tml_add_s8_prepare (the one-step requantization) and arbitrary ones
+ * (negative and INT32_MIN multipliers, positive output shifts, other left
+ * shifts: the general vector form), and parameters outside the vector
+ * kernels' range (the reference path). */
+static void test_add_fast_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 41);
+    const int64_t counts[] = {1, 3, 7, 15, 16, 17, 33, 127, 1000, 200003};
+    const int64_t maxc = 200003;
+    int8_t *a = malloc(maxc), *b = malloc(maxc), *yr = malloc(maxc), *yf = malloc(maxc), *ip = malloc(maxc);
+    for (int pi = 0; pi < 24; pi++) {
+        tml_add_s8_params p;
+        if (pi < 12) {
+            const float s1 = 0.001f + tu_rng_uniform(&r, 0.0f, 0.2f), s2 = 0.001f + tu_rng_uniform(&r, 0.0f, 0.2f);
+            const float so = (pi % 3 == 0 ? 0.5f : 1.5f) * (s1 + s2) * tu_rng_uniform(&r, 0.5f, 1.5f);
+            tml_add_s8_prepare(s1, rnd_range(&r, -128, 127), pi == 5 ? s1 : s2, rnd_range(&r, -128, 127), so,
+                               rnd_range(&r, -128, 127), (tml_act)(pi % 3), &p);
+        } else {
+            p.in1_zp = rnd_range(&r, -128, 127);
+            p.in2_zp = rnd_range(&r, -128, 127);
+            p.out_zp = rnd_range(&r, -128, 127);
+            p.left_shift = rnd_range(&r, 0, 22);
+            p.in1_mult = pi == 12 ? INT32_MIN : rnd_i32(&r);
+            p.in2_mult = rnd_i32(&r);
+            p.out_mult = pi == 13 ? INT32_MIN : rnd_i32(&r);
+            p.in1_shift = rnd_range(&r, -31, 0); /* input shifts <= 0: the reference's sum cannot overflow */
+            p.in2_shift = rnd_range(&r, -31, 0);
+            p.out_shift = pi % 4 == 0 ? rnd_range(&r, 1, 30) : rnd_range(&r, -31 + p.left_shift, 0);
+            p.act_min = rnd_range(&r, -128, 0);
+            p.act_max = rnd_range(&r, 0, 127);
+            if (pi == 22) p.left_shift = 23; /* outside the vector range: reference path */
+            if (pi == 23) p.act_min = -300;
+        }
+        for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+            const int64_t n = counts[ci];
+            if (n > 1000 && pi % 6 != 0) continue;
+            tu_fill_int8(&r, a, (size_t)n, -128, 127);
+            tu_fill_int8(&r, b, (size_t)n, -128, 127);
+            tml_add_s8_ref(n, &p, a, b, yr);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, (size_t)n);
+                    tml_add_s8_ex(n, &p, a, b, yf, (tml_s8_isa)isa, 0);
+                    memcpy(ip, a, (size_t)n);
+                    tml_add_s8_ex(n, &p, ip, b, ip, (tml_s8_isa)isa, 0); /* in place */
+                    if (!tu_equal_i8("add fast vs ref", yf, yr, (size_t)n) ||
+                        !tu_equal_i8("add fast in place vs ref", ip, yr, (size_t)n)) {
+                        fprintf(stderr, "  params %d, count %lld, %s, %d threads\n", pi, (long long)n,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+        }
+    }
+    set_threads(2);
+    /* the public entry point */
+    tml_add_s8_params p;
+    tml_add_s8_prepare(0.05f, 3, 0.02f, -7, 0.06f, 1, TML_ACT_RELU, &p);
+    tu_fill_int8(&r, a, 1001, -128, 127);
+    tu_fill_int8(&r, b, 1001, -128, 127);
+    tml_add_s8_ref(1001, &p, a, b, yr);
+    tml_add_s8(1001, &p, a, b, yf);
+    assert_true(tu_equal_i8("tml_add_s8 vs ref", yf, yr, 1001));
+    free(a), free(b), free(yr), free(yf), free(ip);
+}
+
+/* Fast clamp and global average pool == reference: odd sizes, every isa,
+ * 1 and 2 threads, bounds inside and outside int8. */
+static void test_clamp_gap_fast_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 42);
+    const int64_t maxc = 300007;
+    int8_t *x = malloc(maxc), *yr = malloc(maxc), *yf = malloc(maxc);
+    tu_fill_int8(&r, x, (size_t)maxc, -128, 127);
+    const int64_t counts[] = {1, 7, 31, 32, 33, 63, 64, 65, 1001, 300007};
+    const int32_t bounds[][2] = {{-128, 127}, {-5, 127}, {-20, 40}, {-300, 300}, {7, 7}, {10, -10}};
+    for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++)
+        for (size_t bi = 0; bi < sizeof(bounds) / sizeof(bounds[0]); bi++) {
+            const int64_t n = counts[ci];
+            tml_clamp_s8_ref(n, bounds[bi][0], bounds[bi][1], x, yr);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, (size_t)n);
+                    tml_clamp_s8_ex(n, bounds[bi][0], bounds[bi][1], x, yf, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("clamp fast vs ref", yf, yr, (size_t)n)) {
+                        fprintf(stderr, "  count %lld bounds %zu, %s, %d threads\n", (long long)n, bi,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+        }
+    set_threads(2);
+    tml_clamp_s8(1001, -3, 50, x, yf);
+    tml_clamp_s8_ref(1001, -3, 50, x, yr);
+    assert_true(tu_equal_i8("tml_clamp_s8 vs ref", yf, yr, 1001));
+    /* n hw c */
+    const int gcases[][3] = {{1, 1, 1}, {3, 196, 64}, {2, 49, 65}, {1, 7, 130}, {5, 16, 3}, {1, 2, 17}, {2, 1024, 33}};
+    for (size_t ci = 0; ci < sizeof(gcases) / sizeof(gcases[0]); ci++) {
+        const int n = gcases[ci][0], hw = gcases[ci][1], c = gcases[ci][2];
+        for (int fill = 0; fill < 3; fill++) {
+            /* random; all -128 (negative exact halves at even hw); all 127 */
+            if (fill == 0) tu_fill_int8(&r, x, (size_t)n * hw * c, -128, 127);
+            else memset(x, fill == 1 ? 0x80 : 0x7F, (size_t)n * hw * c);
+            if (fill == 0 && hw % 2 == 0) x[0] = (int8_t)(x[0] | 1); /* an odd sum somewhere */
+            tml_global_avgpool_s8_ref(n, hw, c, x, yr);
+            for (int isa = 0; isa < n_isas(); isa++) {
+                memset(yf, 0x5A, (size_t)n * c);
+                tml_global_avgpool_s8_ex(n, hw, c, x, yf, (tml_s8_isa)isa);
+                if (!tu_equal_i8("global avgpool fast vs ref", yf, yr, (size_t)n * c)) {
+                    fprintf(stderr, "  n %d hw %d c %d fill %d, %s\n", n, hw, c, fill, tml_s8_isa_name((tml_s8_isa)isa));
+                    fail();
+                }
+            }
+        }
+    }
+    /* exact halves: mean of {-1, -2} = -1.5 -> -2, of {1, 2} = 1.5 -> 2 */
+    const int8_t xh[4] = {-1, 1, -2, 2};
+    int8_t yh[2];
+    tml_global_avgpool_s8(1, 2, 2, xh, yh);
+    assert_int_equal(yh[0], -2);
+    assert_int_equal(yh[1], 2);
+    tu_fill_int8(&r, x, 196 * 64, -128, 127);
+    tml_global_avgpool_s8_ref(1, 196, 64, x, yr);
+    tml_global_avgpool_s8(1, 196, 64, x, yf);
+    assert_true(tu_equal_i8("tml_global_avgpool_s8 vs ref", yf, yr, 64));
+    free(x), free(yr), free(yf);
 }
 
 /* Scratch stays bounded whatever the batch; the size never shrinks with it. */
@@ -1171,6 +1315,8 @@ int main(void)
         cmocka_unit_test(test_epilogue_exact),
         cmocka_unit_test(test_epilogue_ties),
         cmocka_unit_test(test_pool_fast_vs_ref),
+        cmocka_unit_test(test_add_fast_vs_ref),
+        cmocka_unit_test(test_clamp_gap_fast_vs_ref),
         cmocka_unit_test(test_scratch_bounded),
     };
     fprintf(stderr, "INT8 instruction set: %s\n", tml_s8_isa_name(tml_s8_cpu_isa()));

@@ -203,7 +203,7 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
         break;
     }
     case TML_OP_RELU:
-    case TML_OP_RELU6: tml_clamp_s8_ref(count, p->lo, p->hi, x, y); break;
+    case TML_OP_RELU6: (ref ? tml_clamp_s8_ref : tml_clamp_s8)(count, p->lo, p->hi, x, y); break;
     case TML_OP_MAXPOOL:
         tml_window_from_node(m, n, batch, &w);
         if (ref) tml_maxpool_s8_ref(&w, p->lo, p->hi, x, y);
@@ -216,10 +216,10 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
         break;
     case TML_OP_GLOBAL_AVGPOOL: {
         const tml_tensor *xt = &m->tensors[n->in[0]];
-        tml_global_avgpool_s8_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
+        (ref ? tml_global_avgpool_s8_ref : tml_global_avgpool_s8)(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
         break;
     }
-    case TML_OP_ADD: tml_add_s8_ref(count, &p->add, x, tml_engine_buf(e, n->in[1]), y); break;
+    case TML_OP_ADD: (ref ? tml_add_s8_ref : tml_add_s8)(count, &p->add, x, tml_engine_buf(e, n->in[1]), y); break;
     case TML_OP_RESHAPE:
     case TML_OP_DROPOUT:
         if ((const void *)x != (void *)y) memcpy(y, x, (size_t)count);

@@ -59,6 +59,19 @@ void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t 
 void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
                      const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs);
 
+/* Elements per call above which the elementwise kernels (add, clamp) start
+ * OpenMP threads (blocks of 64 Ki elements). */
+#define TML_S8_PAR_ELEMS ((int64_t)1 << 18)
+void tml_add_s8_ex(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y,
+                   tml_s8_isa isa, int64_t par_min_elems);
+void tml_clamp_s8_ex(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t *y, tml_s8_isa isa,
+                     int64_t par_min_elems);
+void tml_maxpool_s8_ex(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y,
+                       tml_s8_isa isa);
+void tml_avgpool_s8_ex(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y,
+                       tml_s8_isa isa);
+void tml_global_avgpool_s8_ex(int n, int hw, int c, const int8_t *x, int8_t *y, tml_s8_isa isa);
+
 /* ---- the int8 GEMM (gemm_s8.c) ------------------------------------------------------
  *
  * C[m][j] = requant(sum_k A[m][k] * W[j][k] + corr[j]) for j < n, where W (n, k)

@@ -7,6 +7,7 @@
  * tml_model_finalize) gives act_min for max and clamp(0) for the averages.
  */
 #include "ops_s8_internal.h"
+#include "ops_s8_simd.h"
 
 /* n / d rounded half away from zero, d > 0: (|n| + d/2) / d with n's sign.
  * For odd d, d/2 rounds down, which is exactly right: a remainder r rounds up
@@ -195,6 +196,37 @@ static void avgpool_generic(const tml_window *p, int32_t lo, int32_t hi, const i
     avgpool_body(p, lo, hi, x, y);
 }
 
+/* Global average over hw <= 65536 pixels of channels [c0, c0 + nb) of one
+ * sample, nb <= POOL_BLOCK: int32 sums in pixel order (|sum| <= 2^23), then
+ * the rounding division in float as in the window average (exact). */
+static inline __attribute__((always_inline)) void gap_block(int hw, int c, int nb, const int8_t *x, int8_t *y)
+{
+    int32_t s[POOL_BLOCK];
+    for (int j = 0; j < nb; j++) s[j] = 0;
+    for (int i = 0; i < hw; i++) {
+        const int8_t *xp = x + (ptrdiff_t)i * c;
+        for (int j = 0; j < nb; j++) s[j] += xp[j];
+    }
+    const float fc = (float)hw;
+    const int32_t half = hw / 2;
+    for (int j = 0; j < nb; j++) {
+        const int32_t a = (s[j] < 0 ? -s[j] : s[j]) + half;
+        int32_t q = (int32_t)((float)a / fc);
+        q = s[j] < 0 ? -q : q;
+        y[j] = clamp8(q, -128, 127);
+    }
+}
+
+static inline __attribute__((always_inline)) void gap_body(int n, int hw, int c, const int8_t *x, int8_t *y)
+{
+    for (int b = 0; b < n; b++)
+        for (int c0 = 0; c0 < c; c0 += POOL_BLOCK)
+            gap_block(hw, c, c - c0 < POOL_BLOCK ? c - c0 : POOL_BLOCK, x + (ptrdiff_t)b * hw * c + c0,
+                      y + (ptrdiff_t)b * c + c0);
+}
+
+static void gap_generic(int n, int hw, int c, const int8_t *x, int8_t *y) { gap_body(n, hw, c, x, y); }
+
 #ifdef TML_S8_X86
 static __attribute__((target("avx2"))) void maxpool_avx2(const tml_window *p, int32_t lo, int32_t hi, const int8_t *x,
                                                          int8_t *y)
@@ -207,12 +239,99 @@ static __attribute__((target("avx2"))) void avgpool_avx2(const tml_window *p, in
 {
     avgpool_body(p, lo, hi, x, y);
 }
+
+static __attribute__((target("avx2"))) void gap_avx2(int n, int hw, int c, const int8_t *x, int8_t *y)
+{
+    gap_body(n, hw, c, x, y);
+}
+
+/* Max pool, AVX-512BW: 64 channels per masked load, the in-image taps of each
+ * output pixel only (computed once per pixel), as maxpool_body. */
+static TML_S8_TGT_VNNI void maxpool_avx512(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x,
+                                           int8_t *y)
+{
+    const int H = p->h, W = p->w, C = p->c, OH = p->oh, OW = p->ow, SH = p->sh, SW = p->sw, DH = p->dh, DW = p->dw;
+    const int PT = p->pad_t, PL = p->pad_l, KH = p->kh, KW = p->kw;
+    const int8_t lo8 = (int8_t)(act_min < -128 ? -128 : act_min > 127 ? 127 : act_min);
+    const int8_t hi8 = (int8_t)(act_max < -128 ? -128 : act_max > 127 ? 127 : act_max);
+    const __m512i vlo = _mm512_set1_epi8(lo8), vhi = _mm512_set1_epi8(hi8);
+    for (int b = 0; b < p->n; b++)
+        for (int oy = 0; oy < OH; oy++) {
+            int ky0, ky1;
+            tap_range(oy, SH, PT, DH, KH, H, &ky0, &ky1);
+            const int iy0 = oy * SH - PT;
+            for (int ox = 0; ox < OW; ox++) {
+                int kx0, kx1;
+                tap_range(ox, SW, PL, DW, KW, W, &kx0, &kx1);
+                const int ix0 = ox * SW - PL;
+                int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + ox) * C;
+                const int8_t *xw = x + (((ptrdiff_t)b * H + iy0) * W + ix0) * C;
+                for (int c0 = 0; c0 < C; c0 += 64) {
+                    const __mmask64 km = C - c0 >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (C - c0)) - 1);
+                    __m512i m = vlo; /* empty window: act_min */
+                    if (ky1 > ky0 && kx1 > kx0) {
+                        m = _mm512_maskz_loadu_epi8(km, xw + ((ptrdiff_t)ky0 * DH * W + (ptrdiff_t)kx0 * DW) * C + c0);
+                        for (int ky = ky0; ky < ky1; ky++)
+                            for (int kx = kx0; kx < kx1; kx++)
+                                m = _mm512_max_epi8(
+                                    m, _mm512_maskz_loadu_epi8(
+                                           km, xw + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C + c0));
+                    }
+                    _mm512_mask_storeu_epi8(yp + c0, km, _mm512_min_epi8(_mm512_max_epi8(m, vlo), vhi));
+                }
+            }
+        }
+}
+
+/* Global average pool, AVX-512BW: 64 channels per step, int32 sums, hw <= 65536. */
+static TML_S8_TGT_VNNI void gap_avx512(int n, int hw, int c, const int8_t *x, int8_t *y)
+{
+    const __m512 fc = _mm512_set1_ps((float)hw);
+    const __m512i half = _mm512_set1_epi32(hw / 2), qlo = _mm512_set1_epi32(-128), qhi = _mm512_set1_epi32(127);
+    for (int b = 0; b < n; b++) {
+        const int8_t *xb = x + (ptrdiff_t)b * hw * c;
+        for (int c0 = 0; c0 < c; c0 += 64) {
+            const int nb = c - c0 < 64 ? c - c0 : 64;
+            const __mmask64 km = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+            for (int i = 0; i < hw; i++) {
+                const __m512i v = _mm512_maskz_loadu_epi8(km, xb + (ptrdiff_t)i * c + c0);
+                s0 = _mm512_add_epi32(s0, _mm512_cvtepi8_epi32(_mm512_castsi512_si128(v)));
+                s1 = _mm512_add_epi32(s1, _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 1)));
+                s2 = _mm512_add_epi32(s2, _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 2)));
+                s3 = _mm512_add_epi32(s3, _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 3)));
+            }
+            __m512i s[4] = {s0, s1, s2, s3};
+            for (int k = 0; k < 4 && 16 * k < nb; k++) {
+                const __mmask16 neg = _mm512_cmplt_epi32_mask(s[k], _mm512_setzero_si512());
+                const __m512i a = _mm512_add_epi32(_mm512_abs_epi32(s[k]), half);
+                __m512i q = _mm512_cvttps_epi32(_mm512_div_ps(_mm512_cvtepi32_ps(a), fc));
+                q = _mm512_mask_sub_epi32(q, neg, _mm512_setzero_si512(), q);
+                q = _mm512_min_epi32(_mm512_max_epi32(q, qlo), qhi);
+                const int left = nb - 16 * k;
+                const __mmask16 om = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+                _mm_mask_storeu_epi8(y + (ptrdiff_t)b * c + c0 + 16 * k, om, _mm512_cvtepi32_epi8(q));
+            }
+        }
+    }
+}
 #endif
 
 void tml_maxpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y)
 {
+    tml_maxpool_s8_ex(p, act_min, act_max, x, y, tml_s8_cpu_isa());
+}
+
+void tml_maxpool_s8_ex(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y,
+                       tml_s8_isa isa)
+{
+    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
 #ifdef TML_S8_X86
-    if (tml_s8_cpu_isa() >= TML_S8_ISA_AVX2) {
+    if (isa == TML_S8_ISA_VNNI) {
+        maxpool_avx512(p, act_min, act_max, x, y);
+        return;
+    }
+    if (isa == TML_S8_ISA_AVX2) {
         maxpool_avx2(p, act_min, act_max, x, y);
         return;
     }
@@ -222,11 +341,44 @@ void tml_maxpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const
 
 void tml_avgpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y)
 {
+    tml_avgpool_s8_ex(p, act_min, act_max, x, y, tml_s8_cpu_isa());
+}
+
+void tml_avgpool_s8_ex(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y,
+                       tml_s8_isa isa)
+{
+    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
 #ifdef TML_S8_X86
-    if (tml_s8_cpu_isa() >= TML_S8_ISA_AVX2) {
+    if (isa >= TML_S8_ISA_AVX2) {
         avgpool_avx2(p, act_min, act_max, x, y);
         return;
     }
 #endif
     avgpool_generic(p, act_min, act_max, x, y);
+}
+
+void tml_global_avgpool_s8_ex(int n, int hw, int c, const int8_t *x, int8_t *y, tml_s8_isa isa)
+{
+    if (n <= 0 || c <= 0) return;
+    if (hw <= 0 || hw > 65536) { /* (no such model) the float division is exact up to 65536 */
+        tml_global_avgpool_s8_ref(n, hw, c, x, y);
+        return;
+    }
+    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
+#ifdef TML_S8_X86
+    if (isa == TML_S8_ISA_VNNI) {
+        gap_avx512(n, hw, c, x, y);
+        return;
+    }
+    if (isa == TML_S8_ISA_AVX2) {
+        gap_avx2(n, hw, c, x, y);
+        return;
+    }
+#endif
+    gap_generic(n, hw, c, x, y);
+}
+
+void tml_global_avgpool_s8(int n, int hw, int c, const int8_t *x, int8_t *y)
+{
+    tml_global_avgpool_s8_ex(n, hw, c, x, y, tml_s8_cpu_isa());
 }

@@ -121,18 +121,23 @@ typedef struct tml_add_s8_params {
 void tml_add_s8_prepare(float s1, int32_t zp1, float s2, int32_t zp2, float so, int32_t zpo, tml_act act,
                         tml_add_s8_params *p);
 void tml_add_s8_ref(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+/* Fast version (vectorized, OpenMP threads for large counts), same results.
+ * y may be a or b (elementwise in place). */
+void tml_add_s8(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 
 /* clamp to [lo, hi] (standalone ReLU / ReLU6 keep their input's scale) */
 void tml_clamp_s8_ref(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t *y);
+void tml_clamp_s8(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t *y);
 
 /* Pools keep the input's scale and zero point. Average: sum of in-range taps
  * divided by their count, rounded half away from zero; then clamped. */
 void tml_maxpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_avgpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_global_avgpool_s8_ref(int n, int hw, int c, const int8_t *x, int8_t *y);
-/* Fast versions of the two window pools (channels vectorized), same results. */
+/* Fast versions of the pools (channels vectorized), same results. */
 void tml_maxpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_avgpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
+void tml_global_avgpool_s8(int n, int hw, int c, const int8_t *x, int8_t *y);
 
 /* Softmax over rows, integer only at run time: output scale 1/256, zero point
  * -128. lut[d] for d = 0..255 is round(2^16 * exp(-in_scale * d)) (computed once
