@@ -794,6 +794,7 @@ static void test_conv_fast_vs_ref(void **state)
         tu_fill_int8(&r, w, nw, -128, 127);
         const size_t ss = tml_conv2d_s8_scratch_size(&p);
         uint8_t *scratch = malloc(ss + 1);
+        uint8_t *packed = malloc(tml_conv2d_s8_packed_size(&p) + 1);
         for (int zi = 0; zi < 4; zi++) {
             const int act = zi % 3;
             qset qs;
@@ -812,11 +813,20 @@ static void test_conv_fast_vs_ref(void **state)
                                 tml_s8_isa_name((tml_s8_isa)isa), th);
                         fail();
                     }
+                    /* weights packed once (odd address), then the packed run */
+                    memset(yf, 0x5A, ny);
+                    tml_conv2d_s8_pack_ex(&p, &qs.q, w, bias, packed + 1, (tml_s8_isa)isa);
+                    tml_conv2d_s8_packed_ex(&p, &qs.q, x, packed + 1, yf, scratch + (th == 1), 0);
+                    if (!tu_equal_i8("conv packed vs ref", yf, yr, ny)) {
+                        fprintf(stderr, "  case %zu, in_zp %d, act %d, %s, %d threads\n", ci, ZPS[zi], act,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
                 }
             free_qset(&qs);
         }
         set_threads(2);
-        free(x), free(w), free(yr), free(yf), free(scratch);
+        free(x), free(w), free(yr), free(yf), free(scratch), free(packed);
     }
 }
 

@@ -16,6 +16,7 @@ typedef struct q8_node {
     tml_add_s8_params add;
     uint32_t lut[256];   /* softmax */
     int32_t lo, hi;      /* clamp bounds (relu, relu6, pools) */
+    void *packed;        /* conv: weights packed once for the fast kernel */
 } q8_node;
 
 static float qscale(const tml_tensor *t) { return t->q.scale[0]; }
@@ -95,10 +96,17 @@ static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, s
     p->hi = 127;
     tml_window w;
     switch (n->op) {
-    case TML_OP_CONV2D:
+    case TML_OP_CONV2D: {
         tml_window_from_node(m, n, batch, &w);
         if (tml_conv2d_s8_scratch_size(&w) > *scratch) *scratch = tml_conv2d_s8_scratch_size(&w);
-        return prep_weighted(m, n, p);
+        if ((st = prep_weighted(m, n, p))) return st;
+        /* the weights are packed here once, not on every run */
+        p->packed = malloc(tml_conv2d_s8_packed_size(&w));
+        if (!p->packed) return tml_error(TML_ERR_NOMEM, "out of memory");
+        const int32_t *bias = (n->n_in > 2 && n->in[2] >= 0) ? m->tensors[n->in[2]].data : NULL;
+        tml_conv2d_s8_pack(&w, &p->q, m->tensors[n->in[1]].data, bias, p->packed);
+        return TML_OK;
+    }
     case TML_OP_DEPTHWISE_CONV2D: return prep_weighted(m, n, p);
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
@@ -170,6 +178,7 @@ void tml_engine_q8_release(struct tml_engine *e)
         if (!p) continue;
         free(p->mult);
         free(p->shift);
+        free(p->packed);
         free(p);
     }
 }
@@ -189,7 +198,7 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
     case TML_OP_CONV2D:
         tml_window_from_node(m, n, batch, &w);
         if (ref) tml_conv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
-        else tml_conv2d_s8(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y, e->scratch);
+        else tml_conv2d_s8_packed(&w, &p->q, x, p->packed, y, e->scratch);
         break;
     case TML_OP_DEPTHWISE_CONV2D:
         tml_window_from_node(m, n, batch, &w);

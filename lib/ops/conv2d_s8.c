@@ -327,57 +327,106 @@ static void conv_chunk(const conv_ctx *cx, int64_t r0, int64_t r1, int slot)
     }
 }
 
-void tml_conv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
-                      const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs)
+/* The weight-dependent part of the scratch layout (descriptors + packed
+ * weights, offsets [0, off_zp) from the aligned base): it only depends on the
+ * weights' shape, never on the batch or the image size. */
+size_t tml_conv2d_s8_packed_size(const tml_window *p)
 {
     conv_plan pl;
     conv_make_plan(p, &pl);
-    if (pl.m <= 0 || p->o <= 0) return;
-    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
+    return 64 + pl.off_zp;
+}
 
-    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+void tml_conv2d_s8_pack_ex(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias,
+                           void *packed, tml_s8_isa isa)
+{
+    conv_plan pl;
+    conv_make_plan(p, &pl);
+    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
+    uint8_t *base = (uint8_t *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
     tml_s8_gemm_b *gb = (tml_s8_gemm_b *)(void *)base;
     for (int g = 0; g < pl.groups; g++)
         tml_s8_gemm_prepare(isa, pl.og, p->kh, pl.seglen, w + (int64_t)g * pl.og * pl.k, pl.k,
                             bias ? bias + g * pl.og : NULL, q->in_zp, q->out_zp, q->mult + g * pl.og,
                             q->shift + g * pl.og, q->act_min, q->act_max, base + pl.off_prep + (size_t)g * pl.prep_bytes,
                             &gb[g]);
-    int8_t *zpseg = (int8_t *)base + pl.off_zp;
-    memset(zpseg, (int)(int8_t)q->in_zp, (size_t)pl.seg4);
+}
 
-    conv_ctx cx = {p, q, x, y, isa, &pl, gb, zpseg, base + pl.off_slots};
+void tml_conv2d_s8_pack(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias, void *packed)
+{
+    tml_conv2d_s8_pack_ex(p, q, w, bias, packed, tml_s8_cpu_isa());
+}
+
+/* Runs the kernel with the descriptors gb (groups of them) already prepared;
+ * scratch is aligned, its first off_zp bytes are not touched. */
+static void conv_run(const tml_window *p, const conv_plan *pl, const tml_qparams *q, const int8_t *x,
+                     const tml_s8_gemm_b *gb, int8_t *y, uint8_t *base, int64_t par_min_macs)
+{
+    int8_t *zpseg = (int8_t *)base + pl->off_zp;
+    memset(zpseg, (int)(int8_t)q->in_zp, (size_t)pl->seg4);
+
+    conv_ctx cx = {p, q, x, y, gb[0].isa, pl, gb, zpseg, base + pl->off_slots};
 
     int nth = 1;
 #ifdef TML_S8_OMP
-    const int64_t macs = pl.m * (int64_t)pl.k * p->o;
+    const int64_t macs = pl->m * (int64_t)pl->k * p->o;
     if (macs >= par_min_macs && !omp_in_parallel()) {
         nth = omp_get_max_threads();
-        if (nth > pl.slots) nth = pl.slots;
+        if (nth > pl->slots) nth = pl->slots;
     }
 #else
     (void)par_min_macs;
 #endif
     if (nth <= 1) {
-        for (int64_t r0 = 0; r0 < pl.m; r0 += pl.chunk_rows)
-            conv_chunk(&cx, r0, r0 + pl.chunk_rows < pl.m ? r0 + pl.chunk_rows : pl.m, 0);
+        for (int64_t r0 = 0; r0 < pl->m; r0 += pl->chunk_rows)
+            conv_chunk(&cx, r0, r0 + pl->chunk_rows < pl->m ? r0 + pl->chunk_rows : pl->m, 0);
         return;
     }
 #ifdef TML_S8_OMP
     /* About 4 chunks per thread for balance, never above the buffer size. */
-    int64_t cr = (pl.m + 4 * nth - 1) / (4 * nth);
+    int64_t cr = (pl->m + 4 * nth - 1) / (4 * nth);
     if (cr < 8) cr = 8;
-    if (cr > pl.chunk_rows) cr = pl.chunk_rows;
-    const int64_t nchunks = (pl.m + cr - 1) / cr;
+    if (cr > pl->chunk_rows) cr = pl->chunk_rows;
+    const int64_t nchunks = (pl->m + cr - 1) / cr;
+    const int64_t m = pl->m;
 #pragma omp parallel num_threads(nth)
     {
         const int slot = omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; c++) {
             const int64_t r0 = c * cr;
-            conv_chunk(&cx, r0, r0 + cr < pl.m ? r0 + cr : pl.m, slot);
+            conv_chunk(&cx, r0, r0 + cr < m ? r0 + cr : m, slot);
         }
     }
 #endif
+}
+
+void tml_conv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                      const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs)
+{
+    conv_plan pl;
+    conv_make_plan(p, &pl);
+    if (pl.m <= 0 || p->o <= 0) return;
+    tml_conv2d_s8_pack_ex(p, q, w, bias, scratch, isa);
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    conv_run(p, &pl, q, x, (const tml_s8_gemm_b *)(const void *)base, y, base, par_min_macs);
+}
+
+void tml_conv2d_s8_packed_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const void *packed,
+                             int8_t *y, void *scratch, int64_t par_min_macs)
+{
+    conv_plan pl;
+    conv_make_plan(p, &pl);
+    if (pl.m <= 0 || p->o <= 0) return;
+    const tml_s8_gemm_b *gb = (const tml_s8_gemm_b *)(const void *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    conv_run(p, &pl, q, x, gb, y, base, par_min_macs);
+}
+
+void tml_conv2d_s8_packed(const tml_window *p, const tml_qparams *q, const int8_t *x, const void *packed, int8_t *y,
+                          void *scratch)
+{
+    tml_conv2d_s8_packed_ex(p, q, x, packed, y, scratch, TML_S8_PAR_MACS);
 }
 
 void tml_conv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,

@@ -54,6 +54,11 @@ const char *tml_s8_isa_name(tml_s8_isa isa);
  * functions are enough for every isa. */
 void tml_conv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                       const int32_t *bias, int8_t *y, void *scratch, tml_s8_isa isa, int64_t par_min_macs);
+/* Packing for `isa` (clamped), and the packed run (the isa is the packing's). */
+void tml_conv2d_s8_pack_ex(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias,
+                           void *packed, tml_s8_isa isa);
+void tml_conv2d_s8_packed_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const void *packed,
+                             int8_t *y, void *scratch, int64_t par_min_macs);
 void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                         const int32_t *bias, int8_t *y, tml_s8_isa isa, int64_t par_min_macs);
 void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,

@@ -87,6 +87,16 @@ void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *
 size_t tml_conv2d_s8_scratch_size(const tml_window *p);
 void tml_conv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                    const int32_t *bias, int8_t *y, void *scratch);
+/* The same kernel with the weights packed once (for repeated calls, as the
+ * engine makes): tml_conv2d_s8_pack fills `packed` (packed_size bytes, any
+ * alignment) from w, bias and q for this CPU; tml_conv2d_s8_packed then runs
+ * with the same q (and a window of the same weight shape, any batch / image
+ * size) and gives the results of tml_conv2d_s8. `packed` may point into w
+ * (portable build), so w must outlive it. Scratch as for tml_conv2d_s8. */
+size_t tml_conv2d_s8_packed_size(const tml_window *p);
+void tml_conv2d_s8_pack(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias, void *packed);
+void tml_conv2d_s8_packed(const tml_window *p, const tml_qparams *q, const int8_t *x, const void *packed, int8_t *y,
+                          void *scratch);
 
 /* x (n,h,w,c), w (1,kh,kw,c*m), bias (c*m) or NULL, y (n,oh,ow,c*m); output
  * channel oc reads input channel oc / m. No scratch. */
