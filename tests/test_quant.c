@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "tinyml/tml_cluster.h"
 #include "tinyml/tml_engine.h"
+#include "tinyml/tml_prune.h"
 #include "tinyml/tml_ops.h"
 #include "tinyml/tml_quant.h"
 #include "tinyml/tml_zoo.h"
@@ -395,6 +397,80 @@ static void test_weight_and_bias_quantization(void **state)
     tml_model_free(q);
 }
 
+/* Count-weighted squared rounding error of a codebook on the int8 grid of
+ * scale s (the criterion the quantizer minimizes for shared codebooks). */
+static double cb_err(const float *cent, const double *uses, int k, double s)
+{
+    double e = 0;
+    for (int j = 0; j < k; j++) {
+        double q = nearbyint(cent[j] / s);
+        if (q > 127) q = 127;
+        if (q < -127) q = -127;
+        e += uses[j] * (cent[j] - q * s) * (cent[j] - q * s);
+    }
+    return e;
+}
+
+/* A pruned model with one shared codebook per layer: the int8 weights are the
+ * codebook's codes, zeros stay zero, and the chosen per-tensor scale rounds
+ * the centroids (weighted by use) no worse than the max-abs scale, strictly
+ * better on most layers (an independent recomputation of the criterion). */
+static void test_clustered_scale_search(void **state)
+{
+    (void)state;
+    tml_model *m = trained_like("lenet5");
+    tml_prune_spec ps = {.sparsity = 0.8};
+    assert_int_equal(tml_prune_magnitude(m, &ps, NULL), TML_OK);
+    tml_cluster_opts co;
+    tml_cluster_opts_default(&co);
+    co.bits = 4;
+    tml_cluster_report rep;
+    assert_int_equal(tml_cluster(m, &co, &rep), TML_OK);
+    tml_cluster_report_free(&rep);
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_model *fm = tml_model_clone(m);
+    tml_dataset *ds = fmnist("train");
+    tml_calib cal;
+    tml_calib_opts cal_o = {.samples = 32, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &cal_o, &cal), TML_OK);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    assert_int_equal(tml_quantize(m, &cal, &qo), TML_OK);
+    const char *names[] = {"conv1.w", "conv2.w", "fc1.w", "fc2.w"};
+    int better = 0;
+    for (int l = 0; l < 4; l++) {
+        const tml_tensor *fw = &fm->tensors[tml_model_find_tensor(fm, names[l])];
+        const tml_tensor *w = &m->tensors[tml_model_find_tensor(m, names[l])];
+        assert_non_null(fw->cb);
+        assert_int_equal(fw->cb->n_books, 1);
+        assert_int_equal(w->dtype, TML_DTYPE_INT8);
+        assert_int_equal(w->q.n, 1); /* one codebook: one scale */
+        const int64_t n = tml_tensor_numel(w);
+        double uses[256] = {0};
+        float mx = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const float c = fw->cb->centroids[fw->cb->index[i]];
+            uses[fw->cb->index[i]] += 1;
+            if (fabsf(c) > mx) mx = fabsf(c);
+            /* the int8 weight is the rounded centroid on the chosen grid; zeros stay zero */
+            double q = nearbyint(c / w->q.scale[0]);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            assert_int_equal(((int8_t *)w->data)[i], (int)q);
+            if (((float *)fw->data)[i] == 0.0f) assert_int_equal(((int8_t *)w->data)[i], 0);
+        }
+        const double s0 = (double)(mx / 127.0f), s = w->q.scale[0];
+        assert_true(s >= 0.749 * s0 && s <= 2.001 * s0);
+        const double e = cb_err(fw->cb->centroids, uses, fw->cb->k, s), e0 = cb_err(fw->cb->centroids, uses, fw->cb->k, s0);
+        assert_true(e <= e0 * (1 + 1e-9));
+        better += e < 0.9 * e0;
+    }
+    assert_true(better >= 2);
+    tml_calib_free(&cal);
+    tml_dataset_free(ds);
+    tml_model_free(fm);
+    tml_model_free(m);
+}
+
 static void test_quant_errors(void **state)
 {
     (void)state;
@@ -573,6 +649,7 @@ int main(void)
         cmocka_unit_test(test_int8_engine_fast_equals_ref),
         cmocka_unit_test(test_int8_agrees_with_fake_quant),
         cmocka_unit_test(test_weight_and_bias_quantization),
+        cmocka_unit_test(test_clustered_scale_search),
         cmocka_unit_test(test_quant_errors),
         cmocka_unit_test(test_weight_only_bits),
         cmocka_unit_test(test_fold_shared_bias),

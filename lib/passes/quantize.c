@@ -57,6 +57,35 @@ static int8_t quant_w(float v, float s, int qmax)
     return (int8_t)q;
 }
 
+/*
+ * The int8 scale of a tensor that shares one codebook. Every weight that uses
+ * centroid j gets the same rounding error, so the errors do not average out
+ * over a dot product as the independent errors of unclustered weights do.
+ * Search the scale (from 0.75x to 2x the max-abs scale, 512 steps) that
+ * minimizes the rounding error of the centroids weighted by how many weights
+ * use each; ties keep the earlier candidate (max-abs first). Measured on a pruned + clustered
+ * LeNet-5 (docs/benchmarks.md, Deep Compression): see docs/quantization.md.
+ */
+static float codebook_scale(const tml_tensor *w, int qmax, float s0)
+{
+    const tml_codebook *cb = w->cb;
+    int64_t cnt = tml_tensor_numel(w);
+    double uses[256] = {0};
+    for (int64_t i = 0; i < cnt; i++) uses[cb->index[i]] += 1.0;
+    float best = s0;
+    double best_err = -1.0;
+    for (int t = -1; t <= 512; t++) { /* t = -1: the max-abs scale itself */
+        float s = t < 0 ? s0 : (float)((double)s0 * (0.75 + 1.25 * t / 512.0));
+        double err = 0.0;
+        for (int j = 0; j < cb->k; j++) {
+            double c = cb->centroids[j], d = c - (double)quant_w(cb->centroids[j], s, qmax) * (double)s;
+            err += uses[j] * d * d;
+        }
+        if (best_err < 0.0 || err < best_err) best_err = err, best = s;
+    }
+    return best;
+}
+
 static int in_list(const char *const *list, const char *name)
 {
     if (!list) return 1;
@@ -137,6 +166,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
         return tml_error(TML_ERR_NOMEM, "out of memory");
     }
     weight_scales(w, axis, nch, qmax, s);
+    if (w->cb && w->cb->n_books == 1 && o->weight_bits == 8) s[0] = codebook_scale(w, qmax, s[0]);
     for (int c = 1; c < oc && nch == 1; c++) s[c] = s[0];
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
