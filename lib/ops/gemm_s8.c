@@ -197,6 +197,7 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
     b->rsh = rsh;
     b->any_lsh = any;
     b->simple = simple;
+    b->relu = simple && act_min >= out_zp;
     b->out_zp = out_zp;
     b->act_min = act_min;
     b->act_max = act_max;
@@ -330,10 +331,26 @@ static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, co
             __m512i sh_e, sh_o, add_e, add_o;
             tml_s8_simple_consts512(rsh, &sh_e, &sh_o, &add_e, &add_o);
             const __m512i mult_o = _mm512_srli_epi64(mult, 32);
-            for (int i = 0; i < mr; i++)
-                _mm_mask_storeu_epi8(y + i * ldy + c, km,
-                                     tml_s8_out512_simple(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o, sh_e,
-                                                          sh_o, add_e, add_o, lo, hi, zp));
+            if (left <= 8) { /* a narrow channel edge: 8 lanes cost half */
+#define LO256(v_) _mm512_castsi512_si256(v_)
+                for (int i = 0; i < mr; i++)
+                    _mm_mask_storeu_epi8(y + i * ldy + c, km,
+                                         tml_s8_out256vl_simple(_mm256_add_epi32(LO256(acc[i * 4 + v]), LO256(corr)),
+                                                                LO256(mult), LO256(mult_o), LO256(sh_e), LO256(sh_o),
+                                                                LO256(add_e), LO256(add_o), LO256(lo), LO256(hi),
+                                                                LO256(zp), b->relu));
+#undef LO256
+            } else if (b->relu) {
+                for (int i = 0; i < mr; i++)
+                    _mm_mask_storeu_epi8(y + i * ldy + c, km,
+                                         tml_s8_out512_relu(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o, sh_e,
+                                                            sh_o, add_e, add_o, lo, hi, zp));
+            } else {
+                for (int i = 0; i < mr; i++)
+                    _mm_mask_storeu_epi8(y + i * ldy + c, km,
+                                         tml_s8_out512_simple(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o,
+                                                              sh_e, sh_o, add_e, add_o, lo, hi, zp));
+            }
         } else {
             const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
             for (int i = 0; i < mr; i++)

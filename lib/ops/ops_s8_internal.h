@@ -119,6 +119,7 @@ typedef struct tml_s8_gemm_b {
     const int32_t *corr, *mult, *lsh, *rsh; /* (np) per channel; lsh/rsh = max(+-shift, 0) */
     int any_lsh;         /* some channel has shift > 0 */
     int simple;          /* every mult >= 0 and shift <= 0: one-step epilogue */
+    int relu;            /* simple and act_min >= out_zp: the ReLU form of it (ops_s8_simd.h) */
     int32_t out_zp, act_min, act_max;
 } tml_s8_gemm_b;
 

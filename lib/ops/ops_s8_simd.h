@@ -100,6 +100,48 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512_simple(__m512i acc, __m512i 
     return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
 }
 
+/* The ReLU form: one-step conditions and act_min >= out_zp (lo_zp >= 0).
+ * A negative accumulator requantizes to a value <= 0 <= lo_zp, so it clamps
+ * to lo_zp whatever its magnitude; max(acc, 0) gives the same, and for acc >=
+ * 0 the sign handling of the one-step form is the identity. */
+TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512_relu(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
+                                                          __m512i sh_o, __m512i add_e, __m512i add_o, __m512i lo_zp,
+                                                          __m512i hi_zp, __m512i zp)
+{
+    const __m512i ax = _mm512_max_epi32(acc, _mm512_setzero_si512());
+    const __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, mult), add_e), sh_e);
+    const __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    __m512i v = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
+    v = _mm512_min_epi32(_mm512_max_epi32(v, lo_zp), hi_zp);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
+}
+
+/* 8-lane (ymm, AVX-512VL) forms of the three epilogues, for channel edges of
+ * at most 8: the 8 int8 results are in the low 64 bits. */
+TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out256vl_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
+                                                              __m256i sh_o, __m256i add_e, __m256i add_o,
+                                                              __m256i lo_zp, __m256i hi_zp, __m256i zp, int relu)
+{
+    __m256i v;
+    if (relu) {
+        const __m256i ax = _mm256_max_epi32(acc, _mm256_setzero_si256());
+        const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
+        const __m256i po =
+            _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+        v = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+    } else {
+        const __mmask8 neg = _mm256_cmplt_epi32_mask(acc, _mm256_setzero_si256());
+        const __m256i ax = _mm256_abs_epi32(acc);
+        const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
+        const __m256i po =
+            _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+        const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+        v = _mm256_mask_sub_epi32(mag, neg, _mm256_setzero_si256(), mag);
+    }
+    v = _mm256_min_epi32(_mm256_max_epi32(v, lo_zp), hi_zp);
+    return _mm256_cvtepi32_epi8(_mm256_add_epi32(v, zp));
+}
+
 /* Requantize, clamp to [lo - zp, hi - zp] (lo/hi/zp broadcast), add zp, narrow
  * to 16 int8 (values are in range, the narrowing is exact). */
 TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512(__m512i acc, __m512i mult, __m512i lsh, __m512i rsh,
