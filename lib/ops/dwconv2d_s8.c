@@ -146,6 +146,67 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_consts4(const int32_t *v, int nc, __m512i 
     o[3] = _mm512_shuffle_i32x4(u1, v1, 0xDD);
 }
 
+/* The pixels of one output row and 64-channel block of dw_row_avx512 (MODE 0:
+ * general epilogue, 1: one-step, 2: ReLU form), one copy per mode. */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_window *p, const int8_t *x, int8_t *yrow,
+                                                    const int8_t *zpbuf, int b, int iy0, int ky0, int ky1, int c0,
+                                                    __mmask64 cm, int ngrp, const int *ky_of, const int *kx_of,
+                                                    const ptrdiff_t *off, const __m512i *wv, const __m512i *corr,
+                                                    const __m512i *mult, const __m512i *lsh, const __m512i *rsh,
+                                                    const __m512i *mo, const __m512i *she, const __m512i *sho,
+                                                    const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo,
+                                                    __m512i hi, __m512i zp)
+{
+    DW_LOCALS(p);
+    (void)OH, (void)SH, (void)PT;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int ox = 0; ox < OW; ox++) {
+        const int ix0 = ox * SW - PL;
+        int kx0 = 0, kx1 = KW;
+        while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
+        while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+        const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
+        /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
+        const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
+        __m512i acc[4] = {corr[0], corr[1], corr[2], corr[3]};
+        for (int g = 0; g < ngrp; g++) {
+            __m512i t[4], a[4];
+            for (int u = 0; u < 4; u++) {
+                const int tp = 4 * g + u;
+                const int8_t *xp;
+                if (interior) {
+                    xp = x + base + off[tp]; /* the pad taps (zero weights) read tap 0 */
+                } else {
+                    const int ky = ky_of[tp], kx = kx_of[tp];
+                    /* only formed for taps inside the image */
+                    xp = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
+                             ? x + base + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C
+                             : zpbuf;
+                }
+                t[u] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(cm, xp), flip);
+            }
+            dw_interleave4(t[0], t[1], t[2], t[3], a);
+            for (int qq = 0; qq < 4; qq++) acc[qq] = _mm512_dpbusd_epi32(acc[qq], a[qq], wv[4 * g + qq]);
+        }
+        __m128i o[4];
+        for (int qq = 0; qq < 4; qq++)
+            o[qq] = MODE == 2 ? tml_s8_out512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
+                                                   lo, hi, zp)
+                    : MODE == 1 ? tml_s8_out512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
+                                                       lo, hi, zp)
+                                : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp);
+        /* o[qq] dword L = channels 16L + 4qq .. +3: transpose back */
+        const __m128i t0 = _mm_unpacklo_epi32(o[0], o[1]), t1 = _mm_unpackhi_epi32(o[0], o[1]);
+        const __m128i t2 = _mm_unpacklo_epi32(o[2], o[3]), t3 = _mm_unpackhi_epi32(o[2], o[3]);
+        const __m256i r01 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t0, t2)),
+                                                    _mm_unpackhi_epi64(t0, t2), 1);
+        const __m256i r23 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t1, t3)),
+                                                    _mm_unpackhi_epi64(t1, t3), 1);
+        const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r01), r23, 1);
+        _mm512_mask_storeu_epi8(yrow + (ptrdiff_t)ox * C + c0, cm, r);
+    }
+}
+
 /*
  * Output row (b, oy), all channels, depth multiplier 1, 64 channels per step,
  * taps in groups of four: the four taps' inputs are byte-interleaved
@@ -163,6 +224,7 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
                                           const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
 {
     DW_LOCALS(p);
+    (void)H, (void)SW, (void)PL;
     const int ntap = KH * KW, ngrp = (ntap + 3) / 4;
     int ky0, ky1;
     dw_ky_range(p, oy, &ky0, &ky1);
@@ -170,7 +232,7 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
     int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
     int8_t zpbuf[64] __attribute__((aligned(64)));
     for (int i = 0; i < 64; i++) zpbuf[i] = (int8_t)q->in_zp;
-    const __m512i zero = _mm512_setzero_si512(), flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
     const __m512i zp = _mm512_set1_epi32(q->out_zp);
     const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
     const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
@@ -212,50 +274,17 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
             mo[qq] = _mm512_srli_epi64(mult[qq], 32);
         }
         const int any_lsh = anyl != 0, simple = anyl == 0 && mneg == 0;
+        const int relu = simple && q->act_min >= q->out_zp;
 
-        for (int ox = 0; ox < OW; ox++) {
-            const int ix0 = ox * SW - PL;
-            int kx0 = 0, kx1 = KW;
-            while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
-            while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
-            const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
-            /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
-            const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
-            __m512i acc[4] = {corr[0], corr[1], corr[2], corr[3]};
-            for (int g = 0; g < ngrp; g++) {
-                __m512i t[4], a[4];
-                for (int u = 0; u < 4; u++) {
-                    const int tp = 4 * g + u;
-                    const int8_t *xp;
-                    if (interior) {
-                        xp = x + base + off[tp]; /* the pad taps (zero weights) read tap 0 */
-                    } else {
-                        const int ky = ky_of[tp], kx = kx_of[tp];
-                        /* only formed for taps inside the image */
-                        xp = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
-                                 ? x + base + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C
-                                 : zpbuf;
-                    }
-                    t[u] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(cm, xp), flip);
-                }
-                dw_interleave4(t[0], t[1], t[2], t[3], a);
-                for (int qq = 0; qq < 4; qq++) acc[qq] = _mm512_dpbusd_epi32(acc[qq], a[qq], wv[4 * g + qq]);
-            }
-            __m128i o[4];
-            for (int qq = 0; qq < 4; qq++)
-                o[qq] = simple ? tml_s8_out512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq], lo,
-                                                      hi, zp)
-                               : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp);
-            /* o[qq] dword L = channels 16L + 4qq .. +3: transpose back */
-            const __m128i t0 = _mm_unpacklo_epi32(o[0], o[1]), t1 = _mm_unpackhi_epi32(o[0], o[1]);
-            const __m128i t2 = _mm_unpacklo_epi32(o[2], o[3]), t3 = _mm_unpackhi_epi32(o[2], o[3]);
-            const __m256i r01 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t0, t2)),
-                                                        _mm_unpackhi_epi64(t0, t2), 1);
-            const __m256i r23 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t1, t3)),
-                                                        _mm_unpackhi_epi64(t1, t3), 1);
-            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r01), r23, 1);
-            _mm512_mask_storeu_epi8(yrow + (ptrdiff_t)ox * C + c0, cm, r);
-        }
+        if (relu)
+            dw_pixels_avx512(2, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp);
+        else if (simple)
+            dw_pixels_avx512(1, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp);
+        else
+            dw_pixels_avx512(0, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp);
     }
 }
 
