@@ -288,6 +288,125 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
     }
 }
 
+/*
+ * (Used for C <= 32, where the 64-channel blocks of dw_row_avx512 would be
+ * mostly empty lanes.) Output row (b, oy), all channels, depth multiplier 1, 32 channels per step,
+ * taps in pairs: the int16 (x - in_zp) of taps t and t+1 are interleaved
+ * (unpacklo/hi_epi16) and multiplied with the likewise interleaved weights by
+ * vpdpwssd, two products per int32 lane and instruction. The interleave works
+ * within 128-bit lanes, so accumulator `lo` holds channels {0-3, 8-11, 16-19,
+ * 24-27} and `hi` the other 16; the per-channel constants are permuted the
+ * same way and the int8 results put back in order with unpack*_epi32. Taps
+ * outside the image contribute a zero vector (x - in_zp = 0). kh*kw <= 64.
+ */
+static TML_S8_TGT_VNNI void dw_row_avx512_pairs(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                                const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
+{
+    DW_LOCALS(p);
+    const int ntap = KH * KW, npair = (ntap + 1) / 2;
+    int ky0, ky1;
+    dw_ky_range(p, oy, &ky0, &ky1);
+    const int iy0 = oy * SH - PT;
+    int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
+    const __m512i zp16 = _mm512_set1_epi16((short)q->in_zp), zero = _mm512_setzero_si512();
+    const __m512i zp = _mm512_set1_epi32(q->out_zp);
+    const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
+    /* lane order of the lo / hi accumulators, as indices into channels 0..31 */
+    const __m512i perm_lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i perm_hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    __m512i wpair[DW_MAX_TAPS]; /* [pair][lo, hi] */
+    int ky_of[DW_MAX_TAPS], kx_of[DW_MAX_TAPS];
+    ptrdiff_t off[DW_MAX_TAPS]; /* x offset of each tap from the window's corner; the pad tap reuses tap 0 */
+    for (int t = 0; t < 2 * npair; t++) {
+        ky_of[t] = t < ntap ? t / KW : -1;
+        kx_of[t] = t < ntap ? t % KW : -1;
+        off[t] = t < ntap ? ((ptrdiff_t)(t / KW) * DH * W + (ptrdiff_t)(t % KW) * DW) * C : 0;
+    }
+    for (int c0 = 0; c0 < C; c0 += 32) {
+        const int nc = C - c0 < 32 ? C - c0 : 32;
+        const __mmask32 cm = nc == 32 ? ~(__mmask32)0 : (__mmask32)((1u << nc) - 1u);
+        const __mmask16 m0 = (__mmask16)(cm & 0xFFFFu), m1 = (__mmask16)(cm >> 16);
+        for (int j = 0; j < npair; j++) {
+            const int t0 = 2 * j, t1 = 2 * j + 1;
+            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, w + (ptrdiff_t)t0 * C + c0));
+            const __m512i w1 =
+                t1 < ntap ? _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, w + (ptrdiff_t)t1 * C + c0)) : zero;
+            wpair[2 * j] = _mm512_unpacklo_epi16(w0, w1);
+            wpair[2 * j + 1] = _mm512_unpackhi_epi16(w0, w1);
+        }
+        /* per-channel constants in the accumulators' lane orders */
+#define DW_LOAD2(ptr, a, b_)                                                                                   \
+    const __m512i a##_0 = _mm512_maskz_loadu_epi32(m0, (ptr) + c0), a##_1 = _mm512_maskz_loadu_epi32(m1, (ptr) + c0 + 16); \
+    const __m512i b_##_lo = _mm512_permutex2var_epi32(a##_0, perm_lo, a##_1);                                  \
+    const __m512i b_##_hi = _mm512_permutex2var_epi32(a##_0, perm_hi, a##_1)
+        DW_LOAD2(q->mult, mu, mult);
+        DW_LOAD2(q->shift, sh, shift);
+#undef DW_LOAD2
+        const __m512i bias_0 = bias ? _mm512_maskz_loadu_epi32(m0, bias + c0) : zero;
+        const __m512i bias_1 = bias ? _mm512_maskz_loadu_epi32(m1, bias + c0 + 16) : zero;
+        const __m512i bias_lo = _mm512_permutex2var_epi32(bias_0, perm_lo, bias_1);
+        const __m512i bias_hi = _mm512_permutex2var_epi32(bias_0, perm_hi, bias_1);
+        const __m512i lsh_lo = _mm512_max_epi32(shift_lo, zero), lsh_hi = _mm512_max_epi32(shift_hi, zero);
+        const __m512i rsh_lo = _mm512_max_epi32(_mm512_sub_epi32(zero, shift_lo), zero);
+        const __m512i rsh_hi = _mm512_max_epi32(_mm512_sub_epi32(zero, shift_hi), zero);
+        const int any_lsh = (_mm512_cmpgt_epi32_mask(sh_0, zero) | _mm512_cmpgt_epi32_mask(sh_1, zero)) != 0;
+        const int simple =
+            !any_lsh && (_mm512_cmplt_epi32_mask(mu_0, zero) | _mm512_cmplt_epi32_mask(mu_1, zero)) == 0;
+        __m512i she_lo, sho_lo, ade_lo, ado_lo, she_hi, sho_hi, ade_hi, ado_hi;
+        tml_s8_simple_consts512(rsh_lo, &she_lo, &sho_lo, &ade_lo, &ado_lo);
+        tml_s8_simple_consts512(rsh_hi, &she_hi, &sho_hi, &ade_hi, &ado_hi);
+        const __m512i mo_lo = _mm512_srli_epi64(mult_lo, 32), mo_hi = _mm512_srli_epi64(mult_hi, 32);
+
+        for (int ox = 0; ox < OW; ox++) {
+            const int ix0 = ox * SW - PL;
+            int kx0 = 0, kx1 = KW;
+            while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
+            while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+            const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
+            /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
+            const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
+            __m512i acc_lo = bias_lo, acc_hi = bias_hi;
+            if (interior) { /* every tap inside: no checks (the pad tap has zero weights) */
+                const int8_t *xb = x + base;
+                for (int j = 0; j < npair; j++) {
+                    const __m512i x0 =
+                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xb + off[2 * j])), zp16);
+                    const __m512i x1 =
+                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xb + off[2 * j + 1])), zp16);
+                    acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(x0, x1), wpair[2 * j]);
+                    acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(x0, x1), wpair[2 * j + 1]);
+                }
+            } else
+            for (int j = 0; j < npair; j++) {
+                __m512i xv[2];
+                for (int u = 0; u < 2; u++) {
+                    const int ky = ky_of[2 * j + u], kx = kx_of[2 * j + u];
+                    if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
+                        /* only formed for taps inside the image */
+                        const int8_t *xp = x + base + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C;
+                        xv[u] = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xp)), zp16);
+                    } else {
+                        xv[u] = zero;
+                    }
+                }
+                acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(xv[0], xv[1]), wpair[2 * j]);
+                acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(xv[0], xv[1]), wpair[2 * j + 1]);
+            }
+            __m128i o_lo, o_hi;
+            if (simple) {
+                o_lo = tml_s8_out512_simple(acc_lo, mult_lo, mo_lo, she_lo, sho_lo, ade_lo, ado_lo, lo, hi, zp);
+                o_hi = tml_s8_out512_simple(acc_hi, mult_hi, mo_hi, she_hi, sho_hi, ade_hi, ado_hi, lo, hi, zp);
+            } else {
+                o_lo = tml_s8_out512(acc_lo, mult_lo, lsh_lo, rsh_lo, any_lsh, lo, hi, zp);
+                o_hi = tml_s8_out512(acc_hi, mult_hi, lsh_hi, rsh_hi, any_lsh, lo, hi, zp);
+            }
+            int8_t *yp = yrow + (ptrdiff_t)ox * C + c0;
+            _mm_mask_storeu_epi8(yp, m0, _mm_unpacklo_epi32(o_lo, o_hi));
+            if (nc > 16) _mm_mask_storeu_epi8(yp + 16, m1, _mm_unpackhi_epi32(o_lo, o_hi));
+        }
+    }
+}
+
 /* Output row (b, oy), channels [0, C & ~15), depth multiplier 1: 16 per step;
  * the caller finishes the channel tail with the portable loop. */
 static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *q, const int8_t *x,
@@ -356,7 +475,10 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
 {
 #ifdef TML_S8_X86
     if (p->depth_mult == 1 && isa == TML_S8_ISA_VNNI && p->kh * p->kw <= DW_MAX_TAPS) {
-        dw_row_avx512(p, q, x, w, bias, y, b, oy);
+        if (p->c <= 32)
+            dw_row_avx512_pairs(p, q, x, w, bias, y, b, oy);
+        else
+            dw_row_avx512(p, q, x, w, bias, y, b, oy);
         return;
     }
     if (p->depth_mult == 1 && isa == TML_S8_ISA_AVX2) {
