@@ -58,7 +58,7 @@ const tml_dataset_info *tml_dataset_get_info(const tml_dataset *ds);
 tml_status tml_dataset_next(tml_dataset *ds, int max, float *x, int32_t *y, int *got);
 tml_status tml_dataset_rewind(tml_dataset *ds);
 
-/* All samples in memory (training, calibration sampling). Raw values are kept
+/* All samples in memory (training and fine-tuning). Raw values are kept
  * as bytes when they are all integers in 0..255, else as floats. */
 typedef struct tml_samples {
     int64_t n;
