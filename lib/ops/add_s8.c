@@ -183,6 +183,41 @@ static void add_range(tml_s8_isa isa, int64_t count, const tml_add_s8_params *p,
 /* Elements per parallel work item (a multiple of 64). */
 #define ELTWISE_BLOCK ((int64_t)1 << 16)
 
+/* Runs fn(ctx, i0, n) over [0, count): in blocks of ELTWISE_BLOCK across
+ * OpenMP threads when count >= par_min_elems (and threads are available),
+ * else in one call. Every element is computed once, by one call. */
+typedef void (*eltwise_fn)(const void *ctx, int64_t i0, int64_t n);
+static void eltwise_run(int64_t count, int64_t par_min_elems, eltwise_fn fn, const void *ctx)
+{
+#ifdef TML_S8_OMP
+    if (count >= par_min_elems && count > ELTWISE_BLOCK && !omp_in_parallel() && omp_get_max_threads() > 1) {
+        const int64_t nblk = (count + ELTWISE_BLOCK - 1) / ELTWISE_BLOCK;
+#pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < nblk; k++) {
+            const int64_t i0 = k * ELTWISE_BLOCK;
+            fn(ctx, i0, count - i0 < ELTWISE_BLOCK ? count - i0 : ELTWISE_BLOCK);
+        }
+        return;
+    }
+#else
+    (void)par_min_elems;
+#endif
+    fn(ctx, 0, count);
+}
+
+typedef struct add_job {
+    tml_s8_isa isa;
+    const tml_add_s8_params *p;
+    const int8_t *a, *b;
+    int8_t *y;
+} add_job;
+
+static void add_block(const void *ctx, int64_t i0, int64_t n)
+{
+    const add_job *j = ctx;
+    add_range(j->isa, n, j->p, j->a + i0, j->b + i0, j->y + i0);
+}
+
 void tml_add_s8_ex(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y,
                    tml_s8_isa isa, int64_t par_min_elems)
 {
@@ -192,20 +227,8 @@ void tml_add_s8_ex(int64_t count, const tml_add_s8_params *p, const int8_t *a, c
         return;
     }
     if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
-#ifdef TML_S8_OMP
-    if (count >= par_min_elems && count > ELTWISE_BLOCK && !omp_in_parallel() && omp_get_max_threads() > 1) {
-        const int64_t nblk = (count + ELTWISE_BLOCK - 1) / ELTWISE_BLOCK;
-#pragma omp parallel for schedule(static)
-        for (int64_t k = 0; k < nblk; k++) {
-            const int64_t i0 = k * ELTWISE_BLOCK, n = count - i0 < ELTWISE_BLOCK ? count - i0 : ELTWISE_BLOCK;
-            add_range(isa, n, p, a + i0, b + i0, y + i0);
-        }
-        return;
-    }
-#else
-    (void)par_min_elems;
-#endif
-    add_range(isa, count, p, a, b, y);
+    const add_job j = {isa, p, a, b, y};
+    eltwise_run(count, par_min_elems, add_block, &j);
 }
 
 void tml_add_s8(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y)
@@ -254,25 +277,26 @@ static void clamp_range(tml_s8_isa isa, int64_t count, int32_t lo, int32_t hi, c
     tml_clamp_s8_ref(count, lo, hi, x, y);
 }
 
+typedef struct clamp_job {
+    tml_s8_isa isa;
+    int32_t lo, hi;
+    const int8_t *x;
+    int8_t *y;
+} clamp_job;
+
+static void clamp_block(const void *ctx, int64_t i0, int64_t n)
+{
+    const clamp_job *j = ctx;
+    clamp_range(j->isa, n, j->lo, j->hi, j->x + i0, j->y + i0);
+}
+
 void tml_clamp_s8_ex(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t *y, tml_s8_isa isa,
                      int64_t par_min_elems)
 {
     if (count <= 0) return;
     if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
-#ifdef TML_S8_OMP
-    if (count >= par_min_elems && count > ELTWISE_BLOCK && !omp_in_parallel() && omp_get_max_threads() > 1) {
-        const int64_t nblk = (count + ELTWISE_BLOCK - 1) / ELTWISE_BLOCK;
-#pragma omp parallel for schedule(static)
-        for (int64_t k = 0; k < nblk; k++) {
-            const int64_t i0 = k * ELTWISE_BLOCK, n = count - i0 < ELTWISE_BLOCK ? count - i0 : ELTWISE_BLOCK;
-            clamp_range(isa, n, lo, hi, x + i0, y + i0);
-        }
-        return;
-    }
-#else
-    (void)par_min_elems;
-#endif
-    clamp_range(isa, count, lo, hi, x, y);
+    const clamp_job j = {isa, lo, hi, x, y};
+    eltwise_run(count, par_min_elems, clamp_block, &j);
 }
 
 void tml_clamp_s8(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t *y)

@@ -100,15 +100,21 @@ static void dw_row_generic(const tml_window *p, const tml_qparams *q, const int8
     const int DH = (p)->dh, DW = (p)->dw, PT = (p)->pad_t, PL = (p)->pad_l, OW = (p)->ow, OH = (p)->oh;        \
     (void)KH
 
+/* Taps [t0, t1) of a kernel of k taps (dilation d) whose first tap reads
+ * position i0 that fall inside [0, n). */
+static inline __attribute__((always_inline)) void dw_tap_range(int i0, int k, int d, int n, int *t0, int *t1)
+{
+    int a = 0, b = k;
+    while (a < b && i0 + a * d < 0) a++;
+    while (b > a && i0 + (b - 1) * d >= n) b--;
+    *t0 = a;
+    *t1 = b;
+}
+
 /* Kernel rows [ky0, ky1) of output row oy that fall inside the image. */
 static void dw_ky_range(const tml_window *p, int oy, int *ky0, int *ky1)
 {
-    const int iy0 = oy * p->sh - p->pad_t;
-    int a = 0, b = p->kh;
-    while (a < b && iy0 + a * p->dh < 0) a++;
-    while (b > a && iy0 + (b - 1) * p->dh >= p->h) b--;
-    *ky0 = a;
-    *ky1 = b;
+    dw_tap_range(oy * p->sh - p->pad_t, p->kh, p->dh, p->h, ky0, ky1);
 }
 
 /* Most taps the AVX-512 kernel handles (weights staged on the stack). */
@@ -162,9 +168,8 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int ox = 0; ox < OW; ox++) {
         const int ix0 = ox * SW - PL;
-        int kx0 = 0, kx1 = KW;
-        while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
-        while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+        int kx0, kx1;
+        dw_tap_range(ix0, KW, DW, W, &kx0, &kx1);
         const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
         /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
         const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
@@ -359,9 +364,8 @@ static TML_S8_TGT_VNNI void dw_row_avx512_pairs(const tml_window *p, const tml_q
 
         for (int ox = 0; ox < OW; ox++) {
             const int ix0 = ox * SW - PL;
-            int kx0 = 0, kx1 = KW;
-            while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
-            while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+            int kx0, kx1;
+            dw_tap_range(ix0, KW, DW, W, &kx0, &kx1);
             const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
             /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
             const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
@@ -441,9 +445,8 @@ static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *
         for (int ox = 0; ox < OW; ox++) {
             __m256i acc0 = b0, acc1 = b1;
             const int ix0 = ox * SW - PL;
-            int kx0 = 0, kx1 = KW;
-            while (kx0 < KW && ix0 + kx0 * DW < 0) kx0++;
-            while (kx1 > kx0 && ix0 + (kx1 - 1) * DW >= W) kx1--;
+            int kx0, kx1;
+            dw_tap_range(ix0, KW, DW, W, &kx0, &kx1);
             for (int ky = ky0; ky < ky1; ky++) {
                 const int8_t *xp = x + (((ptrdiff_t)b * H + iy0 + ky * DH) * W + ix0 + kx0 * DW) * C + c0;
                 const int8_t *wp = w + ((ptrdiff_t)ky * KW + kx0) * C + c0;
