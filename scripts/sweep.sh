@@ -11,6 +11,10 @@
 #   --method "none minmax entropy"  quantization calibration (none = stay float)
 # Options:
 #   --finetune-epochs N   masked fine-tuning after pruning (default 0)
+#   --prune-args "..."    more options for every prune stage, e.g.
+#                         "--schedule agp --teacher base.tmf" (no quotes inside)
+#   --cluster-args "..."  more options for every cluster stage, e.g.
+#                         "--finetune-epochs 1 --lr 1e-4 --data fashion-mnist"
 #   --calib-samples N     (default 256)   --limit N  evaluate N test samples only
 #   --out DIR             results (default out/sweep): DIR/sweep.csv, DIR/points/*.tmf, DIR/sweep.png
 #   -j N                  run N points at once on this machine
@@ -30,6 +34,7 @@ SELF="$ROOT/scripts/sweep.sh"
 
 BASE=""; DATA=""; SPARS="0 0.5 0.8 0.9"; BITS="0 5"; METHODS="none minmax"
 FT=0; CALIB_N=256; LIMIT=""; OUT=out/sweep; JOBS=1; MODE=run; POINT=""; PLOT=1
+PARGS=""; CARGS=""
 usage() { sed -n '2,29p' "$0"; }
 die() { echo "sweep.sh: error: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -39,6 +44,8 @@ while [ $# -gt 0 ]; do
     --bits) BITS=$2; shift ;;
     --method) METHODS=$2; shift ;;
     --finetune-epochs) FT=$2; shift ;;
+    --prune-args) PARGS=$2; shift ;;
+    --cluster-args) CARGS=$2; shift ;;
     --calib-samples) CALIB_N=$2; shift ;;
     --limit) LIMIT=$2; shift ;;
     --out) OUT=$2; shift ;;
@@ -59,6 +66,8 @@ done
 [ -f "$BASE" ] || { echo "sweep.sh: error: cannot open '$BASE'" >&2; exit 1; }
 [ -x "$T" ] || { echo "sweep.sh: error: $T not built (scripts/build.sh)" >&2; exit 1; }
 case "$JOBS" in ''|*[!0-9]*) die "-j expects a number" ;; esac
+case "$FT" in ''|*[!0-9]*) die "--finetune-epochs expects a number" ;; esac
+case "$PARGS$CARGS" in *\'*|*\"*) die "--prune-args / --cluster-args: no quotes inside" ;; esac
 BASE=$(cd "$(dirname "$BASE")" && pwd)/$(basename "$BASE")
 mkdir -p "$OUT/points"
 OUT=$(cd "$OUT" && pwd)
@@ -68,6 +77,8 @@ LIMIT_OPT=""; [ -n "$LIMIT" ] && LIMIT_OPT="--limit $LIMIT"
 # the options a child invocation needs to reproduce this sweep
 ARGS="'$BASE' --data '$DATA' --sparsity '$SPARS' --bits '$BITS' --method '$METHODS' --finetune-epochs $FT --calib-samples $CALIB_N --out '$OUT'"
 [ -n "$LIMIT" ] && ARGS="$ARGS --limit $LIMIT"
+[ -n "$PARGS" ] && ARGS="$ARGS --prune-args '$PARGS'"
+[ -n "$CARGS" ] && ARGS="$ARGS --cluster-args '$CARGS'"
 
 points() {
   for s in $SPARS; do for b in $BITS; do for m in $METHODS; do echo "s${s}_b${b}_${m}"; done; done; done
@@ -108,12 +119,12 @@ run_point() {
     { cat "$BASE"; echo "cat $?" >>"$st"; } |
     if [ "$s" != 0 ]; then
       if [ "$FT" -gt 0 ]; then
-        "$T" prune --sparsity "$s" --global --finetune-epochs "$FT" --data "$DATA" -q; echo "prune $?" >>"$st"
+        "$T" prune --sparsity "$s" --global --finetune-epochs "$FT" --data "$DATA" $PARGS -q; echo "prune $?" >>"$st"
       else
-        "$T" prune --sparsity "$s" --global -q; echo "prune $?" >>"$st"
+        "$T" prune --sparsity "$s" --global $PARGS -q; echo "prune $?" >>"$st"
       fi
     else cat; fi |
-    if [ "$b" != 0 ]; then "$T" cluster --bits "$b" -q; echo "cluster $?" >>"$st"; else cat; fi |
+    if [ "$b" != 0 ]; then "$T" cluster --bits "$b" $CARGS -q; echo "cluster $?" >>"$st"; else cat; fi |
     if [ "$m" != none ]; then "$T" quantize --calib "$DATA" --calib-samples "$CALIB_N" --method "$m" -q; echo "quantize $?" >>"$st"; else cat; fi
   } >"$tmp"
   if grep -qv " 0$" "$st"; then

@@ -31,6 +31,14 @@ CHECKS=$((CHECKS + 1)); [ "$(grep -c -- "--point s" "$W/out")" -eq 8 ] || fail "
 expect_exit 0 "slurm" -- sh -c "$S $W/base.tmf $GRID --slurm"
 expect_grep "$W/out" "#SBATCH --array=0-7" "slurm array over 8 points"
 expect_grep "$W/out" "SLURM_ARRAY_TASK_ID" "slurm task picks its point"
+# extra stage options reach the stages: only fc1 clustered, fc3 protected from pruning
+expect_exit 0 "stage options" -- sh -c "$S $W/base.tmf --data fashion-mnist --sparsity 0.5 --bits 3 --method none --limit 100 --out $W/sw2 --no-plot --prune-args '--skip fc3' --cluster-args '--layer fc1' --point s0.5_b3_none"
+expect_exit 0 "info of the point" -- "$T" info "$W/sw2/points/s0.5_b3_none.tmf" --format csv
+CHECKS=$((CHECKS + 1)); grep -q "^fc1,dense,.*3bit" "$W/out" || fail "fc1 should be clustered to 3 bits"
+CHECKS=$((CHECKS + 1)); grep "^fc2,dense," "$W/out" | grep -q "bit" && fail "fc2 should not be clustered"
+CHECKS=$((CHECKS + 1)); [ "$(awk -F, '$1=="fc3"{print $5 "/" $6; exit}' "$W/out")" = 1000/0 ] || fail "fc3 should keep all 1000 weights (sparsity 0)"
+expect_exit 1 "a bad stage option fails the point" -- sh -c "$S $W/base.tmf --data fashion-mnist --sparsity 0.5 --bits 0 --method none --limit 100 --out $W/sw3 --no-plot --prune-args '--bogus' --point s0.5_b0_none"
+expect_grep "$W/err" "failed: prune 2" "the failing stage is named"
 # errors
 expect_exit 2 "no data" -- sh -c "$S $W/base.tmf"
 expect_exit 1 "missing base" -- sh -c "$S $W/nope.tmf --data fashion-mnist"
