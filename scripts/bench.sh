@@ -72,14 +72,14 @@ eval)
   ;;
 quant)
   say ""; say "## Post-training quantization: float vs int8 top-1 (test split, 10,000), 512 calibration samples (seed 1)"; say ""
-  say "| model | float | minmax | percentile | entropy | mse | minmax per-tensor | best drop | quantize s |"
-  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  say "| model | float | minmax | percentile | entropy | mse | minmax per-tensor | percentile per-tensor | entropy per-tensor | mse per-tensor | best drop | quantize s |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8; do
     [ -f "$OUT/$a.tmf" ] || continue
     f=$("$T" eval "$OUT/$a.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f4)
     row="| $a | $f"; best=100
-    for m in minmax percentile entropy mse minmax-pt; do
-      opt="--method ${m%-pt}"; [ "$m" = minmax-pt ] && opt="--method minmax --per-tensor"
+    for m in minmax percentile entropy mse minmax-pt percentile-pt entropy-pt mse-pt; do
+      opt="--method ${m%-pt}"; [ "$m" != "${m%-pt}" ] && opt="$opt --per-tensor"
       t0=$(date +%s.%N)
       # shellcheck disable=SC2086
       "$T" quantize "$OUT/$a.tmf" --calib $D $opt -q -o "$OUT/$a-$m.tmf"
