@@ -6,7 +6,7 @@
 #   scripts/bench.sh [sections...]
 #
 # Sections (default: all but train): machine kernels eval quant prune cluster
-#   deep torch; `train` (re)trains the zoo baselines first (~30 min on 2 cores).
+#   deep torch; `train` (re)trains the zoo baselines first (~11 min on 2 cores).
 #   Models come from out/bench/<arch>.tmf (trained by the train section).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
