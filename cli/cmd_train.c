@@ -86,7 +86,18 @@ typedef struct run_ctx {
     tml_model *m;
     int last_done;      /* epochs finished with a checkpoint written */
     double last_val, best_val;
+    int n_epochs, first_epoch; /* for the ETA: all epochs, and the first one this run trains */
+    double t_start;            /* when this run's first step was reported */
 } run_ctx;
+
+/* "1h02m", "3m05s", "42s" */
+static void fmt_eta(double s, char *buf, size_t n)
+{
+    long v = s > 0 && s < 1e8 ? (long)(s + 0.5) : 0;
+    if (v >= 3600) snprintf(buf, n, "%ldh%02ldm", v / 3600, v % 3600 / 60);
+    else if (v >= 60) snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
+    else snprintf(buf, n, "%lds", v);
+}
 
 static void on_progress(void *user, int epoch, int64_t step, int64_t steps, double loss, double acc, double sps)
 {
@@ -99,8 +110,15 @@ static void on_progress(void *user, int epoch, int64_t step, int64_t steps, doub
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
-    fprintf(stderr, "\repoch %d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f/s ", epoch + 1, bar, (long long)step,
-            (long long)steps, loss, 100.0 * acc, sps);
+    /* ETA from this run's elapsed time and the fraction of its epochs done
+     * (validation time included, as it recurs every epoch) */
+    if (r->t_start == 0) r->t_start = t;
+    const double todo = r->n_epochs - r->first_epoch;
+    const double f = todo > 0 ? ((epoch - r->first_epoch) + (double)step / (double)steps) / todo : 1.0;
+    char eta[32] = "?";
+    if (f > 0.002 && t > r->t_start) fmt_eta((t - r->t_start) * (1.0 - f) / f, eta, sizeof eta);
+    fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f/s ETA %s  ", epoch + 1, r->n_epochs, bar,
+            (long long)step, (long long)steps, loss, 100.0 * acc, sps, eta);
     fflush(stderr);
 }
 
@@ -291,6 +309,8 @@ static int run_train(int argc, char **argv, int finetune)
         cli_log(&c, "resuming after epoch %d of %d", tml_trainer_epochs_done(t), o.epochs);
         tml_model_free(ckpt);
     }
+    r.n_epochs = o.epochs;
+    r.first_epoch = tml_trainer_epochs_done(t);
     cli_progress_start(&r.bar, &c, "train");
     double t1 = cli_now();
     st = tml_trainer_run(t);
