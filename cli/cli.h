@@ -89,6 +89,9 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);
+/* The report of a command that writes a model to `out`: on stdout, or on
+ * stderr when the model goes to stdout; -q drops it only in that case. */
+void cli_print_pass_report(const cli *c, const char *out, tml_table *const *tables, int n);
 
 /* Progress bar on stderr (only on a terminal and without --quiet). */
 typedef struct cli_progress {
@@ -113,6 +116,8 @@ double cli_now(void);
  * tinyml version and the UTC time. */
 struct cJSON;
 void cli_add_history(const cli *c, tml_model *m, struct cJSON *entry);
+/* Adds eval_data, top1_before and top1_after to a history entry. */
+void cli_history_eval(struct cJSON *entry, const char *data, double top1_before, double top1_after);
 
 /* Serialized size of a model in bytes (NaN if it cannot be written). */
 double cli_model_bytes(const tml_model *m);

@@ -175,15 +175,11 @@ int cmd_cluster(int argc, char **argv)
     if (o.per_channel) cJSON_AddTrueToObject(h, "per_channel");
     cJSON_AddNumberToObject(h, "seed", (double)c.seed);
     if (ft) cJSON_AddNumberToObject(h, "finetune_epochs", ft);
-    if (data) {
-        cJSON_AddStringToObject(h, "eval_data", data);
-        cJSON_AddNumberToObject(h, "top1_before", acc0);
-        cJSON_AddNumberToObject(h, "top1_after", acc1);
-    }
+    if (data) cli_history_eval(h, data, acc0, acc1);
     cli_add_history(&c, m, h);
     cli_save_model(&c, m, out);
     tml_table *ts[2] = {lt, st_};
-    if (!c.quiet || !cli_model_to_stdout(out)) cli_print_tables(&c, cli_model_to_stdout(out) ? stderr : stdout, ts, 2);
+    cli_print_pass_report(&c, out, ts, 2);
     tml_table_free(lt);
     tml_table_free(st_);
     tml_cluster_report_free(&rep);

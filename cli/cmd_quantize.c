@@ -168,15 +168,13 @@ int cmd_quantize(int argc, char **argv)
         tml_table_note(t, "accuracy on %s (%s samples); calibration: %s, %lld samples of %s, seed %llu; %s weights", data,
                        limit ? "limited" : "all", tml_calib_method_name(qo.method), (long long)cal.samples,
                        calib ? calib : "-", (unsigned long long)c.seed, qo.per_tensor ? "per-tensor" : "per-channel");
-        cJSON_AddNumberToObject(h, "top1_before", a0);
-        cJSON_AddNumberToObject(h, "top1_after", a1);
-        cJSON_AddStringToObject(h, "eval_data", data);
+        cli_history_eval(h, data, a0, a1);
     }
     cli_add_history(&c, m, h);
     cli_save_model(&c, m, out);
     if (t) {
         tml_table *ts[1] = {t};
-        cli_print_tables(&c, cli_model_to_stdout(out) ? stderr : stdout, ts, 1);
+        cli_print_pass_report(&c, out, ts, 1);
         tml_table_free(t);
     }
     tml_calib_free(&cal);

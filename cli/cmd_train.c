@@ -348,7 +348,7 @@ static int run_train(int argc, char **argv, int finetune)
     tml_table_note(r.epochs, "%s: %lld samples, %lld of them held out for validation (seed %llu); batch %d; %.1fs in all",
                    info->name, (long long)s->n, (long long)nval, (unsigned long long)o.seed, o.batch, secs);
     tml_table *tables[1] = {r.epochs};
-    if (!c.quiet || !cli_model_to_stdout(out)) cli_print_tables(&c, cli_model_to_stdout(out) ? stderr : stdout, tables, 1);
+    cli_print_pass_report(&c, out, tables, 1);
     tml_table_free(r.epochs);
     tml_trainer_free(t);
     tml_model_free(r.best);

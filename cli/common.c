@@ -179,18 +179,6 @@ int cli_str(cli *c, const char *name, char short_name, const char **out)
     return 1;
 }
 
-int cli_int(cli *c, const char *name, char short_name, long lo, long hi, int *out)
-{
-    if (!match(c, name, short_name)) return 0;
-    const char *v = take_value(c, name);
-    long x;
-    if (cli_parse_long(v, &x)) cli_usage_error(c, "--%s expects an integer, got '%s'", name, v);
-    if (x < lo || x > hi) cli_usage_error(c, "--%s must be between %ld and %ld (got %ld)", name, lo, hi, x);
-    *out = (int)x;
-    c->matched = 1;
-    return 1;
-}
-
 int cli_i64(cli *c, const char *name, char short_name, int64_t lo, int64_t hi, int64_t *out)
 {
     if (!match(c, name, short_name)) return 0;
@@ -200,6 +188,14 @@ int cli_i64(cli *c, const char *name, char short_name, int64_t lo, int64_t hi, i
     if (x < lo || x > hi) cli_usage_error(c, "--%s must be between %lld and %lld (got %ld)", name, (long long)lo, (long long)hi, x);
     *out = x;
     c->matched = 1;
+    return 1;
+}
+
+int cli_int(cli *c, const char *name, char short_name, long lo, long hi, int *out)
+{
+    int64_t x;
+    if (!cli_i64(c, name, short_name, lo, hi, &x)) return 0;
+    *out = (int)x; /* callers' bounds are within int */
     return 1;
 }
 
@@ -310,6 +306,19 @@ void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n)
     fputs(txt, f);
     fflush(f);
     free(txt);
+}
+
+void cli_print_pass_report(const cli *c, const char *out, tml_table *const *tables, int n)
+{
+    const int to_stdout = cli_model_to_stdout(out);
+    if (!c->quiet || !to_stdout) cli_print_tables(c, to_stdout ? stderr : stdout, tables, n);
+}
+
+void cli_history_eval(cJSON *entry, const char *data, double top1_before, double top1_after)
+{
+    cJSON_AddStringToObject(entry, "eval_data", data);
+    cJSON_AddNumberToObject(entry, "top1_before", top1_before);
+    cJSON_AddNumberToObject(entry, "top1_after", top1_after);
 }
 
 void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
