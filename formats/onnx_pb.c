@@ -228,6 +228,19 @@ static void put_elem(elem_kind k, void *out, int64_t idx, const uint8_t *p, uint
     }
 }
 
+/* Reads one element of kind k from r and stores it at out[*n] while *n < cap;
+ * counts it either way. */
+static tml_status take_elem(pb *r, elem_kind k, void *out, int64_t cap, int64_t *n)
+{
+    uint64_t v = 0;
+    const uint8_t *at = NULL;
+    tml_status st = k == EL_VARINT ? rd_varint(r, &v) : rd_fixed(r, k == EL_F32 ? 4 : 8, &at);
+    if (st) return st;
+    if (*n < cap) put_elem(k, out, *n, at, v);
+    (*n)++;
+    return TML_OK;
+}
+
 /* Re-reads message `msg` and collects every element of repeated field
  * `field` into out (capacity cap; stops storing at cap). *n = elements seen. */
 static tml_status rep_collect(const uint8_t *base, onx_slice msg, uint32_t field, elem_kind k, void *out,
@@ -250,27 +263,10 @@ static tml_status rep_collect(const uint8_t *base, onx_slice msg, uint32_t field
             st = rd_len(&r, &s);
             if (st) return st;
             pb q = sub_reader(&r, s);
-            while (q.p < q.end) {
-                uint64_t v = 0;
-                const uint8_t *at = NULL;
-                if (k == EL_VARINT)
-                    st = rd_varint(&q, &v);
-                else
-                    st = rd_fixed(&q, k == EL_F32 ? 4 : 8, &at);
-                if (st) return st;
-                if (*n < cap) put_elem(k, out, *n, at, v);
-                (*n)++;
-            }
+            while (q.p < q.end)
+                if ((st = take_elem(&q, k, out, cap, n))) return st;
         } else if (wire == elem_wire(k)) {
-            uint64_t v = 0;
-            const uint8_t *at = NULL;
-            if (k == EL_VARINT)
-                st = rd_varint(&r, &v);
-            else
-                st = rd_fixed(&r, k == EL_F32 ? 4 : 8, &at);
-            if (st) return st;
-            if (*n < cap) put_elem(k, out, *n, at, v);
-            (*n)++;
+            if ((st = take_elem(&r, k, out, cap, n))) return st;
         } else {
             return bad(&r, "repeated field with the wrong wire type");
         }
