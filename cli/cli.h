@@ -87,6 +87,10 @@ int cli_model_to_stdout(const char *out);
 
 tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *default_split);
 
+/* --mean / --std (comma-separated, 1 value or one per input channel, std > 0)
+ * into the model's preprocessing; usage error (exit 2) otherwise. */
+void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv);
+
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);
 /* The report of a command that writes a model to `out`: on stdout, or on

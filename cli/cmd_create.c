@@ -48,19 +48,6 @@ static int parse_shape(const char *s, int *h, int *w, int *c)
     return (*h < 1 || *w < 1 || *c < 1 || *h > 4096 || *w > 4096 || *c > 64) ? -1 : 0;
 }
 
-static int parse_list(const char *s, float *out, int max)
-{
-    int n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        double v;
-        if (n >= max || cli_parse_double(tok, &v)) return -1;
-        out[n++] = (float)v;
-    }
-    return n;
-}
-
 int cmd_create(int argc, char **argv)
 {
     cli c;
@@ -91,22 +78,7 @@ int cmd_create(int argc, char **argv)
     tml_status st = tml_zoo_create(pos[0], &o, &m);
     if (st) cli_fail_status(&c, st);
     if (scale > 0) m->meta.pre.scale = (float)scale;
-    int in_c = m->tensors[m->input].ndim == 3 ? m->tensors[m->input].dims[2] : 1;
-    if (mean || stdv) {
-        float mv[TML_MAX_CHANNELS_PRE] = {0}, sv[TML_MAX_CHANNELS_PRE] = {1, 1, 1, 1};
-        int nm = mean ? parse_list(mean, mv, TML_MAX_CHANNELS_PRE) : in_c;
-        int ns = stdv ? parse_list(stdv, sv, TML_MAX_CHANNELS_PRE) : in_c;
-        if (nm < 0 || ns < 0) cli_usage_error(&c, "--mean/--std expect comma-separated numbers (up to %d)", TML_MAX_CHANNELS_PRE);
-        if (nm == 1) for (int i = 1; i < in_c && i < TML_MAX_CHANNELS_PRE; i++) mv[i] = mv[0];
-        if (ns == 1) for (int i = 1; i < in_c && i < TML_MAX_CHANNELS_PRE; i++) sv[i] = sv[0];
-        if ((nm != 1 && nm != in_c) || (ns != 1 && ns != in_c) || in_c > TML_MAX_CHANNELS_PRE)
-            cli_usage_error(&c, "--mean/--std need 1 or %d values (one per input channel)", in_c);
-        for (int i = 0; i < in_c; i++)
-            if (!(sv[i] > 0)) cli_usage_error(&c, "--std values must be > 0");
-        m->meta.pre.n_ch = in_c;
-        memcpy(m->meta.pre.mean, mv, sizeof mv);
-        memcpy(m->meta.pre.std, sv, sizeof sv);
-    }
+    cli_set_mean_std(&c, m, mean, stdv);
     if (name) {
         free(m->meta.name);
         m->meta.name = tml_strdup(name);

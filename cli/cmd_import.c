@@ -41,19 +41,6 @@ static const char help[] =
     "  tinyml import mobilenet.onnx --input-shape 96x96x3 --scale 0.00392157 \\\n"
     "      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 -o mobilenet.tmf\n";
 
-static int parse_list(const char *s, float *out, int max)
-{
-    int n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        double v;
-        if (n >= max || cli_parse_double(tok, &v)) return -1;
-        out[n++] = (float)v;
-    }
-    return n;
-}
-
 /* "HxWxC", "HxW" or "F" into tinyml per-sample dims. */
 static int parse_shape(const char *s, tml_onnx_opts *o)
 {
@@ -136,30 +123,7 @@ int cmd_import(int argc, char **argv)
 
     /* preprocessing */
     m->meta.pre.scale = (float)scale;
-    const tml_tensor *in = &m->tensors[m->input];
-    int in_c = in->ndim == 3 ? in->dims[2] : 1;
-    if (mean || stdv) {
-        float mv[TML_MAX_CHANNELS_PRE] = {0}, sv[TML_MAX_CHANNELS_PRE] = {1, 1, 1, 1};
-        int nm = mean ? parse_list(mean, mv, TML_MAX_CHANNELS_PRE) : 1;
-        int ns = stdv ? parse_list(stdv, sv, TML_MAX_CHANNELS_PRE) : 1;
-        if (nm < 0 || ns < 0)
-            cli_usage_error(&c, "--mean/--std expect comma-separated numbers (up to %d)",
-                            TML_MAX_CHANNELS_PRE);
-        if (in_c > TML_MAX_CHANNELS_PRE)
-            cli_usage_error(&c, "--mean/--std support up to %d input channels (the model has %d)",
-                            TML_MAX_CHANNELS_PRE, in_c);
-        if ((nm != 1 && nm != in_c) || (ns != 1 && ns != in_c))
-            cli_usage_error(&c, "--mean/--std need 1 or %d values (one per input channel)", in_c);
-        if (nm == 1)
-            for (int i = 1; i < in_c; i++) mv[i] = mv[0];
-        if (ns == 1)
-            for (int i = 1; i < in_c; i++) sv[i] = sv[0];
-        for (int i = 0; i < in_c; i++)
-            if (!(sv[i] > 0)) cli_usage_error(&c, "--std values must be > 0");
-        m->meta.pre.n_ch = in_c;
-        memcpy(m->meta.pre.mean, mv, sizeof mv);
-        memcpy(m->meta.pre.std, sv, sizeof sv);
-    }
+    cli_set_mean_std(&c, m, mean, stdv);
 
     /* class names */
     int64_t outs = tml_tensor_numel(&m->tensors[m->output]);
@@ -208,6 +172,7 @@ int cmd_import(int argc, char **argv)
     int64_t params = 0;
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].kind == TML_TENSOR_PARAM) params += tml_tensor_numel(&m->tensors[i]);
+    const tml_tensor *in = &m->tensors[m->input];
     char ins[64] = "", outs_s[64] = "";
     for (int i = 0; i < in->ndim; i++)
         snprintf(ins + strlen(ins), sizeof ins - strlen(ins), "%s%d", i ? "x" : "", in->dims[i]);

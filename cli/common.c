@@ -308,6 +308,47 @@ void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n)
     free(txt);
 }
 
+static int parse_floats(const char *s, float *out, int max)
+{
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        double v;
+        if (n >= max || cli_parse_double(tok, &v)) return -1;
+        out[n++] = (float)v;
+    }
+    return n;
+}
+
+void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv)
+{
+    if (!mean && !stdv) return;
+    const tml_tensor *in = &m->tensors[m->input];
+    const int in_c = in->ndim == 3 ? in->dims[2] : 1;
+    float mv[TML_MAX_CHANNELS_PRE] = {0}, sv[TML_MAX_CHANNELS_PRE] = {1, 1, 1, 1};
+    int nm = mean ? parse_floats(mean, mv, TML_MAX_CHANNELS_PRE) : 1;
+    int ns = stdv ? parse_floats(stdv, sv, TML_MAX_CHANNELS_PRE) : 1;
+    if (nm < 0 || ns < 0)
+        cli_usage_error(c, "--mean/--std expect comma-separated numbers (up to %d)",
+                        TML_MAX_CHANNELS_PRE);
+    if (in_c > TML_MAX_CHANNELS_PRE)
+        cli_usage_error(c, "--mean/--std support up to %d input channels (the model has %d)",
+                        TML_MAX_CHANNELS_PRE, in_c);
+    if ((nm != 1 && nm != in_c) || (ns != 1 && ns != in_c))
+        cli_usage_error(c, in_c == 1 ? "--mean/--std need 1 value (the input has 1 channel)"
+                                     : "--mean/--std need 1 or %d values (one per input channel)", in_c);
+    if (nm == 1)
+        for (int i = 1; i < in_c; i++) mv[i] = mv[0];
+    if (ns == 1)
+        for (int i = 1; i < in_c; i++) sv[i] = sv[0];
+    for (int i = 0; i < in_c; i++)
+        if (!(sv[i] > 0)) cli_usage_error(c, "--std values must be > 0");
+    m->meta.pre.n_ch = in_c;
+    memcpy(m->meta.pre.mean, mv, sizeof mv);
+    memcpy(m->meta.pre.std, sv, sizeof sv);
+}
+
 void cli_print_pass_report(const cli *c, const char *out, tml_table *const *tables, int n)
 {
     const int to_stdout = cli_model_to_stdout(out);
