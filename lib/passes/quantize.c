@@ -166,7 +166,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
         return tml_error(TML_ERR_NOMEM, "out of memory");
     }
     weight_scales(w, axis, nch, qmax, s);
-    if (w->cb && w->cb->n_books == 1 && o->weight_bits == 8) s[0] = codebook_scale(w, qmax, s[0]);
+    if (w->cb && w->cb->n_books == 1) s[0] = codebook_scale(w, qmax, s[0]);
     for (int c = 1; c < oc && nch == 1; c++) s[c] = s[0];
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
