@@ -31,6 +31,10 @@ static const char help_quantize[] =
     "  --per-tensor           one weight scale per tensor instead of per channel\n"
     "  --bias-correction      correct the mean output shift of rounded weights\n"
     "  --bits B               weight bits 2..8 (default 8)\n"
+    "  --weight-bits B        the same (W4A8 with 4: weights stored and run packed)\n"
+    "  --weight-rounding R    nearest (default) or adaptive: GPTQ-style rounding\n"
+    "                         that minimizes each layer's output error on the\n"
+    "                         calibration data (best below 8 bits)\n"
     "  --weight-only          snap weights to the B-bit grid, keep float activations\n"
     "  --layer NAME           with --weight-only: only this layer (repeatable)\n"
     "  -d, --data SPEC        also evaluate float and int8 on SPEC (default split test)\n"
@@ -68,7 +72,7 @@ int cmd_quantize(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "quantize", help_quantize, argc, argv);
-    const char *pos[1] = {NULL}, *calib = NULL, *method = "minmax", *data = NULL, *out = NULL;
+    const char *pos[1] = {NULL}, *calib = NULL, *method = "minmax", *data = NULL, *out = NULL, *rounding = "nearest";
     const char *layers[65] = {NULL};
     int nlayers = 0;
     int64_t samples = 512, limit = 0;
@@ -81,7 +85,8 @@ int cmd_quantize(int argc, char **argv)
             continue;
         if (cli_i64(&c, "calib-samples", 0, -1000000000, 1000000000, &samples) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
             continue;
-        if (cli_int(&c, "bits", 0, 2, 8, &qo.weight_bits)) continue;
+        if (cli_int(&c, "bits", 0, 2, 8, &qo.weight_bits) || cli_int(&c, "weight-bits", 0, 2, 8, &qo.weight_bits)) continue;
+        if (cli_str(&c, "weight-rounding", 0, &rounding)) continue;
         if (cli_str(&c, "layer", 0, &l)) {
             if (nlayers == 64) cli_usage_error(&c, "at most 64 --layer options");
             layers[nlayers++] = l;
@@ -105,6 +110,11 @@ int cmd_quantize(int argc, char **argv)
     if (tml_calib_method_parse(method, &qo.method, &qo.percentile)) cli_usage_error(&c, "%s", tml_last_error());
     if (nlayers && !qo.weight_only) cli_usage_error(&c, "--layer needs --weight-only (the int8 engine runs whole models)");
     if (nlayers) qo.only_layers = layers;
+    if (strcmp(rounding, "adaptive") == 0) qo.rounding = TML_ROUND_ADAPTIVE;
+    else if (strcmp(rounding, "nearest") != 0)
+        cli_usage_error(&c, "--weight-rounding must be nearest or adaptive (got '%s')", rounding);
+    if (qo.rounding == TML_ROUND_ADAPTIVE && qo.weight_only)
+        cli_usage_error(&c, "--weight-rounding adaptive needs calibration data: drop --weight-only");
     if (!qo.weight_only && !calib) cli_usage_error(&c, "--calib is required (e.g. --calib fashion-mnist)");
     if (!qo.weight_only && samples < 1)
         cli_usage_error(&c, "--calib-samples must be at least 1 (got %lld): calibration needs data", (long long)samples);
@@ -123,7 +133,7 @@ int cmd_quantize(int argc, char **argv)
         cli_progress p;
         cli_progress_start(&p, &c, "calibrate");
         tml_calib_opts co = {.samples = samples, .seed = c.seed, .progress = cli_progress_cb, .progress_user = &p,
-                             .cancel = &cli_cancel_flag};
+                             .cancel = &cli_cancel_flag, .hessians = qo.rounding == TML_ROUND_ADAPTIVE};
         st = tml_calibrate(m, ds, &co, &cal);
         cli_progress_end(&p);
         tml_dataset_free(ds);
@@ -146,6 +156,7 @@ int cmd_quantize(int argc, char **argv)
     }
     cJSON_AddStringToObject(h, "weights", qo.per_tensor ? "per-tensor" : "per-channel");
     cJSON_AddNumberToObject(h, "bits", qo.weight_bits);
+    cJSON_AddStringToObject(h, "weight_rounding", rounding);
     if (qo.bias_correction) cJSON_AddTrueToObject(h, "bias_correction");
     tml_table *t = NULL;
     if (data) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
+#include "passes_internal.h"
 #include "tinyml/tml_quant.h"
 
 const char *tml_calib_method_name(tml_calib_method m)
@@ -63,6 +64,7 @@ void tml_choose_qparams(double lo, double hi, float *scale, int32_t *zp)
 
 void tml_calib_free(tml_calib *c)
 {
+    if (c) tml_hessians_free(c);
     if (!c || !c->stats) return;
     for (int i = 0; i < c->n_tensors; i++) {
         free(c->stats[i].hist);
@@ -337,6 +339,7 @@ static tml_status run_pass(pass_ctx *ctx, tml_dataset *ds, const uint8_t *sel, i
                 st = tml_engine_run(ctx->e, x, fill, x + (size_t)batch * (size_t)numel);
                 if (st) return st;
                 observe(ctx, fill);
+                if (ctx->pass == 2 && ctx->c->hess && (st = tml_hessians_observe(m, ctx->e, fill, ctx->c))) return st;
                 used += fill;
                 fill = 0;
                 if (o->progress) o->progress(o->progress_user, done_before + used, total_work);
@@ -349,6 +352,7 @@ static tml_status run_pass(pass_ctx *ctx, tml_dataset *ds, const uint8_t *sel, i
         st = tml_engine_run(ctx->e, x, fill, x + (size_t)batch * (size_t)numel);
         if (st) return st;
         observe(ctx, fill);
+        if (ctx->pass == 2 && ctx->c->hess && (st = tml_hessians_observe(m, ctx->e, fill, ctx->c))) return st;
         used += fill;
         if (o->progress) o->progress(o->progress_user, done_before + used, total_work);
     }
@@ -399,6 +403,7 @@ tml_status tml_calibrate(const tml_model *m, tml_dataset *ds, const tml_calib_op
             goto out;
         }
     }
+    if (o.hessians && (st = tml_hessians_alloc(m, out))) goto out;
     tml_engine_opts eo = {.keep_all = 1};
     st = tml_engine_new(m, o.batch, &eo, &e);
     if (st) goto out;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "passes_internal.h"
 #include "tinyml/tml_ops_s8.h"
 #include "tinyml/tml_quant.h"
 
@@ -24,6 +25,13 @@ void tml_quant_opts_default(tml_quant_opts *o)
     o->method = TML_CALIB_MINMAX;
     o->percentile = 99.99;
     o->weight_bits = 8;
+}
+
+int tml_quant_layer_bits(const tml_quant_opts *o, const char *name)
+{
+    for (int i = 0; i < o->n_layer_bits; i++)
+        if (o->layer_bits[i].layer && name && strcmp(o->layer_bits[i].layer, name) == 0) return o->layer_bits[i].bits;
+    return o->weight_bits;
 }
 
 static int weight_axis(tml_op op) { return op == TML_OP_DEPTHWISE_CONV2D ? 3 : 0; }
@@ -107,10 +115,10 @@ static tml_status retype(tml_tensor *t, tml_dtype dt, void *data)
  * kept in float (the model stays float and runs on the float engine). */
 static tml_status fake_quant_weights(tml_model *m, const tml_quant_opts *o)
 {
-    int qmax = (1 << (o->weight_bits - 1)) - 1;
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         if (!tml_node_has_weights(n) || !in_list(o->only_layers, n->name)) continue;
+        int qmax = (1 << (tml_quant_layer_bits(o, n->name) - 1)) - 1;
         tml_tensor *w = &m->tensors[n->in[1]];
         if (w->dtype != TML_DTYPE_F32) return tml_error(TML_ERR_UNSUPPORTED, "layer '%s' is not float", n->name);
         int axis = weight_axis(n->op);
@@ -144,6 +152,68 @@ static int keeps_input_params(tml_op op)
            op == TML_OP_DROPOUT || op == TML_OP_RELU || op == TML_OP_RELU6;
 }
 
+/*
+ * Adaptive rounding of node n's weights (GPTQ on the calibration inputs'
+ * second moments, gptq.c): fills s (oc) and q. Returns 0 when the layer has
+ * no statistics (grouped conv, too many taps) or the form does not allow it
+ * (a codebook keeps its shared values; a per-tensor depthwise scale), and the
+ * nearest rounding already in s / q stays.
+ */
+static int adaptive_round(const tml_model *m, const tml_node *n, const tml_hessian *hs, int per_tensor, int qmax,
+                          float *s, int8_t *q, tml_status *st)
+{
+    const tml_tensor *w = &m->tensors[n->in[1]];
+    *st = TML_OK;
+    if (!hs || !hs->h || w->cb) return 0;
+    const float *wf = w->data;
+    int64_t cnt = tml_tensor_numel(w);
+    uint8_t *keep = NULL;
+    if (w->pruned) {
+        keep = malloc((size_t)cnt);
+        if (!keep) {
+            *st = tml_error(TML_ERR_NOMEM, "out of memory");
+            return 0;
+        }
+    }
+    if (n->op != TML_OP_DEPTHWISE_CONV2D) {
+        int oc = w->dims[0], k = (int)(cnt / oc);
+        if (k != hs->k) {
+            free(keep);
+            return 0;
+        }
+        for (int64_t i = 0; keep && i < cnt; i++) keep[i] = wf[i] != 0.0f;
+        *st = tml_gptq_rows(oc, k, wf, hs->h, keep, qmax, per_tensor, s, q);
+        free(keep);
+        return *st == TML_OK;
+    }
+    /* depthwise (1, kh, kw, C*M): output channel c is the strided column c, with
+     * the statistics of its input channel c / M */
+    int oc = w->dims[3], k = hs->k, mult = oc / hs->n_mats;
+    float *row = malloc(sizeof(float) * (size_t)k);
+    int8_t *qr = malloc((size_t)k);
+    uint8_t kr[4096];
+    if (per_tensor || k != w->dims[1] * w->dims[2] || k > 4096 || !row || !qr) {
+        *st = (!row || !qr) ? tml_error(TML_ERR_NOMEM, "out of memory") : TML_OK;
+        free(row);
+        free(qr);
+        free(keep);
+        return 0;
+    }
+    for (int c = 0; c < oc && !*st; c++) {
+        for (int t = 0; t < k; t++) {
+            row[t] = wf[(int64_t)t * oc + c];
+            kr[t] = row[t] != 0.0f;
+        }
+        *st = tml_gptq_rows(1, k, row, hs->h + (size_t)(c / mult) * (size_t)k * (size_t)k, w->pruned ? kr : NULL, qmax, 0,
+                            &s[c], qr);
+        for (int t = 0; t < k; t++) q[(int64_t)t * oc + c] = qr[t];
+    }
+    free(row);
+    free(qr);
+    free(keep);
+    return *st == TML_OK;
+}
+
 /* Quantizes the weights and bias of node `n`. `sx` is the input scale. */
 static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib *calib, const tml_quant_opts *o)
 {
@@ -152,7 +222,9 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     float sx = x->q.scale[0];
     int axis = weight_axis(n->op);
     int oc = w->dims[axis];
-    int qmax = (1 << (o->weight_bits - 1)) - 1;
+    int bits = tml_quant_layer_bits(o, n->name);
+    if (bits < 2 || bits > 8) return tml_error(TML_ERR_INVALID, "weight bits must be in 2..8 (got %d)", bits);
+    int qmax = (1 << (bits - 1)) - 1;
     /* A per-tensor codebook maps to int8 codes only with one scale for the
      * whole tensor; per-channel codebooks allow per-channel scales. */
     int per_tensor = o->per_tensor || (w->cb && w->cb->n_books == 1) || (w->cb && axis == 3);
@@ -170,6 +242,15 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     for (int c = 1; c < oc && nch == 1; c++) s[c] = s[0];
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
+    if (o->rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {
+        tml_status ast;
+        adaptive_round(m, n, &calib->hess[n - m->nodes], per_tensor, qmax, s, q, &ast);
+        if (ast) {
+            free(s);
+            free(q);
+            return ast;
+        }
+    }
 
     /* bias in float, corrected for the mean shift the weight rounding causes:
      * E[y_q - y] = sum over taps (w_q - w) * E[x[input channel of the tap]] */
@@ -239,6 +320,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
         return st;
     }
     retype(w, TML_DTYPE_INT8, q);
+    w->qbits = bits < 8 ? bits : 0; /* stored and run packed */
     if (bq) {
         int bid = has_b && n->n_in > 2 ? n->in[2] : -1;
         if (bid < 0) {
@@ -269,6 +351,14 @@ tml_status tml_quantize(tml_model *m, const tml_calib *calib, const tml_quant_op
     if (opts) o = *opts;
     else tml_quant_opts_default(&o);
     if (o.weight_bits < 2 || o.weight_bits > 8) return tml_error(TML_ERR_INVALID, "weight bits must be in 2..8");
+    for (int i = 0; i < o.n_layer_bits; i++) {
+        if (o.layer_bits[i].bits < 2 || o.layer_bits[i].bits > 8)
+            return tml_error(TML_ERR_INVALID, "layer '%s': weight bits must be in 2..8 (got %d)", o.layer_bits[i].layer,
+                             o.layer_bits[i].bits);
+        int ni = o.layer_bits[i].layer ? tml_model_find_node(m, o.layer_bits[i].layer) : -1;
+        if (ni < 0 || !tml_node_has_weights(&m->nodes[ni]))
+            return tml_error(TML_ERR_INVALID, "no layer with weights named '%s'", o.layer_bits[i].layer ? o.layer_bits[i].layer : "");
+    }
     if (tml_model_is_quantized(m)) return tml_error(TML_ERR_UNSUPPORTED, "the model is already quantized (int8)");
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].dtype != TML_DTYPE_F32)

@@ -56,10 +56,26 @@ typedef struct tml_tensor_stats {
     int n_chan;
 } tml_tensor_stats;
 
+/* Second moments of one weighted layer's inputs over the calibration samples,
+ * H = sum over input rows x of x x^T (x: a dense layer's input vector, a conv's
+ * patch in the weights' (ky, kx, ci) order, one channel's kh*kw taps for a
+ * depthwise conv), with padding taps 0. The layer's output error of a weight
+ * change dW (rows = output channels) is sum_r dW_r H dW_r^T: what adaptive
+ * rounding minimizes. */
+typedef struct tml_hessian {
+    int k;         /* taps per output channel */
+    int n_mats;    /* 1; depthwise: one per input channel */
+    double *h;     /* (n_mats, k, k) */
+    int64_t rows;  /* input rows summed */
+} tml_hessian;
+
 typedef struct tml_calib {
     int n_tensors;
     tml_tensor_stats *stats; /* (n_tensors); entries for params are empty */
     int64_t samples;
+    int n_nodes;
+    tml_hessian *hess;       /* (n_nodes) with tml_calib_opts.hessians, else NULL;
+                                empty (h NULL) for nodes without weights */
 } tml_calib;
 
 typedef struct tml_calib_opts {
@@ -69,6 +85,7 @@ typedef struct tml_calib_opts {
     tml_progress_fn progress; /* done/total counts samples over both passes */
     void *progress_user;
     volatile int *cancel;
+    int hessians;      /* also collect every weighted layer's tml_hessian (pass 2) */
 } tml_calib_opts;
 
 /* Runs the float model over a seeded random subset of the dataset, streaming:
@@ -88,6 +105,20 @@ void tml_choose_qparams(double lo, double hi, float *scale, int32_t *zp);
 
 /* ---- quantization --------------------------------------------------------------------------- */
 
+typedef enum tml_weight_rounding {
+    TML_ROUND_NEAREST = 0, /* max-abs scale per channel, round to nearest */
+    TML_ROUND_ADAPTIVE     /* GPTQ-style (docs/quantization.md): per-channel clipping
+                              scale and sequential rounding with error feedback,
+                              minimizing each layer's output error on the
+                              calibration inputs (needs tml_calib.hess) */
+} tml_weight_rounding;
+
+/* One layer's weight width, overriding tml_quant_opts.weight_bits. */
+typedef struct tml_layer_bits {
+    const char *layer; /* node name */
+    int bits;          /* 2..8 */
+} tml_layer_bits;
+
 typedef struct tml_quant_opts {
     tml_calib_method method;
     double percentile;  /* for TML_CALIB_PERCENTILE, default 99.99 */
@@ -98,8 +129,13 @@ typedef struct tml_quant_opts {
                            (fake-quantized), the model stays float */
     const char *const *only_layers; /* NULL-terminated; quantize only these nodes'
                                        weights (weight_only mode; sensitivity) */
+    tml_weight_rounding rounding;   /* default nearest */
+    const tml_layer_bits *layer_bits; /* (n_layer_bits) per-layer widths (mixed precision) */
+    int n_layer_bits;
 } tml_quant_opts;
 void tml_quant_opts_default(tml_quant_opts *o);
+/* The weight width of node `name` under `o` (its tml_layer_bits entry, else weight_bits). */
+int tml_quant_layer_bits(const tml_quant_opts *o, const char *name);
 
 /* Quantizes `m` in place to an integer-only INT8 model using calibration
  * statistics gathered on the same model. The order is: tml_fold(), then
