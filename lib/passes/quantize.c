@@ -57,13 +57,15 @@ static void weight_scales(const tml_tensor *w, int axis, int nch, int qmax, floa
     for (int c = 0; c < nch; c++) scale[c] = scale[c] > 0 ? (float)((double)scale[c] / qmax) : 1.0f;
 }
 
-static int8_t quant_w(float v, float s, int qmax)
+int tml_quant_round(float w, float s, int qmax)
 {
-    double q = nearbyint((double)v / (double)s);
+    double q = nearbyint((double)w / (double)s);
     if (q > qmax) q = qmax;
     if (q < -qmax) q = -qmax;
-    return (int8_t)q;
+    return (int)q;
 }
+
+static int8_t quant_w(float v, float s, int qmax) { return (int8_t)tml_quant_round(v, s, qmax); }
 
 /*
  * The int8 scale of a tensor that shares one codebook. Every weight that uses
@@ -152,6 +154,21 @@ static int keeps_input_params(tml_op op)
            op == TML_OP_DROPOUT || op == TML_OP_RELU || op == TML_OP_RELU6;
 }
 
+void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_tensor_opt, float *scale, int *per_tensor)
+{
+    const tml_node *n = &m->nodes[node];
+    const tml_tensor *w = &m->tensors[n->in[1]];
+    int axis = weight_axis(n->op), oc = w->dims[axis], qmax = (1 << (bits - 1)) - 1;
+    /* A per-tensor codebook maps to int8 codes only with one scale for the
+     * whole tensor; per-channel codebooks allow per-channel scales. */
+    int pt = per_tensor_opt || (w->cb && w->cb->n_books == 1) || (w->cb && axis == 3);
+    int nch = pt ? 1 : oc;
+    weight_scales(w, axis, nch, qmax, scale);
+    if (w->cb && w->cb->n_books == 1) scale[0] = codebook_scale(w, qmax, scale[0]);
+    for (int c = 1; c < oc && nch == 1; c++) scale[c] = scale[0];
+    if (per_tensor) *per_tensor = pt;
+}
+
 /*
  * Adaptive rounding of node n's weights (GPTQ on the calibration inputs'
  * second moments, gptq.c): fills s (oc) and q. Returns 0 when the layer has
@@ -225,10 +242,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     int bits = tml_quant_layer_bits(o, n->name);
     if (bits < 2 || bits > 8) return tml_error(TML_ERR_INVALID, "weight bits must be in 2..8 (got %d)", bits);
     int qmax = (1 << (bits - 1)) - 1;
-    /* A per-tensor codebook maps to int8 codes only with one scale for the
-     * whole tensor; per-channel codebooks allow per-channel scales. */
-    int per_tensor = o->per_tensor || (w->cb && w->cb->n_books == 1) || (w->cb && axis == 3);
-    int nch = per_tensor ? 1 : oc;
+    int per_tensor;
     float *s = malloc(sizeof(float) * (size_t)oc);
     int64_t cnt = tml_tensor_numel(w);
     int8_t *q = malloc((size_t)cnt);
@@ -237,9 +251,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
         free(q);
         return tml_error(TML_ERR_NOMEM, "out of memory");
     }
-    weight_scales(w, axis, nch, qmax, s);
-    if (w->cb && w->cb->n_books == 1) s[0] = codebook_scale(w, qmax, s[0]);
-    for (int c = 1; c < oc && nch == 1; c++) s[c] = s[0];
+    tml_quant_weight_scales(m, (int)(n - m->nodes), bits, o->per_tensor, s, &per_tensor);
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
     if (o->rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {

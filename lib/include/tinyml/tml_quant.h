@@ -144,6 +144,18 @@ int tml_quant_layer_bits(const tml_quant_opts *o, const char *name);
  * calibration may be NULL. */
 tml_status tml_quantize(tml_model *m, const tml_calib *calib, const tml_quant_opts *opts);
 
+/* The weight scales tml_quantize gives node `node` of the float model m at
+ * `bits` with nearest rounding: per output channel (scale has one entry per
+ * channel: conv / dense dim 0, depthwise dim 3), all equal when the layer is
+ * per tensor (per_tensor_opt, a per-tensor codebook, or a clustered depthwise;
+ * *per_tensor says which, may be NULL). Max |w| / (2^(bits-1) - 1), or for a
+ * per-tensor codebook the searched scale. Quantization-aware training uses it
+ * so that its fake-quantized weights are exactly the int8 weights. */
+void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_tensor_opt, float *scale, int *per_tensor);
+/* w quantized to the symmetric grid of scale s: clamp(round(w / s), -qmax, qmax)
+ * (round half to even, in double), as tml_quantize rounds to nearest. */
+int tml_quant_round(float w, float s, int qmax);
+
 /* ---- error analysis ------------------------------------------------------------------------------ */
 
 typedef struct tml_layer_error {
