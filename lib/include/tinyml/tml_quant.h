@@ -156,6 +156,68 @@ void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_ten
  * (round half to even, in double), as tml_quantize rounds to nearest. */
 int tml_quant_round(float w, float s, int qmax);
 
+/* ---- mixed precision (lib/passes/mixed.c) ------------------------------------------------------------
+ * Per-layer weight widths from measured sensitivity: every weighted layer is
+ * quantized alone at each candidate width (the rest at 8 bits) and the increase
+ * of the mean KL divergence of the output from the float model's on held-out
+ * samples is its cost at that width. The
+ * widths are then chosen by a knapsack (exact dynamic program over the weight
+ * bytes) minimizing the summed cost under a byte budget: with the costs taken
+ * as additive, this is the best assignment for every budget at once, so the
+ * same table gives the size / accuracy Pareto front, whose points are then
+ * measured for real. Weight bytes: each layer's weights packed at its width,
+ * ceil(params * bits / 8), as the exported C stores dense weights. */
+typedef struct tml_mp_opts {
+    tml_quant_opts quant;   /* rounding, per-tensor, calibration method (weight_bits ignored) */
+    int candidates[7];      /* widths to choose from (2..8); n_candidates 0 = all of 2..8 */
+    int n_candidates;
+    int64_t target_bytes;   /* > 0: largest weight bytes allowed */
+    double max_drop;        /* >= 0 (and target_bytes 0): smallest model whose measured top-1 on the
+                               held-out samples is at most this fraction below the float model's */
+    int front_points;       /* Pareto points measured (default 12) */
+    tml_progress_fn progress; /* done / total model evaluations */
+    void *progress_user;
+    volatile int *cancel;
+} tml_mp_opts;
+void tml_mp_opts_default(tml_mp_opts *o);
+
+typedef struct tml_mp_layer {
+    int node;               /* in the folded model */
+    const char *name;       /* the node's name (points into the folded model) */
+    int64_t params;
+    double dloss[9];        /* [bits] KL increase alone at that width (NaN: not a candidate) */
+    double top1[9];         /* [bits] top-1 alone at that width */
+} tml_mp_layer;
+
+typedef struct tml_mp_point {
+    int64_t bytes;          /* weight bytes */
+    double cost;            /* summed per-layer KL increases (the knapsack's objective) */
+    double top1, loss;      /* measured on the held-out samples: top-1, and loss = KL to the float model */
+    int *bits;              /* (n_layers) */
+    int uniform;            /* 0, or the width when every layer has it */
+} tml_mp_point;
+
+typedef struct tml_mp_result {
+    int n_layers;
+    tml_mp_layer *layers;
+    double float_top1, float_loss, int8_top1, int8_loss; /* held-out, float and all-8-bit; the
+                                                            "loss" is the KL to the float model */
+    int n_points;           /* the measured Pareto front (increasing bytes), then the uniform widths */
+    tml_mp_point *points;
+    int chosen;             /* index into points */
+    int64_t samples;
+} tml_mp_result;
+
+/* folded: the folded float model; calib: its tml_calibrate statistics (with
+ * hessians for adaptive rounding); held: held-out samples (raw) for the
+ * measurements. On success r->points[r->chosen].bits are the widths; pass them
+ * to tml_quantize as tml_quant_opts.layer_bits (tml_mp_layer_bits). */
+tml_status tml_mixed_precision(const tml_model *folded, const tml_calib *calib, const tml_samples *held,
+                               const tml_mp_opts *o, tml_mp_result *r);
+/* The chosen widths as tml_layer_bits (n_layers entries; names point into the folded model). */
+tml_status tml_mp_layer_bits(const tml_mp_result *r, int point, tml_layer_bits **out);
+void tml_mp_result_free(tml_mp_result *r);
+
 /* ---- error analysis ------------------------------------------------------------------------------ */
 
 typedef struct tml_layer_error {
