@@ -368,14 +368,20 @@ int cmd_quantize(int argc, char **argv)
         tml_table_num(t, 3, 100 * a0, "%.2f");
         tml_table_num(t, 4, 0.0, "%.2f");
         tml_table_add_row(t);
-        tml_table_str(t, 0, qo.weight_only ? "weight-only" : "int8");
+        char label[32];
+        if (qo.weight_only) snprintf(label, sizeof label, "weight-only");
+        else if (auto_bits) snprintf(label, sizeof label, "mixed W-A8");
+        else if (qo.weight_bits < 8) snprintf(label, sizeof label, "W%dA8", qo.weight_bits);
+        else snprintf(label, sizeof label, "int8");
+        tml_table_str(t, 0, label);
         tml_table_num(t, 1, b1, "%.0f");
         tml_table_num(t, 2, b0 / b1, "%.2fx");
         tml_table_num(t, 3, 100 * a1, "%.2f");
         tml_table_num(t, 4, 100 * (a0 - a1), "%.2f");
-        tml_table_note(t, "accuracy on %s (%s samples); calibration: %s, %lld samples of %s, seed %llu; %s weights", data,
+        tml_table_note(t, "accuracy on %s (%s samples); calibration: %s, %lld samples of %s, seed %llu; %s weights%s", data,
                        limit ? "limited" : "all", tml_calib_method_name(qo.method), (long long)cal.samples,
-                       calib ? calib : "-", (unsigned long long)c.seed, qo.per_tensor ? "per-tensor" : "per-channel");
+                       calib ? calib : "-", (unsigned long long)c.seed, qo.per_tensor ? "per-tensor" : "per-channel",
+                       qo.rounding == TML_ROUND_ADAPTIVE ? ", adaptive rounding" : "");
         cli_history_eval(h, data, a0, a1);
     }
     cli_add_history(&c, m, h);
