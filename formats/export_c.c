@@ -44,6 +44,15 @@
 #define EX_POOL_BYTES 52
 #define EX_ADD_BYTES 52
 
+const char *tml_export_optimize_name(tml_export_optimize o)
+{
+    switch (o) {
+    case TML_EXPORT_OPT_SPEED: return "speed";
+    case TML_EXPORT_OPT_SIZE: return "size";
+    default: return "balanced";
+    }
+}
+
 const char *tml_export_enc_name(tml_export_enc e)
 {
     switch (e) {
@@ -327,6 +336,16 @@ static tml_status plan_arena(ex *x)
         if (pair > x->pair_bytes) x->pair_bytes = pair;
     }
     return TML_OK;
+}
+
+/* Bytes of the activation buffers live at node i (aliases counted once). */
+static int64_t live_bytes(const ex *x, int i)
+{
+    const tml_model *m = x->m;
+    int64_t sum = 0;
+    for (int t = 0; t < m->n_tensors; t++)
+        if (x->root[t] == t && x->start[t] != -2 && x->start[t] <= i && x->end[t] >= i) sum += align_up(act_bytes(m, t));
+    return sum;
 }
 
 /* After the weight forms are chosen: a patch for every conv2d() call that
@@ -911,6 +930,12 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   " * bytes that are free while their layer runs. */\n"
                   "static union {\n    int8_t bytes[%lld];\n    int64_t align;\n} arena %sARENA_ATTR;\n\n",
                   (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN), P);
+    tml_sb_printf(&body,
+                  "/* %sLAYER_HOOK(i) runs before layer i and, with i = the number of layers,\n"
+                  " * after the last one: empty unless defined when compiling this file (a\n"
+                  " * profiler's marker, a GPIO toggle, a cycle counter read). */\n"
+                  "#ifndef %sLAYER_HOOK\n#define %sLAYER_HOOK(i)\n#endif\n\n",
+                  P, P, P);
     tml_sb_printf(&body, "int %srun(const int8_t *in, int8_t *out)\n{\n    int8_t *const a = arena.bytes;\n", p);
     char shp[48];
     shape_text(&m->tensors[m->input], shp, sizeof shp);
@@ -924,6 +949,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         const char *id = xn->id;
         char cname[128];
         comment_text(n->name, cname, sizeof cname);
+        tml_sb_printf(&body, "    %sLAYER_HOOK(%d);\n", P, i);
         switch (n->op) {
         case TML_OP_CONV2D:
         case TML_OP_DEPTHWISE_CONV2D:
@@ -969,6 +995,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         default: break;
         }
     }
+    tml_sb_printf(&body, "    %sLAYER_HOOK(%d);\n", P, m->n_nodes);
     tml_sb_printf(&body, "    memcpy(out, a + %lld, %lld);\n    return 0;\n}\n", (long long)x->off[m->output],
                   (long long)r->output_size);
 
@@ -1081,6 +1108,7 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         const tml_node *n = &m->nodes[i];
         tml_export_layer *L = &r->layers[i];
         snprintf(L->name, sizeof L->name, "%s", n->name ? n->name : "");
+        snprintf(L->id, sizeof L->id, "%s", x.nodes[i].id);
         L->op = n->op;
         shape_text(&m->tensors[n->out], L->shape, sizeof L->shape);
         L->enc = TML_EXPORT_NONE;
@@ -1097,6 +1125,7 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
     place_patches(&x);
     for (int i = 0; i < m->n_nodes; i++) {
         r->layers[i].scratch_bytes = x.nodes[i].patch_off >= 0 ? x.nodes[i].patch_bytes : 0;
+        r->layers[i].live_bytes = live_bytes(&x, i) + align_up(r->layers[i].scratch_bytes);
         r->macs += r->layers[i].macs;
         r->macs_nz += r->layers[i].macs_nz;
     }
