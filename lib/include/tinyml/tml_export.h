@@ -126,6 +126,9 @@ typedef struct tml_export_result {
                                 16-byte aligned; an arena cannot be smaller */
     int64_t macs, macs_nz;
     int64_t input_size, output_size; /* int8 elements */
+    int dsp_kernels;         /* the source has the Cortex-M DSP kernels (chosen by the compiler);
+                                0: portable only (--portable, or an accumulator range the DSP
+                                requantization cannot take) */
     float input_scale, output_scale;
     int32_t input_zp, output_zp;
 } tml_export_result;
