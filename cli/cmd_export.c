@@ -202,7 +202,7 @@ int cmd_export(int argc, char **argv)
     tml_table_int(lt, 7, r.macs);
     tml_table_int(lt, 8, r.macs_nz);
     tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                       "packed indices; chosen per layer by bytes%s",
+                       "packed indices; packed = low-bit weights, 4 or 2 bits each; chosen per layer by bytes%s",
                    dense ? " (--dense: plain arrays)" : "");
     tml_table_note(lt, "other_bytes: folded biases, requantization multipliers and shifts, softmax tables, parameter "
                        "structs (32-bit target)");

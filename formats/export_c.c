@@ -16,7 +16,8 @@
  *    the engine) and the input zero point folded into the bias.
  * 4. Choose each matrix's storage by bytes: dense int8, sparse (relative
  *    8-bit column gaps + int8 values + row pointers), clustered (int8 codebook
- *    + packed b-bit indices) or sparse + clustered.
+ *    + packed b-bit indices), sparse + clustered, or packed low-bit weights
+ *    (4 or 2 bits each, for layers quantized below 8 bits).
  * 5. Emit <base>.h and <base>.c.
  */
 #include <errno.h>
@@ -34,7 +35,7 @@
 #include "tinyml/tml_ops_s8.h"
 
 #define EX_ALIGN 16 /* TML_PLAN_ALIGN_DEVICE: what tml_plan_activations uses */
-#define EX_NENC 5   /* indices DENSE..SPARSE_CLUSTER of tml_export_enc */
+#define EX_NENC 6   /* indices DENSE..PACKED of tml_export_enc */
 
 /* Sizes of the generated parameter structs on a 32-bit target (4-byte ints
  * and pointers): wmat 18 words, conv_t 14 words + a wmat, pool_t and add_t
@@ -61,6 +62,7 @@ const char *tml_export_enc_name(tml_export_enc e)
     case TML_EXPORT_SPARSE: return "sparse";
     case TML_EXPORT_CLUSTER: return "cluster";
     case TML_EXPORT_SPARSE_CLUSTER: return "sparse+cluster";
+    case TML_EXPORT_PACKED: return "packed";
     default: return "-";
     }
 }
@@ -92,6 +94,8 @@ typedef struct xmat {
     int64_t nnz;        /* nonzero weights */
     int64_t entries;    /* sparse entries, fillers included */
     int sparse_cluster_ok; /* every row needing fillers has a zero centroid */
+    int pbits;          /* packed form: 4 or 2 bits per weight (0: not applicable) */
+    int prow;           /* packed form: bytes of a pair of rows (whole 32-bit words) */
     int64_t bytes[EX_NENC]; /* bytes of each form, -1 = not applicable */
     int dsp_unsafe;     /* some accumulator may reach 2^30: the DSP requantization's
                            32-bit rounding could overflow there, so the model gets the
@@ -385,6 +389,8 @@ static void place_patches(ex *x)
         else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
             xn->patch_bytes = 2 * st;
             optional = x->o.optimize != TML_EXPORT_OPT_SPEED;
+        } else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_PACKED) {
+            xn->patch_bytes = 2 * st; /* the int16 input mm_packed (DSP) reads */
         } else
             continue;
         xn->patch_off = place_patch(x, i, xn->patch_bytes);
@@ -553,6 +559,17 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     xm->bytes[TML_EXPORT_CLUSTER] = use_cb ? (numel * xm->bits + 7) / 8 + 1 + (int64_t)xm->n_books * xm->k : -1;
     xm->bytes[TML_EXPORT_SPARSE_CLUSTER] =
         xm->sparse_cluster_ok ? e1 + (xm->entries * xm->bits + 7) / 8 + 1 + rowptr + (int64_t)xm->n_books * xm->k : -1;
+    /* low-bit weights: 2-bit ones in 2 bits, 3- and 4-bit ones in 4 (the
+     * kernels unpack whole bytes of 2 or 4 fields); rows of whole words */
+    xm->pbits = w->qbits == 2 ? 2 : (w->qbits == 3 || w->qbits == 4) ? 4 : 0;
+    if (xm->pbits) {
+        const int gpw = 8 / xm->pbits, groups = xm->stride / 4; /* groups of 4 columns per word, per row */
+        xm->prow = (2 * groups + gpw - 1) / gpw * 4;
+        xm->bytes[TML_EXPORT_PACKED] =
+            (int64_t)(xm->rows / 2) * xm->prow + (xm->rows & 1) * (int64_t)((groups + gpw - 1) / gpw * 4);
+    } else {
+        xm->bytes[TML_EXPORT_PACKED] = -1;
+    }
     *out = xm;
     return TML_OK;
 }
@@ -561,8 +578,9 @@ static void choose(xmat *xm, tml_export_enc want)
 {
     if (want == TML_EXPORT_AUTO) {
         xm->enc = TML_EXPORT_DENSE;
-        static const tml_export_enc pref[3] = {TML_EXPORT_CLUSTER, TML_EXPORT_SPARSE, TML_EXPORT_SPARSE_CLUSTER};
-        for (int i = 0; i < 3; i++)
+        static const tml_export_enc pref[4] = {TML_EXPORT_PACKED, TML_EXPORT_CLUSTER, TML_EXPORT_SPARSE,
+                                               TML_EXPORT_SPARSE_CLUSTER};
+        for (int i = 0; i < 4; i++)
             if (xm->bytes[pref[i]] >= 0 && xm->bytes[pref[i]] < xm->bytes[xm->enc]) xm->enc = pref[i];
         return;
     }
@@ -657,6 +675,33 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
                                           "(taps) stored 0 2 1 3",
                           !xm->depthwise);
         free(d);
+    } else if (xm->enc == TML_EXPORT_PACKED) {
+        /* The dense form's order (rows in interleaved pairs, per 4 columns; a
+         * last odd row alone; each group of 4 in the order 0 2 1 3), cut into
+         * "quads" (one row's 4 columns): quad q of a pair of rows is its group
+         * q / 2 of row q % 2. 8 / pbits quads share a 32-bit word, quad g of a
+         * word in bit field g of each byte; each pair of rows starts a word.
+         * A weight is stored + 2^(pbits-1), so fields are never negative;
+         * columns past cols hold weight 0. */
+        const int b = xm->pbits, gpw = 8 / b, off = 1 << (b - 1), paired = xm->rows & ~1;
+        const int64_t n = xm->bytes[TML_EXPORT_PACKED];
+        uint8_t *d = malloc((size_t)(n ? n : 1));
+        if (!d) return tml_error(TML_ERR_NOMEM, "out of memory");
+        memset(d, b == 4 ? 0x88 : 0xAA, (size_t)n); /* every field the offset: weight 0 */
+        static const int perm4[4] = {0, 2, 1, 3};
+        for (int r = 0; r < xm->rows; r++)
+            for (int k = 0; k < xm->cols; k++) {
+                const int quad = r < paired ? (k / 4) * 2 + (r & 1) : k / 4;
+                uint8_t *byte = d + (int64_t)(r / 2) * xm->prow + 4 * (quad / gpw) + perm4[k & 3];
+                const int sh = b * (quad % gpw);
+                const unsigned field = (unsigned)(xm->w[(int64_t)r * xm->cols + k] + off);
+                *byte = (uint8_t)((*byte & ~(((1u << b) - 1u) << sh)) | field << sh);
+            }
+        char c[200];
+        snprintf(c, sizeof c, "weights + %d, %d bits each in 32-bit words of %d quads (4 columns of a row, stored "
+                 "0 2 1 3); pairs of rows of %d bytes, quads alternating between the two rows", off, b, gpw, xm->prow);
+        wb += put_array_a(s, A_U8, id, "pw", d, n, c, 1);
+        free(d);
     } else {
         /* packed streams */
         int64_t n_vals = sparse ? xm->entries : numel;
@@ -744,12 +789,15 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
 /* The wmat initializer (after the arrays). */
 static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char *indent, int no_mm)
 {
-    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster"};
+    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster", "mm_packed"};
     int sparse = xm->enc == TML_EXPORT_SPARSE || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     int clustered = xm->enc == TML_EXPORT_CLUSTER || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     tml_sb_printf(s, "{\n%s    .mm = %s, .form = %d, .rows = %d, .cols = %d, .stride = %d,\n", indent,
                   no_mm ? "0" : mm[xm->enc], (int)xm->enc, xm->rows, xm->cols, xm->stride);
-    if (!clustered) tml_sb_printf(s, "%s    .val = %s_w,\n", indent, id);
+    if (xm->enc == TML_EXPORT_PACKED)
+        tml_sb_printf(s, "%s    .pw = %s_pw, .pbits = %d, .prow = %d,\n", indent, id, xm->pbits, xm->prow);
+    else if (!clustered)
+        tml_sb_printf(s, "%s    .val = %s_w,\n", indent, id);
     if (sparse)
         tml_sb_printf(s, "%s    .gap = %s_gap, .%s = %s_row,\n", indent, id, xm->entries >= 65536 ? "row32" : "row16", id);
     if (clustered)
