@@ -67,7 +67,10 @@ tml_status tml_mp_layer_bits(const tml_mp_result *r, int point, tml_layer_bits *
     return TML_OK;
 }
 
-static int64_t wbytes(int64_t params, int bits) { return (params * bits + 7) / 8; }
+int tml_weight_container_bits(int bits) { return bits <= 2 ? 2 : bits <= 4 ? 4 : 8; }
+
+/* Weight bytes of a layer at `bits` as the exported C stores them. */
+static int64_t wbytes(int64_t params, int bits) { return (params * tml_weight_container_bits(bits) + 7) / 8; }
 
 /* dst takes a deep copy of src's data, quantization, width and codebook. */
 static tml_status copy_tensor(tml_tensor *dst, const tml_tensor *src)
@@ -269,7 +272,10 @@ tml_status tml_mixed_precision(const tml_model *folded, const tml_calib *calib, 
     knap k = {0};
     int cand[7], nc = 0;
     if (o->n_candidates <= 0) {
-        for (int b = 2; b <= 8; b++) cand[nc++] = b;
+        /* the widths that change the device's bytes: 3 costs as much as 4, 5..7 as 8 */
+        cand[nc++] = 2;
+        cand[nc++] = 4;
+        cand[nc++] = 8;
     } else {
         for (int i = 0; i < o->n_candidates && i < 7; i++) {
             int b = o->candidates[i];
