@@ -1336,7 +1336,8 @@ static void test_lowbit_dense_hand(void **state)
 
 /* The packed-weight reference kernels compute exactly what the int8 ones do
  * on the unpacked weights, for every width, on odd sizes (rows that start
- * inside a byte). */
+ * inside a byte); the fast path (unpack, then the int8 fast kernels, as the
+ * engine runs it) matches them for every instruction set and 1 / 2 threads. */
 static void test_lowbit_kernels_vs_int8(void **state)
 {
     (void)state;
@@ -1364,6 +1365,24 @@ static void test_lowbit_kernels_vs_int8(void **state)
                 fprintf(stderr, "  %d bits, conv case %zu\n", wb, ci);
                 fail();
             }
+            /* the fast path: unpack, pack for the instruction set, run; every
+             * isa and 1 / 2 threads against the packed reference */
+            int8_t *wu = malloc(nw), *yf = malloc(ny);
+            uint8_t *scratch = malloc(tml_conv2d_s8_scratch_size(&p) + 1), *packed = malloc(tml_conv2d_s8_packed_size(&p) + 1);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    tml_s8w_unpack_ex((int64_t)nw, wb, pk, wu, (tml_s8_isa)isa);
+                    tml_conv2d_s8_pack_ex(&p, &qs.q, wu, qs.bias, packed, (tml_s8_isa)isa);
+                    memset(yf, 0x5A, ny);
+                    tml_conv2d_s8_packed_ex(&p, &qs.q, x, packed, yf, scratch, 0);
+                    if (!tu_equal_i8("conv packed weights: fast vs packed ref", yf, yw, ny)) {
+                        fprintf(stderr, "  %d bits, conv case %zu, %s, %d threads\n", wb, ci, tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            set_threads(2);
+            free(wu), free(yf), free(scratch), free(packed);
             free_qset(&qs);
             free(x), free(w), free(y8), free(yw), free(pk);
         }
@@ -1386,6 +1405,21 @@ static void test_lowbit_kernels_vs_int8(void **state)
                 fprintf(stderr, "  %d bits, depthwise case %zu\n", wb, ci);
                 fail();
             }
+            int8_t *wu = malloc(nw), *yf = malloc(ny);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    tml_s8w_unpack_ex((int64_t)nw, wb, pk, wu, (tml_s8_isa)isa);
+                    memset(yf, 0x5A, ny);
+                    tml_dwconv2d_s8_ex(&p, &qs.q, x, wu, qs.bias, yf, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("depthwise packed weights: fast vs packed ref", yf, yw, ny)) {
+                        fprintf(stderr, "  %d bits, depthwise case %zu, %s, %d threads\n", wb, ci,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            set_threads(2);
+            free(wu), free(yf);
             free_qset(&qs);
             free(x), free(w), free(y8), free(yw), free(pk);
         }
@@ -1406,6 +1440,23 @@ static void test_lowbit_kernels_vs_int8(void **state)
                 fprintf(stderr, "  %d bits, dense %d x %d -> %d\n", wb, n, in, out);
                 fail();
             }
+            int8_t *wu = malloc((size_t)in * out), *yf = malloc((size_t)n * out);
+            const size_t ss = tml_dense_s8_scratch_size(n, in, out);
+            uint8_t *scratch = ss ? malloc(ss) : NULL;
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    tml_s8w_unpack_ex((int64_t)in * out, wb, pk, wu, (tml_s8_isa)isa);
+                    memset(yf, 0x5A, (size_t)n * out);
+                    tml_dense_s8_ex(n, in, out, &qs.q, x, wu, qs.bias, yf, scratch, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("dense packed weights: fast vs packed ref", yf, yw, (size_t)n * out)) {
+                        fprintf(stderr, "  %d bits, dense %d x %d -> %d, %s, %d threads\n", wb, n, in, out,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            set_threads(2);
+            free(wu), free(yf), free(scratch);
             free_qset(&qs);
             free(x), free(w), free(y8), free(yw), free(pk);
         }
