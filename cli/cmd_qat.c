@@ -32,6 +32,8 @@ static const char help_qat[] =
     "  --calib-samples N      (default 512)\n"
     "  --method M             initial ranges: minmax (default), percentile[:P],\n"
     "                         entropy, mse\n"
+    "  --init R               adaptive (default: start from the weights of PTQ with\n"
+    "                         adaptive rounding) or nearest (round to nearest)\n"
     "  --ranges R             ema (default: moving average of batch min/max, then\n"
     "                         frozen) or fixed (the calibrated ranges)\n"
     "  --ema M                moving-average momentum (default 0.99)\n"
@@ -48,6 +50,7 @@ static const char help_qat[] =
     "  --weight-decay X       (default 0)\n"
     "  --label-smoothing X    (default 0.1)\n"
     "  --teacher MODEL        distill from MODEL (e.g. the unpruned float model)\n"
+    "  --self-distill         distill from the float model itself\n"
     "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9)\n"
     "Report:\n"
     "  --eval SPEC            evaluate on SPEC (default: --data, whose default\n"
@@ -109,14 +112,14 @@ int cmd_qat(int argc, char **argv)
     tml_qat_opts o;
     tml_qat_opts_default(&o);
     const char *pos[1] = {NULL}, *data = NULL, *calib = NULL, *method = "minmax", *out = NULL, *float_out = NULL,
-               *ranges = "ema", *teacher = NULL, *optim = NULL, *eval = NULL;
+               *ranges = "ema", *teacher = NULL, *optim = NULL, *eval = NULL, *init = "adaptive";
     int64_t limit = 0, val = -1, eval_limit = 0;
     double lr = NAN, kd_t = 4.0, kd_a = 0.9;
     while (cli_next(&c)) {
         if (cli_str(&c, "data", 'd', &data) || cli_str(&c, "calib", 0, &calib) || cli_str(&c, "method", 0, &method) ||
             cli_str(&c, "output", 'o', &out) || cli_str(&c, "float-out", 0, &float_out) ||
             cli_str(&c, "ranges", 0, &ranges) || cli_str(&c, "teacher", 0, &teacher) ||
-            cli_str(&c, "optimizer", 0, &optim) || cli_str(&c, "eval", 0, &eval))
+            cli_str(&c, "optimizer", 0, &optim) || cli_str(&c, "eval", 0, &eval) || cli_str(&c, "init", 0, &init))
             continue;
         if (cli_int(&c, "weight-bits", 0, 2, 8, &o.quant.weight_bits) || cli_int(&c, "epochs", 0, 1, 100000, &o.train.epochs) ||
             cli_int(&c, "batch", 0, 1, 65536, &o.train.batch))
@@ -134,11 +137,19 @@ int cmd_qat(int argc, char **argv)
             o.quant.per_tensor = 1;
             continue;
         }
+        if (cli_flag(&c, "self-distill", 0)) {
+            o.self_distill = 1;
+            continue;
+        }
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
     if (!data) cli_usage_error(&c, "--data is required (e.g. --data fashion-mnist)");
     if (tml_calib_method_parse(method, &o.quant.method, &o.quant.percentile)) cli_usage_error(&c, "%s", tml_last_error());
+    if (strcmp(init, "adaptive") == 0) o.quant.rounding = TML_ROUND_ADAPTIVE;
+    else if (strcmp(init, "nearest") == 0) o.quant.rounding = TML_ROUND_NEAREST;
+    else cli_usage_error(&c, "--init must be adaptive or nearest (got '%s')", init);
+    if (teacher && o.self_distill) cli_usage_error(&c, "--teacher and --self-distill: choose one teacher");
     if (strcmp(ranges, "ema") == 0) o.fq.ranges = TML_FQ_RANGES_EMA;
     else if (strcmp(ranges, "fixed") == 0) o.fq.ranges = TML_FQ_RANGES_FIXED;
     else cli_usage_error(&c, "--ranges must be ema or fixed (got '%s')", ranges);
@@ -198,7 +209,9 @@ int cmd_qat(int argc, char **argv)
     cJSON_AddNumberToObject(h, "epochs", o.train.epochs);
     cJSON_AddNumberToObject(h, "lr", o.train.lr);
     cJSON_AddStringToObject(h, "optimizer", o.train.optim == TML_OPTIM_ADAM ? "adam" : "sgd");
+    cJSON_AddStringToObject(h, "init", init);
     if (tm) cJSON_AddStringToObject(h, "teacher", teacher);
+    else if (o.self_distill) cJSON_AddStringToObject(h, "teacher", "self");
     cJSON_AddNumberToObject(h, "seed", (double)c.seed);
     if (!isnan(rep.val_acc)) cJSON_AddNumberToObject(h, "val_top1_fake_quant", rep.val_acc);
     cJSON_AddNumberToObject(h, "seconds", rep.seconds);

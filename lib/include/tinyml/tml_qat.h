@@ -16,10 +16,15 @@ extern "C" {
 
 typedef struct tml_qat_opts {
     tml_quant_opts quant; /* weight bits (uniform / per layer), per-tensor, calibration method of
-                             the initial ranges; rounding and bias correction do not apply */
+                             the initial ranges, and the rounding of the initial weights:
+                             adaptive (default) starts from the PTQ solution of adaptive
+                             rounding (latent weights = its dequantized weights; layers with
+                             codebooks keep theirs); bias correction does not apply */
     tml_calib_opts calib; /* the initial ranges (default 512 samples) */
     tml_train_opts train; /* the fine-tuning (defaults: 2 epochs, Adam lr 1e-4, cosine, label
                              smoothing 0.1, 5000 validation samples); teacher, callbacks */
+    int self_distill;     /* without train.teacher: distill from the float model itself
+                             (default 0: on LeNet-5 W4A8 it did not beat the labels) */
     tml_fq_opts fq;       /* range tracking */
 } tml_qat_opts;
 void tml_qat_opts_default(tml_qat_opts *o);
