@@ -78,8 +78,9 @@ static tml_model *zoo(const char *arch)
     return m;
 }
 
-/* fold, calibrate (96 training images), quantize with default options */
-static void quantize(tml_model *m)
+/* fold, calibrate (96 training images), quantize: weights at `bits`, or per
+ * layer as lb gives (n entries) */
+static void quantize_bits(tml_model *m, int bits, const tml_layer_bits *lb, int nlb)
 {
     assert_int_equal(tml_fold(m, NULL), TML_OK);
     tml_dataset *ds = fmnist("train");
@@ -88,12 +89,18 @@ static void quantize(tml_model *m)
     assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
     tml_quant_opts qo;
     tml_quant_opts_default(&qo);
+    qo.weight_bits = bits;
+    qo.layer_bits = lb;
+    qo.n_layer_bits = nlb;
     tml_status st = tml_quantize(m, &cal, &qo);
     if (st) fprintf(stderr, "quantize: %s\n", tml_last_error());
     assert_int_equal(st, TML_OK);
     tml_calib_free(&cal);
     tml_dataset_free(ds);
 }
+
+/* the same with default options */
+static void quantize(tml_model *m) { quantize_bits(m, 8, NULL, 0); }
 
 /* The preprocessed first N_IMAGES test images (shared by every model). */
 static float *test_images(const tml_model *m)
@@ -508,25 +515,6 @@ static void test_compact_forms_bit_exact(void **state)
  * resnet8 (odd channel counts per pair of rows, adds) at 4 and 2 bits: the
  * packed form is chosen by bytes and bit-exact; LeNet-5's weights at 4 bits
  * take at most 0.55x the bytes of its int8 export. */
-static void quantize_bits(tml_model *m, int bits, const tml_layer_bits *lb, int nlb)
-{
-    assert_int_equal(tml_fold(m, NULL), TML_OK);
-    tml_dataset *ds = fmnist("train");
-    tml_calib cal;
-    tml_calib_opts co = {.samples = 96, .seed = 5, .batch = 32};
-    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
-    tml_quant_opts qo;
-    tml_quant_opts_default(&qo);
-    qo.weight_bits = bits;
-    qo.layer_bits = lb;
-    qo.n_layer_bits = nlb;
-    tml_status st = tml_quantize(m, &cal, &qo);
-    if (st) fprintf(stderr, "quantize: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    tml_calib_free(&cal);
-    tml_dataset_free(ds);
-}
-
 static void test_packed_forms_bit_exact(void **state)
 {
     (void)state;
