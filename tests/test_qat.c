@@ -11,7 +11,9 @@
  *     the model tml_quantize makes of it (at most one quantization step of the
  *     output apart, and identical in >= 99% of the values), on held-out samples (conv, batch norm, residual add, depthwise,
  *     ReLU6, pools: lenet5, resnet8, mobilenet-tiny);
- *   - QAT keeps pruning masks at zero and codebooks shared.
+ *   - QAT keeps pruning masks at zero and codebooks shared;
+ *   - mixed precision: the knapsack's choice is the best assignment within
+ *     the budget (brute force over all of them).
  */
 #include <math.h>
 #include <stdio.h>
@@ -191,6 +193,68 @@ static void test_adaptive_rounding_model(void **state)
     tml_model_free(m);
     tml_samples_free(s);
     tml_samples_free(te);
+}
+
+/* ---- mixed precision ----------------------------------------------------------------------------- */
+
+/* The knapsack's choice against brute force over every assignment of the
+ * candidate widths (3 layers, 3 widths: 27): within the budget, and of the
+ * least summed cost there is. The front is increasing in bytes and the
+ * uniform points are the uniform models. */
+static void test_mixed_precision_is_optimal(void **state)
+{
+    (void)state;
+    tml_samples *tr = fmnist("train", 2048), *held = fmnist("test", 300);
+    tml_model *m = zoo("lenet300", 4);
+    tml_train_opts to;
+    tml_train_opts_default(&to);
+    to.epochs = 1;
+    to.val_samples = 0;
+    tml_trainer *t = NULL;
+    ok(tml_trainer_new(m, tr, &to, &t), "trainer");
+    ok(tml_trainer_run(t), "train");
+    tml_trainer_free(t);
+    tml_dataset *cds = fmnist_ds("train");
+    tml_calib cal;
+    tml_calib_opts co = {.samples = 128, .seed = 2};
+    ok(tml_calibrate(m, cds, &co, &cal), "calibrate");
+    const int64_t budgets[] = {100000, 140000, 160000};
+    for (int bi = 0; bi < 3; bi++) {
+        tml_mp_opts o;
+        tml_mp_opts_default(&o);
+        o.target_bytes = budgets[bi];
+        o.front_points = 6;
+        tml_mp_result r;
+        ok(tml_mixed_precision(m, &cal, held, &o, &r), "mixed precision");
+        assert_int_equal(r.n_layers, 3);
+        const tml_mp_point *c = &r.points[r.chosen];
+        double best = INFINITY;
+        const int w[3] = {2, 4, 8};
+        for (int a = 0; a < 27; a++) {
+            int64_t bytes = 0;
+            double cost = 0;
+            for (int l = 0, v = a; l < 3; l++, v /= 3) {
+                bytes += (r.layers[l].params * tml_weight_container_bits(w[v % 3]) + 7) / 8;
+                cost += r.layers[l].dloss[w[v % 3]];
+            }
+            if (bytes <= budgets[bi] && cost < best) best = cost;
+        }
+        fprintf(stderr, "  budget %lld: chosen %d,%d,%d, %lld bytes, cost %.6f (brute force best %.6f), top-1 %.2f%%\n",
+                (long long)budgets[bi], c->bits[0], c->bits[1], c->bits[2], (long long)c->bytes, c->cost, best,
+                100 * c->top1);
+        assert_true(c->bytes <= budgets[bi]);
+        assert_true(fabs(c->cost - best) < 1e-9);
+        for (int i = 1; i < r.n_points && !r.points[i].uniform; i++) assert_true(r.points[i].bytes > r.points[i - 1].bytes);
+        for (int i = 0; i < r.n_points; i++)
+            if (r.points[i].uniform)
+                for (int l = 0; l < 3; l++) assert_int_equal(r.points[i].bits[l], r.points[i].uniform);
+        tml_mp_result_free(&r);
+    }
+    tml_calib_free(&cal);
+    tml_dataset_free(cds);
+    tml_model_free(m);
+    tml_samples_free(tr);
+    tml_samples_free(held);
 }
 
 /* ---- the engine on packed weights ---------------------------------------------------------------- */
@@ -407,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gptq_beats_nearest_on_fixture),
         cmocka_unit_test(test_adaptive_rounding_model),
+        cmocka_unit_test(test_mixed_precision_is_optimal),
         cmocka_unit_test(test_lowbit_engine_fast_equals_ref),
         cmocka_unit_test(test_fake_quant_forward_matches_engine),
         cmocka_unit_test(test_qat_keeps_masks_and_codebooks),
