@@ -39,12 +39,13 @@ static const char help_quantize[] =
     "                         that minimizes each layer's output error on the\n"
     "                         calibration data (best below 8 bits)\n"
     "Mixed precision (--weight-bits auto), one of:\n"
-    "  --target-size S        largest weight bytes, as the exported C stores them\n"
-    "                         (params * bits / 8 per layer; 3 bits cost 4, 5..7\n"
-    "                         cost 8), or Nbit: every layer at N bits\n"
+    "  --target-size S        largest weight bytes (params * bits / 8 per layer, as\n"
+    "                         the exported C stores them), or Nbit: every layer at\n"
+    "                         N bits\n"
     "  --max-drop P           smallest model within P points of the float model\n"
     "                         (top-1 on the held-out samples)\n"
-    "  --candidate-bits L     widths to choose from (default 2,4,8)\n"
+    "  --candidate-bits L     widths to choose from (default 2..8; 2,4,8 keeps to the\n"
+    "                         widths with the fastest device kernels)\n"
     "  --sens-samples N       held-out samples from --calib's data (default 2000)\n"
     "  --plot FILE            PNG of the size / accuracy Pareto front\n"
     "  --weight-only          snap weights to the B-bit grid, keep float activations\n"
@@ -109,7 +110,7 @@ static int64_t parse_target(const cli *c, const char *s, const tml_model *m)
         int64_t total = 0;
         for (int i = 0; i < m->n_nodes; i++)
             if (tml_node_has_weights(&m->nodes[i]))
-                total += (tml_tensor_numel(&m->tensors[m->nodes[i].in[1]]) * tml_weight_container_bits((int)v) + 7) / 8;
+                total += (tml_tensor_numel(&m->tensors[m->nodes[i].in[1]]) * v + 7) / 8;
         return total;
     }
     if (cli_parse_long(s, &v) || v < 1) cli_usage_error(c, "--target-size must be a byte count or Nbit, e.g. 4bit (got '%s')", s);

@@ -17,7 +17,9 @@
  * 4. Choose each matrix's storage by bytes: dense int8, sparse (relative
  *    8-bit column gaps + int8 values + row pointers), clustered (int8 codebook
  *    + packed b-bit indices), sparse + clustered, or packed low-bit weights
- *    (4 or 2 bits each, for layers quantized below 8 bits).
+ *    (4 or 2 bits each, for layers quantized below 8 bits). Low-bit layers of
+ *    other widths (3, 5..7 bits) take the clustered forms with the identity
+ *    codebook of their grid: b bits per weight.
  * 5. Emit <base>.h and <base>.c.
  */
 #include <errno.h>
@@ -94,6 +96,7 @@ typedef struct xmat {
     int64_t nnz;        /* nonzero weights */
     int64_t entries;    /* sparse entries, fillers included */
     int sparse_cluster_ok; /* every row needing fillers has a zero centroid */
+    int synth_cb;       /* the codebook is the identity of a low-bit grid (no clustering) */
     int pbits;          /* packed form: 4 or 2 bits per weight (0: not applicable) */
     int prow;           /* packed form: bytes of a pair of rows (whole 32-bit words) */
     int64_t bytes[EX_NENC]; /* bytes of each form, -1 = not applicable */
@@ -477,14 +480,20 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     xm->depthwise = dw;
     int64_t numel = (int64_t)xm->rows * xm->cols;
     int use_cb = codebook_usable(w, dw);
+    /* low-bit weights without a codebook of their own can take the clustered
+     * forms with the identity codebook of their grid (index = weight + 2^(b-1)):
+     * b-bit indices, any width; the sparse + clustered form for pruned ones */
+    const int synth = !use_cb && w->qbits >= 2 && w->qbits <= 7, soff = synth ? 1 << (w->qbits - 1) : 0;
+    xm->synth_cb = synth;
+    if (synth) use_cb = 1;
     xm->w = malloc((size_t)numel);
     xm->bias = malloc(sizeof(int32_t) * (size_t)xm->rows);
     xm->mult = malloc(sizeof(int32_t) * (size_t)xm->rows);
     xm->shift = malloc((size_t)xm->rows);
     if (use_cb) {
         xm->idx = malloc((size_t)numel);
-        xm->n_books = w->cb->n_books;
-        xm->k = w->cb->k;
+        xm->n_books = synth ? 1 : w->cb->n_books;
+        xm->k = synth ? 1 << w->qbits : w->cb->k;
         xm->bits = bits_for(xm->k);
         xm->book = malloc((size_t)xm->n_books * (size_t)xm->k);
         xm->zero_idx = malloc(sizeof(int) * (size_t)xm->n_books);
@@ -499,13 +508,13 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         for (int k = 0; k < xm->cols; k++) {
             int64_t src = dw ? (int64_t)k * xm->rows + r : (int64_t)r * xm->cols + k;
             xm->w[(int64_t)r * xm->cols + k] = wd[src];
-            if (use_cb) xm->idx[(int64_t)r * xm->cols + k] = w->cb->index[src];
+            if (use_cb) xm->idx[(int64_t)r * xm->cols + k] = synth ? (uint8_t)(wd[src] + soff) : w->cb->index[src];
         }
     if (use_cb) {
         for (int bk = 0; bk < xm->n_books; bk++) {
             xm->zero_idx[bk] = -1;
             for (int j = 0; j < xm->k; j++) {
-                int8_t v = (int8_t)w->cb->centroids[(int64_t)bk * xm->k + j];
+                int8_t v = synth ? (int8_t)(j - soff) : (int8_t)w->cb->centroids[(int64_t)bk * xm->k + j];
                 xm->book[(int64_t)bk * xm->k + j] = v;
                 if (v == 0 && xm->zero_idx[bk] < 0) xm->zero_idx[bk] = j;
             }
@@ -567,6 +576,10 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         xm->prow = (2 * groups + gpw - 1) / gpw * 4;
         xm->bytes[TML_EXPORT_PACKED] =
             (int64_t)(xm->rows / 2) * xm->prow + (xm->rows & 1) * (int64_t)((groups + gpw - 1) / gpw * 4);
+        /* 2- and 4-bit weights as indices of the identity codebook would take
+         * the same bytes with slower kernels: the packed form serves them (a
+         * 3-bit layer keeps both: 4-bit packed, or 3-bit indices) */
+        if (xm->synth_cb && xm->pbits == w->qbits) xm->bytes[TML_EXPORT_CLUSTER] = -1;
     } else {
         xm->bytes[TML_EXPORT_PACKED] = -1;
     }

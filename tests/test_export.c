@@ -510,8 +510,8 @@ static void test_compact_forms_bit_exact(void **state)
     tml_model_free(m);
 }
 
-/* Packed low-bit weights: LeNet-5 with its layers at 2, 3, 4 and 4 bits (3 is
- * stored in the 4-bit form), mobilenet-tiny (depthwise and 1x1 convs) and
+/* Packed low-bit weights: LeNet-5 with its layers at 2, 3, 4 and 4 bits (3
+ * bits as indices of the identity codebook), mobilenet-tiny (depthwise and 1x1 convs) and
  * resnet8 (odd channel counts per pair of rows, adds) at 4 and 2 bits: the
  * packed form is chosen by bytes and bit-exact; LeNet-5's weights at 4 bits
  * take at most 0.55x the bytes of its int8 export. */
@@ -553,9 +553,11 @@ static void test_packed_forms_bit_exact(void **state)
         export_check(m, &io, &v, &r);
         for (int l = 0; l < r.n_layers; l++) {
             if (r.layers[l].enc == TML_EXPORT_NONE) continue;
-            /* every low-bit layer is packed: half (4 bits) or a quarter (2 bits) of
-             * its int8 bytes, up to the padding of rows to whole words */
-            assert_int_equal(r.layers[l].enc, TML_EXPORT_PACKED);
+            /* every 2- and 4-bit layer is packed: half or a quarter of its int8
+             * bytes, up to the padding of rows to whole words; a 3-bit one takes
+             * 3-bit indices of its grid's identity codebook */
+            const tml_tensor *w = &m->tensors[m->nodes[l].in[1]];
+            assert_int_equal(r.layers[l].enc, w->qbits == 3 ? TML_EXPORT_CLUSTER : TML_EXPORT_PACKED);
             assert_true(r.layers[l].weight_bytes * 10 < r.layers[l].dense_bytes * 7);
         }
         if (c == 0) {

@@ -222,6 +222,10 @@ static void test_mixed_precision_is_optimal(void **state)
     for (int bi = 0; bi < 3; bi++) {
         tml_mp_opts o;
         tml_mp_opts_default(&o);
+        o.n_candidates = 3;
+        o.candidates[0] = 2;
+        o.candidates[1] = 4;
+        o.candidates[2] = 8;
         o.target_bytes = budgets[bi];
         o.front_points = 6;
         tml_mp_result r;
@@ -234,7 +238,7 @@ static void test_mixed_precision_is_optimal(void **state)
             int64_t bytes = 0;
             double cost = 0;
             for (int l = 0, v = a; l < 3; l++, v /= 3) {
-                bytes += (r.layers[l].params * tml_weight_container_bits(w[v % 3]) + 7) / 8;
+                bytes += (r.layers[l].params * w[v % 3] + 7) / 8;
                 cost += r.layers[l].dloss[w[v % 3]];
             }
             if (bytes <= budgets[bi] && cost < best) best = cost;

@@ -19,11 +19,11 @@
  *      perturbations it is close to additive over layers, which the knapsack
  *      assumes.
  *   3. Knapsack: g_l(c) = min over widths b of g_{l-1}(c - bytes_l(b)) +
- *      cost_l(b), g_0 = 0, over capacities c in units of at most 1/200000 of
- *      the 8-bit size (sizes rounded up, so a solution within c units is
- *      within c units' bytes). g_L(c) for every c is the best assignment for
- *      every budget; the capacities where it drops are the predicted Pareto
- *      front.
+ *      cost_l(b), g_0 = 0, over capacities c in bytes (units of
+ *      ceil(8-bit bytes / 10^6) bytes for larger models, sizes rounded down,
+ *      and a solution's exact bytes checked against the budget). g_L(c) for
+ *      every c is the best assignment for every budget; the capacities where
+ *      it drops are the predicted Pareto front.
  *   4. Measure: up to front_points front assignments spread over the sizes
  *      (and the uniform widths, for comparison) are assembled and evaluated.
  *      target_bytes picks the front's assignment at that budget; max_drop
@@ -37,7 +37,7 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_quant.h"
 
-#define MP_MAX_UNITS 200000
+#define MP_MAX_UNITS 1000000 /* knapsack capacity units: exact bytes below 1 MB of 8-bit weights */
 
 void tml_mp_opts_default(tml_mp_opts *o)
 {
@@ -67,10 +67,9 @@ tml_status tml_mp_layer_bits(const tml_mp_result *r, int point, tml_layer_bits *
     return TML_OK;
 }
 
-int tml_weight_container_bits(int bits) { return bits <= 2 ? 2 : bits <= 4 ? 4 : 8; }
-
-/* Weight bytes of a layer at `bits` as the exported C stores them. */
-static int64_t wbytes(int64_t params, int bits) { return (params * tml_weight_container_bits(bits) + 7) / 8; }
+/* Weight bytes of a layer at `bits` as the exported C stores them (up to
+ * row padding and the 2^bits-byte identity codebook of the 3, 5..7-bit forms). */
+static int64_t wbytes(int64_t params, int bits) { return (params * bits + 7) / 8; }
 
 /* dst takes a deep copy of src's data, quantization, width and codebook. */
 static tml_status copy_tensor(tml_tensor *dst, const tml_tensor *src)
@@ -272,10 +271,7 @@ tml_status tml_mixed_precision(const tml_model *folded, const tml_calib *calib, 
     knap k = {0};
     int cand[7], nc = 0;
     if (o->n_candidates <= 0) {
-        /* the widths that change the device's bytes: 3 costs as much as 4, 5..7 as 8 */
-        cand[nc++] = 2;
-        cand[nc++] = 4;
-        cand[nc++] = 8;
+        for (int b = 2; b <= 8; b++) cand[nc++] = b;
     } else {
         for (int i = 0; i < o->n_candidates && i < 7; i++) {
             int b = o->candidates[i];
@@ -402,8 +398,7 @@ tml_status tml_mixed_precision(const tml_model *folded, const tml_calib *calib, 
         for (int l = 0; l < L; l++) {
             smallest += wbytes(r->layers[l].params, bmin);
             for (int j = 0; j < nk; j++) {
-                const int64_t b = wbytes(r->layers[l].params, kc[j]);
-                k.size[l * nk + j] = (b + k.unit - 1) / k.unit;
+                k.size[l * nk + j] = wbytes(r->layers[l].params, kc[j]) / k.unit;
                 /* 8 bits takes part only when it is a candidate */
                 k.cost[l * nk + j] = (kc[j] == 8 && !have8) ? NAN : r->layers[l].dloss[kc[j]];
             }
@@ -448,13 +443,18 @@ tml_status tml_mixed_precision(const tml_model *folded, const tml_calib *calib, 
         }
         int target_point = -1;
         if (!st && o->target_bytes > 0) {
-            int64_t c = o->target_bytes / k.unit;
+            /* the best solution whose exact bytes fit (sizes in units were
+             * rounded down: step the capacity down until one does) */
+            int64_t c = o->target_bytes / k.unit, by = 0;
             if (c > k.C) c = k.C;
-            knap_trace(&k, c, idx);
-            int64_t by = 0;
-            for (int l = 0; l < L; l++) {
-                bits[l] = kc[idx[l]];
-                by += wbytes(r->layers[l].params, bits[l]);
+            for (;; c--) {
+                knap_trace(&k, c, idx);
+                by = 0;
+                for (int l = 0; l < L; l++) {
+                    bits[l] = kc[idx[l]];
+                    by += wbytes(r->layers[l].params, bits[l]);
+                }
+                if (by <= o->target_bytes || c == 0) break;
             }
             for (int p = 0; p < r->n_points && target_point < 0; p++)
                 if (!memcmp(r->points[p].bits, bits, sizeof(int) * (size_t)L)) target_point = p;

@@ -156,10 +156,6 @@ void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_ten
  * (round half to even, in double), as tml_quantize rounds to nearest. */
 int tml_quant_round(float w, float s, int qmax);
 
-/* The width a b-bit layer is stored with in the exported C: 2, 4 (3- and
- * 4-bit layers) or 8 (5..8 bits): the kernels unpack 2- and 4-bit fields. */
-int tml_weight_container_bits(int bits);
-
 /* ---- mixed precision (lib/passes/mixed.c) ------------------------------------------------------------
  * Per-layer weight widths from measured sensitivity: every weighted layer is
  * quantized alone at each candidate width (the rest at 8 bits) and the increase
@@ -169,13 +165,12 @@ int tml_weight_container_bits(int bits);
  * bytes) minimizing the summed cost under a byte budget: with the costs taken
  * as additive, this is the best assignment for every budget at once, so the
  * same table gives the size / accuracy Pareto front, whose points are then
- * measured for real. Weight bytes: each layer's weights as the exported C
- * stores them (up to row padding): params * tml_weight_container_bits(bits) / 8,
- * so a 3-bit layer costs as much as a 4-bit one and 5..7 bits as 8; the
- * default candidates are therefore 2, 4 and 8 bits. */
+ * measured for real. Weight bytes: params * bits / 8 per layer, as the
+ * exported C stores them (packed 2 and 4 bits; 3 and 5..7 bits as indices of
+ * the identity codebook, whose kernels are slower) up to row padding. */
 typedef struct tml_mp_opts {
     tml_quant_opts quant;   /* rounding, per-tensor, calibration method (weight_bits ignored) */
-    int candidates[7];      /* widths to choose from (2..8); n_candidates 0 = 2, 4 and 8 */
+    int candidates[7];      /* widths to choose from (2..8); n_candidates 0 = all of 2..8 */
     int n_candidates;
     int64_t target_bytes;   /* > 0: largest weight bytes allowed */
     double max_drop;        /* >= 0 (and target_bytes 0): smallest model whose measured top-1 on the
