@@ -584,13 +584,13 @@ static tml_status sample_dims(imp *im, const tfl_tensor *t, int *ndim, int32_t *
 /* A unique tensor name: the file's, or "t<index>", suffixed when taken. */
 static tml_status unique_tensor_name(imp *im, const char *want, int ti, char *out, size_t cap)
 {
-    char base[256];
+    char base[1024];
     if (want && want[0]) snprintf(base, sizeof base, "%s", want);
     else snprintf(base, sizeof base, "t%d", ti);
     snprintf(out, cap, "%s", base);
     for (int k = 2; tml_model_find_tensor(im->m, out) >= 0; k++) {
         if (k > 100000) return tml_error(TML_ERR_INVALID, "too many tensors named '%.60s'", base);
-        snprintf(out, cap, "%.200s_%d", base, k);
+        snprintf(out, cap, "%.1000s_%d", base, k);
     }
     return TML_OK;
 }
@@ -637,7 +637,7 @@ static tml_status new_act(imp *im, int ti, int *id)
     int32_t dims[TML_MAX_DIMS];
     tml_status st = sample_dims(im, t, &nd, dims);
     if (st) return st;
-    char name[256];
+    char name[1100];
     if ((st = unique_tensor_name(im, t->name, ti, name, sizeof name))) return st;
     int r = tml_model_add_tensor(im->m, name, t->type == TFL_INT8 ? TML_DTYPE_INT8 : TML_DTYPE_F32, TML_TENSOR_ACT,
                                  nd, dims, NULL);
@@ -735,7 +735,7 @@ static tml_status const_param(imp *im, int ti, const char *name, tml_dtype want,
     int32_t dims[TML_MAX_DIMS];
     if (t->ndim < 1 || t->ndim > TML_MAX_DIMS) return OPERR(TML_ERR_UNSUPPORTED, "constant '%.60s' has rank %d", t->name, t->ndim);
     for (int i = 0; i < t->ndim; i++) dims[i] = t->shape[i];
-    char nm[256];
+    char nm[1100];
     tml_status st = unique_tensor_name(im, t->name[0] ? t->name : name, ti, nm, sizeof nm);
     if (st) return st;
     int r;
@@ -852,9 +852,9 @@ static tml_status op_output(imp *im, int ti, int nat_ndim, const int32_t *nat, i
         *op_out = *final_out;
         return TML_OK;
     }
-    char name[300];
-    snprintf(name, sizeof name, "%.200s.%s", y->name, "raw");
-    char uname[300];
+    char name[1100];
+    snprintf(name, sizeof name, "%.1000s.%s", y->name, "raw");
+    char uname[1100];
     if ((st = unique_tensor_name(im, name, ti, uname, sizeof uname))) return st;
     int r = tml_model_add_tensor(im->m, uname, y->dtype, TML_TENSOR_ACT, nat_ndim, nat, NULL);
     if (r < 0) return (tml_status)r;
@@ -1009,8 +1009,8 @@ static tml_status imp_pool(imp *im, const tfl_op *op)
     if ((st = op_output(im, op->out[0], 0, NULL, &y, &y))) return st;
     yo = y;
     if (act != TML_ACT_NONE) { /* the fused clamp becomes a ReLU node after the pool */
-        char name[300], uname[300];
-        snprintf(name, sizeof name, "%.200s.pool", im->m->tensors[y].name);
+        char name[1100], uname[1100];
+        snprintf(name, sizeof name, "%.1000s.pool", im->m->tensors[y].name);
         if ((st = unique_tensor_name(im, name, op->out[0], uname, sizeof uname))) return st;
         const tml_tensor *yt = &im->m->tensors[y];
         int r = tml_model_add_tensor(im->m, uname, yt->dtype, TML_TENSOR_ACT, yt->ndim, yt->dims, NULL);

@@ -947,7 +947,9 @@ static void test_epilogue_exact(void **state)
             mult[o] = mk < 5 ? rnd_range(&r, Q30, INT32_MAX) : mk == 5 ? rnd_i32(&r) : mk == 6 ? INT32_MIN : Q30;
             shift[o] = (it % 3 == 0) ? rnd_range(&r, -31, 30) : rnd_range(&r, -31, 0);
         }
-        tml_qparams q = {zp, rnd_range(&r, -128, 127), mult, shift, -128, 127, TML_ROUNDING_TINYML};
+        /* both roundings: tinyml's, and TFLite's (negative ties toward +inf) */
+        tml_qparams q = {zp, rnd_range(&r, -128, 127), mult, shift, -128, 127,
+                         (it / 4) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
         if (it % 4 == 1) act_bounds(2, q.out_zp, &q.act_min, &q.act_max);
         tml_conv2d_s8_ref(&p, &q, x, w, bias, yr);
         for (int isa = 0; isa < n_isas(); isa++) {
@@ -1005,7 +1007,8 @@ static void test_epilogue_ties(void **state)
             shift[o] = rnd_range(&r, -5, it % 2); /* some shift +1 (M = 1 or 1.5) */
         }
         for (int i = 0; i < N; i++) x[i] = (int8_t)rnd_range(&r, -128, 127);
-        tml_qparams q = {zp, rnd_range(&r, -10, 10), mult, shift, -128, 127, TML_ROUNDING_TINYML};
+        tml_qparams q = {zp, rnd_range(&r, -10, 10), mult, shift, -128, 127,
+                         (it / 2) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
         tml_conv2d_s8_ref(&p, &q, x, w, bias, yr);
         int ties = 0;
         for (int i = 0; i < N; i++)
@@ -1139,6 +1142,7 @@ static void test_add_fast_vs_ref(void **state)
             if (pi == 22) p.left_shift = 23; /* outside the vector range: reference path */
             if (pi == 23) p.act_min = -300;
         }
+        p.rounding = pi % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
         for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
             const int64_t n = counts[ci];
             if (n > 1000 && pi % 6 != 0) continue;
