@@ -764,7 +764,9 @@ static tml_status const_param(imp *im, int ti, const char *name, tml_dtype want,
             r = tml_model_add_tensor(im->m, nm, TML_DTYPE_INT8, TML_TENSOR_PARAM, t->ndim, dims, t->data);
         }
         if (r < 0) return (tml_status)r;
-        if ((st = set_quant(im, r, t, 0))) return st;
+        /* int32 biases carry no quantization in tinyml: their scale is
+         * input scale * weight scale by definition (the exporter writes it) */
+        if (want == TML_DTYPE_INT8 && (st = set_quant(im, r, t, 0))) return st;
     }
     *id = r;
     return TML_OK;
