@@ -19,7 +19,9 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
 #include "tinyml/tml_ops_s8.h"
+#include "tinyml/tml_quant.h"
 #include "tinyml/tml_tflite.h"
+#include "tinyml/tml_zoo.h"
 
 static const char *fixture(const char *model, const char *file)
 {
@@ -453,6 +455,122 @@ static void test_truncated_and_damaged(void **state)
     free(buf);
 }
 
+/* ---- export / re-import ------------------------------------------------------------------------ */
+
+static void same_model(const tml_model *a, const tml_model *b)
+{
+    assert_int_equal(a->n_nodes, b->n_nodes);
+    assert_int_equal(a->n_tensors, b->n_tensors);
+    assert_int_equal(a->meta.rounding, b->meta.rounding);
+    assert_int_equal(a->meta.float_io, b->meta.float_io);
+    assert_int_equal(a->meta.n_classes, b->meta.n_classes);
+    assert_true(a->meta.pre.scale == b->meta.pre.scale);
+    assert_string_equal(a->tensors[a->input].name, b->tensors[b->input].name);
+    assert_string_equal(a->tensors[a->output].name, b->tensors[b->output].name);
+    for (int i = 0; i < a->n_nodes; i++) {
+        const tml_node *x = &a->nodes[i], *y = &b->nodes[i];
+        assert_string_equal(x->name, y->name);
+        assert_int_equal(x->op, y->op);
+        assert_int_equal(x->n_in, y->n_in);
+        assert_int_equal(x->sh * 1000 + x->sw, y->sh * 1000 + y->sw);
+        assert_int_equal(x->dh * 1000 + x->dw, y->dh * 1000 + y->dw);
+        assert_memory_equal(x->pad, y->pad, sizeof x->pad);
+        assert_int_equal(x->groups, y->groups);
+        assert_int_equal(x->depth_mult, y->depth_mult);
+        assert_int_equal(x->act, y->act);
+        assert_true(x->beta == y->beta);
+        if (x->op == TML_OP_MAXPOOL || x->op == TML_OP_AVGPOOL) assert_int_equal(x->kh * 1000 + x->kw, y->kh * 1000 + y->kw);
+        for (int j = 0; j < x->n_in; j++) {
+            if (x->in[j] < 0) {
+                assert_int_equal(y->in[j], -1);
+                continue;
+            }
+            const tml_tensor *p = &a->tensors[x->in[j]], *q = &b->tensors[y->in[j]];
+            assert_string_equal(p->name, q->name);
+            assert_int_equal(p->dtype, q->dtype);
+            assert_int_equal(p->ndim, q->ndim);
+            assert_memory_equal(p->dims, q->dims, sizeof(int32_t) * (size_t)p->ndim);
+            assert_int_equal(p->q.n, q->q.n);
+            if (p->q.n) {
+                assert_int_equal(p->q.axis, q->q.axis);
+                assert_memory_equal(p->q.scale, q->q.scale, sizeof(float) * (size_t)p->q.n);
+                assert_memory_equal(p->q.zero_point, q->q.zero_point, sizeof(int32_t) * (size_t)p->q.n);
+            }
+            if (p->data) assert_memory_equal(p->data, q->data, tml_tensor_nbytes(p));
+        }
+        const tml_tensor *p = &a->tensors[x->out], *q = &b->tensors[y->out];
+        assert_string_equal(p->name, q->name);
+        assert_int_equal(p->q.n, q->q.n);
+        if (p->q.n) assert_memory_equal(p->q.scale, q->q.scale, sizeof(float));
+        if (p->q.n) assert_int_equal(p->q.zero_point[0], q->q.zero_point[0]);
+    }
+}
+
+/* Every zoo model, quantized (per channel and per tensor, both roundings),
+ * exported to .tflite and imported back: the same model, and the same
+ * outputs from the int8 engine. */
+static void test_zoo_roundtrip(void **state)
+{
+    (void)state;
+    tml_dataset *ds = NULL;
+    assert_int_equal(tml_dataset_open("fashion-mnist", "train", &ds), TML_OK);
+    int checked = 0;
+    for (const tml_zoo_entry *z = tml_zoo_list(); z->name; z++) {
+        for (int variant = 0; variant < 2; variant++) {
+            tml_zoo_opts zo = {.seed = 7};
+            tml_model *m = NULL;
+            assert_int_equal(tml_zoo_create(z->name, &zo, &m), TML_OK);
+            tml_model *f = tml_model_clone(m);
+            assert_int_equal(tml_fold(m, NULL), TML_OK);
+            tml_calib cal;
+            tml_calib_opts co = {.samples = 32, .seed = 5, .batch = 32};
+            assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
+            tml_quant_opts qo;
+            tml_quant_opts_default(&qo);
+            qo.per_tensor = variant;
+            qo.rounding = variant ? TML_ROUNDING_TINYML : TML_ROUNDING_TFLITE;
+            assert_int_equal(tml_quantize(m, &cal, &qo), TML_OK);
+            tml_calib_free(&cal);
+            uint8_t *buf;
+            size_t len;
+            tml_status st = tml_tflite_export_mem(m, &buf, &len);
+            if (st) fprintf(stderr, "%s: %s\n", z->name, tml_last_error());
+            assert_int_equal(st, TML_OK);
+            tml_model *r = NULL;
+            tml_tflite_info info;
+            st = tml_tflite_import_mem(buf, len, &r, &info);
+            if (st) fprintf(stderr, "%s: %s\n", z->name, tml_last_error());
+            assert_int_equal(st, TML_OK);
+            assert_true(info.from_tinyml);
+            same_model(m, r);
+            /* and the outputs of the int8 engine */
+            const int64_t in_n = tml_tensor_numel(&m->tensors[m->input]);
+            int8_t *x = malloc((size_t)in_n * 4);
+            tu_rng rg;
+            tu_rng_seed(&rg, 11);
+            tu_fill_int8(&rg, x, (size_t)in_n * 4, -128, 127);
+            uint8_t *ya = run_records(m, (const uint8_t *)x, 4, 0), *yb = run_records(r, (const uint8_t *)x, 4, 0);
+            TU_ASSERT_EQ_I8((const int8_t *)ya, (const int8_t *)yb, (size_t)tml_tensor_numel(&m->tensors[m->output]) * 4);
+            free(x), free(ya), free(yb);
+            tml_model_free(r);
+            free(buf);
+            if (variant == 0) { /* the float model too (batch norms folded by the caller, as the CLI does) */
+                assert_int_equal(tml_fold(f, NULL), TML_OK);
+                assert_int_equal(tml_tflite_export_mem(f, &buf, &len), TML_OK);
+                assert_int_equal(tml_tflite_import_mem(buf, len, &r, NULL), TML_OK);
+                same_model(f, r);
+                tml_model_free(r);
+                free(buf);
+            }
+            tml_model_free(f);
+            tml_model_free(m);
+            checked++;
+        }
+    }
+    assert_true(checked >= 8);
+    tml_dataset_free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -467,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_conformance_ad01_fp32),
         cmocka_unit_test(test_hybrid_kws),
         cmocka_unit_test(test_truncated_and_damaged),
+        cmocka_unit_test(test_zoo_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
