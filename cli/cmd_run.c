@@ -32,6 +32,9 @@ static const char help[] =
     "  --in FILE         input records ('-' = stdin)\n"
     "  --out FILE        output records ('-' = stdout; refused on a terminal)\n"
     "  --dump DIR        also write every activation tensor (DIR is created)\n"
+    "  --float           int8 model: read float32 records (quantized with the\n"
+    "                    input's scale and zero point, as `tinyml eval` does) and\n"
+    "                    write the outputs dequantized to float32\n"
     "  --ref             run the scalar reference kernels (same results, slower)\n"
     "  --batch N         records per engine call (default 64)\n"
     "  -q, --quiet       no log on stderr\n"
@@ -122,11 +125,15 @@ int cmd_run(int argc, char **argv)
     cli c;
     cli_init(&c, "run", help, argc, argv);
     const char *pos[1] = {NULL}, *in_path = NULL, *out_path = NULL, *dump_dir = NULL;
-    int ref = 0, batch = 64;
+    int ref = 0, batch = 64, as_float = 0;
     while (cli_next(&c)) {
         if (cli_str(&c, "in", 0, &in_path)) continue;
         if (cli_str(&c, "out", 0, &out_path)) continue;
         if (cli_str(&c, "dump", 0, &dump_dir)) continue;
+        if (cli_flag(&c, "float", 0)) {
+            as_float = 1;
+            continue;
+        }
         if (cli_flag(&c, "ref", 0)) {
             ref = 1;
             continue;
@@ -140,7 +147,7 @@ int cmd_run(int argc, char **argv)
     if (pos[0] && strcmp(pos[0], "-") == 0 && strcmp(in_path, "-") == 0)
         cli_usage_error(&c, "the model and the records cannot both come from stdin");
     tml_model *m = cli_load_model(&c, pos[0]);
-    const tml_dtype io = tml_model_io_dtype(m);
+    const tml_dtype io = as_float ? TML_DTYPE_F32 : tml_model_io_dtype(m);
     const tml_tensor *xin = &m->tensors[m->input], *xout = &m->tensors[m->output];
     const size_t esz = tml_dtype_size(io);
     const size_t in_rec = (size_t)tml_tensor_numel(xin) * esz, out_rec = (size_t)tml_tensor_numel(xout) * esz;
@@ -182,7 +189,9 @@ int cmd_run(int argc, char **argv)
     }
     for (int64_t r = 0; r < records; r += nb) {
         const int n = records - r < nb ? (int)(records - r) : nb;
-        st = tml_engine_run_raw(e, in + (size_t)r * in_rec, n, out + (size_t)r * out_rec);
+        st = as_float ? tml_engine_run(e, (const float *)(const void *)(in + (size_t)r * in_rec), n,
+                                       (float *)(void *)(out + (size_t)r * out_rec))
+                      : tml_engine_run_raw(e, in + (size_t)r * in_rec, n, out + (size_t)r * out_rec);
         if (st) cli_fail_status(&c, st);
         for (int i = 0; dump_dir && i < m->n_tensors; i++) {
             if (!d.buf[i]) continue;
