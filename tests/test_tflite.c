@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "tinyml/tml_device.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
 #include "tinyml/tml_ops_s8.h"
@@ -571,6 +572,80 @@ static void test_zoo_roundtrip(void **state)
     tml_dataset_free(ds);
 }
 
+/* ---- the exported C in the emulator ------------------------------------------------------------ */
+
+/* Runs n records of an int8 model through tml_device_run (export --c, build,
+ * QEMU Cortex-M4 with the DSP kernels and Cortex-M3 with the portable ones)
+ * and expects every output byte to equal the engine's. */
+static void device_exact(const tml_model *m, const int8_t *q, int n)
+{
+    const tml_tensor *it = &m->tensors[m->input];
+    const int64_t in_n = tml_tensor_numel(it);
+    float *x = malloc(sizeof(float) * (size_t)(in_n * n));
+    for (int64_t i = 0; i < in_n * n; i++) x[i] = it->q.scale[0] * (float)(q[i] - it->q.zero_point[0]);
+    for (int t = 0; t < 2; t++) {
+        tml_device_opts o;
+        memset(&o, 0, sizeof o);
+        tml_export_opts_default(&o.exp);
+        o.target = t ? "cortex-m3" : "cortex-m4";
+        tml_device_result r;
+        tml_status st = tml_device_run(m, x, n, &o, &r);
+        if (st) fprintf(stderr, "device run (%s): %s\n", o.target, tml_last_error());
+        assert_int_equal(st, TML_OK);
+        if (r.mismatches)
+            fprintf(stderr, "%s on %s: %lld output bytes differ (sample %d, byte %d: %d, engine %d)\n",
+                    m->meta.name ? m->meta.name : "model", o.target, (long long)r.mismatches, r.bad_sample,
+                    r.bad_index, r.bad_got, r.bad_want);
+        assert_int_equal(r.mismatches, 0);
+        tml_device_result_free(&r);
+    }
+    free(x);
+}
+
+/* TFLite-rounding models exported as C are bit-exact with the engine (and so
+ * with TFLite Micro) on the emulated cores: the two imported MLPerf Tiny
+ * models, and a zoo ResNet-8 quantized with --rounding tflite (add, mean). */
+static void test_device_tflite_rounding(void **state)
+{
+    (void)state;
+    tml_device_opts chk;
+    memset(&chk, 0, sizeof chk);
+    if (tml_device_check_tools(&chk) != TML_OK) {
+        fprintf(stderr, "SKIP: %s\n", tml_last_error());
+        skip();
+    }
+    const char *fx[2] = {"kws_ref_model", "ad01_int8"};
+    for (int k = 0; k < 2; k++) {
+        tml_model *m = import_fixture(fx[k]);
+        size_t len;
+        int8_t *in = (int8_t *)tu_read_file(fixture(fx[k], "in.bin"), &len);
+        device_exact(m, in, 3);
+        free(in);
+        tml_model_free(m);
+    }
+    tml_zoo_opts zo = {.seed = 4};
+    tml_model *m = NULL;
+    assert_int_equal(tml_zoo_create("resnet8", &zo, &m), TML_OK);
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_dataset *ds = NULL;
+    assert_int_equal(tml_dataset_open("fashion-mnist", "train", &ds), TML_OK);
+    tml_calib cal;
+    tml_calib_opts co = {.samples = 32, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    qo.rounding = TML_ROUNDING_TFLITE;
+    assert_int_equal(tml_quantize(m, &cal, &qo), TML_OK);
+    tml_calib_free(&cal);
+    tml_dataset_free(ds);
+    int8_t q[3 * 784];
+    tu_rng r;
+    tu_rng_seed(&r, 8);
+    tu_fill_int8(&r, q, sizeof q, -128, 127);
+    device_exact(m, q, 3);
+    tml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_hybrid_kws),
         cmocka_unit_test(test_truncated_and_damaged),
         cmocka_unit_test(test_zoo_roundtrip),
+        cmocka_unit_test(test_device_tflite_rounding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
