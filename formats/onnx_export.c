@@ -1168,6 +1168,17 @@ static void rename_value(ex *e, const char *from, const char *to)
  * their quantization kept (the QDQ nodes read it from the int8 model). */
 static tml_status float_twin(const tml_model *m, tml_model **out)
 {
+    /* the QDQ form needs a whole int8 model: every activation int8 with its
+     * scale and zero point, every weight int8 with its scales */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tml_tensor *t = &m->tensors[i];
+        if (t->dtype == TML_DTYPE_F32)
+            return tml_error(TML_ERR_UNSUPPORTED,
+                             "tensor '%s' is float in an int8 model: the QDQ export needs a fully int8 model", t->name);
+        if (t->dtype == TML_DTYPE_INT8 && (t->q.n < 1 || !t->q.scale || !t->q.zero_point))
+            return tml_error(TML_ERR_UNSUPPORTED,
+                             "int8 tensor '%s' has no quantization parameters: the QDQ export needs them", t->name);
+    }
     tml_model *f = tml_model_clone(m);
     if (!f) return tml_error(TML_ERR_NOMEM, "out of memory");
     /* biases first: they need their node's input and weight scales */
