@@ -751,6 +751,8 @@ static tml_status const_param(imp *im, int ti, const char *name, tml_dtype want,
         if (t->type != tt || !t->data)
             return OPERR(TML_ERR_UNSUPPORTED, "constant '%.60s' is %s, an int8 model needs %s here", t->name,
                          type_name(t->type), type_name(tt));
+        if (want == TML_DTYPE_INT8 && t->nq < 1)
+            return OPERR(TML_ERR_FORMAT, "int8 weights '%.60s' have no scale", t->name);
         if (want == TML_DTYPE_INT32) {
             /* int32 from possibly unaligned little-endian bytes */
             const int64_t n = shape_numel(t);
@@ -882,12 +884,15 @@ static void tfl_padding(int padding, int in, int k, int s, int dil, int *before,
 {
     *before = *after = 0;
     if (padding != TFL_PAD_SAME) return;
-    const int eff = (k - 1) * dil + 1;
-    const int out = (in + s - 1) / s;
-    int total = (out - 1) * s + eff - in;
+    /* in 64 bits: the numbers come from the file (absurd pads are refused
+     * when the graph is finalized) */
+    const int64_t eff = ((int64_t)k - 1) * dil + 1;
+    const int64_t out = ((int64_t)in + s - 1) / s;
+    int64_t total = (out - 1) * s + eff - in;
     if (total < 0) total = 0;
-    *before = total / 2;
-    *after = total - total / 2;
+    if (total > 1 << 20) total = 1 << 20;
+    *before = (int)(total / 2);
+    *after = (int)(total - total / 2);
 }
 
 static tml_status check_options(imp *im, const tfl_op *op, int want)
@@ -1407,9 +1412,9 @@ tml_status tml_tflite_import_mem(const void *buf, size_t len, tml_model **out, t
     if (!st && info) op_summary(&d, info->op_summary, sizeof info->op_summary);
     if (!st && !(m = tml_model_new())) st = tml_error(TML_ERR_NOMEM, "out of memory");
     if (!st) {
+        free(m->meta.arch);
         m->meta.arch = tml_strdup("tflite");
-        m->meta.history = tml_strdup("[]");
-        if (!m->meta.arch || !m->meta.history) st = tml_error(TML_ERR_NOMEM, "out of memory");
+        if (!m->meta.arch) st = tml_error(TML_ERR_NOMEM, "out of memory");
     }
     if (!st) st = build(&d, m, info);
     if (!st) {

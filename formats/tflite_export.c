@@ -398,6 +398,8 @@ static tml_status bias_quant(exp_ctx *c, const tml_node *n, int bt)
     const tml_tensor *x = &c->m->tensors[n->in[0]], *w = &c->m->tensors[n->in[1]];
     xtensor *b = &c->x.t[bt];
     if (!c->int8 || b->nq) return TML_OK;
+    if (x->q.n < 1 || w->q.n < 1 || (w->q.n > 1 && w->q.n < b->shape[0]))
+        return EXERR(TML_ERR_UNSUPPORTED, n, "int8 layer without the input or weight scales its bias needs");
     const int nb = b->shape[0];
     float *s = malloc(sizeof(float) * (size_t)nb);
     if (!s) return tml_error(TML_ERR_NOMEM, "out of memory");

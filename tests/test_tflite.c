@@ -449,6 +449,25 @@ static void test_truncated_and_damaged(void **state)
         if (tml_tflite_import_mem(dam, len, &m, NULL) == TML_OK) tml_model_free(m);
     }
     free(dam);
+    /* inputs the fuzzer found (tests/fuzz/fuzz_tflite.c): an error or a model,
+     * and a model the engine and the exporter take without crashing (the
+     * sanitizer builds check the rest) */
+    const char *found[3] = {"int8-weights-without-scale.tflite", "same-padding-overflow.tflite", "import-leak.tflite"};
+    for (int k = 0; k < 3; k++) {
+        size_t fl;
+        uint8_t *fb = tu_read_file(fixture("fuzz", found[k]), &fl);
+        assert_non_null(fb);
+        m = NULL;
+        if (tml_tflite_import_mem(fb, fl, &m, NULL) == TML_OK) {
+            tml_engine *e = NULL;
+            if (tml_engine_new(m, 1, NULL, &e) == TML_OK) tml_engine_free(e);
+            uint8_t *ob;
+            size_t ol;
+            if (tml_tflite_export_mem(m, &ob, &ol) == TML_OK) free(ob);
+            tml_model_free(m);
+        }
+        free(fb);
+    }
     /* not a TFLite file */
     assert_false(tml_tflite_detect("\x89TMF\r\n\x1a\n", 8));
     assert_int_equal(tml_tflite_import_mem("hello world!", 12, &m, NULL), TML_ERR_FORMAT);
