@@ -2,7 +2,6 @@
  * cmd_import.c - `tinyml import MODEL.onnx|MODEL.tflite`: an ONNX or TFLite
  * model as a .tmf (the format is told by the file's content).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,32 +103,6 @@ static const char *base_name(const char *path, char *buf, size_t cap)
     return buf;
 }
 
-/* The whole input file (or stdin) in memory. */
-static uint8_t *read_input(const cli *c, const char *path, size_t *len)
-{
-    const int use_stdin = strcmp(path, "-") == 0;
-    FILE *f = use_stdin ? stdin : fopen(path, "rb");
-    if (!f) cli_fail(c, "cannot open '%s': %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *b = malloc(cap);
-    if (!b) cli_fail(c, "out of memory");
-    for (;;) {
-        if (n == cap) {
-            if (cap >= ((size_t)1 << 31)) cli_fail(c, "'%s' is larger than 2 GiB", path);
-            uint8_t *p = realloc(b, cap * 2);
-            if (!p) cli_fail(c, "out of memory reading '%s'", path);
-            b = p;
-            cap *= 2;
-        }
-        const size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    if (ferror(f)) cli_fail(c, "cannot read '%s'", path);
-    if (!use_stdin) fclose(f);
-    *len = n;
-    return b;
-}
 
 /* History entry, save and summary of a TFLite import. */
 static void finish_tflite(cli *c, tml_model *m, const char *path, const char *out, const tml_tflite_info *ti)
@@ -200,7 +173,7 @@ int cmd_import(int argc, char **argv)
     tml_onnx_info info;
     tml_tflite_info tinfo;
     size_t flen = 0;
-    uint8_t *fbuf = read_input(&c, pos[0], &flen);
+    uint8_t *fbuf = cli_read_all(&c, pos[0], (size_t)1 << 31, &flen);
     const int is_tflite = tml_tflite_detect(fbuf, flen);
     if (is_tflite && shape) cli_usage_error(&c, "--input-shape is for ONNX models (a .tflite has fixed shapes)");
     tml_status st = is_tflite ? tml_tflite_import_mem(fbuf, flen, &m, &tinfo)

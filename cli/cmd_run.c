@@ -43,31 +43,6 @@ static const char help[] =
     "  tinyml run kws.tmf --in in.bin --out out.bin\n"
     "  tinyml run kws.tmf --in in.bin --out out.bin --dump layers/\n";
 
-static uint8_t *read_all(const cli *c, const char *path, size_t *len)
-{
-    const int use_stdin = strcmp(path, "-") == 0;
-    FILE *f = use_stdin ? stdin : fopen(path, "rb");
-    if (!f) cli_fail(c, "cannot open '%s': %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *b = malloc(cap);
-    if (!b) cli_fail(c, "out of memory");
-    for (;;) {
-        if (n == cap) {
-            if (cap >= ((size_t)1 << 32)) cli_fail(c, "'%s' is larger than 4 GiB", path);
-            uint8_t *p = realloc(b, cap * 2);
-            if (!p) cli_fail(c, "out of memory reading '%s'", path);
-            b = p;
-            cap *= 2;
-        }
-        const size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    if (ferror(f)) cli_fail(c, "cannot read '%s'", path);
-    if (!use_stdin) fclose(f);
-    *len = n;
-    return b;
-}
 
 static void dims_str(const tml_tensor *t, char *buf, size_t cap)
 {
@@ -152,7 +127,7 @@ int cmd_run(int argc, char **argv)
     const size_t esz = tml_dtype_size(io);
     const size_t in_rec = (size_t)tml_tensor_numel(xin) * esz, out_rec = (size_t)tml_tensor_numel(xout) * esz;
     size_t len = 0;
-    uint8_t *in = read_all(&c, in_path, &len);
+    uint8_t *in = cli_read_all(&c, in_path, (size_t)1 << 32, &len);
     if (len == 0) cli_fail(&c, "'%s' is empty: no records", in_path);
     char ds[64];
     dims_str(xin, ds, sizeof ds);
