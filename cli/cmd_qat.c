@@ -28,6 +28,7 @@ static const char help_qat[] =
     "Quantization:\n"
     "  --weight-bits B        weight bits 2..8 (default 8; below 8 stored packed)\n"
     "  --per-tensor           one weight scale per layer instead of per channel\n"
+    "  --rounding R           integer arithmetic: tinyml (default) or tflite\n"
     "  --calib SPEC           data for the initial ranges (default: --data, train split)\n"
     "  --calib-samples N      (default 512)\n"
     "  --method M             initial ranges: minmax (default), percentile[:P],\n"
@@ -97,7 +98,7 @@ static void ptq_both(const cli *c, const tml_model *m, tml_dataset *calib, const
         tml_model *q = tml_model_clone(f);
         if (!q) cli_fail(c, "out of memory");
         tml_quant_opts qo = o->quant;
-        qo.rounding = r ? TML_ROUND_ADAPTIVE : TML_ROUND_NEAREST;
+        qo.weight_rounding = r ? TML_ROUND_ADAPTIVE : TML_ROUND_NEAREST;
         if ((st = tml_quantize(q, &cal, &qo))) cli_fail_status(c, st);
         *(r ? adap : near) = q;
     }
@@ -112,14 +113,15 @@ int cmd_qat(int argc, char **argv)
     tml_qat_opts o;
     tml_qat_opts_default(&o);
     const char *pos[1] = {NULL}, *data = NULL, *calib = NULL, *method = "minmax", *out = NULL, *float_out = NULL,
-               *ranges = "ema", *teacher = NULL, *optim = NULL, *eval = NULL, *init = "adaptive";
+               *ranges = "ema", *teacher = NULL, *optim = NULL, *eval = NULL, *init = "adaptive", *rounding = "tinyml";
     int64_t limit = 0, val = -1, eval_limit = 0;
     double lr = NAN, kd_t = 4.0, kd_a = 0.9;
     while (cli_next(&c)) {
         if (cli_str(&c, "data", 'd', &data) || cli_str(&c, "calib", 0, &calib) || cli_str(&c, "method", 0, &method) ||
             cli_str(&c, "output", 'o', &out) || cli_str(&c, "float-out", 0, &float_out) ||
             cli_str(&c, "ranges", 0, &ranges) || cli_str(&c, "teacher", 0, &teacher) ||
-            cli_str(&c, "optimizer", 0, &optim) || cli_str(&c, "eval", 0, &eval) || cli_str(&c, "init", 0, &init))
+            cli_str(&c, "optimizer", 0, &optim) || cli_str(&c, "eval", 0, &eval) || cli_str(&c, "init", 0, &init) ||
+            cli_str(&c, "rounding", 0, &rounding))
             continue;
         if (cli_int(&c, "weight-bits", 0, 2, 8, &o.quant.weight_bits) || cli_int(&c, "epochs", 0, 1, 100000, &o.train.epochs) ||
             cli_int(&c, "batch", 0, 1, 65536, &o.train.batch))
@@ -146,8 +148,10 @@ int cmd_qat(int argc, char **argv)
     }
     if (!data) cli_usage_error(&c, "--data is required (e.g. --data fashion-mnist)");
     if (tml_calib_method_parse(method, &o.quant.method, &o.quant.percentile)) cli_usage_error(&c, "%s", tml_last_error());
-    if (strcmp(init, "adaptive") == 0) o.quant.rounding = TML_ROUND_ADAPTIVE;
-    else if (strcmp(init, "nearest") == 0) o.quant.rounding = TML_ROUND_NEAREST;
+    if (strcmp(rounding, "tflite") == 0) o.quant.rounding = TML_ROUNDING_TFLITE;
+    else if (strcmp(rounding, "tinyml") != 0) cli_usage_error(&c, "--rounding takes tinyml or tflite, not '%s'", rounding);
+    if (strcmp(init, "adaptive") == 0) o.quant.weight_rounding = TML_ROUND_ADAPTIVE;
+    else if (strcmp(init, "nearest") == 0) o.quant.weight_rounding = TML_ROUND_NEAREST;
     else cli_usage_error(&c, "--init must be adaptive or nearest (got '%s')", init);
     if (teacher && o.self_distill) cli_usage_error(&c, "--teacher and --self-distill: choose one teacher");
     if (strcmp(ranges, "ema") == 0) o.fq.ranges = TML_FQ_RANGES_EMA;
@@ -210,6 +214,7 @@ int cmd_qat(int argc, char **argv)
     cJSON_AddNumberToObject(h, "lr", o.train.lr);
     cJSON_AddStringToObject(h, "optimizer", o.train.optim == TML_OPTIM_ADAM ? "adam" : "sgd");
     cJSON_AddStringToObject(h, "init", init);
+    cJSON_AddStringToObject(h, "rounding", rounding);
     if (tm) cJSON_AddStringToObject(h, "teacher", teacher);
     else if (o.self_distill) cJSON_AddStringToObject(h, "teacher", "self");
     cJSON_AddNumberToObject(h, "seed", (double)c.seed);

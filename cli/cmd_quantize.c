@@ -49,6 +49,10 @@ static const char help_quantize[] =
     "  --sens-samples N       held-out samples from --calib's data (default 2000)\n"
     "  --plot FILE            PNG of the size / accuracy Pareto front\n"
     "  --weight-only          snap weights to the B-bit grid, keep float activations\n"
+    "  --rounding R           integer arithmetic of the model: tinyml (default) or\n"
+    "                         tflite (TensorFlow Lite Micro's, bit for bit: for\n"
+    "                         models that go to TFLite runtimes). On an int8 model\n"
+    "                         (no --calib) it only switches the arithmetic\n"
     "  --layer NAME           with --weight-only: only this layer (repeatable)\n"
     "  -d, --data SPEC        also evaluate float and int8 on SPEC (default split test)\n"
     "  --limit N              evaluate only N samples\n"
@@ -61,7 +65,8 @@ static const char help_quantize[] =
     "  tinyml quantize dscnn.tmf --calib fashion-mnist --method entropy --bias-correction -o q.tmf\n"
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --weight-bits 4 --weight-rounding adaptive -o w4.tmf\n"
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --weight-bits auto --target-size 4bit -o mp.tmf\n"
-    "  tinyml prune --sparsity 0.9 base.tmf | tinyml quantize --calib fashion-mnist -o small.tmf\n";
+    "  tinyml prune --sparsity 0.9 base.tmf | tinyml quantize --calib fashion-mnist -o small.tmf\n"
+    "  tinyml quantize lenet5.tmf --calib fashion-mnist --rounding tflite -o lenet5-tfl.tmf\n";
 
 static const char help_compare[] =
     "Usage: tinyml compare FLOAT.tmf INT8.tmf --data SPEC [options]\n"
@@ -222,8 +227,8 @@ int cmd_quantize(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "quantize", help_quantize, argc, argv);
-    const char *pos[1] = {NULL}, *calib = NULL, *method = "minmax", *data = NULL, *out = NULL, *rounding = "nearest";
-    const char *wbits_s = NULL, *target_s = NULL, *cand_s = NULL, *plot = NULL;
+    const char *pos[1] = {NULL}, *calib = NULL, *method = "minmax", *data = NULL, *out = NULL, *rounding = NULL;
+    const char *wround = "nearest", *wbits_s = NULL, *target_s = NULL, *cand_s = NULL, *plot = NULL;
     int auto_bits = 0;
     double max_drop = -1.0;
     int64_t sens_samples = 2000;
@@ -235,7 +240,7 @@ int cmd_quantize(int argc, char **argv)
     while (cli_next(&c)) {
         const char *l;
         if (cli_str(&c, "calib", 0, &calib) || cli_str(&c, "method", 0, &method) || cli_str(&c, "data", 'd', &data) ||
-            cli_str(&c, "output", 'o', &out))
+            cli_str(&c, "output", 'o', &out) || cli_str(&c, "rounding", 0, &rounding))
             continue;
         if (cli_i64(&c, "calib-samples", 0, -1000000000, 1000000000, &samples) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
             continue;
@@ -248,7 +253,7 @@ int cmd_quantize(int argc, char **argv)
             else auto_bits = 0, qo.weight_bits = (int)v;
             continue;
         }
-        if (cli_str(&c, "weight-rounding", 0, &rounding) || cli_str(&c, "target-size", 0, &target_s) ||
+        if (cli_str(&c, "weight-rounding", 0, &wround) || cli_str(&c, "target-size", 0, &target_s) ||
             cli_str(&c, "candidate-bits", 0, &cand_s) || cli_str(&c, "plot", 0, &plot))
             continue;
         if (cli_double(&c, "max-drop", 0, 0.0, 100.0, &max_drop) || cli_i64(&c, "sens-samples", 0, 1, 10000000, &sens_samples))
@@ -274,12 +279,31 @@ int cmd_quantize(int argc, char **argv)
         cli_unknown(&c);
     }
     if (tml_calib_method_parse(method, &qo.method, &qo.percentile)) cli_usage_error(&c, "%s", tml_last_error());
+    if (rounding && strcmp(rounding, "tflite") == 0) qo.rounding = TML_ROUNDING_TFLITE;
+    else if (rounding && strcmp(rounding, "tinyml") != 0)
+        cli_usage_error(&c, "--rounding takes tinyml or tflite, not '%s'", rounding);
+    if (rounding && !calib && !qo.weight_only) { /* switch the arithmetic of an int8 model */
+        tml_model *m = cli_load_model(&c, pos[0]);
+        if (!tml_model_is_quantized(m))
+            cli_usage_error(&c, "--rounding without --calib switches an int8 model's arithmetic; this model is float");
+        const tml_rounding was = m->meta.rounding;
+        m->meta.rounding = (tml_rounding)qo.rounding;
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddStringToObject(h, "rounding", tml_rounding_name(m->meta.rounding));
+        cJSON_AddStringToObject(h, "rounding_before", tml_rounding_name(was));
+        cli_add_history(&c, m, h);
+        cli_save_model(&c, m, out);
+        cli_log(&c, "arithmetic: %s rounding (was %s); scales, zero points and weights unchanged",
+                tml_rounding_name(m->meta.rounding), tml_rounding_name(was));
+        tml_model_free(m);
+        return 0;
+    }
     if (nlayers && !qo.weight_only) cli_usage_error(&c, "--layer needs --weight-only (the int8 engine runs whole models)");
     if (nlayers) qo.only_layers = layers;
-    if (strcmp(rounding, "adaptive") == 0) qo.rounding = TML_ROUND_ADAPTIVE;
-    else if (strcmp(rounding, "nearest") != 0)
-        cli_usage_error(&c, "--weight-rounding must be nearest or adaptive (got '%s')", rounding);
-    if (qo.rounding == TML_ROUND_ADAPTIVE && qo.weight_only)
+    if (strcmp(wround, "adaptive") == 0) qo.weight_rounding = TML_ROUND_ADAPTIVE;
+    else if (strcmp(wround, "nearest") != 0)
+        cli_usage_error(&c, "--weight-rounding must be nearest or adaptive (got '%s')", wround);
+    if (qo.weight_rounding == TML_ROUND_ADAPTIVE && qo.weight_only)
         cli_usage_error(&c, "--weight-rounding adaptive needs calibration data: drop --weight-only");
     tml_mp_opts mpo;
     tml_mp_opts_default(&mpo);
@@ -310,7 +334,7 @@ int cmd_quantize(int argc, char **argv)
         cli_progress p;
         cli_progress_start(&p, &c, "calibrate");
         tml_calib_opts co = {.samples = samples, .seed = c.seed, .progress = cli_progress_cb, .progress_user = &p,
-                             .cancel = &cli_cancel_flag, .hessians = qo.rounding == TML_ROUND_ADAPTIVE};
+                             .cancel = &cli_cancel_flag, .hessians = qo.weight_rounding == TML_ROUND_ADAPTIVE};
         st = tml_calibrate(m, ds, &co, &cal);
         cli_progress_end(&p);
         tml_dataset_free(ds);
@@ -339,6 +363,7 @@ int cmd_quantize(int argc, char **argv)
 
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "mode", qo.weight_only ? "weight-only" : "int8");
+    if (!qo.weight_only) cJSON_AddStringToObject(h, "rounding", tml_rounding_name((tml_rounding)qo.rounding));
     if (!qo.weight_only) {
         cJSON_AddStringToObject(h, "calib", calib);
         cJSON_AddNumberToObject(h, "calib_samples", (double)cal.samples);
@@ -355,7 +380,7 @@ int cmd_quantize(int argc, char **argv)
     } else {
         cJSON_AddNumberToObject(h, "bits", qo.weight_bits);
     }
-    cJSON_AddStringToObject(h, "weight_rounding", rounding);
+    cJSON_AddStringToObject(h, "weight_rounding", wround);
     if (qo.bias_correction) cJSON_AddTrueToObject(h, "bias_correction");
     tml_table *t = NULL;
     if (data) {
@@ -383,7 +408,7 @@ int cmd_quantize(int argc, char **argv)
         tml_table_note(t, "accuracy on %s (%s samples); calibration: %s, %lld samples of %s, seed %llu; %s weights%s", data,
                        limit ? "limited" : "all", tml_calib_method_name(qo.method), (long long)cal.samples,
                        calib ? calib : "-", (unsigned long long)c.seed, qo.per_tensor ? "per-tensor" : "per-channel",
-                       qo.rounding == TML_ROUND_ADAPTIVE ? ", adaptive rounding" : "");
+                       qo.weight_rounding == TML_ROUND_ADAPTIVE ? ", adaptive rounding" : "");
         cli_history_eval(h, data, a0, a1);
     }
     cli_add_history(&c, m, h);

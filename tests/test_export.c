@@ -580,12 +580,6 @@ static void test_packed_forms_on_device(void **state)
     (void)state;
     tml_device_opts dopt;
     tml_device_opts_default(&dopt);
-    if (GEN_SANITIZE[0]) {
-        /* the QEMU plugin of a sanitizer build is instrumented too, and QEMU
-         * cannot load it (the ASan runtime must come first) */
-        fprintf(stderr, "  SKIPPED under the sanitizers: the emulator plugin cannot be loaded by QEMU\n");
-        skip();
-    }
     if (tml_device_check_tools(&dopt) != TML_OK) {
         fprintf(stderr, "  SKIPPED (no Cortex-M toolchain / QEMU: scripts/install-deps.sh --mcu): %s\n", tml_last_error());
         skip();

@@ -173,7 +173,7 @@ static void test_adaptive_rounding_model(void **state)
         tml_quant_opts qo;
         tml_quant_opts_default(&qo);
         qo.weight_bits = 3;
-        qo.rounding = a ? TML_ROUND_ADAPTIVE : TML_ROUND_NEAREST;
+        qo.weight_rounding = a ? TML_ROUND_ADAPTIVE : TML_ROUND_NEAREST;
         ok(tml_quantize(q, &cal, &qo), "quantize");
         assert_int_equal(q->tensors[tml_model_find_tensor(q, "fc1.w")].qbits, 3);
         tml_engine *eq = NULL;
@@ -349,6 +349,8 @@ static void test_fake_quant_forward_matches_engine(void **state)
             tml_quant_opts_default(&qo);
             qo.weight_bits = bits;
             qo.method = ai == 1 ? TML_CALIB_PERCENTILE : TML_CALIB_MINMAX; /* clipped ranges too */
+            /* TFLite's arithmetic at 8 bits, tinyml's at 4 */
+            qo.rounding = bits == 8 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
             tml_fq_opts fo;
             tml_fq_opts_default(&fo);
             fo.freeze = 0.5;
@@ -389,8 +391,8 @@ static void test_fake_quant_forward_matches_engine(void **state)
                 }
                 free(x);
             }
-            fprintf(stderr, "  %s W%dA8: fake-quantized vs int8 engine logits: max %.3f steps, %.1f%% identical\n",
-                    archs[ai], bits, maxd, 100.0 * (double)exact / (double)total);
+            fprintf(stderr, "  %s W%dA8 (%s rounding): fake-quantized vs int8 engine logits: max %.3f steps, %.1f%% identical\n",
+                    archs[ai], bits, tml_rounding_name((tml_rounding)qo.rounding), maxd, 100.0 * (double)exact / (double)total);
             /* the fake quantization runs the engine's integer arithmetic: equal
              * but for a float accumulator off by one, which never happens here */
             assert_true(maxd <= 1.0 + 1e-3);

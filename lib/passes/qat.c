@@ -35,7 +35,7 @@ void tml_qat_opts_default(tml_qat_opts *o)
     tml_train_opts_default(&o->train);
     o->train.epochs = 2;
     o->train.lr = 1e-4;
-    o->quant.rounding = TML_ROUND_ADAPTIVE;
+    o->quant.weight_rounding = TML_ROUND_ADAPTIVE;
     tml_fq_opts_default(&o->fq);
 }
 
@@ -90,10 +90,10 @@ tml_status tml_qat(const tml_model *m, const tml_samples *train, tml_dataset *ca
         goto out;
     }
     tml_calib_opts co = o->calib;
-    co.hessians = o->quant.rounding == TML_ROUND_ADAPTIVE;
+    co.hessians = o->quant.weight_rounding == TML_ROUND_ADAPTIVE;
     if ((st = tml_calibrate(f, calib, &co, &cal))) goto out;
     r.calib_samples = cal.samples;
-    if (o->quant.rounding == TML_ROUND_ADAPTIVE) {
+    if (o->quant.weight_rounding == TML_ROUND_ADAPTIVE) {
         tml_model *a = tml_model_clone(f);
         if (!a) {
             st = tml_error(TML_ERR_NOMEM, "out of memory");
@@ -123,7 +123,7 @@ tml_status tml_qat(const tml_model *m, const tml_samples *train, tml_dataset *ca
     }
     tml_quant_opts qo = o->quant;
     qo.method = TML_CALIB_MINMAX; /* the statistics hold the trained ranges themselves */
-    qo.rounding = TML_ROUND_NEAREST;
+    qo.weight_rounding = TML_ROUND_NEAREST;
     qo.bias_correction = 0;
     qo.weight_only = 0;
     qo.only_layers = NULL;

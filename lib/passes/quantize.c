@@ -254,7 +254,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     tml_quant_weight_scales(m, (int)(n - m->nodes), bits, o->per_tensor, s, &per_tensor);
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
-    if (o->rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {
+    if (o->weight_rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {
         tml_status ast;
         adaptive_round(m, n, &calib->hess[n - m->nodes], per_tensor, qmax, s, q, &ast);
         if (ast) {
@@ -431,5 +431,6 @@ tml_status tml_quantize(tml_model *m, const tml_calib *calib, const tml_quant_op
     for (int t = 0; t < m->n_tensors; t++)
         if (m->tensors[t].dtype == TML_DTYPE_F32)
             return tml_error(TML_ERR_UNSUPPORTED, "tensor '%s' could not be quantized", m->tensors[t].name);
+    m->meta.rounding = o.rounding == TML_ROUNDING_TFLITE ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
     return tml_model_finalize(m);
 }

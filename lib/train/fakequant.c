@@ -20,8 +20,9 @@
  *     grid products, i.e. s_x * s_c * acc for the engine's int32 accumulator
  *     acc, recovered exactly by rounding y / (s_x s_c) (the float sum's error
  *     is far below 0.5 for any realistic layer); acc then goes through
- *     tml_requantize with the engine's multiplier and shift, the output zero
- *     point and the fused ReLU / ReLU6 clamp. Adds and average pools recover
+ *     the engine's requantization (multiplier, shift and the model's rounding
+ *     mode, tml_quant_opts.rounding), the output zero point and the fused
+ *     ReLU / ReLU6 clamp. Adds and average pools recover
  *     their int8 inputs the same way and run the int8 reference kernels. So
  *     the forward pass is the int8 engine's, value for value, and the model
  *     tml_quantize makes of it runs exactly what was trained (rounding half
@@ -356,20 +357,28 @@ static void fq_weighted(tml_fakequant *f, const tml_model *m, int node, float *y
     if (training && r == t) track_range(f, r, n->act, y, count);
     const float sx = f->scale[f->root[n->in[0]]], sy = f->scale[r];
     const int32_t zy = f->zp[r];
+    const int tfl = f->q.rounding == TML_ROUNDING_TFLITE;
+    /* TFLite Micro's dense layer with one weight scale multiplies the scales
+     * in float (engine_q8.c does the same) */
+    const int float_product = tfl && n->op == TML_OP_DENSE && f->q.per_tensor;
     int32_t lo, hi;
-    tml_act_bounds_s8(n->act, sy, zy, &lo, &hi);
+    if (tfl)
+        tml_act_bounds_s8_tfl(n->act, sy, zy, &lo, &hi);
+    else
+        tml_act_bounds_s8(n->act, sy, zy, &lo, &hi);
     uint8_t *pass = training ? f->pass[t] : NULL;
     for (int c = 0; c < oc; c++) {
         const float sc = f->wscale[node][c];
         /* the engine's multiplier (engine_q8.c computes it from the same floats) */
         int32_t mult;
         int shift;
-        tml_quantize_multiplier((double)sx * (double)sc / (double)sy, &mult, &shift);
+        tml_quantize_multiplier(float_product ? (double)(sx * sc) / (double)sy : (double)sx * (double)sc / (double)sy,
+                                &mult, &shift);
         const double inv = 1.0 / ((double)sx * (double)sc);
         for (int64_t i = c; i < count; i += oc) {
             double a = nearbyint((double)y[i] * inv);
             a = a > 2147483647.0 ? 2147483647.0 : a < -2147483648.0 ? -2147483648.0 : a;
-            const int64_t v = (int64_t)tml_requantize((int32_t)a, mult, shift) + zy;
+            const int64_t v = (int64_t)tml_requantize_mode((int32_t)a, mult, shift, f->q.rounding) + zy;
             if (pass) pass[i] = (uint8_t)(v >= -128 && v <= 127);
             const int64_t q = v < lo ? lo : v > hi ? hi : v;
             y[i] = sy * (float)(q - zy);
@@ -393,7 +402,8 @@ void tml_fq_node(tml_fakequant *f, const tml_model *m, int node, const float *x0
         if (training && r == t) track_range(f, r, n->act, y, count);
         const int ra = f->root[n->in[0]], rb = f->root[n->in[1]];
         tml_add_s8_params ap;
-        tml_add_s8_prepare(f->scale[ra], f->zp[ra], f->scale[rb], f->zp[rb], f->scale[r], f->zp[r], n->act, &ap);
+        tml_add_s8_prepare_mode(f->scale[ra], f->zp[ra], f->scale[rb], f->zp[rb], f->scale[r], f->zp[r], n->act,
+                                f->q.rounding, &ap);
         const float ia = 1.0f / f->scale[ra], ib = 1.0f / f->scale[rb], sy = f->scale[r], iy = 1.0f / sy;
         uint8_t *pass = training ? f->pass[t] : NULL;
         for (int64_t i = 0; i < count; i++) {
@@ -419,6 +429,10 @@ void tml_fq_node(tml_fakequant *f, const tml_model *m, int node, const float *x0
             tml_window w;
             tml_window_from_node(m, n, batch, &w);
             tml_avgpool_s8_ref(&w, -128, 127, f->qa, f->qy);
+        } else if (f->q.rounding == TML_ROUNDING_TFLITE) { /* TFLite's MEAN, as the engine runs it */
+            tml_mean_s8_tfl_params mp;
+            tml_mean_s8_tfl_prepare(s, f->zp[r], s, f->zp[r], xt->dims[0] * xt->dims[1], &mp);
+            tml_mean_s8_tfl_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], &mp, f->qa, f->qy);
         } else {
             tml_global_avgpool_s8_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], f->qa, f->qy);
         }

@@ -129,7 +129,8 @@ typedef struct tml_quant_opts {
                            (fake-quantized), the model stays float */
     const char *const *only_layers; /* NULL-terminated; quantize only these nodes'
                                        weights (weight_only mode; sensitivity) */
-    tml_weight_rounding rounding;   /* default nearest */
+    int rounding;       /* tml_rounding of the int8 model (default tinyml's) */
+    tml_weight_rounding weight_rounding; /* default nearest */
     const tml_layer_bits *layer_bits; /* (n_layer_bits) per-layer widths (mixed precision) */
     int n_layer_bits;
 } tml_quant_opts;
