@@ -90,7 +90,10 @@ static void ptq_both(const cli *c, const tml_model *m, tml_dataset *calib, const
     tml_status st = tml_fold(f, NULL);
     if (st) cli_fail_status(c, st);
     tml_calib_opts co = o->calib;
+    tml_quant_opts ao = o->quant;
+    ao.weight_rounding = TML_ROUND_ADAPTIVE;
     co.hessians = 1;
+    co.sequential = &ao;
     co.progress = NULL;
     tml_calib cal;
     if ((st = tml_calibrate(f, calib, &co, &cal))) cli_fail_status(c, st);

@@ -335,6 +335,7 @@ int cmd_quantize(int argc, char **argv)
         cli_progress_start(&p, &c, "calibrate");
         tml_calib_opts co = {.samples = samples, .seed = c.seed, .progress = cli_progress_cb, .progress_user = &p,
                              .cancel = &cli_cancel_flag, .hessians = qo.weight_rounding == TML_ROUND_ADAPTIVE};
+        if (co.hessians && !auto_bits) co.sequential = &qo; /* GPTQ's sequential order */
         st = tml_calibrate(m, ds, &co, &cal);
         cli_progress_end(&p);
         tml_dataset_free(ds);

@@ -91,6 +91,7 @@ tml_status tml_qat(const tml_model *m, const tml_samples *train, tml_dataset *ca
     }
     tml_calib_opts co = o->calib;
     co.hessians = o->quant.weight_rounding == TML_ROUND_ADAPTIVE;
+    co.sequential = co.hessians ? &o->quant : NULL;
     if ((st = tml_calibrate(f, calib, &co, &cal))) goto out;
     r.calib_samples = cal.samples;
     if (o->quant.weight_rounding == TML_ROUND_ADAPTIVE) {

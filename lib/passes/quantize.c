@@ -169,68 +169,6 @@ void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_ten
     if (per_tensor) *per_tensor = pt;
 }
 
-/*
- * Adaptive rounding of node n's weights (GPTQ on the calibration inputs'
- * second moments, gptq.c): fills s (oc) and q. Returns 0 when the layer has
- * no statistics (grouped conv, too many taps) or the form does not allow it
- * (a codebook keeps its shared values; a per-tensor depthwise scale), and the
- * nearest rounding already in s / q stays.
- */
-static int adaptive_round(const tml_model *m, const tml_node *n, const tml_hessian *hs, int per_tensor, int qmax,
-                          float *s, int8_t *q, tml_status *st)
-{
-    const tml_tensor *w = &m->tensors[n->in[1]];
-    *st = TML_OK;
-    if (!hs || !hs->h || w->cb) return 0;
-    const float *wf = w->data;
-    int64_t cnt = tml_tensor_numel(w);
-    uint8_t *keep = NULL;
-    if (w->pruned) {
-        keep = malloc((size_t)cnt);
-        if (!keep) {
-            *st = tml_error(TML_ERR_NOMEM, "out of memory");
-            return 0;
-        }
-    }
-    if (n->op != TML_OP_DEPTHWISE_CONV2D) {
-        int oc = w->dims[0], k = (int)(cnt / oc);
-        if (k != hs->k) {
-            free(keep);
-            return 0;
-        }
-        for (int64_t i = 0; keep && i < cnt; i++) keep[i] = wf[i] != 0.0f;
-        *st = tml_gptq_rows(oc, k, wf, hs->h, keep, qmax, per_tensor, s, q);
-        free(keep);
-        return *st == TML_OK;
-    }
-    /* depthwise (1, kh, kw, C*M): output channel c is the strided column c, with
-     * the statistics of its input channel c / M */
-    int oc = w->dims[3], k = hs->k, mult = oc / hs->n_mats;
-    float *row = malloc(sizeof(float) * (size_t)k);
-    int8_t *qr = malloc((size_t)k);
-    uint8_t kr[4096];
-    if (per_tensor || k != w->dims[1] * w->dims[2] || k > 4096 || !row || !qr) {
-        *st = (!row || !qr) ? tml_error(TML_ERR_NOMEM, "out of memory") : TML_OK;
-        free(row);
-        free(qr);
-        free(keep);
-        return 0;
-    }
-    for (int c = 0; c < oc && !*st; c++) {
-        for (int t = 0; t < k; t++) {
-            row[t] = wf[(int64_t)t * oc + c];
-            kr[t] = row[t] != 0.0f;
-        }
-        *st = tml_gptq_rows(1, k, row, hs->h + (size_t)(c / mult) * (size_t)k * (size_t)k, w->pruned ? kr : NULL, qmax, 0,
-                            &s[c], qr);
-        for (int t = 0; t < k; t++) q[(int64_t)t * oc + c] = qr[t];
-    }
-    free(row);
-    free(qr);
-    free(keep);
-    return *st == TML_OK;
-}
-
 /* Quantizes the weights and bias of node `n`. `sx` is the input scale. */
 static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib *calib, const tml_quant_opts *o)
 {
@@ -256,7 +194,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
     if (o->weight_rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {
         tml_status ast;
-        adaptive_round(m, n, &calib->hess[n - m->nodes], per_tensor, qmax, s, q, &ast);
+        tml_gptq_node(m, (int)(n - m->nodes), &calib->hess[n - m->nodes], per_tensor, qmax, s, q, &ast);
         if (ast) {
             free(s);
             free(q);

@@ -86,6 +86,10 @@ typedef struct tml_calib_opts {
     void *progress_user;
     volatile int *cancel;
     int hessians;      /* also collect every weighted layer's tml_hessian (pass 2) */
+    const struct tml_quant_opts *sequential; /* with hessians: the adaptive quantization that
+                          will follow; each layer's statistics are then gathered with the
+                          layers before it already rounded as it will round them (GPTQ's
+                          sequential order: one more pass over the samples per layer) */
 } tml_calib_opts;
 
 /* Runs the float model over a seeded random subset of the dataset, streaming:
