@@ -151,12 +151,12 @@ lowbit)
   say ""; say "## Below 8 bits (top-1 on the 10,000-image test split; mean (min-max) over seeds $SEEDS)"; say ""
   say "PTQ: the seed picks the 512 calibration samples. W = weight bits, activations int8, weights per channel."
   say ""
-  say "| model | float | W8 | W4 nearest | W4 adaptive | W3 nearest | W3 adaptive | W2 adaptive |"
-  say "|---|---:|---:|---:|---:|---:|---:|---:|"
+  say "| model | float | W8 | W4 nearest | W4 adaptive | W3 nearest | W3 adaptive | W2 nearest | W2 adaptive |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8; do
     [ -f "$OUT/$a.tmf" ] || continue
     row="| $a | $(top1 "$OUT/$a.tmf")"
-    for cfg in 8:nearest 4:nearest 4:adaptive 3:nearest 3:adaptive 2:adaptive; do
+    for cfg in 8:nearest 4:nearest 4:adaptive 3:nearest 3:adaptive 2:nearest 2:adaptive; do
       accs=""
       for sd in $SEEDS; do
         "$T" quantize "$OUT/$a.tmf" --calib $D --weight-bits "${cfg%%:*}" --weight-rounding "${cfg##*:}" --seed "$sd" -q -o "$OUT/lb.tmf"
@@ -167,8 +167,8 @@ lowbit)
     done
     say "$row |"
   done
-  say ""; say "QAT (tinyml qat, W4A8, 2 epochs, Adam 1e-4, EMA ranges frozen at half; the seed picks calibration samples,"
-  say "shuffling and the validation split), with PTQ of the same models for reference:"; say ""
+  say ""; say "QAT (tinyml qat, W4A8, defaults: 2 epochs, Adam 1e-4, from the adaptive-rounding weights, EMA ranges frozen at"
+  say "half; the seed picks calibration samples, shuffling and the validation split), with PTQ for reference:"; say ""
   say "| model | float | PTQ W4 nearest | PTQ W4 adaptive | QAT W4 | QAT seconds |"
   say "|---|---:|---:|---:|---:|---:|"
   for a in lenet5 resnet8; do
@@ -206,7 +206,7 @@ lowbit)
       done
     done
   done
-  say ""; say "Deep Compression with QAT instead of PTQ (the deep section's clustered models; 3 epochs distilled from the"
+  say ""; say "Deep Compression with QAT instead of PTQ (the deep section's clustered models; 2 epochs distilled from the"
   say "unpruned model, lr 1e-4; sizes are .tmf file bytes against the float32 file):"; say ""
   say "| model | int8 | bytes | ratio | top-1 | drop |"
   say "|---|---|---:|---:|---:|---:|"
@@ -217,7 +217,7 @@ lowbit)
       if [ $mode = ptq ]; then
         "$T" quantize "$OUT/$a-deep-clustered.tmf" --calib $D -q -o "$OUT/$a-deep-$mode.tmf"
       else
-        "$T" qat "$OUT/$a-deep-clustered.tmf" --data $D --epochs 3 --teacher "$OUT/$a.tmf" --eval none -q -o "$OUT/$a-deep-$mode.tmf"
+        "$T" qat "$OUT/$a-deep-clustered.tmf" --data $D --teacher "$OUT/$a.tmf" --eval none -q -o "$OUT/$a-deep-$mode.tmf"
       fi
       acc=$(top1 "$OUT/$a-deep-$mode.tmf"); by=$(wc -c <"$OUT/$a-deep-$mode.tmf")
       say "| $a | $mode | $by | $(awk -v a="$fb" -v b="$by" 'BEGIN{printf "%.1fx", a / b}') | $acc | $(sub "$f" "$acc") |"
