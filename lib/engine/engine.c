@@ -7,6 +7,7 @@
 
 #include "engine/engine_internal.h"
 #include "tinyml/tml_ops.h"
+#include "tinyml/tml_quant.h"
 
 double tml_sparse_crossover(tml_op op, int batch)
 {
@@ -25,6 +26,36 @@ static size_t node_scratch_f32(const tml_model *m, const tml_node *n, int batch)
     tml_window_from_node(m, n, batch, &w);
     size_t s = tml_conv2d_f32_scratch_size(&w), s2 = tml_conv2d_f32_csr_scratch_size(&w);
     return s > s2 ? s : s2;
+}
+
+/* Conv and dense weights packed once for the GEMM of this CPU (the kernels
+ * would otherwise repack them on every call), in e->prep. */
+static tml_status prepare_packed(tml_engine *e)
+{
+    const tml_model *m = e->m;
+    e->prep = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(void *));
+    if (!e->prep) return tml_error(TML_ERR_NOMEM, "out of memory");
+    if (e->opts.use_ref) return TML_OK;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        const tml_tensor *w = n->op == TML_OP_CONV2D || n->op == TML_OP_DENSE ? &m->tensors[n->in[1]] : NULL;
+        if (!w) continue;
+        tml_window win;
+        size_t bytes;
+        if (n->op == TML_OP_CONV2D) {
+            tml_window_from_node(m, n, 1, &win);
+            bytes = tml_conv2d_f32_packed_size(&win);
+        } else {
+            bytes = tml_dense_f32_packed_size(w->dims[1], w->dims[0]);
+        }
+        e->prep[i] = aligned_alloc(TML_PLAN_ALIGN_HOST, (bytes + TML_PLAN_ALIGN_HOST - 1) / TML_PLAN_ALIGN_HOST * TML_PLAN_ALIGN_HOST);
+        if (!e->prep[i]) return tml_error(TML_ERR_NOMEM, "out of memory: %zu bytes of packed weights", bytes);
+        if (n->op == TML_OP_CONV2D)
+            tml_conv2d_f32_pack(&win, w->data, e->prep[i]);
+        else
+            tml_dense_f32_pack(w->dims[1], w->dims[0], w->data, e->prep[i]);
+    }
+    return TML_OK;
 }
 
 /* CSR copies of pruned dense / conv (groups 1) weights sparse enough to ever
@@ -69,6 +100,12 @@ static tml_status check_float_node(const tml_model *m, const tml_node *n)
 
 tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_opts *opts, tml_engine **out)
 {
+    return tml_engine_new_tuned(m, max_batch, opts, NULL, out);
+}
+
+tml_status tml_engine_new_tuned(const tml_model *m, int max_batch, const tml_engine_opts *opts,
+                                const tml_engine_tuning *tuning, tml_engine **out)
+{
     *out = NULL;
     if (max_batch < 1 || max_batch > (1 << 20)) return tml_error(TML_ERR_INVALID, "batch size %d out of range", max_batch);
     int quant = tml_model_is_quantized(m);
@@ -81,16 +118,32 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
     e->m = m;
     e->max_batch = max_batch;
     if (opts) e->opts = *opts;
+    if (tuning) e->tuning = *tuning;
+    tml_status st = TML_OK;
+    int *root = NULL;
+    if (!quant && !e->opts.use_ref && !e->opts.keep_all) {
+        /* Graph-level fusion on the engine's own copy: batch norm folded into
+         * the producing conv / dense, ReLU / ReLU6 into the producer's store,
+         * dropout gone. Every intermediate that disappears is one pass over
+         * the activations fewer (keep_all must show them all: no fusion). */
+        e->own = tml_model_clone(m);
+        if (!e->own) {
+            st = tml_error(TML_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        st = tml_fold(e->own, NULL);
+        if (st) goto fail;
+        e->m = m = e->own;
+    }
     int nt = m->n_tensors;
     e->offset = malloc(sizeof(int64_t) * (size_t)(nt ? nt : 1));
-    int *root = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
-    tml_status st = TML_OK;
+    root = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
     if (!e->offset || !root) {
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto fail;
     }
     int64_t arena = 0;
-    st = tml_plan_buffers(m, max_batch, e->opts.keep_all, TML_PLAN_ALIGN_HOST, e->offset, root, &arena);
+    st = tml_plan_buffers(m, max_batch, e->opts.keep_all || e->tuning.separate, TML_PLAN_ALIGN_HOST, e->offset, root, &arena);
     if (st) goto fail;
     e->arena_bytes = (size_t)arena;
     e->arena = aligned_alloc(TML_PLAN_ALIGN_HOST, e->arena_bytes ? e->arena_bytes : TML_PLAN_ALIGN_HOST);
@@ -109,6 +162,7 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
             if (s > scratch) scratch = s;
         }
         st = prepare_sparse(e);
+        if (!st) st = prepare_packed(e);
         if (st) goto fail;
     }
     e->scratch_bytes = scratch;
@@ -134,7 +188,10 @@ void tml_engine_free(tml_engine *e)
     free(e->offset);
     free(e->arena);
     free(e->scratch);
-    if (e->quant) tml_engine_q8_release(e);
+    if (e->quant)
+        tml_engine_q8_release(e);
+    else if (e->prep)
+        for (int i = 0; i < e->m->n_nodes; i++) free(e->prep[i]);
     free(e->prep);
     if (e->csr)
         for (int i = 0; i < e->m->n_nodes; i++) {
@@ -143,6 +200,7 @@ void tml_engine_free(tml_engine *e)
         }
     free(e->csr);
     free(e->sparsity);
+    tml_model_free(e->own);
     free(e);
 }
 
@@ -179,7 +237,7 @@ static void run_node_f32(tml_engine *e, int idx, int batch)
         else if (csr)
             tml_conv2d_f32_csr(&w, csr, x, opt_f32(e, n, 2), y, e->scratch);
         else
-            tml_conv2d_f32(&w, x, opt_f32(e, n, 1), opt_f32(e, n, 2), y, e->scratch);
+            tml_conv2d_f32_packed(&w, e->prep[idx], x, opt_f32(e, n, 2), NULL, y, e->scratch);
         break;
     case TML_OP_DEPTHWISE_CONV2D:
         tml_window_from_node(m, n, batch, &w);
@@ -195,7 +253,7 @@ static void run_node_f32(tml_engine *e, int idx, int batch)
         else if (csr)
             tml_dense_f32_csr(batch, csr, x, opt_f32(e, n, 2), n->act, y, e->scratch);
         else
-            tml_dense_f32(batch, wt->dims[1], wt->dims[0], x, wt->data, opt_f32(e, n, 2), n->act, y);
+            tml_dense_f32_packed(batch, wt->dims[1], wt->dims[0], e->prep[idx], x, opt_f32(e, n, 2), n->act, y);
         break;
     }
     case TML_OP_RELU: (ref ? tml_relu_f32_ref : tml_relu_f32)(count, x, y); break;

@@ -14,10 +14,19 @@
 #define TML_PLAN_ALIGN_HOST 64
 #define TML_PLAN_ALIGN_DEVICE 16
 
+/* Internal knobs of tml_engine_new (tests reach code paths with them). */
+typedef struct tml_engine_tuning {
+    int separate; /* every activation in its own buffer, fusion kept (keep_all disables fusion) */
+} tml_engine_tuning;
+tml_status tml_engine_new_tuned(const tml_model *m, int max_batch, const tml_engine_opts *opts,
+                                const tml_engine_tuning *tuning, tml_engine **out);
+
 struct tml_engine {
-    const tml_model *m;
+    const tml_model *m; /* the graph that runs: the caller's, or `own` */
+    tml_model *own;     /* float fast path: the engine's folded copy (BN folded, ReLU fused), or NULL */
     int max_batch;
     tml_engine_opts opts;
+    tml_engine_tuning tuning;
     int64_t *offset;    /* (n_tensors) arena byte offset of each activation, -1 for params */
     uint8_t *arena;     /* activations, shared by liveness */
     size_t arena_bytes;

@@ -57,6 +57,35 @@ void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b
                            float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                            float *C, int ldc, const float *bias, tml_act act);
 
+/* B packed once (conv and dense weights, at engine creation) for the GEMM of
+ * one instruction set: op(B) (K, N) as column panels of the kernel's width NR
+ * (chosen from isa and N), each holding all K rows: dst[p*K*NR + k*NR + j] =
+ * op(B)(k, p*NR + j), zero beyond column N. tml_sgemm_packed_b_floats gives
+ * the size in floats; the isa is clamped to the CPU's (tml_sgemm_pack_isa), and
+ * the same isa must be given to tml_sgemm_packed_ex. */
+tml_isa tml_sgemm_pack_isa(tml_isa isa);
+size_t tml_sgemm_packed_b_floats(tml_isa isa, int N, int K);
+void tml_sgemm_pack_b(tml_isa isa, int trans_b, int N, int K, const float *B, int ldb, float *dst);
+
+/* C (M, N) = act(op(A) B + bias + res) with B packed by tml_sgemm_pack_b for the
+ * same isa, N and K; bias (N) or NULL, res (M, N) at row stride ldr or NULL (a
+ * residual input added before the activation; may not alias C). Equal, bit for
+ * bit, to tml_sgemm_bias_act_ex(isa, flags | TML_GEMM_ROW_STABLE, ...) on the
+ * unpacked B followed by adding res and applying act (the residual is added
+ * in the same float operation order). */
+void tml_sgemm_packed_ex(tml_isa isa, unsigned flags, int trans_a, int M, int N, int K, const float *A, int lda,
+                         const float *packed_b, float *C, int ldc, const float *bias, const float *res, int ldr,
+                         tml_act act);
+
+/* Packed conv / dense weights for an explicit instruction set (clamped to the
+ * CPU's); the conv records it in its packing, the dense call takes it again. */
+size_t tml_conv2d_f32_packed_size_ex(const tml_window *p, tml_isa isa);
+void tml_conv2d_f32_pack_ex(const tml_window *p, const float *w, void *packed, tml_isa isa);
+size_t tml_dense_f32_packed_size_ex(int in, int out, tml_isa isa);
+void tml_dense_f32_pack_ex(int in, int out, const float *w, void *packed, tml_isa isa);
+void tml_dense_f32_packed_ex(int n, int in, int out, const void *packed, tml_isa isa, const float *x,
+                             const float *b, tml_act act, float *y);
+
 /* Builds one function three times - for AVX-512F, for AVX2 and portable -
  * from an always-inline body `name##_body` (plain C that the compiler
  * vectorizes), and a dispatcher `name` that picks one by tml_cpu_isa(). All
