@@ -14,6 +14,10 @@
 #include "tinyml/tml_quant.h"
 #include "tinyml/tml_zoo.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static tml_model *zoo(const char *arch, int h, int w, int c, int classes)
 {
     tml_zoo_opts o = {.h = h, .w = w, .c = c, .classes = classes, .seed = 7};
@@ -231,6 +235,53 @@ static void test_engine_fast_vs_ref_all_zoo(void **state)
         free(ys);
         tml_model_free(m);
     }
+}
+
+/* A batch runs in passes of micro_batch samples on one or several lanes: the
+ * outputs do not depend on the pass size or the thread count (bit for bit),
+ * and on ResNet-8 each residual add runs inside the conv that feeds it. */
+static void test_engine_micro_batches(void **state)
+{
+    (void)state;
+    const char *archs[] = {"lenet300", "lenet5", "dscnn", "mobilenet-tiny", "resnet8"};
+#ifdef _OPENMP
+    const int saved = omp_get_max_threads();
+#endif
+    for (size_t a = 0; a < sizeof archs / sizeof *archs; a++) {
+        tml_model *m = zoo(archs[a], 0, 0, 0, 0);
+        randomize_bn(m, 4);
+        const int n = 7;
+        float *x = random_input(m, n, 12);
+        const int64_t outn = tml_tensor_numel(&m->tensors[m->output]) * n;
+        const tml_engine_tuning one = {.micro_batch = n};
+        float *y1 = run_tuned(m, x, n, 0, 0, &one);
+        for (int threads = 1; threads <= 2; threads++) {
+#ifdef _OPENMP
+            omp_set_num_threads(threads);
+#endif
+            for (int mb = 1; mb <= 3; mb++) {
+                const tml_engine_tuning t = {.micro_batch = mb};
+                float *y = run_tuned(m, x, n, 0, 0, &t);
+                fprintf(stderr, "  %s: passes of %d, %d thread(s)\n", archs[a], mb, threads);
+                TU_ASSERT_CLOSE(y, y1, (size_t)outn, 0.0f);
+                free(y);
+            }
+        }
+        if (strcmp(archs[a], "resnet8") == 0) {
+            tml_engine *e = NULL;
+            assert_int_equal(tml_engine_new(m, 2, NULL, &e), TML_OK);
+            int fused = 0;
+            for (int i = 0; i < e->n_steps; i++) fused += e->steps[i].res >= 0;
+            assert_int_equal(fused, 3);
+            tml_engine_free(e);
+        }
+        free(x);
+        free(y1);
+        tml_model_free(m);
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
 }
 
 static void test_engine_errors(void **state)
@@ -470,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_zoo_json),
         cmocka_unit_test(test_plan_chain),
         cmocka_unit_test(test_engine_fast_vs_ref_all_zoo),
+        cmocka_unit_test(test_engine_micro_batches),
         cmocka_unit_test(test_engine_errors),
         cmocka_unit_test(test_evaluate_known_answer),
         cmocka_unit_test(test_fold_preserves_function),
