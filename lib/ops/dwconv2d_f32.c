@@ -7,8 +7,12 @@
  *
  * Fast path: for each output pixel, blocks of 16 channels (contiguous in
  * NHWC) accumulate in registers over the in-range taps (vectorized, AVX-512 /
- * AVX2 / portable chosen at run time) and are stored once. Threads take
- * output rows (b, oy).
+ * AVX2 / portable chosen at run time) and are stored once. Interior pixels of
+ * 3x3 / 5x5 kernels with stride 1 or 2 go in strips of 8 (AVX-512) or 4
+ * pixels along the row: each input vector is loaded once for the pixels that
+ * share it and the kernel row's weights stay in registers. On x86 a*b+c is one
+ * fused multiply-add (the same in every path and both instruction sets).
+ * Threads take output rows (b, oy).
  */
 #include "ops_internal.h"
 
@@ -50,11 +54,133 @@ void tml_dwconv2d_f32_ref(const tml_window *p, const float *x, const float *w, c
 #define DW_BLOCK 16
 #define DW_PIX 4 /* interior output pixels computed together */
 
+/* Output pixels ox0 .. ox0+S-1 of row (n, oy), channels [c0, c0+16): all
+ * their taps inside the image horizontally, kernel rows [ky0, ky1) inside
+ * vertically, dilation 1 along x, depth multiplier 1. Each input vector of
+ * a kernel row is loaded once and serves the up to KW/SW pixels that read it;
+ * the KW weights of the row stay in registers. Per pixel the operations are
+ * those of the one-pixel path (bias, then + x*w for the taps in (ky, kx)
+ * order: for a pixel, a larger input index is a larger kx), so the results do
+ * not depend on S or on which path computed a pixel. KW, SW and S are
+ * constants after inlining. */
+TML_OPS_INLINE void dw_strip_body(const int KW, const int SW, const int S, const tml_window *p, const float *x,
+                                  const float *w, const float *b, float *y, int64_t n, int oy, int ox0, int c0,
+                                  int ky0, int ky1)
+{
+    const int C = p->c, O = p->o;
+    tml_v16f acc[8], wv[5], xv;
+    if (b) {
+        TML_V16_LOAD(acc[0], b + c0);
+    } else {
+        acc[0] = (tml_v16f){0};
+    }
+#pragma GCC unroll 8
+    for (int s = 1; s < S; s++) acc[s] = acc[0];
+    for (int ky = ky0; ky < ky1; ky++) {
+        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+        const float *xr = x + ((n * p->h + iy) * p->w + (int64_t)ox0 * SW - p->pad_l) * C + c0;
+        const float *wr = w + (int64_t)ky * KW * O + c0;
+#pragma GCC unroll 5
+        for (int kx = 0; kx < KW; kx++) TML_V16_LOAD(wv[kx], wr + (int64_t)kx * O);
+#pragma GCC unroll 24
+        for (int i = 0; i < (S - 1) * SW + KW; i++) {
+            TML_V16_LOAD(xv, xr + (int64_t)i * C);
+#pragma GCC unroll 5
+            for (int kx = 0; kx < KW; kx++)
+                if ((i - kx) % SW == 0 && i - kx >= 0 && (i - kx) / SW < S)
+                    acc[(i - kx) / SW] = acc[(i - kx) / SW] + xv * wv[kx];
+        }
+    }
+    const tml_v16f zero = {0}, six = zero + 6.0f;
+    float *yp = y + ((n * p->oh + oy) * p->ow + ox0) * O + c0;
+#pragma GCC unroll 8
+    for (int s = 0; s < S; s++) {
+        if (p->act == TML_ACT_RELU) {
+            acc[s] = TML_V16_SELECT(acc[s] > zero, acc[s], zero);
+        } else if (p->act == TML_ACT_RELU6) {
+            acc[s] = TML_V16_SELECT(acc[s] > six, six, acc[s]);
+            acc[s] = TML_V16_SELECT(acc[s] < zero, zero, acc[s]);
+        }
+        TML_V16_STORE(yp + (int64_t)s * O, acc[s]);
+    }
+}
+
+/* The strips of one output row: pixels [ox_lo, ox_hi) (at least S of them),
+ * every channel block; the last strip of a row and the last channel block
+ * overlap the previous ones (the same values are written again). */
+TML_OPS_INLINE void dw_strips_tpl(const int KW, const int SW, const int S, const tml_window *p, const float *x,
+                                  const float *w, const float *b, float *y, int64_t n, int oy, int ox_lo, int ox_hi,
+                                  int ky0, int ky1)
+{
+    for (int cs = 0; cs < p->o; cs += DW_BLOCK) {
+        const int c0 = cs + DW_BLOCK > p->o ? p->o - DW_BLOCK : cs;
+        for (int ox = ox_lo; ox < ox_hi; ox += S)
+            dw_strip_body(KW, SW, S, p, x, w, b, y, n, oy, ox + S > ox_hi ? ox_hi - S : ox, c0, ky0, ky1);
+    }
+}
+
+/* Kernel widths and strides with a strip kernel: 3 and 5, stride 1 and 2. */
+static int dw_strip_kind(const tml_window *p)
+{
+    if (p->depth_mult != 1 || p->o < DW_BLOCK || p->dw != 1 || (p->sw != 1 && p->sw != 2)) return -1;
+    if (p->kw != 3 && p->kw != 5) return -1;
+    return (p->kw == 5) * 2 + (p->sw == 2);
+}
+
+#define DW_STRIPS_ARGS                                                                                       \
+    const tml_window *p, const float *x, const float *w, const float *b, float *y, int64_t n, int oy, int ox_lo, \
+        int ox_hi, int ky0, int ky1
+#define DW_STRIPS_DISPATCH(S)                                                                                \
+    switch (dw_strip_kind(p)) {                                                                              \
+    case 0: dw_strips_tpl(3, 1, S, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;                     \
+    case 1: dw_strips_tpl(3, 2, S, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;                     \
+    case 2: dw_strips_tpl(5, 1, S, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;                     \
+    default: dw_strips_tpl(5, 2, S, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;                    \
+    }
+/* pixels per strip: 8 accumulators fit AVX-512's 32 registers with the
+ * weights, 4 (two ymm each) AVX2's 16 */
+#define DW_STRIP_MAX 8
+#ifdef TML_OPS_X86
+__attribute__((target("avx512f"), optimize("fp-contract=fast"))) static void dw_strips_avx512(DW_STRIPS_ARGS)
+{
+    DW_STRIPS_DISPATCH(8)
+}
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void dw_strips_avx2(DW_STRIPS_ARGS)
+{
+    DW_STRIPS_DISPATCH(4)
+}
+#endif
+static void dw_strips_generic(DW_STRIPS_ARGS) { DW_STRIPS_DISPATCH(4) }
+
+static int dw_strip_pixels(void)
+{
+#ifdef TML_OPS_X86
+    if (tml_cpu_isa() == TML_ISA_AVX512) return 8;
+#endif
+    return 4;
+}
+
+static void dw_strips(DW_STRIPS_ARGS)
+{
+#ifdef TML_OPS_X86
+    const tml_isa isa = tml_cpu_isa();
+    if (isa == TML_ISA_AVX512) {
+        dw_strips_avx512(p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1);
+        return;
+    }
+    if (isa == TML_ISA_AVX2) {
+        dw_strips_avx2(p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1);
+        return;
+    }
+#endif
+    dw_strips_generic(p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1);
+}
+
 /* Output rows [r0, r1) of the (n*oh) rows. For every pixel and block of 16
  * output channels: acc = bias; acc += x * w for each in-range tap in (ky, kx)
  * order; activation; one store. Multiplier M > 1 reads input channel oc / M. */
 TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const float *w, const float *b,
-                                 float *y, int64_t r0, int64_t r1)
+                                 float *y, int64_t r0, int64_t r1, int strip)
 {
     const int M = p->depth_mult, O = p->o, C = p->c;
     for (int64_t row = r0; row < r1; row++) {
@@ -70,6 +196,11 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
         while (ox_hi > ox_lo && (ox_hi - 1) * p->sw - p->pad_l + (p->kw - 1) * p->dw >= p->w) ox_hi--;
         const int vec = M == 1 && O >= DW_BLOCK;
         for (int ox = 0; ox < p->ow; ox++) {
+            if (strip && ox == ox_lo && ox_hi - ox_lo >= strip) {
+                dw_strips(p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1);
+                ox = ox_hi - 1;
+                continue;
+            }
             if (vec && ox >= ox_lo && ox + DW_PIX <= ox_hi) {
                 /* DW_PIX interior pixels at once: independent accumulators
                  * (latency hidden) sharing each weight load */
@@ -164,22 +295,24 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
         }
     }
 }
-TML_OPS_MULTIVERSION(dw_rows,
+TML_OPS_MULTIVERSION_FMA(dw_rows,
                      (const tml_window *p, const float *x, const float *w, const float *b, float *y,
-                      int64_t r0, int64_t r1),
-                     (p, x, w, b, y, r0, r1))
+                      int64_t r0, int64_t r1, int strip),
+                     (p, x, w, b, y, r0, r1, strip))
 
 void tml_dwconv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y)
 {
     const int64_t rows = (int64_t)p->n * p->oh;
     if (rows <= 0 || p->o <= 0) return;
+    /* interior pixels in strips when a strip kernel fits the shape (0: none) */
+    const int strip = dw_strip_kind(p) >= 0 ? dw_strip_pixels() : 0;
 #ifdef TML_OPS_OMP
     const double flops = 2.0 * (double)rows * p->ow * p->o * p->kh * p->kw;
     if (flops >= TML_OPS_PAR_FLOPS && rows > 1 && !omp_in_parallel() && omp_get_max_threads() > 1) {
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++) dw_rows(p, x, w, b, y, r, r + 1);
+        for (int64_t r = 0; r < rows; r++) dw_rows(p, x, w, b, y, r, r + 1, strip);
         return;
     }
 #endif
-    dw_rows(p, x, w, b, y, 0, rows);
+    dw_rows(p, x, w, b, y, 0, rows, strip);
 }

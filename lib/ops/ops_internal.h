@@ -117,12 +117,40 @@ void tml_dense_f32_packed_ex(int n, int in, int out, const void *packed, tml_isa
         else                                                                                                 \
             name##_generic args;                                                                             \
     }
+/* The same for kernels whose x86 versions contract a*b+c into one fused
+ * multiply-add (one rounding; the portable version rounds twice): AVX-512 and
+ * AVX2+FMA then give identical results, the portable build slightly
+ * different ones (within the kernels' tolerance against _ref). */
+#define TML_OPS_MULTIVERSION_FMA(name, params, args)                                                         \
+    __attribute__((target("avx512f"), optimize("fp-contract=fast"))) static void name##_avx512 params       \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void name##_avx2 params        \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    static void name##_generic params                                                                        \
+    {                                                                                                        \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    static void name params                                                                                  \
+    {                                                                                                        \
+        const tml_isa isa_ = tml_cpu_isa();                                                                  \
+        if (isa_ == TML_ISA_AVX512)                                                                          \
+            name##_avx512 args;                                                                              \
+        else if (isa_ == TML_ISA_AVX2)                                                                       \
+            name##_avx2 args;                                                                                \
+        else                                                                                                 \
+            name##_generic args;                                                                             \
+    }
 #else
 #define TML_OPS_MULTIVERSION(name, params, args)                                                             \
     static void name params                                                                                  \
     {                                                                                                        \
         name##_body args;                                                                                    \
     }
+#define TML_OPS_MULTIVERSION_FMA(name, params, args) TML_OPS_MULTIVERSION(name, params, args)
 #endif
 
 /* 16-float vectors (GCC/Clang vector extensions): one AVX-512 register, two
