@@ -76,9 +76,12 @@ int64_t tml_conv2d_f32_chunk_rows(const tml_window *p)
 
 size_t tml_conv2d_f32_scratch_size(const tml_window *p)
 {
-    if (tml_conv2d_f32_is_pointwise(p)) return 0;
+    /* the packed kernel may run a 3x3 stride-1 layer by Winograd's algorithm */
+    const size_t wg = tml_winograd_f32_applies(p) ? tml_winograd_f32_scratch_size(p) : 0;
+    if (tml_conv2d_f32_is_pointwise(p)) return wg;
     const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
-    return (size_t)(tml_conv2d_f32_chunk_rows(p) * k) * sizeof(float);
+    const size_t cols = (size_t)(tml_conv2d_f32_chunk_rows(p) * k) * sizeof(float);
+    return cols > wg ? cols : wg;
 }
 
 /* Copies `count` runs of `run` floats, source runs `sstep` apart, destination
@@ -251,13 +254,18 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
 }
 
 /* ---- weights packed once ---------------------------------------------------------
- * Layout: a 64-byte header (the isa and the shape the packing was made for),
- * then per group the (og, K) weights packed by tml_sgemm_pack_b. */
+ * Layout: a 64-byte header (the isa, the algorithm and the shape the packing
+ * was made for), then either per group the (og, K) weights packed by
+ * tml_sgemm_pack_b (im2col + GEMM), or the Winograd-transformed weights
+ * (tml_winograd_f32_pack) for the layers where that algorithm applies:
+ * 3x3, stride 1, dilation 1, one group, at least 16 input and output
+ * channels (a quarter of the multiply-adds). */
 typedef struct conv_pack_header {
-    int32_t magic, isa, groups, og, k;
-    int32_t reserved[11];
+    int32_t magic, isa, groups, og, k, algo;
+    int32_t reserved[10];
 } conv_pack_header;
 #define CONV_PACK_MAGIC 0x6B435046 /* "FPCk" */
+enum { CONV_ALGO_GEMM = 0, CONV_ALGO_WINOGRAD = 1 };
 
 static size_t conv_group_floats(tml_isa isa, const tml_window *p)
 {
@@ -268,6 +276,8 @@ static size_t conv_group_floats(tml_isa isa, const tml_window *p)
 size_t tml_conv2d_f32_packed_size_ex(const tml_window *p, tml_isa isa)
 {
     isa = tml_sgemm_pack_isa(isa);
+    if (tml_winograd_f32_applies(p))
+        return sizeof(conv_pack_header) + tml_winograd_f32_packed_floats(isa, p->c, p->o) * sizeof(float);
     return sizeof(conv_pack_header) + (size_t)p->groups * conv_group_floats(isa, p) * sizeof(float);
 }
 
@@ -281,8 +291,13 @@ void tml_conv2d_f32_pack_ex(const tml_window *p, const float *w, void *packed, t
     h.groups = p->groups;
     h.og = p->o / p->groups;
     h.k = p->kh * p->kw * (p->c / p->groups);
+    h.algo = tml_winograd_f32_applies(p) ? CONV_ALGO_WINOGRAD : CONV_ALGO_GEMM;
     memcpy(packed, &h, sizeof h);
     float *dst = (float *)((char *)packed + sizeof h);
+    if (h.algo == CONV_ALGO_WINOGRAD) {
+        tml_winograd_f32_pack(isa, w, p->c, p->o, dst);
+        return;
+    }
     const size_t gf = conv_group_floats(isa, p);
     for (int g = 0; g < p->groups; g++)
         tml_sgemm_pack_b(isa, 1, h.og, h.k, w + (int64_t)g * h.og * h.k, h.k, dst + g * gf);
@@ -305,6 +320,13 @@ void tml_conv2d_f32_packed(const tml_window *p, const void *packed, const float 
     memcpy(&h, packed, sizeof h);
     TML_ASSERT(h.magic == CONV_PACK_MAGIC && h.groups == p->groups && h.og == p->o / p->groups &&
                h.k == p->kh * p->kw * (p->c / p->groups));
+    if (h.algo == CONV_ALGO_WINOGRAD) {
+        TML_ASSERT(tml_winograd_f32_applies(p));
+        if ((int64_t)p->n * p->oh * p->ow > 0)
+            tml_winograd_f32(p, (tml_isa)h.isa, (const float *)((const char *)packed + sizeof h), x, b, res, y,
+                             scratch);
+        return;
+    }
     const conv_weights cw = {(tml_isa)h.isa, NULL, (const float *)((const char *)packed + sizeof h),
                              conv_group_floats((tml_isa)h.isa, p)};
     conv_run(p, &cw, x, b, res, y, scratch);

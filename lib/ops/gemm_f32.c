@@ -950,6 +950,11 @@ tml_isa tml_sgemm_pack_isa(tml_isa isa)
     return isa > tml_cpu_isa() ? tml_cpu_isa() : isa;
 }
 
+int tml_sgemm_pack_nr(tml_isa isa, int N)
+{
+    return kernel_for(tml_sgemm_pack_isa(isa), N).nr;
+}
+
 size_t tml_sgemm_packed_b_floats(tml_isa isa, int N, int K)
 {
     const gemm_kernel kr = kernel_for(tml_sgemm_pack_isa(isa), N);
@@ -984,4 +989,17 @@ void tml_sgemm_packed_ex(tml_isa isa, unsigned flags, int trans_a, int M, int N,
     const gemm_args g = {trans_a, 1,        M,   N,    K,   1.0f, 0.0f, A,   NULL, packed_b,
                          C,       lda,      0,   ldc,  bias, res, ldr,  act};
     gemm_run(&kr, &g, flags);
+}
+
+void tml_sgemm_packed_batch_ex(tml_isa isa, int count, int M, int N, int K, const float *A, ptrdiff_t stride_a,
+                               int lda, const float *packed_b, ptrdiff_t stride_b, float *C, ptrdiff_t stride_c,
+                               int ldc)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    const gemm_kernel kr = kernel_for(tml_sgemm_pack_isa(isa), N);
+    for (int i = 0; i < count; i++) {
+        const gemm_args g = {0,    1,   M,   N,   K,   1.0f, 0.0f, A + i * stride_a, NULL, packed_b + i * stride_b,
+                             C + i * stride_c, lda, 0, ldc, NULL, NULL, 0, TML_ACT_NONE};
+        gemm_tile(&kr, &g, 0, M, 0, N);
+    }
 }

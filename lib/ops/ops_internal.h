@@ -64,6 +64,7 @@ void tml_sgemm_bias_act_ex(tml_isa isa, unsigned flags, int trans_a, int trans_b
  * the size in floats; the isa is clamped to the CPU's (tml_sgemm_pack_isa), and
  * the same isa must be given to tml_sgemm_packed_ex. */
 tml_isa tml_sgemm_pack_isa(tml_isa isa);
+int tml_sgemm_pack_nr(tml_isa isa, int N); /* NR of the packing */
 size_t tml_sgemm_packed_b_floats(tml_isa isa, int N, int K);
 void tml_sgemm_pack_b(tml_isa isa, int trans_b, int N, int K, const float *B, int ldb, float *dst);
 
@@ -76,6 +77,28 @@ void tml_sgemm_pack_b(tml_isa isa, int trans_b, int N, int K, const float *B, in
 void tml_sgemm_packed_ex(tml_isa isa, unsigned flags, int trans_a, int M, int N, int K, const float *A, int lda,
                          const float *packed_b, float *C, int ldc, const float *bias, const float *res, int ldr,
                          tml_act act);
+
+/* `count` products C_i (M, N) = A_i (M, K) B_i, serial, no epilogue: A_i at
+ * A + i*stride_a (row stride lda), B_i packed (tml_sgemm_pack_b) at
+ * packed_b + i*stride_b, C_i at C + i*stride_c (row stride ldc). The
+ * Winograd convolution's per-position products. */
+void tml_sgemm_packed_batch_ex(tml_isa isa, int count, int M, int N, int K, const float *A, ptrdiff_t stride_a,
+                               int lda, const float *packed_b, ptrdiff_t stride_b, float *C, ptrdiff_t stride_c,
+                               int ldc);
+
+/* Winograd F(4x4, 3x3) convolution (winograd_f32.c) for 3x3, stride 1,
+ * dilation 1, ungrouped convs with at least 16 input and output channels
+ * (tml_winograd_f32_applies): weights transformed and packed once (per the
+ * 36 tile positions, a (c, o) GEMM operand), then per 4x4 output tile the
+ * input transform, 36 GEMMs over the channels, the output transform with
+ * bias, residual and activation. Scratch: tml_winograd_f32_scratch_size
+ * bytes (at most ~1 MiB, whatever the batch). */
+int tml_winograd_f32_applies(const tml_window *p);
+size_t tml_winograd_f32_packed_floats(tml_isa isa, int c, int o);
+void tml_winograd_f32_pack(tml_isa isa, const float *w, int c, int o, float *dst);
+size_t tml_winograd_f32_scratch_size(const tml_window *p);
+void tml_winograd_f32(const tml_window *p, tml_isa isa, const float *packed, const float *x, const float *b,
+                      const float *res, float *y, void *scratch);
 
 /* Packed conv / dense weights for an explicit instruction set (clamped to the
  * CPU's); the conv records it in its packing, the dense call takes it again. */

@@ -71,10 +71,13 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
 /* The same with the weights packed once for this CPU (for repeated calls, as
  * the engine makes): tml_conv2d_f32_pack fills `packed` (packed_size bytes,
  * 64-byte aligned) from w; tml_conv2d_f32_packed then runs any window with
- * the same weight shape and groups (any batch / image size). res (n,oh,ow,o)
- * or NULL is a residual added after the bias, before the activation:
- * y = act(conv + bias + res) (res must not alias y). Without res the result
- * equals tml_conv2d_f32's bit for bit. Scratch as for tml_conv2d_f32. */
+ * the same weight shape, groups, strides and dilations (any batch / image
+ * size). res (n,oh,ow,o) or NULL is a residual added after the bias, before
+ * the activation: y = act(conv + bias + res) (res must not alias y). 3x3
+ * stride-1 layers with at least 16 input and output channels run Winograd's
+ * F(4x4, 3x3) algorithm (a quarter of the multiply-adds; results within float
+ * rounding of the direct method); the others the GEMM of tml_conv2d_f32, bit
+ * for bit. Scratch as for tml_conv2d_f32 (its size covers both). */
 size_t tml_conv2d_f32_packed_size(const tml_window *p);
 void tml_conv2d_f32_pack(const tml_window *p, const float *w, void *packed);
 void tml_conv2d_f32_packed(const tml_window *p, const void *packed, const float *x, const float *b,
