@@ -848,6 +848,12 @@ static void test_dwconv_fast_vs_ref(void **state)
         {1, 12, 10, 5, 3, 3, 1, 2, 2, TML_ACT_RELU},  {3, 16, 16, 127, 1, 3, 1, 1, 1, TML_ACT_NONE},
         {2, 6, 6, 4, 2, 1, 1, 1, 0, TML_ACT_NONE},    {2, 15, 17, 20, 1, 3, 2, 2, 2, TML_ACT_RELU6},
         {1, 9, 23, 48, 1, 5, 1, 1, 2, TML_ACT_RELU},
+        /* strips: rows of exactly 4, of 5 (overlapping strips), stride 2 with
+         * borders, valid padding, 5x5 stride 2, 8-wide rows */
+        {2, 6, 4, 16, 1, 3, 1, 1, 1, TML_ACT_RELU6},  {1, 5, 5, 17, 1, 3, 1, 1, 1, TML_ACT_NONE},
+        {3, 14, 14, 32, 1, 3, 2, 1, 1, TML_ACT_RELU}, {1, 7, 9, 64, 1, 3, 1, 1, 0, TML_ACT_NONE},
+        {1, 11, 13, 24, 1, 5, 2, 1, 2, TML_ACT_RELU}, {1, 8, 8, 16, 1, 3, 1, 1, 1, TML_ACT_NONE},
+        {2, 4, 4, 128, 1, 3, 1, 1, 1, TML_ACT_RELU6},
     };
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         const int *s = shapes[i];
@@ -858,11 +864,14 @@ static void test_dwconv_fast_vs_ref(void **state)
         float *want = falloc(out_numel(&p)), *got = falloc(out_numel(&p));
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             tml_dwconv2d_f32_ref(&p, x, w, with_bias ? b : NULL, want);
-            tml_dwconv2d_f32(&p, x, w, with_bias ? b : NULL, got);
-            char what[96];
-            snprintf(what, sizeof(what), "dwconv shape %zu bias %d", i, with_bias);
-            assert_true(
-                tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(s[5] * s[5] + 1)));
+            for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++) {
+                for (size_t j = 0; j < out_numel(&p); j++) got[j] = NAN;
+                tml_dwconv2d_f32_ex(&p, x, w, with_bias ? b : NULL, got, (tml_isa)isa);
+                char what[96];
+                snprintf(what, sizeof(what), "dwconv shape %zu bias %d %s", i, with_bias, tml_isa_name((tml_isa)isa));
+                assert_true(
+                    tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(s[5] * s[5] + 1)));
+            }
         }
         free(x);
         free(w);

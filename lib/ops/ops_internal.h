@@ -100,6 +100,9 @@ size_t tml_winograd_f32_scratch_size(const tml_window *p);
 void tml_winograd_f32(const tml_window *p, tml_isa isa, const float *packed, const float *x, const float *b,
                       const float *res, float *y, void *scratch);
 
+/* tml_dwconv2d_f32 with the kernels of an explicit instruction set (clamped). */
+void tml_dwconv2d_f32_ex(const tml_window *p, const float *x, const float *w, const float *b, float *y, tml_isa isa);
+
 /* Packed conv / dense weights for an explicit instruction set (clamped to the
  * CPU's); the conv records it in its packing, the dense call takes it again. */
 size_t tml_conv2d_f32_packed_size_ex(const tml_window *p, tml_isa isa);
