@@ -165,14 +165,14 @@ static tml_status plan_steps(tml_engine *e)
 /* Buffers for `batch` samples, planned on the steps (a fused conv reads its
  * input, weights and the residual, and writes the add's output, at the add's
  * place): the planner sees a copy of the model whose nodes are the steps. */
-static tml_status plan(const tml_engine *e, int batch, int64_t *offsets, int64_t *arena)
+static tml_status plan(const tml_engine *e, int batch, int64_t *offsets, int64_t *arena, int *root_out)
 {
     const tml_model *m = e->m;
     tml_node *nodes = malloc(sizeof(tml_node) * (size_t)(e->n_steps ? e->n_steps : 1));
-    int *root = malloc(sizeof(int) * (size_t)(m->n_tensors ? m->n_tensors : 1));
+    int *root = root_out ? root_out : malloc(sizeof(int) * (size_t)(m->n_tensors ? m->n_tensors : 1));
     if (!nodes || !root) {
         free(nodes);
-        free(root);
+        if (root != root_out) free(root);
         return tml_error(TML_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < e->n_steps; i++) {
@@ -190,7 +190,7 @@ static tml_status plan(const tml_engine *e, int batch, int64_t *offsets, int64_t
     tml_status st = tml_plan_buffers(&shadow, batch, e->opts.keep_all || e->tuning.separate, TML_PLAN_ALIGN_HOST,
                                      offsets, root, arena);
     free(nodes);
-    free(root);
+    if (root != root_out) free(root);
     return st;
 }
 
@@ -216,21 +216,38 @@ tml_status tml_engine_f32_prepare(tml_engine *e)
     if ((st = prepare_sparse(e)) || (st = plan_steps(e)) || (st = prepare_packed(e))) return st;
     e->offset = malloc(sizeof(int64_t) * (size_t)(m->n_tensors ? m->n_tensors : 1));
     if (!e->offset) return tml_error(TML_ERR_NOMEM, "out of memory");
-    /* samples per pass */
+    /* samples per pass: as many as fit the cache budget, not counting the
+     * input (read in place) */
+    const int fast = !e->opts.use_ref && !e->opts.keep_all;
     int64_t arena = 0;
     int mb = e->max_batch;
-    if (!e->opts.use_ref && !e->opts.keep_all) {
+    if (fast) {
         if (e->tuning.micro_batch > 0) {
             mb = e->tuning.micro_batch;
         } else {
-            if ((st = plan(e, 1, e->offset, &arena))) return st;
-            mb = (int)(TML_ENGINE_MB_BYTES / (arena > 0 ? arena : 1));
+            if ((st = plan(e, 1, e->offset, &arena, NULL))) return st;
+            const int64_t in_bytes = tml_tensor_numel(&m->tensors[m->input]) * (int64_t)sizeof(float);
+            const int64_t per = arena - in_bytes > 0 ? arena - in_bytes : 1;
+            mb = (int)(TML_ENGINE_MB_BYTES / per);
         }
         if (mb < 1) mb = 1;
         if (mb > e->max_batch) mb = e->max_batch;
     }
     e->micro_batch = mb;
-    if ((st = plan(e, mb, e->offset, &arena))) return st;
+    int *root = malloc(sizeof(int) * (size_t)(m->n_tensors ? m->n_tensors : 1));
+    if (!root) return tml_error(TML_ERR_NOMEM, "out of memory");
+    st = plan(e, mb, e->offset, &arena, root);
+    if (!st && fast) {
+        /* the graph input and its aliases (reshape / dropout) are read from
+         * the caller's samples: no copy into the arena */
+        e->in_place = calloc((size_t)(m->n_tensors ? m->n_tensors : 1), 1);
+        if (!e->in_place)
+            st = tml_error(TML_ERR_NOMEM, "out of memory");
+        else
+            for (int t = 0; t < m->n_tensors; t++) e->in_place[t] = root[t] >= 0 && root[t] == root[m->input];
+    }
+    free(root);
+    if (st) return st;
     e->arena_bytes = (size_t)arena;
     size_t scratch = 0;
     for (int i = 0; i < e->n_steps; i++) {
@@ -274,6 +291,7 @@ void tml_engine_f32_release(tml_engine *e)
     free(e->csr);
     free(e->sparsity);
     free(e->steps);
+    free(e->in_place);
     if (e->lanes) {
         /* lane 0's buffers are e->arena / e->scratch, freed by the caller */
         for (int l = 1; l < e->n_lanes; l++) {
@@ -296,6 +314,8 @@ static void *lane_buf(const tml_engine *e, const tml_engine_lane *ln, int t)
 {
     const tml_tensor *x = &e->m->tensors[t];
     if (x->kind == TML_TENSOR_PARAM) return x->data;
+    /* never written: the alias ops see x == y and copy nothing */
+    if (e->in_place && e->in_place[t]) return (void *)(uintptr_t)ln->input;
     return ln->arena + e->offset[t];
 }
 
@@ -384,11 +404,12 @@ static void run_step(const tml_engine *e, const tml_engine_lane *ln, const tml_f
 }
 
 /* One pass of `batch` samples on lane ln. */
-static void run_pass(const tml_engine *e, const tml_engine_lane *ln, const float *x, int batch, float *y)
+static void run_pass(const tml_engine *e, tml_engine_lane *ln, const float *x, int batch, float *y)
 {
     const tml_model *m = e->m;
     const int64_t in = tml_tensor_numel(&m->tensors[m->input]), out = tml_tensor_numel(&m->tensors[m->output]);
-    memcpy(lane_buf(e, ln, m->input), x, sizeof(float) * (size_t)(in * batch));
+    ln->input = x;
+    if (!e->in_place) memcpy(lane_buf(e, ln, m->input), x, sizeof(float) * (size_t)(in * batch));
     for (int i = 0; i < e->n_steps; i++) run_step(e, ln, &e->steps[i], batch);
     memcpy(y, lane_buf(e, ln, m->output), sizeof(float) * (size_t)(out * batch));
 }

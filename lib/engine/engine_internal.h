@@ -37,6 +37,7 @@ typedef struct tml_f32_step {
 typedef struct tml_engine_lane {
     uint8_t *arena;
     void *scratch;
+    const float *input; /* the pass's samples, read in place (tensors in in_place) */
 } tml_engine_lane;
 
 struct tml_engine {
@@ -60,6 +61,8 @@ struct tml_engine {
     int micro_batch;    /* samples per pass (max_batch on the int8 path and with keep_all / use_ref) */
     int n_lanes;
     tml_engine_lane *lanes; /* (n_lanes) float path; lanes[0] is {arena, scratch} */
+    uint8_t *in_place;  /* (n_tensors) float fast path: 1 for the graph input and the tensors aliasing
+                         * it, read from the caller's samples instead of a copy; or NULL */
 };
 
 /* Sparsity from which the float engine runs a pruned layer's CSR kernel

@@ -9,14 +9,17 @@
  * equal length kcb = ceil(K / nkb) (a function of K only, so the summation
  * order of every element of C is fixed by the shape). For each block of at
  * most GEMM_NC columns and each K block, the (kc, nc) block of op(B) is packed
- * into NR-wide column panels (kc x NR floats each, L2 resident); then for each
- * MR-row panel of op(A) (kc x MR, L1 resident; read in place through row / k
- * strides, packed only at the M edge) the micro-kernel runs over the B panels, keeping an
- * MR x NR tile of C in registers for the whole K block. The first K block
- * applies beta, later ones add (C = alpha*acc + C).
+ * into NR-wide column panels (kc x NR floats each, L2 resident) unless the
+ * caller packed B once (tml_sgemm_packed_ex: conv and dense weights); then
+ * for each MR-row panel of op(A) (kc x MR, L1 resident; read in place through
+ * row / k strides) the micro-kernel runs over the B panels, keeping an MR x NR
+ * tile of C in registers for the whole K block. The first K block applies
+ * beta, later ones add (C = alpha*acc + C). Fewer K blocks mean fewer passes
+ * over C: 512 (two blocks for LeNet-300's K = 784) measured 2-3% faster than
+ * 256 on the batch-256 dense layers.
  *
  * Packing buffers live on the stack (GEMM_KC * (GEMM_NC + GEMM_MR_MAX) floats
- * = 208 KiB per thread, plus 32 KiB of K-split partials on the calling
+ * = 224 KiB per thread, plus 32 KiB of K-split partials on the calling
  * thread); nothing is allocated.
  *
  * Threading: above TML_OPS_PAR_FLOPS, C is cut into a grid of tiles that
@@ -120,21 +123,29 @@ typedef struct ukr_epilogue {
 
 typedef void (*ukr_fn)(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
                        float *c, ptrdiff_t ldc, int mr, int nr, const ukr_epilogue *ep);
-/* One row of A against WIDE_P full panels of B, panel p at b + p*psb (batch-1
- * dense: enough independent accumulators to hide the multiply-add latency). */
+/* One row of A against np <= wide_p panels of B, panel p at b + p*psb, the
+ * last one nr_last columns wide (batch-1 dense: several panels at once give
+ * enough independent accumulators to hide the multiply-add latency). */
 typedef void (*ukr_wide_fn)(int kc, const float *a, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
-                            ptrdiff_t psb, float *c, const ukr_epilogue *ep);
+                            ptrdiff_t psb, float *c, int np, int nr_last, const ukr_epilogue *ep);
 
 /* Packs one NR-wide panel of a transposed B (see pack_b_panel); NULL: generic. */
 typedef void (*pack_bt_fn)(const float *B, ptrdiff_t ldb, int k0, int kc, int j0, int nrr, int nr, float *dst);
 
 #ifndef GEMM_KC
-#define GEMM_KC 256 /* K block: a 12x256 A panel is 12 KiB (L1) */
+#define GEMM_KC 512 /* K block: a 12x512 A panel is 24 KiB (L1) */
 #endif
 #ifndef GEMM_NC
-#define GEMM_NC 192 /* columns per B block: 256x192 floats = 192 KiB (L2) */
+#define GEMM_NC 96 /* columns per B block: 512x96 floats = 192 KiB (L2) */
 #endif
 #define GEMM_MR_MAX 16
+/* Columns per B block when B was packed once (no stack buffer to fill): the
+ * block stays in L2 while every row panel of A passes over it, so wider
+ * blocks mean fewer passes over A (LeNet-300's fc1, N = 300: one instead of
+ * four). */
+#ifndef GEMM_NC_PACKED
+#define GEMM_NC_PACKED 384
+#endif
 
 typedef struct gemm_kernel {
     int mr, nr;
@@ -296,33 +307,53 @@ TML_AVX2_FN TML_KERNEL_INLINE void ukr_avx2_tpl(const int MR, int kc, const floa
                            ep, vb0, vb1);
 }
 
-/* One row against 4 full 16-column panels: 8 independent accumulators. */
+/* One row against NP (1..4) 16-column panels, 2 NP accumulators; the last
+ * panel nr_last columns (masked loads and stores beyond). */
 #define AVX2_WIDE_P 4
-TML_AVX2_FN static void ukr_avx2_wide(int kc, const float *a, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
-                                      ptrdiff_t psb, float *c, const ukr_epilogue *ep)
+TML_AVX2_FN TML_KERNEL_INLINE void ukr_avx2_wide_tpl(const int NP, int kc, const float *a, ptrdiff_t csa,
+                                                     const float *b, ptrdiff_t rsb, ptrdiff_t psb, float *c,
+                                                     int nr_last, const ukr_epilogue *ep)
 {
     __m256 acc[AVX2_WIDE_P][2];
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), all = _mm256_set1_epi32(-1);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr_last), lanes);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr_last - 8), lanes);
 #pragma GCC unroll 4
-    for (int p = 0; p < AVX2_WIDE_P; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+    for (int p = 0; p < NP; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
     for (int k = 0; k < kc; k++) {
         const __m256 t = _mm256_broadcast_ss(a);
 #pragma GCC unroll 4
-        for (int p = 0; p < AVX2_WIDE_P; p++) {
-            acc[p][0] = _mm256_fmadd_ps(t, _mm256_loadu_ps(b + p * psb), acc[p][0]);
-            acc[p][1] = _mm256_fmadd_ps(t, _mm256_loadu_ps(b + p * psb + 8), acc[p][1]);
+        for (int p = 0; p < NP; p++) {
+            const float *bp = b + p * psb;
+            const __m256 b0 = p < NP - 1 ? _mm256_loadu_ps(bp) : _mm256_maskload_ps(bp, m0);
+            const __m256 b1 = p < NP - 1 ? _mm256_loadu_ps(bp + 8) : _mm256_maskload_ps(bp + 8, m1);
+            acc[p][0] = _mm256_fmadd_ps(t, b0, acc[p][0]);
+            acc[p][1] = _mm256_fmadd_ps(t, b1, acc[p][1]);
         }
         a += csa;
         b += rsb;
     }
-    const __m256i all = _mm256_set1_epi32(-1);
 #pragma GCC unroll 4
-    for (int p = 0; p < AVX2_WIDE_P; p++) {
+    for (int p = 0; p < NP; p++) {
         ukr_epilogue e = *ep;
+        const int last = p == NP - 1, full = !last || nr_last == AVX2_NR;
+        const __m256i k0 = last ? m0 : all, k1 = last ? m1 : all;
         if (e.bias) e.bias += p * AVX2_NR;
         if (e.res) e.res += p * AVX2_NR;
-        const __m256 vb0 = e.bias ? _mm256_loadu_ps(e.bias) : _mm256_setzero_ps();
-        const __m256 vb1 = e.bias ? _mm256_loadu_ps(e.bias + 8) : _mm256_setzero_ps();
-        avx2_store_row(c + p * AVX2_NR, e.res, acc[p][0], acc[p][1], 1, all, all, &e, vb0, vb1);
+        const __m256 vb0 = e.bias ? _mm256_maskload_ps(e.bias, k0) : _mm256_setzero_ps();
+        const __m256 vb1 = e.bias ? _mm256_maskload_ps(e.bias + 8, k1) : _mm256_setzero_ps();
+        avx2_store_row(c + p * AVX2_NR, e.res, acc[p][0], acc[p][1], full, k0, k1, &e, vb0, vb1);
+    }
+}
+
+TML_AVX2_FN static void ukr_avx2_wide(int kc, const float *a, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
+                                      ptrdiff_t psb, float *c, int np, int nr_last, const ukr_epilogue *ep)
+{
+    switch (np) {
+    case 1: ukr_avx2_wide_tpl(1, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;
+    case 2: ukr_avx2_wide_tpl(2, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;
+    case 3: ukr_avx2_wide_tpl(3, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;
+    default: ukr_avx2_wide_tpl(4, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;
     }
 }
 
@@ -441,35 +472,45 @@ TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_tpl(const int MR, const int NV, 
                              m0, m1, ep, vb0, vb1);
 }
 
-/* One row against 8 / NV full panels of 16 NV columns: 8 independent
- * accumulators (the multiply-add latency is 4 cycles, 2 units). */
+/* One row against NP (1 .. 8 / NV) panels of 16 NV columns: up to 8
+ * independent accumulators (the multiply-add latency is 4 cycles, 2 units);
+ * the last panel nr_last columns (masked loads and stores beyond). */
 #define AVX512_WIDE_ACC 8
-TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_wide_tpl(const int NV, int kc, const float *a, ptrdiff_t csa,
-                                                         const float *b, ptrdiff_t rsb, ptrdiff_t psb, float *c,
-                                                         const ukr_epilogue *ep)
+TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_wide_tpl(const int NV, const int NP, int kc, const float *a,
+                                                         ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t psb,
+                                                         float *c, int nr_last, const ukr_epilogue *ep)
 {
-    const int P = AVX512_WIDE_ACC / NV;
     __m512 acc[AVX512_WIDE_ACC];
+    const __mmask16 m0 = nr_last >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr_last) - 1u);
+    const __mmask16 m1 = nr_last >= 32   ? (__mmask16)0xFFFF
+                         : nr_last <= 16 ? (__mmask16)0
+                                         : (__mmask16)((1u << (nr_last - 16)) - 1u);
 #pragma GCC unroll 8
-    for (int i = 0; i < AVX512_WIDE_ACC; i++) acc[i] = _mm512_setzero_ps();
+    for (int i = 0; i < NP * NV; i++) acc[i] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++) {
         const __m512 t = _mm512_set1_ps(*a);
 #pragma GCC unroll 8
-        for (int p = 0; p < P; p++)
-            for (int v = 0; v < NV; v++)
-                acc[p * NV + v] = _mm512_fmadd_ps(t, _mm512_loadu_ps(b + p * psb + 16 * v), acc[p * NV + v]);
+        for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) {
+                const float *bp = b + p * psb + 16 * v;
+                const __m512 bv = p < NP - 1 ? _mm512_loadu_ps(bp) : _mm512_maskz_loadu_ps(v ? m1 : m0, bp);
+                acc[p * NV + v] = _mm512_fmadd_ps(t, bv, acc[p * NV + v]);
+            }
         a += csa;
         b += rsb;
     }
 #pragma GCC unroll 8
-    for (int p = 0; p < P; p++) {
+    for (int p = 0; p < NP; p++) {
         ukr_epilogue e = *ep;
+        const int last = p == NP - 1, full = !last || nr_last == 16 * NV;
+        const __mmask16 k0 = last ? m0 : (__mmask16)0xFFFF, k1 = last ? m1 : (__mmask16)0xFFFF;
         if (e.bias) e.bias += p * 16 * NV;
         if (e.res) e.res += p * 16 * NV;
-        const __m512 vb0 = e.bias ? _mm512_loadu_ps(e.bias) : _mm512_setzero_ps();
-        const __m512 vb1 = e.bias && NV > 1 ? _mm512_loadu_ps(e.bias + 16) : _mm512_setzero_ps();
-        avx512_store_row(c + p * 16 * NV, e.res, NV, acc[p * NV], NV > 1 ? acc[p * NV + 1] : acc[p * NV], 1,
-                         (__mmask16)0xFFFF, (__mmask16)0xFFFF, &e, vb0, vb1);
+        const __m512 vb0 = e.bias ? _mm512_maskz_loadu_ps(k0, e.bias) : _mm512_setzero_ps();
+        const __m512 vb1 = e.bias && NV > 1 ? _mm512_maskz_loadu_ps(k1, e.bias + 16) : _mm512_setzero_ps();
+        avx512_store_row(c + p * 16 * NV, e.res, NV, acc[p * NV], NV > 1 ? acc[p * NV + 1] : acc[p * NV], full, k0,
+                         k1, &e, vb0, vb1);
     }
 }
 
@@ -494,10 +535,19 @@ TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_wide_tpl(const int NV, int kc, c
     AVX512_UKR(11, nv)                                                                                       \
     AVX512_UKR(12, nv)                                                                                       \
     TML_AVX512_FN static void ukr_avx512_wide_v##nv(int kc, const float *a, ptrdiff_t csa, const float *b,    \
-                                                    ptrdiff_t rsb, ptrdiff_t psb, float *c,                    \
-                                                    const ukr_epilogue *ep)                                    \
+                                                    ptrdiff_t rsb, ptrdiff_t psb, float *c, int np,            \
+                                                    int nr_last, const ukr_epilogue *ep)                       \
     {                                                                                                        \
-        ukr_avx512_wide_tpl(nv, kc, a, csa, b, rsb, psb, c, ep);                                             \
+        switch (np) {                                                                                        \
+        case 1: ukr_avx512_wide_tpl(nv, 1, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;                  \
+        case 2: ukr_avx512_wide_tpl(nv, 2, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;                  \
+        case 3: ukr_avx512_wide_tpl(nv, 3, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;                  \
+        case 4: ukr_avx512_wide_tpl(nv, 4, kc, a, csa, b, rsb, psb, c, nr_last, ep); break;                  \
+        case 5: ukr_avx512_wide_tpl(nv, 5 * (nv == 1), kc, a, csa, b, rsb, psb, c, nr_last, ep); break;      \
+        case 6: ukr_avx512_wide_tpl(nv, 6 * (nv == 1), kc, a, csa, b, rsb, psb, c, nr_last, ep); break;      \
+        case 7: ukr_avx512_wide_tpl(nv, 7 * (nv == 1), kc, a, csa, b, rsb, psb, c, nr_last, ep); break;      \
+        default: ukr_avx512_wide_tpl(nv, 8 * (nv == 1), kc, a, csa, b, rsb, psb, c, nr_last, ep); break;     \
+        }                                                                                                    \
     }
 AVX512_UKRS(1)
 AVX512_UKRS(2)
@@ -718,8 +768,9 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
     const int prepacked = g->packed_b != NULL;
     const int b_direct = !prepacked && !g->trans_b && (m1 - m0) <= 8 * mr;
     const int one_row = m1 - m0 == 1 && kr->wide;
-    for (int jc = n0; jc < n1; jc += GEMM_NC) {
-        const int nc = imin(GEMM_NC, n1 - jc);
+    const int ncb = prepacked ? GEMM_NC_PACKED : GEMM_NC;
+    for (int jc = n0; jc < n1; jc += ncb) {
+        const int nc = imin(ncb, n1 - jc);
         for (int pc = 0; pc < K; pc += kcb) {
             const int kc = imin(kcb, K - pc);
             /* first K block: beta; later ones accumulate; the last adds bias, residual, act */
@@ -773,9 +824,12 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
                     }
                     ep.bias = last && g->bias ? g->bias + jc + jr : NULL;
                     ep.res = last && rrow ? rrow + jr : NULL;
-                    if (one_row && nc - jr >= kr->wide_p * nr) {
-                        kr->wide(kc, ap, csa, bp, rsb, psb, crow + jr, &ep);
-                        jr += kr->wide_p * nr;
+                    if (one_row) {
+                        /* up to wide_p panels at once, the last possibly partial */
+                        const int rest = (nc - jr + nr - 1) / nr, np = rest < kr->wide_p ? rest : kr->wide_p;
+                        const int last_w = imin(nr, nc - jr - (np - 1) * nr);
+                        kr->wide(kc, ap, csa, bp, rsb, psb, crow + jr, np, last_w, &ep);
+                        jr += np * nr;
                         continue;
                     }
                     fn(kc, ap, rsa, csa, bp, rsb, crow + jr, g->ldc, mrr, nrr, &ep);

@@ -50,7 +50,7 @@ static inline float tml_act_apply_f32(tml_act a, float v)
  * beta == 0 overwrites C without reading it (NaN-safe). The fast version is
  * cache blocked, vectorized (AVX2/AVX-512 chosen at run time) and uses OpenMP
  * when the problem is large enough (threads start outside parallel regions
- * only); it allocates nothing (about 240 KiB of stack per thread), and its
+ * only); it allocates nothing (about 256 KiB of stack per thread), and its
  * result is bitwise independent of the number of threads. docs/kernels.md. */
 void tml_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
