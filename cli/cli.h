@@ -144,5 +144,6 @@ int cmd_export(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif
