@@ -93,16 +93,10 @@ TML_OPS_INLINE void dw_strip_body(const int KW, const int SW, const int S, const
                 acc[s] = acc[s] + xv * wv[kx];
             }
     }
-    const tml_v16f zero = {0}, six = zero + 6.0f;
     float *yp = y + ((n * p->oh + oy) * p->ow + ox0) * O + c0;
 #pragma GCC unroll 8
     for (int s = 0; s < S; s++) {
-        if (p->act == TML_ACT_RELU) {
-            acc[s] = TML_V16_SELECT(acc[s] > zero, acc[s], zero);
-        } else if (p->act == TML_ACT_RELU6) {
-            acc[s] = TML_V16_SELECT(acc[s] > six, six, acc[s]);
-            acc[s] = TML_V16_SELECT(acc[s] < zero, zero, acc[s]);
-        }
+        TML_V16_ACT(p->act, acc[s]);
         TML_V16_STORE(yp + (int64_t)s * O, acc[s]);
     }
 }
@@ -328,14 +322,8 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
                             }
                         }
                     }
-                    const tml_v16f zero = {0}, six = zero + 6.0f;
                     for (int j = 0; j < DW_PIX; j++) {
-                        if (p->act == TML_ACT_RELU) {
-                            acc[j] = TML_V16_SELECT(acc[j] > zero, acc[j], zero);
-                        } else if (p->act == TML_ACT_RELU6) {
-                            acc[j] = TML_V16_SELECT(acc[j] > six, six, acc[j]);
-                            acc[j] = TML_V16_SELECT(acc[j] < zero, zero, acc[j]);
-                        }
+                        TML_V16_ACT(p->act, acc[j]);
                         TML_V16_STORE(yp + (int64_t)j * O + c0, acc[j]);
                     }
                 }
@@ -368,13 +356,7 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
                             acc = acc + xv * wv;
                         }
                     }
-                    const tml_v16f zero = {0}, six = zero + 6.0f;
-                    if (p->act == TML_ACT_RELU) {
-                        acc = TML_V16_SELECT(acc > zero, acc, zero);
-                    } else if (p->act == TML_ACT_RELU6) {
-                        acc = TML_V16_SELECT(acc > six, six, acc);
-                        acc = TML_V16_SELECT(acc < zero, zero, acc);
-                    }
+                    TML_V16_ACT(p->act, acc);
                     TML_V16_STORE(yp + c0, acc);
                 } else {
                     /* fewer than 16 channels, or a depth multiplier: same operations, one by one */

@@ -615,14 +615,14 @@ TML_AVX512_FN static void pack_bt_avx512(const float *B, ptrdiff_t ldb, int k0, 
         }
     }
 }
-#endif /* TML_OPS_X86 */
-
 /* 16-column panels serve an N better than 32-column ones when they waste
  * fewer lanes: N mod 32 in 1..16 (16, 48, 10, 300 ...). */
 static int avx512_nv(int N)
 {
     return (N + 15) / 16 * 16 < (N + 31) / 32 * 32 ? 1 : 2;
 }
+#endif /* TML_OPS_X86 */
+
 
 /* The kernel family for `isa` on a product with N columns. The choice only
  * groups elements into tiles differently: every element is computed by the

@@ -120,12 +120,12 @@ void tml_dense_f32_packed_ex(int n, int in, int out, const void *packed, tml_isa
  * `params` is the parenthesized parameter list, `args` the argument list. */
 #define TML_OPS_INLINE static inline __attribute__((always_inline))
 #ifdef TML_OPS_X86
-#define TML_OPS_MULTIVERSION(name, params, args)                                                             \
-    __attribute__((target("avx512f"))) static void name##_avx512 params                                      \
+#define TML_OPS_MULTIVERSION_(name, params, args, opt, avx2)                                                 \
+    __attribute__((target("avx512f"))) opt static void name##_avx512 params                                  \
     {                                                                                                        \
         name##_body args;                                                                                    \
     }                                                                                                        \
-    __attribute__((target("avx2"))) static void name##_avx2 params                                           \
+    __attribute__((target(avx2))) opt static void name##_avx2 params                                         \
     {                                                                                                        \
         name##_body args;                                                                                    \
     }                                                                                                        \
@@ -143,33 +143,13 @@ void tml_dense_f32_packed_ex(int n, int in, int out, const void *packed, tml_isa
         else                                                                                                 \
             name##_generic args;                                                                             \
     }
+#define TML_OPS_MULTIVERSION(name, params, args) TML_OPS_MULTIVERSION_(name, params, args, , "avx2")
 /* The same for kernels whose x86 versions contract a*b+c into one fused
  * multiply-add (one rounding; the portable version rounds twice): AVX-512 and
  * AVX2+FMA then give identical results, the portable build slightly
  * different ones (within the kernels' tolerance against _ref). */
 #define TML_OPS_MULTIVERSION_FMA(name, params, args)                                                         \
-    __attribute__((target("avx512f"), optimize("fp-contract=fast"))) static void name##_avx512 params       \
-    {                                                                                                        \
-        name##_body args;                                                                                    \
-    }                                                                                                        \
-    __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void name##_avx2 params        \
-    {                                                                                                        \
-        name##_body args;                                                                                    \
-    }                                                                                                        \
-    static void name##_generic params                                                                        \
-    {                                                                                                        \
-        name##_body args;                                                                                    \
-    }                                                                                                        \
-    static void name params                                                                                  \
-    {                                                                                                        \
-        const tml_isa isa_ = tml_cpu_isa();                                                                  \
-        if (isa_ == TML_ISA_AVX512)                                                                          \
-            name##_avx512 args;                                                                              \
-        else if (isa_ == TML_ISA_AVX2)                                                                       \
-            name##_avx2 args;                                                                                \
-        else                                                                                                 \
-            name##_generic args;                                                                             \
-    }
+    TML_OPS_MULTIVERSION_(name, params, args, __attribute__((optimize("fp-contract=fast"))), "avx2,fma")
 #else
 #define TML_OPS_MULTIVERSION(name, params, args)                                                             \
     static void name params                                                                                  \
@@ -190,6 +170,20 @@ typedef int32_t tml_v16i __attribute__((vector_size(64)));
 #define TML_V16_STORE(p, v) memcpy((p), &(v), sizeof(tml_v16f))
 /* lane-wise c ? a : b for a mask c from a comparison */
 #define TML_V16_SELECT(c, a, b) ((tml_v16f)(((tml_v16i)(a) & (c)) | ((tml_v16i)(b) & ~(c))))
+
+/* v = act(v) on 16 lanes, as tml_act_apply_f32 (relu(NaN) = 0, relu6 passes
+ * NaN). A macro: a function returning a 64-byte vector would change the ABI
+ * of the non-AVX-512 builds of the kernels using it. */
+#define TML_V16_ACT(act, v)                                                                                  \
+    do {                                                                                                     \
+        const tml_v16f zero_ = {0}, six_ = zero_ + 6.0f;                                                     \
+        if ((act) == TML_ACT_RELU) {                                                                         \
+            (v) = TML_V16_SELECT((v) > zero_, (v), zero_);                                                   \
+        } else if ((act) == TML_ACT_RELU6) {                                                                 \
+            (v) = TML_V16_SELECT((v) > six_, six_, (v));                                                     \
+            (v) = TML_V16_SELECT((v) < zero_, zero_, (v));                                                   \
+        }                                                                                                    \
+    } while (0)
 
 /* Threshold (2*M*N*K flops) above which kernels start OpenMP threads. */
 #ifndef TML_OPS_PAR_FLOPS

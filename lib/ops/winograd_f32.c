@@ -185,7 +185,7 @@ TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t
 {
     const int O = p->o;
     const int64_t pstride = (int64_t)cap * O;
-    const tml_v16f zero = {0}, six = zero + 6.0f;
+    const tml_v16f zero = {0};
     for (int t = 0; t < cnt; t++) {
         int64_t n;
         int ty, tx;
@@ -214,12 +214,7 @@ TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t
                         TML_V16_LOAD(rv, res + at);
                         v = v + rv;
                     }
-                    if (p->act == TML_ACT_RELU) {
-                        v = TML_V16_SELECT(v > zero, v, zero);
-                    } else if (p->act == TML_ACT_RELU6) {
-                        v = TML_V16_SELECT(v > six, six, v);
-                        v = TML_V16_SELECT(v < zero, zero, v);
-                    }
+                    TML_V16_ACT(p->act, v);
                     TML_V16_STORE(y + at, v);
                 }
             }
