@@ -62,7 +62,7 @@ have_data=1
 have_qdq=0
 $PY -c "import onnx" 2>/dev/null && have_qdq=1
 
-# bench_ort prints: batch,tinyml_min,tinyml_med,ort_min,ort_med,ratio_min,ratio_med,max_diff,version
+# bench_ort prints: batch,tinyml_min,tinyml_med,ort_min,ort_med,ratio_min,ratio_med,max_diff,version,cpu_ratio_med
 run() { OMP_NUM_THREADS=1 "$B/tests/bench_ort" "$LIB" "$1" "$2" "$3" "$4" "$5" 2>/dev/null; }
 field() { echo "$1" | cut -d, -f"$2"; }
 sps() { awk -v b="$1" -v us="$2" 'BEGIN{printf "%.0f", b / us * 1e6}'; }
@@ -77,7 +77,8 @@ R=$OUT/ort.md
   echo "$(gcc --version | head -1 | sed 's/ (.*)//'), load average at start $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Interleaved rounds in one process per row (batch 1: $R1 rounds x $N1 runs of each engine;"
   echo "batch 256: $R256 x $N256); min and median over all runs; ratio = tinyml time / ORT time"
-  echo "(below 1: tinyml faster). \`scripts/bench-ort.sh\`."
+  echo "(below 1: tinyml faster); in brackets the ratio of the median thread CPU times (preemption by other"
+  echo "processes excluded: a batch-256 run is longer than a scheduler slice). \`scripts/bench-ort.sh\`."
   echo ""
   echo "| model | float b1 µs tinyml / ORT (min) | ratio min / med | float b256 samples/s tinyml / ORT (best) | ratio min / med | float max abs diff | int8 b1 µs tinyml / ORT QDQ (min) | ratio min / med |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -103,10 +104,10 @@ for a in $MODELS; do
     fi
     if [ -n "$qdq" ]; then
       l3=$(run "$OUT/ort/$a-int8.tmf" "$qdq" 1 "$R1" "$N1")
-      q="$(field "$l3" 2) / $(field "$l3" 4) | $(field "$l3" 6) / $(field "$l3" 7)"
+      q="$(field "$l3" 2) / $(field "$l3" 4) | $(field "$l3" 6) / $(field "$l3" 7) ($(field "$l3" 10))"
     fi
   fi
-  echo "| $a | $(field "$l1" 2) / $(field "$l1" 4) | $(field "$l1" 6) / $(field "$l1" 7) | $(sps 256 "$(field "$l2" 2)") / $(sps 256 "$(field "$l2" 4)") | $(field "$l2" 6) / $(field "$l2" 7) | $(field "$l1" 8) | $q |" >>"$R"
+  echo "| $a | $(field "$l1" 2) / $(field "$l1" 4) | $(field "$l1" 6) / $(field "$l1" 7) ($(field "$l1" 10)) | $(sps 256 "$(field "$l2" 2)") / $(sps 256 "$(field "$l2" 4)") | $(field "$l2" 6) / $(field "$l2" 7) ($(field "$l2" 10)) | $(field "$l1" 8) | $q |" >>"$R"
   echo "bench-ort.sh: $a done" >&2
 done
 cat "$R"
