@@ -119,6 +119,7 @@ typedef struct ukr_epilogue {
     const float *res;  /* residual for this tile (row stride ldr), or NULL */
     ptrdiff_t ldr;
     tml_act act;
+    int b_padded; /* b is a packed panel, zero beyond nr: loads need no mask */
 } ukr_epilogue;
 
 typedef void (*ukr_fn)(int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b, ptrdiff_t rsb,
@@ -456,7 +457,9 @@ TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_tpl(const int MR, const int NV, 
     a6 += csa;                                                                                               \
     a9 += csa;                                                                                               \
     b += rsb;
-    if (full) {
+    /* masked loads only for a partial panel read in place (mask registers
+     * in the loop cost a reload each step) */
+    if (full || ep->b_padded) {
         for (int k = 0; k < kc; k++) {
             const __m512 b0 = _mm512_loadu_ps(b), b1 = NV > 1 ? _mm512_loadu_ps(b + 16) : b0;
             AVX512_ROWS
@@ -493,6 +496,8 @@ TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_wide_tpl(const int NV, const int
     const __mmask16 m1 = nr_last >= 32   ? (__mmask16)0xFFFF
                          : nr_last <= 16 ? (__mmask16)0
                                          : (__mmask16)((1u << (nr_last - 16)) - 1u);
+    /* loads of a zero-padded packed panel need no mask */
+    const __mmask16 l0 = ep->b_padded ? (__mmask16)0xFFFF : m0, l1 = ep->b_padded ? (__mmask16)0xFFFF : m1;
 #pragma GCC unroll 8
     for (int i = 0; i < NP * NV; i++) acc[i] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++) {
@@ -502,7 +507,7 @@ TML_AVX512_FN TML_KERNEL_INLINE void ukr_avx512_wide_tpl(const int NV, const int
 #pragma GCC unroll 2
             for (int v = 0; v < NV; v++) {
                 const float *bp = b + p * psb + 16 * v;
-                const __m512 bv = p < NP - 1 ? _mm512_loadu_ps(bp) : _mm512_maskz_loadu_ps(v ? m1 : m0, bp);
+                const __m512 bv = p < NP - 1 ? _mm512_loadu_ps(bp) : _mm512_maskz_loadu_ps(v ? l1 : l0, bp);
                 acc[p * NV + v] = _mm512_fmadd_ps(t, bv, acc[p * NV + v]);
             }
         a += csa;
@@ -783,7 +788,7 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
             const int kc = imin(kcb, K - pc);
             /* first K block: beta; later ones accumulate; the last adds bias, residual, act */
             const int last = pc + kc == K;
-            ukr_epilogue ep = {g->alpha, pc == 0 ? g->beta : 1.0f, NULL, NULL, g->ldr, last ? g->act : TML_ACT_NONE};
+            ukr_epilogue ep = {g->alpha, pc == 0 ? g->beta : 1.0f, NULL, NULL, g->ldr, last ? g->act : TML_ACT_NONE, 0};
             /* B panels for this (jc, pc) block: prepacked, packed into bbuf or in place */
             if (!prepacked)
                 for (int jr = 0; jr < nc; jr += nr) {
@@ -821,14 +826,17 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
                         bp = g->packed_b + (ptrdiff_t)((jc + jr) / nr) * K * nr + (ptrdiff_t)pc * nr;
                         rsb = nr;
                         psb = (ptrdiff_t)K * nr;
+                        ep.b_padded = 1;
                     } else if (!b_direct || (nrr < nr && !kr->b_partial_ok)) {
                         bp = bbuf + (ptrdiff_t)jr * kc;
                         rsb = nr;
                         psb = (ptrdiff_t)kc * nr;
+                        ep.b_padded = 1;
                     } else {
                         bp = g->B + (ptrdiff_t)pc * g->ldb + jc + jr;
                         rsb = g->ldb;
                         psb = nr;
+                        ep.b_padded = 0;
                     }
                     ep.bias = last && g->bias ? g->bias + jc + jr : NULL;
                     ep.res = last && rrow ? rrow + jr : NULL;
