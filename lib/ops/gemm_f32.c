@@ -140,10 +140,9 @@ typedef void (*pack_bt_fn)(const float *B, ptrdiff_t ldb, int k0, int kc, int j0
 #define GEMM_NC 96 /* columns per B block: 512x96 floats = 192 KiB (L2) */
 #endif
 #define GEMM_MR_MAX 16
-/* Columns per B block when B was packed once (no stack buffer to fill): the
- * block stays in L2 while every row panel of A passes over it, so wider
- * blocks mean fewer passes over A (LeNet-300's fc1, N = 300: one instead of
- * four). */
+/* Most columns per B block (when B was packed once, or short K blocks leave
+ * room in the packing buffer): the block stays in L2 while every row panel
+ * of A passes over it, so wider blocks mean fewer passes over A. */
 #ifndef GEMM_NC_PACKED
 #define GEMM_NC_PACKED 384
 #endif
@@ -781,7 +780,14 @@ static void gemm_tile(const gemm_kernel *kr, const gemm_args *g, int m0, int m1,
     const int prepacked = g->packed_b != NULL;
     const int b_direct = !prepacked && !g->trans_b && (m1 - m0) <= 8 * mr;
     const int one_row = m1 - m0 == 1 && kr->wide;
-    const int ncb = prepacked ? GEMM_NC_PACKED : GEMM_NC;
+    /* columns per B block: as many as the packing buffer holds at this K
+     * block (GEMM_NC at the longest one; wider blocks mean fewer passes over
+     * A), at most GEMM_NC_PACKED */
+    int ncb = GEMM_NC_PACKED;
+    if (!prepacked) {
+        const int fit = GEMM_KC * GEMM_NC / kcb / nr * nr;
+        if (fit < ncb) ncb = fit;
+    }
     for (int jc = n0; jc < n1; jc += ncb) {
         const int nc = imin(ncb, n1 - jc);
         for (int pc = 0; pc < K; pc += kcb) {
