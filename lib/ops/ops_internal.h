@@ -70,10 +70,12 @@ void tml_sgemm_pack_b(tml_isa isa, int trans_b, int N, int K, const float *B, in
 
 /* C (M, N) = act(op(A) B + bias + res) with B packed by tml_sgemm_pack_b for the
  * same isa, N and K; bias (N) or NULL, res (M, N) at row stride ldr or NULL (a
- * residual input added before the activation; may not alias C). Equal, bit for
- * bit, to tml_sgemm_bias_act_ex(isa, flags | TML_GEMM_ROW_STABLE, ...) on the
- * unpacked B followed by adding res and applying act (the residual is added
- * in the same float operation order). */
+ * residual input added before the activation; may not alias C). Every row of
+ * C is bitwise independent of M and of the thread count. K is cut into
+ * blocks of up to 1024 (512 unpacked): for K <= 512 the result equals, bit
+ * for bit, tml_sgemm_bias_act_ex(isa, flags | TML_GEMM_ROW_STABLE, ...) on the
+ * unpacked B followed by adding res and applying act; above, it differs by
+ * the rounding of the block sums. */
 void tml_sgemm_packed_ex(tml_isa isa, unsigned flags, int trans_a, int M, int N, int K, const float *A, int lda,
                          const float *packed_b, float *C, int ldc, const float *bias, const float *res, int ldr,
                          tml_act act);

@@ -76,8 +76,10 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
  * the activation: y = act(conv + bias + res) (res must not alias y). 3x3
  * stride-1 layers with at least 16 input and output channels run Winograd's
  * F(4x4, 3x3) algorithm (a quarter of the multiply-adds; results within float
- * rounding of the direct method); the others the GEMM of tml_conv2d_f32, bit
- * for bit. Scratch as for tml_conv2d_f32 (its size covers both). */
+ * rounding of the direct method); the others the GEMM of tml_conv2d_f32 (bit
+ * for bit up to 512 taps per output, kh*kw*c/groups; beyond, the sums are cut
+ * into other blocks: within rounding). Scratch as for tml_conv2d_f32 (its
+ * size covers both). */
 size_t tml_conv2d_f32_packed_size(const tml_window *p);
 void tml_conv2d_f32_pack(const tml_window *p, const float *w, void *packed);
 void tml_conv2d_f32_packed(const tml_window *p, const void *packed, const float *x, const float *b,
