@@ -1043,16 +1043,33 @@ size_t tml_sgemm_packed_b_floats(tml_isa isa, int N, int K)
     return (size_t)((N + kr.nr - 1) / kr.nr) * (size_t)kr.nr * (size_t)K;
 }
 
+static void pack_b_panels(const gemm_kernel *kr, int trans_b, int N, int K, const float *B, int ldb, float *dst,
+                          int p0, int p1)
+{
+    for (int p = p0; p < p1; p++) {
+        const int j = p * kr->nr;
+        float *d = dst + (ptrdiff_t)p * K * kr->nr;
+        if (trans_b && kr->pack_bt)
+            kr->pack_bt(B, ldb, 0, K, j, imin(kr->nr, N - j), kr->nr, d);
+        else
+            pack_b_panel(trans_b, B, ldb, 0, K, j, imin(kr->nr, N - j), kr->nr, d);
+    }
+}
+
 void tml_sgemm_pack_b(tml_isa isa, int trans_b, int N, int K, const float *B, int ldb, float *dst)
 {
     const gemm_kernel kr = kernel_for(tml_sgemm_pack_isa(isa), N);
-    for (int j = 0; j < N; j += kr.nr) {
-        float *d = dst + (ptrdiff_t)(j / kr.nr) * K * kr.nr;
-        if (trans_b && kr.pack_bt)
-            kr.pack_bt(B, ldb, 0, K, j, imin(kr.nr, N - j), kr.nr, d);
-        else
-            pack_b_panel(trans_b, B, ldb, 0, K, j, imin(kr.nr, N - j), kr.nr, d);
+    const int panels = (N + kr.nr - 1) / kr.nr;
+#ifdef TML_OPS_OMP
+    /* training repacks its dense weights every step: large ones on threads
+     * (panels are independent) */
+    if ((int64_t)N * K >= TML_OPS_PAR_ELEMS && panels > 1 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+        for (int p = 0; p < panels; p++) pack_b_panels(&kr, trans_b, N, K, B, ldb, dst, p, p + 1);
+        return;
     }
+#endif
+    pack_b_panels(&kr, trans_b, N, K, B, ldb, dst, 0, panels);
 }
 
 void tml_sgemm_packed_ex(tml_isa isa, unsigned flags, int trans_a, int M, int N, int K, const float *A, int lda,
