@@ -2,9 +2,10 @@
 """Writes an int8 QDQ ONNX model for ONNX Runtime from tinyml's float ONNX
 export and the tinyml int8 model made from the same float model, so that
 scripts/bench-ort.sh can time both int8 engines on the same network. A
-benchmark helper: it stands in until `tinyml export --onnx` writes int8 models
-itself (issue 12), and bench-ort.sh prefers that exporter when it accepts an
-int8 model.
+benchmark helper that gives ONNX Runtime its best case: Q/DQ around every
+int8 tensor, reshapes included (`tinyml export --onnx` of an int8 model
+leaves the Flatten before a dense layer without them, and ONNX Runtime then
+runs that layer in float).
 
     qdq-onnx.py FLOAT.onnx MODEL-int8.tmf OUT.onnx
 
