@@ -27,7 +27,7 @@
 #
 # Environment: ORT_DIR (npm prefix, default out/ort), BUILD_DIR (default
 # build), ROUNDS_B1 / RUNS_B1 (default 20 / 100), ROUNDS_B256 / RUNS_B256
-# (default 10 / 4).
+# (default 25 / 4).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${BUILD_DIR:-$ROOT/build}
@@ -38,7 +38,7 @@ PY=/usr/bin/python3
 DOCS=1
 if [ "${1:-}" = "--no-docs" ]; then DOCS=0; shift; fi
 MODELS=${*:-lenet300 lenet5 dscnn mobilenet-tiny resnet8}
-R1=${ROUNDS_B1:-20}; N1=${RUNS_B1:-100}; R256=${ROUNDS_B256:-10}; N256=${RUNS_B256:-4}
+R1=${ROUNDS_B1:-20}; N1=${RUNS_B1:-100}; R256=${ROUNDS_B256:-25}; N256=${RUNS_B256:-4}
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "bench-ort.sh: skipped: node and npm are needed for ONNX Runtime (npm's onnxruntime-node)"
@@ -72,7 +72,7 @@ sps() { awk -v b="$1" -v us="$2" 'BEGIN{printf "%.0f", b / us * 1e6}'; }
 
 R=$OUT/ort.md
 {
-  echo "### Against ONNX Runtime ($(date -u +%Y-%m-%d))"
+  echo "#### Run of $(date -u +%Y-%m-%d)"
   echo ""
   echo "ONNX Runtime $ORT_VERSION (npm onnxruntime-node, C API, all graph optimisations), one thread each"
   echo "(tinyml: OMP_NUM_THREADS=1; ORT: intra- and inter-op threads 1); $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2}')" \
