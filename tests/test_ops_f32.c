@@ -830,6 +830,20 @@ static void test_conv_deterministic_threads(void **state)
         }
         tml_conv2d_f32(&p, x, w, b, y2, scratch);
         assert_memory_equal(y1, y2, sizeof(float) * out_numel(&p));
+        /* packed weights with a residual (shape 0 runs Winograd: threads split its tiles) */
+        void *packed = aligned_alloc(64, (tml_conv2d_f32_packed_size(&p) + 63) / 64 * 64);
+        assert_non_null(packed);
+        tml_conv2d_f32_pack(&p, w, packed);
+        set_threads(1);
+        tml_conv2d_f32_packed(&p, packed, x, b, y1, y2, scratch);
+        for (int t = 2; t <= 3; t++) {
+            float *y3 = falloc(out_numel(&p));
+            set_threads(t);
+            tml_conv2d_f32_packed(&p, packed, x, b, y1, y3, scratch);
+            assert_memory_equal(y2, y3, sizeof(float) * out_numel(&p));
+            free(y3);
+        }
+        free(packed);
         free(scratch);
         free(x);
         free(w);
@@ -838,6 +852,31 @@ static void test_conv_deterministic_threads(void **state)
         free(y2);
     }
     set_threads(saved);
+}
+
+/* Depthwise: bitwise the same for 1, 2 and 3 threads (rows split over threads). */
+static void test_dwconv_deterministic_threads(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 23);
+    const int saved = max_threads();
+    const tml_window p = win(8, 28, 27, 64, 64, 3, 3, 1, 1, 1, 1, 1, TML_ACT_RELU6);
+    float *x = frand(&r, in_numel(&p)), *w = frand(&r, 9 * (size_t)p.o), *b = frand(&r, (size_t)p.o);
+    float *y1 = falloc(out_numel(&p)), *y2 = falloc(out_numel(&p));
+    set_threads(1);
+    tml_dwconv2d_f32(&p, x, w, b, y1);
+    for (int t = 2; t <= 3; t++) {
+        set_threads(t);
+        tml_dwconv2d_f32(&p, x, w, b, y2);
+        assert_memory_equal(y1, y2, sizeof(float) * out_numel(&p));
+    }
+    set_threads(saved);
+    free(x);
+    free(w);
+    free(b);
+    free(y1);
+    free(y2);
 }
 
 static void test_dwconv_fast_vs_ref(void **state)
@@ -1055,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_conv_scratch_bound),
         cmocka_unit_test(test_conv_deterministic_threads),
         cmocka_unit_test(test_dwconv_fast_vs_ref),
+        cmocka_unit_test(test_dwconv_deterministic_threads),
         cmocka_unit_test(test_dense_fast_vs_ref),
         cmocka_unit_test(test_pools_fast_vs_ref),
         cmocka_unit_test(test_eltwise_fast_vs_ref),
