@@ -13,6 +13,7 @@
 
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_dataset.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_report.h"
 
 #define EXIT_USAGE 2
@@ -90,6 +91,10 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
 /* --mean / --std (comma-separated, 1 value or one per input channel, std > 0)
  * into the model's preprocessing; usage error (exit 2) otherwise. */
 void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv);
+
+/* --form / --optimize values of export and profile; 0 on success. */
+int cli_parse_form(const char *s, tml_export_enc *out);
+int cli_parse_optimize(const char *s, tml_export_optimize *out);
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);

@@ -42,7 +42,8 @@ static const char help[] =
     "  --mhz F            core clock for the latency column (default 80)\n"
     "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
     "                     (as tinyml export)\n"
-    "  --dense            plain int8 weight arrays for every layer\n"
+    "  --form F           one form for every layer where it applies: dense, sparse,\n"
+    "                     cluster or sparse+cluster (--dense = --form dense)\n"
     "  --portable         the portable scalar kernels even where the core has DSP\n"
     "  --keep DIR         build in DIR and keep it (sources, program, logs)\n"
     "  --systick          cross-check the counter: run again under -icount shift=0\n"
@@ -55,20 +56,12 @@ static const char help[] =
     "  tinyml profile small.tmf --opt Os --mhz 168 --format md\n"
     "  tinyml profile kws-int8.tmf --target cortex-m7 --portable --keep build-m7\n";
 
-static tml_export_optimize parse_optimize(const cli *c, const char *s)
-{
-    if (strcmp(s, "balanced") == 0) return TML_EXPORT_OPT_BALANCED;
-    if (strcmp(s, "speed") == 0) return TML_EXPORT_OPT_SPEED;
-    if (strcmp(s, "size") == 0) return TML_EXPORT_OPT_SIZE;
-    cli_usage_error(c, "--optimize: '%s' is not one of balanced, speed, size", s);
-}
-
 int cmd_profile(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "profile", help, argc, argv);
     const char *pos[1] = {NULL}, *data = "fashion-mnist", *target = "cortex-m4", *opt = "O2", *keep = NULL;
-    const char *optimize = NULL;
+    const char *optimize = NULL, *form = NULL;
     int limit = 100, dense = 0, portable = 0, systick = 0;
     double mhz = 80;
     while (cli_next(&c)) {
@@ -79,6 +72,7 @@ int cmd_profile(int argc, char **argv)
         if (cli_double(&c, "mhz", 0, 1e-3, 1e5, &mhz)) continue;
         if (cli_str(&c, "optimize", 0, &optimize)) continue;
         if (cli_str(&c, "keep", 0, &keep)) continue;
+        if (cli_str(&c, "form", 0, &form)) continue;
         if (cli_flag(&c, "dense", 0)) {
             dense = 1;
             continue;
@@ -104,11 +98,15 @@ int cmd_profile(int argc, char **argv)
     }
     if (strcmp(opt, "O2") && strcmp(opt, "Os") && strcmp(opt, "O3") && strcmp(opt, "O1") && strcmp(opt, "O0"))
         cli_usage_error(&c, "--opt: '%s' is not one of O2, Os, O3, O1, O0", opt);
-    if (optimize && dense) cli_usage_error(&c, "--dense and --optimize exclude each other");
+    if ((optimize != NULL) + (form != NULL) + dense > 1)
+        cli_usage_error(&c, "--optimize, --form and --dense exclude each other");
     o.target = target;
     o.opt = opt;
     o.exp.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
-    if (optimize) o.exp.optimize = parse_optimize(&c, optimize);
+    if (form && cli_parse_form(form, &o.exp.weights))
+        cli_usage_error(&c, "--form: '%s' is not one of dense, sparse, cluster, sparse+cluster", form);
+    if (optimize && cli_parse_optimize(optimize, &o.exp.optimize))
+        cli_usage_error(&c, "--optimize: '%s' is not one of balanced, speed, size", optimize);
     o.exp.kernels = portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
     o.workdir = keep;
     o.systick = systick;

@@ -459,3 +459,26 @@ double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limi
     tml_dataset_free(ds);
     return top1;
 }
+
+int cli_parse_form(const char *s, tml_export_enc *out)
+{
+    static const tml_export_enc forms[] = {TML_EXPORT_DENSE, TML_EXPORT_SPARSE, TML_EXPORT_CLUSTER,
+                                           TML_EXPORT_SPARSE_CLUSTER};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        if (strcmp(s, tml_export_enc_name(forms[i])) == 0) {
+            *out = forms[i];
+            return 0;
+        }
+    return -1;
+}
+
+int cli_parse_optimize(const char *s, tml_export_optimize *out)
+{
+    static const tml_export_optimize goals[] = {TML_EXPORT_OPT_BALANCED, TML_EXPORT_OPT_SPEED, TML_EXPORT_OPT_SIZE};
+    for (size_t i = 0; i < sizeof goals / sizeof goals[0]; i++)
+        if (strcmp(s, tml_export_optimize_name(goals[i])) == 0) {
+            *out = goals[i];
+            return 0;
+        }
+    return -1;
+}

@@ -34,6 +34,7 @@ typedef enum tml_exk {
     TML_EXK_MM_SPARSE,
     TML_EXK_MM_CLUSTER,
     TML_EXK_MM_SPARSE_CLUSTER,
+    TML_EXK_MM_SC8, /* sparse + cluster, one byte per entry */
     TML_EXK_CONV,
     TML_EXK_DWCONV,
     TML_EXK_DENSE,
@@ -52,7 +53,7 @@ typedef enum tml_exk {
     TML_EXK_UNPACK,
     TML_EXK_POOL_T,
     TML_EXK_WIDEN,
-    TML_EXK_MM_DENSE_X8, /* DSP dense layer without scratch (set by the caller) */
+    TML_EXK_PUT1X4,
     TML_EXK_COUNT
 } tml_exk;
 

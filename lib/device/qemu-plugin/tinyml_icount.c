@@ -12,6 +12,10 @@
  * appends "end count". Markers are zero-size labels in the guest code, so
  * they change nothing that is measured.
  *
+ * With hist=FILE it also writes, at exit, one line per translated block:
+ * "address instructions executions" (for finding where the instructions go:
+ * map the addresses to functions with nm).
+ *
  * Counting: every translated block adds its instruction count to one 64-bit
  * counter when it starts executing (an inline add, cheap); a marker
  * callback subtracts the instructions of its block that have not executed
@@ -71,6 +75,19 @@ static uint64_t marks[MAX_MARKS]; /* guest addresses */
 static int n_marks;
 static FILE *out;
 
+/* hist=FILE: per translated block, its guest address, size and executions
+ * (slots in fixed chunks, so the inline counters' addresses never move) */
+typedef struct tb_count {
+    uint64_t vaddr, n, execs;
+} tb_count;
+typedef struct tb_chunk {
+    struct tb_chunk *next;
+    size_t used;
+    tb_count c[4096];
+} tb_chunk;
+static tb_chunk *chunks;
+static FILE *hist_out;
+
 /* udata of a marker callback: marker index in the low 16 bits, the
  * instructions of its block from the marker on in the high bits */
 static void on_mark(unsigned int vcpu, void *udata)
@@ -86,6 +103,21 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
     qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &count, n);
+    if (hist_out && n) {
+        if (!chunks || chunks->used == sizeof chunks->c / sizeof chunks->c[0]) {
+            tb_chunk *k = calloc(1, sizeof *k);
+            if (k) {
+                k->next = chunks;
+                chunks = k;
+            }
+        }
+        if (chunks && chunks->used < sizeof chunks->c / sizeof chunks->c[0]) {
+            tb_count *c = &chunks->c[chunks->used++];
+            c->vaddr = qemu_plugin_insn_vaddr(qemu_plugin_tb_get_insn(tb, 0));
+            c->n = n;
+            qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &c->execs, 1);
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
         uint64_t a = qemu_plugin_insn_vaddr(insn);
@@ -104,6 +136,13 @@ static void on_atexit(qemu_plugin_id_t id, void *udata)
     fprintf(out, "end %" PRIu64 "\n", count);
     fclose(out);
     out = NULL;
+    if (hist_out) {
+        for (tb_chunk *k = chunks; k; k = k->next)
+            for (size_t i = 0; i < k->used; i++)
+                fprintf(hist_out, "%" PRIx64 " %" PRIu64 " %" PRIu64 "\n", k->c[i].vaddr, k->c[i].n, k->c[i].execs);
+        fclose(hist_out);
+        hist_out = NULL;
+    }
 }
 
 static int fail(const char *msg)
@@ -122,7 +161,11 @@ PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *in
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "marks=", 6) == 0) marks_path = argv[i] + 6;
         else if (strncmp(argv[i], "out=", 4) == 0) out_path = argv[i] + 4;
-        else return fail("unknown argument (expected marks=FILE,out=FILE)");
+        else if (strncmp(argv[i], "hist=", 5) == 0) {
+            hist_out = fopen(argv[i] + 5, "w");
+            if (!hist_out) return fail("cannot write the hist file");
+        } else
+            return fail("unknown argument (expected marks=FILE,out=FILE[,hist=FILE])");
     }
     if (!out_path) return fail("out=FILE is required");
     if (marks_path) {
