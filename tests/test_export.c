@@ -141,6 +141,7 @@ typedef struct variant {
     const char *tag;
     tml_export_enc weights;
     const char *prefix; /* NULL = default */
+    tml_export_optimize optimize;
 } variant;
 
 /* Exports `m` (opts from v), compiles it with a main, runs the images the
@@ -153,6 +154,7 @@ static void export_check(const tml_model *m, const engine_io *io, const variant 
     tml_export_opts o;
     tml_export_opts_default(&o);
     o.weights = v->weights;
+    o.optimize = v->optimize;
     if (v->prefix) o.prefix = v->prefix;
     tml_status st = tml_export_c(m, &o, r);
     if (st) fprintf(stderr, "%s: export: %s\n", v->tag, tml_last_error());
@@ -213,7 +215,7 @@ static void test_zoo_models_bit_exact(void **state)
         engine_run(m, x, &io);
         char tag[64];
         snprintf(tag, sizeof tag, "export_%s", archs[a]);
-        variant v = {tag, TML_EXPORT_AUTO, a == 2 ? "kws_" : NULL};
+        variant v = {tag, TML_EXPORT_AUTO, a == 2 ? "kws_" : NULL, TML_EXPORT_OPT_BALANCED};
         tml_export_result r;
         export_check(m, &io, &v, &r);
         /* untrained weights have no zeros to speak of: everything stays dense */
@@ -244,7 +246,7 @@ static void test_zoo_models_bit_exact(void **state)
         if (strcmp(archs[a], "mobilenet-tiny") == 0) {
             /* sparse rows everywhere (few zeros: bigger, but it must run):
              * depthwise as grouped conv2d with patches, 1x1 convs in place */
-            variant vs = {"export_mobilenet_sparse", TML_EXPORT_SPARSE, NULL};
+            variant vs = {"export_mobilenet_sparse", TML_EXPORT_SPARSE, NULL, TML_EXPORT_OPT_BALANCED};
             export_check(m, &io, &vs, &r);
             tml_export_result_free(&r);
         }
@@ -259,7 +261,7 @@ static void test_zoo_models_bit_exact(void **state)
             assert_int_equal(st, TML_OK);
             engine_io_free(&io);
             engine_run(m, x, &io);
-            variant vc = {"export_dscnn_clustered", TML_EXPORT_AUTO, NULL};
+            variant vc = {"export_dscnn_clustered", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SIZE};
             export_check(m, &io, &vc, &r);
             int dw_clustered = 0;
             for (int i = 0; i < r.n_layers; i++) {
@@ -267,6 +269,17 @@ static void test_zoo_models_bit_exact(void **state)
                 if (r.layers[i].enc != TML_EXPORT_NONE) assert_true(r.layers[i].enc != TML_EXPORT_DENSE);
             }
             assert_int_equal(dw_clustered, 4);
+            int64_t size_bytes = r.weight_bytes;
+            tml_export_result_free(&r);
+            /* balanced: a clustered depthwise layer runs as a grouped conv,
+             * far slower for the ~100 bytes it saves: it stays dense */
+            variant vb = {"export_dscnn_clustered_balanced", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_BALANCED};
+            export_check(m, &io, &vb, &r);
+            for (int i = 0; i < r.n_layers; i++) {
+                if (r.layers[i].op == TML_OP_DEPTHWISE_CONV2D) assert_int_equal(r.layers[i].enc, TML_EXPORT_DENSE);
+                if (r.layers[i].enc != TML_EXPORT_NONE) assert_true(r.layers[i].est_instr > 0);
+            }
+            assert_true(r.weight_bytes > size_bytes);
             tml_export_result_free(&r);
         }
         engine_io_free(&io);
@@ -291,13 +304,13 @@ static void test_other_ops_bit_exact(void **state)
     float *x = test_images(m);
     engine_io io;
     engine_run(m, x, &io);
-    variant v = {"export_other_ops", TML_EXPORT_AUTO, NULL};
+    variant v = {"export_other_ops", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_BALANCED};
     tml_export_result r;
     export_check(m, &io, &v, &r);
     assert_non_null(strstr(r.header, "#define MODEL_NUM_CLASSES 10"));
     assert_non_null(strstr(r.source, "\"what\\?\\?=\""));
     tml_export_result_free(&r);
-    variant v2 = {"export_other_ops_sparse", TML_EXPORT_SPARSE, NULL};
+    variant v2 = {"export_other_ops_sparse", TML_EXPORT_SPARSE, NULL, TML_EXPORT_OPT_BALANCED};
     export_check(m, &io, &v2, &r);
     tml_export_result_free(&r);
     engine_io_free(&io);
@@ -307,7 +320,9 @@ static void test_other_ops_bit_exact(void **state)
 
 /* LeNet-5 pruned to 90% and clustered (conv1/fc1 one 4-bit codebook each,
  * conv2/fc2 a 4-bit codebook per output channel), then quantized: every
- * weight form, chosen by bytes and forced, is bit-exact. */
+ * weight form, chosen (for size, speed, balanced) and forced, is bit-exact;
+ * size gives the fewest bytes, speed the fewest estimated instructions,
+ * balanced lies between. */
 static void test_compact_forms_bit_exact(void **state)
 {
     (void)state;
@@ -316,12 +331,14 @@ static void test_compact_forms_bit_exact(void **state)
     engine_io io;
     engine_run(m, x, &io);
     const variant vs[] = {
-        {"export_compact_auto", TML_EXPORT_AUTO, NULL},
-        {"export_compact_sparse", TML_EXPORT_SPARSE, "sp_"},
-        {"export_compact_cluster", TML_EXPORT_CLUSTER, "cl_"},
-        {"export_compact_both", TML_EXPORT_SPARSE_CLUSTER, "Net"},
+        {"export_compact_size", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SIZE},
+        {"export_compact_sparse", TML_EXPORT_SPARSE, "sp_", TML_EXPORT_OPT_BALANCED},
+        {"export_compact_cluster", TML_EXPORT_CLUSTER, "cl_", TML_EXPORT_OPT_BALANCED},
+        {"export_compact_both", TML_EXPORT_SPARSE_CLUSTER, "Net", TML_EXPORT_OPT_BALANCED},
+        {"export_compact_speed", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SPEED},
+        {"export_compact_balanced", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_BALANCED},
     };
-    int64_t dense_bytes = 0, auto_bytes = 0;
+    int64_t dense_bytes = 0, auto_bytes = 0, est_speed = 0, bytes_speed = 0;
     for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
         tml_export_result r;
         export_check(m, &io, &vs[i], &r);
@@ -335,7 +352,9 @@ static void test_compact_forms_bit_exact(void **state)
             if (vs[i].weights != TML_EXPORT_AUTO) assert_int_equal(r.layers[l].enc, vs[i].weights);
             assert_true(r.layers[l].macs_nz <= r.layers[l].macs / 5);
         }
-        if (vs[i].weights == TML_EXPORT_AUTO) {
+        int64_t est = 0;
+        for (int l = 0; l < r.n_layers; l++) est += r.layers[l].est_instr;
+        if (i == 0) {
             /* the pruned, clustered big layers are smallest as sparse + cluster;
              * nothing is left dense */
             assert_int_equal(kinds[TML_EXPORT_DENSE], 0);
@@ -344,6 +363,23 @@ static void test_compact_forms_bit_exact(void **state)
             dense_bytes = r.dense_weight_bytes;
         } else {
             assert_true(r.weight_bytes >= auto_bytes);
+        }
+        if (i == 4) {
+            est_speed = est;
+            bytes_speed = r.weight_bytes;
+        }
+        if (i == 5) {
+            fprintf(stderr, "  estimated instructions: speed %lld, balanced %lld\n", (long long)est_speed, (long long)est);
+            assert_true(est >= est_speed && r.weight_bytes <= bytes_speed);
+        }
+        if (i >= 4) {
+            /* a sparse form executes only the stored entries (plus fillers) */
+            int64_t nz = 0, all = 0;
+            for (int l = 0; l < r.n_layers; l++) {
+                nz += r.layers[l].macs_nz;
+                all += r.layers[l].macs;
+            }
+            assert_true(nz < all);
         }
         if (i == 3) {
             assert_string_equal(r.base, "Net");
