@@ -398,6 +398,7 @@ static void place_patches(ex *x)
             int64_t gathers = is_direct(m, n) ? 0 : G * st;
             int best = G;
             for (int nb = ow < 32 ? ow : 32; nb > G; nb--) {
+                if (nb % G && nb != ow) continue; /* whole pairs / quads, or the whole row */
                 int64_t bytes = 2 * ((nb + G - 1) / G * G) * st + gathers;
                 int64_t off = place_patch(x, i, bytes);
                 if (off + align_up(bytes) <= x->arena_bytes) {
@@ -873,6 +874,14 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
     return TML_OK;
 }
 
+/* The requantization fields of a wmat initializer and its closing brace. */
+static void put_wmat_tail(tml_sb *s, const xmat *xm, const char *indent)
+{
+    const uint32_t lo4 = ((uint32_t)xm->act_min & 0xFFu) * 0x01010101u, hi4 = ((uint32_t)xm->act_max & 0xFFu) * 0x01010101u;
+    tml_sb_printf(s, "%s    .out_zp = %d, .act_min = %d, .act_max = %d, .act4_min = 0x%08lxu, .act4_max = 0x%08lxu\n%s}",
+                  indent, (int)xm->out_zp, (int)xm->act_min, (int)xm->act_max, (unsigned long)lo4, (unsigned long)hi4, indent);
+}
+
 /* The wmat initializer (after the arrays). */
 static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char *indent, int no_mm)
 {
@@ -885,8 +894,7 @@ static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char 
                       xm->entries8 >= 65536 ? "row32" : "row16", id);
         tml_sb_printf(s, "%s    .book = %s_book, .k = %d, .book_per_row = %d,\n", indent, id, xm->k, xm->n_books > 1);
         tml_sb_printf(s, "%s    .bias = %s_b, .mult = %s_m, .shift = %s_s,\n", indent, id, id, id);
-        tml_sb_printf(s, "%s    .out_zp = %d, .act_min = %d, .act_max = %d\n%s}", indent, (int)xm->out_zp,
-                      (int)xm->act_min, (int)xm->act_max, indent);
+        put_wmat_tail(s, xm, indent);
         return;
     }
     int sparse = xm->enc == TML_EXPORT_SPARSE || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
@@ -900,8 +908,7 @@ static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char 
         tml_sb_printf(s, "%s    .code = %s_code, .book = %s_book, .bits = %d, .k = %d, .book_per_row = %d,\n", indent, id,
                       id, xm->bits, xm->k, xm->n_books > 1);
     tml_sb_printf(s, "%s    .bias = %s_b, .mult = %s_m, .shift = %s_s,\n", indent, id, id, id);
-    tml_sb_printf(s, "%s    .out_zp = %d, .act_min = %d, .act_max = %d\n%s}", indent, (int)xm->out_zp, (int)xm->act_min,
-                  (int)xm->act_max, indent);
+    put_wmat_tail(s, xm, indent);
 }
 
 static void put_float(tml_sb *s, float v) { tml_sb_printf(s, "%.9ef", (double)v); }
