@@ -235,8 +235,11 @@ int cmd_export(int argc, char **argv)
                        tml_export_enc_name(o.weights));
     else
         tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                           "packed indices; chosen per layer for %s (instructions + %d x bytes for balanced)",
-                       tml_export_optimize_name(o.optimize), TML_EXPORT_BALANCED_INSTR_PER_BYTE);
+                           "packed indices; chosen per layer, --optimize %s%s",
+                       tml_export_optimize_name(o.optimize),
+                       o.optimize == TML_EXPORT_OPT_BALANCED ? " (fewest estimated instructions + 16 x bytes)"
+                       : o.optimize == TML_EXPORT_OPT_SPEED  ? " (fewest estimated instructions)"
+                                                             : " (fewest bytes)");
     tml_table_note(lt, "est_instr: estimated Cortex-M4 instructions of one inference with the %s kernels at -O2 "
                        "(measure them: tinyml profile)",
                    r.dsp_kernels ? "DSP" : "portable");

@@ -611,19 +611,42 @@ static int64_t est_instr(const tml_model *m, const tml_node *n, const xmat *xm, 
     int groups = 1;
     if (n->op == TML_OP_CONV2D) groups = n->groups;
     if (n->op == TML_OP_DEPTHWISE_CONV2D) groups = m->tensors[n->in[0]].dims[2];
-    double mac, out = dsp ? 16 : 30, gather = fc ? 0 : px * groups * (dsp ? 2.0 * xm->stride + 30 : 3.0 * xm->cols + 30);
+    /* a conv's receptive fields: widened (DSP) or copied, a kernel row at a time */
+    const double field = (double)n->kh * (12 + xm->cols / (4.0 * n->kh) * 2);
+    double mac, out = dsp ? 20 : 30, gather = fc ? 0 : px * groups * ((dsp ? 2.0 * xm->stride : 1.0 * xm->cols) + field + 40);
     if (xm->depthwise && f == TML_EXPORT_DENSE) { /* dwconv(): reads the input in place */
-        mac = weights * (dsp ? 3.2 : 9.0);
+        mac = weights * (dsp ? 8.5 : 30.0);
         gather = 0;
     } else
         switch (f) {
-        case TML_EXPORT_DENSE: mac = slots * (dsp ? (fc ? 1.45 : 1.05) : 5.0); break;
+        case TML_EXPORT_DENSE: /* + the set-up of each 2 x 2 block of rows and pixels */
+            mac = slots * (dsp ? (fc ? 1.45 : 1.0) : 5.0) + (dsp && !fc ? outputs / 4 * 50 : 0);
+            break;
         case TML_EXPORT_SPARSE: mac = entries * (dsp ? (fc ? 6.0 : 2.8) : 7.0); break;
         case TML_EXPORT_CLUSTER: mac = weights * (dsp ? (fc ? 11.0 : 3.6) : 13.0); break;
         case TML_EXPORT_SPARSE_CLUSTER: mac = entries * (dsp ? (fc ? 11.0 : 4.2) : 13.0); break;
         default: mac = px * xm->entries8 * (dsp ? (fc ? 8.0 : 3.2) : 9.0); break; /* EX_SC8 */
         }
     return (int64_t)(mac + out * outputs + gather);
+}
+
+/* Estimated instructions of a layer without weights (the same rates' kind). */
+static int64_t est_op_instr(const tml_model *m, const tml_node *n, int dsp)
+{
+    const tml_tensor *y = &m->tensors[n->out];
+    const double out = (double)tml_tensor_numel(y), taps = (double)n->kh * n->kw;
+    switch (n->op) {
+    case TML_OP_MAXPOOL:
+        if (!dsp) return (int64_t)(out * taps * 7);
+        return (int64_t)(n->kh == 2 && n->kw == 2 ? out / 4 * 11 + out / y->dims[2] * 8 : out / 4 * taps * 5 + out * 2);
+    case TML_OP_AVGPOOL: return (int64_t)(out * (taps * 7 + 20));
+    case TML_OP_GLOBAL_AVGPOOL: return (int64_t)(tml_tensor_numel(&m->tensors[n->in[0]]) * 4.0 + out * 20);
+    case TML_OP_ADD: return (int64_t)(out * (dsp ? 40 : 60));
+    case TML_OP_RELU:
+    case TML_OP_RELU6: return (int64_t)(out * 6);
+    case TML_OP_SOFTMAX: return (int64_t)(out * 60);
+    default: return 0;
+    }
 }
 
 /* The form of a matrix: forced (`want`, where it applies), or by the goal:
@@ -1374,7 +1397,10 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         const tml_node *n = &m->nodes[i];
         tml_export_layer *L = &r->layers[i];
         xmat *xm = x.nodes[i].mat;
-        if (!xm) continue;
+        if (!xm) {
+            L->est_instr = est_op_instr(m, n, x.dsp);
+            continue;
+        }
         choose(xm, x.o.weights, x.o.optimize, m, n, x.dsp);
         L->enc = xm->enc == (tml_export_enc)EX_SC8 ? TML_EXPORT_SPARSE_CLUSTER : xm->enc;
         L->dense_bytes = xm->bytes[TML_EXPORT_DENSE];
