@@ -652,9 +652,10 @@ static int64_t est_op_instr(const tml_model *m, const tml_node *n, int dsp)
 /* The form of a matrix: forced (`want`, where it applies), or by the goal:
  * size: fewest bytes; speed: fewest estimated instructions; balanced: the
  * fewest instructions + TML_EXPORT_BALANCED_INSTR_PER_BYTE * bytes (a byte
- * of flash is worth that many instructions of one inference). */
+ * of flash is worth that many instructions of one inference). code[f]: the
+ * code bytes form f would add (its kernel, when no other layer uses it). */
 static void choose(xmat *xm, tml_export_enc want, tml_export_optimize goal, const tml_model *m, const tml_node *n,
-                   int dsp)
+                   int dsp, const int64_t code[EX_NENC])
 {
     for (int f = TML_EXPORT_DENSE; f < EX_NENC; f++)
         xm->est[f] = xm->bytes[f] >= 0 ? est_instr(m, n, xm, (tml_export_enc)f, dsp) : -1;
@@ -669,7 +670,8 @@ static void choose(xmat *xm, tml_export_enc want, tml_export_optimize goal, cons
     xm->enc = TML_EXPORT_DENSE;
     for (int f = TML_EXPORT_SPARSE; f < EX_NENC; f++) {
         if (xm->bytes[f] < 0) continue;
-        const int64_t b = xm->bytes[f], i = xm->est[f], bb = xm->bytes[xm->enc], bi = xm->est[xm->enc];
+        const int64_t b = xm->bytes[f] + code[f], i = xm->est[f], bb = xm->bytes[xm->enc] + code[xm->enc],
+                      bi = xm->est[xm->enc];
         int better;
         if (goal == TML_EXPORT_OPT_SIZE)
             better = b < bb || (b == bb && i < bi);
@@ -1080,7 +1082,14 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                        "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
                        "#else\n#define TML_WALIGN\n#endif\n\n");
     tml_sb_puts(&body, "/* ---- kernels ------------------------------------------------------------ */\n\n");
-    tml_exk_emit(&body, used, x->dsp, P);
+    int mm_inputs = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const xmat *xm = x->nodes[i].mat;
+        if (!xm || xm->enc != TML_EXPORT_DENSE) continue;
+        if (m->nodes[i].op != TML_OP_DENSE) mm_inputs |= uses_conv2d(x, i) ? TML_MM_IN_CONV : 0;
+        else mm_inputs |= x->nodes[i].patch_off >= 0 ? TML_MM_IN_X16 : TML_MM_IN_X8;
+    }
+    tml_exk_emit(&body, used, x->dsp, P, mm_inputs);
     r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
     tml_sb_puts(&body, "/* ---- layers ------------------------------------------------------------- */\n\n");
 
@@ -1401,7 +1410,34 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
             L->est_instr = est_op_instr(m, n, x.dsp);
             continue;
         }
-        choose(xm, x.o.weights, x.o.optimize, m, n, x.dsp);
+        static const int64_t no_code[EX_NENC] = {0};
+        choose(xm, x.o.weights, x.o.optimize, m, n, x.dsp, no_code);
+    }
+    /* a form whose kernel no other layer needs also costs that kernel's
+     * code: choose again with it (twice: choices move together) */
+    for (int pass = 0; pass < 2 && x.o.weights == TML_EXPORT_AUTO && x.o.optimize != TML_EXPORT_OPT_SPEED; pass++)
+        for (int i = 0; i < m->n_nodes; i++) {
+            xmat *xm = x.nodes[i].mat;
+            if (!xm) continue;
+            int others[EX_NENC] = {0};
+            for (int j = 0; j < m->n_nodes; j++) {
+                const xmat *o = x.nodes[j].mat;
+                if (j != i && o && !(o->depthwise && o->enc == TML_EXPORT_DENSE)) others[o->enc] = 1;
+            }
+            int64_t code[EX_NENC] = {0};
+            for (int f = TML_EXPORT_DENSE; f < EX_NENC; f++) {
+                if (others[f] || (xm->depthwise && f == TML_EXPORT_DENSE)) continue;
+                int used[TML_EXK_COUNT] = {0};
+                used[TML_EXK_MM_DENSE + (f - TML_EXPORT_DENSE)] = 1;
+                code[f] = tml_exk_code_bytes(used, x.dsp);
+            }
+            choose(xm, x.o.weights, x.o.optimize, m, &m->nodes[i], x.dsp, code);
+        }
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        tml_export_layer *L = &r->layers[i];
+        xmat *xm = x.nodes[i].mat;
+        if (!xm) continue;
         L->enc = xm->enc == (tml_export_enc)EX_SC8 ? TML_EXPORT_SPARSE_CLUSTER : xm->enc;
         L->dense_bytes = xm->bytes[TML_EXPORT_DENSE];
         L->est_instr = xm->est[xm->enc];

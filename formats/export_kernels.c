@@ -519,7 +519,7 @@ static const char k_mm_dense_dsp[] =
     "                x01 = ld32(x);\n"
     "                x23 = ld32(x + 4);\n"
     "                x += 8;\n"
-    "            } else if (np < 0) {\n"
+    "            } else if (TML_MM_X16 && np < 0) {\n"
     "                x01 = ld32(x + k);\n"
     "                x23 = ld32(x + k + 2);\n"
     "            } else\n"
@@ -584,7 +584,9 @@ static const char k_mm_dense_dsp[] =
     "\n"
     "/* Dense rows, DSP: pairs of rows through MAC_2X2 (two pixels) or MAC_2X1\n"
     " * (an int16 vector), two steps per loop pass; an int8 vector four rows at a\n"
-    " * time. The outputs of a row pair are requantized together (put2x2). */\n"
+    " * time. The outputs of a row pair are requantized together (put2x2). The\n"
+    " * exporter sets TML_MM_CONV / TML_MM_X16 / TML_MM_X8 to 1 for the kinds of\n"
+    " * input the model has, so the other paths compile away. */\n"
     "static void mm_dense(const wmat *m, int32_t r0, int32_t r1, const void *xv, int32_t np, int8_t *y, int32_t ys)\n"
     "{\n"
     "    const int32_t st = m->stride, odd = (st >> 2) & 1;\n"
@@ -594,7 +596,7 @@ static const char k_mm_dense_dsp[] =
     "    for (; r + 2 <= r1; r += 2) {\n"
     "        const int8_t *w0 = m->val + r * st, *wend = w0 + 2 * st;\n"
     "        const int32_t b0 = m->bias[r], b1 = m->bias[r + 1];\n"
-    "        if (np == 0) {\n"
+    "        if (TML_MM_X8 && np == 0) {\n"
     "            const int32_t four = r + 4 <= r1;\n"
     "            const int8_t *w = w0;\n"
     "            int32_t a0 = b0, a1 = b1, a2 = four ? m->bias[r + 2] : 0, a3 = four ? m->bias[r + 3] : 0;\n"
@@ -618,13 +620,13 @@ static const char k_mm_dense_dsp[] =
     "            const int8_t *w = w0;\n"
     "            const int16_t *x = (const int16_t *)xv + (np > 0 ? p * st : 0);\n"
     "            int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1;\n"
-    "            if (np > 0) {\n"
+    "            if (TML_MM_CONV && np > 0) {\n"
     "                if (odd) MAC_2X2(a00, a01, a10, a11, w, x);\n"
     "                while (w != wend) {\n"
     "                    MAC_2X2(a00, a01, a10, a11, w, x);\n"
     "                    MAC_2X2(a00, a01, a10, a11, w, x);\n"
     "                }\n"
-    "            } else {\n"
+    "            } else if (TML_MM_X16) {\n"
     "                if (odd) MAC_2X1(a00, a10, w, x);\n"
     "                while (w != wend) {\n"
     "                    MAC_2X1(a00, a10, w, x);\n"
@@ -1447,7 +1449,7 @@ int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
     return n;
 }
 
-void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper)
+void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper, int mm_inputs)
 {
     /* dependencies */
     for (int k = TML_EXK_MM_DENSE; k <= TML_EXK_MM_SC8; k++)
@@ -1503,6 +1505,11 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
                       "#if TML_DSP\n",
                       upper, upper);
         tml_sb_puts(s, k_dsp_prelude_dsp);
+        tml_sb_printf(s,
+                      "/* the inputs mm_dense meets in this model: conv pixels, an int16 vector,\n"
+                      " * an int8 vector */\n"
+                      "#define TML_MM_CONV %d\n#define TML_MM_X16 %d\n#define TML_MM_X8 %d\n",
+                      !!(mm_inputs & TML_MM_IN_CONV), !!(mm_inputs & TML_MM_IN_X16), !!(mm_inputs & TML_MM_IN_X8));
         tml_sb_puts(s, "#endif\n\n");
     }
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
