@@ -489,7 +489,9 @@ static tml_status write_marks(const char *dir, const char *nm_text, int n_layers
 }
 
 /* counts.txt: "k count" per marker hit, "end count" at exit. Per sample:
- * begin, hooks 0..n_layers, end. */
+ * begin, hooks 0..n_layers, end. Each marker is one NOP (harness.c),
+ * counted in what follows it: removed here, so the counts are those of the
+ * code without hooks (one per layer, n_layers + 2 per inference). */
 static tml_status parse_counts(const char *text, int n_samples, tml_device_result *r)
 {
     int nl = r->exp.n_layers, n_marks = nl + 3;
@@ -518,12 +520,12 @@ static tml_status parse_counts(const char *text, int n_samples, tml_device_resul
             if ((int)k == nl + 1) next = 0;
             else if ((int)k == nl) next = nl + 2;
             else if ((int)k == nl + 2) {
-                int64_t t = snap[nl + 2] - snap[nl + 1];
+                int64_t t = snap[nl + 2] - snap[nl + 1] - (nl + 2);
                 total += (double)t;
                 if (t < r->instr_min) r->instr_min = t;
                 if (t > r->instr_max) r->instr_max = t;
                 for (int i = 0; i < nl; i++) {
-                    int64_t d = snap[i + 1] - snap[i];
+                    int64_t d = snap[i + 1] - snap[i] - 1;
                     tml_device_layer *L = &r->layers[i];
                     L->instr += (double)d;
                     if (d < L->instr_min) L->instr_min = d;
@@ -830,7 +832,8 @@ static tml_status device_run(const tml_model *m, const float *x, int n, const tm
                 sum += v;
             }
             r->systick_tick_instr = per_tick;
-            r->systick_instr = n ? sum / n * per_tick : 0;
+            /* less the marker NOPs, as the counter's figure */
+            r->systick_instr = n ? sum / n * per_tick - (r->exp.n_layers + 2) : 0;
         }
         free(ticks);
     }

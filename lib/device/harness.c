@@ -6,11 +6,14 @@
  *
  * The program reads in.bin (n inputs of INPUT_SIZE int8 bytes) through
  * semihosting, runs the model on each one, and writes out.bin (the outputs)
- * and stack.bin (the deepest stack use, one uint32). Markers are zero-size
- * assembler labels (tml_mark_begin / tml_mark_end around the model_run()
+ * and stack.bin (the deepest stack use, one uint32). Markers are assembler
+ * labels on a NOP (tml_mark_begin / tml_mark_end around the model_run()
  * call, tml_mark_<i> at the model's LAYER_HOOK(i)); the counting plugin
- * snapshots the instruction count when execution reaches one, so the code
- * measured is exactly the code a firmware would run. With TML_SYSTICK the
+ * snapshots the instruction count when execution reaches one. The NOP keeps
+ * the label off the next instruction, which may be the head of a loop the
+ * compiler placed right after the hook (a bare label would then count each
+ * pass); it is the only instruction a marker adds (counted in the layer that
+ * follows it). With TML_SYSTICK the
  * program also reads SysTick (processor clock, no interrupt) around each
  * inference and writes the elapsed ticks to ticks.bin: the cross-check
  * against QEMU's -icount mode.
@@ -125,9 +128,9 @@ static const char harness_template[] =
     "#ifdef TML_SYSTICK\n"
     "    uint32_t t0 = SYST_CVR;\n"
     "#endif\n"
-    "    __asm__ volatile(\"tml_mark_begin:\");\n"
+    "    __asm__ volatile(\"tml_mark_begin:\\n\\tnop\");\n"
     "    rc = @P@run(in, out);\n"
-    "    __asm__ volatile(\"tml_mark_end:\");\n"
+    "    __asm__ volatile(\"tml_mark_end:\\n\\tnop\");\n"
     "#ifdef TML_SYSTICK\n"
     "    ticks = (t0 - SYST_CVR) & 0xFFFFFFu;\n"
     "#endif\n"
@@ -176,7 +179,7 @@ static const char harness_template[] =
 
 static const char hooks_template[] =
     "/* tinyml device harness: a zero-size marker label at each layer boundary */\n"
-    "#define @PU@LAYER_HOOK(i) __asm__ volatile(\"tml_mark_\" #i \":\")\n";
+    "#define @PU@LAYER_HOOK(i) __asm__ volatile(\"tml_mark_\" #i \":\\n\\tnop\")\n";
 
 /* Replaces @BASE@, @P@, @PU@ in `t`. */
 static char *render(const char *t, const char *base, const char *prefix, const char *upper)

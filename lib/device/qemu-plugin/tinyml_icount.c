@@ -9,8 +9,9 @@
  * nm); marker k is the k-th line. Every time the instruction at a marker
  * address is about to execute, the plugin appends "k count" to OUT, where
  * count is the number of guest instructions executed before it. At exit it
- * appends "end count". Markers are zero-size labels in the guest code, so
- * they change nothing that is measured.
+ * appends "end count". The guest's markers are labels on NOP instructions
+ * (the harness removes their count), so they change nothing else that is
+ * measured.
  *
  * With hist=FILE it also writes, at exit, one line per translated block:
  * "address instructions executions" (for finding where the instructions go:
