@@ -142,6 +142,7 @@ int cmd_profile(int argc, char **argv)
     static const char *const lh[] = {"layer",      "op",          "output",  "weights", "instructions",
                                      "instr/MAC",  "MACs",        "flash_B", "ram_B",   "latency_ms"};
     tml_table *lt = tml_table_new("layers", "Per layer, one inference", 10, lh);
+    int64_t macs_run = 0;
     for (int i = 0; i < r.exp.n_layers; i++) {
         const tml_export_layer *L = &r.exp.layers[i];
         const tml_device_layer *D = &r.layers[i];
@@ -151,8 +152,12 @@ int cmd_profile(int argc, char **argv)
         tml_table_str(lt, 2, L->shape);
         tml_table_str(lt, 3, L->enc == TML_EXPORT_NONE ? "-" : tml_export_enc_name(L->enc));
         tml_table_num(lt, 4, D->instr, "%.0f");
-        tml_table_num(lt, 5, L->macs_nz > 0 ? D->instr / (double)L->macs_nz : 0.0 / 0.0, "%.2f");
-        tml_table_int(lt, 6, L->macs_nz);
+        /* the MACs the kernel executes: every weight slot of a dense form, the
+         * stored entries of a sparse one */
+        const int64_t run = L->enc == TML_EXPORT_DENSE ? L->macs : L->macs_nz;
+        macs_run += run;
+        tml_table_num(lt, 5, run > 0 ? D->instr / (double)run : 0.0 / 0.0, "%.2f");
+        tml_table_int(lt, 6, run);
         tml_table_int(lt, 7, D->const_bytes);
         tml_table_int(lt, 8, L->live_bytes);
         tml_table_num(lt, 9, D->instr / (mhz * 1e3), "%.3f");
@@ -161,13 +166,13 @@ int cmd_profile(int argc, char **argv)
     tml_table_mark_total(lt);
     tml_table_str(lt, 0, "model_run");
     tml_table_num(lt, 4, r.instr, "%.0f");
-    tml_table_num(lt, 5, r.exp.macs_nz > 0 ? r.instr / (double)r.exp.macs_nz : 0.0 / 0.0, "%.2f");
-    tml_table_int(lt, 6, r.exp.macs_nz);
+    tml_table_num(lt, 5, macs_run > 0 ? r.instr / (double)macs_run : 0.0 / 0.0, "%.2f");
+    tml_table_int(lt, 6, macs_run);
     tml_table_int(lt, 7, r.rodata_bytes + r.text_bytes);
     tml_table_int(lt, 8, r.exp.arena_bytes);
     tml_table_num(lt, 9, r.instr / (mhz * 1e3), "%.3f");
     tml_table_note(lt, "instructions: executed per inference, mean of %d samples (exact counts from the emulator); "
-                       "MACs: with a nonzero weight; flash_B: the layer's const data (nm of model.o), the total adds "
+                       "MACs: those the kernel executes (dense forms: all, sparse forms: the stored weights); flash_B: the layer's const data (nm of model.o), the total adds "
                        "the code; ram_B: arena bytes live during the layer",
                    n);
 
@@ -187,15 +192,21 @@ int cmd_profile(int argc, char **argv)
     ROW("target", v, "QEMU %s, %s", tg->machine, r.qemu_version);
     snprintf(v, sizeof v, "-%s", r.opt);
     ROW("compiler", v, "%s %s", r.cc_version, tg->cflags);
-    snprintf(v, sizeof v, "%s", portable ? "portable" : tg->dsp ? "DSP" : "portable");
-    ROW("kernels", v, "%s", portable ? "--portable: scalar C" : tg->dsp ? "__ARM_FEATURE_DSP: SXTB16/SMLAD/SSAT" : "no DSP extension on this core: scalar C");
+    const int dsp_run = r.exp.dsp_kernels && tg->dsp;
+    snprintf(v, sizeof v, "%s", dsp_run ? "DSP" : "portable");
+    ROW("kernels", v, "%s",
+        dsp_run        ? "__ARM_FEATURE_DSP: SXTB16/SMLAD/SSAT"
+        : portable     ? "--portable: scalar C"
+        : !tg->dsp     ? "no DSP extension on this core: scalar C"
+                       : "scalar C: an accumulator range the DSP requantization cannot take");
     snprintf(v, sizeof v, "%.0f", r.instr);
     ROW("instructions", v, "per inference (model_run), min %lld, max %lld over %d samples", (long long)r.instr_min,
         (long long)r.instr_max, n);
     snprintf(v, sizeof v, "%.3f ms", r.instr / (mhz * 1e3));
     ROW("latency", v, "at %g MHz, assuming 1 instruction per cycle (QEMU models no pipeline or wait states)", mhz);
-    snprintf(v, sizeof v, "%.2f", r.exp.macs_nz > 0 ? r.instr / (double)r.exp.macs_nz : 0.0);
-    ROW("instr/MAC", v, "%lld MACs with a nonzero weight (%lld in all)", (long long)r.exp.macs_nz, (long long)r.exp.macs);
+    snprintf(v, sizeof v, "%.2f", macs_run > 0 ? r.instr / (double)macs_run : 0.0);
+    ROW("instr/MAC", v, "%lld MACs executed (%lld in the model, %lld with a nonzero weight)", (long long)macs_run,
+        (long long)r.exp.macs, (long long)r.exp.macs_nz);
     snprintf(v, sizeof v, "%lld B", (long long)(r.text_bytes + r.rodata_bytes + r.data_bytes));
     ROW("flash", v, "code %lld + const data %lld (arm-none-eabi-size of model.o)", (long long)r.text_bytes,
         (long long)(r.rodata_bytes + r.data_bytes));

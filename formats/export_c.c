@@ -1078,9 +1078,13 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "#ifndef %sARENA_ATTR\n#if defined(__GNUC__)\n#define %sARENA_ATTR __attribute__((aligned(16)))\n"
                   "#else\n#define %sARENA_ATTR\n#endif\n#endif\n\n",
                   P, P, P, P);
-    tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
-                       "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
-                       "#else\n#define TML_WALIGN\n#endif\n\n");
+    int aligned_arrays = 0;
+    for (int i = 0; i < m->n_nodes; i++)
+        aligned_arrays |= x->nodes[i].mat && x->nodes[i].mat->enc == TML_EXPORT_DENSE && !x->nodes[i].mat->depthwise;
+    if (aligned_arrays)
+        tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
+                           "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
+                           "#else\n#define TML_WALIGN\n#endif\n\n");
     tml_sb_puts(&body, "/* ---- kernels ------------------------------------------------------------ */\n\n");
     int mm_inputs = 0;
     for (int i = 0; i < m->n_nodes; i++) {

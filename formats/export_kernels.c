@@ -107,6 +107,11 @@ static const char k_dsp_prelude_dsp[] =
     " * helper is one instruction. Word loads and stores go through memcpy (one\n"
     " * LDR / STR: unaligned word access is allowed on the cores with DSP). */\n"
     "#define TML_AI static inline __attribute__((always_inline))\n"
+    "/* helpers a model does not need are left unused (gcc says nothing of unused\n"
+    " * static inline functions; clang does) */\n"
+    "#if defined(__clang__)\n"
+    "#pragma clang diagnostic ignored \"-Wunused-function\"\n"
+    "#endif\n"
     "TML_AI uint32_t ld32(const void *p)\n"
     "{\n"
     "    uint32_t v;\n"
@@ -193,8 +198,6 @@ static const char k_dsp_prelude_dsp[] =
     "    __asm__(\"bfi %0, %1, #8, #8\\n\\tbfi %0, %2, #16, #8\\n\\tbfi %0, %3, #24, #8\" : \"+r\"(w) : \"r\"(b), \"r\"(c), \"r\"(d));\n"
     "    return w;\n"
     "}\n"
-    "/* a clamp bound in all four bytes */\n"
-    "TML_AI uint32_t bytes4(int32_t v) { return ((uint32_t)v & 0xFFu) * 0x01010101u; }\n"
     "\n";
 
 static const char k_requant[] =
@@ -1037,11 +1040,12 @@ static const char k_conv_dsp[] =
     "    while (k1 > k0 && x0 + (k1 - 1) * p->dw >= p->w) k1--;\n"
     "    for (int32_t ky = 0; ky < p->kh; ky++, d += row) {\n"
     "        const int32_t iy = oy * p->sh - p->pad_t + ky * p->dh;\n"
+    "        const int8_t *s;\n"
     "        if (iy < 0 || iy >= p->h) {\n"
     "            memset(d, p->in_zp, (size_t)row);\n"
     "            continue;\n"
     "        }\n"
-    "        const int8_t *s = x + (iy - x_row0) * x_rs + g * cg;\n"
+    "        s = x + (iy - x_row0) * x_rs + g * cg;\n"
     "        if (k0 > 0) memset(d, p->in_zp, (size_t)(k0 * cg));\n"
     "        if (p->dw == 1 && p->groups == 1)\n"
     "            copy8(d + k0 * cg, s + (x0 + k0) * p->c, (k1 - k0) * cg);\n"
@@ -1505,7 +1509,8 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
                       "#if TML_DSP\n",
                       upper, upper);
         tml_sb_puts(s, k_dsp_prelude_dsp);
-        tml_sb_printf(s,
+        if (used[TML_EXK_MM_DENSE])
+            tml_sb_printf(s,
                       "/* the inputs mm_dense meets in this model: conv pixels, an int16 vector,\n"
                       " * an int8 vector */\n"
                       "#define TML_MM_CONV %d\n#define TML_MM_X16 %d\n#define TML_MM_X8 %d\n",
