@@ -613,9 +613,14 @@ static int64_t est_instr(const tml_model *m, const tml_node *n, const xmat *xm, 
     if (n->op == TML_OP_DEPTHWISE_CONV2D) groups = m->tensors[n->in[0]].dims[2];
     /* a conv's receptive fields: widened (DSP) or copied, a kernel row at a time */
     const double field = (double)n->kh * (12 + xm->cols / (4.0 * n->kh) * 2);
-    double mac, out = dsp ? 20 : 30, gather = fc ? 0 : px * groups * ((dsp ? 2.0 * xm->stride : 1.0 * xm->cols) + field + 40);
+    /* grouped convs (and depthwise ones in a compact form) pay a gather and a
+     * matrix call per group and pixel: ~300-400 instructions */
+    double mac, out = dsp ? 20 : 30,
+                gather = fc ? 0
+                            : px * groups * ((dsp ? 2.0 * xm->stride : 1.0 * xm->cols) + field + 40 +
+                                             (groups > 1 ? (dsp ? 300 : 400) : 0));
     if (xm->depthwise && f == TML_EXPORT_DENSE) { /* dwconv(): reads the input in place */
-        mac = weights * (dsp ? 8.5 : 30.0);
+        mac = weights * (dsp ? 8.5 : 24.0);
         gather = 0;
     } else
         switch (f) {
