@@ -347,6 +347,15 @@ static void test_cli(void **state)
     assert_non_null(strstr(out, "bit-exact,yes"));
     assert_non_null(strstr(out, "fc1,dense,300,dense,"));
     assert_non_null(strstr(out, "at 100 MHz"));
+    /* the first example of --help, as written */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' create lenet5 -q -o lenet5.tmf && '%s' quantize lenet5.tmf --calib fashion-mnist "
+             "--calib-samples 64 -q -o lenet5-int8.tmf && '%s' profile lenet5-int8.tmf --target cortex-m4 --limit 20",
+             dir, t, t, t);
+    rc = tu_run(cmd, out, sizeof out);
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "Cortex-M4F"));
     /* JSON too, and a kept work directory with the sources and the program */
     snprintf(cmd, sizeof cmd, "'%s' profile '%s' --limit 2 --format json --portable --opt Os --keep '%s/work' -q", t, qm,
              dir);
