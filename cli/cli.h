@@ -92,9 +92,18 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
  * into the model's preprocessing; usage error (exit 2) otherwise. */
 void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv);
 
-/* --form / --optimize values of export and profile; 0 on success. */
-int cli_parse_form(const char *s, tml_export_enc *out);
-int cli_parse_optimize(const char *s, tml_export_optimize *out);
+/* The export options `export --c` and `profile` share: --dense, --form F,
+ * --optimize G, --portable. cli_export_flag() consumes the current argument
+ * when it is one of them (1); cli_export_flags_apply() checks them together
+ * (usage error, exit 2) and sets them in *o. */
+typedef struct cli_export_flags {
+    int dense, portable;
+    const char *form, *optimize;
+} cli_export_flags;
+int cli_export_flag(cli *c, cli_export_flags *f);
+void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_opts *o);
+/* Any of them given? */
+int cli_export_flags_given(const cli_export_flags *f);
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);

@@ -136,8 +136,9 @@ int cmd_export(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "export", help, argc, argv);
-    const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_", *optimize = NULL, *form = NULL;
-    int dense = 0, to_c = 0, to_onnx = 0, name_set = 0, portable = 0;
+    const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
+    int to_c = 0, to_onnx = 0, name_set = 0;
+    cli_export_flags ef = {0};
     while (cli_next(&c)) {
         if (cli_flag(&c, "c", 0)) {
             to_c = 1;
@@ -152,16 +153,7 @@ int cmd_export(int argc, char **argv)
             name_set = 1;
             continue;
         }
-        if (cli_flag(&c, "dense", 0)) {
-            dense = 1;
-            continue;
-        }
-        if (cli_flag(&c, "portable", 0)) {
-            portable = 1;
-            continue;
-        }
-        if (cli_str(&c, "optimize", 0, &optimize)) continue;
-        if (cli_str(&c, "form", 0, &form)) continue;
+        if (cli_export_flag(&c, &ef)) continue;
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
@@ -169,7 +161,7 @@ int cmd_export(int argc, char **argv)
     if (!to_c && !to_onnx)
         cli_usage_error(&c, "choose a target: --c (C source of an int8 model) or --onnx (ONNX file of a float model)");
     if (to_onnx) {
-        if (name_set || dense || portable || optimize || form)
+        if (name_set || cli_export_flags_given(&ef))
             cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
         return export_onnx(&c, pos[0], out);
@@ -179,13 +171,7 @@ int cmd_export(int argc, char **argv)
     tml_export_opts o;
     tml_export_opts_default(&o);
     o.prefix = prefix;
-    o.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
-    if (form && dense) cli_usage_error(&c, "--dense and --form exclude each other");
-    if (form && cli_parse_form(form, &o.weights)) cli_usage_error(&c, "--form: '%s' is not one of dense, sparse, cluster, sparse+cluster", form);
-    if (optimize && cli_parse_optimize(optimize, &o.optimize))
-        cli_usage_error(&c, "--optimize: '%s' is not one of balanced, speed, size", optimize);
-    if (optimize && o.weights != TML_EXPORT_AUTO) cli_usage_error(&c, "--optimize chooses forms: it excludes --dense / --form");
-    o.kernels = portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
+    cli_export_flags_apply(&c, &ef, &o);
     /* check the prefix before reading a model from a pipe */
     if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
 

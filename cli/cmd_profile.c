@@ -62,8 +62,8 @@ int cmd_profile(int argc, char **argv)
     cli c;
     cli_init(&c, "profile", help, argc, argv);
     const char *pos[1] = {NULL}, *data = "fashion-mnist", *target = "cortex-m4", *opt = "O2", *keep = NULL;
-    const char *optimize = NULL, *form = NULL;
-    int limit = 100, dense = 0, portable = 0, systick = 0;
+    cli_export_flags ef = {0};
+    int limit = 100, systick = 0;
     double mhz = 80;
     while (cli_next(&c)) {
         if (cli_str(&c, "data", 'd', &data)) continue;
@@ -71,17 +71,8 @@ int cmd_profile(int argc, char **argv)
         if (cli_str(&c, "target", 0, &target)) continue;
         if (cli_str(&c, "opt", 0, &opt)) continue;
         if (cli_double(&c, "mhz", 0, 1e-3, 1e5, &mhz)) continue;
-        if (cli_str(&c, "optimize", 0, &optimize)) continue;
         if (cli_str(&c, "keep", 0, &keep)) continue;
-        if (cli_str(&c, "form", 0, &form)) continue;
-        if (cli_flag(&c, "dense", 0)) {
-            dense = 1;
-            continue;
-        }
-        if (cli_flag(&c, "portable", 0)) {
-            portable = 1;
-            continue;
-        }
+        if (cli_export_flag(&c, &ef)) continue;
         if (cli_flag(&c, "systick", 0)) {
             systick = 1;
             continue;
@@ -99,16 +90,9 @@ int cmd_profile(int argc, char **argv)
     }
     if (strcmp(opt, "O2") && strcmp(opt, "Os") && strcmp(opt, "O3") && strcmp(opt, "O1") && strcmp(opt, "O0"))
         cli_usage_error(&c, "--opt: '%s' is not one of O2, Os, O3, O1, O0", opt);
-    if ((optimize != NULL) + (form != NULL) + dense > 1)
-        cli_usage_error(&c, "--optimize, --form and --dense exclude each other");
     o.target = target;
     o.opt = opt;
-    o.exp.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
-    if (form && cli_parse_form(form, &o.exp.weights))
-        cli_usage_error(&c, "--form: '%s' is not one of dense, sparse, cluster, sparse+cluster", form);
-    if (optimize && cli_parse_optimize(optimize, &o.exp.optimize))
-        cli_usage_error(&c, "--optimize: '%s' is not one of balanced, speed, size", optimize);
-    o.exp.kernels = portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
+    cli_export_flags_apply(&c, &ef, &o.exp);
     o.workdir = keep;
     o.systick = systick;
     o.cancel = &cli_cancel_flag;
@@ -196,7 +180,7 @@ int cmd_profile(int argc, char **argv)
     snprintf(v, sizeof v, "%s", dsp_run ? "DSP" : "portable");
     ROW("kernels", v, "%s",
         dsp_run        ? "__ARM_FEATURE_DSP: SXTB16/SMLAD/SSAT"
-        : portable     ? "--portable: scalar C"
+        : ef.portable  ? "--portable: scalar C"
         : !tg->dsp     ? "no DSP extension on this core: scalar C"
                        : "scalar C: an accumulator range the DSP requantization cannot take");
     snprintf(v, sizeof v, "%.0f", r.instr);

@@ -740,6 +740,16 @@ static int64_t put_array_a(tml_sb *s, atype t, const char *name, const char *suf
     return len * size[t];
 }
 
+/* Row pointers (rows + 1 values): uint16 when they fit, else uint32. Returns
+ * the bytes. row16 is scratch of rows + 1 values. */
+static int64_t put_rows(tml_sb *s, const char *id, const uint32_t *row, uint16_t *row16, int rows, int wide,
+                        const char *comment)
+{
+    if (wide) return put_array(s, A_U32, id, "row", row, rows + 1, comment);
+    for (int r = 0; r <= rows; r++) row16[r] = (uint16_t)row[r];
+    return put_array(s, A_U16, id, "row", row16, rows + 1, comment);
+}
+
 /* The arrays of a weighted layer and the wmat initializer fields; returns
  * the const bytes of the weights (form) in *wbytes and of the rest in *obytes. */
 static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t *wbytes, int64_t *obytes)
@@ -781,12 +791,7 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
         char c[128];
         snprintf(c, sizeof c, "entries: columns to move forward (low %d bits) | centroid index << %d", xm->gbits, xm->gbits);
         wb += put_array(s, A_U8, id, "e", ent, e, c);
-        if (row32_8) {
-            wb += put_array(s, A_U32, id, "row", row, xm->rows + 1, "first entry of each row");
-        } else {
-            for (int r = 0; r <= xm->rows; r++) row16[r] = (uint16_t)row[r];
-            wb += put_array(s, A_U16, id, "row", row16, xm->rows + 1, "first entry of each row");
-        }
+        wb += put_rows(s, id, row, row16, xm->rows, row32_8, "first entry of each row");
         snprintf(c, sizeof c, "codebook%s: %d int8 centroids%s", xm->n_books > 1 ? "s" : "", xm->k,
                  xm->n_books > 1 ? " per output channel" : "");
         wb += put_array(s, A_I8, id, "book", xm->book, (int64_t)xm->n_books * xm->k, c);
@@ -875,12 +880,7 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
             TML_ASSERT(e == xm->entries);
             if (!clustered) wb += put_array(s, A_I8, id, "w", val, e, "value of each stored (nonzero) weight");
             wb += put_array(s, A_U8, id, "gap", gap, e, "columns to move forward before each stored weight");
-            if (row32) {
-                wb += put_array(s, A_U32, id, "row", row, xm->rows + 1, "first stored weight of each row");
-            } else {
-                for (int r = 0; r <= xm->rows; r++) row16[r] = (uint16_t)row[r];
-                wb += put_array(s, A_U16, id, "row", row16, xm->rows + 1, "first stored weight of each row");
-            }
+            wb += put_rows(s, id, row, row16, xm->rows, row32, "first stored weight of each row");
         }
         if (clustered) {
             char c[96];
