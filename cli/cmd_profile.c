@@ -123,9 +123,9 @@ int cmd_profile(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
 
     /* per layer */
-    static const char *const lh[] = {"layer",      "op",          "output",  "weights", "instructions",
-                                     "instr/MAC",  "MACs",        "flash_B", "ram_B",   "latency_ms"};
-    tml_table *lt = tml_table_new("layers", "Per layer, one inference", 10, lh);
+    static const char *const lh[] = {"layer",   "op",      "output", "weights", "instructions", "instr/MAC",
+                                     "MACs",    "flash_B", "ram_B",  "stack_B", "latency_ms"};
+    tml_table *lt = tml_table_new("layers", "Per layer, one inference", 11, lh);
     int64_t macs_run = 0;
     for (int i = 0; i < r.exp.n_layers; i++) {
         const tml_export_layer *L = &r.exp.layers[i];
@@ -144,7 +144,8 @@ int cmd_profile(int argc, char **argv)
         tml_table_int(lt, 6, run);
         tml_table_int(lt, 7, D->const_bytes);
         tml_table_int(lt, 8, L->live_bytes);
-        tml_table_num(lt, 9, D->instr / (mhz * 1e3), "%.3f");
+        tml_table_int(lt, 9, D->stack_bytes);
+        tml_table_num(lt, 10, D->instr / (mhz * 1e3), "%.3f");
     }
     tml_table_add_row(lt);
     tml_table_mark_total(lt);
@@ -154,10 +155,11 @@ int cmd_profile(int argc, char **argv)
     tml_table_int(lt, 6, macs_run);
     tml_table_int(lt, 7, r.rodata_bytes + r.text_bytes);
     tml_table_int(lt, 8, r.exp.arena_bytes);
-    tml_table_num(lt, 9, r.instr / (mhz * 1e3), "%.3f");
+    tml_table_int(lt, 9, r.stack_bytes);
+    tml_table_num(lt, 10, r.instr / (mhz * 1e3), "%.3f");
     tml_table_note(lt, "instructions: executed per inference, mean of %d samples (exact counts from the emulator); "
                        "MACs: those the kernel executes (dense forms: all, sparse forms: the stored weights); flash_B: the layer's const data (nm of model.o), the total adds "
-                       "the code; ram_B: arena bytes live during the layer",
+                       "the code; ram_B: arena bytes live during the layer; stack_B: deepest stack use during the layer (stores watched by the emulator)",
                    n);
 
     /* summary */

@@ -113,6 +113,13 @@ static void run_case(const dev_case *c, tml_device_result *r)
     assert_int_equal(r->bss_bytes, r->exp.arena_bytes);
     assert_true(r->text_bytes > 0 && r->rodata_bytes >= r->exp.weight_bytes);
     assert_true(r->stack_bytes > 0 && r->stack_bytes < 1024);
+    /* per layer (the emulator's view of the stores) within the painted total */
+    int64_t deepest = 0;
+    for (int i = 0; i < r->exp.n_layers; i++) {
+        assert_true(r->layers[i].stack_bytes >= 0 && r->layers[i].stack_bytes <= r->stack_bytes);
+        if (r->layers[i].stack_bytes > deepest) deepest = r->layers[i].stack_bytes;
+    }
+    assert_true(deepest * 2 >= r->stack_bytes);
     assert_int_equal(r->exp.dsp_kernels, c->kernels == TML_EXPORT_KERNELS_AUTO);
     fprintf(stderr, "  %-44s %10.0f instructions (%5.2f/MAC), code %5lld B, stack %4lld B, exact on %d images\n", tag,
             r->instr, r->instr / (double)(r->exp.macs_nz ? r->exp.macs_nz : 1), (long long)r->text_bytes,
