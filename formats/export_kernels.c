@@ -201,7 +201,8 @@ static const char k_dsp_prelude_dsp[] =
     "\n";
 
 static const char k_requant[] =
-    "/* round(a * b / 2^31) half away from zero: the high half of the doubled\n"
+    "/* All of the portable flavour's rounding is in this piece (mul_hi, div_pot).\n"
+    " * round(a * b / 2^31) half away from zero: the high half of the doubled\n"
     " * 64-bit product (gemmlowp's SaturatingRoundingDoublingHighMul as\n"
     " * documented). The one result that does not fit, a == b == INT32_MIN,\n"
     " * saturates. C99 division truncates toward zero, so adding +-2^30 before\n"
@@ -251,7 +252,12 @@ static const char k_requant_dsp[] =
     " * half away from zero, in fewer instructions. The exporter checks that no\n"
     " * accumulator can reach 2^30 (so 2 * acc and the 32-bit sums below cannot\n"
     " * overflow) and that mult >= 0. Right shifts of negative values are\n"
-    " * arithmetic (GCC and clang define them so). */\n"
+    " * arithmetic (GCC and clang define them so).\n"
+    " * All of the DSP flavour's rounding is here (mulhi_rd, requant_n,\n"
+    " * requant_slow): another rounding mode changes this piece only. TFLite's\n"
+    " * doubling high multiply (nudge 1 - 2^30 for negative products: negative\n"
+    " * ties toward +inf) is floor((p + 2^31) / 2^32) of p = (2 acc) * mult, one\n"
+    " * SMMULR; its rounding right shift is the same as this one. */\n"
     "\n"
     "/* round(acc * mult / 2^31), half away from zero: with p = (2 acc) * mult,\n"
     " * floor((p + 2^31 - (p < 0)) / 2^32) is the high word of p plus the carry\n"
