@@ -24,14 +24,28 @@
 #include "tinyml/tml_device.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
+#include "tinyml/tml_zoo.h"
 
 #define N_IMAGES 20
 
 /* ---- models, built once ------------------------------------------------------------------ */
 
-enum { M_LENET300, M_LENET5, M_DSCNN, M_MOBILENET, M_RESNET8, M_COMPACT, M_OTHER, M_COUNT };
+enum { M_LENET300, M_LENET5, M_DSCNN, M_MOBILENET, M_RESNET8, M_COMPACT, M_OTHER, M_ODD, M_COUNT };
 static const char *const model_names[M_COUNT] = {"lenet300", "lenet5",  "dscnn", "mobilenet-tiny",
-                                                 "resnet8",  "compact", "other"};
+                                                 "resnet8",  "compact", "other", "odd"};
+
+/* Sizes the zoo avoids: 7 and 5 filters (an odd row of the interleaved row
+ * pairs), 9 taps (padded to 12), a 1x1 conv on 7 channels (gathered, not
+ * read in place), a dense layer of 7*7*5 = 245 inputs (a partial group of
+ * 4) into 33 outputs, then 10. */
+static const char odd_arch[] =
+    "{\"name\": \"odd-sizes\", \"layers\": ["
+    "{\"type\": \"conv2d\", \"filters\": 7, \"kernel\": 3, \"stride\": 2, \"act\": \"relu\"},"
+    "{\"type\": \"conv2d\", \"filters\": 5, \"kernel\": 1},"
+    "{\"type\": \"maxpool\", \"size\": 2, \"stride\": 2},"
+    "{\"type\": \"flatten\"},"
+    "{\"type\": \"dense\", \"units\": 33, \"act\": \"relu\"},"
+    "{\"type\": \"dense\", \"units\": 10}]}";
 static tml_model *models[M_COUNT];
 static float *images[M_COUNT];
 static int tools_ok = -1;
@@ -54,6 +68,10 @@ static tml_model *model(int id)
             models[id] = tu_compact_lenet5(3, 96);
         else if (id == M_OTHER) {
             models[id] = tu_other_ops_model();
+            tu_quantize(models[id], 96);
+        } else if (id == M_ODD) {
+            tml_zoo_opts zo = {.seed = 5};
+            assert_int_equal(tml_zoo_from_json(odd_arch, &zo, &models[id]), TML_OK);
             tu_quantize(models[id], 96);
         } else {
             models[id] = tu_zoo_model(model_names[id], 3);
@@ -196,19 +214,21 @@ static void test_compact_forms(void **state)
 
 /* Average pool and max pool with padding, ReLU6, depth multiplier 2 (the
  * DSP depthwise falls back to scalar), a 1x3 kernel, dilation, groups, add,
- * softmax; channel counts that are not multiples of 4; dense and sparse. */
+ * softmax; channel counts that are not multiples of 4; odd numbers of rows
+ * and columns (odd_arch); dense and sparse. */
 static void test_other_ops(void **state)
 {
     (void)state;
     if (!have_tools()) skip();
-    for (int k = 0; k < 2; k++)
-        for (int sp = 0; sp < 2; sp++) {
-            dev_case c = {M_OTHER, sp ? TML_EXPORT_SPARSE : TML_EXPORT_AUTO,
-                          k ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO, NULL, NULL};
-            tml_device_result r;
-            run_case(&c, &r);
-            tml_device_result_free(&r);
-        }
+    for (int mdl = M_OTHER; mdl <= M_ODD; mdl++)
+        for (int k = 0; k < 2; k++)
+            for (int sp = 0; sp < 2; sp++) {
+                dev_case c = {mdl, sp ? TML_EXPORT_SPARSE : TML_EXPORT_AUTO,
+                              k ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO, NULL, NULL};
+                tml_device_result r;
+                run_case(&c, &r);
+                tml_device_result_free(&r);
+            }
 }
 
 /* The other cores QEMU models, -Os, and the same counts on a second run. */
