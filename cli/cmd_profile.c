@@ -37,7 +37,9 @@ static const char help[] =
     "  --target T         cortex-m4 (default; QEMU mps2-an386), cortex-m3 (mps2-an385,\n"
     "                     no DSP: portable kernels), cortex-m7 (mps2-an500),\n"
     "                     cortex-m33 (mps2-an505), cortex-m55 (mps3-an547)\n"
-    "  -d, --data SPEC    samples to run (default fashion-mnist:test), as for eval\n"
+    "  -d, --data SPEC    samples to run (default fashion-mnist:test), as for eval;\n"
+    "                     random: random input codes (for a model without its\n"
+    "                     dataset, e.g. an imported .tflite; counts barely change)\n"
     "  --limit N          how many (default 100; the first N in file order)\n"
     "  --opt O            compiler optimization: O2 (default), Os, O3, O1\n"
     "  --mhz F            core clock for the latency column (default 80)\n"
@@ -55,7 +57,8 @@ static const char help[] =
     "Examples:\n"
     "  tinyml profile lenet5-int8.tmf --target cortex-m4 --limit 20\n"
     "  tinyml profile small.tmf --opt Os --mhz 168 --format md\n"
-    "  tinyml profile kws-int8.tmf --target cortex-m7 --portable --keep build-m7\n";
+    "  tinyml profile kws-int8.tmf --target cortex-m7 --portable --keep build-m7\n"
+    "  tinyml import kws.tflite | tinyml profile --data random --limit 10\n";
 
 int cmd_profile(int argc, char **argv)
 {
@@ -101,20 +104,40 @@ int cmd_profile(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
 
     tml_model *m = cli_load_model(&c, pos[0]);
-    tml_dataset *ds = cli_open_dataset(&c, data, "test");
-    const tml_dataset_info *info = tml_dataset_get_info(ds);
-    if ((st = tml_check_dataset_fits(m, info))) cli_fail_status(&c, st);
+    const tml_tensor *it = &m->tensors[m->input];
+    const int64_t in_size = tml_tensor_numel(it);
+    tml_dataset *ds = NULL;
     tml_samples *s = NULL;
-    if ((st = tml_dataset_load(ds, limit, &s))) cli_fail_status(&c, st);
-    int n = (int)(s->n < limit ? s->n : limit);
-    int64_t in_size = tml_tensor_numel(&m->tensors[m->input]);
-    float *x = malloc(sizeof(float) * (size_t)(in_size * (n ? n : 1)));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    if (!x || !lab || !idx) cli_fail(&c, "out of memory");
-    for (int i = 0; i < n; i++) idx[i] = i;
-    tml_samples_gather(s, idx, n, x, lab);
-    tml_preproc_apply(&m->meta.pre, in_size * n, s->c, x);
+    float *x = NULL;
+    int n = limit;
+    if (strcmp(data, "random") == 0) {
+        /* counts hardly depend on the values (no kernel branches on them), so a
+         * model without a dataset here, e.g. an imported one, is profiled on
+         * uniformly random input codes: the grid of the input quantization */
+        x = malloc(sizeof(float) * (size_t)(in_size * n));
+        if (!x) cli_fail(&c, "out of memory");
+        tml_rng rng;
+        tml_rng_seed(&rng, 1);
+        const float sc = it->q.n ? it->q.scale[0] : 1.0f / 128;
+        const int32_t zp = it->q.n ? it->q.zero_point[0] : 0;
+        for (int64_t i = 0; i < in_size * n; i++) x[i] = sc * (float)((int32_t)tml_rng_below(&rng, 256) - 128 - zp);
+    } else {
+        ds = cli_open_dataset(&c, data, "test");
+        const tml_dataset_info *info = tml_dataset_get_info(ds);
+        if ((st = tml_check_dataset_fits(m, info)))
+            cli_fail(&c, "%s (--data random runs random inputs)", tml_last_error());
+        if ((st = tml_dataset_load(ds, limit, &s))) cli_fail_status(&c, st);
+        n = (int)(s->n < limit ? s->n : limit);
+        x = malloc(sizeof(float) * (size_t)(in_size * (n ? n : 1)));
+        int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+        int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+        if (!x || !lab || !idx) cli_fail(&c, "out of memory");
+        for (int i = 0; i < n; i++) idx[i] = i;
+        tml_samples_gather(s, idx, n, x, lab);
+        tml_preproc_apply(&m->meta.pre, in_size * n, s->c, x);
+        free(lab);
+        free(idx);
+    }
 
     const tml_device_target *tg = tml_device_target_find(target);
     cli_log(&c, "building for %s and running %d sample%s on QEMU %s ...", tg->core, n, n == 1 ? "" : "s", tg->machine);
@@ -219,10 +242,8 @@ int cmd_profile(int argc, char **argv)
     int bs = r.bad_sample, bi = r.bad_index, bg = r.bad_got, bw = r.bad_want;
     tml_device_result_free(&r);
     free(x);
-    free(lab);
-    free(idx);
-    tml_samples_free(s);
-    tml_dataset_free(ds);
+    if (s) tml_samples_free(s);
+    if (ds) tml_dataset_free(ds);
     tml_model_free(m);
     if (bad)
         cli_fail(&c, "%lld output bytes differ from the int8 engine (first: sample %d, output %d: device %d, engine %d)",

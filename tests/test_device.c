@@ -392,6 +392,21 @@ static void test_cli(void **state)
     uint8_t *elf = tu_read_file(tu_path(dir, "work/prog.elf"), &len);
     assert_non_null(elf);
     free(elf);
+    /* a model without its dataset (the imported MLPerf Tiny KWS): refused with
+     * fashion-mnist, pointing at --data random, which runs it */
+    const char *src = getenv("TML_SOURCE_DIR");
+    if (!src || !*src) return;
+    char kws[1200];
+    snprintf(kws, sizeof kws, "%s/tests/fixtures/tflite/kws_ref_model/model.tflite", src);
+    snprintf(cmd, sizeof cmd, "'%s' import '%s' -q | '%s' profile --limit 2", t, kws, t);
+    assert_int_equal(tu_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "--data random"));
+    snprintf(cmd, sizeof cmd, "'%s' import '%s' -q | '%s' profile --data random --limit 2 --format csv -q", t, kws, t);
+    rc = tu_run(cmd, out, sizeof out);
+    if (rc) fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "bit-exact,yes"));
+    assert_non_null(strstr(out, "depthwise_conv2d_3,depthwise_conv2d,"));
 }
 
 static int teardown(void **state)
