@@ -208,7 +208,7 @@ tml_model *tu_zoo_model(const char *arch, uint64_t seed)
     return m;
 }
 
-static tml_dataset *fmnist(const char *split)
+tml_dataset *tu_fmnist(const char *split)
 {
     tml_dataset *ds = NULL;
     tml_status st = tml_dataset_open("fashion-mnist", split, &ds);
@@ -220,7 +220,7 @@ static tml_dataset *fmnist(const char *split)
 void tu_quantize(tml_model *m, int samples)
 {
     assert_int_equal(tml_fold(m, NULL), TML_OK);
-    tml_dataset *ds = fmnist("train");
+    tml_dataset *ds = tu_fmnist("train");
     tml_calib cal;
     tml_calib_opts co = {.samples = samples, .seed = 5, .batch = 32};
     assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
@@ -235,7 +235,7 @@ void tu_quantize(tml_model *m, int samples)
 
 float *tu_fmnist_test(const tml_model *m, int n)
 {
-    tml_dataset *ds = fmnist("test");
+    tml_dataset *ds = tu_fmnist("test");
     tml_samples *s = NULL;
     assert_int_equal(tml_dataset_load(ds, n, &s), TML_OK);
     assert_true(s->n == n && s->h * s->w * s->c == 784);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "tinyml/tml_core.h"
+#include "tinyml/tml_dataset.h"
 
 /* xorshift64* generator: the same seed gives the same numbers everywhere. */
 typedef struct tu_rng {
@@ -59,6 +60,8 @@ tml_model *tu_zoo_model(const char *arch, uint64_t seed);
 /* Folds, calibrates on `samples` Fashion-MNIST training images (seed 5) and
  * quantizes with default options; asserts success. */
 void tu_quantize(tml_model *m, int samples);
+/* Fashion-MNIST split "train" or "test", opened or the test fails. */
+tml_dataset *tu_fmnist(const char *split);
 /* The first n Fashion-MNIST test images, preprocessed for m: (n, 784)
  * floats, caller frees. */
 float *tu_fmnist_test(const tml_model *m, int n);
