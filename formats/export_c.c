@@ -642,6 +642,18 @@ static int64_t est_instr(const tml_model *m, const tml_node *n, const xmat *xm, 
     return (int64_t)(mac + out * outputs + gather);
 }
 
+/* The DSP add takes shifts <= 0, multipliers >= 0 and sums below 2^30
+ * (tml_add_s8_prepare makes these for any scales: |a - zp| << 20 < 2^28). */
+static int add_dsp_ok(const tml_model *m, const tml_node *n)
+{
+    if (n->op != TML_OP_ADD) return 1;
+    const tml_tensor *a = &m->tensors[n->in[0]], *b = &m->tensors[n->in[1]], *y = &m->tensors[n->out];
+    tml_add_s8_params ap;
+    tml_add_s8_prepare_mode(qscale(a), qzp(a), qscale(b), qzp(b), qscale(y), qzp(y), n->act, m->meta.rounding, &ap);
+    return ap.in1_shift <= 0 && ap.in2_shift <= 0 && ap.out_shift <= 0 && ap.in1_mult >= 0 && ap.in2_mult >= 0 &&
+           ap.out_mult >= 0 && ap.left_shift <= 20;
+}
+
 /* Estimated instructions of a layer without weights (the same rates' kind). */
 static int64_t est_op_instr(const tml_model *m, const tml_node *n, int dsp)
 {
@@ -653,7 +665,7 @@ static int64_t est_op_instr(const tml_model *m, const tml_node *n, int dsp)
         return (int64_t)(n->kh == 2 && n->kw == 2 ? out / 4 * 11 + out / y->dims[2] * 8 : out / 4 * taps * 5 + out * 2);
     case TML_OP_AVGPOOL: return (int64_t)(out * (taps * 7 + 20));
     case TML_OP_GLOBAL_AVGPOOL: return (int64_t)(tml_tensor_numel(&m->tensors[n->in[0]]) * 4.0 + out * 20);
-    case TML_OP_ADD: return (int64_t)(out * (dsp ? 40 : 60));
+    case TML_OP_ADD: return (int64_t)(out * (dsp ? 40 : 140));
     case TML_OP_RELU:
     case TML_OP_RELU6: return (int64_t)(out * 6);
     case TML_OP_SOFTMAX: return (int64_t)(out * 60);
@@ -1452,7 +1464,7 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
     }
     x.dsp = x.o.kernels == TML_EXPORT_KERNELS_AUTO;
     for (int i = 0; i < m->n_nodes; i++)
-        if (x.nodes[i].mat && x.nodes[i].mat->dsp_unsafe) x.dsp = 0;
+        if ((x.nodes[i].mat && x.nodes[i].mat->dsp_unsafe) || !add_dsp_ok(m, &m->nodes[i])) x.dsp = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         tml_export_layer *L = &r->layers[i];

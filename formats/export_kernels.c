@@ -310,6 +310,15 @@ static const char k_requant_dsp[] =
     "\n"
     "static int32_t requant_slow_any(int32_t acc, int32_t mult, int32_t shift) { return requant(acc, mult, shift); }\n"
     "\n"
+    "/* requant for a shift <= 0 known at run time, without a branch: n = -shift,\n"
+    " * half as in requant_n, nz = (n != 0). With n = 0 it is mulhi_rd alone,\n"
+    " * which equals requant_slow's shift 0 (|acc| < 2^30). */\n"
+    "TML_AI int32_t requant_z(int32_t acc, int32_t mult, int32_t n, int32_t half, uint32_t nz)\n"
+    "{\n"
+    "    const int32_t r = mulhi_rd(acc, mult);\n"
+    "    return (r + half - (int32_t)(((uint32_t)r >> 31) & nz)) >> n;\n"
+    "}\n"
+    "\n"
     "TML_AI int8_t clamp8(int32_t v, int32_t lo, int32_t hi)\n"
     "{\n"
     "    v = ssat8(v);\n"
@@ -1418,11 +1427,65 @@ static const char k_add[] =
     "\n"
     "static void add(const add_t *p, const int8_t *a, const int8_t *b, int8_t *y)\n"
     "{\n"
-    "    for (int32_t i = 0; i < p->count; i++) {\n"
-    "        const int32_t a1 = (a[i] - p->zp1) * ((int32_t)1 << p->left_shift);\n"
-    "        const int32_t b1 = (b[i] - p->zp2) * ((int32_t)1 << p->left_shift);\n"
-    "        const int32_t sum = requant(a1, p->m1, p->s1) + requant(b1, p->m2, p->s2);\n"
-    "        y[i] = clamp8(requant(sum, p->mo, p->so) + p->zpo, p->act_min, p->act_max);\n"
+    "    const add_t q = *p; /* in registers: the int8 stores may alias *p */\n"
+    "    for (int32_t i = 0; i < q.count; i++) {\n"
+    "        const int32_t a1 = (a[i] - q.zp1) * ((int32_t)1 << q.left_shift);\n"
+    "        const int32_t b1 = (b[i] - q.zp2) * ((int32_t)1 << q.left_shift);\n"
+    "        const int32_t sum = requant(a1, q.m1, q.s1) + requant(b1, q.m2, q.s2);\n"
+    "        y[i] = clamp8(requant(sum, q.mo, q.so) + q.zpo, q.act_min, q.act_max);\n"
+    "    }\n"
+    "}\n"
+    "\n";
+
+static const char k_add_dsp[] =
+    "/* Elementwise add, as the portable add(). Its shifts are <= 0 and its\n"
+    " * multipliers >= 0 (the exporter checks), so each requantization is\n"
+    " * requant_z, the parameters in registers. The input with the larger scale\n"
+    " * has the multiplier 1/2 (m = 2^30, shift 0), which on (x - zp) << 20 is\n"
+    " * exactly (x - zp) << 19: when one has it and the other a smaller scale\n"
+    " * (the sum is symmetric: that one is taken as a), add_half does one\n"
+    " * requantization per element less. */\n"
+    "typedef struct add_t {\n"
+    "    int32_t count;\n"
+    "    int32_t zp1, zp2, zpo, left_shift;\n"
+    "    int32_t m1, s1, m2, s2, mo, so;\n"
+    "    int32_t act_min, act_max;\n"
+    "} add_t;\n"
+    "\n"
+    "__attribute__((noinline)) static void add_half(const add_t *p, const int8_t *a, const int8_t *b, int8_t *y, int32_t zp1,\n"
+    "                                               int32_t zp2, int32_t m2, int32_t n2)\n"
+    "{\n"
+    "    const int8_t *const end = y + p->count;\n"
+    "    const int32_t zpo = p->zpo, lo = p->act_min, hi = p->act_max, mo = p->mo, no = -p->so;\n"
+    "    const int32_t ho = (int32_t)(((uint32_t)1 << no) >> 1), h2 = (int32_t)(((uint32_t)1 << n2) >> 1);\n"
+    "    while (y < end) {\n"
+    "        const int32_t sum = (*a++ - zp1) * ((int32_t)1 << 19) + requant_n((*b++ - zp2) * ((int32_t)1 << 20), m2, n2, h2);\n"
+    "        *y++ = clamp8(requant_n(sum, mo, no, ho) + zpo, lo, hi);\n"
+    "    }\n"
+    "}\n"
+    "\n"
+    "static void add(const add_t *p, const int8_t *a, const int8_t *b, int8_t *y)\n"
+    "{\n"
+    "    const int32_t half_m = (int32_t)1 << 30;\n"
+    "    const int32_t zp1 = p->zp1, m1 = p->m1, n1 = -p->s1, zp2 = p->zp2, m2 = p->m2, n2 = -p->s2, no = -p->so;\n"
+    "    if (p->left_shift == 20 && no > 0) {\n"
+    "        if (n1 == 0 && m1 == half_m && n2 > 0) {\n"
+    "            add_half(p, a, b, y, zp1, zp2, m2, n2);\n"
+    "            return;\n"
+    "        }\n"
+    "        if (n2 == 0 && m2 == half_m && n1 > 0) {\n"
+    "            add_half(p, b, a, y, zp2, zp1, m1, n1);\n"
+    "            return;\n"
+    "        }\n"
+    "    }\n"
+    "    const int8_t *const end = y + p->count;\n"
+    "    const int32_t zpo = p->zpo, lo = p->act_min, hi = p->act_max, k = (int32_t)1 << p->left_shift, mo = p->mo;\n"
+    "    const int32_t h1 = (int32_t)(((uint32_t)1 << n1) >> 1), h2 = (int32_t)(((uint32_t)1 << n2) >> 1);\n"
+    "    const int32_t ho = (int32_t)(((uint32_t)1 << no) >> 1);\n"
+    "    const uint32_t z1 = n1 != 0, z2 = n2 != 0, zo = no != 0;\n"
+    "    while (y < end) {\n"
+    "        const int32_t sum = requant_z((*a++ - zp1) * k, m1, n1, h1, z1) + requant_z((*b++ - zp2) * k, m2, n2, h2, z2);\n"
+    "        *y++ = clamp8(requant_z(sum, mo, no, ho, zo) + zpo, lo, hi);\n"
     "    }\n"
     "}\n"
     "\n";
@@ -1568,7 +1631,7 @@ int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
         {TML_EXK_MM_CLUSTER, {550, 860}},   {TML_EXK_MM_SPARSE_CLUSTER, {550, 810}}, {TML_EXK_MM_SC8, {170, 900}},
         {TML_EXK_CONV, {295, 1150}},        {TML_EXK_DWCONV, {305, 1220}},     {TML_EXK_DENSE, {10, 60}},
         {TML_EXK_MAXPOOL, {176, 620}},      {TML_EXK_AVGPOOL, {300, 300}},     {TML_EXK_GAP, {90, 90}},
-        {TML_EXK_ADD, {120, 270}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
+        {TML_EXK_ADD, {170, 600}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
         {TML_EXK_SOFTMAX_TFL, {700, 700}},  {TML_EXK_MEAN_TFL, {90, 90}},
     };
     int64_t n = 0;
@@ -1619,7 +1682,7 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
         {TML_EXK_MAXPOOL, k_maxpool, k_maxpool_dsp},
         {TML_EXK_AVGPOOL, k_avgpool, NULL},
         {TML_EXK_GAP, k_gap, NULL},
-        {TML_EXK_ADD, k_add, NULL},
+        {TML_EXK_ADD, k_add, k_add_dsp},
         {TML_EXK_CLAMP, k_clamp, NULL},
         {TML_EXK_SOFTMAX, k_softmax, NULL},
         {TML_EXK_SOFTMAX_TFL, k_softmax_tfl, NULL},

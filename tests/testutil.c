@@ -262,6 +262,7 @@ tml_model *tu_other_ops_model(void)
         "{\"type\": \"maxpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
         "{\"type\": \"relu\"},"
         "{\"type\": \"residual\", \"layers\": [{\"type\": \"conv2d\", \"filters\": 12, \"kernel\": [1, 3], \"padding\": \"same\"}]},"
+        "{\"type\": \"residual\", \"layers\": [{\"type\": \"relu\"}]},"
         "{\"type\": \"conv2d\", \"filters\": 8, \"kernel\": 1},"
         "{\"type\": \"global_avgpool\"},"
         "{\"type\": \"dense\", \"units\": 10},"

@@ -67,8 +67,9 @@ tml_dataset *tu_fmnist(const char *split);
 float *tu_fmnist_test(const tml_model *m, int n);
 /* A float net with what the zoo lacks: average pool and max pool with
  * padding, standalone ReLU6 / ReLU, depth multiplier 2, a 1x3 kernel,
- * dilation 2, a grouped conv, an add without activation, softmax, and labels
- * that need escaping in C. Not quantized. */
+ * dilation 2, a grouped conv, adds without activation (one of x and relu(x):
+ * equal input scales), softmax, and labels that need escaping in C. Not
+ * quantized. */
 tml_model *tu_other_ops_model(void);
 /* LeNet-5 (seed) pruned to 90% per layer and clustered to 4 bits (conv1 and
  * fc1 one codebook each, conv2 and fc2 one per output channel), quantized
