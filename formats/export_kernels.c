@@ -255,7 +255,7 @@ static const char k_requant_dsp[] =
     " * overflow) and that mult >= 0. Right shifts of negative values are\n"
     " * arithmetic (GCC and clang define them so).\n"
     " * All of the DSP flavour's rounding is here (mulhi_rd, requant_n,\n"
-    " * requant_slow). TFLite's rounding (TML_TFL_ROUND 1): its doubling high\n"
+    " * requant_slow, requant_z). TFLite's rounding (TML_TFL_ROUND 1): its doubling high\n"
     " * multiply (nudge 1 - 2^30 for negative products: ties toward +infinity) is\n"
     " * floor((p + 2^31) / 2^32) of p = (2 acc) * mult, one SMMULR; its rounding\n"
     " * right shift is the same as tinyml's. */\n"
