@@ -627,7 +627,7 @@ static int64_t est_instr(const tml_model *m, const tml_node *n, const xmat *xm, 
                             : px * groups * ((dsp ? 2.0 * xm->stride : 1.0 * xm->cols) + field + 40 +
                                              (groups > 1 ? (dsp ? 300 : 400) : 0));
     if (xm->depthwise && f == TML_EXPORT_DENSE) { /* dwconv(): reads the input in place */
-        mac = weights * (dsp ? 8.5 : 24.0);
+        mac = weights * (dsp ? 6.0 : 24.0);
         gather = 0;
     } else
         switch (f) {

@@ -35,12 +35,15 @@ static const char *const model_names[M_COUNT] = {"lenet300", "lenet5",  "dscnn",
                                                  "resnet8",  "compact", "other", "odd"};
 
 /* Sizes the zoo avoids: 7 and 5 filters (an odd row of the interleaved row
- * pairs), 9 taps (padded to 12), a 1x1 conv on 7 channels (gathered, not
- * read in place), a dense layer of 7*7*5 = 245 inputs (a partial group of
- * 4) into 33 outputs, then 10. */
+ * pairs), 9 taps (padded to 12), depthwise convs on 7 channels (4 at a time
+ * and 3 alone; 3x3 with padding, and 7x7: more taps than the tap list
+ * holds), a 1x1 conv on 7 channels (gathered, not read in place), a dense
+ * layer of 7*7*5 = 245 inputs (a partial group of 4) into 33 outputs, then 10. */
 static const char odd_arch[] =
     "{\"name\": \"odd-sizes\", \"layers\": ["
     "{\"type\": \"conv2d\", \"filters\": 7, \"kernel\": 3, \"stride\": 2, \"act\": \"relu\"},"
+    "{\"type\": \"depthwise_conv2d\", \"kernel\": 3, \"padding\": \"same\", \"act\": \"relu\"},"
+    "{\"type\": \"depthwise_conv2d\", \"kernel\": 7, \"padding\": \"same\"},"
     "{\"type\": \"conv2d\", \"filters\": 5, \"kernel\": 1},"
     "{\"type\": \"maxpool\", \"size\": 2, \"stride\": 2},"
     "{\"type\": \"flatten\"},"
