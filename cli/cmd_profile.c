@@ -41,7 +41,7 @@ static const char help[] =
     "                     random: random input codes (for a model without its\n"
     "                     dataset, e.g. an imported .tflite; counts barely change)\n"
     "  --limit N          how many (default 100; the first N in file order)\n"
-    "  --opt O            compiler optimization: O2 (default), Os, O3, O1\n"
+    "  --opt O            compiler optimization: O2 (default), Os, O3, O1, O0\n"
     "  --mhz F            core clock for the latency column (default 80)\n"
     "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
     "                     (as tinyml export)\n"
