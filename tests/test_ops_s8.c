@@ -772,6 +772,7 @@ static void make_qset(tu_rng *r, int o, int k, int32_t in_zp, int act, qset *s)
     s->q.out_zp = rnd_range(r, -20, 20);
     s->q.mult = s->mult;
     s->q.shift = s->shift;
+    s->q.rounding = TML_ROUNDING_TINYML;
     act_bounds(act, s->q.out_zp, &s->q.act_min, &s->q.act_max);
 }
 
@@ -847,6 +848,11 @@ static void test_dwconv_fast_vs_ref(void **state)
         {1, 14, 14, 64, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0}, {2, 9, 9, 70, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3},
         {1, 9, 9, 20, 1, 8, 8, 1, 1, 1, 1, 3, 3, 4, 4},   {1, 5, 5, 128, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
         {1, 6, 5, 3, 1, 2, 3, 1, 1, 1, 1, 1, 1, 0, 1},
+        /* VNNI row strips: rows cut into column strips (3x3: 170 columns a strip, 7x7: 36), a dilated ring
+         * of 9 row slots, a stride-2 5x5, and a kernel too large for the strips (the portable loop) */
+        {1, 5, 341, 19, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 9, 80, 16, 1, 7, 7, 1, 2, 1, 1, 3, 3, 3, 3},
+        {2, 13, 11, 48, 1, 3, 3, 1, 1, 4, 3, 4, 3, 4, 3}, {1, 17, 15, 31, 1, 5, 5, 2, 2, 1, 1, 2, 2, 1, 1},
+        {1, 30, 7, 5, 1, 29, 9, 1, 1, 1, 1, 14, 4, 14, 4},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];
@@ -862,18 +868,21 @@ static void test_dwconv_fast_vs_ref(void **state)
             qset qs;
             make_qset(&r, p.o, p.kh * p.kw, ZPS[zi], act, &qs);
             const int32_t *bias = zi == 2 ? NULL : qs.bias;
-            tml_dwconv2d_s8_ref(&p, &qs.q, x, w, bias, yr);
-            for (int isa = 0; isa < n_isas(); isa++)
-                for (int th = 1; th <= 2; th++) {
-                    set_threads(th);
-                    memset(yf, 0x5A, ny);
-                    tml_dwconv2d_s8_ex(&p, &qs.q, x, w, bias, yf, (tml_s8_isa)isa, 0);
-                    if (!tu_equal_i8("dwconv fast vs ref", yf, yr, ny)) {
-                        fprintf(stderr, "  case %zu, in_zp %d, act %d, %s, %d threads\n", ci, ZPS[zi], act,
-                                tml_s8_isa_name((tml_s8_isa)isa), th);
-                        fail();
+            for (int rnd = 0; rnd < 2; rnd++) {
+                qs.q.rounding = rnd ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
+                tml_dwconv2d_s8_ref(&p, &qs.q, x, w, bias, yr);
+                for (int isa = 0; isa < n_isas(); isa++)
+                    for (int th = 1; th <= 2; th++) {
+                        set_threads(th);
+                        memset(yf, 0x5A, ny);
+                        tml_dwconv2d_s8_ex(&p, &qs.q, x, w, bias, yf, (tml_s8_isa)isa, 0);
+                        if (!tu_equal_i8("dwconv fast vs ref", yf, yr, ny)) {
+                            fprintf(stderr, "  case %zu, in_zp %d, act %d, rounding %d, %s, %d threads\n", ci,
+                                    ZPS[zi], act, rnd, tml_s8_isa_name((tml_s8_isa)isa), th);
+                            fail();
+                        }
                     }
-                }
+            }
             free_qset(&qs);
         }
         set_threads(2);
