@@ -848,11 +848,12 @@ static void test_dwconv_fast_vs_ref(void **state)
         {1, 14, 14, 64, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0}, {2, 9, 9, 70, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3},
         {1, 9, 9, 20, 1, 8, 8, 1, 1, 1, 1, 3, 3, 4, 4},   {1, 5, 5, 128, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
         {1, 6, 5, 3, 1, 2, 3, 1, 1, 1, 1, 1, 1, 0, 1},
-        /* VNNI row strips: rows cut into column strips (3x3: 170 columns a strip, 7x7: 36), a dilated ring
-         * of 9 row slots, a stride-2 5x5, and a kernel too large for the strips (the portable loop) */
-        {1, 5, 341, 19, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 9, 80, 16, 1, 7, 7, 1, 2, 1, 1, 3, 3, 3, 3},
-        {2, 13, 11, 48, 1, 3, 3, 1, 1, 4, 3, 4, 3, 4, 3}, {1, 17, 15, 31, 1, 5, 5, 2, 2, 1, 1, 2, 2, 1, 1},
-        {1, 30, 7, 5, 1, 29, 9, 1, 1, 1, 1, 14, 4, 14, 4},
+        /* VNNI row strips (16 channels or fewer): rows cut into column strips (3x3: 170 columns a strip,
+         * 7x7: 36), a dilated ring of 9 row slots, a stride-2 5x5; kernels too large for the strips and
+         * for the row kernels' 64 taps (AVX2 kernel) */
+        {1, 5, 341, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 9, 80, 16, 1, 7, 7, 1, 2, 1, 1, 3, 3, 3, 3},
+        {2, 13, 11, 9, 1, 3, 3, 1, 1, 4, 3, 4, 3, 4, 3},  {1, 17, 15, 16, 1, 5, 5, 2, 2, 1, 1, 2, 2, 1, 1},
+        {1, 30, 7, 5, 1, 29, 9, 1, 1, 1, 1, 14, 4, 14, 4}, {1, 20, 6, 35, 1, 17, 5, 1, 1, 1, 1, 8, 2, 8, 2},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];
@@ -986,6 +987,16 @@ static void test_epilogue_exact(void **state)
         for (int isa = 0; isa < n_isas(); isa++) {
             tml_dwconv2d_s8_ex(&pd, &q, xd, w, bias, yf, (tml_s8_isa)isa, INT64_MAX);
             if (!tu_equal_i8("dwconv epilogue", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+        }
+        /* the first 13 channels alone: the VNNI row strips (16 channels or fewer) */
+        const tml_window p13 = make_win(N, 1, 1, 13, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+        tml_dwconv2d_s8_ref(&p13, &q, xd, w, bias, yr);
+        for (int isa = 0; isa < n_isas(); isa++) {
+            tml_dwconv2d_s8_ex(&p13, &q, xd, w, bias, yf, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dwconv 13 epilogue", yf, yr, N * 13)) {
                 fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
                 fail();
             }

@@ -332,6 +332,301 @@ static TML_S8_TGT_VNNI void dw_block_vnni(const tml_window *p, const tml_qparams
     }
 }
 
+/* Most taps the AVX-512 kernel handles (weights staged on the stack). */
+#define DW_MAX_TAPS 64
+
+/* Byte interleave of four 64-byte vectors t[0..3] (one tap each, channel c
+ * at byte c): out[qq] lane 4L + j (int32) = the four taps' bytes of channel
+ * 16L + 4qq + j, the operand layout of vpdpbusd. */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_interleave4(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i *o)
+{
+    const __m512i a = _mm512_unpacklo_epi8(t0, t1), b_ = _mm512_unpackhi_epi8(t0, t1);
+    const __m512i c = _mm512_unpacklo_epi8(t2, t3), d = _mm512_unpackhi_epi8(t2, t3);
+    o[0] = _mm512_unpacklo_epi16(a, c);
+    o[1] = _mm512_unpackhi_epi16(a, c);
+    o[2] = _mm512_unpacklo_epi16(b_, d);
+    o[3] = _mm512_unpackhi_epi16(b_, d);
+}
+
+/* Per-channel int32 constants of channels [c0, c0 + nc) in the lane order of
+ * dw_interleave4: out[qq] 128-bit lane L = channels 16L + 4qq .. +3 (a 4x4
+ * transpose of 128-bit blocks of the four 16-channel loads). */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_consts4(const int32_t *v, int nc, __m512i *o)
+{
+    __m512i s[4];
+    for (int L = 0; L < 4; L++) {
+        const int left = nc - 16 * L;
+        const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+        s[L] = _mm512_maskz_loadu_epi32(m, v + 16 * L);
+    }
+    const __m512i u0 = _mm512_shuffle_i32x4(s[0], s[1], 0x88), u1 = _mm512_shuffle_i32x4(s[0], s[1], 0xDD);
+    const __m512i v0 = _mm512_shuffle_i32x4(s[2], s[3], 0x88), v1 = _mm512_shuffle_i32x4(s[2], s[3], 0xDD);
+    o[0] = _mm512_shuffle_i32x4(u0, v0, 0x88);
+    o[2] = _mm512_shuffle_i32x4(u0, v0, 0xDD);
+    o[1] = _mm512_shuffle_i32x4(u1, v1, 0x88);
+    o[3] = _mm512_shuffle_i32x4(u1, v1, 0xDD);
+}
+
+/* The pixels of one output row and 64-channel block of dw_row_avx512 (MODE 0:
+ * general epilogue, 1: one-step, 2: ReLU form), one copy per mode. */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_window *p, const int8_t *x, int8_t *yrow,
+                                                    const int8_t *zpbuf, int b, int iy0, int ky0, int ky1, int c0,
+                                                    __mmask64 cm, int ngrp, const int *ky_of, const int *kx_of,
+                                                    const ptrdiff_t *off, const __m512i *wv, const __m512i *corr,
+                                                    const __m512i *mult, const __m512i *lsh, const __m512i *rsh,
+                                                    const __m512i *mo, const __m512i *she, const __m512i *sho,
+                                                    const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo,
+                                                    __m512i hi, __m512i zp, int tfl)
+{
+    DW_LOCALS(p);
+    (void)OH, (void)SH, (void)PT;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int ox = 0; ox < OW; ox++) {
+        const int ix0 = ox * SW - PL;
+        int kx0, kx1;
+        dw_tap_range(ix0, KW, DW, W, &kx0, &kx1);
+        const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
+        /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
+        const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
+        __m512i acc[4] = {corr[0], corr[1], corr[2], corr[3]};
+        for (int g = 0; g < ngrp; g++) {
+            __m512i t[4], a[4];
+            for (int u = 0; u < 4; u++) {
+                const int tp = 4 * g + u;
+                const int8_t *xp;
+                if (interior) {
+                    xp = x + base + off[tp]; /* the pad taps (zero weights) read tap 0 */
+                } else {
+                    const int ky = ky_of[tp], kx = kx_of[tp];
+                    /* only formed for taps inside the image */
+                    xp = ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1
+                             ? x + base + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C
+                             : zpbuf;
+                }
+                t[u] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(cm, xp), flip);
+            }
+            dw_interleave4(t[0], t[1], t[2], t[3], a);
+            for (int qq = 0; qq < 4; qq++) acc[qq] = _mm512_dpbusd_epi32(acc[qq], a[qq], wv[4 * g + qq]);
+        }
+        __m128i o[4];
+        for (int qq = 0; qq < 4; qq++)
+            o[qq] = MODE == 2 ? tml_s8_out512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
+                                                   lo, hi, zp)
+                    : MODE == 1 ? tml_s8_out512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
+                                                       lo, hi, zp, tfl)
+                                : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp, tfl);
+        /* o[qq] dword L = channels 16L + 4qq .. +3: transpose back */
+        const __m128i t0 = _mm_unpacklo_epi32(o[0], o[1]), t1 = _mm_unpackhi_epi32(o[0], o[1]);
+        const __m128i t2 = _mm_unpacklo_epi32(o[2], o[3]), t3 = _mm_unpackhi_epi32(o[2], o[3]);
+        const __m256i r01 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t0, t2)),
+                                                    _mm_unpackhi_epi64(t0, t2), 1);
+        const __m256i r23 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t1, t3)),
+                                                    _mm_unpackhi_epi64(t1, t3), 1);
+        const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r01), r23, 1);
+        _mm512_mask_storeu_epi8(yrow + (ptrdiff_t)ox * C + c0, cm, r);
+    }
+}
+
+/*
+ * Output row (b, oy), all channels, depth multiplier 1, 64 channels per step,
+ * taps in groups of four: the four taps' inputs are byte-interleaved
+ * (dw_interleave4) into u8 (x + 128) and multiplied with the likewise
+ * interleaved weights by vpdpbusd, four products per int32 lane and
+ * instruction (as the conv GEMM: exact). The +128 is removed with the
+ * weights' per-channel sum: corr = bias - (in_zp + 128) * sum_t w_t, the same
+ * for every pixel because taps outside the image read a run of in_zp (whose
+ * u8 value times w cancels its share of the correction). Taps past kh*kw in
+ * the last group have zero weights. Accumulator qq holds channels 16L + 4qq +
+ * j (lane 4L + j); the int8 results are put back in order by a 4x4 dword
+ * transpose. kh*kw <= 64.
+ */
+static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                          const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
+{
+    DW_LOCALS(p);
+    (void)H, (void)SW, (void)PL;
+    const int ntap = KH * KW, ngrp = (ntap + 3) / 4;
+    int ky0, ky1;
+    dw_ky_range(p, oy, &ky0, &ky1);
+    const int iy0 = oy * SH - PT;
+    int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
+    int8_t zpbuf[64] __attribute__((aligned(64)));
+    for (int i = 0; i < 64; i++) zpbuf[i] = (int8_t)q->in_zp;
+    const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    const __m512i zp = _mm512_set1_epi32(q->out_zp);
+    const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
+    const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
+    __m512i wv[DW_MAX_TAPS]; /* [group][qq] */
+    int ky_of[DW_MAX_TAPS], kx_of[DW_MAX_TAPS];
+    ptrdiff_t off[DW_MAX_TAPS]; /* x offset of each tap from the window's corner; pad taps reuse tap 0 */
+    for (int t = 0; t < 4 * ngrp; t++) {
+        ky_of[t] = t < ntap ? t / KW : -1;
+        kx_of[t] = t < ntap ? t % KW : -1;
+        off[t] = t < ntap ? ((ptrdiff_t)(t / KW) * DH * W + (ptrdiff_t)(t % KW) * DW) * C : 0;
+    }
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        const int nc = C - c0 < 64 ? C - c0 : 64;
+        const __mmask64 cm = nc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nc) - 1);
+        __m512i sw[4] = {zero, zero, zero, zero};
+        for (int g = 0; g < ngrp; g++) {
+            __m512i t[4];
+            for (int u = 0; u < 4; u++)
+                t[u] = 4 * g + u < ntap ? _mm512_maskz_loadu_epi8(cm, w + (ptrdiff_t)(4 * g + u) * C + c0) : zero;
+            dw_interleave4(t[0], t[1], t[2], t[3], wv + 4 * g);
+            for (int qq = 0; qq < 4; qq++) sw[qq] = _mm512_dpbusd_epi32(sw[qq], ones, wv[4 * g + qq]);
+        }
+        __m512i corr[4], mult[4], shift[4];
+        if (bias)
+            dw_consts4(bias + c0, nc, corr);
+        else
+            corr[0] = corr[1] = corr[2] = corr[3] = zero;
+        dw_consts4(q->mult + c0, nc, mult);
+        dw_consts4(q->shift + c0, nc, shift);
+        __m512i lsh[4], rsh[4], mo[4], she[4], sho[4], ade[4], ado[4];
+        __mmask16 anyl = 0, mneg = 0;
+        for (int qq = 0; qq < 4; qq++) {
+            corr[qq] = _mm512_sub_epi32(corr[qq], _mm512_mullo_epi32(off128, sw[qq]));
+            lsh[qq] = _mm512_max_epi32(shift[qq], zero);
+            rsh[qq] = _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero);
+            anyl |= _mm512_cmpgt_epi32_mask(shift[qq], zero);
+            mneg |= _mm512_cmplt_epi32_mask(mult[qq], zero);
+            tml_s8_simple_consts512(rsh[qq], &she[qq], &sho[qq], &ade[qq], &ado[qq]);
+            mo[qq] = _mm512_srli_epi64(mult[qq], 32);
+        }
+        const int any_lsh = anyl != 0, simple = anyl == 0 && mneg == 0;
+        const int relu = simple && q->act_min >= q->out_zp;
+
+        if (relu)
+            dw_pixels_avx512(2, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp, q->rounding == TML_ROUNDING_TFLITE);
+        else if (simple)
+            dw_pixels_avx512(1, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp, q->rounding == TML_ROUNDING_TFLITE);
+        else
+            dw_pixels_avx512(0, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp, q->rounding == TML_ROUNDING_TFLITE);
+    }
+}
+
+/*
+ * (Used for C <= 32, where the 64-channel blocks of dw_row_avx512 would be
+ * mostly empty lanes.) Output row (b, oy), all channels, depth multiplier 1, 32 channels per step,
+ * taps in pairs: the int16 (x - in_zp) of taps t and t+1 are interleaved
+ * (unpacklo/hi_epi16) and multiplied with the likewise interleaved weights by
+ * vpdpwssd, two products per int32 lane and instruction. The interleave works
+ * within 128-bit lanes, so accumulator `lo` holds channels {0-3, 8-11, 16-19,
+ * 24-27} and `hi` the other 16; the per-channel constants are permuted the
+ * same way and the int8 results put back in order with unpack*_epi32. Taps
+ * outside the image contribute a zero vector (x - in_zp = 0). kh*kw <= 64.
+ */
+static TML_S8_TGT_VNNI void dw_row_avx512_pairs(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                                const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
+{
+    DW_LOCALS(p);
+    const int ntap = KH * KW, npair = (ntap + 1) / 2;
+    int ky0, ky1;
+    dw_ky_range(p, oy, &ky0, &ky1);
+    const int iy0 = oy * SH - PT;
+    int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
+    const __m512i zp16 = _mm512_set1_epi16((short)q->in_zp), zero = _mm512_setzero_si512();
+    const __m512i zp = _mm512_set1_epi32(q->out_zp);
+    const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
+    /* lane order of the lo / hi accumulators, as indices into channels 0..31 */
+    const __m512i perm_lo = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i perm_hi = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    __m512i wpair[DW_MAX_TAPS]; /* [pair][lo, hi] */
+    int ky_of[DW_MAX_TAPS], kx_of[DW_MAX_TAPS];
+    ptrdiff_t off[DW_MAX_TAPS]; /* x offset of each tap from the window's corner; the pad tap reuses tap 0 */
+    for (int t = 0; t < 2 * npair; t++) {
+        ky_of[t] = t < ntap ? t / KW : -1;
+        kx_of[t] = t < ntap ? t % KW : -1;
+        off[t] = t < ntap ? ((ptrdiff_t)(t / KW) * DH * W + (ptrdiff_t)(t % KW) * DW) * C : 0;
+    }
+    for (int c0 = 0; c0 < C; c0 += 32) {
+        const int nc = C - c0 < 32 ? C - c0 : 32;
+        const __mmask32 cm = nc == 32 ? ~(__mmask32)0 : (__mmask32)((1u << nc) - 1u);
+        const __mmask16 m0 = (__mmask16)(cm & 0xFFFFu), m1 = (__mmask16)(cm >> 16);
+        for (int j = 0; j < npair; j++) {
+            const int t0 = 2 * j, t1 = 2 * j + 1;
+            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, w + (ptrdiff_t)t0 * C + c0));
+            const __m512i w1 =
+                t1 < ntap ? _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, w + (ptrdiff_t)t1 * C + c0)) : zero;
+            wpair[2 * j] = _mm512_unpacklo_epi16(w0, w1);
+            wpair[2 * j + 1] = _mm512_unpackhi_epi16(w0, w1);
+        }
+        /* per-channel constants in the accumulators' lane orders */
+#define DW_LOAD2(ptr, a, b_)                                                                                   \
+    const __m512i a##_0 = _mm512_maskz_loadu_epi32(m0, (ptr) + c0), a##_1 = _mm512_maskz_loadu_epi32(m1, (ptr) + c0 + 16); \
+    const __m512i b_##_lo = _mm512_permutex2var_epi32(a##_0, perm_lo, a##_1);                                  \
+    const __m512i b_##_hi = _mm512_permutex2var_epi32(a##_0, perm_hi, a##_1)
+        DW_LOAD2(q->mult, mu, mult);
+        DW_LOAD2(q->shift, sh, shift);
+#undef DW_LOAD2
+        const __m512i bias_0 = bias ? _mm512_maskz_loadu_epi32(m0, bias + c0) : zero;
+        const __m512i bias_1 = bias ? _mm512_maskz_loadu_epi32(m1, bias + c0 + 16) : zero;
+        const __m512i bias_lo = _mm512_permutex2var_epi32(bias_0, perm_lo, bias_1);
+        const __m512i bias_hi = _mm512_permutex2var_epi32(bias_0, perm_hi, bias_1);
+        const __m512i lsh_lo = _mm512_max_epi32(shift_lo, zero), lsh_hi = _mm512_max_epi32(shift_hi, zero);
+        const __m512i rsh_lo = _mm512_max_epi32(_mm512_sub_epi32(zero, shift_lo), zero);
+        const __m512i rsh_hi = _mm512_max_epi32(_mm512_sub_epi32(zero, shift_hi), zero);
+        const int any_lsh = (_mm512_cmpgt_epi32_mask(sh_0, zero) | _mm512_cmpgt_epi32_mask(sh_1, zero)) != 0;
+        const int simple =
+            !any_lsh && (_mm512_cmplt_epi32_mask(mu_0, zero) | _mm512_cmplt_epi32_mask(mu_1, zero)) == 0;
+        const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+        __m512i she_lo, sho_lo, ade_lo, ado_lo, she_hi, sho_hi, ade_hi, ado_hi;
+        tml_s8_simple_consts512(rsh_lo, &she_lo, &sho_lo, &ade_lo, &ado_lo);
+        tml_s8_simple_consts512(rsh_hi, &she_hi, &sho_hi, &ade_hi, &ado_hi);
+        const __m512i mo_lo = _mm512_srli_epi64(mult_lo, 32), mo_hi = _mm512_srli_epi64(mult_hi, 32);
+
+        for (int ox = 0; ox < OW; ox++) {
+            const int ix0 = ox * SW - PL;
+            int kx0, kx1;
+            dw_tap_range(ix0, KW, DW, W, &kx0, &kx1);
+            const int interior = ky0 == 0 && ky1 == KH && kx0 == 0 && kx1 == KW;
+            /* tap (ky, kx) reads x at offset ((b*H + iy0 + ky*DH)*W + ix0 + kx*DW)*C + c0 */
+            const ptrdiff_t base = (((ptrdiff_t)b * H + iy0) * W + ix0) * C + c0;
+            __m512i acc_lo = bias_lo, acc_hi = bias_hi;
+            if (interior) { /* every tap inside: no checks (the pad tap has zero weights) */
+                const int8_t *xb = x + base;
+                for (int j = 0; j < npair; j++) {
+                    const __m512i x0 =
+                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xb + off[2 * j])), zp16);
+                    const __m512i x1 =
+                        _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xb + off[2 * j + 1])), zp16);
+                    acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(x0, x1), wpair[2 * j]);
+                    acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(x0, x1), wpair[2 * j + 1]);
+                }
+            } else
+            for (int j = 0; j < npair; j++) {
+                __m512i xv[2];
+                for (int u = 0; u < 2; u++) {
+                    const int ky = ky_of[2 * j + u], kx = kx_of[2 * j + u];
+                    if (ky >= ky0 && ky < ky1 && kx >= kx0 && kx < kx1) {
+                        /* only formed for taps inside the image */
+                        const int8_t *xp = x + base + ((ptrdiff_t)ky * DH * W + (ptrdiff_t)kx * DW) * C;
+                        xv[u] = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(cm, xp)), zp16);
+                    } else {
+                        xv[u] = zero;
+                    }
+                }
+                acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(xv[0], xv[1]), wpair[2 * j]);
+                acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(xv[0], xv[1]), wpair[2 * j + 1]);
+            }
+            __m128i o_lo, o_hi;
+            if (simple) {
+                o_lo = tml_s8_out512_simple(acc_lo, mult_lo, mo_lo, she_lo, sho_lo, ade_lo, ado_lo, lo, hi, zp, tfl);
+                o_hi = tml_s8_out512_simple(acc_hi, mult_hi, mo_hi, she_hi, sho_hi, ade_hi, ado_hi, lo, hi, zp, tfl);
+            } else {
+                o_lo = tml_s8_out512(acc_lo, mult_lo, lsh_lo, rsh_lo, any_lsh, lo, hi, zp, tfl);
+                o_hi = tml_s8_out512(acc_hi, mult_hi, lsh_hi, rsh_hi, any_lsh, lo, hi, zp, tfl);
+            }
+            int8_t *yp = yrow + (ptrdiff_t)ox * C + c0;
+            _mm_mask_storeu_epi8(yp, m0, _mm_unpacklo_epi32(o_lo, o_hi));
+            if (nc > 16) _mm_mask_storeu_epi8(yp + 16, m1, _mm_unpackhi_epi32(o_lo, o_hi));
+        }
+    }
+}
+
 /* Output row (b, oy), channels [0, C & ~15), depth multiplier 1: 16 per step;
  * the caller finishes the channel tail with the portable loop. */
 static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *q, const int8_t *x,
@@ -399,7 +694,14 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
                    const int32_t *bias, int8_t *y, int b, int oy)
 {
 #ifdef TML_S8_X86
-    if (p->depth_mult == 1 && isa >= TML_S8_ISA_AVX2) { /* VNNI too, where its strips do not fit */
+    if (p->depth_mult == 1 && isa == TML_S8_ISA_VNNI && p->kh * p->kw <= DW_MAX_TAPS) {
+        if (p->c <= 32)
+            dw_row_avx512_pairs(p, q, x, w, bias, y, b, oy);
+        else
+            dw_row_avx512(p, q, x, w, bias, y, b, oy);
+        return;
+    }
+    if (p->depth_mult == 1 && isa >= TML_S8_ISA_AVX2) { /* VNNI too, for kernels of more than 64 taps */
         dw_row_avx2(p, q, x, w, bias, y, b, oy);
         if (p->c & 15) dw_row_generic(p, q, x, w, bias, y, b, oy, p->c & ~15);
         return;
@@ -434,7 +736,9 @@ void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t 
     if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
     int vnni = 0;
 #ifdef TML_S8_X86
-    vnni = isa == TML_S8_ISA_VNNI && dw_vnni_ok(p);
+    /* the strips where their row reuse pays most: 16 channels or fewer (one
+     * block; wider layers run faster in the row kernels' 64-channel steps) */
+    vnni = isa == TML_S8_ISA_VNNI && p->c <= 16 && dw_vnni_ok(p);
 #endif
     const int nblk = vnni ? (p->c + 15) / 16 : 1;
     int nth = 1;
