@@ -154,6 +154,12 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
     const ptrdiff_t rs = (ptrdiff_t)W * C, kstep = (ptrdiff_t)DH * rs;
     const ptrdiff_t lim = (ptrdiff_t)p->n * H * rs - seg4; /* last offset with seg4 readable bytes */
     const int runs = (DW == 1 && cg == C) || KW == 1;      /* a kernel row is one run of x */
+    if (KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0 && OH == H && OW == W) {
+        /* a pointwise layer: output row r reads input pixel r */
+        const int8_t *xg = x + (ptrdiff_t)g * cg;
+        for (; r0 < r1 && r0 * C + (ptrdiff_t)g * cg <= lim; r0++) *arow++ = xg + r0 * C;
+        if (r0 == r1) return;
+    }
     int ox = (int)(r0 % OW), oy = (int)((r0 / OW) % OH);
     int64_t b = r0 / ((int64_t)OW * OH);
     for (int64_t r = r0; r < r1; r++) {
@@ -175,14 +181,24 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
                     pr[ky] = x + row + (ptrdiff_t)ix0 * C;
                     continue;
                 }
-                for (int kx = 0; kx < KW; kx++) {
-                    const int ix = ix0 + kx * DW;
-                    if (ix < 0 || ix >= W)
-                        memset(mat + kx * cg, (int)(int8_t)in_zp, (size_t)cg);
-                    else
-                        memcpy(mat + kx * cg, x + row + (ptrdiff_t)ix * C, (size_t)cg);
+                if (cg <= 8) { /* a few bytes a tap (a first layer): no library calls */
+                    for (int kx = 0; kx < KW; kx++) {
+                        const int ix = ix0 + kx * DW;
+                        const int8_t *src = x + row + (ptrdiff_t)ix * C;
+                        for (int ci = 0; ci < cg; ci++)
+                            mat[kx * cg + ci] = ix < 0 || ix >= W ? (int8_t)in_zp : src[ci];
+                    }
+                    for (int kk = seglen; kk < seg4; kk++) mat[kk] = 0;
+                } else {
+                    for (int kx = 0; kx < KW; kx++) {
+                        const int ix = ix0 + kx * DW;
+                        if (ix < 0 || ix >= W)
+                            memset(mat + kx * cg, (int)(int8_t)in_zp, (size_t)cg);
+                        else
+                            memcpy(mat + kx * cg, x + row + (ptrdiff_t)ix * C, (size_t)cg);
+                    }
+                    memset(mat + seglen, 0, (size_t)(seg4 - seglen));
                 }
-                memset(mat + seglen, 0, (size_t)(seg4 - seglen));
                 pr[ky] = mat;
                 mat += seg4;
             }
