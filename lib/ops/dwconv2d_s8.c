@@ -175,30 +175,35 @@ static TML_S8_TGT_VNNI void dw_build_row(const tml_window *p, const int8_t *x, i
     DW_LOCALS(p);
     (void)OH, (void)SH, (void)PT, (void)DH, (void)KH, (void)OW;
     const int G = (KW + 3) / 4;
-    const __m128i flip = _mm_set1_epi8((char)0x80), zpu = _mm_set1_epi8((char)(in_zp ^ 0x80));
-    const __m128i zero = _mm_setzero_si128();
+    /* the four taps' 16 channels as the 128-bit lanes of one vector, then a
+     * 4x4 dword transpose across the lanes (lane q: channels 4q..4q+3 of
+     * taps 0..3) and a 4x4 byte transpose inside each dword (byte 4j + t:
+     * channel 4q + j of tap t), as dw_il4 but in three shuffles */
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i tr_d = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i tr_b = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __m128i zpv = _mm_set1_epi8((char)in_zp), zero = _mm_setzero_si128();
     const int8_t *xr = x + ((ptrdiff_t)b * H + iy) * W * C + c0;
     const ptrdiff_t tstep = (ptrdiff_t)DW * C;
     for (int i = 0; i < n; i++) {
         const int ix0 = (ox0 + i) * SW - PL;
         for (int g = 0; g < G; g++, e += 64) {
-            __m128i t[4], o[4];
+            __m128i t[4];
             const int kx0 = 4 * g, ixg = ix0 + kx0 * DW;
             const int nt = KW - kx0 < 4 ? KW - kx0 : 4;
             if (ixg >= 0 && ixg + (nt - 1) * DW < W) { /* every real tap inside */
                 const int8_t *xp = xr + (ptrdiff_t)ixg * C;
-                for (int u = 0; u < 4; u++)
-                    t[u] = u < nt ? _mm_xor_si128(_mm_maskz_loadu_epi8(cm, xp + u * tstep), flip) : zero;
+                for (int u = 0; u < 4; u++) t[u] = u < nt ? _mm_maskz_loadu_epi8(cm, xp + u * tstep) : zero;
             } else {
                 for (int u = 0; u < 4; u++) {
                     const int ix = ixg + u * DW;
-                    t[u] = u >= nt ? zero
-                           : ix < 0 || ix >= W ? zpu
-                                               : _mm_xor_si128(_mm_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C), flip);
+                    t[u] = u >= nt ? zero : ix < 0 || ix >= W ? zpv : _mm_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C);
                 }
             }
-            dw_il4(t[0], t[1], t[2], t[3], o);
-            for (int u = 0; u < 4; u++) _mm_store_si128((__m128i *)(void *)(e + 16 * u), o[u]);
+            __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(t[0]), t[1], 1);
+            v = _mm512_inserti32x4(_mm512_inserti32x4(v, t[2], 2), t[3], 3);
+            v = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(tr_d, v), tr_b);
+            _mm512_store_si512((void *)e, _mm512_xor_si512(v, flip));
         }
     }
 }

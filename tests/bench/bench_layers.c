@@ -6,10 +6,14 @@
  * Min times are the ones to read on this shared machine (a node takes a few
  * microseconds: most runs are not preempted).
  *
- *   bench_layers MODEL-int8.tmf [batch=1] [runs=3000]
+ *   bench_layers MODEL-int8.tmf [batch=1] [runs=3000] [node]
+ *
+ * With a node name, only that node runs in the timed loop (after one pass of
+ * the whole graph): a steady profile of one layer for perf.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "engine/engine_internal.h"
@@ -62,12 +66,23 @@ int main(int argc, char **argv)
         return 1;
     }
     const int nn = m->n_nodes;
+    int only = -1;
+    for (int i = 0; argc > 4 && i < nn; i++)
+        if (strcmp(m->nodes[i].name, argv[4]) == 0) only = i;
+    if (argc > 4 && only < 0) {
+        fprintf(stderr, "bench_layers: no node %s\n", argv[4]);
+        return 2;
+    }
     double *t = malloc(sizeof(double) * (size_t)runs * (size_t)nn);
     tml_engine_q8_quantize_input(e, x, in * batch, tml_engine_buf(e, m->input));
     for (int r = 0; r < 50; r++)
         for (int i = 0; i < nn; i++) tml_engine_q8_run_node(e, i, batch);
     for (int r = 0; r < runs; r++)
         for (int i = 0; i < nn; i++) {
+            if (only >= 0 && i != only) {
+                t[(size_t)i * runs + r] = 0;
+                continue;
+            }
             const double t0 = now();
             tml_engine_q8_run_node(e, i, batch);
             t[(size_t)i * runs + r] = now() - t0;
