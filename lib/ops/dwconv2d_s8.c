@@ -380,8 +380,8 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
                                                     const ptrdiff_t *off, const __m512i *wv, const __m512i *corr,
                                                     const __m512i *mult, const __m512i *lsh, const __m512i *rsh,
                                                     const __m512i *mo, const __m512i *she, const __m512i *sho,
-                                                    const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo,
-                                                    __m512i hi, __m512i zp, int tfl)
+                                                    const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo8,
+                                                    __m512i hi8, __m512i zp16, int tfl)
 {
     DW_LOCALS(p);
     (void)OH, (void)SH, (void)PT;
@@ -413,21 +413,13 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
             dw_interleave4(t[0], t[1], t[2], t[3], a);
             for (int qq = 0; qq < 4; qq++) acc[qq] = _mm512_dpbusd_epi32(acc[qq], a[qq], wv[4 * g + qq]);
         }
-        __m128i o[4];
+        __m512i v[4];
         for (int qq = 0; qq < 4; qq++)
-            o[qq] = MODE == 2 ? tml_s8_out512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
-                                                   lo, hi, zp)
-                    : MODE == 1 ? tml_s8_out512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
-                                                       lo, hi, zp, tfl)
-                                : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp, tfl);
-        /* o[qq] dword L = channels 16L + 4qq .. +3: transpose back */
-        const __m128i t0 = _mm_unpacklo_epi32(o[0], o[1]), t1 = _mm_unpackhi_epi32(o[0], o[1]);
-        const __m128i t2 = _mm_unpacklo_epi32(o[2], o[3]), t3 = _mm_unpackhi_epi32(o[2], o[3]);
-        const __m256i r01 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t0, t2)),
-                                                    _mm_unpackhi_epi64(t0, t2), 1);
-        const __m256i r23 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t1, t3)),
-                                                    _mm_unpackhi_epi64(t1, t3), 1);
-        const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r01), r23, 1);
+            v[qq] = MODE == 2 ? tml_s8_rq512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq])
+                    : MODE == 1 ? tml_s8_rq512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq], tfl)
+                                : tml_s8_rq512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, tfl);
+        /* v[qq] lane L = channels 16L + 4qq .. +3: the packs put them in order */
+        const __m512i r = tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8);
         _mm512_mask_storeu_epi8(yrow + (ptrdiff_t)ox * C + c0, cm, r);
     }
 }
@@ -458,8 +450,9 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
     int8_t zpbuf[64] __attribute__((aligned(64)));
     for (int i = 0; i < 64; i++) zpbuf[i] = (int8_t)q->in_zp;
     const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
-    const __m512i zp = _mm512_set1_epi32(q->out_zp);
-    const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
+    /* the epilogue's saturating packs (tml_s8_pack4_512) */
+    const __m512i zp = _mm512_set1_epi16((short)q->out_zp);
+    const __m512i lo = _mm512_set1_epi8((char)q->act_min), hi = _mm512_set1_epi8((char)q->act_max);
     const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
     __m512i wv[DW_MAX_TAPS]; /* [group][qq] */
     int ky_of[DW_MAX_TAPS], kx_of[DW_MAX_TAPS];
