@@ -317,10 +317,68 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const i
 #undef V_STORE
 }
 
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, const __m512i *acc,
+                                                      const tml_s8_gemm_b *b, int c0, int8_t *y, ptrdiff_t ldy)
+{
+    __m512i r[12 * 4];
+    for (int v = 0; v < 4; v++) { /* per vector: its constants stay in registers over the rows */
+        const int c = c0 + 16 * v;
+        const __m512i corr = _mm512_load_si512((const void *)(b->corr + c));
+        const __m512i mult = _mm512_load_si512((const void *)(b->mult + c));
+        const __m512i rsh = _mm512_load_si512((const void *)(b->rsh + c));
+        __m512i mult_o, sh_e, sh_o, add_e, add_o;
+        if (MODE == 2) {
+            tml_s8_blend_consts512(mult, rsh, &mult_o, &sh_e, &sh_o, &add_e, &add_o);
+            for (int i = 0; i < mr; i++)
+                r[i * 4 + v] = tml_s8_rq512_relu_blend(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o, sh_e, sh_o,
+                                                       add_e, add_o);
+        } else if (MODE == 1) {
+            tml_s8_simple_consts512(rsh, &sh_e, &sh_o, &add_e, &add_o);
+            mult_o = _mm512_srli_epi64(mult, 32);
+            for (int i = 0; i < mr; i++)
+                r[i * 4 + v] = tml_s8_rq512_simple(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o, sh_e, sh_o,
+                                                   add_e, add_o, b->tfl);
+        } else {
+            const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
+            for (int i = 0; i < mr; i++)
+                r[i * 4 + v] = tml_s8_rq512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, b->any_lsh, b->tfl);
+        }
+    }
+    const __m512i zp16 = _mm512_set1_epi16((short)b->out_zp);
+    const __m512i lo8 = _mm512_set1_epi8((char)b->act_min), hi8 = _mm512_set1_epi8((char)b->act_max);
+    /* lane L of vector v (channels 16v + 4L .. +3) is dword 4L + v of the packs */
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int i = 0; i < mr; i++) {
+        const __m512i o = tml_s8_pack4_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], zp16, lo8, hi8);
+        _mm512_storeu_si512((void *)(y + i * ldy + c0), _mm512_permutexvar_epi32(order, o));
+    }
+}
+
+/* The epilogue of an mr x 64 tile whose 64 columns are all present: the four
+ * vectors of a row requantized, packed to int8 with the zero point and the
+ * clamp in three saturating packs (tml_s8_pack4_512) and put back in channel
+ * order by one dword permute (the packs interleave the vectors by 128-bit
+ * lane): 8 instructions for 64 outputs instead of 20. (Measured: no gain at
+ * 2 or 3 vectors, slower when the tile shapes share one function.) */
+static TML_S8_TGT_VNNI void vnni_epilogue64(int mr, const __m512i *acc, const tml_s8_gemm_b *b, int c0, int8_t *y,
+                                            ptrdiff_t ldy)
+{
+    if (b->relu)
+        vnni_epilogue64_m(2, mr, acc, b, c0, y, ldy);
+    else if (b->simple)
+        vnni_epilogue64_m(1, mr, acc, b, c0, y, ldy);
+    else
+        vnni_epilogue64_m(0, mr, acc, b, c0, y, ldy);
+}
+
 /* Requantizes and stores an mr x 16*nv tile of accumulators acc[i*4 + v]. */
 static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, const tml_s8_gemm_b *b, int c0,
                                           int ncols, int8_t *y, ptrdiff_t ldy)
 {
+    if (nv == 4 && ncols == 64) {
+        vnni_epilogue64(mr, acc, b, c0, y, ldy);
+        return;
+    }
     const __m512i zp = _mm512_set1_epi32(b->out_zp);
     const __m512i lo = _mm512_set1_epi32(b->act_min - b->out_zp), hi = _mm512_set1_epi32(b->act_max - b->out_zp);
     for (int v = 0; v < nv; v++) {
