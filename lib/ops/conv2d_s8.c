@@ -162,13 +162,27 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
     }
     int ox = (int)(r0 % OW), oy = (int)((r0 / OW) % OH);
     int64_t b = r0 / ((int64_t)OW * OH);
+    const ptrdiff_t xstep = (ptrdiff_t)SW * C;
     for (int64_t r = r0; r < r1; r++) {
         const int8_t **pr = arow + (r - r0) * KH;
         const int iy0 = oy * SH - PT, ix0 = ox * SW - PL;
         const int inside = runs && ix0 >= 0 && ix0 + (KW - 1) * DW < W;
         const ptrdiff_t base = ((ptrdiff_t)(b * H + iy0) * W + ix0) * C + (ptrdiff_t)g * cg;
         if (inside && iy0 >= 0 && iy0 + (KH - 1) * DH < H && base + (KH - 1) * kstep <= lim) {
-            for (int ky = 0; ky < KH; ky++) pr[ky] = x + base + ky * kstep; /* the common case */
+            /* the common case, for the run of pixels of this output row that
+             * stay inside: the pointers step by SW pixels (geometry in
+             * registers; the general loop spills it) */
+            int n = OW - ox;
+            if ((int64_t)n > r1 - r) n = (int)(r1 - r);
+            const int nin = (W - 1 - (KW - 1) * DW - ix0) / SW + 1; /* pixels from ox whose taps end inside */
+            if (n > nin) n = nin;
+            const ptrdiff_t nlim = (lim - base - (KH - 1) * kstep) / xstep + 1; /* and whose reads stay in x */
+            if (n > nlim) n = (int)nlim;
+            const int8_t *q0 = x + base;
+            for (int i = 0; i < n; i++, q0 += xstep, pr += KH)
+                for (int ky = 0; ky < KH; ky++) pr[ky] = q0 + ky * kstep;
+            r += n - 1;
+            ox += n - 1;
         } else {
             for (int ky = 0; ky < KH; ky++) {
                 const int iy = iy0 + ky * DH;
@@ -183,10 +197,9 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
                 }
                 if (cg <= 8) { /* a few bytes a tap (a first layer): no library calls */
                     for (int kx = 0; kx < KW; kx++) {
-                        const int ix = ix0 + kx * DW;
-                        const int8_t *src = x + row + (ptrdiff_t)ix * C;
+                        const int ix = ix0 + kx * DW, in = ix >= 0 && ix < W;
                         for (int ci = 0; ci < cg; ci++)
-                            mat[kx * cg + ci] = ix < 0 || ix >= W ? (int8_t)in_zp : src[ci];
+                            mat[kx * cg + ci] = in ? x[row + (ptrdiff_t)ix * C + ci] : (int8_t)in_zp;
                     }
                     for (int kk = seglen; kk < seg4; kk++) mat[kk] = 0;
                 } else {
