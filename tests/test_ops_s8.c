@@ -855,6 +855,10 @@ static void test_dwconv_fast_vs_ref(void **state)
         {1, 5, 341, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 9, 80, 16, 1, 7, 7, 1, 2, 1, 1, 3, 3, 3, 3},
         {2, 13, 11, 9, 1, 3, 3, 1, 1, 4, 3, 4, 3, 4, 3},  {1, 17, 15, 16, 1, 5, 5, 2, 2, 1, 1, 2, 2, 1, 1},
         {1, 30, 7, 5, 1, 29, 9, 1, 1, 1, 1, 14, 4, 14, 4}, {1, 20, 6, 35, 1, 17, 5, 1, 1, 1, 1, 8, 2, 8, 2},
+        /* 64-channel strips: column strips (3x3: 42 columns a strip), a dilated ring; too large for them
+         * (AVX2 kernel; a ring of 141 rows: the per-row tap-group kernel) */
+        {1, 4, 100, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 11, 9, 48, 1, 3, 3, 1, 1, 3, 2, 3, 2, 3, 2},
+        {1, 46, 5, 36, 1, 45, 5, 1, 1, 1, 1, 22, 2, 22, 2}, {1, 150, 4, 40, 1, 3, 3, 1, 1, 70, 1, 70, 1, 70, 1},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];

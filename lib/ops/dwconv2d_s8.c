@@ -8,7 +8,9 @@
  * Fast kernels (depth multiplier 1): NHWC keeps a pixel's channels
  * contiguous, so the channels are the vector lanes. AVX-512 VNNI: row strips
  * of tap-group entries, one vpdpbusd per four taps of 16 channels (see
- * dw_block_vnni). AVX2: per tap, 16 int8 inputs and weights are widened to
+ * dw_block_vnni; blocks of 64 channels in dw_block64_vnni), the 32-channel
+ * pair kernel for 17 to 32 channels, the per-row tap-group kernels where the
+ * strips do not fit. AVX2: per tap, 16 int8 inputs and weights are widened to
  * int16, the zero point subtracted (|x - in_zp| <= 255, |w| <= 128: the int16
  * product <= 32640 is exact) and the products widened into int32
  * accumulators; the channel tail uses the portable loop. Depth multiplier > 1,
@@ -372,6 +374,186 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_consts4(const int32_t *v, int nc, __m512i 
     o[3] = _mm512_shuffle_i32x4(u1, v1, 0xDD);
 }
 
+/*
+ * Row strips of 64-channel blocks (C > 32): dw_block_vnni's scheme with the
+ * tap groups of dw_row_avx512. An entry (input row, output column, group of
+ * four taps) is the four taps' 64 channels interleaved by dw_interleave4 (256
+ * bytes: vector qq, lane L = channels 16L + 4qq .. +3), built once per input
+ * row and read by the kh output rows whose windows cover it; the epilogue
+ * packs the four accumulators (tml_s8_pack4_512), whose lane order is then
+ * channel order. Per block: weights, corrections and constants in the lane
+ * order of dw_consts4, kept for the block's whole image.
+ */
+static int dw_vnni64_ok(const tml_window *p)
+{
+    const int g = (p->kw + 3) / 4;
+    return p->depth_mult == 1 && p->kh * g <= DW_MAX_WV && (int64_t)dw_slots(p) * g * 256 <= DW_STRIP_BYTES;
+}
+
+static TML_S8_TGT_VNNI void dw_build_row64(const tml_window *p, const int8_t *x, int b, int iy, int ox0, int n,
+                                           int c0, __mmask64 cm, int32_t in_zp, uint8_t *e)
+{
+    DW_LOCALS(p);
+    (void)OH, (void)SH, (void)PT, (void)DH, (void)KH, (void)OW;
+    const int G = (KW + 3) / 4;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zpv = _mm512_set1_epi8((char)in_zp);
+    const __m512i zero = _mm512_setzero_si512();
+    const int8_t *xr = x + ((ptrdiff_t)b * H + iy) * W * C + c0;
+    const ptrdiff_t tstep = (ptrdiff_t)DW * C;
+    for (int i = 0; i < n; i++) {
+        const int ix0 = (ox0 + i) * SW - PL;
+        for (int g = 0; g < G; g++, e += 256) {
+            __m512i t[4], o[4];
+            const int kx0 = 4 * g, ixg = ix0 + kx0 * DW;
+            const int nt = KW - kx0 < 4 ? KW - kx0 : 4;
+            if (ixg >= 0 && ixg + (nt - 1) * DW < W) { /* every real tap inside */
+                const int8_t *xp = xr + (ptrdiff_t)ixg * C;
+                for (int u = 0; u < 4; u++) t[u] = u < nt ? _mm512_maskz_loadu_epi8(cm, xp + u * tstep) : zero;
+            } else {
+                for (int u = 0; u < 4; u++) {
+                    const int ix = ixg + u * DW;
+                    t[u] = u >= nt ? zero : ix < 0 || ix >= W ? zpv : _mm512_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C);
+                }
+            }
+            dw_interleave4(t[0], t[1], t[2], t[3], o);
+            for (int u = 0; u < 4; u++) _mm512_store_si512((void *)(e + 64 * u), _mm512_xor_si512(o[u], flip));
+        }
+    }
+}
+
+/* k: [qq] mult, mult_o, sh_e, sh_o, add_e, add_o, lsh, rsh at k[8 * qq + ...] */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
+                                                     const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
+                                                     ptrdiff_t ys, __mmask64 cm, const __m512i *k, int any_lsh,
+                                                     __m512i zp16, __m512i lo8, __m512i hi8, int tfl)
+{
+    const ptrdiff_t es = (ptrdiff_t)G * 256;
+    for (int i = 0; i < n; i++) {
+        __m512i acc[4] = {acc0[0], acc0[1], acc0[2], acc0[3]};
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *ep = rows[r] + i * es;
+            for (int g = 0; g < G; g++)
+                for (int qq = 0; qq < 4; qq++)
+                    acc[qq] = _mm512_dpbusd_epi32(acc[qq], _mm512_load_si512((const void *)(ep + 256 * g + 64 * qq)),
+                                                  wr[r][4 * g + qq]);
+        }
+        __m512i v[4];
+        for (int qq = 0; qq < 4; qq++) {
+            const __m512i *kq = k + 8 * qq;
+            v[qq] = MODE == 2 ? tml_s8_rq512_relu_blend(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5])
+                    : MODE == 1 ? tml_s8_rq512_simple(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5], tfl)
+                                : tml_s8_rq512(acc[qq], kq[0], kq[6], kq[7], any_lsh, tfl);
+        }
+        _mm512_mask_storeu_epi8(yp + i * ys, cm, tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8));
+    }
+}
+
+/* Channels [c0, c0 + 64) of output rows [oy0, oy1) of image b. */
+static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                            const int8_t *w, const int32_t *bias, int8_t *y, int b, int c0, int oy0,
+                                            int oy1)
+{
+    DW_LOCALS(p);
+    (void)SW, (void)PL, (void)W, (void)DW;
+    const int G = (KW + 3) / 4, NS = dw_slots(p);
+    const int nc = C - c0 < 64 ? C - c0 : 64;
+    const __mmask64 cm = nc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nc) - 1);
+    const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
+    uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
+    int tag[DW_STRIP_BYTES / 256];
+    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV];
+
+    /* weights interleaved like the entries; row sums for the corrections */
+    __m512i wsum[4] = {zero, zero, zero, zero};
+    for (int ky = 0; ky < KH; ky++) {
+        __m512i rs[4] = {zero, zero, zero, zero};
+        for (int g = 0; g < G; g++) {
+            __m512i t[4];
+            for (int u = 0; u < 4; u++) {
+                const int kx = 4 * g + u;
+                t[u] = kx < KW ? _mm512_maskz_loadu_epi8(cm, w + ((ptrdiff_t)ky * KW + kx) * C + c0) : zero;
+            }
+            __m512i *wg = wv + 4 * (ky * G + g);
+            dw_interleave4(t[0], t[1], t[2], t[3], wg);
+            for (int qq = 0; qq < 4; qq++) rs[qq] = _mm512_dpbusd_epi32(rs[qq], ones, wg[qq]);
+        }
+        for (int qq = 0; qq < 4; qq++) {
+            rowadd[4 * ky + qq] = _mm512_mullo_epi32(off128, rs[qq]);
+            wsum[qq] = _mm512_add_epi32(wsum[qq], rs[qq]);
+        }
+    }
+    __m512i corr[4], mult[4], shift[4];
+    if (bias)
+        dw_consts4(bias + c0, nc, corr);
+    else
+        corr[0] = corr[1] = corr[2] = corr[3] = zero;
+    dw_consts4(q->mult + c0, nc, mult);
+    dw_consts4(q->shift + c0, nc, shift);
+
+    /* requantization constants (lanes past nc: zero multiplier, their bytes are not stored) */
+    __m512i k[32];
+    __mmask16 anyl = 0, mneg = 0;
+    for (int qq = 0; qq < 4; qq++) {
+        corr[qq] = _mm512_sub_epi32(corr[qq], _mm512_mullo_epi32(off128, wsum[qq]));
+        anyl |= _mm512_cmpgt_epi32_mask(shift[qq], zero);
+        mneg |= _mm512_cmplt_epi32_mask(mult[qq], zero);
+    }
+    const int any_lsh = anyl != 0, simple = anyl == 0 && mneg == 0;
+    const int relu = simple && q->act_min >= q->out_zp;
+    const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+    for (int qq = 0; qq < 4; qq++) {
+        __m512i *kq = k + 8 * qq;
+        const __m512i rsh = _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero);
+        kq[0] = mult[qq];
+        if (relu) {
+            tml_s8_blend_consts512(mult[qq], rsh, &kq[1], &kq[2], &kq[3], &kq[4], &kq[5]);
+        } else {
+            tml_s8_simple_consts512(rsh, &kq[2], &kq[3], &kq[4], &kq[5]);
+            kq[1] = _mm512_srli_epi64(mult[qq], 32);
+        }
+        kq[6] = _mm512_max_epi32(shift[qq], zero);
+        kq[7] = rsh;
+    }
+    const __m512i zp16 = _mm512_set1_epi16((short)q->out_zp);
+    const __m512i lo8 = _mm512_set1_epi8((char)q->act_min), hi8 = _mm512_set1_epi8((char)q->act_max);
+
+    const int strip = DW_STRIP_BYTES / (NS * G * 256);
+    const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256;
+    for (int sx0 = 0; sx0 < OW; sx0 += strip) {
+        const int n = OW - sx0 < strip ? OW - sx0 : strip;
+        for (int s = 0; s < NS; s++) tag[s] = -1;
+        for (int oy = oy0; oy < oy1; oy++) {
+            const uint8_t *rows[DW_MAX_WV];
+            const __m512i *wr[DW_MAX_WV];
+            __m512i acc0[4] = {corr[0], corr[1], corr[2], corr[3]};
+            int nr = 0;
+            for (int ky = 0; ky < KH; ky++) {
+                const int iy = oy * SH - PT + ky * DH;
+                if (iy < 0 || iy >= H) {
+                    for (int qq = 0; qq < 4; qq++) acc0[qq] = _mm512_add_epi32(acc0[qq], rowadd[4 * ky + qq]);
+                    continue;
+                }
+                const int s = iy % NS;
+                if (tag[s] != iy) {
+                    dw_build_row64(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + s * slot_bytes);
+                    tag[s] = iy;
+                }
+                rows[nr] = buf + s * slot_bytes;
+                wr[nr] = wv + 4 * ky * G;
+                nr++;
+            }
+            int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
+            if (relu)
+                dw_strip_pixels64(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+            else if (simple)
+                dw_strip_pixels64(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+            else
+                dw_strip_pixels64(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+        }
+    }
+}
+
 /* The pixels of one output row and 64-channel block of dw_row_avx512 (MODE 0:
  * general epilogue, 1: one-step, 2: ReLU form), one copy per mode. */
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_window *p, const int8_t *x, int8_t *yrow,
@@ -709,14 +891,19 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
     dw_row_generic(p, q, x, w, bias, y, b, oy, 0);
 }
 
-/* Unit of work t of n_img * nblk * nrc: image, 16-channel block (VNNI) and
- * chunk of output rows; without blocks (nblk = 1) the whole channel range. */
+/* Unit of work t of n_img * nblk * nrc: image, channel block of the VNNI
+ * strips (vnni = its width, 16 or 64) and chunk of output rows; without
+ * strips (nblk = 1) the whole channel range. */
 static void dw_task(tml_s8_isa isa, int vnni, const tml_window *p, const tml_qparams *q, const int8_t *x,
                     const int8_t *w, const int32_t *bias, int8_t *y, int nblk, int nrc, int64_t t)
 {
     const int rc = (int)(t % nrc), blk = (int)((t / nrc) % nblk), b = (int)(t / ((int64_t)nrc * nblk));
     const int oy0 = (int)((int64_t)p->oh * rc / nrc), oy1 = (int)((int64_t)p->oh * (rc + 1) / nrc);
 #ifdef TML_S8_X86
+    if (vnni == 64) {
+        dw_block64_vnni(p, q, x, w, bias, y, b, 64 * blk, oy0, oy1);
+        return;
+    }
     if (vnni) {
         dw_block_vnni(p, q, x, w, bias, y, b, 16 * blk, oy0, oy1);
         return;
@@ -734,11 +921,14 @@ void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t 
     if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
     int vnni = 0;
 #ifdef TML_S8_X86
-    /* the strips where their row reuse pays most: 16 channels or fewer (one
-     * block; wider layers run faster in the row kernels' 64-channel steps) */
-    vnni = isa == TML_S8_ISA_VNNI && p->c <= 16 && dw_vnni_ok(p);
+    /* row strips of 16 channels for 16 or fewer, of 64 for more than 32
+     * (17 to 32: the 32-channel pair kernel measured as fast) */
+    if (isa == TML_S8_ISA_VNNI && p->c <= 16 && dw_vnni_ok(p))
+        vnni = 16;
+    else if (isa == TML_S8_ISA_VNNI && p->c > 32 && dw_vnni64_ok(p))
+        vnni = 64;
 #endif
-    const int nblk = vnni ? (p->c + 15) / 16 : 1;
+    const int nblk = vnni ? (p->c + vnni - 1) / vnni : 1;
     int nth = 1;
 #ifdef TML_S8_OMP
     const int64_t macs = (int64_t)p->n * p->oh * p->ow * (int64_t)p->c * p->depth_mult * p->kh * p->kw;
