@@ -145,11 +145,13 @@ static TML_S8_TGT_VNNI void pack_vnni_avx512(int n, int nseg, int seglen, const 
 
 #ifdef TML_S8_X86
 /* The epilogue constants of every 16-channel block (tml_s8_gemm_b.ep). */
-static TML_S8_TGT_VNNI void ep_consts_vnni(int np16, const int32_t *mult, const int32_t *rsh, int relu, __m512i *ep)
+static TML_S8_TGT_VNNI int ep_consts_vnni(int np16, const int32_t *mult, const int32_t *rsh, int relu, __m512i *ep)
 {
+    int signed_ok = 1;
     for (int c = 0; c < np16; c += 16, ep += 6) {
         const __m512i m = _mm512_load_si512((const void *)(mult + c));
         const __m512i r = _mm512_load_si512((const void *)(rsh + c));
+        signed_ok &= tml_s8_relu_signed_ok(m, r);
         ep[0] = m;
         if (relu) {
             tml_s8_blend_consts512(m, r, &ep[1], &ep[2], &ep[3], &ep[4], &ep[5]);
@@ -158,6 +160,7 @@ static TML_S8_TGT_VNNI void ep_consts_vnni(int np16, const int32_t *mult, const 
             ep[1] = _mm512_srli_epi64(m, 32);
         }
     }
+    return signed_ok;
 }
 #endif
 
@@ -224,6 +227,7 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
     b->act_max = act_max;
     b->ldw = ldw;
     b->ep = NULL;
+    b->relu_s = 0;
     if (isa == TML_S8_ISA_VNNI) {
         b->np = np16;
         b->wp = wp; /* packed above */
@@ -231,7 +235,8 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
         if (simple) {
             /* after the packed panels (a multiple of 64 bytes) */
             __m512i *ep = (__m512i *)(void *)((int8_t *)wp + (size_t)np16 * nseg * round_up((size_t)seglen, 4));
-            ep_consts_vnni(np16, m, rsh, b->relu, ep);
+            const int signed_ok = ep_consts_vnni(np16, m, rsh, b->relu, ep);
+            b->relu_s = b->relu && signed_ok;
             b->ep = ep;
         }
 #endif
@@ -360,7 +365,11 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, con
         if (MODE != 0) { /* precomputed at preparation (b->ep) */
             const __m512i *k = (const __m512i *)b->ep + (c / 16) * 6;
             const __m512i mult = k[0], mult_o = k[1], sh_e = k[2], sh_o = k[3], add_e = k[4], add_o = k[5];
-            if (MODE == 2)
+            if (MODE == 3)
+                for (int i = 0; i < mr; i++)
+                    r[i * 4 + v] = tml_s8_rq512_relu_blend_s(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
+                                                             add_e, add_o);
+            else if (MODE == 2)
                 for (int i = 0; i < mr; i++)
                     r[i * 4 + v] = tml_s8_rq512_relu_blend(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
                                                            add_e, add_o);
@@ -395,7 +404,9 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, con
 TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64(int mr, const __m512i *acc, const tml_s8_gemm_b *b, int c0, int8_t *y,
                                             ptrdiff_t ldy)
 {
-    if (b->relu)
+    if (b->relu_s)
+        vnni_epilogue64_m(3, mr, acc, b, c0, y, ldy);
+    else if (b->relu)
         vnni_epilogue64_m(2, mr, acc, b, c0, y, ldy);
     else if (b->simple)
         vnni_epilogue64_m(1, mr, acc, b, c0, y, ldy);

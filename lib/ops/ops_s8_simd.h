@@ -210,6 +210,32 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_relu_blend(__m512i acc, __m51
     return _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, po);
 }
 
+/* The blend form with signed multiplies (vpmuldq) and arithmetic shifts:
+ * the max(acc, 0) is left out. For acc >= 0 the products, sums and shifts
+ * are those of tml_s8_rq512_relu_blend. For acc < 0 the product is negative
+ * (>= -2^62, so P + A does not overflow) and the arithmetic shift gives
+ * floor((P + A) / 2^S) <= 0 (A < 2^S), which the clamp takes to act_min - out_zp
+ * >= 0, as the unsigned form's 0 does; in the odd lanes the high dword of
+ * the shifted sum is floor((P + A) / 2^S) for a floor shift. Needs every
+ * odd-lane multiplier of the blend constants below 2^31 (vpmuldq reads it
+ * signed): no channel with rsh = 0 and mult >= 2^30 (tml_s8_relu_signed_ok). */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_relu_blend_s(__m512i acc, __m512i mult, __m512i mult_o,
+                                                                 __m512i sh_e, __m512i sh_o, __m512i add_e,
+                                                                 __m512i add_o)
+{
+    const __m512i pe = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(acc, mult), add_e), sh_e);
+    const __m512i po = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), mult_o), add_o), sh_o);
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, po);
+}
+
+/* Whether tml_s8_rq512_relu_blend_s applies to 16 channels of multipliers
+ * mult (>= 0) and right shifts rsh (>= 0): none with rsh = 0 and mult >= 2^30. */
+TML_S8_INLINE TML_S8_TGT_VNNI int tml_s8_relu_signed_ok(__m512i mult, __m512i rsh)
+{
+    const __mmask16 r0 = _mm512_cmpeq_epi32_mask(rsh, _mm512_setzero_si512());
+    return _mm512_mask_cmpge_epi32_mask(r0, mult, _mm512_set1_epi32(1 << 30)) == 0;
+}
+
 /* 8-lane (ymm, AVX-512VL) forms of the three epilogues, for channel edges of
  * at most 8: the 8 int8 results are in the low 64 bits. */
 TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out256vl_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
