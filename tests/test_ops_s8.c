@@ -1016,8 +1016,10 @@ static void test_epilogue_exact(void **state)
  * channels (64-channel strips) and on 16 (16-channel strips). Regimes: right
  * shifts >= 1 (the signed form), channels with shift 0 and mult < 2^30 (the
  * signed form with the odd multipliers doubled), a channel with shift 0 and
- * mult >= 2^30 (the unsigned form); small weights in the shift-0 regimes so
- * that outputs are not all saturated; both roundings, 1 and 2 threads. */
+ * mult >= 2^30 and one with a right shift of 23 (the unsigned form); small
+ * weights in the shift-0 regimes so that outputs are not all saturated;
+ * output zero points up to -128 (folded into the signed form's addends);
+ * ReLU and ReLU6; both roundings, 1 and 2 threads. */
 static void test_relu_signed_epilogue(void **state)
 {
     (void)state;
@@ -1035,8 +1037,8 @@ static void test_relu_signed_epilogue(void **state)
         int8_t *x = malloc(nx), *w = malloc(nw), *yr = malloc(ny), *yf = malloc(ny);
         int32_t mult[64], shift[64], bias[64];
         uint8_t *scratch = dw ? NULL : malloc(tml_conv2d_s8_scratch_size(p) + 1);
-        for (int it = 0; it < 12; it++) {
-            const int regime = it % 3;
+        for (int it = 0; it < 16; it++) {
+            const int regime = it % 4;
             tu_fill_int8(&r, x, nx, -128, 127);
             tu_fill_int8(&r, w, nw, regime == 0 ? -128 : -3, regime == 0 ? 127 : 3);
             if (regime == 0) {
@@ -1049,9 +1051,11 @@ static void test_relu_signed_epilogue(void **state)
                     bias[j] = rnd_range(&r, -300, 300);
                 }
                 if (regime == 2) shift[o - 1] = 0, mult[o - 1] = rnd_range(&r, Q30, INT32_MAX);
+                if (regime == 3) shift[1] = -23; /* past the zero-point fold's range */
             }
-            tml_qparams q = {rnd_range(&r, -128, 127), rnd_range(&r, -20, 20), mult, shift, 0, 127,
-                             (it / 3) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
+            const int32_t out_zp = (it / 4) % 2 ? rnd_range(&r, -128, 100) : rnd_range(&r, -20, 20);
+            tml_qparams q = {rnd_range(&r, -128, 127), out_zp, mult, shift, 0, 127,
+                             (it / 2) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
             act_bounds(it % 2 ? 1 : 2, q.out_zp, &q.act_min, &q.act_max);
             if (dw)
                 tml_dwconv2d_s8_ref(p, &q, x, w, bias, yr);

@@ -429,7 +429,7 @@ static TML_S8_TGT_VNNI void dw_build_row64(const tml_window *p, const int8_t *x,
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
                                                      const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
                                                      ptrdiff_t ys, __mmask64 cm, const __m512i *k, int any_lsh,
-                                                     __m512i zp16, __m512i lo8, __m512i hi8, int tfl)
+                                                     __m512i zp16, __m512i lo8, __m512i hi8, int clamp_hi, int tfl)
 {
     const ptrdiff_t es = (ptrdiff_t)G * 256;
     for (int i = 0; i < n; i++) {
@@ -449,7 +449,9 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int 
                     : MODE == 1 ? tml_s8_rq512_simple(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5], tfl)
                                 : tml_s8_rq512(acc[qq], kq[0], kq[6], kq[7], any_lsh, tfl);
         }
-        _mm512_mask_storeu_epi8(yp + i * ys, cm, tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8));
+        _mm512_mask_storeu_epi8(yp + i * ys, cm,
+                                MODE == 3 ? tml_s8_pack4z_512(v[0], v[1], v[2], v[3], lo8, hi8, clamp_hi)
+                                          : tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8));
     }
 }
 
@@ -507,14 +509,17 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     const int any_lsh = anyl != 0, simple = anyl == 0 && mneg == 0;
     const int relu = simple && q->act_min >= q->out_zp;
     const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+    /* the signed ReLU form takes the output zero point in its addends */
     int relu_s = relu;
+    for (int qq = 0; qq < 4; qq++)
+        relu_s &= tml_s8_relu_signed_ok(mult[qq], _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero));
     for (int qq = 0; qq < 4; qq++) {
         __m512i *kq = k + 8 * qq;
         const __m512i rsh = _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero);
-        relu_s &= tml_s8_relu_signed_ok(mult[qq], rsh);
         kq[0] = mult[qq];
         if (relu) {
             tml_s8_blend_consts512(mult[qq], rsh, &kq[1], &kq[2], &kq[3], &kq[4], &kq[5]);
+            if (relu_s) tml_s8_fold_zp512(q->out_zp, kq[2], kq[3], &kq[4], &kq[5]);
         } else {
             tml_s8_simple_consts512(rsh, &kq[2], &kq[3], &kq[4], &kq[5]);
             kq[1] = _mm512_srli_epi64(mult[qq], 32);
@@ -524,6 +529,7 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     }
     const __m512i zp16 = _mm512_set1_epi16((short)q->out_zp);
     const __m512i lo8 = _mm512_set1_epi8((char)q->act_min), hi8 = _mm512_set1_epi8((char)q->act_max);
+    const int clamp_hi = q->act_max < 127;
 
     const int strip = DW_STRIP_BYTES / (NS * G * 256);
     const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256;
@@ -552,13 +558,17 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
             }
             int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
             if (relu_s)
-                dw_strip_pixels64(3, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+                dw_strip_pixels64(3, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
             else if (relu)
-                dw_strip_pixels64(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+                dw_strip_pixels64(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
             else if (simple)
-                dw_strip_pixels64(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+                dw_strip_pixels64(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
             else
-                dw_strip_pixels64(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+                dw_strip_pixels64(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
         }
     }
 }

@@ -144,17 +144,25 @@ static TML_S8_TGT_VNNI void pack_vnni_avx512(int n, int nseg, int seglen, const 
 #endif
 
 #ifdef TML_S8_X86
-/* The epilogue constants of every 16-channel block (tml_s8_gemm_b.ep). */
-static TML_S8_TGT_VNNI int ep_consts_vnni(int np16, const int32_t *mult, const int32_t *rsh, int relu, __m512i *ep)
+/* The epilogue constants of every 16-channel block (tml_s8_gemm_b.ep); for
+ * the signed ReLU form (returns 1 when it applies) with the output zero
+ * point folded into the addends. */
+static TML_S8_TGT_VNNI int ep_consts_vnni(int np16, const int32_t *mult, const int32_t *rsh, int relu, int32_t out_zp,
+                                          __m512i *ep)
 {
-    int signed_ok = 1;
-    for (int c = 0; c < np16; c += 16, ep += 6) {
+    int signed_ok = relu;
+    for (int c = 0; c < np16; c += 16) {
         const __m512i m = _mm512_load_si512((const void *)(mult + c));
         const __m512i r = _mm512_load_si512((const void *)(rsh + c));
         signed_ok &= tml_s8_relu_signed_ok(m, r);
+    }
+    for (int c = 0; c < np16; c += 16, ep += 6) {
+        const __m512i m = _mm512_load_si512((const void *)(mult + c));
+        const __m512i r = _mm512_load_si512((const void *)(rsh + c));
         ep[0] = m;
         if (relu) {
             tml_s8_blend_consts512(m, r, &ep[1], &ep[2], &ep[3], &ep[4], &ep[5]);
+            if (signed_ok) tml_s8_fold_zp512(out_zp, ep[2], ep[3], &ep[4], &ep[5]);
         } else {
             tml_s8_simple_consts512(r, &ep[2], &ep[3], &ep[4], &ep[5]);
             ep[1] = _mm512_srli_epi64(m, 32);
@@ -235,8 +243,7 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
         if (simple) {
             /* after the packed panels (a multiple of 64 bytes) */
             __m512i *ep = (__m512i *)(void *)((int8_t *)wp + (size_t)np16 * nseg * round_up((size_t)seglen, 4));
-            const int signed_ok = ep_consts_vnni(np16, m, rsh, b->relu, ep);
-            b->relu_s = b->relu && signed_ok;
+            b->relu_s = ep_consts_vnni(np16, m, rsh, b->relu, out_zp, ep);
             b->ep = ep;
         }
 #endif
@@ -390,7 +397,9 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, con
     /* lane L of vector v (channels 16v + 4L .. +3) is dword 4L + v of the packs */
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     for (int i = 0; i < mr; i++) {
-        const __m512i o = tml_s8_pack4_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], zp16, lo8, hi8);
+        const __m512i o = MODE == 3 ? tml_s8_pack4z_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], lo8, hi8,
+                                                        b->act_max < 127)
+                                    : tml_s8_pack4_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], zp16, lo8, hi8);
         _mm512_storeu_si512((void *)(y + i * ldy + c0), _mm512_permutexvar_epi32(order, o));
     }
 }
