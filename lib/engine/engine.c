@@ -89,20 +89,36 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    int64_t arena = 0;
-    st = tml_plan_buffers(m, max_batch, e->opts.keep_all, TML_PLAN_ALIGN_HOST, e->offset, root, &arena);
-    if (st) goto fail;
-    e->arena_bytes = (size_t)arena;
-    e->arena = aligned_alloc(TML_PLAN_ALIGN_HOST, e->arena_bytes ? e->arena_bytes : TML_PLAN_ALIGN_HOST);
-    if (!e->arena) {
-        st = tml_error(TML_ERR_NOMEM, "out of memory: activations need %zu bytes for batch %d", e->arena_bytes, max_batch);
+    if (e->opts.schedule && !quant) {
+        st = tml_error(TML_ERR_UNSUPPORTED, "memory schedules run int8 models only (quantize first)");
         goto fail;
+    }
+    if (e->opts.schedule && e->opts.keep_all) {
+        st = tml_error(TML_ERR_INVALID, "a scheduled run keeps no whole activations (keep_all)");
+        goto fail;
+    }
+    int64_t arena = 0;
+    if (!e->opts.schedule) {
+        st = tml_plan_buffers(m, max_batch, e->opts.keep_all, TML_PLAN_ALIGN_HOST, e->offset, root, &arena);
+        if (st) goto fail;
+        e->arena_bytes = (size_t)arena;
+        e->arena = aligned_alloc(TML_PLAN_ALIGN_HOST, e->arena_bytes ? e->arena_bytes : TML_PLAN_ALIGN_HOST);
+        if (!e->arena) {
+            st = tml_error(TML_ERR_NOMEM, "out of memory: activations need %zu bytes for batch %d", e->arena_bytes, max_batch);
+            goto fail;
+        }
     }
     size_t scratch = 0;
     e->quant = quant;
     if (quant) {
         st = tml_engine_q8_prepare(e, &scratch);
         if (st) goto fail;
+        if (e->opts.schedule) {
+            /* the schedule's own arena and per-thread scratch replace the plan's */
+            st = tml_engine_sched_prepare(e);
+            if (st) goto fail;
+            scratch = 0;
+        }
     } else {
         for (int i = 0; i < m->n_nodes; i++) {
             size_t s = node_scratch_f32(m, &m->nodes[i], max_batch);
@@ -111,7 +127,7 @@ tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_op
         st = prepare_sparse(e);
         if (st) goto fail;
     }
-    e->scratch_bytes = scratch;
+    if (!e->opts.schedule) e->scratch_bytes = scratch;
     if (scratch) {
         e->scratch = aligned_alloc(TML_PLAN_ALIGN_HOST, (scratch + TML_PLAN_ALIGN_HOST - 1) / TML_PLAN_ALIGN_HOST * TML_PLAN_ALIGN_HOST);
         if (!e->scratch) {
@@ -143,6 +159,7 @@ void tml_engine_free(tml_engine *e)
         }
     free(e->csr);
     free(e->sparsity);
+    free(e->sched_off);
     free(e);
 }
 
@@ -242,7 +259,9 @@ tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y)
     if (n < 1 || n > e->max_batch) return tml_error(TML_ERR_INVALID, "batch of %d samples (engine prepared for 1..%d)", n, e->max_batch);
     int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
     int64_t out_numel = tml_tensor_numel(&m->tensors[m->output]);
-    if (e->quant) {
+    if (e->sched) {
+        tml_engine_sched_run(e, x, n, y);
+    } else if (e->quant) {
         tml_engine_q8_quantize_input(e, x, in_numel * n, tml_engine_buf(e, m->input));
         for (int i = 0; i < m->n_nodes; i++) tml_engine_q8_run_node(e, i, n);
         tml_engine_q8_dequantize_output(e, tml_engine_buf(e, m->output), out_numel * n, y);

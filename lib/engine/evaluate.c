@@ -160,7 +160,7 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto out;
     }
-    tml_engine_opts eo = {.use_ref = o.use_ref};
+    tml_engine_opts eo = {.use_ref = o.use_ref, .schedule = o.schedule};
     st = tml_engine_new(m, o.batch, &eo, &e);
     if (st) goto out;
     int probs = ends_in_softmax(m);

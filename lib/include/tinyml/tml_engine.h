@@ -20,10 +20,16 @@ extern "C" {
 #endif
 
 typedef struct tml_engine tml_engine;
+struct tml_schedule;
 
 typedef struct tml_engine_opts {
     int use_ref;  /* run the scalar reference kernels instead of the fast ones */
     int keep_all; /* give every activation its own buffer (for inspection / compare) */
+    /* int8 models: run this memory schedule of the model (tml_schedule.h;
+     * borrowed, must outlive the engine): every sample replays its steps in
+     * its own arena of the schedule's size, exactly as the exported C does.
+     * Results are bit-identical to the unscheduled run. Not with keep_all. */
+    const struct tml_schedule *schedule;
 } tml_engine_opts;
 
 /* Prepares buffers for batches of up to `max_batch` samples. opts may be NULL. */
@@ -39,7 +45,8 @@ tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y);
  * (n, numel) values in the tensor's dtype; NULL for params or without keep_all. */
 const void *tml_engine_activation(const tml_engine *e, int id);
 
-/* Bytes of the activation arena for max_batch samples (buffers shared by liveness). */
+/* Bytes of the activation arena for max_batch samples (buffers shared by
+ * liveness; with a schedule, max_batch copies of the schedule's arena). */
 size_t tml_engine_arena_bytes(const tml_engine *e);
 /* Bytes of kernel scratch. */
 size_t tml_engine_scratch_bytes(const tml_engine *e);
@@ -62,6 +69,7 @@ typedef struct tml_eval_opts {
     tml_progress_fn progress; /* called after each batch, may be NULL */
     void *progress_user;
     volatile int *cancel; /* if non-NULL and set, stop with TML_ERR_INTERRUPTED */
+    const struct tml_schedule *schedule; /* int8 models: run this memory schedule (tml_engine_opts) */
 } tml_eval_opts;
 
 typedef struct tml_eval_result {
