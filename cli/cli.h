@@ -129,6 +129,25 @@ double cli_model_bytes(const tml_model *m);
  * progress bar; exits on error. */
 double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit);
 
+/* Memory-schedule options shared by schedule, info, eval and export
+ * (cmd_schedule.c): --max-recompute P, --ram-limit BYTES, --no-schedule. */
+struct tml_schedule;
+struct tml_sched_opts;
+typedef struct cli_sched {
+    double max_recompute; /* percent; < 0: not given */
+    int64_t ram_limit;    /* 0: not given */
+    int none;             /* --no-schedule */
+} cli_sched;
+void cli_sched_init(cli_sched *s);
+int cli_sched_flag(cli *c, cli_sched *s);
+/* The options in force for model m: the command line's, else those stored in
+ * the model, else the defaults; *from names which. */
+void cli_sched_opts(const cli *c, const cli_sched *s, const tml_model *m, struct tml_sched_opts *o, const char **from);
+void cli_sched_describe(const struct tml_sched_opts *o, char *buf, size_t cap);
+void cli_sched_compute(const cli *c, const tml_model *m, const struct tml_sched_opts *o, struct tml_schedule *s);
+/* Per segment: kind, peak RAM beside the tensor-by-tensor bound, MACs and extra MACs. */
+tml_table *cli_sched_table(const tml_model *m, const struct tml_schedule *s, const char *from);
+
 /* Subcommands. */
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -144,5 +163,6 @@ int cmd_export(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 
 #endif

@@ -30,6 +30,7 @@ static const command commands[] = {
     {"cluster", cmd_cluster, "k-means weight sharing (codebook + b-bit indices), optional centroid fine-tuning"},
     {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
+    {"schedule", cmd_schedule, "memory schedule of an int8 model: in-place, streamed, patch-based; RAM vs bound"},
     {"export", cmd_export, "C source for a microcontroller (static arena, bit-exact int8 kernels), or ONNX"},
     {"report", cmd_report, "size / accuracy table of several models (ratio, bits/weight, MACs, memory, drop), Pareto plot"},
     {"plot", cmd_plot, "chart two columns of a CSV (sweeps, sensitivity) as a PNG"},

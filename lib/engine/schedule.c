@@ -1677,7 +1677,6 @@ tml_status tml_schedule_model(const tml_model *m, const tml_sched_opts *opts, tm
     int64_t budget = (int64_t)(o.max_recompute * (double)g.macs);
     int64_t least = 0;
     int n = -1;
-    s->fits = 1;
     if (o.enabled && o.ram_limit > 0) {
         int64_t bound = o.ram_limit;
         for (int iter = 0; iter < 8 && bound > 0; iter++) {
@@ -1689,7 +1688,6 @@ tml_status tml_schedule_model(const tml_model *m, const tml_sched_opts *opts, tm
             bound -= s->arena_bytes - o.ram_limit; /* fragmentation: ask the estimate for less */
         }
         /* nothing fits: the least RAM at any recomputation */
-        s->fits = 0;
         if ((st = least_peak(&g, &c, INT64_MAX, &least))) goto out;
     } else {
         if ((st = least_peak(&g, &c, o.enabled ? budget : 0, &least))) goto out;
@@ -1711,8 +1709,8 @@ tml_status tml_schedule_model(const tml_model *m, const tml_sched_opts *opts, tm
         reset(s);
         if ((st = emit_all(&g, &c, chosen, g.nn, s))) goto out;
     }
-    if (o.enabled && o.ram_limit > 0) s->fits = s->arena_bytes <= o.ram_limit;
 done:
+    s->fits = !(o.enabled && o.ram_limit > 0) || s->arena_bytes <= o.ram_limit;
     st = TML_OK;
 out:
     if (st) tml_schedule_free(s);

@@ -70,6 +70,8 @@ typedef struct tml_eval_opts {
     void *progress_user;
     volatile int *cancel; /* if non-NULL and set, stop with TML_ERR_INTERRUPTED */
     const struct tml_schedule *schedule; /* int8 models: run this memory schedule (tml_engine_opts) */
+    int check_schedule; /* with a schedule: also run every batch layer by layer and count the
+                           output values that differ (tml_eval_result.sched_diffs) */
 } tml_eval_opts;
 
 typedef struct tml_eval_result {
@@ -82,6 +84,8 @@ typedef struct tml_eval_result {
     int64_t *class_total;   /* (n_classes) samples per true class */
     int64_t *class_correct; /* (n_classes) */
     int64_t *confusion;     /* (n_classes, n_classes): [true][predicted] */
+    int64_t sched_checked;  /* check_schedule: output values compared */
+    int64_t sched_diffs;    /* of which differed between the scheduled and the layer-by-layer run */
     double seconds;         /* wall time of model execution + data reading */
     double samples_per_s;
 } tml_eval_result;
