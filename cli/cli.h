@@ -164,5 +164,6 @@ int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif

@@ -3,6 +3,8 @@
 #
 #   scripts/install-deps.sh            build + test + data (what CI and quickstart need)
 #   scripts/install-deps.sh --bench    also PyTorch/ONNX/hyperfine for the comparison benchmarks
+#   scripts/install-deps.sh --mcu      also the Cortex-M cross compiler, its C library and QEMU
+#                                      (tinyml profile and the emulator tests)
 #
 # Needs root (or sudo) only when something is missing.
 set -eu
@@ -12,7 +14,8 @@ dataset-fashion-mnist libonnx-testdata"
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS="$PKGS python3 python3-torch python3-onnx python3-numpy hyperfine" ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --mcu) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm" ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
