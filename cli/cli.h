@@ -144,9 +144,14 @@ int cli_sched_flag(cli *c, cli_sched *s);
  * the model, else the defaults; *from names which. */
 void cli_sched_opts(const cli *c, const cli_sched *s, const tml_model *m, struct tml_sched_opts *o, const char **from);
 void cli_sched_describe(const struct tml_sched_opts *o, char *buf, size_t cap);
-void cli_sched_compute(const cli *c, const tml_model *m, const struct tml_sched_opts *o, struct tml_schedule *s);
+/* The schedule the C export runs (with export options eo, NULL = defaults):
+ * returns 1, or 0 when the export refuses the model (then the schedule of
+ * the activations alone, tml_last_error() says why). */
+struct tml_export_opts;
+int cli_sched_compute(const cli *c, const tml_model *m, const struct tml_sched_opts *o, const struct tml_export_opts *eo,
+                      struct tml_schedule *s);
 /* Per segment: kind, peak RAM beside the tensor-by-tensor bound, MACs and extra MACs. */
-tml_table *cli_sched_table(const tml_model *m, const struct tml_schedule *s, const char *from);
+tml_table *cli_sched_table(const tml_model *m, const struct tml_schedule *s, const char *from, int exported);
 
 /* Subcommands. */
 int cmd_create(int argc, char **argv);

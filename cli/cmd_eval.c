@@ -90,7 +90,7 @@ int cmd_eval(int argc, char **argv)
     if (tml_model_is_quantized(m)) {
         cli_sched_opts(&c, &so, m, &sopt, &from);
         if (sopt.enabled) {
-            cli_sched_compute(&c, m, &sopt, &sc);
+            cli_sched_compute(&c, m, &sopt, NULL, &sc);
             scheduled = 1;
             if (sopt.ram_limit > 0 && !sc.fits)
                 cli_warn(&c, "no schedule fits %lld bytes: running the least-RAM one (%lld bytes, %lld over)",

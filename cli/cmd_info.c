@@ -241,8 +241,8 @@ int cmd_info(int argc, char **argv)
         const char *from;
         cli_sched_opts(&c, &so, m, &so2, &from);
         tml_schedule sc;
-        cli_sched_compute(&c, m, &so2, &sc);
-        sched = cli_sched_table(m, &sc, from);
+        int exported = cli_sched_compute(&c, m, &so2, NULL, &sc);
+        sched = cli_sched_table(m, &sc, from, exported);
         if (!sched) cli_fail(&c, "out of memory");
         if (so2.enabled && so2.ram_limit > 0 && !sc.fits)
             cli_warn(&c, "no schedule fits %lld bytes: the least RAM is %lld bytes (%lld over)", (long long)so2.ram_limit,

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_schedule.h"
 
 static const char help[] =
@@ -126,13 +127,25 @@ void cli_sched_describe(const tml_sched_opts *o, char *buf, size_t cap)
     else snprintf(buf, cap, "least RAM within %g%% extra MACs", 100.0 * o->max_recompute);
 }
 
-void cli_sched_compute(const cli *c, const tml_model *m, const tml_sched_opts *o, tml_schedule *s)
+int cli_sched_compute(const cli *c, const tml_model *m, const tml_sched_opts *o, const tml_export_opts *eo,
+                      tml_schedule *s)
 {
-    tml_status st = tml_schedule_model(m, o, s);
+    /* the schedule of the C export (its kernels' scratch in the arena), so
+     * that info, eval and export agree; a model the export refuses gets the
+     * activations-only schedule */
+    tml_export_opts d;
+    tml_export_opts_default(&d);
+    if (eo) d = *eo;
+    d.schedule = o;
+    tml_status st = tml_export_schedule(m, &d, s);
+    if (st == TML_OK) return 1;
+    if (st == TML_ERR_NOMEM || st == TML_ERR_INTERRUPTED) cli_fail_status(c, st);
+    st = tml_schedule_model(m, o, s);
     if (st) cli_fail_status(c, st);
+    return 0;
 }
 
-tml_table *cli_sched_table(const tml_model *m, const tml_schedule *s, const char *from)
+tml_table *cli_sched_table(const tml_model *m, const tml_schedule *s, const char *from, int exported)
 {
     static const char *const hdr[] = {"segment", "kind", "layers", "tiles", "peak_bytes", "bound_bytes", "ratio", "macs",
                                       "extra_macs", "extra%"};
@@ -178,8 +191,11 @@ tml_table *cli_sched_table(const tml_model *m, const tml_schedule *s, const char
         tml_table_note(t, "NO SCHEDULE FITS %lld bytes: this is the least RAM found, %lld bytes over", (long long)s->opts.ram_limit,
                        (long long)(s->arena_bytes - s->opts.ram_limit));
     tml_table_note(t, "peak: bytes live while the segment runs (whole tensors crossing it + its rows / tiles / delay "
-                      "rows, 16-byte aligned); bound: the most bytes live at one of its layers run layer by layer; "
-                      "the model row is the arena (its buffers placed by lifetime)");
+                      "rows%s, 16-byte aligned); bound: activations live at one of its layers run layer by layer; "
+                      "the model row is the arena (its buffers placed by lifetime)",
+                   exported ? " + the exported kernels' scratch" : "");
+    if (!exported)
+        tml_table_note(t, "the C export refuses this model (%s): kernel scratch not included", tml_last_error());
     return t;
 }
 
@@ -205,8 +221,8 @@ int cmd_schedule(int argc, char **argv)
     const char *from;
     cli_sched_opts(&c, &so, m, &o, &from);
     tml_schedule s;
-    cli_sched_compute(&c, m, &o, &s);
-    tml_table *t = cli_sched_table(m, &s, from);
+    int exported = cli_sched_compute(&c, m, &o, NULL, &s);
+    tml_table *t = cli_sched_table(m, &s, from, exported);
     if (!t) cli_fail(&c, "out of memory");
     /* write the model when asked or when stdout is a pipe; on a terminal only the table */
     int write = out != NULL || !isatty(STDOUT_FILENO);

@@ -794,6 +794,46 @@ static const char k_conv_dsp[] =
     "}\n"
     "\n";
 
+/* For memory schedules: conv2d with the least scratch. Portable C: conv2d
+ * itself (one int8 gather per pixel already). */
+static const char k_conv_lean[] = "#define conv2d_lean conv2d\n\n";
+
+static const char k_conv_lean_dsp[] =
+    "/* Conv2d, DSP, with the least scratch (a memory schedule chose it where\n"
+    " * conv2d's 6 * stride bytes would raise the arena): one output pixel at a\n"
+    " * time, its receptive field gathered as int8 (stride bytes; none for a\n"
+    " * direct 1x1 conv, which reads the input pixel), dense weights through\n"
+    " * mm_dense_x8 (groups 1), other forms through their int8 kernels. Rows and\n"
+    " * strides as conv2d; the same bytes out. */\n"
+    "static void conv2d_lean(const conv_t *p, int32_t oy0, int32_t oy1, const int8_t *x, int32_t x_row0, int32_t x_rs,\n"
+    "                        int8_t *y, int32_t y_rs, void *scratch)\n"
+    "{\n"
+    "    const int32_t og = p->m.rows / p->groups;\n"
+    "    int8_t *g0 = (int8_t *)scratch;\n"
+    "    if (p->m.form == 1 && p->groups > 1) {\n"
+    "        /* no int8 kernel for a row range of dense weights: conv2d (the exporter\n"
+    "         * gives such layers conv2d's scratch) */\n"
+    "        conv2d(p, oy0, oy1, x, x_row0, x_rs, y, y_rs, scratch);\n"
+    "        return;\n"
+    "    }\n"
+    "    for (int32_t oy = oy0; oy < oy1; oy++)\n"
+    "        for (int32_t ox = 0; ox < p->ow; ox++) {\n"
+    "            int8_t *yp = y + (oy - oy0) * y_rs + ox * p->m.rows;\n"
+    "            for (int32_t g = 0; g < p->groups; g++) {\n"
+    "                const int8_t *a = g0;\n"
+    "                if (p->direct)\n"
+    "                    a = x + (oy * p->sh - p->pad_t - x_row0) * x_rs + (ox * p->sw - p->pad_l) * p->c;\n"
+    "                else\n"
+    "                    gather8(p, x, x_row0, x_rs, oy, ox, g, g0);\n"
+    "                if (p->m.form == 1)\n"
+    "                    mm_dense_x8(&p->m, a, yp);\n"
+    "                else\n"
+    "                    p->m.mm(&p->m, g * og, (g + 1) * og, a, 1, yp, 0);\n"
+    "            }\n"
+    "        }\n"
+    "}\n"
+    "\n";
+
 static const char k_dwconv[] =
     "/* Depthwise conv, dense weights in the model's (kh, kw, c*mult) layout:\n"
     " * output channel oc reads input channel oc / mult. Output rows [oy0, oy1),\n"
@@ -1113,6 +1153,22 @@ static const char k_gap[] =
     "}\n"
     "\n";
 
+static const char k_gap_parts[] =
+    "/* Global average pool fed in parts (a memory schedule streams its input's\n"
+    " * rows or tiles): the parts' sums into acc, then the mean of hw pixels\n"
+    " * rounded half away from zero, as global_avgpool. */\n"
+    "static void gap_sum(int32_t n, int32_t c, const int8_t *x, int32_t *acc)\n"
+    "{\n"
+    "    for (int32_t i = 0; i < n; i++, x += c)\n"
+    "        for (int32_t ch = 0; ch < c; ch++) acc[ch] += x[ch];\n"
+    "}\n"
+    "\n"
+    "static void gap_finish(int32_t hw, int32_t c, const int32_t *acc, int8_t *y)\n"
+    "{\n"
+    "    for (int32_t ch = 0; ch < c; ch++) y[ch] = (int8_t)div_round(acc[ch], hw);\n"
+    "}\n"
+    "\n";
+
 static const char k_add[] =
     "/* Elementwise add of two tensors with different scales (TFLite's method):\n"
     " * both are shifted left by 20 bits, rescaled to the common scale\n"
@@ -1179,7 +1235,8 @@ int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
         {TML_EXK_CONV, {300, 420}},         {TML_EXK_DWCONV, {330, 700}},      {TML_EXK_DENSE, {10, 40}},
         {TML_EXK_MAXPOOL, {246, 330}},      {TML_EXK_AVGPOOL, {300, 300}},     {TML_EXK_GAP, {90, 90}},
         {TML_EXK_ADD, {150, 300}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
-        {TML_EXK_WIDEN, {0, 90}},           {TML_EXK_MM_DENSE_X8, {0, 300}},
+        {TML_EXK_WIDEN, {0, 90}},           {TML_EXK_MM_DENSE_X8, {0, 300}},   {TML_EXK_CONV_LEAN, {0, 160}},
+        {TML_EXK_GAP_PARTS, {70, 70}},
     };
     int64_t n = 0;
     for (size_t i = 0; i < sizeof est / sizeof est[0]; i++)
@@ -1192,15 +1249,17 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
     /* dependencies */
     for (int k = TML_EXK_MM_DENSE; k <= TML_EXK_MM_SPARSE_CLUSTER; k++)
         if (used[k]) used[TML_EXK_WMAT] = 1;
+    if (used[TML_EXK_CONV_LEAN]) used[TML_EXK_CONV] = 1;
     if (used[TML_EXK_CONV] || used[TML_EXK_DWCONV]) used[TML_EXK_CONV_T] = 1;
     if (used[TML_EXK_CONV_T] || used[TML_EXK_DENSE]) used[TML_EXK_WMAT] = 1;
     if (used[TML_EXK_MM_SPARSE] || used[TML_EXK_MM_SPARSE_CLUSTER]) used[TML_EXK_ROWSTART] = 1;
     if (used[TML_EXK_MM_CLUSTER] || used[TML_EXK_MM_SPARSE_CLUSTER]) used[TML_EXK_UNPACK] = 1;
     if (used[TML_EXK_WMAT] || used[TML_EXK_ADD] || used[TML_EXK_CLAMP]) used[TML_EXK_REQUANT] = 1;
-    if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP]) used[TML_EXK_DIVROUND] = 1;
+    if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP] || used[TML_EXK_GAP_PARTS]) used[TML_EXK_DIVROUND] = 1;
     if (used[TML_EXK_MAXPOOL] || used[TML_EXK_AVGPOOL]) used[TML_EXK_POOL_T] = 1;
     used[TML_EXK_WIDEN] = dsp && (used[TML_EXK_CONV] || used[TML_EXK_DENSE]);
-    used[TML_EXK_MM_DENSE_X8] = dsp && used[TML_EXK_DENSE] && used[TML_EXK_MM_DENSE_X8];
+    used[TML_EXK_MM_DENSE_X8] = dsp && ((used[TML_EXK_DENSE] && used[TML_EXK_MM_DENSE_X8]) || used[TML_EXK_CONV_LEAN]);
+    used[TML_EXK_CONV_LEAN] = used[TML_EXK_CONV_LEAN] != 0;
 
     /* declaration order: helpers, the matrix type, its kernels, then ops */
     static const struct {
@@ -1220,12 +1279,14 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
         {TML_EXK_MM_DENSE_X8, "", k_mm_dense_x8_dsp},
         {TML_EXK_CONV_T, k_conv_t, NULL},
         {TML_EXK_CONV, k_conv, k_conv_dsp},
+        {TML_EXK_CONV_LEAN, k_conv_lean, k_conv_lean_dsp},
         {TML_EXK_DWCONV, k_dwconv, k_dwconv_dsp},
         {TML_EXK_DENSE, k_dense, k_dense_dsp},
         {TML_EXK_POOL_T, k_pool_t, NULL},
         {TML_EXK_MAXPOOL, k_maxpool, k_maxpool_dsp},
         {TML_EXK_AVGPOOL, k_avgpool, NULL},
         {TML_EXK_GAP, k_gap, NULL},
+        {TML_EXK_GAP_PARTS, k_gap_parts, NULL},
         {TML_EXK_ADD, k_add, NULL},
         {TML_EXK_CLAMP, k_clamp, NULL},
         {TML_EXK_SOFTMAX, k_softmax, NULL},

@@ -125,7 +125,11 @@ typedef struct gfx {
     int *aliased;  /* (nt) per tensor: read by a reshape / dropout */
     int64_t *live; /* (nn) bytes live at each node in the plain plan */
     int64_t macs;
+    const int64_t *scratch; /* (nn) kernel scratch bytes per node, or NULL */
 } gfx;
+
+/* Aligned kernel scratch of node k (0 when none). */
+static int64_t scr(const gfx *g, int k) { return g->scratch && g->scratch[k] > 0 ? al(g->scratch[k]) : 0; }
 
 static void gfx_free(gfx *g)
 {
@@ -384,7 +388,7 @@ static tml_sched_step *add_step(emitter *e)
     }
     tml_sched_step *p = &s->steps[s->n_steps++];
     memset(p, 0, sizeof *p);
-    p->in[0].buf = p->in[1].buf = p->out.buf = p->acc = p->src = p->dst = -1;
+    p->in[0].buf = p->in[1].buf = p->out.buf = p->acc = p->src = p->dst = p->scratch = -1;
     return p;
 }
 
@@ -438,13 +442,15 @@ static void seg_plain(const gfx *g, int k, segres *r, emitter *e)
 {
     memset(r, 0, sizeof *r);
     r->ok = 1;
-    r->peak = live_whole(g, k, k + 1, NULL);
+    r->peak = live_whole(g, k, k + 1, NULL) + scr(g, k);
     r->steps = 1;
     r->tiles_h = r->tiles_w = 1;
     if (!e || tml_plan_is_alias(g->m, k)) return; /* aliases share their input's bytes: nothing to run */
     const tml_node *n = &g->m->nodes[k];
+    int sb = scr(g, k) ? add_buf(e, TML_SBUF_SCRATCH, n->out, g->scratch[k], k, k) : -1;
     tml_sched_step *p = add_step(e);
     if (!p) return;
+    p->scratch = sb;
     p->kind = TML_STEP_RUN;
     p->flags = TML_STEP_WHOLE;
     p->node = k;
@@ -640,7 +646,7 @@ static void seg_inplace(const gfx *g, int k, segres *r, emitter *e)
     }
     int64_t dbytes = D ? al((int64_t)D * row_bytes(m, n->out)) : 0;
     r->ok = 1;
-    r->peak = live_whole(g, k, k + 1, NULL) - bx - by + region + dbytes;
+    r->peak = live_whole(g, k, k + 1, NULL) - bx - by + region + dbytes + scr(g, k);
     r->steps = steps;
     r->tiles_h = r->tiles_w = 1;
     if (!e) return;
@@ -648,8 +654,10 @@ static void seg_inplace(const gfx *g, int k, segres *r, emitter *e)
     int bxid = e->tbuf[rx], byid = e->tbuf[ry];
     e->s->buffers[byid].group = e->s->buffers[bxid].group;
     if (!window) {
+        int sb = scr(g, k) ? add_buf(e, TML_SBUF_SCRATCH, n->out, g->scratch[k], k, k) : -1;
         tml_sched_step *p = add_step(e);
         if (!p) return;
+        p->scratch = sb;
         p->kind = TML_STEP_RUN;
         p->flags = TML_STEP_WHOLE;
         p->node = k;
@@ -662,13 +670,17 @@ static void seg_inplace(const gfx *g, int k, segres *r, emitter *e)
     }
     int dbuf = -1;
     if (D) dbuf = add_buf(e, TML_SBUF_DELAY, n->out, (int64_t)D * row_bytes(m, n->out), k, k);
+    int sb = scr(g, k) ? add_buf(e, TML_SBUF_SCRATCH, n->out, g->scratch[k], k, k) : -1;
     if (e->oom) return;
     int first = e->s->n_steps;
     int64_t st2 = 0;
     if (inplace_rows(g, k, dir, e, D, dbuf, byid, &st2) < 0) return;
     /* the input the region steps read is the input tensor (the same bytes) */
     for (int q = first; q < e->s->n_steps; q++)
-        if (e->s->steps[q].kind == TML_STEP_RUN) e->s->steps[q].in[0] = whole_view(g, e, x);
+        if (e->s->steps[q].kind == TML_STEP_RUN) {
+            e->s->steps[q].in[0] = whole_view(g, e, x);
+            e->s->steps[q].scratch = sb;
+        }
 }
 
 /* A node of a stream segment. */
@@ -698,6 +710,7 @@ typedef struct sstate {
     snode *s;
     emitter *e;
     int acc;        /* ACC buffer of a final global average pool */
+    int scratch;    /* the segment's kernel scratch buffer (one for all its nodes) */
     int zone;       /* 1: zone layout */
     int zbuf;       /* its buffer when emitting */
     int64_t zcap;   /* its bytes */
@@ -935,6 +948,7 @@ static void s_demand(sstate *S, int k, int e)
             p->r1 = r + 1;
             p->c0 = 0;
             p->c1 = n->G.OW;
+            if (scr(S->g, n->node)) p->scratch = S->scratch;
             for (int a = 0; a < 2 && a < nd->n_in; a++)
                 if (nd->in[a] >= 0 && S->g->m->tensors[nd->in[a]].kind == TML_TENSOR_ACT) p->in[a] = sview(S, nd->in[a]);
             if (nd->op == TML_OP_GLOBAL_AVGPOOL) {
@@ -968,7 +982,7 @@ static int s_setup(const gfx *g, int i, int j, sstate *S, snode *s)
     S->j = j;
     S->L = j - i;
     S->s = s;
-    S->acc = S->zbuf = -1;
+    S->acc = S->zbuf = S->scratch = -1;
     int any = 0;
     for (int k = 0; k < S->L; k++) {
         snode *q = &s[k];
@@ -1063,8 +1077,11 @@ static void seg_stream(const gfx *g, int i, int j, int64_t zone, segres *r, emit
         s_run(&S);
         steps = S.steps;
     }
+    int64_t scratch = 0; /* the nodes interleave: one buffer, the largest */
+    for (int k = i; k < j; k++)
+        if (scr(g, k) > scratch) scratch = scr(g, k);
     r->ok = 1;
-    r->peak = live_whole(g, i, j, internal) + inner + acc_bytes;
+    r->peak = live_whole(g, i, j, internal) + inner + acc_bytes + scratch;
     r->steps = steps;
     r->tiles_h = r->tiles_w = 1;
     if (!e) return;
@@ -1082,6 +1099,12 @@ static void seg_stream(const gfx *g, int i, int j, int64_t zone, segres *r, emit
     for (int k = 0; k < L; k++)
         if (g->m->nodes[i + k].op == TML_OP_GLOBAL_AVGPOOL)
             S.acc = add_buf(e, TML_SBUF_ACC, g->m->nodes[i + k].out, 4 * (int64_t)s[k].G.C, i, j - 1);
+    if (scratch) {
+        int64_t raw = 0;
+        for (int k = i; k < j; k++)
+            if (g->scratch[k] > raw) raw = g->scratch[k];
+        S.scratch = add_buf(e, TML_SBUF_SCRATCH, -1, raw, i, j - 1);
+    }
     if (e->oom) return;
     s_run(&S);
     if (S.bad) e->oom = 1;
@@ -1124,7 +1147,7 @@ static void seg_patch(const gfx *g, int i, int j, int gh, int gw, segres *r, emi
     int64_t esize = (int64_t)tml_dtype_size(m->tensors[X].dtype);
     rect rc[MAX_SEG + 1], gin = {0, 0, 0, 0};
     /* pass 1 (and pass 2 when emitting): every tile's rectangles */
-    int bufs[MAX_SEG], gbuf = -1, sbuf = -1, abuf = -1;
+    int bufs[MAX_SEG], gbuf = -1, sbuf = -1, abuf = -1, scb[MAX_SEG];
     for (int pass = 0; pass < (e ? 2 : 1); pass++) {
         if (pass == 1) {
             if (need_gather) gbuf = add_buf(e, TML_SBUF_TILE, X, gather_max, i, i);
@@ -1132,6 +1155,8 @@ static void seg_patch(const gfx *g, int i, int j, int gh, int gw, segres *r, emi
             if (gap) bufs[kl] = add_buf(e, TML_SBUF_TILE, m->nodes[i + kl].out, tile_max[kl], i + kl, i + kl + 1);
             if (!gap && need_scatter) sbuf = add_buf(e, TML_SBUF_TILE, Y, tile_max[kl], j - 1, j - 1);
             if (gap) abuf = add_buf(e, TML_SBUF_ACC, Y, 4 * (int64_t)G[L - 1].C, i, j - 1);
+            for (int k = 0; k < L; k++)
+                scb[k] = scr(g, i + k) ? add_buf(e, TML_SBUF_SCRATCH, m->nodes[i + k].out, g->scratch[i + k], i + k, i + k) : -1;
             if (e->oom) return;
         }
         int64_t steps = 0;
@@ -1190,6 +1215,7 @@ static void seg_patch(const gfx *g, int i, int j, int gh, int gw, segres *r, emi
                     p->kind = TML_STEP_RUN;
                     p->node = i + k;
                     p->in[0] = src;
+                    p->scratch = scb[k];
                     if (gap && k == L - 1) {
                         p->r0 = t.r0;
                         p->r1 = t.r1;
@@ -1246,6 +1272,7 @@ static void seg_patch(const gfx *g, int i, int j, int gh, int gw, segres *r, emi
         if (k >= 1 && (k - 1 < kl || (gap && k - 1 <= kl))) at += al(tile_max[k - 1]); /* read at k */
         if (k == L - 1 && !gap && need_scatter) at += al(tile_max[kl]);
         if (gap) at += al(4 * (int64_t)G[L - 1].C);
+        at += scr(g, i + k);
         if (at > inner) inner = at;
     }
     r->ok = 1;
@@ -1660,6 +1687,7 @@ tml_status tml_schedule_model(const tml_model *m, const tml_sched_opts *opts, tm
     gfx g;
     tml_status st = gfx_build(m, &g);
     if (st) return st;
+    g.scratch = o.node_scratch;
     st = tml_model_peak_activation_bytes(m, &s->bound_bytes);
     if (st) {
         gfx_free(&g);
@@ -1699,15 +1727,30 @@ tml_status tml_schedule_model(const tml_model *m, const tml_sched_opts *opts, tm
     }
     reset(s);
     if ((st = emit_all(&g, &c, chosen, n, s))) goto out;
-    if (s->arena_bytes > s->bound_bytes) {
-        /* placement lost what the segments won: run layer by layer */
+    if (o.enabled) {
+        /* placement may lose what the segments won: then run layer by layer */
+        int64_t best = s->arena_bytes;
         for (int i = 0; i < g.nn; i++) {
             chosen[i] = -1;
             for (int ci = 0; ci < c.n && chosen[i] < 0; ci++)
                 if (c.v[ci].kind == TML_SEG_PLAIN && c.v[ci].i == i) chosen[i] = ci;
         }
-        reset(s);
-        if ((st = emit_all(&g, &c, chosen, g.nn, s))) goto out;
+        tml_schedule plain = {0};
+        plain.opts = s->opts;
+        plain.align = SA;
+        st = emit_all(&g, &c, chosen, g.nn, &plain);
+        if (st) {
+            tml_schedule_free(&plain);
+            goto out;
+        }
+        if (plain.arena_bytes < best) {
+            plain.bound_bytes = s->bound_bytes;
+            plain.macs = s->macs;
+            tml_schedule_free(s);
+            *s = plain;
+        } else {
+            tml_schedule_free(&plain);
+        }
     }
 done:
     s->fits = !(o.enabled && o.ram_limit > 0) || s->arena_bytes <= o.ram_limit;

@@ -61,6 +61,9 @@ typedef struct tml_sched_opts {
     int64_t ram_limit;    /* > 0: the fewest extra MACs whose arena fits in this many bytes */
     unsigned modes;       /* TML_SCHED_* bits (0 = all) */
     int max_tiles;        /* patch grids up to max_tiles x max_tiles (0 = 8) */
+    const int64_t *node_scratch; /* (n_nodes) bytes of kernel scratch each node needs while it
+                                    runs, placed in the arena too (the exported C's conv
+                                    patches); NULL: none (the host engine has its own) */
 } tml_sched_opts;
 
 /* enabled, max_recompute = TML_SCHED_DEFAULT_RECOMPUTE, no RAM limit, all modes */
@@ -100,9 +103,10 @@ typedef enum tml_sbuf_kind {
     TML_SBUF_TILE,       /* one tile of an activation (patch segments) */
     TML_SBUF_DELAY,      /* output rows of an in-place layer waiting for their bytes */
     TML_SBUF_ACC,        /* int32 channel sums of a streamed global average pool */
-    TML_SBUF_ZONE        /* the rows of every streamed activation of a segment, together:
+    TML_SBUF_ZONE,       /* the rows of every streamed activation of a segment, together:
                             each tensor's rows stay contiguous and move only when a
                             growing tensor meets another (tensor = -1) */
+    TML_SBUF_SCRATCH     /* kernel scratch of the steps that name it (node_scratch) */
 } tml_sbuf_kind;
 
 typedef struct tml_sched_buffer {
@@ -144,6 +148,7 @@ typedef struct tml_sched_step {
     tml_sched_view in[2]; /* the node's activation inputs (in[1]: add's second operand) */
     tml_sched_view out;
     int acc;              /* global average pool: the ACC buffer, else -1 */
+    int scratch;          /* the node's kernel scratch buffer (node_scratch), else -1 */
     /* COPY */
     int src, dst;
     int64_t src_off, dst_off, src_stride, dst_stride, len;
