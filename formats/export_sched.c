@@ -28,15 +28,14 @@
 
 /* ---- planning --------------------------------------------------------------------------- */
 
-/* Is schedule a better than b for the request? RAM limit: fits, then fewer
- * extra MACs, then less RAM; otherwise less RAM, then fewer extra MACs. */
+/* Is schedule a (with more fast conv kernels) at least as good as b? Under a
+ * RAM limit: it fits (if b does) with no more extra MACs, whatever its RAM:
+ * the limit is the budget, speed is worth the rest. Otherwise: no more RAM,
+ * then no more extra MACs. */
 static int no_worse(const tml_schedule *a, const tml_schedule *b, const tml_sched_opts *o)
 {
     if (a->fits != b->fits) return a->fits > b->fits;
-    if (o->enabled && o->ram_limit > 0) {
-        if (a->extra_macs != b->extra_macs) return a->extra_macs < b->extra_macs;
-        return a->arena_bytes <= b->arena_bytes;
-    }
+    if (o->enabled && o->ram_limit > 0 && a->fits) return a->extra_macs <= b->extra_macs;
     if (a->arena_bytes != b->arena_bytes) return a->arena_bytes < b->arena_bytes;
     return a->extra_macs <= b->extra_macs;
 }
@@ -99,7 +98,7 @@ int tml_exs_plan(const tml_model *m, const tml_sched_opts *o, int dsp, tml_exs_n
         for (int i = 0; i < nn; i++)
             if (nodes[i].lean_ok && nodes[i].scratch_lean < nodes[i].scratch_fast) cur[i] = nodes[i].scratch_lean;
         if ((st = plan_with(m, o, cur, &t))) goto out;
-        if (no_worse(&t, &best, o) && t.arena_bytes < best.arena_bytes) {
+        if (!no_worse(&best, &t, o)) { /* the lean kernels win something */
             tml_schedule_free(&best);
             best = t;
             memset(&t, 0, sizeof t);

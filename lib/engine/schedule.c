@@ -1287,6 +1287,7 @@ static int overlap_t(const tml_sched_buffer *a, const tml_sched_buffer *b) { ret
 
 typedef struct gitem {
     int group;
+    int scratch; /* kernel scratch: placed after everything else */
     int64_t size;
 } gitem;
 
@@ -1297,36 +1298,19 @@ static int by_gsize(const void *a, const void *b)
     return x->group - y->group;
 }
 
-/* Greedy placement of buffer groups: decreasing size, lowest offset that is 0
- * or the end of a placed buffer, free over every member's lifetime. */
-static tml_status place(tml_schedule *s)
+static int by_gsize_scratch_last(const void *a, const void *b)
 {
-    int nb = s->n_buffers;
-    gitem *it = malloc(sizeof *it * (size_t)(nb ? nb : 1));
-    int *placed = malloc(sizeof(int) * (size_t)(nb ? nb : 1));
-    if (!it || !placed) {
-        free(it);
-        free(placed);
-        return tml_error(TML_ERR_NOMEM, "out of memory placing buffers");
-    }
-    int ng = 0;
-    for (int b = 0; b < nb; b++) {
-        /* resolve group chains to their representative */
-        int gr = s->buffers[b].group;
-        while (s->buffers[gr].group != gr) gr = s->buffers[gr].group;
-        s->buffers[b].group = gr;
-    }
-    for (int b = 0; b < nb; b++) {
-        if (s->buffers[b].group != b) continue;
-        int64_t mx = 0;
-        for (int q = 0; q < nb; q++)
-            if (s->buffers[q].group == b && al(s->buffers[q].bytes) > mx) mx = al(s->buffers[q].bytes);
-        it[ng].group = b;
-        it[ng].size = mx;
-        ng++;
-    }
-    qsort(it, (size_t)ng, sizeof *it, by_gsize);
-    int np = 0; /* placed buffers, in placement order */
+    const gitem *x = a, *y = b;
+    if (x->scratch != y->scratch) return x->scratch - y->scratch;
+    return by_gsize(a, b);
+}
+
+/* One greedy placement of the groups in the order of it[]: each at the
+ * lowest offset that is 0 or the end of a placed buffer and free over every
+ * member's lifetime. Returns the arena. */
+static int64_t place_once(tml_schedule *s, const gitem *it, int ng, int *placed)
+{
+    int nb = s->n_buffers, np = 0; /* placed buffers, in placement order */
     int64_t total = 0;
     for (int gi = 0; gi < ng; gi++) {
         int gr = it[gi].group;
@@ -1364,9 +1348,53 @@ static tml_status place(tml_schedule *s)
             if (best + al(mb->bytes) > total) total = best + al(mb->bytes);
         }
     }
-    s->arena_bytes = total;
+    return total;
+}
+
+/* Places the buffer groups (in-place chains share one offset) greedily by
+ * decreasing size, twice: all together, and with kernel scratch last (into
+ * what the data left free, as the exporter's layer-by-layer plan places its
+ * patches); the smaller arena wins. */
+static tml_status place(tml_schedule *s)
+{
+    int nb = s->n_buffers;
+    gitem *it = malloc(sizeof *it * (size_t)(nb ? nb : 1));
+    int *placed = malloc(sizeof(int) * (size_t)(nb ? nb : 1));
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(nb ? nb : 1));
+    if (!it || !placed || !first) {
+        free(it);
+        free(placed);
+        free(first);
+        return tml_error(TML_ERR_NOMEM, "out of memory placing buffers");
+    }
+    int ng = 0;
+    for (int b = 0; b < nb; b++) {
+        /* resolve group chains to their representative */
+        int gr = s->buffers[b].group;
+        while (s->buffers[gr].group != gr) gr = s->buffers[gr].group;
+        s->buffers[b].group = gr;
+    }
+    for (int b = 0; b < nb; b++) {
+        if (s->buffers[b].group != b) continue;
+        int64_t mx = 0;
+        for (int q = 0; q < nb; q++)
+            if (s->buffers[q].group == b && al(s->buffers[q].bytes) > mx) mx = al(s->buffers[q].bytes);
+        it[ng].group = b;
+        it[ng].scratch = s->buffers[b].kind == TML_SBUF_SCRATCH;
+        it[ng].size = mx;
+        ng++;
+    }
+    qsort(it, (size_t)ng, sizeof *it, by_gsize);
+    int64_t a = place_once(s, it, ng, placed);
+    for (int b = 0; b < nb; b++) first[b] = s->buffers[b].offset;
+    qsort(it, (size_t)ng, sizeof *it, by_gsize_scratch_last);
+    int64_t b2 = place_once(s, it, ng, placed);
+    if (a <= b2)
+        for (int b = 0; b < nb; b++) s->buffers[b].offset = first[b];
+    s->arena_bytes = a <= b2 ? a : b2;
     free(it);
     free(placed);
+    free(first);
     return TML_OK;
 }
 
