@@ -15,30 +15,22 @@
  * The conv kernels need scratch, which the schedule places in the arena
  * (tml_sched_opts.node_scratch). The DSP conv2d() takes 6 * stride bytes
  * (two pixels widened to int16); where that would raise the arena, the layer
- * runs conv2d_lean() instead (one pixel from its int8 gather: stride bytes),
- * chosen greedily layer by layer, the most MACs first.
+ * may run conv2d_lean() instead (one pixel from its int8 gather: stride
+ * bytes, about one instruction per MAC more): lean wherever it applies, then
+ * layer by layer, the most MACs first, back to conv2d when the arena grows by
+ * at most a byte per TML_EXPORT_LEAN_INSTR_PER_BYTE instructions saved (or,
+ * under a RAM limit, when it still fits).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "export_internal.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_ops_s8.h"
 #include "tinyml/tml_schedule.h"
 
 /* ---- planning --------------------------------------------------------------------------- */
-
-/* Is schedule a (with more fast conv kernels) at least as good as b? Under a
- * RAM limit: it fits (if b does) with no more extra MACs, whatever its RAM:
- * the limit is the budget, speed is worth the rest. Otherwise: no more RAM,
- * then no more extra MACs. */
-static int no_worse(const tml_schedule *a, const tml_schedule *b, const tml_sched_opts *o)
-{
-    if (a->fits != b->fits) return a->fits > b->fits;
-    if (o->enabled && o->ram_limit > 0 && a->fits) return a->extra_macs <= b->extra_macs;
-    if (a->arena_bytes != b->arena_bytes) return a->arena_bytes < b->arena_bytes;
-    return a->extra_macs <= b->extra_macs;
-}
 
 static tml_status plan_with(const tml_model *m, const tml_sched_opts *o, const int64_t *scratch, tml_schedule *s)
 {
@@ -86,49 +78,43 @@ int tml_exs_plan(const tml_model *m, const tml_sched_opts *o, int dsp, tml_exs_n
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto out;
     }
-    int any_lean = 0;
+    int limit = o->enabled && o->ram_limit > 0;
+    /* start lean wherever it applies (layer by layer means the exporter's
+     * fast kernels), then give each layer, most MACs first, the fast kernel
+     * back when that fits the RAM limit, or (no limit) costs at most one byte
+     * of RAM per TML_EXPORT_LEAN_INSTR_PER_BYTE instructions it saves */
+    int n = 0;
     for (int i = 0; i < nn; i++) {
         nodes[i].lean = 0;
         nodes[i].dense_off = -1;
-        cur[i] = nodes[i].scratch_fast;
-        any_lean |= dsp && nodes[i].lean_ok && nodes[i].scratch_lean < nodes[i].scratch_fast;
+        int lean = o->enabled && dsp && nodes[i].lean_ok && nodes[i].scratch_lean < nodes[i].scratch_fast;
+        cur[i] = lean ? nodes[i].scratch_lean : nodes[i].scratch_fast;
+        if (lean) order[n++] = i;
     }
     if ((st = plan_with(m, o, cur, &best))) goto out;
-    if (any_lean) {
-        for (int i = 0; i < nn; i++)
-            if (nodes[i].lean_ok && nodes[i].scratch_lean < nodes[i].scratch_fast) cur[i] = nodes[i].scratch_lean;
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && tml_node_macs(m, &m->nodes[order[b]]) > tml_node_macs(m, &m->nodes[order[b - 1]]); b--) {
+            int tmp = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = tmp;
+        }
+    for (int a = 0; a < n; a++) {
+        int i = order[a];
+        cur[i] = nodes[i].scratch_fast;
         if ((st = plan_with(m, o, cur, &t))) goto out;
-        if (!no_worse(&best, &t, o)) { /* the lean kernels win something */
+        /* the lean kernel costs about one instruction per MAC more (Cortex-M4, measured) */
+        int64_t saved = tml_node_macs(m, &m->nodes[i]);
+        int take = limit ? (t.fits >= best.fits && t.extra_macs <= best.extra_macs)
+                         : (t.extra_macs <= best.extra_macs &&
+                            (t.arena_bytes - best.arena_bytes) * TML_EXPORT_LEAN_INSTR_PER_BYTE <= saved);
+        if (take) {
             tml_schedule_free(&best);
             best = t;
-            memset(&t, 0, sizeof t);
-            /* back to the fast kernel wherever that costs nothing: most MACs first */
-            int n = 0;
-            for (int i = 0; i < nn; i++)
-                if (cur[i] != nodes[i].scratch_fast) order[n++] = i;
-            for (int a = 1; a < n; a++)
-                for (int b = a; b > 0 && tml_node_macs(m, &m->nodes[order[b]]) > tml_node_macs(m, &m->nodes[order[b - 1]]); b--) {
-                    int tmp = order[b];
-                    order[b] = order[b - 1];
-                    order[b - 1] = tmp;
-                }
-            for (int a = 0; a < n; a++) {
-                int i = order[a];
-                cur[i] = nodes[i].scratch_fast;
-                if ((st = plan_with(m, o, cur, &t))) goto out;
-                if (no_worse(&t, &best, o)) {
-                    tml_schedule_free(&best);
-                    best = t;
-                    memset(&t, 0, sizeof t);
-                } else {
-                    tml_schedule_free(&t);
-                    cur[i] = nodes[i].scratch_lean;
-                }
-            }
         } else {
             tml_schedule_free(&t);
-            for (int i = 0; i < nn; i++) cur[i] = nodes[i].scratch_fast;
+            cur[i] = nodes[i].scratch_lean;
         }
+        memset(&t, 0, sizeof t);
     }
     for (int i = 0; i < nn; i++) nodes[i].lean = cur[i] != nodes[i].scratch_fast;
     /* a DSP dense layer's int16 input where bytes are free anyway (a plain step) */

@@ -75,6 +75,14 @@ const char *tml_export_optimize_name(tml_export_optimize o); /* "balanced", "spe
  * byte of flash it saves. */
 #define TML_EXPORT_BALANCED_INSTR_PER_BYTE 16
 
+/* The exchange rate of memory schedules between RAM and speed: a conv layer
+ * runs the lean kernel (one pixel at a time from its int8 gather: stride
+ * bytes of scratch instead of 6 * stride, about one instruction per MAC
+ * more on a Cortex-M4) when that saves at least one byte of arena per this
+ * many instructions per inference; under a RAM limit, wherever the limit
+ * needs it. */
+#define TML_EXPORT_LEAN_INSTR_PER_BYTE 1024
+
 typedef struct tml_export_opts {
     const char *prefix;     /* symbol prefix: a C identifier, [A-Za-z_][A-Za-z0-9_]*;
                                NULL = "model_" (model_run, MODEL_INPUT_SCALE, model.c) */
