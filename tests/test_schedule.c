@@ -665,7 +665,8 @@ static int64_t export_run(const tml_model *m, const tml_sched_opts *so, int port
     return arena;
 }
 
-static void export_variants(const tml_model *m, const float *x, int n, const char *name)
+/* all: every kind alone too (else the default, portable and patches) */
+static void export_variants(const tml_model *m, const float *x, int n, const char *name, int all)
 {
     static const struct {
         unsigned modes;
@@ -682,6 +683,7 @@ static void export_variants(const tml_model *m, const float *x, int n, const cha
     int8_t *in8, *out8;
     engine_int8(m, x, n, &in8, &out8);
     for (size_t q = 0; q < sizeof runs / sizeof runs[0]; q++) {
+        if (!all && (runs[q].modes == TML_SCHED_INPLACE || runs[q].modes == TML_SCHED_STREAM)) continue;
         tml_sched_opts o;
         tml_sched_opts_default(&o);
         o.modes = runs[q].modes;
@@ -723,7 +725,7 @@ static void test_export_zoo(void **state)
         assert_non_null(x);
         tml_samples_gather(smp, idx, N, x, lab);
         tml_preproc_apply(&m->meta.pre, (int64_t)N * 784, 1, x);
-        export_variants(m, x, N, archs[z]);
+        export_variants(m, x, N, archs[z], 0);
         /* the targets hold for the exported C too (its kernels' scratch included) */
         tml_sched_opts o;
         tml_sched_opts_default(&o);
@@ -755,7 +757,7 @@ static void test_export_graphs(void **state)
         float *x = random_inputs(m, 5, 300 + g);
         char name[32];
         snprintf(name, sizeof name, "graph%zu", g);
-        export_variants(m, x, 5, name);
+        export_variants(m, x, 5, name, 1);
         free(x);
         tml_model_free(m);
     }
@@ -787,7 +789,7 @@ static void test_export_emulator(void **state)
         assert_non_null(x);
         tml_samples_gather(smp, idx, N, x, lab);
         tml_preproc_apply(&m->meta.pre, (int64_t)N * 784, 1, x);
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < (z == 2 ? 2 : 1); v++) { /* patches: mobilenet-tiny (the quickest) */
             tml_sched_opts o;
             tml_sched_opts_default(&o);
             if (v == 1) {
