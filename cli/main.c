@@ -21,8 +21,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"create", cmd_create, "build a model from the zoo or an ARCH.json description"},
-    {"import", cmd_import, "convert an ONNX model (e.g. a PyTorch export) into a float .tmf"},
+    {"import", cmd_import, "convert an ONNX or TFLite model into a .tmf (TFLite int8 stays int8, bit-exact)"},
     {"info", cmd_info, "per-layer table: shapes, params, nonzeros, bits, bytes, MACs, peak memory"},
+    {"run", cmd_run, "run a model on raw input records (its own int8 / float32 type), dump every layer"},
     {"eval", cmd_eval, "accuracy (top-1/top-5, per class, confusion) and speed on a dataset"},
     {"train", cmd_train, "train on a dataset (SGD/Adam, schedules, checkpoints, resume, distillation)"},
     {"prune", cmd_prune, "magnitude pruning: per layer, global, structured; one-shot/iterative/AGP + fine-tuning"},

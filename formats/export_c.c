@@ -553,8 +553,12 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     /* requantization: the engine's multipliers (engine_q8.c prep_weighted) */
     double sx = (double)qscale(in), sy = (double)qscale(y);
     int32_t zx = qzp(in);
+    /* TFLite Micro's per-tensor fully connected multiplies the two scales in
+     * float (as the engine does under TFLite rounding) */
+    const int float_product = m->meta.rounding == TML_ROUNDING_TFLITE && n->op == TML_OP_DENSE && w->q.n == 1;
     for (int r = 0; r < xm->rows; r++) {
-        double real = sx * (double)w->q.scale[w->q.n == 1 ? 0 : r] / sy;
+        double real = float_product ? (double)(qscale(in) * w->q.scale[0]) / sy
+                                    : sx * (double)w->q.scale[w->q.n == 1 ? 0 : r] / sy;
         int32_t mult;
         int sh;
         tml_quantize_multiplier(real, &mult, &sh);
@@ -579,7 +583,10 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         xm->bias[r] = (int32_t)folded;
     }
     xm->out_zp = qzp(y);
-    tml_act_bounds_s8(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
+    if (m->meta.rounding == TML_ROUNDING_TFLITE)
+        tml_act_bounds_s8_tfl(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
+    else
+        tml_act_bounds_s8(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
 
     /* sizes of the four forms */
     int fill_rows_ok = 1;
@@ -915,6 +922,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
     const tml_model *m = x->m;
     const char *P = x->upper, *p = x->o.prefix;
     int used[TML_EXK_COUNT] = {0};
+    const int tfl = m->meta.rounding == TML_ROUNDING_TFLITE;
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         const xmat *xm = x->nodes[i].mat;
@@ -927,11 +935,11 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_DENSE: used[TML_EXK_DENSE] = 1; break;
         case TML_OP_MAXPOOL: used[TML_EXK_MAXPOOL] = 1; break;
         case TML_OP_AVGPOOL: used[TML_EXK_AVGPOOL] = 1; break;
-        case TML_OP_GLOBAL_AVGPOOL: used[TML_EXK_GAP] = !x->sched; break; /* streamed: gap_sum (tml_exs_used) */
+        case TML_OP_GLOBAL_AVGPOOL: used[tfl ? TML_EXK_MEAN_TFL : TML_EXK_GAP] = !x->sched; break; /* scheduled: tml_exs_used */
         case TML_OP_ADD: used[TML_EXK_ADD] = 1; break;
         case TML_OP_RELU:
         case TML_OP_RELU6: used[TML_EXK_CLAMP] = 1; break;
-        case TML_OP_SOFTMAX: used[TML_EXK_SOFTMAX] = 1; break;
+        case TML_OP_SOFTMAX: used[tfl ? TML_EXK_SOFTMAX_TFL : TML_EXK_SOFTMAX] = 1; break;
         default: break;
         }
     }
@@ -953,6 +961,12 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
     tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
                        "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
                        "#else\n#define TML_WALIGN\n#endif\n\n");
+    tml_sb_printf(&body,
+                  "/* The model's integer arithmetic: %s rounding. 1 = TensorFlow Lite's (the\n"
+                  " * doubling high multiply rounds ties of negative products toward\n"
+                  " * +infinity), 0 = tinyml's (away from zero). */\n"
+                  "#define TML_TFL_ROUND %d\n\n",
+                  tml_rounding_name(m->meta.rounding), m->meta.rounding == TML_ROUNDING_TFLITE);
     tml_sb_puts(&body, "/* ---- kernels ------------------------------------------------------------ */\n\n");
     tml_exk_emit(&body, used, x->dsp, P);
     r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
@@ -1019,7 +1033,8 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_ADD: {
             const tml_tensor *b = &m->tensors[n->in[1]];
             tml_add_s8_params ap;
-            tml_add_s8_prepare(qscale(in), qzp(in), qscale(b), qzp(b), qscale(y), qzp(y), n->act, &ap);
+            tml_add_s8_prepare_mode(qscale(in), qzp(in), qscale(b), qzp(b), qscale(y), qzp(y), n->act, m->meta.rounding,
+                                    &ap);
             L->other_bytes = EX_ADD_BYTES;
             tml_sb_printf(&body,
                           "/* %s: add, %s */\n"
@@ -1031,6 +1046,16 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
             break;
         }
         case TML_OP_SOFTMAX: {
+            if (m->meta.rounding == TML_ROUNDING_TFLITE) {
+                tml_softmax_s8_tfl_params sp;
+                tml_softmax_s8_tfl_prepare(qscale(in), n->beta, &sp);
+                L->other_bytes = 12;
+                tml_sb_printf(&body, "/* %s: TFLite softmax, beta %.9g, input scale %.9g */\n"
+                                     "static const smx_t %s_p = {%d, %d, %d};\n\n",
+                              cname, (double)n->beta, (double)qscale(in), id, (int)sp.input_multiplier,
+                              sp.input_left_shift, (int)sp.diff_min);
+                break;
+            }
             uint32_t lut[256];
             tml_softmax_s8_lut(qscale(in), lut);
             char c[256];
@@ -1123,6 +1148,16 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_MAXPOOL: tml_sb_printf(&body, "    maxpool(&%s_p, %s);\n", id, rows); break;
         case TML_OP_AVGPOOL: tml_sb_printf(&body, "    avgpool(&%s_p, %s);\n", id, rows); break;
         case TML_OP_GLOBAL_AVGPOOL:
+            if (m->meta.rounding == TML_ROUNDING_TFLITE) {
+                tml_mean_s8_tfl_params mp;
+                tml_mean_s8_tfl_prepare(qscale(in), qzp(in), qscale(y), qzp(y), (int)(in->dims[0] * in->dims[1]), &mp);
+                tml_sb_printf(&body,
+                              "    { static const mean_t p = {%d, %d, %d, %d, %d, %d}; mean_tfl(&p, a + %lld, a + %lld); } "
+                              "/* %s: TFLite MEAN */\n",
+                              (int)(in->dims[0] * in->dims[1]), (int)in->dims[2], (int)mp.in_zp, (int)mp.out_zp,
+                              (int)mp.mult, mp.shift, xo, yo, cname);
+                break;
+            }
             tml_sb_printf(&body, "    global_avgpool(%d, %d, a + %lld, a + %lld); /* %s */\n", (int)(in->dims[0] * in->dims[1]),
                           (int)in->dims[2], xo, yo, cname);
             break;
@@ -1132,15 +1167,22 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_RELU:
         case TML_OP_RELU6: {
             int32_t lo, hi;
-            tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &lo, &hi);
+            if (m->meta.rounding == TML_ROUNDING_TFLITE)
+                tml_act_bounds_s8_tfl(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &lo, &hi);
+            else
+                tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &lo, &hi);
             tml_sb_printf(&body, "    clamp_copy(%lld, %d, %d, a + %lld, a + %lld); /* %s: %s */\n",
                           (long long)tml_tensor_numel(y), (int)lo, (int)hi, xo, yo, cname, op_text(n->op));
             break;
         }
         case TML_OP_SOFTMAX: {
             int k = (int)y->dims[y->ndim - 1];
-            tml_sb_printf(&body, "    softmax(%lld, %d, %s_lut, a + %lld, a + %lld); /* %s */\n",
-                          (long long)(tml_tensor_numel(y) / k), k, id, xo, yo, cname);
+            if (m->meta.rounding == TML_ROUNDING_TFLITE)
+                tml_sb_printf(&body, "    softmax_tfl(%lld, %d, &%s_p, a + %lld, a + %lld); /* %s */\n",
+                              (long long)(tml_tensor_numel(y) / k), k, id, xo, yo, cname);
+            else
+                tml_sb_printf(&body, "    softmax(%lld, %d, %s_lut, a + %lld, a + %lld); /* %s */\n",
+                              (long long)(tml_tensor_numel(y) / k), k, id, xo, yo, cname);
             break;
         }
         case TML_OP_RESHAPE:

@@ -43,6 +43,8 @@ typedef enum tml_exk {
     TML_EXK_ADD,
     TML_EXK_CLAMP,
     TML_EXK_SOFTMAX,
+    TML_EXK_SOFTMAX_TFL, /* TFLite rounding: gemmlowp's fixed-point softmax */
+    TML_EXK_MEAN_TFL,    /* TFLite rounding: MEAN's requantized global average pool */
     /* helpers, pulled in by the above */
     TML_EXK_REQUANT,
     TML_EXK_DIVROUND,

@@ -199,17 +199,18 @@ static const char k_dsp_prelude_dsp[] =
     "\n";
 
 static const char k_requant[] =
-    "/* round(a * b / 2^31) half away from zero: the high half of the doubled\n"
-    " * 64-bit product (gemmlowp's SaturatingRoundingDoublingHighMul as\n"
-    " * documented). The one result that does not fit, a == b == INT32_MIN,\n"
-    " * saturates. C99 division truncates toward zero, so adding +-2^30 before\n"
-    " * dividing rounds half away from zero. */\n"
+    "/* round(a * b / 2^31): the high half of the doubled 64-bit product\n"
+    " * (gemmlowp's SaturatingRoundingDoublingHighMul). The one result that does\n"
+    " * not fit, a == b == INT32_MIN, saturates. C99 division truncates toward\n"
+    " * zero, so adding +-2^30 before dividing rounds half away from zero\n"
+    " * (tinyml's rounding); TFLite's (TML_TFL_ROUND 1) nudges negative products\n"
+    " * by 1 - 2^30, rounding their ties toward +infinity. */\n"
     "static int32_t mul_hi(int32_t a, int32_t b)\n"
     "{\n"
     "    int64_t ab;\n"
     "    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;\n"
     "    ab = (int64_t)a * (int64_t)b;\n"
-    "    ab += ab >= 0 ? ((int64_t)1 << 30) : -((int64_t)1 << 30);\n"
+    "    ab += ab >= 0 ? ((int64_t)1 << 30) : TML_TFL_ROUND - ((int64_t)1 << 30);\n"
     "    return (int32_t)(ab / ((int64_t)1 << 31));\n"
     "}\n"
     "\n"
@@ -251,13 +252,15 @@ static const char k_requant_dsp[] =
     " * define >> of a negative value so). The exporter checks that no\n"
     " * accumulator can reach 2^30, so the 32-bit sums cannot overflow, and that\n"
     " * mult >= 0 (the doubling high multiply cannot saturate). The rare\n"
-    " * multipliers >= 0.5 (shift >= 0) take the out-of-line requant_slow(). */\n"
+    " * multipliers >= 0.5 (shift >= 0) take the out-of-line requant_slow().\n"
+    " * TFLite rounding (TML_TFL_ROUND 1) drops the - (v < 0) of the high\n"
+    " * multiply: floor((p + 2^30) / 2^31), ties toward +infinity. */\n"
     "static int32_t requant_slow(int32_t acc, int32_t mult, int32_t shift)\n"
     "{\n"
     "    int64_t p = (int64_t)acc * ((int64_t)1 << shift);\n"
     "    acc = p > INT32_MAX ? INT32_MAX : p < INT32_MIN ? INT32_MIN : (int32_t)p;\n"
     "    p = (int64_t)acc * mult;\n"
-    "    p += ((int64_t)1 << 30) - (int64_t)((uint64_t)p >> 63);\n"
+    "    p += ((int64_t)1 << 30) - (TML_TFL_ROUND ? 0 : (int64_t)((uint64_t)p >> 63));\n"
     "    return (int32_t)(p >> 31);\n"
     "}\n"
     "\n"
@@ -267,7 +270,7 @@ static const char k_requant_dsp[] =
     "    int32_t r, n = -shift;\n"
     "    if (shift >= 0) return requant_slow(acc, mult, shift);\n"
     "    p = (int64_t)acc * mult;\n"
-    "    p += ((int64_t)1 << 30) - (int64_t)((uint64_t)p >> 63);\n"
+    "    p += ((int64_t)1 << 30) - (TML_TFL_ROUND ? 0 : (int64_t)((uint64_t)p >> 63));\n"
     "    r = (int32_t)(p >> 31);\n"
     "    return (r + (int32_t)(((uint32_t)1 << n) >> 1) - (int32_t)((uint32_t)r >> 31)) >> n;\n"
     "}\n"
@@ -1220,6 +1223,104 @@ static const char k_softmax[] =
     "}\n"
     "\n";
 
+static const char k_softmax_tfl[] =
+    "/* TFLite's int8 softmax (TFLite Micro's reference kernel, bit for bit):\n"
+    " * differences to the row maximum scaled by beta * in_scale into Q5.26\n"
+    " * (mult, shift: computed at export), gemmlowp's fixed-point exp of\n"
+    " * negative values, the sum in Q12.19, its reciprocal by Newton-Raphson,\n"
+    " * output scale 1/256, zero point -128. Differences below diff_min count 0. */\n"
+    "typedef struct {\n"
+    "    int32_t mult, shift, diff_min;\n"
+    "} smx_t;\n"
+    "static int32_t fx_mul(int32_t a, int32_t b)\n"
+    "{\n"
+    "    int64_t ab;\n"
+    "    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;\n"
+    "    ab = (int64_t)a * (int64_t)b;\n"
+    "    ab += ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);\n"
+    "    return (int32_t)(ab / ((int64_t)1 << 31));\n"
+    "}\n"
+    "static int32_t fx_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }\n"
+    "/* x / 2^n rounded half away from zero */\n"
+    "static int32_t fx_rdiv(int32_t x, int32_t n)\n"
+    "{\n"
+    "    const int64_t half = n > 0 ? (int64_t)1 << (n - 1) : 0;\n"
+    "    if (x >= 0) return (int32_t)(((int64_t)x + half) >> n);\n"
+    "    return (int32_t)-((-(int64_t)x + half) >> n);\n"
+    "}\n"
+    "/* x * 2^e saturated, e in 1..30 */\n"
+    "static int32_t fx_shl(int32_t x, int32_t e)\n"
+    "{\n"
+    "    const int32_t t = (int32_t)(((int64_t)1 << (31 - e)) - 1);\n"
+    "    return x > t ? INT32_MAX : x < -t ? INT32_MIN : (int32_t)((int64_t)x * ((int64_t)1 << e));\n"
+    "}\n"
+    "/* exp(a) for a in Q5.26, a <= 0; result Q0.31 */\n"
+    "static int32_t fx_exp(int32_t a)\n"
+    "{\n"
+    "    static const int32_t f[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};\n"
+    "    const int32_t am = fx_add(a & ((1 << 24) - 1), -(1 << 24));\n"
+    "    const int32_t x = fx_add(fx_shl(am, 5), 1 << 28);\n"
+    "    const int32_t x2 = fx_mul(x, x), x3 = fx_mul(x2, x), x4 = fx_mul(x2, x2);\n"
+    "    const int32_t poly = fx_rdiv(fx_add(fx_mul(fx_add(fx_rdiv(x4, 2), x3), 715827883), x2), 1);\n"
+    "    const int32_t rem = (int32_t)((uint32_t)am - (uint32_t)a);\n"
+    "    int32_t r = fx_add(1895147668, fx_mul(1895147668, fx_add(x, poly)));\n"
+    "    for (int32_t k = 0; k < 7; k++)\n"
+    "        if (rem & (int32_t)((uint32_t)1 << (24 + k))) r = fx_mul(r, f[k]);\n"
+    "    return a == 0 ? INT32_MAX : r;\n"
+    "}\n"
+    "/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out */\n"
+    "static int32_t fx_recip(int32_t a)\n"
+    "{\n"
+    "    const int64_t s = (int64_t)a + INT32_MAX;\n"
+    "    const int32_t h = (int32_t)((s + (s >= 0 ? 1 : -1)) / 2);\n"
+    "    int32_t x = fx_add(1515870810, fx_mul(h, -1010580540));\n"
+    "    for (int32_t i = 0; i < 3; i++) x = fx_add(x, fx_shl(fx_mul(x, fx_add(1 << 29, -fx_mul(h, x))), 2));\n"
+    "    return fx_shl(x, 1);\n"
+    "}\n"
+    "static void softmax_tfl(int32_t n, int32_t k, const smx_t *p, const int8_t *x, int8_t *y)\n"
+    "{\n"
+    "    for (int32_t r = 0; r < n; r++, x += k, y += k) {\n"
+    "        int32_t mx = -128, sum = 0, hr = 0, e;\n"
+    "        uint32_t u;\n"
+    "        for (int32_t i = 0; i < k; i++)\n"
+    "            if (x[i] > mx) mx = x[i];\n"
+    "        for (int32_t i = 0; i < k; i++)\n"
+    "            if (x[i] - mx >= p->diff_min)\n"
+    "                sum = fx_add(sum, fx_rdiv(fx_exp(fx_mul((int32_t)((int64_t)(x[i] - mx) * ((int64_t)1 << p->shift)), p->mult)), 12));\n"
+    "        for (u = (uint32_t)sum; hr < 32 && !(u & 0x80000000u); u <<= 1) hr++;\n"
+    "        e = 12 - hr + 23;\n"
+    "        e = e < 0 ? 0 : e > 31 ? 31 : e;\n"
+    "        u = fx_recip((int32_t)(((uint32_t)sum << hr) - 0x80000000u));\n"
+    "        for (int32_t i = 0; i < k; i++) {\n"
+    "            int32_t v = -128;\n"
+    "            if (x[i] - mx >= p->diff_min) {\n"
+    "                v = fx_rdiv(fx_mul((int32_t)u, fx_exp(fx_mul((int32_t)((int64_t)(x[i] - mx) * ((int64_t)1 << p->shift)), p->mult))), e) - 128;\n"
+    "                v = v > 127 ? 127 : v < -128 ? -128 : v;\n"
+    "            }\n"
+    "            y[i] = (int8_t)v;\n"
+    "        }\n"
+    "    }\n"
+    "}\n"
+    "\n";
+
+static const char k_mean_tfl[] =
+    "/* TFLite's MEAN over the pixels (TFLite Micro's reference kernel): per\n"
+    " * channel the sum minus hw input zero points, requantized with the\n"
+    " * multiplier of in_scale / (hw * out_scale) folded at export. */\n"
+    "typedef struct {\n"
+    "    int32_t hw, c, zpi, zpo, mult, shift;\n"
+    "} mean_t;\n"
+    "static void mean_tfl(const mean_t *p, const int8_t *x, int8_t *y)\n"
+    "{\n"
+    "    for (int32_t ch = 0; ch < p->c; ch++) {\n"
+    "        int32_t sum = 0;\n"
+    "        for (int32_t i = 0; i < p->hw; i++) sum += x[i * p->c + ch];\n"
+    "        y[ch] = clamp8(requant((int32_t)((uint32_t)sum - (uint32_t)(p->hw * p->zpi)), p->mult, p->shift) + p->zpo,\n"
+    "                       -128, 127);\n"
+    "    }\n"
+    "}\n"
+    "\n";
+
 /* Approximate code bytes of each piece on a Cortex-M4 (arm-none-eabi-gcc 12,
  * -mcpu=cortex-m4 -Os, from arm-none-eabi-nm sizes of exported zoo models):
  * {portable, DSP}. The requantization is inlined into its callers; its
@@ -1235,8 +1336,9 @@ int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
         {TML_EXK_CONV, {300, 420}},         {TML_EXK_DWCONV, {330, 700}},      {TML_EXK_DENSE, {10, 40}},
         {TML_EXK_MAXPOOL, {246, 330}},      {TML_EXK_AVGPOOL, {300, 300}},     {TML_EXK_GAP, {90, 90}},
         {TML_EXK_ADD, {150, 300}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
-        {TML_EXK_WIDEN, {0, 90}},           {TML_EXK_MM_DENSE_X8, {0, 300}},   {TML_EXK_CONV_LEAN, {0, 160}},
-        {TML_EXK_GAP_PARTS, {70, 70}},
+        {TML_EXK_WIDEN, {0, 90}},           {TML_EXK_MM_DENSE_X8, {0, 300}},
+        {TML_EXK_SOFTMAX_TFL, {700, 700}},  {TML_EXK_MEAN_TFL, {90, 90}},
+        {TML_EXK_CONV_LEAN, {0, 160}},      {TML_EXK_GAP_PARTS, {70, 70}},
     };
     int64_t n = 0;
     for (size_t i = 0; i < sizeof est / sizeof est[0]; i++)
@@ -1254,7 +1356,8 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
     if (used[TML_EXK_CONV_T] || used[TML_EXK_DENSE]) used[TML_EXK_WMAT] = 1;
     if (used[TML_EXK_MM_SPARSE] || used[TML_EXK_MM_SPARSE_CLUSTER]) used[TML_EXK_ROWSTART] = 1;
     if (used[TML_EXK_MM_CLUSTER] || used[TML_EXK_MM_SPARSE_CLUSTER]) used[TML_EXK_UNPACK] = 1;
-    if (used[TML_EXK_WMAT] || used[TML_EXK_ADD] || used[TML_EXK_CLAMP]) used[TML_EXK_REQUANT] = 1;
+    if (used[TML_EXK_WMAT] || used[TML_EXK_ADD] || used[TML_EXK_CLAMP] || used[TML_EXK_MEAN_TFL])
+        used[TML_EXK_REQUANT] = 1;
     if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP] || used[TML_EXK_GAP_PARTS]) used[TML_EXK_DIVROUND] = 1;
     if (used[TML_EXK_MAXPOOL] || used[TML_EXK_AVGPOOL]) used[TML_EXK_POOL_T] = 1;
     used[TML_EXK_WIDEN] = dsp && (used[TML_EXK_CONV] || used[TML_EXK_DENSE]);
@@ -1290,6 +1393,8 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
         {TML_EXK_ADD, k_add, NULL},
         {TML_EXK_CLAMP, k_clamp, NULL},
         {TML_EXK_SOFTMAX, k_softmax, NULL},
+        {TML_EXK_SOFTMAX_TFL, k_softmax_tfl, NULL},
+        {TML_EXK_MEAN_TFL, k_mean_tfl, NULL},
     };
     if (dsp) {
         tml_sb_printf(s,

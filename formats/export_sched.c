@@ -165,7 +165,10 @@ void tml_exs_used(const tml_model *m, const tml_schedule *sc, const tml_exs_node
         const tml_sched_step *p = &sc->steps[q];
         if (p->kind != TML_STEP_RUN) continue;
         tml_op op = m->nodes[p->node].op;
-        if (op == TML_OP_GLOBAL_AVGPOOL) used[(p->flags & TML_STEP_WHOLE) ? TML_EXK_GAP : TML_EXK_GAP_PARTS] = 1;
+        if (op == TML_OP_GLOBAL_AVGPOOL)
+            used[!(p->flags & TML_STEP_WHOLE)                    ? TML_EXK_GAP_PARTS
+                 : m->meta.rounding == TML_ROUNDING_TFLITE ? TML_EXK_MEAN_TFL
+                                                           : TML_EXK_GAP] = 1;
         if ((op == TML_OP_CONV2D || op == TML_OP_DEPTHWISE_CONV2D) && nodes[p->node].conv2d && nodes[p->node].lean)
             used[TML_EXK_CONV_LEAN] = 1;
     }
@@ -201,6 +204,7 @@ static void emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, cons
     const tml_tensor *xt = &m->tensors[n->in[0]], *yt = &m->tensors[n->out];
     const char *id = xn->id;
     int whole = (p->flags & TML_STEP_WHOLE) != 0;
+    int tfl = m->meta.rounding == TML_ROUNDING_TFLITE;
     int64_t cin = xt->ndim == 3 ? xt->dims[2] : 1, cout = yt->ndim == 3 ? yt->dims[2] : 1;
     if (is_window(n->op)) {
         const tml_sched_view *v = &p->in[0], *o = &p->out;
@@ -236,12 +240,25 @@ static void emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, cons
         return;
     case TML_OP_SOFTMAX: {
         int k = (int)yt->dims[yt->ndim - 1];
-        tml_sb_printf(s, "    softmax(%lld, %d, %s_lut, a + %lld, a + %lld);\n", (long long)(tml_tensor_numel(yt) / k), k, id,
-                      at(sc, &p->in[0], 0, 0, 1), at(sc, &p->out, 0, 0, 1));
+        if (tfl)
+            tml_sb_printf(s, "    softmax_tfl(%lld, %d, &%s_p, a + %lld, a + %lld);\n", (long long)(tml_tensor_numel(yt) / k), k,
+                          id, at(sc, &p->in[0], 0, 0, 1), at(sc, &p->out, 0, 0, 1));
+        else
+            tml_sb_printf(s, "    softmax(%lld, %d, %s_lut, a + %lld, a + %lld);\n", (long long)(tml_tensor_numel(yt) / k), k,
+                          id, at(sc, &p->in[0], 0, 0, 1), at(sc, &p->out, 0, 0, 1));
         return;
     }
     case TML_OP_GLOBAL_AVGPOOL: {
         int hw = xt->dims[0] * xt->dims[1];
+        if (whole && tfl) { /* TFLite's MEAN (never streamed: it requantizes the sum) */
+            tml_mean_s8_tfl_params mp;
+            tml_mean_s8_tfl_prepare(xt->q.scale[0], xt->q.zero_point[0], yt->q.scale[0], yt->q.zero_point[0], hw, &mp);
+            tml_sb_printf(s, "    {\n        static const mean_t mp = {%d, %d, %d, %d, %d, %d};\n"
+                             "        mean_tfl(&mp, a + %lld, a + %lld);\n    }\n",
+                          hw, (int)cin, (int)mp.in_zp, (int)mp.out_zp, (int)mp.mult, mp.shift, at(sc, &p->in[0], 0, 0, cin),
+                          at(sc, &p->out, 0, 0, 1));
+            return;
+        }
         if (whole) {
             tml_sb_printf(s, "    global_avgpool(%d, %d, a + %lld, a + %lld);\n", hw, (int)cin, at(sc, &p->in[0], 0, 0, cin),
                           at(sc, &p->out, 0, 0, 1));
@@ -273,7 +290,9 @@ static void emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, cons
     }
     if (n->op == TML_OP_RELU || n->op == TML_OP_RELU6) {
         int32_t lo, hi;
-        tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, yt->q.scale[0], yt->q.zero_point[0], &lo, &hi);
+        tml_act act = n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6;
+        if (tfl) tml_act_bounds_s8_tfl(act, yt->q.scale[0], yt->q.zero_point[0], &lo, &hi);
+        else tml_act_bounds_s8(act, yt->q.scale[0], yt->q.zero_point[0], &lo, &hi);
         tml_sb_printf(s, "    clamp_copy(%lld, %d, %d, a + %lld, a + %lld);\n", count, (int)lo, (int)hi, X, Y);
         return;
     }

@@ -10,7 +10,7 @@
 set -eu
 
 PKGS="gcc make cmake pkg-config libpng-dev zlib1g-dev libcjson-dev libcmocka-dev \
-dataset-fashion-mnist libonnx-testdata"
+dataset-fashion-mnist libonnx-testdata flatbuffers-compiler python3-onnx"
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS="$PKGS python3 python3-torch python3-onnx python3-numpy hyperfine" ;;

@@ -37,9 +37,15 @@ static tml_dataset *fmnist(const char *split)
     return ds;
 }
 
-/* a zoo model folded, calibrated on 96 training images and quantized */
-static tml_model *zoo_int8(const char *arch)
+/* a zoo model folded, calibrated on 96 training images and quantized
+ * (TFLite's arithmetic when the name ends in "+tfl") */
+static tml_model *zoo_int8(const char *name)
 {
+    char arch[64];
+    snprintf(arch, sizeof arch, "%s", name);
+    char *plus = strchr(arch, '+');
+    int tfl = plus != NULL;
+    if (plus) *plus = '\0';
     tml_zoo_opts zo = {.seed = 3};
     tml_model *m = NULL;
     assert_int_equal(tml_zoo_create(arch, &zo, &m), TML_OK);
@@ -50,6 +56,7 @@ static tml_model *zoo_int8(const char *arch)
     assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
     tml_quant_opts qo;
     tml_quant_opts_default(&qo);
+    if (tfl) qo.rounding = TML_ROUNDING_TFLITE;
     assert_int_equal(tml_quantize(m, &cal, &qo), TML_OK);
     tml_calib_free(&cal);
     tml_dataset_free(ds);
@@ -208,7 +215,8 @@ static void test_zoo_targets(void **state)
     static const struct {
         const char *arch;
         int64_t bound;
-    } zoo[] = {{"lenet5", 14400}, {"dscnn", 25088}, {"mobilenet-tiny", 9408}, {"resnet8", 37632}, {"lenet300", 0}};
+    } zoo[] = {{"lenet5", 14400}, {"dscnn", 25088},    {"mobilenet-tiny", 9408}, {"resnet8", 37632},
+               {"lenet300", 0},    {"resnet8+tfl", 0}, {"mobilenet-tiny+tfl", 0}};
     tml_dataset *ds = fmnist("test");
     tml_samples *smp = NULL;
     enum { N = 48 };
@@ -692,7 +700,7 @@ static void export_variants(const tml_model *m, const float *x, int n, const cha
         char tag[96];
         snprintf(tag, sizeof tag, "xs_%s_%s", name, runs[q].what);
         for (char *c = tag; *c; c++)
-            if (*c == ' ' || *c == '-') *c = '_';
+            if (*c == ' ' || *c == '-' || *c == '+') *c = '_';
         int64_t arena = export_run(m, &o, runs[q].portable, in8, out8, n, tag, 0);
         if (getenv("TML_TEST_VERBOSE")) fprintf(stderr, "  %-32s arena %6lld\n", tag, (long long)arena);
         if (runs[q].portable) {
@@ -711,7 +719,7 @@ static void export_variants(const tml_model *m, const float *x, int n, const cha
 static void test_export_zoo(void **state)
 {
     (void)state;
-    static const char *const archs[] = {"lenet5", "dscnn", "mobilenet-tiny", "resnet8", "lenet300"};
+    static const char *const archs[] = {"lenet5", "dscnn", "mobilenet-tiny", "resnet8", "lenet300", "resnet8+tfl"};
     enum { N = 16 };
     tml_dataset *ds = fmnist("test");
     tml_samples *smp = NULL;

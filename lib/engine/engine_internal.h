@@ -83,6 +83,8 @@ void tml_engine_q8_dequantize_output(const struct tml_engine *e, const int8_t *q
 /* memory schedules (engine_sched.c): prepare after the int8 prepare (sizes
  * the arena and scratch), run replays the steps sample by sample. */
 tml_status tml_engine_sched_prepare(struct tml_engine *e);
-void tml_engine_sched_run(struct tml_engine *e, const float *x, int n, float *y);
+/* raw: x and y are the int8 input and output tensors (else floats, quantized
+ * and dequantized with the model's parameters) */
+void tml_engine_sched_run(struct tml_engine *e, const void *x, int n, void *y, int raw);
 
 #endif

@@ -165,7 +165,7 @@ static void run_step(struct tml_engine *e, uint8_t *A, void *scratch, const tml_
     }
 }
 
-void tml_engine_sched_run(struct tml_engine *e, const float *x, int n, float *y)
+void tml_engine_sched_run(struct tml_engine *e, const void *x, int n, void *y, int raw)
 {
     const tml_model *m = e->m;
     const tml_schedule *s = e->sched;
@@ -181,9 +181,11 @@ void tml_engine_sched_run(struct tml_engine *e, const float *x, int n, float *y)
 #endif
         uint8_t *A = e->arena + (size_t)b * e->sched_stride;
         void *scratch = e->scratch ? (uint8_t *)e->scratch + (size_t)tid * e->sched_scratch : NULL;
-        tml_engine_q8_quantize_input(e, x + (int64_t)b * in_numel, in_numel, (int8_t *)(A + e->sched_off[e->sched_in]));
+        int8_t *ain = (int8_t *)(A + e->sched_off[e->sched_in]), *aout = (int8_t *)(A + e->sched_off[e->sched_out]);
+        if (raw) memcpy(ain, (const int8_t *)x + (int64_t)b * in_numel, (size_t)in_numel);
+        else tml_engine_q8_quantize_input(e, (const float *)x + (int64_t)b * in_numel, in_numel, ain);
         for (int q = 0; q < s->n_steps; q++) run_step(e, A, scratch, &s->steps[q]);
-        tml_engine_q8_dequantize_output(e, (const int8_t *)(A + e->sched_off[e->sched_out]), out_numel,
-                                        y + (int64_t)b * out_numel);
+        if (raw) memcpy((int8_t *)y + (int64_t)b * out_numel, aout, (size_t)out_numel);
+        else tml_engine_q8_dequantize_output(e, aout, out_numel, (float *)y + (int64_t)b * out_numel);
     }
 }

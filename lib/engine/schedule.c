@@ -327,7 +327,9 @@ static int streamable(const tml_model *m, int k)
         const tml_tensor *b = &m->tensors[n->in[1]];
         return is3d(y) && b->kind == TML_TENSOR_ACT && is3d(b) && memcmp(b->dims, x->dims, sizeof x->dims) == 0;
     }
-    case TML_OP_GLOBAL_AVGPOOL: return 1;
+    case TML_OP_GLOBAL_AVGPOOL:
+        /* TFLite's MEAN requantizes its sum: run whole (no partial-sum kernel for it) */
+        return m->meta.rounding != TML_ROUNDING_TFLITE;
     default: return 0;
     }
 }
