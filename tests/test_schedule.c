@@ -204,6 +204,26 @@ static float *random_inputs(const tml_model *m, int n, uint64_t seed)
     return x;
 }
 
+/* The first n Fashion-MNIST test images, preprocessed for m. */
+static float *test_images(const tml_model *m, int n)
+{
+    tml_dataset *ds = fmnist("test");
+    tml_samples *smp = NULL;
+    assert_int_equal(tml_dataset_load(ds, n, &smp), TML_OK);
+    float *x = malloc(sizeof(float) * (size_t)n * 784);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)n);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    assert_true(x && lab && idx);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    tml_samples_gather(smp, idx, n, x, lab);
+    tml_preproc_apply(&m->meta.pre, (int64_t)n * 784, 1, x);
+    free(lab);
+    free(idx);
+    tml_samples_free(smp);
+    tml_dataset_free(ds);
+    return x;
+}
+
 /* ---- the zoo ------------------------------------------------------------------------------ */
 
 /* The targets of issue 11 and the bounds the issue measured (int8, 16-byte
@@ -217,10 +237,7 @@ static void test_zoo_targets(void **state)
         int64_t bound;
     } zoo[] = {{"lenet5", 14400}, {"dscnn", 25088},    {"mobilenet-tiny", 9408}, {"resnet8", 37632},
                {"lenet300", 0},    {"resnet8+tfl", 0}, {"mobilenet-tiny+tfl", 0}};
-    tml_dataset *ds = fmnist("test");
-    tml_samples *smp = NULL;
     enum { N = 48 };
-    assert_int_equal(tml_dataset_load(ds, N, &smp), TML_OK);
     for (size_t z = 0; z < sizeof zoo / sizeof zoo[0]; z++) {
         tml_model *m = zoo_int8(zoo[z].arch);
         tml_sched_opts o;
@@ -245,21 +262,12 @@ static void test_zoo_targets(void **state)
         assert_int_equal(s2.arena_bytes, s.arena_bytes);
         assert_memory_equal(s2.steps, s.steps, sizeof *s.steps * (size_t)s.n_steps);
         tml_schedule_free(&s2);
-        /* real images, preprocessed */
-        float *x = malloc(sizeof(float) * N * 784);
-        int32_t lab[N];
-        int64_t idx[N];
-        for (int i = 0; i < N; i++) idx[i] = i;
-        assert_non_null(x);
-        tml_samples_gather(smp, idx, N, x, lab);
-        tml_preproc_apply(&m->meta.pre, (int64_t)N * 784, 1, x);
+        float *x = test_images(m, N);
         exercise(m, x, N, zoo[z].arch);
         free(x);
         tml_schedule_free(&s);
         tml_model_free(m);
     }
-    tml_samples_free(smp);
-    tml_dataset_free(ds);
 }
 
 /* ---- generated graphs ---------------------------------------------------------------------- */
@@ -721,18 +729,9 @@ static void test_export_zoo(void **state)
     (void)state;
     static const char *const archs[] = {"lenet5", "dscnn", "mobilenet-tiny", "resnet8", "lenet300", "resnet8+tfl"};
     enum { N = 16 };
-    tml_dataset *ds = fmnist("test");
-    tml_samples *smp = NULL;
-    assert_int_equal(tml_dataset_load(ds, N, &smp), TML_OK);
     for (size_t z = 0; z < sizeof archs / sizeof archs[0]; z++) {
         tml_model *m = zoo_int8(archs[z]);
-        float *x = malloc(sizeof(float) * N * 784);
-        int32_t lab[N];
-        int64_t idx[N];
-        for (int i = 0; i < N; i++) idx[i] = i;
-        assert_non_null(x);
-        tml_samples_gather(smp, idx, N, x, lab);
-        tml_preproc_apply(&m->meta.pre, (int64_t)N * 784, 1, x);
+        float *x = test_images(m, N);
         export_variants(m, x, N, archs[z], 0);
         /* the issue's targets hold for the exported C too (its kernels' scratch included) */
         tml_sched_opts o;
@@ -750,8 +749,6 @@ static void test_export_zoo(void **state)
         free(x);
         tml_model_free(m);
     }
-    tml_samples_free(smp);
-    tml_dataset_free(ds);
 }
 
 static void test_export_graphs(void **state)
@@ -785,18 +782,9 @@ static void test_export_emulator(void **state)
     }
     static const char *const archs[] = {"lenet5", "dscnn", "mobilenet-tiny", "resnet8"};
     enum { N = 4 };
-    tml_dataset *ds = fmnist("test");
-    tml_samples *smp = NULL;
-    assert_int_equal(tml_dataset_load(ds, N, &smp), TML_OK);
     for (size_t z = 0; z < sizeof archs / sizeof archs[0]; z++) {
         tml_model *m = zoo_int8(archs[z]);
-        float *x = malloc(sizeof(float) * N * 784);
-        int32_t lab[N];
-        int64_t idx[N];
-        for (int i = 0; i < N; i++) idx[i] = i;
-        assert_non_null(x);
-        tml_samples_gather(smp, idx, N, x, lab);
-        tml_preproc_apply(&m->meta.pre, (int64_t)N * 784, 1, x);
+        float *x = test_images(m, N);
         for (int v = 0; v < (z == 2 ? 2 : 1); v++) { /* patches: mobilenet-tiny (the quickest) */
             tml_sched_opts o;
             tml_sched_opts_default(&o);
@@ -823,8 +811,6 @@ static void test_export_emulator(void **state)
         free(x);
         tml_model_free(m);
     }
-    tml_samples_free(smp);
-    tml_dataset_free(ds);
 }
 
 int main(void)

@@ -239,73 +239,59 @@ static void node_geo(const tml_model *m, const tml_node *n, geo *g)
     g->W = x->dims[1];
     g->C = x->dims[2];
     g->kh = g->kw = g->sh = g->sw = g->dh = g->dw = 1;
-    switch (n->op) {
-    case TML_OP_CONV2D:
-    case TML_OP_DEPTHWISE_CONV2D:
-    case TML_OP_MAXPOOL:
-    case TML_OP_AVGPOOL:
+    if (n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D || n->op == TML_OP_MAXPOOL || n->op == TML_OP_AVGPOOL) {
+        tml_window w;
+        tml_window_from_node(m, n, 1, &w);
         g->kind = GEO_WINDOW;
-        g->kh = n->kh;
-        g->kw = n->kw;
-        g->sh = n->sh;
-        g->sw = n->sw;
-        g->dh = n->dh > 0 ? n->dh : 1;
-        g->dw = n->dw > 0 ? n->dw : 1;
-        g->pt = n->pad[0];
-        g->pl = n->pad[1];
-        g->OH = y->dims[0];
-        g->OW = y->dims[1];
-        g->OC = y->dims[2];
-        break;
-    case TML_OP_GLOBAL_AVGPOOL:
+        g->kh = w.kh;
+        g->kw = w.kw;
+        g->sh = w.sh;
+        g->sw = w.sw;
+        g->dh = w.dh;
+        g->dw = w.dw;
+        g->pt = w.pad_t;
+        g->pl = w.pad_l;
+        g->OH = w.oh;
+        g->OW = w.ow;
+        g->OC = w.o;
+    } else if (n->op == TML_OP_GLOBAL_AVGPOOL) {
         g->kind = GEO_GAP;
         g->OH = g->H;
         g->OW = g->W;
         g->OC = g->C;
-        break;
-    default:
+    } else {
         g->kind = GEO_ELTWISE;
         g->OH = y->dims[0];
         g->OW = y->dims[1];
         g->OC = y->dims[2];
-        break;
     }
+}
+
+/* Along one axis: the input positions [lo, hi) that outputs [a, b) of a
+ * window (stride s, padding pad, k taps dilated by d) read, clipped to the
+ * input's n; outputs of other layers read their own positions. */
+static void span_in(const geo *g, int a, int b, int s, int pad, int k, int d, int n, int *lo, int *hi)
+{
+    if (b <= a) {
+        *lo = *hi = a < n ? a : n;
+        return;
+    }
+    if (g->kind != GEO_WINDOW) {
+        *lo = a;
+        *hi = b;
+        return;
+    }
+    int l = a * s - pad, h = (b - 1) * s - pad + (k - 1) * d + 1;
+    if (l < 0) l = 0;
+    if (h > n) h = n;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
 }
 
 /* Input rows read by output rows [a, b) (clipped to the input; empty when b <= a). */
-static void rows_in(const geo *g, int a, int b, int *lo, int *hi)
-{
-    if (b <= a) {
-        *lo = *hi = a < g->H ? a : g->H;
-        return;
-    }
-    if (g->kind != GEO_WINDOW) {
-        *lo = a;
-        *hi = b;
-        return;
-    }
-    int l = a * g->sh - g->pt, h = (b - 1) * g->sh - g->pt + (g->kh - 1) * g->dh + 1;
-    if (l < 0) l = 0;
-    if (h > g->H) h = g->H;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
-}
-
-static void cols_in(const geo *g, int a, int b, int *lo, int *hi)
-{
-    if (g->kind != GEO_WINDOW) {
-        *lo = a;
-        *hi = b;
-        return;
-    }
-    int l = a * g->sw - g->pl, h = (b - 1) * g->sw - g->pl + (g->kw - 1) * g->dw + 1;
-    if (l < 0) l = 0;
-    if (h > g->W) h = g->W;
-    if (h < l) h = l;
-    *lo = l;
-    *hi = h;
-}
+static void rows_in(const geo *g, int a, int b, int *lo, int *hi) { span_in(g, a, b, g->sh, g->pt, g->kh, g->dh, g->H, lo, hi); }
+static void cols_in(const geo *g, int a, int b, int *lo, int *hi) { span_in(g, a, b, g->sw, g->pl, g->kw, g->dw, g->W, lo, hi); }
 
 static int is3d(const tml_tensor *t) { return t->ndim == 3; }
 
