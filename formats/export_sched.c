@@ -92,6 +92,45 @@ int tml_exs_plan(const tml_model *m, const tml_sched_opts *o, int dsp, tml_exs_n
         if (lean) order[n++] = i;
     }
     if ((st = plan_with(m, o, cur, &best))) goto out;
+    if (n > 0 && !limit) {
+        /* first, at once: the layers of segments that have room below the
+         * arena for their fast scratch (no search needed to know it costs
+         * nothing); one check that placement agrees */
+        int64_t al16 = best.align;
+        int moved = 0;
+        for (int g = 0; g < best.n_segments; g++) {
+            const tml_sched_segment *sg = &best.segments[g];
+            int64_t now = 0, fast = 0;
+            for (int k = sg->first; k <= sg->last; k++) {
+                int64_t c = (cur[k] + al16 - 1) / al16 * al16, f = (nodes[k].scratch_fast + al16 - 1) / al16 * al16;
+                if (c > now) now = c;
+                if (f > fast) fast = f;
+            }
+            /* a stream shares one scratch buffer; a plain or in-place layer has its own */
+            if (sg->peak_bytes - now + fast > best.arena_bytes) continue;
+            for (int k = sg->first; k <= sg->last; k++)
+                if (cur[k] != nodes[k].scratch_fast) {
+                    cur[k] = nodes[k].scratch_fast;
+                    moved = 1;
+                }
+        }
+        if (moved) {
+            if ((st = plan_with(m, o, cur, &t))) goto out;
+            if (t.arena_bytes <= best.arena_bytes && t.extra_macs <= best.extra_macs) {
+                tml_schedule_free(&best);
+                best = t;
+            } else {
+                tml_schedule_free(&t);
+                for (int a = 0; a < n; a++) cur[order[a]] = nodes[order[a]].scratch_lean;
+            }
+            memset(&t, 0, sizeof t);
+        }
+        /* the rest, one by one */
+        int r = 0;
+        for (int a = 0; a < n; a++)
+            if (cur[order[a]] != nodes[order[a]].scratch_fast) order[r++] = order[a];
+        n = r;
+    }
     for (int a = 1; a < n; a++)
         for (int b = a; b > 0 && tml_node_macs(m, &m->nodes[order[b]]) > tml_node_macs(m, &m->nodes[order[b - 1]]); b--) {
             int tmp = order[b];

@@ -31,7 +31,8 @@
 #include "tinyml/tml_schedule.h"
 
 #define SA TML_PLAN_ALIGN_DEVICE
-#define MAX_SEG 64 /* longest streamed / tiled segment considered (nodes) */
+#define MAX_SEG 32   /* longest streamed segment considered (nodes) */
+#define MAX_PATCH 16 /* longest tiled chain considered (nodes) */
 
 static int64_t al(int64_t v) { return (v + SA - 1) / SA * SA; }
 
@@ -684,6 +685,9 @@ typedef struct snode {
     int ring;       /* ring buffer (fixed rings) */
     int64_t rowb;
     int64_t base;   /* zone: byte offset of row lo (when rows are held) */
+    int nrd;        /* readers of its output inside the segment (local indices) */
+    int rd[MAX_SEG];
+    int rd_in[MAX_SEG]; /* which of the reader's inputs it is */
 } snode;
 
 /* Two layouts of the held rows: fixed rings (one buffer per tensor, sized for
@@ -873,15 +877,12 @@ static void s_release(sstate *S, int kp)
     snode *p = &S->s[kp];
     if (!p->internal) return;
     int newlo = p->done;
-    int t = S->g->m->nodes[p->node].out;
-    for (int r = kp + 1; r < S->L; r++) {
-        snode *q = &S->s[r];
-        for (int a = 0; a < q->nin; a++) {
-            if (q->in_t[a] != t || q->done >= q->out_rows) continue;
-            int lo, hi;
-            rows_in(&q->G, q->done, q->done + 1, &lo, &hi);
-            if (lo < newlo) newlo = lo;
-        }
+    for (int e = 0; e < p->nrd; e++) {
+        const snode *q = &S->s[p->rd[e]];
+        if (q->done >= q->out_rows) continue;
+        int lo, hi;
+        rows_in(&q->G, q->done, q->done + 1, &lo, &hi);
+        if (lo < newlo) newlo = lo;
     }
     if (newlo <= p->lo) return;
     S->held -= (int64_t)(newlo - p->lo) * p->rowb;
@@ -986,6 +987,11 @@ static int s_setup(const gfx *g, int i, int j, sstate *S, snode *s)
             q->in_t[a] = in[a];
             int p = g->prod[in[a]];
             q->in_k[a] = p >= i && p < j ? p - i : -1;
+            if (q->in_k[a] >= 0) {
+                snode *pr = &s[q->in_k[a]];
+                pr->rd_in[pr->nrd] = a;
+                pr->rd[pr->nrd++] = k;
+            }
         }
         q->out_rows = q->G.OH;
         int t = n->out;
@@ -1453,7 +1459,7 @@ static tml_status enumerate(const gfx *g, const tml_sched_opts *o, cands *c)
             }
         }
         if (modes & TML_SCHED_PATCH) {
-            for (int j = i + 2; j <= g->nn && j - i <= MAX_SEG; j++) {
+            for (int j = i + 2; j <= g->nn && j - i <= MAX_PATCH; j++) {
                 if (!chain_ok(g, i, j)) break;
                 for (int gh = 1; gh <= maxt; gh++)
                     for (int gw = 1; gw <= maxt; gw++) {
