@@ -442,13 +442,10 @@ static void seg_plain(const gfx *g, int k, segres *r, emitter *e)
     p->kind = TML_STEP_RUN;
     p->flags = TML_STEP_WHOLE;
     p->node = k;
-    int in[TML_MAX_NODE_INPUTS];
-    int na = act_inputs(g->m, n, in);
     for (int q = 0; q < 2; q++) {
         int t = q < n->n_in ? n->in[q] : -1;
         if (t >= 0 && g->m->tensors[t].kind == TML_TENSOR_ACT) p->in[q] = whole_view(g, e, t);
     }
-    (void)na;
     p->out = whole_view(g, e, n->out);
     const tml_tensor *y = &g->m->tensors[n->out];
     p->r0 = 0;
