@@ -166,14 +166,15 @@ memory)
     ratio=$(awk -v a="$arena" -v b="$bound" 'BEGIN{printf "%.2fx", b / a}')
     ev=$("$T" eval "$OUT/$a-int8.tmf" --data $D --no-per-class --check-schedule -q)
     cmp=$(echo "$ev" | sed -n 's/.*schedule check: \([0-9]*\) output values compared with the layer-by-layer run, \([0-9]*\) differ.*/\1 \2/p')
-    sps=$("$T" eval "$OUT/$a-int8.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f7)
-    sps0=$("$T" eval "$OUT/$a-int8.tmf" --data $D --format csv --no-per-class -q --no-schedule | csvrow | cut -d, -f7)
+    sps=$("$T" eval "$OUT/$a-int8.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f7 | awk '{printf "%.0f", $1}')
+    sps0=$("$T" eval "$OUT/$a-int8.tmf" --data $D --format csv --no-per-class -q --no-schedule | csvrow | cut -d, -f7 |
+      awk '{printf "%.0f", $1}')
     i0=-; i1=-; f0=-; f1=-; a0=-
     if "$T" profile "$OUT/$a-int8.tmf" --limit 20 -q --format csv --no-schedule >"$OUT/$a.prof0.csv" 2>/dev/null; then
       "$T" profile "$OUT/$a-int8.tmf" --limit 20 -q --format csv >"$OUT/$a.prof1.csv"
       i0=$(awk -F, '$1=="instructions"{print $2}' "$OUT/$a.prof0.csv"); i1=$(awk -F, '$1=="instructions"{print $2}' "$OUT/$a.prof1.csv")
-      f0=$(awk -F, '$1=="flash"{print $2}' "$OUT/$a.prof0.csv"); f1=$(awk -F, '$1=="flash"{print $2}' "$OUT/$a.prof1.csv")
-      a0=$(awk -F, '$1=="RAM: arena"{print $2}' "$OUT/$a.prof0.csv")
+      f0=$(awk -F, '$1=="flash"{print $2+0}' "$OUT/$a.prof0.csv"); f1=$(awk -F, '$1=="flash"{print $2+0}' "$OUT/$a.prof1.csv")
+      a0=$(awk -F, '$1=="RAM: arena"{print $2+0}' "$OUT/$a.prof0.csv")
     fi
     say "| $a | $bound | $a0 | $arena | $ratio | $extra | $i0 | $i1 | $f0 | $f1 | ${cmp% *} | ${cmp#* } | $sps0 | $sps |"
   done
