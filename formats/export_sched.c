@@ -143,7 +143,9 @@ int tml_exs_plan(const tml_model *m, const tml_sched_opts *o, int dsp, tml_exs_n
         if ((st = plan_with(m, o, cur, &t))) goto out;
         /* the lean kernel costs about one instruction per MAC more (Cortex-M4, measured) */
         int64_t saved = tml_node_macs(m, &m->nodes[i]);
-        int take = limit ? (t.fits >= best.fits && t.extra_macs <= best.extra_macs)
+        /* (a limit nothing meets: the least RAM, as without one) */
+        int take = limit ? (t.fits ? t.extra_macs <= best.extra_macs || !best.fits
+                                   : !best.fits && t.arena_bytes <= best.arena_bytes)
                          : (t.extra_macs <= best.extra_macs &&
                             (t.arena_bytes - best.arena_bytes) * TML_EXPORT_LEAN_INSTR_PER_BYTE <= saved);
         if (take) {

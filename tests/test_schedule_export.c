@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sched_fixtures.h"
+#include "tinyml/tml_cluster.h"
 #include "tinyml/tml_device.h"
 #include "tinyml/tml_export.h"
 #include "tinyml/tml_schedule.h"
@@ -75,12 +76,15 @@ static void engine_int8(const tml_model *m, const float *x, int n, int8_t **in8,
  * bytes after the arena: run() fails if one changes), runs the n inputs and
  * compares with the engine. `shrink` > 0 compiles the arena that many bytes
  * too small instead and expects the guard to catch it. Returns the arena. */
+static tml_export_enc g_weights = TML_EXPORT_AUTO; /* the weight form the exports use */
+
 static int64_t export_run(const tml_model *m, const tml_sched_opts *so, int portable, const int8_t *in8,
                           const int8_t *out8, int n, const char *tag, int shrink)
 {
     tml_export_opts eo;
     tml_export_opts_default(&eo);
     eo.schedule = so;
+    eo.weights = g_weights;
     if (portable) eo.kernels = TML_EXPORT_KERNELS_PORTABLE;
     tml_export_result r;
     tml_status st = tml_export_c(m, &eo, &r);
@@ -236,6 +240,31 @@ static void test_export_graphs(void **state)
     }
 }
 
+/* Compact weight forms under a schedule: depthwise layers with sparse or
+ * clustered weights run through conv2d (grouped), and the lean kernel reads
+ * int8 inputs through their matrix kernels. */
+static void test_export_compact(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    tml_model *m = zoo_int8("mobilenet-tiny");
+    float *x = test_images(m, N);
+    g_weights = TML_EXPORT_SPARSE;
+    export_variants(m, x, N, "mobilenet_sparse", 0);
+    free(x);
+    tml_model_free(m);
+    m = zoo_int8("dscnn");
+    tml_cluster_opts co;
+    tml_cluster_opts_default(&co);
+    co.bits = 3;
+    assert_int_equal(tml_cluster(m, &co, NULL), TML_OK);
+    x = test_images(m, N);
+    g_weights = TML_EXPORT_AUTO;
+    export_variants(m, x, N, "dscnn_clustered", 0);
+    free(x);
+    tml_model_free(m);
+}
+
 /* The scheduled exports on the emulated Cortex-M4 (DSP kernels, 64 guard
  * bytes after the arena), bit-exact with the engine; skipped without the
  * toolchain or QEMU. */
@@ -253,7 +282,9 @@ static void test_export_emulator(void **state)
     for (size_t z = 0; z < sizeof archs / sizeof archs[0]; z++) {
         tml_model *m = zoo_int8(archs[z]);
         float *x = test_images(m, N);
-        for (int v = 0; v < (z == 2 ? 2 : 1); v++) { /* patches: mobilenet-tiny (the quickest) */
+        /* mobilenet-tiny (the quickest) also with patches, and with sparse weights
+         * under a RAM limit that needs every lean conv kernel */
+        for (int v = 0; v < (z == 2 ? 3 : 1); v++) {
             tml_sched_opts o;
             tml_sched_opts_default(&o);
             if (v == 1) {
@@ -261,17 +292,20 @@ static void test_export_emulator(void **state)
                 o.max_recompute = 100.0;
                 o.max_tiles = 3;
             }
+            if (v == 2) o.ram_limit = 1024;
             tml_device_opts dv;
             tml_device_opts_default(&dv);
             dv.exp.schedule = &o;
+            if (v == 2) dv.exp.weights = TML_EXPORT_SPARSE;
             dv.cdefs = "-DMODEL_ARENA_GUARD=64";
             tml_device_result r;
             tml_status st = tml_device_run(m, x, N, &dv, &r);
             if (st) fprintf(stderr, "%s: device: %s\n", archs[z], tml_last_error());
             assert_int_equal(st, TML_OK);
             fprintf(stderr, "%-15s %s on %s: arena %6lld, %.0f instructions per inference, %lld mismatches\n", archs[z],
-                    v ? "patch/in-place" : "default", r.target->name, (long long)r.exp.arena_bytes, r.instr,
-                    (long long)r.mismatches);
+                    v == 2 ? "sparse, lean" : v ? "patch/in-place" : "default", r.target->name, (long long)r.exp.arena_bytes,
+                    r.instr, (long long)r.mismatches);
+            if (v == 2) assert_true(r.exp.lean_layers > 0);
             assert_int_equal(r.mismatches, 0);
             assert_true(r.exp.schedule != NULL);
             tml_device_result_free(&r);
@@ -286,6 +320,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_graphs),
         cmocka_unit_test(test_export_zoo),
+        cmocka_unit_test(test_export_compact),
         cmocka_unit_test(test_export_emulator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
