@@ -764,20 +764,18 @@ static int z_blocks(const sstate *S, int *ord)
     return n;
 }
 
-/* Packs every block but `skip` to the bottom of the zone in offset order and
- * puts `skip` (if it holds rows) right after them. */
-static void z_compact(sstate *S, int skip)
+/* Packs every block to the bottom of the zone in offset order (each moves
+ * down into bytes already vacated) and starts the empty block `k` after them. */
+static void z_compact(sstate *S, int k)
 {
     int ord[MAX_SEG];
     int n = z_blocks(S, ord);
     int64_t at = 0;
     for (int a = 0; a < n; a++) {
-        if (ord[a] == skip) continue;
         z_move(S, ord[a], at);
         at += held_bytes(&S->s[ord[a]]);
     }
-    if (skip >= 0 && held_bytes(&S->s[skip]) > 0) z_move(S, skip, at);
-    else if (skip >= 0) S->s[skip].base = at;
+    S->s[k].base = at;
 }
 
 /* Makes room for `r` more bytes at the end of local node k's rows. */
@@ -865,7 +863,24 @@ static void z_grow(sstate *S, int k, int64_t r)
     } else if (costD >= 0) {
         z_move(S, k, dAt);
     } else {
-        z_compact(S, k);
+        /* free bytes on both sides: pack the blocks above k against the top
+         * (topmost first), then move k and those below down by what is
+         * still missing; the zone always has room (held + r <= zcap) */
+        int64_t top = S->zcap;
+        for (int a = n - 1; a > pos; a--) {
+            top -= held_bytes(&S->s[ord[a]]);
+            z_move(S, ord[a], top);
+        }
+        int64_t miss = r - (top - end), shift[MAX_SEG];
+        int first = pos;
+        for (int a = pos; a >= 0 && miss > 0; a--) {
+            shift[a] = miss;
+            first = a;
+            int64_t bottom = a > 0 ? S->s[ord[a - 1]].base + held_bytes(&S->s[ord[a - 1]]) : 0;
+            miss -= S->s[ord[a]].base - bottom;
+        }
+        if (r > top - end)
+            for (int a = first; a <= pos; a++) z_move(S, ord[a], S->s[ord[a]].base - shift[a]);
     }
 }
 
