@@ -721,6 +721,28 @@ static tml_sched_view sview(const sstate *S, int t)
     return whole_view(g, S->e, t);
 }
 
+/* A move of len bytes inside buffer buf (a memmove: the ranges may overlap),
+ * emitted when emitting, counted always. */
+static void s_copy(sstate *S, int node, int buf, int64_t src_off, int64_t dst_off, int64_t len)
+{
+    if (S->e) {
+        tml_sched_step *p = add_step(S->e);
+        if (!p) {
+            S->bad = 1;
+            return;
+        }
+        p->kind = TML_STEP_COPY;
+        p->node = node;
+        p->src = p->dst = buf;
+        p->src_off = src_off;
+        p->dst_off = dst_off;
+        p->rows = 1;
+        p->len = len;
+    }
+    S->steps++;
+    S->moved += len;
+}
+
 /* Moves the held rows of local node k to byte `to` of the zone. */
 static void z_move(sstate *S, int k, int64_t to)
 {
@@ -730,22 +752,7 @@ static void z_move(sstate *S, int k, int64_t to)
         q->base = to;
         return;
     }
-    if (S->e) {
-        tml_sched_step *p = add_step(S->e);
-        if (!p) {
-            S->bad = 1;
-            return;
-        }
-        p->kind = TML_STEP_COPY;
-        p->node = q->node;
-        p->src = p->dst = S->zbuf;
-        p->src_off = q->base;
-        p->dst_off = to;
-        p->rows = 1;
-        p->len = len;
-    }
-    S->steps++;
-    S->moved += len;
+    s_copy(S, q->node, S->zbuf, q->base, to, len);
     q->base = to;
 }
 
@@ -901,22 +908,8 @@ static void s_release(sstate *S, int kp)
     if (S->zone) {
         p->base += (int64_t)(newlo - p->lo) * p->rowb; /* the block starts later; nothing moves */
     } else if (p->done > newlo) {
-        if (S->e) {
-            tml_sched_step *st = add_step(S->e);
-            if (!st) {
-                S->bad = 1;
-                return;
-            }
-            st->kind = TML_STEP_COPY;
-            st->node = p->node;
-            st->src = st->dst = p->ring;
-            st->src_off = (int64_t)(newlo - p->lo) * p->rowb;
-            st->dst_off = 0;
-            st->rows = 1;
-            st->len = (int64_t)(p->done - newlo) * p->rowb;
-        }
-        S->steps++;
-        S->moved += (int64_t)(p->done - newlo) * p->rowb;
+        s_copy(S, p->node, p->ring, (int64_t)(newlo - p->lo) * p->rowb, 0, (int64_t)(p->done - newlo) * p->rowb);
+        if (S->bad) return;
     }
     p->lo = newlo;
 }
@@ -1558,24 +1551,25 @@ static int fewest_extra(const gfx *g, const cands *c, int64_t bound, int *chosen
     int *from = malloc(sizeof(int) * (size_t)(nn + 1));
     int cnt = -1;
     if (!bx || !bs || !from) goto out;
+    /* from[j] < 0: node j not reached yet (bx can be negative: a patch that
+     * skips rows no later layer reads computes fewer MACs than layer by layer) */
     for (int j = 0; j <= nn; j++) {
-        bx[j] = -1;
+        bx[j] = 0;
         bs[j] = 0;
         from[j] = -1;
     }
-    bx[0] = 0;
     for (int j = 1; j <= nn; j++)
         for (int ci = 0; ci < c->n; ci++) {
             const cand *cd = &c->v[ci];
-            if (cd->j != j || cd->peak > bound || bx[cd->i] < 0) continue;
+            if (cd->j != j || cd->peak > bound || (cd->i > 0 && from[cd->i] < 0)) continue;
             int64_t x = bx[cd->i] + cd->extra, s = bs[cd->i] + cd->steps;
-            if (bx[j] < 0 || x < bx[j] || (x == bx[j] && s < bs[j])) {
+            if (from[j] < 0 || x < bx[j] || (x == bx[j] && s < bs[j])) {
                 bx[j] = x;
                 bs[j] = s;
                 from[j] = ci;
             }
         }
-    if (bx[nn] < 0) goto out;
+    if (nn > 0 && from[nn] < 0) goto out;
     int n = 0;
     for (int j = nn; j > 0; j = c->v[from[j]].i) n++;
     cnt = n;

@@ -93,7 +93,8 @@ typedef struct tml_sched_segment {
                              buffers, each rounded up to the alignment) */
     int64_t bound_bytes;  /* the same nodes run layer by layer: the most bytes live at one of them */
     int64_t macs;         /* multiply-accumulates of its nodes, once each */
-    int64_t extra_macs;   /* recomputed by the schedule (patch overlap) */
+    int64_t extra_macs;   /* recomputed by the schedule (patch overlap); negative where tiles
+                             skip rows or columns no later layer reads */
     int n_steps;
 } tml_sched_segment;
 
@@ -166,7 +167,7 @@ typedef struct tml_schedule {
     int64_t arena_bytes;  /* the RAM of the schedule: one arena holding every buffer */
     int64_t bound_bytes;  /* the tensor-by-tensor bound: arena of tml_plan_activations */
     int64_t macs;         /* the model's MACs */
-    int64_t extra_macs;   /* recomputed */
+    int64_t extra_macs;   /* recomputed (the segments' sum; may be negative) */
     /* the request and how it was met */
     tml_sched_opts opts;
     int fits;             /* ram_limit given: 1 if arena_bytes <= ram_limit (else this is the
