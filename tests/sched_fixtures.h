@@ -2,11 +2,13 @@
  * sched_fixtures.h - models and inputs shared by the memory-schedule tests
  * (test_schedule.c: the scheduler and the engine; test_schedule_export.c: the
  * exported C): quantized zoo models, quantized generated graphs (odd sizes,
- * strides, padding, residual adds), test images and random inputs.
+ * strides, padding, residual adds), random graphs, test images and random
+ * inputs.
  */
 #ifndef TML_SCHED_FIXTURES_H
 #define TML_SCHED_FIXTURES_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,5 +187,121 @@ static const char *const graphs[] = {
     " {\"type\": \"avgpool\", \"size\": [3, 1], \"stride\": [1, 1], \"padding\": \"same\"},"
     " {\"type\": \"global_avgpool\"}, {\"type\": \"dense\", \"units\": 2}]}",
 };
+
+/* ---- random graphs (a generator: tests draw many) ------------------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t left;
+} jbuf;
+
+static inline void jput(jbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p, b->left, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < b->left);
+    b->p += n;
+    b->left -= (size_t)n;
+}
+
+static const char *const rand_acts[] = {"none", "relu", "relu6"};
+
+/* One window layer (conv, depthwise or pool) of random kernel, stride and
+ * padding; *h, *w, *c follow the shape (valid padding only where it fits). */
+static inline void rand_window(jbuf *b, tml_rng *r, int *h, int *w, int *c, int in_residual)
+{
+    int kind = (int)tml_rng_below(r, in_residual ? 2 : 4);
+    int kh = 1 + (int)tml_rng_below(r, 4), kw = tml_rng_below(r, 3) ? kh : 1 + (int)tml_rng_below(r, 4);
+    int sh = tml_rng_below(r, 3) ? 1 : 2 + (int)tml_rng_below(r, 2), sw = tml_rng_below(r, 2) ? sh : 1 + (int)tml_rng_below(r, 2);
+    int same = in_residual || tml_rng_below(r, 2) || kh > *h || kw > *w;
+    if (kind == 1) { /* depthwise: square */
+        kw = kh;
+        sw = sh;
+        same = same || kh > *w;
+    }
+    if (in_residual) sh = sw = 1;
+    const char *pad = same ? "same" : "valid";
+    if (kind == 0) {
+        int f = 1 + (int)tml_rng_below(r, 12);
+        jput(b, "{\"type\": \"conv2d\", \"filters\": %d, \"kernel\": [%d, %d], \"stride\": [%d, %d], \"padding\": \"%s\", \"act\": \"%s\"}",
+             in_residual ? *c : f, kh, kw, sh, sw, pad, rand_acts[tml_rng_below(r, 3)]);
+        if (!in_residual) *c = f;
+    } else if (kind == 1) {
+        int mult = in_residual || tml_rng_below(r, 3) ? 1 : 2;
+        jput(b, "{\"type\": \"depthwise_conv2d\", \"multiplier\": %d, \"kernel\": %d, \"stride\": %d, \"padding\": \"%s\", \"act\": \"%s\"}",
+             mult, kh, sh, pad, rand_acts[tml_rng_below(r, 3)]);
+        *c *= mult;
+        kw = kh;
+        sw = sh;
+    } else {
+        int size = 1 + (int)tml_rng_below(r, 3), st = 1 + (int)tml_rng_below(r, 2);
+        same = tml_rng_below(r, 2) || size > *h || size > *w;
+        jput(b, "{\"type\": \"%s\", \"size\": %d, \"stride\": %d, \"padding\": \"%s\"}", kind == 2 ? "maxpool" : "avgpool",
+             size, st, same ? "same" : "valid");
+        kh = kw = size;
+        sh = sw = st;
+    }
+    if (same) {
+        *h = (*h + sh - 1) / sh;
+        *w = (*w + sw - 1) / sw;
+    } else {
+        *h = (*h - kh) / sh + 1;
+        *w = (*w - kw) / sw + 1;
+    }
+}
+
+/* A random image graph: window layers, standalone activations, residual
+ * blocks (identity, or projected when the first layer has stride 2), then a
+ * global average pool or flatten and a dense head. */
+static inline void rand_graph(tml_rng *r, char *out, size_t cap)
+{
+    jbuf b = {out, cap};
+    int h = 3 + (int)tml_rng_below(r, 20), w = 1 + (int)tml_rng_below(r, 20), c = 1 + (int)tml_rng_below(r, 5);
+    int classes = 2 + (int)tml_rng_below(r, 5);
+    jput(&b, "{\"input\": [%d, %d, %d], \"classes\": %d, \"layers\": [", h, w, c, classes);
+    int n = 2 + (int)tml_rng_below(r, 6);
+    for (int i = 0; i < n && h > 1; i++) {
+        int what = (int)tml_rng_below(r, 8);
+        if (what == 0) {
+            jput(&b, "{\"type\": \"%s\"}, ", tml_rng_below(r, 2) ? "relu" : "relu6");
+        } else if (what == 1) {
+            /* a residual block: one to three same-shape layers after an optional stride-2 conv */
+            jput(&b, "{\"type\": \"residual\", \"act\": \"%s\", \"layers\": [", rand_acts[tml_rng_below(r, 2)]);
+            if (tml_rng_below(r, 3) == 0 && h >= 2) {
+                int f = 1 + (int)tml_rng_below(r, 10);
+                jput(&b, "{\"type\": \"conv2d\", \"filters\": %d, \"kernel\": 3, \"stride\": 2, \"padding\": \"same\", \"act\": \"relu\"}, ", f);
+                h = (h + 1) / 2;
+                w = (w + 1) / 2;
+                c = f;
+            }
+            int m = 1 + (int)tml_rng_below(r, 3);
+            for (int k = 0; k < m; k++) {
+                rand_window(&b, r, &h, &w, &c, 1);
+                jput(&b, k + 1 < m ? ", " : "");
+            }
+            jput(&b, "]}, ");
+        } else {
+            rand_window(&b, r, &h, &w, &c, 0);
+            jput(&b, ", ");
+        }
+    }
+    jput(&b, "{\"type\": \"%s\"}, {\"type\": \"dense\", \"units\": %d}]}", tml_rng_below(r, 2) ? "global_avgpool" : "flatten",
+         classes);
+}
+
+/* The random graph of a seed, built and quantized (NULL: its shapes do not work out). */
+static inline tml_model *rand_model(uint64_t seed, char *spec, size_t cap)
+{
+    tml_rng r;
+    tml_rng_seed(&r, seed);
+    rand_graph(&r, spec, cap);
+    tml_zoo_opts zo = {.seed = seed};
+    tml_model *m = NULL;
+    if (tml_zoo_from_json(spec, &zo, &m) != TML_OK) return NULL;
+    quantize_random(m, 1000 + seed);
+    return m;
+}
 
 #endif

@@ -240,6 +240,31 @@ static void test_export_graphs(void **state)
     }
 }
 
+/* Random graphs (tests/sched_fixtures.h), every kind alone and the default,
+ * exported and run (TML_SCHED_RANDOM_EXPORT=N for more). */
+static void test_export_random(void **state)
+{
+    (void)state;
+    int count = SCHED_ASAN ? 2 : 6;
+    const char *env = getenv("TML_SCHED_RANDOM_EXPORT");
+    if (env) count = atoi(env);
+    int made = 0;
+    for (uint64_t seed = 1; made < count && seed < (uint64_t)count * 20; seed++) {
+        char spec[8192];
+        tml_model *m = rand_model(seed, spec, sizeof spec);
+        if (!m) continue;
+        made++;
+        float *x = random_inputs(m, 3, 2000 + seed);
+        char name[32];
+        snprintf(name, sizeof name, "random%llu", (unsigned long long)seed);
+        if (getenv("TML_TEST_VERBOSE")) fprintf(stderr, "%s: %s\n", name, spec);
+        export_variants(m, x, 3, name, 1);
+        free(x);
+        tml_model_free(m);
+    }
+    assert_int_equal(made, count);
+}
+
 /* Compact weight forms under a schedule: depthwise layers with sparse or
  * clustered weights run through conv2d (grouped), and the lean kernel reads
  * int8 inputs through their matrix kernels. */
@@ -319,6 +344,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_graphs),
+        cmocka_unit_test(test_export_random),
         cmocka_unit_test(test_export_zoo),
         cmocka_unit_test(test_export_compact),
         cmocka_unit_test(test_export_emulator),
