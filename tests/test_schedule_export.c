@@ -338,6 +338,38 @@ static void test_export_emulator(void **state)
         free(x);
         tml_model_free(m);
     }
+    /* two random graphs, default and patch schedules */
+    int made = 0;
+    for (uint64_t seed = 1; made < 2 && seed < 40; seed++) {
+        char spec[8192];
+        tml_model *m = rand_model(seed, spec, sizeof spec);
+        if (!m) continue;
+        made++;
+        float *x = random_inputs(m, N, 2000 + seed);
+        for (int v = 0; v < 2; v++) {
+            tml_sched_opts o;
+            tml_sched_opts_default(&o);
+            if (v) {
+                o.modes = TML_SCHED_PATCH;
+                o.max_recompute = 100.0;
+                o.max_tiles = 3;
+            }
+            tml_device_opts dv;
+            tml_device_opts_default(&dv);
+            dv.exp.schedule = &o;
+            dv.cdefs = "-DMODEL_ARENA_GUARD=64";
+            tml_device_result r;
+            tml_status st = tml_device_run(m, x, N, &dv, &r);
+            if (st) fprintf(stderr, "random graph %llu: device: %s\n%s\n", (unsigned long long)seed, tml_last_error(), spec);
+            assert_int_equal(st, TML_OK);
+            if (r.mismatches) fprintf(stderr, "random graph %llu (%s): %s\n", (unsigned long long)seed, v ? "patch" : "default", spec);
+            assert_int_equal(r.mismatches, 0);
+            tml_device_result_free(&r);
+        }
+        free(x);
+        tml_model_free(m);
+    }
+    assert_int_equal(made, 2);
 }
 
 int main(void)
