@@ -896,11 +896,14 @@ static void put_header(tml_sb *s, const ex *x, const tml_export_result *r)
 
     tml_sb_printf(s,
                   "/* resources of %s.c */\n"
-                  "#define %sARENA_SIZE %lld /* bytes of static RAM: every activation, shared by liveness */\n"
+                  "#define %sARENA_SIZE %lld /* bytes of static RAM: %s */\n"
                   "#define %sCONST_BYTES %lld /* bytes of const data (flash): weights, biases, multipliers, tables */\n"
                   "#define %sCODE_BYTES %lld /* bytes of code, an estimate (Cortex-M4, -Os) */\n"
                   "#define %sMACS %lld /* multiply-accumulates of one inference (%lld with a nonzero weight) */\n\n",
-                  x->base, P, (long long)r->arena_bytes, P, (long long)r->const_bytes, P, (long long)r->code_bytes, P,
+                  x->base, P, (long long)r->arena_bytes,
+                  x->sched ? "the memory schedule's buffers (whole tensors, rows, tiles, kernel scratch)"
+                           : "every activation, shared by liveness",
+                  P, (long long)r->const_bytes, P, (long long)r->code_bytes, P,
                   (long long)r->macs,
                   (long long)r->macs_nz);
     if (has_labels(m, r->output_size))
