@@ -73,18 +73,35 @@ static void exercise(const tml_model *m, const float *x, int n, const char *name
         {TML_SCHED_STREAM, 0.0, "stream"},
         {TML_SCHED_PATCH, 100.0, "patch"},
         {TML_SCHED_ALL, 100.0, "any recompute"},
+        {TML_SCHED_ALL, 0.0, "RAM limit: the least"},
+        {TML_SCHED_ALL, 0.0, "RAM limit: halfway"},
     };
+    int64_t least = 0; /* the arena of "any recompute" */
     for (size_t q = 0; q < sizeof runs / sizeof runs[0]; q++) {
         tml_sched_opts o;
         tml_sched_opts_default(&o);
         o.modes = runs[q].modes;
         o.max_recompute = runs[q].recompute;
         o.max_tiles = 4;
+        if (q == 5) o.ram_limit = least;
+        if (q == 6) {
+            int64_t bound = 0;
+            assert_int_equal(tml_model_peak_activation_bytes(m, &bound), TML_OK);
+            o.ram_limit = least + (bound - least) / 2;
+        }
         tml_schedule s;
         tml_status st = tml_schedule_model(m, &o, &s);
         if (st) fprintf(stderr, "%s %s: %s\n", name, runs[q].what, tml_last_error());
         assert_int_equal(st, TML_OK);
         assert_true(s.arena_bytes <= s.bound_bytes);
+        if (q == 4) least = s.arena_bytes;
+        if (o.ram_limit > 0) {
+            /* a limit the least-RAM schedule meets is met */
+            if (!s.fits || s.arena_bytes > o.ram_limit)
+                fprintf(stderr, "%s %s: arena %lld over the limit %lld\n", name, runs[q].what, (long long)s.arena_bytes,
+                        (long long)o.ram_limit);
+            assert_true(s.fits && s.arena_bytes <= o.ram_limit);
+        }
         char what[128];
         snprintf(what, sizeof what, "%s (%s)", name, runs[q].what);
         if (getenv("TML_TEST_VERBOSE")) {
