@@ -785,6 +785,23 @@ static void z_compact(sstate *S, int k)
     S->s[k].base = at;
 }
 
+/* Moves block ord[pos] and as many below it as needed down, closing the gaps
+ * under them, so that ord[pos] ends `need` bytes lower (lowest first: each
+ * moves into bytes already vacated). */
+static void z_shift_down(sstate *S, const int *ord, int pos, int64_t need)
+{
+    if (need <= 0) return;
+    int64_t shift[MAX_SEG];
+    int first = pos;
+    for (int a = pos; a >= 0 && need > 0; a--) {
+        shift[a] = need;
+        first = a;
+        int64_t bottom = a > 0 ? S->s[ord[a - 1]].base + held_bytes(&S->s[ord[a - 1]]) : 0;
+        need -= S->s[ord[a]].base - bottom;
+    }
+    for (int a = first; a <= pos; a++) z_move(S, ord[a], S->s[ord[a]].base - shift[a]);
+}
+
 /* Makes room for `r` more bytes at the end of local node k's rows. */
 static void z_grow(sstate *S, int k, int64_t r)
 {
@@ -857,16 +874,7 @@ static void z_grow(sstate *S, int k, int64_t r)
         }
         for (int a = last; a > pos; a--) z_move(S, ord[a], S->s[ord[a]].base + shift[a]);
     } else if (costB >= 0 && (costD < 0 || costB <= costD)) {
-        int64_t shift[MAX_SEG];
-        int first = pos;
-        int64_t nd = need;
-        for (int a = pos; a >= 0 && nd > 0; a--) {
-            shift[a] = nd;
-            first = a;
-            int64_t bottom = a > 0 ? S->s[ord[a - 1]].base + held_bytes(&S->s[ord[a - 1]]) : 0;
-            nd -= S->s[ord[a]].base - bottom;
-        }
-        for (int a = first; a <= pos; a++) z_move(S, ord[a], S->s[ord[a]].base - shift[a]);
+        z_shift_down(S, ord, pos, need);
     } else if (costD >= 0) {
         z_move(S, k, dAt);
     } else {
@@ -878,16 +886,7 @@ static void z_grow(sstate *S, int k, int64_t r)
             top -= held_bytes(&S->s[ord[a]]);
             z_move(S, ord[a], top);
         }
-        int64_t miss = r - (top - end), shift[MAX_SEG];
-        int first = pos;
-        for (int a = pos; a >= 0 && miss > 0; a--) {
-            shift[a] = miss;
-            first = a;
-            int64_t bottom = a > 0 ? S->s[ord[a - 1]].base + held_bytes(&S->s[ord[a - 1]]) : 0;
-            miss -= S->s[ord[a]].base - bottom;
-        }
-        if (r > top - end)
-            for (int a = first; a <= pos; a++) z_move(S, ord[a], S->s[ord[a]].base - shift[a]);
+        z_shift_down(S, ord, pos, r - (top - end));
     }
 }
 
