@@ -13,8 +13,9 @@
  * sums rows into int32 (gap_sum / gap_finish).
  *
  * The conv kernels need scratch, which the schedule places in the arena
- * (tml_sched_opts.node_scratch). The DSP conv2d() takes 6 * stride bytes
- * (two pixels widened to int16); where that would raise the arena, the layer
+ * (tml_sched_opts.node_scratch). The DSP conv2d() gets its smallest batch
+ * (a pair or quad of pixels widened to int16, with their int8 gathers: 6 or
+ * 12 * stride bytes, see plan_schedule); where that would raise the arena, the layer
  * may run conv2d_lean() instead (one pixel from its int8 gather: stride
  * bytes, about one instruction per MAC more): lean wherever it applies, then
  * layer by layer, the most MACs first, back to conv2d when the arena grows by
