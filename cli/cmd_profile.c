@@ -47,7 +47,7 @@ static const char help[] =
     "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
     "                     (as tinyml export)\n"
     "  --form F           one form for every layer where it applies: dense, sparse,\n"
-    "                     cluster or sparse+cluster (--dense = --form dense)\n"
+    "                     cluster, sparse+cluster or packed (--dense = --form dense)\n"
     "  --portable         the portable scalar kernels even where the core has DSP\n"
     "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
     "                     the memory schedule, as tinyml export --c (default: the one\n"

@@ -27,8 +27,9 @@
 
 /* ---- reference ------------------------------------------------------------------------ */
 
-void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
-                         const int32_t *bias, int8_t *y)
+/* int8 (wbits 8) and packed low-bit weights; inlined into both entry points. */
+static inline __attribute__((always_inline)) void dw_ref(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                                         const void *w, int wbits, const int32_t *bias, int8_t *y)
 {
     const int m = p->depth_mult, oc_n = p->c * m;
     for (int b = 0; b < p->n; b++)
@@ -44,7 +45,7 @@ void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t
                             const int ix = ox * p->sw - p->pad_l + kx * p->dw;
                             if (ix < 0 || ix >= p->w) continue;
                             const int32_t xv = x[(((int64_t)b * p->h + iy) * p->w + ix) * p->c + ic];
-                            acc += (xv - q->in_zp) * w[((int64_t)ky * p->kw + kx) * oc_n + oc];
+                            acc += (xv - q->in_zp) * tml_s8w_get(w, wbits, ((int64_t)ky * p->kw + kx) * oc_n + oc);
                         }
                     }
                     int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[oc], q->shift[oc], q->rounding) + q->out_zp;
@@ -52,6 +53,18 @@ void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t
                     if (v > q->act_max) v = q->act_max;
                     y[(((int64_t)b * p->oh + oy) * p->ow + ox) * oc_n + oc] = (int8_t)v;
                 }
+}
+
+void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                         const int32_t *bias, int8_t *y)
+{
+    dw_ref(p, q, x, w, 8, bias, y);
+}
+
+void tml_dwconv2d_s8w_ref(const tml_window *p, const tml_qparams *q, int wbits, const int8_t *x, const uint8_t *w,
+                          const int32_t *bias, int8_t *y)
+{
+    dw_ref(p, q, x, w, wbits, bias, y);
 }
 
 /* ---- portable ---------------------------------------------------------------------------- */

@@ -139,6 +139,25 @@ void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda
 /* VNNI: the same with A given by row / segment pointers (see above). */
 void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy);
 
+/* Unpacking with an explicit instruction set (clamped to tml_s8_cpu_isa()). */
+void tml_s8w_unpack_ex(int64_t count, int wbits, const uint8_t *packed, int8_t *w, tml_s8_isa isa);
+
+/* Weight i of a packed stream of width wbits (2..7), or of an int8 array (wbits
+ * 8): what the reference kernels read. A field of b <= 7 bits spans at most two
+ * bytes; the second is read only when the field reaches into it, so nothing
+ * past the stream is touched. */
+static inline int32_t tml_s8w_get(const void *w, int wbits, int64_t i)
+{
+    if (wbits == 8) return ((const int8_t *)w)[i];
+    const uint8_t *p = (const uint8_t *)w;
+    const uint64_t bit = (uint64_t)i * (uint64_t)wbits;
+    const int off = (int)(bit & 7);
+    unsigned v = (unsigned)p[bit >> 3] >> off;
+    if (off + wbits > 8) v |= (unsigned)p[(bit >> 3) + 1] << (8 - off);
+    v &= (1u << wbits) - 1u;
+    return (int32_t)v - (int32_t)((v >> (wbits - 1)) << wbits);
+}
+
 /* ---- scalar requantization used by the fast kernels ----------------------------------
  * Same arithmetic as tml_requantize() (quant_math.c), inlined. */
 static inline int32_t tml_s8_rq_inline(int32_t acc, int32_t mult, int lsh, int rsh, int tfl)
