@@ -1013,6 +1013,78 @@ static void test_epilogue_exact(void **state)
     free(scratch);
 }
 
+/* The ReLU epilogue's signed-multiply form (ops_s8_simd.h,
+ * tml_s8_rq512_relu_blend_s) and its fallback, on the kernels that use it:
+ * a 64 -> 64 pointwise conv (full 64-column GEMM tiles), 3x3 depthwise on 64
+ * channels (64-channel strips) and on 16 (16-channel strips). Regimes: right
+ * shifts >= 1 (the signed form), channels with shift 0 and mult < 2^30 (the
+ * signed form with the odd multipliers doubled), a channel with shift 0 and
+ * mult >= 2^30 and one with a right shift of 23 (the unsigned form); small
+ * weights in the shift-0 regimes so that outputs are not all saturated;
+ * output zero points up to -128 (folded into the signed form's addends);
+ * ReLU and ReLU6; both roundings, 1 and 2 threads. */
+static void test_relu_signed_epilogue(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 41);
+    const tml_window pw = make_win(2, 5, 3, 64, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+    const tml_window d64 = make_win(1, 7, 9, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    const tml_window d16 = make_win(1, 6, 5, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    const tml_window *wins[3] = {&pw, &d64, &d16};
+    for (int wi = 0; wi < 3; wi++) {
+        const tml_window *p = wins[wi];
+        const int dw = wi > 0, o = p->o, k = dw ? p->kh * p->kw : p->c;
+        const size_t nx = (size_t)p->n * p->h * p->w * p->c, ny = (size_t)p->n * p->oh * p->ow * o;
+        const size_t nw = dw ? (size_t)k * o : (size_t)o * k;
+        int8_t *x = malloc(nx), *w = malloc(nw), *yr = malloc(ny), *yf = malloc(ny);
+        int32_t mult[64], shift[64], bias[64];
+        uint8_t *scratch = dw ? NULL : malloc(tml_conv2d_s8_scratch_size(p) + 1);
+        for (int it = 0; it < 16; it++) {
+            const int regime = it % 4;
+            tu_fill_int8(&r, x, nx, -128, 127);
+            tu_fill_int8(&r, w, nw, regime == 0 ? -128 : -3, regime == 0 ? 127 : 3);
+            if (regime == 0) {
+                rand_requant(&r, o, k, mult, shift);
+                rand_bias(&r, o, bias);
+            } else {
+                for (int j = 0; j < o; j++) {
+                    shift[j] = j % 3 ? 0 : -rnd_range(&r, 1, 3);
+                    mult[j] = rnd_range(&r, Q30 / 2, Q30 - 1);
+                    bias[j] = rnd_range(&r, -300, 300);
+                }
+                if (regime == 2) shift[o - 1] = 0, mult[o - 1] = rnd_range(&r, Q30, INT32_MAX);
+                if (regime == 3) shift[1] = -23; /* past the zero-point fold's range */
+            }
+            const int32_t out_zp = (it / 4) % 2 ? rnd_range(&r, -128, 100) : rnd_range(&r, -20, 20);
+            tml_qparams q = {rnd_range(&r, -128, 127), out_zp, mult, shift, 0, 127,
+                             (it / 2) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
+            act_bounds(it % 2 ? 1 : 2, q.out_zp, &q.act_min, &q.act_max);
+            if (dw)
+                tml_dwconv2d_s8_ref(p, &q, x, w, bias, yr);
+            else
+                tml_conv2d_s8_ref(p, &q, x, w, bias, yr);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, ny);
+                    if (dw)
+                        tml_dwconv2d_s8_ex(p, &q, x, w, bias, yf, (tml_s8_isa)isa, 0);
+                    else
+                        tml_conv2d_s8_ex(p, &q, x, w, bias, yf, scratch + 1, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("relu epilogue", yf, yr, ny)) {
+                        fprintf(stderr, "  %s, regime %d, iteration %d, %s, %d threads\n",
+                                wi == 0 ? "pointwise 64" : wi == 1 ? "depthwise 64" : "depthwise 16", regime, it,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+        }
+        set_threads(2);
+        free(x), free(w), free(yr), free(yf), free(scratch);
+    }
+}
+
 /* Exact ties in both roundings: M = 2^30 * 2^(shift-31) with small
  * accumulators makes acc * M land on .5 (in the high multiply and in the
  * right shift) for a large share of the outputs, of both signs. */
@@ -1563,6 +1635,7 @@ int main(void)
         cmocka_unit_test(test_dense_fast_vs_ref),
         cmocka_unit_test(test_epilogue_exact),
         cmocka_unit_test(test_epilogue_ties),
+        cmocka_unit_test(test_relu_signed_epilogue),
         cmocka_unit_test(test_pool_fast_vs_ref),
         cmocka_unit_test(test_add_fast_vs_ref),
         cmocka_unit_test(test_clamp_gap_fast_vs_ref),

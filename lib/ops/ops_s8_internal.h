@@ -120,8 +120,14 @@ typedef struct tml_s8_gemm_b {
     int any_lsh;         /* some channel has shift > 0 */
     int simple;          /* every mult >= 0 and shift <= 0: one-step epilogue */
     int relu;            /* simple and act_min >= out_zp: the ReLU form of it (ops_s8_simd.h) */
+    int relu_s;          /* VNNI, relu: its signed-multiply form applies (tml_s8_relu_signed_ok);
+                          * ep's addends then hold the output zero point */
     int tfl;             /* TML_ROUNDING_TFLITE arithmetic (ops_s8_simd.h) */
     int32_t out_zp, act_min, act_max;
+    /* VNNI, simple: per 16-channel block, the epilogue's six vectors (mult,
+     * mult_o, sh_e, sh_o, add_e, add_o: ops_s8_simd.h; the blend form when
+     * relu), computed once here instead of in every tile */
+    const void *ep;
 } tml_s8_gemm_b;
 
 /* Bytes of `buf` tml_s8_gemm_prepare needs, for any isa. */
