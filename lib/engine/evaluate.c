@@ -155,14 +155,21 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
     float *y = malloc(sizeof(float) * (size_t)k * (size_t)o.batch);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)o.batch);
     src->bidx = malloc(sizeof(int64_t) * (size_t)o.batch);
-    tml_engine *e = NULL;
-    if (!x || !y || !lab || !src->bidx) {
+    tml_engine *e = NULL, *plain = NULL;
+    int check = o.check_schedule && o.schedule;
+    float *y2 = check ? malloc(sizeof(float) * (size_t)k * (size_t)o.batch) : NULL;
+    if (!x || !y || !lab || !src->bidx || (check && !y2)) {
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto out;
     }
-    tml_engine_opts eo = {.use_ref = o.use_ref};
+    tml_engine_opts eo = {.use_ref = o.use_ref, .schedule = o.schedule};
     st = tml_engine_new(m, o.batch, &eo, &e);
     if (st) goto out;
+    if (check) {
+        tml_engine_opts po = {.use_ref = o.use_ref};
+        st = tml_engine_new(m, o.batch, &po, &plain);
+        if (st) goto out;
+    }
     int probs = ends_in_softmax(m);
     double loss_sum = 0.0, t0 = now_seconds();
     while (r->n < total) {
@@ -183,6 +190,13 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
         tml_preproc_apply(&m->meta.pre, (int64_t)got * in_numel, info->c, x);
         st = tml_engine_run(e, x, got, y);
         if (st) goto out;
+        if (check) {
+            st = tml_engine_run(plain, x, got, y2);
+            if (st) goto out;
+            /* dequantized int8 values: equal floats <=> equal bytes */
+            for (int64_t q = 0; q < (int64_t)got * k; q++) r->sched_diffs += memcmp(&y[q], &y2[q], sizeof(float)) != 0;
+            r->sched_checked += (int64_t)got * k;
+        }
         accumulate(r, y, lab, got, k, probs, &loss_sum);
         if (o.progress) o.progress(o.progress_user, r->n, total);
     }
@@ -190,6 +204,8 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
 out:
     if (st) tml_eval_result_free(r);
     tml_engine_free(e);
+    tml_engine_free(plain);
+    free(y2);
     free(x);
     free(y);
     free(lab);
