@@ -82,6 +82,12 @@ void cli_warn(const cli *c, const char *fmt, ...)
 tml_model *cli_load_model(const cli *c, const char *path);
 /* Model output: -o path, "-" or NULL = stdout (refused when stdout is a terminal). */
 void cli_save_model(const cli *c, const tml_model *m, const char *out);
+/* Destinations are checked before any long work (exit 1 naming the path):
+ * cli_check_output for a file (NULL: nothing to check), cli_check_model_output
+ * for a model's -o (stdout: refused when it is a terminal). The rules for
+ * what a path may be are tml_write_file_atomic's (tml_core.h). */
+void cli_check_output(const cli *c, const char *path);
+void cli_check_model_output(const cli *c, const char *out);
 /* Does `out` send the model to stdout? Then reports must go to stderr. */
 int cli_model_to_stdout(const char *out);
 
@@ -90,6 +96,24 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
 /* --mean / --std (comma-separated, 1 value or one per input channel, std > 0)
  * into the model's preprocessing; usage error (exit 2) otherwise. */
 void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv);
+
+/* stdout: every write is checked (a failure prints "cannot write to standard
+ * output" and exits 1); main() calls cli_close_stdout() after the command so
+ * the final flush and close are checked too. New commands print through
+ * these (or cli_print_tables), never with bare printf/fputs on stdout. */
+void cli_write_stdout(const cli *c, const void *buf, size_t len);
+void cli_printf(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Flushes and closes stdout; exits 1 with a message on any error. */
+int cli_close_stdout(const cli *c);
+/* exit(0) after cli_close_stdout (help texts and other early successes). */
+_Noreturn void cli_exit_success(const cli *c);
+/* Keeps fds 0-2 occupied (by /dev/null, read-only) when the caller closed
+ * them, so no file the command opens takes their place. */
+void cli_protect_std_fds(void);
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);

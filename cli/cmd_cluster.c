@@ -104,6 +104,7 @@ int cmd_cluster(int argc, char **argv)
     o.only = nonly ? only : NULL;
     o.skip = nskip ? skip : NULL;
 
+    cli_check_model_output(&c, out);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_model *before = tml_model_clone(m);
     tml_cluster_report rep;

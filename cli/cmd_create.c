@@ -68,6 +68,7 @@ int cmd_create(int argc, char **argv)
         cli_unknown(&c);
     }
     if (!pos[0]) cli_usage_error(&c, "missing ARCH (e.g. lenet5)");
+    cli_check_model_output(&c, out);
     tml_zoo_opts o = {0};
     o.classes = classes;
     o.width = (float)width;

@@ -91,6 +91,7 @@ static int export_onnx(cli *c, const char *model_path, const char *out)
     int to_stdout = strcmp(out, "-") == 0;
     if (to_stdout && isatty(STDOUT_FILENO))
         cli_usage_error(c, "refusing to write a binary ONNX file to a terminal: use -o FILE.onnx or a pipe");
+    if (!to_stdout) cli_check_output(c, out);
     tml_model *m = cli_load_model(c, model_path);
     tml_status st = tml_onnx_export_file(m, to_stdout ? "-" : out);
     if (st) {
@@ -165,6 +166,8 @@ int cmd_export(int argc, char **argv)
     /* check the prefix before reading a model from a pipe */
     if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
 
+    tml_status cst = tml_check_output_dir(out);
+    if (cst) cli_fail_status(&c, cst);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_export_result r;
     tml_status st = tml_export_c(m, &o, &r);

@@ -90,6 +90,7 @@ int cmd_plot(int argc, char **argv)
         cli_unknown(&c);
     }
     if (!pos[0] || !xc || !yc || !out) cli_usage_error(&c, "need FILE.csv, --x, --y and -o FILE.png");
+    cli_check_output(&c, out);
     FILE *f = fopen(pos[0], "r");
     if (!f) cli_fail(&c, "cannot open '%s'", pos[0]);
     char line[8192], *fields[MAXCOLS];

@@ -230,6 +230,7 @@ int cmd_prune(int argc, char **argv)
         cli_usage_error(&c, "say what to prune: --sparsity S, --layer NAME=S, --config FILE or --from-sensitivity FILE");
     if (!steps) steps = sched == 2 ? 100 : 3; /* agp: 100 measured better than 10 (docs/pruning.md) */
 
+    cli_check_model_output(&c, out);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_sens_result sr = {0};
     char *cfg_text = NULL;

@@ -109,6 +109,7 @@ int cmd_quantize(int argc, char **argv)
     if (!qo.weight_only && samples < 1)
         cli_usage_error(&c, "--calib-samples must be at least 1 (got %lld): calibration needs data", (long long)samples);
 
+    cli_check_model_output(&c, out);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_model *orig = data ? tml_model_clone(m) : NULL;
     if (tml_model_is_quantized(m)) cli_fail(&c, "the model is already quantized (int8)");

@@ -104,6 +104,7 @@ int cmd_report(int argc, char **argv)
             base = n++;
         }
     }
+    cli_check_output(&c, plot);
     row *rows = calloc((size_t)n, sizeof(row));
     if (!rows) cli_fail(&c, "out of memory");
     for (int i = 0; i < n; i++) {

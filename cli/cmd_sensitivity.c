@@ -73,6 +73,9 @@ int cmd_sensitivity(int argc, char **argv)
         if (sscanf(bits, "%d:%d%c", &o.bits_lo, &o.bits_hi, &extra) != 2 || o.bits_lo < 2 || o.bits_hi > 8 || o.bits_lo > o.bits_hi)
             cli_usage_error(&c, "--bits expects LO:HI within 2..8");
     }
+    cli_check_output(&c, csv);
+    cli_check_output(&c, json);
+    cli_check_output(&c, plot);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_dataset *ds = cli_open_dataset(&c, data, "test");
     const tml_dataset_info *info = tml_dataset_get_info(ds);

@@ -267,8 +267,15 @@ static int run_train(int argc, char **argv, int finetune)
         prefix = buf;
     }
     if (no_ckpt) prefix = NULL;
-    if (cli_model_to_stdout(out) && isatty(STDOUT_FILENO))
-        cli_usage_error(&c, "refusing to write a binary model to a terminal: use -o FILE or a pipe");
+    cli_check_model_output(&c, out);
+    if (prefix) {
+        /* the checkpoints are written after every epoch: check them now too */
+        char ck[4200];
+        snprintf(ck, sizeof ck, "%s.last.tmf", prefix);
+        cli_check_output(&c, ck);
+        snprintf(ck, sizeof ck, "%s.best.tmf", prefix);
+        cli_check_output(&c, ck);
+    }
 
     tml_model *ckpt = NULL, *m;
     if (resume) {

@@ -3,6 +3,7 @@
  * subcommand.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -245,8 +246,8 @@ int cli_next(cli *c)
             continue;
         }
         if (!c->opts_done && (strcmp(c->arg, "--help") == 0 || strcmp(c->arg, "-h") == 0)) {
-            fputs(c->help, stdout);
-            exit(0);
+            cli_write_stdout(c, c->help, strlen(c->help));
+            cli_exit_success(c);
         }
         const char *f;
         int64_t seed;
@@ -290,6 +291,23 @@ void cli_save_model(const cli *c, const tml_model *m, const char *out)
     if (st) cli_fail_status(c, st);
 }
 
+void cli_check_output(const cli *c, const char *path)
+{
+    if (!path) return;
+    tml_status st = tml_check_output_file(path);
+    if (st) cli_fail_status(c, st);
+}
+
+void cli_check_model_output(const cli *c, const char *out)
+{
+    if (cli_model_to_stdout(out)) {
+        if (isatty(STDOUT_FILENO))
+            cli_usage_error(c, "refusing to write a binary model to a terminal: use -o FILE or a pipe");
+        return;
+    }
+    cli_check_output(c, out);
+}
+
 tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *default_split)
 {
     if (!spec) cli_usage_error(c, "--data is required (e.g. --data fashion-mnist)");
@@ -299,12 +317,85 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
     return ds;
 }
 
+/* ---- output on stdout ------------------------------------------------------------------
+ * Every write to stdout goes through cli_write_stdout and main() checks the
+ * final flush and close (cli_close_stdout), so a full disk, a closed pipe or a
+ * closed stdout is an error (exit 1), never a silent exit 0. Writes to stderr
+ * are diagnostics and not checked (there is nowhere left to report to). */
+
+static void stdout_failed(const cli *c, int e)
+{
+    char eb[128];
+    if (strerror_r(e, eb, sizeof eb) != 0) snprintf(eb, sizeof eb, "error %d", e);
+    fprintf(stderr, "tinyml%s%s: error: cannot write to standard output: %s\n", c && c->cmd ? " " : "",
+            c && c->cmd ? c->cmd : "", eb);
+    exit(1);
+}
+
+void cli_write_stdout(const cli *c, const void *buf, size_t len)
+{
+    errno = 0;
+    if (len && fwrite(buf, 1, len, stdout) != len) stdout_failed(c, errno ? errno : EIO);
+    if (ferror(stdout)) stdout_failed(c, errno ? errno : EIO);
+}
+
+void cli_printf(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int r = vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    if (r < 0 || ferror(stdout)) stdout_failed(c, errno ? errno : EIO);
+}
+
+int cli_close_stdout(const cli *c)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    /* EBADF on a stdout that was never open (>&-) is a failure too: the
+     * command's output went nowhere */
+    if (bad) stdout_failed(c, e ? e : EIO);
+    return 0;
+}
+
+_Noreturn void cli_exit_success(const cli *c)
+{
+    cli_close_stdout(c);
+    exit(0);
+}
+
+void cli_protect_std_fds(void)
+{
+    /* A closed 0, 1 or 2 would be handed to the next open() (a model's
+     * temporary file would then receive the report). Park /dev/null there,
+     * read-only, so that writes to a closed stdout still fail (EBADF). */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int n = open("/dev/null", O_RDONLY);
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n)
 {
     char *txt = tml_tables_render(tables, n, c->fmt);
     if (!txt) cli_fail(c, "out of memory rendering the report");
-    fputs(txt, f);
-    fflush(f);
+    if (f == stdout) {
+        cli_write_stdout(c, txt, strlen(txt));
+        if (fflush(stdout) != 0) stdout_failed(c, errno ? errno : EIO);
+    } else {
+        fputs(txt, f);
+        fflush(f);
+    }
     free(txt);
 }
 

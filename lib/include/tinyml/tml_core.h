@@ -280,10 +280,25 @@ double tml_rng_normal(tml_rng *r);            /* standard normal (Box-Muller) */
 void tml_rng_shuffle(tml_rng *r, int64_t *idx, int64_t n);
 
 /* Small utilities shared by modules. */
-/* Writes len bytes to path atomically: a temporary file in the same directory,
- * fsync, rename over path (keeping an existing file's mode, else 0644). On
- * failure nothing is left behind and the message names the path. */
+/* The one way to write a file (lib/core/fileio.c has the full rules): a
+ * missing or regular file is replaced atomically (temporary in the same
+ * directory, fsync, rename; an existing file keeps its mode, a new one gets
+ * 0666 minus the umask); a symlink is followed (its target replaced, the link
+ * kept; a dangling link refused); a character device or FIFO is written
+ * through, never replaced; a directory, block device or socket is refused.
+ * On failure the destination is untouched, nothing is left behind and the
+ * message names the path. */
 tml_status tml_write_file_atomic(const char *path, const void *buf, size_t len);
+/* Several files that belong together (an export's model.h and model.c): every
+ * one is written and flushed to its temporary before the first is renamed, so
+ * a failure while writing changes none of them. n in 1..16. */
+tml_status tml_write_files_atomic(int n, const char *const *paths, const void *const *bufs, const size_t *lens);
+/* Before long work: would tml_write_file_atomic(path) be allowed, and can its
+ * directory take a new file? TML_ERR_IO with a message naming the path if not. */
+tml_status tml_check_output_file(const char *path);
+/* The same for a directory that a writer creates if missing (export --c): it
+ * is a directory, or its nearest existing ancestor is one that takes files. */
+tml_status tml_check_output_dir(const char *dir);
 char *tml_strdup(const char *s); /* NULL on OOM or NULL input */
 /* Overflow-checked product of dims; returns -1 when > TML_MAX_NUMEL or any dim < 0. */
 int64_t tml_dims_numel(int ndim, const int32_t *dims);

@@ -1,0 +1,99 @@
+#!/bin/sh
+# Never harmful, never silently wrong (issue 14): what -o may replace, write
+# errors on stdout, destinations checked before the work, resource budgets on
+# hostile input.
+. "$(dirname "$0")/lib.sh"
+
+"$T" create lenet300 -q -o "$W/m.tmf"
+
+# ---- -o never replaces a non-regular file (docs/architecture.md, "Output") ----
+# a character device is written through, not replaced (as root the old writer
+# turned /dev/null into a regular file; the test makes its own null device)
+if mknod "$W/null" c 1 3 2>/dev/null; then
+  expect_exit 0 "-o character device" -- "$T" create lenet300 -q -o "$W/null"
+  CHECKS=$((CHECKS + 1)); [ -c "$W/null" ] || fail "-o replaced a character device"
+else
+  echo "skip: mknod not permitted (character device case)"
+fi
+# a full device (our own /dev/full): the write error is reported, the device stays
+if mknod "$W/full" c 1 7 2>/dev/null; then
+  expect_exit 1 "-o full device" -- "$T" create lenet300 -q -o "$W/full"
+  expect_grep "$W/err" "error:" "-o full device explained"
+  CHECKS=$((CHECKS + 1)); [ -c "$W/full" ] || fail "-o replaced a full device"
+fi
+# a FIFO is written through: the reader gets the model, the FIFO stays
+mkfifo "$W/fifo"
+timeout 60 cat "$W/fifo" >"$W/fifo.out" &
+reader=$!
+expect_exit 0 "-o fifo" -- "$T" create lenet300 -q -o "$W/fifo"
+wait $reader
+CHECKS=$((CHECKS + 1)); [ -p "$W/fifo" ] || fail "-o replaced a FIFO"
+expect_exit 0 "model read back from the FIFO" -- "$T" info "$W/fifo.out"
+# a symlink is followed: its target is replaced, the link stays a link
+cp "$W/m.tmf" "$W/target.tmf"
+ln -s target.tmf "$W/link.tmf"
+expect_exit 0 "-o symlink" -- "$T" create lenet5 -q -o "$W/link.tmf"
+CHECKS=$((CHECKS + 1)); [ -L "$W/link.tmf" ] || fail "-o replaced a symlink"
+expect_exit 0 "info through the link" -- "$T" info "$W/target.tmf" --format csv
+expect_grep "$W/out" "^conv1," "the link's target received the new model"
+# a dangling symlink is refused (like cp): nothing is created
+ln -s nowhere/x.tmf "$W/dangling.tmf"
+expect_exit 1 "-o dangling symlink" -- "$T" create lenet300 -q -o "$W/dangling.tmf"
+expect_grep "$W/err" "symbolic link" "dangling link explained"
+CHECKS=$((CHECKS + 1)); [ -L "$W/dangling.tmf" ] && [ ! -e "$W/nowhere" ] || fail "dangling link touched"
+# a directory is refused
+mkdir -p "$W/adir"
+expect_exit 1 "-o directory" -- "$T" create lenet300 -q -o "$W/adir"
+expect_grep "$W/err" "directory" "directory explained"
+CHECKS=$((CHECKS + 1)); [ -d "$W/adir" ] || fail "-o replaced a directory"
+# the other writers share the rule: plots and sensitivity files
+expect_exit 1 "plot -o directory" -- "$T" report "$W/m.tmf" --data fashion-mnist --limit 10 --plot "$W/adir" -q
+CHECKS=$((CHECKS + 1)); [ -d "$W/adir" ] || fail "report --plot replaced a directory"
+# new files get the usual umask-derived mode
+(umask 027 && "$T" create lenet300 -q -o "$W/umask.tmf")
+CHECKS=$((CHECKS + 1)); [ "$(stat -c %a "$W/umask.tmf")" = 640 ] || fail "umask ignored: mode $(stat -c %a "$W/umask.tmf")"
+# no temporary left behind by any of the above
+CHECKS=$((CHECKS + 1)); ls -A "$W" | grep -q '^\..*\.[A-Za-z0-9]\{6\}$' && fail "temporaries left: $(ls -A "$W" | grep '^\.')"
+
+# a stale temporary of a killed run is removed by the next write of that file
+: >"$W/.stale.tmf.AbC123"
+touch -d '2 hours ago' "$W/.stale.tmf.AbC123"
+: >"$W/.stale.tmf.new456"
+expect_exit 0 "write next to a stale temporary" -- "$T" create lenet300 -q -o "$W/stale.tmf"
+CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.AbC123" ] && fail "stale temporary not cleaned up"
+CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.new456" ] || fail "a fresh temporary (another run's) was removed"
+
+# ---- reports on stdout: every write error is an error (item 4) ----
+if [ -c /dev/full ]; then
+  for cmd in "info $W/m.tmf" "info $W/m.tmf --format json" "eval $W/m.tmf --data fashion-mnist --limit 20" \
+             "info --help" "--help" "--version"; do
+    # shellcheck disable=SC2086
+    "$T" $cmd >/dev/full 2>"$W/err"
+    rc=$?
+    CHECKS=$((CHECKS + 1)); [ $rc -eq 1 ] || fail "'$cmd > /dev/full' exited $rc, expected 1"
+    expect_grep "$W/err" "error" "'$cmd > /dev/full' explained"
+  done
+fi
+# a closed stdout
+"$T" info "$W/m.tmf" >&- 2>"$W/err"
+rc=$?
+CHECKS=$((CHECKS + 1)); [ $rc -eq 1 ] || fail "info with a closed stdout exited $rc, expected 1"
+
+# ---- the destination is checked before the work (item 6) ----
+# (lenet5 with fine-tuning: the work before the old check took 30 s and more)
+"$T" create lenet5 -q -o "$W/m5.tmf"
+D="--data fashion-mnist"
+for cmd in "prune $W/m5.tmf --sparsity 0.5 --finetune-epochs 1 $D" "cluster $W/m5.tmf --finetune-epochs 1 $D" \
+           "quantize $W/m5.tmf --calib fashion-mnist $D" "train $W/m5.tmf $D --epochs 1" "create lenet5" \
+           "finetune $W/m5.tmf $D --epochs 1"; do
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  expect_exit 1 "$cmd -o /nonexistent/x" -- "$T" $cmd -o /nonexistent/x.tmf
+  expect_grep "$W/err" "/nonexistent" "$cmd: the bad destination is named"
+  CHECKS=$((CHECKS + 1)); [ $(($(date +%s) - start)) -le 5 ] || fail "$cmd -o /nonexistent took $(($(date +%s) - start))s: checked after the work"
+done
+expect_exit 1 "sensitivity --json into a missing dir" -- "$T" sensitivity "$W/m.tmf" --data fashion-mnist --json /nonexistent/s.json
+expect_grep "$W/err" "/nonexistent" "sensitivity: bad destination named"
+CHECKS=$((CHECKS + 1)); grep -q "sensitivity" "$W/out" && fail "sensitivity ran before checking --json"
+expect_exit 1 "export --c into a file" -- "$T" export "$W/m.tmf" --c -o "$W/m.tmf"
+finish
