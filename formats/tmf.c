@@ -79,6 +79,14 @@
 
 static const uint8_t tmf_signature[8] = {0x89, 'T', 'M', 'F', 0x0D, 0x0A, 0x1A, 0x0A};
 
+/* Decoding budget of a file of L bytes: FLOOR + RATIO * L bytes of decoded
+ * tensors. Dense data never exceeds the file; a pruned or clustered model
+ * decodes to tens of times its size (1-bit Huffman-coded cluster indices:
+ * 32x), so only inputs built to explode (deflated zeros: up to 1032x per
+ * byte, and more through a bitmap of them) reach the limit. */
+#define TMF_DECODE_FLOOR ((int64_t)64 << 20)
+#define TMF_DECODE_RATIO ((int64_t)1024)
+
 /* Largest input tml_model_load() accepts. */
 #define TMF_MAX_INPUT ((size_t)1 << 31)
 
@@ -270,6 +278,8 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
     if (!m) return TML_ERR_NOMEM;
 
     tml_status st = TML_OK;
+    /* everything the tensors decode to, bounded relative to the file size */
+    int64_t budget = TMF_DECODE_FLOOR + TMF_DECODE_RATIO * (int64_t)len;
     size_t pos = sizeof tmf_signature, grph_len = 0, grph_off = 0;
     const uint8_t *grph = NULL;
     int idx = 0, grph_idx = -1, have_head = 0, have_meta = 0, done = 0;
@@ -318,7 +328,7 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
                 free(own);
             }
         } else if (memcmp(type, "TNSR", 4) == 0) {
-            st = tml_tnsr_decode(m, pl, plen);
+            st = tml_tnsr_decode(m, pl, plen, &budget);
             if (st) tensor_label(type, pl, plen, label, sizeof label);
         } else if (memcmp(type, "GRPH", 4) == 0) {
             /* built after END, when every tensor is known */

@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "testutil.h"
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_format.h"
@@ -1148,7 +1150,8 @@ static void check_forced(const tml_tensor *t, int cl, tml_layout layout, int g, 
     uint8_t *exact = malloc(b.len);
     memcpy(exact, b.p, b.len);
     tml_model *m = tml_model_new();
-    st = tml_tnsr_decode(m, exact, b.len);
+    int64_t budget = INT64_MAX;
+    st = tml_tnsr_decode(m, exact, b.len, &budget);
     if (st) fprintf(stderr, "  decode %s (cluster %d layout %d g %d entropy %d): %s\n", t->name, cl, layout, g, ent, tml_last_error());
     assert_int_equal(st, TML_OK);
     assert_int_equal(m->n_tensors, 1);
@@ -1158,7 +1161,7 @@ static void check_forced(const tml_tensor *t, int cl, tml_layout layout, int g, 
         tml_model *m2 = tml_model_new();
         uint8_t *pre = malloc(k ? k : 1);
         memcpy(pre, b.p, k);
-        assert_int_equal(tml_tnsr_decode(m2, pre, k), TML_ERR_FORMAT);
+        assert_int_equal(tml_tnsr_decode(m2, pre, k, &budget), TML_ERR_FORMAT);
         free(pre);
         tml_model_free(m2);
     }
@@ -1939,6 +1942,66 @@ static void test_json_chunks_compressed(void **state)
     tml_model_free(m);
 }
 
+/* A pruned f32 tensor of 2^28 elements whose bitmap (32 MiB of zeros) is
+ * deflated to ~32 KB: a decompression bomb of 1 GiB. Items appended to `f`. */
+static void put_bomb_chunk(tml_buf *f, const char *name)
+{
+    const uint32_t numel = 1u << 28, raw_len = numel / 8;
+    uint8_t *zeros = calloc(raw_len, 1);
+    uLongf zcap = compressBound(raw_len);
+    uint8_t *z = malloc(zcap);
+    assert_true(zeros && z);
+    assert_int_equal(compress2(z, &zcap, zeros, raw_len, 9), Z_OK);
+    tml_buf p = {0};
+    tml_buf_u16(&p, (uint16_t)strlen(name));
+    tml_buf_put(&p, name, strlen(name));
+    tml_buf_u8(&p, 0);            /* f32 */
+    tml_buf_u8(&p, 1);            /* param */
+    tml_buf_u8(&p, 1);            /* ndim */
+    tml_buf_u8(&p, 1);            /* flags: pruned */
+    tml_buf_u32(&p, numel);       /* dims[0] */
+    tml_buf_u32(&p, 3);           /* store hint */
+    tml_buf_u8(&p, 1);            /* layout: bitmap */
+    tml_buf_u8(&p, 0);            /* raw values */
+    tml_buf_u8(&p, 1);            /* deflate */
+    tml_buf_u8(&p, 0);            /* g */
+    tml_buf_u32(&p, 0);           /* stored values */
+    tml_buf_u32(&p, raw_len);
+    tml_buf_u32(&p, tml_crc32(0, zeros, raw_len));
+    tml_buf_u32(&p, (uint32_t)zcap);
+    tml_buf_put(&p, z, zcap);
+    assert_false(p.oom);
+    put_chunk(f, "TNSR", p.p, p.len);
+    tml_buf_free(&p);
+    free(zeros);
+    free(z);
+}
+
+/* Item 2 of issue 14: unused TNSR chunks of deflated zeros made `info` take
+ * 4.5 GB per chunk. The file's decoded size is budgeted from its size. */
+static void test_decompression_bomb_refused(void **state)
+{
+    (void)state;
+    tml_model *m = full_model(3);
+    uint8_t *file;
+    size_t len;
+    assert_int_equal(tml_model_write_mem(m, NULL, &file, &len), TML_OK);
+    chunk_ref g;
+    assert_true(find_chunk(file, len, "GRPH", 0, &g));
+    tml_buf f = {0};
+    tml_buf_put(&f, file, g.off);
+    put_bomb_chunk(&f, "bomb1");
+    put_bomb_chunk(&f, "bomb2");
+    tml_buf_put(&f, file + g.off, len - g.off);
+    assert_false(f.oom);
+    assert_true(f.len < 200000); /* two GiB of tensors in a ~70 KB file */
+    expect_format_error(f.p, f.len, "budget");
+    assert_non_null(strstr(tml_last_error(), "bomb1"));
+    tml_buf_free(&f);
+    free(file);
+    tml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1951,6 +2014,7 @@ int main(void)
         cmocka_unit_test(test_huffman_rejects_bad_tables),
         cmocka_unit_test(test_roundtrip_full_model_exact),
         cmocka_unit_test(test_roundtrip_bare_model),
+        cmocka_unit_test(test_decompression_bomb_refused),
         cmocka_unit_test(test_graph_and_meta_json_text),
         cmocka_unit_test(test_float_json_bit_exact),
         cmocka_unit_test(test_roundtrip_quant_int8_int32),
