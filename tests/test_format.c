@@ -2002,6 +2002,81 @@ static void test_decompression_bomb_refused(void **state)
     tml_model_free(m);
 }
 
+/* A file of one input x (4) and a chain of n ReLU nodes r1..rn writing
+ * a1..an, with the nodes listed in reverse order when `reverse`. */
+static uint8_t *relu_chain_file(int n, int reverse, size_t *len)
+{
+    tml_buf f = {0};
+    put_sig_head(&f, TML_FORMAT_MAJOR, TML_FORMAT_MINOR);
+    const char *meta = "{\"name\":\"chain\",\"classes\":4,\"history\":[]}";
+    put_chunk(&f, "META", meta, strlen(meta));
+    for (int i = 0; i <= n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, i ? "a%d" : "x", i);
+        tml_buf p = {0};
+        tml_buf_u16(&p, (uint16_t)strlen(name));
+        tml_buf_put(&p, name, strlen(name));
+        tml_buf_u8(&p, 0);
+        tml_buf_u8(&p, 0);
+        tml_buf_u8(&p, i ? 0 : 1);
+        tml_buf_u8(&p, 0);
+        if (!i) tml_buf_u32(&p, 4);
+        tml_buf_u32(&p, 0);
+        put_chunk(&f, "TNSR", p.p, p.len);
+        tml_buf_free(&p);
+    }
+    tml_buf g = {0};
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "{\"input\":\"x\",\"output\":\"a%d\",\"nodes\":[", n);
+    tml_buf_put(&g, hdr, strlen(hdr));
+    for (int k = 0; k < n; k++) {
+        int i = reverse ? n - k : k + 1;
+        char node[128];
+        int l = snprintf(node, sizeof node, "%s{\"name\":\"r%d\",\"op\":\"relu\",\"in\":[\"%s%d\"],\"out\":\"a%d\"}", k ? "," : "", i,
+                         i > 1 ? "a" : "x", i > 1 ? i - 1 : 0, i);
+        if (i == 1) l = snprintf(node, sizeof node, "%s{\"name\":\"r1\",\"op\":\"relu\",\"in\":[\"x\"],\"out\":\"a1\"}", k ? "," : "");
+        tml_buf_put(&g, node, (size_t)l);
+    }
+    tml_buf_put(&g, "]}", 2);
+    put_chunk(&f, "GRPH", g.p, g.len);
+    tml_buf_free(&g);
+    put_chunk(&f, "END ", "", 0);
+    assert_false(f.oom);
+    *len = f.len;
+    return f.p;
+}
+
+/* Item 3 of issue 14: reading was quadratic in the number of tensors (80k
+ * nodes: 50 s in `info`). Names are hashed, the topological sort is
+ * O(n log n), and a graph has at most TML_MAX_NODES nodes. */
+static void test_large_graphs_linear_and_limited(void **state)
+{
+    (void)state;
+    size_t len;
+    /* the largest graph allowed, nodes stored backwards: sorted into chain order */
+    uint8_t *b = relu_chain_file(TML_MAX_NODES - 1, 1, &len);
+    tml_model *m = NULL;
+    tml_status st = read_exact(b, len, &m);
+    if (st) fprintf(stderr, "  %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    assert_int_equal(m->n_nodes, TML_MAX_NODES - 1);
+    for (int i = 0; i < m->n_nodes; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "r%d", i + 1);
+        assert_string_equal(m->nodes[i].name, want);
+    }
+    assert_int_equal(tml_model_find_tensor(m, "a777"), 777);
+    assert_int_equal(tml_model_find_node(m, "r777"), 776);
+    assert_int_equal(tml_model_find_node(m, "r0"), -1);
+    tml_model_free(m);
+    free(b);
+    /* 80k nodes: refused, naming the limit */
+    b = relu_chain_file(80000, 0, &len);
+    assert_int_equal(read_exact(b, len, NULL), TML_ERR_NOMEM);
+    assert_non_null(strstr(tml_last_error(), "more than"));
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2015,6 +2090,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_full_model_exact),
         cmocka_unit_test(test_roundtrip_bare_model),
         cmocka_unit_test(test_decompression_bomb_refused),
+        cmocka_unit_test(test_large_graphs_linear_and_limited),
         cmocka_unit_test(test_graph_and_meta_json_text),
         cmocka_unit_test(test_float_json_bit_exact),
         cmocka_unit_test(test_roundtrip_quant_int8_int32),

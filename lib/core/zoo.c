@@ -2,7 +2,7 @@
  * zoo.c - built-in architectures and the sequential JSON layer description.
  *
  * Models are built layer by layer with a small builder that keeps the current
- * activation and finalizes the graph after each layer, so every layer knows its
+ * activation and infers its shape after each layer, so every layer knows its
  * input shape (needed for "same" padding and weight shapes).
  */
 #include <math.h>
@@ -74,16 +74,15 @@ static int add_node(zb *b, const char *name, tml_op op, int n_in, const int *in)
     return ni;
 }
 
-/* Makes the node's output current and infers shapes. Node indices change when
- * finalize sorts, so callers set attributes before committing. */
+/* Makes the node's output current and infers its shape (the whole graph is
+ * finalized once, in zb_end: per layer it made building quadratic). Callers
+ * set attributes before committing. */
 static void commit(zb *b, int ni)
 {
     if (b->st || ni < 0) return;
     int out = b->m->nodes[ni].out;
-    char nname[128];
-    snprintf(nname, sizeof nname, "%s", b->m->nodes[ni].name);
     b->m->output = out;
-    tml_status st = tml_model_finalize(b->m);
+    tml_status st = tml_model_infer_node(b->m, ni);
     if (st) {
         b->st = st;
         return;

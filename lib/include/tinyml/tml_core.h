@@ -199,6 +199,13 @@ typedef struct tml_meta {
     char *extra;         /* JSON object text of other keys, kept on round trip; may be NULL */
 } tml_meta;
 
+/* Largest graph a model may have (files, ONNX imports and JSON descriptions
+ * alike): the models this tool is for have tens to hundreds of nodes. */
+#define TML_MAX_NODES 20000
+#define TML_MAX_TENSORS (4 * TML_MAX_NODES)
+
+struct tml_name_index; /* private to lib/core/model.c */
+
 typedef struct tml_model {
     int n_tensors, cap_tensors;
     tml_tensor *tensors;
@@ -207,6 +214,11 @@ typedef struct tml_model {
     int input;       /* tensor id of the graph input (ACT) */
     int output;      /* tensor id of the graph output (ACT) */
     tml_meta meta;
+    /* Hash of tensor and node names behind tml_model_find_tensor/_node (a
+     * cache: rebuilt when the arrays change under it). Names are never edited
+     * in place; tensors and nodes are added and removed through the
+     * tml_model_* functions. */
+    struct tml_name_index *index;
 } tml_model;
 
 tml_model *tml_model_new(void); /* NULL on OOM */
@@ -221,8 +233,9 @@ int tml_model_add_tensor(tml_model *m, const char *name, tml_dtype dtype, tml_te
 /* Adds a node with default attributes (strides/dilations/groups 1) and returns
  * its index or a negative tml_status. Attributes are then set on the node. */
 int tml_model_add_node(tml_model *m, const char *name, tml_op op, int n_in, const int *in, int out);
-int tml_model_find_tensor(const tml_model *m, const char *name); /* -1 if absent */
-int tml_model_find_node(const tml_model *m, const char *name);   /* -1 if absent */
+/* Name lookups, O(1) on average (hashed); -1 if absent. */
+int tml_model_find_tensor(const tml_model *m, const char *name);
+int tml_model_find_node(const tml_model *m, const char *name);
 /* Index of the node producing tensor `t`, or -1 (graph input / param). */
 int tml_model_producer(const tml_model *m, int t);
 /* Number of node inputs that read tensor `t` (plus 1 if it is the graph output). */
@@ -241,6 +254,10 @@ void tml_model_replace_uses(tml_model *m, int from, int to);
  * infers every activation's dims from the input's. Call after building or
  * editing a graph; every reader calls it. */
 tml_status tml_model_finalize(tml_model *m);
+/* Infers the output dims of node `idx` from its inputs' (which must already
+ * have dims): what a builder needs after each layer without re-finalizing
+ * the whole graph. tml_model_finalize() still has to run at the end. */
+tml_status tml_model_infer_node(tml_model *m, int idx);
 
 /* Tensor-level helpers used by passes. */
 tml_status tml_tensor_set_quant(tml_tensor *t, int axis, int n, const float *scale, const int32_t *zp);
