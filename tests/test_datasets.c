@@ -868,6 +868,20 @@ static void test_csv_basic(void **state)
 
     const float want_x[12] = {1, 2.5f, -3, 4, 5, 60, 7, 8, 9, 0.5f, 0, 0};
     const int32_t want_y[4] = {0, 2, 1, 2};
+    {
+        /* straight after open, without a rewind: the header is skipped too
+         * (issue 14 item 14: it was read as data) */
+        tml_dataset *fresh = open_ok(spec);
+        tml_samples *s0 = NULL;
+        tml_status st = tml_dataset_load(fresh, 0, &s0);
+        if (st) fprintf(stderr, "  %s\n", tml_last_error());
+        assert_int_equal(st, TML_OK);
+        assert_int_equal(s0->n, 4);
+        TU_ASSERT_CLOSE(s0->f32, want_x, 12, 0.0f);
+        TU_ASSERT_EQ_I32(s0->labels, want_y, 4);
+        tml_samples_free(s0);
+        tml_dataset_free(fresh);
+    }
     for (int batch = 1; batch <= 5; batch += 2) {
         assert_int_equal(tml_dataset_rewind(ds), TML_OK);
         float x[12];
