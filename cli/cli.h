@@ -144,6 +144,9 @@ double cli_now(void);
  * tinyml version and the UTC time. */
 struct cJSON;
 void cli_add_history(const cli *c, tml_model *m, struct cJSON *entry);
+/* A wall-clock duration in a history entry, left out when SOURCE_DATE_EPOCH
+ * pins the time: then the same command writes the same bytes. */
+void cli_history_seconds(struct cJSON *entry, const char *key, double seconds);
 /* Adds eval_data, top1_before and top1_after to a history entry. */
 void cli_history_eval(struct cJSON *entry, const char *data, double top1_before, double top1_after);
 

@@ -347,7 +347,7 @@ static int run_train(int argc, char **argv, int finetune)
     cJSON_AddNumberToObject(h, "seed", (double)o.seed);
     cJSON_AddNumberToObject(h, "val_samples", o.val_samples < 0 ? 5000 : (double)o.val_samples);
     if (!isnan(r.last_val)) cJSON_AddNumberToObject(h, "val_top1", keep_best ? r.best_val : r.last_val);
-    cJSON_AddNumberToObject(h, "seconds", secs);
+    cli_history_seconds(h, "seconds", secs);
     cli_add_history(&c, final, h);
     cli_save_model(&c, final, out);
     int64_t nval = o.val_samples < 0 ? 5000 : o.val_samples;

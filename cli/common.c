@@ -453,6 +453,19 @@ void cli_history_eval(cJSON *entry, const char *data, double top1_before, double
     cJSON_AddNumberToObject(entry, "top1_after", top1_after);
 }
 
+/* SOURCE_DATE_EPOCH as a time, or -1 when unset / invalid. */
+static long pinned_time(void)
+{
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    long v;
+    return sde && cli_parse_long(sde, &v) == 0 && v >= 0 ? v : -1;
+}
+
+void cli_history_seconds(cJSON *entry, const char *key, double seconds)
+{
+    if (pinned_time() < 0) cJSON_AddNumberToObject(entry, key, seconds);
+}
+
 void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
 {
     cJSON *e = cJSON_CreateObject();
@@ -460,9 +473,7 @@ void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
     /* SOURCE_DATE_EPOCH (reproducible-builds.org) pins the time, so the same
      * command with the same seed writes the same bytes */
     time_t now = time(NULL);
-    const char *sde = getenv("SOURCE_DATE_EPOCH");
-    long sdv;
-    if (sde && cli_parse_long(sde, &sdv) == 0 && sdv >= 0) now = (time_t)sdv;
+    if (pinned_time() >= 0) now = (time_t)pinned_time();
     struct tm tmv;
     gmtime_r(&now, &tmv);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);

@@ -96,4 +96,10 @@ expect_exit 1 "sensitivity --json into a missing dir" -- "$T" sensitivity "$W/m.
 expect_grep "$W/err" "/nonexistent" "sensitivity: bad destination named"
 CHECKS=$((CHECKS + 1)); grep -q "sensitivity" "$W/out" && fail "sensitivity ran before checking --json"
 expect_exit 1 "export --c into a file" -- "$T" export "$W/m.tmf" --c -o "$W/m.tmf"
+# ---- the same command writes the same bytes (item 13) ----
+for i in 1 2; do
+  SOURCE_DATE_EPOCH=1700000000 "$T" train "$W/m.tmf" --data fashion-mnist --limit 1500 --val 300 --epochs 1 \
+    --no-checkpoint -q -o "$W/rep$i.tmf" >/dev/null 2>"$W/err" || fail "train for reproducibility"
+done
+CHECKS=$((CHECKS + 1)); cmp -s "$W/rep1.tmf" "$W/rep2.tmf" || fail "two identical train runs wrote different bytes"
 finish
