@@ -1,6 +1,7 @@
 /*
  * cmd_info.c - `tinyml info MODEL`: what is in a model file, layer by layer.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,16 @@ int cmd_info(int argc, char **argv)
             for (int i = 0; i < m->meta.pre.n_ch && pl < (int)sizeof pre - 8; i++)
                 pl += snprintf(pre + pl, sizeof pre - (size_t)pl, "%s%g", i ? ", " : "", m->meta.pre.std[i]);
             snprintf(pre + pl, sizeof pre - (size_t)pl, "]");
+        }
+        if (m->meta.pre.n_feat > 0) {
+            float lo = INFINITY, hi = -INFINITY;
+            for (int i = 0; i < m->meta.pre.n_feat; i++) {
+                lo = fminf(lo, m->meta.pre.feat_std[i]);
+                hi = fmaxf(hi, m->meta.pre.feat_std[i]);
+            }
+            pl += snprintf(pre + pl, sizeof pre - (size_t)pl,
+                           ", then (x[i] - mean[i]) / std[i] per feature (%d features, std %g..%g)",
+                           m->meta.pre.n_feat, (double)lo, (double)hi);
         }
         tml_table_note(t, "%s", pre);
     }

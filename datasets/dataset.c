@@ -495,6 +495,12 @@ tml_status tml_preproc_check(const tml_preproc *pre, int c)
             return tml_error(TML_ERR_INVALID, "preprocessing: std[%d] = %g must be positive", i,
                              (double)pre->std[i]);
     }
+    if (pre->n_feat < 0 || (pre->n_feat > 0 && (!pre->feat_mean || !pre->feat_std || pre->n_ch)))
+        return tml_error(TML_ERR_INVALID, "preprocessing: bad per-feature normalization");
+    for (int i = 0; i < pre->n_feat; i++)
+        if (!isfinite(pre->feat_mean[i]) || !(isfinite(pre->feat_std[i]) && pre->feat_std[i] > 0.0f))
+            return tml_error(TML_ERR_INVALID, "preprocessing: feature %d: mean %g, std %g (std must be positive)", i,
+                             (double)pre->feat_mean[i], (double)pre->feat_std[i]);
     return TML_OK;
 }
 
@@ -503,6 +509,13 @@ void tml_preproc_apply(const tml_preproc *pre, int64_t n_values, int c, float *x
     TML_ASSERT(c >= 1 && n_values % c == 0);
     TML_ASSERT(pre->n_ch == 0 || pre->n_ch == 1 || pre->n_ch == c);
     const float scale = pre->scale;
+    if (pre->n_feat > 0) {
+        TML_ASSERT(n_values % pre->n_feat == 0);
+        const int nf = pre->n_feat;
+        for (int64_t i = 0; i < n_values; i += nf)
+            for (int f = 0; f < nf; f++) x[i + f] = (x[i + f] * scale - pre->feat_mean[f]) / pre->feat_std[f];
+        return;
+    }
     if (pre->n_ch == 0) {
         for (int64_t i = 0; i < n_values; i++) x[i] = x[i] * scale;
         return;

@@ -741,7 +741,26 @@ static void put_header(tml_sb *s, const ex *x, const tml_export_result *r)
         if (c) tml_sb_puts(s, ", ");
         put_float(s, pre->n_ch ? pre->std[c] : 1.0f);
     }
-    tml_sb_puts(s, "}\n\n");
+    tml_sb_puts(s, "}\n");
+    if (pre->n_feat > 0) {
+        /* tabular models: per-feature normalization replaces the channel one */
+        tml_sb_printf(s,
+                      "/* per-feature normalization (replaces PRE_MEAN / PRE_STD), element i:\n"
+                      " *   x[i] = (raw[i] * %sPRE_SCALE - mean[i]) / std[i] */\n"
+                      "#define %sPRE_FEATURES %d\n#define %sPRE_FEATURE_MEAN {",
+                      P, P, pre->n_feat, P);
+        for (int i = 0; i < pre->n_feat; i++) {
+            if (i) tml_sb_puts(s, ", ");
+            put_float(s, pre->feat_mean[i]);
+        }
+        tml_sb_printf(s, "}\n#define %sPRE_FEATURE_STD {", P);
+        for (int i = 0; i < pre->n_feat; i++) {
+            if (i) tml_sb_puts(s, ", ");
+            put_float(s, pre->feat_std[i]);
+        }
+        tml_sb_puts(s, "}\n");
+    }
+    tml_sb_puts(s, "\n");
 
     tml_sb_printf(s,
                   "/* resources of %s.c */\n"

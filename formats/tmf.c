@@ -371,6 +371,7 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
         st = tml_error_context(st == TML_ERR_NOMEM ? st : TML_ERR_FORMAT, "invalid graph");
         goto fail;
     }
+    if ((st = tml_model_check_meta(m))) goto fail;
     *out = m;
     return TML_OK;
 fail:

@@ -207,6 +207,14 @@ tml_status tml_meta_to_json(const tml_meta *meta, char **out)
     int ok_sd = sd && cJSON_AddItemToObject(pre, "std", sd);
     if (!ok_sd) cJSON_Delete(sd);
     if (!ok_mean || !ok_sd) goto oom;
+    if (meta->pre.n_feat > 0) {
+        cJSON *fm = float_array(meta->pre.feat_mean, meta->pre.n_feat), *fs = float_array(meta->pre.feat_std, meta->pre.n_feat);
+        int ok_fm = fm && cJSON_AddItemToObject(pre, "feature_mean", fm);
+        if (!ok_fm) cJSON_Delete(fm);
+        int ok_fs = fs && cJSON_AddItemToObject(pre, "feature_std", fs);
+        if (!ok_fs) cJSON_Delete(fs);
+        if (!ok_fm || !ok_fs) goto oom;
+    }
     if (!cJSON_AddItemToObject(root, "history", hist)) goto oom;
     hist = NULL;
     /* unknown keys go back verbatim, after ours; a key we own is never overridden */
@@ -236,11 +244,11 @@ out:
     return st;
 }
 
-static tml_status read_float_list(const cJSON *it, const char *what, float *v, int *n)
+static tml_status read_float_list(const cJSON *it, const char *what, float *v, int *n, int max)
 {
     if (!cJSON_IsArray(it)) return BAD("%s must be an array of numbers", what);
     int k = cJSON_GetArraySize(it);
-    if (k > TML_MAX_CHANNELS_PRE) return BAD("%s has %d entries (max %d)", what, k, TML_MAX_CHANNELS_PRE);
+    if (k > max) return BAD("%s has %d entries (max %d)", what, k, max);
     const cJSON *e;
     int i = 0;
     cJSON_ArrayForEach(e, it)
@@ -252,21 +260,37 @@ static tml_status read_float_list(const cJSON *it, const char *what, float *v, i
     return TML_OK;
 }
 
+/* Reads "preprocess" into *pre (whose feature arrays the caller owns and
+ * frees, also on failure). */
 static tml_status read_preprocess(const cJSON *it, tml_preproc *pre)
 {
     if (!cJSON_IsObject(it)) return BAD("META: \"preprocess\" must be an object");
-    tml_preproc p = {1.0f, 0, {0}, {0}};
     tml_status st;
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(it, "scale");
     const cJSON *mean = cJSON_GetObjectItemCaseSensitive(it, "mean");
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(it, "std");
-    if (sc && (st = get_float(sc, "META: preprocess.scale", &p.scale))) return st;
+    const cJSON *fmean = cJSON_GetObjectItemCaseSensitive(it, "feature_mean");
+    const cJSON *fsd = cJSON_GetObjectItemCaseSensitive(it, "feature_std");
+    if (sc && (st = get_float(sc, "META: preprocess.scale", &pre->scale))) return st;
     int nm = 0, ns = 0;
-    if (mean && (st = read_float_list(mean, "META: preprocess.mean", p.mean, &nm))) return st;
-    if (sd && (st = read_float_list(sd, "META: preprocess.std", p.std, &ns))) return st;
+    if (mean && (st = read_float_list(mean, "META: preprocess.mean", pre->mean, &nm, TML_MAX_CHANNELS_PRE))) return st;
+    if (sd && (st = read_float_list(sd, "META: preprocess.std", pre->std, &ns, TML_MAX_CHANNELS_PRE))) return st;
     if (nm != ns) return BAD("META: preprocess.mean has %d entries but preprocess.std has %d", nm, ns);
-    p.n_ch = nm;
-    *pre = p;
+    pre->n_ch = nm;
+    if (!fmean && !fsd) return TML_OK;
+    if (!cJSON_IsArray(fmean) || !cJSON_IsArray(fsd) || cJSON_GetArraySize(fmean) != cJSON_GetArraySize(fsd))
+        return BAD("META: preprocess.feature_mean and feature_std must be arrays of the same length");
+    int nf = cJSON_GetArraySize(fmean), got = 0;
+    if (nf < 1 || nf > TML_MAX_NUMEL) return BAD("META: preprocess.feature_mean has %d entries", nf);
+    /* each entry costs at least two bytes of JSON, so nf is bounded by the text */
+    pre->feat_mean = malloc(sizeof(float) * (size_t)nf);
+    pre->feat_std = malloc(sizeof(float) * (size_t)nf);
+    if (!pre->feat_mean || !pre->feat_std) return NOMEM();
+    if ((st = read_float_list(fmean, "META: preprocess.feature_mean", pre->feat_mean, &got, nf)) ||
+        (st = read_float_list(fsd, "META: preprocess.feature_std", pre->feat_std, &got, nf)))
+        return st;
+    pre->n_feat = nf;
+    if (nm) return BAD("META: preprocessing has both per-channel and per-feature mean/std");
     return TML_OK;
 }
 
@@ -277,7 +301,7 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
     char *name = NULL, *arch = NULL, *history = NULL, *extra_text = NULL;
     char **labels = NULL;
     int n_labels = -1, classes = -1;
-    tml_preproc pre = {1.0f, 0, {0}, {0}};
+    tml_preproc pre = {.scale = 1.0f};
     if (!root) return st;
     if (!cJSON_IsObject(root)) {
         st = BAD("META is not a JSON object");
@@ -314,6 +338,9 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
                 if (!(labels[i++] = tml_strdup(l->valuestring))) goto oom;
             }
         } else if (strcmp(k, "preprocess") == 0) {
+            free(pre.feat_mean);
+            free(pre.feat_std);
+            pre = (tml_preproc){.scale = 1.0f};
             if ((st = read_preprocess(c, &pre))) goto out;
         } else if (strcmp(k, "history") == 0) {
             if (!cJSON_IsArray(c)) {
@@ -355,7 +382,10 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
     meta->arch = arch;
     meta->history = history;
     meta->extra = extra_text;
+    free(meta->pre.feat_mean);
+    free(meta->pre.feat_std);
     meta->pre = pre;
+    pre.feat_mean = pre.feat_std = NULL;
     name = arch = history = extra_text = NULL;
     goto out;
 oom:
@@ -369,6 +399,8 @@ out:
     free(arch);
     free(history);
     free(extra_text);
+    free(pre.feat_mean);
+    free(pre.feat_std);
     cJSON_Delete(extra);
     cJSON_Delete(root);
     return st;

@@ -805,11 +805,13 @@ static void test_float_json_bit_exact(void **state)
                 memcpy(&v[i], &u, sizeof u);
             }
         }
-        m->meta.pre.scale = v[0];
+        /* the reader refuses a zero scale and stds <= 0 (tml_model_check_meta):
+         * keep the bit patterns, drop the sign or the zero */
+        m->meta.pre.scale = v[0] != 0.0f ? v[0] : FLT_MIN;
         m->meta.pre.n_ch = 3;
         for (int i = 0; i < 3; i++) {
             m->meta.pre.mean[i] = v[1 + i];
-            m->meta.pre.std[i] = v[4 + i];
+            m->meta.pre.std[i] = fabsf(v[4 + i]) > 0.0f ? fabsf(v[4 + i]) : FLT_MIN;
         }
         /* eps must stay > 0 and rate in [0,1) for finalize */
         m->nodes[tml_model_find_node(m, "bn")].eps = fabsf(v[7]) > 0 ? fabsf(v[7]) : 1e-3f;
@@ -818,7 +820,8 @@ static void test_float_json_bit_exact(void **state)
         assert_same_model(m, back);
         tml_model_free(back);
     }
-    /* non-finite values survive as "NaN" / "Infinity" strings */
+    /* non-finite values are written (as "NaN" / "Infinity" strings) but a
+     * model whose preprocessing holds them is refused when read */
     m->meta.pre.scale = INFINITY;
     m->meta.pre.mean[0] = -INFINITY;
     m->meta.pre.std[0] = NAN;
@@ -826,12 +829,10 @@ static void test_float_json_bit_exact(void **state)
     size_t n;
     assert_int_equal(tml_model_write_mem(m, NULL, &buf, &n), TML_OK);
     tml_model *back = NULL;
-    assert_int_equal(tml_model_read_mem(buf, n, &back), TML_OK);
-    assert_true(isinf(back->meta.pre.scale) && back->meta.pre.scale > 0);
-    assert_true(isinf(back->meta.pre.mean[0]) && back->meta.pre.mean[0] < 0);
-    assert_true(isnan(back->meta.pre.std[0]));
+    assert_int_equal(tml_model_read_mem(buf, n, &back), TML_ERR_FORMAT);
+    assert_non_null(strstr(tml_last_error(), "scale"));
+    assert_null(back);
     free(buf);
-    tml_model_free(back);
     tml_model_free(m);
 }
 
@@ -2077,6 +2078,73 @@ static void test_large_graphs_linear_and_limited(void **state)
     free(b);
 }
 
+/* Item 12 of issue 14: metadata that contradicts the graph was accepted
+ * ("classes": 16777216 on a 10-output model, std 0). Validated at load. */
+static void test_meta_contradicting_graph_refused(void **state)
+{
+    (void)state;
+    tml_model *m = full_model(5); /* input 8x8x3, 10 outputs */
+    uint8_t *file;
+    size_t len;
+    assert_int_equal(tml_model_write_mem(m, NULL, &file, &len), TML_OK);
+    chunk_ref c;
+    assert_true(find_chunk(file, len, "META", 0, &c));
+    static const struct {
+        const char *json, *needle;
+    } bad[] = {
+        {"{\"classes\":16777216}", "classes"},
+        {"{\"classes\":3}", "classes"},
+        {"{\"labels\":[\"a\",\"b\",\"c\"]}", "labels"},
+        {"{\"classes\":10,\"preprocess\":{\"scale\":1,\"mean\":[0],\"std\":[0]}}", "std"},
+        {"{\"classes\":10,\"preprocess\":{\"scale\":0}}", "scale"},
+        {"{\"classes\":10,\"preprocess\":{\"scale\":1,\"mean\":[0,0],\"std\":[1,1]}}", "channels"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n;
+        uint8_t *b = edit_chunk(file, len, &c, NULL, bad[i].json, strlen(bad[i].json), &n);
+        expect_format_error(b, n, bad[i].needle);
+        free(b);
+    }
+    /* consistent metadata loads */
+    const char *ok = "{\"classes\":10,\"preprocess\":{\"scale\":1,\"mean\":[0],\"std\":[2]}}";
+    size_t n;
+    uint8_t *b = edit_chunk(file, len, &c, NULL, ok, strlen(ok), &n);
+    assert_int_equal(read_exact(b, n, NULL), TML_OK);
+    free(b);
+    free(file);
+    tml_model_free(m);
+}
+
+/* Per-feature normalization (tabular models) round-trips and is deep-copied. */
+static void test_feature_normalization_roundtrip(void **state)
+{
+    (void)state;
+    tml_model *m = full_model(6); /* input 8x8x3: 192 features */
+    float mean[192], sd[192];
+    for (int i = 0; i < 192; i++) {
+        mean[i] = 0.5f * (float)i - 3.0f;
+        sd[i] = 1.0f + 0.25f * (float)i;
+    }
+    m->meta.pre.n_ch = 0;
+    assert_int_equal(tml_preproc_set_features(&m->meta.pre, 192, mean, sd), TML_OK);
+    tml_model *c = tml_model_clone(m);
+    assert_true(c->meta.pre.feat_mean != m->meta.pre.feat_mean);
+    tml_model *back = roundtrip(c, NULL, NULL, NULL);
+    assert_int_equal(back->meta.pre.n_feat, 192);
+    assert_memory_equal(back->meta.pre.feat_mean, mean, sizeof mean);
+    assert_memory_equal(back->meta.pre.feat_std, sd, sizeof sd);
+    tml_model_free(back);
+    tml_model_free(c);
+    /* as many features as the input has values, or refused */
+    assert_int_equal(tml_preproc_set_features(&m->meta.pre, 5, mean, sd), TML_OK);
+    uint8_t *file;
+    size_t len;
+    assert_int_equal(tml_model_write_mem(m, NULL, &file, &len), TML_OK);
+    expect_format_error(file, len, "per-feature");
+    free(file);
+    tml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2091,6 +2159,8 @@ int main(void)
         cmocka_unit_test(test_roundtrip_bare_model),
         cmocka_unit_test(test_decompression_bomb_refused),
         cmocka_unit_test(test_large_graphs_linear_and_limited),
+        cmocka_unit_test(test_meta_contradicting_graph_refused),
+        cmocka_unit_test(test_feature_normalization_roundtrip),
         cmocka_unit_test(test_graph_and_meta_json_text),
         cmocka_unit_test(test_float_json_bit_exact),
         cmocka_unit_test(test_roundtrip_quant_int8_int32),

@@ -171,6 +171,8 @@ static void meta_release(tml_meta *meta)
     }
     free(meta->history);
     free(meta->extra);
+    free(meta->pre.feat_mean);
+    free(meta->pre.feat_std);
     memset(meta, 0, sizeof *meta);
 }
 
@@ -404,6 +406,11 @@ tml_model *tml_model_clone(const tml_model *m)
     c->meta.labels = NULL;
     c->meta.history = NULL;
     c->meta.extra = NULL;
+    c->meta.pre.n_feat = 0;
+    c->meta.pre.feat_mean = c->meta.pre.feat_std = NULL;
+    if (m->meta.pre.n_feat &&
+        tml_preproc_set_features(&c->meta.pre, m->meta.pre.n_feat, m->meta.pre.feat_mean, m->meta.pre.feat_std))
+        goto oom;
     if (m->meta.name && !(c->meta.name = tml_strdup(m->meta.name))) goto oom;
     if (m->meta.arch && !(c->meta.arch = tml_strdup(m->meta.arch))) goto oom;
     if (m->meta.extra && !(c->meta.extra = tml_strdup(m->meta.extra))) goto oom;
@@ -422,6 +429,64 @@ oom:
 }
 
 /* ---- metadata ------------------------------------------------------------------ */
+
+tml_status tml_preproc_set_features(tml_preproc *pre, int n, const float *mean, const float *std)
+{
+    float *m = NULL, *s = NULL;
+    if (n < 0 || n > TML_MAX_NUMEL) return tml_error(TML_ERR_INVALID, "bad feature count %d", n);
+    if (n > 0) {
+        m = malloc(sizeof(float) * (size_t)n);
+        s = malloc(sizeof(float) * (size_t)n);
+        if (!m || !s) {
+            free(m);
+            free(s);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+        memcpy(m, mean, sizeof(float) * (size_t)n);
+        memcpy(s, std, sizeof(float) * (size_t)n);
+        pre->n_ch = 0;
+    }
+    free(pre->feat_mean);
+    free(pre->feat_std);
+    pre->feat_mean = m;
+    pre->feat_std = s;
+    pre->n_feat = n;
+    return TML_OK;
+}
+
+tml_status tml_model_check_meta(const tml_model *m)
+{
+    const tml_meta *meta = &m->meta;
+    const tml_tensor *in = &m->tensors[m->input];
+    const int64_t outs = tml_tensor_numel(&m->tensors[m->output]), ins = tml_tensor_numel(in);
+    const int c = in->ndim == 3 ? in->dims[2] : 1;
+    if (meta->labels && meta->n_classes != outs)
+        return tml_error(TML_ERR_FORMAT, "META: %d labels, but the graph's output has %lld values", meta->n_classes,
+                         (long long)outs);
+    if (meta->n_classes != 0 && meta->n_classes != outs)
+        return tml_error(TML_ERR_FORMAT, "META: %d classes, but the graph's output '%s' has %lld values", meta->n_classes,
+                         m->tensors[m->output].name, (long long)outs);
+    const tml_preproc *p = &meta->pre;
+    if (!(isfinite(p->scale) && p->scale != 0.0f))
+        return tml_error(TML_ERR_FORMAT, "META: preprocessing scale %g must be finite and nonzero", (double)p->scale);
+    if (p->n_ch < 0 || p->n_ch > TML_MAX_CHANNELS_PRE || (p->n_ch > 1 && p->n_ch != c))
+        return tml_error(TML_ERR_FORMAT, "META: preprocessing has mean/std for %d channels, the input '%s' has %d", p->n_ch,
+                         in->name, c);
+    for (int i = 0; i < p->n_ch; i++)
+        if (!isfinite(p->mean[i]) || !(isfinite(p->std[i]) && p->std[i] > 0.0f))
+            return tml_error(TML_ERR_FORMAT, "META: preprocessing channel %d: mean %g, std %g (std must be positive)", i,
+                             (double)p->mean[i], (double)p->std[i]);
+    if (p->n_feat) {
+        if (p->n_feat != ins || p->n_ch || !p->feat_mean || !p->feat_std)
+            return tml_error(TML_ERR_FORMAT, "META: per-feature normalization of %d features, the input '%s' has %lld values",
+                             p->n_feat, in->name, (long long)ins);
+        for (int i = 0; i < p->n_feat; i++)
+            if (!isfinite(p->feat_mean[i]) || !(isfinite(p->feat_std[i]) && p->feat_std[i] > 0.0f))
+                return tml_error(TML_ERR_FORMAT, "META: feature %d: mean %g, std %g (std must be positive)", i,
+                                 (double)p->feat_mean[i], (double)p->feat_std[i]);
+    }
+    return TML_OK;
+}
 
 tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels)
 {

@@ -96,6 +96,11 @@ expect_exit 1 "sensitivity --json into a missing dir" -- "$T" sensitivity "$W/m.
 expect_grep "$W/err" "/nonexistent" "sensitivity: bad destination named"
 CHECKS=$((CHECKS + 1)); grep -q "sensitivity" "$W/out" && fail "sensitivity ran before checking --json"
 expect_exit 1 "export --c into a file" -- "$T" export "$W/m.tmf" --c -o "$W/m.tmf"
+# ---- a name that matches nothing is an error (item 12) ----
+expect_exit 2 "quantize --weight-only --layer nosuch" -- "$T" quantize "$W/m.tmf" --weight-only --layer nosuch -q -o "$W/x.tmf"
+expect_grep "$W/err" "nosuch" "the unknown layer is named"
+expect_grep "$W/err" "fc1" "the known layers are listed"
+
 # ---- the same command writes the same bytes (item 13) ----
 for i in 1 2; do
   SOURCE_DATE_EPOCH=1700000000 "$T" train "$W/m.tmf" --data fashion-mnist --limit 1500 --val 300 --epochs 1 \

@@ -180,13 +180,18 @@ typedef struct tml_node {
 /* ---- metadata ----------------------------------------------------------------- */
 
 /* Preprocessing applied to raw dataset values (0..255 for images) before the
- * model sees them, per channel c: x = (raw * scale - mean[c]) / std[c]. */
+ * model sees them, per channel c: x = (raw * scale - mean[c]) / std[c]; or,
+ * with per-feature normalization (tabular data, any width), per element i of
+ * a sample: x[i] = (raw[i] * scale - feat_mean[i]) / feat_std[i]. */
 #define TML_MAX_CHANNELS_PRE 4
 typedef struct tml_preproc {
     float scale;
     int n_ch;                         /* 0: mean 0 / std 1 for all channels */
     float mean[TML_MAX_CHANNELS_PRE];
     float std[TML_MAX_CHANNELS_PRE];
+    int n_feat;       /* 0, or the input's element count: per-feature (then n_ch is 0) */
+    float *feat_mean; /* (n_feat), owned by the model's meta (tml_preproc_set_features) */
+    float *feat_std;  /* (n_feat) */
 } tml_preproc;
 
 typedef struct tml_meta {
@@ -277,6 +282,15 @@ int64_t tml_node_params(const tml_model *m, const tml_node *n);
 
 /* Metadata helpers. */
 tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels);
+/* Sets (copies) per-feature normalization of n values; n = 0 removes it.
+ * Per-channel mean/std are cleared when n > 0. */
+tml_status tml_preproc_set_features(tml_preproc *pre, int n, const float *mean, const float *std);
+/* Checks the metadata against the graph (every reader calls it): classes 0
+ * or the output's element count, labels as many as classes, preprocessing
+ * usable for the input (finite nonzero scale, 0, 1 or C channel means, finite
+ * means, positive stds, per-feature arrays as long as the input).
+ * TML_ERR_FORMAT naming the contradiction. */
+tml_status tml_model_check_meta(const tml_model *m);
 /* Appends one JSON object (text, trusted: produced by our own code) to
  * meta.history. The CLI adds "pass", "time" and the tinyml version. */
 tml_status tml_model_add_history(tml_model *m, const char *entry_json);

@@ -82,7 +82,9 @@ void tml_samples_gather(const tml_samples *s, const int64_t *idx, int n, float *
 /* Applies preprocessing in place to n_values floats with c channels last (n_values
  * a multiple of c): x = (x * scale - mean[ch]) / std[ch], ch = i % c; n_ch == 0
  * means mean 0 / std 1, n_ch == 1 uses channel 0's values for every channel.
- * n_ch must be 0, 1 or c (asserted: check untrusted values with tml_preproc_check). */
+ * n_ch must be 0, 1 or c (asserted: check untrusted values with tml_preproc_check).
+ * With per-feature normalization (n_feat > 0, a multiple of n_values) element
+ * i of each sample uses feat_mean[i] / feat_std[i] instead. */
 void tml_preproc_apply(const tml_preproc *pre, int64_t n_values, int c, float *x);
 /* Validates preprocessing parameters (e.g. read from a model file) for data with
  * c channels: finite nonzero scale, n_ch 0, 1 or c, finite means, positive stds. */
