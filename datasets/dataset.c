@@ -277,6 +277,7 @@ void tml_dataset_free(tml_dataset *ds)
     if (ds->vt && ds->vt->destroy) ds->vt->destroy(ds->impl);
     for (int i = 0; i < ds->n_owned_labels; i++) free(ds->owned_labels[i]);
     free(ds->owned_labels);
+    free(ds->class_map);
     free(ds);
 }
 
@@ -298,11 +299,69 @@ static tml_status read_checked(tml_dataset *ds, int n, float *x, int32_t *y, int
 {
     tml_status st = ds->vt->read(ds, n, x, y);
     if (st != TML_OK) return st;
+    const int from = ds->class_map ? ds->map_from : ds->info.n_classes;
     for (int i = 0; i < n; i++) {
-        if (y[i] < 0 || y[i] >= ds->info.n_classes)
+        if (y[i] < 0 || y[i] >= from)
             return tml_error(TML_ERR_FORMAT, "%s: label %d of sample %lld is outside [0, %d)", ds->info.name,
-                             (int)y[i], (long long)(first + i), ds->info.n_classes);
+                             (int)y[i], (long long)(first + i), from);
+        if (ds->class_map) y[i] = ds->class_map[y[i]];
     }
+    return TML_OK;
+}
+
+tml_status tml_dataset_map_classes(tml_dataset *ds, int n, const char *const *names)
+{
+    if (!ds || n < 1 || !names) return tml_error(TML_ERR_INVALID, "tml_dataset_map_classes: bad arguments");
+    if (!ds->info.labels) return tml_error(TML_ERR_INVALID, "%s has no class names to map", ds->info.name);
+    if (ds->class_map) return tml_error(TML_ERR_INVALID, "%s: classes already mapped", ds->info.name);
+    const int k = ds->info.n_classes;
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)(k ? k : 1));
+    char **own = calloc((size_t)n, sizeof(char *));
+    if (!map || !own) {
+        free(map);
+        free(own);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    int identity = k == n;
+    for (int i = 0; i < k; i++) {
+        map[i] = -1;
+        for (int j = 0; j < n && map[i] < 0; j++)
+            if (names[j] && strcmp(ds->info.labels[i], names[j]) == 0) map[i] = j;
+        if (map[i] < 0) {
+            char known[400] = "";
+            for (int j = 0, l = 0; j < n && l < (int)sizeof known - 8; j++)
+                l += snprintf(known + l, sizeof known - (size_t)l, "%s'%s'", j ? ", " : "", names[j] ? names[j] : "");
+            tml_status st = tml_error(TML_ERR_SHAPE,
+                                      "%s: class '%s' is not one of the model's classes (%s): rename the class "
+                                      "folder or use a model trained on these classes",
+                                      ds->info.name, ds->info.labels[i], known);
+            free(map);
+            free(own);
+            return st;
+        }
+        identity &= map[i] == i;
+    }
+    if (identity) { /* same names in the same order: nothing to do */
+        free(map);
+        free(own);
+        return TML_OK;
+    }
+    for (int j = 0; j < n; j++) {
+        if (!(own[j] = tml_strdup(names[j] ? names[j] : ""))) {
+            for (int q = 0; q < j; q++) free(own[q]);
+            free(own);
+            free(map);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+    }
+    for (int i = 0; i < ds->n_owned_labels; i++) free(ds->owned_labels[i]);
+    free(ds->owned_labels);
+    ds->owned_labels = own;
+    ds->n_owned_labels = n;
+    ds->info.labels = (const char *const *)own;
+    ds->map_from = k;
+    ds->info.n_classes = n;
+    ds->class_map = map;
     return TML_OK;
 }
 

@@ -650,6 +650,31 @@ static void test_png_gray_classes(void **state)
     ds = open_ok(spec);
     assert_int_equal(tml_dataset_get_info(ds)->count, 6);
     tml_dataset_free(ds);
+
+    /* class names map onto a model's by name, not by sort order (issue 14
+     * item 11): model classes {sneaker, coat, bag, boot} */
+    const char *model_names[4] = {"sneaker", "coat", "bag", "boot"};
+    ds = open_ok(dir);
+    assert_int_equal(tml_dataset_map_classes(ds, 4, model_names), TML_OK);
+    info = tml_dataset_get_info(ds);
+    assert_int_equal(info->n_classes, 4);
+    assert_string_equal(info->labels[2], "bag");
+    {
+        float x[6 * 20];
+        int32_t y[6];
+        int got;
+        assert_int_equal(tml_dataset_next(ds, 6, x, y, &got), TML_OK);
+        assert_int_equal(got, 6);
+        const int32_t want[6] = {3, 3, 3, 1, 0, 0}; /* boot x3, coat, sneaker x2 */
+        TU_ASSERT_EQ_I32(y, want, 6);
+    }
+    tml_dataset_free(ds);
+    /* a folder the model does not know is refused, naming it */
+    const char *other[3] = {"sneaker", "coat", "sandal"};
+    ds = open_ok(dir);
+    assert_int_equal(tml_dataset_map_classes(ds, 3, other), TML_ERR_SHAPE);
+    assert_non_null(strstr(tml_last_error(), "'boot'"));
+    tml_dataset_free(ds);
 }
 
 static void test_png_colour(void **state)

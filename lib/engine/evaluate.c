@@ -44,6 +44,16 @@ tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *in
     return TML_OK;
 }
 
+tml_status tml_dataset_match(tml_dataset *ds, const tml_model *m)
+{
+    const tml_dataset_info *info = tml_dataset_get_info(ds);
+    if (m->meta.labels && info->labels && m->meta.n_classes > 0) {
+        tml_status st = tml_dataset_map_classes(ds, m->meta.n_classes, (const char *const *)m->meta.labels);
+        if (st && st != TML_ERR_INVALID) return st; /* INVALID: mapped before */
+    }
+    return tml_check_dataset_fits(m, info);
+}
+
 static int ends_in_softmax(const tml_model *m)
 {
     int p = tml_model_producer(m, m->output);
@@ -200,6 +210,8 @@ out:
 
 tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r)
 {
+    tml_status st = tml_dataset_match(ds, m);
+    if (st) return st;
     const tml_dataset_info *info = tml_dataset_get_info(ds);
     source src = {.ds = ds};
     return eval_loop(m, &src, info, info->count, opts, r);

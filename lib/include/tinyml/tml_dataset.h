@@ -57,6 +57,13 @@ const tml_dataset_info *tml_dataset_get_info(const tml_dataset *ds);
  * fail until tml_dataset_rewind(). */
 tml_status tml_dataset_next(tml_dataset *ds, int max, float *x, int32_t *y, int *got);
 tml_status tml_dataset_rewind(tml_dataset *ds);
+/* Makes a dataset with class names (PNG folders) report its labels in the
+ * order of `names` (a model's classes): label = index of the class's name in
+ * names. Every class of the dataset must be one of the names (TML_ERR_SHAPE
+ * naming it otherwise); afterwards info.n_classes = n and info.labels =
+ * names. Classes sorted differently from the model's are thus matched by
+ * name, never by position. Call before reading. */
+tml_status tml_dataset_map_classes(tml_dataset *ds, int n, const char *const *names);
 
 /* All samples in memory (training and fine-tuning). Raw values are kept
  * as bytes when they are all integers in 0..255, else as floats. */
