@@ -150,11 +150,61 @@ void cli_history_seconds(struct cJSON *entry, const char *key, double seconds);
 /* Adds eval_data, top1_before and top1_after to a history entry. */
 void cli_history_eval(struct cJSON *entry, const char *data, double top1_before, double top1_after);
 
+/* ---- checkpoints of long runs (train, and prune / cluster fine-tuning) ----
+ * With -o FILE a run keeps FILE.last.tmf (FILE without .tmf; --checkpoint
+ * PREFIX picks another prefix, --no-checkpoint none) up to date after every
+ * epoch, so Ctrl-C leaves a usable model. */
+const char *cli_checkpoint_prefix(const char *out, const char *prefix, int none, char *buf, size_t cap);
+/* Checks PREFIX.last.tmf (and PREFIX.best.tmf) can be written, before the work. */
+void cli_check_checkpoints(const cli *c, const char *prefix, int best);
+/* PREFIX.last.tmf: m with a history entry {"checkpoint": what}. */
+tml_status cli_write_checkpoint(const cli *c, const tml_model *m, const char *prefix, const char *what);
+/* After Ctrl-C: names the last checkpoint (what: NULL when none) and exits 130. */
+_Noreturn void cli_interrupted(const cli *c, const char *prefix, const char *what);
+
 /* Serialized size of a model in bytes (NaN if it cannot be written). */
 double cli_model_bytes(const tml_model *m);
-/* Top-1 of a model on `data` (default split test; limit <= 0: all), with a
- * progress bar; exits on error. */
-double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit);
+/* Device flash (const data + code estimate) and RAM (static arena) of the C
+ * export of an int8 model, from the export planner; NaN for float models. */
+void cli_device_bytes(const tml_model *m, double *flash, double *ram);
+
+/* ---- data selection and accuracy statistics (cli/data.c) ----
+ * --data D, --val-split F, --eval-data E mean the same in every command:
+ * fine-tune / calibrate on D (default split train) minus the held-out
+ * fraction F (seeded by --seed), evaluate on E, else on the held-out part,
+ * else on D's default split test. Classes are matched to the model by name. */
+typedef struct cli_data {
+    const char *spec;      /* --data */
+    const char *eval_spec; /* --eval-data */
+    double val_split;      /* --val-split, 0 = none */
+} cli_data;
+/* Matches --data/-d, --eval-data and --val-split. */
+int cli_data_option(cli *c, cli_data *d);
+int cli_has_eval_data(const cli_data *d);
+/* m (may be NULL) is the model the data must fit. */
+tml_dataset *cli_open_train_data(const cli *c, const cli_data *d, const tml_model *m);
+tml_dataset *cli_open_eval_data(const cli *c, const cli_data *d, const tml_model *m);
+/* What the evaluation ran on, for a table note; with trained set, warns (and
+ * says) when those are the samples fine-tuning used. */
+void cli_eval_data_note(const cli *c, const cli_data *d, int trained, char *buf, size_t cap);
+
+/* An accuracy with what its statistics need: per-sample outcomes. */
+typedef struct cli_acc {
+    double top1;
+    int64_t n, k;     /* samples, correct */
+    uint8_t *correct; /* (n) */
+} cli_acc;
+/* Evaluates m on the evaluation data of d (progress bar; exits on error). */
+void cli_accuracy(const cli *c, const tml_model *m, const cli_data *d, int64_t limit, cli_acc *out);
+void cli_acc_free(cli_acc *a);
+/* McNemar p-value of a against base (same samples), NaN when not paired. */
+double cli_acc_p(const cli_acc *base, const cli_acc *a);
+/* Four cells from column col: top1%, its 95% interval "lo-hi", drop against
+ * base (points), McNemar p. base NULL or == a: drop 0, no p. */
+void cli_acc_cells(tml_table *t, int col, const cli_acc *a, const cli_acc *base);
+/* The table notes that explain those cells (and flag drops inside the
+ * noise); a drop of 5 points or more (p < 0.01) is also warned about. */
+void cli_acc_note(const cli *c, tml_table *t, const cli_acc *base, const cli_acc *const *others, int n_others);
 
 /* Subcommands. */
 int cmd_create(int argc, char **argv);

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "tinyml/tml_engine.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_format.h"
 
 volatile int cli_cancel_flag = 0;
@@ -498,6 +499,54 @@ void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
     if (st) cli_fail_status(c, st);
 }
 
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+const char *cli_checkpoint_prefix(const char *out, const char *prefix, int none, char *buf, size_t cap)
+{
+    if (none) return NULL;
+    if (prefix) return prefix;
+    if (cli_model_to_stdout(out)) return NULL;
+    snprintf(buf, cap, "%s", out);
+    size_t l = strlen(buf);
+    if (l > 4 && strcmp(buf + l - 4, ".tmf") == 0) buf[l - 4] = '\0';
+    return buf;
+}
+
+void cli_check_checkpoints(const cli *c, const char *prefix, int best)
+{
+    if (!prefix) return;
+    char ck[4200];
+    snprintf(ck, sizeof ck, "%s.last.tmf", prefix);
+    cli_check_output(c, ck);
+    if (best) {
+        snprintf(ck, sizeof ck, "%s.best.tmf", prefix);
+        cli_check_output(c, ck);
+    }
+}
+
+tml_status cli_write_checkpoint(const cli *c, const tml_model *m, const char *prefix, const char *what)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s.last.tmf", prefix);
+    tml_model *ck = tml_model_clone(m);
+    if (!ck) return TML_ERR_NOMEM;
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "checkpoint", what);
+    cli_add_history(c, ck, h);
+    tml_status st = tml_model_save(ck, path, NULL);
+    tml_model_free(ck);
+    return st;
+}
+
+_Noreturn void cli_interrupted(const cli *c, const char *prefix, const char *what)
+{
+    if (prefix && what)
+        cli_warn(c, "interrupted; the last good checkpoint is %s.last.tmf (%s)", prefix, what);
+    else
+        cli_warn(c, "interrupted before a checkpoint was written; nothing was written");
+    exit(130);
+}
+
 /* ---- progress -------------------------------------------------------------------------- */
 
 void cli_progress_start(cli_progress *p, const cli *c, const char *label)
@@ -546,18 +595,16 @@ double cli_model_bytes(const tml_model *m)
     return (double)len;
 }
 
-double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit)
+void cli_device_bytes(const tml_model *m, double *flash, double *ram)
 {
-    tml_dataset *ds = cli_open_dataset(c, data, "test");
-    cli_progress p;
-    cli_progress_start(&p, c, "eval");
-    tml_eval_opts o = {.limit = limit, .progress = cli_progress_cb, .progress_user = &p, .cancel = &cli_cancel_flag};
-    tml_eval_result r;
-    tml_status st = tml_evaluate(m, ds, &o, &r);
-    cli_progress_end(&p);
-    if (st) cli_fail_status(c, st);
-    double top1 = r.top1;
-    tml_eval_result_free(&r);
-    tml_dataset_free(ds);
-    return top1;
+    *flash = *ram = NAN;
+    if (!tml_model_is_quantized(m)) return;
+    tml_export_opts o;
+    tml_export_opts_default(&o);
+    tml_export_result r;
+    if (tml_export_c(m, &o, &r) != TML_OK) return;
+    *flash = (double)(r.const_bytes + r.code_bytes);
+    *ram = (double)r.arena_bytes;
+    tml_export_result_free(&r);
 }
+

@@ -1075,6 +1075,68 @@ static void test_preproc(void **state)
     assert_int_equal(tml_preproc_check(&pre, 3), TML_ERR_INVALID);
 }
 
+/* Reads every sample of ds (batches of `batch`): feature 0 of each into f. */
+static int read_first_features(tml_dataset *ds, int batch, float *f, int max)
+{
+    float x[7 * 2];
+    int32_t y[7];
+    int n = 0, got;
+    do {
+        assert_int_equal(tml_dataset_next(ds, batch, x, y, &got), TML_OK);
+        for (int i = 0; i < got; i++) {
+            assert_true(n < max);
+            assert_int_equal(y[i], (int)x[2 * i] % 3);
+            f[n++] = x[2 * i];
+        }
+    } while (got > 0);
+    return n;
+}
+
+/* Seeded held-out splits of a CSV (issue 14 item 15): exact sizes, disjoint,
+ * covering, repeatable, in file order. */
+static void test_holdout_split(void **state)
+{
+    (void)state;
+    const char *dir = tu_tmpdir("ds_holdout");
+    char text[4096];
+    size_t l = 0;
+    for (int i = 0; i < 101; i++) l += (size_t)snprintf(text + l, sizeof text - l, "%d,%d,%d\n", i, -i, i % 3);
+    const char *f = write_text(dir, "h.csv", text);
+    char spec[8300];
+    snprintf(spec, sizeof spec, "csv:%s", f);
+    float held[101], rest[101], again[101];
+    int nh = 0, nr = 0;
+    for (int part = 0; part < 2; part++) {
+        tml_dataset *ds = NULL;
+        assert_int_equal(tml_dataset_holdout(open_ok(spec), 0.2, 7, part, &ds), TML_OK);
+        assert_int_equal(tml_dataset_get_info(ds)->count, part ? 20 : 81);
+        int n = read_first_features(ds, part ? 3 : 7, part ? held : rest, 101);
+        assert_int_equal(n, part ? 20 : 81);
+        /* again after a rewind, another batch size: the same samples */
+        assert_int_equal(tml_dataset_rewind(ds), TML_OK);
+        assert_int_equal(read_first_features(ds, 1, again, 101), n);
+        assert_memory_equal(again, part ? held : rest, sizeof(float) * (size_t)n);
+        if (part) nh = n;
+        else nr = n;
+        tml_dataset_free(ds);
+    }
+    /* disjoint and covering, each part in file order */
+    int seen[101] = {0};
+    for (int i = 0; i < nh; i++) seen[(int)held[i]]++;
+    for (int i = 0; i < nr; i++) seen[(int)rest[i]]++;
+    for (int i = 0; i < 101; i++) assert_int_equal(seen[i], 1);
+    for (int i = 1; i < nh; i++) assert_true(held[i] > held[i - 1]);
+    /* another seed holds out other samples */
+    tml_dataset *ds = NULL;
+    assert_int_equal(tml_dataset_holdout(open_ok(spec), 0.2, 8, 1, &ds), TML_OK);
+    assert_int_equal(read_first_features(ds, 5, again, 101), 20);
+    assert_true(memcmp(again, held, sizeof(float) * 20) != 0);
+    tml_dataset_free(ds);
+    /* nothing left on one side: refused */
+    assert_int_equal(tml_dataset_holdout(open_ok(spec), 0.001, 8, 1, &ds), TML_ERR_INVALID);
+    assert_null(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1092,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_png_errors),
         cmocka_unit_test(test_png_absurd_size),
         cmocka_unit_test(test_csv_basic),
+        cmocka_unit_test(test_holdout_split),
         cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_spec_errors),
         cmocka_unit_test(test_preproc),

@@ -48,4 +48,64 @@ done
 expect_exit 0 "info of the mlp example" -- "$T" info "$W/mlp.tmf" --format csv
 expect_grep "$W/out" "input 8 f32, 3 classes" "the mlp takes a vector of 8 features"
 expect_grep "$W/out" "x = raw \* 1$" "vectors are not scaled by 1/255"
+# ---- tabular data (item 15), its header (item 14), global pruning's floor (item 9) ----
+# three noisy blobs in 4 features of very different scales, with a header row
+awk 'BEGIN{srand(7); print "f1,f2,f3,f4,label"; for(i=0;i<1500;i++){k=i%3; n1=rand()+rand()+rand()-1.5; n2=rand()+rand()+rand()-1.5;
+     printf "%.3f,%.3f,%.3f,%.5f,%d\n", 1000+300*k+n1*250, 50-20*k+n2*25, (rand()-0.5)*40, 0.01*k+(rand()+rand()-1)*0.01, k}}' >"$W/blobs.csv"
+expect_exit 0 "eval counts the data lines only" -- "$T" create lenet300 --input 4 --classes 3 -q -o "$W/l3.tmf"
+expect_exit 0 "eval on a CSV with a header" -- "$T" eval "$W/l3.tmf" --data "csv:$W/blobs.csv" --format csv
+expect_grep "$W/out" ",1500," "1500 samples, the header skipped"
+printf '{"name": "mlp", "input": [4], "classes": 3, "layers": [{"type": "dense", "units": 64, "act": "relu"}, {"type": "dense", "units": 3}]}\n' >"$W/mlp4.json"
+"$T" create "$W/mlp4.json" -q -o "$W/mlp4.tmf"
+expect_exit 0 "train on a CSV, normalized, 20% held out" -- "$T" train "$W/mlp4.tmf" --data "csv:$W/blobs.csv" --normalize auto \
+  --val-split 0.2 --epochs 10 --no-checkpoint -q --format csv -o "$W/mlp4-t.tmf"
+val=$(awk -F, '$1 == 10 {print $5}' "$W/out")
+CHECKS=$((CHECKS + 1)); awk -v a="$val" 'BEGIN{exit !(a > 85)}' || fail "normalized MLP on the blobs: validation top-1 $val%, expected > 85%"
+expect_grep "$W/out" "300 of them held out" "the 20% validation split is 300 samples"
+expect_exit 0 "info shows the per-feature normalization" -- "$T" info "$W/mlp4-t.tmf"
+expect_grep "$W/out" "per feature (4 features" "per-feature mean/std stored"
+# the same held-out samples for prune's report: fine-tuned on the rest, said so in the table
+expect_exit 0 "prune a CSV model with --val-split" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --global --epochs 2 \
+  --data "csv:$W/blobs.csv" --val-split 0.2 -o "$W/mlp4-p.tmf" -q --no-checkpoint
+expect_grep "$W/out" "held out of csv:" "the report says it used the held-out part"
+expect_grep "$W/out" "never fine-tuned on" "the report says fine-tuning did not see it"
+expect_exit 0 "eval the same held-out part" -- "$T" eval "$W/mlp4-p.tmf" --data "csv:$W/blobs.csv" --val-split 0.2 --format csv
+expect_grep "$W/out" "held-out 20%.*,300," "eval --val-split 0.2 evaluates the 300 held-out samples"
+# no held-out data while fine-tuning on a CSV: warned, and the table says so
+expect_exit 0 "prune a CSV model without a split" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --global --epochs 1 \
+  --data "csv:$W/blobs.csv" -o "$W/x2.tmf" --no-checkpoint
+expect_grep "$W/err" "no test split" "fine-tuning and evaluating on the same CSV is warned about"
+expect_grep "$W/out" "SAME samples" "the table says the samples are the fine-tuning ones"
+# global pruning never empties a layer (the 4-64-3 MLP at 80% lost all of fc2)
+expect_exit 0 "global 80% on the 4-64-3 MLP" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.8 --global --format csv -o "$W/g80.tmf"
+zeros=$(awk -F, '$1 == "fc2" {print $4}' "$W/out")
+CHECKS=$((CHECKS + 1)); [ -n "$zeros" ] && [ "$zeros" -lt 192 ] || fail "fc2 pruned to $zeros of 192 weights"
+CHECKS=$((CHECKS + 1)); [ "$zeros" -le 188 ] || fail "fc2 should keep its 2% floor (4 weights): $zeros zeros"
+expect_grep "$W/err" "layer 'fc2'" "the floored layer is warned about"
+expect_exit 0 "no floor: --min-density 0 keeps one weight" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.8 --global --min-density 0 --format csv -o "$W/g80b.tmf"
+zeros=$(awk -F, '$1 == "fc2" {print $4}' "$W/out")
+CHECKS=$((CHECKS + 1)); [ "$zeros" -eq 191 ] || fail "with --min-density 0 fc2 keeps exactly its last weight ($zeros zeros)"
+# a per-layer target below the floor is warned about
+expect_exit 0 "per-layer 99%" -- "$T" prune "$W/mlp4-t.tmf" --layer fc1=0.99 -o "$W/x3.tmf"
+expect_grep "$W/err" "layer 'fc1' keeps only" "a layer left below --min-density is warned about"
+
+# ---- PNG folders: classes matched by name (item 11) ----
+if [ -n "${TML_DS2PNG:-}" ] && [ -x "$TML_DS2PNG" ]; then
+  NAMES=top,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,boot
+  "$TML_DS2PNG" fashion-mnist:train "$W/pngA" 3000 "$NAMES"
+  "$T" create lenet300 -q -o "$W/l300.tmf"
+  expect_exit 0 "train on a PNG folder" -- "$T" train "$W/l300.tmf" --data "png:$W/pngA" --epochs 3 --val 300 --no-checkpoint -q -o "$W/png.tmf"
+  # a test folder with 4 of the 10 classes: its labels 0..3 are not the model's 0..3
+  "$TML_DS2PNG" fashion-mnist:test "$W/pngB" 600 "-,trouser,-,-,coat,-,-,sneaker,-,boot"
+  expect_exit 0 "eval on a folder whose classes sort differently" -- "$T" eval "$W/png.tmf" --data "png:$W/pngB" --format csv
+  acc=$(awk -F, 'NR > 1 && $3 > 0 && !/^#/ {print $4; exit}' "$W/out")
+  CHECKS=$((CHECKS + 1)); awk -v a="$acc" 'BEGIN{exit !(a > 70)}' || fail "classes matched by name should give > 70% (got $acc%)"
+  expect_grep "$W/out" "sneaker" "per-class table uses the model's class names"
+  # a class the model does not know is refused
+  "$TML_DS2PNG" fashion-mnist:test "$W/pngC" 60 "frog,trouser,-,-,-,-,-,-,-,-"
+  expect_exit 1 "a class folder the model does not know" -- "$T" eval "$W/png.tmf" --data "png:$W/pngC"
+  expect_grep "$W/err" "'frog'" "the unknown class is named"
+else
+  echo "skip: ds2png helper not built (PNG class mapping)"
+fi
 finish

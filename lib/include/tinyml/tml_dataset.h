@@ -64,6 +64,14 @@ tml_status tml_dataset_rewind(tml_dataset *ds);
  * names. Classes sorted differently from the model's are thus matched by
  * name, never by position. Call before reading. */
 tml_status tml_dataset_map_classes(tml_dataset *ds, int n, const char *const *names);
+/* A seeded split of a dataset without one (a CSV file, a PNG folder): exactly
+ * round(frac * count) samples, chosen uniformly from `seed`, are held out.
+ * *out streams the held-out samples (held_out = 1) or the others (0), in
+ * file order; the same base, frac and seed always give the same split, so
+ * fine-tuning on part 0 and evaluating on part 1 never share a sample. Takes
+ * ownership of `base` (freed with *out, or on failure). frac in (0, 1), and
+ * both parts must be non-empty. */
+tml_status tml_dataset_holdout(tml_dataset *base, double frac, uint64_t seed, int held_out, tml_dataset **out);
 
 /* All samples in memory (training and fine-tuning). Raw values are kept
  * as bytes when they are all integers in 0..255, else as floats. */

@@ -62,6 +62,8 @@ typedef struct tml_eval_opts {
     tml_progress_fn progress; /* called after each batch, may be NULL */
     void *progress_user;
     volatile int *cancel; /* if non-NULL and set, stop with TML_ERR_INTERRUPTED */
+    uint8_t *correct;     /* if non-NULL: per sample, 1 when its top-1 is right (room for
+                             every sample evaluated); paired tests compare two models on it */
 } tml_eval_opts;
 
 typedef struct tml_eval_result {
