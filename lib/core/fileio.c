@@ -16,10 +16,15 @@
  *
  * Temporaries: on Linux an unnamed O_TMPFILE file receives the data and is
  * given a name (".NAME.XXXXXX") only for the instant between linkat() and
- * rename(), so a killed run leaves nothing behind. Where O_TMPFILE is not
- * available the temporary is named from the start. Either way, a temporary of
- * the same destination left by a killed run (untouched for TMP_STALE_SECONDS)
- * is removed by the next write of that destination.
+ * rename(), so a killed run almost never leaves anything behind. Where
+ * O_TMPFILE is not available the temporary is named from the start. The
+ * first four characters of XXXXXX are the writer's process id (base 62): the
+ * next write of the same destination removes a temporary whose writer is gone
+ * (or, if the id is reused, that is older than TMP_STALE_SECONDS).
+ *
+ * Several files (tml_write_files_atomic) are all written and flushed first,
+ * then renamed one right after the other, then their directories synced: the
+ * window in which a kill leaves some old and some new is a few syscalls.
  */
 #define _GNU_SOURCE /* O_TMPFILE */
 #include <dirent.h>
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,26 +167,41 @@ static tml_status dest_resolve(const char *path, dest *d)
 
 /* ---- temporaries ------------------------------------------------------------------- */
 
-/* "<dir>/.<base>.XXXXXX" with a fresh random suffix; base cut to stay within NAME_MAX. */
+static const char b62[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/* "<dir>/.<base>.PPPPRR": PPPP the process id in base 62 (pids < 62^4),
+ * RR random; base cut to stay within NAME_MAX. */
 static char *tmp_name(const dest *d)
 {
-    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     size_t blen = strlen(d->base) > 200 ? 200 : strlen(d->base);
     size_t cap = strlen(d->dir) + blen + 16;
     char *t = malloc(cap);
     if (!t) return NULL;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)t;
+    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)t;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ull;
+    uint64_t pid = (uint64_t)getpid() % (62ull * 62 * 62 * 62);
     char sfx[7];
-    for (int i = 0; i < 6; i++) {
-        x ^= x >> 29;
-        x *= 0xBF58476D1CE4E5B9ull;
-        sfx[i] = set[(x >> 40) % (sizeof set - 1)];
-    }
+    for (int i = 3; i >= 0; i--, pid /= 62) sfx[i] = b62[pid % 62];
+    sfx[4] = b62[(x >> 40) % 62];
+    sfx[5] = b62[(x >> 50) % 62];
     sfx[6] = '\0';
     snprintf(t, cap, "%s/.%.*s.%s", d->dir, (int)blen, d->base, sfx);
     return t;
+}
+
+/* The writer process id encoded in a temporary's suffix, or -1. */
+static long tmp_pid(const char *sfx)
+{
+    long pid = 0;
+    for (int i = 0; i < 4; i++) {
+        const char *at = strchr(b62, sfx[i]);
+        if (!at || !sfx[i]) return -1;
+        pid = pid * 62 + (at - b62);
+    }
+    return pid;
 }
 
 /* Is `name` a temporary of destination `base` (".<base>.XXXXXX")? */
@@ -209,7 +230,10 @@ static void remove_stale(const dest *d)
         if (!p) break;
         snprintf(p, cap, "%s/%s", d->dir, e->d_name);
         struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() && now - sb.st_mtime > TMP_STALE_SECONDS)
+        const long pid = tmp_pid(e->d_name + strlen(e->d_name) - 6);
+        const int writer_gone = pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+        if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == geteuid() &&
+            (writer_gone || now - sb.st_mtime > TMP_STALE_SECONDS))
             (void)unlink(p);
         free(p);
     }
@@ -280,8 +304,8 @@ static tml_status pending_write(pending *p, const char *path, const void *buf, s
     return TML_OK;
 }
 
-/* Phase 2: write through, or give the temporary its final name. */
-static tml_status pending_commit(pending *p, const void *buf, size_t len)
+/* Phase 2: write through, or give an O_TMPFILE a (temporary) name and close it. */
+static tml_status pending_link(pending *p, const void *buf, size_t len)
 {
     char eb[128];
     if (p->d.kind == DEST_THROUGH) {
@@ -298,7 +322,6 @@ static tml_status pending_commit(pending *p, const void *buf, size_t len)
         return TML_OK;
     }
     if (!p->tmp) {
-        /* an O_TMPFILE: link it under a temporary name, then rename that */
         char proc[64];
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->fd);
         for (int attempt = 0; attempt < 100 && !p->tmp; attempt++) {
@@ -314,25 +337,38 @@ static tml_status pending_commit(pending *p, const void *buf, size_t len)
         }
         if (!p->tmp) return tml_error(TML_ERR_IO, "cannot write '%s': no free temporary name", p->d.path);
     }
-    if (close(p->fd) != 0) {
+    int r = close(p->fd);
+    p->fd = -1;
+    if (r != 0) {
         int e = errno;
-        p->fd = -1;
         return tml_error(TML_ERR_IO, "cannot write '%s': %s", p->d.path, errstr(e, eb, sizeof eb));
     }
-    p->fd = -1;
+    return TML_OK;
+}
+
+/* Phase 3: the rename itself. */
+static tml_status pending_rename(pending *p)
+{
+    char eb[128];
+    if (p->d.kind == DEST_THROUGH) return TML_OK;
     if (rename(p->tmp, p->d.file) != 0) {
         int e = errno;
         return tml_error(TML_ERR_IO, "cannot replace '%s': %s", p->d.path, errstr(e, eb, sizeof eb));
     }
     free(p->tmp);
     p->tmp = NULL;
-    /* make the rename itself durable; best effort (not all filesystems allow it) */
+    return TML_OK;
+}
+
+/* Phase 4: make the renames durable; best effort (not all filesystems allow it). */
+static void pending_sync_dir(const pending *p)
+{
+    if (p->d.kind == DEST_THROUGH) return;
     int dfd = open(p->d.dir, O_RDONLY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);
         close(dfd);
     }
-    return TML_OK;
 }
 
 tml_status tml_write_files_atomic(int n, const char *const *paths, const void *const *bufs, const size_t *lens)
@@ -342,7 +378,11 @@ tml_status tml_write_files_atomic(int n, const char *const *paths, const void *c
     tml_status st = TML_OK;
     int done = 0;
     for (; done < n && !st; done++) st = pending_write(&p[done], paths[done], bufs[done], lens[done]);
-    for (int i = 0; i < n && !st; i++) st = pending_commit(&p[i], bufs[i], lens[i]);
+    for (int i = 0; i < n && !st; i++) st = pending_link(&p[i], bufs[i], lens[i]);
+    /* the renames back to back: what a kill can split is as small as it gets */
+    for (int i = 0; i < n && !st; i++) st = pending_rename(&p[i]);
+    if (!st)
+        for (int i = 0; i < n; i++) pending_sync_dir(&p[i]);
     for (int i = 0; i < done; i++) pending_abort(&p[i]);
     return st;
 }

@@ -55,13 +55,18 @@ CHECKS=$((CHECKS + 1)); [ "$(stat -c %a "$W/umask.tmf")" = 640 ] || fail "umask 
 # no temporary left behind by any of the above
 CHECKS=$((CHECKS + 1)); ls -A "$W" | grep -q '^\..*\.[A-Za-z0-9]\{6\}$' && fail "temporaries left: $(ls -A "$W" | grep '^\.')"
 
-# a stale temporary of a killed run is removed by the next write of that file
-: >"$W/.stale.tmf.AbC123"
-touch -d '2 hours ago' "$W/.stale.tmf.AbC123"
-: >"$W/.stale.tmf.new456"
-expect_exit 0 "write next to a stale temporary" -- "$T" create lenet300 -q -o "$W/stale.tmf"
-CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.AbC123" ] && fail "stale temporary not cleaned up"
-CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.new456" ] || fail "a fresh temporary (another run's) was removed"
+# temporaries of killed runs are removed by the next write of that file: the
+# suffix starts with the writer's pid in base 62 (AAAB = pid 1, alive; 9999 =
+# 14776335, beyond any pid_max: its writer is gone)
+: >"$W/.stale.tmf.AAABx1"
+touch -d '2 hours ago' "$W/.stale.tmf.AAABx1"
+: >"$W/.stale.tmf.9999x2"
+: >"$W/.stale.tmf.AAABx3"
+expect_exit 0 "write next to stale temporaries" -- "$T" create lenet300 -q -o "$W/stale.tmf"
+CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.AAABx1" ] && fail "an old temporary was not cleaned up"
+CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.9999x2" ] && fail "the temporary of a dead writer was not cleaned up"
+CHECKS=$((CHECKS + 1)); [ -e "$W/.stale.tmf.AAABx3" ] || fail "a fresh temporary of a live writer was removed"
+rm -f "$W/.stale.tmf.AAABx3"
 
 # ---- reports on stdout: every write error is an error (item 4) ----
 if [ -c /dev/full ]; then
@@ -96,6 +101,41 @@ expect_exit 1 "sensitivity --json into a missing dir" -- "$T" sensitivity "$W/m.
 expect_grep "$W/err" "/nonexistent" "sensitivity: bad destination named"
 CHECKS=$((CHECKS + 1)); grep -q "sensitivity" "$W/out" && fail "sensitivity ran before checking --json"
 expect_exit 1 "export --c into a file" -- "$T" export "$W/m.tmf" --c -o "$W/m.tmf"
+# ---- export --c: the pair belongs together (item 5) ----
+if command -v cc >/dev/null 2>&1; then
+  "$T" create lenet300 -q | "$T" quantize --calib fashion-mnist --calib-samples 16 -q -o "$W/q300.tmf"
+  "$T" create lenet300 --seed 2 -q | "$T" quantize --calib fashion-mnist --calib-samples 16 -q -o "$W/q300b.tmf"
+  expect_exit 0 "export A" -- "$T" export "$W/q300.tmf" --c -o "$W/exA" -q
+  expect_exit 0 "export B" -- "$T" export "$W/q300b.tmf" --c -o "$W/exB" -q
+  expect_exit 0 "a fresh pair compiles" -- cc -c -o "$W/m.o" "$W/exA/model.c"
+  cp "$W/exB/model.h" "$W/exA/model.h"
+  expect_exit 1 "a mixed pair does not compile" -- cc -c -o "$W/m.o" "$W/exA/model.c"
+  expect_grep "$W/err" "does not belong to this model.c" "the mixed pair is explained"
+  # runs killed at random moments: a pair that compiles (old or new), or one
+  # the compiler refuses (never a silently mixed one); the next run cleans up
+  "$T" export "$W/q300.tmf" --c -o "$W/exK" -q >/dev/null
+  i=0
+  mixed=0
+  while [ $i -lt 12 ]; do
+    m=$W/q300.tmf; [ $((i % 2)) -eq 0 ] && m=$W/q300b.tmf
+    "$T" export "$m" --c -o "$W/exK" -q >/dev/null 2>&1 &
+    pid=$!
+    sleep "0.0$((i * 7 % 10))"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    if ! cc -c -o "$W/k.o" "$W/exK/model.c" 2>"$W/err"; then
+      mixed=$((mixed + 1))
+      expect_grep "$W/err" "does not belong" "kill $i: a mixed pair is refused by the compiler"
+    fi
+    i=$((i + 1))
+  done
+  echo "export kill test: $mixed of 12 kills left a (refused) mixed pair"
+  "$T" export "$W/q300.tmf" --c -o "$W/exK" -q >/dev/null
+  CHECKS=$((CHECKS + 1)); [ -z "$(ls -A "$W/exK" | grep '^\.')" ] || fail "killed exports left temporaries: $(ls -A "$W/exK" | grep '^\.')"
+else
+  echo "skip: no C compiler (export pair check)"
+fi
+
 # ---- a name that matches nothing is an error (item 12) ----
 expect_exit 2 "quantize --weight-only --layer nosuch" -- "$T" quantize "$W/m.tmf" --weight-only --layer nosuch -q -o "$W/x.tmf"
 expect_grep "$W/err" "nosuch" "the unknown layer is named"
