@@ -136,6 +136,41 @@ else
   echo "skip: no C compiler (export pair check)"
 fi
 
+# ---- images of another size than the model's input: refused before any
+# allocation, by every command; a large input bounds the batch (item 7) ----
+if [ -n "${TML_DS2PNG:-}" ] && [ -x "$TML_DS2PNG" ]; then
+  mkdir -p "$W/big/a" "$W/big/b"
+  for i in 1 2 3; do
+    "$TML_DS2PNG" --blank 4096 4096 "$W/big/a/$i.png"
+    "$TML_DS2PNG" --blank 4096 4096 "$W/big/b/$i.png"
+  done
+  P="--data png:$W/big"
+  O="-o $W/x.tmf"
+  for cmd in "eval $W/m.tmf $P" "train $W/m.tmf $P --epochs 1 $O" "prune $W/m.tmf --sparsity 0.5 --epochs 1 $P $O" \
+             "cluster $W/m.tmf --epochs 1 $P $O" "quantize $W/m.tmf --calib png:$W/big $O" "sensitivity $W/m.tmf $P" \
+             "report $W/m.tmf $P" "compare $W/m.tmf $W/m.tmf $P" "finetune $W/m.tmf $P $O"; do
+    # shellcheck disable=SC2086
+    expect_exit 1 "${cmd%% *} on 4096x4096 images" -- "$T" $cmd -q
+    expect_grep "$W/err" "4096x4096x1 but the model expects 28x28x1" "${cmd%% *}: the sizes are named"
+  done
+  # a model made for large images: the evaluation batch shrinks to fit memory
+  # (8 images of 1024x1024, 64 MiB of activations each: 512 MiB at once before)
+  if ! grep -q AddressSanitizer "$T" 2>/dev/null; then
+    mkdir -p "$W/big1k/a" "$W/big1k/b"
+    for i in 1 2 3 4; do
+      "$TML_DS2PNG" --blank 1024 1024 "$W/big1k/a/$i.png"
+      "$TML_DS2PNG" --blank 1024 1024 "$W/big1k/b/$i.png"
+    done
+    "$T" create mobilenet-tiny --input 1024x1024x1 -q -o "$W/mt1k.tmf"
+    (ulimit -v 500000 && "$T" eval "$W/mt1k.tmf" --data "png:$W/big1k" --format csv >"$W/out" 2>"$W/err")
+    rc=$?
+    CHECKS=$((CHECKS + 1)); [ $rc -eq 0 ] || fail "eval of 1024x1024 images in 500 MB: exit $rc ($(head -1 "$W/err"))"
+    expect_grep "$W/out" ",8," "all 8 images evaluated"
+  fi
+else
+  echo "skip: ds2png helper not built (image size cases)"
+fi
+
 # ---- a name that matches nothing is an error (item 12) ----
 expect_exit 2 "quantize --weight-only --layer nosuch" -- "$T" quantize "$W/m.tmf" --weight-only --layer nosuch -q -o "$W/x.tmf"
 expect_grep "$W/err" "nosuch" "the unknown layer is named"
