@@ -171,6 +171,27 @@ else
   echo "skip: ds2png helper not built (image size cases)"
 fi
 
+# ---- Ctrl-C during prune / cluster fine-tuning keeps a usable checkpoint (item 16) ----
+for cmd in "prune --sparsity 0.8 --global" "cluster --bits 4"; do
+  name=${cmd%% *}
+  rm -f "$W/ck-$name.last.tmf"
+  # shellcheck disable=SC2086
+  "$T" $cmd "$W/m.tmf" --epochs 20 --data fashion-mnist -q -o "$W/ck-$name.tmf" >/dev/null 2>"$W/ck.err" &
+  pid=$!
+  i=0
+  while [ ! -f "$W/ck-$name.last.tmf" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+  kill -INT $pid
+  wait $pid
+  rc=$?
+  CHECKS=$((CHECKS + 1)); [ $rc -eq 130 ] || fail "$name: Ctrl-C exit $rc, expected 130"
+  expect_grep "$W/ck.err" "last good checkpoint is .*ck-$name.last.tmf" "$name: the interrupt names the checkpoint"
+  CHECKS=$((CHECKS + 1)); [ -e "$W/ck-$name.tmf" ] && fail "$name: an interrupted run wrote its final output"
+  expect_exit 0 "$name: the checkpoint is a usable model" -- "$T" eval "$W/ck-$name.last.tmf" --data fashion-mnist --limit 500 --format csv
+  expect_exit 0 "$name: its history says what it is" -- "$T" info "$W/ck-$name.last.tmf" --history
+  expect_grep "$W/out" "fine-tuning epoch\|fine-tune epoch" "$name: checkpoint history"
+  expect_grep "$W/out" "Bytes after each compression stage" "$name: the checkpoint is compressed"
+done
+
 # ---- a name that matches nothing is an error (item 12) ----
 expect_exit 2 "quantize --weight-only --layer nosuch" -- "$T" quantize "$W/m.tmf" --weight-only --layer nosuch -q -o "$W/x.tmf"
 expect_grep "$W/err" "nosuch" "the unknown layer is named"
