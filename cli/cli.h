@@ -199,8 +199,8 @@ void cli_accuracy(const cli *c, const tml_model *m, const cli_data *d, int64_t l
 void cli_acc_free(cli_acc *a);
 /* McNemar p-value of a against base (same samples), NaN when not paired. */
 double cli_acc_p(const cli_acc *base, const cli_acc *a);
-/* Four cells from column col: top1%, its 95% interval "lo-hi", drop against
- * base (points), McNemar p. base NULL or == a: drop 0, no p. */
+/* Four cells from column col: top1%, drop against base (points), the 95%
+ * interval of top1 "lo-hi", McNemar p. base NULL or == a: drop 0, no p. */
 void cli_acc_cells(tml_table *t, int col, const cli_acc *a, const cli_acc *base);
 /* The table notes that explain those cells (and flag drops inside the
  * noise); a drop of 5 points or more (p < 0.01) is also warned about. */

@@ -198,7 +198,7 @@ int cmd_cluster(int argc, char **argv)
     }
     tml_table_note(lt, "init %s, seed %llu; k-means took %.3fs in all", tml_cluster_init_name(o.init),
                    (unsigned long long)c.seed, rep.seconds);
-    static const char *const sh[] = {"model", "bytes", "ratio", "top1%", "top1 95% CI", "drop", "p"};
+    static const char *const sh[] = {"model", "bytes", "ratio", "top1%", "drop", "top1 95% CI", "p"};
     tml_table *st_ = tml_table_new("summary", "Before / after", 7, sh);
     const char *names[3] = {"original", "clustered", "fine-tuned"};
     const cli_acc *accs[3] = {&acc0, ft ? &acc_nf : &acc1, &acc1};

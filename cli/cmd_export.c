@@ -44,8 +44,9 @@ static const char help[] =
     "  -o, --output DIR|FILE  --c: directory for the two files (created if\n"
     "                     missing); --onnx: the .onnx file (- = stdout, not a\n"
     "                     terminal). Files are replaced atomically.\n"
-    "  --name PREFIX      --c: symbol prefix (default model_): kws_ gives\n"
+    "  --prefix PREFIX    --c: symbol prefix (default model_): kws_ gives\n"
     "                     kws_run(), KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
+    "                     (--name is the old spelling; elsewhere --name is a model's name)\n"
     "  --dense            --c: store every layer's weights as plain int8 arrays\n"
     "                     (fastest kernels; more flash for pruned/clustered models)\n"
     "  --format F         table (default), md, csv or json\n"
@@ -53,9 +54,9 @@ static const char help[] =
     "\n"
     "Examples:\n"
     "  tinyml export lenet5-int8.tmf --c -o firmware/model\n"
-    "  tinyml export kws-int8.tmf --c -o src --name kws_      # kws.c, kws_run(), KWS_INPUT_SCALE\n"
-    "  tinyml prune --sparsity 0.9 base.tmf | tinyml cluster --bits 4 \\\n"
-    "    | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
+    "  tinyml export kws-int8.tmf --c -o src --prefix kws_    # kws.c, kws_run(), KWS_INPUT_SCALE\n"
+    "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
+    "    | tinyml cluster --bits 4 | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
     "  tinyml export lenet5.tmf --onnx -o lenet5.onnx\n"
     "\n"
     "docs/deploy.md shows how to call the code from a Cortex-M project;\n"
@@ -138,8 +139,13 @@ int cmd_export(int argc, char **argv)
             continue;
         }
         if (cli_str(&c, "output", 'o', &out)) continue;
+        if (cli_str(&c, "prefix", 0, &prefix)) {
+            name_set = 1;
+            continue;
+        }
         if (cli_str(&c, "name", 0, &prefix)) {
             name_set = 1;
+            cli_warn(&c, "--name is the old spelling of --prefix (the symbol prefix)");
             continue;
         }
         if (cli_flag(&c, "dense", 0)) {
@@ -153,7 +159,7 @@ int cmd_export(int argc, char **argv)
     if (!to_c && !to_onnx)
         cli_usage_error(&c, "choose a target: --c (C source of an int8 model) or --onnx (ONNX file of a float model)");
     if (to_onnx) {
-        if (name_set || dense) cli_usage_error(&c, "--name and --dense apply to --c only");
+        if (name_set || dense) cli_usage_error(&c, "--prefix and --dense apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
         return export_onnx(&c, pos[0], out);
     }
@@ -164,7 +170,7 @@ int cmd_export(int argc, char **argv)
     o.prefix = prefix;
     o.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
     /* check the prefix before reading a model from a pipe */
-    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
+    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--prefix: %s", tml_last_error());
 
     tml_status cst = tml_check_output_dir(out);
     if (cst) cli_fail_status(&c, cst);

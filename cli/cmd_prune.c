@@ -407,7 +407,7 @@ int cmd_prune(int argc, char **argv)
     tml_table_int(lt, 1, wsum);
     tml_table_int(lt, 3, zsum);
     tml_table_num(lt, 4, wsum ? 100.0 * (double)zsum / (double)wsum : 0.0, "%.1f");
-    static const char *const sh[] = {"model", "params", "nonzeros", "bytes", "ratio", "top1%", "top1 95% CI", "drop", "p"};
+    static const char *const sh[] = {"model", "params", "nonzeros", "bytes", "ratio", "top1%", "drop", "top1 95% CI", "p"};
     tml_table *st_ = tml_table_new("summary", "Before / after", 9, sh);
     const tml_model *ms[2] = {before, m};
     const cli_acc *accs[2] = {&acc0, &acc1};

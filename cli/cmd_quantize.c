@@ -170,7 +170,7 @@ int cmd_quantize(int argc, char **argv)
         cli_accuracy(&c, m, &cd, limit, &a1);
         double b0 = cli_model_bytes(orig), b1 = cli_model_bytes(m), flash = NAN, ram = NAN;
         cli_device_bytes(m, &flash, &ram);
-        static const char *const hdr[] = {"model", "bytes", "flash B", "RAM B", "ratio", "top1%", "top1 95% CI", "drop", "p"};
+        static const char *const hdr[] = {"model", "bytes", "flash B", "RAM B", "ratio", "top1%", "drop", "top1 95% CI", "p"};
         t = tml_table_new("quantize", "Quantization", 9, hdr);
         tml_table_add_row(t);
         tml_table_str(t, 0, "float");

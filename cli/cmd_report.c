@@ -132,7 +132,7 @@ int cmd_report(int argc, char **argv)
         measure(&c, models[i], &data, limit, batch, &rows[i]);
     }
     static const char *const hdr[] = {"model", "bytes", "flash B", "RAM B", "ratio", "params", "nonzeros", "bits/w", "MACs",
-                                      "peak act B", "top1%", "top1 95% CI", "drop", "p", "samples/s"};
+                                      "peak act B", "top1%", "drop", "top1 95% CI", "p", "samples/s"};
     tml_table *t = tml_table_new("models", "Size and accuracy", 15, hdr);
     const row *b = &rows[base];
     int any_device = 0;

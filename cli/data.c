@@ -77,8 +77,8 @@ void cli_eval_data_note(const cli *c, const cli_data *d, int trained, char *buf,
     if (d->eval_spec)
         snprintf(buf, cap, "%s (--eval-data, %lld samples)", ei->name, (long long)ei->count);
     else if (d->val_split > 0)
-        snprintf(buf, cap, "%s: the %.3g held out of %s (seed %llu, %lld samples)%s", ei->name, d->val_split, d->spec,
-                 (unsigned long long)c->seed, (long long)ei->count, trained ? ", never fine-tuned on" : "");
+        snprintf(buf, cap, "the %lld samples held out of %s (%.3g%%, seed %llu)%s", (long long)ei->count, d->spec,
+                 100.0 * d->val_split, (unsigned long long)c->seed, trained ? ", never fine-tuned on" : "");
     else
         snprintf(buf, cap, "%s (%lld samples)", ei->name, (long long)ei->count);
     if (trained && d->spec && !d->eval_spec && d->val_split <= 0) {
@@ -146,8 +146,8 @@ void cli_acc_cells(tml_table *t, int col, const cli_acc *a, const cli_acc *base)
     double lo, hi;
     tml_wilson_interval(a->k, a->n, &lo, &hi);
     tml_table_num(t, col, 100.0 * a->top1, "%.2f");
-    tml_table_fmt(t, col + 1, "%.2f-%.2f", 100.0 * lo, 100.0 * hi);
-    tml_table_num(t, col + 2, base && base != a ? 100.0 * (base->top1 - a->top1) : 0.0, "%.2f");
+    tml_table_num(t, col + 1, base && base != a ? 100.0 * (base->top1 - a->top1) : 0.0, "%.2f");
+    tml_table_fmt(t, col + 2, "%.2f-%.2f", 100.0 * lo, 100.0 * hi);
     double p = base && base != a ? cli_acc_p(base, a) : NAN;
     if (p < 1e-16)
         tml_table_str(t, col + 3, "<1e-16"); /* beyond what a double sum resolves */

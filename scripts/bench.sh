@@ -136,7 +136,7 @@ deep)
       | "$T" cluster --bits 5 --skip fc1 --finetune-epochs 1 --lr 1e-4 --teacher "$OUT/$a.tmf" --data $D -q -o "$OUT/$a-deep-clustered.tmf" >/dev/null
     "$T" quantize "$OUT/$a-deep-clustered.tmf" --calib $D -q -o "$OUT/$a-deep-int8.tmf" >/dev/null
     "$T" report "$OUT/$a.tmf" "$OUT/$a-deep-pruned.tmf" "$OUT/$a-deep-clustered.tmf" "$OUT/$a-deep-int8.tmf" --data $D --format csv -q \
-      | awk -F, -v a=$a '!/^#/ && $1 != "model" {printf "| %s | %s | %s | %.1fx | %s | %s |\n", a, $1, $2, $3, $9, $10}' >>"$R"
+      | awk -F, -v a=$a '!/^#/ && $1 != "model" {printf "| %s | %s | %s | %.1fx | %s | %s |\n", a, $1, $2, $5, $11, $12}' >>"$R"
     "$T" info "$OUT/$a-deep-int8.tmf" --stages --format md | sed -n '/Bytes after each/,$p' >>"$R"
   done
   ;;

@@ -89,6 +89,47 @@ CHECKS=$((CHECKS + 1)); [ "$zeros" -eq 191 ] || fail "with --min-density 0 fc2 k
 expect_exit 0 "per-layer 99%" -- "$T" prune "$W/mlp4-t.tmf" --layer fc1=0.99 -o "$W/x3.tmf"
 expect_grep "$W/err" "layer 'fc1' keeps only" "a layer left below --min-density is warned about"
 
+# ---- one flag, one meaning (item 18): new spellings and old ones give the same bytes ----
+export SOURCE_DATE_EPOCH=1700000000
+C="csv:$W/blobs.csv"
+"$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --global --epochs 1 --data "$C" --val-split 0.2 --no-checkpoint -q -o "$W/e1.tmf" >/dev/null
+"$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --global --finetune-epochs 1 --data "$C" --val-split 0.2 --no-checkpoint -q -o "$W/e2.tmf" >/dev/null
+CHECKS=$((CHECKS + 1)); cmp -s "$W/e1.tmf" "$W/e2.tmf" || fail "prune --epochs and --finetune-epochs differ"
+"$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --global --prune-schedule agp --steps 4 --epochs 1 --data "$C" --no-checkpoint -q -o "$W/a1.tmf" >/dev/null 2>&1
+"$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --global --schedule agp --steps 4 --epochs 1 --data "$C" --no-checkpoint -q -o "$W/a2.tmf" >/dev/null 2>&1
+CHECKS=$((CHECKS + 1)); cmp -s "$W/a1.tmf" "$W/a2.tmf" || fail "prune --prune-schedule and --schedule differ"
+"$T" cluster "$W/mlp4-t.tmf" --bits 3 --epochs 1 --data "$C" --no-checkpoint -q -o "$W/c1.tmf" >/dev/null 2>&1
+"$T" cluster "$W/mlp4-t.tmf" --bits 3 --finetune-epochs 1 --data "$C" --no-checkpoint -q -o "$W/c2.tmf" >/dev/null 2>&1
+CHECKS=$((CHECKS + 1)); cmp -s "$W/c1.tmf" "$W/c2.tmf" || fail "cluster --epochs and --finetune-epochs differ"
+"$T" train "$W/mlp4.tmf" --data "$C" --epochs 2 --lr-schedule step --no-checkpoint -q -o "$W/t1.tmf" >/dev/null
+"$T" train "$W/mlp4.tmf" --data "$C" --epochs 2 --schedule step --no-checkpoint -q -o "$W/t2.tmf" >/dev/null
+CHECKS=$((CHECKS + 1)); cmp -s "$W/t1.tmf" "$W/t2.tmf" || fail "train --lr-schedule and --schedule differ"
+unset SOURCE_DATE_EPOCH
+expect_exit 2 "prune has no learning-rate schedule flag" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --lr-schedule cosine -o "$W/x.tmf"
+expect_exit 2 "train has no pruning schedule" -- "$T" train "$W/mlp4.tmf" --data "$C" --prune-schedule agp -o "$W/x.tmf"
+expect_grep "$W/err" "unknown option '--prune-schedule'" "the pruning schedule is prune's"
+
+# ---- honest statistics (item 19) ----
+"$T" quantize "$W/mlp4-t.tmf" --calib "$C" --calib-samples 200 -q -o "$W/mlp4-q.tmf"
+expect_exit 0 "report float vs int8" -- "$T" report "$W/mlp4-t.tmf" "$W/mlp4-q.tmf" --data "$C" --val-split 0.2 --format csv
+expect_grep "$W/out" "^model,bytes,flash B,RAM B,ratio,.*,top1%,drop,top1 95% CI,p," "report columns: device bytes beside the file bytes, interval and p"
+expect_grep "$W/out" "^mlp4-t.tmf,[0-9]*,,,1" "no device bytes for a float model"
+expect_grep "$W/out" "^mlp4-q.tmf,[0-9]*,[0-9][0-9]*,[0-9][0-9]*," "flash and RAM of the int8 model"
+expect_grep "$W/out" "McNemar" "the p column is explained"
+# the interval contains the accuracy, and 300 samples give a few points of width
+row=$(grep "^mlp4-t.tmf," "$W/out")
+CHECKS=$((CHECKS + 1))
+echo "$row" | awk -F, '{split($13, ci, "-"); exit !(ci[1] < $11 && $11 < ci[2] && ci[2] - ci[1] > 2 && ci[2] - ci[1] < 10)}' \
+  || fail "95% interval of 300 samples: $row"
+expect_exit 0 "eval json has the interval" -- "$T" eval "$W/mlp4-q.tmf" --data "$C" --format json
+expect_grep "$W/out" '"top1 95% CI"' "eval reports the interval"
+# a difference inside the noise says so
+"$T" report "$W/mlp4-t.tmf" "$W/e1.tmf" --data "$C" --val-split 0.2 >"$W/out" 2>&1
+CHECKS=$((CHECKS + 1))
+if grep -q "^e1.tmf .* 0.00 " "$W/out"; then :; else
+  grep -q "inside the noise\|p: exact McNemar" "$W/out" || fail "report explains its p column"
+fi
+
 # ---- PNG folders: classes matched by name (item 11) ----
 if [ -n "${TML_DS2PNG:-}" ] && [ -x "$TML_DS2PNG" ]; then
   NAMES=top,trouser,pullover,dress,coat,sandal,shirt,sneaker,bag,boot
