@@ -27,7 +27,7 @@ static const char help[] =
     "  -o, --output FILE.png\n"
     "\n"
     "Examples:\n"
-    "  tinyml plot out/sweep/sweep.csv --x bytes --y top1 --series method --xlog --pareto -o sweep.png\n"
+    "  tinyml plot out/sweep/sweep.csv --x bytes --y top1% --series method --xlog --pareto -o sweep.png\n"
     "  tinyml plot sens.csv --x sparsity --y top1 --series layer --lines -o sens.png\n";
 
 #define MAXCOLS 64

@@ -80,7 +80,7 @@ static const char help_finetune[] =
     "\n"
     "Examples:\n"
     "  tinyml finetune pruned.tmf --data fashion-mnist -o pruned-ft.tmf\n"
-    "  tinyml prune --sparsity 0.9 lenet5.tmf | tinyml finetune --data fashion-mnist --epochs 3 -o p.tmf\n";
+    "  tinyml prune --sparsity 0.8 --global lenet5.tmf | tinyml finetune --data fashion-mnist --epochs 3 -o p.tmf\n";
 
 typedef struct run_ctx {
     cli *c;
