@@ -80,6 +80,10 @@ void cli_warn(const cli *c, const char *fmt, ...)
 
 /* Model input: path, or NULL/"-" for stdin (refused when stdin is a terminal). */
 tml_model *cli_load_model(const cli *c, const char *path);
+/* A whole input file (path, or "-" for stdin) in memory (malloc'd, *len
+ * bytes); exits with an error naming the path when it cannot be read or
+ * passes `max` bytes. */
+uint8_t *cli_read_all(const cli *c, const char *path, size_t max, size_t *len);
 /* Model output: -o path, "-" or NULL = stdout (refused when stdout is a terminal). */
 void cli_save_model(const cli *c, const tml_model *m, const char *out);
 /* Destinations are checked before any long work (exit 1 naming the path):
@@ -221,5 +225,7 @@ int cmd_export(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
 
 #endif

@@ -12,12 +12,15 @@
 #include "cli.h"
 #include "tinyml/tml_export.h"
 #include "tinyml/tml_onnx.h"
+#include "tinyml/tml_quant.h"
+#include "tinyml/tml_tflite.h"
 
 static const char help[] =
     "Usage: tinyml export [options] [MODEL] --c -o DIR\n"
     "       tinyml export [options] [MODEL] --onnx -o FILE.onnx\n"
+    "       tinyml export [options] [MODEL] --tflite -o FILE.tflite\n"
     "\n"
-    "One target is required: --c or --onnx.\n"
+    "One target is required: --c, --onnx or --tflite.\n"
     "\n"
     "--c: write the INT8 model as a self-contained C99 source pair, DIR/model.c and\n"
     "DIR/model.h, for a microcontroller: one function model_run(in, out) over\n"
@@ -36,11 +39,24 @@ static const char help[] =
     "to ONNX layouts; fused activations become Relu/Clip nodes; pruned weights\n"
     "are stored dense (ONNX has no compact sparse weights), clustered ones as\n"
     "their values. Labels and preprocessing go to metadata_props[\"tinyml\"].\n"
-    "Export before `tinyml quantize`: int8 models are refused.\n"
+    "An int8 model is written in QDQ form: QuantizeLinear / DequantizeLinear\n"
+    "around every layer (per-axis weight scales, int32 biases), which ONNX\n"
+    "Runtime runs as int8.\n"
+    "\n"
+    "--tflite: write the model (int8 or float) as a .tflite flatbuffer for\n"
+    "TensorFlow Lite (Micro), Vela, Edge Impulse, STM32Cube.AI: schema 3, batch\n"
+    "1, per-channel weight scales with quantized_dimension, 16-byte aligned\n"
+    "buffers. Pruned and clustered weights are written dense (TFLite Micro has no\n"
+    "compact form for them). Batch norms of float models are folded first. The\n"
+    "model's names, labels, preprocessing and history ride along as metadata, so\n"
+    "`tinyml import` of the file gives the same model back. TFLite runtimes use\n"
+    "TFLite's rounding: quantize with --rounding tflite for outputs identical to\n"
+    "`tinyml eval` (a tinyml-rounding model differs by one step on ties).\n"
     "\n"
     "Options:\n"
     "  --c                C source of an int8 model\n"
-    "  --onnx             ONNX file of a float model\n"
+    "  --onnx             ONNX file (float, or int8 in QDQ form)\n"
+    "  --tflite           TFLite flatbuffer (int8 or float)\n"
     "  -o, --output DIR|FILE  --c: directory for the two files (created if\n"
     "                     missing); --onnx: the .onnx file (- = stdout, not a\n"
     "                     terminal). Files are replaced atomically.\n"
@@ -58,6 +74,7 @@ static const char help[] =
     "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
     "    | tinyml cluster --bits 4 | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
     "  tinyml export lenet5.tmf --onnx -o lenet5.onnx\n"
+    "  tinyml export kws-int8.tmf --tflite -o kws.tflite\n"
     "\n"
     "docs/deploy.md shows how to call the code from a Cortex-M project;\n"
     "docs/onnx.md describes the ONNX export.\n";
@@ -123,12 +140,57 @@ static int export_onnx(cli *c, const char *model_path, const char *out)
     return 0;
 }
 
+static int export_tflite(cli *c, const char *model_path, const char *out)
+{
+    const int to_stdout = strcmp(out, "-") == 0;
+    if (to_stdout && isatty(STDOUT_FILENO))
+        cli_usage_error(c, "refusing to write a binary TFLite file to a terminal: use -o FILE.tflite or a pipe");
+    tml_model *m = cli_load_model(c, model_path);
+    int has_bn = 0, pruned = 0, clustered = 0;
+    for (int i = 0; i < m->n_nodes; i++) has_bn |= m->nodes[i].op == TML_OP_BATCHNORM;
+    if (has_bn) { /* TFLite has no batch norm: fold (float models only have them) */
+        tml_fold_report fr;
+        tml_status st = tml_fold(m, &fr);
+        if (st) cli_fail_status(c, st);
+        if (fr.bn_left) cli_fail(c, "%d batch norm%s cannot be folded into a layer: TFLite has no batch norm op",
+                                 fr.bn_left, fr.bn_left == 1 ? "" : "s");
+        cli_log(c, "folded %d batch norm%s into the layers before them (TFLite has no batch norm op)", fr.bn_folded,
+                fr.bn_folded == 1 ? "" : "s");
+    }
+    tml_status st = tml_tflite_export_file(m, to_stdout ? "-" : out);
+    if (st) {
+        const char *msg = tml_last_error();
+        cli_fail(c, "%s", msg && *msg ? msg : tml_status_name(st));
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tml_tensor *t = &m->tensors[i];
+        if (t->kind != TML_TENSOR_PARAM) continue;
+        pruned += t->pruned != 0;
+        clustered += t->cb != NULL;
+    }
+    const int q = tml_model_is_quantized(m);
+    cli_log(c, "wrote %s: TFLite schema 3, %s, %d tinyml nodes%s", to_stdout ? "<stdout>" : out,
+            q ? (m->meta.float_io ? "int8 with a float32 boundary" : "full int8") : "float32", m->n_nodes,
+            q ? (m->meta.rounding == TML_ROUNDING_TFLITE ? ", TFLite rounding" : ", tinyml rounding") : "");
+    if (pruned)
+        cli_log(c, "%d pruned tensor%s written dense: TFLite Micro has no compact sparse weights (the zeros stay zeros)",
+                pruned, pruned == 1 ? "" : "s");
+    if (clustered)
+        cli_log(c, "%d clustered tensor%s written dense as their decoded values", clustered, clustered == 1 ? "" : "s");
+    if (q && m->meta.rounding != TML_ROUNDING_TFLITE)
+        cli_warn(c, "the model uses tinyml rounding; TFLite runtimes round ties of negative values differently and "
+                    "derive some multipliers in float, so outputs can differ by one step from `tinyml eval`. "
+                    "Quantize with --rounding tflite for identical results");
+    tml_model_free(m);
+    return 0;
+}
+
 int cmd_export(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "export", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
-    int dense = 0, to_c = 0, to_onnx = 0, name_set = 0;
+    int dense = 0, to_c = 0, to_onnx = 0, to_tflite = 0, name_set = 0;
     while (cli_next(&c)) {
         if (cli_flag(&c, "c", 0)) {
             to_c = 1;
@@ -136,6 +198,10 @@ int cmd_export(int argc, char **argv)
         }
         if (cli_flag(&c, "onnx", 0)) {
             to_onnx = 1;
+            continue;
+        }
+        if (cli_flag(&c, "tflite", 0)) {
+            to_tflite = 1;
             continue;
         }
         if (cli_str(&c, "output", 'o', &out)) continue;
@@ -155,9 +221,15 @@ int cmd_export(int argc, char **argv)
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
-    if (to_c && to_onnx) cli_usage_error(&c, "--c and --onnx exclude each other: export one target at a time");
-    if (!to_c && !to_onnx)
-        cli_usage_error(&c, "choose a target: --c (C source of an int8 model) or --onnx (ONNX file of a float model)");
+    if (to_c + to_onnx + to_tflite > 1)
+        cli_usage_error(&c, "--c, --onnx and --tflite exclude each other: export one target at a time");
+    if (!to_c && !to_onnx && !to_tflite)
+        cli_usage_error(&c, "choose a target: --c (C source of an int8 model), --onnx or --tflite");
+    if (to_tflite) {
+        if (name_set || dense) cli_usage_error(&c, "--name and --dense apply to --c only");
+        if (!out || !*out) cli_usage_error(&c, "-o FILE.tflite is required (- writes to stdout)");
+        return export_tflite(&c, pos[0], out);
+    }
     if (to_onnx) {
         if (name_set || dense) cli_usage_error(&c, "--prefix and --dense apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");

@@ -1,5 +1,6 @@
 /*
- * cmd_import.c - `tinyml import MODEL.onnx`: an ONNX model as a float .tmf.
+ * cmd_import.c - `tinyml import MODEL.onnx|MODEL.tflite`: an ONNX or TFLite
+ * model as a .tmf (the format is told by the file's content).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,16 +10,27 @@
 
 #include "cli.h"
 #include "tinyml/tml_onnx.h"
+#include "tinyml/tml_tflite.h"
 
 static const char help[] =
-    "Usage: tinyml import MODEL.onnx [options] [-o OUT.tmf]\n"
+    "Usage: tinyml import MODEL.onnx|MODEL.tflite [options] [-o OUT.tmf]\n"
     "\n"
-    "Convert an ONNX model (opsets 1..18; what PyTorch and most exporters write)\n"
-    "into a float tinyml model. NCHW tensors become NHWC, conv weights OHWI,\n"
-    "depthwise convs (group = channels) TML depthwise ops; dimension 0 is taken as\n"
-    "the batch, so the model runs on any batch size. Anything tinyml cannot\n"
-    "represent is an error naming the node, op type and opset: nothing is dropped.\n"
-    "See docs/onnx.md for the supported ops.\n"
+    "Convert an ONNX or a TensorFlow Lite model into a tinyml model; the format\n"
+    "is told by the file's content, not its name.\n"
+    "\n"
+    "ONNX (opsets 1..18; what PyTorch and most exporters write) becomes a float\n"
+    "model. NCHW tensors become NHWC, conv weights OHWI, depthwise convs (group =\n"
+    "channels) TML depthwise ops; dimension 0 is taken as the batch, so the model\n"
+    "runs on any batch size. See docs/onnx.md for the supported ops.\n"
+    "\n"
+    "TFLite (.tflite, schema 3): float32 and full-int8 models (per-tensor or\n"
+    "per-channel weights), and 'hybrid' ones (int8 weights, float activations:\n"
+    "imported as float). int8 models keep their scales and zero points exactly\n"
+    "and get TFLite rounding, so tinyml's int8 engine computes what TensorFlow\n"
+    "Lite Micro computes, bit for bit. See docs/tflite.md for the ops.\n"
+    "\n"
+    "Anything tinyml cannot represent is an error naming the node or operator:\n"
+    "nothing is dropped.\n"
     "\n"
     "The ONNX file does not say how raw data (0..255 pixels) must be scaled: give\n"
     "the preprocessing the model was trained with, x = (raw * scale - mean) / std.\n"
@@ -37,6 +49,7 @@ static const char help[] =
     "\n"
     "Examples:\n"
     "  tinyml import lenet5.onnx -o lenet5.tmf\n"
+    "  tinyml import kws_ref_model.tflite --scale 1 -o kws.tmf\n"
     "  tinyml import lenet5.onnx --classes-from fashion-mnist | tinyml eval --data fashion-mnist\n"
     "  tinyml import mobilenet.onnx --input-shape 96x96x3 --scale 0.00392157 \\\n"
     "      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 -o mobilenet.tmf\n";
@@ -86,7 +99,43 @@ static const char *base_name(const char *path, char *buf, size_t cap)
     snprintf(buf, cap, "%s", b ? b + 1 : path);
     size_t l = strlen(buf);
     if (l > 5 && strcmp(buf + l - 5, ".onnx") == 0) buf[l - 5] = '\0';
+    if (l > 7 && strcmp(buf + l - 7, ".tflite") == 0) buf[l - 7] = '\0';
     return buf;
+}
+
+
+/* History entry, save and summary of a TFLite import. */
+static void finish_tflite(cli *c, tml_model *m, const char *path, const char *out, const tml_tflite_info *ti)
+{
+    char bn[256];
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "source", strcmp(path, "-") == 0 ? "<stdin>" : base_name(path, bn, sizeof bn));
+    cJSON_AddStringToObject(h, "format", "tflite");
+    cJSON_AddNumberToObject(h, "schema_version", ti->version);
+    if (ti->description[0]) cJSON_AddStringToObject(h, "description", ti->description);
+    cJSON_AddNumberToObject(h, "tflite_operators", ti->operators);
+    cJSON_AddNumberToObject(h, "nodes", m->n_nodes);
+    cJSON_AddStringToObject(h, "kind", ti->full_int8 ? "int8" : ti->hybrid ? "hybrid (imported as float)" : "float32");
+    if (ti->merged_pads) cJSON_AddNumberToObject(h, "merged_pads", ti->merged_pads);
+    cli_add_history(c, m, h);
+    cli_save_model(c, m, out);
+
+    int64_t params = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == TML_TENSOR_PARAM) params += tml_tensor_numel(&m->tensors[i]);
+    cli_log(c, "imported %s (TFLite schema %u%s%s): %d operators -> %d tinyml nodes, %lld parameters", path,
+            ti->version, ti->description[0] ? ", " : "", ti->description, ti->operators, m->n_nodes,
+            (long long)params);
+    cli_log(c, "  TFLite ops: %s", ti->op_summary);
+    cli_log(c, "  %s model%s; arithmetic: %s rounding", ti->full_int8 ? "full-int8" : ti->hybrid ? "hybrid" : "float32",
+            ti->full_int8 ? (ti->float_io ? " with a float32 boundary (QUANTIZE / DEQUANTIZE at the ends)"
+                                          : " with int8 input and output")
+            : ti->hybrid  ? ": its int8 weights were dequantized, it runs as a float model"
+                          : "",
+            tml_rounding_name(m->meta.rounding));
+    if (ti->merged_pads) cli_log(c, "  %d PAD ops merged into the padding of the following convolution", ti->merged_pads);
+    if (ti->from_tinyml) cli_log(c, "  written by tinyml: names, labels, preprocessing and history restored");
+    tml_model_free(m);
 }
 
 int cmd_import(int argc, char **argv)
@@ -96,10 +145,14 @@ int cmd_import(int argc, char **argv)
     const char *pos[1] = {NULL}, *out = NULL, *shape = NULL, *name = NULL, *mean = NULL, *stdv = NULL,
                *labels = NULL, *classes_from = NULL;
     double scale = 1.0 / 255.0;
+    int scale_given = 0;
     while (cli_next(&c)) {
         if (cli_str(&c, "output", 'o', &out)) continue;
         if (cli_str(&c, "input-shape", 0, &shape)) continue;
-        if (cli_double(&c, "scale", 0, 1e-12, 1e12, &scale)) continue;
+        if (cli_double(&c, "scale", 0, 1e-12, 1e12, &scale)) {
+            scale_given = 1;
+            continue;
+        }
         if (cli_str(&c, "mean", 0, &mean)) continue;
         if (cli_str(&c, "std", 0, &stdv)) continue;
         if (cli_str(&c, "labels", 0, &labels)) continue;
@@ -108,7 +161,7 @@ int cmd_import(int argc, char **argv)
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
-    if (!pos[0]) cli_usage_error(&c, "missing MODEL.onnx");
+    if (!pos[0]) cli_usage_error(&c, "missing MODEL.onnx or MODEL.tflite");
     if (labels && classes_from) cli_usage_error(&c, "give --labels or --classes-from, not both");
     tml_onnx_opts o;
     memset(&o, 0, sizeof o);
@@ -119,11 +172,21 @@ int cmd_import(int argc, char **argv)
     cli_check_model_output(&c, out);
     tml_model *m = NULL;
     tml_onnx_info info;
-    tml_status st = tml_onnx_import_file(pos[0], &o, &m, &info);
-    if (st) cli_fail_status(&c, st);
+    tml_tflite_info tinfo;
+    size_t flen = 0;
+    uint8_t *fbuf = cli_read_all(&c, pos[0], (size_t)1 << 31, &flen);
+    const int is_tflite = tml_tflite_detect(fbuf, flen);
+    if (is_tflite && shape) cli_usage_error(&c, "--input-shape is for ONNX models (a .tflite has fixed shapes)");
+    tml_status st = is_tflite ? tml_tflite_import_mem(fbuf, flen, &m, &tinfo)
+                              : tml_onnx_import_mem(fbuf, flen, &o, &m, &info);
+    free(fbuf);
+    if (st) {
+        tml_error_context(st, "%s", strcmp(pos[0], "-") == 0 ? "<stdin>" : pos[0]);
+        cli_fail_status(&c, st);
+    }
 
-    /* preprocessing */
-    m->meta.pre.scale = (float)scale;
+    /* preprocessing (a tinyml-written .tflite brings its own unless overridden) */
+    if (!(is_tflite && tinfo.from_tinyml) || scale_given) m->meta.pre.scale = (float)scale;
     cli_set_mean_std(&c, m, mean, stdv);
 
     /* class names */
@@ -152,11 +215,17 @@ int cmd_import(int argc, char **argv)
     }
 
     char bn[256];
-    free(m->meta.name);
-    m->meta.name = tml_strdup(name                       ? name
-                              : strcmp(pos[0], "-") == 0 ? "onnx"
-                                                         : base_name(pos[0], bn, sizeof bn));
-    if (!m->meta.name) cli_fail(&c, "out of memory");
+    if (name || !is_tflite || !tinfo.from_tinyml || !m->meta.name) {
+        free(m->meta.name);
+        m->meta.name = tml_strdup(name                       ? name
+                                  : strcmp(pos[0], "-") == 0 ? (is_tflite ? "tflite" : "onnx")
+                                                             : base_name(pos[0], bn, sizeof bn));
+        if (!m->meta.name) cli_fail(&c, "out of memory");
+    }
+    if (is_tflite) {
+        finish_tflite(&c, m, pos[0], out, &tinfo);
+        return 0;
+    }
 
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "source",

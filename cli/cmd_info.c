@@ -215,6 +215,10 @@ int cmd_info(int argc, char **argv)
     tml_format_bytes(pb, sizeof pb, (double)peak);
     tml_table_note(t, "model %s (%s): input %s %s, %d classes", m->meta.name ? m->meta.name : "?",
                    m->meta.arch ? m->meta.arch : "?", ishape, tml_dtype_name(in->dtype), m->meta.n_classes);
+    if (tml_model_is_quantized(m))
+        tml_table_note(t, "int8 arithmetic: %s rounding%s", tml_rounding_name(m->meta.rounding),
+                       m->meta.float_io ? "; float32 boundary (the model quantizes its input and dequantizes its output)"
+                                        : "");
     tml_table_note(t, "file size %zu bytes (%s); peak activation memory of one inference %lld bytes (%s, batch 1, "
                    "buffers shared by liveness)", file_bytes, fb, (long long)peak, pb);
     {

@@ -32,6 +32,10 @@ static const char help_quantize[] =
     "  --bias-correction      correct the mean output shift of rounded weights\n"
     "  --bits B               weight bits 2..8 (default 8)\n"
     "  --weight-only          snap weights to the B-bit grid, keep float activations\n"
+    "  --rounding R           integer arithmetic of the model: tinyml (default) or\n"
+    "                         tflite (TensorFlow Lite Micro's, bit for bit: for\n"
+    "                         models that go to TFLite runtimes). On an int8 model\n"
+    "                         (no --calib) it only switches the arithmetic\n"
     "  --layer NAME           with --weight-only: only this layer (repeatable)\n"
     "  -d, --data SPEC        also evaluate float and int8 on SPEC (default split test)\n"
     "                         (--eval-data is another spelling)\n"
@@ -49,7 +53,8 @@ static const char help_quantize[] =
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --data fashion-mnist -o lenet5-int8.tmf\n"
     "  tinyml quantize dscnn.tmf --calib fashion-mnist --method entropy --bias-correction -o q.tmf\n"
     "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
-    "    | tinyml quantize --calib fashion-mnist -o small.tmf\n";
+    "    | tinyml quantize --calib fashion-mnist -o small.tmf\n"
+    "  tinyml quantize lenet5.tmf --calib fashion-mnist --rounding tflite -o lenet5-tfl.tmf\n";
 
 static const char help_compare[] =
     "Usage: tinyml compare FLOAT.tmf INT8.tmf --data SPEC [options]\n"
@@ -76,7 +81,7 @@ int cmd_quantize(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "quantize", help_quantize, argc, argv);
-    const char *pos[1] = {NULL}, *calib = NULL, *method = "minmax", *data = NULL, *out = NULL;
+    const char *pos[1] = {NULL}, *calib = NULL, *method = "minmax", *data = NULL, *out = NULL, *rounding = NULL;
     const char *layers[65] = {NULL};
     int nlayers = 0;
     double val_split = 0;
@@ -86,7 +91,7 @@ int cmd_quantize(int argc, char **argv)
     while (cli_next(&c)) {
         const char *l;
         if (cli_str(&c, "calib", 0, &calib) || cli_str(&c, "method", 0, &method) || cli_str(&c, "data", 'd', &data) ||
-            cli_str(&c, "eval-data", 0, &data) || cli_str(&c, "output", 'o', &out))
+            cli_str(&c, "eval-data", 0, &data) || cli_str(&c, "output", 'o', &out) || cli_str(&c, "rounding", 0, &rounding))
             continue;
         if (cli_double(&c, "val-split", 0, 1e-6, 0.999999, &val_split)) continue;
         if (cli_i64(&c, "calib-samples", 0, -1000000000, 1000000000, &samples) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
@@ -113,6 +118,26 @@ int cmd_quantize(int argc, char **argv)
         cli_unknown(&c);
     }
     if (tml_calib_method_parse(method, &qo.method, &qo.percentile)) cli_usage_error(&c, "%s", tml_last_error());
+    if (rounding && strcmp(rounding, "tflite") == 0) qo.rounding = TML_ROUNDING_TFLITE;
+    else if (rounding && strcmp(rounding, "tinyml") != 0)
+        cli_usage_error(&c, "--rounding takes tinyml or tflite, not '%s'", rounding);
+    if (rounding && !calib && !qo.weight_only) { /* switch the arithmetic of an int8 model */
+        cli_check_model_output(&c, out);
+        tml_model *m = cli_load_model(&c, pos[0]);
+        if (!tml_model_is_quantized(m))
+            cli_usage_error(&c, "--rounding without --calib switches an int8 model's arithmetic; this model is float");
+        const tml_rounding was = m->meta.rounding;
+        m->meta.rounding = (tml_rounding)qo.rounding;
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddStringToObject(h, "rounding", tml_rounding_name(m->meta.rounding));
+        cJSON_AddStringToObject(h, "rounding_before", tml_rounding_name(was));
+        cli_add_history(&c, m, h);
+        cli_save_model(&c, m, out);
+        cli_log(&c, "arithmetic: %s rounding (was %s); scales, zero points and weights unchanged",
+                tml_rounding_name(m->meta.rounding), tml_rounding_name(was));
+        tml_model_free(m);
+        return 0;
+    }
     if (nlayers && !qo.weight_only) cli_usage_error(&c, "--layer needs --weight-only (the int8 engine runs whole models)");
     if (nlayers) qo.only_layers = layers;
     if (!qo.weight_only && !calib) cli_usage_error(&c, "--calib is required (e.g. --calib fashion-mnist)");
@@ -154,6 +179,7 @@ int cmd_quantize(int argc, char **argv)
 
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "mode", qo.weight_only ? "weight-only" : "int8");
+    if (!qo.weight_only) cJSON_AddStringToObject(h, "rounding", tml_rounding_name((tml_rounding)qo.rounding));
     if (!qo.weight_only) {
         cJSON_AddStringToObject(h, "calib", calib);
         cJSON_AddNumberToObject(h, "calib_samples", (double)cal.samples);

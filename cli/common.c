@@ -608,3 +608,28 @@ void cli_device_bytes(const tml_model *m, double *flash, double *ram)
     tml_export_result_free(&r);
 }
 
+uint8_t *cli_read_all(const cli *c, const char *path, size_t max, size_t *len)
+{
+    const int use_stdin = strcmp(path, "-") == 0;
+    FILE *f = use_stdin ? stdin : fopen(path, "rb");
+    if (!f) cli_fail(c, "cannot open '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *b = malloc(cap);
+    if (!b) cli_fail(c, "out of memory");
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max) cli_fail(c, "'%s' is larger than %zu MiB", path, max >> 20);
+            uint8_t *p = realloc(b, cap * 2);
+            if (!p) cli_fail(c, "out of memory reading '%s'", path);
+            b = p;
+            cap *= 2;
+        }
+        const size_t r = fread(b + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (ferror(f)) cli_fail(c, "cannot read '%s'", path);
+    if (!use_stdin) fclose(f);
+    *len = n;
+    return b;
+}

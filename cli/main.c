@@ -21,8 +21,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"create", cmd_create, "build a model from the zoo or an ARCH.json description"},
-    {"import", cmd_import, "convert an ONNX model (e.g. a PyTorch export) into a float .tmf"},
+    {"import", cmd_import, "convert an ONNX or TFLite model into a .tmf (TFLite int8 stays int8, bit-exact)"},
     {"info", cmd_info, "per-layer table: shapes, params, nonzeros, bits, bytes, MACs, peak memory"},
+    {"run", cmd_run, "run a model on raw input records (its own int8 / float32 type), dump every layer"},
     {"eval", cmd_eval, "accuracy (top-1/top-5, per class, confusion) and speed on a dataset"},
     {"train", cmd_train, "train on a dataset (SGD/Adam, schedules, checkpoints, resume, distillation)"},
     {"prune", cmd_prune, "magnitude pruning: per layer, global, structured; one-shot/iterative/AGP + fine-tuning"},
@@ -31,6 +32,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
     {"export", cmd_export, "C source for a microcontroller (static arena, bit-exact int8 kernels), or ONNX"},
+    {"profile", cmd_profile, "run the exported C on an emulated Cortex-M: instructions per layer, flash, RAM, bit-exact check"},
     {"report", cmd_report, "size / accuracy table of several models (ratio, bits/weight, MACs, memory, drop), Pareto plot"},
     {"plot", cmd_plot, "chart two columns of a CSV (sweeps, sensitivity) as a PNG"},
     {"finetune", cmd_finetune, "fine-tune a trained or compressed model, keeping masks and codebooks"},

@@ -44,6 +44,15 @@
 #define EX_POOL_BYTES 52
 #define EX_ADD_BYTES 52
 
+const char *tml_export_optimize_name(tml_export_optimize o)
+{
+    switch (o) {
+    case TML_EXPORT_OPT_SPEED: return "speed";
+    case TML_EXPORT_OPT_SIZE: return "size";
+    default: return "balanced";
+    }
+}
+
 const char *tml_export_enc_name(tml_export_enc e)
 {
     switch (e) {
@@ -68,6 +77,9 @@ void tml_export_opts_default(tml_export_opts *o)
 /* A conv / depthwise / dense layer as a (rows, cols) matrix. */
 typedef struct xmat {
     int rows, cols;
+    int stride;         /* cols rounded up to 4: the dense form's row length and the
+                           per-pixel input stride of the matrix kernels */
+    int depthwise;      /* a depthwise layer: (c*mult, kh*kw) transposed from the model */
     int8_t *w;          /* (rows, cols) */
     uint8_t *idx;       /* (rows, cols) codebook index of each weight, or NULL */
     int8_t *book;       /* (n_books, k) centroids */
@@ -81,6 +93,9 @@ typedef struct xmat {
     int64_t entries;    /* sparse entries, fillers included */
     int sparse_cluster_ok; /* every row needing fillers has a zero centroid */
     int64_t bytes[EX_NENC]; /* bytes of each form, -1 = not applicable */
+    int dsp_unsafe;     /* some accumulator may reach 2^30: the DSP requantization's
+                           32-bit rounding could overflow there, so the model gets the
+                           portable kernels only */
     tml_export_enc enc;
 } xmat;
 
@@ -94,6 +109,7 @@ typedef struct xnode {
 typedef struct ex {
     const tml_model *m;
     tml_export_opts o;
+    int dsp;            /* emit the DSP kernels too (TML_DSP at compile time) */
     char base[64], upper[64]; /* file base name; macro prefix (upper-case prefix) */
     int64_t *off;       /* (n_tensors) arena offsets */
     int *root, *start, *end; /* (n_tensors) buffer owner and its lifetime in node indices */
@@ -329,21 +345,56 @@ static tml_status plan_arena(ex *x)
     return TML_OK;
 }
 
-/* After the weight forms are chosen: a patch for every conv2d() call that
- * gathers, at the lowest free arena bytes during that layer. */
+/* A 1x1 conv without groups whose every output pixel reads one input pixel
+ * inside the input, with channels a multiple of 4: conv2d() (DSP) widens
+ * the input pixels in place. */
+static int is_direct(const tml_model *m, const tml_node *n)
+{
+    const tml_tensor *in = &m->tensors[n->in[0]], *y = &m->tensors[n->out];
+    if (n->op != TML_OP_CONV2D || n->kh != 1 || n->kw != 1 || n->groups != 1 || in->dims[2] % 4) return 0;
+    int last_y = (y->dims[0] - 1) * n->sh - n->pad[0], last_x = (y->dims[1] - 1) * n->sw - n->pad[1];
+    return n->pad[0] <= 0 && n->pad[1] <= 0 && last_y < in->dims[0] && last_x < in->dims[1];
+}
+
+/* Bytes of the activation buffers live at node i (aliases counted once). */
+static int64_t live_bytes(const ex *x, int i)
+{
+    const tml_model *m = x->m;
+    int64_t sum = 0;
+    for (int t = 0; t < m->n_tensors; t++)
+        if (x->root[t] == t && x->start[t] != -2 && x->start[t] <= i && x->end[t] >= i) sum += align_up(act_bytes(m, t));
+    return sum;
+}
+
+/* After the weight forms are chosen: the scratch of every conv2d() and
+ * (DSP) dense() call, at the lowest arena bytes free during that layer.
+ * conv2d gathers the receptive field of one pixel as int8 at the matrix
+ * stride (portable) or of two pixels as int16 (DSP); dense widens its input
+ * to int16 (DSP). */
 static void place_patches(ex *x)
 {
     const tml_model *m = x->m;
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         xnode *xn = &x->nodes[i];
-        if (!uses_conv2d(x, i)) continue;
-        const tml_tensor *in = &m->tensors[n->in[0]];
-        int groups = n->op == TML_OP_CONV2D ? n->groups : in->dims[2];
-        int direct = n->kh == 1 && n->kw == 1 && groups == 1 && !n->pad[0] && !n->pad[1] && !n->pad[2] && !n->pad[3];
-        if (direct) continue;
-        xn->patch_bytes = xn->mat->cols;
+        if (!xn->mat) continue;
+        int64_t st = xn->mat->stride;
+        int optional = 0;
+        if (uses_conv2d(x, i))
+            xn->patch_bytes = !x->dsp ? st : is_direct(m, n) ? 4 * st : 6 * st;
+        else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
+            xn->patch_bytes = 2 * st;
+            optional = x->o.optimize != TML_EXPORT_OPT_SPEED;
+        } else
+            continue;
         xn->patch_off = place_patch(x, i, xn->patch_bytes);
+        /* a dense layer's int16 input saves ~0.2 instructions per MAC; not
+         * worth RAM beyond the arena (unless optimizing for speed) */
+        if (optional && xn->patch_off + align_up(xn->patch_bytes) > x->arena_bytes) {
+            xn->patch_off = -1;
+            xn->patch_bytes = 0;
+            continue;
+        }
         if (xn->patch_off + align_up(xn->patch_bytes) > x->arena_bytes)
             x->arena_bytes = xn->patch_off + align_up(xn->patch_bytes);
     }
@@ -416,6 +467,8 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         xm->rows = w->dims[0];
         xm->cols = w->dims[1] * w->dims[2] * w->dims[3];
     }
+    xm->stride = (xm->cols + 3) & ~3;
+    xm->depthwise = dw;
     int64_t numel = (int64_t)xm->rows * xm->cols;
     int use_cb = codebook_usable(w, dw);
     xm->w = malloc((size_t)numel);
@@ -455,16 +508,28 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     /* requantization: the engine's multipliers (engine_q8.c prep_weighted) */
     double sx = (double)qscale(in), sy = (double)qscale(y);
     int32_t zx = qzp(in);
+    /* TFLite Micro's per-tensor fully connected multiplies the two scales in
+     * float (as the engine does under TFLite rounding) */
+    const int float_product = m->meta.rounding == TML_ROUNDING_TFLITE && n->op == TML_OP_DENSE && w->q.n == 1;
     for (int r = 0; r < xm->rows; r++) {
-        double real = sx * (double)w->q.scale[w->q.n == 1 ? 0 : r] / sy;
+        double real = float_product ? (double)(qscale(in) * w->q.scale[0]) / sy
+                                    : sx * (double)w->q.scale[w->q.n == 1 ? 0 : r] / sy;
         int32_t mult;
         int sh;
         tml_quantize_multiplier(real, &mult, &sh);
         xm->mult[r] = mult;
         xm->shift[r] = (int8_t)sh;
-        int64_t sum = 0;
-        for (int k = 0; k < xm->cols; k++) sum += xm->w[(int64_t)r * xm->cols + k];
+        int64_t sum = 0, abs_sum = 0;
+        for (int k = 0; k < xm->cols; k++) {
+            int v = xm->w[(int64_t)r * xm->cols + k];
+            sum += v;
+            abs_sum += v < 0 ? -v : v;
+        }
         int64_t folded = (b ? (int64_t)((const int32_t *)b->data)[r] : 0) - (int64_t)zx * sum;
+        /* |acc| <= |bias'| + 128 * sum |w| (inputs in [-128, 127]); times 2^shift */
+        int64_t bound = (folded < 0 ? -folded : folded) + 128 * abs_sum;
+        if (sh > 0) bound <<= sh;
+        if (bound >= ((int64_t)1 << 30) - 1 || mult < 0) xm->dsp_unsafe = 1;
         if (folded < INT32_MIN || folded > INT32_MAX) {
             xmat_free(xm);
             return tml_error(TML_ERR_UNSUPPORTED, "node '%s': the bias with the input zero point folded in overflows int32",
@@ -473,7 +538,10 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         xm->bias[r] = (int32_t)folded;
     }
     xm->out_zp = qzp(y);
-    tml_act_bounds_s8(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
+    if (m->meta.rounding == TML_ROUNDING_TFLITE)
+        tml_act_bounds_s8_tfl(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
+    else
+        tml_act_bounds_s8(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
 
     /* sizes of the four forms */
     int fill_rows_ok = 1;
@@ -487,7 +555,7 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     int64_t e1 = xm->entries ? xm->entries : 1;
     int64_t rowptr = (int64_t)(xm->rows + 1) * (xm->entries < 65536 ? 2 : 4);
     xm->bytes[0] = -1;
-    xm->bytes[TML_EXPORT_DENSE] = numel;
+    xm->bytes[TML_EXPORT_DENSE] = dw ? numel : (int64_t)xm->rows * xm->stride;
     xm->bytes[TML_EXPORT_SPARSE] = 2 * e1 + rowptr;
     xm->bytes[TML_EXPORT_CLUSTER] = use_cb ? (numel * xm->bits + 7) / 8 + 1 + (int64_t)xm->n_books * xm->k : -1;
     xm->bytes[TML_EXPORT_SPARSE_CLUSTER] =
@@ -522,14 +590,26 @@ typedef enum { A_I8, A_U8, A_U16, A_U32, A_I32 } atype;
 
 /* `static const T name[n] = {...};` with 16 values per line; an empty array
  * is emitted with one 0 (C has no empty arrays). Returns its bytes. */
+static int64_t put_array_a(tml_sb *s, atype t, const char *name, const char *suffix, const void *data, int64_t n,
+                           const char *comment, int aligned);
+
 static int64_t put_array(tml_sb *s, atype t, const char *name, const char *suffix, const void *data, int64_t n,
                          const char *comment)
+{
+    return put_array_a(s, t, name, suffix, data, n, comment, 0);
+}
+
+/* aligned: with TML_WALIGN (8-byte alignment where the compiler has it: the
+ * DSP kernels load dense weights with LDRD) */
+static int64_t put_array_a(tml_sb *s, atype t, const char *name, const char *suffix, const void *data, int64_t n,
+                           const char *comment, int aligned)
 {
     static const char *const ctype[] = {"int8_t", "uint8_t", "uint16_t", "uint32_t", "int32_t"};
     static const int size[] = {1, 1, 2, 4, 4};
     int64_t len = n > 0 ? n : 1;
     if (comment) tml_sb_printf(s, "/* %s */\n", comment);
-    tml_sb_printf(s, "static const %s %s_%s[%lld] = {", ctype[t], name, suffix, (long long)len);
+    tml_sb_printf(s, "static const %s %s_%s[%lld]%s = {", ctype[t], name, suffix, (long long)len,
+                  aligned ? " TML_WALIGN" : "");
     for (int64_t i = 0; i < len; i++) {
         int64_t v = 0;
         if (n > 0) switch (t) {
@@ -558,7 +638,32 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
     int row32 = xm->entries >= 65536;
     int64_t numel = (int64_t)xm->rows * xm->cols;
     if (xm->enc == TML_EXPORT_DENSE) {
-        wb += put_array(s, A_I8, id, "w", xm->w, numel, "weights (rows = output channels, cols = taps)");
+        /* depthwise: the model's (kh, kw, c*mult) layout, what dwconv() reads;
+         * else (rows, stride) rows, each group of 4 columns in the order 0 2 1
+         * 3 (SXTB16 then yields the pairs (w0, w1), (w2, w3)), zeros past cols */
+        int64_t n = xm->depthwise ? numel : (int64_t)xm->rows * xm->stride;
+        int8_t *d = calloc((size_t)(n ? n : 1), 1);
+        if (!d) return tml_error(TML_ERR_NOMEM, "out of memory");
+        static const int perm4[4] = {0, 2, 1, 3};
+        const int paired_rows = xm->rows & ~1;
+        for (int r = 0; r < xm->rows; r++)
+            for (int k = 0; k < xm->cols; k++) {
+                int8_t v = xm->w[(int64_t)r * xm->cols + k];
+                int64_t at;
+                if (xm->depthwise)
+                    at = (int64_t)k * xm->rows + r;
+                else if (r < paired_rows) /* pairs of rows, interleaved per group of 4 columns */
+                    at = (int64_t)(r & ~1) * xm->stride + (k & ~3) * 2 + (r & 1) * 4 + perm4[k & 3];
+                else
+                    at = (int64_t)r * xm->stride + (k & ~3) + perm4[k & 3];
+                d[at] = v;
+            }
+        wb += put_array_a(s, A_I8, id, "w", d, n,
+                          xm->depthwise ? "weights (kh, kw, channels)"
+                                        : "weights: rows = output channels in interleaved pairs, per 4 columns "
+                                          "(taps) stored 0 2 1 3",
+                          !xm->depthwise);
+        free(d);
     } else {
         /* packed streams */
         int64_t n_vals = sparse ? xm->entries : numel;
@@ -644,12 +749,13 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
 }
 
 /* The wmat initializer (after the arrays). */
-static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char *indent, int no_mv)
+static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char *indent, int no_mm)
 {
-    static const char *const mv[] = {"", "mv_dense", "mv_sparse", "mv_cluster", "mv_sparse_cluster"};
+    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster"};
     int sparse = xm->enc == TML_EXPORT_SPARSE || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     int clustered = xm->enc == TML_EXPORT_CLUSTER || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
-    tml_sb_printf(s, "{\n%s    .mv = %s, .rows = %d, .cols = %d,\n", indent, no_mv ? "0" : mv[xm->enc], xm->rows, xm->cols);
+    tml_sb_printf(s, "{\n%s    .mm = %s, .form = %d, .rows = %d, .cols = %d, .stride = %d,\n", indent,
+                  no_mm ? "0" : mm[xm->enc], (int)xm->enc, xm->rows, xm->cols, xm->stride);
     if (!clustered) tml_sb_printf(s, "%s    .val = %s_w,\n", indent, id);
     if (sparse)
         tml_sb_printf(s, "%s    .gap = %s_gap, .%s = %s_row,\n", indent, id, xm->entries >= 65536 ? "row32" : "row16", id);
@@ -790,22 +896,24 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
     const tml_model *m = x->m;
     const char *P = x->upper, *p = x->o.prefix;
     int used[TML_EXK_COUNT] = {0};
+    const int tfl = m->meta.rounding == TML_ROUNDING_TFLITE;
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         const xmat *xm = x->nodes[i].mat;
         int direct_dw = n->op == TML_OP_DEPTHWISE_CONV2D && !uses_conv2d(x, i);
-        if (xm && !direct_dw) used[TML_EXK_MV_DENSE + (xm->enc - TML_EXPORT_DENSE)] = 1;
+        if (xm && !direct_dw) used[TML_EXK_MM_DENSE + (xm->enc - TML_EXPORT_DENSE)] = 1;
+        if (n->op == TML_OP_DENSE && xm->enc == TML_EXPORT_DENSE && x->nodes[i].patch_off < 0) used[TML_EXK_MM_DENSE_X8] = 1;
         switch (n->op) {
         case TML_OP_CONV2D: used[TML_EXK_CONV] = 1; break;
         case TML_OP_DEPTHWISE_CONV2D: used[direct_dw ? TML_EXK_DWCONV : TML_EXK_CONV] = 1; break;
         case TML_OP_DENSE: used[TML_EXK_DENSE] = 1; break;
         case TML_OP_MAXPOOL: used[TML_EXK_MAXPOOL] = 1; break;
         case TML_OP_AVGPOOL: used[TML_EXK_AVGPOOL] = 1; break;
-        case TML_OP_GLOBAL_AVGPOOL: used[TML_EXK_GAP] = 1; break;
+        case TML_OP_GLOBAL_AVGPOOL: used[tfl ? TML_EXK_MEAN_TFL : TML_EXK_GAP] = 1; break;
         case TML_OP_ADD: used[TML_EXK_ADD] = 1; break;
         case TML_OP_RELU:
         case TML_OP_RELU6: used[TML_EXK_CLAMP] = 1; break;
-        case TML_OP_SOFTMAX: used[TML_EXK_SOFTMAX] = 1; break;
+        case TML_OP_SOFTMAX: used[tfl ? TML_EXK_SOFTMAX_TFL : TML_EXK_SOFTMAX] = 1; break;
         default: break;
         }
     }
@@ -822,9 +930,18 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "#ifndef %sARENA_ATTR\n#if defined(__GNUC__)\n#define %sARENA_ATTR __attribute__((aligned(16)))\n"
                   "#else\n#define %sARENA_ATTR\n#endif\n#endif\n\n",
                   P, P, P, P);
+    tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
+                       "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
+                       "#else\n#define TML_WALIGN\n#endif\n\n");
+    tml_sb_printf(&body,
+                  "/* The model's integer arithmetic: %s rounding. 1 = TensorFlow Lite's (the\n"
+                  " * doubling high multiply rounds ties of negative products toward\n"
+                  " * +infinity), 0 = tinyml's (away from zero). */\n"
+                  "#define TML_TFL_ROUND %d\n\n",
+                  tml_rounding_name(m->meta.rounding), m->meta.rounding == TML_ROUNDING_TFLITE);
     tml_sb_puts(&body, "/* ---- kernels ------------------------------------------------------------ */\n\n");
-    tml_exk_emit(&body, used);
-    r->code_bytes = tml_exk_code_bytes(used) + 40 + 14 * (int64_t)m->n_nodes; /* + model_run: ~14 B a call */
+    tml_exk_emit(&body, used, x->dsp, P);
+    r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
     tml_sb_puts(&body, "/* ---- layers ------------------------------------------------------------- */\n\n");
 
     int64_t const_bytes = 0;
@@ -863,10 +980,10 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                               "static const conv_t %s_p = {\n"
                               "    .h = %d, .w = %d, .c = %d, .oh = %d, .ow = %d,\n"
                               "    .kh = %d, .kw = %d, .sh = %d, .sw = %d, .dh = %d, .dw = %d, .pad_t = %d, .pad_l = %d,\n"
-                              "    .groups = %d, .in_zp = %d,\n    .m = ",
+                              "    .groups = %d, .in_zp = %d, .direct = %d,\n    .m = ",
                               id, (int)in->dims[0], (int)in->dims[1], (int)in->dims[2], (int)y->dims[0],
                               (int)y->dims[1], n->kh, n->kw, n->sh, n->sw, n->dh > 0 ? n->dh : 1, n->dw > 0 ? n->dw : 1,
-                              n->pad[0], n->pad[1], groups, (int)qzp(in));
+                              n->pad[0], n->pad[1], groups, (int)qzp(in), is_direct(m, n));
                 put_wmat_init(&body, xm, id, "    ", !uses_conv2d(x, i));
                 tml_sb_puts(&body, "\n};\n\n");
             }
@@ -886,7 +1003,8 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_ADD: {
             const tml_tensor *b = &m->tensors[n->in[1]];
             tml_add_s8_params ap;
-            tml_add_s8_prepare(qscale(in), qzp(in), qscale(b), qzp(b), qscale(y), qzp(y), n->act, &ap);
+            tml_add_s8_prepare_mode(qscale(in), qzp(in), qscale(b), qzp(b), qscale(y), qzp(y), n->act, m->meta.rounding,
+                                    &ap);
             L->other_bytes = EX_ADD_BYTES;
             tml_sb_printf(&body,
                           "/* %s: add, %s */\n"
@@ -898,6 +1016,16 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
             break;
         }
         case TML_OP_SOFTMAX: {
+            if (m->meta.rounding == TML_ROUNDING_TFLITE) {
+                tml_softmax_s8_tfl_params sp;
+                tml_softmax_s8_tfl_prepare(qscale(in), n->beta, &sp);
+                L->other_bytes = 12;
+                tml_sb_printf(&body, "/* %s: TFLite softmax, beta %.9g, input scale %.9g */\n"
+                                     "static const smx_t %s_p = {%d, %d, %d};\n\n",
+                              cname, (double)n->beta, (double)qscale(in), id, (int)sp.input_multiplier,
+                              sp.input_left_shift, (int)sp.diff_min);
+                break;
+            }
             uint32_t lut[256];
             tml_softmax_s8_lut(qscale(in), lut);
             char c[256];
@@ -930,6 +1058,12 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   " * bytes that are free while their layer runs. */\n"
                   "static union {\n    int8_t bytes[%lld];\n    int64_t align;\n} arena %sARENA_ATTR;\n\n",
                   (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN), P);
+    tml_sb_printf(&body,
+                  "/* %sLAYER_HOOK(i) runs before layer i and, with i = the number of layers,\n"
+                  " * after the last one: empty unless defined when compiling this file (a\n"
+                  " * profiler's marker, a GPIO toggle, a cycle counter read). */\n"
+                  "#ifndef %sLAYER_HOOK\n#define %sLAYER_HOOK(i)\n#endif\n\n",
+                  P, P, P);
     tml_sb_printf(&body, "int %srun(const int8_t *in, int8_t *out)\n{\n    int8_t *const a = arena.bytes;\n", p);
     char shp[48];
     shape_text(&m->tensors[m->input], shp, sizeof shp);
@@ -943,20 +1077,44 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         const char *id = xn->id;
         char cname[128];
         comment_text(n->name, cname, sizeof cname);
+        tml_sb_printf(&body, "    %sLAYER_HOOK(%d);\n", P, i);
+        /* windowed kernels: all output rows; input rows from row 0 with the
+         * tensor's row stride, output rows likewise */
+        char rows[160];
+        if (n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D || n->op == TML_OP_MAXPOOL ||
+            n->op == TML_OP_AVGPOOL)
+            snprintf(rows, sizeof rows, "0, %d, a + %lld, 0, %d, a + %lld, %d", (int)y->dims[0], xo,
+                     (int)(in->dims[1] * in->dims[2]), yo, (int)(y->dims[1] * y->dims[2]));
+        else
+            rows[0] = '\0';
         switch (n->op) {
         case TML_OP_CONV2D:
         case TML_OP_DEPTHWISE_CONV2D:
             if (!uses_conv2d(x, i))
-                tml_sb_printf(&body, "    dwconv(&%s_p, a + %lld, a + %lld);\n", id, xo, yo);
-            else if (xn->patch_off >= 0)
-                tml_sb_printf(&body, "    conv2d(&%s_p, a + %lld, a + %lld, a + %lld);\n", id, xo, yo, (long long)xn->patch_off);
+                tml_sb_printf(&body, "    dwconv(&%s_p, %s);\n", id, rows);
             else
-                tml_sb_printf(&body, "    conv2d(&%s_p, a + %lld, a + %lld, 0);\n", id, xo, yo);
+                tml_sb_printf(&body, "    conv2d(&%s_p, %s, a + %lld);\n", id, rows, (long long)xn->patch_off);
             break;
-        case TML_OP_DENSE: tml_sb_printf(&body, "    dense(&%s_p, a + %lld, a + %lld);\n", id, xo, yo); break;
-        case TML_OP_MAXPOOL: tml_sb_printf(&body, "    maxpool(&%s_p, a + %lld, a + %lld);\n", id, xo, yo); break;
-        case TML_OP_AVGPOOL: tml_sb_printf(&body, "    avgpool(&%s_p, a + %lld, a + %lld);\n", id, xo, yo); break;
+        case TML_OP_DENSE:
+            if (xn->patch_off >= 0)
+                tml_sb_printf(&body, "    dense(&%s_p, a + %lld, a + %lld, a + %lld);\n", id, xo, yo,
+                              (long long)xn->patch_off);
+            else
+                tml_sb_printf(&body, "    dense(&%s_p, a + %lld, a + %lld, 0);\n", id, xo, yo);
+            break;
+        case TML_OP_MAXPOOL: tml_sb_printf(&body, "    maxpool(&%s_p, %s);\n", id, rows); break;
+        case TML_OP_AVGPOOL: tml_sb_printf(&body, "    avgpool(&%s_p, %s);\n", id, rows); break;
         case TML_OP_GLOBAL_AVGPOOL:
+            if (m->meta.rounding == TML_ROUNDING_TFLITE) {
+                tml_mean_s8_tfl_params mp;
+                tml_mean_s8_tfl_prepare(qscale(in), qzp(in), qscale(y), qzp(y), (int)(in->dims[0] * in->dims[1]), &mp);
+                tml_sb_printf(&body,
+                              "    { static const mean_t p = {%d, %d, %d, %d, %d, %d}; mean_tfl(&p, a + %lld, a + %lld); } "
+                              "/* %s: TFLite MEAN */\n",
+                              (int)(in->dims[0] * in->dims[1]), (int)in->dims[2], (int)mp.in_zp, (int)mp.out_zp,
+                              (int)mp.mult, mp.shift, xo, yo, cname);
+                break;
+            }
             tml_sb_printf(&body, "    global_avgpool(%d, %d, a + %lld, a + %lld); /* %s */\n", (int)(in->dims[0] * in->dims[1]),
                           (int)in->dims[2], xo, yo, cname);
             break;
@@ -966,15 +1124,22 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_RELU:
         case TML_OP_RELU6: {
             int32_t lo, hi;
-            tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &lo, &hi);
+            if (m->meta.rounding == TML_ROUNDING_TFLITE)
+                tml_act_bounds_s8_tfl(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &lo, &hi);
+            else
+                tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &lo, &hi);
             tml_sb_printf(&body, "    clamp_copy(%lld, %d, %d, a + %lld, a + %lld); /* %s: %s */\n",
                           (long long)tml_tensor_numel(y), (int)lo, (int)hi, xo, yo, cname, op_text(n->op));
             break;
         }
         case TML_OP_SOFTMAX: {
             int k = (int)y->dims[y->ndim - 1];
-            tml_sb_printf(&body, "    softmax(%lld, %d, %s_lut, a + %lld, a + %lld); /* %s */\n",
-                          (long long)(tml_tensor_numel(y) / k), k, id, xo, yo, cname);
+            if (m->meta.rounding == TML_ROUNDING_TFLITE)
+                tml_sb_printf(&body, "    softmax_tfl(%lld, %d, &%s_p, a + %lld, a + %lld); /* %s */\n",
+                              (long long)(tml_tensor_numel(y) / k), k, id, xo, yo, cname);
+            else
+                tml_sb_printf(&body, "    softmax(%lld, %d, %s_lut, a + %lld, a + %lld); /* %s */\n",
+                              (long long)(tml_tensor_numel(y) / k), k, id, xo, yo, cname);
             break;
         }
         case TML_OP_RESHAPE:
@@ -988,6 +1153,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         default: break;
         }
     }
+    tml_sb_printf(&body, "    %sLAYER_HOOK(%d);\n", P, m->n_nodes);
     tml_sb_printf(&body, "    memcpy(out, a + %lld, %lld);\n    return 0;\n}\n", (long long)x->off[m->output],
                   (long long)r->output_size);
 
@@ -1073,6 +1239,10 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
     if (st) return st;
     if (x.o.weights < TML_EXPORT_AUTO || x.o.weights >= TML_EXPORT_NONE)
         return tml_error(TML_ERR_INVALID, "unknown weight form %d", (int)x.o.weights);
+    if (x.o.optimize < TML_EXPORT_OPT_BALANCED || x.o.optimize > TML_EXPORT_OPT_SIZE)
+        return tml_error(TML_ERR_INVALID, "unknown --optimize goal %d", (int)x.o.optimize);
+    if (x.o.kernels < TML_EXPORT_KERNELS_AUTO || x.o.kernels > TML_EXPORT_KERNELS_PORTABLE)
+        return tml_error(TML_ERR_INVALID, "unknown kernel choice %d", (int)x.o.kernels);
     if ((st = check_model(m))) return st;
 
     /* names: "model_" -> model.c / MODEL_INPUT_SIZE / model_run */
@@ -1102,6 +1272,7 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         const tml_node *n = &m->nodes[i];
         tml_export_layer *L = &r->layers[i];
         snprintf(L->name, sizeof L->name, "%s", n->name ? n->name : "");
+        snprintf(L->id, sizeof L->id, "%s", x.nodes[i].id);
         L->op = n->op;
         shape_text(&m->tensors[n->out], L->shape, sizeof L->shape);
         L->enc = TML_EXPORT_NONE;
@@ -1115,9 +1286,14 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         int64_t pixels = n->op == TML_OP_DENSE ? 1 : (int64_t)m->tensors[n->out].dims[0] * m->tensors[n->out].dims[1];
         L->macs_nz = xm->nnz * pixels;
     }
+    x.dsp = x.o.kernels == TML_EXPORT_KERNELS_AUTO;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (x.nodes[i].mat && x.nodes[i].mat->dsp_unsafe) x.dsp = 0;
+    r->dsp_kernels = x.dsp;
     place_patches(&x);
     for (int i = 0; i < m->n_nodes; i++) {
         r->layers[i].scratch_bytes = x.nodes[i].patch_off >= 0 ? x.nodes[i].patch_bytes : 0;
+        r->layers[i].live_bytes = live_bytes(&x, i) + align_up(r->layers[i].scratch_bytes);
         r->macs += r->layers[i].macs;
         r->macs_nz += r->layers[i].macs_nz;
     }

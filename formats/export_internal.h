@@ -30,10 +30,10 @@ void tml_sb_free(tml_sb *s);
  * layer needs it (unused static functions would be warnings, and -Werror
  * builds on devices are common); tml_exk_emit adds the pieces they depend on. */
 typedef enum tml_exk {
-    TML_EXK_MV_DENSE = 0,
-    TML_EXK_MV_SPARSE,
-    TML_EXK_MV_CLUSTER,
-    TML_EXK_MV_SPARSE_CLUSTER,
+    TML_EXK_MM_DENSE = 0,
+    TML_EXK_MM_SPARSE,
+    TML_EXK_MM_CLUSTER,
+    TML_EXK_MM_SPARSE_CLUSTER,
     TML_EXK_CONV,
     TML_EXK_DWCONV,
     TML_EXK_DENSE,
@@ -43,23 +43,28 @@ typedef enum tml_exk {
     TML_EXK_ADD,
     TML_EXK_CLAMP,
     TML_EXK_SOFTMAX,
+    TML_EXK_SOFTMAX_TFL, /* TFLite rounding: gemmlowp's fixed-point softmax */
+    TML_EXK_MEAN_TFL,    /* TFLite rounding: MEAN's requantized global average pool */
     /* helpers, pulled in by the above */
     TML_EXK_REQUANT,
-    TML_EXK_CLAMP8,
     TML_EXK_DIVROUND,
     TML_EXK_WMAT,
     TML_EXK_CONV_T,
     TML_EXK_ROWSTART,
     TML_EXK_UNPACK,
     TML_EXK_POOL_T,
+    TML_EXK_WIDEN,
+    TML_EXK_MM_DENSE_X8, /* DSP dense layer without scratch (set by the caller) */
     TML_EXK_COUNT
 } tml_exk;
 
 /* Appends the pieces marked in used[] (and their dependencies) in a valid
- * declaration order. used[] is updated with the dependencies. */
-void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT]);
+ * declaration order. used[] is updated with the dependencies. dsp: also the
+ * Cortex-M DSP versions, selected at compile time by TML_DSP (the macro
+ * prefix `upper` names the -D<PREFIX>PORTABLE switch); else portable only. */
+void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper);
 /* Estimated code bytes of the pieces marked in used[] (after tml_exk_emit
- * added the dependencies). */
-int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT]);
+ * added the dependencies), for the DSP or the portable flavour. */
+int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp);
 
 #endif

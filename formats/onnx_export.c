@@ -250,6 +250,7 @@ typedef struct xval {
 
 typedef struct ex {
     const tml_model *m;
+    const tml_model *qm; /* QDQ export: the int8 model (m is its dequantized float twin), else NULL */
     xval *val; /* (n_tensors) */
     xnode *node;
     int n_node, cap_node;
@@ -468,6 +469,101 @@ static const char *init_param(ex *e, int tid)
     return add_init(e, t->name, NULL, ONX_FLOAT, t->ndim, d, t->data, NULL);
 }
 
+/* ---- QDQ form of an int8 model ------------------------------------------------------------
+ * Every int8 activation becomes QuantizeLinear -> DequantizeLinear of the
+ * float value computed by the float op, with the tensor's scale and zero
+ * point; weights are int8 initializers with per-axis scales (axis 0: output
+ * channels of Conv OIHW and of Gemm's transposed (O,K)) behind a
+ * DequantizeLinear, biases int32 initializers with scale = input scale x
+ * weight scale. ONNX Runtime fuses the pattern into integer kernels. */
+
+static const char *scale_init(ex *e, const char *base, const char *suffix, int n, const float *v)
+{
+    float *s = fbuf(e, n);
+    if (!s) return NULL;
+    memcpy(s, v, sizeof(float) * (size_t)n);
+    int64_t d[1] = {n};
+    return add_init(e, base, suffix, ONX_FLOAT, n > 1 ? 1 : 0, d, s, s);
+}
+
+static const char *zp_init(ex *e, const char *base, const char *suffix, int32_t dtype, int n, int32_t zp)
+{
+    void *z = malloc((size_t)(n > 0 ? n : 1) * (dtype == ONX_INT8 ? 1 : 4));
+    if (!z) {
+        ex_oom(e);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (dtype == ONX_INT8) ((int8_t *)z)[i] = (int8_t)zp;
+        else ((int32_t *)z)[i] = zp;
+    }
+    int64_t d[1] = {n};
+    return add_init(e, base, suffix, dtype, n > 1 ? 1 : 0, d, z, z);
+}
+
+/* x (float) -> QuantizeLinear -> DequantizeLinear with activation tensor
+ * `tid`'s parameters (of the int8 model); returns the dequantized name. */
+static const char *qdq_act(ex *e, const char *base, const char *x, int tid)
+{
+    const tml_tensor *t = &e->qm->tensors[tid];
+    const char *sc = scale_init(e, base, "/scale", 1, t->q.scale);
+    const char *zp = zp_init(e, base, "/zero_point", ONX_INT8, 1, t->q.zero_point[0]);
+    const char *q = vname(e, base, "/q"), *dq = vname(e, base, "/dq");
+    const char *in1[3] = {x, sc, zp};
+    add_node(e, "QuantizeLinear", base, "/quantize", 3, in1, q);
+    const char *in2[3] = {q, sc, zp};
+    add_node(e, "DequantizeLinear", base, "/dequantize", 3, in2, dq);
+    return dq;
+}
+
+/* Weights already in ONNX layout as floats (w = scale[o] * q exactly) back to
+ * int8 behind a DequantizeLinear along axis 0; `tid` is the weight tensor. */
+static const char *qdq_weight(ex *e, int tid, int ndim, const int64_t *dims, const float *wf)
+{
+    const tml_tensor *w = &e->qm->tensors[tid];
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= dims[i];
+    const int64_t O = dims[0], per = O ? n / O : 0;
+    int8_t *q = malloc((size_t)(n ? n : 1));
+    if (!q) {
+        ex_oom(e);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float s = w->q.scale[w->q.n == 1 ? 0 : i / per];
+        const float v = s > 0.0f ? roundf(wf[i] / s) : 0.0f;
+        q[i] = (int8_t)(v < -128.0f ? -128 : v > 127.0f ? 127 : (int)v);
+    }
+    const char *qi = add_init(e, w->name, "/int8", ONX_INT8, ndim, dims, q, q);
+    const char *sc = scale_init(e, w->name, "/scale", w->q.n, w->q.scale);
+    const char *zp = zp_init(e, w->name, "/zero_point", ONX_INT8, w->q.n, 0);
+    const char *dq = vname(e, w->name, NULL);
+    const char *in[3] = {qi, sc, zp};
+    xnode *d = add_node(e, "DequantizeLinear", w->name, "/dequantize", 3, in, dq);
+    if (d && w->q.n > 1) attr_int(d, "axis", 0);
+    return dq;
+}
+
+/* The int32 bias of node n behind a DequantizeLinear (scale in_s * w_s[c]). */
+static const char *qdq_bias(ex *e, const tml_node *n)
+{
+    const tml_tensor *b = &e->qm->tensors[n->in[2]], *x = &e->qm->tensors[n->in[0]], *w = &e->qm->tensors[n->in[1]];
+    const int nb = (int)tml_tensor_numel(b);
+    float *s = fbuf(e, nb);
+    if (!s) return NULL;
+    for (int i = 0; i < nb; i++) s[i] = x->q.scale[0] * w->q.scale[w->q.n == 1 ? 0 : i];
+    const int per_axis = w->q.n > 1;
+    int64_t d[1] = {nb}, d1[1] = {1};
+    const char *sc = add_init(e, b->name, "/scale", ONX_FLOAT, per_axis ? 1 : 0, per_axis ? d : d1, s, s);
+    const char *zp = zp_init(e, b->name, "/zero_point", ONX_INT32, per_axis ? nb : 1, 0);
+    const char *bi = add_init(e, b->name, "/int32", ONX_INT32, 1, d, b->data, NULL);
+    const char *dq = vname(e, b->name, NULL);
+    const char *in[3] = {bi, sc, zp};
+    xnode *dn = add_node(e, "DequantizeLinear", b->name, "/dequantize", 3, in, dq);
+    if (dn && per_axis) attr_int(dn, "axis", 0);
+    return dq;
+}
+
 /* Reshape target (0 = copy the batch, then the per-sample dims). */
 static const char *init_shape(ex *e, const char *base, int n, const int64_t *dims)
 {
@@ -664,9 +760,16 @@ static void conv_node(ex *e, const tml_node *n, const char *yname)
                 for (int64_t kx = 0; kx < KW; kx++) wo[(o * KH + ky) * KW + kx] = wd[(ky * KW + kx) * O + o];
     }
     int64_t dims[4] = {O, I, KH, KW};
-    const char *in[3] = {e->val[n->in[0]].name, add_init(e, w->name, NULL, ONX_FLOAT, 4, dims, wo, wo), NULL};
+    const char *wn;
+    if (e->qm) {
+        wn = qdq_weight(e, n->in[1], 4, dims, wo);
+        free(wo);
+    } else {
+        wn = add_init(e, w->name, NULL, ONX_FLOAT, 4, dims, wo, wo);
+    }
+    const char *in[3] = {e->val[n->in[0]].name, wn, NULL};
     int n_in = 2;
-    if (n->n_in > 2 && n->in[2] >= 0) in[n_in++] = init_param(e, n->in[2]);
+    if (n->n_in > 2 && n->in[2] >= 0) in[n_in++] = e->qm ? qdq_bias(e, n) : init_param(e, n->in[2]);
     const char *pre = main_out(e, yname, n->act);
     xnode *c = add_node(e, "Conv", n->name, NULL, n_in, in, pre);
     set_window(c, n, 1);
@@ -697,13 +800,18 @@ static void dense_node(ex *e, const tml_node *n, const char *yname)
         for (int64_t o = 0; o < O; o++)
             for (int64_t c = 0; c < C; c++)
                 for (int64_t p = 0; p < H * W; p++) wo[o * K + c * H * W + p] = wd[o * K + p * C + c];
-        wname = add_init(e, w->name, NULL, ONX_FLOAT, 2, dims, wo, wo);
+        if (e->qm) {
+            wname = qdq_weight(e, n->in[1], 2, dims, wo);
+            free(wo);
+        } else {
+            wname = add_init(e, w->name, NULL, ONX_FLOAT, 2, dims, wo, wo);
+        }
     } else {
-        wname = add_init(e, w->name, NULL, ONX_FLOAT, 2, dims, w->data, NULL);
+        wname = e->qm ? qdq_weight(e, n->in[1], 2, dims, w->data) : add_init(e, w->name, NULL, ONX_FLOAT, 2, dims, w->data, NULL);
     }
     const char *in[3] = {xv.name, wname, NULL};
     int n_in = 2;
-    if (n->n_in > 2 && n->in[2] >= 0) in[n_in++] = init_param(e, n->in[2]);
+    if (n->n_in > 2 && n->in[2] >= 0) in[n_in++] = e->qm ? qdq_bias(e, n) : init_param(e, n->in[2]);
     const char *pre = main_out(e, yname, n->act);
     xnode *g = add_node(e, "Gemm", n->name, NULL, n_in, in, pre);
     attr_int(g, "transB", 1);
@@ -869,6 +977,8 @@ static void convert_node(ex *e, const tml_node *n)
         return;
     }
     yv.name = yname;
+    /* QDQ export: the int8 tensor this op writes, as quantize + dequantize */
+    if (e->qm && !e->st && e->qm->tensors[n->out].q.n > 0) yv.name = qdq_act(e, yname, yname, n->out);
     e->val[n->out] = yv;
 }
 
@@ -925,7 +1035,7 @@ static void put_init(obuf *b, const xinit *t)
     for (int i = 0; i < t->ndim; i++) ob_int(b, F_TENSOR_DIMS, t->dims[i]);
     ob_int(b, F_TENSOR_DATA_TYPE, t->dtype);
     ob_str(b, F_TENSOR_NAME, t->name);
-    size_t es = t->dtype == ONX_INT64 ? 8 : 4;
+    size_t es = t->dtype == ONX_INT64 ? 8 : t->dtype == ONX_INT8 ? 1 : 4;
     size_t nbytes = (size_t)t->numel * es;
     ob_tag(b, F_TENSOR_RAW_DATA, WT_LEN);
     ob_varint(b, nbytes);
@@ -1062,11 +1172,80 @@ static void rename_value(ex *e, const char *from, const char *to)
     }
 }
 
+/* The float twin of an int8 model for the QDQ export: weights and biases
+ * dequantized (w = s[c] q, b = in_s w_s[c] b), int8 activations float with
+ * their quantization kept (the QDQ nodes read it from the int8 model). */
+static tml_status float_twin(const tml_model *m, tml_model **out)
+{
+    /* the QDQ form needs a whole int8 model: every activation int8 with its
+     * scale and zero point, every weight int8 with its scales */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const tml_tensor *t = &m->tensors[i];
+        if (t->dtype == TML_DTYPE_F32)
+            return tml_error(TML_ERR_UNSUPPORTED,
+                             "tensor '%s' is float in an int8 model: the QDQ export needs a fully int8 model", t->name);
+        if (t->dtype == TML_DTYPE_INT8 && (t->q.n < 1 || !t->q.scale || !t->q.zero_point))
+            return tml_error(TML_ERR_UNSUPPORTED,
+                             "int8 tensor '%s' has no quantization parameters: the QDQ export needs them", t->name);
+    }
+    tml_model *f = tml_model_clone(m);
+    if (!f) return tml_error(TML_ERR_NOMEM, "out of memory");
+    /* biases first: they need their node's input and weight scales */
+    for (int i = 0; i < f->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        if (!(n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D || n->op == TML_OP_DENSE)) continue;
+        if (n->n_in < 3 || n->in[2] < 0) continue;
+        tml_tensor *b = &f->tensors[n->in[2]];
+        const tml_tensor *x = &m->tensors[n->in[0]], *w = &m->tensors[n->in[1]];
+        if (b->dtype != TML_DTYPE_INT32 || x->q.n < 1 || w->q.n < 1) continue;
+        const int64_t nb = tml_tensor_numel(b);
+        float *v = malloc(sizeof(float) * (size_t)(nb ? nb : 1));
+        if (!v) {
+            tml_model_free(f);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+        for (int64_t k = 0; k < nb; k++)
+            v[k] = (float)((double)x->q.scale[0] * (double)w->q.scale[w->q.n == 1 ? 0 : k] * ((const int32_t *)b->data)[k]);
+        free(b->data);
+        b->data = v;
+        b->dtype = TML_DTYPE_F32;
+    }
+    for (int i = 0; i < f->n_tensors; i++) {
+        tml_tensor *t = &f->tensors[i];
+        if (t->dtype == TML_DTYPE_INT8 && t->kind == TML_TENSOR_PARAM) {
+            const int64_t n = tml_tensor_numel(t);
+            float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+            if (!v) {
+                tml_model_free(f);
+                return tml_error(TML_ERR_NOMEM, "out of memory");
+            }
+            const int axis = t->q.n > 1 ? t->q.axis : -1;
+            int64_t inner = 1;
+            for (int d = axis + 1; axis >= 0 && d < t->ndim; d++) inner *= t->dims[d];
+            for (int64_t k = 0; k < n; k++) {
+                const int c = axis >= 0 ? (int)((k / inner) % t->dims[axis]) : 0;
+                const float s = t->q.n ? t->q.scale[c] : 1.0f;
+                const int32_t z = t->q.n ? t->q.zero_point[c] : 0;
+                v[k] = s * (float)(((const int8_t *)t->data)[k] - z);
+            }
+            free(t->data);
+            t->data = v;
+            t->dtype = TML_DTYPE_F32;
+            tml_codebook_free(t->cb); /* the codebook of int8 codes means nothing for the float values */
+            t->cb = NULL;
+        } else if (t->dtype == TML_DTYPE_INT8) {
+            t->dtype = TML_DTYPE_F32;
+        } else if (t->dtype == TML_DTYPE_INT32) {
+            tml_model_free(f);
+            return tml_error(TML_ERR_UNSUPPORTED, "int32 tensor '%s' is not a layer's bias", t->name);
+        }
+    }
+    *out = f;
+    return TML_OK;
+}
+
 static tml_status check_model(const tml_model *m)
 {
-    if (tml_model_is_quantized(m))
-        return tml_error(TML_ERR_UNSUPPORTED,
-                         "ONNX export covers float models; export the float model before quantizing");
     for (int i = 0; i < m->n_tensors; i++) {
         const tml_tensor *t = &m->tensors[i];
         if (t->dtype != TML_DTYPE_F32)
@@ -1093,15 +1272,32 @@ static tml_status check_model(const tml_model *m)
     return TML_OK;
 }
 
+static tml_status export_graph(const tml_model *m, const tml_model *qm, uint8_t **buf, size_t *len);
+
 tml_status tml_onnx_export_mem(const tml_model *m, uint8_t **buf, size_t *len)
 {
     *buf = NULL;
     *len = 0;
+    if (tml_model_is_quantized(m)) { /* QDQ form: the float twin's graph with QuantizeLinear / DequantizeLinear */
+        tml_model *f = NULL;
+        tml_status st = float_twin(m, &f);
+        if (!st) st = check_model(f);
+        if (!st) st = export_graph(f, m, buf, len);
+        tml_model_free(f);
+        return st;
+    }
     tml_status st = check_model(m);
     if (st) return st;
+    return export_graph(m, NULL, buf, len);
+}
+
+static tml_status export_graph(const tml_model *m, const tml_model *qm, uint8_t **buf, size_t *len)
+{
+    tml_status st;
     ex e;
     memset(&e, 0, sizeof e);
     e.m = m;
+    e.qm = qm;
     e.val = calloc((size_t)m->n_tensors, sizeof(xval));
     if (!e.val) {
         ex_free(&e);
@@ -1112,6 +1308,7 @@ tml_status tml_onnx_export_mem(const tml_model *m, uint8_t **buf, size_t *len)
     const tml_tensor *it = &m->tensors[m->input], *ot = &m->tensors[m->output];
     e.val[m->input].name = in_name;
     e.val[m->input].layout = it->ndim == 3 ? LX_NCHW : LX_PLAIN;
+    if (qm) e.val[m->input].name = qdq_act(&e, "input", in_name, m->input);
     for (int i = 0; i < m->n_nodes && !e.st; i++) convert_node(&e, &m->nodes[i]);
     e.cur_node = NULL;
     if (!e.st && !e.val[m->output].name) ex_fail(&e, TML_ERR_INVALID, "no node produces the graph output");

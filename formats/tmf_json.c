@@ -136,7 +136,7 @@ static uint32_t float_bits(float f)
 
 /* ---- META ------------------------------------------------------------------------------- */
 
-static const char *const meta_keys[] = {"name", "arch", "classes", "labels", "preprocess", "history"};
+static const char *const meta_keys[] = {"name", "arch", "classes", "labels", "preprocess", "history", "rounding", "io"};
 
 static int is_meta_key(const char *k)
 {
@@ -217,6 +217,11 @@ tml_status tml_meta_to_json(const tml_meta *meta, char **out)
     }
     if (!cJSON_AddItemToObject(root, "history", hist)) goto oom;
     hist = NULL;
+    /* written only when not the default, so older files keep their bytes */
+    if (meta->rounding != TML_ROUNDING_TINYML &&
+        !cJSON_AddStringToObject(root, "rounding", tml_rounding_name(meta->rounding)))
+        goto oom;
+    if (meta->float_io && !cJSON_AddStringToObject(root, "io", "float")) goto oom;
     /* unknown keys go back verbatim, after ours; a key we own is never overridden */
     if (extra) {
         cJSON *c = extra->child;
@@ -300,7 +305,8 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
     cJSON *root = parse_text(text, len, "META", &st), *extra = NULL;
     char *name = NULL, *arch = NULL, *history = NULL, *extra_text = NULL;
     char **labels = NULL;
-    int n_labels = -1, classes = -1;
+    int n_labels = -1, classes = -1, float_io = 0;
+    tml_rounding rounding = TML_ROUNDING_TINYML;
     tml_preproc pre = {.scale = 1.0f};
     if (!root) return st;
     if (!cJSON_IsObject(root)) {
@@ -317,6 +323,22 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
         } else if (strcmp(k, "arch") == 0) {
             free(arch);
             if ((st = get_opt_string(c, "META: \"arch\"", &arch))) goto out;
+        } else if (strcmp(k, "rounding") == 0) {
+            const char *r = cJSON_IsString(c) ? c->valuestring : "";
+            if (strcmp(r, "tinyml") == 0) rounding = TML_ROUNDING_TINYML;
+            else if (strcmp(r, "tflite") == 0) rounding = TML_ROUNDING_TFLITE;
+            else {
+                st = BAD("META: \"rounding\" must be \"tinyml\" or \"tflite\"");
+                goto out;
+            }
+        } else if (strcmp(k, "io") == 0) {
+            const char *r = cJSON_IsString(c) ? c->valuestring : "";
+            if (strcmp(r, "float") == 0) float_io = 1;
+            else if (strcmp(r, "native") == 0) float_io = 0;
+            else {
+                st = BAD("META: \"io\" must be \"float\" or \"native\"");
+                goto out;
+            }
         } else if (strcmp(k, "classes") == 0) {
             if ((st = get_int(c, "META: \"classes\"", 0, 1 << 24, &classes))) goto out;
         } else if (strcmp(k, "labels") == 0) {
@@ -386,6 +408,8 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
     free(meta->pre.feat_std);
     meta->pre = pre;
     pre.feat_mean = pre.feat_std = NULL;
+    meta->rounding = rounding;
+    meta->float_io = float_io;
     name = arch = history = extra_text = NULL;
     goto out;
 oom:
@@ -437,6 +461,10 @@ static int add_node_attrs(cJSON *o, const tml_node *n)
     if (n->op == TML_OP_DROPOUT && float_bits(n->rate) != 0) {
         cJSON *x = json_float(n->rate);
         ok &= x && cJSON_AddItemToObject(o, "rate", x);
+    }
+    if (n->op == TML_OP_SOFTMAX && float_bits(n->beta) != float_bits(1.0f)) {
+        cJSON *x = json_float(n->beta);
+        ok &= x && cJSON_AddItemToObject(o, "beta", x);
     }
     return ok;
 }
@@ -530,6 +558,8 @@ static tml_status read_node_attrs(const cJSON *o, tml_node *n)
             st = get_float(c, what, &n->eps);
         } else if (strcmp(k, "rate") == 0) {
             st = get_float(c, what, &n->rate);
+        } else if (strcmp(k, "beta") == 0) {
+            st = get_float(c, what, &n->beta);
         }
         /* other keys: written by a newer tinyml; ignored */
         if (st) return st;

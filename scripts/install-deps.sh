@@ -3,16 +3,19 @@
 #
 #   scripts/install-deps.sh            build + test + data (what CI and quickstart need)
 #   scripts/install-deps.sh --bench    also PyTorch/ONNX/hyperfine for the comparison benchmarks
+#   scripts/install-deps.sh --mcu      also the Cortex-M cross compiler, its C library and QEMU
+#                                      (tinyml profile and the emulator tests)
 #
 # Needs root (or sudo) only when something is missing.
 set -eu
 
 PKGS="gcc make cmake pkg-config libpng-dev zlib1g-dev libcjson-dev libcmocka-dev \
-dataset-fashion-mnist libonnx-testdata"
+dataset-fashion-mnist libonnx-testdata flatbuffers-compiler python3-onnx"
 for arg in "$@"; do
   case "$arg" in
     --bench) PKGS="$PKGS python3 python3-torch python3-onnx python3-numpy hyperfine" ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --mcu) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm" ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done

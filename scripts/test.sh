@@ -2,9 +2,11 @@
 # The test command: installs what is missing, builds, runs the whole suite.
 #   scripts/test.sh           release build in build/
 #   scripts/test.sh --asan    AddressSanitizer + UBSan build in build-asan/
+# The Cortex-M toolchain and QEMU are installed too (--mcu), so the emulator
+# tests (tests/test_device.c) run rather than skip.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-"$ROOT/scripts/install-deps.sh"
+"$ROOT/scripts/install-deps.sh" --mcu
 "$ROOT/scripts/build.sh" "$@"
 case " $* " in
   *" --asan "*) BUILD_DIR=${BUILD_DIR:-$ROOT/build-asan} ;;

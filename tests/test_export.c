@@ -277,15 +277,17 @@ static void test_zoo_models_bit_exact(void **state)
         for (int i = 0; i < r.n_layers; i++)
             assert_true(r.layers[i].enc == TML_EXPORT_NONE || r.layers[i].enc == TML_EXPORT_DENSE);
         assert_true(r.weight_bytes == r.dense_weight_bytes);
-        /* the arena is the planner's, plus at most one conv patch where no
-         * free bytes were left for it; for a chain of layers it is exactly
-         * the largest pair of live tensors */
+        /* the arena is the planner's, plus at most one kernel scratch where
+         * no free bytes were left for it (the DSP kernels' int16 receptive
+         * fields); the dense layers' optional scratch never adds to it, so an
+         * MLP's arena is exactly the largest pair of live tensors */
         int64_t patch = 0;
         for (int i = 0; i < r.n_layers; i++)
             if (r.layers[i].scratch_bytes > patch) patch = r.layers[i].scratch_bytes;
         assert_true(r.arena_bytes >= r.pair_bytes);
         assert_true(r.arena_bytes <= r.plan_bytes + (patch + 15) / 16 * 16);
-        if (strcmp(archs[a], "resnet8") != 0) assert_int_equal(r.arena_bytes, r.pair_bytes);
+        if (strcmp(archs[a], "lenet300") == 0 || strcmp(archs[a], "lenet5") == 0)
+            assert_int_equal(r.arena_bytes, r.pair_bytes);
         if (a == 2) {
             assert_string_equal(r.base, "kws");
             assert_non_null(strstr(r.header, "#define KWS_INPUT_SCALE"));

@@ -14,7 +14,8 @@
  *     reference evaluator on the same inputs when that onnx has one (>= 1.13)
  *   - the committed PyTorch fixtures: import -> export -> import keeps the
  *     outputs (and still matches torch's)
- *   - refusals (int8 models, avgpool with dilation) and `tinyml export --onnx`.
+ *   - refusals (inconsistent int8 models, avgpool with dilation), int8 models
+ *     in QDQ form, and `tinyml export --onnx`.
  */
 #include <math.h>
 #include <stdio.h>
@@ -657,7 +658,8 @@ static void test_refusals_and_files(void **state)
     tml_zoo_opts o = {.seed = 1};
     tml_model *m = NULL;
     assert_int_equal(tml_zoo_create("lenet300", &o, &m), TML_OK);
-    /* an int8 activation: the model counts as quantized */
+    /* an int8 activation in a float model: the model counts as quantized, and
+     * the QDQ export needs a whole int8 model */
     tml_model *q = tml_model_clone(m);
     assert_non_null(q);
     q->tensors[q->output].dtype = TML_DTYPE_INT8;
@@ -666,8 +668,7 @@ static void test_refusals_and_files(void **state)
     assert_int_equal(tml_onnx_export_mem(q, &buf, &len), TML_ERR_UNSUPPORTED);
     assert_null(buf);
     assert_int_equal(len, 0);
-    assert_non_null(strstr(tml_last_error(),
-                           "ONNX export covers float models; export the float model before quantizing"));
+    assert_non_null(strstr(tml_last_error(), "the QDQ export needs a fully int8 model"));
     tml_model_free(q);
     /* average pooling with dilation has no opset-13 form */
     mbuild b;
@@ -732,17 +733,26 @@ static void test_cli(void **state)
     assert_memory_equal(b1, b2, l1);
     free(b1);
     free(b2);
-    /* an int8 model is a data error (1) that says what to do, and writes nothing */
+    /* an int8 model is written in QDQ form (tests/cli/test_onnx_qdq.sh runs it) */
     snprintf(cmd, sizeof cmd, "'%s' quantize '%s' --calib fashion-mnist --calib-samples 64 -q -o '%s'", t, fm,
              qm);
     rc = tu_run(cmd, out, sizeof out);
     if (rc) printf("%s\n", out);
     assert_int_equal(rc, 0);
     snprintf(cmd, sizeof cmd, "'%s' export '%s' --onnx -o '%s/q.onnx'", t, qm, g_dir);
-    assert_int_equal(tu_run(cmd, out, sizeof out), 1);
-    assert_non_null(strstr(out, "ONNX export covers float models; export the float model before quantizing"));
+    assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     struct stat sb;
-    assert_int_not_equal(stat(tu_path(g_dir, "q.onnx"), &sb), 0);
+    assert_int_equal(stat(tu_path(g_dir, "q.onnx"), &sb), 0);
+    size_t ql;
+    uint8_t *qb = tu_read_file(tu_path(g_dir, "q.onnx"), &ql);
+    assert_non_null(qb);
+    int has_q = 0, has_dq = 0;
+    for (size_t i = 0; i + 16 <= ql; i++) {
+        has_q |= memcmp(qb + i, "QuantizeLinear", 14) == 0;
+        has_dq |= memcmp(qb + i, "DequantizeLinear", 16) == 0;
+    }
+    assert_true(has_q && has_dq);
+    free(qb);
     /* usage errors (2): no -o, both targets, no target, --c options with --onnx */
     snprintf(cmd, sizeof cmd, "'%s' export '%s' --onnx", t, fm);
     assert_int_equal(tu_run(cmd, out, sizeof out), 2);

@@ -341,7 +341,7 @@ static void test_conv_ref_hand(void **state)
     int8_t w[9];
     for (int i = 0; i < 9; i++) w[i] = 1;
     const int32_t bias[1] = {3}, mult[1] = {Q30}, shift[1] = {0};
-    const tml_qparams q = {5, -10, mult, shift, 0, 127};
+    const tml_qparams q = {5, -10, mult, shift, 0, 127, TML_ROUNDING_TINYML};
     /* sums 12 21 16 / 27 45 33 / 24 39 28; +3: 15 24 19 / 30 48 36 / 27 42 31;
      * *0.5: 7.5->8 12 9.5->10 / 15 24 18 / 13.5->14 21 15.5->16; -10, clamp at 0 */
     const int8_t expect[9] = {0, 2, 0, 5, 14, 8, 4, 11, 6};
@@ -368,7 +368,7 @@ static void test_dwconv_ref_hand(void **state)
     /* oc0 = 1+3+5+7 = 16; oc1 = 1-3+14 = 12 (+1 bias); oc2 = 2+4+6+8 = 20; oc3 = -8 */
     const int32_t bias[4] = {0, 1, 0, 0};
     const int32_t mult[4] = {Q30, Q30, Q30, Q30}, shift[4] = {0, 0, -1, 0}; /* 0.5 0.5 0.25 0.5 */
-    const tml_qparams q = {0, 0, mult, shift, -128, 127};
+    const tml_qparams q = {0, 0, mult, shift, -128, 127, TML_ROUNDING_TINYML};
     const int8_t expect[4] = {8, 7, 5, -4}; /* 6.5 -> 7 */
     int8_t y[4], y2[4];
     tml_dwconv2d_s8_ref(&p, &q, x, w, bias, y);
@@ -385,7 +385,7 @@ static void test_dense_ref_hand(void **state)
     const int8_t w[6] = {1, 2, 3, -1, 0, 1};
     const int32_t bias[2] = {4, -4};
     const int32_t mult[2] = {Q30, 3 * (Q30 / 2)}, shift[2] = {-2, 0};
-    const tml_qparams q = {-10, 5, mult, shift, -128, 127};
+    const tml_qparams q = {-10, 5, mult, shift, -128, 127, TML_ROUNDING_TINYML};
     /* acc 124 and 16: 124 * 0.125 = 15.5 -> 16; 16 * 0.75 = 12; + 5 */
     const int8_t expect[2] = {21, 17};
     int8_t y[2], y2[2];
@@ -577,7 +577,7 @@ static void check_conv_vs_float(tu_rng *r, const tml_window *p0, int dw, tml_act
         tml_quantize_multiplier((double)sx * sw[oc] / sy, &mult[oc], &s);
         shift[oc] = s;
     }
-    tml_qparams q = {zx, zy, mult, shift, 0, 0};
+    tml_qparams q = {zx, zy, mult, shift, 0, 0, TML_ROUNDING_TINYML};
     tml_act_bounds_s8(act, sy, zy, &q.act_min, &q.act_max);
     for (int64_t i = 0; i < ny; i++) yr[i] = quant1(yf[i], sy, zy, q.act_min, q.act_max);
     (void)k;
@@ -655,7 +655,7 @@ static void test_dense_vs_float(void **state)
         int s;
         tml_quantize_multiplier((double)sx * sw / sy, &m, &s);
         for (int o = 0; o < out; o++) mult[o] = m, shift[o] = s;
-        tml_qparams q = {zx, zy, mult, shift, 0, 0};
+        tml_qparams q = {zx, zy, mult, shift, 0, 0, TML_ROUNDING_TINYML};
         tml_act_bounds_s8(TML_ACT_RELU, sy, zy, &q.act_min, &q.act_max);
         for (int i = 0; i < n * out; i++) yr[i] = quant1(yf[i], sy, zy, q.act_min, q.act_max);
         tml_dense_s8_ref(n, in, out, &q, xq, wq, bq, yq);
@@ -947,7 +947,9 @@ static void test_epilogue_exact(void **state)
             mult[o] = mk < 5 ? rnd_range(&r, Q30, INT32_MAX) : mk == 5 ? rnd_i32(&r) : mk == 6 ? INT32_MIN : Q30;
             shift[o] = (it % 3 == 0) ? rnd_range(&r, -31, 30) : rnd_range(&r, -31, 0);
         }
-        tml_qparams q = {zp, rnd_range(&r, -128, 127), mult, shift, -128, 127};
+        /* both roundings: tinyml's, and TFLite's (negative ties toward +inf) */
+        tml_qparams q = {zp, rnd_range(&r, -128, 127), mult, shift, -128, 127,
+                         (it / 4) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
         if (it % 4 == 1) act_bounds(2, q.out_zp, &q.act_min, &q.act_max);
         tml_conv2d_s8_ref(&p, &q, x, w, bias, yr);
         for (int isa = 0; isa < n_isas(); isa++) {
@@ -1005,7 +1007,8 @@ static void test_epilogue_ties(void **state)
             shift[o] = rnd_range(&r, -5, it % 2); /* some shift +1 (M = 1 or 1.5) */
         }
         for (int i = 0; i < N; i++) x[i] = (int8_t)rnd_range(&r, -128, 127);
-        tml_qparams q = {zp, rnd_range(&r, -10, 10), mult, shift, -128, 127};
+        tml_qparams q = {zp, rnd_range(&r, -10, 10), mult, shift, -128, 127,
+                         (it / 2) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
         tml_conv2d_s8_ref(&p, &q, x, w, bias, yr);
         int ties = 0;
         for (int i = 0; i < N; i++)
@@ -1139,6 +1142,7 @@ static void test_add_fast_vs_ref(void **state)
             if (pi == 22) p.left_shift = 23; /* outside the vector range: reference path */
             if (pi == 23) p.act_min = -300;
         }
+        p.rounding = pi % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
         for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
             const int64_t n = counts[ci];
             if (n > 1000 && pi % 6 != 0) continue;

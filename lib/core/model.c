@@ -31,6 +31,8 @@ tml_status tml_op_from_name(const char *name, tml_op *op)
     return tml_error(TML_ERR_INVALID, "unknown op '%s'", name);
 }
 
+const char *tml_rounding_name(tml_rounding r) { return r == TML_ROUNDING_TFLITE ? "tflite" : "tinyml"; }
+
 const char *tml_act_name(tml_act a)
 {
     switch (a) {
@@ -258,6 +260,7 @@ int tml_model_add_node(tml_model *m, const char *name, tml_op op, int n_in, cons
     n->groups = 1;
     n->depth_mult = 1;
     n->eps = 1e-5f;
+    n->beta = 1.0f;
     m->n_nodes++;
     if (!m->index || !table_insert(&m->index->nodes, m, node_name_at, m->n_nodes - 1)) index_rebuild(m);
     return m->n_nodes - 1;
@@ -739,6 +742,8 @@ static tml_status infer_node(tml_model *m, tml_node *n)
     case TML_OP_RELU6:
     case TML_OP_SOFTMAX:
     case TML_OP_DROPOUT:
+        if (n->op == TML_OP_SOFTMAX && !(n->beta > 0.0f && isfinite(n->beta)))
+            return NODE_ERR(TML_ERR_INVALID, "softmax beta must be a positive number");
         if (n->op == TML_OP_DROPOUT && !(n->rate >= 0.0f && n->rate < 1.0f)) return NODE_ERR(TML_ERR_INVALID, "dropout rate must be in [0,1)");
         for (int i = 0; i < x->ndim; i++) d[i] = x->dims[i];
         return set_dims(y, x->ndim, d, n);

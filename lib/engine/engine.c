@@ -254,3 +254,22 @@ tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y)
     e->last_n = n;
     return TML_OK;
 }
+
+tml_dtype tml_model_io_dtype(const tml_model *m)
+{
+    return tml_model_is_quantized(m) && !m->meta.float_io ? TML_DTYPE_INT8 : TML_DTYPE_F32;
+}
+
+tml_status tml_engine_run_raw(tml_engine *e, const void *x, int n, void *y)
+{
+    const tml_model *m = e->m;
+    if (!e->quant || m->meta.float_io) return tml_engine_run(e, x, n, y);
+    if (n < 1 || n > e->max_batch) return tml_error(TML_ERR_INVALID, "batch of %d samples (engine prepared for 1..%d)", n, e->max_batch);
+    const int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    const int64_t out_numel = tml_tensor_numel(&m->tensors[m->output]);
+    memcpy(tml_engine_buf(e, m->input), x, (size_t)(in_numel * n));
+    for (int i = 0; i < m->n_nodes; i++) tml_engine_q8_run_node(e, i, n);
+    memcpy(y, tml_engine_buf(e, m->output), (size_t)(out_numel * n));
+    e->last_n = n;
+    return TML_OK;
+}

@@ -15,6 +15,8 @@ typedef struct q8_node {
     int32_t *mult, *shift;
     tml_add_s8_params add;
     uint32_t lut[256];   /* softmax */
+    tml_softmax_s8_tfl_params sm; /* softmax, TFLite arithmetic */
+    tml_mean_s8_tfl_params mean;  /* global average pool, TFLite arithmetic (MEAN) */
     int32_t lo, hi;      /* clamp bounds (relu, relu6, pools) */
     void *packed;        /* conv: weights packed once for the fast kernel */
 } q8_node;
@@ -52,6 +54,17 @@ static tml_status same_params(const tml_tensor *x, const tml_tensor *y, const tm
     return TML_OK;
 }
 
+static int is_tfl(const tml_model *m) { return m->meta.rounding == TML_ROUNDING_TFLITE; }
+
+/* Clamp bounds of a fused activation for output y in the model's arithmetic. */
+static void act_bounds(const tml_model *m, tml_act act, const tml_tensor *y, int32_t *lo, int32_t *hi)
+{
+    if (is_tfl(m))
+        tml_act_bounds_s8_tfl(act, qscale(y), qzp(y), lo, hi);
+    else
+        tml_act_bounds_s8(act, qscale(y), qzp(y), lo, hi);
+}
+
 static tml_status prep_weighted(const tml_model *m, const tml_node *n, q8_node *p)
 {
     const tml_tensor *x = &m->tensors[n->in[0]], *w = &m->tensors[n->in[1]], *y = &m->tensors[n->out];
@@ -70,8 +83,14 @@ static tml_status prep_weighted(const tml_model *m, const tml_node *n, q8_node *
     p->mult = malloc(sizeof(int32_t) * (size_t)oc);
     p->shift = malloc(sizeof(int32_t) * (size_t)oc);
     if (!p->mult || !p->shift) return tml_error(TML_ERR_NOMEM, "out of memory");
+    /* TFLite Micro's fully connected with one weight scale takes the product
+     * of the two scales in float (GetQuantizedConvolutionMultipler); convs and
+     * per-channel dense layers multiply in double (kernel_util.cc) */
+    const int float_product = is_tfl(m) && n->op == TML_OP_DENSE && w->q.n == 1;
     for (int c = 0; c < oc; c++) {
-        double real = (double)qscale(x) * (double)w->q.scale[w->q.n == 1 ? 0 : c] / (double)qscale(y);
+        const float ws = w->q.scale[w->q.n == 1 ? 0 : c];
+        double real = float_product ? (double)(qscale(x) * ws) / (double)qscale(y)
+                                    : (double)qscale(x) * (double)ws / (double)qscale(y);
         int sh;
         tml_quantize_multiplier(real, &p->mult[c], &sh);
         if (sh > 30 || sh < -31)
@@ -82,7 +101,8 @@ static tml_status prep_weighted(const tml_model *m, const tml_node *n, q8_node *
     p->q.out_zp = qzp(y);
     p->q.mult = p->mult;
     p->q.shift = p->shift;
-    tml_act_bounds_s8(n->act, qscale(y), qzp(y), &p->q.act_min, &p->q.act_max);
+    p->q.rounding = m->meta.rounding;
+    act_bounds(m, n->act, y, &p->q.act_min, &p->q.act_max);
     return TML_OK;
 }
 
@@ -117,22 +137,49 @@ static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, s
     case TML_OP_RELU:
     case TML_OP_RELU6:
         if ((st = same_params(x, y, n))) return st;
-        tml_act_bounds_s8(n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, qscale(y), qzp(y), &p->lo, &p->hi);
+        act_bounds(m, n->op == TML_OP_RELU ? TML_ACT_RELU : TML_ACT_RELU6, y, &p->lo, &p->hi);
         return TML_OK;
+    case TML_OP_GLOBAL_AVGPOOL:
+        if (is_tfl(m)) { /* TFLite's MEAN requantizes to its own output scale */
+            tml_mean_s8_tfl_prepare(qscale(x), qzp(x), qscale(y), qzp(y), x->dims[0] * x->dims[1], &p->mean);
+            return TML_OK;
+        }
+        return same_params(x, y, n);
     case TML_OP_MAXPOOL:
     case TML_OP_AVGPOOL:
-    case TML_OP_GLOBAL_AVGPOOL:
     case TML_OP_RESHAPE:
-    case TML_OP_DROPOUT: return same_params(x, y, n);
+    case TML_OP_DROPOUT:
+        /* TFLite's pools and reshape pass the integers through whatever the
+         * output's parameters say; tinyml insists they agree */
+        return is_tfl(m) ? TML_OK : same_params(x, y, n);
     case TML_OP_ADD: {
         const tml_tensor *b = &m->tensors[n->in[1]];
         if ((st = need_dtype(b, TML_DTYPE_INT8, n)) || (st = need_qparams(b, n))) return st;
-        tml_add_s8_prepare(qscale(x), qzp(x), qscale(b), qzp(b), qscale(y), qzp(y), n->act, &p->add);
+        tml_add_s8_prepare_mode(qscale(x), qzp(x), qscale(b), qzp(b), qscale(y), qzp(y), n->act, m->meta.rounding,
+                                &p->add);
         return TML_OK;
     }
     case TML_OP_SOFTMAX:
+        if (is_tfl(m)) {
+            /* TFLite Micro insists on exactly these output parameters */
+            if (qscale(y) != 1.0f / 256.0f || qzp(y) != -128)
+                return tml_error(TML_ERR_UNSUPPORTED,
+                                 "node '%s': TFLite int8 softmax output must have scale 1/256, zero point -128",
+                                 n->name);
+            tml_softmax_s8_tfl_prepare(qscale(x), n->beta, &p->sm);
+            if (p->sm.input_left_shift < 0)
+                return tml_error(TML_ERR_UNSUPPORTED,
+                                 "node '%s': softmax input scale %g times beta %g is too small for TFLite's "
+                                 "fixed-point softmax (needs > 2^-26)",
+                                 n->name, (double)qscale(x), (double)n->beta);
+            return TML_OK;
+        }
         if (fabsf(qscale(y) - 1.0f / 256.0f) > 1e-9f || qzp(y) != -128)
             return tml_error(TML_ERR_UNSUPPORTED, "node '%s': int8 softmax output must have scale 1/256, zero point -128", n->name);
+        if (n->beta != 1.0f)
+            return tml_error(TML_ERR_UNSUPPORTED,
+                             "node '%s': softmax beta %g needs TFLite arithmetic (quantize --rounding tflite)",
+                             n->name, (double)n->beta);
         tml_softmax_s8_lut(qscale(x), p->lut);
         return TML_OK;
     case TML_OP_BATCHNORM:
@@ -225,7 +272,11 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
         break;
     case TML_OP_GLOBAL_AVGPOOL: {
         const tml_tensor *xt = &m->tensors[n->in[0]];
-        (ref ? tml_global_avgpool_s8_ref : tml_global_avgpool_s8)(batch, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
+        if (is_tfl(m))
+            tml_mean_s8_tfl_ref(batch, xt->dims[0] * xt->dims[1], xt->dims[2], &p->mean, x, y);
+        else
+            (ref ? tml_global_avgpool_s8_ref : tml_global_avgpool_s8)(batch, xt->dims[0] * xt->dims[1], xt->dims[2],
+                                                                       x, y);
         break;
     }
     case TML_OP_ADD: (ref ? tml_add_s8_ref : tml_add_s8)(count, &p->add, x, tml_engine_buf(e, n->in[1]), y); break;
@@ -236,7 +287,10 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
     case TML_OP_SOFTMAX: {
         const tml_tensor *yt = &m->tensors[n->out];
         int k = yt->dims[yt->ndim - 1];
-        tml_softmax_s8_ref((int)(count / k), k, p->lut, x, y);
+        if (is_tfl(m))
+            tml_softmax_s8_tfl_ref((int)(count / k), k, &p->sm, x, y);
+        else
+            tml_softmax_s8_ref((int)(count / k), k, p->lut, x, y);
         break;
     }
     default: TML_ASSERT(0 && "op not prepared for the int8 engine");
@@ -246,6 +300,11 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
 void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q)
 {
     const tml_tensor *in = &e->m->tensors[e->m->input];
+    /* TFLite's QUANTIZE divides and rounds half away from zero */
+    if (is_tfl(e->m)) {
+        tml_quantize_f32_s8_tfl(count, x, qscale(in), qzp(in), q);
+        return;
+    }
     /* NaN (0 * inf under a denormal scale, or a NaN input) becomes the zero point */
     if (e->opts.use_ref)
         tml_quantize_f32_s8_ref(count, x, 1.0f / qscale(in), qzp(in), q);

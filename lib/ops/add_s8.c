@@ -30,9 +30,9 @@ void tml_add_s8_ref(int64_t count, const tml_add_s8_params *p, const int8_t *a, 
     for (int64_t i = 0; i < count; i++) {
         const int32_t a1 = (a[i] - p->in1_zp) * (1 << p->left_shift);
         const int32_t b1 = (b[i] - p->in2_zp) * (1 << p->left_shift);
-        const int32_t sa = tml_requantize(a1, p->in1_mult, p->in1_shift);
-        const int32_t sb = tml_requantize(b1, p->in2_mult, p->in2_shift);
-        int64_t v = (int64_t)tml_requantize(sa + sb, p->out_mult, p->out_shift) + p->out_zp;
+        const int32_t sa = tml_requantize_mode(a1, p->in1_mult, p->in1_shift, p->rounding);
+        const int32_t sb = tml_requantize_mode(b1, p->in2_mult, p->in2_shift, p->rounding);
+        int64_t v = (int64_t)tml_requantize_mode(sa + sb, p->out_mult, p->out_shift, p->rounding) + p->out_zp;
         if (v < p->act_min) v = p->act_min;
         if (v > p->act_max) v = p->act_max;
         y[i] = (int8_t)v;
@@ -71,10 +71,11 @@ static void add_generic(int64_t count, const tml_add_s8_params *p, const int8_t 
     const int l2 = p->in2_shift > 0 ? p->in2_shift : 0, r2 = p->in2_shift > 0 ? 0 : -p->in2_shift;
     const int lo = p->out_shift > 0 ? p->out_shift : 0, ro = p->out_shift > 0 ? 0 : -p->out_shift;
     for (int64_t i = 0; i < count; i++) {
-        const int32_t sa = tml_s8_rq_inline((a[i] - p->in1_zp) * (1 << p->left_shift), p->in1_mult, l1, r1);
-        const int32_t sb = tml_s8_rq_inline((b[i] - p->in2_zp) * (1 << p->left_shift), p->in2_mult, l2, r2);
+        const int tfl = p->rounding == TML_ROUNDING_TFLITE;
+        const int32_t sa = tml_s8_rq_inline((a[i] - p->in1_zp) * (1 << p->left_shift), p->in1_mult, l1, r1, tfl);
+        const int32_t sb = tml_s8_rq_inline((b[i] - p->in2_zp) * (1 << p->left_shift), p->in2_mult, l2, r2, tfl);
         y[i] = tml_s8_out_inline((int32_t)((uint32_t)sa + (uint32_t)sb), p->out_mult, lo, ro, p->out_zp, p->act_min,
-                                 p->act_max);
+                                 p->act_max, tfl);
     }
 }
 
@@ -96,10 +97,10 @@ static TML_S8_TGT_VNNI void rq_consts512(int32_t mult, int shift, rq_c512 *c)
     tml_s8_simple_consts512(c->rsh, &c->sh_e, &c->sh_o, &c->add_e, &c->add_o);
 }
 
-TML_S8_INLINE TML_S8_TGT_VNNI __m512i rq_apply512(const int SIMPLE, __m512i x, const rq_c512 *c)
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i rq_apply512(const int SIMPLE, __m512i x, const rq_c512 *c, int tfl)
 {
-    return SIMPLE ? tml_s8_rq512_simple(x, c->mult, c->mult_o, c->sh_e, c->sh_o, c->add_e, c->add_o)
-                  : tml_s8_rq512(x, c->mult, c->lsh, c->rsh, c->any_lsh);
+    return SIMPLE ? tml_s8_rq512_simple(x, c->mult, c->mult_o, c->sh_e, c->sh_o, c->add_e, c->add_o, tfl)
+                  : tml_s8_rq512(x, c->mult, c->lsh, c->rsh, c->any_lsh, tfl);
 }
 
 TML_S8_INLINE TML_S8_TGT_VNNI void add_avx512_body(const int SIMPLE, int64_t count, const tml_add_s8_params *p,
@@ -113,13 +114,14 @@ TML_S8_INLINE TML_S8_TGT_VNNI void add_avx512_body(const int SIMPLE, int64_t cou
     const __m512i zp = _mm512_set1_epi32(p->out_zp);
     const __m512i lo = _mm512_set1_epi32(p->act_min - p->out_zp), hi = _mm512_set1_epi32(p->act_max - p->out_zp);
     const __m128i ls = _mm_cvtsi32_si128(p->left_shift);
+    const int tfl = p->rounding == TML_ROUNDING_TFLITE;
     for (int64_t i = 0; i < count; i += 16) {
         const __mmask16 km = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
         const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, a + i));
         const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(km, b + i));
-        const __m512i sa = rq_apply512(SIMPLE, _mm512_sll_epi32(_mm512_sub_epi32(va, z1), ls), &c1);
-        const __m512i sb = rq_apply512(SIMPLE, _mm512_sll_epi32(_mm512_sub_epi32(vb, z2), ls), &c2);
-        __m512i v = rq_apply512(SIMPLE, _mm512_add_epi32(sa, sb), &co);
+        const __m512i sa = rq_apply512(SIMPLE, _mm512_sll_epi32(_mm512_sub_epi32(va, z1), ls), &c1, tfl);
+        const __m512i sb = rq_apply512(SIMPLE, _mm512_sll_epi32(_mm512_sub_epi32(vb, z2), ls), &c2, tfl);
+        __m512i v = rq_apply512(SIMPLE, _mm512_add_epi32(sa, sb), &co, tfl);
         v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
         _mm_mask_storeu_epi8(y + i, km, _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp)));
     }
@@ -150,13 +152,17 @@ static TML_S8_TGT_AVX2 void add_avx2(int64_t count, const tml_add_s8_params *p, 
     const __m256i zp = _mm256_set1_epi32(p->out_zp);
     const __m256i lo = _mm256_set1_epi32(p->act_min - p->out_zp), hi = _mm256_set1_epi32(p->act_max - p->out_zp);
     const __m128i ls = _mm_cvtsi32_si128(p->left_shift);
+    const int tfl = p->rounding == TML_ROUNDING_TFLITE;
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) {
         const __m256i va = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(a + i)));
         const __m256i vb = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(b + i)));
-        const __m256i sa = tml_s8_rq256(_mm256_sll_epi32(_mm256_sub_epi32(va, z1), ls), m1, l1, r1, p->in1_shift > 0);
-        const __m256i sb = tml_s8_rq256(_mm256_sll_epi32(_mm256_sub_epi32(vb, z2), ls), m2, l2, r2, p->in2_shift > 0);
-        tml_s8_store8(y + i, tml_s8_out256(_mm256_add_epi32(sa, sb), mo, lo_, ro, p->out_shift > 0, lo, hi, zp), 8);
+        const __m256i sa =
+            tml_s8_rq256(_mm256_sll_epi32(_mm256_sub_epi32(va, z1), ls), m1, l1, r1, p->in1_shift > 0, tfl);
+        const __m256i sb =
+            tml_s8_rq256(_mm256_sll_epi32(_mm256_sub_epi32(vb, z2), ls), m2, l2, r2, p->in2_shift > 0, tfl);
+        tml_s8_store8(y + i, tml_s8_out256(_mm256_add_epi32(sa, sb), mo, lo_, ro, p->out_shift > 0, lo, hi, zp, tfl),
+                      8);
     }
     add_generic(count - i, p, a + i, b + i, y + i);
 }

@@ -112,3 +112,16 @@ void tml_dequantize_s8_f32(int64_t count, const int8_t *q, float scale, int32_t 
 #endif
     tml_dequantize_s8_f32_ref(count, q, scale, zp, y);
 }
+
+void tml_quantize_f32_s8_tfl(int64_t count, const float *x, float scale, int32_t zp, int8_t *q)
+{
+    for (int64_t i = 0; i < count; i++) {
+        const float t = roundf(x[i] / scale);
+        int64_t v;
+        if (t != t) v = zp; /* NaN: the zero point */
+        else if (t < -1024.0f) v = -1024;
+        else if (t > 1024.0f) v = 1024;
+        else v = (int64_t)t + zp;
+        q[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+    }
+}

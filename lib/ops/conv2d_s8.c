@@ -53,7 +53,7 @@ void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *
                             for (int ci = 0; ci < cg; ci++) acc += (xp[ci] - q->in_zp) * wp[ci];
                         }
                     }
-                    int64_t v = (int64_t)tml_requantize(acc, q->mult[oc], q->shift[oc]) + q->out_zp;
+                    int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[oc], q->shift[oc], q->rounding) + q->out_zp;
                     if (v < q->act_min) v = q->act_min;
                     if (v > q->act_max) v = q->act_max;
                     y[(((int64_t)b * p->oh + oy) * p->ow + ox) * p->o + oc] = (int8_t)v;
@@ -348,8 +348,8 @@ void tml_conv2d_s8_pack_ex(const tml_window *p, const tml_qparams *q, const int8
     for (int g = 0; g < pl.groups; g++)
         tml_s8_gemm_prepare(isa, pl.og, p->kh, pl.seglen, w + (int64_t)g * pl.og * pl.k, pl.k,
                             bias ? bias + g * pl.og : NULL, q->in_zp, q->out_zp, q->mult + g * pl.og,
-                            q->shift + g * pl.og, q->act_min, q->act_max, base + pl.off_prep + (size_t)g * pl.prep_bytes,
-                            &gb[g]);
+                            q->shift + g * pl.og, q->act_min, q->act_max, q->rounding == TML_ROUNDING_TFLITE,
+                            base + pl.off_prep + (size_t)g * pl.prep_bytes, &gb[g]);
 }
 
 void tml_conv2d_s8_pack(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias, void *packed)

@@ -39,7 +39,7 @@ void tml_dense_s8_ref(int n, int in, int out, const tml_qparams *q, const int8_t
         for (int o = 0; o < out; o++) {
             int32_t acc = bias ? bias[o] : 0;
             for (int i = 0; i < in; i++) acc += (x[(int64_t)r * in + i] - q->in_zp) * w[(int64_t)o * in + i];
-            int64_t v = (int64_t)tml_requantize(acc, q->mult[o], q->shift[o]) + q->out_zp;
+            int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[o], q->shift[o], q->rounding) + q->out_zp;
             if (v < q->act_min) v = q->act_min;
             if (v > q->act_max) v = q->act_max;
             y[(int64_t)r * out + o] = (int8_t)v;
@@ -68,7 +68,7 @@ static void dense_generic(int rows, int in, int o0, int o1, int out, const tml_q
             const int32_t acc = (int32_t)((uint32_t)s + (uint32_t)(bias ? bias[o] : 0));
             const int sh = q->shift[o];
             y[(int64_t)r * out + o] = tml_s8_out_inline(acc, q->mult[o], sh > 0 ? sh : 0, sh > 0 ? 0 : -sh, q->out_zp,
-                                                        q->act_min, q->act_max);
+                                                        q->act_min, q->act_max, q->rounding == TML_ROUNDING_TFLITE);
         }
     }
 }
@@ -168,12 +168,14 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dense_vnni_tile(const int R, const int SUMW, 
             for (int r = 0; r < R; r++) {
                 const __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)res[r]), corr);
                 _mm_mask_storeu_epi8(y + (int64_t)r * out + ob, om,
-                                     tml_s8_out512_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, lo, hi, zp));
+                                     tml_s8_out512_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, lo, hi, zp,
+                                                          q->rounding == TML_ROUNDING_TFLITE));
             }
         } else {
             for (int r = 0; r < R; r++) {
                 const __m512i acc = _mm512_add_epi32(_mm512_load_si512((const void *)res[r]), corr);
-                _mm_mask_storeu_epi8(y + (int64_t)r * out + ob, om, tml_s8_out512(acc, mult, lsh, rsh, any_lsh, lo, hi, zp));
+                _mm_mask_storeu_epi8(y + (int64_t)r * out + ob, om, tml_s8_out512(acc, mult, lsh, rsh, any_lsh, lo, hi, zp,
+                                                                   q->rounding == TML_ROUNDING_TFLITE));
             }
         }
     }
@@ -282,12 +284,16 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dense_avx2_tile(const int R, int in, int o0, 
             for (int r = 0; r < R; r++) {
                 const __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)res[r]), corr);
                 tml_s8_store8(y + (int64_t)r * out + ob,
-                              tml_s8_out256_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, lo, hi, zp), nvalid);
+                              tml_s8_out256_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, lo, hi, zp,
+                                                   q->rounding == TML_ROUNDING_TFLITE),
+                              nvalid);
             }
         } else {
             for (int r = 0; r < R; r++) {
                 const __m256i acc = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(const void *)res[r]), corr);
-                tml_s8_store8(y + (int64_t)r * out + ob, tml_s8_out256(acc, mult, lsh, rsh, any_lsh, lo, hi, zp), nvalid);
+                tml_s8_store8(y + (int64_t)r * out + ob, tml_s8_out256(acc, mult, lsh, rsh, any_lsh, lo, hi, zp,
+                                                                            q->rounding == TML_ROUNDING_TFLITE),
+                              nvalid);
             }
         }
     }
@@ -340,7 +346,7 @@ void tml_dense_s8_ex(int n, int in, int out, const tml_qparams *q, const int8_t 
         int8_t *last = (int8_t *)base + ((sizeof(tml_s8_gemm_b) + 63) & ~(size_t)63);
         uint8_t *prep = (uint8_t *)last + (((size_t)in + 3 + 63) & ~(size_t)63);
         tml_s8_gemm_prepare(isa, out, 1, in, w, in, bias, q->in_zp, q->out_zp, q->mult, q->shift, q->act_min,
-                            q->act_max, prep, b);
+                            q->act_max, q->rounding == TML_ROUNDING_TFLITE, prep, b);
         /* the kernel reads rows in groups of 4 bytes: the last row, when `in`
          * is not a multiple of 4, is read from a padded copy */
         memcpy(last, x + (int64_t)(n - 1) * in, (size_t)in);

@@ -43,7 +43,7 @@ void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t
                             acc += (xv - q->in_zp) * w[((int64_t)ky * p->kw + kx) * oc_n + oc];
                         }
                     }
-                    int64_t v = (int64_t)tml_requantize(acc, q->mult[oc], q->shift[oc]) + q->out_zp;
+                    int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[oc], q->shift[oc], q->rounding) + q->out_zp;
                     if (v < q->act_min) v = q->act_min;
                     if (v > q->act_max) v = q->act_max;
                     y[(((int64_t)b * p->oh + oy) * p->ow + ox) * oc_n + oc] = (int8_t)v;
@@ -84,7 +84,7 @@ static void dw_row_generic(const tml_window *p, const tml_qparams *q, const int8
             for (int j = 0; j < nb; j++) {
                 const int sh = q->shift[o0 + j];
                 yp[o0 + j] = tml_s8_out_inline(acc[j], q->mult[o0 + j], sh > 0 ? sh : 0, sh > 0 ? 0 : -sh, q->out_zp,
-                                               q->act_min, q->act_max);
+                                               q->act_min, q->act_max, q->rounding == TML_ROUNDING_TFLITE);
             }
         }
     }
@@ -161,7 +161,7 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
                                                     const __m512i *mult, const __m512i *lsh, const __m512i *rsh,
                                                     const __m512i *mo, const __m512i *she, const __m512i *sho,
                                                     const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo,
-                                                    __m512i hi, __m512i zp)
+                                                    __m512i hi, __m512i zp, int tfl)
 {
     DW_LOCALS(p);
     (void)OH, (void)SH, (void)PT;
@@ -198,8 +198,8 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
             o[qq] = MODE == 2 ? tml_s8_out512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
                                                    lo, hi, zp)
                     : MODE == 1 ? tml_s8_out512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
-                                                       lo, hi, zp)
-                                : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp);
+                                                       lo, hi, zp, tfl)
+                                : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp, tfl);
         /* o[qq] dword L = channels 16L + 4qq .. +3: transpose back */
         const __m128i t0 = _mm_unpacklo_epi32(o[0], o[1]), t1 = _mm_unpackhi_epi32(o[0], o[1]);
         const __m128i t2 = _mm_unpacklo_epi32(o[2], o[3]), t3 = _mm_unpackhi_epi32(o[2], o[3]);
@@ -283,13 +283,13 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
 
         if (relu)
             dw_pixels_avx512(2, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
-                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp);
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp, q->rounding == TML_ROUNDING_TFLITE);
         else if (simple)
             dw_pixels_avx512(1, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
-                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp);
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp, q->rounding == TML_ROUNDING_TFLITE);
         else
             dw_pixels_avx512(0, p, x, yrow, zpbuf, b, iy0, ky0, ky1, c0, cm, ngrp, ky_of, kx_of, off, wv, corr, mult,
-                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp);
+                             lsh, rsh, mo, she, sho, ade, ado, any_lsh, lo, hi, zp, q->rounding == TML_ROUNDING_TFLITE);
     }
 }
 
@@ -357,6 +357,7 @@ static TML_S8_TGT_VNNI void dw_row_avx512_pairs(const tml_window *p, const tml_q
         const int any_lsh = (_mm512_cmpgt_epi32_mask(sh_0, zero) | _mm512_cmpgt_epi32_mask(sh_1, zero)) != 0;
         const int simple =
             !any_lsh && (_mm512_cmplt_epi32_mask(mu_0, zero) | _mm512_cmplt_epi32_mask(mu_1, zero)) == 0;
+        const int tfl = q->rounding == TML_ROUNDING_TFLITE;
         __m512i she_lo, sho_lo, ade_lo, ado_lo, she_hi, sho_hi, ade_hi, ado_hi;
         tml_s8_simple_consts512(rsh_lo, &she_lo, &sho_lo, &ade_lo, &ado_lo);
         tml_s8_simple_consts512(rsh_hi, &she_hi, &sho_hi, &ade_hi, &ado_hi);
@@ -398,11 +399,11 @@ static TML_S8_TGT_VNNI void dw_row_avx512_pairs(const tml_window *p, const tml_q
             }
             __m128i o_lo, o_hi;
             if (simple) {
-                o_lo = tml_s8_out512_simple(acc_lo, mult_lo, mo_lo, she_lo, sho_lo, ade_lo, ado_lo, lo, hi, zp);
-                o_hi = tml_s8_out512_simple(acc_hi, mult_hi, mo_hi, she_hi, sho_hi, ade_hi, ado_hi, lo, hi, zp);
+                o_lo = tml_s8_out512_simple(acc_lo, mult_lo, mo_lo, she_lo, sho_lo, ade_lo, ado_lo, lo, hi, zp, tfl);
+                o_hi = tml_s8_out512_simple(acc_hi, mult_hi, mo_hi, she_hi, sho_hi, ade_hi, ado_hi, lo, hi, zp, tfl);
             } else {
-                o_lo = tml_s8_out512(acc_lo, mult_lo, lsh_lo, rsh_lo, any_lsh, lo, hi, zp);
-                o_hi = tml_s8_out512(acc_hi, mult_hi, lsh_hi, rsh_hi, any_lsh, lo, hi, zp);
+                o_lo = tml_s8_out512(acc_lo, mult_lo, lsh_lo, rsh_lo, any_lsh, lo, hi, zp, tfl);
+                o_hi = tml_s8_out512(acc_hi, mult_hi, lsh_hi, rsh_hi, any_lsh, lo, hi, zp, tfl);
             }
             int8_t *yp = yrow + (ptrdiff_t)ox * C + c0;
             _mm_mask_storeu_epi8(yp, m0, _mm_unpacklo_epi32(o_lo, o_hi));
@@ -438,6 +439,7 @@ static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *
         const int any_lsh = !_mm256_testz_si256(_mm256_or_si256(l0, l1), _mm256_or_si256(l0, l1));
         const __m256i mneg = _mm256_or_si256(mu0, mu1); /* sign bit set if some mult < 0 */
         const int simple = !any_lsh && _mm256_movemask_ps(_mm256_castsi256_ps(mneg)) == 0;
+        const int tfl = q->rounding == TML_ROUNDING_TFLITE;
         __m256i she0, sho0, ade0, ado0, she1, sho1, ade1, ado1;
         tml_s8_simple_consts256(r0, &she0, &sho0, &ade0, &ado0);
         tml_s8_simple_consts256(r1, &she1, &sho1, &ade1, &ado1);
@@ -461,11 +463,11 @@ static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *
             }
             int8_t *yp = yrow + (ptrdiff_t)ox * C + c0;
             if (simple) {
-                tml_s8_store8(yp, tml_s8_out256_simple(acc0, mu0, mo0, she0, sho0, ade0, ado0, lo, hi, zp), 8);
-                tml_s8_store8(yp + 8, tml_s8_out256_simple(acc1, mu1, mo1, she1, sho1, ade1, ado1, lo, hi, zp), 8);
+                tml_s8_store8(yp, tml_s8_out256_simple(acc0, mu0, mo0, she0, sho0, ade0, ado0, lo, hi, zp, tfl), 8);
+                tml_s8_store8(yp + 8, tml_s8_out256_simple(acc1, mu1, mo1, she1, sho1, ade1, ado1, lo, hi, zp, tfl), 8);
             } else {
-                tml_s8_store8(yp, tml_s8_out256(acc0, mu0, l0, r0, any_lsh, lo, hi, zp), 8);
-                tml_s8_store8(yp + 8, tml_s8_out256(acc1, mu1, l1, r1, any_lsh, lo, hi, zp), 8);
+                tml_s8_store8(yp, tml_s8_out256(acc0, mu0, l0, r0, any_lsh, lo, hi, zp, tfl), 8);
+                tml_s8_store8(yp + 8, tml_s8_out256(acc1, mu1, l1, r1, any_lsh, lo, hi, zp, tfl), 8);
             }
         }
     }

@@ -144,7 +144,8 @@ static TML_S8_TGT_VNNI void pack_vnni_avx512(int n, int nseg, int seglen, const 
 
 void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8_t *w, ptrdiff_t ldw,
                          const int32_t *bias, int32_t in_zp, int32_t out_zp, const int32_t *mult,
-                         const int32_t *shift, int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b)
+                         const int32_t *shift, int32_t act_min, int32_t act_max, int tfl, void *buf,
+                         tml_s8_gemm_b *b)
 {
     uint8_t *base = (uint8_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
     const int np16 = (int)round_up((size_t)n, 16), k = nseg * seglen;
@@ -198,6 +199,7 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
     b->any_lsh = any;
     b->simple = simple;
     b->relu = simple && act_min >= out_zp;
+    b->tfl = tfl;
     b->out_zp = out_zp;
     b->act_min = act_min;
     b->act_max = act_max;
@@ -239,7 +241,7 @@ static void gemm_generic(const tml_s8_gemm_b *b, int m, const int8_t *a, ptrdiff
             for (int t = 0; t < 4; t++) {
                 const int32_t acc = (int32_t)((uint32_t)s[t] + (uint32_t)b->corr[j + t]);
                 yi[j + t] = tml_s8_out_inline(acc, b->mult[j + t], b->lsh[j + t], b->rsh[j + t], b->out_zp,
-                                              b->act_min, b->act_max);
+                                              b->act_min, b->act_max, b->tfl);
             }
         }
         for (; j < b->n; j++) {
@@ -247,7 +249,8 @@ static void gemm_generic(const tml_s8_gemm_b *b, int m, const int8_t *a, ptrdiff
             int32_t s = 0;
             for (int kk = 0; kk < k; kk++) s += ai[kk] * wj[kk];
             const int32_t acc = (int32_t)((uint32_t)s + (uint32_t)b->corr[j]);
-            yi[j] = tml_s8_out_inline(acc, b->mult[j], b->lsh[j], b->rsh[j], b->out_zp, b->act_min, b->act_max);
+            yi[j] = tml_s8_out_inline(acc, b->mult[j], b->lsh[j], b->rsh[j], b->out_zp, b->act_min, b->act_max,
+                                      b->tfl);
         }
     }
 }
@@ -338,7 +341,7 @@ static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, co
                                          tml_s8_out256vl_simple(_mm256_add_epi32(LO256(acc[i * 4 + v]), LO256(corr)),
                                                                 LO256(mult), LO256(mult_o), LO256(sh_e), LO256(sh_o),
                                                                 LO256(add_e), LO256(add_o), LO256(lo), LO256(hi),
-                                                                LO256(zp), b->relu));
+                                                                LO256(zp), b->relu, b->tfl));
 #undef LO256
             } else if (b->relu) {
                 for (int i = 0; i < mr; i++)
@@ -349,14 +352,14 @@ static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, co
                 for (int i = 0; i < mr; i++)
                     _mm_mask_storeu_epi8(y + i * ldy + c, km,
                                          tml_s8_out512_simple(_mm512_add_epi32(acc[i * 4 + v], corr), mult, mult_o,
-                                                              sh_e, sh_o, add_e, add_o, lo, hi, zp));
+                                                              sh_e, sh_o, add_e, add_o, lo, hi, zp, b->tfl));
             }
         } else {
             const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
             for (int i = 0; i < mr; i++)
                 _mm_mask_storeu_epi8(y + i * ldy + c, km,
                                      tml_s8_out512(_mm512_add_epi32(acc[i * 4 + v], corr), mult, lsh, rsh, b->any_lsh,
-                                                   lo, hi, zp));
+                                                   lo, hi, zp, b->tfl));
         }
     }
 }
@@ -442,12 +445,13 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void avx2_tile(const int MR, const int NV, const i
 #define A_OUT(i, v)                                                                                            \
     if (MR > i)                                                                                                \
         tml_s8_store8(y + i * ldy + c,                                                                         \
-                      tml_s8_out256(_mm256_add_epi32(c##i##_##v, corr), mult, lsh, rsh, b->any_lsh, lo, hi, zp), left);
+                      tml_s8_out256(_mm256_add_epi32(c##i##_##v, corr), mult, lsh, rsh, b->any_lsh, lo, hi, zp, b->tfl), \
+                      left);
 #define A_OUT_S(i, v)                                                                                          \
     if (MR > i)                                                                                                \
         tml_s8_store8(y + i * ldy + c,                                                                         \
                       tml_s8_out256_simple(_mm256_add_epi32(c##i##_##v, corr), mult, mult_o, sh_e, sh_o, add_e, add_o, \
-                                           lo, hi, zp),                                                        \
+                                           lo, hi, zp, b->tfl),                                                \
                       left);
 #define A_EPI(v)                                                                                               \
     if (NV > v) {                                                                                              \

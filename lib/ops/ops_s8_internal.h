@@ -120,6 +120,7 @@ typedef struct tml_s8_gemm_b {
     int any_lsh;         /* some channel has shift > 0 */
     int simple;          /* every mult >= 0 and shift <= 0: one-step epilogue */
     int relu;            /* simple and act_min >= out_zp: the ReLU form of it (ops_s8_simd.h) */
+    int tfl;             /* TML_ROUNDING_TFLITE arithmetic (ops_s8_simd.h) */
     int32_t out_zp, act_min, act_max;
 } tml_s8_gemm_b;
 
@@ -131,7 +132,8 @@ size_t tml_s8_gemm_prep_size(int n, int nseg, int seglen);
  * NULL). */
 void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8_t *w, ptrdiff_t ldw,
                          const int32_t *bias, int32_t in_zp, int32_t out_zp, const int32_t *mult,
-                         const int32_t *shift, int32_t act_min, int32_t act_max, void *buf, tml_s8_gemm_b *b);
+                         const int32_t *shift, int32_t act_min, int32_t act_max, int tfl, void *buf,
+                         tml_s8_gemm_b *b);
 /* GENERIC / AVX2: y[i*ldy + j] = C[i][j] for i < m, j < b->n, A dense. */
 void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy);
 /* VNNI: the same with A given by row / segment pointers (see above). */
@@ -139,7 +141,7 @@ void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *aro
 
 /* ---- scalar requantization used by the fast kernels ----------------------------------
  * Same arithmetic as tml_requantize() (quant_math.c), inlined. */
-static inline int32_t tml_s8_rq_inline(int32_t acc, int32_t mult, int lsh, int rsh)
+static inline int32_t tml_s8_rq_inline(int32_t acc, int32_t mult, int lsh, int rsh, int tfl)
 {
     int64_t v = (int64_t)acc * ((int64_t)1 << lsh);
     int32_t a = v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : (int32_t)v;
@@ -147,8 +149,9 @@ static inline int32_t tml_s8_rq_inline(int32_t acc, int32_t mult, int lsh, int r
     if (a == INT32_MIN && mult == INT32_MIN) {
         hm = INT32_MAX;
     } else {
+        /* tinyml: negative ties away from zero; TFLite: toward +inf (1 - 2^30) */
         int64_t prod = (int64_t)a * mult;
-        int64_t nudge = prod >= 0 ? ((int64_t)1 << 30) : -((int64_t)1 << 30);
+        int64_t nudge = prod >= 0 ? ((int64_t)1 << 30) : (tfl ? 1 : 0) - ((int64_t)1 << 30);
         hm = (int32_t)((prod + nudge) / ((int64_t)1 << 31));
     }
     const int32_t mask = (int32_t)(((int64_t)1 << rsh) - 1);
@@ -161,9 +164,9 @@ static inline int32_t tml_s8_rq_inline(int32_t acc, int32_t mult, int lsh, int r
  * applied before adding out_zp (to [act_min - out_zp, act_max - out_zp]), which
  * equals clamp(v + out_zp, act_min, act_max) and cannot overflow int32. */
 static inline int8_t tml_s8_out_inline(int32_t acc, int32_t mult, int lsh, int rsh, int32_t out_zp,
-                                       int32_t act_min, int32_t act_max)
+                                       int32_t act_min, int32_t act_max, int tfl)
 {
-    int32_t v = tml_s8_rq_inline(acc, mult, lsh, rsh);
+    int32_t v = tml_s8_rq_inline(acc, mult, lsh, rsh, tfl);
     v = v < act_min - out_zp ? act_min - out_zp : v;
     v = v > act_max - out_zp ? act_max - out_zp : v;
     return (int8_t)(v + out_zp);

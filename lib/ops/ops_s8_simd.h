@@ -24,6 +24,14 @@
  * integers; the 2^(30+rsh) term only for rsh > 0), so one 64-bit add and one
  * variable shift give the magnitude; P + addend < 2^63 and the magnitude is
  * <= 2^31 - 1. Same result as the general form, in about half the operations.
+ *
+ * TFLite rounding (tfl != 0, TML_ROUNDING_TFLITE): gemmlowp's high multiply
+ * nudges negative products by 1 - 2^30, i.e. rounds ties toward +infinity,
+ * which on the magnitude of a negative product is "half down": the addend
+ * is one less in the lanes whose product is negative (a 64-bit 0 / -1 per
+ * lane from the 32-bit sign, added to the addend). The rounding divide is
+ * the same in both modes. The ReLU form needs no change: negative
+ * accumulators clamp to the lower bound whatever their rounding.
  */
 #ifndef TML_OPS_S8_SIMD_H
 #define TML_OPS_S8_SIMD_H
@@ -39,8 +47,16 @@
 
 /* ---- AVX-512 (16 lanes) ---- */
 
+/* 64-bit lanes holding -1 where the even (low) / odd (high) 32-bit lane of
+ * `neg32` (0 or -1 per 32-bit lane) is -1, else 0. */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_neg_even512(__m512i neg32)
+{
+    return _mm512_srai_epi64(_mm512_slli_epi64(neg32, 32), 32);
+}
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_neg_odd512(__m512i neg32) { return _mm512_srai_epi64(neg32, 32); }
+
 TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512(__m512i acc, __m512i mult, __m512i lsh, __m512i rsh,
-                                                    int any_lsh)
+                                                    int any_lsh, int tfl)
 {
     const __m512i imax = _mm512_set1_epi32(INT32_MAX);
     const __m512i one = _mm512_set1_epi32(1);
@@ -53,9 +69,17 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512(__m512i acc, __m512i mult, __
     }
     const __mmask16 neg = _mm512_cmplt_epi32_mask(_mm512_xor_si512(x, mult), _mm512_setzero_si512());
     const __m512i ax = _mm512_abs_epi32(x), am = _mm512_abs_epi32(mult);
-    const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, am), half), 31);
+    __m512i half_e = half, half_o = half;
+    if (tfl) {
+        /* the product is negative when exactly one factor is (a zero product
+         * rounds to 0 either way) */
+        const __m512i n32 = _mm512_srai_epi32(_mm512_xor_si512(x, mult), 31);
+        half_e = _mm512_add_epi64(half, tml_s8_neg_even512(n32));
+        half_o = _mm512_add_epi64(half, tml_s8_neg_odd512(n32));
+    }
+    const __m512i pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, am), half_e), 31);
     const __m512i po = _mm512_srli_epi64(
-        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), _mm512_srli_epi64(am, 32)), half), 31);
+        _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), _mm512_srli_epi64(am, 32)), half_o), 31);
     const __m512i mag = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
     const __m512i hm = _mm512_mask_sub_epi32(_mm512_min_epu32(mag, imax), neg, _mm512_setzero_si512(), mag);
     const __m512i msk = _mm512_sub_epi32(_mm512_sllv_epi32(one, rsh), one);
@@ -81,10 +105,15 @@ TML_S8_INLINE TML_S8_TGT_VNNI void tml_s8_simple_consts512(__m512i rsh, __m512i 
 /* The one-step requantization (mult >= 0, no left shift); mult_o = mult >> 32
  * (64-bit lanes: the odd multipliers moved down). */
 TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_simple(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
-                                                           __m512i sh_o, __m512i add_e, __m512i add_o)
+                                                           __m512i sh_o, __m512i add_e, __m512i add_o, int tfl)
 {
     const __mmask16 neg = _mm512_cmplt_epi32_mask(acc, _mm512_setzero_si512());
     const __m512i ax = _mm512_abs_epi32(acc);
+    if (tfl) {
+        const __m512i n32 = _mm512_srai_epi32(acc, 31);
+        add_e = _mm512_add_epi64(add_e, tml_s8_neg_even512(n32));
+        add_o = _mm512_add_epi64(add_o, tml_s8_neg_odd512(n32));
+    }
     const __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, mult), add_e), sh_e);
     const __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), mult_o), add_o), sh_o);
     const __m512i mag = _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
@@ -93,9 +122,9 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_simple(__m512i acc, __m512i m
 
 TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512_simple(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
                                                             __m512i sh_o, __m512i add_e, __m512i add_o, __m512i lo_zp,
-                                                            __m512i hi_zp, __m512i zp)
+                                                            __m512i hi_zp, __m512i zp, int tfl)
 {
-    __m512i v = tml_s8_rq512_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o);
+    __m512i v = tml_s8_rq512_simple(acc, mult, mult_o, sh_e, sh_o, add_e, add_o, tfl);
     v = _mm512_min_epi32(_mm512_max_epi32(v, lo_zp), hi_zp);
     return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
 }
@@ -120,7 +149,8 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512_relu(__m512i acc, __m512i mu
  * at most 8: the 8 int8 results are in the low 64 bits. */
 TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out256vl_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
                                                               __m256i sh_o, __m256i add_e, __m256i add_o,
-                                                              __m256i lo_zp, __m256i hi_zp, __m256i zp, int relu)
+                                                              __m256i lo_zp, __m256i hi_zp, __m256i zp, int relu,
+                                                              int tfl)
 {
     __m256i v;
     if (relu) {
@@ -132,6 +162,11 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out256vl_simple(__m256i acc, __m256
     } else {
         const __mmask8 neg = _mm256_cmplt_epi32_mask(acc, _mm256_setzero_si256());
         const __m256i ax = _mm256_abs_epi32(acc);
+        if (tfl) {
+            const __m256i n32 = _mm256_srai_epi32(acc, 31);
+            add_e = _mm256_add_epi64(add_e, _mm256_srai_epi64(_mm256_slli_epi64(n32, 32), 32));
+            add_o = _mm256_add_epi64(add_o, _mm256_srai_epi64(n32, 32));
+        }
         const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
         const __m256i po =
             _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
@@ -145,17 +180,25 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out256vl_simple(__m256i acc, __m256
 /* Requantize, clamp to [lo - zp, hi - zp] (lo/hi/zp broadcast), add zp, narrow
  * to 16 int8 (values are in range, the narrowing is exact). */
 TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512(__m512i acc, __m512i mult, __m512i lsh, __m512i rsh,
-                                                     int any_lsh, __m512i lo_zp, __m512i hi_zp, __m512i zp)
+                                                     int any_lsh, __m512i lo_zp, __m512i hi_zp, __m512i zp, int tfl)
 {
-    __m512i v = tml_s8_rq512(acc, mult, lsh, rsh, any_lsh);
+    __m512i v = tml_s8_rq512(acc, mult, lsh, rsh, any_lsh, tfl);
     v = _mm512_min_epi32(_mm512_max_epi32(v, lo_zp), hi_zp);
     return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
 }
 
 /* ---- AVX2 (8 lanes) ---- */
 
+/* AVX2 has no 64-bit arithmetic shift: 1 in the 64-bit lanes whose even /
+ * odd 32-bit lane of neg32 is -1, to subtract from the addend. */
+TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_neg1_even256(__m256i neg32)
+{
+    return _mm256_srli_epi64(_mm256_slli_epi64(neg32, 32), 63);
+}
+TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_neg1_odd256(__m256i neg32) { return _mm256_srli_epi64(neg32, 63); }
+
 TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_rq256(__m256i acc, __m256i mult, __m256i lsh, __m256i rsh,
-                                                    int any_lsh)
+                                                    int any_lsh, int tfl)
 {
     const __m256i imax = _mm256_set1_epi32(INT32_MAX);
     const __m256i one = _mm256_set1_epi32(1);
@@ -168,9 +211,14 @@ TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_rq256(__m256i acc, __m256i mult, __
     }
     const __m256i neg = _mm256_srai_epi32(_mm256_xor_si256(x, mult), 31);
     const __m256i ax = _mm256_abs_epi32(x), am = _mm256_abs_epi32(mult);
-    const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, am), half), 31);
+    __m256i half_e = half, half_o = half;
+    if (tfl) {
+        half_e = _mm256_sub_epi64(half, tml_s8_neg1_even256(neg));
+        half_o = _mm256_sub_epi64(half, tml_s8_neg1_odd256(neg));
+    }
+    const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, am), half_e), 31);
     const __m256i po = _mm256_srli_epi64(
-        _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), _mm256_srli_epi64(am, 32)), half), 31);
+        _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), _mm256_srli_epi64(am, 32)), half_o), 31);
     const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
     const __m256i hm = _mm256_blendv_epi8(_mm256_min_epu32(mag, imax), _mm256_sub_epi32(_mm256_setzero_si256(), mag),
                                           neg);
@@ -183,9 +231,9 @@ TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_rq256(__m256i acc, __m256i mult, __
 
 /* As tml_s8_out512 for 8 lanes; the 8 int8 results are in the low 64 bits. */
 TML_S8_INLINE TML_S8_TGT_AVX2 __m128i tml_s8_out256(__m256i acc, __m256i mult, __m256i lsh, __m256i rsh,
-                                                     int any_lsh, __m256i lo_zp, __m256i hi_zp, __m256i zp)
+                                                     int any_lsh, __m256i lo_zp, __m256i hi_zp, __m256i zp, int tfl)
 {
-    __m256i v = tml_s8_rq256(acc, mult, lsh, rsh, any_lsh);
+    __m256i v = tml_s8_rq256(acc, mult, lsh, rsh, any_lsh, tfl);
     v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo_zp), hi_zp), zp);
     /* bytes 0,4,8,12 of each 128-bit lane, then the two lanes' dwords 0 and 4 */
     const __m256i sel = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12,
@@ -210,10 +258,14 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void tml_s8_simple_consts256(__m256i rsh, __m256i 
 
 TML_S8_INLINE TML_S8_TGT_AVX2 __m128i tml_s8_out256_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
                                                             __m256i sh_o, __m256i add_e, __m256i add_o, __m256i lo_zp,
-                                                            __m256i hi_zp, __m256i zp)
+                                                            __m256i hi_zp, __m256i zp, int tfl)
 {
     const __m256i neg = _mm256_srai_epi32(acc, 31);
     const __m256i ax = _mm256_abs_epi32(acc);
+    if (tfl) {
+        add_e = _mm256_sub_epi64(add_e, tml_s8_neg1_even256(neg));
+        add_o = _mm256_sub_epi64(add_o, tml_s8_neg1_odd256(neg));
+    }
     const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
     const __m256i po = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
     const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));

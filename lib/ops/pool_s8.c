@@ -382,3 +382,37 @@ void tml_global_avgpool_s8(int n, int hw, int c, const int8_t *x, int8_t *y)
 {
     tml_global_avgpool_s8_ex(n, hw, c, x, y, tml_s8_cpu_isa());
 }
+
+/* ---- TFLite's MEAN (TML_ROUNDING_TFLITE) ------------------------------------------------------ */
+
+void tml_mean_s8_tfl_prepare(float in_scale, int32_t in_zp, float out_scale, int32_t out_zp, int hw,
+                             tml_mean_s8_tfl_params *p)
+{
+    int32_t mult;
+    int shift;
+    tml_quantize_multiplier((double)in_scale / (double)out_scale, &mult, &shift);
+    /* fold 1/hw into the multiplier: s = floor(log2(hw)), at most 32 (the
+     * int64 shift) and at most 31 + shift (the final shift stays >= -31) */
+    int s = 0;
+    while (s < 62 && ((int64_t)1 << (s + 1)) <= (int64_t)hw) s++;
+    if (s > 32) s = 32;
+    if (s > 31 + shift) s = 31 + shift;
+    if (s < 0) s = 0;
+    p->mult = hw > 0 ? (int32_t)(((int64_t)mult * ((int64_t)1 << s)) / hw) : 0;
+    p->shift = shift - s;
+    p->in_zp = in_zp;
+    p->out_zp = out_zp;
+}
+
+void tml_mean_s8_tfl_ref(int n, int hw, int c, const tml_mean_s8_tfl_params *p, const int8_t *x, int8_t *y)
+{
+    for (int b = 0; b < n; b++)
+        for (int ch = 0; ch < c; ch++) {
+            int32_t sum = 0;
+            for (int i = 0; i < hw; i++) sum += x[((int64_t)b * hw + i) * c + ch];
+            /* TFLite subtracts in int64 and truncates to the int32 accumulator type */
+            const int32_t shifted = (int32_t)(uint32_t)((int64_t)sum - (int64_t)p->in_zp * hw);
+            const int32_t v = tml_requantize_tfl(shifted, p->mult, p->shift) + p->out_zp;
+            y[(int64_t)b * c + ch] = clamp8(v, -128, 127);
+        }
+}

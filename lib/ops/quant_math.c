@@ -136,6 +136,7 @@ void tml_add_s8_prepare(float s1, int32_t zp1, float s2, int32_t zp2, float so, 
     p->in2_zp = zp2;
     p->out_zp = zpo;
     p->left_shift = left_shift;
+    p->rounding = TML_ROUNDING_TINYML;
     tml_quantize_multiplier((double)s1 / twice_max, &p->in1_mult, &p->in1_shift);
     tml_quantize_multiplier((double)s2 / twice_max, &p->in2_mult, &p->in2_shift);
     tml_quantize_multiplier(twice_max / ((double)(1 << left_shift) * (double)so), &p->out_mult, &p->out_shift);
@@ -148,4 +149,70 @@ void tml_add_s8_prepare(float s1, int32_t zp1, float s2, int32_t zp2, float so, 
 void tml_softmax_s8_lut(float in_scale, uint32_t lut[256])
 {
     for (int d = 0; d < 256; d++) lut[d] = (uint32_t)llround(65536.0 * exp(-(double)in_scale * d));
+}
+
+/* ---- TFLite arithmetic (TML_ROUNDING_TFLITE) ----------------------------------------------- */
+
+/*
+ * gemmlowp's SaturatingRoundingDoublingHighMul: (ab + nudge) / 2^31 with C's
+ * truncating division and nudge 2^30 for ab >= 0, 1 - 2^30 for ab < 0. For
+ * ab < 0 that is -floor((|ab| + 2^30 - 1) / 2^31): a tie (|ab| = k 2^31 +
+ * 2^30) goes to -k, toward +infinity; over both signs the result is
+ * floor((ab + 2^30) / 2^31), round half up.
+ */
+int32_t tml_sat_rounding_doubling_high_mul_tfl(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+int32_t tml_requantize_tfl(int32_t acc, int32_t mult, int shift)
+{
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    int64_t shifted = (int64_t)acc * ((int64_t)1 << left);
+    if (shifted > INT32_MAX) shifted = INT32_MAX;
+    if (shifted < INT32_MIN) shifted = INT32_MIN;
+    return tml_rounding_divide_by_pot(tml_sat_rounding_doubling_high_mul_tfl((int32_t)shifted, mult), right);
+}
+
+int32_t tml_requantize_mode(int32_t acc, int32_t mult, int shift, int rounding)
+{
+    return rounding == TML_ROUNDING_TFLITE ? tml_requantize_tfl(acc, mult, shift) : tml_requantize(acc, mult, shift);
+}
+
+/* zp + round(f / scale) as TFLite's Quantize() in kernel_util.cc: a float
+ * division, roundf (half away from zero), then the int32 cast; values beyond
+ * int32 (TFLite refuses the model) are clamped so the cast stays defined. */
+static int32_t tfl_quantize_value(float f, float scale, int32_t zp)
+{
+    const float t = roundf(f / scale);
+    if (!(t > -2147483648.0f)) return INT32_MIN / 2;
+    if (!(t < 2147483648.0f)) return INT32_MAX / 2;
+    return zp + (int32_t)t;
+}
+
+void tml_act_bounds_s8_tfl(tml_act act, float scale, int32_t zp, int32_t *act_min, int32_t *act_max)
+{
+    int32_t lo = -128, hi = 127;
+    if (act == TML_ACT_RELU || act == TML_ACT_RELU6) {
+        const int32_t q0 = tfl_quantize_value(0.0f, scale, zp);
+        lo = q0 > lo ? q0 : lo;
+    }
+    if (act == TML_ACT_RELU6) {
+        const int32_t q6 = tfl_quantize_value(6.0f, scale, zp);
+        hi = q6 < hi ? q6 : hi;
+    }
+    *act_min = lo;
+    *act_max = hi;
+}
+
+void tml_add_s8_prepare_mode(float s1, int32_t zp1, float s2, int32_t zp2, float so, int32_t zpo, tml_act act,
+                             int rounding, tml_add_s8_params *p)
+{
+    tml_add_s8_prepare(s1, zp1, s2, zp2, so, zpo, act, p);
+    p->rounding = rounding;
+    if (rounding == TML_ROUNDING_TFLITE) tml_act_bounds_s8_tfl(act, so, zpo, &p->act_min, &p->act_max);
 }

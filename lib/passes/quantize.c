@@ -342,5 +342,6 @@ tml_status tml_quantize(tml_model *m, const tml_calib *calib, const tml_quant_op
     for (int t = 0; t < m->n_tensors; t++)
         if (m->tensors[t].dtype == TML_DTYPE_F32)
             return tml_error(TML_ERR_UNSUPPORTED, "tensor '%s' could not be quantized", m->tensors[t].name);
+    m->meta.rounding = o.rounding == TML_ROUNDING_TFLITE ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
     return tml_model_finalize(m);
 }

@@ -61,6 +61,9 @@ tinyml quantize clustered.tmf --calib fashion-mnist -q -o small.tmf >/dev/null
 tinyml quantize lenet5.tmf --calib fashion-mnist -q -o lenet5-int8.tmf >/dev/null
 cp lenet5-int8.tmf dscnn-int8.tmf
 cp lenet5-int8.tmf kws-int8.tmf
+cp lenet5-int8.tmf kws.tmf
+head -c $((2 * 784)) /dev/zero >in.bin # two int8 input records for `run`
+tinyml export lenet5-int8.tmf --tflite -o kws_ref_model.tflite -q >/dev/null
 tinyml sensitivity lenet5.tmf --data fashion-mnist --limit 300 --range 0:0.9:0.3 --json sens.json --csv sens.csv -q >/dev/null
 tinyml export lenet5.tmf --onnx -o lenet5.onnx -q
 tinyml create mobilenet-tiny --input 96x96x3 -q | tinyml export --onnx -o mobilenet.onnx -q
@@ -92,6 +95,13 @@ run_example() { # WHERE LINE
     "tinyml train "* | "tinyml finetune "*) cp lenet300.tmf small.tmf ;;
   esac
   case "$line" in *my.csv* | *mlp.tmf*) cp -p "$W/tabular/"* . ;; esac
+  case "$line" in
+    "tinyml profile "*)
+      if ! command -v arm-none-eabi-gcc >/dev/null 2>&1 || ! command -v qemu-system-arm >/dev/null 2>&1; then
+        echo "skip: '$line' needs arm-none-eabi-gcc and qemu-system-arm (scripts/install-deps.sh --mcu)"
+        return
+      fi ;;
+  esac
   CHECKS=$((CHECKS + 1))
   t0=$(date +%s)
   if ! sh -c "$line" >"$E.out" 2>"$E.err"; then
@@ -106,6 +116,7 @@ run_example() { # WHERE LINE
     case "$line" in
       "tinyml create "*train*) ;;                       # created and trained: checked below
       "tinyml create "* | *mobilenet*) continue ;;      # untrained
+      *"import "*"--scale "*) continue ;;               # preprocessing set for another model's data
     esac
     case "$m" in *.last.tmf | *.best.tmf) continue ;; esac
     acc=$(top1 "$m")

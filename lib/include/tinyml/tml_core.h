@@ -175,6 +175,7 @@ typedef struct tml_node {
     tml_act act;      /* fused activation (conv, depthwise, dense, add) */
     float eps;        /* batch norm */
     float rate;       /* dropout */
+    float beta;       /* softmax: softmax(beta * x); 1 unless imported (TFLite's option) */
 } tml_node;
 
 /* ---- metadata ----------------------------------------------------------------- */
@@ -194,6 +195,15 @@ typedef struct tml_preproc {
     float *feat_std;  /* (n_feat) */
 } tml_preproc;
 
+/* Integer arithmetic of an int8 model (docs/numerics.md, docs/tflite.md).
+ * TINYML: tinyml's own rules (requantization rounding negative ties away from
+ * zero, softmax by table, means rounded once). TFLITE: TensorFlow Lite
+ * Micro's reference kernels bit for bit (gemmlowp's rounding, TFLite's
+ * multiplier derivation per op, fixed-point softmax exp, MEAN's
+ * requantization); the default of imported .tflite models. */
+typedef enum tml_rounding { TML_ROUNDING_TINYML = 0, TML_ROUNDING_TFLITE = 1 } tml_rounding;
+const char *tml_rounding_name(tml_rounding r);
+
 typedef struct tml_meta {
     char *name;          /* model name, e.g. "lenet5" */
     char *arch;          /* zoo architecture it was created from, or "custom"/"onnx" */
@@ -202,6 +212,10 @@ typedef struct tml_meta {
     tml_preproc pre;
     char *history;       /* JSON array text of passes applied; never NULL once loaded */
     char *extra;         /* JSON object text of other keys, kept on round trip; may be NULL */
+    tml_rounding rounding; /* int8 arithmetic (above) */
+    int float_io;        /* int8 model with a float boundary: the model itself quantizes its
+                            input and dequantizes its output (a .tflite with QUANTIZE /
+                            DEQUANTIZE at its ends); `run` then reads and writes float32 */
 } tml_meta;
 
 /* Largest graph a model may have (files, ONNX imports and JSON descriptions

@@ -35,6 +35,19 @@ void tml_engine_free(tml_engine *e);
  * y: (n, output numel) floats (int8 outputs are dequantized). */
 tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y);
 
+/* Element type of a model's boundary as `tinyml run` sees it: INT8 for an
+ * int8 model (its quantized input / output tensors as they are), F32 for a
+ * float model and for an int8 model with meta.float_io (the model quantizes
+ * its input and dequantizes its output itself, as a .tflite with QUANTIZE /
+ * DEQUANTIZE ops at its ends does). */
+tml_dtype tml_model_io_dtype(const tml_model *m);
+
+/* Runs n <= max_batch samples given in the boundary type: x (n, input numel)
+ * and y (n, output numel) of tml_model_io_dtype(). No preprocessing; int8
+ * data goes to the kernels unchanged. For float boundaries of int8 models
+ * the conversion is the model's (TFLite's QUANTIZE under TFLite rounding). */
+tml_status tml_engine_run_raw(tml_engine *e, const void *x, int n, void *y);
+
 /* After a run with keep_all: the activation of tensor `id` for the last batch,
  * (n, numel) values in the tensor's dtype; NULL for params or without keep_all. */
 const void *tml_engine_activation(const tml_engine *e, int id);

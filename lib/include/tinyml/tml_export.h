@@ -49,6 +49,29 @@ typedef enum tml_export_enc {
 } tml_export_enc;
 const char *tml_export_enc_name(tml_export_enc e); /* "dense", "sparse", "cluster", "sparse+cluster", "-" */
 
+/* Which kernels the source contains. */
+typedef enum tml_export_kernels {
+    TML_EXPORT_KERNELS_AUTO = 0, /* the Cortex-M DSP kernels (SXTB16, SMLAD, SSAT...) where the
+                                    compiler defines __ARM_FEATURE_DSP (M4, M7, M33, M55), the
+                                    portable scalar C everywhere else (M0, M3, RISC-V, a host) */
+    TML_EXPORT_KERNELS_PORTABLE  /* the portable scalar C only */
+} tml_export_kernels;
+
+/* How the per-layer weight form is chosen (weights = AUTO). */
+typedef enum tml_export_optimize {
+    TML_EXPORT_OPT_BALANCED = 0, /* the smallest form, unless it costs more than
+                                    TML_EXPORT_BALANCED_INSTR_PER_BYTE instructions per inference
+                                    for each byte it saves over the fastest form */
+    TML_EXPORT_OPT_SPEED,        /* the fewest estimated instructions */
+    TML_EXPORT_OPT_SIZE          /* the fewest bytes */
+} tml_export_optimize;
+const char *tml_export_optimize_name(tml_export_optimize o); /* "balanced", "speed", "size" */
+
+/* The exchange rate of `balanced`: a form smaller than the fastest one is
+ * taken when it costs at most this many extra instructions per inference per
+ * byte of flash it saves. */
+#define TML_EXPORT_BALANCED_INSTR_PER_BYTE 16
+
 typedef struct tml_export_opts {
     const char *prefix;     /* symbol prefix: a C identifier, [A-Za-z_][A-Za-z0-9_]*;
                                NULL = "model_" (model_run, MODEL_INPUT_SCALE, model.c) */
@@ -56,6 +79,8 @@ typedef struct tml_export_opts {
                                DENSE: plain arrays everywhere (fastest kernels); SPARSE /
                                CLUSTER / SPARSE_CLUSTER: that form wherever it applies
                                (clustered forms need a codebook), dense elsewhere */
+    tml_export_optimize optimize; /* with AUTO: what the per-layer choice weighs */
+    tml_export_kernels kernels;   /* AUTO (default) or PORTABLE */
 } tml_export_opts;
 void tml_export_opts_default(tml_export_opts *o);
 /* TML_OK when `prefix` is a usable symbol prefix, else TML_ERR_INVALID with a
@@ -65,6 +90,7 @@ tml_status tml_export_check_prefix(const char *prefix);
 /* One row per node of the model, in execution order. */
 typedef struct tml_export_layer {
     char name[128];
+    char id[72];             /* C identifier: the layer's symbols are <id>_w, <id>_b, <id>_p, ... */
     tml_op op;
     char shape[48];          /* output shape, e.g. "24x24x20" */
     tml_export_enc enc;      /* weights' form; TML_EXPORT_NONE without weights */
@@ -76,6 +102,11 @@ typedef struct tml_export_layer {
     int64_t macs;            /* multiply-accumulates of one inference (tml_node_macs) */
     int64_t macs_nz;         /* those with a nonzero weight: what sparse forms execute */
     int64_t scratch_bytes;   /* conv patch buffer (inside the arena), 0 if none */
+    int64_t live_bytes;      /* arena bytes in use while the layer runs: its inputs and output,
+                                tensors kept for later layers, its scratch (16-byte aligned) */
+    int64_t est_instr;       /* estimated Cortex-M4 instructions of one inference with the
+                                kernels chosen (the cost model of the weight-form choice;
+                                `tinyml profile` measures them) */
 } tml_export_layer;
 
 typedef struct tml_export_result {
@@ -95,6 +126,9 @@ typedef struct tml_export_result {
                                 16-byte aligned; an arena cannot be smaller */
     int64_t macs, macs_nz;
     int64_t input_size, output_size; /* int8 elements */
+    int dsp_kernels;         /* the source has the Cortex-M DSP kernels (chosen by the compiler);
+                                0: portable only (--portable, or an accumulator range the DSP
+                                requantization cannot take) */
     float input_scale, output_scale;
     int32_t input_zp, output_zp;
 } tml_export_result;

@@ -122,11 +122,17 @@ tml_status tml_onnx_read_tensor(const void *buf, size_t len, float **data, int *
  * go to metadata_props["tinyml"] (JSON). tml_onnx_import_mem() of the result
  * computes what the model computes.
  *
- * Errors: TML_ERR_UNSUPPORTED for int8 models ("ONNX export covers float
- * models; export the float model before quantizing"), for what opset 13
- * cannot express (average pooling with dilation) and for files above 2 GiB
- * (protobuf's limit); TML_ERR_NOMEM; TML_ERR_IO when writing. The model is
- * only read. */
+ * An INT8 model is written in QDQ form: the same graph on float values, each
+ * int8 activation as QuantizeLinear -> DequantizeLinear with its scale and
+ * zero point (the input included), weights as int8 initializers with
+ * per-axis scales (axis 0) behind a DequantizeLinear, biases as int32
+ * initializers with scale input scale * weight scale. ONNX Runtime runs it
+ * with integer kernels (tinyml's importer does not read QDQ graphs).
+ *
+ * Errors: TML_ERR_UNSUPPORTED for what opset 13 cannot express (average
+ * pooling with dilation), for int8 models that are not wholly int8 with
+ * quantization parameters, and for files above 2 GiB (protobuf's limit);
+ * TML_ERR_NOMEM; TML_ERR_IO when writing. The model is only read. */
 
 /* The ONNX file in memory: *buf (malloc'd, the caller frees) of *len bytes. */
 tml_status tml_onnx_export_mem(const tml_model *m, uint8_t **buf, size_t *len);

@@ -15,8 +15,14 @@
  *            the right shift rounds half away from zero.
  *   fused ReLU/ReLU6 = clamp of the output to [act_min, act_max].
  *
- * Every kernel has a scalar `_ref` twin; fast kernels match it exactly.
- * Kernels never allocate and never fail.
+ * TFLite arithmetic (TML_ROUNDING_TFLITE, the `rounding` fields below): the
+ * doubling high multiply rounds negative ties toward +infinity, as gemmlowp's
+ * and TFLite's reference code do (nudge 1 - 2^30); everything else in the
+ * requantization is the same. The ops whose arithmetic differs more (softmax,
+ * mean, the boundary quantize, clamp bounds) have their own TFLite functions.
+ *
+ * Every kernel has a scalar `_ref` twin; fast kernels match it exactly, in
+ * both rounding modes. Kernels never allocate and never fail.
  */
 #ifndef TML_OPS_S8_H
 #define TML_OPS_S8_H
@@ -53,6 +59,21 @@ int32_t tml_rounding_divide_by_pot(int32_t x, int exponent);
  * non-negative ones; the fast kernels have a shorter path for those). */
 int32_t tml_requantize(int32_t acc, int32_t mult, int shift);
 
+/* TFLite's (gemmlowp's) SaturatingRoundingDoublingHighMul: round(a * b / 2^31)
+ * with ties toward +infinity (for negative products: toward zero), the
+ * overflow case saturated as above. */
+int32_t tml_sat_rounding_doubling_high_mul_tfl(int32_t a, int32_t b);
+/* TFLite's MultiplyByQuantizedMultiplier (double rounding, TFLM's default):
+ * rounding_divide_by_pot(sat_rounding_doubling_high_mul_tfl(acc * 2^left, mult),
+ * right); the left shift saturates like tml_requantize (TFLite's overflows). */
+int32_t tml_requantize_tfl(int32_t acc, int32_t mult, int shift);
+/* Either, by rounding mode (tml_rounding). */
+int32_t tml_requantize_mode(int32_t acc, int32_t mult, int shift, int rounding);
+/* TFLite's clamp bounds of a fused activation: q(f) = zp + (int32)roundf(f /
+ * scale) in float; RELU [max(-128, q(0)), 127], RELU6 [max(-128, q(0)),
+ * min(127, q(6))], NONE [-128, 127] (CalculateActivationRangeQuantized). */
+void tml_act_bounds_s8_tfl(tml_act act, float scale, int32_t zp, int32_t *act_min, int32_t *act_max);
+
 /* Quantized clamp bounds of a fused activation for an output (scale, zp):
  * NONE [-128, 127]; RELU [max(-128, zp), 127]; RELU6 [max(-128, zp),
  * min(127, zp + round(6 / scale))]. */
@@ -71,6 +92,7 @@ typedef struct tml_qparams {
     const int32_t *mult;    /* (out channels) requantization multipliers */
     const int32_t *shift;   /* (out channels) */
     int32_t act_min, act_max; /* output clamp, within [-128, 127] */
+    int rounding;           /* tml_rounding of the requantization */
 } tml_qparams;
 
 /* x (n,h,w,c) int8, w (o,kh,kw,c/groups) int8, bias (o) int32 or NULL, y (n,oh,ow,o).
@@ -126,10 +148,15 @@ typedef struct tml_add_s8_params {
     int32_t in1_mult, in2_mult, out_mult;
     int in1_shift, in2_shift, out_shift;
     int32_t act_min, act_max;
+    int rounding; /* tml_rounding */
 } tml_add_s8_params;
-/* Fills the multipliers from the real scales (s1, s2 inputs, so output). */
+/* Fills the multipliers from the real scales (s1, s2 inputs, so output).
+ * TFLite mode: the same multipliers (TFLM's add derives them the same way),
+ * TFLite's clamp bounds and rounding. */
 void tml_add_s8_prepare(float s1, int32_t zp1, float s2, int32_t zp2, float so, int32_t zpo, tml_act act,
                         tml_add_s8_params *p);
+void tml_add_s8_prepare_mode(float s1, int32_t zp1, float s2, int32_t zp2, float so, int32_t zpo, tml_act act,
+                             int rounding, tml_add_s8_params *p);
 void tml_add_s8_ref(int64_t count, const tml_add_s8_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 /* Fast version (vectorized, OpenMP threads for large counts), same results.
  * y may be a or b (elementwise in place). */
@@ -155,6 +182,41 @@ void tml_global_avgpool_s8(int n, int hw, int c, const int8_t *x, int8_t *y);
 void tml_softmax_s8_lut(float in_scale, uint32_t lut[256]);
 void tml_softmax_s8_ref(int n, int k, const uint32_t lut[256], const int8_t *x, int8_t *y);
 
+/* TFLite's int8 softmax (reference_ops::Softmax as TFLM runs it): input
+ * differences to the row maximum, scaled by beta * in_scale into Q5.26,
+ * gemmlowp's fixed-point exp of negative values, the sum in Q12.19, its
+ * reciprocal by Newton-Raphson, output scale 1/256, zero point -128. The
+ * parameters come from tml_softmax_s8_tfl_prepare (PreprocessSoftmaxScaling:
+ * multiplier of beta * in_scale * 2^26 capped at 2^31 - 1, its left shift,
+ * and diff_min, the most negative difference still counted). */
+typedef struct tml_softmax_s8_tfl_params {
+    int32_t input_multiplier;
+    int input_left_shift;
+    int32_t diff_min;
+} tml_softmax_s8_tfl_params;
+void tml_softmax_s8_tfl_prepare(float in_scale, float beta, tml_softmax_s8_tfl_params *p);
+void tml_softmax_s8_tfl_ref(int n, int k, const tml_softmax_s8_tfl_params *p, const int8_t *x, int8_t *y);
+/* gemmlowp's fixed-point pieces the softmax is made of (exposed for tests):
+ * exp(a) for a <= 0 given in Q5.26, result in Q0.31; 1 / (1 + x) for x in
+ * [0, 1) in Q0.31, result in Q0.31 (one_over_one_plus_x_for_x_in_0_1). */
+int32_t tml_fx_exp_on_negative_values_q5(int32_t a);
+int32_t tml_fx_one_over_one_plus_x(int32_t a);
+
+/* TFLite's int8 MEAN over the pixels (H, W) of (n, hw, c) into (n, c)
+ * (reference_ops::QuantizedMeanOrSum as TFLM runs it for every int8 MEAN):
+ * mult/shift from in_scale / out_scale (tml_quantize_multiplier), with 1/hw
+ * folded in: s = min(floor(log2(hw)), 32, 31 + shift), mult' = (mult << s) / hw,
+ * shift' = shift - s; then per channel y = clamp(requantize_tfl(sum - hw *
+ * in_zp, mult', shift') + out_zp). */
+typedef struct tml_mean_s8_tfl_params {
+    int32_t in_zp, out_zp;
+    int32_t mult;
+    int shift;
+} tml_mean_s8_tfl_params;
+void tml_mean_s8_tfl_prepare(float in_scale, int32_t in_zp, float out_scale, int32_t out_zp, int hw,
+                             tml_mean_s8_tfl_params *p);
+void tml_mean_s8_tfl_ref(int n, int hw, int c, const tml_mean_s8_tfl_params *p, const int8_t *x, int8_t *y);
+
 /* ---- model boundary: float <-> int8 ------------------------------------------------------
  * q = clamp(round_half_even(x * inv_scale) + zp, -128, 127)  (the engine quantizes
  * its float input with inv_scale = 1 / input scale) and y = scale * (q - zp).
@@ -164,6 +226,11 @@ void tml_quantize_f32_s8_ref(int64_t count, const float *x, float inv_scale, int
 void tml_quantize_f32_s8(int64_t count, const float *x, float inv_scale, int32_t zp, int8_t *q);
 void tml_dequantize_s8_f32_ref(int64_t count, const int8_t *q, float scale, int32_t zp, float *y);
 void tml_dequantize_s8_f32(int64_t count, const int8_t *q, float scale, int32_t zp, float *y);
+/* TFLite's QUANTIZE of float to int8 (AffineQuantize): q = clamp((int32)
+ * roundf(x / scale) + zp, -128, 127): a float division and rounding half away
+ * from zero. NaN maps to the zero point, +-inf saturate. DEQUANTIZE is
+ * tml_dequantize_s8_f32 (the float product is correctly rounded either way). */
+void tml_quantize_f32_s8_tfl(int64_t count, const float *x, float scale, int32_t zp, int8_t *q);
 
 #ifdef __cplusplus
 }

@@ -98,6 +98,7 @@ typedef struct tml_quant_opts {
                            (fake-quantized), the model stays float */
     const char *const *only_layers; /* NULL-terminated; quantize only these nodes'
                                        weights (weight_only mode; sensitivity) */
+    int rounding;       /* tml_rounding of the int8 model (default tinyml's) */
 } tml_quant_opts;
 void tml_quant_opts_default(tml_quant_opts *o);
 

@@ -1,0 +1,235 @@
+/*
+ * cmd_profile.c - `tinyml profile MODEL --target cortex-m4`: the exported C
+ * built for a Cortex-M core, run on QEMU's model of it with real samples,
+ * checked byte for byte against the int8 engine, measured per layer
+ * (lib/device/device.c, docs/deploy.md#measuring-on-the-emulator).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tinyml/tml_device.h"
+#include "tinyml/tml_engine.h"
+
+static const char help[] =
+    "Usage: tinyml profile [options] [MODEL] [--target cortex-m4] [--data D --limit N]\n"
+    "\n"
+    "Exports an INT8 model as C (as `tinyml export --c` does), builds it for a\n"
+    "Cortex-M core with arm-none-eabi-gcc and a bare-metal harness, runs N real\n"
+    "samples on QEMU's model of the core, checks every output byte against the\n"
+    "int8 engine (`tinyml eval`), and prints per layer: instructions executed,\n"
+    "instructions per MAC, flash and the RAM it needs; then the totals, the\n"
+    "deepest stack and the latency at --mhz.\n"
+    "\n"
+    "Instructions are counted exactly by a QEMU plugin (tinyml-icount.so) at\n"
+    "marker labels that add no code: repeatable to the instruction. The latency\n"
+    "assumes one instruction per cycle: QEMU models no pipeline, no flash wait\n"
+    "states and no caches, so a board is usually somewhat slower (a Cortex-M4\n"
+    "at 0 wait states runs these kernels at about 1.1-1.3 cycles per\n"
+    "instruction). An output byte that differs from the engine's is an error.\n"
+    "\n"
+    "Needs the Debian packages gcc-arm-none-eabi, libnewlib-arm-none-eabi and\n"
+    "qemu-system-arm (scripts/install-deps.sh --mcu).\n"
+    "\n"
+    "Options:\n"
+    "  --target T         cortex-m4 (default; QEMU mps2-an386), cortex-m3 (mps2-an385,\n"
+    "                     no DSP: portable kernels), cortex-m7 (mps2-an500),\n"
+    "                     cortex-m33 (mps2-an505), cortex-m55 (mps3-an547)\n"
+    "  -d, --data SPEC    samples to run (default fashion-mnist:test), as for eval\n"
+    "  --limit N          how many (default 100; the first N in file order)\n"
+    "  --opt O            compiler optimization: O2 (default), Os, O3, O1\n"
+    "  --mhz F            core clock for the latency column (default 80)\n"
+    "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
+    "                     (as tinyml export)\n"
+    "  --dense            plain int8 weight arrays for every layer\n"
+    "  --portable         the portable scalar kernels even where the core has DSP\n"
+    "  --keep DIR         build in DIR and keep it (sources, program, logs)\n"
+    "  --systick          cross-check the counter: run again under -icount shift=0\n"
+    "                     and read SysTick around each inference\n"
+    "  --format F         table (default), md, csv or json\n"
+    "  -q, --quiet        no log on stderr\n"
+    "\n"
+    "Examples:\n"
+    "  tinyml profile lenet5-int8.tmf --target cortex-m4 --limit 20\n"
+    "  tinyml profile small.tmf --opt Os --mhz 168 --format md\n"
+    "  tinyml profile kws-int8.tmf --target cortex-m7 --portable --keep build-m7\n";
+
+static tml_export_optimize parse_optimize(const cli *c, const char *s)
+{
+    if (strcmp(s, "balanced") == 0) return TML_EXPORT_OPT_BALANCED;
+    if (strcmp(s, "speed") == 0) return TML_EXPORT_OPT_SPEED;
+    if (strcmp(s, "size") == 0) return TML_EXPORT_OPT_SIZE;
+    cli_usage_error(c, "--optimize: '%s' is not one of balanced, speed, size", s);
+}
+
+int cmd_profile(int argc, char **argv)
+{
+    cli c;
+    cli_init(&c, "profile", help, argc, argv);
+    const char *pos[1] = {NULL}, *data = "fashion-mnist", *target = "cortex-m4", *opt = "O2", *keep = NULL;
+    const char *optimize = NULL;
+    int limit = 100, dense = 0, portable = 0, systick = 0;
+    double mhz = 80;
+    while (cli_next(&c)) {
+        if (cli_str(&c, "data", 'd', &data)) continue;
+        if (cli_int(&c, "limit", 0, 1, 100000, &limit)) continue;
+        if (cli_str(&c, "target", 0, &target)) continue;
+        if (cli_str(&c, "opt", 0, &opt)) continue;
+        if (cli_double(&c, "mhz", 0, 1e-3, 1e5, &mhz)) continue;
+        if (cli_str(&c, "optimize", 0, &optimize)) continue;
+        if (cli_str(&c, "keep", 0, &keep)) continue;
+        if (cli_flag(&c, "dense", 0)) {
+            dense = 1;
+            continue;
+        }
+        if (cli_flag(&c, "portable", 0)) {
+            portable = 1;
+            continue;
+        }
+        if (cli_flag(&c, "systick", 0)) {
+            systick = 1;
+            continue;
+        }
+        if (cli_positional(&c, pos, 1)) continue;
+        cli_unknown(&c);
+    }
+    tml_device_opts o;
+    tml_device_opts_default(&o);
+    if (!tml_device_target_find(target)) {
+        char names[256] = "";
+        for (int i = 0; tml_device_target_at(i); i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", tml_device_target_at(i)->name);
+        cli_usage_error(&c, "--target: unknown core '%s' (choose %s)", target, names);
+    }
+    if (strcmp(opt, "O2") && strcmp(opt, "Os") && strcmp(opt, "O3") && strcmp(opt, "O1") && strcmp(opt, "O0"))
+        cli_usage_error(&c, "--opt: '%s' is not one of O2, Os, O3, O1, O0", opt);
+    if (optimize && dense) cli_usage_error(&c, "--dense and --optimize exclude each other");
+    o.target = target;
+    o.opt = opt;
+    o.exp.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
+    if (optimize) o.exp.optimize = parse_optimize(&c, optimize);
+    o.exp.kernels = portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
+    o.workdir = keep;
+    o.systick = systick;
+    o.cancel = &cli_cancel_flag;
+    /* missing tools are found before the model and the data are read */
+    tml_status st = tml_device_check_tools(&o);
+    if (st) cli_fail_status(&c, st);
+
+    tml_model *m = cli_load_model(&c, pos[0]);
+    tml_dataset *ds = cli_open_dataset(&c, data, "test");
+    const tml_dataset_info *info = tml_dataset_get_info(ds);
+    if ((st = tml_check_dataset_fits(m, info))) cli_fail_status(&c, st);
+    tml_samples *s = NULL;
+    if ((st = tml_dataset_load(ds, limit, &s))) cli_fail_status(&c, st);
+    int n = (int)(s->n < limit ? s->n : limit);
+    int64_t in_size = tml_tensor_numel(&m->tensors[m->input]);
+    float *x = malloc(sizeof(float) * (size_t)(in_size * (n ? n : 1)));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!x || !lab || !idx) cli_fail(&c, "out of memory");
+    for (int i = 0; i < n; i++) idx[i] = i;
+    tml_samples_gather(s, idx, n, x, lab);
+    tml_preproc_apply(&m->meta.pre, in_size * n, s->c, x);
+
+    const tml_device_target *tg = tml_device_target_find(target);
+    cli_log(&c, "building for %s and running %d sample%s on QEMU %s ...", tg->core, n, n == 1 ? "" : "s", tg->machine);
+    tml_device_result r;
+    st = tml_device_run(m, x, n, &o, &r);
+    if (st) cli_fail_status(&c, st);
+
+    /* per layer */
+    static const char *const lh[] = {"layer",      "op",          "output",  "weights", "instructions",
+                                     "instr/MAC",  "MACs",        "flash_B", "ram_B",   "latency_ms"};
+    tml_table *lt = tml_table_new("layers", "Per layer, one inference", 10, lh);
+    for (int i = 0; i < r.exp.n_layers; i++) {
+        const tml_export_layer *L = &r.exp.layers[i];
+        const tml_device_layer *D = &r.layers[i];
+        tml_table_add_row(lt);
+        tml_table_str(lt, 0, L->name);
+        tml_table_str(lt, 1, tml_op_name(L->op));
+        tml_table_str(lt, 2, L->shape);
+        tml_table_str(lt, 3, L->enc == TML_EXPORT_NONE ? "-" : tml_export_enc_name(L->enc));
+        tml_table_num(lt, 4, D->instr, "%.0f");
+        tml_table_num(lt, 5, L->macs_nz > 0 ? D->instr / (double)L->macs_nz : 0.0 / 0.0, "%.2f");
+        tml_table_int(lt, 6, L->macs_nz);
+        tml_table_int(lt, 7, D->const_bytes);
+        tml_table_int(lt, 8, L->live_bytes);
+        tml_table_num(lt, 9, D->instr / (mhz * 1e3), "%.3f");
+    }
+    tml_table_add_row(lt);
+    tml_table_mark_total(lt);
+    tml_table_str(lt, 0, "model_run");
+    tml_table_num(lt, 4, r.instr, "%.0f");
+    tml_table_num(lt, 5, r.exp.macs_nz > 0 ? r.instr / (double)r.exp.macs_nz : 0.0 / 0.0, "%.2f");
+    tml_table_int(lt, 6, r.exp.macs_nz);
+    tml_table_int(lt, 7, r.rodata_bytes + r.text_bytes);
+    tml_table_int(lt, 8, r.exp.arena_bytes);
+    tml_table_num(lt, 9, r.instr / (mhz * 1e3), "%.3f");
+    tml_table_note(lt, "instructions: executed per inference, mean of %d samples (exact counts from the emulator); "
+                       "MACs: with a nonzero weight; flash_B: the layer's const data (nm of model.o), the total adds "
+                       "the code; ram_B: arena bytes live during the layer",
+                   n);
+
+    /* summary */
+    static const char *const sh[] = {"what", "value", "note"};
+    tml_table *t = tml_table_new("summary", "Cortex-M profile", 3, sh);
+    char v[96], note[256];
+#define ROW(what, val, ...)                                                                                            \
+    do {                                                                                                               \
+        tml_table_add_row(t);                                                                                          \
+        tml_table_str(t, 0, what);                                                                                     \
+        tml_table_str(t, 1, val);                                                                                      \
+        snprintf(note, sizeof note, __VA_ARGS__);                                                                      \
+        tml_table_str(t, 2, note);                                                                                     \
+    } while (0)
+    snprintf(v, sizeof v, "%s", tg->core);
+    ROW("target", v, "QEMU %s, %s", tg->machine, r.qemu_version);
+    snprintf(v, sizeof v, "-%s", r.opt);
+    ROW("compiler", v, "%s %s", r.cc_version, tg->cflags);
+    snprintf(v, sizeof v, "%s", portable ? "portable" : tg->dsp ? "DSP" : "portable");
+    ROW("kernels", v, "%s", portable ? "--portable: scalar C" : tg->dsp ? "__ARM_FEATURE_DSP: SXTB16/SMLAD/SSAT" : "no DSP extension on this core: scalar C");
+    snprintf(v, sizeof v, "%.0f", r.instr);
+    ROW("instructions", v, "per inference (model_run), min %lld, max %lld over %d samples", (long long)r.instr_min,
+        (long long)r.instr_max, n);
+    snprintf(v, sizeof v, "%.3f ms", r.instr / (mhz * 1e3));
+    ROW("latency", v, "at %g MHz, assuming 1 instruction per cycle (QEMU models no pipeline or wait states)", mhz);
+    snprintf(v, sizeof v, "%.2f", r.exp.macs_nz > 0 ? r.instr / (double)r.exp.macs_nz : 0.0);
+    ROW("instr/MAC", v, "%lld MACs with a nonzero weight (%lld in all)", (long long)r.exp.macs_nz, (long long)r.exp.macs);
+    snprintf(v, sizeof v, "%lld B", (long long)(r.text_bytes + r.rodata_bytes + r.data_bytes));
+    ROW("flash", v, "code %lld + const data %lld (arm-none-eabi-size of model.o)", (long long)r.text_bytes,
+        (long long)(r.rodata_bytes + r.data_bytes));
+    snprintf(v, sizeof v, "%lld B", (long long)r.bss_bytes);
+    ROW("RAM: arena", v, "static, activations by liveness (lower bound for this graph %lld)", (long long)r.exp.pair_bytes);
+    snprintf(v, sizeof v, "%lld B", (long long)r.stack_bytes);
+    ROW("RAM: stack", v, "deepest use of model_run(), measured (painted stack)");
+    snprintf(v, sizeof v, "%s", r.mismatches ? "NO" : "yes");
+    ROW("bit-exact", v, "%d samples x %lld output bytes compared with the int8 engine: %lld differ", n,
+        (long long)r.exp.output_size, (long long)r.mismatches);
+    if (r.systick_instr >= 0) {
+        snprintf(v, sizeof v, "%.0f", r.systick_instr);
+        ROW("SysTick check", v, "-icount shift=0: ticks x %.0f instructions per tick; differs from the counter by %.0f",
+            r.systick_tick_instr, r.systick_instr - r.instr);
+    }
+#undef ROW
+    if (r.workdir[0]) tml_table_note(t, "sources, program and logs kept in %s", r.workdir);
+
+    tml_table *tables[2] = {t, lt};
+    cli_print_tables(&c, stdout, tables, 2);
+    tml_table_free(t);
+    tml_table_free(lt);
+    int64_t bad = r.mismatches;
+    int bs = r.bad_sample, bi = r.bad_index, bg = r.bad_got, bw = r.bad_want;
+    tml_device_result_free(&r);
+    free(x);
+    free(lab);
+    free(idx);
+    tml_samples_free(s);
+    tml_dataset_free(ds);
+    tml_model_free(m);
+    if (bad)
+        cli_fail(&c, "%lld output bytes differ from the int8 engine (first: sample %d, output %d: device %d, engine %d)",
+                 (long long)bad, bs, bi, bg, bw);
+    return 0;
+}
