@@ -405,6 +405,12 @@ static tml_status read_all(FILE *f, const char *what, uint8_t **buf, size_t *len
             cap = ncap;
         }
         size_t r = fread(b + n, 1, cap - n, f);
+        /* not a model from its first bytes on (/dev/zero, a wrong file): stop
+         * now rather than after reading up to the size limit */
+        if (n < sizeof tmf_signature && n + r >= sizeof tmf_signature && memcmp(b, tmf_signature, sizeof tmf_signature) != 0) {
+            free(b);
+            return BAD("not a tinyml model file (bad signature)");
+        }
         n += r;
         if (r == 0) {
             if (ferror(f)) {

@@ -15,6 +15,7 @@ cp "$FX/mlp_b1.onnx" "$W/in/valid.onnx"
 printf '{"input": [28, 28, 1], "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}\n' >"$W/in/valid.json"
 # (12 bytes: cut in half, it ends in "1,": a CSV cut at a line end is a valid CSV)
 printf 'a,b\n1,2\n3,4\n' >"$W/in/valid.csv"
+head -c $((3 * 784)) /dev/zero >"$W/in/valid.bin" # three int8 records for `run`
 
 flip() { # FILE OFFSET OUT: the byte at OFFSET inverted
   b=$(od -An -tu1 -j"$2" -N1 "$1" | tr -d ' ')
@@ -31,12 +32,17 @@ variants tmf "$W/in/valid.tmf" 100
 variants onnx "$W/in/valid.onnx" 0
 variants json "$W/in/valid.json" 0
 variants csv "$W/in/valid.csv" 4
+variants bin "$W/in/valid.bin" 0
+rm "$W/in/bin.flipped" # raw records have no structure: a flipped byte is another valid record
 # absurd sizes: a chunk claiming 4 GiB; a protobuf field of 2^35 bytes; a layer
 # of 2^30 weights; a header of 200000 columns
 { printf '\211TMF\r\n\032\n\360\377\377\377HEAD'; head -c 64 /dev/zero; } >"$W/in/tmf.absurd"
 printf '\010\007\072\200\200\200\200\200\001' >"$W/in/onnx.absurd"
 printf '{"input": [4096, 4096, 64], "layers": [{"type": "conv2d", "filters": 65536, "kernel": 64}]}\n' >"$W/in/json.absurd"
 awk 'BEGIN{for (i = 0; i < 200000; i++) printf "c%d,", i; print "y"; print "1,2"}' >"$W/in/csv.absurd"
+ln -s /dev/zero "$W/in/bin.absurd" # endless input
+ln -s /dev/zero "$W/in/tmf.endless"
+ln -s /dev/zero "$W/in/json.endless"
 mkdir -p "$W/in/adir"
 
 # ---- the checks -----------------------------------------------------------------------------------
@@ -81,10 +87,14 @@ tmf|report I $D --limit 20
 onnx|import I -o $O/x.tmf
 json|create I -o $O/x.tmf
 csv|plot I --x a --y b -o $O/x.png
+tmf|run I --in $W/in/valid.bin --out $O/x.bin
+tmf|profile I --limit 2
+bin|run $V8 --in I --out $O/x.bin
 EOF
 while IFS='|' read -r kind tmpl; do
-  for v in random empty truncated flipped absurd; do
+  for v in random empty truncated flipped absurd endless; do
     in=$W/in/$kind.$v
+    [ -e "$in" ] || continue
     # shellcheck disable=SC2086
     bad "${tmpl%% *} ($v $kind)" "$T" $(echo "$tmpl" | sed "s|\\bI\\b|$in|")
   done
@@ -156,5 +166,9 @@ export $W/in/valid8.tmf -o $O/c
 report $D
 plot $W/in/valid.csv --x a -o $O/x.png
 import $W/in/valid.onnx --input-shape -1 -o $O/x.tmf
+run $W/in/valid8.tmf --in $W/in/valid.bin --out $O/x.bin --batch 0
+run $W/in/valid8.tmf --in $W/in/valid.bin
+profile $W/in/valid8.tmf --opt O9
+profile $W/in/valid8.tmf --target z80
 EOF
 finish
