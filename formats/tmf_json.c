@@ -159,6 +159,15 @@ static cJSON *float_array(const float *v, int n)
     return a;
 }
 
+/* obj[key] = the n floats of v; 0 on OOM. */
+static int add_float_array(cJSON *obj, const char *key, const float *v, int n)
+{
+    cJSON *a = float_array(v, n);
+    if (a && cJSON_AddItemToObject(obj, key, a)) return 1;
+    cJSON_Delete(a);
+    return 0;
+}
+
 tml_status tml_meta_to_json(const tml_meta *meta, char **out)
 {
     tml_status st = TML_OK;
@@ -201,20 +210,12 @@ tml_status tml_meta_to_json(const tml_meta *meta, char **out)
         cJSON_Delete(sc);
         goto oom;
     }
-    cJSON *mean = float_array(meta->pre.mean, meta->pre.n_ch), *sd = float_array(meta->pre.std, meta->pre.n_ch);
-    int ok_mean = mean && cJSON_AddItemToObject(pre, "mean", mean);
-    if (!ok_mean) cJSON_Delete(mean);
-    int ok_sd = sd && cJSON_AddItemToObject(pre, "std", sd);
-    if (!ok_sd) cJSON_Delete(sd);
-    if (!ok_mean || !ok_sd) goto oom;
-    if (meta->pre.n_feat > 0) {
-        cJSON *fm = float_array(meta->pre.feat_mean, meta->pre.n_feat), *fs = float_array(meta->pre.feat_std, meta->pre.n_feat);
-        int ok_fm = fm && cJSON_AddItemToObject(pre, "feature_mean", fm);
-        if (!ok_fm) cJSON_Delete(fm);
-        int ok_fs = fs && cJSON_AddItemToObject(pre, "feature_std", fs);
-        if (!ok_fs) cJSON_Delete(fs);
-        if (!ok_fm || !ok_fs) goto oom;
-    }
+    if (!add_float_array(pre, "mean", meta->pre.mean, meta->pre.n_ch) ||
+        !add_float_array(pre, "std", meta->pre.std, meta->pre.n_ch))
+        goto oom;
+    if (meta->pre.n_feat > 0 && (!add_float_array(pre, "feature_mean", meta->pre.feat_mean, meta->pre.n_feat) ||
+                                 !add_float_array(pre, "feature_std", meta->pre.feat_std, meta->pre.n_feat)))
+        goto oom;
     if (!cJSON_AddItemToObject(root, "history", hist)) goto oom;
     hist = NULL;
     /* written only when not the default, so older files keep their bytes */

@@ -562,15 +562,7 @@ static void test_fashion_mnist(void **state)
 /* Writes a w x h PNG with `channels` 1 (gray), 3 (RGB) or 4 (RGBA) of 8-bit data. */
 static void write_png(const char *path, int w, int h, int channels, const uint8_t *data)
 {
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)w;
-    img.height = (png_uint_32)h;
-    img.format = channels == 1 ? PNG_FORMAT_GRAY : channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_RGBA;
-    int ok = png_image_write_to_file(&img, path, 0, data, 0, NULL);
-    if (!ok) fprintf(stderr, "  png write %s: %s\n", path, img.message);
-    assert_true(ok);
+    assert_int_equal(tu_write_png(path, w, h, channels, data), 0);
 }
 
 /* Gray image of class k, file j: value(y, x) = k * 50 + j * 10 + y * w + x. */

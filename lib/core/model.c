@@ -855,18 +855,19 @@ tml_status tml_model_finalize(tml_model *m)
      * it comes after i, else in sweep s + 1; a heap orders (sweep, index). */
     {
         int *pending = calloc((size_t)(nn ? nn : 1), sizeof(int));
-        int *first = malloc(sizeof(int) * (size_t)(nt + 1)); /* CSR: readers of each tensor */
+        int *first = calloc((size_t)nt + 1, sizeof(int)); /* CSR: readers of each tensor */
         int *readers = malloc(sizeof(int) * (size_t)(nn * TML_MAX_NODE_INPUTS + 1));
         int64_t *heap = malloc(sizeof(int64_t) * (size_t)(nn ? nn : 1));
-        if (!pending || !first || !readers || !heap) {
+        int *cur = malloc(sizeof(int) * (size_t)(nt ? nt : 1)); /* fill position per tensor */
+        if (!pending || !first || !readers || !heap || !cur) {
             free(pending);
             free(first);
             free(readers);
             free(heap);
+            free(cur);
             st = tml_error(TML_ERR_NOMEM, "out of memory");
             goto out;
         }
-        memset(first, 0, sizeof(int) * (size_t)(nt + 1));
         for (int i = 0; i < nn; i++)
             for (int j = 0; j < m->nodes[i].n_in; j++) {
                 int t = m->nodes[i].in[j];
@@ -876,15 +877,6 @@ tml_status tml_model_finalize(tml_model *m)
                 }
             }
         for (int t = 0; t < nt; t++) first[t + 1] += first[t];
-        int *cur = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
-        if (!cur) {
-            free(pending);
-            free(first);
-            free(readers);
-            free(heap);
-            st = tml_error(TML_ERR_NOMEM, "out of memory");
-            goto out;
-        }
         memcpy(cur, first, sizeof(int) * (size_t)nt);
         for (int i = 0; i < nn; i++)
             for (int j = 0; j < m->nodes[i].n_in; j++) {

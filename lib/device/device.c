@@ -249,8 +249,10 @@ static tml_status run_tool(const char *dir, char *const argv[], const char *log_
     pid_t pid = fork();
     if (pid < 0) return tml_error(TML_ERR_IO, "cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
-        if (dir && chdir(dir) != 0) _exit(126);
+        /* the log path is relative to where we are, not to dir: open it first
+         * (a relative --keep DIR sent the output to the terminal before) */
         int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (dir && chdir(dir) != 0) _exit(126);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);

@@ -9,31 +9,21 @@
  *                               else "c<k>"; "-": leave that class out)
  *   ds2png --blank W H FILE     one black W x H gray PNG
  */
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "testutil.h"
 #include "tinyml/tml_dataset.h"
 
-static int write_png(const char *path, int w, int h, int c, const uint8_t *px)
-{
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)w;
-    img.height = (png_uint_32)h;
-    img.format = c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-    return png_image_write_to_file(&img, path, 0, px, 0, NULL) ? 0 : -1;
-}
 
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--blank") == 0) {
         int w = atoi(argv[2]), h = atoi(argv[3]);
         uint8_t *px = calloc((size_t)w * (size_t)h, 1);
-        if (!px || w < 1 || h < 1 || write_png(argv[4], w, h, 1, px)) return fprintf(stderr, "ds2png: cannot write %s\n", argv[4]), 1;
+        if (!px || w < 1 || h < 1 || tu_write_png(argv[4], w, h, 1, px)) return fprintf(stderr, "ds2png: cannot write %s\n", argv[4]), 1;
         free(px);
         return 0;
     }
@@ -68,7 +58,7 @@ int main(int argc, char **argv)
         mkdir(path, 0777);
         snprintf(path, sizeof path, "%s/%s/%05d.png", argv[2], cls, i);
         for (int64_t k = 0; k < sv; k++) px[k] = (uint8_t)(x[k] < 0 ? 0 : x[k] > 255 ? 255 : x[k]);
-        if (write_png(path, in->w, in->h, in->c, px)) return fprintf(stderr, "ds2png: cannot write %s\n", path), 1;
+        if (tu_write_png(path, in->w, in->h, in->c, px)) return fprintf(stderr, "ds2png: cannot write %s\n", path), 1;
     }
     free(x);
     free(px);
