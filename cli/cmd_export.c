@@ -145,6 +145,7 @@ static int export_tflite(cli *c, const char *model_path, const char *out)
     const int to_stdout = strcmp(out, "-") == 0;
     if (to_stdout && isatty(STDOUT_FILENO))
         cli_usage_error(c, "refusing to write a binary TFLite file to a terminal: use -o FILE.tflite or a pipe");
+    if (!to_stdout) cli_check_output(c, out);
     tml_model *m = cli_load_model(c, model_path);
     int has_bn = 0, pruned = 0, clustered = 0;
     for (int i = 0; i < m->n_nodes; i++) has_bn |= m->nodes[i].op == TML_OP_BATCHNORM;
