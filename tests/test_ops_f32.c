@@ -600,6 +600,87 @@ static void test_gemm_deterministic_threads(void **state)
     set_threads(saved);
 }
 
+/* B packed once (tml_sgemm_pack_b / tml_sgemm_packed_ex), every instruction
+ * set: against the reference plus bias and residual, bitwise equal (K <= 512)
+ * or close (longer K: other K blocks) to the unpacked row-stable GEMM
+ * followed by the same residual add and activation, and every row bitwise
+ * independent of the rows computed with it (one row at a time takes the
+ * one-row kernels) and of the thread count. */
+static void test_gemm_packed(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 21);
+    /* M, N, K: every row count of a tile, 16- and 32-column panels (N = 16, 48,
+     * 300, 100), several K blocks, one-row products over many panels */
+    const int shapes[][3] = {{1, 1, 1},    {3, 16, 9},    {13, 48, 144},  {25, 33, 7},   {1, 300, 784},
+                             {2, 100, 300}, {12, 64, 576}, {37, 10, 100}, {1, 500, 800}, {49, 64, 1153},
+                             {7, 257, 65}, {1, 129, 33},  {196, 64, 64}};
+    const int saved = max_threads();
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        for (int ta = 0; ta < 2; ta++) {
+            const int lda = (ta ? M : K) + 3, ldc = N + 2, ldr = N + 5;
+            float *A = frand(&r, (size_t)(ta ? K : M) * lda), *W = frand(&r, (size_t)N * K);
+            float *bias = frand(&r, (size_t)N), *res = frand(&r, (size_t)M * ldr);
+            float *want = falloc((size_t)M * ldc), *got = falloc((size_t)M * ldc), *row = falloc((size_t)ldc);
+            for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++) {
+                float *pk = falloc(tml_sgemm_packed_b_floats((tml_isa)isa, N, K));
+                tml_sgemm_pack_b((tml_isa)isa, 1, N, K, W, K, pk);
+                for (int v = 0; v < 4; v++) {
+                    const tml_act act = (tml_act)(v % 3);
+                    const float *bv = v & 1 ? bias : NULL, *rv = v >= 2 ? res : NULL;
+                    /* unpacked, row-stable, then residual and activation in the same order */
+                    tml_sgemm_bias_act_ex((tml_isa)isa, TML_GEMM_ROW_STABLE, ta, 1, M, N, K, 1.0f, A, lda, W, K,
+                                          0.0f, want, ldc, bv, rv ? TML_ACT_NONE : act);
+                    for (int i = 0; i < M && rv; i++)
+                        for (int j = 0; j < N; j++) {
+                            float *c = &want[(size_t)i * ldc + j];
+                            *c = tml_act_apply_f32(act, *c + rv[(size_t)i * ldr + j]);
+                        }
+                    for (size_t i = 0; i < (size_t)M * ldc; i++) got[i] = NAN;
+                    set_threads(1 + (v & 1));
+                    tml_sgemm_packed_ex((tml_isa)isa, 0, ta, M, N, K, A, lda, pk, got, ldc, bv, rv, ldr, act);
+                    char what[128];
+                    snprintf(what, sizeof what, "packed %s M=%d N=%d K=%d ta=%d v=%d", tml_isa_name((tml_isa)isa),
+                             M, N, K, ta, v);
+                    /* the same K blocks up to 512: bitwise; longer ones are one block packed */
+                    const float tol = K <= 512 ? 0.0f : DOT_TOL_PER_TERM * (float)(K + 2);
+                    for (int i = 0; i < M; i++)
+                        assert_true(tu_close_f32(what, got + (size_t)i * ldc, want + (size_t)i * ldc, (size_t)N, tol));
+                    /* each row alone */
+                    for (int i = 0; i < M; i += 1 + M / 5) {
+                        const float *ai = ta ? A + i : A + (size_t)i * lda;
+                        tml_sgemm_packed_ex((tml_isa)isa, 0, ta, 1, N, K, ai, lda, pk, row, ldc, bv,
+                                            rv ? rv + (size_t)i * ldr : NULL, ldr, act);
+                        assert_true(tu_close_f32(what, row, got + (size_t)i * ldc, (size_t)N, 0.0f));
+                    }
+                }
+                /* against the reference (plus bias and residual, ReLU) */
+                tml_sgemm_ref(ta, 1, M, N, K, 1.0f, A, lda, W, K, 0.0f, want, ldc);
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        float *c = &want[(size_t)i * ldc + j];
+                        *c = tml_act_apply_f32(TML_ACT_RELU, *c + bias[j] + res[(size_t)i * ldr + j]);
+                    }
+                tml_sgemm_packed_ex((tml_isa)isa, 0, ta, M, N, K, A, lda, pk, got, ldc, bias, res, ldr, TML_ACT_RELU);
+                for (int i = 0; i < M; i++)
+                    assert_true(tu_close_f32("packed vs ref", got + (size_t)i * ldc, want + (size_t)i * ldc, (size_t)N,
+                                             DOT_TOL_PER_TERM * (float)(K + 2)));
+                free(pk);
+            }
+            free(A);
+            free(W);
+            free(bias);
+            free(res);
+            free(want);
+            free(got);
+            free(row);
+        }
+    }
+    set_threads(saved);
+}
+
 /* ==== conv / depthwise / dense: fast against reference ===================================== */
 
 typedef struct conv_shape {
@@ -608,6 +689,14 @@ typedef struct conv_shape {
 } conv_shape;
 
 static const conv_shape CONV_SHAPES[] = {
+    /* 3x3 stride 1, >= 16 channels: the packed kernel runs Winograd F(4x4, 3x3):
+     * partial tiles at every edge, channel counts off the 16-lane blocks */
+    {1, 1, 1, 16, 16, 3, 1, 1, 1, 1, TML_ACT_NONE},   /* one pixel */
+    {3, 5, 7, 17, 19, 3, 1, 1, 1, 1, TML_ACT_RELU},   /* odd sizes */
+    {2, 9, 13, 33, 16, 3, 1, 1, 0, 1, TML_ACT_RELU6}, /* valid padding */
+    {1, 28, 28, 16, 16, 3, 1, 1, 1, 1, TML_ACT_RELU}, /* ResNet-8 res1 */
+    {2, 7, 7, 64, 64, 3, 1, 1, 1, 1, TML_ACT_NONE},   /* ResNet-8 res3 */
+    {1, 6, 5, 16, 48, 3, 1, 1, 2, 1, TML_ACT_NONE},   /* wide padding */
     {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, TML_ACT_NONE},     /* everything 1 */
     {1, 7, 5, 3, 7, 3, 1, 1, 1, 1, TML_ACT_RELU},     /* odd H/W/C/O, pad */
     {5, 9, 11, 3, 5, 3, 2, 1, 1, 1, TML_ACT_NONE},    /* batch 5, stride 2 */
@@ -656,6 +745,55 @@ static void test_conv_fast_vs_ref(void **state)
     }
 }
 
+/* Weights packed once, every instruction set: without a residual bitwise
+ * equal to tml_conv2d_f32 (on the CPU's isa; GEMM layers of up to 512 taps,
+ * where both cut K alike), with one equal to the reference plus the residual
+ * before the activation. */
+static void test_conv_packed_vs_ref(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 22);
+    for (size_t i = 0; i < sizeof(CONV_SHAPES) / sizeof(CONV_SHAPES[0]); i++) {
+        const conv_shape *s = &CONV_SHAPES[i];
+        tml_window p =
+            win(s->n, s->h, s->w, s->c, s->o, s->k, s->k, s->s, s->d, s->pad, s->groups, 1, s->act);
+        const int kdim = s->k * s->k * (s->c / s->groups);
+        float *x = frand(&r, in_numel(&p)), *w = frand(&r, (size_t)s->o * kdim), *b = frand(&r, (size_t)s->o);
+        float *res = frand(&r, out_numel(&p));
+        float *want = falloc(out_numel(&p)), *got = falloc(out_numel(&p));
+        const size_t scratch_bytes = tml_conv2d_f32_scratch_size(&p);
+        void *scratch = scratch_bytes ? malloc(scratch_bytes) : NULL;
+        for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++) {
+            void *packed = aligned_alloc(64, (tml_conv2d_f32_packed_size_ex(&p, (tml_isa)isa) + 63) / 64 * 64);
+            assert_non_null(packed);
+            tml_conv2d_f32_pack_ex(&p, w, packed, (tml_isa)isa);
+            char what[96];
+            if (isa == (int)tml_cpu_isa() && !tml_winograd_f32_applies(&p) && kdim <= 512) {
+                tml_conv2d_f32(&p, x, w, b, want, scratch);
+                tml_conv2d_f32_packed(&p, packed, x, b, NULL, got, scratch);
+                snprintf(what, sizeof(what), "conv packed shape %zu", i);
+                assert_true(tu_close_f32(what, got, want, out_numel(&p), 0.0f));
+            }
+            tml_window q = p;
+            q.act = TML_ACT_NONE;
+            tml_conv2d_f32_ref(&q, x, w, b, want);
+            for (size_t j = 0; j < out_numel(&p); j++) want[j] = tml_act_apply_f32(p.act, want[j] + res[j]);
+            tml_conv2d_f32_packed(&p, packed, x, b, res, got, scratch);
+            snprintf(what, sizeof(what), "conv packed+res shape %zu %s", i, tml_isa_name((tml_isa)isa));
+            assert_true(tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(kdim + 2)));
+            free(packed);
+        }
+        free(scratch);
+        free(x);
+        free(w);
+        free(b);
+        free(res);
+        free(want);
+        free(got);
+    }
+}
+
 static void test_conv_scratch_bound(void **state)
 {
     (void)state;
@@ -692,6 +830,20 @@ static void test_conv_deterministic_threads(void **state)
         }
         tml_conv2d_f32(&p, x, w, b, y2, scratch);
         assert_memory_equal(y1, y2, sizeof(float) * out_numel(&p));
+        /* packed weights with a residual (shape 0 runs Winograd: threads split its tiles) */
+        void *packed = aligned_alloc(64, (tml_conv2d_f32_packed_size(&p) + 63) / 64 * 64);
+        assert_non_null(packed);
+        tml_conv2d_f32_pack(&p, w, packed);
+        set_threads(1);
+        tml_conv2d_f32_packed(&p, packed, x, b, y1, y2, scratch);
+        for (int t = 2; t <= 3; t++) {
+            float *y3 = falloc(out_numel(&p));
+            set_threads(t);
+            tml_conv2d_f32_packed(&p, packed, x, b, y1, y3, scratch);
+            assert_memory_equal(y2, y3, sizeof(float) * out_numel(&p));
+            free(y3);
+        }
+        free(packed);
         free(scratch);
         free(x);
         free(w);
@@ -700,6 +852,31 @@ static void test_conv_deterministic_threads(void **state)
         free(y2);
     }
     set_threads(saved);
+}
+
+/* Depthwise: bitwise the same for 1, 2 and 3 threads (rows split over threads). */
+static void test_dwconv_deterministic_threads(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 23);
+    const int saved = max_threads();
+    const tml_window p = win(8, 28, 27, 64, 64, 3, 3, 1, 1, 1, 1, 1, TML_ACT_RELU6);
+    float *x = frand(&r, in_numel(&p)), *w = frand(&r, 9 * (size_t)p.o), *b = frand(&r, (size_t)p.o);
+    float *y1 = falloc(out_numel(&p)), *y2 = falloc(out_numel(&p));
+    set_threads(1);
+    tml_dwconv2d_f32(&p, x, w, b, y1);
+    for (int t = 2; t <= 3; t++) {
+        set_threads(t);
+        tml_dwconv2d_f32(&p, x, w, b, y2);
+        assert_memory_equal(y1, y2, sizeof(float) * out_numel(&p));
+    }
+    set_threads(saved);
+    free(x);
+    free(w);
+    free(b);
+    free(y1);
+    free(y2);
 }
 
 static void test_dwconv_fast_vs_ref(void **state)
@@ -714,6 +891,12 @@ static void test_dwconv_fast_vs_ref(void **state)
         {1, 12, 10, 5, 3, 3, 1, 2, 2, TML_ACT_RELU},  {3, 16, 16, 127, 1, 3, 1, 1, 1, TML_ACT_NONE},
         {2, 6, 6, 4, 2, 1, 1, 1, 0, TML_ACT_NONE},    {2, 15, 17, 20, 1, 3, 2, 2, 2, TML_ACT_RELU6},
         {1, 9, 23, 48, 1, 5, 1, 1, 2, TML_ACT_RELU},
+        /* strips: rows of exactly 4, of 5 (overlapping strips), stride 2 with
+         * borders, valid padding, 5x5 stride 2, 8-wide rows */
+        {2, 6, 4, 16, 1, 3, 1, 1, 1, TML_ACT_RELU6},  {1, 5, 5, 17, 1, 3, 1, 1, 1, TML_ACT_NONE},
+        {3, 14, 14, 32, 1, 3, 2, 1, 1, TML_ACT_RELU}, {1, 7, 9, 64, 1, 3, 1, 1, 0, TML_ACT_NONE},
+        {1, 11, 13, 24, 1, 5, 2, 1, 2, TML_ACT_RELU}, {1, 8, 8, 16, 1, 3, 1, 1, 1, TML_ACT_NONE},
+        {2, 4, 4, 128, 1, 3, 1, 1, 1, TML_ACT_RELU6},
     };
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         const int *s = shapes[i];
@@ -724,11 +907,14 @@ static void test_dwconv_fast_vs_ref(void **state)
         float *want = falloc(out_numel(&p)), *got = falloc(out_numel(&p));
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             tml_dwconv2d_f32_ref(&p, x, w, with_bias ? b : NULL, want);
-            tml_dwconv2d_f32(&p, x, w, with_bias ? b : NULL, got);
-            char what[96];
-            snprintf(what, sizeof(what), "dwconv shape %zu bias %d", i, with_bias);
-            assert_true(
-                tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(s[5] * s[5] + 1)));
+            for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++) {
+                for (size_t j = 0; j < out_numel(&p); j++) got[j] = NAN;
+                tml_dwconv2d_f32_ex(&p, x, w, with_bias ? b : NULL, got, (tml_isa)isa);
+                char what[96];
+                snprintf(what, sizeof(what), "dwconv shape %zu bias %d %s", i, with_bias, tml_isa_name((tml_isa)isa));
+                assert_true(
+                    tu_close_f32(what, got, want, out_numel(&p), DOT_TOL_PER_TERM * (float)(s[5] * s[5] + 1)));
+            }
         }
         free(x);
         free(w);
@@ -758,6 +944,23 @@ static void test_dense_fast_vs_ref(void **state)
                 snprintf(what, sizeof(what), "dense n=%d in=%d out=%d act=%d", n, in, out, (int)act);
                 assert_true(
                     tu_close_f32(what, got, want, (size_t)n * out, DOT_TOL_PER_TERM * (float)(in + 1)));
+                /* packed once, every isa; each row equal to the same row run alone */
+                for (int isa = 0; isa <= (int)tml_cpu_isa(); isa++) {
+                    void *pk = aligned_alloc(64, (tml_dense_f32_packed_size_ex(in, out, (tml_isa)isa) + 63) / 64 * 64);
+                    assert_non_null(pk);
+                    tml_dense_f32_pack_ex(in, out, w, pk, (tml_isa)isa);
+                    tml_dense_f32_packed_ex(n, in, out, pk, (tml_isa)isa, x, (c & 1) ? NULL : b, act, got);
+                    snprintf(what, sizeof(what), "dense packed %s n=%d in=%d out=%d", tml_isa_name((tml_isa)isa), n,
+                             in, out);
+                    assert_true(
+                        tu_close_f32(what, got, want, (size_t)n * out, DOT_TOL_PER_TERM * (float)(in + 1)));
+                    float *one = falloc((size_t)out);
+                    tml_dense_f32_packed_ex(1, in, out, pk, (tml_isa)isa, x + (size_t)(n - 1) * in, (c & 1) ? NULL : b,
+                                            act, one);
+                    assert_true(tu_close_f32(what, one, got + (size_t)(n - 1) * out, (size_t)out, 0.0f));
+                    free(one);
+                    free(pk);
+                }
                 free(x);
                 free(w);
                 free(b);
@@ -885,10 +1088,13 @@ int main(void)
         cmocka_unit_test(test_gemm_beta0_nan_safe),
         cmocka_unit_test(test_gemm_deterministic_threads),
         cmocka_unit_test(test_gemm_bias_act_epilogue),
+        cmocka_unit_test(test_gemm_packed),
         cmocka_unit_test(test_conv_fast_vs_ref),
+        cmocka_unit_test(test_conv_packed_vs_ref),
         cmocka_unit_test(test_conv_scratch_bound),
         cmocka_unit_test(test_conv_deterministic_threads),
         cmocka_unit_test(test_dwconv_fast_vs_ref),
+        cmocka_unit_test(test_dwconv_deterministic_threads),
         cmocka_unit_test(test_dense_fast_vs_ref),
         cmocka_unit_test(test_pools_fast_vs_ref),
         cmocka_unit_test(test_eltwise_fast_vs_ref),

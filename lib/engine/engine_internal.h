@@ -14,20 +14,55 @@
 #define TML_PLAN_ALIGN_HOST 64
 #define TML_PLAN_ALIGN_DEVICE 16
 
+/* Internal knobs of tml_engine_new (tests and benchmarks reach code paths
+ * with them; zero = the default). */
+typedef struct tml_engine_tuning {
+    int separate;    /* every activation in its own buffer, fusion kept (keep_all disables fusion) */
+    int micro_batch; /* float path: samples per pass through the graph (> 0); 0: from the cache budget */
+} tml_engine_tuning;
+tml_status tml_engine_new_tuned(const tml_model *m, int max_batch, const tml_engine_opts *opts,
+                                const tml_engine_tuning *tuning, tml_engine **out);
+
+/* One step of the float path: node `node` of e->m, writing tensor `out` with
+ * activation `act`. For a conv whose only reader was an add, `res` is the
+ * add's other input: the conv runs in the add's place and adds it before the
+ * activation (out and act are the add's). Otherwise res is -1. */
+typedef struct tml_f32_step {
+    int node, res, out;
+    tml_act act;
+} tml_f32_step;
+
+/* Activation buffers and kernel scratch for one pass: the float path runs
+ * micro-batches on several lanes (one per OpenMP thread) at once. */
+typedef struct tml_engine_lane {
+    uint8_t *arena;
+    void *scratch;
+    const float *input; /* the pass's samples, read in place (tensors in in_place) */
+} tml_engine_lane;
+
 struct tml_engine {
-    const tml_model *m;
+    const tml_model *m; /* the graph that runs: the caller's, or `own` */
+    tml_model *own;     /* float fast path: the engine's folded copy (BN folded, ReLU fused), or NULL */
     int max_batch;
     tml_engine_opts opts;
+    tml_engine_tuning tuning;
     int64_t *offset;    /* (n_tensors) arena byte offset of each activation, -1 for params */
-    uint8_t *arena;     /* activations, shared by liveness */
-    size_t arena_bytes;
-    void *scratch;      /* kernel scratch (im2col, accumulators) */
-    size_t scratch_bytes;
-    void **prep;        /* (n_nodes) per-node prepared data (int8 multipliers ...) or NULL */
+    uint8_t *arena;     /* activations, shared by liveness (lane 0's) */
+    size_t arena_bytes; /* per lane */
+    void *scratch;      /* kernel scratch (im2col, accumulators; lane 0's) */
+    size_t scratch_bytes; /* per lane */
+    void **prep;        /* (n_nodes) per-node prepared data (int8 multipliers, packed weights) or NULL */
     int last_n;         /* batch size of the last run */
     int quant;          /* int8 model: run the integer path */
     tml_csr **csr;      /* (n_nodes) float path: sparse weights of pruned layers, or NULL */
     double *sparsity;   /* (n_nodes) weight sparsity of those layers */
+    tml_f32_step *steps; /* float path: what runs, in order */
+    int n_steps;
+    int micro_batch;    /* samples per pass (max_batch on the int8 path and with keep_all / use_ref) */
+    int n_lanes;
+    tml_engine_lane *lanes; /* (n_lanes) float path; lanes[0] is {arena, scratch} */
+    uint8_t *in_place;  /* (n_tensors) float fast path: 1 for the graph input and the tensors aliasing
+                         * it, read from the caller's samples instead of a copy; or NULL */
 };
 
 /* Sparsity from which the float engine runs a pruned layer's CSR kernel
@@ -55,6 +90,13 @@ static inline void *tml_engine_buf(const struct tml_engine *e, int t)
     if (x->kind == TML_TENSOR_PARAM) return x->data;
     return e->arena + e->offset[t];
 }
+
+/* float path (engine_f32.c). prepare, once e->m, opts, tuning and max_batch
+ * are set: the fused graph copy, the steps, the micro-batch size, the buffer
+ * plan, the lanes, packed and sparse weights. */
+tml_status tml_engine_f32_prepare(struct tml_engine *e);
+void tml_engine_f32_release(struct tml_engine *e);
+void tml_engine_f32_run(struct tml_engine *e, const float *x, int n, float *y);
 
 /* int8 path (engine_q8.c). prepare: checks every node's dtypes and
  * parameters, fills e->prep and returns the scratch the int8 kernels need. */

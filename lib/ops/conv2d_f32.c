@@ -76,9 +76,12 @@ int64_t tml_conv2d_f32_chunk_rows(const tml_window *p)
 
 size_t tml_conv2d_f32_scratch_size(const tml_window *p)
 {
-    if (tml_conv2d_f32_is_pointwise(p)) return 0;
+    /* the packed kernel may run a 3x3 stride-1 layer by Winograd's algorithm */
+    const size_t wg = tml_winograd_f32_applies(p) ? tml_winograd_f32_scratch_size(p) : 0;
+    if (tml_conv2d_f32_is_pointwise(p)) return wg;
     const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
-    return (size_t)(tml_conv2d_f32_chunk_rows(p) * k) * sizeof(float);
+    const size_t cols = (size_t)(tml_conv2d_f32_chunk_rows(p) * k) * sizeof(float);
+    return cols > wg ? cols : wg;
 }
 
 /* Copies `count` runs of `run` floats, source runs `sstep` apart, destination
@@ -167,12 +170,21 @@ void tml_im2col_f32(const tml_window *p, const float *x, int g, int64_t r0, int6
     }
 }
 
+/* The weights of one call: as stored (OHWI, read by the GEMM as its
+ * transposed operand) or packed once per group for tml_sgemm_packed_ex. */
+typedef struct conv_weights {
+    tml_isa isa;
+    const float *w;      /* (o, K) as stored, or NULL */
+    const float *packed; /* group g at packed + g * group_floats */
+    size_t group_floats;
+} conv_weights;
+
 /* Rows [r0, r1) of y: im2col (unless pointwise), one GEMM per group with the
- * bias + activation fused into its final store.
+ * bias (+ residual) + activation fused into its final store.
  * `cols` holds at least (r1 - r0) rows of K floats. Serial, and with the
  * K-split disabled so that every row's value is independent of the range. */
-static void conv_rows(const tml_window *p, tml_isa isa, const float *x, const float *w, const float *b,
-                      float *y, float *cols, int64_t r0, int64_t r1, int pointwise)
+static void conv_rows(const tml_window *p, const conv_weights *cw, const float *x, const float *b,
+                      const float *res, float *y, float *cols, int64_t r0, int64_t r1, int pointwise)
 {
     const int G = p->groups, cg = p->c / G, og = p->o / G;
     const int k = p->kh * p->kw * cg;
@@ -188,14 +200,19 @@ static void conv_rows(const tml_window *p, tml_isa isa, const float *x, const fl
             a = cols;
             lda = k;
         }
-        tml_sgemm_bias_act_ex(isa, TML_GEMM_SERIAL | TML_GEMM_ROW_STABLE, 0, 1, m, og, k, 1.0f, a, lda,
-                              w + (int64_t)g * og * k, k, 0.0f, y + r0 * p->o + (int64_t)g * og, p->o,
-                              b ? b + (int64_t)g * og : NULL, p->act);
+        float *yg = y + r0 * p->o + (int64_t)g * og;
+        const float *bg = b ? b + (int64_t)g * og : NULL;
+        if (cw->packed)
+            tml_sgemm_packed_ex(cw->isa, TML_GEMM_SERIAL, 0, m, og, k, a, lda, cw->packed + g * cw->group_floats, yg,
+                                p->o, bg, res ? res + r0 * p->o + (int64_t)g * og : NULL, p->o, p->act);
+        else
+            tml_sgemm_bias_act_ex(cw->isa, TML_GEMM_SERIAL | TML_GEMM_ROW_STABLE, 0, 1, m, og, k, 1.0f, a, lda,
+                                  cw->w + (int64_t)g * og * k, k, 0.0f, yg, p->o, bg, p->act);
     }
 }
 
-void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y,
-                    void *scratch)
+static void conv_run(const tml_window *p, const conv_weights *cw, const float *x, const float *b, const float *res,
+                     float *y, void *scratch)
 {
     const int64_t rows = (int64_t)p->n * p->oh * p->ow;
     if (rows <= 0 || p->o <= 0) return;
@@ -203,7 +220,6 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
     /* pointwise: no scratch; chunks only keep each GEMM's M within int */
     const int64_t chunk =
         pointwise ? (rows < POINTWISE_CHUNK ? rows : POINTWISE_CHUNK) : tml_conv2d_f32_chunk_rows(p);
-    const tml_isa isa = tml_cpu_isa();
     float *cols = scratch;
 #ifdef TML_OPS_OMP
     const int64_t k = (int64_t)p->kh * p->kw * (p->c / p->groups);
@@ -221,11 +237,97 @@ void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const f
             float *mine = pointwise ? NULL : cols + (int64_t)t * slice * k;
             const int64_t a0 = rows * t / T, a1 = rows * (t + 1) / T;
             for (int64_t r = a0; r < a1; r += slice)
-                conv_rows(p, isa, x, w, b, y, mine, r, r + slice < a1 ? r + slice : a1, pointwise);
+                conv_rows(p, cw, x, b, res, y, mine, r, r + slice < a1 ? r + slice : a1, pointwise);
         }
         return;
     }
 #endif
     for (int64_t r = 0; r < rows; r += chunk)
-        conv_rows(p, isa, x, w, b, y, cols, r, r + chunk < rows ? r + chunk : rows, pointwise);
+        conv_rows(p, cw, x, b, res, y, cols, r, r + chunk < rows ? r + chunk : rows, pointwise);
+}
+
+void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y,
+                    void *scratch)
+{
+    const conv_weights cw = {tml_cpu_isa(), w, NULL, 0};
+    conv_run(p, &cw, x, b, NULL, y, scratch);
+}
+
+/* ---- weights packed once ---------------------------------------------------------
+ * Layout: a 64-byte header (the isa, the algorithm and the shape the packing
+ * was made for), then either per group the (og, K) weights packed by
+ * tml_sgemm_pack_b (im2col + GEMM), or the Winograd-transformed weights
+ * (tml_winograd_f32_pack) for the layers where that algorithm applies:
+ * 3x3, stride 1, dilation 1, one group, at least 16 input and output
+ * channels (a quarter of the multiply-adds). */
+typedef struct conv_pack_header {
+    int32_t magic, isa, groups, og, k, algo;
+    int32_t reserved[10];
+} conv_pack_header;
+#define CONV_PACK_MAGIC 0x6B435046 /* "FPCk" */
+enum { CONV_ALGO_GEMM = 0, CONV_ALGO_WINOGRAD = 1 };
+
+static size_t conv_group_floats(tml_isa isa, const tml_window *p)
+{
+    const int og = p->o / p->groups, k = p->kh * p->kw * (p->c / p->groups);
+    return (tml_sgemm_packed_b_floats(isa, og, k) + 15) / 16 * 16; /* groups stay 64-byte aligned */
+}
+
+size_t tml_conv2d_f32_packed_size_ex(const tml_window *p, tml_isa isa)
+{
+    isa = tml_sgemm_pack_isa(isa);
+    if (tml_winograd_f32_applies(p))
+        return sizeof(conv_pack_header) + tml_winograd_f32_packed_floats(isa, p->c, p->o) * sizeof(float);
+    return sizeof(conv_pack_header) + (size_t)p->groups * conv_group_floats(isa, p) * sizeof(float);
+}
+
+void tml_conv2d_f32_pack_ex(const tml_window *p, const float *w, void *packed, tml_isa isa)
+{
+    isa = tml_sgemm_pack_isa(isa);
+    conv_pack_header h;
+    memset(&h, 0, sizeof h);
+    h.magic = CONV_PACK_MAGIC;
+    h.isa = (int32_t)isa;
+    h.groups = p->groups;
+    h.og = p->o / p->groups;
+    h.k = p->kh * p->kw * (p->c / p->groups);
+    h.algo = tml_winograd_f32_applies(p) ? CONV_ALGO_WINOGRAD : CONV_ALGO_GEMM;
+    memcpy(packed, &h, sizeof h);
+    float *dst = (float *)((char *)packed + sizeof h);
+    if (h.algo == CONV_ALGO_WINOGRAD) {
+        tml_winograd_f32_pack(isa, w, p->c, p->o, dst);
+        return;
+    }
+    const size_t gf = conv_group_floats(isa, p);
+    for (int g = 0; g < p->groups; g++)
+        tml_sgemm_pack_b(isa, 1, h.og, h.k, w + (int64_t)g * h.og * h.k, h.k, dst + g * gf);
+}
+
+size_t tml_conv2d_f32_packed_size(const tml_window *p)
+{
+    return tml_conv2d_f32_packed_size_ex(p, tml_cpu_isa());
+}
+
+void tml_conv2d_f32_pack(const tml_window *p, const float *w, void *packed)
+{
+    tml_conv2d_f32_pack_ex(p, w, packed, tml_cpu_isa());
+}
+
+void tml_conv2d_f32_packed(const tml_window *p, const void *packed, const float *x, const float *b,
+                           const float *res, float *y, void *scratch)
+{
+    conv_pack_header h;
+    memcpy(&h, packed, sizeof h);
+    TML_ASSERT(h.magic == CONV_PACK_MAGIC && h.groups == p->groups && h.og == p->o / p->groups &&
+               h.k == p->kh * p->kw * (p->c / p->groups));
+    if (h.algo == CONV_ALGO_WINOGRAD) {
+        TML_ASSERT(tml_winograd_f32_applies(p));
+        if ((int64_t)p->n * p->oh * p->ow > 0)
+            tml_winograd_f32(p, (tml_isa)h.isa, (const float *)((const char *)packed + sizeof h), x, b, res, y,
+                             scratch);
+        return;
+    }
+    const conv_weights cw = {(tml_isa)h.isa, NULL, (const float *)((const char *)packed + sizeof h),
+                             conv_group_floats((tml_isa)h.isa, p)};
+    conv_run(p, &cw, x, b, res, y, scratch);
 }

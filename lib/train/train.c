@@ -50,6 +50,7 @@ struct tml_trainer {
     float *tmp;         /* (largest activation) for summing gradients */
     float **bn_mean, **bn_inv; /* (n_nodes) saved batch statistics */
     void *scratch;
+    void *wpack;        /* dense weights packed for the GEMM, refilled per forward (the engine's kernel) */
     int64_t *train_idx, n_train;
     int64_t *val_idx, n_val;
     int logits;         /* tensor holding the logits */
@@ -154,6 +155,7 @@ void tml_trainer_free(tml_trainer *t)
     free(t->bn_mean);
     free(t->bn_inv);
     free(t->scratch);
+    free(t->wpack);
     free(t->train_idx);
     free(t->val_idx);
     free(t->x);
@@ -304,6 +306,13 @@ tml_status tml_trainer_new(tml_model *m, const tml_samples *data, const tml_trai
         }
     }
     if (scratch && !(t->scratch = aligned_alloc(64, (scratch + 63) / 64 * 64))) goto oom;
+    size_t wpack = 0;
+    for (int i = 0; i < nn; i++)
+        if (m->nodes[i].op == TML_OP_DENSE) {
+            const tml_tensor *wt = &m->tensors[m->nodes[i].in[1]];
+            wpack = max_sz(wpack, tml_dense_f32_packed_size(wt->dims[1], wt->dims[0]));
+        }
+    if (wpack && !(t->wpack = aligned_alloc(64, (wpack + 63) / 64 * 64))) goto oom;
     int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
     t->x = malloc(sizeof(float) * (size_t)(B * in_numel));
     t->y = malloc(sizeof(int32_t) * (size_t)B);
@@ -431,8 +440,13 @@ static void forward(tml_trainer *t, int B)
             tml_dwconv2d_f32(&w, x, pdata(t, n->in[1]), b, y);
             break;
         case TML_OP_DENSE: {
+            /* the engine's packed kernel, so that the trained model's outputs
+             * equal the engine's bit for bit (a self-distilled model is a
+             * fixed point); packing here costs what the unpacked GEMM's own
+             * packing did */
             const tml_tensor *wt = &m->tensors[n->in[1]];
-            tml_dense_f32(B, wt->dims[1], wt->dims[0], x, wt->data, b, n->act, y);
+            tml_dense_f32_pack(wt->dims[1], wt->dims[0], wt->data, t->wpack);
+            tml_dense_f32_packed(B, wt->dims[1], wt->dims[0], t->wpack, x, b, n->act, y);
             break;
         }
         case TML_OP_RELU: tml_relu_f32(count, x, y); break;

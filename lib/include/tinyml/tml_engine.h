@@ -26,7 +26,10 @@ typedef struct tml_engine_opts {
     int keep_all; /* give every activation its own buffer (for inspection / compare) */
 } tml_engine_opts;
 
-/* Prepares buffers for batches of up to `max_batch` samples. opts may be NULL. */
+/* Prepares buffers for batches of up to `max_batch` samples. opts may be NULL.
+ * The float path works on its own folded copy of the model (batch norm
+ * folded, activations and residual adds fused) with weights packed once;
+ * outputs equal the model's up to float rounding (docs/kernels.md). */
 tml_status tml_engine_new(const tml_model *m, int max_batch, const tml_engine_opts *opts, tml_engine **out);
 void tml_engine_free(tml_engine *e);
 
@@ -52,9 +55,11 @@ tml_status tml_engine_run_raw(tml_engine *e, const void *x, int n, void *y);
  * (n, numel) values in the tensor's dtype; NULL for params or without keep_all. */
 const void *tml_engine_activation(const tml_engine *e, int id);
 
-/* Bytes of the activation arena for max_batch samples (buffers shared by liveness). */
+/* Bytes of the activation arena (buffers shared by liveness) for one pass:
+ * max_batch samples, or on the float path (without keep_all / use_ref) the
+ * micro-batch it runs large batches in; one arena per thread lane. */
 size_t tml_engine_arena_bytes(const tml_engine *e);
-/* Bytes of kernel scratch. */
+/* Bytes of kernel scratch (per lane, as the arena). */
 size_t tml_engine_scratch_bytes(const tml_engine *e);
 
 /* Liveness-based plan for one inference (batch 1): offset of each activation in

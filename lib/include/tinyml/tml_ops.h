@@ -50,7 +50,7 @@ static inline float tml_act_apply_f32(tml_act a, float v)
  * beta == 0 overwrites C without reading it (NaN-safe). The fast version is
  * cache blocked, vectorized (AVX2/AVX-512 chosen at run time) and uses OpenMP
  * when the problem is large enough (threads start outside parallel regions
- * only); it allocates nothing (about 240 KiB of stack per thread), and its
+ * only); it allocates nothing (about 256 KiB of stack per thread), and its
  * result is bitwise independent of the number of threads. docs/kernels.md. */
 void tml_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
@@ -68,6 +68,22 @@ void tml_conv2d_f32_ref(const tml_window *p, const float *x, const float *w, con
 size_t tml_conv2d_f32_scratch_size(const tml_window *p); /* bytes */
 void tml_conv2d_f32(const tml_window *p, const float *x, const float *w, const float *b, float *y,
                     void *scratch);
+/* The same with the weights packed once for this CPU (for repeated calls, as
+ * the engine makes): tml_conv2d_f32_pack fills `packed` (packed_size bytes,
+ * 64-byte aligned) from w; tml_conv2d_f32_packed then runs any window with
+ * the same weight shape, groups, strides and dilations (any batch / image
+ * size). res (n,oh,ow,o) or NULL is a residual added after the bias, before
+ * the activation: y = act(conv + bias + res) (res must not alias y). 3x3
+ * stride-1 layers with at least 16 input and output channels run Winograd's
+ * F(4x4, 3x3) algorithm (a quarter of the multiply-adds; results within float
+ * rounding of the direct method); the others the GEMM of tml_conv2d_f32 (bit
+ * for bit up to 512 taps per output, kh*kw*c/groups; beyond, the sums are cut
+ * into other blocks: within rounding). Scratch as for tml_conv2d_f32 (its
+ * size covers both). */
+size_t tml_conv2d_f32_packed_size(const tml_window *p);
+void tml_conv2d_f32_pack(const tml_window *p, const float *w, void *packed);
+void tml_conv2d_f32_packed(const tml_window *p, const void *packed, const float *x, const float *b,
+                           const float *res, float *y, void *scratch);
 
 /* ---- depthwise: x (n,h,w,c), w (1,kh,kw,c*m), b (c*m) or NULL, y (n,oh,ow,c*m);
  * output channel oc reads input channel oc / m (m = p->depth_mult). */
@@ -81,6 +97,14 @@ void tml_dense_f32_ref(int n, int in, int out, const float *x, const float *w, c
                        tml_act act, float *y);
 void tml_dense_f32(int n, int in, int out, const float *x, const float *w, const float *b,
                    tml_act act, float *y);
+/* The same with w packed once for this CPU (packed_size bytes, 64-byte
+ * aligned); equal to tml_dense_f32 up to summation order (the unpacked call
+ * may split long dot products for tiny outputs), and every row of y is
+ * bitwise independent of n. */
+size_t tml_dense_f32_packed_size(int in, int out);
+void tml_dense_f32_pack(int in, int out, const float *w, void *packed);
+void tml_dense_f32_packed(int n, int in, int out, const void *packed, const float *x, const float *b,
+                          tml_act act, float *y);
 
 /* ---- elementwise ------------------------------------------------------------ */
 void tml_relu_f32_ref(int64_t count, const float *x, float *y);
