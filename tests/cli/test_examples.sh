@@ -14,7 +14,12 @@
 # is made for other data (then it is evaluated on that data when there is
 # some, else only loaded).
 . "$(dirname "$0")/lib.sh"
-MAX_DROP=15 # on 4000 images, one epoch of fine-tuning sees 2000 of them
+# On 4000 images one epoch of fine-tuning is ~110 steps, a fifteenth of the real
+# one: `prune --sparsity 0.9 --global --epochs 1` loses 11-16 points here (two
+# builds whose float sums differ in the last bits) but 1.7 on the full data
+# (91.87% -> 90.21%, the zoo LeNet-5). The failures this test exists for were
+# 60-75 points down (11.44%, 18.1%, 24.6% models).
+MAX_DROP=25
 # Under ASan (10-20x slower) the examples that train are left out and the
 # baseline trains 2 epochs: the rest still runs every other code path.
 ASAN=0
