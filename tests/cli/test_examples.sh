@@ -22,9 +22,7 @@
 MAX_DROP=25
 # Under ASan (10-20x slower) the examples that train are left out and the
 # baseline trains 2 epochs: the rest still runs every other code path.
-ASAN=0
-if grep -q "__asan" "$T" 2>/dev/null || ldd "$T" 2>/dev/null | grep -q libasan; then
-  ASAN=1
+if [ $ASAN -eq 1 ]; then
   echo "ASan build: the examples that train or fine-tune are skipped (they run in the release suite)"
 fi
 BASE_MIN=70; [ $ASAN -eq 1 ] && BASE_MIN=40 # the baseline's accuracy (2 epochs under ASan)

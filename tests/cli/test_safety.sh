@@ -172,7 +172,7 @@ if [ -n "${TML_DS2PNG:-}" ] && [ -x "$TML_DS2PNG" ]; then
   # a model made for large images: the evaluation batch shrinks to fit memory
   # (8 images of 1024x1024, 64 MiB of activations each: 512 MiB at once before)
   # (not under ASan, whose shadow memory does not fit a ulimit -v)
-  if ! grep -q "__asan" "$T" 2>/dev/null && ! ldd "$T" 2>/dev/null | grep -q libasan; then
+  if [ $ASAN -eq 0 ]; then
     mkdir -p "$W/big1k/a" "$W/big1k/b"
     for i in 1 2 3 4; do
       "$TML_DS2PNG" --blank 1024 1024 "$W/big1k/a/$i.png"
