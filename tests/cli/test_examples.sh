@@ -101,12 +101,25 @@ for f in lenet5 lenet300 pruned clustered small ../tabular/mlp; do
 done
 
 # ---- running an example -----------------------------------------------------------------
-# The baseline's own training command, run once above, becomes a copy of its result.
-reuse_train0() { # LINE -> LINE
+# The baseline's own training command, run once above, becomes a copy of its
+# result; the pruning stage the quantize, cluster and export examples share runs
+# in the first of them and is a copy of its output in the others (both
+# deterministic: the same command gives the same bytes).
+PRUNE0="tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf"
+reuse_runs() { # LINE -> LINE
   case "$1" in
     "$TRAIN0 "*.tmf)
       out=${1#"$TRAIN0 "}
       printf '%s\n' "cp '$W/train0/lenet5.tmf' '$out' && cp '$W/train0/lenet5.last.tmf' '${out%.tmf}.last.tmf'" ;;
+    "$PRUNE0 "*"|"*)
+      rest=${1#"$PRUNE0"}
+      case "${rest%%|*}" in *[![:space:]]*) printf '%s\n' "$1"; return ;; esac
+      rest="|${rest#*|}"
+      if [ -s "$W/prune0.tmf" ]; then
+        printf '%s\n' "cat '$W/prune0.tmf' $rest"
+      else
+        printf '%s\n' "$PRUNE0 | tee '$W/prune0.part' $rest && mv '$W/prune0.part' '$W/prune0.tmf'"
+      fi ;;
     *) printf '%s\n' "$1" ;;
   esac
 }
@@ -134,7 +147,7 @@ run_example() { # WHERE LINE
   esac
   CHECKS=$((CHECKS + 1))
   t0=$(date +%s)
-  if ! sh -c "$(reuse_train0 "$line")" >"$E.out" 2>"$E.err"; then
+  if ! sh -c "$(reuse_runs "$line")" >"$E.out" 2>"$E.err"; then
     fail "$1: '$line' exited $?"
     sed 's/^/    /' "$E.err" | head -5 >&2
     return
@@ -199,7 +212,7 @@ awk '/^    tinyml create lenet5 \| tinyml train/{on=1} on && /^    [^ ]/ && !/^ 
   "$TML_SOURCE_DIR/README.md" | sed 's/^    //' >"$R/pipeline.sh"
 CHECKS=$((CHECKS + 1)); [ "$(grep -c 'tinyml' "$R/pipeline.sh")" -ge 5 ] || fail "README pipeline not found"
 cd "$R" || exit 1
-while IFS= read -r line; do reuse_train0 "$line"; done <"$R/pipeline.sh" >"$R/run.sh"
+while IFS= read -r line; do reuse_runs "$line"; done <"$R/pipeline.sh" >"$R/run.sh"
 expect_exit 0 "README pipeline" -- sh "$R/run.sh"
 for m in base small; do
   acc=$(top1 "$R/$m.tmf")
