@@ -13,6 +13,7 @@
 
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_dataset.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_report.h"
 
 #define EXIT_USAGE 2
@@ -118,6 +119,18 @@ _Noreturn void cli_exit_success(const cli *c);
 /* Keeps fds 0-2 occupied (by /dev/null, read-only) when the caller closed
  * them, so no file the command opens takes their place. */
 void cli_protect_std_fds(void);
+/* The export options `export --c` and `profile` share: --dense, --form F,
+ * --optimize G, --portable. cli_export_flag() consumes the current argument
+ * when it is one of them (1); cli_export_flags_apply() checks them together
+ * (usage error, exit 2) and sets them in *o. */
+typedef struct cli_export_flags {
+    int dense, portable;
+    const char *form, *optimize;
+} cli_export_flags;
+int cli_export_flag(cli *c, cli_export_flags *f);
+void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_opts *o);
+/* Any of them given? */
+int cli_export_flags_given(const cli_export_flags *f);
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);
