@@ -82,6 +82,7 @@ cp lenet5-int8.tmf kws-int8.tmf
 cp lenet5-int8.tmf kws.tmf
 head -c $((2 * 784)) /dev/zero >in.bin # two int8 input records for `run`
 tinyml export lenet5-int8.tmf --tflite -o kws_ref_model.tflite -q >/dev/null
+cp kws_ref_model.tflite kws.tflite
 tinyml sensitivity lenet5.tmf --data fashion-mnist --limit 300 --range 0:0.9:0.3 --json sens.json --csv sens.csv -q >/dev/null
 tinyml export lenet5.tmf --onnx -o lenet5.onnx -q
 tinyml create mobilenet-tiny --input 96x96x3 -q | tinyml export --onnx -o mobilenet.onnx -q
@@ -147,8 +148,10 @@ run_example() { # WHERE LINE
   esac
   CHECKS=$((CHECKS + 1))
   t0=$(date +%s)
-  if ! sh -c "$(reuse_runs "$line")" >"$E.out" 2>"$E.err"; then
-    fail "$1: '$line' exited $?"
+  sh -c "$(reuse_runs "$line")" >"$E.out" 2>"$E.err"
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    fail "$1: '$line' exited $rc"
     sed 's/^/    /' "$E.err" | head -5 >&2
     return
   fi
