@@ -181,6 +181,10 @@ _Noreturn void cli_interrupted(const cli *c, const char *prefix, const char *wha
 
 /* Serialized size of a model in bytes (NaN if it cannot be written). */
 double cli_model_bytes(const tml_model *m);
+/* Top-1 of a model on `data` (default split test; limit <= 0: all), with a
+ * progress bar; exits on error. A bare number: new tables use cli_accuracy()
+ * and cli_acc_cells() (interval and paired test) instead. */
+double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit);
 /* Device flash (const data + code estimate) and RAM (static arena) of the C
  * export of an int8 model, from the export planner; NaN for float models. */
 void cli_device_bytes(const tml_model *m, double *flash, double *ram);
@@ -230,6 +234,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_qat(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_report(int argc, char **argv);
