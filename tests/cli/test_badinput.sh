@@ -69,8 +69,13 @@ bad() {
 
 D="--data fashion-mnist"
 V8=$W/in/valid8.tmf
-# COMMAND TEMPLATE (I = the input under test, the rest fixed)
-cat >"$W/commands" <<EOF
+# The commands come from `tinyml --help` (as in test_examples.sh), so a new
+# command is covered without editing this list: one with no cases of its own
+# below gets the generic ones (its input model alone; with --data and -o).
+COMMANDS=$("$T" --help | awk '/^Commands:/{on=1; next} on && /^  [a-z]/{print $1} on && /^$/{on=0}')
+CHECKS=$((CHECKS + 1)); [ -n "$COMMANDS" ] || fail "no commands found in tinyml --help"
+# KIND|COMMAND TEMPLATE (I = the input under test, the rest fixed)
+cat >"$W/cases" <<EOF
 tmf|info I
 tmf|eval I $D --limit 20
 tmf|train I $D --limit 50 --epochs 1 -o $O/x.tmf
@@ -90,7 +95,19 @@ csv|plot I --x a --y b -o $O/x.png
 tmf|run I --in $W/in/valid.bin --out $O/x.bin
 tmf|profile I --limit 2
 bin|run $V8 --in I --out $O/x.bin
+tmf|qat I $D --limit 50 --val 0 --epochs 1 --calib-samples 16 --eval-limit 20 -o $O/x.tmf
+tmf|schedule I -o $O/x.tmf
+tmf|schedule I --ram-limit 1K
 EOF
+: >"$W/commands"
+for cmd in $COMMANDS; do
+  if grep -q "^[a-z]*|$cmd " "$W/cases"; then
+    grep "^[a-z]*|$cmd " "$W/cases" >>"$W/commands"
+  else
+    echo "note: $cmd has no bad-input cases of its own: generic ones"
+    printf 'tmf|%s I\ntmf|%s I %s -o %s\n' "$cmd" "$cmd" "$D" "$O/x.tmf" >>"$W/commands"
+  fi
+done
 while IFS='|' read -r kind tmpl; do
   for v in random empty truncated flipped absurd endless; do
     in=$W/in/$kind.$v
@@ -104,11 +121,12 @@ while IFS='|' read -r kind tmpl; do
   bad "${tmpl%% *} (a missing file)" "$T" $(echo "$tmpl" | sed "s|\\bI\\b|$W/in/none.$kind|")
 done <"$W/commands"
 # a model on stdin: random, empty
-for cmd in info "eval $D" "prune --sparsity 0.5" cluster "quantize --calib fashion-mnist" "export --c -o $O/c"; do
+for cmd in info "eval $D" "prune --sparsity 0.5" cluster "quantize --calib fashion-mnist" "export --c -o $O/c" \
+           "qat $D --epochs 1 --limit 50" schedule; do
   # shellcheck disable=SC2086
   bad "${cmd%% *} (random stdin)" sh -c "\"$T\" $cmd <\"$W/in/tmf.random\""
   # shellcheck disable=SC2086
-  bad "${cmd%% *} (empty stdin)" sh -c "\"$T\" $cmd </dev/null"
+  bad "${cmd%% *} (empty stdin)" sh -c "\"$T\" $cmd <\"$W/in/tmf.empty\""
 done
 
 # ---- broken and wrong-shape data, for every command that reads data -------------------------------
@@ -133,6 +151,7 @@ quantize $W/in/valid.tmf --calib ${spec} -o $O/x.tmf
 sensitivity $W/in/valid.tmf $S --range 0:0.5:0.5
 compare $W/in/valid.tmf $V8 $S
 report $W/in/valid.tmf $S
+qat $W/in/valid.tmf $S --epochs 1 --val 0 --calib-samples 16 --eval-limit 20 -o $O/x.tmf
 EOF
 done
 
@@ -170,5 +189,16 @@ run $W/in/valid8.tmf --in $W/in/valid.bin --out $O/x.bin --batch 0
 run $W/in/valid8.tmf --in $W/in/valid.bin
 profile $W/in/valid8.tmf --opt O9
 profile $W/in/valid8.tmf --target z80
+qat $W/in/valid.tmf $D --weight-bits 1 -o $O/x.tmf
+qat $W/in/valid.tmf $D --ranges sometimes -o $O/x.tmf
+qat $W/in/valid.tmf -o $O/x.tmf
+qat $W/in/valid.tmf $D --teacher $W/in/valid.tmf --self-distill -o $O/x.tmf
+schedule $W/in/valid8.tmf --max-recompute -3
+schedule $W/in/valid8.tmf --ram-limit banana
 EOF
+# and an unknown option, for every command
+for cmd in $COMMANDS; do
+  bad "flags: $cmd --no-such-option" "$T" "$cmd" --no-such-option
+  CHECKS=$((CHECKS + 1)); [ $rc -eq 2 ] || fail "flags: $cmd --no-such-option: exit $rc, a usage error is 2"
+done
 finish

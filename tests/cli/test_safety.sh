@@ -90,13 +90,16 @@ CHECKS=$((CHECKS + 1)); [ $rc -eq 1 ] || fail "info with a closed stdout exited 
 D="--data fashion-mnist"
 for cmd in "prune $W/m5.tmf --sparsity 0.5 --finetune-epochs 1 $D" "cluster $W/m5.tmf --finetune-epochs 1 $D" \
            "quantize $W/m5.tmf --calib fashion-mnist $D" "train $W/m5.tmf $D --epochs 1" "create lenet5" \
-           "finetune $W/m5.tmf $D --epochs 1"; do
+           "finetune $W/m5.tmf $D --epochs 1" "qat $W/m5.tmf $D --epochs 1"; do
   start=$(date +%s)
   # shellcheck disable=SC2086
   expect_exit 1 "$cmd -o /nonexistent/x" -- "$T" $cmd -o /nonexistent/x.tmf
   expect_grep "$W/err" "/nonexistent" "$cmd: the bad destination is named"
   CHECKS=$((CHECKS + 1)); [ $(($(date +%s) - start)) -le 5 ] || fail "$cmd -o /nonexistent took $(($(date +%s) - start))s: checked after the work"
 done
+expect_exit 1 "qat --float-out into a missing dir" -- "$T" qat "$W/m5.tmf" $D --epochs 1 --float-out /nonexistent/f.tmf -o "$W/qat.tmf"
+expect_grep "$W/err" "/nonexistent" "qat: bad --float-out named"
+CHECKS=$((CHECKS + 1)); [ -e "$W/qat.tmf" ] && fail "qat wrote -o although --float-out cannot be written"
 expect_exit 1 "sensitivity --json into a missing dir" -- "$T" sensitivity "$W/m.tmf" --data fashion-mnist --json /nonexistent/s.json
 expect_grep "$W/err" "/nonexistent" "sensitivity: bad destination named"
 CHECKS=$((CHECKS + 1)); grep -q "sensitivity" "$W/out" && fail "sensitivity ran before checking --json"
