@@ -461,15 +461,17 @@ static tml_status plan_schedule(ex *x)
         if (!xn->mat) continue;
         int64_t st = xn->mat->stride;
         if (uses_conv2d(x, i)) {
-            /* DSP: the smallest batch of conv2d, one pair (dense) or quad of pixels */
-            int G = xn->mat->enc == TML_EXPORT_DENSE ? 2 : 4;
+            /* DSP: the smallest batch of conv2d, one pair (dense, packed) or quad of pixels */
+            int G = xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED ? 2 : 4;
             e->conv2d = 1;
             xn->batch = x->dsp ? G : 1;
             e->scratch_fast = !x->dsp ? st : 2 * G * st + (is_direct(m, n) ? 0 : G * st);
             e->scratch_lean = st; /* conv2d_lean (DSP) or the portable conv2d */
             int groups = n->op == TML_OP_CONV2D ? n->groups : m->tensors[n->in[0]].dims[2];
             e->lean_ok = x->dsp && !(xn->mat->enc == TML_EXPORT_DENSE && groups > 1);
-        } else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
+        } else if (n->op == TML_OP_DENSE && x->dsp &&
+                   (xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED)) {
+            /* where bytes are free anyway; else the kernels' int8-vector path */
             e->dense_scratch = 2 * st;
         }
     }
