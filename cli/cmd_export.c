@@ -14,6 +14,7 @@
 #include "tinyml/tml_onnx.h"
 #include "tinyml/tml_quant.h"
 #include "tinyml/tml_tflite.h"
+#include "tinyml/tml_schedule.h"
 
 static const char help[] =
     "Usage: tinyml export [options] [MODEL] --c -o DIR\n"
@@ -64,8 +65,9 @@ static const char help[] =
     "  -o, --output DIR|FILE  --c: directory for the two files (created if\n"
     "                     missing); --onnx: the .onnx file (- = stdout, not a\n"
     "                     terminal). Files are replaced atomically.\n"
-    "  --name PREFIX      --c: symbol prefix (default model_): kws_ gives\n"
+    "  --prefix PREFIX    --c: symbol prefix (default model_): kws_ gives\n"
     "                     kws_run(), KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
+    "                     (--name is the old spelling; elsewhere --name is a model's name)\n"
     "  --optimize G       --c: how each layer's weight form is chosen: balanced\n"
     "                     (default: the fewest instructions + 16 x bytes, so flash\n"
     "                     is saved where it costs few instructions, e.g. on a big\n"
@@ -75,16 +77,21 @@ static const char help[] =
     "                     dense, sparse, cluster, sparse+cluster or packed\n"
     "  --dense            --c: same as --form dense\n"
     "  --portable         --c: the portable C99 kernels only (no DSP versions)\n"
+    "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
+    "                     --c: the memory schedule (tinyml schedule): by default the\n"
+    "                     one stored in the model, else the least RAM within 5%\n"
+    "                     extra MACs; a --ram-limit no schedule meets is an error\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no log line on stderr\n"
     "\n"
     "Examples:\n"
     "  tinyml export lenet5-int8.tmf --c -o firmware/model\n"
-    "  tinyml export kws-int8.tmf --c -o src --name kws_      # kws.c, kws_run(), KWS_INPUT_SCALE\n"
-    "  tinyml prune --sparsity 0.9 base.tmf | tinyml cluster --bits 4 \\\n"
-    "    | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
+    "  tinyml export kws-int8.tmf --c -o src --prefix kws_    # kws.c, kws_run(), KWS_INPUT_SCALE\n"
+    "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
+    "    | tinyml cluster --bits 4 | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
     "  tinyml export lenet5.tmf --onnx -o lenet5.onnx\n"
     "  tinyml export kws-int8.tmf --tflite -o kws.tflite\n"
+    "  tinyml export dscnn-int8.tmf --c -o out --ram-limit 12K\n"
     "\n"
     "docs/deploy.md shows how to call the code from a Cortex-M project;\n"
     "docs/onnx.md describes the ONNX export.\n";
@@ -119,6 +126,7 @@ static int export_onnx(cli *c, const char *model_path, const char *out)
     int to_stdout = strcmp(out, "-") == 0;
     if (to_stdout && isatty(STDOUT_FILENO))
         cli_usage_error(c, "refusing to write a binary ONNX file to a terminal: use -o FILE.onnx or a pipe");
+    if (!to_stdout) cli_check_output(c, out);
     tml_model *m = cli_load_model(c, model_path);
     tml_status st = tml_onnx_export_file(m, to_stdout ? "-" : out);
     if (st) {
@@ -154,6 +162,7 @@ static int export_tflite(cli *c, const char *model_path, const char *out)
     const int to_stdout = strcmp(out, "-") == 0;
     if (to_stdout && isatty(STDOUT_FILENO))
         cli_usage_error(c, "refusing to write a binary TFLite file to a terminal: use -o FILE.tflite or a pipe");
+    if (!to_stdout) cli_check_output(c, out);
     tml_model *m = cli_load_model(c, model_path);
     int has_bn = 0, pruned = 0, clustered = 0;
     for (int i = 0; i < m->n_nodes; i++) has_bn |= m->nodes[i].op == TML_OP_BATCHNORM;
@@ -201,7 +210,10 @@ int cmd_export(int argc, char **argv)
     const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
     int to_c = 0, to_onnx = 0, to_tflite = 0, name_set = 0;
     cli_export_flags ef = {0};
+    cli_sched so;
+    cli_sched_init(&so);
     while (cli_next(&c)) {
+        if (cli_sched_flag(&c, &so)) continue;
         if (cli_flag(&c, "c", 0)) {
             to_c = 1;
             continue;
@@ -215,8 +227,13 @@ int cmd_export(int argc, char **argv)
             continue;
         }
         if (cli_str(&c, "output", 'o', &out)) continue;
+        if (cli_str(&c, "prefix", 0, &prefix)) {
+            name_set = 1;
+            continue;
+        }
         if (cli_str(&c, "name", 0, &prefix)) {
             name_set = 1;
+            cli_warn(&c, "--name is the old spelling of --prefix (the symbol prefix)");
             continue;
         }
         if (cli_export_flag(&c, &ef)) continue;
@@ -229,13 +246,17 @@ int cmd_export(int argc, char **argv)
         cli_usage_error(&c, "choose a target: --c (C source of an int8 model), --onnx or --tflite");
     if (to_tflite) {
         if (name_set || cli_export_flags_given(&ef))
-            cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
+            cli_usage_error(&c, "--prefix, --dense, --form, --optimize and --portable apply to --c only");
+        if (so.none || so.ram_limit > 0 || so.max_recompute >= 0)
+            cli_usage_error(&c, "memory schedules apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.tflite is required (- writes to stdout)");
         return export_tflite(&c, pos[0], out);
     }
     if (to_onnx) {
         if (name_set || cli_export_flags_given(&ef))
-            cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
+            cli_usage_error(&c, "--prefix, --dense, --form, --optimize and --portable apply to --c only");
+        if (so.none || so.ram_limit > 0 || so.max_recompute >= 0)
+            cli_usage_error(&c, "memory schedules apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
         return export_onnx(&c, pos[0], out);
     }
@@ -246,9 +267,16 @@ int cmd_export(int argc, char **argv)
     o.prefix = prefix;
     cli_export_flags_apply(&c, &ef, &o);
     /* check the prefix before reading a model from a pipe */
-    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
+    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--prefix: %s", tml_last_error());
 
+    tml_status cst = tml_check_output_dir(out);
+    if (cst) cli_fail_status(&c, cst);
     tml_model *m = cli_load_model(&c, pos[0]);
+    tml_sched_opts sopt;
+    const char *from = "default";
+    if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
+    else tml_sched_opts_default(&sopt); /* the export refuses the model below */
+    o.schedule = &sopt;
     tml_export_result r;
     tml_status st = tml_export_c(m, &o, &r);
     if (st) {
@@ -256,6 +284,11 @@ int cmd_export(int argc, char **argv)
         const char *msg = tml_last_error();
         cli_fail(&c, "%s", msg && *msg ? msg : tml_status_name(st));
     }
+    if (sopt.enabled && sopt.ram_limit > 0 && !r.schedule->fits)
+        cli_fail(&c, "no schedule fits --ram-limit %lld bytes: the least RAM is %lld bytes (%lld over) with %lld extra "
+                     "MACs; nothing written (tinyml schedule shows the segments)",
+                 (long long)sopt.ram_limit, (long long)r.arena_bytes, (long long)(r.arena_bytes - sopt.ram_limit),
+                 (long long)r.schedule->extra_macs);
     st = tml_export_write(&r, out);
     if (st) cli_fail_status(&c, st);
     cli_log(&c, "wrote %s/%s.c and %s/%s.h", out, r.base, out, r.base);
@@ -311,8 +344,12 @@ int cmd_export(int argc, char **argv)
     add_total(t, "flash: const data", r.const_bytes, "weights, biases, multipliers, tables, layer parameters");
     add_total(t, "flash: code", r.code_bytes, "estimate: the emitted kernels on a Cortex-M4 at -Os (compiler-dependent)");
     add_total(t, "flash total", r.const_bytes + r.code_bytes, "estimate");
-    snprintf(note, sizeof note, "static arena: activations by liveness (lower bound for this graph: %lld)",
-             (long long)r.pair_bytes);
+    if (sopt.enabled)
+        snprintf(note, sizeof note, "static arena of the memory schedule (layer by layer: %lld bytes of activations)",
+                 (long long)r.schedule->bound_bytes);
+    else
+        snprintf(note, sizeof note, "static arena: activations layer by layer (lower bound for this graph: %lld)",
+                 (long long)r.pair_bytes);
     add_total(t, "RAM (arena)", r.arena_bytes, note);
     tml_table_add_row(t);
     tml_table_str(t, 0, "MACs");
@@ -324,8 +361,15 @@ int cmd_export(int argc, char **argv)
                    (double)r.output_scale, (int)r.output_zp);
     tml_table_note(t, "files: %s/%s.c, %s/%s.h; entry point %srun()", out, r.base, out, r.base, prefix);
 
-    tml_table *tables[2] = {t, lt};
-    cli_print_tables(&c, stdout, tables, 2);
+    tml_table *st2 = cli_sched_table(m, r.schedule, from, 1);
+    if (!st2) cli_fail(&c, "out of memory");
+    if (r.lean_layers)
+        tml_table_note(st2, "%lld conv layer%s run conv2d_lean (one pixel at a time, int8 inputs) where conv2d's "
+                            "scratch would raise the arena",
+                       (long long)r.lean_layers, r.lean_layers == 1 ? "" : "s");
+    tml_table *tables[3] = {t, st2, lt};
+    cli_print_tables(&c, stdout, tables, 3);
+    tml_table_free(st2);
     tml_table_free(t);
     tml_table_free(lt);
     tml_export_result_free(&r);

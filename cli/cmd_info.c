@@ -1,6 +1,7 @@
 /*
  * cmd_info.c - `tinyml info MODEL`: what is in a model file, layer by layer.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,26 +11,34 @@
 #include "cli.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
+#include "tinyml/tml_schedule.h"
 
 static const char help[] =
     "Usage: tinyml info [options] [MODEL]\n"
     "\n"
     "Show a model layer by layer: op, output shape, parameters, nonzeros,\n"
-    "sparsity of the weights, storage dtype and bits per weight, bytes in the file, MACs; with\n"
+    "sparsity of the weights, storage dtype and bits per weight, bytes in the file, MACs,\n"
+    "activation (fused or the op's own; '-' for ops without one); with\n"
     "totals, the file size and the peak activation memory of one inference.\n"
     "With compressed weights (pruned / clustered) a second table shows the bytes\n"
-    "after each compression stage.\n"
+    "after each compression stage. For an int8 model a table shows its memory\n"
+    "schedule (tinyml schedule): per segment of layers, the peak RAM beside the\n"
+    "tensor-by-tensor bound and the extra MACs; the schedule is the one stored\n"
+    "in the model (or the default), as `tinyml eval` and `tinyml export --c` use.\n"
     "\n"
     "Options:\n"
     "  --stages           always show the compression-stage table\n"
     "  --history          also list the passes applied to the model\n"
+    "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
+    "                     another memory schedule than the stored one (tinyml schedule)\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no log on stderr\n"
     "\n"
     "Examples:\n"
     "  tinyml info lenet5.tmf\n"
     "  tinyml create resnet8 | tinyml info --format md\n"
-    "  tinyml info small.tmf --history --format json\n";
+    "  tinyml info small.tmf --history --format json\n"
+    "  tinyml info dscnn-int8.tmf --ram-limit 12K\n";
 
 static void shape_str(const tml_tensor *t, char *buf, size_t cap)
 {
@@ -56,6 +65,21 @@ static void weight_kind(const tml_model *m, const tml_node *n, char *buf, size_t
         snprintf(buf, cap, "%s/%dbit", dt, w->cb->bits);
     else
         snprintf(buf, cap, "%s", dt);
+}
+
+/* The activation a layer applies: its fused one (conv, depthwise, dense, add),
+ * the op itself for relu/relu6, "-" for ops without one. */
+static const char *layer_act(const tml_node *n)
+{
+    switch (n->op) {
+    case TML_OP_CONV2D:
+    case TML_OP_DEPTHWISE_CONV2D:
+    case TML_OP_DENSE:
+    case TML_OP_ADD: return tml_act_name(n->act);
+    case TML_OP_RELU: return "relu";
+    case TML_OP_RELU6: return "relu6";
+    default: return "-";
+    }
 }
 
 typedef struct node_bytes {
@@ -101,7 +125,10 @@ int cmd_info(int argc, char **argv)
     cli_init(&c, "info", help, argc, argv);
     const char *pos[1] = {NULL};
     int stages = 0, history = 0;
+    cli_sched so;
+    cli_sched_init(&so);
     while (cli_next(&c)) {
+        if (cli_sched_flag(&c, &so)) continue;
         if (cli_flag(&c, "stages", 0)) {
             stages = 1;
             continue;
@@ -115,8 +142,8 @@ int cmd_info(int argc, char **argv)
     }
     tml_model *m = cli_load_model(&c, pos[0]);
 
-    static const char *const hdr[] = {"layer", "op", "output", "params", "nonzeros", "sparsity%", "dtype", "bits/w", "bytes", "MACs"};
-    tml_table *t = tml_table_new("layers", "Layers", 10, hdr);
+    static const char *const hdr[] = {"layer", "op", "output", "params", "nonzeros", "sparsity%", "dtype", "bits/w", "bytes", "MACs", "act"};
+    tml_table *t = tml_table_new("layers", "Layers", 11, hdr);
     static const char *const shdr[] = {"layer", "params", "f32 bytes", "pruned", "+clustered", "+entropy", "bits/w", "ratio"};
     tml_table *s = tml_table_new("stages", "Bytes after each compression stage (TNSR chunks, framing included)", 8, shdr);
     if (!t || !s) cli_fail(&c, "out of memory");
@@ -144,6 +171,7 @@ int cmd_info(int argc, char **argv)
         tml_table_num(t, 7, b.params ? 8.0 * (double)b.file / (double)b.params : 0.0 / 0.0, "%.2f");
         tml_table_int(t, 8, b.file);
         tml_table_int(t, 9, mac);
+        tml_table_str(t, 10, layer_act(n));
         if (b.params) {
             tml_table_add_row(s);
             tml_table_str(s, 0, n->name);
@@ -206,7 +234,7 @@ int cmd_info(int argc, char **argv)
                        m->meta.float_io ? "; float32 boundary (the model quantizes its input and dequantizes its output)"
                                         : "");
     tml_table_note(t, "file size %zu bytes (%s); peak activation memory of one inference %lld bytes (%s, batch 1, "
-                   "buffers shared by liveness)", file_bytes, fb, (long long)peak, pb);
+                   "layer by layer, buffers shared by liveness: the tensor-by-tensor bound)", file_bytes, fb, (long long)peak, pb);
     {
         char pre[512];
         int pl = snprintf(pre, sizeof pre, "preprocessing: x = raw * %g", m->meta.pre.scale);
@@ -219,6 +247,16 @@ int cmd_info(int argc, char **argv)
                 pl += snprintf(pre + pl, sizeof pre - (size_t)pl, "%s%g", i ? ", " : "", m->meta.pre.std[i]);
             snprintf(pre + pl, sizeof pre - (size_t)pl, "]");
         }
+        if (m->meta.pre.n_feat > 0) {
+            float lo = INFINITY, hi = -INFINITY;
+            for (int i = 0; i < m->meta.pre.n_feat; i++) {
+                lo = fminf(lo, m->meta.pre.feat_std[i]);
+                hi = fmaxf(hi, m->meta.pre.feat_std[i]);
+            }
+            pl += snprintf(pre + pl, sizeof pre - (size_t)pl,
+                           ", then (x[i] - mean[i]) / std[i] per feature (%d features, std %g..%g)",
+                           m->meta.pre.n_feat, (double)lo, (double)hi);
+        }
         tml_table_note(t, "%s", pre);
     }
     if (m->meta.labels && m->meta.n_classes > 0) {
@@ -230,9 +268,26 @@ int cmd_info(int argc, char **argv)
         tml_table_note(t, "%s", lab);
     }
 
-    tml_table *tables[3] = {t, NULL, NULL};
+    tml_table *tables[4] = {t, NULL, NULL, NULL};
     int nt = 1;
     if (stages || compressed) tables[nt++] = s;
+    tml_table *sched = NULL;
+    if (tml_model_is_quantized(m)) {
+        tml_sched_opts so2;
+        const char *from;
+        cli_sched_opts(&c, &so, m, &so2, &from);
+        tml_schedule sc;
+        int exported = cli_sched_compute(&c, m, &so2, NULL, &sc);
+        sched = cli_sched_table(m, &sc, from, exported);
+        if (!sched) cli_fail(&c, "out of memory");
+        if (so2.enabled && so2.ram_limit > 0 && !sc.fits)
+            cli_warn(&c, "no schedule fits %lld bytes: the least RAM is %lld bytes (%lld over)", (long long)so2.ram_limit,
+                     (long long)sc.arena_bytes, (long long)(sc.arena_bytes - so2.ram_limit));
+        tml_schedule_free(&sc);
+        tables[nt++] = sched;
+    } else if (so.none || so.ram_limit > 0 || so.max_recompute >= 0) {
+        cli_usage_error(&c, "memory schedules are for int8 models: quantize first");
+    }
     tml_table *h = NULL;
     if (history) {
         static const char *const hh[] = {"#", "pass", "time", "details"};
@@ -264,6 +319,7 @@ int cmd_info(int argc, char **argv)
     tml_table_free(t);
     tml_table_free(s);
     tml_table_free(h);
+    tml_table_free(sched);
     tml_model_free(m);
     return 0;
 }

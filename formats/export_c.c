@@ -35,6 +35,7 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
 #include "tinyml/tml_ops_s8.h"
+#include "tinyml/tml_schedule.h"
 
 #define EX_ALIGN 16 /* TML_PLAN_ALIGN_DEVICE: what tml_plan_activations uses */
 #define EX_NENC 7   /* indices DENSE..PACKED of tml_export_enc, then EX_SC8 */
@@ -132,6 +133,8 @@ typedef struct ex {
     int *root, *start, *end; /* (n_tensors) buffer owner and its lifetime in node indices */
     xnode *nodes;       /* (n_nodes) */
     int64_t plan_bytes, arena_bytes, pair_bytes;
+    tml_schedule *sched; /* opts.schedule: the memory schedule the run function replays */
+    tml_exs_node *exs;   /* (n_nodes) how it calls each layer */
 } ex;
 
 static int64_t align_up(int64_t v) { return (v + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN; }
@@ -435,6 +438,54 @@ static void place_patches(ex *x)
         if (xn->patch_off + align_up(xn->patch_bytes) > x->arena_bytes)
             x->arena_bytes = xn->patch_off + align_up(xn->patch_bytes);
     }
+}
+
+/* With a memory schedule: each layer's kernel and scratch (as place_patches
+ * sizes them), the schedule with that scratch in its arena (export_sched.c),
+ * the arena it needs. */
+static tml_status plan_schedule(ex *x)
+{
+    const tml_model *m = x->m;
+    x->exs = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof *x->exs);
+    x->sched = calloc(1, sizeof *x->sched);
+    if (!x->exs || !x->sched) return tml_error(TML_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        xnode *xn = &x->nodes[i];
+        tml_exs_node *e = &x->exs[i];
+        e->id = xn->id;
+        e->dense_off = -1;
+        xn->patch_off = -1;
+        xn->patch_bytes = 0;
+        xn->batch = 1;
+        if (!xn->mat) continue;
+        int64_t st = xn->mat->stride;
+        if (uses_conv2d(x, i)) {
+            /* DSP: the smallest batch of conv2d, one pair (dense, packed) or quad of pixels */
+            int G = xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED ? 2 : 4;
+            e->conv2d = 1;
+            xn->batch = x->dsp ? G : 1;
+            e->scratch_fast = !x->dsp ? st : 2 * G * st + (is_direct(m, n) ? 0 : G * st);
+            e->scratch_lean = st; /* conv2d_lean (DSP) or the portable conv2d */
+            int groups = n->op == TML_OP_CONV2D ? n->groups : m->tensors[n->in[0]].dims[2];
+            e->lean_ok = x->dsp && !(xn->mat->enc == TML_EXPORT_DENSE && groups > 1);
+        } else if (n->op == TML_OP_DENSE && x->dsp &&
+                   (xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED)) {
+            /* where bytes are free anyway; else the kernels' int8-vector path */
+            e->dense_scratch = 2 * st;
+        }
+    }
+    tml_status st = tml_exs_plan(m, x->o.schedule, x->dsp, x->exs, x->sched);
+    if (st) return st;
+    x->arena_bytes = x->sched->arena_bytes;
+    for (int q = 0; q < x->sched->n_steps; q++) {
+        const tml_sched_step *p = &x->sched->steps[q];
+        if (p->kind != TML_STEP_RUN || p->scratch < 0) continue;
+        xnode *xn = &x->nodes[p->node];
+        xn->patch_off = x->sched->buffers[p->scratch].offset;
+        xn->patch_bytes = x->sched->buffers[p->scratch].bytes;
+    }
+    return TML_OK;
 }
 
 /* ---- lowering a weighted layer ----------------------------------------------------------------- */
@@ -1104,15 +1155,37 @@ static void put_header(tml_sb *s, const ex *x, const tml_export_result *r)
         if (c) tml_sb_puts(s, ", ");
         put_float(s, pre->n_ch ? pre->std[c] : 1.0f);
     }
-    tml_sb_puts(s, "}\n\n");
+    tml_sb_puts(s, "}\n");
+    if (pre->n_feat > 0) {
+        /* tabular models: per-feature normalization replaces the channel one */
+        tml_sb_printf(s,
+                      "/* per-feature normalization (replaces PRE_MEAN / PRE_STD), element i:\n"
+                      " *   x[i] = (raw[i] * %sPRE_SCALE - mean[i]) / std[i] */\n"
+                      "#define %sPRE_FEATURES %d\n#define %sPRE_FEATURE_MEAN {",
+                      P, P, pre->n_feat, P);
+        for (int i = 0; i < pre->n_feat; i++) {
+            if (i) tml_sb_puts(s, ", ");
+            put_float(s, pre->feat_mean[i]);
+        }
+        tml_sb_printf(s, "}\n#define %sPRE_FEATURE_STD {", P);
+        for (int i = 0; i < pre->n_feat; i++) {
+            if (i) tml_sb_puts(s, ", ");
+            put_float(s, pre->feat_std[i]);
+        }
+        tml_sb_puts(s, "}\n");
+    }
+    tml_sb_puts(s, "\n");
 
     tml_sb_printf(s,
                   "/* resources of %s.c */\n"
-                  "#define %sARENA_SIZE %lld /* bytes of static RAM: every activation, shared by liveness */\n"
+                  "#define %sARENA_SIZE %lld /* bytes of static RAM: %s */\n"
                   "#define %sCONST_BYTES %lld /* bytes of const data (flash): weights, biases, multipliers, tables */\n"
                   "#define %sCODE_BYTES %lld /* bytes of code, an estimate (Cortex-M4, -Os) */\n"
                   "#define %sMACS %lld /* multiply-accumulates of one inference (%lld with a nonzero weight) */\n\n",
-                  x->base, P, (long long)r->arena_bytes, P, (long long)r->const_bytes, P, (long long)r->code_bytes, P,
+                  x->base, P, (long long)r->arena_bytes,
+                  x->sched ? "the memory schedule's buffers (whole tensors, rows, tiles, kernel scratch)"
+                           : "every activation, shared by liveness",
+                  P, (long long)r->const_bytes, P, (long long)r->code_bytes, P,
                   (long long)r->macs,
                   (long long)r->macs_nz);
     if (has_labels(m, r->output_size))
@@ -1146,7 +1219,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_DENSE: used[TML_EXK_DENSE] = 1; break;
         case TML_OP_MAXPOOL: used[TML_EXK_MAXPOOL] = 1; break;
         case TML_OP_AVGPOOL: used[TML_EXK_AVGPOOL] = 1; break;
-        case TML_OP_GLOBAL_AVGPOOL: used[tfl ? TML_EXK_MEAN_TFL : TML_EXK_GAP] = 1; break;
+        case TML_OP_GLOBAL_AVGPOOL: used[tfl ? TML_EXK_MEAN_TFL : TML_EXK_GAP] = !x->sched; break; /* scheduled: tml_exs_used */
         case TML_OP_ADD: used[TML_EXK_ADD] = 1; break;
         case TML_OP_RELU:
         case TML_OP_RELU6: used[TML_EXK_CLAMP] = 1; break;
@@ -1154,6 +1227,8 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         default: break;
         }
     }
+
+    if (x->sched) tml_exs_used(m, x->sched, x->exs, used);
 
     /* the file comment with the layer table is written last into its own
      * buffer (it needs the byte counts); everything else goes to `body` */
@@ -1186,11 +1261,14 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
     for (int i = 0; i < m->n_nodes; i++) {
         const xmat *xm = x->nodes[i].mat;
         if (!xm || xm->enc != TML_EXPORT_DENSE) continue;
-        if (m->nodes[i].op != TML_OP_DENSE) mm_inputs |= uses_conv2d(x, i) ? TML_MM_IN_CONV : 0;
+        if (m->nodes[i].op != TML_OP_DENSE)
+            mm_inputs |= !uses_conv2d(x, i) ? 0 : x->exs && x->exs[i].lean ? TML_MM_IN_CONV | TML_MM_IN_X8 : TML_MM_IN_CONV;
         else mm_inputs |= x->nodes[i].patch_off >= 0 ? TML_MM_IN_X16 : TML_MM_IN_X8;
     }
     tml_exk_emit(&body, used, x->dsp, P, mm_inputs);
     r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
+    if (x->sched) /* a scheduled run is one call (~36 B with its arguments) per step */
+        r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 36 * (int64_t)x->sched->n_steps;
     tml_sb_puts(&body, "/* ---- layers ------------------------------------------------------------- */\n\n");
 
     int64_t const_bytes = 0;
@@ -1305,8 +1383,12 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "/* Every activation lives in this arena at an offset chosen by liveness\n"
                   " * (tensors whose lifetimes do not overlap share bytes); conv patches use\n"
                   " * bytes that are free while their layer runs. */\n"
-                  "static union {\n    int8_t bytes[%lld];\n    int64_t align;\n} arena %sARENA_ATTR;\n\n",
-                  (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN), P);
+                  "/* %sARENA_GUARD (bytes, default 0): guard bytes after the arena, set at the\n"
+                  " * first run and checked after each (run() returns -1 if one changed): a\n"
+                  " * check that the code stays inside %sARENA_SIZE. */\n"
+                  "#ifndef %sARENA_GUARD\n#define %sARENA_GUARD 0\n#endif\n"
+                  "static union {\n    int8_t bytes[%lld + %sARENA_GUARD];\n    int64_t align;\n} arena %sARENA_ATTR;\n\n",
+                  P, P, P, P, (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN), P, P);
     tml_sb_printf(&body,
                   "/* %sLAYER_HOOK(i) runs before layer i and, with i = the number of layers,\n"
                   " * after the last one: empty unless defined when compiling this file (a\n"
@@ -1314,6 +1396,15 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "#ifndef %sLAYER_HOOK\n#define %sLAYER_HOOK(i)\n#endif\n\n",
                   P, P, P);
     tml_sb_printf(&body, "int %srun(const int8_t *in, int8_t *out)\n{\n    int8_t *const a = arena.bytes;\n", p);
+    long long guard_at = (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN);
+    tml_sb_printf(&body,
+                  "#if %sARENA_GUARD > 0\n    static int guard_set;\n    if (!guard_set) {\n"
+                  "        memset(a + %lld, 0x5A, %sARENA_GUARD);\n        guard_set = 1;\n    }\n#endif\n",
+                  P, guard_at, P);
+    if (x->sched) {
+        tml_exs_emit_run(&body, m, x->sched, x->exs, P);
+        goto run_tail;
+    }
     char shp[48];
     shape_text(&m->tensors[m->input], shp, sizeof shp);
     tml_sb_printf(&body, "    memcpy(a + %lld, in, %lld); /* input %s */\n", (long long)x->off[m->input],
@@ -1403,7 +1494,13 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         }
     }
     tml_sb_printf(&body, "    %sLAYER_HOOK(%d);\n", P, m->n_nodes);
-    tml_sb_printf(&body, "    memcpy(out, a + %lld, %lld);\n    return 0;\n}\n", (long long)x->off[m->output],
+run_tail:
+    tml_sb_printf(&body,
+                  "#if %sARENA_GUARD > 0\n    for (int32_t g = 0; g < %sARENA_GUARD; g++)\n"
+                  "        if (a[%lld + g] != 0x5A) return -1;\n#endif\n",
+                  P, P, guard_at);
+    tml_sb_printf(&body, "    memcpy(out, a + %lld, %lld);\n    return 0;\n}\n",
+                  (long long)(x->sched ? tml_exs_tensor_offset(m, x->sched, m->output) : x->off[m->output]),
                   (long long)r->output_size);
 
     r->const_bytes = const_bytes;
@@ -1457,6 +1554,8 @@ void tml_export_result_free(tml_export_result *r)
     free(r->source);
     free(r->header);
     free(r->layers);
+    tml_schedule_free(r->schedule);
+    free(r->schedule);
     memset(r, 0, sizeof *r);
 }
 
@@ -1469,7 +1568,12 @@ static void ex_free(ex *x)
     free(x->root);
     free(x->start);
     free(x->end);
+    tml_schedule_free(x->sched);
+    free(x->sched);
+    free(x->exs);
 }
+
+static tml_status bind_pair(tml_export_result *r, const char *P);
 
 tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_export_result *r)
 {
@@ -1573,13 +1677,23 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         L->macs_nz = xm->nnz * pixels;
     }
     r->dsp_kernels = x.dsp;
-    place_patches(&x);
+    if (x.o.schedule) {
+        if ((st = plan_schedule(&x))) goto fail;
+        r->lean_layers = 0;
+        for (int i = 0; i < m->n_nodes; i++) r->lean_layers += x.exs[i].lean;
+    } else {
+        place_patches(&x);
+    }
     for (int i = 0; i < m->n_nodes; i++) {
         r->layers[i].scratch_bytes = x.nodes[i].patch_off >= 0 ? x.nodes[i].patch_bytes : 0;
         r->layers[i].live_bytes = live_bytes(&x, i) + align_up(r->layers[i].scratch_bytes);
         r->macs += r->layers[i].macs;
         r->macs_nz += r->layers[i].macs_nz;
     }
+    if (x.sched)
+        for (int g = 0; g < x.sched->n_segments; g++)
+            for (int i = x.sched->segments[g].first; i <= x.sched->segments[g].last; i++)
+                r->layers[i].live_bytes = x.sched->segments[g].peak_bytes;
     const tml_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
     r->input_size = tml_tensor_numel(in);
     r->output_size = tml_tensor_numel(out);
@@ -1600,10 +1714,13 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
     r->source = tml_sb_take(&src);
     r->header = tml_sb_take(&hdr);
     r->base = tml_strdup(x.base);
+    if (r->source && r->header && r->base && (st = bind_pair(r, x.upper))) goto fail;
     if (!r->source || !r->header || !r->base) {
         st = tml_error(TML_ERR_NOMEM, "out of memory writing the C source");
         goto fail;
     }
+    r->schedule = x.sched;
+    x.sched = NULL;
     ex_free(&x);
     return TML_OK;
 fail:
@@ -1618,6 +1735,54 @@ static const char *errstr(int e, char *buf, size_t cap)
 {
     if (strerror_r(e, buf, cap) != 0) snprintf(buf, cap, "error %d", e);
     return buf;
+}
+
+/* A copy of s with `text` inserted after the first occurrence of `marker`
+ * (NULL when the marker is missing or on OOM). */
+static char *insert_after(const char *s, const char *marker, const char *text)
+{
+    const char *at = strstr(s, marker);
+    if (!at) return NULL;
+    at += strlen(marker);
+    size_t a = (size_t)(at - s), t = strlen(text), b = strlen(at);
+    char *o = malloc(a + t + b + 1);
+    if (!o) return NULL;
+    memcpy(o, s, a);
+    memcpy(o + a, text, t);
+    memcpy(o + a + t, at, b + 1);
+    return o;
+}
+
+/* The header and the source of one export carry the same id (a hash of
+ * both), and the source refuses to compile with any other header: a pair
+ * mixed by an interrupted run, or by copying one file, is an error at
+ * compile time instead of a model that silently computes garbage. */
+static tml_status bind_pair(tml_export_result *r, const char *P)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over both texts */
+    for (const char *s = r->header; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    for (const char *s = r->source; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    char def[160], chk[512], hmark[96], smark[160];
+    snprintf(def, sizeof def, "/* %s.c and this header come from one export */\n#define %sEXPORT_ID 0x%08xu\n\n", r->base, P,
+             (unsigned)h);
+    snprintf(chk, sizeof chk,
+             "#if !defined(%sEXPORT_ID) || %sEXPORT_ID != 0x%08xu\n"
+             "#error \"%s.h does not belong to this %s.c (another export, or an interrupted one): export both again\"\n"
+             "#endif\n\n",
+             P, P, (unsigned)h, r->base, r->base);
+    snprintf(hmark, sizeof hmark, "#define %sH\n\n", P);
+    snprintf(smark, sizeof smark, "#include \"%s.h\"\n\n", r->base);
+    char *hh = insert_after(r->header, hmark, def), *ss = insert_after(r->source, smark, chk);
+    if (!hh || !ss) {
+        free(hh);
+        free(ss);
+        return tml_error(TML_ERR_NOMEM, "out of memory binding the export");
+    }
+    free(r->header);
+    free(r->source);
+    r->header = hh;
+    r->source = ss;
+    return TML_OK;
 }
 
 /* mkdir -p: creates `dir` and its missing parents. */
@@ -1651,27 +1816,41 @@ static tml_status make_dirs(const char *dir)
     return TML_OK;
 }
 
-/* dir/name, written through tml_write_file_atomic */
-static tml_status write_text(const char *dir, const char *name, const char *text)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *path = malloc(cap);
-    if (!path) return tml_error(TML_ERR_NOMEM, "out of memory");
-    snprintf(path, cap, "%s/%s", dir, name);
-    tml_status st = tml_write_file_atomic(path, text, strlen(text));
-    free(path);
-    return st;
-}
-
 tml_status tml_export_write(const tml_export_result *r, const char *dir)
 {
     if (!r->source || !r->header || !r->base) return tml_error(TML_ERR_INVALID, "nothing to write: export failed");
     if (!dir || !*dir) dir = ".";
     tml_status st = make_dirs(dir);
     if (st) return st;
-    char name[80];
-    snprintf(name, sizeof name, "%s.h", r->base);
-    if ((st = write_text(dir, name, r->header))) return st;
-    snprintf(name, sizeof name, "%s.c", r->base);
-    return write_text(dir, name, r->source);
+    /* both files are complete on disk before either is renamed into place */
+    size_t cap = strlen(dir) + strlen(r->base) + 4;
+    char *h = malloc(cap), *c = malloc(cap);
+    if (!h || !c) {
+        free(h);
+        free(c);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    snprintf(h, cap, "%s/%s.h", dir, r->base);
+    snprintf(c, cap, "%s/%s.c", dir, r->base);
+    const char *paths[2] = {h, c};
+    const void *bufs[2] = {r->header, r->source};
+    size_t lens[2] = {strlen(r->header), strlen(r->source)};
+    st = tml_write_files_atomic(2, paths, bufs, lens);
+    free(h);
+    free(c);
+    return st;
+}
+
+tml_status tml_export_schedule(const tml_model *m, const tml_export_opts *o, tml_schedule *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!o || !o->schedule) return tml_error(TML_ERR_INVALID, "tml_export_schedule: no schedule options");
+    tml_export_result r;
+    tml_status st = tml_export_c(m, o, &r);
+    if (st) return st;
+    *s = *r.schedule;
+    free(r.schedule);
+    r.schedule = NULL;
+    tml_export_result_free(&r);
+    return TML_OK;
 }

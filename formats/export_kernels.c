@@ -1043,14 +1043,48 @@ static const char k_mm_packed_dsp[] =
     "    if (r < r1) pk_one(m, r, x, np, y, ys, s0, s1);\n"
     "}\n"
     "\n"
+    "/* Rows [r0, r1) from an int8 vector (np 0: a dense layer without int16\n"
+    " * scratch, conv2d_lean): each word of 4 inputs widened in registers to the\n"
+    " * pairs (x0, x1), (x2, x3); the inputs of a last partial group past cols read\n"
+    " * as 0, so nothing past the vector is read. */\n"
+    "static void pk_rows8(const wmat *m, int32_t r0, int32_t r1, const int8_t *x, int8_t *y)\n"
+    "{\n"
+    "    const int32_t b = m->pbits, gpw = 8 / b, full = m->cols >> 2, groups = m->stride >> 2, off = 1 << (b - 1);\n"
+    "    const int32_t paired = m->rows & ~1;\n"
+    "    const uint32_t mask4 = ((1u << b) - 1u) * 0x01010101u;\n"
+    "    uint32_t tail = 0;\n"
+    "    int32_t sx = 0;\n"
+    "    for (int32_t c = 0; c < m->cols; c++) sx += x[c];\n"
+    "    for (int32_t c = full * 4; c < m->cols; c++) tail |= (uint32_t)(uint8_t)x[c] << (8 * (c & 3));\n"
+    "    for (int32_t r = r0; r < r1; r++) {\n"
+    "        const int32_t qstep = r < paired ? 2 : 1, q0 = r < paired ? (r & 1) : 0;\n"
+    "        const uint8_t *w = m->pw + (r / 2) * m->prow;\n"
+    "        int32_t a = m->bias[r];\n"
+    "        for (int32_t g = 0; g < groups; g++) {\n"
+    "            const int32_t quad = g * qstep + q0;\n"
+    "            const uint32_t u = (ld32(w + 4 * (quad / gpw)) >> (b * (quad % gpw))) & mask4;\n"
+    "            const uint32_t xw = g < full ? ld32(x + 4 * g) : tail;\n"
+    "            const uint32_t x02 = sxtb16(xw), x13 = sxtb16_r8(xw);\n"
+    "            a = smlad(sxtb16(u), pkhbt(x02, x13), a);\n"
+    "            a = smlad(sxtb16_r8(u), pkhtb(x02, x13), a);\n"
+    "        }\n"
+    "        y[r] = OUT8(m, r, a - off * sx);\n"
+    "    }\n"
+    "}\n"
+    "\n"
     "/* np > 0: a batch of np pixels of a conv, int16 in pairs (I layout, a last\n"
     " * odd pixel paired with a copy of itself, whose outputs are stored over its\n"
-    " * own: ys 0, the same values); np < 0: an int16 vector (N layout). The\n"
-    " * exporter always gives a dense layer in this form its int16 buffer. */\n"
+    " * own: ys 0, the same values); np < 0: an int16 vector (N layout); np 0: an\n"
+    " * int8 vector (a dense layer the exporter gave no int16 scratch, e.g. under\n"
+    " * a memory schedule, or conv2d_lean). */\n"
     "static void mm_packed(const wmat *m, int32_t r0, int32_t r1, const void *xv, int32_t np, int8_t *y, int32_t ys)\n"
     "{\n"
     "    const int16_t *x = (const int16_t *)xv;\n"
-    "    if (np <= 0) {\n"
+    "    if (np == 0) {\n"
+    "        pk_rows8(m, r0, r1, (const int8_t *)xv, y);\n"
+    "        return;\n"
+    "    }\n"
+    "    if (np < 0) {\n"
     "        pk_rows(m, r0, r1, x, 1, y, 0);\n"
     "        return;\n"
     "    }\n"
@@ -1331,6 +1365,92 @@ static const char k_conv_dsp[] =
     "                        widen_q(src, buf + j * st, st);\n"
     "                }\n"
     "                p->m.mm(&p->m, g * og, (g + 1) * og, buf, np, yp, p->m.rows);\n"
+    "            }\n"
+    "        }\n"
+    "}\n"
+    "\n";
+
+/* For memory schedules: conv2d with the least scratch. Portable C: conv2d
+ * itself (one int8 gather per pixel already). */
+static const char k_conv_lean[] = "#define conv2d_lean conv2d\n\n";
+
+static const char k_conv_lean_dsp[] =
+    "/* Conv2d, DSP, with the least scratch (a memory schedule chose it where\n"
+    " * conv2d's batch scratch would raise the arena): one output pixel at a\n"
+    " * time, its receptive field gathered as int8 (stride bytes; none for a\n"
+    " * direct 1x1 conv, which reads the input pixel), through the matrix\n"
+    " * kernel's int8-vector path (np 0). Rows and strides as conv2d; the same\n"
+    " * bytes out. */\n"
+    "/* All rows of dense weights times one int8 vector: four rows per widened\n"
+    " * word of inputs, the full words without a bounds check. */\n"
+    "static void lean_dense(const wmat *m, const int8_t *x, int8_t *y)\n"
+    "{\n"
+    "    const int32_t st = m->stride, full = m->cols & ~3;\n"
+    "    int32_t r = 0;\n"
+    "    for (; r + 2 <= m->rows; r += 2) {\n"
+    "        const int8_t *w = m->val + r * st;\n"
+    "        const int32_t four = r + 4 <= m->rows;\n"
+    "        int32_t a0 = m->bias[r], a1 = m->bias[r + 1], a2 = four ? m->bias[r + 2] : 0, a3 = four ? m->bias[r + 3] : 0;\n"
+    "        for (int32_t k = 0; k < m->cols; k += 4, w += 8) {\n"
+    "            uint32_t v = 0, x02, x13, x01, x23, u, t;\n"
+    "            if (k < full)\n"
+    "                v = ld32(x + k);\n"
+    "            else /* the last, partial word: zeros past cols */\n"
+    "                for (int32_t j = 0; k + j < m->cols; j++) v |= ((uint32_t)x[k + j] & 0xFFu) << (8 * j);\n"
+    "            x02 = sxtb16(v);\n"
+    "            x13 = sxtb16_r8(v);\n"
+    "            x01 = pkhbt(x02, x13);\n"
+    "            x23 = pkhtb(x02, x13);\n"
+    "            u = ld32(w);\n"
+    "            t = ld32(w + 4);\n"
+    "            a0 = smlad(sxtb16(u), x01, a0);\n"
+    "            a0 = smlad(sxtb16_r8(u), x23, a0);\n"
+    "            a1 = smlad(sxtb16(t), x01, a1);\n"
+    "            a1 = smlad(sxtb16_r8(t), x23, a1);\n"
+    "            if (four) {\n"
+    "                u = ld32(w + 2 * st);\n"
+    "                t = ld32(w + 2 * st + 4);\n"
+    "                a2 = smlad(sxtb16(u), x01, a2);\n"
+    "                a2 = smlad(sxtb16_r8(u), x23, a2);\n"
+    "                a3 = smlad(sxtb16(t), x01, a3);\n"
+    "                a3 = smlad(sxtb16_r8(t), x23, a3);\n"
+    "            }\n"
+    "        }\n"
+    "        y[r] = OUT8(m, r, a0);\n"
+    "        y[r + 1] = OUT8(m, r + 1, a1);\n"
+    "        if (four) {\n"
+    "            y[r + 2] = OUT8(m, r + 2, a2);\n"
+    "            y[r + 3] = OUT8(m, r + 3, a3);\n"
+    "            r += 2;\n"
+    "        }\n"
+    "    }\n"
+    "    if (r < m->rows) m->mm(m, r, m->rows, x, 0, y, 0);\n"
+    "}\n"
+    "\n"
+    "static void conv2d_lean(const conv_t *p, int32_t oy0, int32_t oy1, const int8_t *x, int32_t x_row0, int32_t x_rs,\n"
+    "                        int8_t *y, int32_t y_rs, void *scratch)\n"
+    "{\n"
+    "    const int32_t og = p->m.rows / p->groups;\n"
+    "    int8_t *g0 = (int8_t *)scratch;\n"
+    "    if (p->m.form == 1 && p->groups > 1) {\n"
+    "        /* no int8 kernel for a row range of dense weights: conv2d (the exporter\n"
+    "         * gives such layers conv2d's scratch) */\n"
+    "        conv2d(p, oy0, oy1, x, x_row0, x_rs, y, y_rs, scratch);\n"
+    "        return;\n"
+    "    }\n"
+    "    for (int32_t oy = oy0; oy < oy1; oy++)\n"
+    "        for (int32_t ox = 0; ox < p->ow; ox++) {\n"
+    "            int8_t *yp = y + (oy - oy0) * y_rs + ox * p->m.rows;\n"
+    "            for (int32_t g = 0; g < p->groups; g++) {\n"
+    "                const int8_t *a = g0;\n"
+    "                if (p->direct)\n"
+    "                    a = x + (oy * p->sh - p->pad_t - x_row0) * x_rs + (ox * p->sw - p->pad_l) * p->c;\n"
+    "                else\n"
+    "                    gather8(p, x, x_row0, x_rs, oy, ox, g, g0);\n"
+    "                if (p->m.form == 1 && p->groups == 1)\n"
+    "                    lean_dense(&p->m, a, yp);\n"
+    "                else\n"
+    "                    p->m.mm(&p->m, g * og, (g + 1) * og, a, 0, yp, 0);\n"
     "            }\n"
     "        }\n"
     "}\n"
@@ -1671,6 +1791,22 @@ static const char k_gap[] =
     "}\n"
     "\n";
 
+static const char k_gap_parts[] =
+    "/* Global average pool fed in parts (a memory schedule streams its input's\n"
+    " * rows or tiles): the parts' sums into acc, then the mean of hw pixels\n"
+    " * rounded half away from zero, as global_avgpool. */\n"
+    "static void gap_sum(int32_t n, int32_t c, const int8_t *x, int32_t *acc)\n"
+    "{\n"
+    "    for (int32_t i = 0; i < n; i++, x += c)\n"
+    "        for (int32_t ch = 0; ch < c; ch++) acc[ch] += x[ch];\n"
+    "}\n"
+    "\n"
+    "static void gap_finish(int32_t hw, int32_t c, const int32_t *acc, int8_t *y)\n"
+    "{\n"
+    "    for (int32_t ch = 0; ch < c; ch++) y[ch] = (int8_t)div_round(acc[ch], hw);\n"
+    "}\n"
+    "\n";
+
 static const char k_add[] =
     "/* Elementwise add of two tensors with different scales (TFLite's method):\n"
     " * both are shifted left by 20 bits, rescaled to the common scale\n"
@@ -1891,6 +2027,7 @@ int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
         {TML_EXK_MAXPOOL, {176, 620}},      {TML_EXK_AVGPOOL, {300, 300}},     {TML_EXK_GAP, {90, 90}},
         {TML_EXK_ADD, {170, 600}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
         {TML_EXK_SOFTMAX_TFL, {700, 700}},  {TML_EXK_MEAN_TFL, {90, 90}},
+        {TML_EXK_CONV_LEAN, {0, 160}},      {TML_EXK_GAP_PARTS, {70, 70}},
     };
     int64_t n = 0;
     for (size_t i = 0; i < sizeof est / sizeof est[0]; i++)
@@ -1903,15 +2040,17 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
     /* dependencies */
     for (int k = TML_EXK_MM_DENSE; k <= TML_EXK_MM_SC8; k++)
         if (used[k]) used[TML_EXK_WMAT] = 1;
+    if (used[TML_EXK_CONV_LEAN]) used[TML_EXK_CONV] = 1;
     if (used[TML_EXK_CONV] || used[TML_EXK_DWCONV]) used[TML_EXK_CONV_T] = 1;
     if (used[TML_EXK_CONV_T] || used[TML_EXK_DENSE]) used[TML_EXK_WMAT] = 1;
     if (used[TML_EXK_MM_SPARSE] || used[TML_EXK_MM_SPARSE_CLUSTER] || used[TML_EXK_MM_SC8]) used[TML_EXK_ROWSTART] = 1;
     if (used[TML_EXK_MM_CLUSTER] || used[TML_EXK_MM_SPARSE_CLUSTER]) used[TML_EXK_UNPACK] = 1;
     if (used[TML_EXK_WMAT] || used[TML_EXK_ADD] || used[TML_EXK_CLAMP] || used[TML_EXK_MEAN_TFL])
         used[TML_EXK_REQUANT] = 1;
-    if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP]) used[TML_EXK_DIVROUND] = 1;
+    if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP] || used[TML_EXK_GAP_PARTS]) used[TML_EXK_DIVROUND] = 1;
     if (used[TML_EXK_MAXPOOL] || used[TML_EXK_AVGPOOL]) used[TML_EXK_POOL_T] = 1;
     used[TML_EXK_WIDEN] = dsp && (used[TML_EXK_CONV] || used[TML_EXK_DENSE]);
+    used[TML_EXK_CONV_LEAN] = used[TML_EXK_CONV_LEAN] != 0;
     used[TML_EXK_PUT1X4] = dsp && (used[TML_EXK_MM_SPARSE] || used[TML_EXK_MM_CLUSTER] ||
                                    used[TML_EXK_MM_SPARSE_CLUSTER] || used[TML_EXK_MM_SC8]);
 
@@ -1935,12 +2074,14 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
         {TML_EXK_MM_SC8, k_mm_sc8, k_mm_sc8_dsp},
         {TML_EXK_CONV_T, k_conv_t, NULL},
         {TML_EXK_CONV, k_conv, k_conv_dsp},
+        {TML_EXK_CONV_LEAN, k_conv_lean, k_conv_lean_dsp},
         {TML_EXK_DWCONV, k_dwconv, k_dwconv_dsp},
         {TML_EXK_DENSE, k_dense, k_dense_dsp},
         {TML_EXK_POOL_T, k_pool_t, NULL},
         {TML_EXK_MAXPOOL, k_maxpool, k_maxpool_dsp},
         {TML_EXK_AVGPOOL, k_avgpool, NULL},
         {TML_EXK_GAP, k_gap, NULL},
+        {TML_EXK_GAP_PARTS, k_gap_parts, NULL},
         {TML_EXK_ADD, k_add, k_add_dsp},
         {TML_EXK_CLAMP, k_clamp, NULL},
         {TML_EXK_SOFTMAX, k_softmax, NULL},

@@ -10,6 +10,9 @@
 
 #include "engine/engine_internal.h"
 
+/* Bytes the evaluation batch (inputs + activations) may take. */
+#define EVAL_MEMORY_BUDGET ((int64_t)256 << 20)
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -44,6 +47,16 @@ tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *in
     return TML_OK;
 }
 
+tml_status tml_dataset_match(tml_dataset *ds, const tml_model *m)
+{
+    const tml_dataset_info *info = tml_dataset_get_info(ds);
+    if (m->meta.labels && info->labels && m->meta.n_classes > 0) {
+        tml_status st = tml_dataset_map_classes(ds, m->meta.n_classes, (const char *const *)m->meta.labels);
+        if (st && st != TML_ERR_INVALID) return st; /* INVALID: mapped before */
+    }
+    return tml_check_dataset_fits(m, info);
+}
+
 static int ends_in_softmax(const tml_model *m)
 {
     int p = tml_model_producer(m, m->output);
@@ -73,8 +86,10 @@ void tml_eval_result_free(tml_eval_result *r)
     r->class_total = r->class_correct = r->confusion = NULL;
 }
 
-/* Adds one batch of outputs (n, k) with true labels to the running totals. */
-static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels, int n, int k, int probs, double *loss_sum)
+/* Adds one batch of outputs (n, k) with true labels to the running totals
+ * (and each sample's top-1 outcome to correct[], when given). */
+static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels, int n, int k, int probs, double *loss_sum,
+                       uint8_t *correct)
 {
     for (int i = 0; i < n; i++) {
         const float *row = y + (size_t)i * (size_t)k;
@@ -88,6 +103,7 @@ static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels
         for (int j = 0; j < k; j++)
             if (row[j] > row[lab] || (row[j] == row[lab] && j < lab)) higher++;
         r->correct1 += best == lab;
+        if (correct) correct[r->n + i] = best == lab;
         r->correct5 += higher < 5;
         r->class_total[lab]++;
         r->class_correct[lab] += best == lab;
@@ -151,18 +167,36 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
     if (o.limit > 0 && o.limit < total) total = o.limit;
     if ((int64_t)o.batch > total && total > 0) o.batch = (int)total;
     int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    /* Never a huge allocation for a large input (a 4096x4096 image): the
+     * batch shrinks until its input buffer and activation arena fit
+     * EVAL_MEMORY_BUDGET; results do not depend on the batch size. */
+    {
+        int64_t peak = 0;
+        if (tml_model_peak_activation_bytes(m, &peak) == TML_OK) {
+            int64_t per = peak + in_numel * (int64_t)sizeof(float), fit = EVAL_MEMORY_BUDGET / (per > 0 ? per : 1);
+            if (fit < 1) fit = 1;
+            if (fit < o.batch) o.batch = (int)fit;
+        }
+    }
     float *x = malloc(sizeof(float) * (size_t)in_numel * (size_t)o.batch);
     float *y = malloc(sizeof(float) * (size_t)k * (size_t)o.batch);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)o.batch);
     src->bidx = malloc(sizeof(int64_t) * (size_t)o.batch);
-    tml_engine *e = NULL;
-    if (!x || !y || !lab || !src->bidx) {
+    tml_engine *e = NULL, *plain = NULL;
+    int check = o.check_schedule && o.schedule;
+    float *y2 = check ? malloc(sizeof(float) * (size_t)k * (size_t)o.batch) : NULL;
+    if (!x || !y || !lab || !src->bidx || (check && !y2)) {
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto out;
     }
-    tml_engine_opts eo = {.use_ref = o.use_ref};
+    tml_engine_opts eo = {.use_ref = o.use_ref, .schedule = o.schedule};
     st = tml_engine_new(m, o.batch, &eo, &e);
     if (st) goto out;
+    if (check) {
+        tml_engine_opts po = {.use_ref = o.use_ref};
+        st = tml_engine_new(m, o.batch, &po, &plain);
+        if (st) goto out;
+    }
     int probs = ends_in_softmax(m);
     double loss_sum = 0.0, t0 = now_seconds();
     while (r->n < total) {
@@ -183,13 +217,22 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
         tml_preproc_apply(&m->meta.pre, (int64_t)got * in_numel, info->c, x);
         st = tml_engine_run(e, x, got, y);
         if (st) goto out;
-        accumulate(r, y, lab, got, k, probs, &loss_sum);
+        if (check) {
+            st = tml_engine_run(plain, x, got, y2);
+            if (st) goto out;
+            /* dequantized int8 values: equal floats <=> equal bytes */
+            for (int64_t q = 0; q < (int64_t)got * k; q++) r->sched_diffs += memcmp(&y[q], &y2[q], sizeof(float)) != 0;
+            r->sched_checked += (int64_t)got * k;
+        }
+        accumulate(r, y, lab, got, k, probs, &loss_sum, o.correct);
         if (o.progress) o.progress(o.progress_user, r->n, total);
     }
     finish(r, loss_sum, now_seconds() - t0);
 out:
     if (st) tml_eval_result_free(r);
     tml_engine_free(e);
+    tml_engine_free(plain);
+    free(y2);
     free(x);
     free(y);
     free(lab);
@@ -200,6 +243,8 @@ out:
 
 tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r)
 {
+    tml_status st = tml_dataset_match(ds, m);
+    if (st) return st;
     const tml_dataset_info *info = tml_dataset_get_info(ds);
     source src = {.ds = ds};
     return eval_loop(m, &src, info, info->count, opts, r);
