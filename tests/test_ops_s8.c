@@ -862,6 +862,11 @@ static void test_dwconv_fast_vs_ref(void **state)
          * (AVX2 kernel; a ring of 141 rows: the per-row tap-group kernel) */
         {1, 4, 100, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 11, 9, 48, 1, 3, 3, 1, 1, 3, 2, 3, 2, 3, 2},
         {1, 46, 5, 36, 1, 45, 5, 1, 1, 1, 1, 22, 2, 22, 2}, {1, 150, 4, 40, 1, 3, 3, 1, 1, 70, 1, 70, 1, 70, 1},
+        /* paired entries (3 wide, stride and dilation 1 along x, at most 3 rows): an odd width and a
+         * 1-channel second block, one input row (one kernel row present) with strips of 42, 42 and 3
+         * columns, 2 kernel rows with pad_l 2 and pad_r 0, stride 2 down only with uneven pads */
+        {1, 5, 13, 65, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 87, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 6, 7, 48, 1, 2, 3, 1, 1, 1, 1, 0, 2, 1, 0},   {1, 7, 9, 33, 1, 3, 3, 2, 1, 1, 1, 1, 0, 1, 2},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];

@@ -438,6 +438,38 @@ static TML_S8_TGT_VNNI void dw_build_row64(const tml_window *p, const int8_t *x,
     }
 }
 
+/*
+ * Paired entries (kw = 3, stride and dilation 1 along x): entry i of a row
+ * holds the four inputs ix = ox0 + 2i - pad_l + u, u = 0..3, interleaved as
+ * in dw_build_row64. Output column ox0 + 2i reads taps 0-2 of it (weights w0,
+ * w1, w2, 0: the entry weights), column ox0 + 2i + 1 taps 1-3 (weights 0, w0,
+ * w1, w2: the entry weights shifted up a byte in each dword), so a row needs
+ * half the entries: half the shuffles and stores of building them. Inputs
+ * outside the image read in_zp, as in dw_build_row64.
+ */
+static TML_S8_TGT_VNNI void dw_build_row64p(const tml_window *p, const int8_t *x, int b, int iy, int ox0, int n,
+                                            int c0, __mmask64 cm, int32_t in_zp, uint8_t *e)
+{
+    const int W = p->w, C = p->c;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zpv = _mm512_set1_epi8((char)in_zp);
+    const int8_t *xr = x + ((ptrdiff_t)b * p->h + iy) * W * C + c0;
+    for (int i = 0; 2 * i < n; i++, e += 256) {
+        const int ix0 = ox0 + 2 * i - p->pad_l;
+        __m512i t[4], o[4];
+        if (ix0 >= 0 && ix0 + 3 < W) {
+            const int8_t *xp = xr + (ptrdiff_t)ix0 * C;
+            for (int u = 0; u < 4; u++) t[u] = _mm512_maskz_loadu_epi8(cm, xp + (ptrdiff_t)u * C);
+        } else {
+            for (int u = 0; u < 4; u++) {
+                const int ix = ix0 + u;
+                t[u] = ix < 0 || ix >= W ? zpv : _mm512_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C);
+            }
+        }
+        dw_interleave4(t[0], t[1], t[2], t[3], o);
+        for (int u = 0; u < 4; u++) _mm512_store_si512((void *)(e + 64 * u), _mm512_xor_si512(o[u], flip));
+    }
+}
+
 /* k: [qq] mult, mult_o, sh_e, sh_o, add_e, add_o, lsh, rsh at k[8 * qq + ...] */
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
                                                      const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
@@ -468,6 +500,180 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int 
     }
 }
 
+/*
+ * dw_strip_pixels64 for one group of taps per kernel row (kw <= 4) and NR
+ * (2 or 3) kernel rows, in two passes over the strip: accumulators 0-1, then
+ * 2-3. Each pass keeps its 2 * NR weight vectors and its two sets of
+ * requantization constants in registers (a pixel's four sets do not fit:
+ * they were reloaded for every pixel, and L1 loads bounded the kernel). The
+ * first pass packs its two requantized vectors to int16 (the first half of
+ * tml_s8_pack4_512 / tml_s8_pack4z_512) into t[i]; the second completes the
+ * packs with them and stores the int8 outputs, the same bytes as the
+ * one-pass form.
+ */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pass64(const int MODE, const int NR, const int SECOND, int n,
+                                                   const uint8_t *const *rows, const __m512i *const *wr,
+                                                   const __m512i *acc0, __m512i *t, int8_t *yp, ptrdiff_t ys,
+                                                   __mmask64 cm, const __m512i *k, int any_lsh, __m512i zp16,
+                                                   __m512i lo8, __m512i hi8, int clamp_hi, int tfl)
+{
+    const int qa = SECOND ? 2 : 0;
+    __m512i w0[3], w1[3];
+    const uint8_t *rp[3];
+    for (int r = 0; r < NR; r++) {
+        w0[r] = wr[r][qa];
+        w1[r] = wr[r][qa + 1];
+        rp[r] = rows[r] + 64 * qa;
+    }
+    const __m512i a0 = acc0[qa], a1 = acc0[qa + 1];
+    /* in locals: the int8 stores could alias k */
+    const __m512i *k0 = k + 8 * qa, *k1 = k0 + 8;
+    const __m512i m0 = k0[0], mo0 = k0[1], se0 = k0[2], so0 = k0[3], ae0 = k0[4], ao0 = k0[5], l0 = k0[6], r0 = k0[7];
+    const __m512i m1 = k1[0], mo1 = k1[1], se1 = k1[2], so1 = k1[3], ae1 = k1[4], ao1 = k1[5], l1 = k1[6], r1 = k1[7];
+    for (int i = 0; i < n; i++) {
+        __m512i c0 = a0, c1 = a1;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *e = rp[r] + (ptrdiff_t)i * 256;
+            c0 = _mm512_dpbusd_epi32(c0, _mm512_load_si512((const void *)e), w0[r]);
+            c1 = _mm512_dpbusd_epi32(c1, _mm512_load_si512((const void *)(e + 64)), w1[r]);
+        }
+        __m512i v0, v1;
+        if (MODE == 3) {
+            v0 = tml_s8_rq512_relu_blend_s(c0, m0, mo0, se0, so0, ae0, ao0);
+            v1 = tml_s8_rq512_relu_blend_s(c1, m1, mo1, se1, so1, ae1, ao1);
+        } else if (MODE == 2) {
+            v0 = tml_s8_rq512_relu_blend(c0, m0, mo0, se0, so0, ae0, ao0);
+            v1 = tml_s8_rq512_relu_blend(c1, m1, mo1, se1, so1, ae1, ao1);
+        } else if (MODE == 1) {
+            v0 = tml_s8_rq512_simple(c0, m0, mo0, se0, so0, ae0, ao0, tfl);
+            v1 = tml_s8_rq512_simple(c1, m1, mo1, se1, so1, ae1, ao1, tfl);
+        } else {
+            v0 = tml_s8_rq512(c0, m0, l0, r0, any_lsh, tfl);
+            v1 = tml_s8_rq512(c1, m1, l1, r1, any_lsh, tfl);
+        }
+        __m512i h = _mm512_packs_epi32(v0, v1);
+        if (MODE != 3) h = _mm512_adds_epi16(h, zp16);
+        if (!SECOND) {
+            t[i] = h;
+        } else {
+            __m512i o = _mm512_max_epi8(_mm512_packs_epi16(t[i], h), lo8);
+            if (MODE != 3 || clamp_hi) o = _mm512_min_epi8(o, hi8);
+            _mm512_mask_storeu_epi8(yp + i * ys, cm, o);
+        }
+    }
+}
+
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_2pass64(const int MODE, int n, int nr, const uint8_t *const *rows,
+                                                    const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
+                                                    ptrdiff_t ys, __mmask64 cm, const __m512i *k, int any_lsh,
+                                                    __m512i zp16, __m512i lo8, __m512i hi8, int clamp_hi, int tfl)
+{
+    __m512i t[DW_STRIP_BYTES / 256];
+    if (nr == 3) {
+        dw_strip_pass64(MODE, 3, 0, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+        dw_strip_pass64(MODE, 3, 1, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+    } else {
+        dw_strip_pass64(MODE, 2, 0, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+        dw_strip_pass64(MODE, 2, 1, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+    }
+}
+
+/* dw_strip_pass64 on paired entries (dw_build_row64p): entry i gives output
+ * columns 2i (weights wa) and 2i + 1 (weights wb). */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pass64p(const int MODE, const int NR, const int SECOND, int n,
+                                                    const uint8_t *const *rows, const __m512i *const *wr,
+                                                    const __m512i *const *wrb, const __m512i *acc0, __m512i *t,
+                                                    int8_t *yp, ptrdiff_t ys, __mmask64 cm, const __m512i *k,
+                                                    int any_lsh, __m512i zp16, __m512i lo8, __m512i hi8, int clamp_hi,
+                                                    int tfl)
+{
+    const int qa = SECOND ? 2 : 0;
+    __m512i wa0[3], wa1[3], wb0[3], wb1[3];
+    const uint8_t *rp[3];
+    for (int r = 0; r < NR; r++) {
+        wa0[r] = wr[r][qa];
+        wa1[r] = wr[r][qa + 1];
+        wb0[r] = wrb[r][qa];
+        wb1[r] = wrb[r][qa + 1];
+        rp[r] = rows[r] + 64 * qa;
+    }
+    const __m512i a0 = acc0[qa], a1 = acc0[qa + 1];
+    const __m512i *k0 = k + 8 * qa, *k1 = k0 + 8;
+    const __m512i m0 = k0[0], mo0 = k0[1], se0 = k0[2], so0 = k0[3], ae0 = k0[4], ao0 = k0[5], l0 = k0[6], r0 = k0[7];
+    const __m512i m1 = k1[0], mo1 = k1[1], se1 = k1[2], so1 = k1[3], ae1 = k1[4], ao1 = k1[5], l1 = k1[6], r1 = k1[7];
+#define DW_RQ(c0_, c1_, h_)                                                                                     \
+    do {                                                                                                        \
+        __m512i v0_, v1_;                                                                                       \
+        if (MODE == 3) {                                                                                        \
+            v0_ = tml_s8_rq512_relu_blend_s(c0_, m0, mo0, se0, so0, ae0, ao0);                                  \
+            v1_ = tml_s8_rq512_relu_blend_s(c1_, m1, mo1, se1, so1, ae1, ao1);                                  \
+        } else if (MODE == 2) {                                                                                 \
+            v0_ = tml_s8_rq512_relu_blend(c0_, m0, mo0, se0, so0, ae0, ao0);                                    \
+            v1_ = tml_s8_rq512_relu_blend(c1_, m1, mo1, se1, so1, ae1, ao1);                                    \
+        } else if (MODE == 1) {                                                                                 \
+            v0_ = tml_s8_rq512_simple(c0_, m0, mo0, se0, so0, ae0, ao0, tfl);                                   \
+            v1_ = tml_s8_rq512_simple(c1_, m1, mo1, se1, so1, ae1, ao1, tfl);                                   \
+        } else {                                                                                                \
+            v0_ = tml_s8_rq512(c0_, m0, l0, r0, any_lsh, tfl);                                                  \
+            v1_ = tml_s8_rq512(c1_, m1, l1, r1, any_lsh, tfl);                                                  \
+        }                                                                                                       \
+        h_ = _mm512_packs_epi32(v0_, v1_);                                                                      \
+        if (MODE != 3) h_ = _mm512_adds_epi16(h_, zp16);                                                        \
+    } while (0)
+#define DW_OUT(i_, h_)                                                                                          \
+    do {                                                                                                        \
+        if (!SECOND) {                                                                                          \
+            t[i_] = h_;                                                                                         \
+        } else {                                                                                                \
+            __m512i o_ = _mm512_max_epi8(_mm512_packs_epi16(t[i_], h_), lo8);                                   \
+            if (MODE != 3 || clamp_hi) o_ = _mm512_min_epi8(o_, hi8);                                           \
+            _mm512_mask_storeu_epi8(yp + (i_)*ys, cm, o_);                                                      \
+        }                                                                                                       \
+    } while (0)
+    for (int i = 0; i < n; i += 2) {
+        __m512i c0 = a0, c1 = a1, d0 = a0, d1 = a1;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *e = rp[r] + (ptrdiff_t)(i >> 1) * 256;
+            const __m512i e0 = _mm512_load_si512((const void *)e), e1 = _mm512_load_si512((const void *)(e + 64));
+            c0 = _mm512_dpbusd_epi32(c0, e0, wa0[r]);
+            c1 = _mm512_dpbusd_epi32(c1, e1, wa1[r]);
+            d0 = _mm512_dpbusd_epi32(d0, e0, wb0[r]);
+            d1 = _mm512_dpbusd_epi32(d1, e1, wb1[r]);
+        }
+        __m512i h;
+        DW_RQ(c0, c1, h);
+        DW_OUT(i, h);
+        if (i + 1 < n) {
+            DW_RQ(d0, d1, h);
+            DW_OUT(i + 1, h);
+        }
+    }
+#undef DW_RQ
+#undef DW_OUT
+}
+
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_2pass64p(const int MODE, int n, int nr, const uint8_t *const *rows,
+                                                     const __m512i *const *wr, const __m512i *const *wrb,
+                                                     const __m512i *acc0, int8_t *yp, ptrdiff_t ys, __mmask64 cm,
+                                                     const __m512i *k, int any_lsh, __m512i zp16, __m512i lo8,
+                                                     __m512i hi8, int clamp_hi, int tfl)
+{
+    __m512i t[DW_STRIP_BYTES / 128];
+#define DW_P(NR_, S_)                                                                                           \
+    dw_strip_pass64p(MODE, NR_, S_, n, rows, wr, wrb, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl)
+    if (nr == 3) {
+        DW_P(3, 0);
+        DW_P(3, 1);
+    } else if (nr == 2) {
+        DW_P(2, 0);
+        DW_P(2, 1);
+    } else {
+        DW_P(1, 0);
+        DW_P(1, 1);
+    }
+#undef DW_P
+}
+
 /* Channels [c0, c0 + 64) of output rows [oy0, oy1) of image b. */
 static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x,
                                             const int8_t *w, const int32_t *bias, int8_t *y, int b, int c0, int oy0,
@@ -482,7 +688,10 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
     uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
     int tag[DW_STRIP_BYTES / 256];
-    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV];
+    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV], wvb[4 * 3];
+    /* paired entries (dw_build_row64p) for 3-wide kernels of stride and
+     * dilation 1 along x with at most 3 rows (the two-pass kernels) */
+    const int pairs = KW == 3 && SW == 1 && DW == 1 && KH <= 3;
 
     /* weights interleaved like the entries; row sums for the corrections */
     __m512i wsum[4] = {zero, zero, zero, zero};
@@ -503,6 +712,8 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
             wsum[qq] = _mm512_add_epi32(wsum[qq], rs[qq]);
         }
     }
+    if (pairs)
+        for (int i = 0; i < 4 * KH; i++) wvb[i] = _mm512_slli_epi32(wv[i], 8);
     __m512i corr[4], mult[4], shift[4];
     if (bias)
         dw_consts4(bias + c0, nc, corr);
@@ -545,13 +756,13 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     const int clamp_hi = q->act_max < 127;
 
     const int strip = DW_STRIP_BYTES / (NS * G * 256);
-    const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256;
+    const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256; /* half used with pairs */
     for (int sx0 = 0; sx0 < OW; sx0 += strip) {
         const int n = OW - sx0 < strip ? OW - sx0 : strip;
         for (int s = 0; s < NS; s++) tag[s] = -1;
         for (int oy = oy0; oy < oy1; oy++) {
             const uint8_t *rows[DW_MAX_WV];
-            const __m512i *wr[DW_MAX_WV];
+            const __m512i *wr[DW_MAX_WV], *wrb[3];
             __m512i acc0[4] = {corr[0], corr[1], corr[2], corr[3]};
             int nr = 0;
             for (int ky = 0; ky < KH; ky++) {
@@ -562,15 +773,41 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
                 }
                 const int s = iy % NS;
                 if (tag[s] != iy) {
-                    dw_build_row64(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + s * slot_bytes);
+                    if (pairs)
+                        dw_build_row64p(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + s * slot_bytes);
+                    else
+                        dw_build_row64(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + s * slot_bytes);
                     tag[s] = iy;
                 }
                 rows[nr] = buf + s * slot_bytes;
                 wr[nr] = wv + 4 * ky * G;
+                if (pairs) wrb[nr] = wvb + 4 * ky;
                 nr++;
             }
             int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
-            if (relu_s)
+            if (pairs) {
+                if (relu_s)
+                    dw_strip_2pass64p(3, n, nr, rows, wr, wrb, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                      tfl);
+                else if (relu)
+                    dw_strip_2pass64p(2, n, nr, rows, wr, wrb, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                      tfl);
+                else if (simple)
+                    dw_strip_2pass64p(1, n, nr, rows, wr, wrb, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                      tfl);
+                else
+                    dw_strip_2pass64p(0, n, nr, rows, wr, wrb, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                      tfl);
+            } else if (G == 1 && (nr == 2 || nr == 3)) {
+                if (relu_s)
+                    dw_strip_2pass64(3, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+                else if (relu)
+                    dw_strip_2pass64(2, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+                else if (simple)
+                    dw_strip_2pass64(1, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+                else
+                    dw_strip_2pass64(0, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+            } else if (relu_s)
                 dw_strip_pixels64(3, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
                                   tfl);
             else if (relu)
