@@ -1315,7 +1315,9 @@ static void test_clamp_gap_fast_vs_ref(void **state)
     tml_clamp_s8_ref(1001, -3, 50, x, yr);
     assert_true(tu_equal_i8("tml_clamp_s8 vs ref", yf, yr, 1001));
     /* n hw c */
-    const int gcases[][3] = {{1, 1, 1}, {3, 196, 64}, {2, 49, 65}, {1, 7, 130}, {5, 16, 3}, {1, 2, 17}, {2, 1024, 33}};
+    /* (AVX-512: int16 runs of 256 pixels; 300 = a full run and a partial one) */
+    const int gcases[][3] = {{1, 1, 1}, {3, 196, 64}, {2, 49, 65}, {1, 7, 130}, {5, 16, 3}, {1, 2, 17}, {2, 1024, 33},
+                             {1, 300, 64}};
     for (size_t ci = 0; ci < sizeof(gcases) / sizeof(gcases[0]); ci++) {
         const int n = gcases[ci][0], hw = gcases[ci][1], c = gcases[ci][2];
         for (int fill = 0; fill < 3; fill++) {
