@@ -171,7 +171,15 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
     if (KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0 && OH == H && OW == W) {
         /* a pointwise layer: output row r reads input pixel r */
         const int8_t *xg = x + (ptrdiff_t)g * cg;
-        for (; r0 < r1 && r0 * C + (ptrdiff_t)g * cg <= lim; r0++) *arow++ = xg + r0 * C;
+        /* the rows r whose pointer has seg4 readable bytes: r * C + g * cg <= lim;
+         * the bound first, then a loop without tests (it vectorizes) */
+        const ptrdiff_t avail = lim - (ptrdiff_t)g * cg;
+        int64_t re = avail < 0 ? r0 : avail / C + 1;
+        if (re > r1) re = r1;
+        if (re < r0) re = r0;
+        for (int64_t r = r0; r < re; r++) arow[r - r0] = xg + r * C;
+        arow += re - r0;
+        r0 = re;
         if (r0 == r1) return;
     }
     int ox = (int)(r0 % OW), oy = (int)((r0 / OW) % OH);
