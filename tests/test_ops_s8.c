@@ -867,6 +867,9 @@ static void test_dwconv_fast_vs_ref(void **state)
          * columns, 2 kernel rows with pad_l 2 and pad_r 0, stride 2 down only with uneven pads */
         {1, 5, 13, 65, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 87, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
         {2, 6, 7, 48, 1, 2, 3, 1, 1, 1, 1, 0, 2, 1, 0},   {1, 7, 9, 33, 1, 3, 3, 2, 1, 1, 1, 1, 0, 1, 2},
+        /* bands of output rows: dilation 2 down, and 20 rows x 50 columns (strips of 42 and 8, bands of 3
+         * rows at 42) */
+        {1, 9, 11, 40, 1, 3, 3, 1, 1, 2, 1, 2, 1, 2, 1}, {1, 20, 50, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];
