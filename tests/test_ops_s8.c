@@ -758,6 +758,9 @@ static const conv_case CONV_CASES[] = {
     {3, 13, 13, 64, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* several im2col chunks */
     {1, 7, 3, 1, 1, 7, 3, 1, 1, 1, 1, 3, 1, 3, 1, 1},       /* kernel larger than padded... */
     {1, 3, 7, 2, 4, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 1},       /* rows entirely in padding */
+    /* VNNI on one thread: images with borders through a padded copy */
+    {1, 28, 28, 1, 64, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1},    /* DS-CNN conv1: bottom and right padding */
+    {2, 9, 11, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, 1},      /* windows end before the last row and column */
 };
 
 typedef struct qset {
