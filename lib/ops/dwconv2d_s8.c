@@ -633,16 +633,22 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_pass64p(const int MODE, const int NR,
         h_ = _mm512_packs_epi32(v0_, v1_);                                                                      \
         if (MODE != 3) h_ = _mm512_adds_epi16(h_, zp16);                                                        \
     } while (0)
-#define DW_OUT(ti_, yp_, h_)                                                                                    \
+#define DW_OUT(tj_, ti_, yp_, h_)                                                                               \
     do {                                                                                                        \
         if (!SECOND) {                                                                                          \
-            tj[ti_] = h_;                                                                                       \
+            (tj_)[ti_] = h_;                                                                                    \
         } else {                                                                                                \
-            __m512i o_ = _mm512_max_epi8(_mm512_packs_epi16(tj[ti_], h_), lo8);                                 \
+            __m512i o_ = _mm512_max_epi8(_mm512_packs_epi16((tj_)[ti_], h_), lo8);                              \
             if (MODE != 3 || clamp_hi) o_ = _mm512_min_epi8(o_, hi8);                                           \
             _mm512_mask_storeu_epi8(yp_, cm, o_);                                                               \
         }                                                                                                       \
     } while (0)
+    /* one pair's MACs are issued before the previous pair's epilogue (a
+     * pipeline of one step): each has the other's independent work beside it */
+    __m512i pc0 = a0, pc1 = a1, pd0 = a0, pd1 = a1;
+    int8_t *pyp = NULL;
+    __m512i *ptj = t;
+    int pi = -1;
     for (int j = 0; j < nrows; j++) {
         const uint8_t *e0 = rp[NR * j] + 64 * qa, *e1 = NR > 1 ? rp[NR * j + 1] + 64 * qa : NULL;
         const uint8_t *e2 = NR > 2 ? rp[NR * j + 2] + 64 * qa : NULL;
@@ -664,13 +670,25 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_pass64p(const int MODE, const int NR,
             if (NR > 1) DW_ROW(e1, 1)
             if (NR > 2) DW_ROW(e2, 2)
 #undef DW_ROW
-            __m512i h;
-            DW_RQ(c0, c1, h);
-            DW_OUT(i, yp + i * ys, h);
-            if (i + 1 < n) {
-                DW_RQ(d0, d1, h);
-                DW_OUT(i + 1, yp + (i + 1) * ys, h);
+            if (pi >= 0) {
+                __m512i h;
+                DW_RQ(pc0, pc1, h);
+                DW_OUT(ptj, pi, pyp + pi * ys, h);
+                if (pi + 1 < n) {
+                    DW_RQ(pd0, pd1, h);
+                    DW_OUT(ptj, pi + 1, pyp + (pi + 1) * ys, h);
+                }
             }
+            pc0 = c0, pc1 = c1, pd0 = d0, pd1 = d1, pyp = yp, ptj = tj, pi = i;
+        }
+    }
+    if (pi >= 0) {
+        __m512i h;
+        DW_RQ(pc0, pc1, h);
+        DW_OUT(ptj, pi, pyp + pi * ys, h);
+        if (pi + 1 < n) {
+            DW_RQ(pd0, pd1, h);
+            DW_OUT(ptj, pi + 1, pyp + (pi + 1) * ys, h);
         }
     }
 #undef DW_RQ
