@@ -645,6 +645,16 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_pass64p(const int MODE, const int NR,
     } while (0)
     /* one pair's MACs are issued before the previous pair's epilogue (a
      * pipeline of one step): each has the other's independent work beside it */
+#define DW_PREV()                                                                                               \
+    do {                                                                                                        \
+        __m512i h;                                                                                              \
+        DW_RQ(pc0, pc1, h);                                                                                     \
+        DW_OUT(ptj, pi, pyp + pi * ys, h);                                                                      \
+        if (pi + 1 < n) {                                                                                       \
+            DW_RQ(pd0, pd1, h);                                                                                 \
+            DW_OUT(ptj, pi + 1, pyp + (pi + 1) * ys, h);                                                        \
+        }                                                                                                       \
+    } while (0)
     __m512i pc0 = a0, pc1 = a1, pd0 = a0, pd1 = a1;
     int8_t *pyp = NULL;
     __m512i *ptj = t;
@@ -670,27 +680,12 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_pass64p(const int MODE, const int NR,
             if (NR > 1) DW_ROW(e1, 1)
             if (NR > 2) DW_ROW(e2, 2)
 #undef DW_ROW
-            if (pi >= 0) {
-                __m512i h;
-                DW_RQ(pc0, pc1, h);
-                DW_OUT(ptj, pi, pyp + pi * ys, h);
-                if (pi + 1 < n) {
-                    DW_RQ(pd0, pd1, h);
-                    DW_OUT(ptj, pi + 1, pyp + (pi + 1) * ys, h);
-                }
-            }
+            if (pi >= 0) DW_PREV();
             pc0 = c0, pc1 = c1, pd0 = d0, pd1 = d1, pyp = yp, ptj = tj, pi = i;
         }
     }
-    if (pi >= 0) {
-        __m512i h;
-        DW_RQ(pc0, pc1, h);
-        DW_OUT(ptj, pi, pyp + pi * ys, h);
-        if (pi + 1 < n) {
-            DW_RQ(pd0, pd1, h);
-            DW_OUT(ptj, pi + 1, pyp + (pi + 1) * ys, h);
-        }
-    }
+    if (pi >= 0) DW_PREV();
+#undef DW_PREV
 #undef DW_RQ
 #undef DW_OUT
 }
