@@ -22,6 +22,10 @@ typedef struct q8_node {
     int wbits;           /* 8, or the width of low-bit weights (tml_tensor.qbits) */
     uint8_t *wpk;        /* low-bit weights packed as on the device: what _ref reads */
     int8_t *w8;          /* the same unpacked from wpk: what the fast int8 kernels read */
+    int has_win;         /* conv, depthwise, pools: run_node's window ... */
+    int win_batch;       /* ... for this batch (0: not made yet), made on the first run */
+    tml_window win;
+    int64_t out_numel;   /* elements of the output per sample */
 } q8_node;
 
 static float qscale(const tml_tensor *t) { return t->q.scale[0]; }
@@ -234,6 +238,9 @@ tml_status tml_engine_q8_prepare(struct tml_engine *e, size_t *scratch_bytes)
         e->prep[i] = p;
         tml_status st = prep_node(m, &m->nodes[i], p, &scratch, e->max_batch);
         if (st) return st;
+        const tml_op op = m->nodes[i].op;
+        p->has_win = op == TML_OP_CONV2D || op == TML_OP_DEPTHWISE_CONV2D || op == TML_OP_MAXPOOL || op == TML_OP_AVGPOOL;
+        p->out_numel = tml_tensor_numel(&m->tensors[m->nodes[i].out]);
     }
     *scratch_bytes = scratch;
     return TML_OK;
@@ -321,15 +328,18 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
 {
     const tml_model *m = e->m;
     const tml_node *n = &m->nodes[node];
-    tml_window w;
+    q8_node *p = e->prep[node];
     const tml_window *wp = NULL;
-    if (n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D || n->op == TML_OP_MAXPOOL || n->op == TML_OP_AVGPOOL) {
-        tml_window_from_node(m, n, batch, &w);
-        wp = &w;
+    if (p->has_win) { /* the window of the last batch size is kept (batch-1 latency: one per engine) */
+        if (p->win_batch != batch) {
+            tml_window_from_node(m, n, batch, &p->win);
+            p->win_batch = batch;
+        }
+        wp = &p->win;
     }
     const int8_t *x2 = n->op == TML_OP_ADD ? tml_engine_buf(e, n->in[1]) : NULL;
     tml_engine_q8_exec(e, node, batch, wp, tml_engine_buf(e, n->in[0]), x2, tml_engine_buf(e, n->out),
-                       (int64_t)batch * tml_tensor_numel(&m->tensors[n->out]), e->scratch);
+                       (int64_t)batch * p->out_numel, e->scratch);
 }
 
 void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q)
