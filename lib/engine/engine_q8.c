@@ -153,7 +153,16 @@ static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, s
         tml_conv2d_s8_pack(&w, &p->q, fast_weights(m, n, p), bias, p->packed);
         return TML_OK;
     }
-    case TML_OP_DEPTHWISE_CONV2D: return prep_weighted(m, n, p);
+    case TML_OP_DEPTHWISE_CONV2D: {
+        tml_window_from_node(m, n, batch, &w);
+        if ((st = prep_weighted(m, n, p))) return st;
+        /* the kernel's per-call preparation made here once */
+        p->packed = malloc(tml_dwconv2d_s8_packed_size(&w));
+        if (!p->packed) return tml_error(TML_ERR_NOMEM, "out of memory");
+        const int32_t *bias = (n->n_in > 2 && n->in[2] >= 0) ? m->tensors[n->in[2]].data : NULL;
+        tml_dwconv2d_s8_pack(&w, &p->q, fast_weights(m, n, p), bias, p->packed);
+        return TML_OK;
+    }
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
         size_t s = tml_dense_s8_scratch_size(batch, wt->dims[1], wt->dims[0]);
@@ -278,7 +287,7 @@ void tml_engine_q8_exec(struct tml_engine *e, int node, int batch, const tml_win
     case TML_OP_DEPTHWISE_CONV2D:
         if (ref && p->wpk) tml_dwconv2d_s8w_ref(win, &p->q, p->wbits, x, p->wpk, bias, y);
         else if (ref) tml_dwconv2d_s8_ref(win, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
-        else tml_dwconv2d_s8(win, &p->q, x, fast_weights(m, n, p), bias, y);
+        else tml_dwconv2d_s8_packed(win, &p->q, x, fast_weights(m, n, p), bias, p->packed, y);
         break;
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
