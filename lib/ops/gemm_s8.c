@@ -321,7 +321,8 @@ static inline uint32_t load_u32(const int8_t *p)
  * row at a + i*lda) times the packed panels bp + v*ps (g4 groups of 4 per
  * segment). Starting from the correction saves the epilogue an add per
  * vector. */
-TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int8_t *const *arow, const int8_t *a,
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int STR, const int8_t *const *arow,
+                                             const int8_t *a,
                                              ptrdiff_t lda, int nseg, int g4, const int8_t *bp, ptrdiff_t ps,
                                              const int32_t *corr, __m512i *acc)
 {
@@ -336,7 +337,7 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const i
 #undef V_DECL
     const int8_t *bk = bp;
     for (int s = 0; s < nseg; s++) {
-#define V_PTR(i, _) const int8_t *p##i = MR > i ? (lda > 0 ? a + i * lda : arow[i * nseg + s]) : NULL;
+#define V_PTR(i, _) const int8_t *p##i = MR > i ? (STR ? a + i * lda : arow[i * nseg + s]) : NULL;
         TILE_ROWS(V_PTR, 0)
 #undef V_PTR
         for (int g = 0; g < g4; g++, bk += 64) {
@@ -484,15 +485,17 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *
 typedef void (*vnni_tile_fn)(const int8_t *const *arow, const int8_t *a, ptrdiff_t lda, int nseg, int g4,
                              const int8_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y,
                              ptrdiff_t ldy);
-#define VNNI_FN(MR, NV)                                                                                        \
-    static __attribute__((noinline)) TML_S8_TGT_VNNI void vnni_tile_##MR##_##NV(                               \
+#define VNNI_FN1(MR, NV, STR, NAME)                                                                            \
+    static __attribute__((noinline)) TML_S8_TGT_VNNI void NAME(                                                \
         const int8_t *const *arow, const int8_t *a, ptrdiff_t lda, int nseg, int g4, const int8_t *bp,         \
         ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y, ptrdiff_t ldy)                     \
     {                                                                                                          \
         __m512i acc[(MR)*4];                                                                                   \
-        vnni_tile(MR, NV, arow, a, lda, nseg, g4, bp, ps, b->corr + c0, acc);                                  \
+        vnni_tile(MR, NV, STR, arow, a, lda, nseg, g4, bp, ps, b->corr + c0, acc);                             \
         vnni_epilogue(MR, NV, acc, b, c0, ncols, y, ldy);                                                      \
     }
+/* each shape twice: rows by pointers, and rows at a stride (pointwise) */
+#define VNNI_FN(MR, NV) VNNI_FN1(MR, NV, 0, vnni_tile_##MR##_##NV) VNNI_FN1(MR, NV, 1, vnni_tile_s##MR##_##NV)
 #define VNNI_FNS(NV, MRBIG) VNNI_FN(MRBIG, NV) VNNI_FN(4, NV) VNNI_FN(2, NV) VNNI_FN(1, NV)
 VNNI_FNS(1, 12)
 VNNI_FNS(2, 12)
@@ -500,17 +503,26 @@ VNNI_FNS(3, 8)
 VNNI_FNS(4, 5)
 #undef VNNI_FNS
 #undef VNNI_FN
+#undef VNNI_FN1
 
 /* [nv - 1]: the tile functions for MR = big, 4, 2, 1. */
 typedef struct vnni_shape {
     int mr_big;
-    vnni_tile_fn fn[4];
+    vnni_tile_fn fn[4], fs[4]; /* fs: rows at a stride */
 } vnni_shape;
 static const vnni_shape VNNI_SHAPES[4] = {
-    {12, {vnni_tile_12_1, vnni_tile_4_1, vnni_tile_2_1, vnni_tile_1_1}},
-    {12, {vnni_tile_12_2, vnni_tile_4_2, vnni_tile_2_2, vnni_tile_1_2}},
-    {8, {vnni_tile_8_3, vnni_tile_4_3, vnni_tile_2_3, vnni_tile_1_3}},
-    {5, {vnni_tile_5_4, vnni_tile_4_4, vnni_tile_2_4, vnni_tile_1_4}},
+    {12,
+     {vnni_tile_12_1, vnni_tile_4_1, vnni_tile_2_1, vnni_tile_1_1},
+     {vnni_tile_s12_1, vnni_tile_s4_1, vnni_tile_s2_1, vnni_tile_s1_1}},
+    {12,
+     {vnni_tile_12_2, vnni_tile_4_2, vnni_tile_2_2, vnni_tile_1_2},
+     {vnni_tile_s12_2, vnni_tile_s4_2, vnni_tile_s2_2, vnni_tile_s1_2}},
+    {8,
+     {vnni_tile_8_3, vnni_tile_4_3, vnni_tile_2_3, vnni_tile_1_3},
+     {vnni_tile_s8_3, vnni_tile_s4_3, vnni_tile_s2_3, vnni_tile_s1_3}},
+    {5,
+     {vnni_tile_5_4, vnni_tile_4_4, vnni_tile_2_4, vnni_tile_1_4},
+     {vnni_tile_s5_4, vnni_tile_s4_4, vnni_tile_s2_4, vnni_tile_s1_4}},
 };
 
 /* For each block of up to 4 panels (64 channels): all rows in tiles of
@@ -524,14 +536,15 @@ static void gemm_vnni(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, 
     for (int c0 = 0; c0 < b->n; c0 += 64) {
         const int ncols = b->n - c0 < 64 ? b->n - c0 : 64;
         const vnni_shape *sh = &VNNI_SHAPES[(ncols + 15) / 16 - 1];
+        const vnni_tile_fn *fn = lda ? sh->fs : sh->fn;
         const int8_t *bp = (const int8_t *)b->wp + (ptrdiff_t)(c0 / 16) * ps;
         int i = 0;
 #define VNNI_A(i_) lda ? NULL : arow + (i_) * nseg, lda ? a + (i_) * lda : NULL
         for (; i + sh->mr_big <= m; i += sh->mr_big)
-            sh->fn[0](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i + 4 <= m; i += 4) sh->fn[1](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i + 2 <= m; i += 2) sh->fn[2](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i < m; i++) sh->fn[3](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+            fn[0](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 4 <= m; i += 4) fn[1](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 2 <= m; i += 2) fn[2](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i < m; i++) fn[3](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
 #undef VNNI_A
     }
 }
