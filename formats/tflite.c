@@ -1279,6 +1279,9 @@ static tml_status restore_tinyml(imp *im, tml_tflite_info *info)
     tfl_model *d = im->d;
     if (d->meta_json) {
         tml_status st = tml_meta_from_json(&im->m->meta, (const uint8_t *)d->meta_json, strlen(d->meta_json));
+        /* as the .tmf reader does: labels, classes and preprocessing must fit
+         * the graph, else the model written from this one is refused later */
+        if (!st) st = tml_model_check_meta(im->m);
         if (st) return tml_error_context(st, "tinyml metadata");
         if (info) info->from_tinyml = 1;
     }
