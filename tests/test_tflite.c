@@ -452,8 +452,9 @@ static void test_truncated_and_damaged(void **state)
     /* inputs the fuzzer found (tests/fuzz/fuzz_tflite.c): an error or a model,
      * and a model the engine and the exporter take without crashing (the
      * sanitizer builds check the rest) */
-    const char *found[3] = {"int8-weights-without-scale.tflite", "same-padding-overflow.tflite", "import-leak.tflite"};
-    for (int k = 0; k < 3; k++) {
+    const char *found[4] = {"int8-weights-without-scale.tflite", "same-padding-overflow.tflite", "import-leak.tflite",
+                            "conv-weights-missing.tflite"};
+    for (int k = 0; k < 4; k++) {
         size_t fl;
         uint8_t *fb = tu_read_file(fixture("fuzz", found[k]), &fl);
         assert_non_null(fb);
@@ -468,6 +469,16 @@ static void test_truncated_and_damaged(void **state)
         }
         free(fb);
     }
+    /* a conv whose weights input is -1 (an omitted optional input): read
+     * before index -1 of the tensors */
+    size_t cl;
+    uint8_t *cb = tu_read_file(fixture("fuzz", "conv-weights-missing.tflite"), &cl);
+    assert_non_null(cb);
+    m = NULL;
+    assert_int_equal(tml_tflite_import_mem(cb, cl, &m, NULL), TML_ERR_FORMAT);
+    assert_null(m);
+    assert_non_null(strstr(tml_last_error(), "weights are missing"));
+    free(cb);
     /* not a TFLite file */
     assert_false(tml_tflite_detect("\x89TMF\r\n\x1a\n", 8));
     assert_int_equal(tml_tflite_import_mem("hello world!", 12, &m, NULL), TML_ERR_FORMAT);
