@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz_util.h"
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
@@ -27,10 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     tml_model *m = NULL;
     if (tml_model_read_mem(data, size, &m) != TML_OK) return 0;
-    int64_t act = 0;
-    for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].kind == TML_TENSOR_ACT) act += tml_tensor_numel(&m->tensors[i]);
-    if (act <= ((int64_t)1 << 20) && tml_model_is_quantized(m)) {
+    if (fuzz_act_elems(m) <= ((int64_t)1 << 20) && tml_model_is_quantized(m)) {
         tml_sched_opts so;
         int found = 0;
         if (tml_sched_opts_from_model(m, &so, &found) != TML_OK) tml_sched_opts_default(&so);
@@ -42,17 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             tml_engine_opts eo = {0};
             eo.schedule = &s;
-            tml_engine *e = NULL;
-            if (tml_engine_new(m, 1, &eo, &e) == TML_OK) {
-                int64_t nin = tml_tensor_numel(&m->tensors[m->input]);
-                int64_t nout = tml_tensor_numel(&m->tensors[m->output]);
-                float *x = calloc((size_t)nin, sizeof(float));
-                float *y = calloc((size_t)nout, sizeof(float));
-                if (x && y) tml_engine_run(e, x, 1, y);
-                free(x);
-                free(y);
-                tml_engine_free(e);
-            }
+            fuzz_run_zeros(m, &eo);
         }
         tml_schedule_free(&s);
         for (int v = 0; v < 2; v++) {
