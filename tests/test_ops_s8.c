@@ -902,6 +902,20 @@ static void test_dwconv_fast_vs_ref(void **state)
                             fail();
                         }
                     }
+                /* prepared once (odd address), then the packed runs (this CPU's kernel) */
+                uint8_t *pk = malloc(tml_dwconv2d_s8_packed_size(&p) + 1);
+                tml_dwconv2d_s8_pack(&p, &qs.q, w, bias, pk + 1);
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, ny);
+                    tml_dwconv2d_s8_packed(&p, &qs.q, x, w, bias, pk + 1, yf);
+                    if (!tu_equal_i8("dwconv packed vs ref", yf, yr, ny)) {
+                        fprintf(stderr, "  case %zu, in_zp %d, act %d, rounding %d, %d threads\n", ci, ZPS[zi], act,
+                                rnd, th);
+                        fail();
+                    }
+                }
+                free(pk);
             }
             free_qset(&qs);
         }
@@ -1090,6 +1104,17 @@ static void test_relu_signed_epilogue(void **state)
                         fail();
                     }
                 }
+            if (dw) { /* prepared once: the same flags and constants */
+                uint8_t *pk = malloc(tml_dwconv2d_s8_packed_size(p));
+                tml_dwconv2d_s8_pack(p, &q, w, bias, pk);
+                memset(yf, 0x5A, ny);
+                tml_dwconv2d_s8_packed(p, &q, x, w, bias, pk, yf);
+                if (!tu_equal_i8("relu epilogue, packed depthwise", yf, yr, ny)) {
+                    fprintf(stderr, "  regime %d, iteration %d\n", regime, it);
+                    fail();
+                }
+                free(pk);
+            }
         }
         set_threads(2);
         free(x), free(w), free(yr), free(yf), free(scratch);

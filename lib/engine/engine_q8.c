@@ -22,6 +22,10 @@ typedef struct q8_node {
     int wbits;           /* 8, or the width of low-bit weights (tml_tensor.qbits) */
     uint8_t *wpk;        /* low-bit weights packed as on the device: what _ref reads */
     int8_t *w8;          /* the same unpacked from wpk: what the fast int8 kernels read */
+    int has_win;         /* conv, depthwise, pools: run_node's window ... */
+    int win_batch;       /* ... for this batch (0: not made yet), made on the first run */
+    tml_window win;
+    int64_t out_numel;   /* elements of the output per sample */
 } q8_node;
 
 static float qscale(const tml_tensor *t) { return t->q.scale[0]; }
@@ -149,7 +153,16 @@ static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, s
         tml_conv2d_s8_pack(&w, &p->q, fast_weights(m, n, p), bias, p->packed);
         return TML_OK;
     }
-    case TML_OP_DEPTHWISE_CONV2D: return prep_weighted(m, n, p);
+    case TML_OP_DEPTHWISE_CONV2D: {
+        tml_window_from_node(m, n, batch, &w);
+        if ((st = prep_weighted(m, n, p))) return st;
+        /* the kernel's per-call preparation made here once */
+        p->packed = malloc(tml_dwconv2d_s8_packed_size(&w));
+        if (!p->packed) return tml_error(TML_ERR_NOMEM, "out of memory");
+        const int32_t *bias = (n->n_in > 2 && n->in[2] >= 0) ? m->tensors[n->in[2]].data : NULL;
+        tml_dwconv2d_s8_pack(&w, &p->q, fast_weights(m, n, p), bias, p->packed);
+        return TML_OK;
+    }
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
         size_t s = tml_dense_s8_scratch_size(batch, wt->dims[1], wt->dims[0]);
@@ -234,6 +247,9 @@ tml_status tml_engine_q8_prepare(struct tml_engine *e, size_t *scratch_bytes)
         e->prep[i] = p;
         tml_status st = prep_node(m, &m->nodes[i], p, &scratch, e->max_batch);
         if (st) return st;
+        const tml_op op = m->nodes[i].op;
+        p->has_win = op == TML_OP_CONV2D || op == TML_OP_DEPTHWISE_CONV2D || op == TML_OP_MAXPOOL || op == TML_OP_AVGPOOL;
+        p->out_numel = tml_tensor_numel(&m->tensors[m->nodes[i].out]);
     }
     *scratch_bytes = scratch;
     return TML_OK;
@@ -271,7 +287,7 @@ void tml_engine_q8_exec(struct tml_engine *e, int node, int batch, const tml_win
     case TML_OP_DEPTHWISE_CONV2D:
         if (ref && p->wpk) tml_dwconv2d_s8w_ref(win, &p->q, p->wbits, x, p->wpk, bias, y);
         else if (ref) tml_dwconv2d_s8_ref(win, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
-        else tml_dwconv2d_s8(win, &p->q, x, fast_weights(m, n, p), bias, y);
+        else tml_dwconv2d_s8_packed(win, &p->q, x, fast_weights(m, n, p), bias, p->packed, y);
         break;
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
@@ -321,15 +337,18 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
 {
     const tml_model *m = e->m;
     const tml_node *n = &m->nodes[node];
-    tml_window w;
+    q8_node *p = e->prep[node];
     const tml_window *wp = NULL;
-    if (n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D || n->op == TML_OP_MAXPOOL || n->op == TML_OP_AVGPOOL) {
-        tml_window_from_node(m, n, batch, &w);
-        wp = &w;
+    if (p->has_win) { /* the window of the last batch size is kept (batch-1 latency: one per engine) */
+        if (p->win_batch != batch) {
+            tml_window_from_node(m, n, batch, &p->win);
+            p->win_batch = batch;
+        }
+        wp = &p->win;
     }
     const int8_t *x2 = n->op == TML_OP_ADD ? tml_engine_buf(e, n->in[1]) : NULL;
     tml_engine_q8_exec(e, node, batch, wp, tml_engine_buf(e, n->in[0]), x2, tml_engine_buf(e, n->out),
-                       (int64_t)batch * tml_tensor_numel(&m->tensors[n->out]), e->scratch);
+                       (int64_t)batch * p->out_numel, e->scratch);
 }
 
 void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q)

@@ -382,9 +382,16 @@ static void conv_chunk(const conv_ctx *cx, int64_t r0, int64_t r1, int slot)
     const conv_plan *pl = cx->pl;
     const int m = (int)(r1 - r0);
     uint8_t *buf = cx->slots + (size_t)slot * pl->slot_bytes;
+    /* output row r reads input pixel r */
+    const int pointwise = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+                          p->oh == p->h && p->ow == p->w;
     for (int g = 0; g < pl->groups; g++) {
         int8_t *yo = cx->y + r0 * p->o + (int64_t)g * pl->og;
-        if (cx->isa == TML_S8_ISA_VNNI) {
+        if (cx->isa == TML_S8_ISA_VNNI && pointwise &&
+            (r1 - 1) * p->c + (int64_t)g * pl->cg + pl->seg4 <= (int64_t)p->n * p->h * p->w * p->c) {
+            /* every row's seg4 bytes inside x: rows at a stride, no pointers */
+            tml_s8_gemm_run_strided(&cx->gb[g], m, cx->x + r0 * p->c + (int64_t)g * pl->cg, p->c, yo, p->o);
+        } else if (cx->isa == TML_S8_ISA_VNNI) {
             const int8_t **arow = (const int8_t **)(void *)buf;
             build_rows_vnni(p, pl, cx->x, cx->q->in_zp, cx->zpseg, g, r0, r1, arow, (int8_t *)buf + pl->ptr_bytes);
             tml_s8_gemm_run_ind(&cx->gb[g], m, arow, yo, p->o);
@@ -392,8 +399,7 @@ static void conv_chunk(const conv_ctx *cx, int64_t r0, int64_t r1, int slot)
             const int stride = (pl->k + 1) / 2 * 2;
             im2col_i16(p, cx->x, cx->q->in_zp, g, r0, r1, stride, (int16_t *)(void *)buf);
             tml_s8_gemm_run(&cx->gb[g], m, buf, stride, yo, p->o);
-        } else if (p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1 && p->pad_t == 0 && p->pad_l == 0 &&
-                   p->oh == p->h && p->ow == p->w) {
+        } else if (pointwise) {
             tml_s8_gemm_run(&cx->gb[g], m, cx->x + r0 * p->c + (int64_t)g * pl->cg, p->c, yo, p->o);
         } else {
             im2col_s8(p, cx->x, cx->q->in_zp, g, r0, r1, (int8_t *)buf);

@@ -714,29 +714,36 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_2pass64p(const int MODE, int nr, int 
 #undef DW_P
 }
 
-/* Channels [c0, c0 + 64) of output rows [oy0, oy1) of image b. */
-static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x,
-                                            const int8_t *w, const int32_t *bias, int8_t *y, int b, int c0, int oy0,
-                                            int oy1)
+/*
+ * What dw_block64_vnni prepares for a 64-channel block from the weights, the
+ * bias and q alone (made on every call, or once by tml_dwconv2d_s8_pack): a
+ * 64-byte header, then corr[4], k[32] (requantization constants),
+ * wv[4 * kh * G] (weights interleaved like the entries), rowadd[4 * kh] (a
+ * kernel row's correction when it lies in the padding) and wvb[4 * kh] (wv
+ * shifted up a byte: paired entries, when G == 1).
+ */
+typedef struct dw64_hdr {
+    int any_lsh, simple, relu, relu_s, tfl, clamp_hi;
+    int pad_[10];
+} dw64_hdr;
+#define DW64_HDR_VEC 1
+static int dw64_nvec(const tml_window *p)
 {
-    DW_LOCALS(p);
-    (void)SW, (void)PL, (void)W, (void)DW;
-    const int G = (KW + 3) / 4, NS = dw_slots(p);
+    const int G = (p->kw + 3) / 4;
+    return DW64_HDR_VEC + 4 + 32 + 4 * p->kh * G + 8 * p->kh;
+}
+
+static TML_S8_TGT_VNNI void dw64_prep(const tml_window *p, const tml_qparams *q, const int8_t *w,
+                                      const int32_t *bias, int c0, __m512i *pv)
+{
+    const int C = p->c, KH = p->kh, KW = p->kw;
+    const int G = (KW + 3) / 4;
     const int nc = C - c0 < 64 ? C - c0 : 64;
     const __mmask64 cm = nc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nc) - 1);
     const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
     const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
-    uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
-    int tag[DW_STRIP_BYTES / 256];
-    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV], wvb[4 * 3];
-    /* paired entries (dw_build_row64p) for 3-wide kernels of stride and
-     * dilation 1 along x with at most 3 rows (the two-pass kernels) */
-    const int strip = DW_STRIP_BYTES / (NS * G * 256);
-    /* with pairs: input rows of paired entries the buffer holds, besides a row of in_zp entries */
-    const ptrdiff_t prow = (ptrdiff_t)(strip + 1) / 2 * 256;
-    const int pcap = (int)(DW_STRIP_BYTES / prow) - 1;
-    const int pairs = KW == 3 && SW == 1 && DW == 1 && KH <= 3 && pcap >= (KH - 1) * DH + 1;
-
+    dw64_hdr *hd = (dw64_hdr *)(void *)pv;
+    __m512i *corr = pv + DW64_HDR_VEC, *k = corr + 4, *wv = k + 32, *rowadd = wv + 4 * KH * G, *wvb = rowadd + 4 * KH;
     /* weights interleaved like the entries; row sums for the corrections */
     __m512i wsum[4] = {zero, zero, zero, zero};
     for (int ky = 0; ky < KH; ky++) {
@@ -756,9 +763,9 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
             wsum[qq] = _mm512_add_epi32(wsum[qq], rs[qq]);
         }
     }
-    if (pairs)
+    if (G == 1)
         for (int i = 0; i < 4 * KH; i++) wvb[i] = _mm512_slli_epi32(wv[i], 8);
-    __m512i corr[4], mult[4], shift[4];
+    __m512i mult[4], shift[4];
     if (bias)
         dw_consts4(bias + c0, nc, corr);
     else
@@ -767,7 +774,6 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     dw_consts4(q->shift + c0, nc, shift);
 
     /* requantization constants (lanes past nc: zero multiplier, their bytes are not stored) */
-    __m512i k[32];
     __mmask16 anyl = 0, mneg = 0;
     for (int qq = 0; qq < 4; qq++) {
         corr[qq] = _mm512_sub_epi32(corr[qq], _mm512_mullo_epi32(off128, wsum[qq]));
@@ -795,6 +801,40 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
         kq[6] = _mm512_max_epi32(shift[qq], zero);
         kq[7] = rsh;
     }
+    memset(hd, 0, sizeof *hd);
+    hd->any_lsh = any_lsh, hd->simple = simple, hd->relu = relu, hd->relu_s = relu_s, hd->tfl = tfl;
+    hd->clamp_hi = q->act_max < 127;
+}
+
+/* Channels [c0, c0 + 64) of output rows [oy0, oy1) of image b, with the
+ * block's dw64_prep made (pv) or made here (pv NULL). */
+static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                            const int8_t *w, const int32_t *bias, int8_t *y, int b, int c0, int oy0,
+                                            int oy1, const __m512i *pv)
+{
+    DW_LOCALS(p);
+    (void)SW, (void)PL, (void)W, (void)DW;
+    const int G = (KW + 3) / 4, NS = dw_slots(p);
+    const int nc = C - c0 < 64 ? C - c0 : 64;
+    const __mmask64 cm = nc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nc) - 1);
+    uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
+    int tag[DW_STRIP_BYTES / 256];
+    __m512i own[DW64_HDR_VEC + 4 + 32 + 12 * DW_MAX_WV];
+    if (!pv) {
+        dw64_prep(p, q, w, bias, c0, own);
+        pv = own;
+    }
+    const dw64_hdr *hd = (const dw64_hdr *)(const void *)pv;
+    const __m512i *corr = pv + DW64_HDR_VEC, *k = corr + 4, *wv = k + 32, *rowadd = wv + 4 * KH * G,
+                  *wvb = rowadd + 4 * KH;
+    const int any_lsh = hd->any_lsh, simple = hd->simple, relu = hd->relu, relu_s = hd->relu_s, tfl = hd->tfl;
+    /* paired entries (dw_build_row64p) for 3-wide kernels of stride and
+     * dilation 1 along x with at most 3 rows (the two-pass kernels) */
+    const int strip = DW_STRIP_BYTES / (NS * G * 256);
+    /* with pairs: input rows of paired entries the buffer holds, besides a row of in_zp entries */
+    const ptrdiff_t prow = (ptrdiff_t)(strip + 1) / 2 * 256;
+    const int pcap = (int)(DW_STRIP_BYTES / prow) - 1;
+    const int pairs = KW == 3 && SW == 1 && DW == 1 && KH <= 3 && pcap >= (KH - 1) * DH + 1;
     const __m512i zp16 = _mm512_set1_epi16((short)q->out_zp);
     const __m512i lo8 = _mm512_set1_epi8((char)q->act_min), hi8 = _mm512_set1_epi8((char)q->act_max);
     const int clamp_hi = q->act_max < 127;
@@ -1233,13 +1273,14 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
  * strips (vnni = its width, 16 or 64) and chunk of output rows; without
  * strips (nblk = 1) the whole channel range. */
 static void dw_task(tml_s8_isa isa, int vnni, const tml_window *p, const tml_qparams *q, const int8_t *x,
-                    const int8_t *w, const int32_t *bias, int8_t *y, int nblk, int nrc, int64_t t)
+                    const int8_t *w, const int32_t *bias, int8_t *y, int nblk, int nrc, int64_t t, const void *pk)
 {
     const int rc = (int)(t % nrc), blk = (int)((t / nrc) % nblk), b = (int)(t / ((int64_t)nrc * nblk));
     const int oy0 = (int)((int64_t)p->oh * rc / nrc), oy1 = (int)((int64_t)p->oh * (rc + 1) / nrc);
 #ifdef TML_S8_X86
     if (vnni == 64) {
-        dw_block64_vnni(p, q, x, w, bias, y, b, 64 * blk, oy0, oy1);
+        dw_block64_vnni(p, q, x, w, bias, y, b, 64 * blk, oy0, oy1,
+                        pk ? (const __m512i *)pk + (ptrdiff_t)blk * dw64_nvec(p) : NULL);
         return;
     }
     if (vnni) {
@@ -1247,16 +1288,15 @@ static void dw_task(tml_s8_isa isa, int vnni, const tml_window *p, const tml_qpa
         return;
     }
 #else
-    (void)vnni;
+    (void)vnni, (void)pk;
 #endif
     for (int oy = oy0; oy < oy1; oy++) dw_row(isa, p, q, x, w, bias, y, b, oy);
 }
 
-void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
-                        const int32_t *bias, int8_t *y, tml_s8_isa isa, int64_t par_min_macs)
+/* The kernel tml_dwconv2d_s8_ex runs: 16 or 64 (VNNI strips of that many
+ * channels) or 0. */
+static int dw_kind(const tml_window *p, tml_s8_isa isa)
 {
-    if (p->n <= 0 || p->oh <= 0 || p->ow <= 0 || p->c <= 0) return;
-    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
     int vnni = 0;
 #ifdef TML_S8_X86
     /* row strips of 16 channels for 16 or fewer, of 64 for more than 32
@@ -1265,7 +1305,20 @@ void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t 
         vnni = 16;
     else if (isa == TML_S8_ISA_VNNI && p->c > 32 && dw_vnni64_ok(p))
         vnni = 64;
+#else
+    (void)p, (void)isa;
 #endif
+    return vnni;
+}
+
+/* packed: the kind-64 blocks' dw64_prep (64-byte aligned), or NULL */
+static void dwconv_run(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                       const int32_t *bias, int8_t *y, tml_s8_isa isa, int64_t par_min_macs, const void *pk)
+{
+    if (p->n <= 0 || p->oh <= 0 || p->ow <= 0 || p->c <= 0) return;
+    if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
+    const int vnni = dw_kind(p, isa);
+    if (vnni != 64) pk = NULL;
     const int nblk = vnni ? (p->c + vnni - 1) / vnni : 1;
     int nth = 1;
 #ifdef TML_S8_OMP
@@ -1283,13 +1336,60 @@ void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t 
     }
     const int64_t ntask = (int64_t)p->n * nblk * nrc;
     if (nth <= 1) {
-        for (int64_t t = 0; t < ntask; t++) dw_task(isa, vnni, p, q, x, w, bias, y, nblk, nrc, t);
+        for (int64_t t = 0; t < ntask; t++) dw_task(isa, vnni, p, q, x, w, bias, y, nblk, nrc, t, pk);
         return;
     }
 #ifdef TML_S8_OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-    for (int64_t t = 0; t < ntask; t++) dw_task(isa, vnni, p, q, x, w, bias, y, nblk, nrc, t);
+    for (int64_t t = 0; t < ntask; t++) dw_task(isa, vnni, p, q, x, w, bias, y, nblk, nrc, t, pk);
 #endif
+}
+
+void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                        const int32_t *bias, int8_t *y, tml_s8_isa isa, int64_t par_min_macs)
+{
+    dwconv_run(p, q, x, w, bias, y, isa, par_min_macs, NULL);
+}
+
+/* The packed form: a 64-byte header (kind, channels, kernel size: what it was
+ * made for) then, for the 64-channel VNNI kernel, each block's dw64_prep. */
+typedef struct dw_pack_hdr {
+    int kind, c, kh, kw;
+    int pad_[12];
+} dw_pack_hdr;
+
+size_t tml_dwconv2d_s8_packed_size(const tml_window *p)
+{
+    size_t s = 128 + sizeof(dw_pack_hdr);
+#ifdef TML_S8_X86
+    if (dw_kind(p, tml_s8_cpu_isa()) == 64) s += (size_t)((p->c + 63) / 64) * (size_t)dw64_nvec(p) * 64;
+#endif
+    return s;
+}
+
+void tml_dwconv2d_s8_pack(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias,
+                          void *packed)
+{
+    dw_pack_hdr *h = (dw_pack_hdr *)(void *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
+    memset(h, 0, sizeof *h);
+    h->c = p->c, h->kh = p->kh, h->kw = p->kw;
+#ifdef TML_S8_X86
+    h->kind = dw_kind(p, tml_s8_cpu_isa());
+    if (h->kind == 64) {
+        __m512i *pv = (__m512i *)(void *)(h + 1);
+        for (int c0 = 0; c0 < p->c; c0 += 64) dw64_prep(p, q, w, bias, c0, pv + (ptrdiff_t)(c0 / 64) * dw64_nvec(p));
+    }
+#else
+    (void)q, (void)w, (void)bias;
+#endif
+}
+
+void tml_dwconv2d_s8_packed(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                            const int32_t *bias, const void *packed, int8_t *y)
+{
+    const dw_pack_hdr *h = (const dw_pack_hdr *)(const void *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
+    const int same = h->kind == 64 && h->c == p->c && h->kh == p->kh && h->kw == p->kw;
+    dwconv_run(p, q, x, w, bias, y, tml_s8_cpu_isa(), TML_S8_PAR_MACS, same ? (const void *)(h + 1) : NULL);
 }
 
 void tml_dwconv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,

@@ -317,11 +317,14 @@ static inline uint32_t load_u32(const int8_t *p)
     X(10, __VA_ARGS__) X(11, __VA_ARGS__)
 
 /* Accumulators of one MR x 16*NV tile into acc[i*4 + v]: the corrections
- * corr[16v ..] plus rows arow[i*nseg + s] times the packed panels bp + v*ps
- * (g4 groups of 4 per segment). Starting from the correction saves the
- * epilogue an add per vector. */
-TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int8_t *const *arow, int nseg, int g4,
-                                             const int8_t *bp, ptrdiff_t ps, const int32_t *corr, __m512i *acc)
+ * corr[16v ..] plus rows arow[i*nseg + s] (or, when lda > 0, one segment per
+ * row at a + i*lda) times the packed panels bp + v*ps (g4 groups of 4 per
+ * segment). Starting from the correction saves the epilogue an add per
+ * vector. */
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const int STR, const int8_t *const *arow,
+                                             const int8_t *a,
+                                             ptrdiff_t lda, int nseg, int g4, const int8_t *bp, ptrdiff_t ps,
+                                             const int32_t *corr, __m512i *acc)
 {
     const __m512i z = _mm512_setzero_si512();
     const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
@@ -334,7 +337,7 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_tile(const int MR, const int NV, const i
 #undef V_DECL
     const int8_t *bk = bp;
     for (int s = 0; s < nseg; s++) {
-#define V_PTR(i, _) const int8_t *p##i = MR > i ? arow[i * nseg + s] : NULL;
+#define V_PTR(i, _) const int8_t *p##i = MR > i ? (STR ? a + i * lda : arow[i * nseg + s]) : NULL;
         TILE_ROWS(V_PTR, 0)
 #undef V_PTR
         for (int g = 0; g < g4; g++, bk += 64) {
@@ -479,17 +482,20 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *
 
 /* Each tile shape is its own small function: inlined all into one driver,
  * GCC's register allocator surrounds every vpdpbusd with register copies. */
-typedef void (*vnni_tile_fn)(const int8_t *const *arow, int nseg, int g4, const int8_t *bp, ptrdiff_t ps,
-                             const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y, ptrdiff_t ldy);
-#define VNNI_FN(MR, NV)                                                                                        \
-    static __attribute__((noinline)) TML_S8_TGT_VNNI void vnni_tile_##MR##_##NV(                               \
-        const int8_t *const *arow, int nseg, int g4, const int8_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b,   \
-        int c0, int ncols, int8_t *y, ptrdiff_t ldy)                                                           \
+typedef void (*vnni_tile_fn)(const int8_t *const *arow, const int8_t *a, ptrdiff_t lda, int nseg, int g4,
+                             const int8_t *bp, ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y,
+                             ptrdiff_t ldy);
+#define VNNI_FN1(MR, NV, STR, NAME)                                                                            \
+    static __attribute__((noinline)) TML_S8_TGT_VNNI void NAME(                                                \
+        const int8_t *const *arow, const int8_t *a, ptrdiff_t lda, int nseg, int g4, const int8_t *bp,         \
+        ptrdiff_t ps, const tml_s8_gemm_b *b, int c0, int ncols, int8_t *y, ptrdiff_t ldy)                     \
     {                                                                                                          \
         __m512i acc[(MR)*4];                                                                                   \
-        vnni_tile(MR, NV, arow, nseg, g4, bp, ps, b->corr + c0, acc);                                                        \
+        vnni_tile(MR, NV, STR, arow, a, lda, nseg, g4, bp, ps, b->corr + c0, acc);                             \
         vnni_epilogue(MR, NV, acc, b, c0, ncols, y, ldy);                                                      \
     }
+/* each shape twice: rows by pointers, and rows at a stride (pointwise) */
+#define VNNI_FN(MR, NV) VNNI_FN1(MR, NV, 0, vnni_tile_##MR##_##NV) VNNI_FN1(MR, NV, 1, vnni_tile_s##MR##_##NV)
 #define VNNI_FNS(NV, MRBIG) VNNI_FN(MRBIG, NV) VNNI_FN(4, NV) VNNI_FN(2, NV) VNNI_FN(1, NV)
 VNNI_FNS(1, 12)
 VNNI_FNS(2, 12)
@@ -497,35 +503,49 @@ VNNI_FNS(3, 8)
 VNNI_FNS(4, 5)
 #undef VNNI_FNS
 #undef VNNI_FN
+#undef VNNI_FN1
 
 /* [nv - 1]: the tile functions for MR = big, 4, 2, 1. */
 typedef struct vnni_shape {
     int mr_big;
-    vnni_tile_fn fn[4];
+    vnni_tile_fn fn[4], fs[4]; /* fs: rows at a stride */
 } vnni_shape;
 static const vnni_shape VNNI_SHAPES[4] = {
-    {12, {vnni_tile_12_1, vnni_tile_4_1, vnni_tile_2_1, vnni_tile_1_1}},
-    {12, {vnni_tile_12_2, vnni_tile_4_2, vnni_tile_2_2, vnni_tile_1_2}},
-    {8, {vnni_tile_8_3, vnni_tile_4_3, vnni_tile_2_3, vnni_tile_1_3}},
-    {5, {vnni_tile_5_4, vnni_tile_4_4, vnni_tile_2_4, vnni_tile_1_4}},
+    {12,
+     {vnni_tile_12_1, vnni_tile_4_1, vnni_tile_2_1, vnni_tile_1_1},
+     {vnni_tile_s12_1, vnni_tile_s4_1, vnni_tile_s2_1, vnni_tile_s1_1}},
+    {12,
+     {vnni_tile_12_2, vnni_tile_4_2, vnni_tile_2_2, vnni_tile_1_2},
+     {vnni_tile_s12_2, vnni_tile_s4_2, vnni_tile_s2_2, vnni_tile_s1_2}},
+    {8,
+     {vnni_tile_8_3, vnni_tile_4_3, vnni_tile_2_3, vnni_tile_1_3},
+     {vnni_tile_s8_3, vnni_tile_s4_3, vnni_tile_s2_3, vnni_tile_s1_3}},
+    {5,
+     {vnni_tile_5_4, vnni_tile_4_4, vnni_tile_2_4, vnni_tile_1_4},
+     {vnni_tile_s5_4, vnni_tile_s4_4, vnni_tile_s2_4, vnni_tile_s1_4}},
 };
 
 /* For each block of up to 4 panels (64 channels): all rows in tiles of
- * mr_big rows, then 4, 2, 1. */
-static void gemm_vnni(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy)
+ * mr_big rows, then 4, 2, 1. A is arow (row / segment pointers) when lda is
+ * 0, else one segment per row at a + i*lda. */
+static void gemm_vnni(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, const int8_t *a, ptrdiff_t lda,
+                      int8_t *y, ptrdiff_t ldy)
 {
     const int nseg = b->nseg, g4 = b->seg4 / 4;
     const ptrdiff_t ps = (ptrdiff_t)nseg * b->seg4 * 16; /* bytes per panel */
     for (int c0 = 0; c0 < b->n; c0 += 64) {
         const int ncols = b->n - c0 < 64 ? b->n - c0 : 64;
         const vnni_shape *sh = &VNNI_SHAPES[(ncols + 15) / 16 - 1];
+        const vnni_tile_fn *fn = lda ? sh->fs : sh->fn;
         const int8_t *bp = (const int8_t *)b->wp + (ptrdiff_t)(c0 / 16) * ps;
         int i = 0;
+#define VNNI_A(i_) lda ? NULL : arow + (i_) * nseg, lda ? a + (i_) * lda : NULL
         for (; i + sh->mr_big <= m; i += sh->mr_big)
-            sh->fn[0](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i + 4 <= m; i += 4) sh->fn[1](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i + 2 <= m; i += 2) sh->fn[2](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
-        for (; i < m; i++) sh->fn[3](arow + i * nseg, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+            fn[0](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 4 <= m; i += 4) fn[1](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i + 2 <= m; i += 2) fn[2](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+        for (; i < m; i++) fn[3](VNNI_A(i), lda, nseg, g4, bp, ps, b, c0, ncols, y + i * ldy, ldy);
+#undef VNNI_A
     }
 }
 
@@ -653,8 +673,19 @@ void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *aro
 {
     if (m <= 0 || b->n <= 0) return;
 #ifdef TML_S8_X86
-    gemm_vnni(b, m, arow, y, ldy);
+    gemm_vnni(b, m, arow, NULL, 0, y, ldy);
 #else
     (void)arow, (void)y, (void)ldy;
+#endif
+}
+
+void tml_s8_gemm_run_strided(const tml_s8_gemm_b *b, int m, const int8_t *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy)
+{
+    if (m <= 0 || b->n <= 0) return;
+#ifdef TML_S8_X86
+    TML_ASSERT(b->nseg == 1 && lda > 0);
+    gemm_vnni(b, m, NULL, a, lda, y, ldy);
+#else
+    (void)a, (void)lda, (void)y, (void)ldy;
 #endif
 }

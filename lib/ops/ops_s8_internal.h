@@ -144,6 +144,9 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
 void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy);
 /* VNNI: the same with A given by row / segment pointers (see above). */
 void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy);
+/* VNNI, one segment per row (b->nseg == 1): row i of A at a + i*lda (lda > 0),
+ * b->seg4 bytes readable there (pointwise convolutions: no pointer array). */
+void tml_s8_gemm_run_strided(const tml_s8_gemm_b *b, int m, const int8_t *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy);
 
 /* Unpacking with an explicit instruction set (clamped to tml_s8_cpu_isa()). */
 void tml_s8w_unpack_ex(int64_t count, int wbits, const uint8_t *packed, int8_t *w, tml_s8_isa isa);

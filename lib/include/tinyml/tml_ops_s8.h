@@ -126,6 +126,17 @@ void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t
                          const int32_t *bias, int8_t *y);
 void tml_dwconv2d_s8(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                      const int32_t *bias, int8_t *y);
+/* tml_dwconv2d_s8 with what it prepares from w, bias and q on every call
+ * (interleaved weights, corrections, requantization constants) made once:
+ * tml_dwconv2d_s8_pack fills `packed` (packed_size bytes, any alignment) for
+ * this CPU; tml_dwconv2d_s8_packed then runs with the same w, bias and q (and
+ * a window of the same weight shape and channels, any batch / image size)
+ * and gives the results of tml_dwconv2d_s8. */
+size_t tml_dwconv2d_s8_packed_size(const tml_window *p);
+void tml_dwconv2d_s8_pack(const tml_window *p, const tml_qparams *q, const int8_t *w, const int32_t *bias,
+                          void *packed);
+void tml_dwconv2d_s8_packed(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                            const int32_t *bias, const void *packed, int8_t *y);
 
 /* x (n,in), w (out,in), bias (out) or NULL, y (n,out). q->mult/shift have `out`
  * entries (per-tensor weights repeat the same value). Scratch: 0 bytes (NULL is
