@@ -150,5 +150,6 @@ int cmd_compare(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
 
 #endif

@@ -112,6 +112,10 @@ tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt);
 tml_status tml_train_strip_state(tml_model *m);
 int tml_train_has_state(const tml_model *m);
 
+/* The trainer's validation split of n samples for `seed`: perm (n) is a
+ * permutation of [0, n) whose first val_samples entries are held out, the rest
+ * trains. A model trained with that seed never saw perm[0..val_samples). */
+void tml_train_split(int64_t n, uint64_t seed, int64_t *perm);
 /* Held-out validation indices and the epochs completed (for reports). */
 int tml_trainer_epochs_done(const tml_trainer *t);
 double tml_trainer_best_val_acc(const tml_trainer *t);
