@@ -64,8 +64,10 @@ static const char help[] =
     "candidate and its miss are printed, nothing is written) or an error.\n"
     "\n"
     "Examples:\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 32K --ram 8K --target cortex-m4 -o fit.tmf\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 64K --ram 16K --latency 20 --mhz 80 --plot front.png -o fit.tmf\n";
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --time-budget 2 -o fit.tmf\n"
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 160K --ram 16K --latency 100 --mhz 80 --epochs 1 --candidates 1 \\\n"
+    "    --time-budget 2 --plot front.png -o fit.tmf\n"
+    "  (docs/fit.md: lenet5.tmf into 32K flash and 8K RAM on a Cortex-M4, --flash 32K --ram 8K)\n";
 
 /* "32768", "32K", "32KB", "32KiB", "0.5M": bytes (K = 1024). */
 static int parse_bytes(const char *s, int64_t *out)

@@ -45,7 +45,7 @@ tml_status tml_dataset_from_samples(const tml_samples *s, const int64_t *idx, in
     if (!out) return tml_error(TML_ERR_INVALID, "tml_dataset_from_samples: out is NULL");
     *out = NULL;
     if (!s) return tml_error(TML_ERR_INVALID, "tml_dataset_from_samples: samples are NULL");
-    if (!idx || n < 0 || n > s->n) n = s->n;
+    if (n < 0 || n > s->n) n = s->n;
     if (n <= 0) return tml_error(TML_ERR_INVALID, "tml_dataset_from_samples: no samples");
     for (int64_t i = 0; idx && i < n; i++)
         if (idx[i] < 0 || idx[i] >= s->n)

@@ -27,6 +27,7 @@
 #define SPARSE_KEEP 0.6   /* a sparsity move keeps 60% of the remaining weights */
 #define SPARSE_MAX 0.985
 #define MAX_STEPS 120     /* greedy steps per variant */
+#define LOSS_NOISE 0.005  /* validation loss changes smaller than this are noise (1000 samples) */
 
 static double now_s(void)
 {
@@ -171,7 +172,9 @@ static tml_status build(const fit_ctx *x, const tml_plan *p, const tml_finetune 
     tml_model *c = tml_model_clone(x->m);
     if (!c) return tml_error(TML_ERR_NOMEM, "out of memory");
     tml_dataset *cal = NULL;
-    tml_status st = tml_dataset_from_samples(x->tr, NULL, -1, "fit calibration", &cal);
+    /* calibration draws its seeded subset from the first 4096 training samples
+     * (streaming all of them twice per plan would dominate the quick measure) */
+    tml_status st = tml_dataset_from_samples(x->tr, NULL, x->tr->n < 4096 ? x->tr->n : 4096, "fit calibration", &cal);
     if (!st) st = tml_plan_apply(c, p, ft, cal);
     tml_dataset_free(cal);
     if (st) {
@@ -198,6 +201,7 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
     tml_plan q = *p;
     q.prune_epochs = q.cluster_epochs = 0;
     q.calib_samples = 256;
+    q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
     tml_finetune ft;
     tml_finetune_default(&ft);
     ft.seed = x->o->seed;
@@ -374,7 +378,9 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
             double gain = miss - tml_fit_miss(o, &tc[j], NULL);
             if (gain <= 1e-12) continue;
             double dl = tc[j].val_loss - cc.val_loss;
-            double val = gain / (dl > 1e-4 ? dl : 1e-4);
+            /* loss changes below the noise of the quick measure count as that noise:
+             * among (nearly) free moves the one that saves most wins */
+            double val = gain / (dl > LOSS_NOISE ? dl : LOSS_NOISE);
             if (best < 0 || val > bv) {
                 best = j;
                 bv = val;
@@ -569,7 +575,14 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
                  (long long)r->int8_base.ram);
     if (!st) st = tml_plan_init(&start, m);
     /* 2. the descents */
-    for (int v = 0; !st && v < N_VARIANTS; v++) st = descend(&x, &variants[v], &start, &paths[v], &r->n_steps);
+    for (int v = 0; !st && v < N_VARIANTS; v++) {
+        /* with a time budget, the other variants only while half of it is left */
+        if (v > 0 && o->time_budget_s > 0 && now_s() - x.t0 > 0.5 * o->time_budget_s) {
+            r->budget_stopped++;
+            break;
+        }
+        st = descend(&x, &variants[v], &start, &paths[v], &r->n_steps);
+    }
     /* candidates: each variant's fitting plan, then points on the way (the front) */
     int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
     for (int v = 0; !st && v < N_VARIANTS; v++)

@@ -265,6 +265,7 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
         tml_cluster_opts_default(&co);
         co.bits = b;
         co.seed = f.seed;
+        if (p->cluster_iters > 0) co.max_iter = p->cluster_iters;
         co.only = only;
         tml_cluster_report cr;
         st = tml_cluster(m, &co, &cr);

@@ -78,10 +78,11 @@ void tml_samples_free(tml_samples *s);
 /* Copies samples idx[0..n) (raw) into x as float (n, h, w, c) and their labels
  * into y (y may be NULL). Every idx must be in [0, s->n) (asserted). */
 void tml_samples_gather(const tml_samples *s, const int64_t *idx, int n, float *x, int32_t *y);
-/* A dataset view of samples idx[0..n) of s (idx NULL: all of them, in order):
- * the streaming consumers (calibration, evaluation) then run on a part of
- * loaded data without reading files again. s must outlive the view; name is
- * its info.name (NULL: "in-memory samples"). Free with tml_dataset_free(). */
+/* A dataset view of samples idx[0..n) of s (idx NULL: samples 0..n-1; n < 0
+ * or n > s->n: s->n): the streaming consumers (calibration, evaluation) then
+ * run on a part of loaded data without reading files again. s must outlive
+ * the view; name is its info.name (NULL: "in-memory samples"). Free with
+ * tml_dataset_free(). */
 tml_status tml_dataset_from_samples(const tml_samples *s, const int64_t *idx, int64_t n, const char *name,
                                     tml_dataset **out);
 /* A copy of samples idx[0..n) of s (training on a part of loaded data). */

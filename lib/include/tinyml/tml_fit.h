@@ -7,8 +7,9 @@
  * 1. Baselines: the float model and its plain INT8 quantization, on the
  *    held-out validation part of the training data (and the test samples).
  * 2. Greedy descent (the prior): from the uncompressed plan, each step tries
- *    one move per layer and kind (remove 1/8 of the filters, zero 40% of the
- *    remaining weights, one bit fewer of weight sharing), measures each moved
+ *    one move per layer and kind (remove 1/8 of the filters; zero 40% of the
+ *    remaining weights, once, twice or three times over; weight sharing at 5
+ *    bits, then one bit fewer down to 3), measures each moved
  *    plan quickly (applied without fine-tuning, quantized, exported: exact
  *    flash and RAM from the exporter; validation loss of the INT8 model) and
  *    takes the move that removes the most budget miss per unit of loss it

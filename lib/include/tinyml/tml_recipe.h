@@ -88,6 +88,7 @@ typedef struct tml_plan {
     int prune_epochs;        /* fine-tuning epochs of the filter removal + AGP phase */
     int cluster_epochs;      /* centroid fine-tuning epochs after clustering */
     double cluster_lr;       /* default 1e-4 */
+    int cluster_iters;       /* k-means (Lloyd) iterations; 0 = tml_cluster's default */
     int64_t calib_samples;   /* calibration samples for INT8 (default 512) */
 } tml_plan;
 
