@@ -375,7 +375,10 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
         double bv = 0;
         for (int j = 0; j < nm; j++) {
             if (!ok[j]) continue;
-            double gain = miss - tml_fit_miss(o, &tc[j], NULL);
+            /* a kind allowed only for RAM is judged on the RAM it saves */
+            int ram_only = !(v->kinds & (1u << (j % N_MOVES)));
+            double gain = ram_only ? (double)(cc.ram - tc[j].ram) / (double)o->ram
+                                   : miss - tml_fit_miss(o, &tc[j], NULL);
             if (gain <= 1e-12) continue;
             double dl = tc[j].val_loss - cc.val_loss;
             /* loss changes below the noise of the quick measure count as that noise:
