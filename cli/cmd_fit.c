@@ -253,6 +253,7 @@ int cmd_fit(int argc, char **argv)
         f.key = fnv(h, k, strlen(k));
     }
     o.exp.prefix = NULL;
+    if (!no_verify) o.device = &dopt;
     o.progress = on_progress;
     o.lookup = lookup;
     o.store = store;

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tinyml/tml_device.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_fit.h"
 #include "tinyml/tml_quant.h"
@@ -185,6 +186,48 @@ static tml_status build(const fit_ctx *x, const tml_plan *p, const tml_finetune 
     return TML_OK;
 }
 
+/* The plan applied without fine-tuning and quantized (the descent's model). */
+static tml_status quick_model(const fit_ctx *x, const tml_plan *p, tml_model **m)
+{
+    tml_plan q = *p;
+    q.prune_epochs = q.cluster_epochs = 0;
+    q.calib_samples = 256;
+    q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = x->o->seed;
+    ft.cancel = x->o->cancel;
+    return build(x, &q, &ft, m);
+}
+
+/* Flash of the plan's model compiled for the target (text + rodata + data of
+ * the model object), from one run on the emulated core. */
+static tml_status compiled_flash(const fit_ctx *x, const tml_plan *p, int64_t *flash)
+{
+    tml_model *m = NULL;
+    tml_status st = quick_model(x, p, &m);
+    if (st) return st;
+    int64_t numel = tml_tensor_numel(&m->tensors[m->input]);
+    float *in = malloc(sizeof(float) * (size_t)numel);
+    if (!in) {
+        tml_model_free(m);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    tml_samples_gather(x->all, x->val, 1, in, NULL);
+    tml_preproc_apply(&m->meta.pre, numel, x->all->c, in);
+    tml_device_opts d = *x->o->device;
+    d.exp = x->o->exp;
+    tml_device_result r;
+    st = tml_device_run(m, in, 1, &d, &r);
+    if (!st) {
+        *flash = r.text_bytes + r.rodata_bytes + r.data_bytes;
+        tml_device_result_free(&r);
+    }
+    free(in);
+    tml_model_free(m);
+    return st;
+}
+
 /* The plan measured without fine-tuning (cached: variants share steps). */
 static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
 {
@@ -198,16 +241,8 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
             hit = 1;
         }
     if (hit) return TML_OK;
-    tml_plan q = *p;
-    q.prune_epochs = q.cluster_epochs = 0;
-    q.calib_samples = 256;
-    q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
-    tml_finetune ft;
-    tml_finetune_default(&ft);
-    ft.seed = x->o->seed;
-    ft.cancel = x->o->cancel;
     tml_model *m = NULL;
-    tml_status st = build(x, &q, &ft, &m);
+    tml_status st = quick_model(x, p, &m);
     if (!st) st = measure(x, m, x->n_quick, c);
     tml_model_free(m);
     if (st) return st;
@@ -312,9 +347,12 @@ static tml_status path_push(path *p, const tml_plan *plan, const tml_fit_cost *c
     return TML_OK;
 }
 
-static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, path *out, int *steps)
+/* Descends from `start` until the plan fits the budgets of o (x->o, or a
+ * tighter copy), appending the steps to out. */
+static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, path *out, int *steps,
+                          const tml_fit_opts *o)
 {
-    const tml_fit_opts *o = x->o;
+    out->fits = 0;
     tml_plan cur;
     tml_status st = plan_copy(&cur, start);
     if (st) return st;
@@ -584,7 +622,25 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
             r->budget_stopped++;
             break;
         }
-        st = descend(&x, &variants[v], &start, &paths[v], &r->n_steps);
+        st = descend(&x, &variants[v], &start, &paths[v], &r->n_steps, o);
+    }
+    /* the exporter's code size is an estimate: compile each fitting plan for
+     * the target, and where it is over, descend on with the shortfall as slack */
+    for (int v = 0; !st && o->device && v < N_VARIANTS; v++) {
+        tml_fit_opts ob = *o;
+        for (int k = 0; paths[v].fits && !st; k++) {
+            step *last = &paths[v].s[paths[v].n - 1];
+            int64_t cf = 0, est = last->cost.flash;
+            st = compiled_flash(&x, &last->plan, &cf);
+            if (st) break;
+            progress(&x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
+                     variants[v].name, (long long)cf, (long long)est);
+            if (cf <= o->flash) break;
+            paths[v].fits = 0;
+            ob.flash -= cf - est > 0 ? cf - est + 64 : 64;
+            if (k == 3 || ob.flash <= 0) break;
+            st = descend(&x, &variants[v], &last->plan, &paths[v], &r->n_steps, &ob);
+        }
     }
     /* candidates: each variant's fitting plan, then points on the way (the front) */
     int maxc = o->max_candidates > 0 ? o->max_candidates : 6;

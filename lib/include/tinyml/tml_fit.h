@@ -42,6 +42,7 @@ extern "C" {
 #endif
 
 typedef struct tml_fit_cand tml_fit_cand;
+struct tml_device_opts;
 
 /* Progress: a phase name, done / total of that phase, and a one-line message. */
 typedef void (*tml_fit_progress_fn)(void *user, const char *phase, int done, int total, const char *msg);
@@ -68,6 +69,9 @@ typedef struct tml_fit_opts {
     int64_t quick_samples;  /* of them, used by the greedy descent's quick measure (default 1000) */
     int distill;            /* distill fine-tuning from the original model (default 1) */
     tml_export_opts exp;    /* how the candidates are exported (and measured) */
+    const struct tml_device_opts *device; /* non-NULL: each fitting plan of the descent is also
+                               compiled for this target (one run on the emulated core) and the
+                               descent goes on where the compiled flash is over the budget */
     const tml_samples *train; /* raw training samples (required) */
     const tml_samples *test;  /* raw test samples for the report (may be NULL) */
     tml_fit_progress_fn progress;
