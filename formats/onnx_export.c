@@ -259,6 +259,7 @@ typedef struct ex {
     nset vnames, nnames;
     const char *clip_min, *clip_max; /* shared Clip bounds, made on first use */
     const char *cur_node;            /* tinyml node being converted (messages) */
+    int view_tid; /* QDQ export: the int8 tensor whose data the relayout nodes move (-1: none) */
     char *tmp;                       /* scratch for names */
     size_t tmp_cap;
     tml_status st;
@@ -599,12 +600,24 @@ static int order_trivial(const int32_t *hwc)
     return hwc[2] == 1 || (int64_t)hwc[0] * hwc[1] == 1;
 }
 
+/* QDQ export: the output y of a node that only moves int8 data (Flatten,
+ * Reshape, Transpose) quantized again with the parameters of the tensor it
+ * moves (e->view_tid), so that ONNX Runtime keeps it, and the layer reading
+ * it, in int8 (a DequantizeLinear -> Reshape -> QuantizeLinear of the same
+ * parameters becomes an int8 Reshape; a float input would leave the next
+ * Gemm in float). */
+static const char *view_qdq(ex *e, const char *y)
+{
+    if (!y || !e->qm || e->view_tid < 0 || e->qm->tensors[e->view_tid].q.n <= 0) return y;
+    return qdq_act(e, y, y, e->view_tid);
+}
+
 static const char *node_transpose(ex *e, const char *base, const char *x, const int64_t *perm)
 {
     const char *y = vname(e, base, "/transpose");
     xnode *n = add_node(e, "Transpose", base, "/transpose", 1, &x, y);
     attr_ints(n, "perm", 4, perm);
-    return n ? y : NULL;
+    return n ? view_qdq(e, y) : NULL;
 }
 
 static const char *node_reshape(ex *e, const char *base, const char *x, int nd, const int64_t *d,
@@ -613,7 +626,7 @@ static const char *node_reshape(ex *e, const char *base, const char *x, int nd, 
     const char *s = init_shape(e, base, nd, d);
     const char *y = out ? out : vname(e, base, "/reshape");
     const char *in[2] = {x, s};
-    return add_node(e, "Reshape", base, "/reshape", 2, in, y) ? y : NULL;
+    return add_node(e, "Reshape", base, "/reshape", 2, in, y) ? view_qdq(e, y) : NULL;
 }
 
 static const char *node_flatten(ex *e, const char *base, const char *x, const char *out)
@@ -621,7 +634,7 @@ static const char *node_flatten(ex *e, const char *base, const char *x, const ch
     const char *y = out ? out : vname(e, base, "/flatten");
     xnode *n = add_node(e, "Flatten", base, "/flatten", 1, &x, y);
     attr_int(n, "axis", 1);
-    return n ? y : NULL;
+    return n ? view_qdq(e, y) : NULL;
 }
 
 /*
@@ -786,7 +799,10 @@ static void dense_node(ex *e, const tml_node *n, const char *yname)
         /* Gemm takes (N,K): flatten an image (CHW order) or a plain tensor */
         int32_t f[1] = {(int32_t)tml_tensor_numel(xt)};
         xval r;
-        if (!relayout(e, n->name, &xv, xt, 1, f, 1, NULL, &r)) return;
+        e->view_tid = n->in[0];
+        const char *ok = relayout(e, n->name, &xv, xt, 1, f, 1, NULL, &r);
+        e->view_tid = -1;
+        if (!ok) return;
         xv = r;
     }
     const char *wname;
@@ -893,7 +909,9 @@ static void convert_node(ex *e, const tml_node *n)
             e->val[n->out] = *xv;
             return;
         }
+        e->view_tid = n->in[0];
         relayout(e, n->name, xv, xt, y->ndim, y->dims, 1, vname(e, y->name, NULL), &yv);
+        e->view_tid = -1;
         e->val[n->out] = yv;
         return;
     }
@@ -938,6 +956,9 @@ static void convert_node(ex *e, const tml_node *n)
         /* (N,C,H,W) -> (N,C,1,1) -> (N,C): tinyml's (C) */
         const char *g = vname(e, yname, "/gap");
         add_node(e, "GlobalAveragePool", n->name, NULL, 1, &x, g);
+        /* QDQ export: quantized right after the pool too (ONNX Runtime's
+         * integer global pool needs its QuantizeLinear there) */
+        if (g && e->qm && e->qm->tensors[n->out].q.n > 0) g = qdq_act(e, g, g, n->out);
         if (g) node_flatten(e, n->name, g, yname);
         break;
     }
@@ -948,10 +969,14 @@ static void convert_node(ex *e, const tml_node *n)
         if (differ) {
             /* both in tinyml element order (same dims: finalize checked) */
             xval r;
-            if (!relayout(e, n->name, &a, xt, xt->ndim, xt->dims, 0, NULL, &r)) return;
+            e->view_tid = n->in[0];
+            const char *ok = relayout(e, n->name, &a, xt, xt->ndim, xt->dims, 0, NULL, &r);
             a = r;
-            if (!relayout(e, n->name, &b, bt, bt->ndim, bt->dims, 0, NULL, &r)) return;
+            e->view_tid = n->in[1];
+            if (ok) ok = relayout(e, n->name, &b, bt, bt->ndim, bt->dims, 0, NULL, &r);
             b = r;
+            e->view_tid = -1;
+            if (!ok) return;
         }
         const char *in[2] = {a.name, b.name};
         const char *pre = main_out(e, yname, n->act);
@@ -1289,6 +1314,7 @@ static tml_status export_graph(const tml_model *m, const tml_model *qm, uint8_t 
     memset(&e, 0, sizeof e);
     e.m = m;
     e.qm = qm;
+    e.view_tid = -1;
     e.val = calloc((size_t)m->n_tensors, sizeof(xval));
     if (!e.val) {
         ex_free(&e);

@@ -17,13 +17,9 @@
 # present, else fresh ones (`tinyml create <arch> --seed 1`: the time does not
 # depend on the weights' values; the zoo models are dense).
 # Float: `tinyml export --onnx` of the same model. INT8: `tinyml quantize`
-# (512 Fashion-MNIST calibration samples) against a QDQ ONNX model of the
-# same quantization, made by scripts/qdq-onnx.py (python3-onnx) from the
-# float export and the int8 model: it puts Q/DQ around every int8 tensor,
-# reshapes included, which is ONNX Runtime's best case (with `tinyml export
-# --onnx` of the int8 model, the fallback without python3-onnx, the dense
-# layer after a Flatten has no Q/DQ on its input and runs in float: LeNet-5
-# 112 µs instead of 50). Skipped without the dataset.
+# (512 Fashion-MNIST calibration samples) against `tinyml export --onnx` of
+# that int8 model (QDQ form, every layer fused into ONNX Runtime's integer
+# kernels: docs/onnx.md). Skipped without the dataset.
 #
 # Environment: ORT_DIR (npm prefix, default out/ort), BUILD_DIR (default
 # build), ROUNDS_B1 / RUNS_B1 (default 20 / 100), ROUNDS_B256 / RUNS_B256
@@ -34,7 +30,6 @@ B=${BUILD_DIR:-$ROOT/build}
 T=$B/tinyml
 OUT=$ROOT/out/bench
 ORT_DIR=${ORT_DIR:-$ROOT/out/ort}
-PY=/usr/bin/python3
 DOCS=1
 if [ "${1:-}" = "--no-docs" ]; then DOCS=0; shift; fi
 MODELS=${*:-lenet300 lenet5 dscnn mobilenet-tiny resnet8}
@@ -62,8 +57,6 @@ ORT_VERSION=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$ORT_DIR/node_modules
 
 have_data=1
 [ -d /usr/share/datasets/fashion-mnist ] || have_data=0
-have_qdq=0
-$PY -c "import onnx" 2>/dev/null && have_qdq=1
 
 # bench_ort prints: batch,tinyml_min,tinyml_med,ort_min,ort_med,ratio_min,ratio_med,max_diff,version,cpu_ratio_med
 run() { OMP_NUM_THREADS=1 "$B/tests/bench_ort" "$LIB" "$1" "$2" "$3" "$4" "$5" 2>/dev/null; }
@@ -99,16 +92,9 @@ for a in $MODELS; do
   q="n/a | n/a"
   if [ $have_data = 1 ]; then
     "$T" quantize "$f" --calib fashion-mnist -q -o "$OUT/ort/$a-int8.tmf"
-    qdq=""
-    if [ $have_qdq = 1 ] && $PY "$ROOT/scripts/qdq-onnx.py" "$OUT/ort/$a.onnx" "$OUT/ort/$a-int8.tmf" "$OUT/ort/$a-qdq.onnx"; then
-      qdq=$OUT/ort/$a-qdq.onnx
-    elif "$T" export "$OUT/ort/$a-int8.tmf" --onnx -q -o "$OUT/ort/$a-qdq.onnx" 2>/dev/null; then
-      qdq=$OUT/ort/$a-qdq.onnx
-    fi
-    if [ -n "$qdq" ]; then
-      l3=$(run "$OUT/ort/$a-int8.tmf" "$qdq" 1 "$R1" "$N1")
-      q="$(field "$l3" 2) / $(field "$l3" 4) | $(field "$l3" 6) / $(field "$l3" 7) ($(field "$l3" 10))"
-    fi
+    "$T" export "$OUT/ort/$a-int8.tmf" --onnx -q -o "$OUT/ort/$a-qdq.onnx"
+    l3=$(run "$OUT/ort/$a-int8.tmf" "$OUT/ort/$a-qdq.onnx" 1 "$R1" "$N1")
+    q="$(field "$l3" 2) / $(field "$l3" 4) | $(field "$l3" 6) / $(field "$l3" 7) ($(field "$l3" 10))"
   fi
   echo "| $a | $(field "$l1" 2) / $(field "$l1" 4) | $(field "$l1" 6) / $(field "$l1" 7) ($(field "$l1" 10)) | $(sps 256 "$(field "$l2" 2)") / $(sps 256 "$(field "$l2" 4)") | $(field "$l2" 6) / $(field "$l2" 7) ($(field "$l2" 10)) | $(field "$l1" 8) | $q |" >>"$R"
   echo "bench-ort.sh: $a done" >&2

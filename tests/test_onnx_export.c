@@ -31,6 +31,8 @@
 #include "tinyml/tml_prune.h"
 #include "tinyml/tml_zoo.h"
 
+#include "../formats/onnx_internal.h"
+
 /* tinyml -> ONNX -> tinyml runs the same kernels on the same (permuted back)
  * weights; the only arithmetic the export changes is a batch norm over the
  * last axis of a 2-D tensor (Mul + Add). Outputs are logits of magnitude
@@ -699,6 +701,61 @@ static void test_refusals_and_files(void **state)
 }
 
 /* `tinyml export --onnx` through the real program. */
+
+/* An int8 model's QDQ export keeps ONNX Runtime in int8 everywhere: every
+ * data input of a layer or of a node that moves data (Flatten, Reshape,
+ * Transpose, pools, Add) comes out of a DequantizeLinear, and what a moving
+ * node or a global pool writes goes into a QuantizeLinear (ORT fuses
+ * DequantizeLinear -> op -> QuantizeLinear; a float value in between leaves
+ * the next layer in float). Returns the number of such nodes checked. */
+static int check_qdq_graph(const char *path)
+{
+    size_t len;
+    uint8_t *buf = tu_read_file(path, &len);
+    assert_non_null(buf);
+    onx_model om;
+    assert_int_equal(onx_parse_model(buf, len, &om), TML_OK);
+    const onx_graph *g = &om.graph;
+    static const char *const layers[] = {"Conv", "Gemm", "Flatten", "Reshape", "Transpose", "GlobalAveragePool",
+                                         "MaxPool", "AveragePool", "Add"};
+    static const char *const moves[] = {"Flatten", "Reshape", "Transpose", "GlobalAveragePool"};
+    int checked = 0;
+    for (int i = 0; i < g->n_node; i++) {
+        const onx_node *n = &g->node[i];
+        int is_layer = 0, is_move = 0;
+        for (size_t k = 0; k < sizeof layers / sizeof layers[0]; k++) is_layer |= onx_slice_eq(n->op_type, layers[k]);
+        for (size_t k = 0; k < sizeof moves / sizeof moves[0]; k++) is_move |= onx_slice_eq(n->op_type, moves[k]);
+        if (!is_layer) continue;
+        checked++;
+        char name[256];
+        onx_slice_print(n->name, name, sizeof name);
+        /* data inputs: the first (Reshape's second is its shape), both of an Add */
+        const int n_data = onx_slice_eq(n->op_type, "Add") ? 2 : 1;
+        for (int a = 0; a < n_data && a < n->n_in; a++) {
+            const char *producer = NULL;
+            for (int j = 0; j < g->n_node; j++)
+                if (g->node[j].n_out > 0 && g->node[j].out[0].n == n->in[a].n &&
+                    memcmp(g->node[j].out[0].p, n->in[a].p, n->in[a].n) == 0)
+                    producer = onx_slice_eq(g->node[j].op_type, "DequantizeLinear") ? "dq" : "other";
+            if (!producer || strcmp(producer, "dq") != 0) fprintf(stderr, "%s: %s: input %d not dequantized\n", path, name, a);
+            assert_true(producer && strcmp(producer, "dq") == 0);
+        }
+        if (!is_move) continue;
+        int readers = 0, quantizers = 0;
+        for (int j = 0; j < g->n_node; j++)
+            for (int a = 0; a < g->node[j].n_in; a++)
+                if (g->node[j].in[a].n == n->out[0].n && memcmp(g->node[j].in[a].p, n->out[0].p, n->out[0].n) == 0) {
+                    readers++;
+                    quantizers += onx_slice_eq(g->node[j].op_type, "QuantizeLinear");
+                }
+        if (readers == 0 || quantizers != readers) fprintf(stderr, "%s: %s: output not quantized\n", path, name);
+        assert_true(readers > 0 && quantizers == readers);
+    }
+    onx_model_free(&om);
+    free(buf);
+    return checked;
+}
+
 static void test_cli(void **state)
 {
     (void)state;
@@ -753,6 +810,19 @@ static void test_cli(void **state)
     }
     assert_true(has_q && has_dq);
     free(qb);
+    assert_true(check_qdq_graph(tu_path(g_dir, "q.onnx")) >= 3);
+    /* the Flatten before LeNet-5's fc1, DS-CNN's global pool and its Flatten */
+    const char *archs[] = {"lenet5", "dscnn"};
+    for (int a = 0; a < 2; a++) {
+        snprintf(cmd, sizeof cmd,
+                 "'%s' create %s -q | '%s' quantize --calib fashion-mnist --calib-samples 32 -q | '%s' export --onnx "
+                 "-q -o '%s/q2.onnx'",
+                 t, archs[a], t, t, g_dir);
+        rc = tu_run(cmd, out, sizeof out);
+        if (rc) printf("%s\n", out);
+        assert_int_equal(rc, 0);
+        assert_true(check_qdq_graph(tu_path(g_dir, "q2.onnx")) >= 5);
+    }
     /* usage errors (2): no -o, both targets, no target, --c options with --onnx */
     snprintf(cmd, sizeof cmd, "'%s' export '%s' --onnx", t, fm);
     assert_int_equal(tu_run(cmd, out, sizeof out), 2);

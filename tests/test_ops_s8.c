@@ -745,6 +745,7 @@ static const conv_case CONV_CASES[] = {
     {3, 7, 13, 33, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},     /* pointwise, C % 4 = 1 */
     {1, 3, 3, 7, 127, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},     /* pointwise, C % 4 = 3 */
     {1, 7, 7, 8, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 2},       /* pointwise, groups */
+    {2, 5, 5, 6, 9, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3},       /* pointwise, groups of 2 channels: the last rows copied */
     {1, 13, 13, 3, 33, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1},    /* 1x1 stride 2: im2col */
     {1, 13, 13, 7, 16, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1},    /* stride 3, pad 2 */
     {1, 13, 13, 6, 10, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 2},    /* dilation 2, groups 2 */
@@ -772,6 +773,7 @@ static void make_qset(tu_rng *r, int o, int k, int32_t in_zp, int act, qset *s)
     s->q.out_zp = rnd_range(r, -20, 20);
     s->q.mult = s->mult;
     s->q.shift = s->shift;
+    s->q.rounding = TML_ROUNDING_TINYML;
     act_bounds(act, s->q.out_zp, &s->q.act_min, &s->q.act_max);
 }
 
@@ -847,6 +849,16 @@ static void test_dwconv_fast_vs_ref(void **state)
         {1, 14, 14, 64, 1, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0}, {2, 9, 9, 70, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3},
         {1, 9, 9, 20, 1, 8, 8, 1, 1, 1, 1, 3, 3, 4, 4},   {1, 5, 5, 128, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1},
         {1, 6, 5, 3, 1, 2, 3, 1, 1, 1, 1, 1, 1, 0, 1},
+        /* VNNI row strips (16 channels or fewer): rows cut into column strips (3x3: 170 columns a strip,
+         * 7x7: 36), a dilated ring of 9 row slots, a stride-2 5x5; kernels too large for the strips and
+         * for the row kernels' 64 taps (AVX2 kernel) */
+        {1, 5, 341, 13, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 9, 80, 16, 1, 7, 7, 1, 2, 1, 1, 3, 3, 3, 3},
+        {2, 13, 11, 9, 1, 3, 3, 1, 1, 4, 3, 4, 3, 4, 3},  {1, 17, 15, 16, 1, 5, 5, 2, 2, 1, 1, 2, 2, 1, 1},
+        {1, 30, 7, 5, 1, 29, 9, 1, 1, 1, 1, 14, 4, 14, 4}, {1, 20, 6, 35, 1, 17, 5, 1, 1, 1, 1, 8, 2, 8, 2},
+        /* 64-channel strips: column strips (3x3: 42 columns a strip), a dilated ring; too large for them
+         * (AVX2 kernel; a ring of 141 rows: the per-row tap-group kernel) */
+        {1, 4, 100, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 11, 9, 48, 1, 3, 3, 1, 1, 3, 2, 3, 2, 3, 2},
+        {1, 46, 5, 36, 1, 45, 5, 1, 1, 1, 1, 22, 2, 22, 2}, {1, 150, 4, 40, 1, 3, 3, 1, 1, 70, 1, 70, 1, 70, 1},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];
@@ -862,18 +874,21 @@ static void test_dwconv_fast_vs_ref(void **state)
             qset qs;
             make_qset(&r, p.o, p.kh * p.kw, ZPS[zi], act, &qs);
             const int32_t *bias = zi == 2 ? NULL : qs.bias;
-            tml_dwconv2d_s8_ref(&p, &qs.q, x, w, bias, yr);
-            for (int isa = 0; isa < n_isas(); isa++)
-                for (int th = 1; th <= 2; th++) {
-                    set_threads(th);
-                    memset(yf, 0x5A, ny);
-                    tml_dwconv2d_s8_ex(&p, &qs.q, x, w, bias, yf, (tml_s8_isa)isa, 0);
-                    if (!tu_equal_i8("dwconv fast vs ref", yf, yr, ny)) {
-                        fprintf(stderr, "  case %zu, in_zp %d, act %d, %s, %d threads\n", ci, ZPS[zi], act,
-                                tml_s8_isa_name((tml_s8_isa)isa), th);
-                        fail();
+            for (int rnd = 0; rnd < 2; rnd++) {
+                qs.q.rounding = rnd ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML;
+                tml_dwconv2d_s8_ref(&p, &qs.q, x, w, bias, yr);
+                for (int isa = 0; isa < n_isas(); isa++)
+                    for (int th = 1; th <= 2; th++) {
+                        set_threads(th);
+                        memset(yf, 0x5A, ny);
+                        tml_dwconv2d_s8_ex(&p, &qs.q, x, w, bias, yf, (tml_s8_isa)isa, 0);
+                        if (!tu_equal_i8("dwconv fast vs ref", yf, yr, ny)) {
+                            fprintf(stderr, "  case %zu, in_zp %d, act %d, rounding %d, %s, %d threads\n", ci,
+                                    ZPS[zi], act, rnd, tml_s8_isa_name((tml_s8_isa)isa), th);
+                            fail();
+                        }
                     }
-                }
+            }
             free_qset(&qs);
         }
         set_threads(2);
@@ -977,6 +992,16 @@ static void test_epilogue_exact(void **state)
         for (int isa = 0; isa < n_isas(); isa++) {
             tml_dwconv2d_s8_ex(&pd, &q, xd, w, bias, yf, (tml_s8_isa)isa, INT64_MAX);
             if (!tu_equal_i8("dwconv epilogue", yf, yr, N * O)) {
+                fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
+                fail();
+            }
+        }
+        /* the first 13 channels alone: the VNNI row strips (16 channels or fewer) */
+        const tml_window p13 = make_win(N, 1, 1, 13, 13, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+        tml_dwconv2d_s8_ref(&p13, &q, xd, w, bias, yr);
+        for (int isa = 0; isa < n_isas(); isa++) {
+            tml_dwconv2d_s8_ex(&p13, &q, xd, w, bias, yf, (tml_s8_isa)isa, INT64_MAX);
+            if (!tu_equal_i8("dwconv 13 epilogue", yf, yr, N * 13)) {
                 fprintf(stderr, "  iteration %d, %s\n", it, tml_s8_isa_name((tml_s8_isa)isa));
                 fail();
             }

@@ -154,15 +154,35 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
     const ptrdiff_t rs = (ptrdiff_t)W * C, kstep = (ptrdiff_t)DH * rs;
     const ptrdiff_t lim = (ptrdiff_t)p->n * H * rs - seg4; /* last offset with seg4 readable bytes */
     const int runs = (DW == 1 && cg == C) || KW == 1;      /* a kernel row is one run of x */
+    if (KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0 && OH == H && OW == W) {
+        /* a pointwise layer: output row r reads input pixel r */
+        const int8_t *xg = x + (ptrdiff_t)g * cg;
+        for (; r0 < r1 && r0 * C + (ptrdiff_t)g * cg <= lim; r0++) *arow++ = xg + r0 * C;
+        if (r0 == r1) return;
+    }
     int ox = (int)(r0 % OW), oy = (int)((r0 / OW) % OH);
     int64_t b = r0 / ((int64_t)OW * OH);
+    const ptrdiff_t xstep = (ptrdiff_t)SW * C;
     for (int64_t r = r0; r < r1; r++) {
         const int8_t **pr = arow + (r - r0) * KH;
         const int iy0 = oy * SH - PT, ix0 = ox * SW - PL;
         const int inside = runs && ix0 >= 0 && ix0 + (KW - 1) * DW < W;
         const ptrdiff_t base = ((ptrdiff_t)(b * H + iy0) * W + ix0) * C + (ptrdiff_t)g * cg;
         if (inside && iy0 >= 0 && iy0 + (KH - 1) * DH < H && base + (KH - 1) * kstep <= lim) {
-            for (int ky = 0; ky < KH; ky++) pr[ky] = x + base + ky * kstep; /* the common case */
+            /* the common case, for the run of pixels of this output row that
+             * stay inside: the pointers step by SW pixels (geometry in
+             * registers; the general loop spills it) */
+            int n = OW - ox;
+            if ((int64_t)n > r1 - r) n = (int)(r1 - r);
+            const int nin = (W - 1 - (KW - 1) * DW - ix0) / SW + 1; /* pixels from ox whose taps end inside */
+            if (n > nin) n = nin;
+            const ptrdiff_t nlim = (lim - base - (KH - 1) * kstep) / xstep + 1; /* and whose reads stay in x */
+            if (n > nlim) n = (int)nlim;
+            const int8_t *q0 = x + base;
+            for (int i = 0; i < n; i++, q0 += xstep, pr += KH)
+                for (int ky = 0; ky < KH; ky++) pr[ky] = q0 + ky * kstep;
+            r += n - 1;
+            ox += n - 1;
         } else {
             for (int ky = 0; ky < KH; ky++) {
                 const int iy = iy0 + ky * DH;
@@ -175,14 +195,23 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
                     pr[ky] = x + row + (ptrdiff_t)ix0 * C;
                     continue;
                 }
-                for (int kx = 0; kx < KW; kx++) {
-                    const int ix = ix0 + kx * DW;
-                    if (ix < 0 || ix >= W)
-                        memset(mat + kx * cg, (int)(int8_t)in_zp, (size_t)cg);
-                    else
-                        memcpy(mat + kx * cg, x + row + (ptrdiff_t)ix * C, (size_t)cg);
+                if (cg <= 8) { /* a few bytes a tap (a first layer): no library calls */
+                    for (int kx = 0; kx < KW; kx++) {
+                        const int ix = ix0 + kx * DW, in = ix >= 0 && ix < W;
+                        for (int ci = 0; ci < cg; ci++)
+                            mat[kx * cg + ci] = in ? x[row + (ptrdiff_t)ix * C + ci] : (int8_t)in_zp;
+                    }
+                    for (int kk = seglen; kk < seg4; kk++) mat[kk] = 0;
+                } else {
+                    for (int kx = 0; kx < KW; kx++) {
+                        const int ix = ix0 + kx * DW;
+                        if (ix < 0 || ix >= W)
+                            memset(mat + kx * cg, (int)(int8_t)in_zp, (size_t)cg);
+                        else
+                            memcpy(mat + kx * cg, x + row + (ptrdiff_t)ix * C, (size_t)cg);
+                    }
+                    memset(mat + seglen, 0, (size_t)(seg4 - seglen));
                 }
-                memset(mat + seglen, 0, (size_t)(seg4 - seglen));
                 pr[ky] = mat;
                 mat += seg4;
             }

@@ -5,14 +5,18 @@
  *   acc = bias[oc] + sum over in-range taps of (x[.., oc / m] - in_zp) * w[ky,kx,oc]
  *   y = clamp(requantize(acc, mult[oc], shift[oc]) + out_zp, act_min, act_max)
  *
- * Fast kernel (depth multiplier 1): NHWC keeps a pixel's channels contiguous,
- * so the channels are the vector lanes: per tap, 32 (AVX-512BW) or 16 (AVX2)
- * int8 inputs and weights are widened to int16, the zero point subtracted
- * (|x - in_zp| <= 255, |w| <= 128: the int16 product <= 32640 is exact) and
- * the products widened into int32 accumulators; channel tails use masked
- * loads (AVX-512) or the portable loop. Depth multiplier > 1 and other CPUs
- * use the portable loop, which keeps a block of accumulators per pixel.
- * OpenMP splits output rows when the call is large enough.
+ * Fast kernels (depth multiplier 1): NHWC keeps a pixel's channels
+ * contiguous, so the channels are the vector lanes. AVX-512 VNNI: row strips
+ * of tap-group entries, one vpdpbusd per four taps of 16 channels (see
+ * dw_block_vnni; blocks of 64 channels in dw_block64_vnni), the 32-channel
+ * pair kernel for 17 to 32 channels, the per-row tap-group kernels where the
+ * strips do not fit. AVX2: per tap, 16 int8 inputs and weights are widened to
+ * int16, the zero point subtracted (|x - in_zp| <= 255, |w| <= 128: the int16
+ * product <= 32640 is exact) and the products widened into int32
+ * accumulators; the channel tail uses the portable loop. Depth multiplier > 1,
+ * kernels too large for the VNNI strips (they take the AVX2 kernel) and other
+ * CPUs use the portable loop, which keeps a block of accumulators per pixel.
+ * OpenMP splits images, channel blocks and chunks of output rows.
  */
 #include "ops_s8_internal.h"
 #include "ops_s8_simd.h"
@@ -92,7 +96,6 @@ static void dw_row_generic(const tml_window *p, const tml_qparams *q, const int8
 
 #ifdef TML_S8_X86
 
-/* Output row (b, oy), all channels, depth multiplier 1: 32 channels per step. */
 /* Geometry in locals: y is int8, so every store could alias *p and force the
  * compiler to reload it. */
 #define DW_LOCALS(p)                                                                                           \
@@ -115,6 +118,225 @@ static inline __attribute__((always_inline)) void dw_tap_range(int i0, int k, in
 static void dw_ky_range(const tml_window *p, int oy, int *ky0, int *ky1)
 {
     dw_tap_range(oy * p->sh - p->pad_t, p->kh, p->dh, p->h, ky0, ky1);
+}
+
+/*
+ * AVX-512 VNNI, depth multiplier 1: row strips of tap-group entries.
+ *
+ * The taps of one kernel row are taken in groups of four (kx = 4g .. 4g+3,
+ * G = ceil(kw / 4) groups; taps past kw have zero weights). An "entry" holds,
+ * for one input row iy, one output column ox, one group g and 16 channels,
+ * the four taps' inputs of each channel as u8 (x + 128, by flipping the sign
+ * bit): byte 4j + t = tap 4g + t of channel c0 + j. One vpdpbusd of an entry
+ * with the likewise interleaved weights adds a whole group to the 16
+ * channels' int32 accumulators (four exact products per lane, as the conv
+ * GEMM). Entries of an input row are built once per 16-channel block and kept
+ * in a ring of row slots (slot = iy mod ((kh-1)*dh + 1)) on the stack, so a
+ * stride-1 3x3 layer builds each input row once and reads it from three output
+ * rows; rows wider than the buffer are cut into column strips. Taps outside
+ * the image read in_zp (its +128 share cancels in the correction below);
+ * kernel rows outside the image are skipped and their share added back.
+ *
+ * corr = bias - (in_zp + 128) * sum_t w_t removes the +128 of every tap;
+ * rowadd[ky] = (in_zp + 128) * sum_kx w[ky][kx] is the share of a skipped row.
+ * Per block of 16 channels: weights, corrections and requantization constants
+ * stay in registers across the block's whole image.
+ */
+
+/* Stack bytes for the entry rows of one strip. */
+#define DW_STRIP_BYTES (32 << 10)
+/* Most weight vectors (kh * G) of the VNNI kernel. */
+#define DW_MAX_WV 64
+
+/* Ring slots for the kernel rows of one output row. */
+static int dw_slots(const tml_window *p) { return (p->kh - 1) * p->dh + 1; }
+
+static int dw_vnni_ok(const tml_window *p)
+{
+    const int g = (p->kw + 3) / 4;
+    return p->depth_mult == 1 && p->kh * g <= DW_MAX_WV && (int64_t)dw_slots(p) * g * 64 <= DW_STRIP_BYTES;
+}
+
+/* Byte interleave of four 16-byte vectors: out byte 4j + t = t_t[j], as 64
+ * bytes in o[0..3] (channels 0-3, 4-7, 8-11, 12-15). */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_il4(__m128i t0, __m128i t1, __m128i t2, __m128i t3, __m128i *o)
+{
+    const __m128i a = _mm_unpacklo_epi8(t0, t1), b_ = _mm_unpackhi_epi8(t0, t1);
+    const __m128i c = _mm_unpacklo_epi8(t2, t3), d = _mm_unpackhi_epi8(t2, t3);
+    o[0] = _mm_unpacklo_epi16(a, c);
+    o[1] = _mm_unpackhi_epi16(a, c);
+    o[2] = _mm_unpacklo_epi16(b_, d);
+    o[3] = _mm_unpackhi_epi16(b_, d);
+}
+
+/* Entries of input row iy, output columns [ox0, ox0 + n), all groups, into e
+ * (64 bytes per (column, group)). */
+static TML_S8_TGT_VNNI void dw_build_row(const tml_window *p, const int8_t *x, int b, int iy, int ox0, int n, int c0,
+                                         __mmask16 cm, int32_t in_zp, uint8_t *e)
+{
+    DW_LOCALS(p);
+    (void)OH, (void)SH, (void)PT, (void)DH, (void)KH, (void)OW;
+    const int G = (KW + 3) / 4;
+    /* the four taps' 16 channels as the 128-bit lanes of one vector, then a
+     * 4x4 dword transpose across the lanes (lane q: channels 4q..4q+3 of
+     * taps 0..3) and a 4x4 byte transpose inside each dword (byte 4j + t:
+     * channel 4q + j of tap t), as dw_il4 but in three shuffles */
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const __m512i tr_d = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i tr_b = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    const __m128i zpv = _mm_set1_epi8((char)in_zp), zero = _mm_setzero_si128();
+    const int8_t *xr = x + ((ptrdiff_t)b * H + iy) * W * C + c0;
+    const ptrdiff_t tstep = (ptrdiff_t)DW * C;
+    for (int i = 0; i < n; i++) {
+        const int ix0 = (ox0 + i) * SW - PL;
+        for (int g = 0; g < G; g++, e += 64) {
+            __m128i t[4];
+            const int kx0 = 4 * g, ixg = ix0 + kx0 * DW;
+            const int nt = KW - kx0 < 4 ? KW - kx0 : 4;
+            if (ixg >= 0 && ixg + (nt - 1) * DW < W) { /* every real tap inside */
+                const int8_t *xp = xr + (ptrdiff_t)ixg * C;
+                for (int u = 0; u < 4; u++) t[u] = u < nt ? _mm_maskz_loadu_epi8(cm, xp + u * tstep) : zero;
+            } else {
+                for (int u = 0; u < 4; u++) {
+                    const int ix = ixg + u * DW;
+                    t[u] = u >= nt ? zero : ix < 0 || ix >= W ? zpv : _mm_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C);
+                }
+            }
+            __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(t[0]), t[1], 1);
+            v = _mm512_inserti32x4(_mm512_inserti32x4(v, t[2], 2), t[3], 3);
+            v = _mm512_shuffle_epi8(_mm512_permutexvar_epi32(tr_d, v), tr_b);
+            _mm512_store_si512((void *)e, _mm512_xor_si512(v, flip));
+        }
+    }
+}
+
+/* The output pixels of one row strip: acc0 (corrections incl. skipped rows),
+ * nr kernel rows whose entries are rows[r] (weights wr[r] + g), n columns,
+ * written to yp (stride C bytes). MODE 2: ReLU (blend form), 1: one-step,
+ * 0: general. */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
+                                                   const __m512i *const *wr, __m512i acc0, int8_t *yp, ptrdiff_t ys,
+                                                   __mmask16 cm, const __m512i *k, int any_lsh, int tfl)
+{
+    /* k: mult, mult_o, sh_e, sh_o, add_e, add_o, lsh, rsh, lo, hi, zp */
+    const ptrdiff_t es = (ptrdiff_t)G * 64;
+    for (int i = 0; i < n; i++) {
+        __m512i acc = acc0;
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *ep = rows[r] + i * es;
+            for (int g = 0; g < G; g++)
+                acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512((const void *)(ep + 64 * g)), wr[r][g]);
+        }
+        __m128i o;
+        if (MODE == 2) {
+            __m512i v = tml_s8_rq512_relu_blend(acc, k[0], k[1], k[2], k[3], k[4], k[5]);
+            v = _mm512_min_epi32(_mm512_max_epi32(v, k[8]), k[9]);
+            o = _mm512_cvtepi32_epi8(_mm512_add_epi32(v, k[10]));
+        } else if (MODE == 1) {
+            o = tml_s8_out512_simple(acc, k[0], k[1], k[2], k[3], k[4], k[5], k[8], k[9], k[10], tfl);
+        } else {
+            o = tml_s8_out512(acc, k[0], k[6], k[7], any_lsh, k[8], k[9], k[10], tfl);
+        }
+        if (cm == 0xFFFF)
+            _mm_storeu_si128((__m128i *)(void *)(yp + i * ys), o);
+        else
+            _mm_mask_storeu_epi8(yp + i * ys, cm, o);
+    }
+}
+
+/* Channels [c0, c0 + 16) of output rows [oy0, oy1) of image b. */
+static TML_S8_TGT_VNNI void dw_block_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                                          const int32_t *bias, int8_t *y, int b, int c0, int oy0, int oy1)
+{
+    DW_LOCALS(p);
+    (void)SW, (void)PL, (void)W, (void)DW;
+    const int G = (KW + 3) / 4, NS = dw_slots(p);
+    const int nc = C - c0 < 16 ? C - c0 : 16;
+    const __mmask16 cm = (__mmask16)((1u << nc) - 1u);
+    const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
+    uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
+    int tag[DW_STRIP_BYTES / 64];
+    __m512i wv[DW_MAX_WV], rowadd[DW_MAX_WV];
+
+    /* weights interleaved like the entries; row sums for the corrections */
+    __m512i wsum = zero;
+    for (int ky = 0; ky < KH; ky++) {
+        __m512i rs = zero;
+        for (int g = 0; g < G; g++) {
+            __m128i t[4], o[4];
+            for (int u = 0; u < 4; u++) {
+                const int kx = 4 * g + u;
+                t[u] = kx < KW ? _mm_maskz_loadu_epi8(cm, w + ((ptrdiff_t)ky * KW + kx) * C + c0) : _mm_setzero_si128();
+            }
+            dw_il4(t[0], t[1], t[2], t[3], o);
+            const __m512i v = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(o[0]), o[1], 1)),
+                _mm256_inserti128_si256(_mm256_castsi128_si256(o[2]), o[3], 1), 1);
+            wv[ky * G + g] = v;
+            rs = _mm512_dpbusd_epi32(rs, ones, v);
+        }
+        rowadd[ky] = _mm512_mullo_epi32(off128, rs);
+        wsum = _mm512_add_epi32(wsum, rs);
+    }
+    const __m512i b0 = bias ? _mm512_maskz_loadu_epi32(cm, bias + c0) : zero;
+    const __m512i corr = _mm512_sub_epi32(b0, _mm512_mullo_epi32(off128, wsum));
+
+    /* requantization constants (lanes >= nc: zero multiplier, their bytes are not stored) */
+    __m512i k[11];
+    const __m512i mult = _mm512_maskz_loadu_epi32(cm, q->mult + c0), shift = _mm512_maskz_loadu_epi32(cm, q->shift + c0);
+    const __m512i rsh = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    const int any_lsh = _mm512_cmpgt_epi32_mask(shift, zero) != 0;
+    const int simple = !any_lsh && _mm512_cmplt_epi32_mask(mult, zero) == 0;
+    const int relu = simple && q->act_min >= q->out_zp;
+    const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+    k[0] = mult;
+    if (relu)
+        tml_s8_blend_consts512(mult, rsh, &k[1], &k[2], &k[3], &k[4], &k[5]);
+    else {
+        tml_s8_simple_consts512(rsh, &k[2], &k[3], &k[4], &k[5]);
+        k[1] = _mm512_srli_epi64(mult, 32);
+    }
+    k[6] = _mm512_max_epi32(shift, zero);
+    k[7] = rsh;
+    k[8] = _mm512_set1_epi32(q->act_min - q->out_zp);
+    k[9] = _mm512_set1_epi32(q->act_max - q->out_zp);
+    k[10] = _mm512_set1_epi32(q->out_zp);
+
+    const int strip = DW_STRIP_BYTES / (NS * G * 64);
+    const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 64;
+    for (int sx0 = 0; sx0 < OW; sx0 += strip) {
+        const int n = OW - sx0 < strip ? OW - sx0 : strip;
+        for (int s = 0; s < NS; s++) tag[s] = -1;
+        for (int oy = oy0; oy < oy1; oy++) {
+            const uint8_t *rows[DW_MAX_WV];
+            const __m512i *wr[DW_MAX_WV];
+            __m512i acc0 = corr;
+            int nr = 0;
+            for (int ky = 0; ky < KH; ky++) {
+                const int iy = oy * SH - PT + ky * DH;
+                if (iy < 0 || iy >= H) {
+                    acc0 = _mm512_add_epi32(acc0, rowadd[ky]);
+                    continue;
+                }
+                const int s = iy % NS;
+                if (tag[s] != iy) {
+                    dw_build_row(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + s * slot_bytes);
+                    tag[s] = iy;
+                }
+                rows[nr] = buf + s * slot_bytes;
+                wr[nr] = wv + ky * G;
+                nr++;
+            }
+            int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
+            if (relu)
+                dw_strip_pixels(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, tfl);
+            else if (simple)
+                dw_strip_pixels(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, tfl);
+            else
+                dw_strip_pixels(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, tfl);
+        }
+    }
 }
 
 /* Most taps the AVX-512 kernel handles (weights staged on the stack). */
@@ -152,6 +374,186 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_consts4(const int32_t *v, int nc, __m512i 
     o[3] = _mm512_shuffle_i32x4(u1, v1, 0xDD);
 }
 
+/*
+ * Row strips of 64-channel blocks (C > 32): dw_block_vnni's scheme with the
+ * tap groups of dw_row_avx512. An entry (input row, output column, group of
+ * four taps) is the four taps' 64 channels interleaved by dw_interleave4 (256
+ * bytes: vector qq, lane L = channels 16L + 4qq .. +3), built once per input
+ * row and read by the kh output rows whose windows cover it; the epilogue
+ * packs the four accumulators (tml_s8_pack4_512), whose lane order is then
+ * channel order. Per block: weights, corrections and constants in the lane
+ * order of dw_consts4, kept for the block's whole image.
+ */
+static int dw_vnni64_ok(const tml_window *p)
+{
+    const int g = (p->kw + 3) / 4;
+    return p->depth_mult == 1 && p->kh * g <= DW_MAX_WV && (int64_t)dw_slots(p) * g * 256 <= DW_STRIP_BYTES;
+}
+
+static TML_S8_TGT_VNNI void dw_build_row64(const tml_window *p, const int8_t *x, int b, int iy, int ox0, int n,
+                                           int c0, __mmask64 cm, int32_t in_zp, uint8_t *e)
+{
+    DW_LOCALS(p);
+    (void)OH, (void)SH, (void)PT, (void)DH, (void)KH, (void)OW;
+    const int G = (KW + 3) / 4;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zpv = _mm512_set1_epi8((char)in_zp);
+    const __m512i zero = _mm512_setzero_si512();
+    const int8_t *xr = x + ((ptrdiff_t)b * H + iy) * W * C + c0;
+    const ptrdiff_t tstep = (ptrdiff_t)DW * C;
+    for (int i = 0; i < n; i++) {
+        const int ix0 = (ox0 + i) * SW - PL;
+        for (int g = 0; g < G; g++, e += 256) {
+            __m512i t[4], o[4];
+            const int kx0 = 4 * g, ixg = ix0 + kx0 * DW;
+            const int nt = KW - kx0 < 4 ? KW - kx0 : 4;
+            if (ixg >= 0 && ixg + (nt - 1) * DW < W) { /* every real tap inside */
+                const int8_t *xp = xr + (ptrdiff_t)ixg * C;
+                for (int u = 0; u < 4; u++) t[u] = u < nt ? _mm512_maskz_loadu_epi8(cm, xp + u * tstep) : zero;
+            } else {
+                for (int u = 0; u < 4; u++) {
+                    const int ix = ixg + u * DW;
+                    t[u] = u >= nt ? zero : ix < 0 || ix >= W ? zpv : _mm512_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C);
+                }
+            }
+            dw_interleave4(t[0], t[1], t[2], t[3], o);
+            for (int u = 0; u < 4; u++) _mm512_store_si512((void *)(e + 64 * u), _mm512_xor_si512(o[u], flip));
+        }
+    }
+}
+
+/* k: [qq] mult, mult_o, sh_e, sh_o, add_e, add_o, lsh, rsh at k[8 * qq + ...] */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
+                                                     const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
+                                                     ptrdiff_t ys, __mmask64 cm, const __m512i *k, int any_lsh,
+                                                     __m512i zp16, __m512i lo8, __m512i hi8, int tfl)
+{
+    const ptrdiff_t es = (ptrdiff_t)G * 256;
+    for (int i = 0; i < n; i++) {
+        __m512i acc[4] = {acc0[0], acc0[1], acc0[2], acc0[3]};
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *ep = rows[r] + i * es;
+            for (int g = 0; g < G; g++)
+                for (int qq = 0; qq < 4; qq++)
+                    acc[qq] = _mm512_dpbusd_epi32(acc[qq], _mm512_load_si512((const void *)(ep + 256 * g + 64 * qq)),
+                                                  wr[r][4 * g + qq]);
+        }
+        __m512i v[4];
+        for (int qq = 0; qq < 4; qq++) {
+            const __m512i *kq = k + 8 * qq;
+            v[qq] = MODE == 2 ? tml_s8_rq512_relu_blend(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5])
+                    : MODE == 1 ? tml_s8_rq512_simple(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5], tfl)
+                                : tml_s8_rq512(acc[qq], kq[0], kq[6], kq[7], any_lsh, tfl);
+        }
+        _mm512_mask_storeu_epi8(yp + i * ys, cm, tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8));
+    }
+}
+
+/* Channels [c0, c0 + 64) of output rows [oy0, oy1) of image b. */
+static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                            const int8_t *w, const int32_t *bias, int8_t *y, int b, int c0, int oy0,
+                                            int oy1)
+{
+    DW_LOCALS(p);
+    (void)SW, (void)PL, (void)W, (void)DW;
+    const int G = (KW + 3) / 4, NS = dw_slots(p);
+    const int nc = C - c0 < 64 ? C - c0 : 64;
+    const __mmask64 cm = nc == 64 ? ~(__mmask64)0 : (((__mmask64)1 << nc) - 1);
+    const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
+    uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
+    int tag[DW_STRIP_BYTES / 256];
+    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV];
+
+    /* weights interleaved like the entries; row sums for the corrections */
+    __m512i wsum[4] = {zero, zero, zero, zero};
+    for (int ky = 0; ky < KH; ky++) {
+        __m512i rs[4] = {zero, zero, zero, zero};
+        for (int g = 0; g < G; g++) {
+            __m512i t[4];
+            for (int u = 0; u < 4; u++) {
+                const int kx = 4 * g + u;
+                t[u] = kx < KW ? _mm512_maskz_loadu_epi8(cm, w + ((ptrdiff_t)ky * KW + kx) * C + c0) : zero;
+            }
+            __m512i *wg = wv + 4 * (ky * G + g);
+            dw_interleave4(t[0], t[1], t[2], t[3], wg);
+            for (int qq = 0; qq < 4; qq++) rs[qq] = _mm512_dpbusd_epi32(rs[qq], ones, wg[qq]);
+        }
+        for (int qq = 0; qq < 4; qq++) {
+            rowadd[4 * ky + qq] = _mm512_mullo_epi32(off128, rs[qq]);
+            wsum[qq] = _mm512_add_epi32(wsum[qq], rs[qq]);
+        }
+    }
+    __m512i corr[4], mult[4], shift[4];
+    if (bias)
+        dw_consts4(bias + c0, nc, corr);
+    else
+        corr[0] = corr[1] = corr[2] = corr[3] = zero;
+    dw_consts4(q->mult + c0, nc, mult);
+    dw_consts4(q->shift + c0, nc, shift);
+
+    /* requantization constants (lanes past nc: zero multiplier, their bytes are not stored) */
+    __m512i k[32];
+    __mmask16 anyl = 0, mneg = 0;
+    for (int qq = 0; qq < 4; qq++) {
+        corr[qq] = _mm512_sub_epi32(corr[qq], _mm512_mullo_epi32(off128, wsum[qq]));
+        anyl |= _mm512_cmpgt_epi32_mask(shift[qq], zero);
+        mneg |= _mm512_cmplt_epi32_mask(mult[qq], zero);
+    }
+    const int any_lsh = anyl != 0, simple = anyl == 0 && mneg == 0;
+    const int relu = simple && q->act_min >= q->out_zp;
+    const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+    for (int qq = 0; qq < 4; qq++) {
+        __m512i *kq = k + 8 * qq;
+        const __m512i rsh = _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero);
+        kq[0] = mult[qq];
+        if (relu) {
+            tml_s8_blend_consts512(mult[qq], rsh, &kq[1], &kq[2], &kq[3], &kq[4], &kq[5]);
+        } else {
+            tml_s8_simple_consts512(rsh, &kq[2], &kq[3], &kq[4], &kq[5]);
+            kq[1] = _mm512_srli_epi64(mult[qq], 32);
+        }
+        kq[6] = _mm512_max_epi32(shift[qq], zero);
+        kq[7] = rsh;
+    }
+    const __m512i zp16 = _mm512_set1_epi16((short)q->out_zp);
+    const __m512i lo8 = _mm512_set1_epi8((char)q->act_min), hi8 = _mm512_set1_epi8((char)q->act_max);
+
+    const int strip = DW_STRIP_BYTES / (NS * G * 256);
+    const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256;
+    for (int sx0 = 0; sx0 < OW; sx0 += strip) {
+        const int n = OW - sx0 < strip ? OW - sx0 : strip;
+        for (int s = 0; s < NS; s++) tag[s] = -1;
+        for (int oy = oy0; oy < oy1; oy++) {
+            const uint8_t *rows[DW_MAX_WV];
+            const __m512i *wr[DW_MAX_WV];
+            __m512i acc0[4] = {corr[0], corr[1], corr[2], corr[3]};
+            int nr = 0;
+            for (int ky = 0; ky < KH; ky++) {
+                const int iy = oy * SH - PT + ky * DH;
+                if (iy < 0 || iy >= H) {
+                    for (int qq = 0; qq < 4; qq++) acc0[qq] = _mm512_add_epi32(acc0[qq], rowadd[4 * ky + qq]);
+                    continue;
+                }
+                const int s = iy % NS;
+                if (tag[s] != iy) {
+                    dw_build_row64(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + s * slot_bytes);
+                    tag[s] = iy;
+                }
+                rows[nr] = buf + s * slot_bytes;
+                wr[nr] = wv + 4 * ky * G;
+                nr++;
+            }
+            int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
+            if (relu)
+                dw_strip_pixels64(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+            else if (simple)
+                dw_strip_pixels64(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+            else
+                dw_strip_pixels64(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+        }
+    }
+}
+
 /* The pixels of one output row and 64-channel block of dw_row_avx512 (MODE 0:
  * general epilogue, 1: one-step, 2: ReLU form), one copy per mode. */
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_window *p, const int8_t *x, int8_t *yrow,
@@ -160,8 +562,8 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
                                                     const ptrdiff_t *off, const __m512i *wv, const __m512i *corr,
                                                     const __m512i *mult, const __m512i *lsh, const __m512i *rsh,
                                                     const __m512i *mo, const __m512i *she, const __m512i *sho,
-                                                    const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo,
-                                                    __m512i hi, __m512i zp, int tfl)
+                                                    const __m512i *ade, const __m512i *ado, int any_lsh, __m512i lo8,
+                                                    __m512i hi8, __m512i zp16, int tfl)
 {
     DW_LOCALS(p);
     (void)OH, (void)SH, (void)PT;
@@ -193,21 +595,13 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_pixels_avx512(const int MODE, const tml_wi
             dw_interleave4(t[0], t[1], t[2], t[3], a);
             for (int qq = 0; qq < 4; qq++) acc[qq] = _mm512_dpbusd_epi32(acc[qq], a[qq], wv[4 * g + qq]);
         }
-        __m128i o[4];
+        __m512i v[4];
         for (int qq = 0; qq < 4; qq++)
-            o[qq] = MODE == 2 ? tml_s8_out512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
-                                                   lo, hi, zp)
-                    : MODE == 1 ? tml_s8_out512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq],
-                                                       lo, hi, zp, tfl)
-                                : tml_s8_out512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, lo, hi, zp, tfl);
-        /* o[qq] dword L = channels 16L + 4qq .. +3: transpose back */
-        const __m128i t0 = _mm_unpacklo_epi32(o[0], o[1]), t1 = _mm_unpackhi_epi32(o[0], o[1]);
-        const __m128i t2 = _mm_unpacklo_epi32(o[2], o[3]), t3 = _mm_unpackhi_epi32(o[2], o[3]);
-        const __m256i r01 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t0, t2)),
-                                                    _mm_unpackhi_epi64(t0, t2), 1);
-        const __m256i r23 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi64(t1, t3)),
-                                                    _mm_unpackhi_epi64(t1, t3), 1);
-        const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r01), r23, 1);
+            v[qq] = MODE == 2 ? tml_s8_rq512_relu(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq])
+                    : MODE == 1 ? tml_s8_rq512_simple(acc[qq], mult[qq], mo[qq], she[qq], sho[qq], ade[qq], ado[qq], tfl)
+                                : tml_s8_rq512(acc[qq], mult[qq], lsh[qq], rsh[qq], any_lsh, tfl);
+        /* v[qq] lane L = channels 16L + 4qq .. +3: the packs put them in order */
+        const __m512i r = tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8);
         _mm512_mask_storeu_epi8(yrow + (ptrdiff_t)ox * C + c0, cm, r);
     }
 }
@@ -238,8 +632,9 @@ static TML_S8_TGT_VNNI void dw_row_avx512(const tml_window *p, const tml_qparams
     int8_t zpbuf[64] __attribute__((aligned(64)));
     for (int i = 0; i < 64; i++) zpbuf[i] = (int8_t)q->in_zp;
     const __m512i zero = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
-    const __m512i zp = _mm512_set1_epi32(q->out_zp);
-    const __m512i lo = _mm512_set1_epi32(q->act_min - q->out_zp), hi = _mm512_set1_epi32(q->act_max - q->out_zp);
+    /* the epilogue's saturating packs (tml_s8_pack4_512) */
+    const __m512i zp = _mm512_set1_epi16((short)q->out_zp);
+    const __m512i lo = _mm512_set1_epi8((char)q->act_min), hi = _mm512_set1_epi8((char)q->act_max);
     const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
     __m512i wv[DW_MAX_TAPS]; /* [group][qq] */
     int ky_of[DW_MAX_TAPS], kx_of[DW_MAX_TAPS];
@@ -486,7 +881,7 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
             dw_row_avx512(p, q, x, w, bias, y, b, oy);
         return;
     }
-    if (p->depth_mult == 1 && isa == TML_S8_ISA_AVX2) {
+    if (p->depth_mult == 1 && isa >= TML_S8_ISA_AVX2) { /* VNNI too, for kernels of more than 64 taps */
         dw_row_avx2(p, q, x, w, bias, y, b, oy);
         if (p->c & 15) dw_row_generic(p, q, x, w, bias, y, b, oy, p->c & ~15);
         return;
@@ -496,26 +891,66 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
     dw_row_generic(p, q, x, w, bias, y, b, oy, 0);
 }
 
+/* Unit of work t of n_img * nblk * nrc: image, channel block of the VNNI
+ * strips (vnni = its width, 16 or 64) and chunk of output rows; without
+ * strips (nblk = 1) the whole channel range. */
+static void dw_task(tml_s8_isa isa, int vnni, const tml_window *p, const tml_qparams *q, const int8_t *x,
+                    const int8_t *w, const int32_t *bias, int8_t *y, int nblk, int nrc, int64_t t)
+{
+    const int rc = (int)(t % nrc), blk = (int)((t / nrc) % nblk), b = (int)(t / ((int64_t)nrc * nblk));
+    const int oy0 = (int)((int64_t)p->oh * rc / nrc), oy1 = (int)((int64_t)p->oh * (rc + 1) / nrc);
+#ifdef TML_S8_X86
+    if (vnni == 64) {
+        dw_block64_vnni(p, q, x, w, bias, y, b, 64 * blk, oy0, oy1);
+        return;
+    }
+    if (vnni) {
+        dw_block_vnni(p, q, x, w, bias, y, b, 16 * blk, oy0, oy1);
+        return;
+    }
+#else
+    (void)vnni;
+#endif
+    for (int oy = oy0; oy < oy1; oy++) dw_row(isa, p, q, x, w, bias, y, b, oy);
+}
+
 void tml_dwconv2d_s8_ex(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
                         const int32_t *bias, int8_t *y, tml_s8_isa isa, int64_t par_min_macs)
 {
-    const int64_t rows = (int64_t)p->n * p->oh;
-    if (rows <= 0 || p->ow <= 0 || p->c <= 0) return;
+    if (p->n <= 0 || p->oh <= 0 || p->ow <= 0 || p->c <= 0) return;
     if (isa > tml_s8_cpu_isa()) isa = tml_s8_cpu_isa();
+    int vnni = 0;
+#ifdef TML_S8_X86
+    /* row strips of 16 channels for 16 or fewer, of 64 for more than 32
+     * (17 to 32: the 32-channel pair kernel measured as fast) */
+    if (isa == TML_S8_ISA_VNNI && p->c <= 16 && dw_vnni_ok(p))
+        vnni = 16;
+    else if (isa == TML_S8_ISA_VNNI && p->c > 32 && dw_vnni64_ok(p))
+        vnni = 64;
+#endif
+    const int nblk = vnni ? (p->c + vnni - 1) / vnni : 1;
     int nth = 1;
 #ifdef TML_S8_OMP
-    const int64_t macs = rows * p->ow * (int64_t)p->c * p->depth_mult * p->kh * p->kw;
+    const int64_t macs = (int64_t)p->n * p->oh * p->ow * (int64_t)p->c * p->depth_mult * p->kh * p->kw;
     if (macs >= par_min_macs && !omp_in_parallel()) nth = omp_get_max_threads();
 #else
     (void)par_min_macs;
 #endif
+    /* rows in one chunk keep the VNNI kernel's row reuse; more chunks only
+     * when images x blocks give the threads too little to share */
+    int nrc = vnni ? 1 : p->oh;
+    if (nth > 1 && (int64_t)p->n * nblk * nrc < 4 * nth) {
+        const int64_t want = (4 * nth + (int64_t)p->n * nblk - 1) / ((int64_t)p->n * nblk);
+        nrc = (int)(want < p->oh ? want : p->oh);
+    }
+    const int64_t ntask = (int64_t)p->n * nblk * nrc;
     if (nth <= 1) {
-        for (int64_t r = 0; r < rows; r++) dw_row(isa, p, q, x, w, bias, y, (int)(r / p->oh), (int)(r % p->oh));
+        for (int64_t t = 0; t < ntask; t++) dw_task(isa, vnni, p, q, x, w, bias, y, nblk, nrc, t);
         return;
     }
 #ifdef TML_S8_OMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
-    for (int64_t r = 0; r < rows; r++) dw_row(isa, p, q, x, w, bias, y, (int)(r / p->oh), (int)(r % p->oh));
+    for (int64_t t = 0; t < ntask; t++) dw_task(isa, vnni, p, q, x, w, bias, y, nblk, nrc, t);
 #endif
 }
 

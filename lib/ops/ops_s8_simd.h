@@ -145,6 +145,71 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out512_relu(__m512i acc, __m512i mu
     return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, zp));
 }
 
+/* The ReLU form's requantized value of max(acc, 0), before the zero point
+ * and the clamp (as in tml_s8_out512_relu). */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_relu(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
+                                                         __m512i sh_o, __m512i add_e, __m512i add_o)
+{
+    const __m512i ax = _mm512_max_epi32(acc, _mm512_setzero_si512());
+    const __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, mult), add_e), sh_e);
+    const __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    return _mm512_or_si512(pe, _mm512_slli_epi64(po, 32));
+}
+
+/*
+ * Four vectors of requantized values v (int32, before the zero point and the
+ * clamp) to 64 int8 outputs in three saturating packs: int16 (adds the zero
+ * point, zp16 = out_zp in every int16 lane), then int8, then the clamp to
+ * [act_min, act_max] (lo8 / hi8, int8 lanes). Saturation keeps the sign and
+ * a magnitude above 127 (|out_zp| <= 128 moves a saturated int16 by at most
+ * 128), so the result is clamp(v + out_zp) as in the one-vector forms, in
+ * 7 instructions instead of 4 x 5. Byte order: 128-bit lane L holds lane L's
+ * four values of v0, then of v1, v2 and v3.
+ */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_pack4_512(__m512i v0, __m512i v1, __m512i v2, __m512i v3, __m512i zp16,
+                                                        __m512i lo8, __m512i hi8)
+{
+    const __m512i a = _mm512_adds_epi16(_mm512_packs_epi32(v0, v1), zp16);
+    const __m512i b = _mm512_adds_epi16(_mm512_packs_epi32(v2, v3), zp16);
+    return _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(a, b), lo8), hi8);
+}
+
+/*
+ * The ReLU form with the odd lanes' result left in place ("blend" layout):
+ * the odd lane's sum P + A is shifted right by S - 32 instead of S, which
+ * leaves floor((P + A) / 2^S) in the high dword of its 64-bit lane, where a
+ * blend takes it (no shift back, no or). S - 32 >= 0 needs rsh >= 1; a lane
+ * with rsh = 0 (S = 31) instead gets 2 * mult and 2 * A (unsigned: 2 * mult
+ * < 2^32 and the product stays below 2^63) and a shift of 0. The even lanes
+ * are as in tml_s8_simple_consts512: floor((P + A) / 2^S) < 2^31, so their
+ * high dwords are 0. Constants from mult and rsh (int32 lanes, rsh in [0, 31]):
+ * mult_o, sh_e, sh_o, add_e, add_o.
+ */
+TML_S8_INLINE TML_S8_TGT_VNNI void tml_s8_blend_consts512(__m512i mult, __m512i rsh, __m512i *mult_o, __m512i *sh_e,
+                                                           __m512i *sh_o, __m512i *add_e, __m512i *add_o)
+{
+    __m512i she, sho, ade, ado;
+    tml_s8_simple_consts512(rsh, &she, &sho, &ade, &ado);
+    const __m512i mo = _mm512_srli_epi64(mult, 32), c32 = _mm512_set1_epi64(32);
+    const __mmask8 r0 = _mm512_cmplt_epu64_mask(sho, c32); /* odd lanes with rsh = 0 */
+    *sh_e = she;
+    *add_e = ade;
+    *mult_o = _mm512_mask_slli_epi64(mo, r0, mo, 1);
+    *add_o = _mm512_mask_slli_epi64(ado, r0, ado, 1);
+    *sh_o = _mm512_mask_mov_epi64(_mm512_sub_epi64(sho, c32), r0, _mm512_setzero_si512());
+}
+
+/* The ReLU form (mult >= 0, shift <= 0, act_min >= out_zp) in the blend
+ * layout: the requantized value of max(acc, 0), before the clamp. */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_relu_blend(__m512i acc, __m512i mult, __m512i mult_o, __m512i sh_e,
+                                                               __m512i sh_o, __m512i add_e, __m512i add_o)
+{
+    const __m512i ax = _mm512_max_epi32(acc, _mm512_setzero_si512());
+    const __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, mult), add_e), sh_e);
+    const __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, po);
+}
+
 /* 8-lane (ymm, AVX-512VL) forms of the three epilogues, for channel edges of
  * at most 8: the 8 int8 results are in the low 64 bits. */
 TML_S8_INLINE TML_S8_TGT_VNNI __m128i tml_s8_out256vl_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
