@@ -32,7 +32,8 @@ static const char help[] =
     "fine-tuning, INT8) and the best on validation that fits is verified on the\n"
     "emulated core: exported, run, bit-exact with the int8 engine, within budget.\n"
     "Validation is a seeded held-out part of the training split; the test split\n"
-    "is only reported. docs/fit.md has a worked example and the search's cost.\n"
+    "is only reported. docs/fit.md has a worked example (LeNet-5 into 32K flash\n"
+    "and 8K RAM) and the search's cost.\n"
     "\n"
     "Budget:\n"
     "  --flash BYTES          flash for the model (const data + code); 32K, 32KB, 0.5M accepted\n"
@@ -64,10 +65,9 @@ static const char help[] =
     "candidate and its miss are printed, nothing is written) or an error.\n"
     "\n"
     "Examples:\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --time-budget 2 -o fit.tmf\n"
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --time-budget 1 -o fit.tmf\n"
     "  tinyml fit lenet5.tmf --data fashion-mnist --flash 160K --ram 16K --latency 100 --mhz 80 --epochs 1 --candidates 1 \\\n"
-    "    --time-budget 2 --plot front.png -o fit.tmf\n"
-    "  (docs/fit.md: lenet5.tmf into 32K flash and 8K RAM on a Cortex-M4, --flash 32K --ram 8K)\n";
+    "    --time-budget 1 --plot front.png -o fit.tmf\n";
 
 /* "32768", "32K", "32KB", "32KiB", "0.5M": bytes (K = 1024). */
 static int parse_bytes(const char *s, int64_t *out)
