@@ -13,6 +13,7 @@
 
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_dataset.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_report.h"
 
 #define EXIT_USAGE 2
@@ -94,6 +95,19 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
 /* --mean / --std (comma-separated, 1 value or one per input channel, std > 0)
  * into the model's preprocessing; usage error (exit 2) otherwise. */
 void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv);
+
+/* The export options `export --c` and `profile` share: --dense, --form F,
+ * --optimize G, --portable. cli_export_flag() consumes the current argument
+ * when it is one of them (1); cli_export_flags_apply() checks them together
+ * (usage error, exit 2) and sets them in *o. */
+typedef struct cli_export_flags {
+    int dense, portable;
+    const char *form, *optimize;
+} cli_export_flags;
+int cli_export_flag(cli *c, cli_export_flags *f);
+void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_opts *o);
+/* Any of them given? */
+int cli_export_flags_given(const cli_export_flags *f);
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);

@@ -28,10 +28,14 @@ static const char help[] =
     "static arena sized by liveness (RAM), integer-only kernels that compute\n"
     "bit for bit what `tinyml eval` computes; no malloc, no math library.\n"
     "model.h gives the input/output shapes and quantization (scale, zero point)\n"
-    "as macros. Pruned and clustered layers are stored in a compact form\n"
-    "(sparse rows, codebook + packed indices, or both) when that is smaller.\n"
-    "The model must be quantized (tinyml quantize). A table of flash, RAM and\n"
-    "MACs per layer goes to stdout.\n"
+    "as macros. Each layer's weights are stored dense or, when pruned and/or\n"
+    "clustered, as sparse rows, codebook + packed indices, or both: the form\n"
+    "is chosen per layer by bytes against estimated instructions (--optimize).\n"
+    "The kernels are portable C99 plus, for cores with the DSP extension\n"
+    "(Cortex-M4/M7/M33/M55), SXTB16/SMLAD versions the compiler picks; both\n"
+    "give the same bytes. The model must be quantized (tinyml quantize). A\n"
+    "table of flash, RAM, MACs and estimated instructions per layer goes to\n"
+    "stdout; `tinyml profile` measures them on an emulated core.\n"
     "\n"
     "--onnx: write the FLOAT model as one ONNX file (IR 8, opset 13) for\n"
     "onnxruntime, TensorRT, TFLite converters, ...: input \"input\" (N,C,H,W)\n"
@@ -62,8 +66,15 @@ static const char help[] =
     "                     terminal). Files are replaced atomically.\n"
     "  --name PREFIX      --c: symbol prefix (default model_): kws_ gives\n"
     "                     kws_run(), KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
-    "  --dense            --c: store every layer's weights as plain int8 arrays\n"
-    "                     (fastest kernels; more flash for pruned/clustered models)\n"
+    "  --optimize G       --c: how each layer's weight form is chosen: balanced\n"
+    "                     (default: the fewest instructions + 16 x bytes, so flash\n"
+    "                     is saved where it costs few instructions, e.g. on a big\n"
+    "                     dense layer, and not on a conv whose weights every pixel\n"
+    "                     reads), speed (fewest instructions) or size (fewest bytes)\n"
+    "  --form F           --c: the same form for every layer where it applies:\n"
+    "                     dense, sparse, cluster or sparse+cluster\n"
+    "  --dense            --c: same as --form dense\n"
+    "  --portable         --c: the portable C99 kernels only (no DSP versions)\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no log line on stderr\n"
     "\n"
@@ -188,7 +199,8 @@ int cmd_export(int argc, char **argv)
     cli c;
     cli_init(&c, "export", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
-    int dense = 0, to_c = 0, to_onnx = 0, to_tflite = 0, name_set = 0;
+    int to_c = 0, to_onnx = 0, to_tflite = 0, name_set = 0;
+    cli_export_flags ef = {0};
     while (cli_next(&c)) {
         if (cli_flag(&c, "c", 0)) {
             to_c = 1;
@@ -207,10 +219,7 @@ int cmd_export(int argc, char **argv)
             name_set = 1;
             continue;
         }
-        if (cli_flag(&c, "dense", 0)) {
-            dense = 1;
-            continue;
-        }
+        if (cli_export_flag(&c, &ef)) continue;
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
@@ -219,12 +228,14 @@ int cmd_export(int argc, char **argv)
     if (!to_c && !to_onnx && !to_tflite)
         cli_usage_error(&c, "choose a target: --c (C source of an int8 model), --onnx or --tflite");
     if (to_tflite) {
-        if (name_set || dense) cli_usage_error(&c, "--name and --dense apply to --c only");
+        if (name_set || cli_export_flags_given(&ef))
+            cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.tflite is required (- writes to stdout)");
         return export_tflite(&c, pos[0], out);
     }
     if (to_onnx) {
-        if (name_set || dense) cli_usage_error(&c, "--name and --dense apply to --c only");
+        if (name_set || cli_export_flags_given(&ef))
+            cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
         return export_onnx(&c, pos[0], out);
     }
@@ -233,7 +244,7 @@ int cmd_export(int argc, char **argv)
     tml_export_opts o;
     tml_export_opts_default(&o);
     o.prefix = prefix;
-    o.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
+    cli_export_flags_apply(&c, &ef, &o);
     /* check the prefix before reading a model from a pipe */
     if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
 
@@ -250,8 +261,9 @@ int cmd_export(int argc, char **argv)
     cli_log(&c, "wrote %s/%s.c and %s/%s.h", out, r.base, out, r.base);
 
     static const char *const lh[] = {"layer", "op", "output", "weights", "weight_bytes", "dense_bytes", "other_bytes",
-                                     "macs", "macs_nonzero"};
-    tml_table *lt = tml_table_new("layers", "Exported layers", 9, lh);
+                                     "macs", "macs_nonzero", "est_instr"};
+    tml_table *lt = tml_table_new("layers", "Exported layers", 10, lh);
+    int64_t est = 0;
     for (int i = 0; i < r.n_layers; i++) {
         const tml_export_layer *L = &r.layers[i];
         tml_table_add_row(lt);
@@ -264,6 +276,8 @@ int cmd_export(int argc, char **argv)
         tml_table_int(lt, 6, L->other_bytes);
         tml_table_int(lt, 7, L->macs);
         tml_table_int(lt, 8, L->macs_nz);
+        tml_table_int(lt, 9, L->est_instr);
+        est += L->est_instr;
     }
     tml_table_add_row(lt);
     tml_table_mark_total(lt);
@@ -273,9 +287,21 @@ int cmd_export(int argc, char **argv)
     tml_table_int(lt, 6, r.const_bytes - r.weight_bytes);
     tml_table_int(lt, 7, r.macs);
     tml_table_int(lt, 8, r.macs_nz);
-    tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                       "packed indices; chosen per layer by bytes%s",
-                   dense ? " (--dense: plain arrays)" : "");
+    tml_table_int(lt, 9, est);
+    if (o.weights != TML_EXPORT_AUTO)
+        tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
+                           "packed indices; forced: %s where it applies",
+                       tml_export_enc_name(o.weights));
+    else
+        tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
+                           "packed indices; chosen per layer, --optimize %s%s",
+                       tml_export_optimize_name(o.optimize),
+                       o.optimize == TML_EXPORT_OPT_BALANCED ? " (fewest estimated instructions + 16 x bytes)"
+                       : o.optimize == TML_EXPORT_OPT_SPEED  ? " (fewest estimated instructions)"
+                                                             : " (fewest bytes)");
+    tml_table_note(lt, "est_instr: estimated Cortex-M4 instructions of one inference with the %s kernels at -O2 "
+                       "(measure them: tinyml profile)",
+                   r.dsp_kernels ? "DSP" : "portable");
     tml_table_note(lt, "other_bytes: folded biases, requantization multipliers and shifts, softmax tables, parameter "
                        "structs (32-bit target)");
 

@@ -23,7 +23,8 @@ static const char help[] =
     "deepest stack and the latency at --mhz.\n"
     "\n"
     "Instructions are counted exactly by a QEMU plugin (tinyml-icount.so) at\n"
-    "marker labels that add no code: repeatable to the instruction. The latency\n"
+    "marker labels between the layers (one NOP each, not counted): repeatable to\n"
+    "the instruction. The latency\n"
     "assumes one instruction per cycle: QEMU models no pipeline, no flash wait\n"
     "states and no caches, so a board is usually somewhat slower (a Cortex-M4\n"
     "at 0 wait states runs these kernels at about 1.1-1.3 cycles per\n"
@@ -36,13 +37,16 @@ static const char help[] =
     "  --target T         cortex-m4 (default; QEMU mps2-an386), cortex-m3 (mps2-an385,\n"
     "                     no DSP: portable kernels), cortex-m7 (mps2-an500),\n"
     "                     cortex-m33 (mps2-an505), cortex-m55 (mps3-an547)\n"
-    "  -d, --data SPEC    samples to run (default fashion-mnist:test), as for eval\n"
+    "  -d, --data SPEC    samples to run (default fashion-mnist:test), as for eval;\n"
+    "                     random: random input codes (for a model without its\n"
+    "                     dataset, e.g. an imported .tflite; counts barely change)\n"
     "  --limit N          how many (default 100; the first N in file order)\n"
-    "  --opt O            compiler optimization: O2 (default), Os, O3, O1\n"
+    "  --opt O            compiler optimization: O2 (default), Os, O3, O1, O0\n"
     "  --mhz F            core clock for the latency column (default 80)\n"
     "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
     "                     (as tinyml export)\n"
-    "  --dense            plain int8 weight arrays for every layer\n"
+    "  --form F           one form for every layer where it applies: dense, sparse,\n"
+    "                     cluster or sparse+cluster (--dense = --form dense)\n"
     "  --portable         the portable scalar kernels even where the core has DSP\n"
     "  --keep DIR         build in DIR and keep it (sources, program, logs)\n"
     "  --systick          cross-check the counter: run again under -icount shift=0\n"
@@ -53,23 +57,16 @@ static const char help[] =
     "Examples:\n"
     "  tinyml profile lenet5-int8.tmf --target cortex-m4 --limit 20\n"
     "  tinyml profile small.tmf --opt Os --mhz 168 --format md\n"
-    "  tinyml profile kws-int8.tmf --target cortex-m7 --portable --keep build-m7\n";
-
-static tml_export_optimize parse_optimize(const cli *c, const char *s)
-{
-    if (strcmp(s, "balanced") == 0) return TML_EXPORT_OPT_BALANCED;
-    if (strcmp(s, "speed") == 0) return TML_EXPORT_OPT_SPEED;
-    if (strcmp(s, "size") == 0) return TML_EXPORT_OPT_SIZE;
-    cli_usage_error(c, "--optimize: '%s' is not one of balanced, speed, size", s);
-}
+    "  tinyml profile kws-int8.tmf --target cortex-m7 --portable --keep build-m7\n"
+    "  tinyml import kws.tflite | tinyml profile --data random --limit 10\n";
 
 int cmd_profile(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "profile", help, argc, argv);
     const char *pos[1] = {NULL}, *data = "fashion-mnist", *target = "cortex-m4", *opt = "O2", *keep = NULL;
-    const char *optimize = NULL;
-    int limit = 100, dense = 0, portable = 0, systick = 0;
+    cli_export_flags ef = {0};
+    int limit = 100, systick = 0;
     double mhz = 80;
     while (cli_next(&c)) {
         if (cli_str(&c, "data", 'd', &data)) continue;
@@ -77,16 +74,8 @@ int cmd_profile(int argc, char **argv)
         if (cli_str(&c, "target", 0, &target)) continue;
         if (cli_str(&c, "opt", 0, &opt)) continue;
         if (cli_double(&c, "mhz", 0, 1e-3, 1e5, &mhz)) continue;
-        if (cli_str(&c, "optimize", 0, &optimize)) continue;
         if (cli_str(&c, "keep", 0, &keep)) continue;
-        if (cli_flag(&c, "dense", 0)) {
-            dense = 1;
-            continue;
-        }
-        if (cli_flag(&c, "portable", 0)) {
-            portable = 1;
-            continue;
-        }
+        if (cli_export_flag(&c, &ef)) continue;
         if (cli_flag(&c, "systick", 0)) {
             systick = 1;
             continue;
@@ -104,12 +93,9 @@ int cmd_profile(int argc, char **argv)
     }
     if (strcmp(opt, "O2") && strcmp(opt, "Os") && strcmp(opt, "O3") && strcmp(opt, "O1") && strcmp(opt, "O0"))
         cli_usage_error(&c, "--opt: '%s' is not one of O2, Os, O3, O1, O0", opt);
-    if (optimize && dense) cli_usage_error(&c, "--dense and --optimize exclude each other");
     o.target = target;
     o.opt = opt;
-    o.exp.weights = dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
-    if (optimize) o.exp.optimize = parse_optimize(&c, optimize);
-    o.exp.kernels = portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
+    cli_export_flags_apply(&c, &ef, &o.exp);
     o.workdir = keep;
     o.systick = systick;
     o.cancel = &cli_cancel_flag;
@@ -118,20 +104,40 @@ int cmd_profile(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
 
     tml_model *m = cli_load_model(&c, pos[0]);
-    tml_dataset *ds = cli_open_dataset(&c, data, "test");
-    const tml_dataset_info *info = tml_dataset_get_info(ds);
-    if ((st = tml_check_dataset_fits(m, info))) cli_fail_status(&c, st);
+    const tml_tensor *it = &m->tensors[m->input];
+    const int64_t in_size = tml_tensor_numel(it);
+    tml_dataset *ds = NULL;
     tml_samples *s = NULL;
-    if ((st = tml_dataset_load(ds, limit, &s))) cli_fail_status(&c, st);
-    int n = (int)(s->n < limit ? s->n : limit);
-    int64_t in_size = tml_tensor_numel(&m->tensors[m->input]);
-    float *x = malloc(sizeof(float) * (size_t)(in_size * (n ? n : 1)));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-    if (!x || !lab || !idx) cli_fail(&c, "out of memory");
-    for (int i = 0; i < n; i++) idx[i] = i;
-    tml_samples_gather(s, idx, n, x, lab);
-    tml_preproc_apply(&m->meta.pre, in_size * n, s->c, x);
+    float *x = NULL;
+    int n = limit;
+    if (strcmp(data, "random") == 0) {
+        /* counts hardly depend on the values (no kernel branches on them), so a
+         * model without a dataset here, e.g. an imported one, is profiled on
+         * uniformly random input codes: the grid of the input quantization */
+        x = malloc(sizeof(float) * (size_t)(in_size * n));
+        if (!x) cli_fail(&c, "out of memory");
+        tml_rng rng;
+        tml_rng_seed(&rng, 1);
+        const float sc = it->q.n ? it->q.scale[0] : 1.0f / 128;
+        const int32_t zp = it->q.n ? it->q.zero_point[0] : 0;
+        for (int64_t i = 0; i < in_size * n; i++) x[i] = sc * (float)((int32_t)tml_rng_below(&rng, 256) - 128 - zp);
+    } else {
+        ds = cli_open_dataset(&c, data, "test");
+        const tml_dataset_info *info = tml_dataset_get_info(ds);
+        if ((st = tml_check_dataset_fits(m, info)))
+            cli_fail(&c, "%s (--data random runs random inputs)", tml_last_error());
+        if ((st = tml_dataset_load(ds, limit, &s))) cli_fail_status(&c, st);
+        n = (int)(s->n < limit ? s->n : limit);
+        x = malloc(sizeof(float) * (size_t)(in_size * (n ? n : 1)));
+        int32_t *lab = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+        int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+        if (!x || !lab || !idx) cli_fail(&c, "out of memory");
+        for (int i = 0; i < n; i++) idx[i] = i;
+        tml_samples_gather(s, idx, n, x, lab);
+        tml_preproc_apply(&m->meta.pre, in_size * n, s->c, x);
+        free(lab);
+        free(idx);
+    }
 
     const tml_device_target *tg = tml_device_target_find(target);
     cli_log(&c, "building for %s and running %d sample%s on QEMU %s ...", tg->core, n, n == 1 ? "" : "s", tg->machine);
@@ -140,9 +146,10 @@ int cmd_profile(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
 
     /* per layer */
-    static const char *const lh[] = {"layer",      "op",          "output",  "weights", "instructions",
-                                     "instr/MAC",  "MACs",        "flash_B", "ram_B",   "latency_ms"};
-    tml_table *lt = tml_table_new("layers", "Per layer, one inference", 10, lh);
+    static const char *const lh[] = {"layer",   "op",      "output", "weights", "instructions", "instr/MAC",
+                                     "MACs",    "flash_B", "ram_B",  "stack_B", "latency_ms"};
+    tml_table *lt = tml_table_new("layers", "Per layer, one inference", 11, lh);
+    int64_t macs_run = 0;
     for (int i = 0; i < r.exp.n_layers; i++) {
         const tml_export_layer *L = &r.exp.layers[i];
         const tml_device_layer *D = &r.layers[i];
@@ -152,24 +159,30 @@ int cmd_profile(int argc, char **argv)
         tml_table_str(lt, 2, L->shape);
         tml_table_str(lt, 3, L->enc == TML_EXPORT_NONE ? "-" : tml_export_enc_name(L->enc));
         tml_table_num(lt, 4, D->instr, "%.0f");
-        tml_table_num(lt, 5, L->macs_nz > 0 ? D->instr / (double)L->macs_nz : 0.0 / 0.0, "%.2f");
-        tml_table_int(lt, 6, L->macs_nz);
+        /* the MACs the kernel executes: every weight slot of a dense form, the
+         * stored entries of a sparse one */
+        const int64_t run = L->enc == TML_EXPORT_DENSE ? L->macs : L->macs_nz;
+        macs_run += run;
+        tml_table_num(lt, 5, run > 0 ? D->instr / (double)run : 0.0 / 0.0, "%.2f");
+        tml_table_int(lt, 6, run);
         tml_table_int(lt, 7, D->const_bytes);
         tml_table_int(lt, 8, L->live_bytes);
-        tml_table_num(lt, 9, D->instr / (mhz * 1e3), "%.3f");
+        tml_table_int(lt, 9, D->stack_bytes);
+        tml_table_num(lt, 10, D->instr / (mhz * 1e3), "%.3f");
     }
     tml_table_add_row(lt);
     tml_table_mark_total(lt);
     tml_table_str(lt, 0, "model_run");
     tml_table_num(lt, 4, r.instr, "%.0f");
-    tml_table_num(lt, 5, r.exp.macs_nz > 0 ? r.instr / (double)r.exp.macs_nz : 0.0 / 0.0, "%.2f");
-    tml_table_int(lt, 6, r.exp.macs_nz);
+    tml_table_num(lt, 5, macs_run > 0 ? r.instr / (double)macs_run : 0.0 / 0.0, "%.2f");
+    tml_table_int(lt, 6, macs_run);
     tml_table_int(lt, 7, r.rodata_bytes + r.text_bytes);
     tml_table_int(lt, 8, r.exp.arena_bytes);
-    tml_table_num(lt, 9, r.instr / (mhz * 1e3), "%.3f");
+    tml_table_int(lt, 9, r.stack_bytes);
+    tml_table_num(lt, 10, r.instr / (mhz * 1e3), "%.3f");
     tml_table_note(lt, "instructions: executed per inference, mean of %d samples (exact counts from the emulator); "
-                       "MACs: with a nonzero weight; flash_B: the layer's const data (nm of model.o), the total adds "
-                       "the code; ram_B: arena bytes live during the layer",
+                       "MACs: those the kernel executes (dense forms: all, sparse forms: the stored weights); flash_B: the layer's const data (nm of model.o), the total adds "
+                       "the code; ram_B: arena bytes live during the layer; stack_B: deepest stack use during the layer (stores watched by the emulator)",
                    n);
 
     /* summary */
@@ -188,15 +201,21 @@ int cmd_profile(int argc, char **argv)
     ROW("target", v, "QEMU %s, %s", tg->machine, r.qemu_version);
     snprintf(v, sizeof v, "-%s", r.opt);
     ROW("compiler", v, "%s %s", r.cc_version, tg->cflags);
-    snprintf(v, sizeof v, "%s", portable ? "portable" : tg->dsp ? "DSP" : "portable");
-    ROW("kernels", v, "%s", portable ? "--portable: scalar C" : tg->dsp ? "__ARM_FEATURE_DSP: SXTB16/SMLAD/SSAT" : "no DSP extension on this core: scalar C");
+    const int dsp_run = r.exp.dsp_kernels && tg->dsp;
+    snprintf(v, sizeof v, "%s", dsp_run ? "DSP" : "portable");
+    ROW("kernels", v, "%s",
+        dsp_run        ? "__ARM_FEATURE_DSP: SXTB16/SMLAD/SSAT"
+        : ef.portable  ? "--portable: scalar C"
+        : !tg->dsp     ? "no DSP extension on this core: scalar C"
+                       : "scalar C: an accumulator range the DSP requantization cannot take");
     snprintf(v, sizeof v, "%.0f", r.instr);
     ROW("instructions", v, "per inference (model_run), min %lld, max %lld over %d samples", (long long)r.instr_min,
         (long long)r.instr_max, n);
     snprintf(v, sizeof v, "%.3f ms", r.instr / (mhz * 1e3));
     ROW("latency", v, "at %g MHz, assuming 1 instruction per cycle (QEMU models no pipeline or wait states)", mhz);
-    snprintf(v, sizeof v, "%.2f", r.exp.macs_nz > 0 ? r.instr / (double)r.exp.macs_nz : 0.0);
-    ROW("instr/MAC", v, "%lld MACs with a nonzero weight (%lld in all)", (long long)r.exp.macs_nz, (long long)r.exp.macs);
+    snprintf(v, sizeof v, "%.2f", macs_run > 0 ? r.instr / (double)macs_run : 0.0);
+    ROW("instr/MAC", v, "%lld MACs executed (%lld in the model, %lld with a nonzero weight)", (long long)macs_run,
+        (long long)r.exp.macs, (long long)r.exp.macs_nz);
     snprintf(v, sizeof v, "%lld B", (long long)(r.text_bytes + r.rodata_bytes + r.data_bytes));
     ROW("flash", v, "code %lld + const data %lld (arm-none-eabi-size of model.o)", (long long)r.text_bytes,
         (long long)(r.rodata_bytes + r.data_bytes));
@@ -223,10 +242,8 @@ int cmd_profile(int argc, char **argv)
     int bs = r.bad_sample, bi = r.bad_index, bg = r.bad_got, bw = r.bad_want;
     tml_device_result_free(&r);
     free(x);
-    free(lab);
-    free(idx);
-    tml_samples_free(s);
-    tml_dataset_free(ds);
+    if (s) tml_samples_free(s);
+    if (ds) tml_dataset_free(ds);
     tml_model_free(m);
     if (bad)
         cli_fail(&c, "%lld output bytes differ from the int8 engine (first: sample %d, output %d: device %d, engine %d)",

@@ -460,6 +460,56 @@ double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limi
     return top1;
 }
 
+static int parse_form(const char *s, tml_export_enc *out)
+{
+    static const tml_export_enc forms[] = {TML_EXPORT_DENSE, TML_EXPORT_SPARSE, TML_EXPORT_CLUSTER,
+                                           TML_EXPORT_SPARSE_CLUSTER};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        if (strcmp(s, tml_export_enc_name(forms[i])) == 0) {
+            *out = forms[i];
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_optimize(const char *s, tml_export_optimize *out)
+{
+    static const tml_export_optimize goals[] = {TML_EXPORT_OPT_BALANCED, TML_EXPORT_OPT_SPEED, TML_EXPORT_OPT_SIZE};
+    for (size_t i = 0; i < sizeof goals / sizeof goals[0]; i++)
+        if (strcmp(s, tml_export_optimize_name(goals[i])) == 0) {
+            *out = goals[i];
+            return 0;
+        }
+    return -1;
+}
+
+int cli_export_flag(cli *c, cli_export_flags *f)
+{
+    if (cli_flag(c, "dense", 0)) {
+        f->dense = 1;
+        return 1;
+    }
+    if (cli_flag(c, "portable", 0)) {
+        f->portable = 1;
+        return 1;
+    }
+    return cli_str(c, "form", 0, &f->form) || cli_str(c, "optimize", 0, &f->optimize);
+}
+
+int cli_export_flags_given(const cli_export_flags *f) { return f->dense || f->portable || f->form || f->optimize; }
+
+void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_opts *o)
+{
+    if ((f->optimize != NULL) + (f->form != NULL) + f->dense > 1)
+        cli_usage_error(c, "--optimize, --form and --dense exclude each other (--optimize chooses the forms)");
+    o->weights = f->dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
+    if (f->form && parse_form(f->form, &o->weights))
+        cli_usage_error(c, "--form: '%s' is not one of dense, sparse, cluster, sparse+cluster", f->form);
+    if (f->optimize && parse_optimize(f->optimize, &o->optimize))
+        cli_usage_error(c, "--optimize: '%s' is not one of balanced, speed, size", f->optimize);
+    o->kernels = f->portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
+}
+
 uint8_t *cli_read_all(const cli *c, const char *path, size_t max, size_t *len)
 {
     const int use_stdin = strcmp(path, "-") == 0;

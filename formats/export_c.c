@@ -34,7 +34,12 @@
 #include "tinyml/tml_ops_s8.h"
 
 #define EX_ALIGN 16 /* TML_PLAN_ALIGN_DEVICE: what tml_plan_activations uses */
-#define EX_NENC 5   /* indices DENSE..SPARSE_CLUSTER of tml_export_enc */
+#define EX_NENC 6   /* indices DENSE..SPARSE_CLUSTER of tml_export_enc, then EX_SC8 */
+/* sparse + cluster with one byte per entry (gap in the low 8 - bits bits, the
+ * centroid index above): a second encoding of TML_EXPORT_SPARSE_CLUSTER,
+ * smaller than gap byte + packed index when the gaps are short, and decoded
+ * in two instructions */
+#define EX_SC8 5
 
 /* Sizes of the generated parameter structs on a 32-bit target (4-byte ints
  * and pointers): wmat 18 words, conv_t 14 words + a wmat, pool_t and add_t
@@ -92,7 +97,11 @@ typedef struct xmat {
     int64_t nnz;        /* nonzero weights */
     int64_t entries;    /* sparse entries, fillers included */
     int sparse_cluster_ok; /* every row needing fillers has a zero centroid */
+    int64_t entries8;   /* entries of the one-byte encoding (gaps up to 2^gbits - 1) */
+    int gbits;          /* its gap bits: 8 - bits */
+    int sc8_ok;
     int64_t bytes[EX_NENC]; /* bytes of each form, -1 = not applicable */
+    int64_t est[EX_NENC];   /* estimated instructions of each form (est_instr), -1 = n/a */
     int dsp_unsafe;     /* some accumulator may reach 2^30: the DSP requantization's
                            32-bit rounding could overflow there, so the model gets the
                            portable kernels only */
@@ -102,8 +111,9 @@ typedef struct xmat {
 typedef struct xnode {
     char id[72];        /* C identifier of the layer's symbols */
     xmat *mat;
-    int64_t patch_bytes; /* conv patch (0 = reads the input in place / none) */
+    int64_t patch_bytes; /* kernel scratch (conv patch, int16 inputs), 0 = none */
     int64_t patch_off;
+    int batch;          /* DSP conv: output pixels per batch (conv_t.batch) */
 } xnode;
 
 typedef struct ex {
@@ -377,24 +387,41 @@ static void place_patches(ex *x)
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         xnode *xn = &x->nodes[i];
+        xn->batch = 1;
         if (!xn->mat) continue;
         int64_t st = xn->mat->stride;
-        int optional = 0;
-        if (uses_conv2d(x, i))
-            xn->patch_bytes = !x->dsp ? st : is_direct(m, n) ? 4 * st : 6 * st;
-        else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
+        if (uses_conv2d(x, i) && x->dsp) {
+            /* batches of pixels: pairs (dense) or quads; as many as one
+             * output row has (at most 32) while the scratch fits in bytes
+             * the arena has free during the layer, else the smallest */
+            int G = xn->mat->enc == TML_EXPORT_DENSE ? 2 : 4, ow = m->tensors[n->out].dims[1];
+            int64_t gathers = is_direct(m, n) ? 0 : G * st;
+            int best = G;
+            for (int nb = ow < 32 ? ow : 32; nb > G; nb--) {
+                if (nb % G && nb != ow) continue; /* whole pairs / quads, or the whole row */
+                int64_t bytes = 2 * ((nb + G - 1) / G * G) * st + gathers;
+                int64_t off = place_patch(x, i, bytes);
+                if (off + align_up(bytes) <= x->arena_bytes) {
+                    best = nb;
+                    break;
+                }
+            }
+            xn->batch = best;
+            xn->patch_bytes = 2 * ((best + G - 1) / G * G) * st + gathers;
+        } else if (uses_conv2d(x, i)) {
+            xn->patch_bytes = st;
+        } else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
+            /* a dense layer's int16 input saves ~0.2 instructions per MAC;
+             * not worth RAM beyond the arena (unless optimizing for speed) */
             xn->patch_bytes = 2 * st;
-            optional = x->o.optimize != TML_EXPORT_OPT_SPEED;
+            int64_t off = place_patch(x, i, xn->patch_bytes);
+            if (x->o.optimize != TML_EXPORT_OPT_SPEED && off + align_up(xn->patch_bytes) > x->arena_bytes) {
+                xn->patch_bytes = 0;
+                continue;
+            }
         } else
             continue;
         xn->patch_off = place_patch(x, i, xn->patch_bytes);
-        /* a dense layer's int16 input saves ~0.2 instructions per MAC; not
-         * worth RAM beyond the arena (unless optimizing for speed) */
-        if (optional && xn->patch_off + align_up(xn->patch_bytes) > x->arena_bytes) {
-            xn->patch_off = -1;
-            xn->patch_bytes = 0;
-            continue;
-        }
         if (xn->patch_off + align_up(xn->patch_bytes) > x->arena_bytes)
             x->arena_bytes = xn->patch_off + align_up(xn->patch_bytes);
     }
@@ -409,8 +436,9 @@ static int bits_for(int k)
     return b;
 }
 
-/* Sparse entries of row r (fillers included) and whether it needs fillers. */
-static int64_t row_entries(const xmat *x, int r, int *fillers)
+/* Sparse entries of row r (fillers included) with gaps up to max_gap, and
+ * whether it needs fillers. */
+static int64_t row_entries(const xmat *x, int r, int max_gap, int *fillers)
 {
     int64_t e = 0;
     int cur = 0;
@@ -418,9 +446,9 @@ static int64_t row_entries(const xmat *x, int r, int *fillers)
     for (int k = 0; k < x->cols; k++) {
         if (!x->w[(int64_t)r * x->cols + k]) continue;
         int g = k - cur;
-        while (g > 255) {
+        while (g > max_gap) {
             e++;
-            g -= 255;
+            g -= max_gap;
             *fillers = 1;
         }
         e++;
@@ -526,9 +554,8 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
             abs_sum += v < 0 ? -v : v;
         }
         int64_t folded = (b ? (int64_t)((const int32_t *)b->data)[r] : 0) - (int64_t)zx * sum;
-        /* |acc| <= |bias'| + 128 * sum |w| (inputs in [-128, 127]); times 2^shift */
+        /* |acc| <= |bias'| + 128 * sum |w| (inputs in [-128, 127]) */
         int64_t bound = (folded < 0 ? -folded : folded) + 128 * abs_sum;
-        if (sh > 0) bound <<= sh;
         if (bound >= ((int64_t)1 << 30) - 1 || mult < 0) xm->dsp_unsafe = 1;
         if (folded < INT32_MIN || folded > INT32_MAX) {
             xmat_free(xm);
@@ -544,14 +571,20 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         tml_act_bounds_s8(n->act, qscale(y), qzp(y), &xm->act_min, &xm->act_max);
 
     /* sizes of the four forms */
-    int fill_rows_ok = 1;
+    int fill_rows_ok = 1, fill8_ok = 1;
+    xm->gbits = use_cb ? 8 - xm->bits : 0;
     for (int r = 0; r < xm->rows; r++) {
         int fillers;
-        xm->entries += row_entries(xm, r, &fillers);
+        xm->entries += row_entries(xm, r, 255, &fillers);
         if (fillers && use_cb && xm->zero_idx[xm->n_books == 1 ? 0 : r] < 0) fill_rows_ok = 0;
+        if (xm->gbits >= 2) {
+            xm->entries8 += row_entries(xm, r, (1 << xm->gbits) - 1, &fillers);
+            if (fillers && xm->zero_idx[xm->n_books == 1 ? 0 : r] < 0) fill8_ok = 0;
+        }
         for (int k = 0; k < xm->cols; k++) xm->nnz += xm->w[(int64_t)r * xm->cols + k] != 0;
     }
     xm->sparse_cluster_ok = use_cb && fill_rows_ok;
+    xm->sc8_ok = use_cb && xm->gbits >= 2 && fill8_ok;
     int64_t e1 = xm->entries ? xm->entries : 1;
     int64_t rowptr = (int64_t)(xm->rows + 1) * (xm->entries < 65536 ? 2 : 4);
     xm->bytes[0] = -1;
@@ -560,20 +593,118 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     xm->bytes[TML_EXPORT_CLUSTER] = use_cb ? (numel * xm->bits + 7) / 8 + 1 + (int64_t)xm->n_books * xm->k : -1;
     xm->bytes[TML_EXPORT_SPARSE_CLUSTER] =
         xm->sparse_cluster_ok ? e1 + (xm->entries * xm->bits + 7) / 8 + 1 + rowptr + (int64_t)xm->n_books * xm->k : -1;
+    xm->bytes[EX_SC8] = xm->sc8_ok ? (xm->entries8 ? xm->entries8 : 1) +
+                                         (int64_t)(xm->rows + 1) * (xm->entries8 < 65536 ? 2 : 4) +
+                                         (int64_t)xm->n_books * xm->k
+                                   : -1;
     *out = xm;
     return TML_OK;
 }
 
-static void choose(xmat *xm, tml_export_enc want)
+/* Estimated instructions of one inference of a weighted layer in form f,
+ * on a Cortex-M4 at -O2: the DSP kernels (dsp) or the portable ones. Rates
+ * per multiply-accumulate executed (a dense form executes every weight
+ * slot; the sparse forms only the stored entries), per output
+ * (requantization) and per input value a conv gathers, fitted to counts of
+ * tinyml profile on the zoo models and pruned / clustered LeNet-5s
+ * (docs/deploy.md). An estimate for choosing forms; profile measures. */
+static int64_t est_instr(const tml_model *m, const tml_node *n, const xmat *xm, tml_export_enc f, int dsp)
 {
-    if (want == TML_EXPORT_AUTO) {
-        xm->enc = TML_EXPORT_DENSE;
-        static const tml_export_enc pref[3] = {TML_EXPORT_CLUSTER, TML_EXPORT_SPARSE, TML_EXPORT_SPARSE_CLUSTER};
-        for (int i = 0; i < 3; i++)
-            if (xm->bytes[pref[i]] >= 0 && xm->bytes[pref[i]] < xm->bytes[xm->enc]) xm->enc = pref[i];
+    const tml_tensor *y = &m->tensors[n->out];
+    const int fc = n->op == TML_OP_DENSE;
+    const double px = fc ? 1.0 : (double)y->dims[0] * y->dims[1];
+    const double slots = px * xm->rows * xm->stride, weights = px * xm->rows * xm->cols, entries = px * xm->entries;
+    const double outputs = px * xm->rows;
+    int groups = 1;
+    if (n->op == TML_OP_CONV2D) groups = n->groups;
+    if (n->op == TML_OP_DEPTHWISE_CONV2D) groups = m->tensors[n->in[0]].dims[2];
+    /* a conv's receptive fields: widened (DSP) or copied, a kernel row at a time */
+    const double field = (double)n->kh * (12 + xm->cols / (4.0 * n->kh) * 2);
+    /* grouped convs (and depthwise ones in a compact form) pay a gather and a
+     * matrix call per group and pixel: ~300-400 instructions */
+    double mac, out = dsp ? 20 : 30,
+                gather = fc ? 0
+                            : px * groups * ((dsp ? 2.0 * xm->stride : 1.0 * xm->cols) + field + 40 +
+                                             (groups > 1 ? (dsp ? 300 : 400) : 0));
+    if (xm->depthwise && f == TML_EXPORT_DENSE) { /* dwconv(): reads the input in place */
+        mac = weights * (dsp ? 6.0 : 24.0);
+        gather = 0;
+    } else
+        switch (f) {
+        case TML_EXPORT_DENSE: /* + the set-up of each 2 x 2 block of rows and pixels */
+            mac = slots * (dsp ? (fc ? 1.45 : 1.0) : 5.0) + (dsp && !fc ? outputs / 4 * 50 : 0);
+            break;
+        case TML_EXPORT_SPARSE: mac = entries * (dsp ? (fc ? 6.0 : 2.8) : 7.0); break;
+        case TML_EXPORT_CLUSTER: mac = weights * (dsp ? (fc ? 11.0 : 3.6) : 13.0); break;
+        case TML_EXPORT_SPARSE_CLUSTER: mac = entries * (dsp ? (fc ? 11.0 : 4.2) : 13.0); break;
+        default: mac = px * xm->entries8 * (dsp ? (fc ? 8.0 : 3.2) : 9.0); break; /* EX_SC8 */
+        }
+    return (int64_t)(mac + out * outputs + gather);
+}
+
+/* The DSP add takes shifts <= 0, multipliers >= 0 and sums below 2^30
+ * (tml_add_s8_prepare makes these for any scales: |a - zp| << 20 < 2^28). */
+static int add_dsp_ok(const tml_model *m, const tml_node *n)
+{
+    if (n->op != TML_OP_ADD) return 1;
+    const tml_tensor *a = &m->tensors[n->in[0]], *b = &m->tensors[n->in[1]], *y = &m->tensors[n->out];
+    tml_add_s8_params ap;
+    tml_add_s8_prepare_mode(qscale(a), qzp(a), qscale(b), qzp(b), qscale(y), qzp(y), n->act, m->meta.rounding, &ap);
+    return ap.in1_shift <= 0 && ap.in2_shift <= 0 && ap.out_shift <= 0 && ap.in1_mult >= 0 && ap.in2_mult >= 0 &&
+           ap.out_mult >= 0 && ap.left_shift <= 20;
+}
+
+/* Estimated instructions of a layer without weights (the same rates' kind). */
+static int64_t est_op_instr(const tml_model *m, const tml_node *n, int dsp)
+{
+    const tml_tensor *y = &m->tensors[n->out];
+    const double out = (double)tml_tensor_numel(y), taps = (double)n->kh * n->kw;
+    switch (n->op) {
+    case TML_OP_MAXPOOL:
+        if (!dsp) return (int64_t)(out * taps * 7);
+        return (int64_t)(n->kh == 2 && n->kw == 2 ? out / 4 * 11 + out / y->dims[2] * 8 : out / 4 * taps * 5 + out * 2);
+    case TML_OP_AVGPOOL: return (int64_t)(out * (taps * 7 + 20));
+    case TML_OP_GLOBAL_AVGPOOL: return (int64_t)(tml_tensor_numel(&m->tensors[n->in[0]]) * 4.0 + out * 20);
+    case TML_OP_ADD: return (int64_t)(out * (dsp ? 40 : 140));
+    case TML_OP_RELU:
+    case TML_OP_RELU6: return (int64_t)(out * 6);
+    case TML_OP_SOFTMAX: return (int64_t)(out * 60);
+    default: return 0;
+    }
+}
+
+/* The form of a matrix: forced (`want`, where it applies), or by the goal:
+ * size: fewest bytes; speed: fewest estimated instructions; balanced: the
+ * fewest instructions + TML_EXPORT_BALANCED_INSTR_PER_BYTE * bytes (a byte
+ * of flash is worth that many instructions of one inference). code[f]: the
+ * code bytes form f would add (its kernel, when no other layer uses it). */
+static void choose(xmat *xm, tml_export_enc want, tml_export_optimize goal, const tml_model *m, const tml_node *n,
+                   int dsp, const int64_t code[EX_NENC])
+{
+    for (int f = TML_EXPORT_DENSE; f < EX_NENC; f++)
+        xm->est[f] = xm->bytes[f] >= 0 ? est_instr(m, n, xm, (tml_export_enc)f, dsp) : -1;
+    if (want != TML_EXPORT_AUTO) {
+        xm->enc = (want >= TML_EXPORT_DENSE && want < TML_EXPORT_NONE && xm->bytes[want] >= 0) ? want : TML_EXPORT_DENSE;
+        /* sparse + cluster: the smaller of its two encodings */
+        if (want == TML_EXPORT_SPARSE_CLUSTER && xm->bytes[EX_SC8] >= 0 &&
+            (xm->bytes[want] < 0 || xm->bytes[EX_SC8] <= xm->bytes[want]))
+            xm->enc = (tml_export_enc)EX_SC8;
         return;
     }
-    xm->enc = (want >= TML_EXPORT_DENSE && want < TML_EXPORT_NONE && xm->bytes[want] >= 0) ? want : TML_EXPORT_DENSE;
+    xm->enc = TML_EXPORT_DENSE;
+    for (int f = TML_EXPORT_SPARSE; f < EX_NENC; f++) {
+        if (xm->bytes[f] < 0) continue;
+        const int64_t b = xm->bytes[f] + code[f], i = xm->est[f], bb = xm->bytes[xm->enc] + code[xm->enc],
+                      bi = xm->est[xm->enc];
+        int better;
+        if (goal == TML_EXPORT_OPT_SIZE)
+            better = b < bb || (b == bb && i < bi);
+        else if (goal == TML_EXPORT_OPT_SPEED)
+            better = i < bi || (i == bi && b < bb);
+        else
+            better = i + TML_EXPORT_BALANCED_INSTR_PER_BYTE * b < bi + TML_EXPORT_BALANCED_INSTR_PER_BYTE * bb;
+        if (better) xm->enc = (tml_export_enc)f;
+    }
 }
 
 /* ---- emitting ------------------------------------------------------------------------------------ */
@@ -628,6 +759,16 @@ static int64_t put_array_a(tml_sb *s, atype t, const char *name, const char *suf
     return len * size[t];
 }
 
+/* Row pointers (rows + 1 values): uint16 when they fit, else uint32. Returns
+ * the bytes. row16 is scratch of rows + 1 values. */
+static int64_t put_rows(tml_sb *s, const char *id, const uint32_t *row, uint16_t *row16, int rows, int wide,
+                        const char *comment)
+{
+    if (wide) return put_array(s, A_U32, id, "row", row, rows + 1, comment);
+    for (int r = 0; r <= rows; r++) row16[r] = (uint16_t)row[r];
+    return put_array(s, A_U16, id, "row", row16, rows + 1, comment);
+}
+
 /* The arrays of a weighted layer and the wmat initializer fields; returns
  * the const bytes of the weights (form) in *wbytes and of the rest in *obytes. */
 static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t *wbytes, int64_t *obytes)
@@ -637,7 +778,46 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
     int clustered = xm->enc == TML_EXPORT_CLUSTER || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     int row32 = xm->entries >= 65536;
     int64_t numel = (int64_t)xm->rows * xm->cols;
-    if (xm->enc == TML_EXPORT_DENSE) {
+    if (xm->enc == (tml_export_enc)EX_SC8) {
+        /* one byte per entry: gap | index << gbits; gaps past 2^gbits - 1 are
+         * bridged by fillers holding the row's zero centroid */
+        const int max_gap = (1 << xm->gbits) - 1, row32_8 = xm->entries8 >= 65536;
+        uint8_t *ent = malloc((size_t)(xm->entries8 ? xm->entries8 : 1));
+        uint32_t *row = malloc(sizeof(uint32_t) * (size_t)(xm->rows + 1));
+        uint16_t *row16 = malloc(sizeof(uint16_t) * (size_t)(xm->rows + 1));
+        if (!ent || !row || !row16) {
+            free(ent);
+            free(row);
+            free(row16);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+        int64_t e = 0;
+        for (int r = 0; r < xm->rows; r++) {
+            const int zi = xm->zero_idx[xm->n_books == 1 ? 0 : r];
+            int cur = 0;
+            row[r] = (uint32_t)e;
+            for (int k = 0; k < xm->cols; k++) {
+                int64_t i = (int64_t)r * xm->cols + k;
+                if (!xm->w[i]) continue;
+                int g = k - cur;
+                for (; g > max_gap; g -= max_gap) ent[e++] = (uint8_t)(max_gap | zi << xm->gbits);
+                ent[e++] = (uint8_t)(g | xm->idx[i] << xm->gbits);
+                cur = k;
+            }
+        }
+        row[xm->rows] = (uint32_t)e;
+        TML_ASSERT(e == xm->entries8);
+        char c[128];
+        snprintf(c, sizeof c, "entries: columns to move forward (low %d bits) | centroid index << %d", xm->gbits, xm->gbits);
+        wb += put_array(s, A_U8, id, "e", ent, e, c);
+        wb += put_rows(s, id, row, row16, xm->rows, row32_8, "first entry of each row");
+        snprintf(c, sizeof c, "codebook%s: %d int8 centroids%s", xm->n_books > 1 ? "s" : "", xm->k,
+                 xm->n_books > 1 ? " per output channel" : "");
+        wb += put_array(s, A_I8, id, "book", xm->book, (int64_t)xm->n_books * xm->k, c);
+        free(ent);
+        free(row);
+        free(row16);
+    } else if (xm->enc == TML_EXPORT_DENSE) {
         /* depthwise: the model's (kh, kw, c*mult) layout, what dwconv() reads;
          * else (rows, stride) rows, each group of 4 columns in the order 0 2 1
          * 3 (SXTB16 then yields the pairs (w0, w1), (w2, w3)), zeros past cols */
@@ -719,12 +899,7 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
             TML_ASSERT(e == xm->entries);
             if (!clustered) wb += put_array(s, A_I8, id, "w", val, e, "value of each stored (nonzero) weight");
             wb += put_array(s, A_U8, id, "gap", gap, e, "columns to move forward before each stored weight");
-            if (row32) {
-                wb += put_array(s, A_U32, id, "row", row, xm->rows + 1, "first stored weight of each row");
-            } else {
-                for (int r = 0; r <= xm->rows; r++) row16[r] = (uint16_t)row[r];
-                wb += put_array(s, A_U16, id, "row", row16, xm->rows + 1, "first stored weight of each row");
-            }
+            wb += put_rows(s, id, row, row16, xm->rows, row32, "first stored weight of each row");
         }
         if (clustered) {
             char c[96];
@@ -748,10 +923,29 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
     return TML_OK;
 }
 
+/* The requantization fields of a wmat initializer and its closing brace. */
+static void put_wmat_tail(tml_sb *s, const xmat *xm, const char *indent)
+{
+    const uint32_t lo4 = ((uint32_t)xm->act_min & 0xFFu) * 0x01010101u, hi4 = ((uint32_t)xm->act_max & 0xFFu) * 0x01010101u;
+    tml_sb_printf(s, "%s    .out_zp = %d, .act_min = %d, .act_max = %d, .act4_min = 0x%08lxu, .act4_max = 0x%08lxu\n%s}",
+                  indent, (int)xm->out_zp, (int)xm->act_min, (int)xm->act_max, (unsigned long)lo4, (unsigned long)hi4, indent);
+}
+
 /* The wmat initializer (after the arrays). */
 static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char *indent, int no_mm)
 {
-    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster"};
+    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster",
+                                     "mm_sparse_cluster8"};
+    if (xm->enc == (tml_export_enc)EX_SC8) {
+        tml_sb_printf(s, "{\n%s    .mm = %s, .form = %d, .rows = %d, .cols = %d, .stride = %d,\n", indent,
+                      no_mm ? "0" : mm[EX_SC8], EX_SC8, xm->rows, xm->cols, xm->stride);
+        tml_sb_printf(s, "%s    .ent = %s_e, .gbits = %d, .%s = %s_row,\n", indent, id, xm->gbits,
+                      xm->entries8 >= 65536 ? "row32" : "row16", id);
+        tml_sb_printf(s, "%s    .book = %s_book, .k = %d, .book_per_row = %d,\n", indent, id, xm->k, xm->n_books > 1);
+        tml_sb_printf(s, "%s    .bias = %s_b, .mult = %s_m, .shift = %s_s,\n", indent, id, id, id);
+        put_wmat_tail(s, xm, indent);
+        return;
+    }
     int sparse = xm->enc == TML_EXPORT_SPARSE || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     int clustered = xm->enc == TML_EXPORT_CLUSTER || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     tml_sb_printf(s, "{\n%s    .mm = %s, .form = %d, .rows = %d, .cols = %d, .stride = %d,\n", indent,
@@ -763,8 +957,7 @@ static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char 
         tml_sb_printf(s, "%s    .code = %s_code, .book = %s_book, .bits = %d, .k = %d, .book_per_row = %d,\n", indent, id,
                       id, xm->bits, xm->k, xm->n_books > 1);
     tml_sb_printf(s, "%s    .bias = %s_b, .mult = %s_m, .shift = %s_s,\n", indent, id, id, id);
-    tml_sb_printf(s, "%s    .out_zp = %d, .act_min = %d, .act_max = %d\n%s}", indent, (int)xm->out_zp, (int)xm->act_min,
-                  (int)xm->act_max, indent);
+    put_wmat_tail(s, xm, indent);
 }
 
 static void put_float(tml_sb *s, float v) { tml_sb_printf(s, "%.9ef", (double)v); }
@@ -883,7 +1076,6 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         const xmat *xm = x->nodes[i].mat;
         int direct_dw = n->op == TML_OP_DEPTHWISE_CONV2D && !uses_conv2d(x, i);
         if (xm && !direct_dw) used[TML_EXK_MM_DENSE + (xm->enc - TML_EXPORT_DENSE)] = 1;
-        if (n->op == TML_OP_DENSE && xm->enc == TML_EXPORT_DENSE && x->nodes[i].patch_off < 0) used[TML_EXK_MM_DENSE_X8] = 1;
         switch (n->op) {
         case TML_OP_CONV2D: used[TML_EXK_CONV] = 1; break;
         case TML_OP_DEPTHWISE_CONV2D: used[direct_dw ? TML_EXK_DWCONV : TML_EXK_CONV] = 1; break;
@@ -911,9 +1103,13 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "#ifndef %sARENA_ATTR\n#if defined(__GNUC__)\n#define %sARENA_ATTR __attribute__((aligned(16)))\n"
                   "#else\n#define %sARENA_ATTR\n#endif\n#endif\n\n",
                   P, P, P, P);
-    tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
-                       "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
-                       "#else\n#define TML_WALIGN\n#endif\n\n");
+    int aligned_arrays = 0;
+    for (int i = 0; i < m->n_nodes; i++)
+        aligned_arrays |= x->nodes[i].mat && x->nodes[i].mat->enc == TML_EXPORT_DENSE && !x->nodes[i].mat->depthwise;
+    if (aligned_arrays)
+        tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
+                           "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
+                           "#else\n#define TML_WALIGN\n#endif\n\n");
     tml_sb_printf(&body,
                   "/* The model's integer arithmetic: %s rounding. 1 = TensorFlow Lite's (the\n"
                   " * doubling high multiply rounds ties of negative products toward\n"
@@ -921,7 +1117,14 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "#define TML_TFL_ROUND %d\n\n",
                   tml_rounding_name(m->meta.rounding), m->meta.rounding == TML_ROUNDING_TFLITE);
     tml_sb_puts(&body, "/* ---- kernels ------------------------------------------------------------ */\n\n");
-    tml_exk_emit(&body, used, x->dsp, P);
+    int mm_inputs = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const xmat *xm = x->nodes[i].mat;
+        if (!xm || xm->enc != TML_EXPORT_DENSE) continue;
+        if (m->nodes[i].op != TML_OP_DENSE) mm_inputs |= uses_conv2d(x, i) ? TML_MM_IN_CONV : 0;
+        else mm_inputs |= x->nodes[i].patch_off >= 0 ? TML_MM_IN_X16 : TML_MM_IN_X8;
+    }
+    tml_exk_emit(&body, used, x->dsp, P, mm_inputs);
     r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
     tml_sb_puts(&body, "/* ---- layers ------------------------------------------------------------- */\n\n");
 
@@ -961,10 +1164,10 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                               "static const conv_t %s_p = {\n"
                               "    .h = %d, .w = %d, .c = %d, .oh = %d, .ow = %d,\n"
                               "    .kh = %d, .kw = %d, .sh = %d, .sw = %d, .dh = %d, .dw = %d, .pad_t = %d, .pad_l = %d,\n"
-                              "    .groups = %d, .in_zp = %d, .direct = %d,\n    .m = ",
+                              "    .groups = %d, .in_zp = %d, .direct = %d, .batch = %d,\n    .m = ",
                               id, (int)in->dims[0], (int)in->dims[1], (int)in->dims[2], (int)y->dims[0],
                               (int)y->dims[1], n->kh, n->kw, n->sh, n->sw, n->dh > 0 ? n->dh : 1, n->dw > 0 ? n->dw : 1,
-                              n->pad[0], n->pad[1], groups, (int)qzp(in), is_direct(m, n));
+                              n->pad[0], n->pad[1], groups, (int)qzp(in), is_direct(m, n), xn->batch);
                 put_wmat_init(&body, xm, id, "    ", !uses_conv2d(x, i));
                 tml_sb_puts(&body, "\n};\n\n");
             }
@@ -1258,16 +1461,52 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         L->macs = L->macs_nz = tml_node_macs(m, n);
         if (!is_weighted(n->op)) continue;
         if ((st = lower(&x, n, &x.nodes[i].mat))) goto fail;
-        xmat *xm = x.nodes[i].mat;
-        choose(xm, x.o.weights);
-        L->enc = xm->enc;
-        L->dense_bytes = xm->bytes[TML_EXPORT_DENSE];
-        int64_t pixels = n->op == TML_OP_DENSE ? 1 : (int64_t)m->tensors[n->out].dims[0] * m->tensors[n->out].dims[1];
-        L->macs_nz = xm->nnz * pixels;
     }
     x.dsp = x.o.kernels == TML_EXPORT_KERNELS_AUTO;
     for (int i = 0; i < m->n_nodes; i++)
-        if (x.nodes[i].mat && x.nodes[i].mat->dsp_unsafe) x.dsp = 0;
+        if ((x.nodes[i].mat && x.nodes[i].mat->dsp_unsafe) || !add_dsp_ok(m, &m->nodes[i])) x.dsp = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        tml_export_layer *L = &r->layers[i];
+        xmat *xm = x.nodes[i].mat;
+        if (!xm) {
+            L->est_instr = est_op_instr(m, n, x.dsp);
+            continue;
+        }
+        static const int64_t no_code[EX_NENC] = {0};
+        choose(xm, x.o.weights, x.o.optimize, m, n, x.dsp, no_code);
+    }
+    /* a form whose kernel no other layer needs also costs that kernel's
+     * code: choose again with it (twice: choices move together) */
+    for (int pass = 0; pass < 2 && x.o.weights == TML_EXPORT_AUTO && x.o.optimize != TML_EXPORT_OPT_SPEED; pass++)
+        for (int i = 0; i < m->n_nodes; i++) {
+            xmat *xm = x.nodes[i].mat;
+            if (!xm) continue;
+            int others[EX_NENC] = {0};
+            for (int j = 0; j < m->n_nodes; j++) {
+                const xmat *o = x.nodes[j].mat;
+                if (j != i && o && !(o->depthwise && o->enc == TML_EXPORT_DENSE)) others[o->enc] = 1;
+            }
+            int64_t code[EX_NENC] = {0};
+            for (int f = TML_EXPORT_DENSE; f < EX_NENC; f++) {
+                if (others[f] || (xm->depthwise && f == TML_EXPORT_DENSE)) continue;
+                int used[TML_EXK_COUNT] = {0};
+                used[TML_EXK_MM_DENSE + (f - TML_EXPORT_DENSE)] = 1;
+                code[f] = tml_exk_code_bytes(used, x.dsp);
+            }
+            choose(xm, x.o.weights, x.o.optimize, m, &m->nodes[i], x.dsp, code);
+        }
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        tml_export_layer *L = &r->layers[i];
+        xmat *xm = x.nodes[i].mat;
+        if (!xm) continue;
+        L->enc = xm->enc == (tml_export_enc)EX_SC8 ? TML_EXPORT_SPARSE_CLUSTER : xm->enc;
+        L->dense_bytes = xm->bytes[TML_EXPORT_DENSE];
+        L->est_instr = xm->est[xm->enc];
+        int64_t pixels = n->op == TML_OP_DENSE ? 1 : (int64_t)m->tensors[n->out].dims[0] * m->tensors[n->out].dims[1];
+        L->macs_nz = xm->nnz * pixels;
+    }
     r->dsp_kernels = x.dsp;
     place_patches(&x);
     for (int i = 0; i < m->n_nodes; i++) {

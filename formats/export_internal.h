@@ -34,6 +34,7 @@ typedef enum tml_exk {
     TML_EXK_MM_SPARSE,
     TML_EXK_MM_CLUSTER,
     TML_EXK_MM_SPARSE_CLUSTER,
+    TML_EXK_MM_SC8, /* sparse + cluster, one byte per entry */
     TML_EXK_CONV,
     TML_EXK_DWCONV,
     TML_EXK_DENSE,
@@ -54,15 +55,18 @@ typedef enum tml_exk {
     TML_EXK_UNPACK,
     TML_EXK_POOL_T,
     TML_EXK_WIDEN,
-    TML_EXK_MM_DENSE_X8, /* DSP dense layer without scratch (set by the caller) */
+    TML_EXK_PUT1X4,
     TML_EXK_COUNT
 } tml_exk;
 
 /* Appends the pieces marked in used[] (and their dependencies) in a valid
  * declaration order. used[] is updated with the dependencies. dsp: also the
  * Cortex-M DSP versions, selected at compile time by TML_DSP (the macro
- * prefix `upper` names the -D<PREFIX>PORTABLE switch); else portable only. */
-void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper);
+ * prefix `upper` names the -D<PREFIX>PORTABLE switch); else portable only.
+ * mm_inputs: the kinds of input the DSP mm_dense meets in the model (the
+ * other paths compile away). */
+void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper, int mm_inputs);
+enum { TML_MM_IN_CONV = 1, TML_MM_IN_X16 = 2, TML_MM_IN_X8 = 4 };
 /* Estimated code bytes of the pieces marked in used[] (after tml_exk_emit
  * added the dependencies), for the DSP or the portable flavour. */
 int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp);

@@ -6,8 +6,11 @@
 #   scripts/bench.sh [sections...]
 #
 # Sections (default: all but train): machine kernels eval quant prune cluster
-#   deep torch; `train` (re)trains the zoo baselines first (~11 min on 2 cores).
-#   Models come from out/bench/<arch>.tmf (trained by the train section).
+#   deep torch device; `train` (re)trains the zoo baselines first (~11 min on
+#   2 cores). Models come from out/bench/<arch>.tmf (trained by the train
+#   section). `device` profiles the exported C on an emulated Cortex-M4 (needs
+#   scripts/install-deps.sh --mcu; uses the int8 and deep models of the eval
+#   and deep sections): exact instruction counts, not timings.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${BUILD_DIR:-$ROOT/build}
@@ -15,7 +18,7 @@ T=$B/tinyml
 OUT=$ROOT/out/bench
 mkdir -p "$OUT"
 R=$OUT/results.md
-SECTIONS=${*:-machine kernels eval quant prune cluster deep torch}
+SECTIONS=${*:-machine kernels eval quant prune cluster deep torch device}
 D=fashion-mnist
 PY=/usr/bin/python3
 say() { printf '%s\n' "$*" >>"$R"; }
@@ -149,6 +152,42 @@ torch)
   say ""; say "## Post-training quantization vs PyTorch static PTQ (same trained weights)"; say ""
   $PY "$ROOT/scripts/bench-torch-ptq.py" "$OUT/lenet300.tmf" "$OUT/lenet5.tmf" "$OUT/dscnn.tmf" "$OUT/mobilenet-tiny.tmf" \
     --tinyml "$T" >>"$R"
+  ;;
+device)
+  if ! command -v qemu-system-arm >/dev/null || ! command -v arm-none-eabi-gcc >/dev/null; then
+    say ""; say "Cortex-M section skipped: no arm-none-eabi-gcc / qemu-system-arm (scripts/install-deps.sh --mcu)."; continue
+  fi
+  # one profile: MODEL OPTS... -> "instructions code const arena stack"
+  prof() {
+    "$T" profile "$@" --limit 20 --format csv -q | awk -F, '
+      $1 == "instructions" {i = $2} $1 == "RAM: arena" {a = $2 + 0} $1 == "RAM: stack" {st = $2 + 0}
+      $1 == "bit-exact" && $2 != "yes" {bad = 1}
+      $1 == "flash" {split($3, f, " "); c = f[2]; k = f[6]}
+      END {if (bad) {print "MISMATCH"; exit 1} print i, c, k, a, st}'
+  }
+  cc=$(arm-none-eabi-gcc -dumpfullversion); qv=$(qemu-system-arm --version | head -1 | awk '{print $4}')
+  say ""; say "## Cortex-M4: the exported C on QEMU mps2-an386 ($(date -u +%Y-%m-%d), arm-none-eabi-gcc $cc, QEMU $qv)"; say ""
+  say "Instructions of one inference (model_run), exact counts of \`tinyml profile\` over 20 test images, every"
+  say "output byte equal to the int8 engine's; code and const data from arm-none-eabi-size of model.o (-Os);"
+  say "latency at 80 MHz assumes one instruction per cycle."
+  say ""
+  say "| model | weights | -O2 | -Os | -O2 portable | code B (-Os) | const B | arena B | stack B | ms at 80 MHz |"
+  say "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8 lenet5-deep; do
+    m=$OUT/$a-int8.tmf; w="dense"
+    [ "$a" = lenet5-deep ] && { m=$OUT/lenet5-deep-int8.tmf; w="balanced"; }
+    [ -f "$m" ] || continue
+    set -- $(prof "$m"); i2=$1
+    set -- $(prof "$m" --opt Os); is=$1; code=$2; konst=$3; arena=$4; stack=$5
+    set -- $(prof "$m" --portable); ip=$1
+    say "| $a | $w | $i2 | $is | $ip | $code | $konst | $arena | $stack | $(awk -v i="$i2" 'BEGIN{printf "%.2f", i / 80000}') |"
+  done
+  for a in lenet5 lenet5-deep; do
+    m=$OUT/$a-int8.tmf; [ "$a" = lenet5-deep ] && m=$OUT/lenet5-deep-int8.tmf
+    [ -f "$m" ] || continue
+    say ""; say "Per layer, $a (-O2):"; say ""
+    "$T" profile "$m" --limit 20 --format md -q | sed -n '/Per layer/,$p' | tail -n +3 >>"$R"
+  done
   ;;
 *) echo "bench.sh: unknown section '$s'" >&2; exit 2 ;;
 esac

@@ -46,70 +46,13 @@
 
 /* ---- models ----------------------------------------------------------------------------- */
 
-static tml_dataset *fmnist(const char *split)
-{
-    tml_dataset *ds = NULL;
-    tml_status st = tml_dataset_open("fashion-mnist", split, &ds);
-    if (st) fprintf(stderr, "fashion-mnist: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    return ds;
-}
-
-static tml_model *zoo(const char *arch)
-{
-    tml_zoo_opts o = {.seed = 3};
-    tml_model *m = NULL;
-    assert_int_equal(tml_zoo_create(arch, &o, &m), TML_OK);
-    /* batch norms with non-trivial statistics, so folded weights and biases
-     * differ per channel */
-    tu_rng r;
-    tu_rng_seed(&r, 9);
-    for (int i = 0; i < m->n_nodes; i++) {
-        if (m->nodes[i].op != TML_OP_BATCHNORM) continue;
-        for (int j = 1; j < 5; j++) {
-            tml_tensor *t = &m->tensors[m->nodes[i].in[j]];
-            float *p = t->data;
-            for (int64_t k = 0; k < tml_tensor_numel(t); k++)
-                p[k] = j == 4 ? tu_rng_uniform(&r, 0.5f, 2.0f) : tu_rng_uniform(&r, -0.2f, 0.4f) + (j == 1);
-        }
-    }
-    return m;
-}
+static tml_model *zoo(const char *arch) { return tu_zoo_model(arch, 3); }
 
 /* fold, calibrate (96 training images), quantize with default options */
-static void quantize(tml_model *m)
-{
-    assert_int_equal(tml_fold(m, NULL), TML_OK);
-    tml_dataset *ds = fmnist("train");
-    tml_calib cal;
-    tml_calib_opts co = {.samples = 96, .seed = 5, .batch = 32};
-    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
-    tml_quant_opts qo;
-    tml_quant_opts_default(&qo);
-    tml_status st = tml_quantize(m, &cal, &qo);
-    if (st) fprintf(stderr, "quantize: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    tml_calib_free(&cal);
-    tml_dataset_free(ds);
-}
+static void quantize(tml_model *m) { tu_quantize(m, 96); }
 
 /* The preprocessed first N_IMAGES test images (shared by every model). */
-static float *test_images(const tml_model *m)
-{
-    tml_dataset *ds = fmnist("test");
-    tml_samples *s = NULL;
-    assert_int_equal(tml_dataset_load(ds, N_IMAGES, &s), TML_OK);
-    float *x = malloc(sizeof(float) * N_IMAGES * 784);
-    int32_t lab[N_IMAGES];
-    int64_t idx[N_IMAGES];
-    for (int i = 0; i < N_IMAGES; i++) idx[i] = i;
-    assert_non_null(x);
-    tml_samples_gather(s, idx, N_IMAGES, x, lab);
-    tml_preproc_apply(&m->meta.pre, (int64_t)N_IMAGES * 784, 1, x);
-    tml_samples_free(s);
-    tml_dataset_free(ds);
-    return x;
-}
+static float *test_images(const tml_model *m) { return tu_fmnist_test(m, N_IMAGES); }
 
 /* ---- the engine's answer ----------------------------------------------------------------- */
 
@@ -198,6 +141,7 @@ typedef struct variant {
     const char *tag;
     tml_export_enc weights;
     const char *prefix; /* NULL = default */
+    tml_export_optimize optimize;
 } variant;
 
 /* Exports `m` (opts from v), compiles it with a main, runs the images the
@@ -210,6 +154,7 @@ static void export_check(const tml_model *m, const engine_io *io, const variant 
     tml_export_opts o;
     tml_export_opts_default(&o);
     o.weights = v->weights;
+    o.optimize = v->optimize;
     if (v->prefix) o.prefix = v->prefix;
     tml_status st = tml_export_c(m, &o, r);
     if (st) fprintf(stderr, "%s: export: %s\n", v->tag, tml_last_error());
@@ -270,7 +215,7 @@ static void test_zoo_models_bit_exact(void **state)
         engine_run(m, x, &io);
         char tag[64];
         snprintf(tag, sizeof tag, "export_%s", archs[a]);
-        variant v = {tag, TML_EXPORT_AUTO, a == 2 ? "kws_" : NULL};
+        variant v = {tag, TML_EXPORT_AUTO, a == 2 ? "kws_" : NULL, TML_EXPORT_OPT_BALANCED};
         tml_export_result r;
         export_check(m, &io, &v, &r);
         /* untrained weights have no zeros to speak of: everything stays dense */
@@ -301,7 +246,7 @@ static void test_zoo_models_bit_exact(void **state)
         if (strcmp(archs[a], "mobilenet-tiny") == 0) {
             /* sparse rows everywhere (few zeros: bigger, but it must run):
              * depthwise as grouped conv2d with patches, 1x1 convs in place */
-            variant vs = {"export_mobilenet_sparse", TML_EXPORT_SPARSE, NULL};
+            variant vs = {"export_mobilenet_sparse", TML_EXPORT_SPARSE, NULL, TML_EXPORT_OPT_BALANCED};
             export_check(m, &io, &vs, &r);
             tml_export_result_free(&r);
         }
@@ -316,7 +261,7 @@ static void test_zoo_models_bit_exact(void **state)
             assert_int_equal(st, TML_OK);
             engine_io_free(&io);
             engine_run(m, x, &io);
-            variant vc = {"export_dscnn_clustered", TML_EXPORT_AUTO, NULL};
+            variant vc = {"export_dscnn_clustered", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SIZE};
             export_check(m, &io, &vc, &r);
             int dw_clustered = 0;
             for (int i = 0; i < r.n_layers; i++) {
@@ -324,6 +269,17 @@ static void test_zoo_models_bit_exact(void **state)
                 if (r.layers[i].enc != TML_EXPORT_NONE) assert_true(r.layers[i].enc != TML_EXPORT_DENSE);
             }
             assert_int_equal(dw_clustered, 4);
+            int64_t size_bytes = r.weight_bytes;
+            tml_export_result_free(&r);
+            /* balanced: a clustered depthwise layer runs as a grouped conv,
+             * far slower for the ~100 bytes it saves: it stays dense */
+            variant vb = {"export_dscnn_clustered_balanced", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_BALANCED};
+            export_check(m, &io, &vb, &r);
+            for (int i = 0; i < r.n_layers; i++) {
+                if (r.layers[i].op == TML_OP_DEPTHWISE_CONV2D) assert_int_equal(r.layers[i].enc, TML_EXPORT_DENSE);
+                if (r.layers[i].enc != TML_EXPORT_NONE) assert_true(r.layers[i].est_instr > 0);
+            }
+            assert_true(r.weight_bytes > size_bytes);
             tml_export_result_free(&r);
         }
         engine_io_free(&io);
@@ -339,48 +295,7 @@ static void test_zoo_models_bit_exact(void **state)
 static void test_other_ops_bit_exact(void **state)
 {
     (void)state;
-    static const char arch[] =
-        "{\"name\": \"odd\", \"layers\": ["
-        "{\"type\": \"conv2d\", \"filters\": 6, \"kernel\": 3, \"stride\": 2, \"padding\": \"same\"},"
-        "{\"type\": \"avgpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
-        "{\"type\": \"relu6\"},"
-        "{\"type\": \"depthwise_conv2d\", \"kernel\": 3, \"multiplier\": 2, \"padding\": \"same\", \"act\": \"relu\"},"
-        "{\"type\": \"maxpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
-        "{\"type\": \"relu\"},"
-        "{\"type\": \"residual\", \"layers\": [{\"type\": \"conv2d\", \"filters\": 12, \"kernel\": [1, 3], \"padding\": \"same\"}]},"
-        "{\"type\": \"conv2d\", \"filters\": 8, \"kernel\": 1},"
-        "{\"type\": \"global_avgpool\"},"
-        "{\"type\": \"dense\", \"units\": 10},"
-        "{\"type\": \"softmax\"}]}";
-    tml_zoo_opts zo = {.seed = 11};
-    tml_model *m = NULL;
-    tml_status st = tml_zoo_from_json(arch, &zo, &m);
-    if (st) fprintf(stderr, "arch: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    /* dilation 2 on the first conv and 4 groups on the last conv (the JSON
-     * format has neither); shapes are inferred again */
-    int first = -1, last = -1;
-    for (int i = 0; i < m->n_nodes; i++)
-        if (m->nodes[i].op == TML_OP_CONV2D) {
-            if (first < 0) first = i;
-            last = i;
-        }
-    m->nodes[first].dh = m->nodes[first].dw = 2;
-    tml_node *g = &m->nodes[last];
-    tml_tensor *gw = &m->tensors[g->in[1]];
-    const int groups = 4;
-    int32_t gd[4] = {gw->dims[0], gw->dims[1], gw->dims[2], gw->dims[3] / groups};
-    assert_int_equal(tml_tensor_resize(gw, 4, gd), TML_OK);
-    tu_rng rng;
-    tu_rng_seed(&rng, 4);
-    tu_fill_uniform(&rng, gw->data, (size_t)tml_tensor_numel(gw), -0.5f, 0.5f);
-    g->groups = groups;
-    st = tml_model_finalize(m);
-    if (st) fprintf(stderr, "finalize: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    const char *labels[10] = {"T-shirt/top", "say \"hi\"", "back\\slash", "what?\?=", "*/ end", "tab\there",
-                              "caf\xc3\xa9", "7", "", "9"};
-    assert_int_equal(tml_meta_set_labels(&m->meta, 10, labels), TML_OK);
+    tml_model *m = tu_other_ops_model();
     quantize(m);
     int kinds[TML_OP_COUNT] = {0};
     for (int i = 0; i < m->n_nodes; i++) kinds[m->nodes[i].op]++;
@@ -389,13 +304,13 @@ static void test_other_ops_bit_exact(void **state)
     float *x = test_images(m);
     engine_io io;
     engine_run(m, x, &io);
-    variant v = {"export_other_ops", TML_EXPORT_AUTO, NULL};
+    variant v = {"export_other_ops", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_BALANCED};
     tml_export_result r;
     export_check(m, &io, &v, &r);
     assert_non_null(strstr(r.header, "#define MODEL_NUM_CLASSES 10"));
     assert_non_null(strstr(r.source, "\"what\\?\\?=\""));
     tml_export_result_free(&r);
-    variant v2 = {"export_other_ops_sparse", TML_EXPORT_SPARSE, NULL};
+    variant v2 = {"export_other_ops_sparse", TML_EXPORT_SPARSE, NULL, TML_EXPORT_OPT_BALANCED};
     export_check(m, &io, &v2, &r);
     tml_export_result_free(&r);
     engine_io_free(&io);
@@ -403,67 +318,27 @@ static void test_other_ops_bit_exact(void **state)
     tml_model_free(m);
 }
 
-/* Zeros row 0 of a clustered int8 weight except its first and last column,
- * so its sparse form needs filler entries (gaps > 255). */
-static void force_long_gap(tml_tensor *w)
-{
-    tml_codebook *cb = w->cb;
-    assert_non_null(cb);
-    int64_t cols = tml_tensor_numel(w) / w->dims[0];
-    assert_true(cols > 600);
-    int zero = -1, nonzero = -1;
-    for (int j = 0; j < cb->k; j++) {
-        if (cb->centroids[j] == 0.0f && zero < 0) zero = j;
-        if (cb->centroids[j] != 0.0f && nonzero < 0) nonzero = j;
-    }
-    assert_true(zero >= 0 && nonzero >= 0);
-    int8_t *d = w->data;
-    for (int64_t k = 0; k < cols; k++) {
-        int edge = k == 0 || k == cols - 1;
-        cb->index[k] = (uint8_t)(edge ? nonzero : zero);
-        d[k] = (int8_t)cb->centroids[edge ? nonzero : zero];
-    }
-}
-
 /* LeNet-5 pruned to 90% and clustered (conv1/fc1 one 4-bit codebook each,
  * conv2/fc2 a 4-bit codebook per output channel), then quantized: every
- * weight form, chosen by bytes and forced, is bit-exact. */
+ * weight form, chosen (for size, speed, balanced) and forced, is bit-exact;
+ * size gives the fewest bytes, speed the fewest estimated instructions,
+ * balanced lies between. */
 static void test_compact_forms_bit_exact(void **state)
 {
     (void)state;
-    tml_model *m = zoo("lenet5");
-    tml_prune_spec ps = {.sparsity = 0.9};
-    tml_prune_report pr;
-    tml_status st = tml_prune_magnitude(m, &ps, &pr);
-    if (st) fprintf(stderr, "prune: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    tml_prune_report_free(&pr);
-    const char *per_tensor[] = {"conv1", "fc1", NULL}, *per_channel[] = {"conv2", "fc2", NULL};
-    tml_cluster_opts co;
-    tml_cluster_opts_default(&co);
-    co.bits = 4;
-    co.only = per_tensor;
-    st = tml_cluster(m, &co, NULL);
-    if (st) fprintf(stderr, "cluster: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    co.only = per_channel;
-    co.per_channel = 1;
-    assert_int_equal(tml_cluster(m, &co, NULL), TML_OK);
-    quantize(m);
-    int fc1 = tml_model_find_node(m, "fc1");
-    assert_true(fc1 >= 0);
-    force_long_gap(&m->tensors[m->nodes[fc1].in[1]]);
-
+    tml_model *m = tu_compact_lenet5(3, 96);
     float *x = test_images(m);
     engine_io io;
     engine_run(m, x, &io);
     const variant vs[] = {
-        {"export_compact_auto", TML_EXPORT_AUTO, NULL},
-        {"export_compact_sparse", TML_EXPORT_SPARSE, "sp_"},
-        {"export_compact_cluster", TML_EXPORT_CLUSTER, "cl_"},
-        {"export_compact_both", TML_EXPORT_SPARSE_CLUSTER, "Net"},
+        {"export_compact_size", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SIZE},
+        {"export_compact_sparse", TML_EXPORT_SPARSE, "sp_", TML_EXPORT_OPT_BALANCED},
+        {"export_compact_cluster", TML_EXPORT_CLUSTER, "cl_", TML_EXPORT_OPT_BALANCED},
+        {"export_compact_both", TML_EXPORT_SPARSE_CLUSTER, "Net", TML_EXPORT_OPT_BALANCED},
+        {"export_compact_speed", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SPEED},
+        {"export_compact_balanced", TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_BALANCED},
     };
-    int64_t dense_bytes = 0, auto_bytes = 0;
+    int64_t dense_bytes = 0, auto_bytes = 0, est_speed = 0, bytes_speed = 0;
     for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
         tml_export_result r;
         export_check(m, &io, &vs[i], &r);
@@ -477,7 +352,9 @@ static void test_compact_forms_bit_exact(void **state)
             if (vs[i].weights != TML_EXPORT_AUTO) assert_int_equal(r.layers[l].enc, vs[i].weights);
             assert_true(r.layers[l].macs_nz <= r.layers[l].macs / 5);
         }
-        if (vs[i].weights == TML_EXPORT_AUTO) {
+        int64_t est = 0;
+        for (int l = 0; l < r.n_layers; l++) est += r.layers[l].est_instr;
+        if (i == 0) {
             /* the pruned, clustered big layers are smallest as sparse + cluster;
              * nothing is left dense */
             assert_int_equal(kinds[TML_EXPORT_DENSE], 0);
@@ -486,6 +363,23 @@ static void test_compact_forms_bit_exact(void **state)
             dense_bytes = r.dense_weight_bytes;
         } else {
             assert_true(r.weight_bytes >= auto_bytes);
+        }
+        if (i == 4) {
+            est_speed = est;
+            bytes_speed = r.weight_bytes;
+        }
+        if (i == 5) {
+            fprintf(stderr, "  estimated instructions: speed %lld, balanced %lld\n", (long long)est_speed, (long long)est);
+            assert_true(est >= est_speed && r.weight_bytes <= bytes_speed);
+        }
+        if (i >= 4) {
+            /* a sparse form executes only the stored entries (plus fillers) */
+            int64_t nz = 0, all = 0;
+            for (int l = 0; l < r.n_layers; l++) {
+                nz += r.layers[l].macs_nz;
+                all += r.layers[l].macs;
+            }
+            assert_true(nz < all);
         }
         if (i == 3) {
             assert_string_equal(r.base, "Net");

@@ -164,40 +164,14 @@ static void test_method_parse(void **state)
 
 /* ---- whole-model tests --------------------------------------------------------------- */
 
-static tml_model *trained_like(const char *arch)
-{
-    tml_zoo_opts o = {.seed = 3};
-    tml_model *m = NULL;
-    assert_int_equal(tml_zoo_create(arch, &o, &m), TML_OK);
-    /* give batch norms non-trivial statistics so folding matters */
-    tu_rng r;
-    tu_rng_seed(&r, 9);
-    for (int i = 0; i < m->n_nodes; i++) {
-        if (m->nodes[i].op != TML_OP_BATCHNORM) continue;
-        for (int j = 1; j < 5; j++) {
-            tml_tensor *t = &m->tensors[m->nodes[i].in[j]];
-            float *p = t->data;
-            for (int64_t k = 0; k < tml_tensor_numel(t); k++)
-                p[k] = j == 4 ? tu_rng_uniform(&r, 0.5f, 2.0f) : tu_rng_uniform(&r, -0.2f, 0.4f) + (j == 1);
-        }
-    }
-    return m;
-}
-
-static tml_dataset *fmnist(const char *split)
-{
-    tml_dataset *ds = NULL;
-    tml_status st = tml_dataset_open("fashion-mnist", split, &ds);
-    if (st) fprintf(stderr, "fashion-mnist: %s\n", tml_last_error());
-    assert_int_equal(st, TML_OK);
-    return ds;
-}
+/* a zoo model whose batch norms have non-trivial statistics, so folding matters */
+static tml_model *trained_like(const char *arch) { return tu_zoo_model(arch, 3); }
 
 static tml_model *quantized(const char *arch, tml_calib_method method, int per_tensor, tml_model **folded)
 {
     tml_model *m = trained_like(arch);
     assert_int_equal(tml_fold(m, NULL), TML_OK);
-    tml_dataset *ds = fmnist("train");
+    tml_dataset *ds = tu_fmnist("train");
     tml_calib cal;
     tml_calib_opts co = {.samples = 96, .seed = 5, .batch = 32};
     assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
@@ -220,7 +194,7 @@ static void test_int8_engine_fast_equals_ref(void **state)
     (void)state;
     const char *archs[] = {"lenet300", "lenet5", "dscnn", "mobilenet-tiny", "resnet8"};
     const tml_calib_method methods[] = {TML_CALIB_MINMAX, TML_CALIB_ENTROPY, TML_CALIB_MSE, TML_CALIB_PERCENTILE};
-    tml_dataset *ds = fmnist("test");
+    tml_dataset *ds = tu_fmnist("test");
     tml_samples *s = NULL;
     assert_int_equal(tml_dataset_load(ds, 17, &s), TML_OK);
     float *x = malloc(sizeof(float) * 17 * 784);
@@ -273,7 +247,7 @@ static void test_int8_agrees_with_fake_quant(void **state)
     for (int a = 0; a < 2; a++) {
         tml_model *q = quantized(archs[a], TML_CALIB_MINMAX, 0, NULL);
         const int n = 64;
-        tml_dataset *ds = fmnist("test");
+        tml_dataset *ds = tu_fmnist("test");
         float *x = malloc(sizeof(float) * n * 784);
         int32_t lab[64];
         int got;
@@ -429,7 +403,7 @@ static void test_clustered_scale_search(void **state)
     tml_cluster_report_free(&rep);
     assert_int_equal(tml_fold(m, NULL), TML_OK);
     tml_model *fm = tml_model_clone(m);
-    tml_dataset *ds = fmnist("train");
+    tml_dataset *ds = tu_fmnist("train");
     tml_calib cal;
     tml_calib_opts cal_o = {.samples = 32, .seed = 5, .batch = 32};
     assert_int_equal(tml_calibrate(m, ds, &cal_o, &cal), TML_OK);
@@ -475,7 +449,7 @@ static void test_quant_errors(void **state)
 {
     (void)state;
     tml_model *m = trained_like("lenet5");
-    tml_dataset *ds = fmnist("test");
+    tml_dataset *ds = tu_fmnist("test");
     tml_calib cal;
     tml_calib_opts co = {.samples = -1};
     assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_ERR_INVALID);

@@ -3,6 +3,12 @@
  */
 #include "testutil.h"
 
+#include "tinyml/tml_cluster.h"
+#include "tinyml/tml_dataset.h"
+#include "tinyml/tml_prune.h"
+#include "tinyml/tml_quant.h"
+#include "tinyml/tml_zoo.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -177,4 +183,167 @@ int tu_run(const char *cmd, char *out, size_t cap)
     int st = pclose(p);
     if (st == -1) return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* ---- models and data ---------------------------------------------------------------------- */
+
+tml_model *tu_zoo_model(const char *arch, uint64_t seed)
+{
+    tml_zoo_opts o = {.seed = seed};
+    tml_model *m = NULL;
+    tml_status st = tml_zoo_create(arch, &o, &m);
+    if (st) fprintf(stderr, "zoo %s: %s\n", arch, tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tu_rng r;
+    tu_rng_seed(&r, 9);
+    for (int i = 0; i < m->n_nodes; i++) {
+        if (m->nodes[i].op != TML_OP_BATCHNORM) continue;
+        for (int j = 1; j < 5; j++) {
+            tml_tensor *t = &m->tensors[m->nodes[i].in[j]];
+            float *p = t->data;
+            for (int64_t k = 0; k < tml_tensor_numel(t); k++)
+                p[k] = j == 4 ? tu_rng_uniform(&r, 0.5f, 2.0f) : tu_rng_uniform(&r, -0.2f, 0.4f) + (j == 1);
+        }
+    }
+    return m;
+}
+
+tml_dataset *tu_fmnist(const char *split)
+{
+    tml_dataset *ds = NULL;
+    tml_status st = tml_dataset_open("fashion-mnist", split, &ds);
+    if (st) fprintf(stderr, "fashion-mnist: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    return ds;
+}
+
+void tu_quantize(tml_model *m, int samples)
+{
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_dataset *ds = tu_fmnist("train");
+    tml_calib cal;
+    tml_calib_opts co = {.samples = samples, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    tml_status st = tml_quantize(m, &cal, &qo);
+    if (st) fprintf(stderr, "quantize: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tml_calib_free(&cal);
+    tml_dataset_free(ds);
+}
+
+float *tu_fmnist_test(const tml_model *m, int n)
+{
+    tml_dataset *ds = tu_fmnist("test");
+    tml_samples *s = NULL;
+    assert_int_equal(tml_dataset_load(ds, n, &s), TML_OK);
+    assert_true(s->n == n && s->h * s->w * s->c == 784);
+    float *x = malloc(sizeof(float) * (size_t)n * 784);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    assert_true(x && idx);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    tml_samples_gather(s, idx, n, x, NULL);
+    tml_preproc_apply(&m->meta.pre, (int64_t)n * 784, s->c, x);
+    free(idx);
+    tml_samples_free(s);
+    tml_dataset_free(ds);
+    return x;
+}
+
+tml_model *tu_other_ops_model(void)
+{
+    static const char arch[] =
+        "{\"name\": \"odd\", \"layers\": ["
+        "{\"type\": \"conv2d\", \"filters\": 6, \"kernel\": 3, \"stride\": 2, \"padding\": \"same\"},"
+        "{\"type\": \"avgpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
+        "{\"type\": \"relu6\"},"
+        "{\"type\": \"depthwise_conv2d\", \"kernel\": 3, \"multiplier\": 2, \"padding\": \"same\", \"act\": \"relu\"},"
+        "{\"type\": \"maxpool\", \"size\": 3, \"stride\": 2, \"padding\": \"same\"},"
+        "{\"type\": \"relu\"},"
+        "{\"type\": \"residual\", \"layers\": [{\"type\": \"conv2d\", \"filters\": 12, \"kernel\": [1, 3], \"padding\": \"same\"}]},"
+        "{\"type\": \"residual\", \"layers\": [{\"type\": \"relu\"}]},"
+        "{\"type\": \"conv2d\", \"filters\": 8, \"kernel\": 1},"
+        "{\"type\": \"global_avgpool\"},"
+        "{\"type\": \"dense\", \"units\": 10},"
+        "{\"type\": \"softmax\"}]}";
+    tml_zoo_opts zo = {.seed = 11};
+    tml_model *m = NULL;
+    tml_status st = tml_zoo_from_json(arch, &zo, &m);
+    if (st) fprintf(stderr, "arch: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    /* dilation 2 on the first conv and 4 groups on the last conv (the JSON
+     * format has neither); shapes are inferred again */
+    int first = -1, last = -1;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].op == TML_OP_CONV2D) {
+            if (first < 0) first = i;
+            last = i;
+        }
+    m->nodes[first].dh = m->nodes[first].dw = 2;
+    tml_node *g = &m->nodes[last];
+    tml_tensor *gw = &m->tensors[g->in[1]];
+    const int groups = 4;
+    int32_t gd[4] = {gw->dims[0], gw->dims[1], gw->dims[2], gw->dims[3] / groups};
+    assert_int_equal(tml_tensor_resize(gw, 4, gd), TML_OK);
+    tu_rng rng;
+    tu_rng_seed(&rng, 4);
+    tu_fill_uniform(&rng, gw->data, (size_t)tml_tensor_numel(gw), -0.5f, 0.5f);
+    g->groups = groups;
+    st = tml_model_finalize(m);
+    if (st) fprintf(stderr, "finalize: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    const char *labels[10] = {"T-shirt/top", "say \"hi\"", "back\\slash", "what?\?=", "*/ end", "tab\there",
+                              "caf\xc3\xa9", "7", "", "9"};
+    assert_int_equal(tml_meta_set_labels(&m->meta, 10, labels), TML_OK);
+    return m;
+}
+
+/* Zeros row 0 of a clustered int8 weight except its first and last column,
+ * so its sparse form needs filler entries (gaps > 255). */
+static void force_long_gap(tml_tensor *w)
+{
+    tml_codebook *cb = w->cb;
+    assert_non_null(cb);
+    int64_t cols = tml_tensor_numel(w) / w->dims[0];
+    assert_true(cols > 600);
+    int zero = -1, nonzero = -1;
+    for (int j = 0; j < cb->k; j++) {
+        if (cb->centroids[j] == 0.0f && zero < 0) zero = j;
+        if (cb->centroids[j] != 0.0f && nonzero < 0) nonzero = j;
+    }
+    assert_true(zero >= 0 && nonzero >= 0);
+    int8_t *d = w->data;
+    for (int64_t k = 0; k < cols; k++) {
+        int edge = k == 0 || k == cols - 1;
+        cb->index[k] = (uint8_t)(edge ? nonzero : zero);
+        d[k] = (int8_t)cb->centroids[edge ? nonzero : zero];
+    }
+}
+
+tml_model *tu_compact_lenet5(uint64_t seed, int calib_samples)
+{
+    tml_model *m = tu_zoo_model("lenet5", seed);
+    tml_prune_spec ps = {.sparsity = 0.9};
+    tml_prune_report pr;
+    tml_status st = tml_prune_magnitude(m, &ps, &pr);
+    if (st) fprintf(stderr, "prune: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tml_prune_report_free(&pr);
+    const char *per_tensor[] = {"conv1", "fc1", NULL}, *per_channel[] = {"conv2", "fc2", NULL};
+    tml_cluster_opts co;
+    tml_cluster_opts_default(&co);
+    co.bits = 4;
+    co.only = per_tensor;
+    st = tml_cluster(m, &co, NULL);
+    if (st) fprintf(stderr, "cluster: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    co.only = per_channel;
+    co.per_channel = 1;
+    assert_int_equal(tml_cluster(m, &co, NULL), TML_OK);
+    tu_quantize(m, calib_samples);
+    int fc1 = tml_model_find_node(m, "fc1");
+    assert_true(fc1 >= 0);
+    force_long_gap(&m->tensors[m->nodes[fc1].in[1]]);
+    return m;
 }

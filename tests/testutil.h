@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "tinyml/tml_core.h"
+#include "tinyml/tml_dataset.h"
 
 /* xorshift64* generator: the same seed gives the same numbers everywhere. */
 typedef struct tu_rng {
@@ -49,5 +50,31 @@ uint8_t *tu_read_file(const char *path, size_t *len);
 /* Runs a shell command, returns its exit status (or -1) and captures up to
  * cap-1 bytes of combined stdout+stderr into out (may be NULL). */
 int tu_run(const char *cmd, char *out, size_t cap);
+
+/* ---- models and data for the export / device tests ---- */
+
+/* A zoo model (tml_zoo_create with `seed`) whose batch norms get
+ * non-trivial statistics, so folded weights and biases differ per channel.
+ * Asserts success; caller frees. */
+tml_model *tu_zoo_model(const char *arch, uint64_t seed);
+/* Folds, calibrates on `samples` Fashion-MNIST training images (seed 5) and
+ * quantizes with default options; asserts success. */
+void tu_quantize(tml_model *m, int samples);
+/* Fashion-MNIST split "train" or "test", opened or the test fails. */
+tml_dataset *tu_fmnist(const char *split);
+/* The first n Fashion-MNIST test images, preprocessed for m: (n, 784)
+ * floats, caller frees. */
+float *tu_fmnist_test(const tml_model *m, int n);
+/* A float net with what the zoo lacks: average pool and max pool with
+ * padding, standalone ReLU6 / ReLU, depth multiplier 2, a 1x3 kernel,
+ * dilation 2, a grouped conv, adds without activation (one of x and relu(x):
+ * equal input scales), softmax, and labels that need escaping in C. Not
+ * quantized. */
+tml_model *tu_other_ops_model(void);
+/* LeNet-5 (seed) pruned to 90% per layer and clustered to 4 bits (conv1 and
+ * fc1 one codebook each, conv2 and fc2 one per output channel), quantized
+ * (calib_samples), with fc1's row 0 zero except its ends so that its sparse
+ * form needs filler entries (gaps > 255). */
+tml_model *tu_compact_lenet5(uint64_t seed, int calib_samples);
 
 #endif

@@ -436,8 +436,10 @@ static void parse_nm_layers(const char *text, tml_device_result *r)
     }
 }
 
-/* Marker order in marks.txt: 0..n_layers (the hooks), then begin, end. */
-static tml_status write_marks(const char *dir, const char *nm_text, int n_layers)
+/* Marker order in marks.txt: 0..n_layers (the hooks), then begin, end. Also
+ * the stack region [*stack_lo, *stack_hi) of the program. */
+static tml_status write_marks(const char *dir, const char *nm_text, int n_layers, unsigned long *stack_lo,
+                              unsigned long *stack_hi)
 {
     int n_marks = n_layers + 3;
     unsigned long *addr = malloc(sizeof(unsigned long) * (size_t)n_marks);
@@ -450,6 +452,10 @@ static tml_status write_marks(const char *dir, const char *nm_text, int n_layers
     const char *p = nm_text;
     while (*p) {
         char a[32], type[8], name[256];
+        if (sscanf(p, "%31s %7s %255s", a, type, name) == 3 && strcmp(name, "__stack_limit") == 0)
+            *stack_lo = strtoul(a, NULL, 16);
+        if (sscanf(p, "%31s %7s %255s", a, type, name) == 3 && strcmp(name, "__stack_top") == 0)
+            *stack_hi = strtoul(a, NULL, 16);
         if (sscanf(p, "%31s %7s %255s", a, type, name) == 3 && strncmp(name, "tml_mark_", 9) == 0) {
             const char *tag = name + 9;
             int k = -1;
@@ -489,8 +495,10 @@ static tml_status write_marks(const char *dir, const char *nm_text, int n_layers
 }
 
 /* counts.txt: "k count" per marker hit, "end count" at exit. Per sample:
- * begin, hooks 0..n_layers, end. */
-static tml_status parse_counts(const char *text, int n_samples, tml_device_result *r)
+ * begin, hooks 0..n_layers, end. Each marker is one NOP (harness.c),
+ * counted in what follows it: removed here, so the counts are those of the
+ * code without hooks (one per layer, n_layers + 2 per inference). */
+static tml_status parse_counts(const char *text, int n_samples, uint32_t run_sp, tml_device_result *r)
 {
     int nl = r->exp.n_layers, n_marks = nl + 3;
     int64_t *snap = malloc(sizeof(int64_t) * (size_t)n_marks);
@@ -507,23 +515,29 @@ static tml_status parse_counts(const char *text, int n_samples, tml_device_resul
     const char *p = text;
     tml_status st = TML_OK;
     while (*p && !st) {
-        unsigned long long k, c;
-        if (strncmp(p, "end ", 4) != 0 && sscanf(p, "%llu %llu", &k, &c) == 2) {
+        unsigned long long k, c, low = 0;
+        int got = strncmp(p, "end ", 4) != 0 ? sscanf(p, "%llu %llu %llx", &k, &c, &low) : 0;
+        if (got >= 2) {
             if ((int)k != next) {
                 st = tml_error(TML_ERR_IO, "instruction counter: marker %llu where %d was expected (sample %d)", k,
                                next, sample);
                 break;
             }
             snap[k] = (int64_t)c;
+            /* the lowest stack store between hook k-1 and hook k is layer k-1's */
+            if (got == 3 && k >= 1 && (int)k <= nl && run_sp && low < run_sp) {
+                int64_t depth = (int64_t)run_sp - (int64_t)low;
+                if (depth > r->layers[k - 1].stack_bytes) r->layers[k - 1].stack_bytes = depth;
+            }
             if ((int)k == nl + 1) next = 0;
             else if ((int)k == nl) next = nl + 2;
             else if ((int)k == nl + 2) {
-                int64_t t = snap[nl + 2] - snap[nl + 1];
+                int64_t t = snap[nl + 2] - snap[nl + 1] - (nl + 2);
                 total += (double)t;
                 if (t < r->instr_min) r->instr_min = t;
                 if (t > r->instr_max) r->instr_max = t;
                 for (int i = 0; i < nl; i++) {
-                    int64_t d = snap[i + 1] - snap[i];
+                    int64_t d = snap[i + 1] - snap[i] - 1;
                     tml_device_layer *L = &r->layers[i];
                     L->instr += (double)d;
                     if (d < L->instr_min) L->instr_min = d;
@@ -658,12 +672,16 @@ static tml_status build(const char *dir, const tools *t, const tml_device_target
 }
 
 static tml_status run_qemu(const char *dir, const tools *t, const tml_device_target *tg, const tml_device_opts *o,
-                           int icount)
+                           int icount, unsigned long stack_lo, unsigned long stack_hi)
 {
-    char plugin_arg[PATH_MAX + 64], log[PATH_MAX];
+    char plugin_arg[PATH_MAX + 128], log[PATH_MAX];
     if (strchr(t->plugin, ','))
         return tml_error(TML_ERR_INVALID, "the plugin path '%s' has a comma, which QEMU's -plugin cannot take", t->plugin);
-    snprintf(plugin_arg, sizeof plugin_arg, "%s,marks=marks.txt,out=counts.txt", t->plugin);
+    if (stack_hi > stack_lo)
+        snprintf(plugin_arg, sizeof plugin_arg, "%s,marks=marks.txt,out=counts.txt,stack=%lx:%lx", t->plugin, stack_lo,
+                 stack_hi);
+    else
+        snprintf(plugin_arg, sizeof plugin_arg, "%s,marks=marks.txt,out=counts.txt", t->plugin);
     join(log, dir, "run.log");
     char *argv[MAX_ARGS];
     int a = 0;
@@ -745,6 +763,7 @@ static tml_status device_run(const tml_model *m, const float *x, int n, const tm
 
     /* sizes, markers */
     char *text = NULL;
+    unsigned long stack_lo = 0, stack_hi = 0;
     if (!st) {
         char *argv[] = {(char *)t->size, "-A", "model.o", NULL};
         char path[PATH_MAX];
@@ -771,13 +790,13 @@ static tml_status device_run(const tml_model *m, const float *x, int n, const tm
         char *argv[] = {(char *)t->nm, "prog.elf", NULL};
         st = run_tool(dir, argv, path, 60, o->cancel);
         if (!st && !(text = read_file(dir, "marks-nm.txt", NULL))) st = tml_error(TML_ERR_IO, "cannot read marks-nm.txt");
-        if (!st) st = write_marks(dir, text, r->exp.n_layers);
+        if (!st) st = write_marks(dir, text, r->exp.n_layers, &stack_lo, &stack_hi);
         free(text);
         text = NULL;
     }
 
     /* run, compare, count */
-    if (!st) st = run_qemu(dir, t, tg, o, 0);
+    if (!st) st = run_qemu(dir, t, tg, o, 0, stack_lo, stack_hi);
     size_t len = 0;
     char *got = NULL;
     if (!st) {
@@ -798,15 +817,17 @@ static tml_status device_run(const tml_model *m, const float *x, int n, const tm
                 }
             }
         char *sb = read_file(dir, "stack.bin", &len);
-        if (sb && len == 4) {
+        uint32_t run_sp = 0;
+        if (sb && len == 8) {
             uint32_t v;
             memcpy(&v, sb, 4);
             r->stack_bytes = v;
+            memcpy(&run_sp, sb + 4, 4);
         }
         free(sb);
         if (!(text = read_file(dir, "counts.txt", NULL)))
             st = tml_error(TML_ERR_IO, "the instruction counter wrote nothing (counts.txt)");
-        if (!st) st = parse_counts(text, n, r);
+        if (!st) st = parse_counts(text, n, run_sp, r);
         free(text);
         text = NULL;
     }
@@ -817,7 +838,7 @@ static tml_status device_run(const tml_model *m, const float *x, int n, const tm
     r->systick_instr = r->systick_tick_instr = -1;
     if (!st && o->systick) {
         st = build(dir, t, tg, o, r->exp.base);
-        if (!st) st = run_qemu(dir, t, tg, o, 1);
+        if (!st) st = run_qemu(dir, t, tg, o, 1, 0, 0);
         char *ticks = NULL;
         if (!st && (!(ticks = read_file(dir, "ticks.bin", &len)) || len != (size_t)n * 4))
             st = tml_error(TML_ERR_IO, "the SysTick cross-check wrote no ticks.bin");
@@ -830,7 +851,8 @@ static tml_status device_run(const tml_model *m, const float *x, int n, const tm
                 sum += v;
             }
             r->systick_tick_instr = per_tick;
-            r->systick_instr = n ? sum / n * per_tick : 0;
+            /* less the marker NOPs, as the counter's figure */
+            r->systick_instr = n ? sum / n * per_tick - (r->exp.n_layers + 2) : 0;
         }
         free(ticks);
     }

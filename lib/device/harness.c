@@ -6,11 +6,15 @@
  *
  * The program reads in.bin (n inputs of INPUT_SIZE int8 bytes) through
  * semihosting, runs the model on each one, and writes out.bin (the outputs)
- * and stack.bin (the deepest stack use, one uint32). Markers are zero-size
- * assembler labels (tml_mark_begin / tml_mark_end around the model_run()
+ * and stack.bin (the deepest stack use and the stack pointer model_run() is
+ * called with, two uint32). Markers are assembler
+ * labels on a NOP (tml_mark_begin / tml_mark_end around the model_run()
  * call, tml_mark_<i> at the model's LAYER_HOOK(i)); the counting plugin
- * snapshots the instruction count when execution reaches one, so the code
- * measured is exactly the code a firmware would run. With TML_SYSTICK the
+ * snapshots the instruction count when execution reaches one. The NOP keeps
+ * the label off the next instruction, which may be the head of a loop the
+ * compiler placed right after the hook (a bare label would then count each
+ * pass); it is the only instruction a marker adds (counted in the layer that
+ * follows it). With TML_SYSTICK the
  * program also reads SysTick (processor clock, no interrupt) around each
  * inference and writes the elapsed ticks to ticks.bin: the cross-check
  * against QEMU's -icount mode.
@@ -104,6 +108,7 @@ static const char harness_template[] =
     "}\n"
     "\n"
     "static int8_t in[@PU@INPUT_SIZE], out[@PU@OUTPUT_SIZE];\n"
+    "static uint32_t run_sp; /* the stack pointer when model_run() is called */\n"
     "\n"
     "#ifdef TML_SYSTICK\n"
     "#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)\n"
@@ -120,14 +125,15 @@ static const char harness_template[] =
     "    uint32_t sp, *p, *lo = __stack_limit, *top;\n"
     "    int rc;\n"
     "    __asm__ volatile(\"mov %0, sp\" : \"=r\"(sp));\n"
+    "    run_sp = sp;\n"
     "    top = (uint32_t *)(uintptr_t)((sp - 64u) & ~3u);\n"
     "    for (p = lo; p < top; p++) *p = 0xA5A5A5A5u;\n"
     "#ifdef TML_SYSTICK\n"
     "    uint32_t t0 = SYST_CVR;\n"
     "#endif\n"
-    "    __asm__ volatile(\"tml_mark_begin:\");\n"
+    "    __asm__ volatile(\"tml_mark_begin:\\n\\tnop\");\n"
     "    rc = @P@run(in, out);\n"
-    "    __asm__ volatile(\"tml_mark_end:\");\n"
+    "    __asm__ volatile(\"tml_mark_end:\\n\\tnop\");\n"
     "#ifdef TML_SYSTICK\n"
     "    ticks = (t0 - SYST_CVR) & 0xFFFFFFu;\n"
     "#endif\n"
@@ -167,7 +173,7 @@ static const char harness_template[] =
     "        if (sh_xfer(0x05, ft, &ticks, 4u) != 0) return 1;\n"
     "#endif\n"
     "    }\n"
-    "    if (sh_xfer(0x05, fs, &stack, 4u) != 0) return 1;\n"
+    "    if (sh_xfer(0x05, fs, &stack, 4u) != 0 || sh_xfer(0x05, fs, &run_sp, 4u) != 0) return 1;\n"
     "    sh_close(fi);\n"
     "    sh_close(fo);\n"
     "    sh_close(fs);\n"
@@ -176,7 +182,7 @@ static const char harness_template[] =
 
 static const char hooks_template[] =
     "/* tinyml device harness: a zero-size marker label at each layer boundary */\n"
-    "#define @PU@LAYER_HOOK(i) __asm__ volatile(\"tml_mark_\" #i \":\")\n";
+    "#define @PU@LAYER_HOOK(i) __asm__ volatile(\"tml_mark_\" #i \":\\n\\tnop\")\n";
 
 /* Replaces @BASE@, @P@, @PU@ in `t`. */
 static char *render(const char *t, const char *base, const char *prefix, const char *upper)

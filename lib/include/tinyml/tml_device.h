@@ -70,6 +70,9 @@ typedef struct tml_device_layer {
     int64_t instr_min, instr_max; /* instructions of this layer over the samples */
     double instr;                 /* their mean */
     int64_t const_bytes;          /* flash of the layer's const arrays and parameters, from nm */
+    int64_t stack_bytes;          /* deepest stack use while the layer runs, below the stack
+                                     pointer model_run() was called with (the emulator watches
+                                     the stores; most over the samples) */
 } tml_device_layer;
 
 typedef struct tml_device_result {
