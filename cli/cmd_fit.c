@@ -294,6 +294,7 @@ int cmd_fit(int argc, char **argv)
             tml_samples_gather(test, idx, nv, x, NULL);
             tml_preproc_apply(&cd->model->meta.pre, in_size * nv, test->c, x);
             dopt.exp = o.exp;
+            if (cd->plan.form_size) dopt.exp.optimize = TML_EXPORT_OPT_SIZE;
             cli_log(&c, "verifying candidate %d on %s (QEMU %s): export, build, run %d test samples", cd->id, tg->core,
                     tg->machine, nv);
             st = tml_device_run(cd->model, x, nv, &dopt, &dr);
@@ -386,6 +387,7 @@ int cmd_fit(int argc, char **argv)
                 tml_table_str(pt, 3, "int8");
         }
     }
+    if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer (export --optimize size)");
     tml_table *ts[2] = {ct, pt};
     cli_print_tables(&c, stdout, ts, pt ? 2 : 1);
 
@@ -441,12 +443,17 @@ int cmd_fit(int argc, char **argv)
             cJSON_AddTrueToObject(h, "bit_exact_on_emulator");
         }
         cli_history_eval(h, data, r.int8_base.test_acc, cd->final.test_acc);
+        cJSON_AddStringToObject(h, "export_optimize",
+                                tml_export_optimize_name(cd->plan.form_size ? TML_EXPORT_OPT_SIZE : o.exp.optimize));
         cli_add_history(&c, cd->model, h);
         cli_save_model(&c, cd->model, out);
         if (cdir) {
             if ((st = tml_export_write(&dr.exp, cdir))) cli_fail_status(&c, st);
             cli_log(&c, "wrote %s/%s.c and %s.h (verified)", cdir, dr.exp.base, dr.exp.base);
         }
+        if (cd->plan.form_size)
+            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form: export it with "
+                        "`tinyml export --c --optimize size` (or use --c DIR here)");
         cli_log(&c, "answer: candidate %d, flash %lld B, RAM %lld B, %s%.3f ms at %.0f MHz, test top-1 %.2f%% (%.2f points "
                     "below int8, %.2f below float)%s",
                 cd->id, (long long)(verified ? dr.text_bytes + dr.rodata_bytes + dr.data_bytes : cd->final.flash),

@@ -80,6 +80,7 @@ char *tml_plan_to_json(const tml_plan *p)
         cJSON_AddNumberToObject(e, "sparsity", pl->sparsity);
         cJSON_AddNumberToObject(e, "bits", pl->bits);
     }
+    if (p->form_size) cJSON_AddStringToObject(j, "optimize", "size");
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -96,7 +97,7 @@ static tml_status plan_copy(tml_plan *dst, const tml_plan *src)
 
 static int plan_equal(const tml_plan *a, const tml_plan *b)
 {
-    if (a->n_layers != b->n_layers) return 0;
+    if (a->n_layers != b->n_layers || a->form_size != b->form_size) return 0;
     for (int i = 0; i < a->n_layers; i++)
         if (a->layers[i].filters != b->layers[i].filters || a->layers[i].sparsity != b->layers[i].sparsity ||
             a->layers[i].bits != b->layers[i].bits)
@@ -143,10 +144,19 @@ static void progress(const fit_ctx *x, const char *phase, int done, int total, c
 /* Exact costs of an INT8 model: flash and RAM from the C exporter, its
  * instruction estimate (2 per nonzero MAC where the exporter gives none), and
  * validation loss / top-1 on the first n validation samples. */
-static tml_status measure(const fit_ctx *x, const tml_model *q, int64_t n, tml_fit_cost *c)
+/* The export options of plan p: the search's, with the plan's weight-form goal. */
+static tml_export_opts plan_export(const fit_ctx *x, const tml_plan *p)
+{
+    tml_export_opts e = x->o->exp;
+    if (p && p->form_size) e.optimize = TML_EXPORT_OPT_SIZE;
+    return e;
+}
+
+static tml_status measure(const fit_ctx *x, const tml_plan *p, const tml_model *q, int64_t n, tml_fit_cost *c)
 {
     tml_export_result er;
-    tml_status st = tml_export_c(q, &x->o->exp, &er);
+    tml_export_opts xo = plan_export(x, p);
+    tml_status st = tml_export_c(q, &xo, &er);
     if (st) return st;
     c->flash = er.const_bytes + er.code_bytes;
     c->ram = er.arena_bytes;
@@ -216,7 +226,7 @@ static tml_status compiled_flash(const fit_ctx *x, const tml_plan *p, int64_t *f
     tml_samples_gather(x->all, x->val, 1, in, NULL);
     tml_preproc_apply(&m->meta.pre, numel, x->all->c, in);
     tml_device_opts d = *x->o->device;
-    d.exp = x->o->exp;
+    d.exp = plan_export(x, p);
     tml_device_result r;
     st = tml_device_run(m, in, 1, &d, &r);
     if (!st) {
@@ -243,7 +253,7 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
     if (hit) return TML_OK;
     tml_model *m = NULL;
     tml_status st = quick_model(x, p, &m);
-    if (!st) st = measure(x, m, x->n_quick, c);
+    if (!st) st = measure(x, p, m, x->n_quick, c);
     tml_model_free(m);
     if (st) return st;
     tml_status cs = TML_OK;
@@ -275,11 +285,13 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
 /* Sparsity moves of one, two and three steps: a sparse form pays for its
  * index bytes only past some sparsity (with 3-bit sharing, past ~70%), so a
  * single step can look useless where three are not. */
-enum { MOVE_FILTERS = 0, MOVE_SPARSITY, MOVE_SPARSITY2, MOVE_SPARSITY3, MOVE_BITS, N_MOVES };
-static const char *const move_names[N_MOVES] = {"filters", "sparsity", "sparsity x2", "sparsity x3", "bits"};
+enum { MOVE_FILTERS = 0, MOVE_SPARSITY, MOVE_SPARSITY2, MOVE_SPARSITY3, MOVE_BITS, MOVE_FORM, N_MOVES };
+static const char *const move_names[N_MOVES] = {"filters", "sparsity", "sparsity x2", "sparsity x3", "bits",
+                                                "weight forms by size"};
 #define KINDS_SPARSITY (7u << MOVE_SPARSITY)
 #define KIND_FILTERS (1u << MOVE_FILTERS)
 #define KIND_BITS (1u << MOVE_BITS)
+#define KIND_FORM (1u << MOVE_FORM)
 #define MIN_BITS 3
 
 /* Variant of the move set: which kinds are allowed (filters also when RAM is over). */
@@ -290,9 +302,9 @@ typedef struct variant {
 } variant;
 
 static const variant variants[] = {
-    {"greedy all", KIND_FILTERS | KINDS_SPARSITY | KIND_BITS, 0u},
-    {"greedy no-sharing", KIND_FILTERS | KINDS_SPARSITY, 0u},
-    {"greedy sparse+sharing", KINDS_SPARSITY | KIND_BITS, KIND_FILTERS},
+    {"greedy all", KIND_FILTERS | KINDS_SPARSITY | KIND_BITS | KIND_FORM, 0u},
+    {"greedy no-sharing", KIND_FILTERS | KINDS_SPARSITY | KIND_FORM, 0u},
+    {"greedy sparse+sharing", KINDS_SPARSITY | KIND_BITS | KIND_FORM, KIND_FILTERS},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
 
@@ -300,6 +312,11 @@ static const variant variants[] = {
 static int move(tml_plan *p, int li, int k)
 {
     tml_plan_layer *l = &p->layers[li];
+    if (k == MOVE_FORM) { /* the whole model: every layer's weights in its smallest form */
+        if (li != 0 || p->form_size) return 0;
+        p->form_size = 1;
+        return 1;
+    }
     if (k == MOVE_FILTERS) {
         if (l->filters + FILTER_STEP > FILTER_MAX + 1e-9) return 0;
         l->filters += FILTER_STEP;
@@ -498,7 +515,7 @@ static tml_status tune(fit_ctx *x, tml_fit_cand *c)
         st = build(x, &p, &ft, &q);
         if (st) return st;
     }
-    st = measure(x, q, x->n_val, &c->final);
+    st = measure(x, &c->plan, q, x->n_val, &c->final);
     if (!st && o->test) {
         tml_eval_result er;
         tml_eval_opts eo = {.cancel = o->cancel};
@@ -558,7 +575,7 @@ static tml_status baselines(fit_ctx *x, tml_fit_result *r)
     ft.seed = o->seed;
     tml_model *q = NULL;
     st = build(x, &p, &ft, &q);
-    if (!st) st = measure(x, q, x->n_val, &r->int8_base);
+    if (!st) st = measure(x, &p, q, x->n_val, &r->int8_base);
     r->int8_base.test_acc = NAN;
     if (!st && o->test) {
         if (!(st = tml_evaluate_samples(q, o->test, NULL, o->test->n, &eo, &er))) {

@@ -89,6 +89,9 @@ typedef struct tml_plan {
     int cluster_epochs;      /* centroid fine-tuning epochs after clustering */
     double cluster_lr;       /* default 1e-4 */
     int cluster_iters;       /* k-means (Lloyd) iterations; 0 = tml_cluster's default */
+    int form_size;           /* export: every layer's weights in the form with the fewest bytes
+                                (--optimize size) instead of the balanced choice; the plan
+                                does not change the model for it, the export options do */
     int64_t calib_samples;   /* calibration samples for INT8 (default 512) */
 } tml_plan;
 
