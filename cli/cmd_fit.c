@@ -51,6 +51,7 @@ static const char help[] =
     "  --jobs N               candidates fine-tuned at once (default 2)\n"
     "  --time-budget MIN      start no optional candidate expected to end later\n"
     "  --train-limit N        use only the first N training samples (quick trials)\n"
+    "  --quick-samples N      validation samples of the descent's quick measure (default 1000)\n"
     "  --no-distill           fine-tune without distillation from MODEL\n"
     "  --state DIR            resumable state: fine-tuned candidates (default OUT.fit)\n"
     "  --seed N               every random choice (default 1)\n"
@@ -185,7 +186,8 @@ int cmd_fit(int argc, char **argv)
             continue;
         if (cli_int(&c, "epochs", 0, 0, 1000, &o.epochs) || cli_int(&c, "cluster-epochs", 0, 0, 1000, &o.cluster_epochs) ||
             cli_int(&c, "candidates", 0, 1, 64, &o.max_candidates) || cli_int(&c, "jobs", 0, 1, 64, &o.jobs) ||
-            cli_i64(&c, "train-limit", 0, 10, INT64_MAX, &train_limit))
+            cli_i64(&c, "train-limit", 0, 10, INT64_MAX, &train_limit) ||
+            cli_i64(&c, "quick-samples", 0, 10, 1000000, &o.quick_samples))
             continue;
         if (cli_flag(&c, "no-verify", 0)) {
             no_verify = 1;

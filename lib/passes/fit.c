@@ -426,6 +426,16 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
             st = first;
             break;
         }
+        /* RAM over and no move lowers it: no plan down this path can fit */
+        if (mv[1] > 0) {
+            int lowers = 0;
+            for (int j = 0; j < nm; j++) lowers |= ok[j] && tc[j].ram < cc.ram;
+            if (!lowers) {
+                progress(x, "search", it + 1, 0, "%s: RAM %lld B over and no move lowers it: stop", v->name,
+                         (long long)cc.ram);
+                break;
+            }
+        }
         int best = -1;
         double bv = 0;
         for (int j = 0; j < nm; j++) {
