@@ -268,9 +268,10 @@ int cmd_fit(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
 
     /* verification on the emulated core, best first; a failure moves to the next */
-    int chosen = -1;
+    int chosen = -1, failed_id = -1;
     tml_device_result dr = {0};
     int verified = 0;
+    char failed_why[256] = "";
     if (r.best >= 0) {
         int order[64], n = 0;
         for (int i = 0; i < r.n_cands && n < 64; i++)
@@ -312,6 +313,11 @@ int cmd_fit(int argc, char **argv)
             if (why) {
                 cli_warn(&c, "candidate %d failed verification: %s (flash %lld B, arena %lld B, %.0f instructions, %lld mismatches)",
                          cd->id, why, (long long)fl, (long long)dr.exp.arena_bytes, dr.instr, (long long)dr.mismatches);
+                if (failed_id < 0) {
+                    failed_id = cd->id;
+                    snprintf(failed_why, sizeof failed_why, "%s (flash %lld B, arena %lld B, %.3f ms)", why, (long long)fl,
+                             (long long)dr.exp.arena_bytes, lat);
+                }
                 cd->fits = 0;
                 tml_device_result_free(&dr);
                 continue;
@@ -482,6 +488,9 @@ int cmd_fit(int argc, char **argv)
                 snprintf(what, sizeof what, " accuracy: %.2f points lost on validation (max %.2f)",
                          100 * (r.int8_base.val_acc - k->val_acc), max_drop);
             fprintf(stderr, "tinyml fit: nothing fits: the closest candidate (%d, %s) misses%s\n", cd->id, cd->origin, what);
+        } else if (failed_id >= 0) {
+            fprintf(stderr, "tinyml fit: nothing fits once compiled: the best candidate (%d) failed verification: %s\n",
+                    failed_id, failed_why);
         } else {
             fprintf(stderr, "tinyml fit: nothing fits and no candidate was measured\n");
         }

@@ -388,6 +388,11 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
             out->fits = 1;
             break;
         }
+        /* a time budget bounds the descent too: it stops at 60% of it (fine-tuning needs the rest) */
+        if (o->time_budget_s > 0 && now_s() - x->t0 > 0.6 * o->time_budget_s) {
+            progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", v->name);
+            break;
+        }
         unsigned kinds = v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
         tml_status first = TML_OK;
         for (int j = 0; j < nm; j++) {
