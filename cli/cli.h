@@ -154,6 +154,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_qat(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_cluster(int argc, char **argv);
 int cmd_report(int argc, char **argv);

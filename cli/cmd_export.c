@@ -72,7 +72,7 @@ static const char help[] =
     "                     dense layer, and not on a conv whose weights every pixel\n"
     "                     reads), speed (fewest instructions) or size (fewest bytes)\n"
     "  --form F           --c: the same form for every layer where it applies:\n"
-    "                     dense, sparse, cluster or sparse+cluster\n"
+    "                     dense, sparse, cluster, sparse+cluster or packed\n"
     "  --dense            --c: same as --form dense\n"
     "  --portable         --c: the portable C99 kernels only (no DSP versions)\n"
     "  --format F         table (default), md, csv or json\n"
@@ -290,11 +290,11 @@ int cmd_export(int argc, char **argv)
     tml_table_int(lt, 9, est);
     if (o.weights != TML_EXPORT_AUTO)
         tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                           "packed indices; forced: %s where it applies",
+                           "packed indices; packed = low-bit weights, 4 or 2 bits each; forced: %s where it applies",
                        tml_export_enc_name(o.weights));
     else
         tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                           "packed indices; chosen per layer, --optimize %s%s",
+                           "packed indices; packed = low-bit weights, 4 or 2 bits each; chosen per layer, --optimize %s%s",
                        tml_export_optimize_name(o.optimize),
                        o.optimize == TML_EXPORT_OPT_BALANCED ? " (fewest estimated instructions + 16 x bytes)"
                        : o.optimize == TML_EXPORT_OPT_SPEED  ? " (fewest estimated instructions)"

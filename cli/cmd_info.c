@@ -40,7 +40,8 @@ static void shape_str(const tml_tensor *t, char *buf, size_t cap)
     }
 }
 
-/* dtype of the node's weights as stored: "f32", "int8", "f32/c16" (16 clusters) */
+/* dtype of the node's weights as stored: "f32", "int8", "int4" (packed low-bit
+ * weights), "f32/3bit" (codebook indices of 3 bits) */
 static void weight_kind(const tml_model *m, const tml_node *n, char *buf, size_t cap)
 {
     if (!tml_node_has_weights(n)) {
@@ -48,10 +49,13 @@ static void weight_kind(const tml_model *m, const tml_node *n, char *buf, size_t
         return;
     }
     const tml_tensor *w = &m->tensors[n->in[1]];
+    char dt[16];
+    if (w->qbits) snprintf(dt, sizeof dt, "int%d", w->qbits);
+    else snprintf(dt, sizeof dt, "%s", tml_dtype_name(w->dtype));
     if (w->cb)
-        snprintf(buf, cap, "%s/%dbit", tml_dtype_name(w->dtype), w->cb->bits);
+        snprintf(buf, cap, "%s/%dbit", dt, w->cb->bits);
     else
-        snprintf(buf, cap, "%s", tml_dtype_name(w->dtype));
+        snprintf(buf, cap, "%s", dt);
 }
 
 typedef struct node_bytes {

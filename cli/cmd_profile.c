@@ -46,7 +46,7 @@ static const char help[] =
     "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
     "                     (as tinyml export)\n"
     "  --form F           one form for every layer where it applies: dense, sparse,\n"
-    "                     cluster or sparse+cluster (--dense = --form dense)\n"
+    "                     cluster, sparse+cluster or packed (--dense = --form dense)\n"
     "  --portable         the portable scalar kernels even where the core has DSP\n"
     "  --keep DIR         build in DIR and keep it (sources, program, logs)\n"
     "  --systick          cross-check the counter: run again under -icount shift=0\n"

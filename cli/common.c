@@ -463,7 +463,7 @@ double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limi
 static int parse_form(const char *s, tml_export_enc *out)
 {
     static const tml_export_enc forms[] = {TML_EXPORT_DENSE, TML_EXPORT_SPARSE, TML_EXPORT_CLUSTER,
-                                           TML_EXPORT_SPARSE_CLUSTER};
+                                           TML_EXPORT_SPARSE_CLUSTER, TML_EXPORT_PACKED};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
         if (strcmp(s, tml_export_enc_name(forms[i])) == 0) {
             *out = forms[i];
@@ -504,7 +504,7 @@ void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_
         cli_usage_error(c, "--optimize, --form and --dense exclude each other (--optimize chooses the forms)");
     o->weights = f->dense ? TML_EXPORT_DENSE : TML_EXPORT_AUTO;
     if (f->form && parse_form(f->form, &o->weights))
-        cli_usage_error(c, "--form: '%s' is not one of dense, sparse, cluster, sparse+cluster", f->form);
+        cli_usage_error(c, "--form: '%s' is not one of dense, sparse, cluster, sparse+cluster, packed", f->form);
     if (f->optimize && parse_optimize(f->optimize, &o->optimize))
         cli_usage_error(c, "--optimize: '%s' is not one of balanced, speed, size", f->optimize);
     o->kernels = f->portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;

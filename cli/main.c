@@ -30,6 +30,7 @@ static const command commands[] = {
     {"sensitivity", cmd_sensitivity, "accuracy vs sparsity (or bits) of each layer alone: table, CSV, JSON, PNG"},
     {"cluster", cmd_cluster, "k-means weight sharing (codebook + b-bit indices), optional centroid fine-tuning"},
     {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
+    {"qat", cmd_qat, "quantization-aware training: fine-tune through the int8 (or W4A8...) forward pass"},
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
     {"export", cmd_export, "C source for a microcontroller (static arena, bit-exact int8 kernels), or ONNX"},
     {"fit", cmd_fit, "the most accurate compressed model that fits a flash / RAM / latency budget, verified on the emulator"},

@@ -16,7 +16,10 @@
  *    the engine) and the input zero point folded into the bias.
  * 4. Choose each matrix's storage by bytes: dense int8, sparse (relative
  *    8-bit column gaps + int8 values + row pointers), clustered (int8 codebook
- *    + packed b-bit indices) or sparse + clustered.
+ *    + packed b-bit indices), sparse + clustered, or packed low-bit weights
+ *    (4 or 2 bits each, for layers quantized below 8 bits). Low-bit layers of
+ *    other widths (3, 5..7 bits) take the clustered forms with the identity
+ *    codebook of their grid: b bits per weight.
  * 5. Emit <base>.h and <base>.c.
  */
 #include <errno.h>
@@ -34,17 +37,17 @@
 #include "tinyml/tml_ops_s8.h"
 
 #define EX_ALIGN 16 /* TML_PLAN_ALIGN_DEVICE: what tml_plan_activations uses */
-#define EX_NENC 6   /* indices DENSE..SPARSE_CLUSTER of tml_export_enc, then EX_SC8 */
+#define EX_NENC 7   /* indices DENSE..PACKED of tml_export_enc, then EX_SC8 */
 /* sparse + cluster with one byte per entry (gap in the low 8 - bits bits, the
  * centroid index above): a second encoding of TML_EXPORT_SPARSE_CLUSTER,
  * smaller than gap byte + packed index when the gaps are short, and decoded
  * in two instructions */
-#define EX_SC8 5
+#define EX_SC8 6
 
 /* Sizes of the generated parameter structs on a 32-bit target (4-byte ints
- * and pointers): wmat 18 words, conv_t 14 words + a wmat, pool_t and add_t
+ * and pointers): wmat 28 words, conv_t 14 words + a wmat, pool_t and add_t
  * 13 words. Counted as const data. */
-#define EX_WMAT_BYTES 72
+#define EX_WMAT_BYTES 112
 #define EX_CONV_BYTES (56 + EX_WMAT_BYTES)
 #define EX_POOL_BYTES 52
 #define EX_ADD_BYTES 52
@@ -66,6 +69,7 @@ const char *tml_export_enc_name(tml_export_enc e)
     case TML_EXPORT_SPARSE: return "sparse";
     case TML_EXPORT_CLUSTER: return "cluster";
     case TML_EXPORT_SPARSE_CLUSTER: return "sparse+cluster";
+    case TML_EXPORT_PACKED: return "packed";
     default: return "-";
     }
 }
@@ -97,6 +101,9 @@ typedef struct xmat {
     int64_t nnz;        /* nonzero weights */
     int64_t entries;    /* sparse entries, fillers included */
     int sparse_cluster_ok; /* every row needing fillers has a zero centroid */
+    int synth_cb;       /* the codebook is the identity of a low-bit grid (no clustering) */
+    int pbits;          /* packed form: 4 or 2 bits per weight (0: not applicable) */
+    int prow;           /* packed form: bytes of a pair of rows (whole 32-bit words) */
     int64_t entries8;   /* entries of the one-byte encoding (gaps up to 2^gbits - 1) */
     int gbits;          /* its gap bits: 8 - bits */
     int sc8_ok;
@@ -394,7 +401,8 @@ static void place_patches(ex *x)
             /* batches of pixels: pairs (dense) or quads; as many as one
              * output row has (at most 32) while the scratch fits in bytes
              * the arena has free during the layer, else the smallest */
-            int G = xn->mat->enc == TML_EXPORT_DENSE ? 2 : 4, ow = m->tensors[n->out].dims[1];
+            const int pairs = xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED;
+            int G = pairs ? 2 : 4, ow = m->tensors[n->out].dims[1];
             int64_t gathers = is_direct(m, n) ? 0 : G * st;
             int best = G;
             for (int nb = ow < 32 ? ow : 32; nb > G; nb--) {
@@ -419,6 +427,8 @@ static void place_patches(ex *x)
                 xn->patch_bytes = 0;
                 continue;
             }
+        } else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_PACKED) {
+            xn->patch_bytes = 2 * st; /* the int16 input mm_packed (DSP) reads */
         } else
             continue;
         xn->patch_off = place_patch(x, i, xn->patch_bytes);
@@ -499,14 +509,20 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     xm->depthwise = dw;
     int64_t numel = (int64_t)xm->rows * xm->cols;
     int use_cb = codebook_usable(w, dw);
+    /* low-bit weights without a codebook of their own can take the clustered
+     * forms with the identity codebook of their grid (index = weight + 2^(b-1)):
+     * b-bit indices, any width; the sparse + clustered form for pruned ones */
+    const int synth = !use_cb && w->qbits >= 2 && w->qbits <= 7, soff = synth ? 1 << (w->qbits - 1) : 0;
+    xm->synth_cb = synth;
+    if (synth) use_cb = 1;
     xm->w = malloc((size_t)numel);
     xm->bias = malloc(sizeof(int32_t) * (size_t)xm->rows);
     xm->mult = malloc(sizeof(int32_t) * (size_t)xm->rows);
     xm->shift = malloc((size_t)xm->rows);
     if (use_cb) {
         xm->idx = malloc((size_t)numel);
-        xm->n_books = w->cb->n_books;
-        xm->k = w->cb->k;
+        xm->n_books = synth ? 1 : w->cb->n_books;
+        xm->k = synth ? 1 << w->qbits : w->cb->k;
         xm->bits = bits_for(xm->k);
         xm->book = malloc((size_t)xm->n_books * (size_t)xm->k);
         xm->zero_idx = malloc(sizeof(int) * (size_t)xm->n_books);
@@ -521,13 +537,13 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
         for (int k = 0; k < xm->cols; k++) {
             int64_t src = dw ? (int64_t)k * xm->rows + r : (int64_t)r * xm->cols + k;
             xm->w[(int64_t)r * xm->cols + k] = wd[src];
-            if (use_cb) xm->idx[(int64_t)r * xm->cols + k] = w->cb->index[src];
+            if (use_cb) xm->idx[(int64_t)r * xm->cols + k] = synth ? (uint8_t)(wd[src] + soff) : w->cb->index[src];
         }
     if (use_cb) {
         for (int bk = 0; bk < xm->n_books; bk++) {
             xm->zero_idx[bk] = -1;
             for (int j = 0; j < xm->k; j++) {
-                int8_t v = (int8_t)w->cb->centroids[(int64_t)bk * xm->k + j];
+                int8_t v = synth ? (int8_t)(j - soff) : (int8_t)w->cb->centroids[(int64_t)bk * xm->k + j];
                 xm->book[(int64_t)bk * xm->k + j] = v;
                 if (v == 0 && xm->zero_idx[bk] < 0) xm->zero_idx[bk] = j;
             }
@@ -593,6 +609,21 @@ static tml_status lower(const ex *x, const tml_node *n, xmat **out)
     xm->bytes[TML_EXPORT_CLUSTER] = use_cb ? (numel * xm->bits + 7) / 8 + 1 + (int64_t)xm->n_books * xm->k : -1;
     xm->bytes[TML_EXPORT_SPARSE_CLUSTER] =
         xm->sparse_cluster_ok ? e1 + (xm->entries * xm->bits + 7) / 8 + 1 + rowptr + (int64_t)xm->n_books * xm->k : -1;
+    /* low-bit weights: 2-bit ones in 2 bits, 3- and 4-bit ones in 4 (the
+     * kernels unpack whole bytes of 2 or 4 fields); rows of whole words */
+    xm->pbits = w->qbits == 2 ? 2 : (w->qbits == 3 || w->qbits == 4) ? 4 : 0;
+    if (xm->pbits) {
+        const int gpw = 8 / xm->pbits, groups = xm->stride / 4; /* groups of 4 columns per word, per row */
+        xm->prow = (2 * groups + gpw - 1) / gpw * 4;
+        xm->bytes[TML_EXPORT_PACKED] =
+            (int64_t)(xm->rows / 2) * xm->prow + (xm->rows & 1) * (int64_t)((groups + gpw - 1) / gpw * 4);
+        /* 2- and 4-bit weights as indices of the identity codebook would take
+         * the same bytes with slower kernels: the packed form serves them (a
+         * 3-bit layer keeps both: 4-bit packed, or 3-bit indices) */
+        if (xm->synth_cb && xm->pbits == w->qbits) xm->bytes[TML_EXPORT_CLUSTER] = -1;
+    } else {
+        xm->bytes[TML_EXPORT_PACKED] = -1;
+    }
     xm->bytes[EX_SC8] = xm->sc8_ok ? (xm->entries8 ? xm->entries8 : 1) +
                                          (int64_t)(xm->rows + 1) * (xm->entries8 < 65536 ? 2 : 4) +
                                          (int64_t)xm->n_books * xm->k
@@ -637,6 +668,9 @@ static int64_t est_instr(const tml_model *m, const tml_node *n, const xmat *xm, 
         case TML_EXPORT_SPARSE: mac = entries * (dsp ? (fc ? 6.0 : 2.8) : 7.0); break;
         case TML_EXPORT_CLUSTER: mac = weights * (dsp ? (fc ? 11.0 : 3.6) : 13.0); break;
         case TML_EXPORT_SPARSE_CLUSTER: mac = entries * (dsp ? (fc ? 11.0 : 4.2) : 13.0); break;
+        case TML_EXPORT_PACKED: /* dense's work + unpacking (~1.3x on LeNet-5 W4A8, DSP) */
+            mac = slots * (dsp ? (fc ? 1.9 : 1.3) : 8.0) + (dsp && !fc ? outputs / 4 * 60 : 0);
+            break;
         default: mac = px * xm->entries8 * (dsp ? (fc ? 8.0 : 3.2) : 9.0); break; /* EX_SC8 */
         }
     return (int64_t)(mac + out * outputs + gather);
@@ -844,6 +878,33 @@ static tml_status put_matrix(tml_sb *s, const xmat *xm, const char *id, int64_t 
                                           "(taps) stored 0 2 1 3",
                           !xm->depthwise);
         free(d);
+    } else if (xm->enc == TML_EXPORT_PACKED) {
+        /* The dense form's order (rows in interleaved pairs, per 4 columns; a
+         * last odd row alone; each group of 4 in the order 0 2 1 3), cut into
+         * "quads" (one row's 4 columns): quad q of a pair of rows is its group
+         * q / 2 of row q % 2. 8 / pbits quads share a 32-bit word, quad g of a
+         * word in bit field g of each byte; each pair of rows starts a word.
+         * A weight is stored + 2^(pbits-1), so fields are never negative;
+         * columns past cols hold weight 0. */
+        const int b = xm->pbits, gpw = 8 / b, off = 1 << (b - 1), paired = xm->rows & ~1;
+        const int64_t n = xm->bytes[TML_EXPORT_PACKED];
+        uint8_t *d = malloc((size_t)(n ? n : 1));
+        if (!d) return tml_error(TML_ERR_NOMEM, "out of memory");
+        memset(d, b == 4 ? 0x88 : 0xAA, (size_t)n); /* every field the offset: weight 0 */
+        static const int perm4[4] = {0, 2, 1, 3};
+        for (int r = 0; r < xm->rows; r++)
+            for (int k = 0; k < xm->cols; k++) {
+                const int quad = r < paired ? (k / 4) * 2 + (r & 1) : k / 4;
+                uint8_t *byte = d + (int64_t)(r / 2) * xm->prow + 4 * (quad / gpw) + perm4[k & 3];
+                const int sh = b * (quad % gpw);
+                const unsigned field = (unsigned)(xm->w[(int64_t)r * xm->cols + k] + off);
+                *byte = (uint8_t)((*byte & ~(((1u << b) - 1u) << sh)) | field << sh);
+            }
+        char c[200];
+        snprintf(c, sizeof c, "weights + %d, %d bits each in 32-bit words of %d quads (4 columns of a row, stored "
+                 "0 2 1 3); pairs of rows of %d bytes, quads alternating between the two rows", off, b, gpw, xm->prow);
+        wb += put_array_a(s, A_U8, id, "pw", d, n, c, 1);
+        free(d);
     } else {
         /* packed streams */
         int64_t n_vals = sparse ? xm->entries : numel;
@@ -934,7 +995,7 @@ static void put_wmat_tail(tml_sb *s, const xmat *xm, const char *indent)
 /* The wmat initializer (after the arrays). */
 static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char *indent, int no_mm)
 {
-    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster",
+    static const char *const mm[] = {"", "mm_dense", "mm_sparse", "mm_cluster", "mm_sparse_cluster", "mm_packed",
                                      "mm_sparse_cluster8"};
     if (xm->enc == (tml_export_enc)EX_SC8) {
         tml_sb_printf(s, "{\n%s    .mm = %s, .form = %d, .rows = %d, .cols = %d, .stride = %d,\n", indent,
@@ -950,7 +1011,10 @@ static void put_wmat_init(tml_sb *s, const xmat *xm, const char *id, const char 
     int clustered = xm->enc == TML_EXPORT_CLUSTER || xm->enc == TML_EXPORT_SPARSE_CLUSTER;
     tml_sb_printf(s, "{\n%s    .mm = %s, .form = %d, .rows = %d, .cols = %d, .stride = %d,\n", indent,
                   no_mm ? "0" : mm[xm->enc], (int)xm->enc, xm->rows, xm->cols, xm->stride);
-    if (!clustered) tml_sb_printf(s, "%s    .val = %s_w,\n", indent, id);
+    if (xm->enc == TML_EXPORT_PACKED)
+        tml_sb_printf(s, "%s    .pw = %s_pw, .pbits = %d, .prow = %d,\n", indent, id, xm->pbits, xm->prow);
+    else if (!clustered)
+        tml_sb_printf(s, "%s    .val = %s_w,\n", indent, id);
     if (sparse)
         tml_sb_printf(s, "%s    .gap = %s_gap, .%s = %s_row,\n", indent, id, xm->entries >= 65536 ? "row32" : "row16", id);
     if (clustered)
@@ -1105,9 +1169,10 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   P, P, P, P);
     int aligned_arrays = 0;
     for (int i = 0; i < m->n_nodes; i++)
-        aligned_arrays |= x->nodes[i].mat && x->nodes[i].mat->enc == TML_EXPORT_DENSE && !x->nodes[i].mat->depthwise;
+        aligned_arrays |= x->nodes[i].mat && ((x->nodes[i].mat->enc == TML_EXPORT_DENSE && !x->nodes[i].mat->depthwise) ||
+                                              x->nodes[i].mat->enc == TML_EXPORT_PACKED);
     if (aligned_arrays)
-        tml_sb_puts(&body, "/* Dense weight arrays are 8-byte aligned where the compiler can say so. */\n"
+        tml_sb_puts(&body, "/* Dense and packed weight arrays are 8-byte aligned where the compiler can say so. */\n"
                            "#if defined(__GNUC__)\n#define TML_WALIGN __attribute__((aligned(8)))\n"
                            "#else\n#define TML_WALIGN\n#endif\n\n");
     tml_sb_printf(&body,

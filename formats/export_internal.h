@@ -34,7 +34,8 @@ typedef enum tml_exk {
     TML_EXK_MM_SPARSE,
     TML_EXK_MM_CLUSTER,
     TML_EXK_MM_SPARSE_CLUSTER,
-    TML_EXK_MM_SC8, /* sparse + cluster, one byte per entry */
+    TML_EXK_MM_PACKED,   /* follows the other forms: indexed by form - TML_EXPORT_DENSE */
+    TML_EXK_MM_SC8,      /* sparse + cluster, one byte per entry */
     TML_EXK_CONV,
     TML_EXK_DWCONV,
     TML_EXK_DENSE,

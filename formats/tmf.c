@@ -31,12 +31,14 @@
  *   3. dtype        u8       0 f32, 1 int8, 2 int32
  *   4. kind         u8       0 activation, 1 constant (param)
  *   5. ndim         u8       0..4
- *   6. flags        u8       bit0 pruned, bit1 quant, bit2 codebook; others 0
+ *   6. flags        u8       bit0 pruned, bit1 quant, bit2 codebook, bit3 zero points
+ *                            omitted (all 0), bit4 low-bit values; others 0
  *   7. dims         i32[ndim], each >= 0, product <= TML_MAX_NUMEL
  *   8. store_hint   u32      TML_STORE_* bits
  *   9. quant (flags bit1):
  *      9a. axis i32 (-1 per tensor, else 0..ndim-1)   9b. n u32 (1 or dims[axis])
- *      9c. scale f32[n]                                9d. zero_point i32[n]
+ *      9c. scale f32[n]                                9d. zero_point i32[n] (not with bit3)
+ *      9e. qbits u8 (flags bit4; int8 constants only): 2..7, values fit qbits bits
  *  10. codebook (flags bit2; params of dtype f32/int8 only):
  *      10a. k u16 (1..256)   10b. bits u8 (1..8, k <= 2^bits)
  *      10c. n_books u32 (1, or dims[0]: one book per output channel)
@@ -57,8 +59,9 @@
  *             stored; relidx: stored_values g-bit gaps (index - previous - 1,
  *             previous starts at -1; longer gaps, and a zero tail longer than
  *             2^g - 1, are bridged by filler entries holding zero / index 0)
- *   values    raw: stored_values values of dtype; cluster: stored_values
- *             `bits`-bit codebook indices
+ *   values    raw: stored_values values of dtype (low-bit int8: qbits-bit
+ *             two's complement fields); cluster: stored_values `bits`-bit
+ *             codebook indices
  *   Packed streams are LSB-first; padding bits are zero.
  * Entropy: deflate = zlib stream of the whole raw body; huffman = each symbol
  *   stream (relidx gaps, cluster indices, int8 values) as a Huffman section

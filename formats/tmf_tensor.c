@@ -24,7 +24,8 @@
 #define FLAG_QUANT 0x02u
 #define FLAG_CODEBOOK 0x04u
 #define FLAG_ZP_ZERO 0x08u /* quant zero points all 0 and omitted (symmetric weights, int32 biases) */
-#define FLAG_KNOWN (FLAG_PRUNED | FLAG_QUANT | FLAG_CODEBOOK | FLAG_ZP_ZERO)
+#define FLAG_LOWBIT 0x10u  /* int8 constant of 2..7-bit values: a width byte follows, RAW values packed */
+#define FLAG_KNOWN (FLAG_PRUNED | FLAG_QUANT | FLAG_CODEBOOK | FLAG_ZP_ZERO | FLAG_LOWBIT)
 
 /* zlib's deflate never expands data by more than 1032:1; anything claiming more is corrupt. */
 #define DEFLATE_MAX_RATIO 1032u
@@ -106,6 +107,7 @@ typedef struct enc_ctx {
     size_t esz;           /* bytes per RAW value */
     int cluster;          /* values are written as codebook indices */
     int bits;             /* index width when cluster */
+    int lowbits;          /* RAW int8 values packed at this width (2..7), 0 = bytes */
     const uint8_t *idx;   /* (numel) codebook indices when cluster */
     uint8_t *gsym;        /* (numel) relidx gap of each entry */
     uint8_t *vsym;        /* (numel) value symbol of each entry: index, or int8 byte */
@@ -131,7 +133,8 @@ static void add_entry(enc_ctx *c, size_t j, int64_t i, int64_t gap)
     uint32_t v = elem_bits(c->t, i);
     uint8_t *d = c->vraw + j * c->esz;
     for (size_t k = 0; k < c->esz; k++) d[k] = (uint8_t)(v >> (8 * k));
-    if (c->vsym) c->vsym[j] = (uint8_t)v;
+    /* low-bit values: the low `lowbits` bits of the two's complement byte */
+    if (c->vsym) c->vsym[j] = (uint8_t)(c->lowbits ? v & ((1u << c->lowbits) - 1u) : v);
 }
 
 /* Lists the entries (stored values) of a layout; returns their count. RELIDX
@@ -217,13 +220,15 @@ static tml_status build_raw(enc_ctx *c, tml_layout layout, int g, tml_buf *raw, 
     size_t pos_bytes = layout == TML_LAYOUT_BITMAP   ? (size_t)((c->numel + 7) / 8)
                        : layout == TML_LAYOUT_RELIDX ? tml_bits_bytes(n, g)
                                                      : 0;
-    size_t val_bytes = c->cluster ? tml_bits_bytes(n, c->bits) : n * c->esz;
+    size_t val_bytes = c->cluster ? tml_bits_bytes(n, c->bits) : c->lowbits ? tml_bits_bytes(n, c->lowbits) : n * c->esz;
     uint8_t *p = tml_buf_zeros(raw, pos_bytes + val_bytes);
     if (!p) return tml_error(TML_ERR_NOMEM, "out of memory");
     if (layout == TML_LAYOUT_BITMAP) memcpy(p, c->bitmap, pos_bytes);
     if (layout == TML_LAYOUT_RELIDX) tml_bits_pack(c->gsym, n, g, p);
     if (c->cluster)
         tml_bits_pack(c->vsym, n, c->bits, p + pos_bytes);
+    else if (c->lowbits)
+        tml_bits_pack(c->vsym, n, c->lowbits, p + pos_bytes);
     else if (val_bytes)
         memcpy(p + pos_bytes, c->vraw, val_bytes);
     *n_out = n;
@@ -249,7 +254,7 @@ static tml_status huffman_body(const enc_ctx *c, tml_layout layout, int g, size_
     if (c->cluster)
         st = tml_huff_encode(c->vsym, n, c->bits, out);
     else if (c->t->dtype == TML_DTYPE_INT8)
-        st = tml_huff_encode(c->vsym, n, 8, out);
+        st = tml_huff_encode(c->vsym, n, c->lowbits ? c->lowbits : 8, out);
     else
         tml_buf_put(out, raw->p + pos_bytes, raw->len - pos_bytes);
     if (!st && out->oom) st = tml_error(TML_ERR_NOMEM, "out of memory");
@@ -397,6 +402,14 @@ static tml_status check_writable(const tml_tensor *t, int64_t *numel)
                  ((t->q.axis == -1 && t->q.n == 1) || (t->q.axis >= 0 && t->q.axis < t->ndim && t->q.n == t->dims[t->q.axis]));
         if (!ok) return tml_error(TML_ERR_INVALID, "tensor '%s': inconsistent quantization (axis %d, %d scales)", nm, t->q.axis, t->q.n);
     }
+    if (t->qbits) {
+        if (t->qbits < 2 || t->qbits > 7 || t->dtype != TML_DTYPE_INT8 || t->kind != TML_TENSOR_PARAM)
+            return tml_error(TML_ERR_INVALID, "tensor '%s': %d-bit values need an int8 constant and 2..7 bits", nm, t->qbits);
+        const int8_t *d = t->data;
+        for (int64_t i = 0; i < *numel; i++)
+            if (d[i] < TML_QBITS_MIN(t->qbits) || d[i] > TML_QBITS_MAX(t->qbits))
+                return tml_error(TML_ERR_INVALID, "tensor '%s': value %d does not fit %d bits", nm, d[i], t->qbits);
+    }
     return TML_OK;
 }
 
@@ -418,7 +431,8 @@ static tml_status encode_impl(const tml_tensor *t, const tml_save_opts *o, const
     int param = t->kind == TML_TENSOR_PARAM;
     int cluster = param && (f ? f->cluster : o->allow_cluster) && cluster_usable(t, numel);
     if (f && f->cluster && !cluster) return tml_error(TML_ERR_INVALID, "tensor '%s': no usable codebook", t->name);
-    uint8_t flags = (uint8_t)((t->pruned ? FLAG_PRUNED : 0) | (t->q.n > 0 ? FLAG_QUANT : 0) | (cluster ? FLAG_CODEBOOK : 0));
+    uint8_t flags = (uint8_t)((t->pruned ? FLAG_PRUNED : 0) | (t->q.n > 0 ? FLAG_QUANT : 0) | (cluster ? FLAG_CODEBOOK : 0) |
+                              (t->qbits ? FLAG_LOWBIT : 0));
     if (t->q.n > 0) {
         int all_zero = 1;
         for (int i = 0; i < t->q.n; i++) all_zero &= t->q.zero_point[i] == 0;
@@ -441,6 +455,7 @@ static tml_status encode_impl(const tml_tensor *t, const tml_save_opts *o, const
         if (!(flags & FLAG_ZP_ZERO))
             for (int i = 0; i < t->q.n; i++) tml_buf_u32(out, (uint32_t)t->q.zero_point[i]);
     }
+    if (flags & FLAG_LOWBIT) tml_buf_u8(out, (uint8_t)t->qbits);
     if (cluster) {
         const tml_codebook *cb = t->cb;
         tml_buf_u16(out, (uint16_t)cb->k);
@@ -468,6 +483,7 @@ static tml_status encode_impl(const tml_tensor *t, const tml_save_opts *o, const
     c.esz = tml_dtype_size(t->dtype);
     c.cluster = cluster;
     c.bits = cluster ? t->cb->bits : 0;
+    c.lowbits = cluster ? 0 : t->qbits;
     c.idx = cluster ? t->cb->index : NULL;
     int sparse_ok = t->pruned && o->allow_sparse && (t->store_hint & TML_STORE_SPARSE) && numel > 0;
     if (f && f->layout != TML_LAYOUT_DENSE) {
@@ -586,6 +602,7 @@ typedef struct dec_hdr {
     int32_t *q_zp;    /* (q_n) */
     int cb_k, cb_bits, cb_books;
     float *centroids; /* (cb_books, cb_k) */
+    int qbits;        /* FLAG_LOWBIT: value width 2..7, else 0 */
 } dec_hdr;
 
 static tml_status read_quant(tml_rd *r, dec_hdr *h)
@@ -683,7 +700,19 @@ static tml_status read_header(tml_rd *r, dec_hdr *h, char **name)
     if (!tml_rd_u32(r, &h->store_hint)) return BAD("store hint truncated");
     tml_status st;
     if ((h->flags & FLAG_QUANT) && (st = read_quant(r, h))) return st;
+    if (h->flags & FLAG_LOWBIT) {
+        uint8_t qb;
+        if (h->kind != TML_TENSOR_PARAM || h->dtype != TML_DTYPE_INT8) return BAD("low-bit flag on a tensor that is not an int8 constant");
+        if (!tml_rd_u8(r, &qb)) return BAD("value width truncated");
+        if (qb < 2 || qb > 7) return BAD("value width %u bits (low-bit values are 2..7 bits)", qb);
+        h->qbits = qb;
+    }
     if ((h->flags & FLAG_CODEBOOK) && (st = read_codebook(r, h))) return st;
+    if (h->qbits && h->centroids) {
+        for (int64_t i = 0; i < (int64_t)h->cb_books * h->cb_k; i++)
+            if (h->centroids[i] < TML_QBITS_MIN(h->qbits) || h->centroids[i] > TML_QBITS_MAX(h->qbits))
+                return BAD("centroid %g does not fit %d bits", (double)h->centroids[i], h->qbits);
+    }
     return TML_OK;
 }
 
@@ -720,6 +749,7 @@ static tml_status read_encoding(tml_rd *r, const dec_hdr *h, dec_enc *e)
                    : e->layout == TML_LAYOUT_RELIDX ? ((uint64_t)e->sv * e->g + 7) / 8
                                                     : 0;
     e->val_bytes = e->valcode == TML_VAL_CLUSTER ? ((uint64_t)e->sv * (uint64_t)h->cb_bits + 7) / 8
+                   : h->qbits                    ? ((uint64_t)e->sv * (uint64_t)h->qbits + 7) / 8
                                                  : (uint64_t)e->sv * tml_dtype_size(h->dtype);
     if (e->pos_bytes + e->val_bytes != e->raw_len)
         return BAD("raw body length %u, expected %llu for this layout", e->raw_len, (unsigned long long)(e->pos_bytes + e->val_bytes));
@@ -766,13 +796,13 @@ static tml_status huffman_to_raw(const dec_hdr *h, const dec_enc *e, uint8_t *ra
         left -= used;
     }
     uint8_t *vraw = raw + e->pos_bytes;
-    int w = e->valcode == TML_VAL_CLUSTER ? h->cb_bits : h->dtype == TML_DTYPE_INT8 ? 8 : 0;
+    int w = e->valcode == TML_VAL_CLUSTER ? h->cb_bits : h->qbits ? h->qbits : h->dtype == TML_DTYPE_INT8 ? 8 : 0;
     if (w) {
         if ((st = tml_huff_decode(p, left, e->sv, w, sym, &used))) {
             tml_error_context(st, "value stream");
             goto out;
         }
-        if (e->valcode == TML_VAL_CLUSTER)
+        if (w < 8)
             tml_bits_pack(sym, e->sv, w, vraw);
         else
             memcpy(vraw, sym, e->sv);
@@ -816,6 +846,7 @@ static tml_status raw_to_tensor(const dec_hdr *h, const dec_enc *e, const uint8_
     }
     if (e->layout == TML_LAYOUT_RELIDX && bad_padding(ps, (uint64_t)e->sv * e->g)) return BAD("relative-index stream has nonzero padding bits");
     if (cluster && bad_padding(vs, (uint64_t)e->sv * (uint64_t)h->cb_bits)) return BAD("index stream has nonzero padding bits");
+    if (!cluster && h->qbits && bad_padding(vs, (uint64_t)e->sv * (uint64_t)h->qbits)) return BAD("value stream has nonzero padding bits");
 
     int64_t prev = -1, bi = 0;
     for (uint64_t j = 0; j < e->sv; j++) {
@@ -836,6 +867,11 @@ static tml_status raw_to_tensor(const dec_hdr *h, const dec_enc *e, const uint8_
             index[i] = (uint8_t)ix;
             int64_t book = h->cb_books == 1 ? 0 : i / span;
             set_elem_bits(t, i, centroid_bits(h->dtype, &cent[book * h->cb_k + ix]));
+        } else if (h->qbits) {
+            /* sign-extend the b-bit field: every pattern is a valid value */
+            int v = (int)tml_bits_get(vs, j, h->qbits);
+            if (v > TML_QBITS_MAX(h->qbits)) v -= 1 << h->qbits;
+            ((int8_t *)t->data)[i] = (int8_t)v;
         } else {
             const uint8_t *d = vs + j * esz;
             uint32_t v = 0;
@@ -922,6 +958,7 @@ tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len)
     tml_tensor *t = &m->tensors[id];
     t->pruned = (h.flags & FLAG_PRUNED) ? 1 : 0;
     t->store_hint = h.store_hint;
+    t->qbits = h.qbits;
     if (h.q_n > 0 && (st = tml_tensor_set_quant(t, h.q_axis, h.q_n, h.q_scale, h.q_zp))) goto out;
     if (h.kind == TML_TENSOR_PARAM) {
         if (h.flags & FLAG_CODEBOOK) {

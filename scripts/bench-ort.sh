@@ -35,16 +35,12 @@ if [ "${1:-}" = "--no-docs" ]; then DOCS=0; shift; fi
 MODELS=${*:-lenet300 lenet5 dscnn mobilenet-tiny resnet8}
 R1=${ROUNDS_B1:-20}; N1=${RUNS_B1:-100}; R256=${ROUNDS_B256:-25}; N256=${RUNS_B256:-4}
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+ORT_DIR="$ORT_DIR" "$ROOT/scripts/install-ort.sh"
+if ! command -v node >/dev/null 2>&1; then
   echo "bench-ort.sh: skipped: node and npm are needed for ONNX Runtime (npm's onnxruntime-node)"
   exit 0
 fi
-mkdir -p "$ORT_DIR" "$OUT/ort"
-if [ ! -d "$ORT_DIR/node_modules/onnxruntime-node" ]; then
-  [ -f "$ORT_DIR/package.json" ] || echo '{"private": true}' >"$ORT_DIR/package.json"
-  echo "bench-ort.sh: installing onnxruntime-node into $ORT_DIR"
-  (cd "$ORT_DIR" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund onnxruntime-node >/dev/null)
-fi
+mkdir -p "$OUT/ort"
 ARCH_DIR=$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')
 LIB=$(find "$ORT_DIR/node_modules/onnxruntime-node/bin" -path "*/linux/$ARCH_DIR/libonnxruntime.so*" 2>/dev/null | head -1)
 if [ -z "$LIB" ]; then

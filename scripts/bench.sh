@@ -6,9 +6,11 @@
 #   scripts/bench.sh [sections...]
 #
 # Sections (default: all but train): machine kernels eval quant prune cluster
-#   deep torch device; `train` (re)trains the zoo baselines first (~11 min on
-#   2 cores). Models come from out/bench/<arch>.tmf (trained by the train
-#   section). `device` profiles the exported C on an emulated Cortex-M4 (needs
+#   deep lowbit torch device; `train` (re)trains the zoo baselines first (~11
+#   min on 2 cores). Models come from out/bench/<arch>.tmf (trained by the
+#   train section). `lowbit` (below 8 bits: PTQ, QAT, mixed precision, QAT
+#   after Deep Compression; ~1 h on 2 cores) uses deep's clustered models when
+#   present. `device` profiles the exported C on an emulated Cortex-M4 (needs
 #   scripts/install-deps.sh --mcu; uses the int8 and deep models of the eval
 #   and deep sections): exact instruction counts, not timings.
 set -eu
@@ -18,13 +20,17 @@ T=$B/tinyml
 OUT=$ROOT/out/bench
 mkdir -p "$OUT"
 R=$OUT/results.md
-SECTIONS=${*:-machine kernels eval quant prune cluster deep torch device}
+SECTIONS=${*:-machine kernels eval quant prune cluster deep lowbit torch device}
 D=fashion-mnist
 PY=/usr/bin/python3
 say() { printf '%s\n' "$*" >>"$R"; }
 csvrow() { awk -F, '!/^#/ && ++n == 2' ; } # first data row of a tinyml CSV
 sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN{print (a < b) ? a : b}'; }
+top1() { "$T" eval "$1" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f4; }
+# "mean (min-max)" of the numbers given
+stats() { printf '%s\n' "$@" | awk '{s += $1; if (NR == 1 || $1 < lo) lo = $1; if (NR == 1 || $1 > hi) hi = $1}
+  END {printf "%.2f (%.2f-%.2f)", s / NR, lo, hi}'; }
 
 "$ROOT/scripts/build.sh" >/dev/null
 [ -f "$R" ] || echo "# Benchmark results" >"$R"
@@ -141,6 +147,84 @@ deep)
     "$T" report "$OUT/$a.tmf" "$OUT/$a-deep-pruned.tmf" "$OUT/$a-deep-clustered.tmf" "$OUT/$a-deep-int8.tmf" --data $D --format csv -q \
       | awk -F, -v a=$a '!/^#/ && $1 != "model" {printf "| %s | %s | %s | %.1fx | %s | %s |\n", a, $1, $2, $3, $9, $10}' >>"$R"
     "$T" info "$OUT/$a-deep-int8.tmf" --stages --format md | sed -n '/Bytes after each/,$p' >>"$R"
+  done
+  ;;
+lowbit)
+  SEEDS="1 2 3"
+  say ""; say "## Below 8 bits (top-1 on the 10,000-image test split; mean (min-max) over seeds $SEEDS)"; say ""
+  say "PTQ: the seed picks the 512 calibration samples. W = weight bits, activations int8, weights per channel."
+  say ""
+  say "| model | float | W8 | W4 nearest | W4 adaptive | W3 nearest | W3 adaptive | W2 nearest | W2 adaptive |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for a in lenet300 lenet5 dscnn mobilenet-tiny resnet8; do
+    [ -f "$OUT/$a.tmf" ] || continue
+    row="| $a | $(top1 "$OUT/$a.tmf")"
+    for cfg in 8:nearest 4:nearest 4:adaptive 3:nearest 3:adaptive 2:nearest 2:adaptive; do
+      accs=""
+      for sd in $SEEDS; do
+        "$T" quantize "$OUT/$a.tmf" --calib $D --weight-bits "${cfg%%:*}" --weight-rounding "${cfg##*:}" --seed "$sd" -q -o "$OUT/lb.tmf"
+        accs="$accs $(top1 "$OUT/lb.tmf")"
+      done
+      # shellcheck disable=SC2086
+      row="$row | $(stats $accs)"
+    done
+    say "$row |"
+  done
+  say ""; say "QAT (tinyml qat, W4A8, defaults: 2 epochs, Adam 1e-4, from the adaptive-rounding weights, EMA ranges frozen at"
+  say "half; the seed picks calibration samples, shuffling and the validation split), with PTQ for reference:"; say ""
+  say "| model | float | PTQ W4 nearest | PTQ W4 adaptive | QAT W4 | QAT seconds |"
+  say "|---|---:|---:|---:|---:|---:|"
+  for a in lenet5 resnet8; do
+    [ -f "$OUT/$a.tmf" ] || continue
+    n=""; ad=""; q=""; secs=""
+    for sd in $SEEDS; do
+      t0=$(date +%s.%N)
+      "$T" qat "$OUT/$a.tmf" --data $D --weight-bits 4 --seed "$sd" --format csv -q -o "$OUT/lb-qat.tmf" >"$OUT/lb-qat.csv"
+      secs="$secs $(sub "$(date +%s.%N)" "$t0")"
+      f=$(awk -F, '$1=="float"{print $4}' "$OUT/lb-qat.csv")
+      n="$n $(awk -F, '$1=="PTQ nearest"{print $4}' "$OUT/lb-qat.csv")"
+      ad="$ad $(awk -F, '$1=="PTQ adaptive"{print $4}' "$OUT/lb-qat.csv")"
+      q="$q $(awk -F, '$1=="QAT"{print $4}' "$OUT/lb-qat.csv")"
+    done
+    # shellcheck disable=SC2086
+    say "| $a | $f | $(stats $n) | $(stats $ad) | $(stats $q) | $(stats $secs) |"
+  done
+  say ""; say "Mixed precision (--weight-bits auto, knapsack) at the weight bytes of uniform 4 and 3 bits vs uniform:"; say ""
+  say "| model | rounding | budget | uniform | mixed | mixed weight bytes |"
+  say "|---|---|---|---:|---:|---:|"
+  for a in lenet5 resnet8; do
+    [ -f "$OUT/$a.tmf" ] || continue
+    for r in nearest adaptive; do
+      for b in 4 3; do
+        u=""; mx=""; wb=""
+        for sd in $SEEDS; do
+          "$T" quantize "$OUT/$a.tmf" --calib $D --weight-bits "$b" --weight-rounding $r --seed "$sd" -q -o "$OUT/lb.tmf"
+          u="$u $(top1 "$OUT/lb.tmf")"
+          "$T" quantize "$OUT/$a.tmf" --calib $D --weight-bits auto --target-size "${b}bit" --weight-rounding $r --seed "$sd" -q -o "$OUT/lb.tmf"
+          mx="$mx $(top1 "$OUT/lb.tmf")"
+          wb=$("$T" info "$OUT/lb.tmf" --history | tr ',' '\n' | sed -n 's/.*"weight_bytes":\([0-9]*\).*/\1/p' | tail -1)
+        done
+        # shellcheck disable=SC2086
+        say "| $a | $r | ${b}bit | $(stats $u) | $(stats $mx) | $wb |"
+      done
+    done
+  done
+  say ""; say "Deep Compression with QAT instead of PTQ (the deep section's clustered models; 2 epochs distilled from the"
+  say "unpruned model, lr 1e-4; sizes are .tmf file bytes against the float32 file):"; say ""
+  say "| model | int8 | bytes | ratio | top-1 | drop |"
+  say "|---|---|---:|---:|---:|---:|"
+  for a in lenet300 lenet5; do
+    [ -f "$OUT/$a-deep-clustered.tmf" ] || continue
+    f=$(top1 "$OUT/$a.tmf"); fb=$(wc -c <"$OUT/$a.tmf")
+    for mode in ptq qat; do
+      if [ $mode = ptq ]; then
+        "$T" quantize "$OUT/$a-deep-clustered.tmf" --calib $D -q -o "$OUT/$a-deep-$mode.tmf"
+      else
+        "$T" qat "$OUT/$a-deep-clustered.tmf" --data $D --teacher "$OUT/$a.tmf" --eval none -q -o "$OUT/$a-deep-$mode.tmf"
+      fi
+      acc=$(top1 "$OUT/$a-deep-$mode.tmf"); by=$(wc -c <"$OUT/$a-deep-$mode.tmf")
+      say "| $a | $mode | $by | $(awk -v a="$fb" -v b="$by" 'BEGIN{printf "%.1fx", a / b}') | $acc | $(sub "$f" "$acc") |"
+    done
   done
   ;;
 torch)

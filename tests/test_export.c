@@ -5,7 +5,8 @@
  * reads int8 inputs from a file and writes the int8 outputs, run on 100
  * Fashion-MNIST test images, and compared byte for byte with the integer
  * engine. A pruned + clustered LeNet-5 exercises the compact weight forms
- * (sparse rows with filler entries, codebooks per tensor and per channel).
+ * (sparse rows with filler entries, codebooks per tensor and per channel);
+ * models quantized below 8 bits exercise the packed int4 / int2 form.
  * Also: the arena size, what the generated source may include, refusals
  * (float model, bad prefix), file writing, and the `tinyml export` command.
  *
@@ -20,6 +21,7 @@
 
 #include "testutil.h"
 #include "tinyml/tml_cluster.h"
+#include "tinyml/tml_device.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
 #include "tinyml/tml_prune.h"
@@ -47,6 +49,27 @@
 /* ---- models ----------------------------------------------------------------------------- */
 
 static tml_model *zoo(const char *arch) { return tu_zoo_model(arch, 3); }
+
+/* fold, calibrate (96 training images), quantize: weights at `bits`, or per
+ * layer as lb gives (n entries) */
+static void quantize_bits(tml_model *m, int bits, const tml_layer_bits *lb, int nlb)
+{
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_dataset *ds = tu_fmnist("train");
+    tml_calib cal;
+    tml_calib_opts co = {.samples = 96, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    qo.weight_bits = bits;
+    qo.layer_bits = lb;
+    qo.n_layer_bits = nlb;
+    tml_status st = tml_quantize(m, &cal, &qo);
+    if (st) fprintf(stderr, "quantize: %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    tml_calib_free(&cal);
+    tml_dataset_free(ds);
+}
 
 /* fold, calibrate (96 training images), quantize with default options */
 static void quantize(tml_model *m) { tu_quantize(m, 96); }
@@ -395,6 +418,127 @@ static void test_compact_forms_bit_exact(void **state)
     tml_model_free(m);
 }
 
+/* Packed low-bit weights: LeNet-5 with its layers at 2, 3, 4 and 4 bits (3
+ * bits as indices of the identity codebook), mobilenet-tiny (depthwise and 1x1 convs) and
+ * resnet8 (odd channel counts per pair of rows, adds) at 4 and 2 bits: the
+ * packed form is chosen by bytes (--optimize size) and bit-exact; LeNet-5's
+ * weights at 4 bits take at most 0.55x the bytes of its int8 export, also
+ * with the default (balanced) choice. */
+static void test_packed_forms_bit_exact(void **state)
+{
+    (void)state;
+    static const tml_layer_bits lenet_bits[] = {{"conv1", 2}, {"conv2", 3}, {"fc1", 4}, {"fc2", 4}};
+    const struct {
+        const char *arch, *tag;
+        int bits;
+        const tml_layer_bits *lb;
+        int nlb;
+    } cases[] = {
+        {"lenet5", "export_packed_lenet5_w4", 4, NULL, 0},
+        {"lenet5", "export_packed_lenet5_mixed", 8, lenet_bits, 4},
+        {"mobilenet-tiny", "export_packed_mobilenet_w4", 4, NULL, 0},
+        {"resnet8", "export_packed_resnet8_w2", 2, NULL, 0},
+    };
+    int64_t w8_bytes = 0;
+    {
+        tml_model *m = zoo("lenet5");
+        quantize(m);
+        tml_export_result r;
+        tml_export_opts o;
+        tml_export_opts_default(&o);
+        assert_int_equal(tml_export_c(m, &o, &r), TML_OK);
+        w8_bytes = r.weight_bytes;
+        tml_export_result_free(&r);
+        tml_model_free(m);
+    }
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        tml_model *m = zoo(cases[c].arch);
+        quantize_bits(m, cases[c].bits, cases[c].lb, cases[c].nlb);
+        float *x = test_images(m);
+        engine_io io;
+        engine_run(m, x, &io);
+        const variant v = {cases[c].tag, TML_EXPORT_AUTO, NULL, TML_EXPORT_OPT_SIZE};
+        tml_export_result r;
+        export_check(m, &io, &v, &r);
+        for (int l = 0; l < r.n_layers; l++) {
+            if (r.layers[l].enc == TML_EXPORT_NONE) continue;
+            /* every 2- and 4-bit layer is packed: half or a quarter of its int8
+             * bytes, up to the padding of rows to whole words; a 3-bit one takes
+             * 3-bit indices of its grid's identity codebook */
+            const tml_tensor *w = &m->tensors[m->nodes[l].in[1]];
+            assert_int_equal(r.layers[l].enc, w->qbits == 3 ? TML_EXPORT_CLUSTER : TML_EXPORT_PACKED);
+            assert_true(r.layers[l].weight_bytes * 10 < r.layers[l].dense_bytes * 7);
+        }
+        if (c == 0) {
+            tml_export_result rb;
+            tml_export_opts ob;
+            tml_export_opts_default(&ob);
+            assert_int_equal(tml_export_c(m, &ob, &rb), TML_OK);
+            fprintf(stderr, "  lenet5 W4A8 weights %lld B (size), %lld B (balanced) vs int8 %lld B (%.3fx, %.3fx)\n",
+                    (long long)r.weight_bytes, (long long)rb.weight_bytes, (long long)w8_bytes,
+                    (double)r.weight_bytes / (double)w8_bytes, (double)rb.weight_bytes / (double)w8_bytes);
+            assert_true(r.weight_bytes * 100 <= w8_bytes * 55);
+            assert_true(rb.weight_bytes * 100 <= w8_bytes * 55);
+            tml_export_result_free(&rb);
+        }
+        tml_export_result_free(&r);
+        engine_io_free(&io);
+        free(x);
+        tml_model_free(m);
+    }
+}
+
+/* The same low-bit models built for an emulated Cortex-M4 (DSP kernels, -O2
+ * and -Os) and a Cortex-M3 (portable kernels): every output byte equals the
+ * engine's. Skipped, saying so, without the cross compiler and QEMU. */
+static void test_packed_forms_on_device(void **state)
+{
+    (void)state;
+    tml_device_opts dopt;
+    tml_device_opts_default(&dopt);
+    if (tml_device_check_tools(&dopt) != TML_OK) {
+        fprintf(stderr, "  SKIPPED (no Cortex-M toolchain / QEMU: scripts/install-deps.sh --mcu): %s\n", tml_last_error());
+        skip();
+    }
+    static const tml_layer_bits lenet_bits[] = {{"conv1", 2}, {"conv2", 3}, {"fc1", 4}, {"fc2", 4}};
+    const struct {
+        const char *arch;
+        int bits;
+        const tml_layer_bits *lb;
+        int nlb;
+    } cases[] = {{"lenet5", 8, lenet_bits, 4}, {"mobilenet-tiny", 4, NULL, 0}, {"resnet8", 2, NULL, 0}};
+    const struct {
+        const char *target, *opt;
+    } builds[] = {{"cortex-m4", "O2"}, {"cortex-m4", "Os"}, {"cortex-m3", "O2"}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        tml_model *m = zoo(cases[c].arch);
+        quantize_bits(m, cases[c].bits, cases[c].lb, cases[c].nlb);
+        float *x = test_images(m);
+        for (size_t b = 0; b < sizeof builds / sizeof *builds; b++) {
+            tml_device_opts o;
+            tml_device_opts_default(&o);
+            o.target = builds[b].target;
+            o.opt = builds[b].opt;
+            o.werror = 1;
+            o.exp.optimize = TML_EXPORT_OPT_SIZE; /* the packed form wherever it is smallest */
+            tml_device_result r;
+            tml_status st = tml_device_run(m, x, 8, &o, &r);
+            if (st) fprintf(stderr, "  %s on %s -%s: %s\n", cases[c].arch, builds[b].target, builds[b].opt, tml_last_error());
+            assert_int_equal(st, TML_OK);
+            int packed = 0;
+            for (int l = 0; l < r.exp.n_layers; l++) packed += r.exp.layers[l].enc == TML_EXPORT_PACKED;
+            fprintf(stderr, "  %-14s %-9s -%s: %s kernels, %d packed layers, %.0f instructions, %lld differing bytes\n",
+                    cases[c].arch, builds[b].target, builds[b].opt, r.exp.dsp_kernels && r.target->dsp ? "DSP" : "portable",
+                    packed, r.instr, (long long)r.mismatches);
+            assert_true(packed > 0);
+            assert_int_equal(r.mismatches, 0);
+            tml_device_result_free(&r);
+        }
+        free(x);
+        tml_model_free(m);
+    }
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -505,6 +649,8 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_zoo_models_bit_exact),
         cmocka_unit_test(test_compact_forms_bit_exact),
+        cmocka_unit_test(test_packed_forms_bit_exact),
+        cmocka_unit_test(test_packed_forms_on_device),
         cmocka_unit_test(test_other_ops_bit_exact),
         cmocka_unit_test(test_cli),
     };

@@ -222,6 +222,7 @@ static void assert_same_tensor(const tml_tensor *a, const tml_tensor *b, int exp
     assert_memory_equal(a->dims, b->dims, sizeof(int32_t) * (size_t)a->ndim);
     assert_int_equal(!!a->pruned, !!b->pruned);
     assert_int_equal(a->store_hint, b->store_hint);
+    assert_int_equal(a->qbits, b->qbits);
     assert_int_equal(a->q.n, b->q.n);
     if (a->q.n) {
         assert_int_equal(a->q.axis, b->q.axis);
@@ -1552,6 +1553,83 @@ static void test_crafted_tensor_headers_refused(void **state)
     tml_buf_free(&b);
 }
 
+/* Low-bit int8 weights (qbits 2..7): every encoding round-trips bit for bit,
+ * a dense body is exactly ceil(n * b / 8) bytes of values, and the reader and
+ * writer refuse what does not fit. */
+static void test_lowbit_tensors(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 510);
+    for (int qb = 2; qb <= 7; qb++) {
+        const int lo = -(1 << (qb - 1)), hi = (1 << (qb - 1)) - 1;
+        tml_model *m = tml_model_new();
+        int a = tml_model_add_tensor(m, "w", TML_DTYPE_INT8, TML_TENSOR_PARAM, 4, D(7, 3, 3, 5), NULL);
+        tu_fill_int8(&r, m->tensors[a].data, 7 * 45, lo, hi);
+        int b = tml_model_add_tensor(m, "w_pruned", TML_DTYPE_INT8, TML_TENSOR_PARAM, 2, D(9, 37), NULL);
+        tu_fill_int8(&r, m->tensors[b].data, 9 * 37, lo, hi);
+        prune(&m->tensors[b], &r, 0.8f);
+        int c = tml_model_add_tensor(m, "w_clustered", TML_DTYPE_INT8, TML_TENSOR_PARAM, 2, D(5, 13), NULL);
+        m->tensors[c].pruned = 1;
+        cluster(&m->tensors[c], &r, 3, 2, 1, 0.4f);
+        /* centroids of the helper span int8: bring them into range */
+        tml_codebook *cb = m->tensors[c].cb;
+        for (int i = 0; i < cb->n_books * cb->k; i++) cb->centroids[i] = (float)((int)cb->centroids[i] % (hi + 1));
+        for (int64_t i = 0; i < 65; i++)
+            ((int8_t *)m->tensors[c].data)[i] = (int8_t)cb->centroids[(i / 13) * cb->k + cb->index[i]];
+        m->tensors[a].qbits = m->tensors[b].qbits = m->tensors[c].qbits = qb;
+        for (int i = 0; i < m->n_tensors; i++) check_all_encodings(&m->tensors[i]);
+        tml_save_opts raw = {0};
+        tml_tensor_storage st;
+        assert_int_equal(tml_tensor_storage_plan(&m->tensors[a], &raw, &st), TML_OK);
+        assert_int_equal(st.layout, TML_LAYOUT_DENSE);
+        tml_buf enc = {0}, enc8 = {0};
+        assert_int_equal(tml_tnsr_encode_as(&m->tensors[a], 0, TML_LAYOUT_DENSE, 0, TML_ENTROPY_NONE, &enc), TML_OK);
+        m->tensors[a].qbits = 0;
+        assert_int_equal(tml_tnsr_encode_as(&m->tensors[a], 0, TML_LAYOUT_DENSE, 0, TML_ENTROPY_NONE, &enc8), TML_OK);
+        /* 315 bytes of int8 become ceil(315 b / 8), plus the width byte */
+        assert_int_equal((int64_t)enc8.len - (int64_t)enc.len, 315 - (315 * qb + 7) / 8 - 1);
+        m->tensors[a].qbits = qb;
+        tml_buf_free(&enc);
+        tml_buf_free(&enc8);
+        /* a value that does not fit the width: refused by the writer and finalize */
+        ((int8_t *)m->tensors[a].data)[44] = (int8_t)(hi + 1);
+        assert_int_equal(tml_tnsr_encode(&m->tensors[a], &raw, &enc, NULL), TML_ERR_INVALID);
+        tml_buf_free(&enc);
+        tml_model_free(m);
+    }
+    /* crafted: the width on a float tensor, widths 1 and 8, nonzero padding */
+    tml_buf p = {0};
+    tnsr_header(&p, "f", TML_DTYPE_F32, TML_TENSOR_PARAM, 1, D(3), 0x10);
+    tml_buf_u8(&p, 4);
+    expect_tnsr_error(&p, "not an int8 constant");
+    for (int w = 1; w <= 8; w += 7) {
+        tnsr_header(&p, "w", TML_DTYPE_INT8, TML_TENSOR_PARAM, 1, D(3), 0x10);
+        tml_buf_u8(&p, (uint8_t)w);
+        expect_tnsr_error(&p, "value width");
+    }
+    const uint8_t body[2] = {0x21, 0xF3}; /* 3 values of 4 bits: 1, 2, 3 and a padding nibble of 0xF */
+    tnsr_header(&p, "w", TML_DTYPE_INT8, TML_TENSOR_PARAM, 1, D(3), 0x10);
+    tml_buf_u8(&p, 4);
+    encoding(&p, 0, 0, 0, 0, 3, 2, tml_crc32(0, body, 2), 2);
+    tml_buf_put(&p, body, 2);
+    expect_tnsr_error(&p, "padding");
+    const uint8_t good[2] = {0x21, 0x0D}; /* 1, 2, -3 */
+    tnsr_header(&p, "w", TML_DTYPE_INT8, TML_TENSOR_PARAM, 1, D(3), 0x10);
+    tml_buf_u8(&p, 4);
+    encoding(&p, 0, 0, 0, 0, 3, 2, tml_crc32(0, good, 2), 2);
+    tml_buf_put(&p, good, 2);
+    tml_model *m = tml_model_new();
+    assert_int_equal(tml_tnsr_decode(m, p.p, p.len), TML_OK);
+    const int8_t *v = m->tensors[0].data;
+    assert_int_equal(v[0], 1);
+    assert_int_equal(v[1], 2);
+    assert_int_equal(v[2], -3);
+    assert_int_equal(m->tensors[0].qbits, 4);
+    tml_model_free(m);
+    tml_buf_free(&p);
+}
+
 static void test_random_buffers_never_crash(void **state)
 {
     (void)state;
@@ -1961,6 +2039,7 @@ int main(void)
         cmocka_unit_test(test_deflate_and_huffman_are_chosen),
         cmocka_unit_test(test_storage_plan_matches_file),
         cmocka_unit_test(test_every_encoding_decodes),
+        cmocka_unit_test(test_lowbit_tensors),
         cmocka_unit_test(test_truncation_at_every_byte),
         cmocka_unit_test(test_every_byte_flip_is_detected),
         cmocka_unit_test(test_signature_version_and_chunk_rules),

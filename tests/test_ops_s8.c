@@ -7,7 +7,10 @@
  *   - every int8 kernel against the float reference kernels within one
  *     quantization step;
  *   - every fast kernel against its `_ref` twin, bit for bit, on odd sizes,
- *     for every instruction set this CPU has and 1 and 2 OpenMP threads.
+ *     for every instruction set this CPU has and 1 and 2 OpenMP threads;
+ *   - packed low-bit weights: pack / unpack (every width, odd counts, every
+ *     instruction set) against a bit-by-bit reading, a hand-worked W4A8
+ *     layer, and the packed-weight references against the int8 ones.
  */
 #include <math.h>
 #include <stdio.h>
@@ -1010,6 +1013,78 @@ static void test_epilogue_exact(void **state)
     free(scratch);
 }
 
+/* The ReLU epilogue's signed-multiply form (ops_s8_simd.h,
+ * tml_s8_rq512_relu_blend_s) and its fallback, on the kernels that use it:
+ * a 64 -> 64 pointwise conv (full 64-column GEMM tiles), 3x3 depthwise on 64
+ * channels (64-channel strips) and on 16 (16-channel strips). Regimes: right
+ * shifts >= 1 (the signed form), channels with shift 0 and mult < 2^30 (the
+ * signed form with the odd multipliers doubled), a channel with shift 0 and
+ * mult >= 2^30 and one with a right shift of 23 (the unsigned form); small
+ * weights in the shift-0 regimes so that outputs are not all saturated;
+ * output zero points up to -128 (folded into the signed form's addends);
+ * ReLU and ReLU6; both roundings, 1 and 2 threads. */
+static void test_relu_signed_epilogue(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 41);
+    const tml_window pw = make_win(2, 5, 3, 64, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1);
+    const tml_window d64 = make_win(1, 7, 9, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    const tml_window d16 = make_win(1, 6, 5, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    const tml_window *wins[3] = {&pw, &d64, &d16};
+    for (int wi = 0; wi < 3; wi++) {
+        const tml_window *p = wins[wi];
+        const int dw = wi > 0, o = p->o, k = dw ? p->kh * p->kw : p->c;
+        const size_t nx = (size_t)p->n * p->h * p->w * p->c, ny = (size_t)p->n * p->oh * p->ow * o;
+        const size_t nw = dw ? (size_t)k * o : (size_t)o * k;
+        int8_t *x = malloc(nx), *w = malloc(nw), *yr = malloc(ny), *yf = malloc(ny);
+        int32_t mult[64], shift[64], bias[64];
+        uint8_t *scratch = dw ? NULL : malloc(tml_conv2d_s8_scratch_size(p) + 1);
+        for (int it = 0; it < 16; it++) {
+            const int regime = it % 4;
+            tu_fill_int8(&r, x, nx, -128, 127);
+            tu_fill_int8(&r, w, nw, regime == 0 ? -128 : -3, regime == 0 ? 127 : 3);
+            if (regime == 0) {
+                rand_requant(&r, o, k, mult, shift);
+                rand_bias(&r, o, bias);
+            } else {
+                for (int j = 0; j < o; j++) {
+                    shift[j] = j % 3 ? 0 : -rnd_range(&r, 1, 3);
+                    mult[j] = rnd_range(&r, Q30 / 2, Q30 - 1);
+                    bias[j] = rnd_range(&r, -300, 300);
+                }
+                if (regime == 2) shift[o - 1] = 0, mult[o - 1] = rnd_range(&r, Q30, INT32_MAX);
+                if (regime == 3) shift[1] = -23; /* past the zero-point fold's range */
+            }
+            const int32_t out_zp = (it / 4) % 2 ? rnd_range(&r, -128, 100) : rnd_range(&r, -20, 20);
+            tml_qparams q = {rnd_range(&r, -128, 127), out_zp, mult, shift, 0, 127,
+                             (it / 2) % 2 ? TML_ROUNDING_TFLITE : TML_ROUNDING_TINYML};
+            act_bounds(it % 2 ? 1 : 2, q.out_zp, &q.act_min, &q.act_max);
+            if (dw)
+                tml_dwconv2d_s8_ref(p, &q, x, w, bias, yr);
+            else
+                tml_conv2d_s8_ref(p, &q, x, w, bias, yr);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    memset(yf, 0x5A, ny);
+                    if (dw)
+                        tml_dwconv2d_s8_ex(p, &q, x, w, bias, yf, (tml_s8_isa)isa, 0);
+                    else
+                        tml_conv2d_s8_ex(p, &q, x, w, bias, yf, scratch + 1, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("relu epilogue", yf, yr, ny)) {
+                        fprintf(stderr, "  %s, regime %d, iteration %d, %s, %d threads\n",
+                                wi == 0 ? "pointwise 64" : wi == 1 ? "depthwise 64" : "depthwise 16", regime, it,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+        }
+        set_threads(2);
+        free(x), free(w), free(yr), free(yf), free(scratch);
+    }
+}
+
 /* Exact ties in both roundings: M = 2^30 * 2^(shift-31) with small
  * accumulators makes acc * M land on .5 (in the high multiply and in the
  * right shift) for a large share of the outputs, of both signs. */
@@ -1286,6 +1361,209 @@ static void test_scratch_bounded(void **state)
 
 /* float <-> int8 at the model boundary: fast == reference exactly, on odd
  * lengths, with exact halves (ties to even), NaN, infinities and huge values. */
+/* ---- packed low-bit weights ----------------------------------------------------------------- */
+
+/* Element i of a stream of width w, bit by bit (independent of tml_s8w_get). */
+static int bitwise_get(const uint8_t *p, int w, int64_t i)
+{
+    int v = 0;
+    for (int b = 0; b < w; b++) {
+        const int64_t bit = i * w + b;
+        v |= ((p[bit / 8] >> (bit % 8)) & 1) << b;
+    }
+    return v >= (1 << (w - 1)) ? v - (1 << w) : v;
+}
+
+static void test_lowbit_pack_unpack(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 41);
+    const int64_t counts[] = {0, 1, 3, 7, 31, 32, 33, 63, 64, 65, 127, 1001};
+    for (int wb = 2; wb <= 8; wb++)
+        for (size_t ci = 0; ci < sizeof(counts) / sizeof(counts[0]); ci++) {
+            const int64_t n = counts[ci];
+            int8_t *w = malloc((size_t)n + 1), *u = malloc((size_t)n + 1);
+            const size_t nb = tml_s8w_bytes(n, wb);
+            assert_int_equal(nb, (size_t)((n * wb + 7) / 8));
+            uint8_t *p = malloc(nb + 1);
+            tu_fill_int8(&r, w, (size_t)n, -(1 << (wb - 1)), (1 << (wb - 1)) - 1);
+            memset(p, 0xA5, nb + 1);
+            tml_s8w_pack(n, wb, w, p);
+            assert_int_equal(p[nb], 0xA5); /* nothing written past the stream */
+            if ((n * wb) % 8) assert_int_equal(p[nb - 1] >> ((n * wb) % 8), 0); /* zero padding */
+            for (int64_t i = 0; i < n; i++) {
+                if (bitwise_get(p, wb, i) != w[i] || tml_s8w_get(p, wb, i) != w[i]) {
+                    fprintf(stderr, "  %d bits, count %lld, element %lld: %d / %d, expected %d\n", wb, (long long)n,
+                            (long long)i, bitwise_get(p, wb, i), tml_s8w_get(p, wb, i), w[i]);
+                    fail();
+                }
+            }
+            memset(u, 0x5A, (size_t)n + 1);
+            tml_s8w_unpack_ref(n, wb, p, u);
+            assert_true(tu_equal_i8("unpack ref", u, w, (size_t)n));
+            for (int isa = 0; isa < n_isas(); isa++) {
+                memset(u, 0x5A, (size_t)n + 1);
+                tml_s8w_unpack_ex(n, wb, p, u, (tml_s8_isa)isa);
+                if (!tu_equal_i8("unpack fast", u, w, (size_t)n)) {
+                    fprintf(stderr, "  %d bits, count %lld, %s\n", wb, (long long)n, tml_s8_isa_name((tml_s8_isa)isa));
+                    fail();
+                }
+                assert_int_equal((uint8_t)u[n], 0x5A);
+            }
+            free(w), free(u), free(p);
+        }
+}
+
+/* A hand-worked W4A8 dense layer: weights -8, 7, 1 pack to bytes 0x78 0x01;
+ * x = 1, 2, 3 with in_zp -1 gives acc = 2*-8 + 3*7 + 4*1 + bias 5 = 14. */
+static void test_lowbit_dense_hand(void **state)
+{
+    (void)state;
+    const int8_t w[3] = {-8, 7, 1}, x[3] = {1, 2, 3};
+    uint8_t p[2];
+    tml_s8w_pack(3, 4, w, p);
+    assert_int_equal(p[0], 0x78);
+    assert_int_equal(p[1], 0x01);
+    int32_t mult, shift, bias = 5;
+    int sh;
+    tml_quantize_multiplier(1.0, &mult, &sh);
+    shift = sh;
+    tml_qparams q = {.in_zp = -1, .out_zp = 0, .mult = &mult, .shift = &shift, .act_min = -128, .act_max = 127};
+    int8_t y = 0;
+    tml_dense_s8w_ref(1, 3, 1, 4, &q, x, p, &bias, &y);
+    assert_int_equal(y, 14);
+}
+
+/* The packed-weight reference kernels compute exactly what the int8 ones do
+ * on the unpacked weights, for every width, on odd sizes (rows that start
+ * inside a byte); the fast path (unpack, then the int8 fast kernels, as the
+ * engine runs it) matches them for every instruction set and 1 / 2 threads. */
+static void test_lowbit_kernels_vs_int8(void **state)
+{
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 42);
+    const int widths[] = {2, 3, 4, 5, 7};
+    for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
+        const int wb = widths[wi], lo = -(1 << (wb - 1)), hi = (1 << (wb - 1)) - 1;
+        for (size_t ci = 0; ci < sizeof(CONV_CASES) / sizeof(CONV_CASES[0]); ci++) {
+            const conv_case *cc = &CONV_CASES[ci];
+            const tml_window p = make_win(cc->n, cc->h, cc->w, cc->c, cc->o, cc->kh, cc->kw, cc->sh, cc->sw, cc->dh, cc->dw,
+                                          cc->pt, cc->pl, cc->pb, cc->pr, cc->groups, 1);
+            const size_t nx = (size_t)p.n * p.h * p.w * p.c, ny = (size_t)p.n * p.oh * p.ow * p.o;
+            const size_t nw = (size_t)p.o * p.kh * p.kw * (p.c / p.groups);
+            int8_t *x = malloc(nx), *w = malloc(nw), *y8 = malloc(ny), *yw = malloc(ny);
+            uint8_t *pk = malloc(tml_s8w_bytes((int64_t)nw, wb) + 1);
+            tu_fill_int8(&r, x, nx, -128, 127);
+            tu_fill_int8(&r, w, nw, lo, hi);
+            tml_s8w_pack((int64_t)nw, wb, w, pk);
+            qset qs;
+            make_qset(&r, p.o, (int)(nw / p.o), ZPS[ci % 4], (int)(ci % 3), &qs);
+            tml_conv2d_s8_ref(&p, &qs.q, x, w, qs.bias, y8);
+            tml_conv2d_s8w_ref(&p, &qs.q, wb, x, pk, qs.bias, yw);
+            if (!tu_equal_i8("conv packed ref vs int8 ref", yw, y8, ny)) {
+                fprintf(stderr, "  %d bits, conv case %zu\n", wb, ci);
+                fail();
+            }
+            /* the fast path: unpack, pack for the instruction set, run; every
+             * isa and 1 / 2 threads against the packed reference */
+            int8_t *wu = malloc(nw), *yf = malloc(ny);
+            uint8_t *scratch = malloc(tml_conv2d_s8_scratch_size(&p) + 1), *packed = malloc(tml_conv2d_s8_packed_size(&p) + 1);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    tml_s8w_unpack_ex((int64_t)nw, wb, pk, wu, (tml_s8_isa)isa);
+                    tml_conv2d_s8_pack_ex(&p, &qs.q, wu, qs.bias, packed, (tml_s8_isa)isa);
+                    memset(yf, 0x5A, ny);
+                    tml_conv2d_s8_packed_ex(&p, &qs.q, x, packed, yf, scratch, 0);
+                    if (!tu_equal_i8("conv packed weights: fast vs packed ref", yf, yw, ny)) {
+                        fprintf(stderr, "  %d bits, conv case %zu, %s, %d threads\n", wb, ci, tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            set_threads(2);
+            free(wu), free(yf), free(scratch), free(packed);
+            free_qset(&qs);
+            free(x), free(w), free(y8), free(yw), free(pk);
+        }
+        /* depthwise, depth multiplier 1 and 3, odd channel counts */
+        const int dwc[][5] = {{1, 7, 7, 7, 1}, {2, 9, 5, 33, 1}, {1, 5, 5, 3, 3}, {1, 6, 6, 13, 1}};
+        for (size_t ci = 0; ci < 4; ci++) {
+            const tml_window p = make_win(dwc[ci][0], dwc[ci][1], dwc[ci][2], dwc[ci][3], dwc[ci][3] * dwc[ci][4], 3, 3,
+                                          1 + (int)(ci & 1), 1, 1, 1, 1, 1, 1, 1, 1, dwc[ci][4]);
+            const size_t nx = (size_t)p.n * p.h * p.w * p.c, ny = (size_t)p.n * p.oh * p.ow * p.o, nw = (size_t)9 * p.o;
+            int8_t *x = malloc(nx), *w = malloc(nw), *y8 = malloc(ny), *yw = malloc(ny);
+            uint8_t *pk = malloc(tml_s8w_bytes((int64_t)nw, wb) + 1);
+            tu_fill_int8(&r, x, nx, -128, 127);
+            tu_fill_int8(&r, w, nw, lo, hi);
+            tml_s8w_pack((int64_t)nw, wb, w, pk);
+            qset qs;
+            make_qset(&r, p.o, 9, ZPS[ci], (int)(ci % 3), &qs);
+            tml_dwconv2d_s8_ref(&p, &qs.q, x, w, qs.bias, y8);
+            tml_dwconv2d_s8w_ref(&p, &qs.q, wb, x, pk, qs.bias, yw);
+            if (!tu_equal_i8("depthwise packed ref vs int8 ref", yw, y8, ny)) {
+                fprintf(stderr, "  %d bits, depthwise case %zu\n", wb, ci);
+                fail();
+            }
+            int8_t *wu = malloc(nw), *yf = malloc(ny);
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    tml_s8w_unpack_ex((int64_t)nw, wb, pk, wu, (tml_s8_isa)isa);
+                    memset(yf, 0x5A, ny);
+                    tml_dwconv2d_s8_ex(&p, &qs.q, x, wu, qs.bias, yf, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("depthwise packed weights: fast vs packed ref", yf, yw, ny)) {
+                        fprintf(stderr, "  %d bits, depthwise case %zu, %s, %d threads\n", wb, ci,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            set_threads(2);
+            free(wu), free(yf);
+            free_qset(&qs);
+            free(x), free(w), free(y8), free(yw), free(pk);
+        }
+        const int dn[][3] = {{1, 1, 1}, {3, 7, 33}, {13, 33, 7}, {2, 800, 127}};
+        for (size_t ci = 0; ci < 4; ci++) {
+            const int n = dn[ci][0], in = dn[ci][1], out = dn[ci][2];
+            int8_t *x = malloc((size_t)n * in), *w = malloc((size_t)in * out), *y8 = malloc((size_t)n * out),
+                   *yw = malloc((size_t)n * out);
+            uint8_t *pk = malloc(tml_s8w_bytes((int64_t)in * out, wb) + 1);
+            tu_fill_int8(&r, x, (size_t)n * in, -128, 127);
+            tu_fill_int8(&r, w, (size_t)in * out, lo, hi);
+            tml_s8w_pack((int64_t)in * out, wb, w, pk);
+            qset qs;
+            make_qset(&r, out, in, ZPS[(ci + 1) % 4], (int)(ci % 3), &qs);
+            tml_dense_s8_ref(n, in, out, &qs.q, x, w, qs.bias, y8);
+            tml_dense_s8w_ref(n, in, out, wb, &qs.q, x, pk, qs.bias, yw);
+            if (!tu_equal_i8("dense packed ref vs int8 ref", yw, y8, (size_t)n * out)) {
+                fprintf(stderr, "  %d bits, dense %d x %d -> %d\n", wb, n, in, out);
+                fail();
+            }
+            int8_t *wu = malloc((size_t)in * out), *yf = malloc((size_t)n * out);
+            const size_t ss = tml_dense_s8_scratch_size(n, in, out);
+            uint8_t *scratch = ss ? malloc(ss) : NULL;
+            for (int isa = 0; isa < n_isas(); isa++)
+                for (int th = 1; th <= 2; th++) {
+                    set_threads(th);
+                    tml_s8w_unpack_ex((int64_t)in * out, wb, pk, wu, (tml_s8_isa)isa);
+                    memset(yf, 0x5A, (size_t)n * out);
+                    tml_dense_s8_ex(n, in, out, &qs.q, x, wu, qs.bias, yf, scratch, (tml_s8_isa)isa, 0);
+                    if (!tu_equal_i8("dense packed weights: fast vs packed ref", yf, yw, (size_t)n * out)) {
+                        fprintf(stderr, "  %d bits, dense %d x %d -> %d, %s, %d threads\n", wb, n, in, out,
+                                tml_s8_isa_name((tml_s8_isa)isa), th);
+                        fail();
+                    }
+                }
+            set_threads(2);
+            free(wu), free(yf), free(scratch);
+            free_qset(&qs);
+            free(x), free(w), free(y8), free(yw), free(pk);
+        }
+    }
+}
+
 static void test_boundary_quantize_exact(void **state)
 {
     (void)state;
@@ -1357,10 +1635,14 @@ int main(void)
         cmocka_unit_test(test_dense_fast_vs_ref),
         cmocka_unit_test(test_epilogue_exact),
         cmocka_unit_test(test_epilogue_ties),
+        cmocka_unit_test(test_relu_signed_epilogue),
         cmocka_unit_test(test_pool_fast_vs_ref),
         cmocka_unit_test(test_add_fast_vs_ref),
         cmocka_unit_test(test_clamp_gap_fast_vs_ref),
         cmocka_unit_test(test_scratch_bounded),
+        cmocka_unit_test(test_lowbit_pack_unpack),
+        cmocka_unit_test(test_lowbit_dense_hand),
+        cmocka_unit_test(test_lowbit_kernels_vs_int8),
     };
     fprintf(stderr, "INT8 instruction set: %s\n", tml_s8_isa_name(tml_s8_cpu_isa()));
     return cmocka_run_group_tests(tests, NULL, NULL);

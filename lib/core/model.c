@@ -577,6 +577,23 @@ static tml_status infer_node(tml_model *m, tml_node *n)
     }
 }
 
+/* A low-bit tensor is an int8 constant whose every value fits its width:
+ * anything else would be silently changed by the packed storage. */
+static tml_status check_qbits(const tml_tensor *t)
+{
+    if (t->qbits < 2 || t->qbits > 7)
+        return tml_error(TML_ERR_FORMAT, "tensor '%s': weight width %d bits (low-bit weights are 2..7 bits)", t->name, t->qbits);
+    if (t->kind != TML_TENSOR_PARAM || t->dtype != TML_DTYPE_INT8)
+        return tml_error(TML_ERR_FORMAT, "tensor '%s': only int8 constants can be %d-bit", t->name, t->qbits);
+    const int8_t *d = t->data;
+    int64_t n = tml_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++)
+        if (d[i] < TML_QBITS_MIN(t->qbits) || d[i] > TML_QBITS_MAX(t->qbits))
+            return tml_error(TML_ERR_FORMAT, "tensor '%s': value %d at element %lld does not fit %d bits", t->name, d[i],
+                             (long long)i, t->qbits);
+    return TML_OK;
+}
+
 tml_status tml_model_finalize(tml_model *m)
 {
     if (m->input < 0 || m->input >= m->n_tensors) return tml_error(TML_ERR_FORMAT, "model has no valid input tensor");
@@ -616,6 +633,7 @@ tml_status tml_model_finalize(tml_model *m)
                 goto out;
             }
         }
+        if (t->qbits && (st = check_qbits(t))) goto out;
     }
     ready[m->input] = 1;
     for (int i = 0; i < nn; i++) {

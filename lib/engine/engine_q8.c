@@ -19,6 +19,9 @@ typedef struct q8_node {
     tml_mean_s8_tfl_params mean;  /* global average pool, TFLite arithmetic (MEAN) */
     int32_t lo, hi;      /* clamp bounds (relu, relu6, pools) */
     void *packed;        /* conv: weights packed once for the fast kernel */
+    int wbits;           /* 8, or the width of low-bit weights (tml_tensor.qbits) */
+    uint8_t *wpk;        /* low-bit weights packed as on the device: what _ref reads */
+    int8_t *w8;          /* the same unpacked from wpk: what the fast int8 kernels read */
 } q8_node;
 
 static float qscale(const tml_tensor *t) { return t->q.scale[0]; }
@@ -103,7 +106,26 @@ static tml_status prep_weighted(const tml_model *m, const tml_node *n, q8_node *
     p->q.shift = p->shift;
     p->q.rounding = m->meta.rounding;
     act_bounds(m, n->act, y, &p->q.act_min, &p->q.act_max);
+    /* Low-bit weights: the packed stream the device stores, and its unpacked
+     * copy for the fast kernels (made from the stream, so the fast path runs
+     * exactly what was packed). */
+    p->wbits = 8;
+    if (w->qbits) {
+        int64_t cnt = tml_tensor_numel(w);
+        p->wbits = w->qbits;
+        p->wpk = malloc(tml_s8w_bytes(cnt, w->qbits) + 1);
+        p->w8 = malloc((size_t)(cnt ? cnt : 1));
+        if (!p->wpk || !p->w8) return tml_error(TML_ERR_NOMEM, "out of memory");
+        tml_s8w_pack(cnt, w->qbits, w->data, p->wpk);
+        tml_s8w_unpack(cnt, w->qbits, p->wpk, p->w8);
+    }
     return TML_OK;
+}
+
+/* The int8 weights the fast kernels read. */
+static const int8_t *fast_weights(const tml_model *m, const tml_node *n, const q8_node *p)
+{
+    return p->w8 ? p->w8 : m->tensors[n->in[1]].data;
 }
 
 static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, size_t *scratch, int batch)
@@ -124,7 +146,7 @@ static tml_status prep_node(const tml_model *m, const tml_node *n, q8_node *p, s
         p->packed = malloc(tml_conv2d_s8_packed_size(&w));
         if (!p->packed) return tml_error(TML_ERR_NOMEM, "out of memory");
         const int32_t *bias = (n->n_in > 2 && n->in[2] >= 0) ? m->tensors[n->in[2]].data : NULL;
-        tml_conv2d_s8_pack(&w, &p->q, m->tensors[n->in[1]].data, bias, p->packed);
+        tml_conv2d_s8_pack(&w, &p->q, fast_weights(m, n, p), bias, p->packed);
         return TML_OK;
     }
     case TML_OP_DEPTHWISE_CONV2D: return prep_weighted(m, n, p);
@@ -226,6 +248,8 @@ void tml_engine_q8_release(struct tml_engine *e)
         free(p->mult);
         free(p->shift);
         free(p->packed);
+        free(p->wpk);
+        free(p->w8);
         free(p);
     }
 }
@@ -244,18 +268,21 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
     switch (n->op) {
     case TML_OP_CONV2D:
         tml_window_from_node(m, n, batch, &w);
-        if (ref) tml_conv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        if (ref && p->wpk) tml_conv2d_s8w_ref(&w, &p->q, p->wbits, x, p->wpk, bias, y);
+        else if (ref) tml_conv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
         else tml_conv2d_s8_packed(&w, &p->q, x, p->packed, y, e->scratch);
         break;
     case TML_OP_DEPTHWISE_CONV2D:
         tml_window_from_node(m, n, batch, &w);
-        if (ref) tml_dwconv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
-        else tml_dwconv2d_s8(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        if (ref && p->wpk) tml_dwconv2d_s8w_ref(&w, &p->q, p->wbits, x, p->wpk, bias, y);
+        else if (ref) tml_dwconv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        else tml_dwconv2d_s8(&w, &p->q, x, fast_weights(m, n, p), bias, y);
         break;
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
-        if (ref) tml_dense_s8_ref(batch, wt->dims[1], wt->dims[0], &p->q, x, wt->data, bias, y);
-        else tml_dense_s8(batch, wt->dims[1], wt->dims[0], &p->q, x, wt->data, bias, y, e->scratch);
+        if (ref && p->wpk) tml_dense_s8w_ref(batch, wt->dims[1], wt->dims[0], p->wbits, &p->q, x, p->wpk, bias, y);
+        else if (ref) tml_dense_s8_ref(batch, wt->dims[1], wt->dims[0], &p->q, x, wt->data, bias, y);
+        else tml_dense_s8(batch, wt->dims[1], wt->dims[0], &p->q, x, fast_weights(m, n, p), bias, y, e->scratch);
         break;
     }
     case TML_OP_RELU:

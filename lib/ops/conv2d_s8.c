@@ -32,8 +32,10 @@
 
 /* ---- reference ------------------------------------------------------------------------ */
 
-void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
-                       const int32_t *bias, int8_t *y)
+/* The reference for int8 (wbits 8) and packed low-bit weights: inlined into
+ * both entry points, so the int8 one keeps plain byte loads. */
+static inline __attribute__((always_inline)) void conv_ref(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                                           const void *w, int wbits, const int32_t *bias, int8_t *y)
 {
     const int cg = p->c / p->groups, og = p->o / p->groups;
     for (int b = 0; b < p->n; b++)
@@ -49,8 +51,8 @@ void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *
                             const int ix = ox * p->sw - p->pad_l + kx * p->dw;
                             if (ix < 0 || ix >= p->w) continue;
                             const int8_t *xp = x + (((int64_t)b * p->h + iy) * p->w + ix) * p->c + g * cg;
-                            const int8_t *wp = w + (((int64_t)oc * p->kh + ky) * p->kw + kx) * cg;
-                            for (int ci = 0; ci < cg; ci++) acc += (xp[ci] - q->in_zp) * wp[ci];
+                            const int64_t wi = (((int64_t)oc * p->kh + ky) * p->kw + kx) * cg;
+                            for (int ci = 0; ci < cg; ci++) acc += (xp[ci] - q->in_zp) * tml_s8w_get(w, wbits, wi + ci);
                         }
                     }
                     int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[oc], q->shift[oc], q->rounding) + q->out_zp;
@@ -58,6 +60,18 @@ void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *
                     if (v > q->act_max) v = q->act_max;
                     y[(((int64_t)b * p->oh + oy) * p->ow + ox) * p->o + oc] = (int8_t)v;
                 }
+}
+
+void tml_conv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                       const int32_t *bias, int8_t *y)
+{
+    conv_ref(p, q, x, w, 8, bias, y);
+}
+
+void tml_conv2d_s8w_ref(const tml_window *p, const tml_qparams *q, int wbits, const int8_t *x, const uint8_t *w,
+                        const int32_t *bias, int8_t *y)
+{
+    conv_ref(p, q, x, w, wbits, bias, y);
 }
 
 /* ---- plan: chunking and the scratch layout ---------------------------------------------- */

@@ -32,18 +32,33 @@
 
 /* ---- reference ------------------------------------------------------------------------ */
 
-void tml_dense_s8_ref(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
-                      const int32_t *bias, int8_t *y)
+/* int8 (wbits 8) and packed low-bit weights; inlined into both entry points. */
+static inline __attribute__((always_inline)) void dense_ref(int n, int in, int out, const tml_qparams *q,
+                                                            const int8_t *x, const void *w, int wbits,
+                                                            const int32_t *bias, int8_t *y)
 {
     for (int r = 0; r < n; r++)
         for (int o = 0; o < out; o++) {
             int32_t acc = bias ? bias[o] : 0;
-            for (int i = 0; i < in; i++) acc += (x[(int64_t)r * in + i] - q->in_zp) * w[(int64_t)o * in + i];
+            for (int i = 0; i < in; i++)
+                acc += (x[(int64_t)r * in + i] - q->in_zp) * tml_s8w_get(w, wbits, (int64_t)o * in + i);
             int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[o], q->shift[o], q->rounding) + q->out_zp;
             if (v < q->act_min) v = q->act_min;
             if (v > q->act_max) v = q->act_max;
             y[(int64_t)r * out + o] = (int8_t)v;
         }
+}
+
+void tml_dense_s8_ref(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                      const int32_t *bias, int8_t *y)
+{
+    dense_ref(n, in, out, q, x, w, 8, bias, y);
+}
+
+void tml_dense_s8w_ref(int n, int in, int out, int wbits, const tml_qparams *q, const int8_t *x, const uint8_t *w,
+                       const int32_t *bias, int8_t *y)
+{
+    dense_ref(n, in, out, q, x, w, wbits, bias, y);
 }
 
 size_t tml_dense_s8_scratch_size(int n, int in, int out)

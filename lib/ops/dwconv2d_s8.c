@@ -27,8 +27,9 @@
 
 /* ---- reference ------------------------------------------------------------------------ */
 
-void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
-                         const int32_t *bias, int8_t *y)
+/* int8 (wbits 8) and packed low-bit weights; inlined into both entry points. */
+static inline __attribute__((always_inline)) void dw_ref(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                                         const void *w, int wbits, const int32_t *bias, int8_t *y)
 {
     const int m = p->depth_mult, oc_n = p->c * m;
     for (int b = 0; b < p->n; b++)
@@ -44,7 +45,7 @@ void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t
                             const int ix = ox * p->sw - p->pad_l + kx * p->dw;
                             if (ix < 0 || ix >= p->w) continue;
                             const int32_t xv = x[(((int64_t)b * p->h + iy) * p->w + ix) * p->c + ic];
-                            acc += (xv - q->in_zp) * w[((int64_t)ky * p->kw + kx) * oc_n + oc];
+                            acc += (xv - q->in_zp) * tml_s8w_get(w, wbits, ((int64_t)ky * p->kw + kx) * oc_n + oc);
                         }
                     }
                     int64_t v = (int64_t)tml_requantize_mode(acc, q->mult[oc], q->shift[oc], q->rounding) + q->out_zp;
@@ -52,6 +53,18 @@ void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t
                     if (v > q->act_max) v = q->act_max;
                     y[(((int64_t)b * p->oh + oy) * p->ow + ox) * oc_n + oc] = (int8_t)v;
                 }
+}
+
+void tml_dwconv2d_s8_ref(const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
+                         const int32_t *bias, int8_t *y)
+{
+    dw_ref(p, q, x, w, 8, bias, y);
+}
+
+void tml_dwconv2d_s8w_ref(const tml_window *p, const tml_qparams *q, int wbits, const int8_t *x, const uint8_t *w,
+                          const int32_t *bias, int8_t *y)
+{
+    dw_ref(p, q, x, w, wbits, bias, y);
 }
 
 /* ---- portable ---------------------------------------------------------------------------- */
@@ -212,8 +225,8 @@ static TML_S8_TGT_VNNI void dw_build_row(const tml_window *p, const int8_t *x, i
 
 /* The output pixels of one row strip: acc0 (corrections incl. skipped rows),
  * nr kernel rows whose entries are rows[r] (weights wr[r] + g), n columns,
- * written to yp (stride C bytes). MODE 2: ReLU (blend form), 1: one-step,
- * 0: general. */
+ * written to yp (stride C bytes). MODE 3: ReLU (blend form, signed
+ * multiplies), 2: ReLU (blend form), 1: one-step, 0: general. */
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
                                                    const __m512i *const *wr, __m512i acc0, int8_t *yp, ptrdiff_t ys,
                                                    __mmask16 cm, const __m512i *k, int any_lsh, int tfl)
@@ -228,8 +241,9 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels(const int MODE, int n, int G,
                 acc = _mm512_dpbusd_epi32(acc, _mm512_load_si512((const void *)(ep + 64 * g)), wr[r][g]);
         }
         __m128i o;
-        if (MODE == 2) {
-            __m512i v = tml_s8_rq512_relu_blend(acc, k[0], k[1], k[2], k[3], k[4], k[5]);
+        if (MODE >= 2) {
+            __m512i v = MODE == 3 ? tml_s8_rq512_relu_blend_s(acc, k[0], k[1], k[2], k[3], k[4], k[5])
+                                  : tml_s8_rq512_relu_blend(acc, k[0], k[1], k[2], k[3], k[4], k[5]);
             v = _mm512_min_epi32(_mm512_max_epi32(v, k[8]), k[9]);
             o = _mm512_cvtepi32_epi8(_mm512_add_epi32(v, k[10]));
         } else if (MODE == 1) {
@@ -289,6 +303,7 @@ static TML_S8_TGT_VNNI void dw_block_vnni(const tml_window *p, const tml_qparams
     const int any_lsh = _mm512_cmpgt_epi32_mask(shift, zero) != 0;
     const int simple = !any_lsh && _mm512_cmplt_epi32_mask(mult, zero) == 0;
     const int relu = simple && q->act_min >= q->out_zp;
+    const int relu_s = relu && tml_s8_relu_signed_ok(mult, rsh);
     const int tfl = q->rounding == TML_ROUNDING_TFLITE;
     k[0] = mult;
     if (relu)
@@ -329,7 +344,9 @@ static TML_S8_TGT_VNNI void dw_block_vnni(const tml_window *p, const tml_qparams
                 nr++;
             }
             int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
-            if (relu)
+            if (relu_s)
+                dw_strip_pixels(3, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, tfl);
+            else if (relu)
                 dw_strip_pixels(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, tfl);
             else if (simple)
                 dw_strip_pixels(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, tfl);
@@ -425,7 +442,7 @@ static TML_S8_TGT_VNNI void dw_build_row64(const tml_window *p, const int8_t *x,
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
                                                      const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
                                                      ptrdiff_t ys, __mmask64 cm, const __m512i *k, int any_lsh,
-                                                     __m512i zp16, __m512i lo8, __m512i hi8, int tfl)
+                                                     __m512i zp16, __m512i lo8, __m512i hi8, int clamp_hi, int tfl)
 {
     const ptrdiff_t es = (ptrdiff_t)G * 256;
     for (int i = 0; i < n; i++) {
@@ -440,11 +457,14 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int 
         __m512i v[4];
         for (int qq = 0; qq < 4; qq++) {
             const __m512i *kq = k + 8 * qq;
-            v[qq] = MODE == 2 ? tml_s8_rq512_relu_blend(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5])
+            v[qq] = MODE == 3   ? tml_s8_rq512_relu_blend_s(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5])
+                    : MODE == 2 ? tml_s8_rq512_relu_blend(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5])
                     : MODE == 1 ? tml_s8_rq512_simple(acc[qq], kq[0], kq[1], kq[2], kq[3], kq[4], kq[5], tfl)
                                 : tml_s8_rq512(acc[qq], kq[0], kq[6], kq[7], any_lsh, tfl);
         }
-        _mm512_mask_storeu_epi8(yp + i * ys, cm, tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8));
+        _mm512_mask_storeu_epi8(yp + i * ys, cm,
+                                MODE == 3 ? tml_s8_pack4z_512(v[0], v[1], v[2], v[3], lo8, hi8, clamp_hi)
+                                          : tml_s8_pack4_512(v[0], v[1], v[2], v[3], zp16, lo8, hi8));
     }
 }
 
@@ -502,12 +522,17 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     const int any_lsh = anyl != 0, simple = anyl == 0 && mneg == 0;
     const int relu = simple && q->act_min >= q->out_zp;
     const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+    /* the signed ReLU form takes the output zero point in its addends */
+    int relu_s = relu;
+    for (int qq = 0; qq < 4; qq++)
+        relu_s &= tml_s8_relu_signed_ok(mult[qq], _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero));
     for (int qq = 0; qq < 4; qq++) {
         __m512i *kq = k + 8 * qq;
         const __m512i rsh = _mm512_max_epi32(_mm512_sub_epi32(zero, shift[qq]), zero);
         kq[0] = mult[qq];
         if (relu) {
             tml_s8_blend_consts512(mult[qq], rsh, &kq[1], &kq[2], &kq[3], &kq[4], &kq[5]);
+            if (relu_s) tml_s8_fold_zp512(q->out_zp, kq[2], kq[3], &kq[4], &kq[5]);
         } else {
             tml_s8_simple_consts512(rsh, &kq[2], &kq[3], &kq[4], &kq[5]);
             kq[1] = _mm512_srli_epi64(mult[qq], 32);
@@ -517,6 +542,7 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     }
     const __m512i zp16 = _mm512_set1_epi16((short)q->out_zp);
     const __m512i lo8 = _mm512_set1_epi8((char)q->act_min), hi8 = _mm512_set1_epi8((char)q->act_max);
+    const int clamp_hi = q->act_max < 127;
 
     const int strip = DW_STRIP_BYTES / (NS * G * 256);
     const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256;
@@ -544,12 +570,18 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
                 nr++;
             }
             int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
-            if (relu)
-                dw_strip_pixels64(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+            if (relu_s)
+                dw_strip_pixels64(3, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
+            else if (relu)
+                dw_strip_pixels64(2, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
             else if (simple)
-                dw_strip_pixels64(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+                dw_strip_pixels64(1, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
             else
-                dw_strip_pixels64(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, tfl);
+                dw_strip_pixels64(0, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
+                                  tfl);
         }
     }
 }

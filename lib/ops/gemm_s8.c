@@ -65,8 +65,9 @@ size_t tml_s8_gemm_prep_size(int n, int nseg, int seglen)
     const size_t np16 = round_up((size_t)n, 16), k = (size_t)nseg * seglen;
     const size_t vnni = np16 * (size_t)nseg * round_up((size_t)seglen, 4);
     const size_t avx2 = 2 * round_up((size_t)n, 8) * round_up(k, 2);
-    /* alignment slack, 4 per-channel int32 arrays, packed weights */
-    return 64 + 4 * np16 * sizeof(int32_t) + (vnni > avx2 ? vnni : avx2);
+    /* alignment slack, 4 per-channel int32 arrays, packed weights, VNNI
+     * epilogue constants (6 vectors per 16 channels) */
+    return 64 + 4 * np16 * sizeof(int32_t) + (vnni > avx2 ? vnni : avx2) + np16 / 16 * 6 * 64;
 }
 
 static void pack_avx2(int n, int k, const int8_t *w, ptrdiff_t ldw, int np8, int16_t *dst)
@@ -142,6 +143,35 @@ static TML_S8_TGT_VNNI void pack_vnni_avx512(int n, int nseg, int seglen, const 
 }
 #endif
 
+#ifdef TML_S8_X86
+/* The epilogue constants of every 16-channel block (tml_s8_gemm_b.ep); for
+ * the signed ReLU form (returns 1 when it applies) with the output zero
+ * point folded into the addends. */
+static TML_S8_TGT_VNNI int ep_consts_vnni(int np16, const int32_t *mult, const int32_t *rsh, int relu, int32_t out_zp,
+                                          __m512i *ep)
+{
+    int signed_ok = relu;
+    for (int c = 0; c < np16; c += 16) {
+        const __m512i m = _mm512_load_si512((const void *)(mult + c));
+        const __m512i r = _mm512_load_si512((const void *)(rsh + c));
+        signed_ok &= tml_s8_relu_signed_ok(m, r);
+    }
+    for (int c = 0; c < np16; c += 16, ep += 6) {
+        const __m512i m = _mm512_load_si512((const void *)(mult + c));
+        const __m512i r = _mm512_load_si512((const void *)(rsh + c));
+        ep[0] = m;
+        if (relu) {
+            tml_s8_blend_consts512(m, r, &ep[1], &ep[2], &ep[3], &ep[4], &ep[5]);
+            if (signed_ok) tml_s8_fold_zp512(out_zp, ep[2], ep[3], &ep[4], &ep[5]);
+        } else {
+            tml_s8_simple_consts512(r, &ep[2], &ep[3], &ep[4], &ep[5]);
+            ep[1] = _mm512_srli_epi64(m, 32);
+        }
+    }
+    return signed_ok;
+}
+#endif
+
 void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8_t *w, ptrdiff_t ldw,
                          const int32_t *bias, int32_t in_zp, int32_t out_zp, const int32_t *mult,
                          const int32_t *shift, int32_t act_min, int32_t act_max, int tfl, void *buf,
@@ -204,9 +234,19 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
     b->act_min = act_min;
     b->act_max = act_max;
     b->ldw = ldw;
+    b->ep = NULL;
+    b->relu_s = 0;
     if (isa == TML_S8_ISA_VNNI) {
         b->np = np16;
         b->wp = wp; /* packed above */
+#ifdef TML_S8_X86
+        if (simple) {
+            /* after the packed panels (a multiple of 64 bytes) */
+            __m512i *ep = (__m512i *)(void *)((int8_t *)wp + (size_t)np16 * nseg * round_up((size_t)seglen, 4));
+            b->relu_s = ep_consts_vnni(np16, m, rsh, b->relu, out_zp, ep);
+            b->ep = ep;
+        }
+#endif
     } else if (isa == TML_S8_ISA_AVX2) {
         b->np = (int)round_up((size_t)n, 8);
         b->wp = wp;
@@ -329,21 +369,24 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, con
     __m512i r[12 * 4];
     for (int v = 0; v < 4; v++) { /* per vector: its constants stay in registers over the rows */
         const int c = c0 + 16 * v;
-        const __m512i mult = _mm512_load_si512((const void *)(b->mult + c));
-        const __m512i rsh = _mm512_load_si512((const void *)(b->rsh + c));
-        __m512i mult_o, sh_e, sh_o, add_e, add_o;
-        if (MODE == 2) {
-            tml_s8_blend_consts512(mult, rsh, &mult_o, &sh_e, &sh_o, &add_e, &add_o);
-            for (int i = 0; i < mr; i++)
-                r[i * 4 + v] = tml_s8_rq512_relu_blend(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
-                                                       add_e, add_o);
-        } else if (MODE == 1) {
-            tml_s8_simple_consts512(rsh, &sh_e, &sh_o, &add_e, &add_o);
-            mult_o = _mm512_srli_epi64(mult, 32);
-            for (int i = 0; i < mr; i++)
-                r[i * 4 + v] = tml_s8_rq512_simple(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
-                                                   add_e, add_o, b->tfl);
+        if (MODE != 0) { /* precomputed at preparation (b->ep) */
+            const __m512i *k = (const __m512i *)b->ep + (c / 16) * 6;
+            const __m512i mult = k[0], mult_o = k[1], sh_e = k[2], sh_o = k[3], add_e = k[4], add_o = k[5];
+            if (MODE == 3)
+                for (int i = 0; i < mr; i++)
+                    r[i * 4 + v] = tml_s8_rq512_relu_blend_s(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
+                                                             add_e, add_o);
+            else if (MODE == 2)
+                for (int i = 0; i < mr; i++)
+                    r[i * 4 + v] = tml_s8_rq512_relu_blend(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
+                                                           add_e, add_o);
+            else
+                for (int i = 0; i < mr; i++)
+                    r[i * 4 + v] = tml_s8_rq512_simple(acc[i * 4 + v], mult, mult_o, sh_e, sh_o,
+                                                       add_e, add_o, b->tfl);
         } else {
+            const __m512i mult = _mm512_load_si512((const void *)(b->mult + c));
+            const __m512i rsh = _mm512_load_si512((const void *)(b->rsh + c));
             const __m512i lsh = _mm512_load_si512((const void *)(b->lsh + c));
             for (int i = 0; i < mr; i++)
                 r[i * 4 + v] = tml_s8_rq512(acc[i * 4 + v], mult, lsh, rsh, b->any_lsh, b->tfl);
@@ -354,7 +397,9 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, con
     /* lane L of vector v (channels 16v + 4L .. +3) is dword 4L + v of the packs */
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     for (int i = 0; i < mr; i++) {
-        const __m512i o = tml_s8_pack4_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], zp16, lo8, hi8);
+        const __m512i o = MODE == 3 ? tml_s8_pack4z_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], lo8, hi8,
+                                                        b->act_max < 127)
+                                    : tml_s8_pack4_512(r[i * 4], r[i * 4 + 1], r[i * 4 + 2], r[i * 4 + 3], zp16, lo8, hi8);
         _mm512_storeu_si512((void *)(y + i * ldy + c0), _mm512_permutexvar_epi32(order, o));
     }
 }
@@ -365,10 +410,12 @@ TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64_m(const int MODE, int mr, con
  * order by one dword permute (the packs interleave the vectors by 128-bit
  * lane): 8 instructions for 64 outputs instead of 20. (Measured: no gain at
  * 2 or 3 vectors, slower when the tile shapes share one function.) */
-static TML_S8_TGT_VNNI void vnni_epilogue64(int mr, const __m512i *acc, const tml_s8_gemm_b *b, int c0, int8_t *y,
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue64(int mr, const __m512i *acc, const tml_s8_gemm_b *b, int c0, int8_t *y,
                                             ptrdiff_t ldy)
 {
-    if (b->relu)
+    if (b->relu_s)
+        vnni_epilogue64_m(3, mr, acc, b, c0, y, ldy);
+    else if (b->relu)
         vnni_epilogue64_m(2, mr, acc, b, c0, y, ldy);
     else if (b->simple)
         vnni_epilogue64_m(1, mr, acc, b, c0, y, ldy);
@@ -378,7 +425,7 @@ static TML_S8_TGT_VNNI void vnni_epilogue64(int mr, const __m512i *acc, const tm
 
 /* Requantizes and stores an mr x 16*nv tile of accumulators acc[i*4 + v]
  * (corrections included). */
-static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, const tml_s8_gemm_b *b, int c0,
+TML_S8_INLINE TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, const tml_s8_gemm_b *b, int c0,
                                           int ncols, int8_t *y, ptrdiff_t ldy)
 {
     if (nv == 4 && ncols == 64) {
@@ -394,6 +441,7 @@ static TML_S8_TGT_VNNI void vnni_epilogue(int mr, int nv, const __m512i *acc, co
         const int left = ncols - 16 * v;
         const __mmask16 km = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
         if (b->simple) {
+            /* the one-step constants (b->ep holds the blend form when relu) */
             __m512i sh_e, sh_o, add_e, add_o;
             tml_s8_simple_consts512(rsh, &sh_e, &sh_o, &add_e, &add_o);
             const __m512i mult_o = _mm512_srli_epi64(mult, 32);

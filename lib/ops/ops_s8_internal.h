@@ -120,8 +120,14 @@ typedef struct tml_s8_gemm_b {
     int any_lsh;         /* some channel has shift > 0 */
     int simple;          /* every mult >= 0 and shift <= 0: one-step epilogue */
     int relu;            /* simple and act_min >= out_zp: the ReLU form of it (ops_s8_simd.h) */
+    int relu_s;          /* VNNI, relu: its signed-multiply form applies (tml_s8_relu_signed_ok);
+                          * ep's addends then hold the output zero point */
     int tfl;             /* TML_ROUNDING_TFLITE arithmetic (ops_s8_simd.h) */
     int32_t out_zp, act_min, act_max;
+    /* VNNI, simple: per 16-channel block, the epilogue's six vectors (mult,
+     * mult_o, sh_e, sh_o, add_e, add_o: ops_s8_simd.h; the blend form when
+     * relu), computed once here instead of in every tile */
+    const void *ep;
 } tml_s8_gemm_b;
 
 /* Bytes of `buf` tml_s8_gemm_prepare needs, for any isa. */
@@ -138,6 +144,25 @@ void tml_s8_gemm_prepare(tml_s8_isa isa, int n, int nseg, int seglen, const int8
 void tml_s8_gemm_run(const tml_s8_gemm_b *b, int m, const void *a, ptrdiff_t lda, int8_t *y, ptrdiff_t ldy);
 /* VNNI: the same with A given by row / segment pointers (see above). */
 void tml_s8_gemm_run_ind(const tml_s8_gemm_b *b, int m, const int8_t *const *arow, int8_t *y, ptrdiff_t ldy);
+
+/* Unpacking with an explicit instruction set (clamped to tml_s8_cpu_isa()). */
+void tml_s8w_unpack_ex(int64_t count, int wbits, const uint8_t *packed, int8_t *w, tml_s8_isa isa);
+
+/* Weight i of a packed stream of width wbits (2..7), or of an int8 array (wbits
+ * 8): what the reference kernels read. A field of b <= 7 bits spans at most two
+ * bytes; the second is read only when the field reaches into it, so nothing
+ * past the stream is touched. */
+static inline int32_t tml_s8w_get(const void *w, int wbits, int64_t i)
+{
+    if (wbits == 8) return ((const int8_t *)w)[i];
+    const uint8_t *p = (const uint8_t *)w;
+    const uint64_t bit = (uint64_t)i * (uint64_t)wbits;
+    const int off = (int)(bit & 7);
+    unsigned v = (unsigned)p[bit >> 3] >> off;
+    if (off + wbits > 8) v |= (unsigned)p[(bit >> 3) + 1] << (8 - off);
+    v &= (1u << wbits) - 1u;
+    return (int32_t)v - (int32_t)((v >> (wbits - 1)) << wbits);
+}
 
 /* ---- scalar requantization used by the fast kernels ----------------------------------
  * Same arithmetic as tml_requantize() (quant_math.c), inlined. */

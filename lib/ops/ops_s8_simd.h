@@ -174,6 +174,18 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_pack4_512(__m512i v0, __m512i v1, _
     return _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(a, b), lo8), hi8);
 }
 
+/* tml_s8_pack4_512 for values that hold the zero point already (the signed
+ * ReLU form with tml_s8_fold_zp512, |v| <= 2^30 + 129): two saturating packs
+ * and the clamp; the upper clamp only when act_max < 127 (the pack saturates
+ * at 127). */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_pack4z_512(__m512i v0, __m512i v1, __m512i v2, __m512i v3, __m512i lo8,
+                                                         __m512i hi8, int clamp_hi)
+{
+    const __m512i a = _mm512_packs_epi32(v0, v1), b = _mm512_packs_epi32(v2, v3);
+    const __m512i o = _mm512_max_epi8(_mm512_packs_epi16(a, b), lo8);
+    return clamp_hi ? _mm512_min_epi8(o, hi8) : o;
+}
+
 /*
  * The ReLU form with the odd lanes' result left in place ("blend" layout):
  * the odd lane's sum P + A is shifted right by S - 32 instead of S, which
@@ -208,6 +220,49 @@ TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_relu_blend(__m512i acc, __m51
     const __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(ax, mult), add_e), sh_e);
     const __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(ax, 32), mult_o), add_o), sh_o);
     return _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, po);
+}
+
+/* The blend form with signed multiplies (vpmuldq) and arithmetic shifts:
+ * the max(acc, 0) is left out. For acc >= 0 the products, sums and shifts
+ * are those of tml_s8_rq512_relu_blend. For acc < 0 the product is negative
+ * (>= -2^62, so P + A does not overflow) and the arithmetic shift gives
+ * floor((P + A) / 2^S) <= 0 (A < 2^S), which the clamp takes to act_min - out_zp
+ * >= 0, as the unsigned form's 0 does; in the odd lanes the high dword of
+ * the shifted sum is floor((P + A) / 2^S) for a floor shift. Needs every
+ * odd-lane multiplier of the blend constants below 2^31 (vpmuldq reads it
+ * signed): no channel with rsh = 0 and mult >= 2^30 (tml_s8_relu_signed_ok). */
+TML_S8_INLINE TML_S8_TGT_VNNI __m512i tml_s8_rq512_relu_blend_s(__m512i acc, __m512i mult, __m512i mult_o,
+                                                                 __m512i sh_e, __m512i sh_o, __m512i add_e,
+                                                                 __m512i add_o)
+{
+    const __m512i pe = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(acc, mult), add_e), sh_e);
+    const __m512i po = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), mult_o), add_o), sh_o);
+    return _mm512_mask_blend_epi32((__mmask16)0xAAAA, pe, po);
+}
+
+/* Whether tml_s8_rq512_relu_blend_s applies to 16 channels of multipliers
+ * mult (>= 0) and right shifts rsh (>= 0): none with rsh = 0 and mult >=
+ * 2^30, and none with rsh > 22 (for tml_s8_fold_zp512). Then |result| <=
+ * 2^30 + 1 for every int32 accumulator (|P| <= 2^62 over 2^S >= 2^32, or
+ * 2^31 * 2^30 over 2^31), so the output zero point can be added inside. */
+TML_S8_INLINE TML_S8_TGT_VNNI int tml_s8_relu_signed_ok(__m512i mult, __m512i rsh)
+{
+    const __mmask16 r0 = _mm512_cmpeq_epi32_mask(rsh, _mm512_setzero_si512());
+    return _mm512_mask_cmpge_epi32_mask(r0, mult, _mm512_set1_epi32(1 << 30)) == 0 &&
+           _mm512_cmpgt_epi32_mask(rsh, _mm512_set1_epi32(22)) == 0;
+}
+
+/* The output zero point folded into the signed blend form's addends:
+ * floor((P + A) / 2^S) + zp = floor((P + A + zp * 2^S) / 2^S). Even lanes
+ * shift by S = sh_e; odd lanes keep their result in the high dword, S =
+ * sh_o + 32 (sh_o = 0 with doubled P and A where rsh = 0: 2 * zp * 2^31). With
+ * S <= 53 (rsh <= 22), |A + zp * 2^S| < 2^61 and |P| <= 2^62: no overflow. */
+TML_S8_INLINE TML_S8_TGT_VNNI void tml_s8_fold_zp512(int32_t zp, __m512i sh_e, __m512i sh_o, __m512i *add_e,
+                                                      __m512i *add_o)
+{
+    const __m512i z = _mm512_set1_epi64(zp);
+    *add_e = _mm512_add_epi64(*add_e, _mm512_sllv_epi64(z, sh_e));
+    *add_o = _mm512_add_epi64(*add_o, _mm512_sllv_epi64(z, _mm512_add_epi64(sh_o, _mm512_set1_epi64(32))));
 }
 
 /* 8-lane (ymm, AVX-512VL) forms of the three epilogues, for channel edges of

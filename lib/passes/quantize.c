@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "passes_internal.h"
 #include "tinyml/tml_ops_s8.h"
 #include "tinyml/tml_quant.h"
 
@@ -24,6 +25,13 @@ void tml_quant_opts_default(tml_quant_opts *o)
     o->method = TML_CALIB_MINMAX;
     o->percentile = 99.99;
     o->weight_bits = 8;
+}
+
+int tml_quant_layer_bits(const tml_quant_opts *o, const char *name)
+{
+    for (int i = 0; i < o->n_layer_bits; i++)
+        if (o->layer_bits[i].layer && name && strcmp(o->layer_bits[i].layer, name) == 0) return o->layer_bits[i].bits;
+    return o->weight_bits;
 }
 
 static int weight_axis(tml_op op) { return op == TML_OP_DEPTHWISE_CONV2D ? 3 : 0; }
@@ -49,13 +57,15 @@ static void weight_scales(const tml_tensor *w, int axis, int nch, int qmax, floa
     for (int c = 0; c < nch; c++) scale[c] = scale[c] > 0 ? (float)((double)scale[c] / qmax) : 1.0f;
 }
 
-static int8_t quant_w(float v, float s, int qmax)
+int tml_quant_round(float w, float s, int qmax)
 {
-    double q = nearbyint((double)v / (double)s);
+    double q = nearbyint((double)w / (double)s);
     if (q > qmax) q = qmax;
     if (q < -qmax) q = -qmax;
-    return (int8_t)q;
+    return (int)q;
 }
+
+static int8_t quant_w(float v, float s, int qmax) { return (int8_t)tml_quant_round(v, s, qmax); }
 
 /*
  * The int8 scale of a tensor that shares one codebook. Every weight that uses
@@ -107,10 +117,10 @@ static tml_status retype(tml_tensor *t, tml_dtype dt, void *data)
  * kept in float (the model stays float and runs on the float engine). */
 static tml_status fake_quant_weights(tml_model *m, const tml_quant_opts *o)
 {
-    int qmax = (1 << (o->weight_bits - 1)) - 1;
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         if (!tml_node_has_weights(n) || !in_list(o->only_layers, n->name)) continue;
+        int qmax = (1 << (tml_quant_layer_bits(o, n->name) - 1)) - 1;
         tml_tensor *w = &m->tensors[n->in[1]];
         if (w->dtype != TML_DTYPE_F32) return tml_error(TML_ERR_UNSUPPORTED, "layer '%s' is not float", n->name);
         int axis = weight_axis(n->op);
@@ -144,6 +154,21 @@ static int keeps_input_params(tml_op op)
            op == TML_OP_DROPOUT || op == TML_OP_RELU || op == TML_OP_RELU6;
 }
 
+void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_tensor_opt, float *scale, int *per_tensor)
+{
+    const tml_node *n = &m->nodes[node];
+    const tml_tensor *w = &m->tensors[n->in[1]];
+    int axis = weight_axis(n->op), oc = w->dims[axis], qmax = (1 << (bits - 1)) - 1;
+    /* A per-tensor codebook maps to int8 codes only with one scale for the
+     * whole tensor; per-channel codebooks allow per-channel scales. */
+    int pt = per_tensor_opt || (w->cb && w->cb->n_books == 1) || (w->cb && axis == 3);
+    int nch = pt ? 1 : oc;
+    weight_scales(w, axis, nch, qmax, scale);
+    if (w->cb && w->cb->n_books == 1) scale[0] = codebook_scale(w, qmax, scale[0]);
+    for (int c = 1; c < oc && nch == 1; c++) scale[c] = scale[0];
+    if (per_tensor) *per_tensor = pt;
+}
+
 /* Quantizes the weights and bias of node `n`. `sx` is the input scale. */
 static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib *calib, const tml_quant_opts *o)
 {
@@ -152,11 +177,10 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     float sx = x->q.scale[0];
     int axis = weight_axis(n->op);
     int oc = w->dims[axis];
-    int qmax = (1 << (o->weight_bits - 1)) - 1;
-    /* A per-tensor codebook maps to int8 codes only with one scale for the
-     * whole tensor; per-channel codebooks allow per-channel scales. */
-    int per_tensor = o->per_tensor || (w->cb && w->cb->n_books == 1) || (w->cb && axis == 3);
-    int nch = per_tensor ? 1 : oc;
+    int bits = tml_quant_layer_bits(o, n->name);
+    if (bits < 2 || bits > 8) return tml_error(TML_ERR_INVALID, "weight bits must be in 2..8 (got %d)", bits);
+    int qmax = (1 << (bits - 1)) - 1;
+    int per_tensor;
     float *s = malloc(sizeof(float) * (size_t)oc);
     int64_t cnt = tml_tensor_numel(w);
     int8_t *q = malloc((size_t)cnt);
@@ -165,11 +189,18 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
         free(q);
         return tml_error(TML_ERR_NOMEM, "out of memory");
     }
-    weight_scales(w, axis, nch, qmax, s);
-    if (w->cb && w->cb->n_books == 1) s[0] = codebook_scale(w, qmax, s[0]);
-    for (int c = 1; c < oc && nch == 1; c++) s[c] = s[0];
+    tml_quant_weight_scales(m, (int)(n - m->nodes), bits, o->per_tensor, s, &per_tensor);
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
+    if (o->weight_rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {
+        tml_status ast;
+        tml_gptq_node(m, (int)(n - m->nodes), &calib->hess[n - m->nodes], per_tensor, qmax, s, q, &ast);
+        if (ast) {
+            free(s);
+            free(q);
+            return ast;
+        }
+    }
 
     /* bias in float, corrected for the mean shift the weight rounding causes:
      * E[y_q - y] = sum over taps (w_q - w) * E[x[input channel of the tap]] */
@@ -239,6 +270,7 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
         return st;
     }
     retype(w, TML_DTYPE_INT8, q);
+    w->qbits = bits < 8 ? bits : 0; /* stored and run packed */
     if (bq) {
         int bid = has_b && n->n_in > 2 ? n->in[2] : -1;
         if (bid < 0) {
@@ -269,6 +301,14 @@ tml_status tml_quantize(tml_model *m, const tml_calib *calib, const tml_quant_op
     if (opts) o = *opts;
     else tml_quant_opts_default(&o);
     if (o.weight_bits < 2 || o.weight_bits > 8) return tml_error(TML_ERR_INVALID, "weight bits must be in 2..8");
+    for (int i = 0; i < o.n_layer_bits; i++) {
+        if (o.layer_bits[i].bits < 2 || o.layer_bits[i].bits > 8)
+            return tml_error(TML_ERR_INVALID, "layer '%s': weight bits must be in 2..8 (got %d)", o.layer_bits[i].layer,
+                             o.layer_bits[i].bits);
+        int ni = o.layer_bits[i].layer ? tml_model_find_node(m, o.layer_bits[i].layer) : -1;
+        if (ni < 0 || !tml_node_has_weights(&m->nodes[ni]))
+            return tml_error(TML_ERR_INVALID, "no layer with weights named '%s'", o.layer_bits[i].layer ? o.layer_bits[i].layer : "");
+    }
     if (tml_model_is_quantized(m)) return tml_error(TML_ERR_UNSUPPORTED, "the model is already quantized (int8)");
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].dtype != TML_DTYPE_F32)

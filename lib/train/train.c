@@ -19,6 +19,7 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_ops.h"
 #include "tinyml/tml_train.h"
+#include "train/fq_internal.h"
 #include "train/train_ops.h"
 
 #define STATE_PREFIX "__train/"
@@ -321,6 +322,7 @@ tml_status tml_trainer_new(tml_model *m, const tml_samples *data, const tml_trai
             wpack = max_sz(wpack, tml_dense_f32_packed_size(wt->dims[1], wt->dims[0]));
         }
     if (wpack && !(t->wpack = aligned_alloc(64, (wpack + 63) / 64 * 64))) goto oom;
+    if (o->fq && (st = tml_fq_bind(o->fq, m, B))) goto fail;
     int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
     t->x = malloc(sizeof(float) * (size_t)(B * in_numel));
     t->y = malloc(sizeof(int32_t) * (size_t)B);
@@ -422,11 +424,23 @@ static void augment(const tml_trainer *t, float *x, int n)
     }
 }
 
-static const float *pdata(const tml_trainer *t, int id) { return t->m->tensors[id].data; }
+/* A parameter as the forward pass sees it: fake-quantized under QAT. */
+static const float *pdata(const tml_trainer *t, int id)
+{
+    const float *q = t->o.fq ? tml_fq_param(t->o.fq, id) : NULL;
+    return q ? q : t->m->tensors[id].data;
+}
 
-static void forward(tml_trainer *t, int B)
+/* The forward pass on t->act[input]; training: update the fake-quantization
+ * ranges and record what they clip (QAT). */
+static void forward(tml_trainer *t, int B, int training)
 {
     tml_model *m = t->m;
+    tml_fakequant *fq = t->o.fq;
+    if (fq) {
+        tml_fq_weights(fq, m);
+        tml_fq_act(fq, m->input, t->act[m->input], (int64_t)B * tml_tensor_numel(&m->tensors[m->input]), training);
+    }
     for (int i = 0; i < m->n_nodes; i++) {
         if (i == t->skip_node) continue;
         const tml_node *n = &m->nodes[i];
@@ -438,10 +452,12 @@ static void forward(tml_trainer *t, int B)
         switch (n->op) {
         case TML_OP_CONV2D:
             tml_window_from_node(m, n, B, &w);
+            if (fq) w.act = TML_ACT_NONE; /* the int8 clamp is applied by the fake quantization */
             tml_conv2d_f32(&w, x, pdata(t, n->in[1]), b, y, t->scratch);
             break;
         case TML_OP_DEPTHWISE_CONV2D:
             tml_window_from_node(m, n, B, &w);
+            if (fq) w.act = TML_ACT_NONE;
             tml_dwconv2d_f32(&w, x, pdata(t, n->in[1]), b, y);
             break;
         case TML_OP_DENSE: {
@@ -450,8 +466,8 @@ static void forward(tml_trainer *t, int B)
              * fixed point); packing here costs what the unpacked GEMM's own
              * packing did */
             const tml_tensor *wt = &m->tensors[n->in[1]];
-            tml_dense_f32_pack(wt->dims[1], wt->dims[0], wt->data, t->wpack);
-            tml_dense_f32_packed(B, wt->dims[1], wt->dims[0], t->wpack, x, b, n->act, y);
+            tml_dense_f32_pack(wt->dims[1], wt->dims[0], pdata(t, n->in[1]), t->wpack);
+            tml_dense_f32_packed(B, wt->dims[1], wt->dims[0], t->wpack, x, b, fq ? TML_ACT_NONE : n->act, y);
             break;
         }
         case TML_OP_RELU: tml_relu_f32(count, x, y); break;
@@ -469,7 +485,7 @@ static void forward(tml_trainer *t, int B)
             tml_global_avgpool_f32(B, xt->dims[0] * xt->dims[1], xt->dims[2], x, y);
             break;
         }
-        case TML_OP_ADD: tml_add_f32(count, x, t->act[n->in[1]], n->act, y); break;
+        case TML_OP_ADD: tml_add_f32(count, x, t->act[n->in[1]], fq ? TML_ACT_NONE : n->act, y); break;
         case TML_OP_RESHAPE: memcpy(y, x, sizeof(float) * (size_t)count); break;
         case TML_OP_SOFTMAX: {
             const tml_tensor *yt = &m->tensors[n->out];
@@ -498,6 +514,7 @@ static void forward(tml_trainer *t, int B)
             break;
         default: TML_ASSERT(0 && "op not handled by training");
         }
+        if (fq) tml_fq_node(fq, m, i, x, n->op == TML_OP_ADD ? t->act[n->in[1]] : NULL, y, B, training);
     }
 }
 
@@ -539,6 +556,8 @@ static void backward(tml_trainer *t, int B)
         const tml_node *n = &m->nodes[i];
         if (!t->written[n->out]) continue; /* does not reach the loss */
         float *dy = t->grad[n->out];
+        /* straight-through: no gradient where the fake quantization clipped */
+        if (t->o.fq) tml_fq_grad(t->o.fq, n->out, dy, (int64_t)B * tml_tensor_numel(&m->tensors[n->out]));
         const float *y = t->act[n->out];
         const float *x = t->act[n->in[0]];
         const tml_tensor *xt = &m->tensors[n->in[0]];
@@ -556,14 +575,15 @@ static void backward(tml_trainer *t, int B)
             float *dw = pgrad(t, n->in[1]);
             float *db = (n->n_in > 2) ? pgrad(t, n->in[2]) : NULL;
             dx = dest(t, n->in[0], &acc);
+            const float *wd = pdata(t, n->in[1]); /* the weights the forward used */
             if (n->op == TML_OP_DENSE) {
-                tml_dense_f32_bwd(B, wt->dims[1], wt->dims[0], x, wt->data, dy, dx, dw, db);
+                tml_dense_f32_bwd(B, wt->dims[1], wt->dims[0], x, wd, dy, dx, dw, db);
             } else {
                 tml_window_from_node(m, n, B, &w);
                 if (n->op == TML_OP_CONV2D)
-                    tml_conv2d_f32_bwd(&w, x, wt->data, dy, dx, dw, db, t->scratch);
+                    tml_conv2d_f32_bwd(&w, x, wd, dy, dx, dw, db, t->scratch);
                 else
-                    tml_dwconv2d_f32_bwd(&w, x, wt->data, dy, dx, dw, db, t->scratch);
+                    tml_dwconv2d_f32_bwd(&w, x, wd, dy, dx, dw, db, t->scratch);
             }
             if (dx) finish_dest(t, n->in[0], acc, xcount);
             break;
@@ -730,7 +750,7 @@ static double train_step(tml_trainer *t, const int64_t *idx, int n, double lr, i
     }
     tml_preproc_apply(&m->meta.pre, n * in_numel, t->data->c, t->x);
     memcpy(t->act[m->input], t->x, sizeof(float) * (size_t)(n * in_numel));
-    forward(t, n);
+    forward(t, n, 1);
     const float *logits = t->act[t->logits];
     double loss;
     if (t->teacher)
@@ -743,6 +763,44 @@ static double train_step(tml_trainer *t, const int64_t *idx, int n, double lr, i
     update(t, lr);
     t->step++;
     return loss;
+}
+
+tml_status tml_trainer_infer(tml_trainer *t, const float *x, int n, float *out)
+{
+    if (n < 0 || n > t->o.batch) return tml_error(TML_ERR_INVALID, "batch of %d for a trainer of batch %d", n, t->o.batch);
+    tml_model *m = t->m;
+    int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    int64_t k = tml_tensor_numel(&m->tensors[t->logits]);
+    memcpy(t->act[m->input], x, sizeof(float) * (size_t)(n * in_numel));
+    forward(t, n, 0);
+    memcpy(out, t->act[t->logits], sizeof(float) * (size_t)(n * k));
+    return TML_OK;
+}
+
+/* Mean cross-entropy (no smoothing) and top-1 of the trainer's own forward
+ * pass over the validation split. */
+static tml_status validate_fq(tml_trainer *t, double *loss, double *acc)
+{
+    tml_model *m = t->m;
+    int B = t->o.batch;
+    int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    int k = (int)tml_tensor_numel(&m->tensors[t->logits]);
+    double lsum = 0.0;
+    int64_t correct = 0;
+    for (int64_t s = 0; s < t->n_val; s += B) {
+        if (t->o.cancel && *t->o.cancel) return tml_error(TML_ERR_INTERRUPTED, "validation interrupted");
+        int n = (int)(t->n_val - s < B ? t->n_val - s : B);
+        tml_samples_gather(t->data, t->val_idx + s, n, t->x, t->y);
+        tml_preproc_apply(&m->meta.pre, n * in_numel, t->data->c, t->x);
+        memcpy(t->act[m->input], t->x, sizeof(float) * (size_t)(n * in_numel));
+        forward(t, n, 0);
+        const float *lg = t->act[t->logits];
+        lsum += tml_softmax_xent_f32(n, k, lg, t->y, 0.0f, t->dlogits) * n;
+        correct += tml_count_correct_f32(n, k, lg, t->y);
+    }
+    *loss = lsum / (double)t->n_val;
+    *acc = (double)correct / (double)t->n_val;
+    return TML_OK;
 }
 
 static double now_s(void)
@@ -775,6 +833,7 @@ tml_status tml_trainer_run(tml_trainer *t)
             }
             int n = (int)((t->n_train - s * B) < B ? (t->n_train - s * B) : B);
             lr = lr_at(t, t->step, steps);
+            if (o->fq) tml_fq_progress(o->fq, t->step, steps * o->epochs);
             double l = train_step(t, order + s * B, n, lr, &correct);
             if (!isfinite(l)) {
                 free(order);
@@ -801,7 +860,13 @@ tml_status tml_trainer_run(tml_trainer *t)
                                .train_loss = loss_sum / (double)(seen ? seen : 1),
                                .train_acc = (double)correct / (double)(seen ? seen : 1),
                                .samples_per_s = (double)seen / secs, .val_loss = NAN, .val_acc = NAN};
-        if (t->n_val) {
+        if (t->n_val && o->fq) {
+            /* the fake-quantized model is what is being trained: validate it */
+            tml_status st = validate_fq(t, &info.val_loss, &info.val_acc);
+            if (st) return st;
+            info.is_best = info.val_acc > t->best_val;
+            if (info.is_best) t->best_val = info.val_acc;
+        } else if (t->n_val) {
             tml_eval_result er;
             tml_eval_opts eo = {.batch = 256, .cancel = o->cancel};
             tml_status st = tml_evaluate_samples(t->m, t->data, t->val_idx, t->n_val, &eo, &er);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # int8 ONNX export (QDQ form) run by ONNX Runtime (npm onnxruntime-node, found
-# through NODE_PATH or $TML_BUILD_DIR/node_modules) on 500 Fashion-MNIST test
+# through NODE_PATH, $TML_SOURCE_DIR/out/ort/node_modules where
+# scripts/install-ort.sh puts it, or $TML_BUILD_DIR/node_modules) on 500 Fashion-MNIST test
 # images against tinyml's int8 engine: LeNet-5 the same top-1 on every image
 # (but for ties: top-2 within the allowed output difference) and every output
 # within one quantization step; DS-CNN (9 layers, where ORT's integer kernels,
@@ -9,11 +10,21 @@
 # python3-onnx 1.12 has no reference evaluator, which came in ONNX 1.13.)
 . "$(dirname "$0")/lib.sh"
 JS=$(dirname "$0")/onnx_qdq.js
-export NODE_PATH="${NODE_PATH:-}:${TML_BUILD_DIR:-.}/node_modules"
+export NODE_PATH="${NODE_PATH:-}:${TML_SOURCE_DIR:-.}/out/ort/node_modules:${TML_BUILD_DIR:-.}/node_modules"
 IMG=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 [ -f "$IMG" ] || IMG=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte
-if ! command -v node >/dev/null 2>&1 || ! node -e "require('onnxruntime-node')" >/dev/null 2>&1 || [ ! -f "$IMG" ]; then
-  echo "SKIP: needs node, npm's onnxruntime-node (NODE_PATH) and the Fashion-MNIST test images"
+if ! command -v node >/dev/null 2>&1; then
+  echo "SKIP: needs node (scripts/install-ort.sh installs it with npm's onnxruntime-node)"
+  finish
+  exit 0
+fi
+if ! node -e "require('onnxruntime-node')" >/dev/null 2>&1; then
+  echo "SKIP: npm's onnxruntime-node not found (NODE_PATH, out/ort/node_modules): run scripts/install-ort.sh (npm registry unreachable?)"
+  finish
+  exit 0
+fi
+if [ ! -f "$IMG" ]; then
+  echo "SKIP: needs the Fashion-MNIST test images (Debian's dataset-fashion-mnist)"
   finish
   exit 0
 fi

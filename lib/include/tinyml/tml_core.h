@@ -120,12 +120,21 @@ typedef struct tml_tensor {
     int pruned;          /* zeros are pruned: they stay zero and are stored sparse */
     tml_codebook *cb;    /* non-NULL when the weights are shared (clustered) */
     uint32_t store_hint; /* TML_STORE_* bits: encodings the writer may try */
+    int qbits;           /* int8 constants: 0 = full int8; 2..7 = low-bit weights whose
+                            values fit b-bit two's complement [-2^(b-1), 2^(b-1)-1]: the
+                            file and the exported C store them packed b bits each, and
+                            the int8 engine runs them through its packed-weight (W4A8,
+                            W2A8, ...) kernels. Data stays decoded int8 in memory. */
 } tml_tensor;
 
 /* Writer hints (tml_tensor.store_hint). The writer always picks the smallest
  * encoding among those allowed; dense is always allowed. */
 #define TML_STORE_SPARSE 0x1u  /* allow bitmap / relative-index sparse layouts */
 #define TML_STORE_ENTROPY 0x2u /* allow Huffman / deflate entropy coding */
+
+/* Range of a b-bit (2..8) two's complement value: [-2^(b-1), 2^(b-1) - 1]. */
+#define TML_QBITS_MIN(b) (-(1 << ((b) - 1)))
+#define TML_QBITS_MAX(b) ((1 << ((b) - 1)) - 1)
 
 int64_t tml_tensor_numel(const tml_tensor *t);
 size_t tml_tensor_nbytes(const tml_tensor *t);

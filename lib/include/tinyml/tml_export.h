@@ -45,9 +45,12 @@ typedef enum tml_export_enc {
                                   uint16/uint32 row pointers */
     TML_EXPORT_CLUSTER,        /* int8 codebook(s) + packed b-bit index per weight */
     TML_EXPORT_SPARSE_CLUSTER, /* nonzeros only, each a gap + a packed b-bit index */
+    TML_EXPORT_PACKED,         /* low-bit weights (tml_tensor.qbits 2..4) packed 4 or 2 bits
+                                  each (3-bit ones in 4), unpacked inside the kernel */
     TML_EXPORT_NONE            /* layer without weights (report only) */
 } tml_export_enc;
-const char *tml_export_enc_name(tml_export_enc e); /* "dense", "sparse", "cluster", "sparse+cluster", "-" */
+/* "dense", "sparse", "cluster", "sparse+cluster", "packed", "-" */
+const char *tml_export_enc_name(tml_export_enc e);
 
 /* Which kernels the source contains. */
 typedef enum tml_export_kernels {

@@ -137,6 +137,33 @@ size_t tml_dense_s8_scratch_size(int n, int in, int out);
 void tml_dense_s8(int n, int in, int out, const tml_qparams *q, const int8_t *x, const int8_t *w,
                   const int32_t *bias, int8_t *y, void *scratch);
 
+/* ---- packed low-bit weights (W4A8, W2A8; any width 2..7) -------------------------------
+ * A b-bit weight tensor (tml_tensor.qbits = b) is stored packed LSB-first: element i
+ * (in the int8 tensor's element order: OHWI, 1HWC, (out, in)) occupies stream bits
+ * i*b .. i*b+b-1, stream bit k being bit k%8 of byte k/8, as b-bit two's complement
+ * in [-2^(b-1), 2^(b-1)-1]; ceil(count*b/8) bytes, unused high bits of the last byte
+ * zero. This is the .tmf's packed value stream and the exported C's weight array; rows
+ * are not padded, so a row may start inside a byte. wbits 8 means plain int8 bytes.
+ *
+ * The _s8w_ref kernels are the int8 kernels' arithmetic exactly, each weight read
+ * from the packed stream (the truth for packed weights). The engine's fast path
+ * unpacks once when it is prepared (tml_s8w_unpack) and runs the int8 kernels: x86
+ * has no int4 multiply, so the unpacked int8 form is the fast one on the host; the
+ * packed form is what saves flash on the device, whose exported C unpacks inside
+ * the kernel. */
+size_t tml_s8w_bytes(int64_t count, int wbits);
+/* Packs count int8 values (each must fit wbits) into tml_s8w_bytes(count, wbits) bytes. */
+void tml_s8w_pack(int64_t count, int wbits, const int8_t *w, uint8_t *packed);
+/* Unpacks to int8 (sign-extended). The fast version is vectorized for 4 and 2 bits. */
+void tml_s8w_unpack_ref(int64_t count, int wbits, const uint8_t *packed, int8_t *w);
+void tml_s8w_unpack(int64_t count, int wbits, const uint8_t *packed, int8_t *w);
+void tml_conv2d_s8w_ref(const tml_window *p, const tml_qparams *q, int wbits, const int8_t *x, const uint8_t *w,
+                        const int32_t *bias, int8_t *y);
+void tml_dwconv2d_s8w_ref(const tml_window *p, const tml_qparams *q, int wbits, const int8_t *x, const uint8_t *w,
+                          const int32_t *bias, int8_t *y);
+void tml_dense_s8w_ref(int n, int in, int out, int wbits, const tml_qparams *q, const int8_t *x, const uint8_t *w,
+                       const int32_t *bias, int8_t *y);
+
 /* ---- elementwise / pools / softmax ----------------------------------------------------- */
 
 /* Add with rescaling (TFLite's method): both inputs are shifted left by

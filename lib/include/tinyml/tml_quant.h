@@ -56,10 +56,26 @@ typedef struct tml_tensor_stats {
     int n_chan;
 } tml_tensor_stats;
 
+/* Second moments of one weighted layer's inputs over the calibration samples,
+ * H = sum over input rows x of x x^T (x: a dense layer's input vector, a conv's
+ * patch in the weights' (ky, kx, ci) order, one channel's kh*kw taps for a
+ * depthwise conv), with padding taps 0. The layer's output error of a weight
+ * change dW (rows = output channels) is sum_r dW_r H dW_r^T: what adaptive
+ * rounding minimizes. */
+typedef struct tml_hessian {
+    int k;         /* taps per output channel */
+    int n_mats;    /* 1; depthwise: one per input channel */
+    double *h;     /* (n_mats, k, k) */
+    int64_t rows;  /* input rows summed */
+} tml_hessian;
+
 typedef struct tml_calib {
     int n_tensors;
     tml_tensor_stats *stats; /* (n_tensors); entries for params are empty */
     int64_t samples;
+    int n_nodes;
+    tml_hessian *hess;       /* (n_nodes) with tml_calib_opts.hessians, else NULL;
+                                empty (h NULL) for nodes without weights */
 } tml_calib;
 
 typedef struct tml_calib_opts {
@@ -69,6 +85,11 @@ typedef struct tml_calib_opts {
     tml_progress_fn progress; /* done/total counts samples over both passes */
     void *progress_user;
     volatile int *cancel;
+    int hessians;      /* also collect every weighted layer's tml_hessian (pass 2) */
+    const struct tml_quant_opts *sequential; /* with hessians: the adaptive quantization that
+                          will follow; each layer's statistics are then gathered with the
+                          layers before it already rounded as it will round them (GPTQ's
+                          sequential order: one more pass over the samples per layer) */
 } tml_calib_opts;
 
 /* Runs the float model over a seeded random subset of the dataset, streaming:
@@ -88,6 +109,20 @@ void tml_choose_qparams(double lo, double hi, float *scale, int32_t *zp);
 
 /* ---- quantization --------------------------------------------------------------------------- */
 
+typedef enum tml_weight_rounding {
+    TML_ROUND_NEAREST = 0, /* max-abs scale per channel, round to nearest */
+    TML_ROUND_ADAPTIVE     /* GPTQ-style (docs/quantization.md): per-channel clipping
+                              scale and sequential rounding with error feedback,
+                              minimizing each layer's output error on the
+                              calibration inputs (needs tml_calib.hess) */
+} tml_weight_rounding;
+
+/* One layer's weight width, overriding tml_quant_opts.weight_bits. */
+typedef struct tml_layer_bits {
+    const char *layer; /* node name */
+    int bits;          /* 2..8 */
+} tml_layer_bits;
+
 typedef struct tml_quant_opts {
     tml_calib_method method;
     double percentile;  /* for TML_CALIB_PERCENTILE, default 99.99 */
@@ -99,8 +134,13 @@ typedef struct tml_quant_opts {
     const char *const *only_layers; /* NULL-terminated; quantize only these nodes'
                                        weights (weight_only mode; sensitivity) */
     int rounding;       /* tml_rounding of the int8 model (default tinyml's) */
+    tml_weight_rounding weight_rounding; /* default nearest */
+    const tml_layer_bits *layer_bits; /* (n_layer_bits) per-layer widths (mixed precision) */
+    int n_layer_bits;
 } tml_quant_opts;
 void tml_quant_opts_default(tml_quant_opts *o);
+/* The weight width of node `name` under `o` (its tml_layer_bits entry, else weight_bits). */
+int tml_quant_layer_bits(const tml_quant_opts *o, const char *name);
 
 /* Quantizes `m` in place to an integer-only INT8 model using calibration
  * statistics gathered on the same model. The order is: tml_fold(), then
@@ -108,6 +148,81 @@ void tml_quant_opts_default(tml_quant_opts *o);
  * three); a batch norm left in the graph is an error. With weight_only the
  * calibration may be NULL. */
 tml_status tml_quantize(tml_model *m, const tml_calib *calib, const tml_quant_opts *opts);
+
+/* The weight scales tml_quantize gives node `node` of the float model m at
+ * `bits` with nearest rounding: per output channel (scale has one entry per
+ * channel: conv / dense dim 0, depthwise dim 3), all equal when the layer is
+ * per tensor (per_tensor_opt, a per-tensor codebook, or a clustered depthwise;
+ * *per_tensor says which, may be NULL). Max |w| / (2^(bits-1) - 1), or for a
+ * per-tensor codebook the searched scale. Quantization-aware training uses it
+ * so that its fake-quantized weights are exactly the int8 weights. */
+void tml_quant_weight_scales(const tml_model *m, int node, int bits, int per_tensor_opt, float *scale, int *per_tensor);
+/* w quantized to the symmetric grid of scale s: clamp(round(w / s), -qmax, qmax)
+ * (round half to even, in double), as tml_quantize rounds to nearest. */
+int tml_quant_round(float w, float s, int qmax);
+
+/* ---- mixed precision (lib/passes/mixed.c) ------------------------------------------------------------
+ * Per-layer weight widths from measured sensitivity: every weighted layer is
+ * quantized alone at each candidate width (the rest at 8 bits) and the increase
+ * of the mean KL divergence of the output from the float model's on held-out
+ * samples is its cost at that width. The
+ * widths are then chosen by a knapsack (exact dynamic program over the weight
+ * bytes) minimizing the summed cost under a byte budget: with the costs taken
+ * as additive, this is the best assignment for every budget at once, so the
+ * same table gives the size / accuracy Pareto front, whose points are then
+ * measured for real. Weight bytes: params * bits / 8 per layer, as the
+ * exported C stores them (packed 2 and 4 bits; 3 and 5..7 bits as indices of
+ * the identity codebook, whose kernels are slower) up to row padding. */
+typedef struct tml_mp_opts {
+    tml_quant_opts quant;   /* rounding, per-tensor, calibration method (weight_bits ignored) */
+    int candidates[7];      /* widths to choose from (2..8); n_candidates 0 = all of 2..8 */
+    int n_candidates;
+    int64_t target_bytes;   /* > 0: largest weight bytes allowed */
+    double max_drop;        /* >= 0 (and target_bytes 0): smallest model whose measured top-1 on the
+                               held-out samples is at most this fraction below the float model's */
+    int front_points;       /* Pareto points measured (default 12) */
+    tml_progress_fn progress; /* done / total model evaluations */
+    void *progress_user;
+    volatile int *cancel;
+} tml_mp_opts;
+void tml_mp_opts_default(tml_mp_opts *o);
+
+typedef struct tml_mp_layer {
+    int node;               /* in the folded model */
+    const char *name;       /* the node's name (points into the folded model) */
+    int64_t params;
+    double dloss[9];        /* [bits] KL increase alone at that width (NaN: not a candidate) */
+    double top1[9];         /* [bits] top-1 alone at that width */
+} tml_mp_layer;
+
+typedef struct tml_mp_point {
+    int64_t bytes;          /* weight bytes */
+    double cost;            /* summed per-layer KL increases (the knapsack's objective) */
+    double top1, loss;      /* measured on the held-out samples: top-1, and loss = KL to the float model */
+    int *bits;              /* (n_layers) */
+    int uniform;            /* 0, or the width when every layer has it */
+} tml_mp_point;
+
+typedef struct tml_mp_result {
+    int n_layers;
+    tml_mp_layer *layers;
+    double float_top1, float_loss, int8_top1, int8_loss; /* held-out, float and all-8-bit; the
+                                                            "loss" is the KL to the float model */
+    int n_points;           /* the measured Pareto front (increasing bytes), then the uniform widths */
+    tml_mp_point *points;
+    int chosen;             /* index into points */
+    int64_t samples;
+} tml_mp_result;
+
+/* folded: the folded float model; calib: its tml_calibrate statistics (with
+ * hessians for adaptive rounding); held: held-out samples (raw) for the
+ * measurements. On success r->points[r->chosen].bits are the widths; pass them
+ * to tml_quantize as tml_quant_opts.layer_bits (tml_mp_layer_bits). */
+tml_status tml_mixed_precision(const tml_model *folded, const tml_calib *calib, const tml_samples *held,
+                               const tml_mp_opts *o, tml_mp_result *r);
+/* The chosen widths as tml_layer_bits (n_layers entries; names point into the folded model). */
+tml_status tml_mp_layer_bits(const tml_mp_result *r, int point, tml_layer_bits **out);
+void tml_mp_result_free(tml_mp_result *r);
 
 /* ---- error analysis ------------------------------------------------------------------------------ */
 

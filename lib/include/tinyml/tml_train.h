@@ -33,6 +33,40 @@ typedef enum tml_sched { TML_SCHED_CONSTANT = 0, TML_SCHED_STEP = 1, TML_SCHED_C
 
 typedef struct tml_trainer tml_trainer;
 
+/* ---- quantization-aware training (lib/train/fakequant.c) ---------------------------------
+ * A tml_fakequant makes the trainer run the forward pass of the int8 model that
+ * tml_quantize() would make of the (folded) float model with the given
+ * quantization options: weights fake-quantized per output channel (or per
+ * tensor, or on a shared codebook's searched scale) at their bit width,
+ * biases on the int32 grid, every activation the int8 engine quantizes on its
+ * per-tensor grid (fused ReLU / ReLU6 as its clamp), with straight-through
+ * gradients. Afterwards tml_fakequant_calib() gives statistics whose min/max
+ * are the final ranges: tml_quantize(m, &that, q with method minmax, nearest
+ * rounding, no bias correction) is then the int8 model that was trained.
+ * lib/passes/qat.c wraps the whole recipe (tml_qat). */
+typedef struct tml_fakequant tml_fakequant;
+typedef enum tml_fq_ranges {
+    TML_FQ_RANGES_EMA = 0,  /* moving average of each batch's min / max */
+    TML_FQ_RANGES_FIXED = 1 /* the calibration ranges, never moved */
+} tml_fq_ranges;
+typedef struct tml_fq_opts {
+    tml_fq_ranges ranges;  /* default EMA */
+    double ema_momentum;   /* default 0.99 */
+    double freeze;         /* fraction of the steps after which ranges stop moving (default 0.5) */
+} tml_fq_opts;
+void tml_fq_opts_default(tml_fq_opts *o);
+struct tml_calib;
+struct tml_quant_opts;
+/* m: the folded float model to train (no batch norm or dropout left);
+ * calib: tml_calibrate() statistics of m (initial ranges, by q->method). */
+tml_status tml_fakequant_new(const tml_model *m, const struct tml_calib *calib, const struct tml_quant_opts *q,
+                             const tml_fq_opts *o, tml_fakequant **out);
+void tml_fakequant_free(tml_fakequant *f);
+/* Statistics (min/max only) holding the current ranges; free with tml_calib_free. */
+tml_status tml_fakequant_calib(const tml_fakequant *f, struct tml_calib *out);
+/* The current range of an activation (that of its source for pools / reshape). */
+tml_status tml_fakequant_range(const tml_fakequant *f, int tensor, double *lo, double *hi);
+
 typedef struct tml_epoch_info {
     int epoch;          /* 0-based, just finished */
     int epochs;
@@ -80,6 +114,8 @@ typedef struct tml_train_opts {
     double kd_temperature; /* default 4 */
     double kd_alpha;       /* default 0.9 */
     int freeze_bn;         /* use running statistics, do not update them (fine-tuning) */
+    tml_fakequant *fq;     /* quantization-aware training when non-NULL (made for this model;
+                              the trainer updates its ranges; validation runs fake-quantized) */
     tml_train_progress_fn progress;
     tml_train_epoch_fn on_epoch;
     tml_train_hook_fn hook;
@@ -116,6 +152,12 @@ int tml_train_has_state(const tml_model *m);
  * permutation of [0, n) whose first val_samples entries are held out, the rest
  * trains. A model trained with that seed never saw perm[0..val_samples). */
 void tml_train_split(int64_t n, uint64_t seed, int64_t *perm);
+
+/* The trainer's forward pass (fake-quantized under QAT, nothing updated) on n
+ * <= batch preprocessed inputs x: out (n, outputs) are the logits (a trailing
+ * softmax is not applied). */
+tml_status tml_trainer_infer(tml_trainer *t, const float *x, int n, float *out);
+
 /* Held-out validation indices and the epochs completed (for reports). */
 int tml_trainer_epochs_done(const tml_trainer *t);
 double tml_trainer_best_val_acc(const tml_trainer *t);
