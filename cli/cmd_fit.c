@@ -25,9 +25,10 @@ static const char help[] =
     "Usage: tinyml fit MODEL --data D --flash BYTES --ram BYTES [options] -o OUT\n"
     "\n"
     "Finds the most accurate compressed INT8 version of a float model that fits a\n"
-    "device: a greedy descent over per-layer filter removal, sparsity and weight\n"
-    "sharing bits, each plan measured exactly (flash and RAM from the C exporter,\n"
-    "validation loss without fine-tuning) picks candidate plans; they are then\n"
+    "device: a greedy descent over per-layer filter removal, sparsity, weight\n"
+    "sharing bits, packed int4 / int2 weights and the weight forms, each plan\n"
+    "measured exactly (flash and RAM from the C exporter, the fitting ones also\n"
+    "compiled; validation loss without fine-tuning), picks candidate plans; they are then\n"
     "fine-tuned in parallel (AGP pruning distilled from the original, centroid\n"
     "fine-tuning, INT8) and the best on validation that fits is verified on the\n"
     "emulated core: exported, run, bit-exact with the int8 engine, within budget.\n"
@@ -381,7 +382,7 @@ int cmd_fit(int argc, char **argv)
     tml_table *pt = NULL;
     int show = chosen >= 0 ? chosen : r.closest;
     if (show >= 0) {
-        static const char *const ph[] = {"layer", "filters_removed%", "sparsity%", "sharing_bits"};
+        static const char *const ph[] = {"layer", "filters_removed%", "sparsity%", "weights"};
         pt = tml_table_new("plan", chosen >= 0 ? "The answer's plan" : "The closest candidate's plan", 4, ph);
         const tml_plan *p = &r.cands[show].plan;
         for (int i = 0; i < p->n_layers; i++) {
@@ -392,7 +393,7 @@ int cmd_fit(int argc, char **argv)
             if (p->layers[i].bits)
                 tml_table_int(pt, 3, p->layers[i].bits);
             else
-                tml_table_str(pt, 3, "int8");
+                tml_table_str(pt, 3, p->layers[i].qbits == 4 ? "int4" : p->layers[i].qbits == 2 ? "int2" : "int8");
         }
     }
     if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer (export --optimize size)");

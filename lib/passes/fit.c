@@ -79,6 +79,7 @@ char *tml_plan_to_json(const tml_plan *p)
         cJSON_AddNumberToObject(e, "filters", pl->filters);
         cJSON_AddNumberToObject(e, "sparsity", pl->sparsity);
         cJSON_AddNumberToObject(e, "bits", pl->bits);
+        if (pl->qbits) cJSON_AddNumberToObject(e, "qbits", pl->qbits);
     }
     if (p->form_size) cJSON_AddStringToObject(j, "optimize", "size");
     char *s = cJSON_PrintUnformatted(j);
@@ -100,7 +101,7 @@ static int plan_equal(const tml_plan *a, const tml_plan *b)
     if (a->n_layers != b->n_layers || a->form_size != b->form_size) return 0;
     for (int i = 0; i < a->n_layers; i++)
         if (a->layers[i].filters != b->layers[i].filters || a->layers[i].sparsity != b->layers[i].sparsity ||
-            a->layers[i].bits != b->layers[i].bits)
+            a->layers[i].bits != b->layers[i].bits || a->layers[i].qbits != b->layers[i].qbits)
             return 0;
     return 1;
 }
@@ -285,13 +286,14 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
 /* Sparsity moves of one, two and three steps: a sparse form pays for its
  * index bytes only past some sparsity (with 3-bit sharing, past ~70%), so a
  * single step can look useless where three are not. */
-enum { MOVE_FILTERS = 0, MOVE_SPARSITY, MOVE_SPARSITY2, MOVE_SPARSITY3, MOVE_BITS, MOVE_FORM, N_MOVES };
+enum { MOVE_FILTERS = 0, MOVE_SPARSITY, MOVE_SPARSITY2, MOVE_SPARSITY3, MOVE_BITS, MOVE_QBITS, MOVE_FORM, N_MOVES };
 static const char *const move_names[N_MOVES] = {"filters", "sparsity", "sparsity x2", "sparsity x3", "bits",
-                                                "weight forms by size"};
+                                                "int weight bits", "weight forms by size"};
 #define KINDS_SPARSITY (7u << MOVE_SPARSITY)
 #define KIND_FILTERS (1u << MOVE_FILTERS)
 #define KIND_BITS (1u << MOVE_BITS)
 #define KIND_FORM (1u << MOVE_FORM)
+#define KIND_QBITS (1u << MOVE_QBITS)
 #define MIN_BITS 3
 
 /* Variant of the move set: which kinds are allowed (filters also when RAM is over). */
@@ -302,8 +304,8 @@ typedef struct variant {
 } variant;
 
 static const variant variants[] = {
-    {"greedy all", KIND_FILTERS | KINDS_SPARSITY | KIND_BITS | KIND_FORM, 0u},
-    {"greedy no-sharing", KIND_FILTERS | KINDS_SPARSITY | KIND_FORM, 0u},
+    {"greedy all", KIND_FILTERS | KINDS_SPARSITY | KIND_BITS | KIND_QBITS | KIND_FORM, 0u},
+    {"greedy no-sharing", KIND_FILTERS | KINDS_SPARSITY | KIND_QBITS | KIND_FORM, 0u},
     {"greedy sparse+sharing", KINDS_SPARSITY | KIND_BITS | KIND_FORM, KIND_FILTERS},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
@@ -329,7 +331,12 @@ static int move(tml_plan *p, int li, int k)
         l->sparsity = floor(s * 1e4 + 0.5) / 1e4;
         return 1;
     }
-    if (l->bits == MIN_BITS) return 0;
+    if (k == MOVE_QBITS) { /* packed int weights: 8 -> 4 -> 2 bits, not with sharing */
+        if (l->bits || l->qbits == 2) return 0;
+        l->qbits = l->qbits == 0 ? 4 : 2;
+        return 1;
+    }
+    if (l->qbits || l->bits == MIN_BITS) return 0;
     l->bits = l->bits == 0 ? 5 : l->bits - 1;
     return 1;
 }

@@ -291,7 +291,22 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
         if (st) goto out;
         tml_quant_opts qo;
         tml_quant_opts_default(&qo);
+        tml_layer_bits *lb = calloc((size_t)(n ? n : 1), sizeof *lb);
+        int nlb = 0;
+        if (!lb) {
+            tml_calib_free(&cal);
+            st = tml_error(TML_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < n; i++)
+            if (p->layers[i].qbits > 0 && p->layers[i].qbits < 8) {
+                lb[nlb].layer = p->layers[i].name;
+                lb[nlb++].bits = p->layers[i].qbits;
+            }
+        qo.layer_bits = lb;
+        qo.n_layer_bits = nlb;
         st = tml_quantize(m, &cal, &qo);
+        free(lb);
         tml_calib_free(&cal);
     }
 out:

@@ -79,6 +79,8 @@ typedef struct tml_plan_layer {
     double filters;  /* fraction of its filters / neurons removed (structured), [0, 1) */
     double sparsity; /* fraction of its remaining weights zeroed, [0, 1) */
     int bits;        /* weight sharing: 2^bits centroids (1..8); 0 = none (plain int8) */
+    int qbits;       /* packed low-bit int weights (2..7, tml_tensor.qbits); 0 = int8; not
+                        with sharing */
 } tml_plan_layer;
 
 typedef struct tml_plan {
@@ -109,7 +111,8 @@ tml_plan_layer *tml_plan_find(tml_plan *p, const char *name);
  * 3. weight sharing per layer (k-means, linear init, seed ft->seed), then
  *    p->cluster_epochs of centroid fine-tuning at p->cluster_lr;
  * 4. calibration on `calib` (p->calib_samples seeded samples) and INT8
- *    quantization with the default options.
+ *    quantization with the default options, each layer with qbits at that
+ *    weight width (packed int4 / int2 weights).
  * ft gives the data, seed, teacher and callbacks (its epochs and lr are
  * replaced by the plan's). Deterministic for a given seed. */
 tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *ft, tml_dataset *calib);
