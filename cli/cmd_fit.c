@@ -374,9 +374,11 @@ int cmd_fit(int argc, char **argv)
                        "test points vs the int8 baseline; * = the answer",
                    (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2), data,
                    (unsigned long long)o.seed, data, (long long)test->n);
+    int tuned = 0;
+    for (int i = 0; i < r.n_cands; i++) tuned += r.cands[i].tuned;
     tml_table_note(ct, "search: %d greedy steps, %lld plans measured, %d candidates fine-tuned (%d epochs + %d), "
                        "%.0f s in all%s",
-                   r.n_steps, (long long)r.quick_evals, r.n_cands, o.epochs, o.cluster_epochs, cli_now() - f.t0,
+                   r.n_steps, (long long)r.quick_evals, tuned, o.epochs, o.cluster_epochs, cli_now() - f.t0,
                    r.budget_stopped ? "; some skipped for the time budget" : "");
 
     tml_table *pt = NULL;
