@@ -377,6 +377,7 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
                           const tml_fit_opts *o)
 {
     out->fits = 0;
+    int widened = 0;
     tml_plan cur;
     tml_status st = plan_copy(&cur, start);
     if (st) return st;
@@ -400,7 +401,7 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
             progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", v->name);
             break;
         }
-        unsigned kinds = v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
+        unsigned kinds = widened ? (1u << N_MOVES) - 1 : v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
         tml_status first = TML_OK;
         for (int j = 0; j < nm; j++) {
             ok[j] = 0;
@@ -466,7 +467,13 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
                 bv = val;
             }
         }
-        if (best < 0) break; /* no move helps: nothing more to try in this variant */
+        if (best < 0 && !widened && kinds != (1u << N_MOVES) - 1) {
+            /* a dead end of this variant's moves: go on with every kind */
+            widened = 1;
+            progress(x, "search", it + 1, 0, "%s: no move of its kinds helps: every kind from here", v->name);
+            continue;
+        }
+        if (best < 0) break; /* no move helps: nothing more to try */
         tml_plan_free(&cur);
         cur = tries[best];
         tries[best].layers = NULL;
