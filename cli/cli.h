@@ -147,6 +147,30 @@ double cli_model_bytes(const tml_model *m);
  * progress bar; exits on error. */
 double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit);
 
+/* Memory-schedule options shared by schedule, info, eval and export
+ * (cmd_schedule.c): --max-recompute P, --ram-limit BYTES, --no-schedule. */
+struct tml_schedule;
+struct tml_sched_opts;
+typedef struct cli_sched {
+    double max_recompute; /* percent; < 0: not given */
+    int64_t ram_limit;    /* 0: not given */
+    int none;             /* --no-schedule */
+} cli_sched;
+void cli_sched_init(cli_sched *s);
+int cli_sched_flag(cli *c, cli_sched *s);
+/* The options in force for model m: the command line's, else those stored in
+ * the model, else the defaults; *from names which. */
+void cli_sched_opts(const cli *c, const cli_sched *s, const tml_model *m, struct tml_sched_opts *o, const char **from);
+void cli_sched_describe(const struct tml_sched_opts *o, char *buf, size_t cap);
+/* The schedule the C export runs (with export options eo, NULL = defaults):
+ * returns 1, or 0 when the export refuses the model (then the schedule of
+ * the activations alone, tml_last_error() says why). */
+struct tml_export_opts;
+int cli_sched_compute(const cli *c, const tml_model *m, const struct tml_sched_opts *o, const struct tml_export_opts *eo,
+                      struct tml_schedule *s);
+/* Per segment: kind, peak RAM beside the tensor-by-tensor bound, MACs and extra MACs. */
+tml_table *cli_sched_table(const tml_model *m, const struct tml_schedule *s, const char *from, int exported);
+
 /* Subcommands. */
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
@@ -163,6 +187,7 @@ int cmd_export(int argc, char **argv);
 int cmd_sensitivity(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_fit(int argc, char **argv);

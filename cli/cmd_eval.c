@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "tinyml/tml_engine.h"
+#include "tinyml/tml_schedule.h"
 
 static const char help[] =
     "Usage: tinyml eval [options] [MODEL] --data SPEC\n"
@@ -24,13 +25,23 @@ static const char help[] =
     "  --confusion        print the confusion matrix (rows: true class)\n"
     "  --no-per-class     omit the per-class table\n"
     "  --ref              run the scalar reference kernels (slow; for checking)\n"
+    "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
+    "                     int8 models run their memory schedule (tinyml schedule:\n"
+    "                     the one stored in the model, else the default), sample by\n"
+    "                     sample in the schedule's arena as the exported C does; these\n"
+    "                     choose another; --no-schedule runs layer by layer (batched).\n"
+    "                     The outputs are the same bits either way.\n"
+    "  --check-schedule   also run every batch layer by layer and compare every\n"
+    "                     output value with the scheduled run; any difference is an\n"
+    "                     error (exit 1). Timings then include both runs.\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no progress bar or log on stderr\n"
     "\n"
     "Examples:\n"
     "  tinyml eval lenet5.tmf --data fashion-mnist\n"
     "  tinyml create lenet5 | tinyml eval --data fashion-mnist:test\n"
-    "  tinyml eval small.tmf --data fashion-mnist --limit 1000 --confusion --format json\n";
+    "  tinyml eval small.tmf --data fashion-mnist --limit 1000 --confusion --format json\n"
+    "  tinyml eval lenet5-int8.tmf --data fashion-mnist --ram-limit 5000\n";
 
 int cmd_eval(int argc, char **argv)
 {
@@ -38,8 +49,11 @@ int cmd_eval(int argc, char **argv)
     cli_init(&c, "eval", help, argc, argv);
     const char *pos[1] = {NULL}, *data = NULL;
     int64_t limit = 0;
-    int batch = 256, confusion = 0, per_class = 1, ref = 0;
+    int batch = 256, confusion = 0, per_class = 1, ref = 0, check = 0;
+    cli_sched so;
+    cli_sched_init(&so);
     while (cli_next(&c)) {
+        if (cli_sched_flag(&c, &so)) continue;
         if (cli_str(&c, "data", 'd', &data)) continue;
         if (cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit)) continue;
         if (cli_int(&c, "batch", 0, 1, 65536, &batch)) continue;
@@ -49,6 +63,10 @@ int cmd_eval(int argc, char **argv)
         }
         if (cli_flag(&c, "no-per-class", 0)) {
             per_class = 0;
+            continue;
+        }
+        if (cli_flag(&c, "check-schedule", 0)) {
+            check = 1;
             continue;
         }
         if (cli_flag(&c, "ref", 0)) {
@@ -63,10 +81,30 @@ int cmd_eval(int argc, char **argv)
     tml_dataset *ds = cli_open_dataset(&c, data, "test");
     const tml_dataset_info *info = tml_dataset_get_info(ds);
 
+    /* int8: the memory schedule export --c would use (or layer by layer) */
+    tml_schedule sc;
+    memset(&sc, 0, sizeof sc);
+    tml_sched_opts sopt;
+    const char *from = NULL;
+    int scheduled = 0;
+    if (tml_model_is_quantized(m)) {
+        cli_sched_opts(&c, &so, m, &sopt, &from);
+        if (sopt.enabled) {
+            cli_sched_compute(&c, m, &sopt, NULL, &sc);
+            scheduled = 1;
+            if (sopt.ram_limit > 0 && !sc.fits)
+                cli_warn(&c, "no schedule fits %lld bytes: running the least-RAM one (%lld bytes, %lld over)",
+                         (long long)sopt.ram_limit, (long long)sc.arena_bytes, (long long)(sc.arena_bytes - sopt.ram_limit));
+        }
+    } else if (so.none || so.ram_limit > 0 || so.max_recompute >= 0) {
+        cli_usage_error(&c, "memory schedules are for int8 models: quantize first");
+    }
+
     cli_progress p;
     cli_progress_start(&p, &c, "eval");
     tml_eval_opts o = {.limit = limit, .batch = batch, .use_ref = ref, .progress = cli_progress_cb,
-                       .progress_user = &p, .cancel = &cli_cancel_flag};
+                       .progress_user = &p, .cancel = &cli_cancel_flag, .schedule = scheduled ? &sc : NULL,
+                       .check_schedule = check};
     tml_eval_result r;
     tml_status st = tml_evaluate(m, ds, &o, &r);
     cli_progress_end(&p);
@@ -87,6 +125,18 @@ int cmd_eval(int argc, char **argv)
     tml_table_num(t, 7, r.seconds, "%.3f");
     tml_table_note(t, "%s: %lld of %lld samples in file order (no sampling), batch %d, %s kernels", info->name,
                    (long long)r.n, (long long)info->count, batch, ref ? "reference" : "fast");
+    if (scheduled) {
+        char d[128];
+        cli_sched_describe(&sopt, d, sizeof d);
+        tml_table_note(t, "memory schedule (%s, %s): %d segments, arena %lld bytes per inference vs the tensor-by-tensor "
+                          "bound %lld, %lld extra MACs; run sample by sample as the exported C runs it",
+                       d, from, sc.n_segments, (long long)sc.arena_bytes, (long long)sc.bound_bytes, (long long)sc.extra_macs);
+    } else if (from) {
+        tml_table_note(t, "memory schedule: none (layer by layer, %s)", from);
+    }
+    if (check && scheduled)
+        tml_table_note(t, "schedule check: %lld output values compared with the layer-by-layer run, %lld differ",
+                       (long long)r.sched_checked, (long long)r.sched_diffs);
 
     tml_table *tables[3] = {t, NULL, NULL};
     int nt = 1;
@@ -127,11 +177,15 @@ int cmd_eval(int argc, char **argv)
         free(names);
     }
     cli_print_tables(&c, stdout, tables, nt);
+    int64_t diffs = r.sched_diffs;
+    if (check && !scheduled) cli_warn(&c, "--check-schedule: no schedule ran (float model or --no-schedule): nothing compared");
     tml_table_free(t);
     tml_table_free(pc);
     tml_table_free(cm);
     tml_eval_result_free(&r);
+    tml_schedule_free(&sc);
     tml_dataset_free(ds);
     tml_model_free(m);
+    if (diffs) cli_fail(&c, "the scheduled run differs from the layer-by-layer run in %lld output values", (long long)diffs);
     return 0;
 }

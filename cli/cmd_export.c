@@ -14,6 +14,7 @@
 #include "tinyml/tml_onnx.h"
 #include "tinyml/tml_quant.h"
 #include "tinyml/tml_tflite.h"
+#include "tinyml/tml_schedule.h"
 
 static const char help[] =
     "Usage: tinyml export [options] [MODEL] --c -o DIR\n"
@@ -75,6 +76,10 @@ static const char help[] =
     "                     dense, sparse, cluster, sparse+cluster or packed\n"
     "  --dense            --c: same as --form dense\n"
     "  --portable         --c: the portable C99 kernels only (no DSP versions)\n"
+    "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
+    "                     --c: the memory schedule (tinyml schedule): by default the\n"
+    "                     one stored in the model, else the least RAM within 5%\n"
+    "                     extra MACs; a --ram-limit no schedule meets is an error\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no log line on stderr\n"
     "\n"
@@ -85,6 +90,7 @@ static const char help[] =
     "    | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
     "  tinyml export lenet5.tmf --onnx -o lenet5.onnx\n"
     "  tinyml export kws-int8.tmf --tflite -o kws.tflite\n"
+    "  tinyml export dscnn-int8.tmf --c -o out --ram-limit 12K\n"
     "\n"
     "docs/deploy.md shows how to call the code from a Cortex-M project;\n"
     "docs/onnx.md describes the ONNX export.\n";
@@ -201,7 +207,10 @@ int cmd_export(int argc, char **argv)
     const char *pos[1] = {NULL}, *out = NULL, *prefix = "model_";
     int to_c = 0, to_onnx = 0, to_tflite = 0, name_set = 0;
     cli_export_flags ef = {0};
+    cli_sched so;
+    cli_sched_init(&so);
     while (cli_next(&c)) {
+        if (cli_sched_flag(&c, &so)) continue;
         if (cli_flag(&c, "c", 0)) {
             to_c = 1;
             continue;
@@ -230,12 +239,16 @@ int cmd_export(int argc, char **argv)
     if (to_tflite) {
         if (name_set || cli_export_flags_given(&ef))
             cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
+        if (so.none || so.ram_limit > 0 || so.max_recompute >= 0)
+            cli_usage_error(&c, "memory schedules apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.tflite is required (- writes to stdout)");
         return export_tflite(&c, pos[0], out);
     }
     if (to_onnx) {
         if (name_set || cli_export_flags_given(&ef))
             cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
+        if (so.none || so.ram_limit > 0 || so.max_recompute >= 0)
+            cli_usage_error(&c, "memory schedules apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
         return export_onnx(&c, pos[0], out);
     }
@@ -249,6 +262,11 @@ int cmd_export(int argc, char **argv)
     if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
 
     tml_model *m = cli_load_model(&c, pos[0]);
+    tml_sched_opts sopt;
+    const char *from = "default";
+    if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
+    else tml_sched_opts_default(&sopt); /* the export refuses the model below */
+    o.schedule = &sopt;
     tml_export_result r;
     tml_status st = tml_export_c(m, &o, &r);
     if (st) {
@@ -256,6 +274,11 @@ int cmd_export(int argc, char **argv)
         const char *msg = tml_last_error();
         cli_fail(&c, "%s", msg && *msg ? msg : tml_status_name(st));
     }
+    if (sopt.enabled && sopt.ram_limit > 0 && !r.schedule->fits)
+        cli_fail(&c, "no schedule fits --ram-limit %lld bytes: the least RAM is %lld bytes (%lld over) with %lld extra "
+                     "MACs; nothing written (tinyml schedule shows the segments)",
+                 (long long)sopt.ram_limit, (long long)r.arena_bytes, (long long)(r.arena_bytes - sopt.ram_limit),
+                 (long long)r.schedule->extra_macs);
     st = tml_export_write(&r, out);
     if (st) cli_fail_status(&c, st);
     cli_log(&c, "wrote %s/%s.c and %s/%s.h", out, r.base, out, r.base);
@@ -311,8 +334,12 @@ int cmd_export(int argc, char **argv)
     add_total(t, "flash: const data", r.const_bytes, "weights, biases, multipliers, tables, layer parameters");
     add_total(t, "flash: code", r.code_bytes, "estimate: the emitted kernels on a Cortex-M4 at -Os (compiler-dependent)");
     add_total(t, "flash total", r.const_bytes + r.code_bytes, "estimate");
-    snprintf(note, sizeof note, "static arena: activations by liveness (lower bound for this graph: %lld)",
-             (long long)r.pair_bytes);
+    if (sopt.enabled)
+        snprintf(note, sizeof note, "static arena of the memory schedule (layer by layer: %lld bytes of activations)",
+                 (long long)r.schedule->bound_bytes);
+    else
+        snprintf(note, sizeof note, "static arena: activations layer by layer (lower bound for this graph: %lld)",
+                 (long long)r.pair_bytes);
     add_total(t, "RAM (arena)", r.arena_bytes, note);
     tml_table_add_row(t);
     tml_table_str(t, 0, "MACs");
@@ -324,8 +351,15 @@ int cmd_export(int argc, char **argv)
                    (double)r.output_scale, (int)r.output_zp);
     tml_table_note(t, "files: %s/%s.c, %s/%s.h; entry point %srun()", out, r.base, out, r.base, prefix);
 
-    tml_table *tables[2] = {t, lt};
-    cli_print_tables(&c, stdout, tables, 2);
+    tml_table *st2 = cli_sched_table(m, r.schedule, from, 1);
+    if (!st2) cli_fail(&c, "out of memory");
+    if (r.lean_layers)
+        tml_table_note(st2, "%lld conv layer%s run conv2d_lean (one pixel at a time, int8 inputs) where conv2d's "
+                            "scratch would raise the arena",
+                       (long long)r.lean_layers, r.lean_layers == 1 ? "" : "s");
+    tml_table *tables[3] = {t, st2, lt};
+    cli_print_tables(&c, stdout, tables, 3);
+    tml_table_free(st2);
     tml_table_free(t);
     tml_table_free(lt);
     tml_export_result_free(&r);

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
+#include "tinyml/tml_schedule.h"
 
 static const char help[] =
     "Usage: tinyml info [options] [MODEL]\n"
@@ -18,18 +19,24 @@ static const char help[] =
     "sparsity of the weights, storage dtype and bits per weight, bytes in the file, MACs; with\n"
     "totals, the file size and the peak activation memory of one inference.\n"
     "With compressed weights (pruned / clustered) a second table shows the bytes\n"
-    "after each compression stage.\n"
+    "after each compression stage. For an int8 model a table shows its memory\n"
+    "schedule (tinyml schedule): per segment of layers, the peak RAM beside the\n"
+    "tensor-by-tensor bound and the extra MACs; the schedule is the one stored\n"
+    "in the model (or the default), as `tinyml eval` and `tinyml export --c` use.\n"
     "\n"
     "Options:\n"
     "  --stages           always show the compression-stage table\n"
     "  --history          also list the passes applied to the model\n"
+    "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
+    "                     another memory schedule than the stored one (tinyml schedule)\n"
     "  --format F         table (default), md, csv or json\n"
     "  -q, --quiet        no log on stderr\n"
     "\n"
     "Examples:\n"
     "  tinyml info lenet5.tmf\n"
     "  tinyml create resnet8 | tinyml info --format md\n"
-    "  tinyml info small.tmf --history --format json\n";
+    "  tinyml info small.tmf --history --format json\n"
+    "  tinyml info dscnn-int8.tmf --ram-limit 12K\n";
 
 static void shape_str(const tml_tensor *t, char *buf, size_t cap)
 {
@@ -101,7 +108,10 @@ int cmd_info(int argc, char **argv)
     cli_init(&c, "info", help, argc, argv);
     const char *pos[1] = {NULL};
     int stages = 0, history = 0;
+    cli_sched so;
+    cli_sched_init(&so);
     while (cli_next(&c)) {
+        if (cli_sched_flag(&c, &so)) continue;
         if (cli_flag(&c, "stages", 0)) {
             stages = 1;
             continue;
@@ -206,7 +216,7 @@ int cmd_info(int argc, char **argv)
                        m->meta.float_io ? "; float32 boundary (the model quantizes its input and dequantizes its output)"
                                         : "");
     tml_table_note(t, "file size %zu bytes (%s); peak activation memory of one inference %lld bytes (%s, batch 1, "
-                   "buffers shared by liveness)", file_bytes, fb, (long long)peak, pb);
+                   "layer by layer, buffers shared by liveness: the tensor-by-tensor bound)", file_bytes, fb, (long long)peak, pb);
     {
         char pre[512];
         int pl = snprintf(pre, sizeof pre, "preprocessing: x = raw * %g", m->meta.pre.scale);
@@ -230,9 +240,26 @@ int cmd_info(int argc, char **argv)
         tml_table_note(t, "%s", lab);
     }
 
-    tml_table *tables[3] = {t, NULL, NULL};
+    tml_table *tables[4] = {t, NULL, NULL, NULL};
     int nt = 1;
     if (stages || compressed) tables[nt++] = s;
+    tml_table *sched = NULL;
+    if (tml_model_is_quantized(m)) {
+        tml_sched_opts so2;
+        const char *from;
+        cli_sched_opts(&c, &so, m, &so2, &from);
+        tml_schedule sc;
+        int exported = cli_sched_compute(&c, m, &so2, NULL, &sc);
+        sched = cli_sched_table(m, &sc, from, exported);
+        if (!sched) cli_fail(&c, "out of memory");
+        if (so2.enabled && so2.ram_limit > 0 && !sc.fits)
+            cli_warn(&c, "no schedule fits %lld bytes: the least RAM is %lld bytes (%lld over)", (long long)so2.ram_limit,
+                     (long long)sc.arena_bytes, (long long)(sc.arena_bytes - so2.ram_limit));
+        tml_schedule_free(&sc);
+        tables[nt++] = sched;
+    } else if (so.none || so.ram_limit > 0 || so.max_recompute >= 0) {
+        cli_usage_error(&c, "memory schedules are for int8 models: quantize first");
+    }
     tml_table *h = NULL;
     if (history) {
         static const char *const hh[] = {"#", "pass", "time", "details"};
@@ -264,6 +291,7 @@ int cmd_info(int argc, char **argv)
     tml_table_free(t);
     tml_table_free(s);
     tml_table_free(h);
+    tml_table_free(sched);
     tml_model_free(m);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tinyml/tml_schedule.h"
 #include "tinyml/tml_device.h"
 #include "tinyml/tml_engine.h"
 
@@ -48,6 +49,11 @@ static const char help[] =
     "  --form F           one form for every layer where it applies: dense, sparse,\n"
     "                     cluster, sparse+cluster or packed (--dense = --form dense)\n"
     "  --portable         the portable scalar kernels even where the core has DSP\n"
+    "  --max-recompute P, --ram-limit BYTES, --no-schedule\n"
+    "                     the memory schedule, as tinyml export --c (default: the one\n"
+    "                     stored in the model, else the least RAM within 5% extra MACs);\n"
+    "                     a streamed or tiled segment's instructions are counted at its\n"
+    "                     last layer\n"
     "  --keep DIR         build in DIR and keep it (sources, program, logs)\n"
     "  --systick          cross-check the counter: run again under -icount shift=0\n"
     "                     and read SysTick around each inference\n"
@@ -68,7 +74,10 @@ int cmd_profile(int argc, char **argv)
     cli_export_flags ef = {0};
     int limit = 100, systick = 0;
     double mhz = 80;
+    cli_sched so;
+    cli_sched_init(&so);
     while (cli_next(&c)) {
+        if (cli_sched_flag(&c, &so)) continue;
         if (cli_str(&c, "data", 'd', &data)) continue;
         if (cli_int(&c, "limit", 0, 1, 100000, &limit)) continue;
         if (cli_str(&c, "target", 0, &target)) continue;
@@ -104,6 +113,11 @@ int cmd_profile(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
 
     tml_model *m = cli_load_model(&c, pos[0]);
+    tml_sched_opts sopt;
+    const char *from = "default";
+    if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
+    else tml_sched_opts_default(&sopt); /* the export refuses the model */
+    o.exp.schedule = &sopt;
     const tml_tensor *it = &m->tensors[m->input];
     const int64_t in_size = tml_tensor_numel(it);
     tml_dataset *ds = NULL;
@@ -220,7 +234,11 @@ int cmd_profile(int argc, char **argv)
     ROW("flash", v, "code %lld + const data %lld (arm-none-eabi-size of model.o)", (long long)r.text_bytes,
         (long long)(r.rodata_bytes + r.data_bytes));
     snprintf(v, sizeof v, "%lld B", (long long)r.bss_bytes);
-    ROW("RAM: arena", v, "static, activations by liveness (lower bound for this graph %lld)", (long long)r.exp.pair_bytes);
+    if (r.exp.schedule && sopt.enabled)
+        ROW("RAM: arena", v, "static, memory schedule (%s; layer by layer %lld bytes of activations)", from,
+            (long long)r.exp.schedule->bound_bytes);
+    else
+        ROW("RAM: arena", v, "static, activations by liveness (lower bound for this graph %lld)", (long long)r.exp.pair_bytes);
     snprintf(v, sizeof v, "%lld B", (long long)r.stack_bytes);
     ROW("RAM: stack", v, "deepest use of model_run(), measured (painted stack)");
     snprintf(v, sizeof v, "%s", r.mismatches ? "NO" : "yes");

@@ -141,7 +141,7 @@ int cmd_run(int argc, char **argv)
     if (!out) cli_fail(&c, "out of memory");
 
     const int nb = records < batch ? (int)records : batch;
-    tml_engine_opts eo = {ref, dump_dir != NULL};
+    tml_engine_opts eo = {.use_ref = ref, .keep_all = dump_dir != NULL};
     tml_engine *e;
     tml_status st = tml_engine_new(m, nb, &eo, &e);
     if (st) cli_fail_status(&c, st);

@@ -32,6 +32,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "post-training INT8 quantization with calibration (integer-only model)"},
     {"qat", cmd_qat, "quantization-aware training: fine-tune through the int8 (or W4A8...) forward pass"},
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
+    {"schedule", cmd_schedule, "memory schedule of an int8 model: in-place, streamed, patch-based; RAM vs bound"},
     {"export", cmd_export, "C source for a microcontroller (static arena, bit-exact int8 kernels), or ONNX"},
     {"fit", cmd_fit, "the most accurate compressed model that fits a flash / RAM / latency budget, verified on the emulator"},
     {"profile", cmd_profile, "run the exported C on an emulated Cortex-M: instructions per layer, flash, RAM, bit-exact check"},

@@ -35,6 +35,7 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
 #include "tinyml/tml_ops_s8.h"
+#include "tinyml/tml_schedule.h"
 
 #define EX_ALIGN 16 /* TML_PLAN_ALIGN_DEVICE: what tml_plan_activations uses */
 #define EX_NENC 7   /* indices DENSE..PACKED of tml_export_enc, then EX_SC8 */
@@ -132,6 +133,8 @@ typedef struct ex {
     int *root, *start, *end; /* (n_tensors) buffer owner and its lifetime in node indices */
     xnode *nodes;       /* (n_nodes) */
     int64_t plan_bytes, arena_bytes, pair_bytes;
+    tml_schedule *sched; /* opts.schedule: the memory schedule the run function replays */
+    tml_exs_node *exs;   /* (n_nodes) how it calls each layer */
 } ex;
 
 static int64_t align_up(int64_t v) { return (v + EX_ALIGN - 1) / EX_ALIGN * EX_ALIGN; }
@@ -435,6 +438,52 @@ static void place_patches(ex *x)
         if (xn->patch_off + align_up(xn->patch_bytes) > x->arena_bytes)
             x->arena_bytes = xn->patch_off + align_up(xn->patch_bytes);
     }
+}
+
+/* With a memory schedule: each layer's kernel and scratch (as place_patches
+ * sizes them), the schedule with that scratch in its arena (export_sched.c),
+ * the arena it needs. */
+static tml_status plan_schedule(ex *x)
+{
+    const tml_model *m = x->m;
+    x->exs = calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof *x->exs);
+    x->sched = calloc(1, sizeof *x->sched);
+    if (!x->exs || !x->sched) return tml_error(TML_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_nodes; i++) {
+        const tml_node *n = &m->nodes[i];
+        xnode *xn = &x->nodes[i];
+        tml_exs_node *e = &x->exs[i];
+        e->id = xn->id;
+        e->dense_off = -1;
+        xn->patch_off = -1;
+        xn->patch_bytes = 0;
+        xn->batch = 1;
+        if (!xn->mat) continue;
+        int64_t st = xn->mat->stride;
+        if (uses_conv2d(x, i)) {
+            /* DSP: the smallest batch of conv2d, one pair (dense) or quad of pixels */
+            int G = xn->mat->enc == TML_EXPORT_DENSE ? 2 : 4;
+            e->conv2d = 1;
+            xn->batch = x->dsp ? G : 1;
+            e->scratch_fast = !x->dsp ? st : 2 * G * st + (is_direct(m, n) ? 0 : G * st);
+            e->scratch_lean = st; /* conv2d_lean (DSP) or the portable conv2d */
+            int groups = n->op == TML_OP_CONV2D ? n->groups : m->tensors[n->in[0]].dims[2];
+            e->lean_ok = x->dsp && !(xn->mat->enc == TML_EXPORT_DENSE && groups > 1);
+        } else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
+            e->dense_scratch = 2 * st;
+        }
+    }
+    tml_status st = tml_exs_plan(m, x->o.schedule, x->dsp, x->exs, x->sched);
+    if (st) return st;
+    x->arena_bytes = x->sched->arena_bytes;
+    for (int q = 0; q < x->sched->n_steps; q++) {
+        const tml_sched_step *p = &x->sched->steps[q];
+        if (p->kind != TML_STEP_RUN || p->scratch < 0) continue;
+        xnode *xn = &x->nodes[p->node];
+        xn->patch_off = x->sched->buffers[p->scratch].offset;
+        xn->patch_bytes = x->sched->buffers[p->scratch].bytes;
+    }
+    return TML_OK;
 }
 
 /* ---- lowering a weighted layer ----------------------------------------------------------------- */
@@ -1108,11 +1157,14 @@ static void put_header(tml_sb *s, const ex *x, const tml_export_result *r)
 
     tml_sb_printf(s,
                   "/* resources of %s.c */\n"
-                  "#define %sARENA_SIZE %lld /* bytes of static RAM: every activation, shared by liveness */\n"
+                  "#define %sARENA_SIZE %lld /* bytes of static RAM: %s */\n"
                   "#define %sCONST_BYTES %lld /* bytes of const data (flash): weights, biases, multipliers, tables */\n"
                   "#define %sCODE_BYTES %lld /* bytes of code, an estimate (Cortex-M4, -Os) */\n"
                   "#define %sMACS %lld /* multiply-accumulates of one inference (%lld with a nonzero weight) */\n\n",
-                  x->base, P, (long long)r->arena_bytes, P, (long long)r->const_bytes, P, (long long)r->code_bytes, P,
+                  x->base, P, (long long)r->arena_bytes,
+                  x->sched ? "the memory schedule's buffers (whole tensors, rows, tiles, kernel scratch)"
+                           : "every activation, shared by liveness",
+                  P, (long long)r->const_bytes, P, (long long)r->code_bytes, P,
                   (long long)r->macs,
                   (long long)r->macs_nz);
     if (has_labels(m, r->output_size))
@@ -1146,7 +1198,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         case TML_OP_DENSE: used[TML_EXK_DENSE] = 1; break;
         case TML_OP_MAXPOOL: used[TML_EXK_MAXPOOL] = 1; break;
         case TML_OP_AVGPOOL: used[TML_EXK_AVGPOOL] = 1; break;
-        case TML_OP_GLOBAL_AVGPOOL: used[tfl ? TML_EXK_MEAN_TFL : TML_EXK_GAP] = 1; break;
+        case TML_OP_GLOBAL_AVGPOOL: used[tfl ? TML_EXK_MEAN_TFL : TML_EXK_GAP] = !x->sched; break; /* scheduled: tml_exs_used */
         case TML_OP_ADD: used[TML_EXK_ADD] = 1; break;
         case TML_OP_RELU:
         case TML_OP_RELU6: used[TML_EXK_CLAMP] = 1; break;
@@ -1154,6 +1206,8 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         default: break;
         }
     }
+
+    if (x->sched) tml_exs_used(m, x->sched, x->exs, used);
 
     /* the file comment with the layer table is written last into its own
      * buffer (it needs the byte counts); everything else goes to `body` */
@@ -1186,11 +1240,14 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
     for (int i = 0; i < m->n_nodes; i++) {
         const xmat *xm = x->nodes[i].mat;
         if (!xm || xm->enc != TML_EXPORT_DENSE) continue;
-        if (m->nodes[i].op != TML_OP_DENSE) mm_inputs |= uses_conv2d(x, i) ? TML_MM_IN_CONV : 0;
+        if (m->nodes[i].op != TML_OP_DENSE)
+            mm_inputs |= !uses_conv2d(x, i) ? 0 : x->exs && x->exs[i].lean ? TML_MM_IN_CONV | TML_MM_IN_X8 : TML_MM_IN_CONV;
         else mm_inputs |= x->nodes[i].patch_off >= 0 ? TML_MM_IN_X16 : TML_MM_IN_X8;
     }
     tml_exk_emit(&body, used, x->dsp, P, mm_inputs);
     r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
+    if (x->sched) /* a scheduled run is one call (~36 B with its arguments) per step */
+        r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 36 * (int64_t)x->sched->n_steps;
     tml_sb_puts(&body, "/* ---- layers ------------------------------------------------------------- */\n\n");
 
     int64_t const_bytes = 0;
@@ -1305,8 +1362,12 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "/* Every activation lives in this arena at an offset chosen by liveness\n"
                   " * (tensors whose lifetimes do not overlap share bytes); conv patches use\n"
                   " * bytes that are free while their layer runs. */\n"
-                  "static union {\n    int8_t bytes[%lld];\n    int64_t align;\n} arena %sARENA_ATTR;\n\n",
-                  (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN), P);
+                  "/* %sARENA_GUARD (bytes, default 0): guard bytes after the arena, set at the\n"
+                  " * first run and checked after each (run() returns -1 if one changed): a\n"
+                  " * check that the code stays inside %sARENA_SIZE. */\n"
+                  "#ifndef %sARENA_GUARD\n#define %sARENA_GUARD 0\n#endif\n"
+                  "static union {\n    int8_t bytes[%lld + %sARENA_GUARD];\n    int64_t align;\n} arena %sARENA_ATTR;\n\n",
+                  P, P, P, P, (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN), P, P);
     tml_sb_printf(&body,
                   "/* %sLAYER_HOOK(i) runs before layer i and, with i = the number of layers,\n"
                   " * after the last one: empty unless defined when compiling this file (a\n"
@@ -1314,6 +1375,15 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "#ifndef %sLAYER_HOOK\n#define %sLAYER_HOOK(i)\n#endif\n\n",
                   P, P, P);
     tml_sb_printf(&body, "int %srun(const int8_t *in, int8_t *out)\n{\n    int8_t *const a = arena.bytes;\n", p);
+    long long guard_at = (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN);
+    tml_sb_printf(&body,
+                  "#if %sARENA_GUARD > 0\n    static int guard_set;\n    if (!guard_set) {\n"
+                  "        memset(a + %lld, 0x5A, %sARENA_GUARD);\n        guard_set = 1;\n    }\n#endif\n",
+                  P, guard_at, P);
+    if (x->sched) {
+        tml_exs_emit_run(&body, m, x->sched, x->exs, P);
+        goto run_tail;
+    }
     char shp[48];
     shape_text(&m->tensors[m->input], shp, sizeof shp);
     tml_sb_printf(&body, "    memcpy(a + %lld, in, %lld); /* input %s */\n", (long long)x->off[m->input],
@@ -1403,7 +1473,13 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
         }
     }
     tml_sb_printf(&body, "    %sLAYER_HOOK(%d);\n", P, m->n_nodes);
-    tml_sb_printf(&body, "    memcpy(out, a + %lld, %lld);\n    return 0;\n}\n", (long long)x->off[m->output],
+run_tail:
+    tml_sb_printf(&body,
+                  "#if %sARENA_GUARD > 0\n    for (int32_t g = 0; g < %sARENA_GUARD; g++)\n"
+                  "        if (a[%lld + g] != 0x5A) return -1;\n#endif\n",
+                  P, P, guard_at);
+    tml_sb_printf(&body, "    memcpy(out, a + %lld, %lld);\n    return 0;\n}\n",
+                  (long long)(x->sched ? tml_exs_tensor_offset(m, x->sched, m->output) : x->off[m->output]),
                   (long long)r->output_size);
 
     r->const_bytes = const_bytes;
@@ -1457,6 +1533,8 @@ void tml_export_result_free(tml_export_result *r)
     free(r->source);
     free(r->header);
     free(r->layers);
+    tml_schedule_free(r->schedule);
+    free(r->schedule);
     memset(r, 0, sizeof *r);
 }
 
@@ -1469,6 +1547,9 @@ static void ex_free(ex *x)
     free(x->root);
     free(x->start);
     free(x->end);
+    tml_schedule_free(x->sched);
+    free(x->sched);
+    free(x->exs);
 }
 
 tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_export_result *r)
@@ -1573,13 +1654,23 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         L->macs_nz = xm->nnz * pixels;
     }
     r->dsp_kernels = x.dsp;
-    place_patches(&x);
+    if (x.o.schedule) {
+        if ((st = plan_schedule(&x))) goto fail;
+        r->lean_layers = 0;
+        for (int i = 0; i < m->n_nodes; i++) r->lean_layers += x.exs[i].lean;
+    } else {
+        place_patches(&x);
+    }
     for (int i = 0; i < m->n_nodes; i++) {
         r->layers[i].scratch_bytes = x.nodes[i].patch_off >= 0 ? x.nodes[i].patch_bytes : 0;
         r->layers[i].live_bytes = live_bytes(&x, i) + align_up(r->layers[i].scratch_bytes);
         r->macs += r->layers[i].macs;
         r->macs_nz += r->layers[i].macs_nz;
     }
+    if (x.sched)
+        for (int g = 0; g < x.sched->n_segments; g++)
+            for (int i = x.sched->segments[g].first; i <= x.sched->segments[g].last; i++)
+                r->layers[i].live_bytes = x.sched->segments[g].peak_bytes;
     const tml_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
     r->input_size = tml_tensor_numel(in);
     r->output_size = tml_tensor_numel(out);
@@ -1604,6 +1695,8 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
         st = tml_error(TML_ERR_NOMEM, "out of memory writing the C source");
         goto fail;
     }
+    r->schedule = x.sched;
+    x.sched = NULL;
     ex_free(&x);
     return TML_OK;
 fail:
@@ -1674,4 +1767,18 @@ tml_status tml_export_write(const tml_export_result *r, const char *dir)
     if ((st = write_text(dir, name, r->header))) return st;
     snprintf(name, sizeof name, "%s.c", r->base);
     return write_text(dir, name, r->source);
+}
+
+tml_status tml_export_schedule(const tml_model *m, const tml_export_opts *o, tml_schedule *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!o || !o->schedule) return tml_error(TML_ERR_INVALID, "tml_export_schedule: no schedule options");
+    tml_export_result r;
+    tml_status st = tml_export_c(m, o, &r);
+    if (st) return st;
+    *s = *r.schedule;
+    free(r.schedule);
+    r.schedule = NULL;
+    tml_export_result_free(&r);
+    return TML_OK;
 }

@@ -57,6 +57,8 @@ typedef enum tml_exk {
     TML_EXK_POOL_T,
     TML_EXK_WIDEN,
     TML_EXK_PUT1X4,
+    TML_EXK_CONV_LEAN,   /* conv2d_lean: one pixel at a time from an int8 gather (memory schedules) */
+    TML_EXK_GAP_PARTS,   /* global average pool fed by rows or tiles (memory schedules) */
     TML_EXK_COUNT
 } tml_exk;
 
@@ -71,5 +73,41 @@ enum { TML_MM_IN_CONV = 1, TML_MM_IN_X16 = 2, TML_MM_IN_X8 = 4 };
 /* Estimated code bytes of the pieces marked in used[] (after tml_exk_emit
  * added the dependencies), for the DSP or the portable flavour. */
 int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp);
+
+/* ---- memory schedules in the exported C (export_sched.c) ---------------------- */
+
+struct tml_model;
+struct tml_schedule;
+struct tml_sched_opts;
+
+/* How the scheduled run function calls node i (filled by export_c.c). */
+typedef struct tml_exs_node {
+    const char *id;          /* C identifier: <id>_p (parameters), <id>_lut (softmax) */
+    int conv2d;              /* conv / depthwise run through conv2d() (else dwconv()) */
+    int lean_ok;             /* conv2d_lean() applies (DSP kernels, not dense weights with groups) */
+    int64_t scratch_fast;    /* conv2d() scratch bytes (0: none) */
+    int64_t scratch_lean;    /* conv2d_lean() scratch bytes */
+    int64_t dense_scratch;   /* DSP dense layer: its int16 input, taken only where it is free */
+    /* chosen by tml_exs_plan */
+    int lean;                /* run through conv2d_lean() */
+    int64_t dense_off;       /* the dense layer's scratch offset in the arena, or -1 */
+} tml_exs_node;
+
+/* The memory schedule of the export: tml_schedule_model with the kernels'
+ * scratch in the arena; conv2d() where its scratch does not cost RAM,
+ * conv2d_lean() where it would (with the DSP kernels, whose conv2d needs more).
+ * Returns a tml_status. */
+int tml_exs_plan(const struct tml_model *m, const struct tml_sched_opts *o, int dsp, tml_exs_node *nodes,
+                 struct tml_schedule *s);
+/* Marks the kernel pieces the scheduled run calls. */
+void tml_exs_used(const struct tml_model *m, const struct tml_schedule *sc, const tml_exs_node *nodes,
+                  int used[TML_EXK_COUNT]);
+/* The statements of the scheduled <prefix>run after `int8_t *const a =
+ * arena.bytes;`: the input copy, the steps with the layer hooks (the caller
+ * writes the output copy). */
+void tml_exs_emit_run(tml_sb *s, const struct tml_model *m, const struct tml_schedule *sc, const tml_exs_node *nodes,
+                      const char *upper);
+/* Arena offset of the buffer holding a whole tensor (the model's input or output). */
+int64_t tml_exs_tensor_offset(const struct tml_model *m, const struct tml_schedule *sc, int tensor);
 
 #endif

@@ -1336,6 +1336,92 @@ static const char k_conv_dsp[] =
     "}\n"
     "\n";
 
+/* For memory schedules: conv2d with the least scratch. Portable C: conv2d
+ * itself (one int8 gather per pixel already). */
+static const char k_conv_lean[] = "#define conv2d_lean conv2d\n\n";
+
+static const char k_conv_lean_dsp[] =
+    "/* Conv2d, DSP, with the least scratch (a memory schedule chose it where\n"
+    " * conv2d's batch scratch would raise the arena): one output pixel at a\n"
+    " * time, its receptive field gathered as int8 (stride bytes; none for a\n"
+    " * direct 1x1 conv, which reads the input pixel), through the matrix\n"
+    " * kernel's int8-vector path (np 0). Rows and strides as conv2d; the same\n"
+    " * bytes out. */\n"
+    "/* All rows of dense weights times one int8 vector: four rows per widened\n"
+    " * word of inputs, the full words without a bounds check. */\n"
+    "static void lean_dense(const wmat *m, const int8_t *x, int8_t *y)\n"
+    "{\n"
+    "    const int32_t st = m->stride, full = m->cols & ~3;\n"
+    "    int32_t r = 0;\n"
+    "    for (; r + 2 <= m->rows; r += 2) {\n"
+    "        const int8_t *w = m->val + r * st;\n"
+    "        const int32_t four = r + 4 <= m->rows;\n"
+    "        int32_t a0 = m->bias[r], a1 = m->bias[r + 1], a2 = four ? m->bias[r + 2] : 0, a3 = four ? m->bias[r + 3] : 0;\n"
+    "        for (int32_t k = 0; k < m->cols; k += 4, w += 8) {\n"
+    "            uint32_t v = 0, x02, x13, x01, x23, u, t;\n"
+    "            if (k < full)\n"
+    "                v = ld32(x + k);\n"
+    "            else /* the last, partial word: zeros past cols */\n"
+    "                for (int32_t j = 0; k + j < m->cols; j++) v |= ((uint32_t)x[k + j] & 0xFFu) << (8 * j);\n"
+    "            x02 = sxtb16(v);\n"
+    "            x13 = sxtb16_r8(v);\n"
+    "            x01 = pkhbt(x02, x13);\n"
+    "            x23 = pkhtb(x02, x13);\n"
+    "            u = ld32(w);\n"
+    "            t = ld32(w + 4);\n"
+    "            a0 = smlad(sxtb16(u), x01, a0);\n"
+    "            a0 = smlad(sxtb16_r8(u), x23, a0);\n"
+    "            a1 = smlad(sxtb16(t), x01, a1);\n"
+    "            a1 = smlad(sxtb16_r8(t), x23, a1);\n"
+    "            if (four) {\n"
+    "                u = ld32(w + 2 * st);\n"
+    "                t = ld32(w + 2 * st + 4);\n"
+    "                a2 = smlad(sxtb16(u), x01, a2);\n"
+    "                a2 = smlad(sxtb16_r8(u), x23, a2);\n"
+    "                a3 = smlad(sxtb16(t), x01, a3);\n"
+    "                a3 = smlad(sxtb16_r8(t), x23, a3);\n"
+    "            }\n"
+    "        }\n"
+    "        y[r] = OUT8(m, r, a0);\n"
+    "        y[r + 1] = OUT8(m, r + 1, a1);\n"
+    "        if (four) {\n"
+    "            y[r + 2] = OUT8(m, r + 2, a2);\n"
+    "            y[r + 3] = OUT8(m, r + 3, a3);\n"
+    "            r += 2;\n"
+    "        }\n"
+    "    }\n"
+    "    if (r < m->rows) m->mm(m, r, m->rows, x, 0, y, 0);\n"
+    "}\n"
+    "\n"
+    "static void conv2d_lean(const conv_t *p, int32_t oy0, int32_t oy1, const int8_t *x, int32_t x_row0, int32_t x_rs,\n"
+    "                        int8_t *y, int32_t y_rs, void *scratch)\n"
+    "{\n"
+    "    const int32_t og = p->m.rows / p->groups;\n"
+    "    int8_t *g0 = (int8_t *)scratch;\n"
+    "    if (p->m.form == 1 && p->groups > 1) {\n"
+    "        /* no int8 kernel for a row range of dense weights: conv2d (the exporter\n"
+    "         * gives such layers conv2d's scratch) */\n"
+    "        conv2d(p, oy0, oy1, x, x_row0, x_rs, y, y_rs, scratch);\n"
+    "        return;\n"
+    "    }\n"
+    "    for (int32_t oy = oy0; oy < oy1; oy++)\n"
+    "        for (int32_t ox = 0; ox < p->ow; ox++) {\n"
+    "            int8_t *yp = y + (oy - oy0) * y_rs + ox * p->m.rows;\n"
+    "            for (int32_t g = 0; g < p->groups; g++) {\n"
+    "                const int8_t *a = g0;\n"
+    "                if (p->direct)\n"
+    "                    a = x + (oy * p->sh - p->pad_t - x_row0) * x_rs + (ox * p->sw - p->pad_l) * p->c;\n"
+    "                else\n"
+    "                    gather8(p, x, x_row0, x_rs, oy, ox, g, g0);\n"
+    "                if (p->m.form == 1 && p->groups == 1)\n"
+    "                    lean_dense(&p->m, a, yp);\n"
+    "                else\n"
+    "                    p->m.mm(&p->m, g * og, (g + 1) * og, a, 0, yp, 0);\n"
+    "            }\n"
+    "        }\n"
+    "}\n"
+    "\n";
+
 static const char k_dwconv[] =
     "/* Depthwise conv, dense weights in the model's (kh, kw, c*mult) layout:\n"
     " * output channel oc reads input channel oc / mult. Output rows [oy0, oy1),\n"
@@ -1671,6 +1757,22 @@ static const char k_gap[] =
     "}\n"
     "\n";
 
+static const char k_gap_parts[] =
+    "/* Global average pool fed in parts (a memory schedule streams its input's\n"
+    " * rows or tiles): the parts' sums into acc, then the mean of hw pixels\n"
+    " * rounded half away from zero, as global_avgpool. */\n"
+    "static void gap_sum(int32_t n, int32_t c, const int8_t *x, int32_t *acc)\n"
+    "{\n"
+    "    for (int32_t i = 0; i < n; i++, x += c)\n"
+    "        for (int32_t ch = 0; ch < c; ch++) acc[ch] += x[ch];\n"
+    "}\n"
+    "\n"
+    "static void gap_finish(int32_t hw, int32_t c, const int32_t *acc, int8_t *y)\n"
+    "{\n"
+    "    for (int32_t ch = 0; ch < c; ch++) y[ch] = (int8_t)div_round(acc[ch], hw);\n"
+    "}\n"
+    "\n";
+
 static const char k_add[] =
     "/* Elementwise add of two tensors with different scales (TFLite's method):\n"
     " * both are shifted left by 20 bits, rescaled to the common scale\n"
@@ -1891,6 +1993,7 @@ int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
         {TML_EXK_MAXPOOL, {176, 620}},      {TML_EXK_AVGPOOL, {300, 300}},     {TML_EXK_GAP, {90, 90}},
         {TML_EXK_ADD, {170, 600}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
         {TML_EXK_SOFTMAX_TFL, {700, 700}},  {TML_EXK_MEAN_TFL, {90, 90}},
+        {TML_EXK_CONV_LEAN, {0, 160}},      {TML_EXK_GAP_PARTS, {70, 70}},
     };
     int64_t n = 0;
     for (size_t i = 0; i < sizeof est / sizeof est[0]; i++)
@@ -1903,15 +2006,17 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
     /* dependencies */
     for (int k = TML_EXK_MM_DENSE; k <= TML_EXK_MM_SC8; k++)
         if (used[k]) used[TML_EXK_WMAT] = 1;
+    if (used[TML_EXK_CONV_LEAN]) used[TML_EXK_CONV] = 1;
     if (used[TML_EXK_CONV] || used[TML_EXK_DWCONV]) used[TML_EXK_CONV_T] = 1;
     if (used[TML_EXK_CONV_T] || used[TML_EXK_DENSE]) used[TML_EXK_WMAT] = 1;
     if (used[TML_EXK_MM_SPARSE] || used[TML_EXK_MM_SPARSE_CLUSTER] || used[TML_EXK_MM_SC8]) used[TML_EXK_ROWSTART] = 1;
     if (used[TML_EXK_MM_CLUSTER] || used[TML_EXK_MM_SPARSE_CLUSTER]) used[TML_EXK_UNPACK] = 1;
     if (used[TML_EXK_WMAT] || used[TML_EXK_ADD] || used[TML_EXK_CLAMP] || used[TML_EXK_MEAN_TFL])
         used[TML_EXK_REQUANT] = 1;
-    if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP]) used[TML_EXK_DIVROUND] = 1;
+    if (used[TML_EXK_AVGPOOL] || used[TML_EXK_GAP] || used[TML_EXK_GAP_PARTS]) used[TML_EXK_DIVROUND] = 1;
     if (used[TML_EXK_MAXPOOL] || used[TML_EXK_AVGPOOL]) used[TML_EXK_POOL_T] = 1;
     used[TML_EXK_WIDEN] = dsp && (used[TML_EXK_CONV] || used[TML_EXK_DENSE]);
+    used[TML_EXK_CONV_LEAN] = used[TML_EXK_CONV_LEAN] != 0;
     used[TML_EXK_PUT1X4] = dsp && (used[TML_EXK_MM_SPARSE] || used[TML_EXK_MM_CLUSTER] ||
                                    used[TML_EXK_MM_SPARSE_CLUSTER] || used[TML_EXK_MM_SC8]);
 
@@ -1935,12 +2040,14 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
         {TML_EXK_MM_SC8, k_mm_sc8, k_mm_sc8_dsp},
         {TML_EXK_CONV_T, k_conv_t, NULL},
         {TML_EXK_CONV, k_conv, k_conv_dsp},
+        {TML_EXK_CONV_LEAN, k_conv_lean, k_conv_lean_dsp},
         {TML_EXK_DWCONV, k_dwconv, k_dwconv_dsp},
         {TML_EXK_DENSE, k_dense, k_dense_dsp},
         {TML_EXK_POOL_T, k_pool_t, NULL},
         {TML_EXK_MAXPOOL, k_maxpool, k_maxpool_dsp},
         {TML_EXK_AVGPOOL, k_avgpool, NULL},
         {TML_EXK_GAP, k_gap, NULL},
+        {TML_EXK_GAP_PARTS, k_gap_parts, NULL},
         {TML_EXK_ADD, k_add, k_add_dsp},
         {TML_EXK_CLAMP, k_clamp, NULL},
         {TML_EXK_SOFTMAX, k_softmax, NULL},

@@ -6,7 +6,7 @@
 #   scripts/bench.sh [sections...]
 #
 # Sections (default: all but train): machine kernels eval quant prune cluster
-#   deep lowbit torch device; `train` (re)trains the zoo baselines first (~11
+#   deep lowbit torch device memory; `train` (re)trains the zoo baselines first (~11
 #   min on 2 cores). Models come from out/bench/<arch>.tmf (trained by the
 #   train section). `lowbit` (below 8 bits: PTQ, QAT, mixed precision, QAT
 #   after Deep Compression; ~1 h on 2 cores) uses deep's clustered models when
@@ -20,7 +20,7 @@ T=$B/tinyml
 OUT=$ROOT/out/bench
 mkdir -p "$OUT"
 R=$OUT/results.md
-SECTIONS=${*:-machine kernels eval quant prune cluster deep lowbit torch device}
+SECTIONS=${*:-machine kernels eval quant prune cluster deep lowbit torch device memory}
 D=fashion-mnist
 PY=/usr/bin/python3
 say() { printf '%s\n' "$*" >>"$R"; }
@@ -271,6 +271,35 @@ device)
     [ -f "$m" ] || continue
     say ""; say "Per layer, $a (-O2):"; say ""
     "$T" profile "$m" --limit 20 --format md -q | sed -n '/Per layer/,$p' | tail -n +3 >>"$R"
+  done
+  ;;
+memory)
+  say ""; say "## Memory schedules ($(date -u +%Y-%m-%d); docs/memory.md)"; say ""
+  say "Default schedule (least RAM within 5% extra MACs); arenas of the exported C (DSP kernels' scratch included);"
+  say "Cortex-M4 instructions of one model_run on QEMU mps2-an386 (-O2, mean of 20 test images; emulator counts, not cycles);"
+  say "bit-exact: every output value of the scheduled engine run against the layer-by-layer run on the whole test split."
+  say ""
+  say "| model | tensor-by-tensor bound | layer-by-layer arena | scheduled arena | below the bound | extra MACs | M4 instructions layer by layer | M4 instructions scheduled | flash layer by layer | flash scheduled | outputs compared (test split) | differ | eval samples/s layer by layer | eval samples/s scheduled |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for a in lenet5 dscnn mobilenet-tiny resnet8; do
+    [ -f "$OUT/$a.tmf" ] || continue
+    [ -f "$OUT/$a-int8.tmf" ] || "$T" quantize "$OUT/$a.tmf" --calib $D -q -o "$OUT/$a-int8.tmf"
+    row=$("$T" schedule "$OUT/$a-int8.tmf" -o /dev/null --format csv -q | awk -F, '/^model \(arena\),/')
+    arena=$(echo "$row" | cut -d, -f5); bound=$(echo "$row" | cut -d, -f6); extra=$(echo "$row" | cut -d, -f9)
+    ratio=$(awk -v a="$arena" -v b="$bound" 'BEGIN{printf "%.2fx", b / a}')
+    ev=$("$T" eval "$OUT/$a-int8.tmf" --data $D --no-per-class --check-schedule -q)
+    cmp=$(echo "$ev" | sed -n 's/.*schedule check: \([0-9]*\) output values compared with the layer-by-layer run, \([0-9]*\) differ.*/\1 \2/p')
+    sps=$("$T" eval "$OUT/$a-int8.tmf" --data $D --format csv --no-per-class -q | csvrow | cut -d, -f7 | awk '{printf "%.0f", $1}')
+    sps0=$("$T" eval "$OUT/$a-int8.tmf" --data $D --format csv --no-per-class -q --no-schedule | csvrow | cut -d, -f7 |
+      awk '{printf "%.0f", $1}')
+    i0=-; i1=-; f0=-; f1=-; a0=-
+    if "$T" profile "$OUT/$a-int8.tmf" --limit 20 -q --format csv --no-schedule >"$OUT/$a.prof0.csv" 2>/dev/null; then
+      "$T" profile "$OUT/$a-int8.tmf" --limit 20 -q --format csv >"$OUT/$a.prof1.csv"
+      i0=$(awk -F, '$1=="instructions"{print $2}' "$OUT/$a.prof0.csv"); i1=$(awk -F, '$1=="instructions"{print $2}' "$OUT/$a.prof1.csv")
+      f0=$(awk -F, '$1=="flash"{print $2+0}' "$OUT/$a.prof0.csv"); f1=$(awk -F, '$1=="flash"{print $2+0}' "$OUT/$a.prof1.csv")
+      a0=$(awk -F, '$1=="RAM: arena"{print $2+0}' "$OUT/$a.prof0.csv")
+    fi
+    say "| $a | $bound | $a0 | $arena | $ratio | $extra | $i0 | $i1 | $f0 | $f1 | ${cmp% *} | ${cmp#* } | $sps0 | $sps |"
   done
   ;;
 *) echo "bench.sh: unknown section '$s'" >&2; exit 2 ;;

@@ -51,7 +51,7 @@ static uint8_t *run_records(const tml_model *m, const uint8_t *in, int64_t recor
     const size_t in_rec = (size_t)tml_tensor_numel(&m->tensors[m->input]) * es;
     const size_t out_rec = (size_t)tml_tensor_numel(&m->tensors[m->output]) * es;
     uint8_t *out = malloc(out_rec * (size_t)records);
-    tml_engine_opts o = {use_ref, 0};
+    tml_engine_opts o = {.use_ref = use_ref};
     tml_engine *e;
     assert_int_equal(tml_engine_new(m, 16, &o, &e), TML_OK);
     for (int64_t r = 0; r < records; r += 16) {
@@ -72,7 +72,7 @@ static void report_first_layer(const char *model, const tml_model *m, const uint
     if (!txt) return;
     txt = realloc(txt, tl + 1);
     txt[tl] = '\0';
-    tml_engine_opts o = {1, 1};
+    tml_engine_opts o = {.use_ref = 1, .keep_all = 1};
     tml_engine *e;
     if (tml_engine_new(m, 10, &o, &e)) return;
     uint8_t *y = malloc(tml_tensor_nbytes(&m->tensors[m->output]) * 10);
@@ -137,7 +137,7 @@ static void check_int8_fixture(const char *model)
     assert_non_null(txt);
     txt = realloc(txt, tl + 1);
     txt[tl] = '\0';
-    tml_engine_opts o = {0, 1};
+    tml_engine_opts o = {.keep_all = 1};
     tml_engine *e;
     assert_int_equal(tml_engine_new(m, 10, &o, &e), TML_OK);
     uint8_t *y = malloc(tml_tensor_nbytes(&m->tensors[m->output]) * 10);

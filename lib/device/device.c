@@ -630,6 +630,7 @@ static tml_status build(const char *dir, const tools *t, const tml_device_target
     argv[a++] = "-fdata-sections";
     if (o->werror)
         for (int i = 0; strict_flags[i]; i++) argv[a++] = (char *)strict_flags[i];
+    if (o->cdefs && *o->cdefs) argv[a++] = (char *)o->cdefs;
     argv[a++] = "-include";
     argv[a++] = "hooks.h";
     argv[a++] = "-c";

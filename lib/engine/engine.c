@@ -29,13 +29,19 @@ static tml_status check_float_node(const tml_model *m, const tml_node *n)
     return TML_OK;
 }
 
-/* int8 path: one arena and one scratch for the whole batch. */
+/* int8 path: one arena and one scratch for the whole batch; with a memory
+ * schedule, the schedule's arena per sample and scratch per thread instead. */
 static tml_status prepare_q8(tml_engine *e)
 {
     const tml_model *m = e->m;
     const int nt = m->n_tensors;
     tml_status st = TML_OK;
     e->micro_batch = e->max_batch;
+    if (e->opts.schedule) {
+        size_t unused = 0;
+        st = tml_engine_q8_prepare(e, &unused);
+        return st ? st : tml_engine_sched_prepare(e);
+    }
     e->offset = malloc(sizeof(int64_t) * (size_t)(nt ? nt : 1));
     int *root = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
     if (!e->offset || !root) {
@@ -86,7 +92,13 @@ tml_status tml_engine_new_tuned(const tml_model *m, int max_batch, const tml_eng
     if (opts) e->opts = *opts;
     if (tuning) e->tuning = *tuning;
     e->quant = quant;
-    tml_status st = quant ? prepare_q8(e) : tml_engine_f32_prepare(e);
+    tml_status st = TML_OK;
+    if (e->opts.schedule && !quant)
+        st = tml_error(TML_ERR_UNSUPPORTED, "memory schedules run int8 models only (quantize first)");
+    else if (e->opts.schedule && e->opts.keep_all)
+        st = tml_error(TML_ERR_INVALID, "a scheduled run keeps no whole activations (keep_all)");
+    else
+        st = quant ? prepare_q8(e) : tml_engine_f32_prepare(e);
     if (st) {
         tml_engine_free(e);
         return st;
@@ -106,6 +118,7 @@ void tml_engine_free(tml_engine *e)
     free(e->arena);
     free(e->scratch);
     free(e->prep);
+    free(e->sched_off);
     free(e);
 }
 
@@ -123,7 +136,9 @@ tml_status tml_engine_run(tml_engine *e, const float *x, int n, float *y)
 {
     const tml_model *m = e->m;
     if (n < 1 || n > e->max_batch) return tml_error(TML_ERR_INVALID, "batch of %d samples (engine prepared for 1..%d)", n, e->max_batch);
-    if (e->quant) {
+    if (e->sched) {
+        tml_engine_sched_run(e, x, n, y, 0);
+    } else if (e->quant) {
         int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
         int64_t out_numel = tml_tensor_numel(&m->tensors[m->output]);
         tml_engine_q8_quantize_input(e, x, in_numel * n, tml_engine_buf(e, m->input));
@@ -148,6 +163,11 @@ tml_status tml_engine_run_raw(tml_engine *e, const void *x, int n, void *y)
     if (n < 1 || n > e->max_batch) return tml_error(TML_ERR_INVALID, "batch of %d samples (engine prepared for 1..%d)", n, e->max_batch);
     const int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
     const int64_t out_numel = tml_tensor_numel(&m->tensors[m->output]);
+    if (e->sched) {
+        tml_engine_sched_run(e, x, n, y, 1);
+        e->last_n = n;
+        return TML_OK;
+    }
     memcpy(tml_engine_buf(e, m->input), x, (size_t)(in_numel * n));
     for (int i = 0; i < m->n_nodes; i++) tml_engine_q8_run_node(e, i, n);
     memcpy(y, tml_engine_buf(e, m->output), (size_t)(out_numel * n));

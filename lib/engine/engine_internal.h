@@ -8,6 +8,7 @@
 
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_ops.h"
+#include "tinyml/tml_schedule.h"
 
 /* Alignment of every activation buffer: 64 bytes (a cache line, and enough for
  * any vector load) on the host; planners for devices use 16. */
@@ -63,6 +64,14 @@ struct tml_engine {
     tml_engine_lane *lanes; /* (n_lanes) float path; lanes[0] is {arena, scratch} */
     uint8_t *in_place;  /* (n_tensors) float fast path: 1 for the graph input and the tensors aliasing
                          * it, read from the caller's samples instead of a copy; or NULL */
+    /* memory schedule (int8 models, opts.schedule): each sample runs the
+     * schedule's steps in its own copy of the schedule's arena */
+    const tml_schedule *sched;
+    size_t sched_stride;   /* bytes between two samples' arenas */
+    size_t sched_scratch;  /* kernel scratch bytes per thread */
+    int sched_threads;     /* samples run side by side */
+    int64_t *sched_off;    /* (n_buffers) arena offsets of the schedule's buffers */
+    int sched_in, sched_out; /* buffers of the model input / output */
 };
 
 /* Sparsity from which the float engine runs a pruned layer's CSR kernel
@@ -103,8 +112,21 @@ void tml_engine_f32_run(struct tml_engine *e, const float *x, int n, float *y);
 tml_status tml_engine_q8_prepare(struct tml_engine *e, size_t *scratch_bytes);
 void tml_engine_q8_release(struct tml_engine *e);
 void tml_engine_q8_run_node(struct tml_engine *e, int node, int n);
+/* Runs node `node` on explicit buffers: x (and x2, add's second operand) in, y
+ * out; win: the window of conv / depthwise / pools (any sub-window of the
+ * node's, e.g. some output rows); count: elements of elementwise ops and
+ * softmax; batch: samples of dense / global average pool. */
+void tml_engine_q8_exec(struct tml_engine *e, int node, int batch, const tml_window *win, const int8_t *x,
+                        const int8_t *x2, int8_t *y, int64_t count, void *scratch);
 /* float -> int8 with the input's parameters, int8 -> float with the output's */
 void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q);
 void tml_engine_q8_dequantize_output(const struct tml_engine *e, const int8_t *q, int64_t count, float *y);
+
+/* memory schedules (engine_sched.c): prepare after the int8 prepare (sizes
+ * the arena and scratch), run replays the steps sample by sample. */
+tml_status tml_engine_sched_prepare(struct tml_engine *e);
+/* raw: x and y are the int8 input and output tensors (else floats, quantized
+ * and dequantized with the model's parameters) */
+void tml_engine_sched_run(struct tml_engine *e, const void *x, int n, void *y, int raw);
 
 #endif

@@ -254,48 +254,41 @@ void tml_engine_q8_release(struct tml_engine *e)
     }
 }
 
-void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
+void tml_engine_q8_exec(struct tml_engine *e, int node, int batch, const tml_window *win, const int8_t *x,
+                        const int8_t *x2, int8_t *y, int64_t count, void *scratch)
 {
     const tml_model *m = e->m;
     const tml_node *n = &m->nodes[node];
     q8_node *p = e->prep[node];
-    const int8_t *x = tml_engine_buf(e, n->in[0]);
-    int8_t *y = tml_engine_buf(e, n->out);
-    int64_t count = (int64_t)batch * tml_tensor_numel(&m->tensors[n->out]);
     const int32_t *bias = (n->n_in > 2 && n->in[2] >= 0) ? tml_engine_buf(e, n->in[2]) : NULL;
     int ref = e->opts.use_ref;
-    tml_window w;
     switch (n->op) {
     case TML_OP_CONV2D:
-        tml_window_from_node(m, n, batch, &w);
-        if (ref && p->wpk) tml_conv2d_s8w_ref(&w, &p->q, p->wbits, x, p->wpk, bias, y);
-        else if (ref) tml_conv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
-        else tml_conv2d_s8_packed(&w, &p->q, x, p->packed, y, e->scratch);
+        if (ref && p->wpk) tml_conv2d_s8w_ref(win, &p->q, p->wbits, x, p->wpk, bias, y);
+        else if (ref) tml_conv2d_s8_ref(win, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        else tml_conv2d_s8_packed(win, &p->q, x, p->packed, y, scratch);
         break;
     case TML_OP_DEPTHWISE_CONV2D:
-        tml_window_from_node(m, n, batch, &w);
-        if (ref && p->wpk) tml_dwconv2d_s8w_ref(&w, &p->q, p->wbits, x, p->wpk, bias, y);
-        else if (ref) tml_dwconv2d_s8_ref(&w, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
-        else tml_dwconv2d_s8(&w, &p->q, x, fast_weights(m, n, p), bias, y);
+        if (ref && p->wpk) tml_dwconv2d_s8w_ref(win, &p->q, p->wbits, x, p->wpk, bias, y);
+        else if (ref) tml_dwconv2d_s8_ref(win, &p->q, x, tml_engine_buf(e, n->in[1]), bias, y);
+        else tml_dwconv2d_s8(win, &p->q, x, fast_weights(m, n, p), bias, y);
         break;
     case TML_OP_DENSE: {
         const tml_tensor *wt = &m->tensors[n->in[1]];
         if (ref && p->wpk) tml_dense_s8w_ref(batch, wt->dims[1], wt->dims[0], p->wbits, &p->q, x, p->wpk, bias, y);
         else if (ref) tml_dense_s8_ref(batch, wt->dims[1], wt->dims[0], &p->q, x, wt->data, bias, y);
-        else tml_dense_s8(batch, wt->dims[1], wt->dims[0], &p->q, x, fast_weights(m, n, p), bias, y, e->scratch);
+        else tml_dense_s8(batch, wt->dims[1], wt->dims[0], &p->q, x, fast_weights(m, n, p), bias, y, scratch);
         break;
     }
     case TML_OP_RELU:
     case TML_OP_RELU6: (ref ? tml_clamp_s8_ref : tml_clamp_s8)(count, p->lo, p->hi, x, y); break;
     case TML_OP_MAXPOOL:
-        tml_window_from_node(m, n, batch, &w);
-        if (ref) tml_maxpool_s8_ref(&w, p->lo, p->hi, x, y);
-        else tml_maxpool_s8(&w, p->lo, p->hi, x, y);
+        if (ref) tml_maxpool_s8_ref(win, p->lo, p->hi, x, y);
+        else tml_maxpool_s8(win, p->lo, p->hi, x, y);
         break;
     case TML_OP_AVGPOOL:
-        tml_window_from_node(m, n, batch, &w);
-        if (ref) tml_avgpool_s8_ref(&w, p->lo, p->hi, x, y);
-        else tml_avgpool_s8(&w, p->lo, p->hi, x, y);
+        if (ref) tml_avgpool_s8_ref(win, p->lo, p->hi, x, y);
+        else tml_avgpool_s8(win, p->lo, p->hi, x, y);
         break;
     case TML_OP_GLOBAL_AVGPOOL: {
         const tml_tensor *xt = &m->tensors[n->in[0]];
@@ -306,7 +299,7 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
                                                                        x, y);
         break;
     }
-    case TML_OP_ADD: (ref ? tml_add_s8_ref : tml_add_s8)(count, &p->add, x, tml_engine_buf(e, n->in[1]), y); break;
+    case TML_OP_ADD: (ref ? tml_add_s8_ref : tml_add_s8)(count, &p->add, x, x2, y); break;
     case TML_OP_RESHAPE:
     case TML_OP_DROPOUT:
         if ((const void *)x != (void *)y) memcpy(y, x, (size_t)count);
@@ -322,6 +315,21 @@ void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
     }
     default: TML_ASSERT(0 && "op not prepared for the int8 engine");
     }
+}
+
+void tml_engine_q8_run_node(struct tml_engine *e, int node, int batch)
+{
+    const tml_model *m = e->m;
+    const tml_node *n = &m->nodes[node];
+    tml_window w;
+    const tml_window *wp = NULL;
+    if (n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D || n->op == TML_OP_MAXPOOL || n->op == TML_OP_AVGPOOL) {
+        tml_window_from_node(m, n, batch, &w);
+        wp = &w;
+    }
+    const int8_t *x2 = n->op == TML_OP_ADD ? tml_engine_buf(e, n->in[1]) : NULL;
+    tml_engine_q8_exec(e, node, batch, wp, tml_engine_buf(e, n->in[0]), x2, tml_engine_buf(e, n->out),
+                       (int64_t)batch * tml_tensor_numel(&m->tensors[n->out]), e->scratch);
 }
 
 void tml_engine_q8_quantize_input(const struct tml_engine *e, const float *x, int64_t count, int8_t *q)

@@ -109,14 +109,21 @@ tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, c
     float *x = malloc(sizeof(float) * (size_t)in_numel * (size_t)o.batch);
     float *y = malloc(sizeof(float) * (size_t)k * (size_t)o.batch);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)o.batch);
-    tml_engine *e = NULL;
-    if (!x || !y || !lab) {
+    tml_engine *e = NULL, *plain = NULL;
+    int check = o.check_schedule && o.schedule;
+    float *y2 = check ? malloc(sizeof(float) * (size_t)k * (size_t)o.batch) : NULL;
+    if (!x || !y || !lab || (check && !y2)) {
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto out;
     }
-    tml_engine_opts eo = {.use_ref = o.use_ref};
+    tml_engine_opts eo = {.use_ref = o.use_ref, .schedule = o.schedule};
     st = tml_engine_new(m, o.batch, &eo, &e);
     if (st) goto out;
+    if (check) {
+        tml_engine_opts po = {.use_ref = o.use_ref};
+        st = tml_engine_new(m, o.batch, &po, &plain);
+        if (st) goto out;
+    }
     int probs = ends_in_softmax(m);
     double loss_sum = 0.0, t0 = now_seconds();
     while (r->n < total) {
@@ -136,6 +143,13 @@ tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, c
             }
         st = tml_engine_run(e, x, got, y);
         if (st) goto out;
+        if (check) {
+            st = tml_engine_run(plain, x, got, y2);
+            if (st) goto out;
+            /* dequantized int8 values: equal floats <=> equal bytes */
+            for (int64_t q = 0; q < (int64_t)got * k; q++) r->sched_diffs += memcmp(&y[q], &y2[q], sizeof(float)) != 0;
+            r->sched_checked += (int64_t)got * k;
+        }
         accumulate(r, y, lab, got, k, probs, &loss_sum);
         if (o.progress) o.progress(o.progress_user, r->n, total);
     }
@@ -143,6 +157,8 @@ tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, c
 out:
     if (st) tml_eval_result_free(r);
     tml_engine_free(e);
+    tml_engine_free(plain);
+    free(y2);
     free(x);
     free(y);
     free(lab);

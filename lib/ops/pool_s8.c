@@ -80,6 +80,20 @@ void tml_global_avgpool_s8_ref(int n, int hw, int c, const int8_t *x, int8_t *y)
         }
 }
 
+/* A global average pool over a tensor that arrives in parts (a memory
+ * schedule streams its rows or tiles): the parts' sums, then the same
+ * division and rounding as tml_global_avgpool_s8_ref. */
+void tml_global_avgpool_s8_sum_ref(int64_t pixels, int c, const int8_t *x, int32_t *acc)
+{
+    for (int64_t i = 0; i < pixels; i++)
+        for (int ch = 0; ch < c; ch++) acc[ch] += x[i * c + ch];
+}
+
+void tml_global_avgpool_s8_finish_ref(int64_t hw, int c, const int32_t *acc, int8_t *y)
+{
+    for (int ch = 0; ch < c; ch++) y[ch] = clamp8(hw > 0 ? div_round_away(acc[ch], hw) : 0, -128, 127);
+}
+
 /* ---- fast pools ----------------------------------------------------------------------------
  * Same results as the _ref kernels. NHWC keeps a pixel's channels contiguous,
  * so the channel loops are innermost (blocks of 64 on the stack) and

@@ -63,6 +63,8 @@ typedef struct tml_device_opts {
     int systick;          /* cross-check: also run under -icount shift=0 and read SysTick
                              around each inference (fills systick_instr) */
     volatile int *cancel; /* if non-NULL and set, stop with TML_ERR_INTERRUPTED */
+    const char *cdefs;    /* one extra compiler argument for the model, e.g. "-DMODEL_ARENA_GUARD=64"
+                             (guard bytes after the arena: run() fails if the code writes past it) */
 } tml_device_opts;
 void tml_device_opts_default(tml_device_opts *o);
 

@@ -20,10 +20,16 @@ extern "C" {
 #endif
 
 typedef struct tml_engine tml_engine;
+struct tml_schedule;
 
 typedef struct tml_engine_opts {
     int use_ref;  /* run the scalar reference kernels instead of the fast ones */
     int keep_all; /* give every activation its own buffer (for inspection / compare) */
+    /* int8 models: run this memory schedule of the model (tml_schedule.h;
+     * borrowed, must outlive the engine): every sample replays its steps in
+     * its own arena of the schedule's size, exactly as the exported C does.
+     * Results are bit-identical to the unscheduled run. Not with keep_all. */
+    const struct tml_schedule *schedule;
 } tml_engine_opts;
 
 /* Prepares buffers for batches of up to `max_batch` samples. opts may be NULL.
@@ -57,7 +63,8 @@ const void *tml_engine_activation(const tml_engine *e, int id);
 
 /* Bytes of the activation arena (buffers shared by liveness) for one pass:
  * max_batch samples, or on the float path (without keep_all / use_ref) the
- * micro-batch it runs large batches in; one arena per thread lane. */
+ * micro-batch it runs large batches in; one arena per thread lane; with a schedule,
+ * max_batch copies of the schedule's arena. */
 size_t tml_engine_arena_bytes(const tml_engine *e);
 /* Bytes of kernel scratch (per lane, as the arena). */
 size_t tml_engine_scratch_bytes(const tml_engine *e);
@@ -80,6 +87,9 @@ typedef struct tml_eval_opts {
     tml_progress_fn progress; /* called after each batch, may be NULL */
     void *progress_user;
     volatile int *cancel; /* if non-NULL and set, stop with TML_ERR_INTERRUPTED */
+    const struct tml_schedule *schedule; /* int8 models: run this memory schedule (tml_engine_opts) */
+    int check_schedule; /* with a schedule: also run every batch layer by layer and count the
+                           output values that differ (tml_eval_result.sched_diffs) */
 } tml_eval_opts;
 
 typedef struct tml_eval_result {
@@ -92,6 +102,8 @@ typedef struct tml_eval_result {
     int64_t *class_total;   /* (n_classes) samples per true class */
     int64_t *class_correct; /* (n_classes) */
     int64_t *confusion;     /* (n_classes, n_classes): [true][predicted] */
+    int64_t sched_checked;  /* check_schedule: output values compared */
+    int64_t sched_diffs;    /* of which differed between the scheduled and the layer-by-layer run */
     double seconds;         /* wall time of model execution + data reading */
     double samples_per_s;
 } tml_eval_result;

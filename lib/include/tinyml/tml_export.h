@@ -32,6 +32,9 @@
 
 #include "tml_core.h"
 
+struct tml_sched_opts;
+struct tml_schedule;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -75,6 +78,14 @@ const char *tml_export_optimize_name(tml_export_optimize o); /* "balanced", "spe
  * byte of flash it saves. */
 #define TML_EXPORT_BALANCED_INSTR_PER_BYTE 16
 
+/* The exchange rate of memory schedules between RAM and speed: a conv layer
+ * runs the lean kernel (one pixel at a time from its int8 gather: stride
+ * bytes of scratch instead of 6 * stride, about one instruction per MAC
+ * more on a Cortex-M4) when that saves at least one byte of arena per this
+ * many instructions per inference; under a RAM limit, wherever the limit
+ * needs it. */
+#define TML_EXPORT_LEAN_INSTR_PER_BYTE 1024
+
 typedef struct tml_export_opts {
     const char *prefix;     /* symbol prefix: a C identifier, [A-Za-z_][A-Za-z0-9_]*;
                                NULL = "model_" (model_run, MODEL_INPUT_SCALE, model.c) */
@@ -84,6 +95,9 @@ typedef struct tml_export_opts {
                                (clustered forms need a codebook), dense elsewhere */
     tml_export_optimize optimize; /* with AUTO: what the per-layer choice weighs */
     tml_export_kernels kernels;   /* AUTO (default) or PORTABLE */
+    const struct tml_sched_opts *schedule; /* NULL (default): layer by layer, the liveness plan;
+                                              else run the memory schedule of these options
+                                              (tml_schedule.h), the kernels' scratch included */
 } tml_export_opts;
 void tml_export_opts_default(tml_export_opts *o);
 /* TML_OK when `prefix` is a usable symbol prefix, else TML_ERR_INVALID with a
@@ -134,6 +148,9 @@ typedef struct tml_export_result {
                                 requantization cannot take) */
     float input_scale, output_scale;
     int32_t input_zp, output_zp;
+    struct tml_schedule *schedule; /* with opts.schedule: the schedule the code runs (owned; its
+                                      arena_bytes is arena_bytes), else NULL */
+    int64_t lean_layers;     /* scheduled: conv layers given the lean kernel (less scratch) */
 } tml_export_result;
 
 /* Generates the source pair in memory. Refuses a float (or weight-only
@@ -148,6 +165,11 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
 tml_status tml_export_write(const tml_export_result *r, const char *dir);
 
 void tml_export_result_free(tml_export_result *r);
+
+/* The memory schedule the C export of m with options o runs (o->schedule set;
+ * the kernels' scratch is in its arena): what `tinyml info` and `tinyml eval`
+ * report and run, so that they agree with `tinyml export --c`. */
+tml_status tml_export_schedule(const tml_model *m, const tml_export_opts *o, struct tml_schedule *s);
 
 #ifdef __cplusplus
 }

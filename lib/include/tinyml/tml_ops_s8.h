@@ -198,6 +198,12 @@ void tml_clamp_s8(int64_t count, int32_t lo, int32_t hi, const int8_t *x, int8_t
 void tml_maxpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_avgpool_s8_ref(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_global_avgpool_s8_ref(int n, int hw, int c, const int8_t *x, int8_t *y);
+/* A global average pool fed in parts (rows or tiles of a memory schedule):
+ * _sum adds `pixels` pixels of c channels to acc (int32, exact while the
+ * pool has fewer than 2^24 pixels); _finish writes what
+ * tml_global_avgpool_s8_ref gives for the whole (hw pixels) tensor. */
+void tml_global_avgpool_s8_sum_ref(int64_t pixels, int c, const int8_t *x, int32_t *acc);
+void tml_global_avgpool_s8_finish_ref(int64_t hw, int c, const int32_t *acc, int8_t *y);
 /* Fast versions of the pools (channels vectorized), same results. */
 void tml_maxpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
 void tml_avgpool_s8(const tml_window *p, int32_t act_min, int32_t act_max, const int8_t *x, int8_t *y);
