@@ -20,6 +20,7 @@
 #include "tinyml/tml_fit.h"
 #include "tinyml/tml_format.h"
 #include "tinyml/tml_plot.h"
+#include "tinyml/tml_schedule.h"
 
 static const char help[] =
     "Usage: tinyml fit MODEL --data D --flash BYTES --ram BYTES [options] -o OUT\n"
@@ -38,7 +39,9 @@ static const char help[] =
     "\n"
     "Budget:\n"
     "  --flash BYTES          flash for the model (const data + code); 32K, 32KB, 0.5M accepted\n"
-    "  --ram BYTES            RAM for the model (its static arena)\n"
+    "  --ram BYTES            RAM for the model: its static arena, run with the memory\n"
+    "                         schedule (tinyml schedule) with the fewest extra MACs that fits\n"
+    "  --no-schedule          layer by layer only (the tensor-by-tensor arena)\n"
     "  --latency MS           time per inference at --mhz (instructions counted on the\n"
     "                         emulator, one per cycle: a stand-in for cycles, not a timing)\n"
     "  --mhz F                core clock for --latency (default 80)\n"
@@ -173,7 +176,7 @@ int cmd_fit(int argc, char **argv)
     const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *target = "cortex-m4", *state = NULL, *plot = NULL,
                *cdir = NULL, *flash_s = NULL, *ram_s = NULL;
     double max_drop = -1, tbudget = 0;
-    int no_verify = 0;
+    int no_verify = 0, no_schedule = 0;
     int64_t train_limit = 0;
     tml_fit_opts o;
     tml_fit_opts_default(&o);
@@ -192,6 +195,10 @@ int cmd_fit(int argc, char **argv)
             continue;
         if (cli_flag(&c, "no-verify", 0)) {
             no_verify = 1;
+            continue;
+        }
+        if (cli_flag(&c, "no-schedule", 0)) {
+            no_schedule = 1;
             continue;
         }
         if (cli_flag(&c, "no-distill", 0)) {
@@ -256,6 +263,14 @@ int cmd_fit(int argc, char **argv)
         f.key = fnv(h, k, strlen(k));
     }
     o.exp.prefix = NULL;
+    /* every plan runs the memory schedule with the fewest extra MACs that fits
+     * the RAM budget (the least RAM when none does): the exporter's arena is
+     * then the scheduled one, and the answer carries the options so that
+     * `tinyml export --c` runs the same schedule */
+    tml_sched_opts sched;
+    tml_sched_opts_default(&sched);
+    sched.ram_limit = o.ram;
+    if (!no_schedule) o.exp.schedule = &sched;
     if (!no_verify) o.device = &dopt;
     o.progress = on_progress;
     o.lookup = lookup;
@@ -457,6 +472,7 @@ int cmd_fit(int argc, char **argv)
         cJSON_AddStringToObject(h, "export_optimize",
                                 tml_export_optimize_name(cd->plan.form_size ? TML_EXPORT_OPT_SIZE : o.exp.optimize));
         cli_add_history(&c, cd->model, h);
+        if (o.exp.schedule && (st = tml_sched_opts_to_model(cd->model, &sched))) cli_fail_status(&c, st);
         cli_save_model(&c, cd->model, out);
         if (cdir) {
             if ((st = tml_export_write(&dr.exp, cdir))) cli_fail_status(&c, st);
