@@ -87,6 +87,12 @@ tml_model *cli_load_model(const cli *c, const char *path);
 uint8_t *cli_read_all(const cli *c, const char *path, size_t max, size_t *len);
 /* Model output: -o path, "-" or NULL = stdout (refused when stdout is a terminal). */
 void cli_save_model(const cli *c, const tml_model *m, const char *out);
+/* Destinations are checked before any long work (exit 1 naming the path):
+ * cli_check_output for a file (NULL: nothing to check), cli_check_model_output
+ * for a model's -o (stdout: refused when it is a terminal). The rules for
+ * what a path may be are tml_write_file_atomic's (tml_core.h). */
+void cli_check_output(const cli *c, const char *path);
+void cli_check_model_output(const cli *c, const char *out);
 /* Does `out` send the model to stdout? Then reports must go to stderr. */
 int cli_model_to_stdout(const char *out);
 
@@ -96,6 +102,23 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
  * into the model's preprocessing; usage error (exit 2) otherwise. */
 void cli_set_mean_std(const cli *c, tml_model *m, const char *mean, const char *stdv);
 
+/* stdout: every write is checked (a failure prints "cannot write to standard
+ * output" and exits 1); main() calls cli_close_stdout() after the command so
+ * the final flush and close are checked too. New commands print through
+ * these (or cli_print_tables), never with bare printf/fputs on stdout. */
+void cli_write_stdout(const cli *c, const void *buf, size_t len);
+void cli_printf(const cli *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Flushes and closes stdout; exits 1 with a message on any error. */
+int cli_close_stdout(const cli *c);
+/* exit(0) after cli_close_stdout (help texts and other early successes). */
+_Noreturn void cli_exit_success(const cli *c);
+/* Keeps fds 0-2 occupied (by /dev/null, read-only) when the caller closed
+ * them, so no file the command opens takes their place. */
+void cli_protect_std_fds(void);
 /* The export options `export --c` and `profile` share: --dense, --form F,
  * --optimize G, --portable. cli_export_flag() consumes the current argument
  * when it is one of them (1); cli_export_flags_apply() checks them together
@@ -138,14 +161,71 @@ double cli_now(void);
  * tinyml version and the UTC time. */
 struct cJSON;
 void cli_add_history(const cli *c, tml_model *m, struct cJSON *entry);
+/* A wall-clock duration in a history entry, left out when SOURCE_DATE_EPOCH
+ * pins the time: then the same command writes the same bytes. */
+void cli_history_seconds(struct cJSON *entry, const char *key, double seconds);
 /* Adds eval_data, top1_before and top1_after to a history entry. */
 void cli_history_eval(struct cJSON *entry, const char *data, double top1_before, double top1_after);
+
+/* ---- checkpoints of long runs (train, and prune / cluster fine-tuning) ----
+ * With -o FILE a run keeps FILE.last.tmf (FILE without .tmf; --checkpoint
+ * PREFIX picks another prefix, --no-checkpoint none) up to date after every
+ * epoch, so Ctrl-C leaves a usable model. */
+const char *cli_checkpoint_prefix(const char *out, const char *prefix, int none, char *buf, size_t cap);
+/* Checks PREFIX.last.tmf (and PREFIX.best.tmf) can be written, before the work. */
+void cli_check_checkpoints(const cli *c, const char *prefix, int best);
+/* PREFIX.last.tmf: m with a history entry {"checkpoint": what}. */
+tml_status cli_write_checkpoint(const cli *c, const tml_model *m, const char *prefix, const char *what);
+/* After Ctrl-C: names the last checkpoint (what: NULL when none) and exits 130. */
+_Noreturn void cli_interrupted(const cli *c, const char *prefix, const char *what);
 
 /* Serialized size of a model in bytes (NaN if it cannot be written). */
 double cli_model_bytes(const tml_model *m);
 /* Top-1 of a model on `data` (default split test; limit <= 0: all), with a
- * progress bar; exits on error. */
+ * progress bar; exits on error. A bare number: new tables use cli_accuracy()
+ * and cli_acc_cells() (interval and paired test) instead. */
 double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit);
+/* Device flash (const data + code estimate) and RAM (static arena) of the C
+ * export of an int8 model, from the export planner; NaN for float models. */
+void cli_device_bytes(const tml_model *m, double *flash, double *ram);
+
+/* ---- data selection and accuracy statistics (cli/data.c) ----
+ * --data D, --val-split F, --eval-data E mean the same in every command:
+ * fine-tune / calibrate on D (default split train) minus the held-out
+ * fraction F (seeded by --seed), evaluate on E, else on the held-out part,
+ * else on D's default split test. Classes are matched to the model by name. */
+typedef struct cli_data {
+    const char *spec;      /* --data */
+    const char *eval_spec; /* --eval-data */
+    double val_split;      /* --val-split, 0 = none */
+} cli_data;
+/* Matches --data/-d, --eval-data and --val-split. */
+int cli_data_option(cli *c, cli_data *d);
+int cli_has_eval_data(const cli_data *d);
+/* m (may be NULL) is the model the data must fit. */
+tml_dataset *cli_open_train_data(const cli *c, const cli_data *d, const tml_model *m);
+tml_dataset *cli_open_eval_data(const cli *c, const cli_data *d, const tml_model *m);
+/* What the evaluation ran on, for a table note; with trained set, warns (and
+ * says) when those are the samples fine-tuning used. */
+void cli_eval_data_note(const cli *c, const cli_data *d, int trained, char *buf, size_t cap);
+
+/* An accuracy with what its statistics need: per-sample outcomes. */
+typedef struct cli_acc {
+    double top1;
+    int64_t n, k;     /* samples, correct */
+    uint8_t *correct; /* (n) */
+} cli_acc;
+/* Evaluates m on the evaluation data of d (progress bar; exits on error). */
+void cli_accuracy(const cli *c, const tml_model *m, const cli_data *d, int64_t limit, cli_acc *out);
+void cli_acc_free(cli_acc *a);
+/* McNemar p-value of a against base (same samples), NaN when not paired. */
+double cli_acc_p(const cli_acc *base, const cli_acc *a);
+/* Four cells from column col: top1%, drop against base (points), the 95%
+ * interval of top1 "lo-hi", McNemar p. base NULL or == a: drop 0, no p. */
+void cli_acc_cells(tml_table *t, int col, const cli_acc *a, const cli_acc *base);
+/* The table notes that explain those cells (and flag drops inside the
+ * noise); a drop of 5 points or more (p < 0.01) is also warned about. */
+void cli_acc_note(const cli *c, tml_table *t, const cli_acc *base, const cli_acc *const *others, int n_others);
 
 /* Memory-schedule options shared by schedule, info, eval and export
  * (cmd_schedule.c): --max-recompute P, --ram-limit BYTES, --no-schedule. */

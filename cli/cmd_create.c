@@ -22,13 +22,15 @@ static const char help[] =
     "  dscnn           depthwise-separable keyword-spotting CNN (DS-CNN-S); 28x28 or 49x10\n"
     "  mobilenet-tiny  MobileNet-v1 style; --width sets the width multiplier\n"
     "  resnet8         ResNet-8 of MLPerf Tiny (3 residual stacks 16/32/64)\n"
-    "  FILE.json       sequential layers, see docs/cli.md#create\n"
+    "  FILE.json       sequential layers, see docs/arch-json.md\n"
     "\n"
     "Options:\n"
-    "  --input HxWxC      input shape (default 28x28x1, Fashion-MNIST)\n"
+    "  --input HxWxC      input shape (default 28x28x1, Fashion-MNIST); --input N: a vector\n"
+    "                     of N features (tabular data, e.g. a CSV; preprocessing scale 1)\n"
     "  --classes N        number of classes (default 10)\n"
     "  --width A          mobilenet-tiny width multiplier (default 0.5)\n"
-    "  --scale X          preprocessing: multiply raw values by X (default 1/255)\n"
+    "  --scale X          preprocessing: multiply raw values by X (default 1/255 for\n"
+    "                     images, 1 for vectors)\n"
     "  --mean M[,M..]     preprocessing: subtract per-channel mean after scaling\n"
     "  --std S[,S..]      preprocessing: divide by per-channel std\n"
     "  --name NAME        model name stored in the file (default: ARCH)\n"
@@ -39,11 +41,19 @@ static const char help[] =
     "Examples:\n"
     "  tinyml create lenet5 -o lenet5.tmf\n"
     "  tinyml create dscnn --input 49x10x1 --classes 12 -o kws.tmf\n"
+    "  tinyml create lenet300 --input 20 --classes 3 -o tabular.tmf     # MLP 20-300-100-3\n"
     "  tinyml create mobilenet-tiny --width 0.25 --seed 7 | tinyml info\n";
 
+/* "HxWxC" (an image) or "N" (a vector of N features: *w = 0). */
 static int parse_shape(const char *s, int *h, int *w, int *c)
 {
     char tail;
+    long n;
+    if (cli_parse_long(s, &n) == 0) {
+        *h = (int)n;
+        *w = *c = 0;
+        return n < 1 || n > (1 << 24) ? -1 : 0;
+    }
     if (sscanf(s, "%dx%dx%d%c", h, w, c, &tail) != 3) return -1;
     return (*h < 1 || *w < 1 || *c < 1 || *h > 4096 || *w > 4096 || *c > 64) ? -1 : 0;
 }
@@ -68,12 +78,18 @@ int cmd_create(int argc, char **argv)
         cli_unknown(&c);
     }
     if (!pos[0]) cli_usage_error(&c, "missing ARCH (e.g. lenet5)");
+    cli_check_model_output(&c, out);
     tml_zoo_opts o = {0};
     o.classes = classes;
     o.width = (float)width;
     o.seed = c.seed;
     if (shape && parse_shape(shape, &o.h, &o.w, &o.c))
-        cli_usage_error(&c, "--input expects HxWxC with each in 1..4096 (C up to 64), got '%s'", shape);
+        cli_usage_error(&c, "--input expects HxWxC (each in 1..4096, C up to 64) or N (a vector of N features), got '%s'",
+                        shape);
+    if (shape && !o.w) {
+        o.features = o.h;
+        o.h = 0;
+    }
     tml_model *m = NULL;
     tml_status st = tml_zoo_create(pos[0], &o, &m);
     if (st) cli_fail_status(&c, st);
@@ -88,7 +104,10 @@ int cmd_create(int argc, char **argv)
     cJSON_AddNumberToObject(h, "seed", (double)c.seed);
     const tml_tensor *in = &m->tensors[m->input];
     char sh[64];
-    snprintf(sh, sizeof sh, "%dx%dx%d", in->dims[0], in->dims[1], in->dims[2]);
+    if (in->ndim == 3)
+        snprintf(sh, sizeof sh, "%dx%dx%d", in->dims[0], in->dims[1], in->dims[2]);
+    else
+        snprintf(sh, sizeof sh, "%d", in->dims[0]);
     cJSON_AddStringToObject(h, "input", sh);
     cJSON_AddNumberToObject(h, "classes", m->meta.n_classes);
     if (strcmp(pos[0], "mobilenet-tiny") == 0) cJSON_AddNumberToObject(h, "width", width > 0 ? width : 0.5);

@@ -20,6 +20,8 @@ static const char help[] =
     "Options:\n"
     "  -d, --data SPEC    fashion-mnist[:test|:train] (default split: test),\n"
     "                     idx:IMAGES,LABELS, png:DIR (DIR/<class>/*.png), csv:FILE\n"
+    "  --val-split F      evaluate only the fraction F held out of SPEC (seeded by --seed):\n"
+    "                     the samples 'prune/cluster --val-split F' did not fine-tune on\n"
     "  --limit N          evaluate only the first N samples\n"
     "  --batch N          samples per batch (default 256); --batch 1 measures latency\n"
     "  --confusion        print the confusion matrix (rows: true class)\n"
@@ -47,14 +49,15 @@ int cmd_eval(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "eval", help, argc, argv);
-    const char *pos[1] = {NULL}, *data = NULL;
+    const char *pos[1] = {NULL};
+    cli_data data = {0};
     int64_t limit = 0;
     int batch = 256, confusion = 0, per_class = 1, ref = 0, check = 0;
     cli_sched so;
     cli_sched_init(&so);
     while (cli_next(&c)) {
         if (cli_sched_flag(&c, &so)) continue;
-        if (cli_str(&c, "data", 'd', &data)) continue;
+        if (cli_data_option(&c, &data)) continue;
         if (cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit)) continue;
         if (cli_int(&c, "batch", 0, 1, 65536, &batch)) continue;
         if (cli_flag(&c, "confusion", 0)) {
@@ -76,9 +79,10 @@ int cmd_eval(int argc, char **argv)
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
-    if (!data) cli_usage_error(&c, "--data is required (e.g. --data fashion-mnist)");
+    if (data.eval_spec && !data.spec) data.spec = data.eval_spec, data.eval_spec = NULL;
+    if (!data.spec) cli_usage_error(&c, "--data is required (e.g. --data fashion-mnist)");
     tml_model *m = cli_load_model(&c, pos[0]);
-    tml_dataset *ds = cli_open_dataset(&c, data, "test");
+    tml_dataset *ds = cli_open_eval_data(&c, &data, m);
     const tml_dataset_info *info = tml_dataset_get_info(ds);
 
     /* int8: the memory schedule export --c would use (or layer by layer) */
@@ -112,8 +116,9 @@ int cmd_eval(int argc, char **argv)
 
     int k = r.n_classes;
     int show5 = k > 5;
-    static const char *const hdr[] = {"model", "dataset", "samples", "top1%", "top5%", "loss", "samples/s", "seconds"};
-    tml_table *t = tml_table_new("summary", "Evaluation", 8, hdr);
+    static const char *const hdr[] = {"model", "dataset", "samples", "top1%", "top5%", "loss", "samples/s", "seconds",
+                                      "top1 95% CI"};
+    tml_table *t = tml_table_new("summary", "Evaluation", 9, hdr);
     tml_table_add_row(t);
     tml_table_str(t, 0, m->meta.name ? m->meta.name : (pos[0] ? pos[0] : "<stdin>"));
     tml_table_str(t, 1, info->name);
@@ -123,8 +128,12 @@ int cmd_eval(int argc, char **argv)
     tml_table_num(t, 5, r.loss, "%.4f");
     tml_table_num(t, 6, r.samples_per_s, "%.0f");
     tml_table_num(t, 7, r.seconds, "%.3f");
+    double lo, hi;
+    tml_wilson_interval(r.correct1, r.n, &lo, &hi);
+    tml_table_fmt(t, 8, "%.2f-%.2f", 100.0 * lo, 100.0 * hi);
     tml_table_note(t, "%s: %lld of %lld samples in file order (no sampling), batch %d, %s kernels", info->name,
                    (long long)r.n, (long long)info->count, batch, ref ? "reference" : "fast");
+    tml_table_note(t, "top1 95%% CI: Wilson interval of the top-1 on these %lld samples", (long long)r.n);
     if (scheduled) {
         char d[128];
         cli_sched_describe(&sopt, d, sizeof d);

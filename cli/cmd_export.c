@@ -65,8 +65,9 @@ static const char help[] =
     "  -o, --output DIR|FILE  --c: directory for the two files (created if\n"
     "                     missing); --onnx: the .onnx file (- = stdout, not a\n"
     "                     terminal). Files are replaced atomically.\n"
-    "  --name PREFIX      --c: symbol prefix (default model_): kws_ gives\n"
+    "  --prefix PREFIX    --c: symbol prefix (default model_): kws_ gives\n"
     "                     kws_run(), KWS_INPUT_SCALE, ... and the files kws.c / kws.h\n"
+    "                     (--name is the old spelling; elsewhere --name is a model's name)\n"
     "  --optimize G       --c: how each layer's weight form is chosen: balanced\n"
     "                     (default: the fewest instructions + 16 x bytes, so flash\n"
     "                     is saved where it costs few instructions, e.g. on a big\n"
@@ -85,9 +86,9 @@ static const char help[] =
     "\n"
     "Examples:\n"
     "  tinyml export lenet5-int8.tmf --c -o firmware/model\n"
-    "  tinyml export kws-int8.tmf --c -o src --name kws_      # kws.c, kws_run(), KWS_INPUT_SCALE\n"
-    "  tinyml prune --sparsity 0.9 base.tmf | tinyml cluster --bits 4 \\\n"
-    "    | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
+    "  tinyml export kws-int8.tmf --c -o src --prefix kws_    # kws.c, kws_run(), KWS_INPUT_SCALE\n"
+    "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
+    "    | tinyml cluster --bits 4 | tinyml quantize --calib fashion-mnist | tinyml export --c -o out\n"
     "  tinyml export lenet5.tmf --onnx -o lenet5.onnx\n"
     "  tinyml export kws-int8.tmf --tflite -o kws.tflite\n"
     "  tinyml export dscnn-int8.tmf --c -o out --ram-limit 12K\n"
@@ -125,6 +126,7 @@ static int export_onnx(cli *c, const char *model_path, const char *out)
     int to_stdout = strcmp(out, "-") == 0;
     if (to_stdout && isatty(STDOUT_FILENO))
         cli_usage_error(c, "refusing to write a binary ONNX file to a terminal: use -o FILE.onnx or a pipe");
+    if (!to_stdout) cli_check_output(c, out);
     tml_model *m = cli_load_model(c, model_path);
     tml_status st = tml_onnx_export_file(m, to_stdout ? "-" : out);
     if (st) {
@@ -160,6 +162,7 @@ static int export_tflite(cli *c, const char *model_path, const char *out)
     const int to_stdout = strcmp(out, "-") == 0;
     if (to_stdout && isatty(STDOUT_FILENO))
         cli_usage_error(c, "refusing to write a binary TFLite file to a terminal: use -o FILE.tflite or a pipe");
+    if (!to_stdout) cli_check_output(c, out);
     tml_model *m = cli_load_model(c, model_path);
     int has_bn = 0, pruned = 0, clustered = 0;
     for (int i = 0; i < m->n_nodes; i++) has_bn |= m->nodes[i].op == TML_OP_BATCHNORM;
@@ -224,8 +227,13 @@ int cmd_export(int argc, char **argv)
             continue;
         }
         if (cli_str(&c, "output", 'o', &out)) continue;
+        if (cli_str(&c, "prefix", 0, &prefix)) {
+            name_set = 1;
+            continue;
+        }
         if (cli_str(&c, "name", 0, &prefix)) {
             name_set = 1;
+            cli_warn(&c, "--name is the old spelling of --prefix (the symbol prefix)");
             continue;
         }
         if (cli_export_flag(&c, &ef)) continue;
@@ -238,7 +246,7 @@ int cmd_export(int argc, char **argv)
         cli_usage_error(&c, "choose a target: --c (C source of an int8 model), --onnx or --tflite");
     if (to_tflite) {
         if (name_set || cli_export_flags_given(&ef))
-            cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
+            cli_usage_error(&c, "--prefix, --dense, --form, --optimize and --portable apply to --c only");
         if (so.none || so.ram_limit > 0 || so.max_recompute >= 0)
             cli_usage_error(&c, "memory schedules apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.tflite is required (- writes to stdout)");
@@ -246,7 +254,7 @@ int cmd_export(int argc, char **argv)
     }
     if (to_onnx) {
         if (name_set || cli_export_flags_given(&ef))
-            cli_usage_error(&c, "--name, --dense, --form, --optimize and --portable apply to --c only");
+            cli_usage_error(&c, "--prefix, --dense, --form, --optimize and --portable apply to --c only");
         if (so.none || so.ram_limit > 0 || so.max_recompute >= 0)
             cli_usage_error(&c, "memory schedules apply to --c only");
         if (!out || !*out) cli_usage_error(&c, "-o FILE.onnx is required (- writes to stdout)");
@@ -259,8 +267,10 @@ int cmd_export(int argc, char **argv)
     o.prefix = prefix;
     cli_export_flags_apply(&c, &ef, &o);
     /* check the prefix before reading a model from a pipe */
-    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--name: %s", tml_last_error());
+    if (tml_export_check_prefix(prefix)) cli_usage_error(&c, "--prefix: %s", tml_last_error());
 
+    tml_status cst = tml_check_output_dir(out);
+    if (cst) cli_fail_status(&c, cst);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_sched_opts sopt;
     const char *from = "default";

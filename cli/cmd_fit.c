@@ -236,10 +236,11 @@ int cmd_fit(int argc, char **argv)
     tml_model *m = cli_load_model(&c, pos[0]);
     if (tml_model_is_quantized(m)) cli_fail(&c, "%s is an INT8 model: fit starts from the float model", pos[0]);
     tml_dataset *tds = cli_open_dataset(&c, data, "train");
-    if ((st = tml_check_dataset_fits(m, tml_dataset_get_info(tds)))) cli_fail_status(&c, st);
+    if ((st = tml_dataset_match(tds, m))) cli_fail_status(&c, st);
     tml_samples *train = NULL, *test = NULL;
     if ((st = tml_dataset_load(tds, train_limit, &train))) cli_fail_status(&c, st);
     tml_dataset *eds = cli_open_dataset(&c, data, "test");
+    if ((st = tml_dataset_match(eds, m))) cli_fail_status(&c, st);
     if ((st = tml_dataset_load(eds, 0, &test))) cli_fail_status(&c, st);
     o.train = train;
     o.test = test;

@@ -169,6 +169,7 @@ int cmd_import(int argc, char **argv)
         cli_usage_error(&c, "--input-shape expects HxWxC (images) or F (vectors), each 1..65536, got '%s'",
                         shape);
 
+    cli_check_model_output(&c, out);
     tml_model *m = NULL;
     tml_onnx_info info;
     tml_tflite_info tinfo;

@@ -1,6 +1,7 @@
 /*
  * cmd_info.c - `tinyml info MODEL`: what is in a model file, layer by layer.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@ static const char help[] =
     "Usage: tinyml info [options] [MODEL]\n"
     "\n"
     "Show a model layer by layer: op, output shape, parameters, nonzeros,\n"
-    "sparsity of the weights, storage dtype and bits per weight, bytes in the file, MACs; with\n"
+    "sparsity of the weights, storage dtype and bits per weight, bytes in the file, MACs,\n"
+    "activation (fused or the op's own; '-' for ops without one); with\n"
     "totals, the file size and the peak activation memory of one inference.\n"
     "With compressed weights (pruned / clustered) a second table shows the bytes\n"
     "after each compression stage. For an int8 model a table shows its memory\n"
@@ -63,6 +65,21 @@ static void weight_kind(const tml_model *m, const tml_node *n, char *buf, size_t
         snprintf(buf, cap, "%s/%dbit", dt, w->cb->bits);
     else
         snprintf(buf, cap, "%s", dt);
+}
+
+/* The activation a layer applies: its fused one (conv, depthwise, dense, add),
+ * the op itself for relu/relu6, "-" for ops without one. */
+static const char *layer_act(const tml_node *n)
+{
+    switch (n->op) {
+    case TML_OP_CONV2D:
+    case TML_OP_DEPTHWISE_CONV2D:
+    case TML_OP_DENSE:
+    case TML_OP_ADD: return tml_act_name(n->act);
+    case TML_OP_RELU: return "relu";
+    case TML_OP_RELU6: return "relu6";
+    default: return "-";
+    }
 }
 
 typedef struct node_bytes {
@@ -125,8 +142,8 @@ int cmd_info(int argc, char **argv)
     }
     tml_model *m = cli_load_model(&c, pos[0]);
 
-    static const char *const hdr[] = {"layer", "op", "output", "params", "nonzeros", "sparsity%", "dtype", "bits/w", "bytes", "MACs"};
-    tml_table *t = tml_table_new("layers", "Layers", 10, hdr);
+    static const char *const hdr[] = {"layer", "op", "output", "params", "nonzeros", "sparsity%", "dtype", "bits/w", "bytes", "MACs", "act"};
+    tml_table *t = tml_table_new("layers", "Layers", 11, hdr);
     static const char *const shdr[] = {"layer", "params", "f32 bytes", "pruned", "+clustered", "+entropy", "bits/w", "ratio"};
     tml_table *s = tml_table_new("stages", "Bytes after each compression stage (TNSR chunks, framing included)", 8, shdr);
     if (!t || !s) cli_fail(&c, "out of memory");
@@ -154,6 +171,7 @@ int cmd_info(int argc, char **argv)
         tml_table_num(t, 7, b.params ? 8.0 * (double)b.file / (double)b.params : 0.0 / 0.0, "%.2f");
         tml_table_int(t, 8, b.file);
         tml_table_int(t, 9, mac);
+        tml_table_str(t, 10, layer_act(n));
         if (b.params) {
             tml_table_add_row(s);
             tml_table_str(s, 0, n->name);
@@ -228,6 +246,16 @@ int cmd_info(int argc, char **argv)
             for (int i = 0; i < m->meta.pre.n_ch && pl < (int)sizeof pre - 8; i++)
                 pl += snprintf(pre + pl, sizeof pre - (size_t)pl, "%s%g", i ? ", " : "", m->meta.pre.std[i]);
             snprintf(pre + pl, sizeof pre - (size_t)pl, "]");
+        }
+        if (m->meta.pre.n_feat > 0) {
+            float lo = INFINITY, hi = -INFINITY;
+            for (int i = 0; i < m->meta.pre.n_feat; i++) {
+                lo = fminf(lo, m->meta.pre.feat_std[i]);
+                hi = fmaxf(hi, m->meta.pre.feat_std[i]);
+            }
+            pl += snprintf(pre + pl, sizeof pre - (size_t)pl,
+                           ", then (x[i] - mean[i]) / std[i] per feature (%d features, std %g..%g)",
+                           m->meta.pre.n_feat, (double)lo, (double)hi);
         }
         tml_table_note(t, "%s", pre);
     }

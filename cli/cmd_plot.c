@@ -15,7 +15,9 @@ static const char help[] =
     "\n"
     "Draw a line/marker chart of two numeric columns of a CSV file with a header\n"
     "row (lines starting with '#' are skipped), one series per distinct value of\n"
-    "--series. Used by scripts/sweep.sh; works on any CSV tinyml writes.\n"
+    "--series. Used by scripts/sweep.sh; works on any CSV tinyml writes. A cell of\n"
+    "--x or --y that is empty or not a number is an error naming its line: no row\n"
+    "is left out silently.\n"
     "\n"
     "Options:\n"
     "  --x COLUMN, --y COLUMN   the columns to plot\n"
@@ -27,7 +29,7 @@ static const char help[] =
     "  -o, --output FILE.png\n"
     "\n"
     "Examples:\n"
-    "  tinyml plot out/sweep/sweep.csv --x bytes --y top1 --series method --xlog --pareto -o sweep.png\n"
+    "  tinyml plot out/sweep/sweep.csv --x bytes --y top1% --series method --xlog --pareto -o sweep.png\n"
     "  tinyml plot sens.csv --x sparsity --y top1 --series layer --lines -o sens.png\n";
 
 #define MAXCOLS 64
@@ -90,6 +92,7 @@ int cmd_plot(int argc, char **argv)
         cli_unknown(&c);
     }
     if (!pos[0] || !xc || !yc || !out) cli_usage_error(&c, "need FILE.csv, --x, --y and -o FILE.png");
+    cli_check_output(&c, out);
     FILE *f = fopen(pos[0], "r");
     if (!f) cli_fail(&c, "cannot open '%s'", pos[0]);
     char line[8192], *fields[MAXCOLS];
@@ -113,7 +116,11 @@ int cmd_plot(int argc, char **argv)
         }
         if (nf <= ix || nf <= iy || (is >= 0 && nf <= is)) cli_fail(&c, "%s:%d: too few columns", pos[0], lineno);
         double x, y;
-        if (cli_parse_double(fields[ix], &x) || cli_parse_double(fields[iy], &y)) continue; /* empty / non-numeric */
+        /* a value that is not a number is an error, not a point silently left out */
+        if (cli_parse_double(fields[ix], &x))
+            cli_fail(&c, "%s:%d: column '%s' is '%s', not a number", pos[0], lineno, xc, fields[ix]);
+        if (cli_parse_double(fields[iy], &y))
+            cli_fail(&c, "%s:%d: column '%s' is '%s', not a number", pos[0], lineno, yc, fields[iy]);
         const char *name = is >= 0 ? fields[is] : yc;
         int k;
         for (k = 0; k < ns && strcmp(ss[k].name, name) != 0; k++) {}

@@ -29,6 +29,9 @@ static const char help[] =
     "  --layer NAME=S         per-layer target (repeatable; overrides --sparsity)\n"
     "  --config FILE.json     per-layer targets {\"conv1\": 0.5, \"fc1\": 0.95}\n"
     "  --global               one magnitude threshold across all layers (S overall)\n"
+    "  --min-density D        --global keeps at least the fraction D of every layer's\n"
+    "                         weights (default 0.02): no layer is pruned to death; any\n"
+    "                         layer left below D (by --layer, --config, ...) is warned about\n"
     "  --skip NAME            protect a layer (repeatable)\n"
     "  --structured filters   remove whole conv filters / dense neurons (smallest norm)\n"
     "                         and shrink the layers that read them\n"
@@ -36,30 +39,45 @@ static const char help[] =
     "  --from-sensitivity F   per-layer targets from 'tinyml sensitivity --json F':\n"
     "  --max-drop P           the largest sparsity whose measured drop <= P points\n"
     "Schedule and fine-tuning (masked: pruned weights stay zero):\n"
-    "  --schedule S           oneshot (default), iterative, agp (gradual, Zhu & Gupta)\n"
+    "  --prune-schedule S     oneshot (default), iterative, agp (gradual, Zhu & Gupta)\n"
+    "                         (--schedule is the old spelling)\n"
     "  --steps K              iterative: K prune+fine-tune rounds to S*k/K (default 3);\n"
     "                         agp: K pruning steps over the first 2/3 of fine-tuning (default 100)\n"
-    "  --finetune-epochs N    epochs of fine-tuning (per round for iterative; default 0)\n"
+    "  --epochs N             epochs of fine-tuning, as in 'tinyml train' (per round for\n"
+    "                         iterative; default 0 = none; --finetune-epochs is the old spelling)\n"
     "  -d, --data SPEC        fine-tuning data (default split train) and, for the\n"
     "                         report, evaluation data (default split test)\n"
+    "  --val-split F          hold out the fraction F of --data (seeded by --seed): fine-tune\n"
+    "                         on the rest, report on it (for a CSV or PNG folder: no test split)\n"
+    "  --eval-data SPEC       report on this data instead (default split test)\n"
     "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --teacher MODEL        distill from MODEL while fine-tuning (e.g. the unpruned model)\n"
     "  --limit N              evaluate on N samples only\n"
     "Output:\n"
-    "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal)\n"
+    "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal); while\n"
+    "                         fine-tuning, FILE.last.tmf is kept after every epoch, so\n"
+    "                         Ctrl-C leaves a usable model (--checkpoint PREFIX, --no-checkpoint)\n"
     "  --seed N; --format F; -q, --quiet (the report goes to stderr when the model goes to stdout)\n"
     "\n"
+    "The report gives top-1 with its 95% interval, and for the drop the p-value of a\n"
+    "paired (McNemar) test on the same samples: p >= 0.05 means the drop is noise.\n"
+    "\n"
     "Examples:\n"
-    "  tinyml prune lenet5.tmf --sparsity 0.9 --global --data fashion-mnist -o p.tmf\n"
-    "  tinyml prune lenet5.tmf --sparsity 0.92 --global --schedule agp --finetune-epochs 3 --data fashion-mnist -o p.tmf\n"
-    "  tinyml prune lenet5.tmf --layer conv1=0.5 --layer fc1=0.95 -o p.tmf\n"
-    "  tinyml prune lenet5.tmf --structured filters --sparsity 0.5 --data fashion-mnist -o s.tmf\n"
+    "  tinyml prune lenet5.tmf --sparsity 0.9 --global --epochs 1 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune lenet5.tmf --sparsity 0.92 --global --prune-schedule agp --epochs 3 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune lenet5.tmf --layer conv1=0.5 --layer fc1=0.95 --epochs 1 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune mlp.tmf --sparsity 0.8 --global --epochs 2 --data csv:my.csv --val-split 0.2 -o p.tmf\n"
+    "  tinyml prune lenet5.tmf --structured filters --sparsity 0.5 --epochs 1 --data fashion-mnist -o s.tmf\n"
     "  tinyml prune lenet5.tmf --from-sensitivity sens.json --max-drop 0.5 -o p.tmf\n";
 
 typedef struct prune_ctx {
     cli *c;
     cli_progress bar;
+    tml_model *m;       /* the model being fine-tuned */
+    const char *prefix; /* checkpoint prefix, or NULL */
+    char ckpt[96];      /* what the last checkpoint holds ("" = none yet) */
+    int round, rounds;  /* iterative: this round, of how many */
 } prune_ctx;
 
 static tml_status apply(tml_model *m, const tml_prune_spec *s, tml_prune_report *r)
@@ -86,6 +104,16 @@ static tml_status on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
     cli_progress_end(&p->bar);
     cli_log(p->c, "fine-tune epoch %d/%d: loss %.4f acc %.2f%% | val acc %.2f%% | %.1fs", e->epoch + 1, e->epochs,
             e->train_loss, 100 * e->train_acc, 100 * e->val_acc, e->seconds);
+    if (p->prefix) {
+        char what[96];
+        if (p->rounds > 1)
+            snprintf(what, sizeof what, "round %d/%d, fine-tune epoch %d/%d", p->round, p->rounds, e->epoch + 1, e->epochs);
+        else
+            snprintf(what, sizeof what, "fine-tune epoch %d/%d", e->epoch + 1, e->epochs);
+        tml_status st = cli_write_checkpoint(p->c, p->m, p->prefix, what);
+        if (st) return tml_error_context(st, "writing a checkpoint");
+        snprintf(p->ckpt, sizeof p->ckpt, "%s", what);
+    }
     cli_progress_start(&p->bar, p->c, "fine-tune");
     return TML_OK;
 }
@@ -95,6 +123,8 @@ static void on_round(void *user, int r, int rounds)
     prune_ctx *p = user;
     cli_progress_end(&p->bar);
     cli_log(p->c, "round %d/%d: pruned to %.3f of the targets", r, rounds, (double)r / rounds);
+    p->round = r;
+    p->rounds = rounds;
     cli_progress_start(&p->bar, p->c, "fine-tune");
 }
 
@@ -117,30 +147,38 @@ int cmd_prune(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "prune", help, argc, argv);
-    const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *config = NULL, *structured = NULL, *norm = NULL,
-               *schedule = "oneshot", *sens = NULL, *teacher = NULL;
+    const char *pos[1] = {NULL}, *out = NULL, *config = NULL, *structured = NULL, *norm = NULL, *schedule = "oneshot",
+               *sens = NULL, *teacher = NULL, *ckpt_prefix = NULL;
     static tml_layer_target targets[256];
     static char target_names[256][128];
     const char *skip[257] = {NULL};
-    int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64;
-    double sparsity = -1, lr = 1e-3, max_drop = -1;
+    int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64, no_ckpt = 0;
+    double sparsity = -1, lr = 1e-3, max_drop = -1, min_density = TML_PRUNE_MIN_DENSITY_DEFAULT;
     int64_t limit = 0;
+    cli_data data = {0};
     tml_prune_spec spec = {.norm = TML_NORM_L1};
     while (cli_next(&c)) {
         const char *v;
-        if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "data", 'd', &data) || cli_str(&c, "config", 0, &config) ||
+        if (cli_data_option(&c, &data)) continue;
+        if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "config", 0, &config) ||
             cli_str(&c, "structured", 0, &structured) || cli_str(&c, "norm", 0, &norm) ||
-            cli_str(&c, "schedule", 0, &schedule) || cli_str(&c, "from-sensitivity", 0, &sens) ||
-            cli_str(&c, "teacher", 0, &teacher))
+            cli_str(&c, "prune-schedule", 0, &schedule) || cli_str(&c, "schedule", 0, &schedule) ||
+            cli_str(&c, "from-sensitivity", 0, &sens) || cli_str(&c, "teacher", 0, &teacher) ||
+            cli_str(&c, "checkpoint", 0, &ckpt_prefix))
             continue;
         if (cli_double(&c, "sparsity", 0, -1e300, 1e300, &sparsity) || cli_double(&c, "lr", 0, 1e-12, 10, &lr) ||
-            cli_double(&c, "max-drop", 0, 0, 100, &max_drop))
+            cli_double(&c, "max-drop", 0, 0, 100, &max_drop) || cli_double(&c, "min-density", 0, 0, 0.999, &min_density))
             continue;
-        if (cli_int(&c, "steps", 0, 1, 1000, &steps) || cli_int(&c, "finetune-epochs", 0, 0, 10000, &ft_epochs) ||
-            cli_int(&c, "batch", 0, 1, 65536, &batch) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
+        if (cli_int(&c, "steps", 0, 1, 1000, &steps) || cli_int(&c, "epochs", 0, 0, 10000, &ft_epochs) ||
+            cli_int(&c, "finetune-epochs", 0, 0, 10000, &ft_epochs) || cli_int(&c, "batch", 0, 1, 65536, &batch) ||
+            cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
             continue;
         if (cli_flag(&c, "global", 0)) {
             spec.global = 1;
+            continue;
+        }
+        if (cli_flag(&c, "no-checkpoint", 0)) {
+            no_ckpt = 1;
             continue;
         }
         if (cli_str(&c, "skip", 0, &v)) {
@@ -166,15 +204,20 @@ int cmd_prune(int argc, char **argv)
     if (structured && strcmp(structured, "filters") != 0) cli_usage_error(&c, "--structured takes 'filters'");
     if (norm && strcmp(norm, "l1") && strcmp(norm, "l2")) cli_usage_error(&c, "--norm must be l1 or l2");
     int sched = strcmp(schedule, "oneshot") == 0 ? 0 : strcmp(schedule, "iterative") == 0 ? 1 : strcmp(schedule, "agp") == 0 ? 2 : -1;
-    if (sched < 0) cli_usage_error(&c, "--schedule must be oneshot, iterative or agp");
-    if (sched && !ft_epochs) cli_usage_error(&c, "--schedule %s needs --finetune-epochs N and --data", schedule);
-    if (ft_epochs && !data) cli_usage_error(&c, "fine-tuning needs --data");
-    if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --finetune-epochs");
+    if (sched < 0) cli_usage_error(&c, "--prune-schedule must be oneshot, iterative or agp (got '%s')", schedule);
+    if (sched && !ft_epochs) cli_usage_error(&c, "--prune-schedule %s needs --epochs N and --data", schedule);
+    if (ft_epochs && !data.spec) cli_usage_error(&c, "fine-tuning needs --data");
+    if (data.val_split > 0 && !data.spec) cli_usage_error(&c, "--val-split needs --data");
+    if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --epochs");
     if (sens && max_drop < 0) cli_usage_error(&c, "--from-sensitivity needs --max-drop P (accuracy points)");
     if (!sens && max_drop >= 0) cli_usage_error(&c, "--max-drop needs --from-sensitivity");
     if (sparsity < 0 && !ntargets && !config && !sens)
         cli_usage_error(&c, "say what to prune: --sparsity S, --layer NAME=S, --config FILE or --from-sensitivity FILE");
     if (!steps) steps = sched == 2 ? 100 : 3; /* agp: 100 measured better than 10 (docs/pruning.md) */
+    char prefix_buf[4096];
+    const char *prefix = ft_epochs ? cli_checkpoint_prefix(out, ckpt_prefix, no_ckpt, prefix_buf, sizeof prefix_buf) : NULL;
+    cli_check_model_output(&c, out);
+    cli_check_checkpoints(&c, prefix, 0);
 
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_sens_result sr = {0};
@@ -211,6 +254,7 @@ int cmd_prune(int argc, char **argv)
     spec.skip = nskip ? skip : NULL;
     spec.structured = structured != NULL;
     spec.norm = norm && strcmp(norm, "l2") == 0 ? TML_NORM_L2 : TML_NORM_L1;
+    spec.min_density = min_density;
 
     /* check the spec before any long work */
     {
@@ -223,17 +267,19 @@ int cmd_prune(int argc, char **argv)
     }
 
     tml_model *before = tml_model_clone(m);
-    double acc0 = data ? cli_top1(&c, before, data, limit) : NAN;
+    const int evaluate = cli_has_eval_data(&data);
+    cli_acc acc0 = {0}, acc1 = {0};
+    if (evaluate) cli_accuracy(&c, before, &data, limit, &acc0);
     tml_samples *train = NULL;
     tml_dataset *tds = NULL;
     if (ft_epochs) {
-        tds = cli_open_dataset(&c, data, "train");
+        tds = cli_open_train_data(&c, &data, m);
         tml_status st = tml_dataset_load(tds, 0, &train);
         if (st) cli_fail_status(&c, st);
     }
     tml_model *tm = teacher ? cli_load_model(&c, teacher) : NULL;
-    prune_ctx pc = {.c = &c};
-    if (sched == 2 && spec.structured) cli_usage_error(&c, "--schedule agp works with unstructured pruning");
+    prune_ctx pc = {.c = &c, .m = m, .prefix = prefix, .round = 1, .rounds = 1};
+    if (sched == 2 && spec.structured) cli_usage_error(&c, "--prune-schedule agp works with unstructured pruning");
     tml_finetune ft;
     tml_finetune_default(&ft);
     ft.epochs = ft_epochs;
@@ -251,6 +297,7 @@ int cmd_prune(int argc, char **argv)
     tml_status st = tml_recipe_prune(m, &spec, sched == 0 ? TML_PRUNE_ONESHOT : sched == 1 ? TML_PRUNE_ITERATIVE : TML_PRUNE_AGP,
                                      steps, &ft, on_round, &pc, &rep);
     cli_progress_end(&pc.bar);
+    if (st == TML_ERR_INTERRUPTED) cli_interrupted(&c, prefix, pc.ckpt[0] ? pc.ckpt : NULL);
     if (st) cli_fail_status(&c, st);
     /* the per-layer report against the original model */
     tml_prune_report_free(&rep);
@@ -260,7 +307,7 @@ int cmd_prune(int argc, char **argv)
         tml_model_free(probe);
         if (st) cli_fail_status(&c, st);
     }
-    double acc1 = data ? cli_top1(&c, m, data, limit) : NAN;
+    if (evaluate) cli_accuracy(&c, m, &data, limit, &acc1);
     double b0 = cli_model_bytes(before), b1 = cli_model_bytes(m);
 
     static const char *const lh[] = {"layer", "weights", "zeros before", "zeros after", "sparsity%", "removed", "note"};
@@ -271,6 +318,19 @@ int cmd_prune(int argc, char **argv)
         int ni = tml_model_find_node(m, pl->name);
         const tml_tensor *w = ni >= 0 ? &m->tensors[m->nodes[ni].in[1]] : NULL;
         int64_t wn = w ? tml_tensor_numel(w) : pl->params, z = w ? wn - tml_tensor_nonzeros(w) : pl->zeros_after;
+        char note[128];
+        snprintf(note, sizeof note, "%s", pl->note);
+        /* a layer pruned (almost) to nothing makes a broken model: say so */
+        const double density = wn ? (double)(wn - z) / (double)wn : 1.0;
+        if (pl->floored) {
+            snprintf(note, sizeof note, "kept at the %.1f%% floor", 100.0 * min_density);
+            cli_warn(&c, "layer '%s': --global would have pruned it below %.1f%% of its weights; it keeps %.1f%% "
+                         "(--min-density)", pl->name, 100.0 * min_density, 100.0 * density);
+        } else if (!pl->skipped && wn && density < min_density) {
+            snprintf(note, sizeof note, "below the %.1f%% floor", 100.0 * min_density);
+            cli_warn(&c, "layer '%s' keeps only %.2f%% of its weights (below --min-density %.1f%%): it may be dead",
+                     pl->name, 100.0 * density, 100.0 * min_density);
+        }
         tml_table_add_row(lt);
         tml_table_str(lt, 0, pl->name);
         tml_table_int(lt, 1, wn);
@@ -278,7 +338,7 @@ int cmd_prune(int argc, char **argv)
         tml_table_int(lt, 3, z);
         tml_table_num(lt, 4, wn ? 100.0 * (double)z / (double)wn : 0.0, "%.1f");
         if (spec.structured) tml_table_int(lt, 5, pl->removed);
-        tml_table_str(lt, 6, pl->note);
+        tml_table_str(lt, 6, note);
         wsum += wn;
         zsum += z;
     }
@@ -288,10 +348,11 @@ int cmd_prune(int argc, char **argv)
     tml_table_int(lt, 1, wsum);
     tml_table_int(lt, 3, zsum);
     tml_table_num(lt, 4, wsum ? 100.0 * (double)zsum / (double)wsum : 0.0, "%.1f");
-    static const char *const sh[] = {"model", "params", "nonzeros", "bytes", "ratio", "top1%", "drop"};
-    tml_table *st_ = tml_table_new("summary", "Before / after", 7, sh);
+    static const char *const sh[] = {"model", "params", "nonzeros", "bytes", "ratio", "top1%", "drop", "top1 95% CI", "p"};
+    tml_table *st_ = tml_table_new("summary", "Before / after", 9, sh);
     const tml_model *ms[2] = {before, m};
-    double accs[2] = {acc0, acc1}, bytes[2] = {b0, b1};
+    const cli_acc *accs[2] = {&acc0, &acc1};
+    double bytes[2] = {b0, b1};
     for (int k = 0; k < 2; k++) {
         int64_t params = 0, nz = 0;
         for (int t = 0; t < ms[k]->n_tensors; t++)
@@ -305,18 +366,23 @@ int cmd_prune(int argc, char **argv)
         tml_table_int(st_, 2, nz);
         tml_table_num(st_, 3, bytes[k], "%.0f");
         tml_table_num(st_, 4, b0 / bytes[k], "%.2fx");
-        tml_table_num(st_, 5, 100 * accs[k], "%.2f");
-        tml_table_num(st_, 6, k ? 100 * (acc0 - acc1) : 0.0, "%.2f");
+        cli_acc_cells(st_, 5, accs[k], &acc0);
     }
-    if (data)
-        tml_table_note(st_, "top-1 on %s (default split test%s); fine-tuning: %d epoch(s) %s, seed %llu", data,
-                       limit ? ", limited" : "", ft_epochs, sched == 0 ? "after one-shot pruning" : sched == 1 ? "per round" : "with AGP",
-                       (unsigned long long)c.seed);
+    if (evaluate) {
+        char dn[600];
+        cli_eval_data_note(&c, &data, ft_epochs > 0, dn, sizeof dn);
+        tml_table_note(st_, "top-1 on %s%s; fine-tuning: %d epoch(s) %s, seed %llu", dn, limit ? ", limited" : "", ft_epochs,
+                       sched == 0 ? "after one-shot pruning" : sched == 1 ? "per round" : "with AGP", (unsigned long long)c.seed);
+        const cli_acc *others[1] = {&acc1};
+        cli_acc_note(&c, st_, &acc0, others, 1);
+    }
     if (spec.global && rep.threshold > 0) tml_table_note(lt, "global magnitude threshold %.4g", rep.threshold);
+    if (spec.global) tml_table_note(lt, "no layer below %.1f%% of its weights (--min-density)", 100.0 * min_density);
 
     cJSON *h = cJSON_CreateObject();
     if (sparsity >= 0) cJSON_AddNumberToObject(h, "sparsity", sparsity);
     if (spec.global) cJSON_AddTrueToObject(h, "global");
+    if (spec.global) cJSON_AddNumberToObject(h, "min_density", min_density);
     if (spec.structured) cJSON_AddStringToObject(h, "structured", "filters");
     if (ntargets) {
         cJSON *lj = cJSON_AddObjectToObject(h, "layers");
@@ -326,7 +392,7 @@ int cmd_prune(int argc, char **argv)
         cJSON *sj = cJSON_AddArrayToObject(h, "skip");
         for (int i = 0; i < nskip; i++) cJSON_AddItemToArray(sj, cJSON_CreateString(skip[i]));
     }
-    cJSON_AddStringToObject(h, "schedule", schedule);
+    cJSON_AddStringToObject(h, "prune_schedule", schedule);
     if (ft_epochs) {
         if (teacher) cJSON_AddStringToObject(h, "teacher", teacher);
         cJSON_AddNumberToObject(h, "finetune_epochs", ft_epochs);
@@ -335,7 +401,11 @@ int cmd_prune(int argc, char **argv)
     }
     if (sched) cJSON_AddNumberToObject(h, "steps", steps);
     cJSON_AddNumberToObject(h, "weight_sparsity", wsum ? (double)zsum / (double)wsum : 0.0);
-    if (data) cli_history_eval(h, data, acc0, acc1);
+    if (evaluate) {
+        tml_dataset *ev = cli_open_eval_data(&c, &data, NULL);
+        cli_history_eval(h, tml_dataset_get_info(ev)->name, acc0.top1, acc1.top1);
+        tml_dataset_free(ev);
+    }
     cli_add_history(&c, m, h);
     cli_save_model(&c, m, out);
     tml_table *ts[2] = {lt, st_};
@@ -346,6 +416,8 @@ int cmd_prune(int argc, char **argv)
     tml_sens_result_free(&sr);
     cJSON_Delete(cfg);
     free(cfg_text);
+    cli_acc_free(&acc0);
+    cli_acc_free(&acc1);
     tml_samples_free(train);
     tml_dataset_free(tds);
     tml_model_free(tm);

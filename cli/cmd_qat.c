@@ -174,6 +174,9 @@ int cmd_qat(int argc, char **argv)
     o.calib.seed = c.seed;
     if (!eval) eval = data;
     int do_eval = strcmp(eval, "none") != 0;
+    /* the destinations, before the training (issue 14) */
+    cli_check_model_output(&c, out);
+    cli_check_output(&c, float_out);
 
     tml_model *m = cli_load_model(&c, pos[0]);
     if (tml_model_is_quantized(m)) cli_fail(&c, "the model is already int8: QAT starts from the float model");
@@ -230,10 +233,11 @@ int cmd_qat(int argc, char **argv)
         ptq_both(&c, m, cds, &o, &pn, &pa);
         const tml_model *ms[4] = {m, pn, pa, q};
         static const char *const names[4] = {"float", "PTQ nearest", "PTQ adaptive", "QAT"};
-        double acc[4];
-        for (int i = 0; i < 4; i++) acc[i] = cli_top1(&c, ms[i], eval, eval_limit);
-        static const char *const hdr[] = {"model", "bytes", "ratio", "top1%", "drop"};
-        t = tml_table_new("qat", "Quantization-aware training", 5, hdr);
+        cli_data ed = {.spec = eval, .eval_spec = NULL, .val_split = 0};
+        cli_acc acc[4];
+        for (int i = 0; i < 4; i++) cli_accuracy(&c, ms[i], &ed, eval_limit, &acc[i]);
+        static const char *const hdr[] = {"model", "bytes", "ratio", "top1%", "drop", "top1 95% CI", "p"};
+        t = tml_table_new("qat", "Quantization-aware training", 7, hdr);
         double b0 = cli_model_bytes(m);
         for (int i = 0; i < 4; i++) {
             double b = cli_model_bytes(ms[i]);
@@ -241,17 +245,21 @@ int cmd_qat(int argc, char **argv)
             tml_table_str(t, 0, names[i]);
             tml_table_num(t, 1, b, "%.0f");
             tml_table_num(t, 2, b0 / b, "%.2fx");
-            tml_table_num(t, 3, 100 * acc[i], "%.2f");
-            tml_table_num(t, 4, 100 * (acc[0] - acc[i]), "%.2f");
+            cli_acc_cells(t, 3, &acc[i], &acc[0]);
         }
-        tml_table_note(t, "accuracy on %s (%s samples); W%dA8 %s weights; calibration %lld samples (%s), seed %llu; "
+        char dn[600];
+        cli_eval_data_note(&c, &ed, strcmp(eval, data) == 0, dn, sizeof dn);
+        tml_table_note(t, "accuracy on %s%s; W%dA8 %s weights; calibration %lld samples (%s), seed %llu; "
                        "QAT: %d epochs, lr %g, %s ranges",
-                       eval, eval_limit ? "limited" : "all", o.quant.weight_bits,
+                       dn, eval_limit ? " (limited)" : "", o.quant.weight_bits,
                        o.quant.per_tensor ? "per-tensor" : "per-channel", (long long)rep.calib_samples, method,
                        (unsigned long long)c.seed, o.train.epochs, o.train.lr, ranges);
-        cli_history_eval(h, eval, acc[0], acc[3]);
-        cJSON_AddNumberToObject(h, "top1_ptq_nearest", acc[1]);
-        cJSON_AddNumberToObject(h, "top1_ptq_adaptive", acc[2]);
+        const cli_acc *others[3] = {&acc[1], &acc[2], &acc[3]};
+        cli_acc_note(&c, t, &acc[0], others, 3);
+        cli_history_eval(h, eval, acc[0].top1, acc[3].top1);
+        cJSON_AddNumberToObject(h, "top1_ptq_nearest", acc[1].top1);
+        cJSON_AddNumberToObject(h, "top1_ptq_adaptive", acc[2].top1);
+        for (int i = 0; i < 4; i++) cli_acc_free(&acc[i]);
         tml_model_free(pn);
         tml_model_free(pa);
     }

@@ -55,17 +55,24 @@ static const char help_quantize[] =
     "                         (no --calib) it only switches the arithmetic\n"
     "  --layer NAME           with --weight-only: only this layer (repeatable)\n"
     "  -d, --data SPEC        also evaluate float and int8 on SPEC (default split test)\n"
+    "                         (--eval-data is another spelling)\n"
+    "  --val-split F          hold out the fraction F of the --calib data (seeded):\n"
+    "                         calibrate on the rest, evaluate on it when --data is not given\n"
     "  --limit N              evaluate only N samples\n"
     "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal)\n"
     "  --seed N               which calibration samples (default 1)\n"
     "  --format F             report format; -q, --quiet\n"
+    "\n"
+    "The report gives top-1 with its 95% interval and, for the drop, the p-value of a\n"
+    "paired (McNemar) test on the same samples (p >= 0.05: inside the noise).\n"
     "\n"
     "Examples:\n"
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --data fashion-mnist -o lenet5-int8.tmf\n"
     "  tinyml quantize dscnn.tmf --calib fashion-mnist --method entropy --bias-correction -o q.tmf\n"
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --weight-bits 4 --weight-rounding adaptive -o w4.tmf\n"
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --weight-bits auto --target-size 4bit -o mp.tmf\n"
-    "  tinyml prune --sparsity 0.9 base.tmf | tinyml quantize --calib fashion-mnist -o small.tmf\n"
+    "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
+    "    | tinyml quantize --calib fashion-mnist -o small.tmf\n"
     "  tinyml quantize lenet5.tmf --calib fashion-mnist --rounding tflite -o lenet5-tfl.tmf\n";
 
 static const char help_compare[] =
@@ -80,6 +87,7 @@ static const char help_compare[] =
     "\n"
     "Options:\n"
     "  -d, --data SPEC        (default split: test)\n"
+    "  --val-split F          only the fraction F held out of SPEC (seeded by --seed)\n"
     "  --limit N              samples (default 1000)\n"
     "  --batch N              (default 64)\n"
     "  --format F             table (default), md, csv, json; -q, --quiet\n"
@@ -234,14 +242,16 @@ int cmd_quantize(int argc, char **argv)
     int64_t sens_samples = 2000;
     const char *layers[65] = {NULL};
     int nlayers = 0;
+    double val_split = 0;
     int64_t samples = 512, limit = 0;
     tml_quant_opts qo;
     tml_quant_opts_default(&qo);
     while (cli_next(&c)) {
         const char *l;
         if (cli_str(&c, "calib", 0, &calib) || cli_str(&c, "method", 0, &method) || cli_str(&c, "data", 'd', &data) ||
-            cli_str(&c, "output", 'o', &out) || cli_str(&c, "rounding", 0, &rounding))
+            cli_str(&c, "eval-data", 0, &data) || cli_str(&c, "output", 'o', &out) || cli_str(&c, "rounding", 0, &rounding))
             continue;
+        if (cli_double(&c, "val-split", 0, 1e-6, 0.999999, &val_split)) continue;
         if (cli_i64(&c, "calib-samples", 0, -1000000000, 1000000000, &samples) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
             continue;
         if (cli_int(&c, "bits", 0, 2, 8, &qo.weight_bits)) continue;
@@ -283,6 +293,7 @@ int cmd_quantize(int argc, char **argv)
     else if (rounding && strcmp(rounding, "tinyml") != 0)
         cli_usage_error(&c, "--rounding takes tinyml or tflite, not '%s'", rounding);
     if (rounding && !calib && !qo.weight_only) { /* switch the arithmetic of an int8 model */
+        cli_check_model_output(&c, out);
         tml_model *m = cli_load_model(&c, pos[0]);
         if (!tml_model_is_quantized(m))
             cli_usage_error(&c, "--rounding without --calib switches an int8 model's arithmetic; this model is float");
@@ -320,8 +331,14 @@ int cmd_quantize(int argc, char **argv)
     if (!qo.weight_only && samples < 1)
         cli_usage_error(&c, "--calib-samples must be at least 1 (got %lld): calibration needs data", (long long)samples);
 
+    if (val_split > 0 && !calib) cli_usage_error(&c, "--val-split holds out part of the --calib data: give --calib");
+    /* calibration: --calib minus the held-out part; evaluation: --data, else
+     * the held-out part of --calib */
+    cli_data cd = {.spec = calib, .eval_spec = data, .val_split = val_split};
+    const int evaluate = data || val_split > 0;
+    cli_check_model_output(&c, out);
     tml_model *m = cli_load_model(&c, pos[0]);
-    tml_model *orig = data ? tml_model_clone(m) : NULL;
+    tml_model *orig = evaluate ? tml_model_clone(m) : NULL;
     if (tml_model_is_quantized(m)) cli_fail(&c, "the model is already quantized (int8)");
     tml_fold_report fr = {0};
     tml_calib cal = {0};
@@ -330,7 +347,7 @@ int cmd_quantize(int argc, char **argv)
     if (!qo.weight_only) {
         st = tml_fold(m, &fr);
         if (st) cli_fail_status(&c, st);
-        tml_dataset *ds = cli_open_dataset(&c, calib, "train");
+        tml_dataset *ds = cli_open_train_data(&c, &cd, NULL);
         cli_progress p;
         cli_progress_start(&p, &c, "calibrate");
         tml_calib_opts co = {.samples = samples, .seed = c.seed, .progress = cli_progress_cb, .progress_user = &p,
@@ -384,17 +401,19 @@ int cmd_quantize(int argc, char **argv)
     cJSON_AddStringToObject(h, "weight_rounding", wround);
     if (qo.bias_correction) cJSON_AddTrueToObject(h, "bias_correction");
     tml_table *t = NULL;
-    if (data) {
-        double a0 = cli_top1(&c, orig, data, limit), a1 = cli_top1(&c, m, data, limit);
-        double b0 = cli_model_bytes(orig), b1 = cli_model_bytes(m);
-        static const char *const hdr[] = {"model", "bytes", "ratio", "top1%", "drop"};
-        t = tml_table_new("quantize", "Quantization", 5, hdr);
+    if (evaluate) {
+        cli_acc a0, a1;
+        cli_accuracy(&c, orig, &cd, limit, &a0);
+        cli_accuracy(&c, m, &cd, limit, &a1);
+        double b0 = cli_model_bytes(orig), b1 = cli_model_bytes(m), flash = NAN, ram = NAN;
+        cli_device_bytes(m, &flash, &ram);
+        static const char *const hdr[] = {"model", "bytes", "flash B", "RAM B", "ratio", "top1%", "drop", "top1 95% CI", "p"};
+        t = tml_table_new("quantize", "Quantization", 9, hdr);
         tml_table_add_row(t);
         tml_table_str(t, 0, "float");
         tml_table_num(t, 1, b0, "%.0f");
-        tml_table_num(t, 2, 1.0, "%.2fx");
-        tml_table_num(t, 3, 100 * a0, "%.2f");
-        tml_table_num(t, 4, 0.0, "%.2f");
+        tml_table_num(t, 4, 1.0, "%.2fx");
+        cli_acc_cells(t, 5, &a0, &a0);
         tml_table_add_row(t);
         char label[32];
         if (qo.weight_only) snprintf(label, sizeof label, "weight-only");
@@ -403,14 +422,27 @@ int cmd_quantize(int argc, char **argv)
         else snprintf(label, sizeof label, "int8");
         tml_table_str(t, 0, label);
         tml_table_num(t, 1, b1, "%.0f");
-        tml_table_num(t, 2, b0 / b1, "%.2fx");
-        tml_table_num(t, 3, 100 * a1, "%.2f");
-        tml_table_num(t, 4, 100 * (a0 - a1), "%.2f");
-        tml_table_note(t, "accuracy on %s (%s samples); calibration: %s, %lld samples of %s, seed %llu; %s weights%s", data,
-                       limit ? "limited" : "all", tml_calib_method_name(qo.method), (long long)cal.samples,
-                       calib ? calib : "-", (unsigned long long)c.seed, qo.per_tensor ? "per-tensor" : "per-channel",
+        tml_table_num(t, 2, flash, "%.0f");
+        tml_table_num(t, 3, ram, "%.0f");
+        tml_table_num(t, 4, b0 / b1, "%.2fx");
+        cli_acc_cells(t, 5, &a1, &a0);
+        char dn[600];
+        cli_eval_data_note(&c, &cd, 0, dn, sizeof dn);
+        tml_table_note(t, "accuracy on %s%s; calibration: %s, %lld samples of %s%s, seed %llu; %s weights%s", dn,
+                       limit ? " (limited)" : "", tml_calib_method_name(qo.method), (long long)cal.samples,
+                       calib ? calib : "-", val_split > 0 ? " minus the held-out part" : "", (unsigned long long)c.seed,
+                       qo.per_tensor ? "per-tensor" : "per-channel",
                        qo.weight_rounding == TML_ROUND_ADAPTIVE ? ", adaptive rounding" : "");
-        cli_history_eval(h, data, a0, a1);
+        if (!isnan(flash))
+            tml_table_note(t, "flash B / RAM B: what 'tinyml export --c' needs on the device (const data + code estimate; "
+                              "static arena)");
+        const cli_acc *others[1] = {&a1};
+        cli_acc_note(&c, t, &a0, others, 1);
+        tml_dataset *ev = cli_open_eval_data(&c, &cd, NULL);
+        cli_history_eval(h, tml_dataset_get_info(ev)->name, a0.top1, a1.top1);
+        tml_dataset_free(ev);
+        cli_acc_free(&a0);
+        cli_acc_free(&a1);
     }
     cli_add_history(&c, m, h);
     cli_save_model(&c, m, out);
@@ -433,19 +465,21 @@ int cmd_compare(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "compare", help_compare, argc, argv);
-    const char *pos[2] = {NULL, NULL}, *data = NULL;
+    const char *pos[2] = {NULL, NULL};
+    cli_data data = {0};
     int64_t limit = 1000;
     int batch = 64;
     while (cli_next(&c)) {
-        if (cli_str(&c, "data", 'd', &data)) continue;
+        if (cli_data_option(&c, &data)) continue;
         if (cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit) || cli_int(&c, "batch", 0, 1, 65536, &batch)) continue;
         if (cli_positional(&c, pos, 2)) continue;
         cli_unknown(&c);
     }
     if (!pos[0] || !pos[1]) cli_usage_error(&c, "need two models: FLOAT.tmf INT8.tmf");
-    if (!data) cli_usage_error(&c, "--data is required");
+    if (data.eval_spec && !data.spec) data.spec = data.eval_spec, data.eval_spec = NULL;
+    if (!data.spec) cli_usage_error(&c, "--data is required");
     tml_model *fm = cli_load_model(&c, pos[0]), *qm = cli_load_model(&c, pos[1]);
-    tml_dataset *ds = cli_open_dataset(&c, data, "test");
+    tml_dataset *ds = cli_open_eval_data(&c, &data, fm);
     tml_compare_result r;
     tml_status st = tml_compare(fm, qm, ds, limit, batch, &r);
     if (st) cli_fail_status(&c, st);

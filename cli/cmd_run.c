@@ -121,13 +121,25 @@ int cmd_run(int argc, char **argv)
     if (!out_path) cli_usage_error(&c, "missing --out OUT.bin");
     if (pos[0] && strcmp(pos[0], "-") == 0 && strcmp(in_path, "-") == 0)
         cli_usage_error(&c, "the model and the records cannot both come from stdin");
+    /* destinations first: a bad one fails before the work */
+    if (strcmp(out_path, "-") == 0) {
+        if (isatty(fileno(stdout))) cli_usage_error(&c, "refusing to write binary records to a terminal; use --out FILE");
+    } else {
+        cli_check_output(&c, out_path);
+    }
+    if (dump_dir) {
+        tml_status cst = tml_check_output_dir(dump_dir);
+        if (cst) cli_fail_status(&c, cst);
+    }
     tml_model *m = cli_load_model(&c, pos[0]);
     const tml_dtype io = as_float ? TML_DTYPE_F32 : tml_model_io_dtype(m);
     const tml_tensor *xin = &m->tensors[m->input], *xout = &m->tensors[m->output];
     const size_t esz = tml_dtype_size(io);
     const size_t in_rec = (size_t)tml_tensor_numel(xin) * esz, out_rec = (size_t)tml_tensor_numel(xout) * esz;
     size_t len = 0;
-    uint8_t *in = cli_read_all(&c, in_path, (size_t)1 << 32, &len);
+    /* 256 MiB of records (320k Fashion-MNIST images): an endless input
+     * (/dev/zero) fails there instead of taking gigabytes */
+    uint8_t *in = cli_read_all(&c, in_path, (size_t)1 << 28, &len);
     if (len == 0) cli_fail(&c, "'%s' is empty: no records", in_path);
     char ds[64];
     dims_str(xin, ds, sizeof ds);
@@ -176,9 +188,7 @@ int cmd_run(int argc, char **argv)
     }
     tml_engine_free(e);
     if (strcmp(out_path, "-") == 0) {
-        if (isatty(fileno(stdout))) cli_usage_error(&c, "refusing to write binary records to a terminal; use --out FILE");
-        if (fwrite(out, 1, out_rec * (size_t)records, stdout) != out_rec * (size_t)records || fflush(stdout) != 0)
-            cli_fail(&c, "cannot write the output records to stdout");
+        cli_write_stdout(&c, out, out_rec * (size_t)records);
     } else {
         st = tml_write_file_atomic(out_path, out, out_rec * (size_t)records);
         if (st) cli_fail_status(&c, st);

@@ -21,6 +21,7 @@ static const char help[] =
     "\n"
     "Options:\n"
     "  -d, --data SPEC        evaluation data (default split: test)\n"
+    "  --val-split F          only the fraction F held out of SPEC (seeded by --seed)\n"
     "  --limit N              evaluate N samples per point (default: all; 1000 for a quick scan)\n"
     "  --mode M               element (default: unstructured magnitude), filters\n"
     "                         (structured), quant (weight bits, fake-quantized)\n"
@@ -48,11 +49,13 @@ int cmd_sensitivity(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "sensitivity", help, argc, argv);
-    const char *pos[1] = {NULL}, *data = NULL, *mode = "element", *range = NULL, *bits = NULL, *csv = NULL,
-               *json = NULL, *plot = NULL;
+    const char *pos[1] = {NULL}, *mode = "element", *range = NULL, *bits = NULL, *csv = NULL, *json = NULL,
+               *plot = NULL;
+    cli_data data = {0};
     tml_sens_opts o = {.start = 0, .stop = 0.95, .step = 0.05, .bits_lo = 2, .bits_hi = 8, .batch = 256};
     while (cli_next(&c)) {
-        if (cli_str(&c, "data", 'd', &data) || cli_str(&c, "mode", 0, &mode) || cli_str(&c, "range", 0, &range) ||
+        if (cli_data_option(&c, &data)) continue;
+        if (cli_str(&c, "mode", 0, &mode) || cli_str(&c, "range", 0, &range) ||
             cli_str(&c, "bits", 0, &bits) || cli_str(&c, "csv", 0, &csv) || cli_str(&c, "json", 0, &json) ||
             cli_str(&c, "plot", 0, &plot))
             continue;
@@ -60,7 +63,8 @@ int cmd_sensitivity(int argc, char **argv)
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
-    if (!data) cli_usage_error(&c, "--data is required");
+    if (data.eval_spec && !data.spec) data.spec = data.eval_spec, data.eval_spec = NULL;
+    if (!data.spec) cli_usage_error(&c, "--data is required");
     if (strcmp(mode, "element") == 0) o.mode = TML_SENS_ELEMENT;
     else if (strcmp(mode, "filters") == 0) o.mode = TML_SENS_FILTERS;
     else if (strcmp(mode, "quant") == 0) o.mode = TML_SENS_QUANT;
@@ -73,8 +77,11 @@ int cmd_sensitivity(int argc, char **argv)
         if (sscanf(bits, "%d:%d%c", &o.bits_lo, &o.bits_hi, &extra) != 2 || o.bits_lo < 2 || o.bits_hi > 8 || o.bits_lo > o.bits_hi)
             cli_usage_error(&c, "--bits expects LO:HI within 2..8");
     }
+    cli_check_output(&c, csv);
+    cli_check_output(&c, json);
+    cli_check_output(&c, plot);
     tml_model *m = cli_load_model(&c, pos[0]);
-    tml_dataset *ds = cli_open_dataset(&c, data, "test");
+    tml_dataset *ds = cli_open_eval_data(&c, &data, m);
     const tml_dataset_info *info = tml_dataset_get_info(ds);
     tml_samples *s = NULL;
     tml_status st = tml_dataset_load(ds, o.limit, &s);

@@ -30,6 +30,10 @@ static const char help_train[] =
     "  -d, --data SPEC        training data (default split: train); see 'tinyml eval --help'\n"
     "  --limit N              use only the first N samples\n"
     "  --val N                hold out N samples for validation (default 5000, 0 = none)\n"
+    "  --val-split F          hold out the fraction F instead (seeded)\n"
+    "  --normalize M          auto: per-feature (vectors) or per-channel (images) mean/std\n"
+    "                         of the training data become the model's preprocessing;\n"
+    "                         none: drop mean/std; keep (default): as the model has them\n"
     "  --crop-pad P           augmentation: random crop after zero padding by P pixels\n"
     "  --flip                 augmentation: random horizontal flip\n"
     "Optimization (defaults reach the documented Fashion-MNIST baselines):\n"
@@ -39,7 +43,8 @@ static const char help_train[] =
     "  --lr X                 (default 1e-3 for adam, 0.05 for sgd)\n"
     "  --momentum X           SGD momentum (default 0.9); --nesterov\n"
     "  --weight-decay X       (default 0; conv/dense weights only)\n"
-    "  --schedule S           cosine (default), step, constant\n"
+    "  --lr-schedule S        learning rate: cosine (default), step, constant\n"
+    "                         (--schedule is the old spelling)\n"
     "  --step-epochs N        step schedule period; --gamma X its factor (default 0.1)\n"
     "  --warmup E             linear warm-up over E epochs (default 0)\n"
     "  --label-smoothing X    (default 0.1)\n"
@@ -61,7 +66,8 @@ static const char help_train[] =
     "  tinyml create lenet5 | tinyml train --data fashion-mnist -o lenet5.tmf\n"
     "  tinyml train lenet300.tmf --data fashion-mnist --optimizer sgd --lr 0.05 --epochs 20 -o l300.tmf\n"
     "  tinyml train --resume lenet5.last.tmf --data fashion-mnist -o lenet5.tmf\n"
-    "  tinyml train small.tmf --teacher lenet5.tmf --data fashion-mnist --epochs 5 -o small-kd.tmf\n";
+    "  tinyml train small.tmf --teacher lenet5.tmf --data fashion-mnist --epochs 5 -o small-kd.tmf\n"
+    "  tinyml create lenet300 --input 8 --classes 3 | tinyml train --data csv:my.csv --normalize auto --val-split 0.2 -o mlp.tmf\n";
 
 static const char help_finetune[] =
     "Usage: tinyml finetune [options] [MODEL] --data SPEC [-o OUT]\n"
@@ -74,7 +80,7 @@ static const char help_finetune[] =
     "\n"
     "Examples:\n"
     "  tinyml finetune pruned.tmf --data fashion-mnist -o pruned-ft.tmf\n"
-    "  tinyml prune --sparsity 0.9 lenet5.tmf | tinyml finetune --data fashion-mnist --epochs 3 -o p.tmf\n";
+    "  tinyml prune --sparsity 0.8 --global lenet5.tmf | tinyml finetune --data fashion-mnist --epochs 3 -o p.tmf\n";
 
 typedef struct run_ctx {
     cli *c;
@@ -172,6 +178,63 @@ static tml_status on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
     return TML_OK;
 }
 
+/* --normalize auto: mean and std of the training samples (after the model's
+ * scale) become the model's preprocessing, per feature for a vector input,
+ * per channel for an image of up to 4 channels (per element otherwise);
+ * none: no mean/std. Computed over every loaded sample, in double. */
+static void set_normalization(const cli *c, tml_model *m, const tml_samples *s, int on)
+{
+    tml_preproc *pre = &m->meta.pre;
+    if (tml_preproc_set_features(pre, 0, NULL, NULL)) cli_fail(c, "out of memory");
+    pre->n_ch = 0;
+    if (!on) return;
+    const tml_tensor *in = &m->tensors[m->input];
+    const int64_t sv = (int64_t)s->h * s->w * s->c;
+    const int per_channel = in->ndim == 3 && s->c <= TML_MAX_CHANNELS_PRE;
+    const int64_t period = per_channel ? s->c : sv;
+    if (period > TML_MAX_NUMEL || s->n < 2) cli_fail(c, "--normalize auto needs at least 2 training samples");
+    double *sum = calloc((size_t)period, sizeof(double)), *sq = calloc((size_t)period, sizeof(double));
+    float *row = malloc(sizeof(float) * (size_t)sv);
+    if (!sum || !sq || !row) cli_fail(c, "out of memory");
+    int64_t count = 0;
+    for (int64_t i = 0; i < s->n; i++) {
+        tml_samples_gather(s, &i, 1, row, NULL);
+        for (int64_t j = 0; j < sv; j++) {
+            const double v = (double)row[j] * pre->scale;
+            sum[j % period] += v;
+            sq[j % period] += v * v;
+        }
+    }
+    count = s->n * (sv / period);
+    float *mean = malloc(sizeof(float) * (size_t)period), *sd = malloc(sizeof(float) * (size_t)period);
+    if (!mean || !sd) cli_fail(c, "out of memory");
+    int constant = 0;
+    for (int64_t j = 0; j < period; j++) {
+        const double mu = sum[j] / (double)count, var = sq[j] / (double)count - mu * mu;
+        mean[j] = (float)mu;
+        /* a constant feature: std 1 (it becomes 0 after the mean, harmlessly) */
+        sd[j] = var > 1e-12 * (1.0 + mu * mu) ? (float)sqrt(var) : 1.0f;
+        constant += !(var > 1e-12 * (1.0 + mu * mu));
+    }
+    if (per_channel) {
+        pre->n_ch = (int)period;
+        for (int j = 0; j < (int)period; j++) {
+            pre->mean[j] = mean[j];
+            pre->std[j] = sd[j];
+        }
+    } else if (tml_preproc_set_features(pre, (int)period, mean, sd)) {
+        cli_fail(c, "out of memory");
+    }
+    cli_log(c, "normalization from %lld training samples: %s mean/std of %lld %s%s", (long long)s->n,
+            per_channel ? "per-channel" : "per-feature", (long long)period, per_channel ? "channels" : "features",
+            constant ? " (constant features get std 1)" : "");
+    free(sum);
+    free(sq);
+    free(row);
+    free(mean);
+    free(sd);
+}
+
 static int parse_optim(const char *s, tml_optim *o)
 {
     if (strcmp(s, "adam") == 0 || strcmp(s, "adamw") == 0) *o = TML_OPTIM_ADAM;
@@ -200,15 +263,17 @@ static int run_train(int argc, char **argv, int finetune)
         o.lr = 1e-4;
     }
     const char *pos[1] = {NULL}, *data = NULL, *out = NULL, *optim = NULL, *sched = NULL, *teacher = NULL,
-               *prefix = NULL, *resume = NULL;
+               *prefix = NULL, *resume = NULL, *normalize = NULL;
     int64_t limit = 0, val = -1;
-    double lr = -1, kd_t = 4.0, kd_a = 0.9;
+    double lr = -1, kd_t = 4.0, kd_a = 0.9, val_split = 0;
     int no_ckpt = 0, keep_best = 0, lr_set = 0;
     while (cli_next(&c)) {
         if (cli_str(&c, "data", 'd', &data) || cli_str(&c, "output", 'o', &out) || cli_str(&c, "optimizer", 0, &optim) ||
-            cli_str(&c, "schedule", 0, &sched) || cli_str(&c, "teacher", 0, &teacher) ||
-            cli_str(&c, "checkpoint", 0, &prefix) || cli_str(&c, "resume", 0, &resume))
+            cli_str(&c, "lr-schedule", 0, &sched) || cli_str(&c, "schedule", 0, &sched) ||
+            cli_str(&c, "teacher", 0, &teacher) || cli_str(&c, "checkpoint", 0, &prefix) ||
+            cli_str(&c, "resume", 0, &resume) || cli_str(&c, "normalize", 0, &normalize))
             continue;
+        if (cli_double(&c, "val-split", 0, 1e-6, 0.5, &val_split)) continue;
         if (cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit) || cli_i64(&c, "val", 0, 0, INT64_MAX, &val)) continue;
         if (cli_int(&c, "epochs", 0, 1, 100000, &o.epochs) || cli_int(&c, "batch", 0, 1, 65536, &o.batch) ||
             cli_int(&c, "step-epochs", 0, 1, 100000, &o.step_epochs) || cli_int(&c, "crop-pad", 0, 0, 64, &o.aug_crop_pad))
@@ -248,7 +313,12 @@ static int run_train(int argc, char **argv, int finetune)
         cli_unknown(&c);
     }
     if (optim && parse_optim(optim, &o.optim)) cli_usage_error(&c, "--optimizer must be adam or sgd (got '%s')", optim);
-    if (sched && parse_sched(sched, &o.sched)) cli_usage_error(&c, "--schedule must be cosine, step or constant (got '%s')", sched);
+    if (sched && parse_sched(sched, &o.sched))
+        cli_usage_error(&c, "--lr-schedule must be cosine, step or constant (got '%s')", sched);
+    if (normalize && strcmp(normalize, "auto") && strcmp(normalize, "none") && strcmp(normalize, "keep"))
+        cli_usage_error(&c, "--normalize must be auto, none or keep (got '%s')", normalize);
+    if (val_split > 0 && val >= 0) cli_usage_error(&c, "give --val N or --val-split F, not both");
+    if (resume && normalize) cli_usage_error(&c, "--normalize applies to a new run, not to --resume");
     if (o.sched == TML_SCHED_STEP && !o.step_epochs) o.step_epochs = o.epochs / 3 > 0 ? o.epochs / 3 : 1;
     if (lr_set) o.lr = lr;
     else if (finetune && o.optim == TML_OPTIM_SGD) o.lr = 0.005;
@@ -259,16 +329,10 @@ static int run_train(int argc, char **argv, int finetune)
     if (tml_train_opts_check(&o)) cli_usage_error(&c, "%s", tml_last_error());
     if (!data) cli_usage_error(&c, "--data is required (e.g. --data fashion-mnist)");
     if (resume && pos[0]) cli_usage_error(&c, "give either MODEL or --resume CKPT, not both");
-    if (!cli_model_to_stdout(out) && !no_ckpt && !prefix) {
-        static char buf[4096];
-        snprintf(buf, sizeof buf, "%s", out);
-        size_t l = strlen(buf);
-        if (l > 4 && strcmp(buf + l - 4, ".tmf") == 0) buf[l - 4] = '\0';
-        prefix = buf;
-    }
-    if (no_ckpt) prefix = NULL;
-    if (cli_model_to_stdout(out) && isatty(STDOUT_FILENO))
-        cli_usage_error(&c, "refusing to write a binary model to a terminal: use -o FILE or a pipe");
+    static char prefix_buf[4096];
+    prefix = cli_checkpoint_prefix(out, prefix, no_ckpt, prefix_buf, sizeof prefix_buf);
+    cli_check_model_output(&c, out);
+    cli_check_checkpoints(&c, prefix, 1);
 
     tml_model *ckpt = NULL, *m;
     if (resume) {
@@ -282,16 +346,25 @@ static int run_train(int argc, char **argv, int finetune)
     tml_model *tm = teacher ? cli_load_model(&c, teacher) : NULL;
     o.teacher = tm;
 
-    tml_dataset *ds = cli_open_dataset(&c, data, "train");
+    cli_data dd = {.spec = data};
+    tml_dataset *ds = cli_open_train_data(&c, &dd, m); /* classes matched by name */
     const tml_dataset_info *info = tml_dataset_get_info(ds);
-    tml_status st = tml_check_dataset_fits(m, info);
-    if (st) cli_fail_status(&c, st);
     tml_samples *s = NULL;
     double t0 = cli_now();
-    st = tml_dataset_load(ds, limit, &s);
+    tml_status st = tml_dataset_load(ds, limit, &s);
     if (st) cli_fail_status(&c, st);
     cli_log(&c, "loaded %lld samples of %s in %.1fs", (long long)s->n, info->name, cli_now() - t0);
-    if (!m->meta.labels && info->labels) tml_meta_set_labels(&m->meta, info->n_classes, info->labels);
+    if (!m->meta.labels && info->labels && info->n_classes == tml_tensor_numel(&m->tensors[m->output]))
+        tml_meta_set_labels(&m->meta, info->n_classes, info->labels);
+    if (val_split > 0) {
+        o.val_samples = (int64_t)(val_split * (double)s->n + 0.5);
+        if (o.val_samples < 1) cli_fail(&c, "--val-split %g of %lld samples holds out nothing", val_split, (long long)s->n);
+    }
+    if (normalize && strcmp(normalize, "keep") != 0) set_normalization(&c, m, s, strcmp(normalize, "auto") == 0);
+    else if (info->raw_max != 255.0f && fabsf(m->meta.pre.scale - 1.0f / 255.0f) < 1e-9f && !m->meta.pre.n_ch &&
+             !m->meta.pre.n_feat)
+        cli_warn(&c, "the model scales raw values by 1/255 (8-bit images) but %s holds values up to %g: "
+                     "use --normalize auto (or create the model with --scale)", info->name, (double)info->raw_max);
 
     static const char *const hdr[] = {"epoch", "train loss", "train acc%", "val loss", "val acc%", "lr", "seconds", "samples/s"};
     run_ctx r = {.c = &c, .prefix = prefix, .keep_best = keep_best, .m = m, .last_val = NAN, .best_val = NAN};
@@ -333,14 +406,15 @@ static int run_train(int argc, char **argv, int finetune)
     cJSON_AddNumberToObject(h, "batch", o.batch);
     cJSON_AddStringToObject(h, "optimizer", o.optim == TML_OPTIM_ADAM ? "adam" : "sgd");
     cJSON_AddNumberToObject(h, "lr", o.lr);
-    cJSON_AddStringToObject(h, "schedule", o.sched == TML_SCHED_COSINE ? "cosine" : o.sched == TML_SCHED_STEP ? "step" : "constant");
+    if (normalize) cJSON_AddStringToObject(h, "normalize", normalize);
+    cJSON_AddStringToObject(h, "lr_schedule", o.sched == TML_SCHED_COSINE ? "cosine" : o.sched == TML_SCHED_STEP ? "step" : "constant");
     if (o.weight_decay > 0) cJSON_AddNumberToObject(h, "weight_decay", o.weight_decay);
     if (o.label_smoothing > 0) cJSON_AddNumberToObject(h, "label_smoothing", o.label_smoothing);
     if (tm) cJSON_AddStringToObject(h, "teacher", teacher);
     cJSON_AddNumberToObject(h, "seed", (double)o.seed);
     cJSON_AddNumberToObject(h, "val_samples", o.val_samples < 0 ? 5000 : (double)o.val_samples);
     if (!isnan(r.last_val)) cJSON_AddNumberToObject(h, "val_top1", keep_best ? r.best_val : r.last_val);
-    cJSON_AddNumberToObject(h, "seconds", secs);
+    cli_history_seconds(h, "seconds", secs);
     cli_add_history(&c, final, h);
     cli_save_model(&c, final, out);
     int64_t nval = o.val_samples < 0 ? 5000 : o.val_samples;

@@ -3,6 +3,7 @@
  * subcommand.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include "cli.h"
 #include "tinyml/tml_engine.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_format.h"
 
 volatile int cli_cancel_flag = 0;
@@ -245,8 +247,8 @@ int cli_next(cli *c)
             continue;
         }
         if (!c->opts_done && (strcmp(c->arg, "--help") == 0 || strcmp(c->arg, "-h") == 0)) {
-            fputs(c->help, stdout);
-            exit(0);
+            cli_write_stdout(c, c->help, strlen(c->help));
+            cli_exit_success(c);
         }
         const char *f;
         int64_t seed;
@@ -290,6 +292,23 @@ void cli_save_model(const cli *c, const tml_model *m, const char *out)
     if (st) cli_fail_status(c, st);
 }
 
+void cli_check_output(const cli *c, const char *path)
+{
+    if (!path) return;
+    tml_status st = tml_check_output_file(path);
+    if (st) cli_fail_status(c, st);
+}
+
+void cli_check_model_output(const cli *c, const char *out)
+{
+    if (cli_model_to_stdout(out)) {
+        if (isatty(STDOUT_FILENO))
+            cli_usage_error(c, "refusing to write a binary model to a terminal: use -o FILE or a pipe");
+        return;
+    }
+    cli_check_output(c, out);
+}
+
 tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *default_split)
 {
     if (!spec) cli_usage_error(c, "--data is required (e.g. --data fashion-mnist)");
@@ -299,12 +318,85 @@ tml_dataset *cli_open_dataset(const cli *c, const char *spec, const char *defaul
     return ds;
 }
 
+/* ---- output on stdout ------------------------------------------------------------------
+ * Every write to stdout goes through cli_write_stdout and main() checks the
+ * final flush and close (cli_close_stdout), so a full disk, a closed pipe or a
+ * closed stdout is an error (exit 1), never a silent exit 0. Writes to stderr
+ * are diagnostics and not checked (there is nowhere left to report to). */
+
+static void stdout_failed(const cli *c, int e)
+{
+    char eb[128];
+    if (strerror_r(e, eb, sizeof eb) != 0) snprintf(eb, sizeof eb, "error %d", e);
+    fprintf(stderr, "tinyml%s%s: error: cannot write to standard output: %s\n", c && c->cmd ? " " : "",
+            c && c->cmd ? c->cmd : "", eb);
+    exit(1);
+}
+
+void cli_write_stdout(const cli *c, const void *buf, size_t len)
+{
+    errno = 0;
+    if (len && fwrite(buf, 1, len, stdout) != len) stdout_failed(c, errno ? errno : EIO);
+    if (ferror(stdout)) stdout_failed(c, errno ? errno : EIO);
+}
+
+void cli_printf(const cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int r = vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    if (r < 0 || ferror(stdout)) stdout_failed(c, errno ? errno : EIO);
+}
+
+int cli_close_stdout(const cli *c)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    /* EBADF on a stdout that was never open (>&-) is a failure too: the
+     * command's output went nowhere */
+    if (bad) stdout_failed(c, e ? e : EIO);
+    return 0;
+}
+
+_Noreturn void cli_exit_success(const cli *c)
+{
+    cli_close_stdout(c);
+    exit(0);
+}
+
+void cli_protect_std_fds(void)
+{
+    /* A closed 0, 1 or 2 would be handed to the next open() (a model's
+     * temporary file would then receive the report). Park /dev/null there,
+     * read-only, so that writes to a closed stdout still fail (EBADF). */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int n = open("/dev/null", O_RDONLY);
+        if (n >= 0 && n != fd) {
+            dup2(n, fd);
+            close(n);
+        }
+    }
+}
+
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n)
 {
     char *txt = tml_tables_render(tables, n, c->fmt);
     if (!txt) cli_fail(c, "out of memory rendering the report");
-    fputs(txt, f);
-    fflush(f);
+    if (f == stdout) {
+        cli_write_stdout(c, txt, strlen(txt));
+        if (fflush(stdout) != 0) stdout_failed(c, errno ? errno : EIO);
+    } else {
+        fputs(txt, f);
+        fflush(f);
+    }
     free(txt);
 }
 
@@ -362,6 +454,19 @@ void cli_history_eval(cJSON *entry, const char *data, double top1_before, double
     cJSON_AddNumberToObject(entry, "top1_after", top1_after);
 }
 
+/* SOURCE_DATE_EPOCH as a time, or -1 when unset / invalid. */
+static long pinned_time(void)
+{
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    long v;
+    return sde && cli_parse_long(sde, &v) == 0 && v >= 0 ? v : -1;
+}
+
+void cli_history_seconds(cJSON *entry, const char *key, double seconds)
+{
+    if (pinned_time() < 0) cJSON_AddNumberToObject(entry, key, seconds);
+}
+
 void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
 {
     cJSON *e = cJSON_CreateObject();
@@ -369,9 +474,7 @@ void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
     /* SOURCE_DATE_EPOCH (reproducible-builds.org) pins the time, so the same
      * command with the same seed writes the same bytes */
     time_t now = time(NULL);
-    const char *sde = getenv("SOURCE_DATE_EPOCH");
-    long sdv;
-    if (sde && cli_parse_long(sde, &sdv) == 0 && sdv >= 0) now = (time_t)sdv;
+    if (pinned_time() >= 0) now = (time_t)pinned_time();
     struct tm tmv;
     gmtime_r(&now, &tmv);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
@@ -394,6 +497,54 @@ void cli_add_history(const cli *c, tml_model *m, cJSON *entry)
     tml_status st = tml_model_add_history(m, txt);
     cJSON_free(txt);
     if (st) cli_fail_status(c, st);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+const char *cli_checkpoint_prefix(const char *out, const char *prefix, int none, char *buf, size_t cap)
+{
+    if (none) return NULL;
+    if (prefix) return prefix;
+    if (cli_model_to_stdout(out)) return NULL;
+    snprintf(buf, cap, "%s", out);
+    size_t l = strlen(buf);
+    if (l > 4 && strcmp(buf + l - 4, ".tmf") == 0) buf[l - 4] = '\0';
+    return buf;
+}
+
+void cli_check_checkpoints(const cli *c, const char *prefix, int best)
+{
+    if (!prefix) return;
+    char ck[4200];
+    snprintf(ck, sizeof ck, "%s.last.tmf", prefix);
+    cli_check_output(c, ck);
+    if (best) {
+        snprintf(ck, sizeof ck, "%s.best.tmf", prefix);
+        cli_check_output(c, ck);
+    }
+}
+
+tml_status cli_write_checkpoint(const cli *c, const tml_model *m, const char *prefix, const char *what)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s.last.tmf", prefix);
+    tml_model *ck = tml_model_clone(m);
+    if (!ck) return TML_ERR_NOMEM;
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "checkpoint", what);
+    cli_add_history(c, ck, h);
+    tml_status st = tml_model_save(ck, path, NULL);
+    tml_model_free(ck);
+    return st;
+}
+
+_Noreturn void cli_interrupted(const cli *c, const char *prefix, const char *what)
+{
+    if (prefix && what)
+        cli_warn(c, "interrupted; the last good checkpoint is %s.last.tmf (%s)", prefix, what);
+    else
+        cli_warn(c, "interrupted before a checkpoint was written; nothing was written");
+    exit(130);
 }
 
 /* ---- progress -------------------------------------------------------------------------- */
@@ -435,15 +586,6 @@ void cli_progress_end(cli_progress *p)
 
 /* ---- measurements shared by the pass commands --------------------------------------------- */
 
-double cli_model_bytes(const tml_model *m)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
-    free(buf);
-    return (double)len;
-}
-
 double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limit)
 {
     tml_dataset *ds = cli_open_dataset(c, data, "test");
@@ -458,6 +600,28 @@ double cli_top1(const cli *c, const tml_model *m, const char *data, int64_t limi
     tml_eval_result_free(&r);
     tml_dataset_free(ds);
     return top1;
+}
+
+double cli_model_bytes(const tml_model *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (tml_model_write_mem(m, NULL, &buf, &len)) return NAN;
+    free(buf);
+    return (double)len;
+}
+
+void cli_device_bytes(const tml_model *m, double *flash, double *ram)
+{
+    *flash = *ram = NAN;
+    if (!tml_model_is_quantized(m)) return;
+    tml_export_opts o;
+    tml_export_opts_default(&o);
+    tml_export_result r;
+    if (tml_export_c(m, &o, &r) != TML_OK) return;
+    *flash = (double)(r.const_bytes + r.code_bytes);
+    *ram = (double)r.arena_bytes;
+    tml_export_result_free(&r);
 }
 
 static int parse_form(const char *s, tml_export_enc *out)

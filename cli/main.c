@@ -44,6 +44,19 @@ static const command commands[] = {
 
 static void usage(FILE *f)
 {
+    if (f == stdout) {
+        /* through the checked writer: a failed write is an error */
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        if (m) {
+            usage(m);
+            fclose(m);
+            cli_write_stdout(NULL, buf, len);
+            free(buf);
+        }
+        return;
+    }
     fprintf(f, "Usage: tinyml <command> [options] [MODEL]\n\n"
                "tinyml compresses small neural networks for microcontrollers and measures\n"
                "what the compression cost. Every command reads and writes one .tmf model\n"
@@ -86,6 +99,7 @@ int main(int argc, char **argv)
 {
     /* Writing to a closed pipe must be an error we report, not a silent death. */
     signal(SIGPIPE, SIG_IGN);
+    cli_protect_std_fds();
 #ifdef _OPENMP
     pick_threads();
 #endif
@@ -104,16 +118,24 @@ int main(int argc, char **argv)
             }
         }
         usage(stdout);
-        return 0;
+        return cli_close_stdout(NULL);
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("tinyml %s\n", TML_VERSION_STRING);
-        return 0;
+        cli_printf(NULL, "tinyml %s\n", TML_VERSION_STRING);
+        return cli_close_stdout(NULL);
     }
     for (int i = 0; commands[i].name; i++)
         if (strcmp(commands[i].name, cmd) == 0) {
             cli_install_sigint();
-            return commands[i].run(argc - 1, argv + 1);
+            int rc = commands[i].run(argc - 1, argv + 1);
+            if (rc == 0) {
+                /* the report's last bytes may still be buffered: a failed
+                 * flush or close is the command's failure */
+                cli cc;
+                cli_init(&cc, commands[i].name, "", 0, NULL);
+                cli_close_stdout(&cc);
+            }
+            return rc;
         }
     fprintf(stderr, "tinyml: error: unknown command '%s'\n", cmd);
     usage(stderr);

@@ -273,7 +273,11 @@ static tml_status scan(tml_dataset *ds, csv_reader *r)
     ds->info.n_classes = stats.max_label + 1;
     ds->info.raw_max = (float)stats.raw_max;
     ds->values_u8 = stats.all_u8;
-    return tml_ds_gzseek(r->f, r->path, 0);
+    /* back to the first line, as csv_rewind does: the header is recognised by
+     * its line number */
+    tml_status st = tml_ds_gzseek(r->f, r->path, 0);
+    if (st == TML_OK) r->lineno = 0;
+    return st;
 }
 
 tml_status tml_ds_open_csv(const char *file, const int *shape, tml_dataset **out)

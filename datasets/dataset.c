@@ -277,6 +277,7 @@ void tml_dataset_free(tml_dataset *ds)
     if (ds->vt && ds->vt->destroy) ds->vt->destroy(ds->impl);
     for (int i = 0; i < ds->n_owned_labels; i++) free(ds->owned_labels[i]);
     free(ds->owned_labels);
+    free(ds->class_map);
     free(ds);
 }
 
@@ -298,11 +299,69 @@ static tml_status read_checked(tml_dataset *ds, int n, float *x, int32_t *y, int
 {
     tml_status st = ds->vt->read(ds, n, x, y);
     if (st != TML_OK) return st;
+    const int from = ds->class_map ? ds->map_from : ds->info.n_classes;
     for (int i = 0; i < n; i++) {
-        if (y[i] < 0 || y[i] >= ds->info.n_classes)
+        if (y[i] < 0 || y[i] >= from)
             return tml_error(TML_ERR_FORMAT, "%s: label %d of sample %lld is outside [0, %d)", ds->info.name,
-                             (int)y[i], (long long)(first + i), ds->info.n_classes);
+                             (int)y[i], (long long)(first + i), from);
+        if (ds->class_map) y[i] = ds->class_map[y[i]];
     }
+    return TML_OK;
+}
+
+tml_status tml_dataset_map_classes(tml_dataset *ds, int n, const char *const *names)
+{
+    if (!ds || n < 1 || !names) return tml_error(TML_ERR_INVALID, "tml_dataset_map_classes: bad arguments");
+    if (!ds->info.labels) return tml_error(TML_ERR_INVALID, "%s has no class names to map", ds->info.name);
+    if (ds->class_map) return tml_error(TML_ERR_INVALID, "%s: classes already mapped", ds->info.name);
+    const int k = ds->info.n_classes;
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)(k ? k : 1));
+    char **own = calloc((size_t)n, sizeof(char *));
+    if (!map || !own) {
+        free(map);
+        free(own);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    int identity = k == n;
+    for (int i = 0; i < k; i++) {
+        map[i] = -1;
+        for (int j = 0; j < n && map[i] < 0; j++)
+            if (names[j] && strcmp(ds->info.labels[i], names[j]) == 0) map[i] = j;
+        if (map[i] < 0) {
+            char known[400] = "";
+            for (int j = 0, l = 0; j < n && l < (int)sizeof known - 8; j++)
+                l += snprintf(known + l, sizeof known - (size_t)l, "%s'%s'", j ? ", " : "", names[j] ? names[j] : "");
+            tml_status st = tml_error(TML_ERR_SHAPE,
+                                      "%s: class '%s' is not one of the model's classes (%s): rename the class "
+                                      "folder or use a model trained on these classes",
+                                      ds->info.name, ds->info.labels[i], known);
+            free(map);
+            free(own);
+            return st;
+        }
+        identity &= map[i] == i;
+    }
+    if (identity) { /* same names in the same order: nothing to do */
+        free(map);
+        free(own);
+        return TML_OK;
+    }
+    for (int j = 0; j < n; j++) {
+        if (!(own[j] = tml_strdup(names[j] ? names[j] : ""))) {
+            for (int q = 0; q < j; q++) free(own[q]);
+            free(own);
+            free(map);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+    }
+    for (int i = 0; i < ds->n_owned_labels; i++) free(ds->owned_labels[i]);
+    free(ds->owned_labels);
+    ds->owned_labels = own;
+    ds->n_owned_labels = n;
+    ds->info.labels = (const char *const *)own;
+    ds->map_from = k;
+    ds->info.n_classes = n;
+    ds->class_map = map;
     return TML_OK;
 }
 
@@ -351,6 +410,128 @@ tml_status tml_dataset_rewind(tml_dataset *ds)
     }
     ds->pos = 0;
     ds->broken = 0;
+    return TML_OK;
+}
+
+/* ---- held-out splits ------------------------------------------------------------------- */
+
+/* A view of `base` that returns only the samples of one part of a seeded
+ * split: round(frac * count) samples chosen uniformly (Floyd's algorithm
+ * over a bitmap) are the held-out part, the others the training part. The
+ * view streams the base in order and keeps one scratch batch. */
+typedef struct holdout {
+    tml_dataset *base;
+    uint8_t *held;    /* (ceil(count / 8)) bit i: sample i is held out */
+    int part;         /* 1: the held-out samples, 0: the rest */
+    int64_t next;     /* index in the base of the next sample to look at */
+    float *sx;        /* scratch batch (cap samples) */
+    int32_t *sy;
+    int cap;
+} holdout;
+
+static void holdout_destroy(void *impl)
+{
+    holdout *h = impl;
+    if (!h) return;
+    tml_dataset_free(h->base);
+    free(h->held);
+    free(h->sx);
+    free(h->sy);
+    free(h);
+}
+
+static int is_held(const holdout *h, int64_t i) { return (h->held[i >> 3] >> (i & 7)) & 1; }
+
+static tml_status holdout_read(tml_dataset *ds, int n, float *x, int32_t *y)
+{
+    holdout *h = ds->impl;
+    const int64_t sv = sample_values(ds), total = h->base->info.count;
+    int done = 0;
+    while (done < n) {
+        /* the base's next chunk, cut to the scratch size */
+        int want = h->cap;
+        if ((int64_t)want > total - h->next) want = (int)(total - h->next);
+        if (want <= 0)
+            return tml_error(TML_ERR_FORMAT, "%s: ended after %d of %d samples", ds->info.name, done, n);
+        /* never read past the last sample this call needs: the base position
+         * must stay where the next call continues */
+        int64_t need = n - done, j = h->next, k = 0;
+        while (k < want && need > 0) {
+            need -= is_held(h, j) == h->part;
+            j++;
+            k++;
+        }
+        int got = 0;
+        tml_status st = tml_dataset_next(h->base, (int)k, h->sx, h->sy, &got);
+        if (st) return st;
+        if (got != k) return tml_error(TML_ERR_FORMAT, "%s: the data ended early", ds->info.name);
+        for (int i = 0; i < got; i++, h->next++) {
+            if (is_held(h, h->next) != h->part) continue;
+            memcpy(x + (int64_t)done * sv, h->sx + (int64_t)i * sv, sizeof(float) * (size_t)sv);
+            y[done++] = h->sy[i];
+        }
+    }
+    return TML_OK;
+}
+
+static tml_status holdout_rewind(tml_dataset *ds)
+{
+    holdout *h = ds->impl;
+    h->next = 0;
+    return tml_dataset_rewind(h->base);
+}
+
+static const tml_ds_vtable holdout_vtable = {holdout_read, holdout_rewind, holdout_destroy};
+
+tml_status tml_dataset_holdout(tml_dataset *base, double frac, uint64_t seed, int held_out, tml_dataset **out)
+{
+    *out = NULL;
+    if (!base) return tml_error(TML_ERR_INVALID, "tml_dataset_holdout: no dataset");
+    const int64_t n = base->info.count, k = (int64_t)(frac * (double)n + 0.5);
+    if (!(frac > 0.0 && frac < 1.0) || k < 1 || k >= n) {
+        tml_status st = tml_error(TML_ERR_INVALID,
+                                  "%s: a held-out fraction of %g of its %lld samples leaves %s part empty", base->info.name,
+                                  frac, (long long)n, k < 1 ? "the held-out" : "the other");
+        tml_dataset_free(base);
+        return st;
+    }
+    tml_dataset *ds = tml_ds_new(&holdout_vtable);
+    holdout *h = calloc(1, sizeof *h);
+    const int64_t sv = sample_values(base);
+    int cap = (int)((int64_t)(TML_DS_READ_BUFFER / sizeof(float)) / sv);
+    if (cap < 1) cap = 1;
+    if (h) {
+        h->base = base;
+        h->part = held_out ? 1 : 0;
+        h->cap = cap;
+        h->held = calloc((size_t)(n / 8 + 1), 1);
+        h->sx = malloc(sizeof(float) * (size_t)(cap * sv));
+        h->sy = malloc(sizeof(int32_t) * (size_t)cap);
+    }
+    if (!ds || !h || !h->held || !h->sx || !h->sy) {
+        if (h) holdout_destroy(h);
+        else tml_dataset_free(base);
+        free(ds);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    ds->impl = h;
+    /* Floyd: k distinct indices of [0, n), each subset equally likely */
+    tml_rng r;
+    tml_rng_seed(&r, seed ^ 0x686f6c646f7574ull); /* "holdout": independent of other seeded choices */
+    for (int64_t j = n - k; j < n; j++) {
+        int64_t t = (int64_t)(tml_rng_uniform(&r) * (double)(j + 1));
+        if (t > j) t = j;
+        if (h->held[t >> 3] >> (t & 7) & 1) t = j;
+        h->held[t >> 3] |= (uint8_t)(1u << (t & 7));
+    }
+    ds->info = base->info;
+    ds->info.count = held_out ? k : n - k;
+    ds->values_u8 = base->values_u8;
+    char name[64];
+    snprintf(name, sizeof name, "%.40s[%s %.0f%%]", base->info.name, held_out ? "held-out" : "rest",
+             100.0 * (held_out ? frac : 1.0 - frac));
+    tml_ds_set_name(ds, NULL, name);
+    *out = ds;
     return TML_OK;
 }
 
@@ -495,6 +676,12 @@ tml_status tml_preproc_check(const tml_preproc *pre, int c)
             return tml_error(TML_ERR_INVALID, "preprocessing: std[%d] = %g must be positive", i,
                              (double)pre->std[i]);
     }
+    if (pre->n_feat < 0 || (pre->n_feat > 0 && (!pre->feat_mean || !pre->feat_std || pre->n_ch)))
+        return tml_error(TML_ERR_INVALID, "preprocessing: bad per-feature normalization");
+    for (int i = 0; i < pre->n_feat; i++)
+        if (!isfinite(pre->feat_mean[i]) || !(isfinite(pre->feat_std[i]) && pre->feat_std[i] > 0.0f))
+            return tml_error(TML_ERR_INVALID, "preprocessing: feature %d: mean %g, std %g (std must be positive)", i,
+                             (double)pre->feat_mean[i], (double)pre->feat_std[i]);
     return TML_OK;
 }
 
@@ -503,6 +690,13 @@ void tml_preproc_apply(const tml_preproc *pre, int64_t n_values, int c, float *x
     TML_ASSERT(c >= 1 && n_values % c == 0);
     TML_ASSERT(pre->n_ch == 0 || pre->n_ch == 1 || pre->n_ch == c);
     const float scale = pre->scale;
+    if (pre->n_feat > 0) {
+        TML_ASSERT(n_values % pre->n_feat == 0);
+        const int nf = pre->n_feat;
+        for (int64_t i = 0; i < n_values; i += nf)
+            for (int f = 0; f < nf; f++) x[i + f] = (x[i + f] * scale - pre->feat_mean[f]) / pre->feat_std[f];
+        return;
+    }
     if (pre->n_ch == 0) {
         for (int64_t i = 0; i < n_values; i++) x[i] = x[i] * scale;
         return;

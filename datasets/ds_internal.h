@@ -43,6 +43,8 @@ struct tml_dataset {
     int broken;          /* a read failed: further reads refused until rewind */
     char **owned_labels; /* (n_owned_labels) class names owned by the dataset, or NULL */
     int n_owned_labels;
+    int32_t *class_map;  /* (map_from) reader label -> reported label (tml_dataset_map_classes), or NULL */
+    int map_from;        /* the reader's number of classes */
 };
 
 /* Allocates an empty dataset bound to `vt` (impl set by the caller); NULL on OOM. */

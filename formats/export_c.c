@@ -461,15 +461,17 @@ static tml_status plan_schedule(ex *x)
         if (!xn->mat) continue;
         int64_t st = xn->mat->stride;
         if (uses_conv2d(x, i)) {
-            /* DSP: the smallest batch of conv2d, one pair (dense) or quad of pixels */
-            int G = xn->mat->enc == TML_EXPORT_DENSE ? 2 : 4;
+            /* DSP: the smallest batch of conv2d, one pair (dense, packed) or quad of pixels */
+            int G = xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED ? 2 : 4;
             e->conv2d = 1;
             xn->batch = x->dsp ? G : 1;
             e->scratch_fast = !x->dsp ? st : 2 * G * st + (is_direct(m, n) ? 0 : G * st);
             e->scratch_lean = st; /* conv2d_lean (DSP) or the portable conv2d */
             int groups = n->op == TML_OP_CONV2D ? n->groups : m->tensors[n->in[0]].dims[2];
             e->lean_ok = x->dsp && !(xn->mat->enc == TML_EXPORT_DENSE && groups > 1);
-        } else if (n->op == TML_OP_DENSE && x->dsp && xn->mat->enc == TML_EXPORT_DENSE) {
+        } else if (n->op == TML_OP_DENSE && x->dsp &&
+                   (xn->mat->enc == TML_EXPORT_DENSE || xn->mat->enc == TML_EXPORT_PACKED)) {
+            /* where bytes are free anyway; else the kernels' int8-vector path */
             e->dense_scratch = 2 * st;
         }
     }
@@ -1153,7 +1155,26 @@ static void put_header(tml_sb *s, const ex *x, const tml_export_result *r)
         if (c) tml_sb_puts(s, ", ");
         put_float(s, pre->n_ch ? pre->std[c] : 1.0f);
     }
-    tml_sb_puts(s, "}\n\n");
+    tml_sb_puts(s, "}\n");
+    if (pre->n_feat > 0) {
+        /* tabular models: per-feature normalization replaces the channel one */
+        tml_sb_printf(s,
+                      "/* per-feature normalization (replaces PRE_MEAN / PRE_STD), element i:\n"
+                      " *   x[i] = (raw[i] * %sPRE_SCALE - mean[i]) / std[i] */\n"
+                      "#define %sPRE_FEATURES %d\n#define %sPRE_FEATURE_MEAN {",
+                      P, P, pre->n_feat, P);
+        for (int i = 0; i < pre->n_feat; i++) {
+            if (i) tml_sb_puts(s, ", ");
+            put_float(s, pre->feat_mean[i]);
+        }
+        tml_sb_printf(s, "}\n#define %sPRE_FEATURE_STD {", P);
+        for (int i = 0; i < pre->n_feat; i++) {
+            if (i) tml_sb_puts(s, ", ");
+            put_float(s, pre->feat_std[i]);
+        }
+        tml_sb_puts(s, "}\n");
+    }
+    tml_sb_puts(s, "\n");
 
     tml_sb_printf(s,
                   "/* resources of %s.c */\n"
@@ -1552,6 +1573,8 @@ static void ex_free(ex *x)
     free(x->exs);
 }
 
+static tml_status bind_pair(tml_export_result *r, const char *P);
+
 tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_export_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -1691,6 +1714,7 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
     r->source = tml_sb_take(&src);
     r->header = tml_sb_take(&hdr);
     r->base = tml_strdup(x.base);
+    if (r->source && r->header && r->base && (st = bind_pair(r, x.upper))) goto fail;
     if (!r->source || !r->header || !r->base) {
         st = tml_error(TML_ERR_NOMEM, "out of memory writing the C source");
         goto fail;
@@ -1711,6 +1735,54 @@ static const char *errstr(int e, char *buf, size_t cap)
 {
     if (strerror_r(e, buf, cap) != 0) snprintf(buf, cap, "error %d", e);
     return buf;
+}
+
+/* A copy of s with `text` inserted after the first occurrence of `marker`
+ * (NULL when the marker is missing or on OOM). */
+static char *insert_after(const char *s, const char *marker, const char *text)
+{
+    const char *at = strstr(s, marker);
+    if (!at) return NULL;
+    at += strlen(marker);
+    size_t a = (size_t)(at - s), t = strlen(text), b = strlen(at);
+    char *o = malloc(a + t + b + 1);
+    if (!o) return NULL;
+    memcpy(o, s, a);
+    memcpy(o + a, text, t);
+    memcpy(o + a + t, at, b + 1);
+    return o;
+}
+
+/* The header and the source of one export carry the same id (a hash of
+ * both), and the source refuses to compile with any other header: a pair
+ * mixed by an interrupted run, or by copying one file, is an error at
+ * compile time instead of a model that silently computes garbage. */
+static tml_status bind_pair(tml_export_result *r, const char *P)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over both texts */
+    for (const char *s = r->header; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    for (const char *s = r->source; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    char def[160], chk[512], hmark[96], smark[160];
+    snprintf(def, sizeof def, "/* %s.c and this header come from one export */\n#define %sEXPORT_ID 0x%08xu\n\n", r->base, P,
+             (unsigned)h);
+    snprintf(chk, sizeof chk,
+             "#if !defined(%sEXPORT_ID) || %sEXPORT_ID != 0x%08xu\n"
+             "#error \"%s.h does not belong to this %s.c (another export, or an interrupted one): export both again\"\n"
+             "#endif\n\n",
+             P, P, (unsigned)h, r->base, r->base);
+    snprintf(hmark, sizeof hmark, "#define %sH\n\n", P);
+    snprintf(smark, sizeof smark, "#include \"%s.h\"\n\n", r->base);
+    char *hh = insert_after(r->header, hmark, def), *ss = insert_after(r->source, smark, chk);
+    if (!hh || !ss) {
+        free(hh);
+        free(ss);
+        return tml_error(TML_ERR_NOMEM, "out of memory binding the export");
+    }
+    free(r->header);
+    free(r->source);
+    r->header = hh;
+    r->source = ss;
+    return TML_OK;
 }
 
 /* mkdir -p: creates `dir` and its missing parents. */
@@ -1744,29 +1816,29 @@ static tml_status make_dirs(const char *dir)
     return TML_OK;
 }
 
-/* dir/name, written through tml_write_file_atomic */
-static tml_status write_text(const char *dir, const char *name, const char *text)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *path = malloc(cap);
-    if (!path) return tml_error(TML_ERR_NOMEM, "out of memory");
-    snprintf(path, cap, "%s/%s", dir, name);
-    tml_status st = tml_write_file_atomic(path, text, strlen(text));
-    free(path);
-    return st;
-}
-
 tml_status tml_export_write(const tml_export_result *r, const char *dir)
 {
     if (!r->source || !r->header || !r->base) return tml_error(TML_ERR_INVALID, "nothing to write: export failed");
     if (!dir || !*dir) dir = ".";
     tml_status st = make_dirs(dir);
     if (st) return st;
-    char name[80];
-    snprintf(name, sizeof name, "%s.h", r->base);
-    if ((st = write_text(dir, name, r->header))) return st;
-    snprintf(name, sizeof name, "%s.c", r->base);
-    return write_text(dir, name, r->source);
+    /* both files are complete on disk before either is renamed into place */
+    size_t cap = strlen(dir) + strlen(r->base) + 4;
+    char *h = malloc(cap), *c = malloc(cap);
+    if (!h || !c) {
+        free(h);
+        free(c);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    snprintf(h, cap, "%s/%s.h", dir, r->base);
+    snprintf(c, cap, "%s/%s.c", dir, r->base);
+    const char *paths[2] = {h, c};
+    const void *bufs[2] = {r->header, r->source};
+    size_t lens[2] = {strlen(r->header), strlen(r->source)};
+    st = tml_write_files_atomic(2, paths, bufs, lens);
+    free(h);
+    free(c);
+    return st;
 }
 
 tml_status tml_export_schedule(const tml_model *m, const tml_export_opts *o, tml_schedule *s)

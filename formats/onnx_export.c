@@ -1107,6 +1107,15 @@ static char *meta_json(const tml_model *m)
             if (mean) cJSON_AddItemToArray(mean, cJSON_CreateNumber(nc > 0 ? mt->pre.mean[c] : 0.0));
             if (sd) cJSON_AddItemToArray(sd, cJSON_CreateNumber(nc > 0 ? mt->pre.std[c] : 1.0));
         }
+        if (mt->pre.n_feat > 0) {
+            /* per-feature normalization (tabular models) replaces mean/std */
+            cJSON_AddStringToObject(p, "feature_formula", "x[i] = (raw[i] * scale - feature_mean[i]) / feature_std[i]");
+            cJSON *fm = cJSON_AddArrayToObject(p, "feature_mean"), *fs = cJSON_AddArrayToObject(p, "feature_std");
+            for (int i = 0; i < mt->pre.n_feat; i++) {
+                if (fm) cJSON_AddItemToArray(fm, cJSON_CreateNumber(mt->pre.feat_mean[i]));
+                if (fs) cJSON_AddItemToArray(fs, cJSON_CreateNumber(mt->pre.feat_std[i]));
+            }
+        }
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -82,6 +82,14 @@
 
 static const uint8_t tmf_signature[8] = {0x89, 'T', 'M', 'F', 0x0D, 0x0A, 0x1A, 0x0A};
 
+/* Decoding budget of a file of L bytes: FLOOR + RATIO * L bytes of decoded
+ * tensors. Dense data never exceeds the file; a pruned or clustered model
+ * decodes to tens of times its size (1-bit Huffman-coded cluster indices:
+ * 32x), so only inputs built to explode (deflated zeros: up to 1032x per
+ * byte, and more through a bitmap of them) reach the limit. */
+#define TMF_DECODE_FLOOR ((int64_t)64 << 20)
+#define TMF_DECODE_RATIO ((int64_t)1024)
+
 /* Largest input tml_model_load() accepts. */
 #define TMF_MAX_INPUT ((size_t)1 << 31)
 
@@ -273,6 +281,8 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
     if (!m) return TML_ERR_NOMEM;
 
     tml_status st = TML_OK;
+    /* everything the tensors decode to, bounded relative to the file size */
+    int64_t budget = TMF_DECODE_FLOOR + TMF_DECODE_RATIO * (int64_t)len;
     size_t pos = sizeof tmf_signature, grph_len = 0, grph_off = 0;
     const uint8_t *grph = NULL;
     int idx = 0, grph_idx = -1, have_head = 0, have_meta = 0, done = 0;
@@ -321,7 +331,7 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
                 free(own);
             }
         } else if (memcmp(type, "TNSR", 4) == 0) {
-            st = tml_tnsr_decode(m, pl, plen);
+            st = tml_tnsr_decode(m, pl, plen, &budget);
             if (st) tensor_label(type, pl, plen, label, sizeof label);
         } else if (memcmp(type, "GRPH", 4) == 0) {
             /* built after END, when every tensor is known */
@@ -364,6 +374,7 @@ tml_status tml_model_read_mem(const void *buf, size_t len, tml_model **out)
         st = tml_error_context(st == TML_ERR_NOMEM ? st : TML_ERR_FORMAT, "invalid graph");
         goto fail;
     }
+    if ((st = tml_model_check_meta(m))) goto fail;
     *out = m;
     return TML_OK;
 fail:
@@ -397,6 +408,12 @@ static tml_status read_all(FILE *f, const char *what, uint8_t **buf, size_t *len
             cap = ncap;
         }
         size_t r = fread(b + n, 1, cap - n, f);
+        /* not a model from its first bytes on (/dev/zero, a wrong file): stop
+         * now rather than after reading up to the size limit */
+        if (n < sizeof tmf_signature && n + r >= sizeof tmf_signature && memcmp(b, tmf_signature, sizeof tmf_signature) != 0) {
+            free(b);
+            return BAD("not a tinyml model file (bad signature)");
+        }
         n += r;
         if (r == 0) {
             if (ferror(f)) {

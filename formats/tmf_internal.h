@@ -144,8 +144,11 @@ tml_status tml_tnsr_encode(const tml_tensor *t, const tml_save_opts *o, tml_buf 
  * TML_ERR_INVALID when the encoding cannot apply (e.g. HUFFMAN without a
  * symbol stream). */
 tml_status tml_tnsr_encode_as(const tml_tensor *t, int cluster, tml_layout layout, int g, tml_entropy entropy, tml_buf *out);
-/* Decodes one payload and appends the tensor to m (ids follow file order). */
-tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len);
+/* Decodes one payload and appends the tensor to m (ids follow file order).
+ * *budget is the number of bytes the whole file may still decode to (tensor
+ * data, codebook indices, inflated bodies): it is checked against the
+ * tensor's header before anything is allocated and decreased on success. */
+tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len, int64_t *budget);
 /* Best-effort tensor name of a (maybe corrupt) payload for error messages:
  * printable ASCII only, "" if none can be read. */
 void tml_tnsr_peek_name(const uint8_t *p, size_t len, char *out, size_t cap);

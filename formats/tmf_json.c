@@ -159,6 +159,15 @@ static cJSON *float_array(const float *v, int n)
     return a;
 }
 
+/* obj[key] = the n floats of v; 0 on OOM. */
+static int add_float_array(cJSON *obj, const char *key, const float *v, int n)
+{
+    cJSON *a = float_array(v, n);
+    if (a && cJSON_AddItemToObject(obj, key, a)) return 1;
+    cJSON_Delete(a);
+    return 0;
+}
+
 tml_status tml_meta_to_json(const tml_meta *meta, char **out)
 {
     tml_status st = TML_OK;
@@ -201,12 +210,12 @@ tml_status tml_meta_to_json(const tml_meta *meta, char **out)
         cJSON_Delete(sc);
         goto oom;
     }
-    cJSON *mean = float_array(meta->pre.mean, meta->pre.n_ch), *sd = float_array(meta->pre.std, meta->pre.n_ch);
-    int ok_mean = mean && cJSON_AddItemToObject(pre, "mean", mean);
-    if (!ok_mean) cJSON_Delete(mean);
-    int ok_sd = sd && cJSON_AddItemToObject(pre, "std", sd);
-    if (!ok_sd) cJSON_Delete(sd);
-    if (!ok_mean || !ok_sd) goto oom;
+    if (!add_float_array(pre, "mean", meta->pre.mean, meta->pre.n_ch) ||
+        !add_float_array(pre, "std", meta->pre.std, meta->pre.n_ch))
+        goto oom;
+    if (meta->pre.n_feat > 0 && (!add_float_array(pre, "feature_mean", meta->pre.feat_mean, meta->pre.n_feat) ||
+                                 !add_float_array(pre, "feature_std", meta->pre.feat_std, meta->pre.n_feat)))
+        goto oom;
     if (!cJSON_AddItemToObject(root, "history", hist)) goto oom;
     hist = NULL;
     /* written only when not the default, so older files keep their bytes */
@@ -241,11 +250,11 @@ out:
     return st;
 }
 
-static tml_status read_float_list(const cJSON *it, const char *what, float *v, int *n)
+static tml_status read_float_list(const cJSON *it, const char *what, float *v, int *n, int max)
 {
     if (!cJSON_IsArray(it)) return BAD("%s must be an array of numbers", what);
     int k = cJSON_GetArraySize(it);
-    if (k > TML_MAX_CHANNELS_PRE) return BAD("%s has %d entries (max %d)", what, k, TML_MAX_CHANNELS_PRE);
+    if (k > max) return BAD("%s has %d entries (max %d)", what, k, max);
     const cJSON *e;
     int i = 0;
     cJSON_ArrayForEach(e, it)
@@ -257,21 +266,37 @@ static tml_status read_float_list(const cJSON *it, const char *what, float *v, i
     return TML_OK;
 }
 
+/* Reads "preprocess" into *pre (whose feature arrays the caller owns and
+ * frees, also on failure). */
 static tml_status read_preprocess(const cJSON *it, tml_preproc *pre)
 {
     if (!cJSON_IsObject(it)) return BAD("META: \"preprocess\" must be an object");
-    tml_preproc p = {1.0f, 0, {0}, {0}};
     tml_status st;
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(it, "scale");
     const cJSON *mean = cJSON_GetObjectItemCaseSensitive(it, "mean");
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(it, "std");
-    if (sc && (st = get_float(sc, "META: preprocess.scale", &p.scale))) return st;
+    const cJSON *fmean = cJSON_GetObjectItemCaseSensitive(it, "feature_mean");
+    const cJSON *fsd = cJSON_GetObjectItemCaseSensitive(it, "feature_std");
+    if (sc && (st = get_float(sc, "META: preprocess.scale", &pre->scale))) return st;
     int nm = 0, ns = 0;
-    if (mean && (st = read_float_list(mean, "META: preprocess.mean", p.mean, &nm))) return st;
-    if (sd && (st = read_float_list(sd, "META: preprocess.std", p.std, &ns))) return st;
+    if (mean && (st = read_float_list(mean, "META: preprocess.mean", pre->mean, &nm, TML_MAX_CHANNELS_PRE))) return st;
+    if (sd && (st = read_float_list(sd, "META: preprocess.std", pre->std, &ns, TML_MAX_CHANNELS_PRE))) return st;
     if (nm != ns) return BAD("META: preprocess.mean has %d entries but preprocess.std has %d", nm, ns);
-    p.n_ch = nm;
-    *pre = p;
+    pre->n_ch = nm;
+    if (!fmean && !fsd) return TML_OK;
+    if (!cJSON_IsArray(fmean) || !cJSON_IsArray(fsd) || cJSON_GetArraySize(fmean) != cJSON_GetArraySize(fsd))
+        return BAD("META: preprocess.feature_mean and feature_std must be arrays of the same length");
+    int nf = cJSON_GetArraySize(fmean), got = 0;
+    if (nf < 1 || nf > TML_MAX_NUMEL) return BAD("META: preprocess.feature_mean has %d entries", nf);
+    /* each entry costs at least two bytes of JSON, so nf is bounded by the text */
+    pre->feat_mean = malloc(sizeof(float) * (size_t)nf);
+    pre->feat_std = malloc(sizeof(float) * (size_t)nf);
+    if (!pre->feat_mean || !pre->feat_std) return NOMEM();
+    if ((st = read_float_list(fmean, "META: preprocess.feature_mean", pre->feat_mean, &got, nf)) ||
+        (st = read_float_list(fsd, "META: preprocess.feature_std", pre->feat_std, &got, nf)))
+        return st;
+    pre->n_feat = nf;
+    if (nm) return BAD("META: preprocessing has both per-channel and per-feature mean/std");
     return TML_OK;
 }
 
@@ -283,7 +308,7 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
     char **labels = NULL;
     int n_labels = -1, classes = -1, float_io = 0;
     tml_rounding rounding = TML_ROUNDING_TINYML;
-    tml_preproc pre = {1.0f, 0, {0}, {0}};
+    tml_preproc pre = {.scale = 1.0f};
     if (!root) return st;
     if (!cJSON_IsObject(root)) {
         st = BAD("META is not a JSON object");
@@ -336,6 +361,9 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
                 if (!(labels[i++] = tml_strdup(l->valuestring))) goto oom;
             }
         } else if (strcmp(k, "preprocess") == 0) {
+            free(pre.feat_mean);
+            free(pre.feat_std);
+            pre = (tml_preproc){.scale = 1.0f};
             if ((st = read_preprocess(c, &pre))) goto out;
         } else if (strcmp(k, "history") == 0) {
             if (!cJSON_IsArray(c)) {
@@ -377,7 +405,10 @@ tml_status tml_meta_from_json(tml_meta *meta, const uint8_t *text, size_t len)
     meta->arch = arch;
     meta->history = history;
     meta->extra = extra_text;
+    free(meta->pre.feat_mean);
+    free(meta->pre.feat_std);
     meta->pre = pre;
+    pre.feat_mean = pre.feat_std = NULL;
     meta->rounding = rounding;
     meta->float_io = float_io;
     name = arch = history = extra_text = NULL;
@@ -393,6 +424,8 @@ out:
     free(arch);
     free(history);
     free(extra_text);
+    free(pre.feat_mean);
+    free(pre.feat_std);
     cJSON_Delete(extra);
     cJSON_Delete(root);
     return st;

@@ -894,7 +894,7 @@ static tml_status raw_to_tensor(const dec_hdr *h, const dec_enc *e, const uint8_
     return TML_OK;
 }
 
-tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len)
+tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len, int64_t *budget)
 {
     tml_rd r = {p, len, 0};
     dec_hdr h;
@@ -912,6 +912,21 @@ tml_status tml_tnsr_decode(tml_model *m, const uint8_t *p, size_t len)
     } else if (tml_rd_left(&r)) {
         st = BAD("%zu unexpected bytes after an activation's header", tml_rd_left(&r));
         goto out;
+    }
+
+    /* What this tensor decodes to, against what the file may still decode to
+     * (a few KB of deflated zeros must not become gigabytes in memory). */
+    if (h.kind == TML_TENSOR_PARAM) {
+        int64_t need = h.numel * (int64_t)tml_dtype_size(h.dtype) + ((h.flags & FLAG_CODEBOOK) ? h.numel : 0) +
+                       (e.entropy != TML_ENTROPY_NONE ? (int64_t)e.raw_len : 0);
+        if (need > *budget) {
+            st = tml_error(TML_ERR_FORMAT,
+                           "decodes to %lld bytes, more than the %lld left of this file's budget (64 MiB + 1024 "
+                           "x the file size): a decompression bomb or a corrupt file",
+                           (long long)need, (long long)(*budget > 0 ? *budget : 0));
+            goto out;
+        }
+        *budget -= need;
     }
 
     /* Raw body: decoded (and CRC-checked) before the tensor is allocated. */

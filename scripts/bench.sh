@@ -108,7 +108,7 @@ prune)
   for a in lenet300 lenet5; do
     for sp in 0.5 0.7 0.8 0.9 0.92 0.95; do
       one=$("$T" prune "$OUT/$a.tmf" --sparsity $sp --global --data $D --format csv -q -o "$OUT/$a-p$sp.tmf" | awk -F, '$1=="pruned"{print $6}')
-      out=$("$T" prune "$OUT/$a.tmf" --sparsity $sp --global --finetune-epochs 1 --data $D --format csv -q -o "$OUT/$a-pft$sp.tmf")
+      out=$("$T" prune "$OUT/$a.tmf" --sparsity $sp --global --epochs 1 --data $D --format csv -q -o "$OUT/$a-pft$sp.tmf")
       ft=$(echo "$out" | awk -F, '$1=="pruned"{print $6}'); drop=$(echo "$out" | awk -F, '$1=="pruned"{print $7}')
       by=$(echo "$out" | awk -F, '$1=="pruned"{print $4}'); ra=$(echo "$out" | awk -F, '$1=="pruned"{print $5}')
       say "| $a | $sp | $one | $ft | $drop | $by | ${ra}x |"
@@ -140,12 +140,12 @@ deep)
   say "| model | stage | bytes | ratio vs float32 file | top-1 | drop |"
   say "|---|---|---:|---:|---:|---:|"
   for a in lenet300 lenet5; do
-    "$T" prune "$OUT/$a.tmf" --sparsity 0.92 --global --schedule agp --finetune-epochs 12 --data $D -q -o "$OUT/$a-deep-pruned.tmf" >/dev/null
+    "$T" prune "$OUT/$a.tmf" --sparsity 0.92 --global --prune-schedule agp --epochs 12 --data $D -q -o "$OUT/$a-deep-pruned.tmf" >/dev/null
     "$T" cluster "$OUT/$a-deep-pruned.tmf" --bits 3 --layer fc1 -q \
-      | "$T" cluster --bits 5 --skip fc1 --finetune-epochs 1 --lr 1e-4 --teacher "$OUT/$a.tmf" --data $D -q -o "$OUT/$a-deep-clustered.tmf" >/dev/null
+      | "$T" cluster --bits 5 --skip fc1 --epochs 1 --lr 1e-4 --teacher "$OUT/$a.tmf" --data $D -q -o "$OUT/$a-deep-clustered.tmf" >/dev/null
     "$T" quantize "$OUT/$a-deep-clustered.tmf" --calib $D -q -o "$OUT/$a-deep-int8.tmf" >/dev/null
     "$T" report "$OUT/$a.tmf" "$OUT/$a-deep-pruned.tmf" "$OUT/$a-deep-clustered.tmf" "$OUT/$a-deep-int8.tmf" --data $D --format csv -q \
-      | awk -F, -v a=$a '!/^#/ && $1 != "model" {printf "| %s | %s | %s | %.1fx | %s | %s |\n", a, $1, $2, $3, $9, $10}' >>"$R"
+      | awk -F, -v a=$a '!/^#/ && $1 != "model" {printf "| %s | %s | %s | %.1fx | %s | %s |\n", a, $1, $2, $5, $11, $12}' >>"$R"
     "$T" info "$OUT/$a-deep-int8.tmf" --stages --format md | sed -n '/Bytes after each/,$p' >>"$R"
   done
   ;;

@@ -13,6 +13,14 @@ model file, so commands chain in pipelines:
 - MODEL `-` or omitted reads the model from stdin; `-o FILE` writes a file (atomically:
   temporary file + rename), `-o -` or no `-o` with a non-terminal stdout writes the
   model to stdout. A binary model is never written to a terminal.
+- What `-o` (and every other output path) may be: a new or regular file (replaced
+  atomically, keeping its mode); a symbolic link, which is followed (the file it
+  points to is replaced, the link stays; a dangling link is refused); a character
+  device or FIFO (`/dev/null`, a named pipe), written through. A directory, block
+  device or socket is refused: tinyml never replaces anything but a regular file.
+  Destinations are checked before the work starts.
+- A failed write is an error, on stdout too (a full disk, a closed pipe or stdout):
+  exit 1, never a silent success.
 - Reports go to stdout as `--format table|md|csv|json` — or to stderr when the model
   itself goes to stdout. Progress bars and logs go to stderr (bars only on a terminal);
   `--quiet` silences them.
@@ -21,7 +29,7 @@ model file, so commands chain in pipelines:
 - `--seed N` makes every random choice repeatable (sample selection, shuffling,
   initialization, augmentation). Each pass records its UTC time in the model's
   history; set `SOURCE_DATE_EPOCH` (seconds) to pin it, and the same command
-  writes the same bytes.
+  writes the same bytes (wall-clock durations are then left out of the history).
 - Datasets (`--data`, `--calib`): `fashion-mnist[:train|:test]`, `mnist[:split]`,
   `idx:IMAGES,LABELS`, `png:DIR` (a folder of per-class folders), `csv:FILE[:HxWxC]`;
   see [datasets.md](datasets.md).

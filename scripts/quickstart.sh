@@ -24,11 +24,11 @@ step "1/6 create LeNet-5 and train it on the Fashion-MNIST training split ($EPOC
 "$T" train "$OUT/lenet5-init.tmf" --data $D --epochs "$EPOCHS" -o "$OUT/base.tmf"
 
 step "2/6 prune 92% of the weights (global magnitude, gradual AGP schedule, $PRUNE_EPOCHS epochs of masked fine-tuning)"
-"$T" prune "$OUT/base.tmf" --sparsity 0.92 --global --schedule agp --finetune-epochs "$PRUNE_EPOCHS" --data $D -o "$OUT/pruned.tmf"
+"$T" prune "$OUT/base.tmf" --sparsity 0.92 --global --prune-schedule agp --epochs "$PRUNE_EPOCHS" --data $D -o "$OUT/pruned.tmf"
 
 step "3/6 cluster: fc1 to 8 shared values (3-bit indices), the other layers to 32 (5-bit); fine-tune the centroids, distilled from the base model"
 "$T" cluster "$OUT/pruned.tmf" --bits 3 --layer fc1 -q \
-  | "$T" cluster --bits 5 --skip fc1 --finetune-epochs 1 --lr 1e-4 --teacher "$OUT/base.tmf" --data $D -o "$OUT/clustered.tmf"
+  | "$T" cluster --bits 5 --skip fc1 --epochs 1 --lr 1e-4 --teacher "$OUT/base.tmf" --data $D -o "$OUT/clustered.tmf"
 
 step "4/6 quantize to integer-only INT8 (512 calibration images)"
 "$T" quantize "$OUT/clustered.tmf" --calib $D -o "$OUT/small.tmf"

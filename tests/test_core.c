@@ -1,9 +1,12 @@
 /*
  * test_core.c - model graph building, validation, topological order, shape
- * inference and cloning.
+ * inference and cloning; the file writer's rules (lib/core/fileio.c).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "tinyml/tml_core.h"
@@ -163,6 +166,52 @@ static void test_absurd_dims_refused(void **state)
     tml_model_free(m);
 }
 
+/* A set of files is all-or-nothing while writing: when the second path cannot
+ * be written (a directory), the first keeps its old content. */
+static void test_write_files_atomic(void **state)
+{
+    (void)state;
+    const char *dir = tu_tmpdir("core_write_files");
+    char a[512], b[512], lnk[512], tgt[512];
+    snprintf(a, sizeof a, "%s", tu_path(dir, "a.h"));
+    snprintf(b, sizeof b, "%s", tu_path(dir, "b.c"));
+    assert_int_equal(tu_write_file(a, "old", 3), 0);
+    assert_int_equal(mkdir(b, 0777), 0);
+    const char *paths[2] = {a, b};
+    const void *bufs[2] = {"new-a", "new-b"};
+    size_t lens[2] = {5, 5};
+    assert_int_equal(tml_write_files_atomic(2, paths, bufs, lens), TML_ERR_IO);
+    assert_non_null(strstr(tml_last_error(), "directory"));
+    size_t n = 0;
+    uint8_t *got = tu_read_file(a, &n);
+    assert_true(n == 3 && memcmp(got, "old", 3) == 0);
+    free(got);
+    /* both regular: both replaced */
+    assert_int_equal(rmdir(b), 0);
+    assert_int_equal(tml_write_files_atomic(2, paths, bufs, lens), TML_OK);
+    got = tu_read_file(b, &n);
+    assert_true(n == 5 && memcmp(got, "new-b", 5) == 0);
+    free(got);
+    /* a symlink is followed: the target changes, the link stays */
+    snprintf(tgt, sizeof tgt, "%s", tu_path(dir, "target"));
+    snprintf(lnk, sizeof lnk, "%s", tu_path(dir, "link"));
+    assert_int_equal(tu_write_file(tgt, "t", 1), 0);
+    unlink(lnk);
+    assert_int_equal(symlink("target", lnk), 0);
+    assert_int_equal(tml_write_file_atomic(lnk, "via-link", 8), TML_OK);
+    struct stat sb;
+    assert_int_equal(lstat(lnk, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    got = tu_read_file(tgt, &n);
+    assert_true(n == 8 && memcmp(got, "via-link", 8) == 0);
+    free(got);
+    /* the destination checks agree with the writer */
+    assert_int_equal(tml_check_output_file(a), TML_OK);
+    assert_int_equal(tml_check_output_file("/nonexistent-dir/x"), TML_ERR_IO);
+    assert_int_equal(tml_check_output_dir(tu_path(dir, "new/sub")), TML_OK);
+    assert_int_equal(tml_check_output_dir(a), TML_ERR_IO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -173,6 +222,7 @@ int main(void)
         cmocka_unit_test(test_clone_is_deep),
         cmocka_unit_test(test_add_constant_refused),
         cmocka_unit_test(test_absurd_dims_refused),
+        cmocka_unit_test(test_write_files_atomic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

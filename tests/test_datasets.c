@@ -562,15 +562,7 @@ static void test_fashion_mnist(void **state)
 /* Writes a w x h PNG with `channels` 1 (gray), 3 (RGB) or 4 (RGBA) of 8-bit data. */
 static void write_png(const char *path, int w, int h, int channels, const uint8_t *data)
 {
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)w;
-    img.height = (png_uint_32)h;
-    img.format = channels == 1 ? PNG_FORMAT_GRAY : channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_RGBA;
-    int ok = png_image_write_to_file(&img, path, 0, data, 0, NULL);
-    if (!ok) fprintf(stderr, "  png write %s: %s\n", path, img.message);
-    assert_true(ok);
+    assert_int_equal(tu_write_png(path, w, h, channels, data), 0);
 }
 
 /* Gray image of class k, file j: value(y, x) = k * 50 + j * 10 + y * w + x. */
@@ -649,6 +641,31 @@ static void test_png_gray_classes(void **state)
     snprintf(spec, sizeof spec, "png:%s/", dir);
     ds = open_ok(spec);
     assert_int_equal(tml_dataset_get_info(ds)->count, 6);
+    tml_dataset_free(ds);
+
+    /* class names map onto a model's by name, not by sort order (issue 14
+     * item 11): model classes {sneaker, coat, bag, boot} */
+    const char *model_names[4] = {"sneaker", "coat", "bag", "boot"};
+    ds = open_ok(dir);
+    assert_int_equal(tml_dataset_map_classes(ds, 4, model_names), TML_OK);
+    info = tml_dataset_get_info(ds);
+    assert_int_equal(info->n_classes, 4);
+    assert_string_equal(info->labels[2], "bag");
+    {
+        float x[6 * 20];
+        int32_t y[6];
+        int got;
+        assert_int_equal(tml_dataset_next(ds, 6, x, y, &got), TML_OK);
+        assert_int_equal(got, 6);
+        const int32_t want[6] = {3, 3, 3, 1, 0, 0}; /* boot x3, coat, sneaker x2 */
+        TU_ASSERT_EQ_I32(y, want, 6);
+    }
+    tml_dataset_free(ds);
+    /* a folder the model does not know is refused, naming it */
+    const char *other[3] = {"sneaker", "coat", "sandal"};
+    ds = open_ok(dir);
+    assert_int_equal(tml_dataset_map_classes(ds, 3, other), TML_ERR_SHAPE);
+    assert_non_null(strstr(tml_last_error(), "'boot'"));
     tml_dataset_free(ds);
 }
 
@@ -868,6 +885,20 @@ static void test_csv_basic(void **state)
 
     const float want_x[12] = {1, 2.5f, -3, 4, 5, 60, 7, 8, 9, 0.5f, 0, 0};
     const int32_t want_y[4] = {0, 2, 1, 2};
+    {
+        /* straight after open, without a rewind: the header is skipped too
+         * (issue 14 item 14: it was read as data) */
+        tml_dataset *fresh = open_ok(spec);
+        tml_samples *s0 = NULL;
+        tml_status st = tml_dataset_load(fresh, 0, &s0);
+        if (st) fprintf(stderr, "  %s\n", tml_last_error());
+        assert_int_equal(st, TML_OK);
+        assert_int_equal(s0->n, 4);
+        TU_ASSERT_CLOSE(s0->f32, want_x, 12, 0.0f);
+        TU_ASSERT_EQ_I32(s0->labels, want_y, 4);
+        tml_samples_free(s0);
+        tml_dataset_free(fresh);
+    }
     for (int batch = 1; batch <= 5; batch += 2) {
         assert_int_equal(tml_dataset_rewind(ds), TML_OK);
         float x[12];
@@ -1036,6 +1067,68 @@ static void test_preproc(void **state)
     assert_int_equal(tml_preproc_check(&pre, 3), TML_ERR_INVALID);
 }
 
+/* Reads every sample of ds (batches of `batch`): feature 0 of each into f. */
+static int read_first_features(tml_dataset *ds, int batch, float *f, int max)
+{
+    float x[7 * 2];
+    int32_t y[7];
+    int n = 0, got;
+    do {
+        assert_int_equal(tml_dataset_next(ds, batch, x, y, &got), TML_OK);
+        for (int i = 0; i < got; i++) {
+            assert_true(n < max);
+            assert_int_equal(y[i], (int)x[2 * i] % 3);
+            f[n++] = x[2 * i];
+        }
+    } while (got > 0);
+    return n;
+}
+
+/* Seeded held-out splits of a CSV (issue 14 item 15): exact sizes, disjoint,
+ * covering, repeatable, in file order. */
+static void test_holdout_split(void **state)
+{
+    (void)state;
+    const char *dir = tu_tmpdir("ds_holdout");
+    char text[4096];
+    size_t l = 0;
+    for (int i = 0; i < 101; i++) l += (size_t)snprintf(text + l, sizeof text - l, "%d,%d,%d\n", i, -i, i % 3);
+    const char *f = write_text(dir, "h.csv", text);
+    char spec[8300];
+    snprintf(spec, sizeof spec, "csv:%s", f);
+    float held[101], rest[101], again[101];
+    int nh = 0, nr = 0;
+    for (int part = 0; part < 2; part++) {
+        tml_dataset *ds = NULL;
+        assert_int_equal(tml_dataset_holdout(open_ok(spec), 0.2, 7, part, &ds), TML_OK);
+        assert_int_equal(tml_dataset_get_info(ds)->count, part ? 20 : 81);
+        int n = read_first_features(ds, part ? 3 : 7, part ? held : rest, 101);
+        assert_int_equal(n, part ? 20 : 81);
+        /* again after a rewind, another batch size: the same samples */
+        assert_int_equal(tml_dataset_rewind(ds), TML_OK);
+        assert_int_equal(read_first_features(ds, 1, again, 101), n);
+        assert_memory_equal(again, part ? held : rest, sizeof(float) * (size_t)n);
+        if (part) nh = n;
+        else nr = n;
+        tml_dataset_free(ds);
+    }
+    /* disjoint and covering, each part in file order */
+    int seen[101] = {0};
+    for (int i = 0; i < nh; i++) seen[(int)held[i]]++;
+    for (int i = 0; i < nr; i++) seen[(int)rest[i]]++;
+    for (int i = 0; i < 101; i++) assert_int_equal(seen[i], 1);
+    for (int i = 1; i < nh; i++) assert_true(held[i] > held[i - 1]);
+    /* another seed holds out other samples */
+    tml_dataset *ds = NULL;
+    assert_int_equal(tml_dataset_holdout(open_ok(spec), 0.2, 8, 1, &ds), TML_OK);
+    assert_int_equal(read_first_features(ds, 5, again, 101), 20);
+    assert_true(memcmp(again, held, sizeof(float) * 20) != 0);
+    tml_dataset_free(ds);
+    /* nothing left on one side: refused */
+    assert_int_equal(tml_dataset_holdout(open_ok(spec), 0.001, 8, 1, &ds), TML_ERR_INVALID);
+    assert_null(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1053,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_png_errors),
         cmocka_unit_test(test_png_absurd_size),
         cmocka_unit_test(test_csv_basic),
+        cmocka_unit_test(test_holdout_split),
         cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_spec_errors),
         cmocka_unit_test(test_preproc),

@@ -24,6 +24,8 @@
 #include "tinyml/tml_device.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
+#include "tinyml/tml_quant.h"
+#include "tinyml/tml_schedule.h"
 #include "tinyml/tml_zoo.h"
 
 #define N_IMAGES 20
@@ -234,6 +236,83 @@ static void test_other_ops(void **state)
             }
 }
 
+/* Fold, calibrate (96 training images) and quantize with weights at `bits`. */
+static void quantize_bits(tml_model *m, int bits)
+{
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_dataset *ds = tu_fmnist("train");
+    tml_calib cal;
+    tml_calib_opts co = {.samples = 96, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &co, &cal), TML_OK);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    qo.weight_bits = bits;
+    assert_int_equal(tml_quantize(m, &cal, &qo), TML_OK);
+    tml_calib_free(&cal);
+    tml_dataset_free(ds);
+}
+
+/* Packed 2-, 3- and 4-bit weights on the DSP kernels, bit-exact with the
+ * engine at -O2 and -Os, layer by layer and under memory schedules (where a
+ * dense layer may get no int16 scratch and a conv the lean kernel: the
+ * packed kernel's int8-vector path, which read int8 as int16 once): the
+ * odd-sizes net (3x3 conv to 7 channels on 13x13 = odd pixel counts, a
+ * gathered 1x1 conv on 7 channels, 245 -> 33 -> 10 dense) and
+ * mobilenet-tiny at 4 bits (1x1 convs to 64 and 128 channels, dense 128 -> 10). */
+static void test_packed_low_bit(void **state)
+{
+    (void)state;
+    if (!have_tools()) skip();
+    const struct {
+        const char *arch; /* NULL: odd_arch */
+        int bits;
+    } nets[] = {{NULL, 2}, {NULL, 3}, {NULL, 4}, {"mobilenet-tiny", 4}};
+    static const char *const levels[] = {"O2", "Os"};
+    for (size_t n = 0; n < sizeof nets / sizeof *nets; n++) {
+        tml_model *m = NULL;
+        if (nets[n].arch)
+            m = tu_zoo_model(nets[n].arch, 3);
+        else {
+            tml_zoo_opts zo = {.seed = 5};
+            assert_int_equal(tml_zoo_from_json(odd_arch, &zo, &m), TML_OK);
+        }
+        quantize_bits(m, nets[n].bits);
+        float *x = tu_fmnist_test(m, N_IMAGES);
+        for (int sc = 0; sc < 3; sc++)
+            for (int l = 0; l < 2; l++) {
+                if (nets[n].arch && l == 1 && sc != 1) continue; /* the big net: fewer builds */
+                tml_sched_opts so;
+                tml_sched_opts_default(&so);
+                so.enabled = 1;
+                if (sc == 2) so.ram_limit = 1; /* the least RAM any schedule reaches: lean convs */
+                tml_device_opts o;
+                tml_device_opts_default(&o);
+                o.opt = levels[l];
+                o.werror = 1;
+                o.exp.weights = TML_EXPORT_PACKED;
+                o.exp.schedule = sc ? &so : NULL;
+                tml_device_result r;
+                tml_status st = tml_device_run(m, x, N_IMAGES, &o, &r);
+                if (st) fprintf(stderr, "%s: %s\n", nets[n].arch ? nets[n].arch : "odd", tml_last_error());
+                assert_int_equal(st, TML_OK);
+                int packed = 0;
+                for (int i = 0; i < r.exp.n_layers; i++) packed += r.exp.layers[i].enc == TML_EXPORT_PACKED;
+                fprintf(stderr,
+                        "  %-14s W%d packed %-9s -%s: %d packed layers, %lld lean, arena %lld B, %.0f instructions, "
+                        "%lld differing bytes\n",
+                        nets[n].arch ? nets[n].arch : "odd-sizes", nets[n].bits,
+                        sc == 0 ? "plain" : sc == 1 ? "scheduled" : "least-RAM", levels[l], packed,
+                        (long long)r.exp.lean_layers, (long long)r.exp.arena_bytes, r.instr, (long long)r.mismatches);
+                assert_true(r.exp.dsp_kernels);
+                assert_true(packed >= 3);
+                assert_int_equal(r.mismatches, 0);
+                tml_device_result_free(&r);
+            }
+        free(x);
+        tml_model_free(m);
+    }
+}
+
 /* The other cores QEMU models, -Os, and the same counts on a second run. */
 static void test_cores_and_levels(void **state)
 {
@@ -431,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_zoo_models),
         cmocka_unit_test(test_compact_forms),
         cmocka_unit_test(test_other_ops),
+        cmocka_unit_test(test_packed_low_bit),
         cmocka_unit_test(test_cores_and_levels),
         cmocka_unit_test(test_systick_cross_check),
         cmocka_unit_test(test_cli),

@@ -623,7 +623,7 @@ static void test_cli(void **state)
     assert_int_equal(stat(tu_path(od, "model.c"), &sb), 0);
     assert_int_equal(stat(tu_path(od, "model.h"), &sb), 0);
     /* from a pipe, with a prefix, forced dense */
-    snprintf(cmd, sizeof cmd, "cat '%s' | '%s' export --c -o '%s' --name tiny_ --dense -q", qm, t, od);
+    snprintf(cmd, sizeof cmd, "cat '%s' | '%s' export --c -o '%s' --prefix tiny_ --dense -q", qm, t, od);
     assert_int_equal(tu_run(cmd, out, sizeof out), 0);
     assert_int_equal(stat(tu_path(od, "tiny.c"), &sb), 0);
     /* a float model is a data error (1) that says what to do */
@@ -634,7 +634,7 @@ static void test_cli(void **state)
     snprintf(cmd, sizeof cmd, "'%s' export '%s' --c", t, qm);
     assert_int_equal(tu_run(cmd, out, sizeof out), 2);
     assert_non_null(strstr(out, "-o DIR is required"));
-    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s' --name 1x", t, qm, od);
+    snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s' --prefix 1x", t, qm, od);
     assert_int_equal(tu_run(cmd, out, sizeof out), 2);
     snprintf(cmd, sizeof cmd, "'%s' export '%s' --c -o '%s' --bogus", t, qm, od);
     assert_int_equal(tu_run(cmd, out, sizeof out), 2);

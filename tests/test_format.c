@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "testutil.h"
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_format.h"
@@ -804,11 +806,13 @@ static void test_float_json_bit_exact(void **state)
                 memcpy(&v[i], &u, sizeof u);
             }
         }
-        m->meta.pre.scale = v[0];
+        /* the reader refuses a zero scale and stds <= 0 (tml_model_check_meta):
+         * keep the bit patterns, drop the sign or the zero */
+        m->meta.pre.scale = v[0] != 0.0f ? v[0] : FLT_MIN;
         m->meta.pre.n_ch = 3;
         for (int i = 0; i < 3; i++) {
             m->meta.pre.mean[i] = v[1 + i];
-            m->meta.pre.std[i] = v[4 + i];
+            m->meta.pre.std[i] = fabsf(v[4 + i]) > 0.0f ? fabsf(v[4 + i]) : FLT_MIN;
         }
         /* eps must stay > 0 and rate in [0,1) for finalize */
         m->nodes[tml_model_find_node(m, "bn")].eps = fabsf(v[7]) > 0 ? fabsf(v[7]) : 1e-3f;
@@ -817,7 +821,8 @@ static void test_float_json_bit_exact(void **state)
         assert_same_model(m, back);
         tml_model_free(back);
     }
-    /* non-finite values survive as "NaN" / "Infinity" strings */
+    /* non-finite values are written (as "NaN" / "Infinity" strings) but a
+     * model whose preprocessing holds them is refused when read */
     m->meta.pre.scale = INFINITY;
     m->meta.pre.mean[0] = -INFINITY;
     m->meta.pre.std[0] = NAN;
@@ -825,12 +830,10 @@ static void test_float_json_bit_exact(void **state)
     size_t n;
     assert_int_equal(tml_model_write_mem(m, NULL, &buf, &n), TML_OK);
     tml_model *back = NULL;
-    assert_int_equal(tml_model_read_mem(buf, n, &back), TML_OK);
-    assert_true(isinf(back->meta.pre.scale) && back->meta.pre.scale > 0);
-    assert_true(isinf(back->meta.pre.mean[0]) && back->meta.pre.mean[0] < 0);
-    assert_true(isnan(back->meta.pre.std[0]));
+    assert_int_equal(tml_model_read_mem(buf, n, &back), TML_ERR_FORMAT);
+    assert_non_null(strstr(tml_last_error(), "scale"));
+    assert_null(back);
     free(buf);
-    tml_model_free(back);
     tml_model_free(m);
 }
 
@@ -1149,7 +1152,8 @@ static void check_forced(const tml_tensor *t, int cl, tml_layout layout, int g, 
     uint8_t *exact = malloc(b.len);
     memcpy(exact, b.p, b.len);
     tml_model *m = tml_model_new();
-    st = tml_tnsr_decode(m, exact, b.len);
+    int64_t budget = INT64_MAX;
+    st = tml_tnsr_decode(m, exact, b.len, &budget);
     if (st) fprintf(stderr, "  decode %s (cluster %d layout %d g %d entropy %d): %s\n", t->name, cl, layout, g, ent, tml_last_error());
     assert_int_equal(st, TML_OK);
     assert_int_equal(m->n_tensors, 1);
@@ -1159,7 +1163,7 @@ static void check_forced(const tml_tensor *t, int cl, tml_layout layout, int g, 
         tml_model *m2 = tml_model_new();
         uint8_t *pre = malloc(k ? k : 1);
         memcpy(pre, b.p, k);
-        assert_int_equal(tml_tnsr_decode(m2, pre, k), TML_ERR_FORMAT);
+        assert_int_equal(tml_tnsr_decode(m2, pre, k, &budget), TML_ERR_FORMAT);
         free(pre);
         tml_model_free(m2);
     }
@@ -1620,7 +1624,8 @@ static void test_lowbit_tensors(void **state)
     encoding(&p, 0, 0, 0, 0, 3, 2, tml_crc32(0, good, 2), 2);
     tml_buf_put(&p, good, 2);
     tml_model *m = tml_model_new();
-    assert_int_equal(tml_tnsr_decode(m, p.p, p.len), TML_OK);
+    int64_t budget = INT64_MAX;
+    assert_int_equal(tml_tnsr_decode(m, p.p, p.len, &budget), TML_OK);
     const int8_t *v = m->tensors[0].data;
     assert_int_equal(v[0], 1);
     assert_int_equal(v[1], 2);
@@ -2017,6 +2022,208 @@ static void test_json_chunks_compressed(void **state)
     tml_model_free(m);
 }
 
+/* A pruned f32 tensor of 2^28 elements whose bitmap (32 MiB of zeros) is
+ * deflated to ~32 KB: a decompression bomb of 1 GiB. Items appended to `f`. */
+static void put_bomb_chunk(tml_buf *f, const char *name)
+{
+    const uint32_t numel = 1u << 28, raw_len = numel / 8;
+    uint8_t *zeros = calloc(raw_len, 1);
+    uLongf zcap = compressBound(raw_len);
+    uint8_t *z = malloc(zcap);
+    assert_true(zeros && z);
+    assert_int_equal(compress2(z, &zcap, zeros, raw_len, 9), Z_OK);
+    tml_buf p = {0};
+    tml_buf_u16(&p, (uint16_t)strlen(name));
+    tml_buf_put(&p, name, strlen(name));
+    tml_buf_u8(&p, 0);            /* f32 */
+    tml_buf_u8(&p, 1);            /* param */
+    tml_buf_u8(&p, 1);            /* ndim */
+    tml_buf_u8(&p, 1);            /* flags: pruned */
+    tml_buf_u32(&p, numel);       /* dims[0] */
+    tml_buf_u32(&p, 3);           /* store hint */
+    tml_buf_u8(&p, 1);            /* layout: bitmap */
+    tml_buf_u8(&p, 0);            /* raw values */
+    tml_buf_u8(&p, 1);            /* deflate */
+    tml_buf_u8(&p, 0);            /* g */
+    tml_buf_u32(&p, 0);           /* stored values */
+    tml_buf_u32(&p, raw_len);
+    tml_buf_u32(&p, tml_crc32(0, zeros, raw_len));
+    tml_buf_u32(&p, (uint32_t)zcap);
+    tml_buf_put(&p, z, zcap);
+    assert_false(p.oom);
+    put_chunk(f, "TNSR", p.p, p.len);
+    tml_buf_free(&p);
+    free(zeros);
+    free(z);
+}
+
+/* Item 2 of issue 14: unused TNSR chunks of deflated zeros made `info` take
+ * 4.5 GB per chunk. The file's decoded size is budgeted from its size. */
+static void test_decompression_bomb_refused(void **state)
+{
+    (void)state;
+    tml_model *m = full_model(3);
+    uint8_t *file;
+    size_t len;
+    assert_int_equal(tml_model_write_mem(m, NULL, &file, &len), TML_OK);
+    chunk_ref g;
+    assert_true(find_chunk(file, len, "GRPH", 0, &g));
+    tml_buf f = {0};
+    tml_buf_put(&f, file, g.off);
+    put_bomb_chunk(&f, "bomb1");
+    put_bomb_chunk(&f, "bomb2");
+    tml_buf_put(&f, file + g.off, len - g.off);
+    assert_false(f.oom);
+    assert_true(f.len < 200000); /* two GiB of tensors in a ~70 KB file */
+    expect_format_error(f.p, f.len, "budget");
+    assert_non_null(strstr(tml_last_error(), "bomb1"));
+    tml_buf_free(&f);
+    free(file);
+    tml_model_free(m);
+}
+
+/* A file of one input x (4) and a chain of n ReLU nodes r1..rn writing
+ * a1..an, with the nodes listed in reverse order when `reverse`. */
+static uint8_t *relu_chain_file(int n, int reverse, size_t *len)
+{
+    tml_buf f = {0};
+    put_sig_head(&f, TML_FORMAT_MAJOR, TML_FORMAT_MINOR);
+    const char *meta = "{\"name\":\"chain\",\"classes\":4,\"history\":[]}";
+    put_chunk(&f, "META", meta, strlen(meta));
+    for (int i = 0; i <= n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, i ? "a%d" : "x", i);
+        tml_buf p = {0};
+        tml_buf_u16(&p, (uint16_t)strlen(name));
+        tml_buf_put(&p, name, strlen(name));
+        tml_buf_u8(&p, 0);
+        tml_buf_u8(&p, 0);
+        tml_buf_u8(&p, i ? 0 : 1);
+        tml_buf_u8(&p, 0);
+        if (!i) tml_buf_u32(&p, 4);
+        tml_buf_u32(&p, 0);
+        put_chunk(&f, "TNSR", p.p, p.len);
+        tml_buf_free(&p);
+    }
+    tml_buf g = {0};
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "{\"input\":\"x\",\"output\":\"a%d\",\"nodes\":[", n);
+    tml_buf_put(&g, hdr, strlen(hdr));
+    for (int k = 0; k < n; k++) {
+        int i = reverse ? n - k : k + 1;
+        char node[128];
+        int l = snprintf(node, sizeof node, "%s{\"name\":\"r%d\",\"op\":\"relu\",\"in\":[\"%s%d\"],\"out\":\"a%d\"}", k ? "," : "", i,
+                         i > 1 ? "a" : "x", i > 1 ? i - 1 : 0, i);
+        if (i == 1) l = snprintf(node, sizeof node, "%s{\"name\":\"r1\",\"op\":\"relu\",\"in\":[\"x\"],\"out\":\"a1\"}", k ? "," : "");
+        tml_buf_put(&g, node, (size_t)l);
+    }
+    tml_buf_put(&g, "]}", 2);
+    put_chunk(&f, "GRPH", g.p, g.len);
+    tml_buf_free(&g);
+    put_chunk(&f, "END ", "", 0);
+    assert_false(f.oom);
+    *len = f.len;
+    return f.p;
+}
+
+/* Item 3 of issue 14: reading was quadratic in the number of tensors (80k
+ * nodes: 50 s in `info`). Names are hashed, the topological sort is
+ * O(n log n), and a graph has at most TML_MAX_NODES nodes. */
+static void test_large_graphs_linear_and_limited(void **state)
+{
+    (void)state;
+    size_t len;
+    /* the largest graph allowed, nodes stored backwards: sorted into chain order */
+    uint8_t *b = relu_chain_file(TML_MAX_NODES - 1, 1, &len);
+    tml_model *m = NULL;
+    tml_status st = read_exact(b, len, &m);
+    if (st) fprintf(stderr, "  %s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    assert_int_equal(m->n_nodes, TML_MAX_NODES - 1);
+    for (int i = 0; i < m->n_nodes; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "r%d", i + 1);
+        assert_string_equal(m->nodes[i].name, want);
+    }
+    assert_int_equal(tml_model_find_tensor(m, "a777"), 777);
+    assert_int_equal(tml_model_find_node(m, "r777"), 776);
+    assert_int_equal(tml_model_find_node(m, "r0"), -1);
+    tml_model_free(m);
+    free(b);
+    /* 80k nodes: refused, naming the limit */
+    b = relu_chain_file(80000, 0, &len);
+    assert_int_equal(read_exact(b, len, NULL), TML_ERR_NOMEM);
+    assert_non_null(strstr(tml_last_error(), "more than"));
+    free(b);
+}
+
+/* Item 12 of issue 14: metadata that contradicts the graph was accepted
+ * ("classes": 16777216 on a 10-output model, std 0). Validated at load. */
+static void test_meta_contradicting_graph_refused(void **state)
+{
+    (void)state;
+    tml_model *m = full_model(5); /* input 8x8x3, 10 outputs */
+    uint8_t *file;
+    size_t len;
+    assert_int_equal(tml_model_write_mem(m, NULL, &file, &len), TML_OK);
+    chunk_ref c;
+    assert_true(find_chunk(file, len, "META", 0, &c));
+    static const struct {
+        const char *json, *needle;
+    } bad[] = {
+        {"{\"classes\":16777216}", "classes"},
+        {"{\"classes\":3}", "classes"},
+        {"{\"labels\":[\"a\",\"b\",\"c\"]}", "labels"},
+        {"{\"classes\":10,\"preprocess\":{\"scale\":1,\"mean\":[0],\"std\":[0]}}", "std"},
+        {"{\"classes\":10,\"preprocess\":{\"scale\":0}}", "scale"},
+        {"{\"classes\":10,\"preprocess\":{\"scale\":1,\"mean\":[0,0],\"std\":[1,1]}}", "channels"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n;
+        uint8_t *b = edit_chunk(file, len, &c, NULL, bad[i].json, strlen(bad[i].json), &n);
+        expect_format_error(b, n, bad[i].needle);
+        free(b);
+    }
+    /* consistent metadata loads */
+    const char *ok = "{\"classes\":10,\"preprocess\":{\"scale\":1,\"mean\":[0],\"std\":[2]}}";
+    size_t n;
+    uint8_t *b = edit_chunk(file, len, &c, NULL, ok, strlen(ok), &n);
+    assert_int_equal(read_exact(b, n, NULL), TML_OK);
+    free(b);
+    free(file);
+    tml_model_free(m);
+}
+
+/* Per-feature normalization (tabular models) round-trips and is deep-copied. */
+static void test_feature_normalization_roundtrip(void **state)
+{
+    (void)state;
+    tml_model *m = full_model(6); /* input 8x8x3: 192 features */
+    float mean[192], sd[192];
+    for (int i = 0; i < 192; i++) {
+        mean[i] = 0.5f * (float)i - 3.0f;
+        sd[i] = 1.0f + 0.25f * (float)i;
+    }
+    m->meta.pre.n_ch = 0;
+    assert_int_equal(tml_preproc_set_features(&m->meta.pre, 192, mean, sd), TML_OK);
+    tml_model *c = tml_model_clone(m);
+    assert_true(c->meta.pre.feat_mean != m->meta.pre.feat_mean);
+    tml_model *back = roundtrip(c, NULL, NULL, NULL);
+    assert_int_equal(back->meta.pre.n_feat, 192);
+    assert_memory_equal(back->meta.pre.feat_mean, mean, sizeof mean);
+    assert_memory_equal(back->meta.pre.feat_std, sd, sizeof sd);
+    tml_model_free(back);
+    tml_model_free(c);
+    /* as many features as the input has values, or refused */
+    assert_int_equal(tml_preproc_set_features(&m->meta.pre, 5, mean, sd), TML_OK);
+    uint8_t *file;
+    size_t len;
+    assert_int_equal(tml_model_write_mem(m, NULL, &file, &len), TML_OK);
+    expect_format_error(file, len, "per-feature");
+    free(file);
+    tml_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2029,6 +2236,10 @@ int main(void)
         cmocka_unit_test(test_huffman_rejects_bad_tables),
         cmocka_unit_test(test_roundtrip_full_model_exact),
         cmocka_unit_test(test_roundtrip_bare_model),
+        cmocka_unit_test(test_decompression_bomb_refused),
+        cmocka_unit_test(test_large_graphs_linear_and_limited),
+        cmocka_unit_test(test_meta_contradicting_graph_refused),
+        cmocka_unit_test(test_feature_normalization_roundtrip),
         cmocka_unit_test(test_graph_and_meta_json_text),
         cmocka_unit_test(test_float_json_bit_exact),
         cmocka_unit_test(test_roundtrip_quant_int8_int32),

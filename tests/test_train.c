@@ -161,7 +161,7 @@ static void test_centroid_sharing(void **state)
 static void test_determinism(void **state)
 {
     (void)state;
-    tml_samples *s = fmnist_train(640);
+    tml_samples *s = fmnist_train(160); /* 5 steps per run: enough to differ, cheap under ASan */
     size_t la, lb, lc;
     uint8_t *a = NULL, *b = NULL, *c = NULL;
     for (int run = 0; run < 3; run++) {
@@ -207,9 +207,9 @@ static tml_status stop_after_first(void *user, tml_trainer *tr, const tml_epoch_
 static void test_resume_equals_uninterrupted(void **state)
 {
     (void)state;
-    tml_samples *s = fmnist_train(800);
+    tml_samples *s = fmnist_train(232); /* 6 steps per epoch after the validation split */
     tml_train_opts o = quick(2);
-    o.val_samples = 100;
+    o.val_samples = 40;
     o.aug_crop_pad = 1;
     tml_model *full = zoo("dscnn", 5);
     train(full, s, &o);
@@ -295,7 +295,7 @@ static void test_kd_self_teacher_is_fixed_point(void **state)
 static void test_batchnorm_statistics(void **state)
 {
     (void)state;
-    tml_samples *s = fmnist_train(256);
+    tml_samples *s = fmnist_train(128);
     tml_model *m = zoo("dscnn", 8);
     int mi = tml_model_find_tensor(m, "conv1_bn.mean"), vi = tml_model_find_tensor(m, "conv1_bn.var");
     tml_train_opts o = quick(1);

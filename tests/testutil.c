@@ -3,6 +3,8 @@
  */
 #include "testutil.h"
 
+#include <png.h>
+
 #include "tinyml/tml_cluster.h"
 #include "tinyml/tml_dataset.h"
 #include "tinyml/tml_prune.h"
@@ -137,6 +139,19 @@ int tu_write_file(const char *path, const void *buf, size_t len)
     size_t w = fwrite(buf, 1, len, f);
     int rc = fclose(f);
     return (w == len && rc == 0) ? 0 : -1;
+}
+
+int tu_write_png(const char *path, int w, int h, int channels, const uint8_t *px)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    img.width = (png_uint_32)w;
+    img.height = (png_uint_32)h;
+    img.format = channels == 1 ? PNG_FORMAT_GRAY : channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_RGBA;
+    if (png_image_write_to_file(&img, path, 0, px, 0, NULL)) return 0;
+    fprintf(stderr, "  png write %s: %s\n", path, img.message);
+    return -1;
 }
 
 uint8_t *tu_read_file(const char *path, size_t *len)

@@ -44,6 +44,8 @@ const char *tu_path(const char *dir, const char *file);
 
 /* Writes `len` bytes to `path`; returns 0 on success. */
 int tu_write_file(const char *path, const void *buf, size_t len);
+/* An 8-bit PNG of 1 (gray), 3 (RGB) or 4 (RGBA) channels; 0 on success. */
+int tu_write_png(const char *path, int w, int h, int channels, const uint8_t *px);
 /* Reads a whole file; caller frees; NULL on error. */
 uint8_t *tu_read_file(const char *path, size_t *len);
 

@@ -42,6 +42,99 @@ const char *tml_act_name(tml_act a)
     }
 }
 
+/* ---- name index -----------------------------------------------------------------
+ * Two open-addressing hash tables (tensor names -> id, node names -> index),
+ * kept up to date by every function here that adds, removes or reorders, so a
+ * lookup on a const model only reads (thread-safe). A lookup trusts the index
+ * only while its counts match the model's; a hit is always confirmed with
+ * strcmp, and any doubt falls back to a linear scan. Without the index,
+ * reading a file was quadratic in its tensors (80k nodes: 50 s). */
+
+typedef struct name_table {
+    int *slot; /* (cap) ids, -1 = empty */
+    int cap;   /* power of two, >= 2 * count */
+    int count;
+} name_table;
+
+struct tml_name_index {
+    name_table tensors, nodes;
+};
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static const char *tensor_name_at(const tml_model *m, int i) { return m->tensors[i].name; }
+static const char *node_name_at(const tml_model *m, int i) { return m->nodes[i].name; }
+
+/* Inserts id (whose name is name_at(m, id)) into t, growing it; 0 on OOM. */
+static int table_insert(name_table *t, const tml_model *m, const char *(*name_at)(const tml_model *, int), int id)
+{
+    if (2 * (t->count + 1) > t->cap) {
+        int cap = t->cap ? t->cap * 2 : 64;
+        int *slot = malloc(sizeof(int) * (size_t)cap);
+        if (!slot) return 0;
+        for (int i = 0; i < cap; i++) slot[i] = -1;
+        for (int i = 0; i < t->cap; i++) {
+            if (t->slot[i] < 0) continue;
+            uint32_t h = name_hash(name_at(m, t->slot[i])) & (uint32_t)(cap - 1);
+            while (slot[h] >= 0) h = (h + 1) & (uint32_t)(cap - 1);
+            slot[h] = t->slot[i];
+        }
+        free(t->slot);
+        t->slot = slot;
+        t->cap = cap;
+    }
+    uint32_t h = name_hash(name_at(m, id)) & (uint32_t)(t->cap - 1);
+    while (t->slot[h] >= 0) h = (h + 1) & (uint32_t)(t->cap - 1);
+    t->slot[h] = id;
+    t->count++;
+    return 1;
+}
+
+/* id of `name` in t: >= 0 found, -1 absent, -2 the table cannot be trusted. */
+static int table_find(const name_table *t, int n, const tml_model *m, const char *(*name_at)(const tml_model *, int),
+                      const char *name)
+{
+    if (t->count != n || !t->cap) return -2;
+    uint32_t h = name_hash(name) & (uint32_t)(t->cap - 1);
+    for (int probes = 0; probes < t->cap; probes++, h = (h + 1) & (uint32_t)(t->cap - 1)) {
+        int id = t->slot[h];
+        if (id < 0) return -1;
+        if (id >= n) return -2;
+        if (strcmp(name_at(m, id), name) == 0) return id;
+    }
+    return -2;
+}
+
+static void index_free(tml_model *m)
+{
+    if (!m->index) return;
+    free(m->index->tensors.slot);
+    free(m->index->nodes.slot);
+    free(m->index);
+    m->index = NULL;
+}
+
+/* Rebuilds the index from the arrays; on OOM the model simply has none. */
+static void index_rebuild(tml_model *m)
+{
+    index_free(m);
+    struct tml_name_index *x = calloc(1, sizeof *x);
+    if (!x) return;
+    m->index = x;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!table_insert(&x->tensors, m, tensor_name_at, i)) goto oom;
+    for (int i = 0; i < m->n_nodes; i++)
+        if (!table_insert(&x->nodes, m, node_name_at, i)) goto oom;
+    return;
+oom:
+    index_free(m);
+}
+
 tml_model *tml_model_new(void)
 {
     tml_model *m = calloc(1, sizeof *m);
@@ -80,6 +173,8 @@ static void meta_release(tml_meta *meta)
     }
     free(meta->history);
     free(meta->extra);
+    free(meta->pre.feat_mean);
+    free(meta->pre.feat_std);
     memset(meta, 0, sizeof *meta);
 }
 
@@ -91,6 +186,7 @@ void tml_model_free(tml_model *m)
     for (int i = 0; i < m->n_nodes; i++) free(m->nodes[i].name);
     free(m->nodes);
     meta_release(&m->meta);
+    index_free(m);
     free(m);
 }
 
@@ -100,6 +196,8 @@ int tml_model_add_tensor(tml_model *m, const char *name, tml_dtype dtype, tml_te
     if (!name || !*name) return tml_error(TML_ERR_INVALID, "tensor needs a name");
     if (dtype < 0 || dtype >= TML_DTYPE_COUNT) return tml_error(TML_ERR_INVALID, "tensor '%s': bad dtype", name);
     if (ndim < 0 || ndim > TML_MAX_DIMS) return tml_error(TML_ERR_INVALID, "tensor '%s': %d dims (max %d)", name, ndim, TML_MAX_DIMS);
+    if (m->n_tensors >= TML_MAX_TENSORS)
+        return tml_error(TML_ERR_NOMEM, "more than %d tensors: not a model this tool can handle", TML_MAX_TENSORS);
     if (tml_model_find_tensor(m, name) >= 0) return tml_error(TML_ERR_INVALID, "duplicate tensor name '%s'", name);
     int64_t numel = tml_dims_numel(ndim, dims);
     if (numel < 0) return tml_error(TML_ERR_NOMEM, "tensor '%s': dimensions too large or negative", name);
@@ -129,7 +227,9 @@ int tml_model_add_tensor(tml_model *m, const char *name, tml_dtype dtype, tml_te
         if (data && nb) memcpy(t->data, data, nb);
         t->store_hint = TML_STORE_SPARSE | TML_STORE_ENTROPY;
     }
-    return m->n_tensors++;
+    m->n_tensors++;
+    if (!m->index || !table_insert(&m->index->tensors, m, tensor_name_at, m->n_tensors - 1)) index_rebuild(m);
+    return m->n_tensors - 1;
 }
 
 int tml_model_add_node(tml_model *m, const char *name, tml_op op, int n_in, const int *in, int out)
@@ -137,6 +237,8 @@ int tml_model_add_node(tml_model *m, const char *name, tml_op op, int n_in, cons
     if (!name || !*name) return tml_error(TML_ERR_INVALID, "node needs a name");
     if (op < 0 || op >= TML_OP_COUNT) return tml_error(TML_ERR_INVALID, "node '%s': bad op", name);
     if (n_in < 0 || n_in > TML_MAX_NODE_INPUTS) return tml_error(TML_ERR_INVALID, "node '%s': %d inputs", name, n_in);
+    if (m->n_nodes >= TML_MAX_NODES)
+        return tml_error(TML_ERR_NOMEM, "more than %d nodes: not a model this tool can handle", TML_MAX_NODES);
     if (tml_model_find_node(m, name) >= 0) return tml_error(TML_ERR_INVALID, "duplicate node name '%s'", name);
     if (m->n_nodes == m->cap_nodes) {
         int cap = m->cap_nodes ? m->cap_nodes * 2 : 16;
@@ -159,11 +261,15 @@ int tml_model_add_node(tml_model *m, const char *name, tml_op op, int n_in, cons
     n->depth_mult = 1;
     n->eps = 1e-5f;
     n->beta = 1.0f;
-    return m->n_nodes++;
+    m->n_nodes++;
+    if (!m->index || !table_insert(&m->index->nodes, m, node_name_at, m->n_nodes - 1)) index_rebuild(m);
+    return m->n_nodes - 1;
 }
 
 int tml_model_find_tensor(const tml_model *m, const char *name)
 {
+    int id = m->index ? table_find(&m->index->tensors, m->n_tensors, m, tensor_name_at, name) : -2;
+    if (id != -2) return id;
     for (int i = 0; i < m->n_tensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return i;
     return -1;
@@ -171,6 +277,8 @@ int tml_model_find_tensor(const tml_model *m, const char *name)
 
 int tml_model_find_node(const tml_model *m, const char *name)
 {
+    int id = m->index ? table_find(&m->index->nodes, m->n_nodes, m, node_name_at, name) : -2;
+    if (id != -2) return id;
     for (int i = 0; i < m->n_nodes; i++)
         if (strcmp(m->nodes[i].name, name) == 0) return i;
     return -1;
@@ -197,6 +305,7 @@ void tml_model_remove_node(tml_model *m, int idx)
     free(m->nodes[idx].name);
     memmove(&m->nodes[idx], &m->nodes[idx + 1], sizeof(tml_node) * (size_t)(m->n_nodes - idx - 1));
     m->n_nodes--;
+    index_rebuild(m);
 }
 
 void tml_model_replace_uses(tml_model *m, int from, int to)
@@ -237,6 +346,7 @@ tml_status tml_model_compact(tml_model *m)
     m->input = used[m->input] - 1;
     m->output = used[m->output] - 1;
     free(used);
+    index_rebuild(m);
     return TML_OK;
 }
 
@@ -299,6 +409,11 @@ tml_model *tml_model_clone(const tml_model *m)
     c->meta.labels = NULL;
     c->meta.history = NULL;
     c->meta.extra = NULL;
+    c->meta.pre.n_feat = 0;
+    c->meta.pre.feat_mean = c->meta.pre.feat_std = NULL;
+    if (m->meta.pre.n_feat &&
+        tml_preproc_set_features(&c->meta.pre, m->meta.pre.n_feat, m->meta.pre.feat_mean, m->meta.pre.feat_std))
+        goto oom;
     if (m->meta.name && !(c->meta.name = tml_strdup(m->meta.name))) goto oom;
     if (m->meta.arch && !(c->meta.arch = tml_strdup(m->meta.arch))) goto oom;
     if (m->meta.extra && !(c->meta.extra = tml_strdup(m->meta.extra))) goto oom;
@@ -308,6 +423,7 @@ tml_model *tml_model_clone(const tml_model *m)
         if (tml_meta_set_labels(&c->meta, m->meta.n_classes, (const char *const *)m->meta.labels) != TML_OK) goto oom;
     }
     c->meta.n_classes = m->meta.n_classes;
+    index_rebuild(c);
     return c;
 oom:
     tml_model_free(c);
@@ -316,6 +432,64 @@ oom:
 }
 
 /* ---- metadata ------------------------------------------------------------------ */
+
+tml_status tml_preproc_set_features(tml_preproc *pre, int n, const float *mean, const float *std)
+{
+    float *m = NULL, *s = NULL;
+    if (n < 0 || n > TML_MAX_NUMEL) return tml_error(TML_ERR_INVALID, "bad feature count %d", n);
+    if (n > 0) {
+        m = malloc(sizeof(float) * (size_t)n);
+        s = malloc(sizeof(float) * (size_t)n);
+        if (!m || !s) {
+            free(m);
+            free(s);
+            return tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+        memcpy(m, mean, sizeof(float) * (size_t)n);
+        memcpy(s, std, sizeof(float) * (size_t)n);
+        pre->n_ch = 0;
+    }
+    free(pre->feat_mean);
+    free(pre->feat_std);
+    pre->feat_mean = m;
+    pre->feat_std = s;
+    pre->n_feat = n;
+    return TML_OK;
+}
+
+tml_status tml_model_check_meta(const tml_model *m)
+{
+    const tml_meta *meta = &m->meta;
+    const tml_tensor *in = &m->tensors[m->input];
+    const int64_t outs = tml_tensor_numel(&m->tensors[m->output]), ins = tml_tensor_numel(in);
+    const int c = in->ndim == 3 ? in->dims[2] : 1;
+    if (meta->labels && meta->n_classes != outs)
+        return tml_error(TML_ERR_FORMAT, "META: %d labels, but the graph's output has %lld values", meta->n_classes,
+                         (long long)outs);
+    if (meta->n_classes != 0 && meta->n_classes != outs)
+        return tml_error(TML_ERR_FORMAT, "META: %d classes, but the graph's output '%s' has %lld values", meta->n_classes,
+                         m->tensors[m->output].name, (long long)outs);
+    const tml_preproc *p = &meta->pre;
+    if (!(isfinite(p->scale) && p->scale != 0.0f))
+        return tml_error(TML_ERR_FORMAT, "META: preprocessing scale %g must be finite and nonzero", (double)p->scale);
+    if (p->n_ch < 0 || p->n_ch > TML_MAX_CHANNELS_PRE || (p->n_ch > 1 && p->n_ch != c))
+        return tml_error(TML_ERR_FORMAT, "META: preprocessing has mean/std for %d channels, the input '%s' has %d", p->n_ch,
+                         in->name, c);
+    for (int i = 0; i < p->n_ch; i++)
+        if (!isfinite(p->mean[i]) || !(isfinite(p->std[i]) && p->std[i] > 0.0f))
+            return tml_error(TML_ERR_FORMAT, "META: preprocessing channel %d: mean %g, std %g (std must be positive)", i,
+                             (double)p->mean[i], (double)p->std[i]);
+    if (p->n_feat) {
+        if (p->n_feat != ins || p->n_ch || !p->feat_mean || !p->feat_std)
+            return tml_error(TML_ERR_FORMAT, "META: per-feature normalization of %d features, the input '%s' has %lld values",
+                             p->n_feat, in->name, (long long)ins);
+        for (int i = 0; i < p->n_feat; i++)
+            if (!isfinite(p->feat_mean[i]) || !(isfinite(p->feat_std[i]) && p->feat_std[i] > 0.0f))
+                return tml_error(TML_ERR_FORMAT, "META: feature %d: mean %g, std %g (std must be positive)", i,
+                                 (double)p->feat_mean[i], (double)p->feat_std[i]);
+    }
+    return TML_OK;
+}
 
 tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels)
 {
@@ -577,6 +751,19 @@ static tml_status infer_node(tml_model *m, tml_node *n)
     }
 }
 
+tml_status tml_model_infer_node(tml_model *m, int idx)
+{
+    if (idx < 0 || idx >= m->n_nodes) return tml_error(TML_ERR_INVALID, "no node %d", idx);
+    const tml_node *n = &m->nodes[idx];
+    if (n->op < 0 || n->op >= TML_OP_COUNT || n->n_in < op_min_inputs(n->op) || n->n_in > op_max_inputs(n->op))
+        return tml_error(TML_ERR_INVALID, "node '%s': bad op or inputs", n->name);
+    for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] < -1 || n->in[j] >= m->n_tensors || (n->in[j] < 0 && j < 2))
+            return tml_error(TML_ERR_INVALID, "node '%s': input %d refers to a missing tensor", n->name, j);
+    if (n->out < 0 || n->out >= m->n_tensors) return tml_error(TML_ERR_INVALID, "node '%s': no output tensor", n->name);
+    return infer_node(m, &m->nodes[idx]);
+}
+
 /* A low-bit tensor is an int8 constant whose every value fits its width:
  * anything else would be silently changed by the packed storage. */
 static tml_status check_qbits(const tml_tensor *t)
@@ -679,26 +866,91 @@ tml_status tml_model_finalize(tml_model *m)
             goto out;
         }
     }
-    /* Kahn-style: repeatedly emit a node whose inputs are all ready. O(n^2) on
-     * node count, which is at most a few hundred for models this tool targets. */
-    int emitted = 0;
-    while (emitted < nn) {
-        int progress = 0;
-        for (int i = 0; i < nn; i++) {
-            if (done[i]) continue;
+    /* Topological order: the order of repeated sweeps over the nodes in index
+     * order, each emitting every node whose inputs are ready (a file already
+     * in order comes out unchanged), computed in O(n log n): a node that
+     * becomes ready when node i is emitted in sweep s is emitted in sweep s if
+     * it comes after i, else in sweep s + 1; a heap orders (sweep, index). */
+    {
+        int *pending = calloc((size_t)(nn ? nn : 1), sizeof(int));
+        int *first = calloc((size_t)nt + 1, sizeof(int)); /* CSR: readers of each tensor */
+        int *readers = malloc(sizeof(int) * (size_t)(nn * TML_MAX_NODE_INPUTS + 1));
+        int64_t *heap = malloc(sizeof(int64_t) * (size_t)(nn ? nn : 1));
+        int *cur = malloc(sizeof(int) * (size_t)(nt ? nt : 1)); /* fill position per tensor */
+        if (!pending || !first || !readers || !heap || !cur) {
+            free(pending);
+            free(first);
+            free(readers);
+            free(heap);
+            free(cur);
+            st = tml_error(TML_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < nn; i++)
+            for (int j = 0; j < m->nodes[i].n_in; j++) {
+                int t = m->nodes[i].in[j];
+                if (t >= 0 && !ready[t]) {
+                    pending[i]++;
+                    first[t + 1]++;
+                }
+            }
+        for (int t = 0; t < nt; t++) first[t + 1] += first[t];
+        memcpy(cur, first, sizeof(int) * (size_t)nt);
+        for (int i = 0; i < nn; i++)
+            for (int j = 0; j < m->nodes[i].n_in; j++) {
+                int t = m->nodes[i].in[j];
+                if (t >= 0 && !ready[t]) readers[cur[t]++] = i;
+            }
+        free(cur);
+        /* min-heap of keys sweep * 2^32 + index */
+        int hn = 0;
+#define HEAP_PUSH(key)                                                                                                 \
+    do {                                                                                                               \
+        int64_t k_ = (key);                                                                                            \
+        int c_ = hn++;                                                                                                 \
+        while (c_ > 0 && heap[(c_ - 1) / 2] > k_) {                                                                    \
+            heap[c_] = heap[(c_ - 1) / 2];                                                                             \
+            c_ = (c_ - 1) / 2;                                                                                         \
+        }                                                                                                              \
+        heap[c_] = k_;                                                                                                 \
+    } while (0)
+        for (int i = 0; i < nn; i++)
+            if (!pending[i]) HEAP_PUSH((int64_t)i);
+        int emitted = 0;
+        while (hn > 0 && !st) {
+            int64_t top = heap[0], last = heap[--hn];
+            int c = 0;
+            for (;;) {
+                int l = 2 * c + 1;
+                if (l >= hn) break;
+                if (l + 1 < hn && heap[l + 1] < heap[l]) l++;
+                if (heap[l] >= last) break;
+                heap[c] = heap[l];
+                c = l;
+            }
+            if (hn > 0) heap[c] = last;
+            const int i = (int)(top & 0xffffffff);
+            const int64_t sweep = top >> 32;
             tml_node *n = &m->nodes[i];
-            int ok = 1;
-            for (int j = 0; j < n->n_in && ok; j++)
-                if (n->in[j] >= 0 && !ready[n->in[j]]) ok = 0;
-            if (!ok) continue;
             st = infer_node(m, n);
-            if (st) goto out;
-            ready[n->out] = 1;
+            if (st) break;
             done[i] = 1;
             sorted[emitted++] = *n;
-            progress = 1;
+            if (!ready[n->out]) {
+                ready[n->out] = 1;
+                for (int r = first[n->out]; r < first[n->out + 1]; r++) {
+                    int j = readers[r];
+                    if (--pending[j] == 0) HEAP_PUSH(((sweep + (j < i)) << 32) | j);
+                }
+            }
         }
-        if (!progress) {
+#undef HEAP_PUSH
+        free(pending);
+        free(first);
+        free(readers);
+        free(heap);
+        if (st) goto out;
+        if (emitted < nn) {
             for (int i = 0; i < nn; i++) {
                 if (done[i]) continue;
                 tml_node *n = &m->nodes[i];
@@ -724,6 +976,7 @@ tml_status tml_model_finalize(tml_model *m)
         goto out;
     }
     if (nn) memcpy(m->nodes, sorted, sizeof(tml_node) * (size_t)nn);
+    index_rebuild(m);
 out:
     free(producer);
     free(ready);

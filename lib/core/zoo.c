@@ -2,7 +2,7 @@
  * zoo.c - built-in architectures and the sequential JSON layer description.
  *
  * Models are built layer by layer with a small builder that keeps the current
- * activation and finalizes the graph after each layer, so every layer knows its
+ * activation and infers its shape after each layer, so every layer knows its
  * input shape (needed for "same" padding and weight shapes).
  */
 #include <math.h>
@@ -74,16 +74,15 @@ static int add_node(zb *b, const char *name, tml_op op, int n_in, const int *in)
     return ni;
 }
 
-/* Makes the node's output current and infers shapes. Node indices change when
- * finalize sorts, so callers set attributes before committing. */
+/* Makes the node's output current and infers its shape (the whole graph is
+ * finalized once, in zb_end: per layer it made building quadratic). Callers
+ * set attributes before committing. */
 static void commit(zb *b, int ni)
 {
     if (b->st || ni < 0) return;
     int out = b->m->nodes[ni].out;
-    char nname[128];
-    snprintf(nname, sizeof nname, "%s", b->m->nodes[ni].name);
     b->m->output = out;
-    tml_status st = tml_model_finalize(b->m);
+    tml_status st = tml_model_infer_node(b->m, ni);
     if (st) {
         b->st = st;
         return;
@@ -247,6 +246,8 @@ static void zb_add(zb *b, const char *name, int other, tml_act act)
     commit(b, ni);
 }
 
+/* Starts a model whose input is an image (h, w, c) or, with w == 0, a vector
+ * of h features (tabular data: raw values are used as they are, scale 1). */
 static tml_status zb_begin(zb *b, const char *name, const char *arch, const tml_zoo_opts *o, int h, int w, int c)
 {
     memset(b, 0, sizeof *b);
@@ -254,14 +255,14 @@ static tml_status zb_begin(zb *b, const char *name, const char *arch, const tml_
     if (!b->m) return TML_ERR_NOMEM;
     tml_rng_seed(&b->rng, o ? o->seed : 0);
     int32_t d[3] = {h, w, c};
-    int x = tml_model_add_tensor(b->m, "input", TML_DTYPE_F32, TML_TENSOR_ACT, 3, d, NULL);
+    int x = tml_model_add_tensor(b->m, "input", TML_DTYPE_F32, TML_TENSOR_ACT, w ? 3 : 1, d, NULL);
     if (x < 0) return (tml_status)x;
     b->m->input = x;
     b->m->output = x;
     b->cur = x;
     b->m->meta.name = tml_strdup(name);
     b->m->meta.arch = tml_strdup(arch);
-    b->m->meta.pre.scale = 1.0f / 255.0f;
+    b->m->meta.pre.scale = w ? 1.0f / 255.0f : 1.0f;
     if (!b->m->meta.name || !b->m->meta.arch) return tml_error(TML_ERR_NOMEM, "out of memory");
     return TML_OK;
 }
@@ -490,9 +491,15 @@ tml_status tml_zoo_create(const char *arch, const tml_zoo_opts *opts, tml_model 
         return st ? tml_error_context(st, "%s", arch) : TML_OK;
     }
     int h = o.h ? o.h : 28, w = o.w ? o.w : 28, c = o.c ? o.c : 1;
+    if (o.features) {
+        if (o.features < 1 || o.features > (1 << 24))
+            return tml_error(TML_ERR_INVALID, "input of %d features out of range (1..%d)", o.features, 1 << 24);
+        h = o.features;
+        w = c = 0;
+    }
     int classes = o.classes ? o.classes : 10;
     float width = o.width > 0 ? o.width : 0.5f;
-    if (h < 1 || w < 1 || c < 1 || h > 4096 || w > 4096 || c > 64)
+    if (!o.features && (h < 1 || w < 1 || c < 1 || h > 4096 || w > 4096 || c > 64))
         return tml_error(TML_ERR_INVALID, "input shape %dx%dx%d out of range", h, w, c);
     if (classes < 2 || classes > 100000) return tml_error(TML_ERR_INVALID, "classes must be in 2..100000 (got %d)", classes);
     if (!(width > 0.0f && width <= 4.0f)) return tml_error(TML_ERR_INVALID, "width multiplier must be in (0, 4]");
@@ -518,6 +525,7 @@ tml_status tml_zoo_create(const char *arch, const tml_zoo_opts *opts, tml_model 
     else if (strcmp(arch, "mobilenet-tiny") == 0) build_mobilenet_tiny(&b, classes, width);
     else build_resnet8(&b, classes);
     st = zb_end(&b, classes, out);
+    if (st && o.features) return tml_error_context(st, "cannot build %s for a vector of %d features", arch, h);
     if (st) return tml_error_context(st, "cannot build %s for a %dx%dx%d input", arch, h, w, c);
     return TML_OK;
 }
@@ -580,11 +588,74 @@ static tml_status parse_act(const char *s, tml_act *a)
 
 static tml_status json_layers(zb *b, const cJSON *layers, int depth);
 
+/* The keys each layer type reads (docs/arch-json.md); any other key is a
+ * mistake ("kernel_size", "activation") that would otherwise be ignored. */
+static const struct {
+    const char *type, *keys;
+} layer_keys[] = {
+    {"conv2d", "filters kernel stride padding act bias"},
+    {"depthwise_conv2d", "multiplier kernel stride padding act bias"},
+    {"dense", "units act"},
+    {"maxpool", "size stride padding"},
+    {"avgpool", "size stride padding"},
+    {"global_avgpool", ""},
+    {"flatten", ""},
+    {"relu", ""},
+    {"relu6", ""},
+    {"softmax", ""},
+    {"batchnorm", ""},
+    {"dropout", "rate"},
+    {"residual", "layers act"},
+};
+
+/* Is `key` a word of the space-separated list `keys`? */
+static int has_word(const char *keys, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = keys; *p;) {
+        const char *e = strchr(p, ' ');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && strncmp(p, key, n) == 0) return 1;
+        p += l + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Refuses keys of object `o` other than the words of `keys` (and "type",
+ * "name" for a layer of type `type`; type NULL: the top level). */
+static tml_status check_keys(const cJSON *o, const char *keys, int idx, const char *type)
+{
+    const cJSON *k;
+    cJSON_ArrayForEach(k, o)
+    {
+        const char *key = k->string ? k->string : "";
+        if ((type && (strcmp(key, "type") == 0 || strcmp(key, "name") == 0)) || has_word(keys, key)) continue;
+        char known[200] = "";
+        size_t j = type ? (size_t)snprintf(known, sizeof known, "type, name") : 0;
+        for (const char *p = keys; *p && j < sizeof known;) {
+            const char *e = strchr(p, ' ');
+            int l = e ? (int)(e - p) : (int)strlen(p);
+            j += (size_t)snprintf(known + j, sizeof known - j, "%s%.*s", j ? ", " : "", l, p);
+            p += l + (e ? 1 : 0);
+        }
+        if (type)
+            return tml_error(TML_ERR_INVALID, "layer %d (%s): unknown key '%s' (a %s layer takes: %s; see docs/arch-json.md)",
+                             idx, type, key, type, known);
+        return tml_error(TML_ERR_INVALID, "unknown key '%s' (an architecture takes: %s; see docs/arch-json.md)", key, known);
+    }
+    return TML_OK;
+}
+
 static tml_status json_layer(zb *b, const cJSON *l, int idx, int depth)
 {
     if (!cJSON_IsObject(l)) return tml_error(TML_ERR_FORMAT, "layer %d is not an object", idx);
     const char *type = jstr(l, "type", NULL);
     if (!type) return tml_error(TML_ERR_FORMAT, "layer %d has no \"type\"", idx);
+    for (size_t i = 0; i < sizeof layer_keys / sizeof layer_keys[0]; i++)
+        if (strcmp(layer_keys[i].type, type) == 0) {
+            tml_status kst = check_keys(l, layer_keys[i].keys, idx, type);
+            if (kst) return kst;
+        }
     const char *name = jstr(l, "name", NULL);
     tml_act act = TML_ACT_NONE;
     tml_status st = parse_act(jstr(l, "act", NULL), &act);
@@ -693,25 +764,36 @@ tml_status tml_zoo_from_json(const char *json, const tml_zoo_opts *opts, tml_mod
         st = tml_error(TML_ERR_FORMAT, "the architecture must be a JSON object");
         goto out;
     }
+    if ((st = check_keys(root, "name input classes layers", 0, NULL))) goto out;
     int h = 28, w = 28, c = 1;
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "input");
+    int vec = 0; /* a vector input of h features */
     if (in) {
-        if (!cJSON_IsArray(in) || cJSON_GetArraySize(in) != 3) {
-            st = tml_error(TML_ERR_FORMAT, "\"input\" must be [H, W, C]");
+        int n = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 0;
+        for (int i = 0; i < n; i++)
+            if (!cJSON_IsNumber(cJSON_GetArrayItem(in, i))) n = 0;
+        if (n != 3 && n != 1) {
+            st = tml_error(TML_ERR_FORMAT, "\"input\" must be [H, W, C] (images) or [N] (vectors of N features)");
             goto out;
         }
         h = (int)cJSON_GetArrayItem(in, 0)->valuedouble;
-        w = (int)cJSON_GetArrayItem(in, 1)->valuedouble;
-        c = (int)cJSON_GetArrayItem(in, 2)->valuedouble;
+        w = n == 3 ? (int)cJSON_GetArrayItem(in, 1)->valuedouble : 1;
+        c = n == 3 ? (int)cJSON_GetArrayItem(in, 2)->valuedouble : 1;
+        vec = n == 1;
     }
-    if (opts && opts->h) {
+    if (opts && opts->features) {
+        h = opts->features;
+        w = c = 1;
+        vec = 1;
+    } else if (opts && opts->h) {
         h = opts->h;
         w = opts->w;
         c = opts->c;
+        vec = 0;
     }
     int classes = jint(root, "classes", 10);
     if (opts && opts->classes) classes = opts->classes;
-    if (h < 1 || w < 1 || c < 1 || h > 4096 || w > 4096 || c > 64) {
+    if (h < 1 || w < 1 || c < 1 || (!vec && (h > 4096 || w > 4096 || c > 64))) {
         st = tml_error(TML_ERR_INVALID, "input shape %dx%dx%d out of range", h, w, c);
         goto out;
     }
@@ -719,7 +801,11 @@ tml_status tml_zoo_from_json(const char *json, const tml_zoo_opts *opts, tml_mod
         st = tml_error(TML_ERR_INVALID, "classes must be in 2..100000");
         goto out;
     }
-    st = zb_begin(&b, jstr(root, "name", "custom"), "custom", opts, h, w, c);
+    if (vec && h > (1 << 24)) {
+        st = tml_error(TML_ERR_INVALID, "input of %d features out of range", h);
+        goto out;
+    }
+    st = zb_begin(&b, jstr(root, "name", "custom"), "custom", opts, h, vec ? 0 : w, vec ? 0 : c);
     if (st) {
         tml_model_free(b.m);
         goto out;

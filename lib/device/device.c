@@ -17,6 +17,7 @@
  * code check and a timeout; a failure returns TML_ERR_IO with the end of
  * the log. Nothing is printed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -249,8 +250,10 @@ static tml_status run_tool(const char *dir, char *const argv[], const char *log_
     pid_t pid = fork();
     if (pid < 0) return tml_error(TML_ERR_IO, "cannot start %s: %s", argv[0], strerror(errno));
     if (pid == 0) {
-        if (dir && chdir(dir) != 0) _exit(126);
+        /* the log path is relative to where we are, not to dir: open it first
+         * (a relative --keep DIR sent the output to the terminal before) */
         int fd = open(log_path ? log_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (dir && chdir(dir) != 0) _exit(126);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
@@ -371,6 +374,34 @@ static const char *const work_files[] = {
     "model.c", "model.h", "harness.c", "hooks.h", "link.ld", "model.o", "harness.o", "prog.elf", "in.bin",
     "out.bin", "stack.bin", "ticks.bin", "marks.txt", "counts.txt", "build.log", "run.log", "size.txt", "nm.txt",
     "marks-nm.txt", "version.txt", NULL};
+
+/* A --keep directory may be new, or hold only this module's own work files
+ * (a rerun), each a regular file: the build never writes over someone else's
+ * file, nor through a symlink or into a FIFO. */
+static tml_status check_workdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return TML_OK; /* created next */
+    struct dirent *e;
+    tml_status st = TML_OK;
+    while (!st && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        /* ours: a work file, or an exported source pair (its name follows the prefix) */
+        size_t l = strlen(e->d_name);
+        int ours = l > 2 && e->d_name[l - 2] == '.' && (e->d_name[l - 1] == 'c' || e->d_name[l - 1] == 'h');
+        for (int i = 0; work_files[i] && !ours; i++) ours = strcmp(e->d_name, work_files[i]) == 0;
+        char path[PATH_MAX];
+        struct stat sb;
+        if (!ours)
+            st = tml_error(TML_ERR_IO, "the work directory '%s' holds '%s', which is not a file of a previous build: give a "
+                                       "new or empty directory",
+                           dir, e->d_name);
+        else if (!join(path, dir, e->d_name) || lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            st = tml_error(TML_ERR_IO, "the work directory '%s': '%s' is not a regular file", dir, e->d_name);
+    }
+    closedir(d);
+    return st;
+}
 
 static void remove_workdir(const char *dir, const char *base)
 {
@@ -919,6 +950,10 @@ tml_status tml_device_run(const tml_model *m, const float *x, int n, const tml_d
         }
     } else {
         snprintf(dir, sizeof dir, "%s", o->workdir);
+        if ((st = check_workdir(dir))) {
+            free(t);
+            return st;
+        }
         if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
             st = tml_error(TML_ERR_IO, "cannot create the work directory '%s': %s", dir, strerror(errno));
             free(t);

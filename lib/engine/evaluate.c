@@ -13,6 +13,9 @@
 
 #include "engine/engine_internal.h"
 
+/* Bytes the evaluation batch (inputs + activations) may take. */
+#define EVAL_MEMORY_BUDGET ((int64_t)256 << 20)
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -49,8 +52,10 @@ void tml_eval_result_free(tml_eval_result *r)
     r->class_total = r->class_correct = r->confusion = NULL;
 }
 
-/* Adds one batch of outputs (n, k) with true labels to the running totals. */
-static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels, int n, int k, int probs, double *loss_sum)
+/* Adds one batch of outputs (n, k) with true labels to the running totals
+ * (and each sample's top-1 outcome to correct[], when given). */
+static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels, int n, int k, int probs, double *loss_sum,
+                       uint8_t *correct)
 {
     for (int i = 0; i < n; i++) {
         const float *row = y + (size_t)i * (size_t)k;
@@ -64,6 +69,7 @@ static void accumulate(tml_eval_result *r, const float *y, const int32_t *labels
         for (int j = 0; j < k; j++)
             if (row[j] > row[lab] || (row[j] == row[lab] && j < lab)) higher++;
         r->correct1 += best == lab;
+        if (correct) correct[r->n + i] = best == lab;
         r->correct5 += higher < 5;
         r->class_total[lab]++;
         r->class_correct[lab] += best == lab;
@@ -106,6 +112,17 @@ tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, c
     if (o.limit > 0 && o.limit < total) total = o.limit;
     if ((int64_t)o.batch > total && total > 0) o.batch = (int)total;
     int64_t in_numel = tml_tensor_numel(&m->tensors[m->input]);
+    /* Never a huge allocation for a large input (a 4096x4096 image): the
+     * batch shrinks until its input buffer and activation arena fit
+     * EVAL_MEMORY_BUDGET; results do not depend on the batch size. */
+    {
+        int64_t peak = 0;
+        if (tml_model_peak_activation_bytes(m, &peak) == TML_OK) {
+            int64_t per = peak + in_numel * (int64_t)sizeof(float), fit = EVAL_MEMORY_BUDGET / (per > 0 ? per : 1);
+            if (fit < 1) fit = 1;
+            if (fit < o.batch) o.batch = (int)fit;
+        }
+    }
     float *x = malloc(sizeof(float) * (size_t)in_numel * (size_t)o.batch);
     float *y = malloc(sizeof(float) * (size_t)k * (size_t)o.batch);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)o.batch);
@@ -150,7 +167,7 @@ tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, c
             for (int64_t q = 0; q < (int64_t)got * k; q++) r->sched_diffs += memcmp(&y[q], &y2[q], sizeof(float)) != 0;
             r->sched_checked += (int64_t)got * k;
         }
-        accumulate(r, y, lab, got, k, probs, &loss_sum);
+        accumulate(r, y, lab, got, k, probs, &loss_sum, o.correct);
         if (o.progress) o.progress(o.progress_user, r->n, total);
     }
     finish(r, loss_sum, now_seconds() - t0);

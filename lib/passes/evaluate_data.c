@@ -38,6 +38,16 @@ tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *in
     return TML_OK;
 }
 
+tml_status tml_dataset_match(tml_dataset *ds, const tml_model *m)
+{
+    const tml_dataset_info *info = tml_dataset_get_info(ds);
+    if (m->meta.labels && info->labels && m->meta.n_classes > 0) {
+        tml_status st = tml_dataset_map_classes(ds, m->meta.n_classes, (const char *const *)m->meta.labels);
+        if (st && st != TML_ERR_INVALID) return st; /* INVALID: mapped before */
+    }
+    return tml_check_dataset_fits(m, info);
+}
+
 /* A dataset stream or in-memory samples selected by index, preprocessed for m. */
 typedef struct feed {
     const tml_model *m;
@@ -89,6 +99,8 @@ static tml_status run(const tml_model *m, feed *f, const tml_dataset_info *info,
 
 tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r)
 {
+    tml_status st = tml_dataset_match(ds, m);
+    if (st) return st;
     const tml_dataset_info *info = tml_dataset_get_info(ds);
     feed f = {.ds = ds};
     return run(m, &f, info, info->count, opts, r);

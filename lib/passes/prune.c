@@ -182,8 +182,39 @@ tml_status tml_prune_magnitude(tml_model *m, const tml_prune_spec *s, tml_prune_
         }
         qsort(items, (size_t)total, sizeof(rank_item), by_mag);
         int64_t kp = prune_count(s->sparsity, total);
-        for (int64_t j = 0; j < kp; j++) set_zero(&m->tensors[m->nodes[items[j].layer].in[1]], items[j].idx);
-        r->threshold = kp > 0 ? items[kp - 1].mag : 0.0;
+        /* per layer: how many weights may be zero (the floor keeps the rest),
+         * and the layer's row in the report */
+        int64_t *room = calloc((size_t)m->n_nodes, sizeof(int64_t));
+        int *row = calloc((size_t)m->n_nodes, sizeof(int));
+        if (!room || !row) {
+            free(room);
+            free(row);
+            free(items);
+            st = tml_error(TML_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        const double md = s->min_density > 0 && s->min_density < 1 ? s->min_density : 0.0;
+        for (int i = 0, l = 0; i < m->n_nodes; i++) {
+            if (is_prunable(m, &m->nodes[i])) row[i] = l++;
+            if (target[i] < 0) continue;
+            int64_t n = tml_tensor_numel(&m->tensors[m->nodes[i].in[1]]), keep = (int64_t)ceil(md * (double)n);
+            room[i] = n - (keep > 1 ? keep : 1);
+        }
+        int64_t done = 0;
+        r->threshold = 0.0;
+        for (int64_t j = 0; j < total && done < kp; j++) {
+            int li = items[j].layer;
+            if (room[li] <= 0) {
+                r->layers[row[li]].floored = 1;
+                continue;
+            }
+            room[li]--;
+            set_zero(&m->tensors[m->nodes[li].in[1]], items[j].idx);
+            r->threshold = items[j].mag;
+            done++;
+        }
+        free(room);
+        free(row);
         free(items);
         for (int i = 0; i < m->n_nodes; i++)
             if (target[i] >= 0 && s->sparsity > 0) m->tensors[m->nodes[i].in[1]].pruned = 1;

@@ -117,6 +117,19 @@ static tml_status retype(tml_tensor *t, tml_dtype dt, void *data)
  * kept in float (the model stays float and runs on the float engine). */
 static tml_status fake_quant_weights(tml_model *m, const tml_quant_opts *o)
 {
+    /* a name that matches no layer is a mistake, not a no-op */
+    for (const char *const *l = o->only_layers; l && *l; l++) {
+        int ni = tml_model_find_node(m, *l);
+        if (ni < 0 || !tml_node_has_weights(&m->nodes[ni])) {
+            char known[512] = "";
+            for (int i = 0; i < m->n_nodes; i++) {
+                size_t k = strlen(known);
+                if (tml_node_has_weights(&m->nodes[i]) && k < sizeof known - 8)
+                    snprintf(known + k, sizeof known - k, "%s%s", k ? ", " : "", m->nodes[i].name);
+            }
+            return tml_error(TML_ERR_INVALID, "--layer '%s': no layer with weights of that name (layers: %s)", *l, known);
+        }
+    }
     for (int i = 0; i < m->n_nodes; i++) {
         const tml_node *n = &m->nodes[i];
         if (!tml_node_has_weights(n) || !in_list(o->only_layers, n->name)) continue;

@@ -18,6 +18,7 @@
 
 #ifdef TML_OPS_OMP
 #include <omp.h>
+#include "bench_util.h"
 #endif
 
 typedef struct bcase {
@@ -39,13 +40,6 @@ static const bcase CASES[] = {
     {"square 512", 0, 0, 512, 512, 512},
     {"square 1024", 0, 0, 1024, 1024, 1024},
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fill(float *x, size_t n, unsigned seed)
 {

@@ -18,6 +18,7 @@
 
 #ifdef TML_OPS_OMP
 #include <omp.h>
+#include "bench_util.h"
 #endif
 
 typedef enum kind { K_CONV, K_DW, K_DENSE, K_MAXPOOL } kind;
@@ -37,13 +38,6 @@ static const ocase CASES[] = {
     {"pw 1x1 56x56 64->128", K_CONV, 8, 56, 56, 64, 128, 1, 1, 0, 1, 1},
     {"conv 3x3 28x28 64->64", K_CONV, 8, 28, 28, 64, 64, 3, 1, 1, 1, 1},
 };
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {

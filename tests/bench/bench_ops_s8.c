@@ -24,14 +24,8 @@
 
 #ifdef TML_S8_OMP
 #include <omp.h>
+#include "bench_util.h"
 #endif
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fill(int8_t *x, size_t n, unsigned seed)
 {

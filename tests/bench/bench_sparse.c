@@ -12,13 +12,7 @@
 #include <time.h>
 
 #include "tinyml/tml_ops.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_util.h"
 
 static uint64_t rs = 88172645463325252ull;
 static float rnd(void)

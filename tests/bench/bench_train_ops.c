@@ -24,16 +24,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#include "bench_util.h"
 #endif
 
 #define BATCH 64
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void fill(float *x, size_t n, unsigned seed)
 {

@@ -9,6 +9,10 @@ rm -rf "$W"
 mkdir -p "$W"
 FAILS=0
 CHECKS=0
+# 1 when the program under test is built with AddressSanitizer (10-20x slower:
+# tests size their long runs by it)
+ASAN=0
+if grep -q "__asan" "$T" 2>/dev/null || ldd "$T" 2>/dev/null | grep -q libasan; then ASAN=1; fi
 
 fail() {
   echo "FAIL: $*" >&2

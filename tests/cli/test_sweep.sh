@@ -39,6 +39,22 @@ CHECKS=$((CHECKS + 1)); grep "^fc2,dense," "$W/out" | grep -q "bit" && fail "fc2
 CHECKS=$((CHECKS + 1)); [ "$(awk -F, '$1=="fc3"{print $5 "/" $6; exit}' "$W/out")" = 1000/0 ] || fail "fc3 should keep all 1000 weights (sparsity 0)"
 expect_exit 1 "a bad stage option fails the point" -- sh -c "$S $W/base.tmf --data fashion-mnist --sparsity 0.5 --bits 0 --method none --limit 100 --out $W/sw3 --no-plot --prune-args '--bogus' --point s0.5_b0_none"
 expect_grep "$W/err" "failed: prune 2" "the failing stage is named"
+# progress with an ETA, shared prefixes computed once (item 17 of issue 14):
+# 4 points share the prune + fine-tune of s0.5, 2 the cluster stage s0.5_b3
+expect_exit 0 "shared prefix, -j 2" -- sh -c "$S $W/base.tmf --data fashion-mnist --sparsity 0.5 --bits '0 3' --method 'none minmax' --epochs 1 --limit 200 --calib-samples 16 --out $W/sw4 --no-plot -j 2"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "stage s0.5 computed" "$W/err")" -eq 1 ] || fail "the shared prune stage should run once: $(grep -c "stage s0.5 computed" "$W/err") times"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "stage s0.5 reused" "$W/err")" -eq 3 ] || fail "the shared prune stage should be reused 3 times"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "stage s0.5_b3 computed" "$W/err")" -eq 1 ] || fail "the shared cluster stage should run once"
+expect_grep "$W/err" "sweep: 4/4 done" "progress reaches 4/4"
+expect_grep "$W/err" "sweep: [123]/4 done, [0-9]*s elapsed, ETA [0-9]" "progress gives an ETA"
+CHECKS=$((CHECKS + 1)); [ "$(grep -c "^s0.5_" "$W/sw4/sweep.csv")" -eq 4 ] || fail "4 rows expected"
+# the program on PATH when TINYML is not set
+mkdir -p "$W/bin"
+printf '#!/bin/sh\necho "$*" >>"%s/calls.log"\nexec "%s" "$@"\n' "$W" "$T" >"$W/bin/tinyml"
+chmod +x "$W/bin/tinyml"
+expect_exit 0 "sweep with tinyml on PATH" -- env -u TINYML PATH="$W/bin:$PATH" sh -c "$S $W/base.tmf --data fashion-mnist --sparsity 0.5 --bits 0 --method none --limit 100 --out $W/sw5 --no-plot"
+CHECKS=$((CHECKS + 1)); grep -q "^prune " "$W/calls.log" || fail "the tinyml on PATH was not used"
+
 # errors
 expect_exit 2 "no data" -- sh -c "$S $W/base.tmf"
 expect_exit 1 "missing base" -- sh -c "$S $W/nope.tmf --data fashion-mnist"

@@ -190,13 +190,18 @@ typedef struct tml_node {
 /* ---- metadata ----------------------------------------------------------------- */
 
 /* Preprocessing applied to raw dataset values (0..255 for images) before the
- * model sees them, per channel c: x = (raw * scale - mean[c]) / std[c]. */
+ * model sees them, per channel c: x = (raw * scale - mean[c]) / std[c]; or,
+ * with per-feature normalization (tabular data, any width), per element i of
+ * a sample: x[i] = (raw[i] * scale - feat_mean[i]) / feat_std[i]. */
 #define TML_MAX_CHANNELS_PRE 4
 typedef struct tml_preproc {
     float scale;
     int n_ch;                         /* 0: mean 0 / std 1 for all channels */
     float mean[TML_MAX_CHANNELS_PRE];
     float std[TML_MAX_CHANNELS_PRE];
+    int n_feat;       /* 0, or the input's element count: per-feature (then n_ch is 0) */
+    float *feat_mean; /* (n_feat), owned by the model's meta (tml_preproc_set_features) */
+    float *feat_std;  /* (n_feat) */
 } tml_preproc;
 
 /* Integer arithmetic of an int8 model (docs/numerics.md, docs/tflite.md).
@@ -222,6 +227,13 @@ typedef struct tml_meta {
                             DEQUANTIZE at its ends); `run` then reads and writes float32 */
 } tml_meta;
 
+/* Largest graph a model may have (files, ONNX imports and JSON descriptions
+ * alike): the models this tool is for have tens to hundreds of nodes. */
+#define TML_MAX_NODES 20000
+#define TML_MAX_TENSORS (4 * TML_MAX_NODES)
+
+struct tml_name_index; /* private to lib/core/model.c */
+
 typedef struct tml_model {
     int n_tensors, cap_tensors;
     tml_tensor *tensors;
@@ -230,6 +242,11 @@ typedef struct tml_model {
     int input;       /* tensor id of the graph input (ACT) */
     int output;      /* tensor id of the graph output (ACT) */
     tml_meta meta;
+    /* Hash of tensor and node names behind tml_model_find_tensor/_node (a
+     * cache: rebuilt when the arrays change under it). Names are never edited
+     * in place; tensors and nodes are added and removed through the
+     * tml_model_* functions. */
+    struct tml_name_index *index;
 } tml_model;
 
 tml_model *tml_model_new(void); /* NULL on OOM */
@@ -244,8 +261,9 @@ int tml_model_add_tensor(tml_model *m, const char *name, tml_dtype dtype, tml_te
 /* Adds a node with default attributes (strides/dilations/groups 1) and returns
  * its index or a negative tml_status. Attributes are then set on the node. */
 int tml_model_add_node(tml_model *m, const char *name, tml_op op, int n_in, const int *in, int out);
-int tml_model_find_tensor(const tml_model *m, const char *name); /* -1 if absent */
-int tml_model_find_node(const tml_model *m, const char *name);   /* -1 if absent */
+/* Name lookups, O(1) on average (hashed); -1 if absent. */
+int tml_model_find_tensor(const tml_model *m, const char *name);
+int tml_model_find_node(const tml_model *m, const char *name);
 /* Index of the node producing tensor `t`, or -1 (graph input / param). */
 int tml_model_producer(const tml_model *m, int t);
 /* Number of node inputs that read tensor `t` (plus 1 if it is the graph output). */
@@ -264,6 +282,10 @@ void tml_model_replace_uses(tml_model *m, int from, int to);
  * infers every activation's dims from the input's. Call after building or
  * editing a graph; every reader calls it. */
 tml_status tml_model_finalize(tml_model *m);
+/* Infers the output dims of node `idx` from its inputs' (which must already
+ * have dims): what a builder needs after each layer without re-finalizing
+ * the whole graph. tml_model_finalize() still has to run at the end. */
+tml_status tml_model_infer_node(tml_model *m, int idx);
 
 /* Tensor-level helpers used by passes. */
 tml_status tml_tensor_set_quant(tml_tensor *t, int axis, int n, const float *scale, const int32_t *zp);
@@ -283,6 +305,15 @@ int64_t tml_node_params(const tml_model *m, const tml_node *n);
 
 /* Metadata helpers. */
 tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels);
+/* Sets (copies) per-feature normalization of n values; n = 0 removes it.
+ * Per-channel mean/std are cleared when n > 0. */
+tml_status tml_preproc_set_features(tml_preproc *pre, int n, const float *mean, const float *std);
+/* Checks the metadata against the graph (every reader calls it): classes 0
+ * or the output's element count, labels as many as classes, preprocessing
+ * usable for the input (finite nonzero scale, 0, 1 or C channel means, finite
+ * means, positive stds, per-feature arrays as long as the input).
+ * TML_ERR_FORMAT naming the contradiction. */
+tml_status tml_model_check_meta(const tml_model *m);
 /* Appends one JSON object (text, trusted: produced by our own code) to
  * meta.history. The CLI adds "pass", "time" and the tinyml version. */
 tml_status tml_model_add_history(tml_model *m, const char *entry_json);
@@ -303,10 +334,25 @@ double tml_rng_normal(tml_rng *r);            /* standard normal (Box-Muller) */
 void tml_rng_shuffle(tml_rng *r, int64_t *idx, int64_t n);
 
 /* Small utilities shared by modules. */
-/* Writes len bytes to path atomically: a temporary file in the same directory,
- * fsync, rename over path (keeping an existing file's mode, else 0644). On
- * failure nothing is left behind and the message names the path. */
+/* The one way to write a file (lib/core/fileio.c has the full rules): a
+ * missing or regular file is replaced atomically (temporary in the same
+ * directory, fsync, rename; an existing file keeps its mode, a new one gets
+ * 0666 minus the umask); a symlink is followed (its target replaced, the link
+ * kept; a dangling link refused); a character device or FIFO is written
+ * through, never replaced; a directory, block device or socket is refused.
+ * On failure the destination is untouched, nothing is left behind and the
+ * message names the path. */
 tml_status tml_write_file_atomic(const char *path, const void *buf, size_t len);
+/* Several files that belong together (an export's model.h and model.c): every
+ * one is written and flushed to its temporary before the first is renamed, so
+ * a failure while writing changes none of them. n in 1..16. */
+tml_status tml_write_files_atomic(int n, const char *const *paths, const void *const *bufs, const size_t *lens);
+/* Before long work: would tml_write_file_atomic(path) be allowed, and can its
+ * directory take a new file? TML_ERR_IO with a message naming the path if not. */
+tml_status tml_check_output_file(const char *path);
+/* The same for a directory that a writer creates if missing (export --c): it
+ * is a directory, or its nearest existing ancestor is one that takes files. */
+tml_status tml_check_output_dir(const char *dir);
 char *tml_strdup(const char *s); /* NULL on OOM or NULL input */
 /* Overflow-checked product of dims; returns -1 when > TML_MAX_NUMEL or any dim < 0. */
 int64_t tml_dims_numel(int ndim, const int32_t *dims);

@@ -57,6 +57,21 @@ const tml_dataset_info *tml_dataset_get_info(const tml_dataset *ds);
  * fail until tml_dataset_rewind(). */
 tml_status tml_dataset_next(tml_dataset *ds, int max, float *x, int32_t *y, int *got);
 tml_status tml_dataset_rewind(tml_dataset *ds);
+/* Makes a dataset with class names (PNG folders) report its labels in the
+ * order of `names` (a model's classes): label = index of the class's name in
+ * names. Every class of the dataset must be one of the names (TML_ERR_SHAPE
+ * naming it otherwise); afterwards info.n_classes = n and info.labels =
+ * names. Classes sorted differently from the model's are thus matched by
+ * name, never by position. Call before reading. */
+tml_status tml_dataset_map_classes(tml_dataset *ds, int n, const char *const *names);
+/* A seeded split of a dataset without one (a CSV file, a PNG folder): exactly
+ * round(frac * count) samples, chosen uniformly from `seed`, are held out.
+ * *out streams the held-out samples (held_out = 1) or the others (0), in
+ * file order; the same base, frac and seed always give the same split, so
+ * fine-tuning on part 0 and evaluating on part 1 never share a sample. Takes
+ * ownership of `base` (freed with *out, or on failure). frac in (0, 1), and
+ * both parts must be non-empty. */
+tml_status tml_dataset_holdout(tml_dataset *base, double frac, uint64_t seed, int held_out, tml_dataset **out);
 
 /* All samples in memory (training and fine-tuning). Raw values are kept
  * as bytes when they are all integers in 0..255, else as floats. */
@@ -91,7 +106,9 @@ tml_status tml_samples_subset(const tml_samples *s, const int64_t *idx, int64_t 
 /* Applies preprocessing in place to n_values floats with c channels last (n_values
  * a multiple of c): x = (x * scale - mean[ch]) / std[ch], ch = i % c; n_ch == 0
  * means mean 0 / std 1, n_ch == 1 uses channel 0's values for every channel.
- * n_ch must be 0, 1 or c (asserted: check untrusted values with tml_preproc_check). */
+ * n_ch must be 0, 1 or c (asserted: check untrusted values with tml_preproc_check).
+ * With per-feature normalization (n_feat > 0, a multiple of n_values) element
+ * i of each sample uses feat_mean[i] / feat_std[i] instead. */
 void tml_preproc_apply(const tml_preproc *pre, int64_t n_values, int c, float *x);
 /* Validates preprocessing parameters (e.g. read from a model file) for data with
  * c channels: finite nonzero scale, n_ch 0, 1 or c, finite means, positive stds. */

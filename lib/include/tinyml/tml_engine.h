@@ -90,6 +90,8 @@ typedef struct tml_eval_opts {
     const struct tml_schedule *schedule; /* int8 models: run this memory schedule (tml_engine_opts) */
     int check_schedule; /* with a schedule: also run every batch layer by layer and count the
                            output values that differ (tml_eval_result.sched_diffs) */
+    uint8_t *correct;     /* if non-NULL: per sample, 1 when its top-1 is right (room for
+                             every sample evaluated); paired tests compare two models on it */
 } tml_eval_opts;
 
 typedef struct tml_eval_result {
@@ -124,6 +126,12 @@ tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, c
 
 /* Checks that a dataset's sample shape and labels fit a model; the error says why not. */
 tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *info);
+/* What every command does before a model meets a dataset: when both have
+ * class names, the dataset's labels are mapped onto the model's by name
+ * (tml_dataset_map_classes; a class the model does not know is an error),
+ * then tml_check_dataset_fits. tml_evaluate calls it; call it before
+ * tml_dataset_load for training and other in-memory uses. */
+tml_status tml_dataset_match(tml_dataset *ds, const tml_model *m);
 
 /* Streams the dataset from its current position, applies the model's
  * preprocessing, runs the engine, accumulates metrics (lib/passes/evaluate_data.c,

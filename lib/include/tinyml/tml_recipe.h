@@ -40,8 +40,15 @@ typedef struct tml_finetune {
     const tml_samples *data;  /* raw training samples (required when epochs > 0) */
     const tml_model *teacher; /* distill from it when non-NULL */
     tml_train_progress_fn progress;
+    /* After every fine-tuning epoch of every recipe phase: the model being
+       fine-tuned holds that epoch's weights (masks and shared weights
+       applied), so this is where a caller writes its checkpoint. A non-OK
+       return stops the recipe with that status. */
     tml_train_epoch_fn on_epoch;
     void *user;               /* for progress / on_epoch */
+    /* Checked between steps: once *cancel is non-zero the recipe stops with
+       TML_ERR_INTERRUPTED (the model is then mid-epoch: use the last
+       checkpoint written by on_epoch). */
     volatile int *cancel;
 } tml_finetune;
 /* epochs 0, lr 1e-3, batch 64, seed 1, val_samples -1, no data / teacher / callbacks */

@@ -51,6 +51,15 @@ int tml_table_rows(const tml_table *t);
  * {"title", "columns", "rows": [{column: value}], "notes"}). Caller frees. */
 char *tml_tables_render(tml_table *const *tables, int n, tml_fmt f);
 
+/* ---- statistics of accuracy claims (lib/report/stats.c) ---- */
+/* 95% Wilson score interval of an accuracy of k correct out of n, as
+ * fractions in [0, 1] ([0, 1] when n is 0). */
+void tml_wilson_interval(int64_t k, int64_t n, double *lo, double *hi);
+/* Two-sided exact McNemar test of two models evaluated on the same samples:
+ * b = samples only the first got right, c = only the second. The p-value of
+ * "the two are equally accurate"; a drop with p >= 0.05 is inside the noise. */
+double tml_mcnemar_p(int64_t b, int64_t c);
+
 /* Human-readable byte count: B, KiB, MiB (base 1024). */
 void tml_format_bytes(char *buf, size_t cap, double bytes);
 

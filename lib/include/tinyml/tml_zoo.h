@@ -17,6 +17,8 @@ extern "C" {
 
 typedef struct tml_zoo_opts {
     int h, w, c;    /* input shape; 0 = 28x28x1 */
+    int features;   /* > 0: the input is a vector of this many values (tabular
+                       data; preprocessing scale 1, not 1/255) instead of h, w, c */
     int classes;    /* 0 = 10 */
     float width;    /* mobilenet-tiny width multiplier; 0 = 0.5 */
     uint64_t seed;
