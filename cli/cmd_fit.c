@@ -51,6 +51,8 @@ static const char help[] =
     "  -d, --data SPEC        training data (split train; test split for the report)\n"
     "  --epochs N             fine-tuning epochs per candidate (filters + AGP; default 4)\n"
     "  --cluster-epochs N     centroid fine-tuning epochs (default 1)\n"
+    "  --qat-epochs N         quantization-aware training epochs as the last step of\n"
+    "                         each candidate, instead of post-training INT8 (default 0)\n"
     "  --candidates N         candidates fine-tuned (default 6)\n"
     "  --jobs N               candidates fine-tuned at once (default 2)\n"
     "  --time-budget MIN      start no optional candidate expected to end later\n"
@@ -189,6 +191,7 @@ int cmd_fit(int argc, char **argv)
             cli_double(&c, "max-drop", 0, 0, 100, &max_drop) || cli_double(&c, "time-budget", 0, 1e-3, 1e6, &tbudget))
             continue;
         if (cli_int(&c, "epochs", 0, 0, 1000, &o.epochs) || cli_int(&c, "cluster-epochs", 0, 0, 1000, &o.cluster_epochs) ||
+            cli_int(&c, "qat-epochs", 0, 0, 1000, &o.qat_epochs) ||
             cli_int(&c, "candidates", 0, 1, 64, &o.max_candidates) || cli_int(&c, "jobs", 0, 1, 64, &o.jobs) ||
             cli_i64(&c, "train-limit", 0, 10, INT64_MAX, &train_limit) ||
             cli_i64(&c, "quick-samples", 0, 10, 1000000, &o.quick_samples))
@@ -259,8 +262,8 @@ int cmd_fit(int argc, char **argv)
         uint64_t h = fnv(0xcbf29ce484222325ull, buf, len);
         free(buf);
         char k[512];
-        snprintf(k, sizeof k, "%s|%lld|%d|%d|%d|%llu|%lld", data, (long long)train->n, o.epochs, o.cluster_epochs,
-                 o.distill, (unsigned long long)o.seed, (long long)o.val_samples);
+        snprintf(k, sizeof k, "%s|%lld|%d|%d|%d|%llu|%lld|q%d", data, (long long)train->n, o.epochs, o.cluster_epochs,
+                 o.distill, (unsigned long long)o.seed, (long long)o.val_samples, o.qat_epochs);
         f.key = fnv(h, k, strlen(k));
     }
     o.exp.prefix = NULL;
@@ -392,9 +395,9 @@ int cmd_fit(int argc, char **argv)
                    (unsigned long long)o.seed, data, (long long)test->n);
     int tuned = 0;
     for (int i = 0; i < r.n_cands; i++) tuned += r.cands[i].tuned;
-    tml_table_note(ct, "search: %d greedy steps, %lld plans measured, %d candidates fine-tuned (%d epochs + %d), "
+    tml_table_note(ct, "search: %d greedy steps, %lld plans measured, %d candidates fine-tuned (%d epochs + %d + QAT %d), "
                        "%.0f s in all%s",
-                   r.n_steps, (long long)r.quick_evals, tuned, o.epochs, o.cluster_epochs, cli_now() - f.t0,
+                   r.n_steps, (long long)r.quick_evals, tuned, o.epochs, o.cluster_epochs, o.qat_epochs, cli_now() - f.t0,
                    r.budget_stopped ? "; some skipped for the time budget" : "");
 
     tml_table *pt = NULL;
@@ -462,6 +465,8 @@ int cmd_fit(int argc, char **argv)
         cJSON_AddItemToObject(h, "plan", cJSON_Parse(pj ? pj : "{}"));
         free(pj);
         cJSON_AddNumberToObject(h, "epochs", o.epochs);
+        cJSON_AddNumberToObject(h, "cluster_epochs", o.cluster_epochs);
+        if (o.qat_epochs) cJSON_AddNumberToObject(h, "qat_epochs", o.qat_epochs);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
         cJSON_AddNumberToObject(h, "flash", (double)(verified ? dr.text_bytes + dr.rodata_bytes + dr.data_bytes : cd->final.flash));
         cJSON_AddNumberToObject(h, "ram", (double)cd->final.ram);

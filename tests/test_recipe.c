@@ -3,7 +3,8 @@
  * in-memory samples (a view reads what tml_samples_gather gives; a subset
  * copies), evaluation through a dataset view equal to evaluation of the same
  * samples, pruning schedules reaching their exact targets with the masks
- * kept, a whole compression plan (filters, sparsity, sharing, INT8), and the
+ * kept, a whole compression plan (filters, sparsity, sharing, INT8; packed
+ * int4 with and without QAT as the last step), and the
  * budget miss of the fit search on a hand-worked example.
  */
 #include <math.h>
@@ -184,6 +185,45 @@ static void test_plan_apply(void **state)
     tml_samples_free(s);
 }
 
+/* Packed int4 weights with QAT as the last step: the pruned zeros stay zero,
+ * the weights stay in the 4-bit range, and the model is int8 (the same plan
+ * without QAT, rounded adaptively, too). */
+static void test_plan_qbits_qat(void **state)
+{
+    (void)state;
+    tml_samples *s = load(200);
+    tml_dataset *cal = NULL;
+    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
+    for (int qat = 0; qat <= 1; qat++) {
+        tml_zoo_opts zo = {.seed = 2};
+        tml_model *m = NULL;
+        assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
+        tml_plan p;
+        assert_int_equal(tml_plan_init(&p, m), TML_OK);
+        tml_plan_find(&p, "fc1")->sparsity = 0.8;
+        tml_plan_find(&p, "fc1")->qbits = 4;
+        p.prune_epochs = 1;
+        p.agp_steps = 5;
+        p.qat_epochs = qat;
+        tml_finetune ft;
+        tml_finetune_default(&ft);
+        ft.data = s;
+        ft.val_samples = 0;
+        assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+        assert_true(tml_model_is_quantized(m));
+        const tml_tensor *w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
+        assert_int_equal(w->qbits, 4);
+        int64_t n = tml_tensor_numel(w), nz = tml_tensor_nonzeros(w);
+        assert_true(n - nz >= (int64_t)llround(0.8 * (double)n));
+        const int8_t *q = w->data;
+        for (int64_t i = 0; i < n; i++) assert_true(q[i] >= -7 && q[i] <= 7);
+        tml_plan_free(&p);
+        tml_model_free(m);
+    }
+    tml_dataset_free(cal);
+    tml_samples_free(s);
+}
+
 static void test_fit_miss(void **state)
 {
     (void)state;
@@ -212,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_eval_view_equals_samples),
         cmocka_unit_test(test_prune_schedules),
         cmocka_unit_test(test_plan_apply),
+        cmocka_unit_test(test_plan_qbits_qat),
         cmocka_unit_test(test_fit_miss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -201,7 +201,8 @@ static tml_status build(const fit_ctx *x, const tml_plan *p, const tml_finetune 
 static tml_status quick_model(const fit_ctx *x, const tml_plan *p, tml_model **m)
 {
     tml_plan q = *p;
-    q.prune_epochs = q.cluster_epochs = 0;
+    q.prune_epochs = q.cluster_epochs = q.qat_epochs = 0;
+    q.nearest = 1; /* GPTQ per plan would slow the descent several times over */
     q.calib_samples = 256;
     q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
     tml_finetune ft;
@@ -402,10 +403,6 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
             break;
         }
         unsigned kinds = widened ? (1u << N_MOVES) - 1 : v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
-        /* packed int4 / int2 weights under a memory schedule: the exported C is not bit-exact
-         * with the engine today (measured 2026-12-05: 20 of 20 output bytes differ on a small
-         * CNN; layer by layer it is exact), so the search leaves them out there */
-        if (o->exp.schedule) kinds &= ~KIND_QBITS;
         tml_status first = TML_OK;
         for (int j = 0; j < nm; j++) {
             ok[j] = 0;
@@ -545,6 +542,7 @@ static tml_status tune(fit_ctx *x, tml_fit_cand *c)
         tml_plan p = c->plan;
         p.prune_epochs = o->epochs;
         p.cluster_epochs = o->cluster_epochs;
+        p.qat_epochs = o->qat_epochs;
         st = build(x, &p, &ft, &q);
         if (st) return st;
     }
@@ -748,8 +746,8 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
                 }
             }
             if (skip) continue;
-            progress(&x, "fine-tune", done, nt, "candidate %d (%s): fine-tuning %d + %d epochs", i, r->cands[i].origin,
-                     o->epochs, o->cluster_epochs);
+            progress(&x, "fine-tune", done, nt, "candidate %d (%s): fine-tuning %d + %d + QAT %d epochs", i,
+                     r->cands[i].origin, o->epochs, o->cluster_epochs, o->qat_epochs);
             tml_status js = tune(&x, &r->cands[i]);
 #ifdef _OPENMP
 #pragma omp critical(tml_fit_err)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tinyml/tml_qat.h"
 #include "tinyml/tml_quant.h"
 #include "tinyml/tml_recipe.h"
 
@@ -210,6 +211,37 @@ tml_plan_layer *tml_plan_find(tml_plan *p, const char *name)
     return NULL;
 }
 
+/* Quantization-aware training as a plan's last step: m (float) is replaced
+ * in place by the int8 model tml_qat trains from it. */
+static tml_status qat_step(tml_model *m, const tml_plan *p, const tml_finetune *f, tml_dataset *calib,
+                           const tml_quant_opts *qo, const tml_calib_opts *co)
+{
+    if (!f->data) return tml_error(TML_ERR_INVALID, "quantization-aware training needs training data");
+    tml_qat_opts o;
+    tml_qat_opts_default(&o);
+    o.quant = *qo;
+    o.quant.weight_rounding = TML_ROUND_ADAPTIVE; /* QAT starts from the best PTQ model */
+    o.calib = *co;
+    o.train.epochs = p->qat_epochs;
+    o.train.batch = f->batch;
+    o.train.seed = f->seed;
+    if (f->val_samples >= 0) o.train.val_samples = f->val_samples;
+    o.train.teacher = f->teacher;
+    o.train.cancel = f->cancel;
+    o.train.progress = f->progress;
+    o.train.on_epoch = f->on_epoch;
+    o.train.user = f->user;
+    tml_model *q = NULL;
+    tml_qat_report rep;
+    tml_status st = tml_qat(m, f->data, calib, &o, &q, NULL, &rep);
+    if (st) return st;
+    tml_model tmp = *m; /* move q into m */
+    *m = *q;
+    *q = tmp;
+    tml_model_free(q);
+    return TML_OK;
+}
+
 tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *ft, tml_dataset *calib)
 {
     if (tml_model_is_quantized(m)) return tml_error(TML_ERR_UNSUPPORTED, "a plan applies to a float model");
@@ -279,35 +311,40 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
         st = tml_finetune_run(m, &f, NULL, 0, NULL);
         if (st) goto out;
     }
-    /* 4. INT8 */
+    /* 4. INT8: the packed low-bit layers' widths; adaptive rounding (GPTQ)
+     * when there are any (round-to-nearest loses most at 4 and 2 bits) */
     {
-        tml_fold_report fr;
-        st = tml_fold(m, &fr);
-        if (st) goto out;
-        tml_calib cal = {0};
-        tml_calib_opts co = {.samples = p->calib_samples > 0 ? p->calib_samples : 512, .seed = f.seed,
-                             .cancel = f.cancel};
-        st = tml_calibrate(m, calib, &co, &cal);
-        if (st) goto out;
-        tml_quant_opts qo;
-        tml_quant_opts_default(&qo);
         tml_layer_bits *lb = calloc((size_t)(n ? n : 1), sizeof *lb);
-        int nlb = 0;
         if (!lb) {
-            tml_calib_free(&cal);
             st = tml_error(TML_ERR_NOMEM, "out of memory");
             goto out;
         }
+        int nlb = 0;
         for (int i = 0; i < n; i++)
             if (p->layers[i].qbits > 0 && p->layers[i].qbits < 8) {
                 lb[nlb].layer = p->layers[i].name;
                 lb[nlb++].bits = p->layers[i].qbits;
             }
+        tml_quant_opts qo;
+        tml_quant_opts_default(&qo);
         qo.layer_bits = lb;
         qo.n_layer_bits = nlb;
-        st = tml_quantize(m, &cal, &qo);
+        const int adaptive = nlb > 0 && !p->nearest;
+        if (adaptive) qo.weight_rounding = TML_ROUND_ADAPTIVE;
+        tml_calib_opts co = {.samples = p->calib_samples > 0 ? p->calib_samples : 512, .seed = f.seed, .cancel = f.cancel};
+        if (p->qat_epochs > 0) {
+            st = qat_step(m, p, &f, calib, &qo, &co);
+        } else {
+            tml_fold_report fr;
+            st = tml_fold(m, &fr);
+            tml_calib cal = {0};
+            co.hessians = adaptive;
+            co.sequential = adaptive ? &qo : NULL;
+            if (!st) st = tml_calibrate(m, calib, &co, &cal);
+            if (!st) st = tml_quantize(m, &cal, &qo);
+            tml_calib_free(&cal);
+        }
         free(lb);
-        tml_calib_free(&cal);
     }
 out:
     free(tg);

@@ -60,6 +60,14 @@ expect_exit 0 "export the resumed answer" -- "$T" export c.tmf --c -o cc -q
 CHECKS=$((CHECKS + 1))
 cmp -s ca/model.c cc/model.c || fail "the resumed run gives a different answer"
 
+# quantization-aware training as the candidates' last step: still within budget,
+# still bit-exact on the emulator, and the answer's history says so
+# shellcheck disable=SC2086
+expect_exit 0 "fit with --qat-epochs 1" -- "$T" $FIT --candidates 1 --qat-epochs 1 --state s3 -o q.tmf
+if [ -z "$VERIFY" ]; then expect_grep "$W/err" "verified bit-exact on the emulator" "the QAT answer is verified"; fi
+expect_exit 0 "the QAT answer's history" -- "$T" info q.tmf --history
+expect_grep "$W/out" "qat_epochs" "the history records the QAT epochs"
+
 # nothing fits: exit 1, the closest candidate and its miss, no model written
 expect_exit 1 "an impossible budget" -- "$T" fit base.tmf --data fashion-mnist --train-limit 3000 --flash 1K --ram 256 \
   --epochs 1 --candidates 2 --no-verify -o none.tmf

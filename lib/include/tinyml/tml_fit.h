@@ -63,6 +63,8 @@ typedef struct tml_fit_opts {
     int jobs;               /* candidates fine-tuned at once (default 2) */
     int epochs;             /* fine-tuning epochs of filter removal + AGP (default 4) */
     int cluster_epochs;     /* centroid fine-tuning epochs (default 1) */
+    int qat_epochs;         /* > 0: each candidate ends with that many epochs of quantization-aware
+                               training instead of post-training INT8 (tml_plan.qat_epochs) */
     int max_candidates;     /* fine-tuned candidates (default 6) */
     double time_budget_s;   /* > 0: start no fine-tuning expected to end after this */
     int64_t val_samples;    /* validation samples held out of the training data (default 5000) */

@@ -102,6 +102,11 @@ typedef struct tml_plan {
                                 (--optimize size) instead of the balanced choice; the plan
                                 does not change the model for it, the export options do */
     int64_t calib_samples;   /* calibration samples for INT8 (default 512) */
+    int nearest;             /* packed low-bit layers rounded to nearest, not adaptively (quicker:
+                                the budget search's untrained measure) */
+    int qat_epochs;          /* > 0: quantization-aware training (tml_qat: distilled from ft's
+                                teacher, masks and codebooks kept) replaces post-training
+                                quantization as the last step */
 } tml_plan;
 
 /* One entry per prunable layer of m, all zero (keep everything), default schedule. */
@@ -119,7 +124,9 @@ tml_plan_layer *tml_plan_find(tml_plan *p, const char *name);
  *    p->cluster_epochs of centroid fine-tuning at p->cluster_lr;
  * 4. calibration on `calib` (p->calib_samples seeded samples) and INT8
  *    quantization with the default options, each layer with qbits at that
- *    weight width (packed int4 / int2 weights).
+ *    weight width (packed int4 / int2 weights, rounded adaptively: GPTQ,
+ *    pruned zeros kept; to nearest with p->nearest); or, with p->qat_epochs, quantization-aware training
+ *    for that many epochs at lr 1e-4 (tml_qat) from the same start.
  * ft gives the data, seed, teacher and callbacks (its epochs and lr are
  * replaced by the plan's). Deterministic for a given seed. */
 tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *ft, tml_dataset *calib);
