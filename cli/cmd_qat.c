@@ -53,6 +53,8 @@ static const char help_qat[] =
     "  --teacher MODEL        distill from MODEL (e.g. the unpruned float model)\n"
     "  --self-distill         distill from the float model itself\n"
     "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9)\n"
+    "  --keep-best            write the epoch with the best fake-quantized validation\n"
+    "                         accuracy (its weights and ranges), not the last\n"
     "Report:\n"
     "  --eval SPEC            evaluate on SPEC (default: --data, whose default\n"
     "                         evaluation split is test); --eval none skips it\n"
@@ -64,7 +66,8 @@ static const char help_qat[] =
     "\n"
     "Examples:\n"
     "  tinyml qat lenet5.tmf --data fashion-mnist --weight-bits 4 --epochs 2 -o lenet5-w4.tmf\n"
-    "  tinyml qat clustered.tmf --data fashion-mnist --teacher base.tmf -o small.tmf\n";
+    "  tinyml qat clustered.tmf --data fashion-mnist --teacher base.tmf -o small.tmf\n"
+    "  tinyml qat lenet5.tmf --data fashion-mnist --keep-best -o lenet5-qat.tmf\n";
 
 /* The per-epoch log of the fine-tuning. */
 static tml_status on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
@@ -146,6 +149,10 @@ int cmd_qat(int argc, char **argv)
             o.self_distill = 1;
             continue;
         }
+        if (cli_flag(&c, "keep-best", 0)) {
+            o.keep_best = 1;
+            continue;
+        }
         if (cli_positional(&c, pos, 1)) continue;
         cli_unknown(&c);
     }
@@ -156,6 +163,7 @@ int cmd_qat(int argc, char **argv)
     if (strcmp(init, "adaptive") == 0) o.quant.weight_rounding = TML_ROUND_ADAPTIVE;
     else if (strcmp(init, "nearest") == 0) o.quant.weight_rounding = TML_ROUND_NEAREST;
     else cli_usage_error(&c, "--init must be adaptive or nearest (got '%s')", init);
+    if (o.keep_best && val == 0) cli_usage_error(&c, "--keep-best needs a validation split (--val N with N > 0)");
     if (teacher && o.self_distill) cli_usage_error(&c, "--teacher and --self-distill: choose one teacher");
     if (strcmp(ranges, "ema") == 0) o.fq.ranges = TML_FQ_RANGES_EMA;
     else if (strcmp(ranges, "fixed") == 0) o.fq.ranges = TML_FQ_RANGES_FIXED;
@@ -205,6 +213,11 @@ int cmd_qat(int argc, char **argv)
     if (st) cli_fail_status(&c, st);
     cli_log(&c, "qat: folded %d batch norms, fused %d activations; %lld calibration samples; %d epochs; %.1fs",
             rep.fold.bn_folded, rep.fold.act_fused, (long long)rep.calib_samples, o.train.epochs, cli_now() - t0);
+    if (o.keep_best) {
+        if (rep.best_epoch) cli_log(&c, "qat: kept epoch %d of %d (best fake-quantized validation accuracy %.2f%%)",
+                                    rep.kept_epoch, o.train.epochs, 100 * rep.val_acc);
+        else cli_warn(&c, "--keep-best: no validation accuracy was measured; the last epoch is written");
+    }
 
     cJSON *h = cJSON_CreateObject();
     cJSON_AddStringToObject(h, "data", info->name);
@@ -225,6 +238,7 @@ int cmd_qat(int argc, char **argv)
     else if (o.self_distill) cJSON_AddStringToObject(h, "teacher", "self");
     cJSON_AddNumberToObject(h, "seed", (double)c.seed);
     if (!isnan(rep.val_acc)) cJSON_AddNumberToObject(h, "val_top1_fake_quant", rep.val_acc);
+    if (o.keep_best) cJSON_AddNumberToObject(h, "kept_epoch", rep.kept_epoch);
     cJSON_AddNumberToObject(h, "seconds", rep.seconds);
 
     tml_table *t = NULL;
@@ -247,13 +261,14 @@ int cmd_qat(int argc, char **argv)
             tml_table_num(t, 2, b0 / b, "%.2fx");
             cli_acc_cells(t, 3, &acc[i], &acc[0]);
         }
-        char dn[600];
+        char dn[600], kept[64] = "";
+        if (o.keep_best && rep.best_epoch) snprintf(kept, sizeof kept, " (kept epoch %d, best on validation)", rep.kept_epoch);
         cli_eval_data_note(&c, &ed, strcmp(eval, data) == 0, dn, sizeof dn);
         tml_table_note(t, "accuracy on %s%s; W%dA8 %s weights; calibration %lld samples (%s), seed %llu; "
-                       "QAT: %d epochs, lr %g, %s ranges",
+                       "QAT: %d epochs%s, lr %g, %s ranges",
                        dn, eval_limit ? " (limited)" : "", o.quant.weight_bits,
                        o.quant.per_tensor ? "per-tensor" : "per-channel", (long long)rep.calib_samples, method,
-                       (unsigned long long)c.seed, o.train.epochs, o.train.lr, ranges);
+                       (unsigned long long)c.seed, o.train.epochs, kept, o.train.lr, ranges);
         const cli_acc *others[3] = {&acc[1], &acc[2], &acc[3]};
         cli_acc_note(&c, t, &acc[0], others, 3);
         cli_history_eval(h, eval, acc[0].top1, acc[3].top1);

@@ -758,6 +758,9 @@ static const conv_case CONV_CASES[] = {
     {3, 13, 13, 64, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* several im2col chunks */
     {1, 7, 3, 1, 1, 7, 3, 1, 1, 1, 1, 3, 1, 3, 1, 1},       /* kernel larger than padded... */
     {1, 3, 7, 2, 4, 3, 3, 1, 1, 1, 1, 5, 5, 5, 5, 1},       /* rows entirely in padding */
+    /* VNNI on one thread: images with borders through a padded copy */
+    {1, 28, 28, 1, 64, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1},    /* DS-CNN conv1: bottom and right padding */
+    {2, 9, 11, 5, 7, 3, 3, 2, 2, 1, 1, 1, 1, 0, 0, 1},      /* windows end before the last row and column */
 };
 
 typedef struct qset {
@@ -862,6 +865,14 @@ static void test_dwconv_fast_vs_ref(void **state)
          * (AVX2 kernel; a ring of 141 rows: the per-row tap-group kernel) */
         {1, 4, 100, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 11, 9, 48, 1, 3, 3, 1, 1, 3, 2, 3, 2, 3, 2},
         {1, 46, 5, 36, 1, 45, 5, 1, 1, 1, 1, 22, 2, 22, 2}, {1, 150, 4, 40, 1, 3, 3, 1, 1, 70, 1, 70, 1, 70, 1},
+        /* paired entries (3 wide, stride and dilation 1 along x, at most 3 rows): an odd width and a
+         * 1-channel second block, one input row (one kernel row present) with strips of 42, 42 and 3
+         * columns, 2 kernel rows with pad_l 2 and pad_r 0, stride 2 down only with uneven pads */
+        {1, 5, 13, 65, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 87, 40, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
+        {2, 6, 7, 48, 1, 2, 3, 1, 1, 1, 1, 0, 2, 1, 0},   {1, 7, 9, 33, 1, 3, 3, 2, 1, 1, 1, 1, 0, 1, 2},
+        /* bands of output rows: dilation 2 down, and 20 rows x 50 columns (strips of 42 and 8, bands of 3
+         * rows at 42) */
+        {1, 9, 11, 40, 1, 3, 3, 1, 1, 2, 1, 2, 1, 2, 1}, {1, 20, 50, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},
     };
     for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
         const int *c = cases[ci];
@@ -1310,7 +1321,9 @@ static void test_clamp_gap_fast_vs_ref(void **state)
     tml_clamp_s8_ref(1001, -3, 50, x, yr);
     assert_true(tu_equal_i8("tml_clamp_s8 vs ref", yf, yr, 1001));
     /* n hw c */
-    const int gcases[][3] = {{1, 1, 1}, {3, 196, 64}, {2, 49, 65}, {1, 7, 130}, {5, 16, 3}, {1, 2, 17}, {2, 1024, 33}};
+    /* (AVX-512: int16 runs of 256 pixels; 300 = a full run and a partial one) */
+    const int gcases[][3] = {{1, 1, 1}, {3, 196, 64}, {2, 49, 65}, {1, 7, 130}, {5, 16, 3}, {1, 2, 17}, {2, 1024, 33},
+                             {1, 300, 64}};
     for (size_t ci = 0; ci < sizeof(gcases) / sizeof(gcases[0]); ci++) {
         const int n = gcases[ci][0], hw = gcases[ci][1], c = gcases[ci][2];
         for (int fill = 0; fill < 3; fill++) {

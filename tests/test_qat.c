@@ -12,6 +12,9 @@
  *     output apart, and identical in >= 99% of the values), on held-out samples (conv, batch norm, residual add, depthwise,
  *     ReLU6, pools: lenet5, resnet8, mobilenet-tiny);
  *   - QAT keeps pruning masks at zero and codebooks shared;
+ *   - QAT with keep_best writes the int8 model of the epoch with the best
+ *     fake-quantized validation accuracy (its logits are that epoch's
+ *     fake-quantized logits), not the last epoch's;
  *   - mixed precision: the knapsack's choice is the best assignment within
  *     the budget (brute force over all of them).
  */
@@ -472,6 +475,104 @@ static void test_qat_keeps_masks_and_codebooks(void **state)
     tml_samples_free(tr);
 }
 
+/* keep_best: per epoch, the fake-quantized validation accuracy and the
+ * fake-quantized logits on fixed test inputs, recorded by the caller's hook. */
+#define KB_EPOCHS 5
+#define KB_N 32
+typedef struct kb_rec {
+    const float *x;
+    double val[KB_EPOCHS];
+    float y[KB_EPOCHS][KB_N * 10];
+    int epochs;
+} kb_rec;
+
+static tml_status kb_on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
+{
+    kb_rec *r = user;
+    assert_true(e->epoch < KB_EPOCHS);
+    r->val[e->epoch] = e->val_acc;
+    r->epochs = e->epoch + 1;
+    return tml_trainer_infer(t, r->x, KB_N, r->y[e->epoch]);
+}
+
+/* max |a - b| / step over n values */
+static double max_steps(const float *a, const float *b, int n, float step)
+{
+    double d = 0.0;
+    for (int i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - (double)b[i]) / step);
+    return d;
+}
+
+static void test_qat_keep_best(void **state)
+{
+    (void)state;
+    tml_samples *tr = fmnist("train", 1400), *te = fmnist("test", KB_N);
+    tml_dataset *cds = fmnist_ds("train");
+    /* an untrained model and a large constant learning rate: the validation
+     * accuracy jumps around, so the best epoch is not the last one */
+    tml_model *m = zoo("lenet300", 4);
+    float *x = inputs(m, te, 0, KB_N);
+    for (int keep = 0; keep < 2; keep++) {
+        kb_rec rec = {.x = x};
+        tml_qat_opts o;
+        tml_qat_opts_default(&o);
+        o.calib.samples = 64;
+        o.train.epochs = KB_EPOCHS;
+        o.train.batch = 32;
+        o.train.val_samples = 400;
+        o.train.lr = 0.01;
+        o.train.sched = TML_SCHED_CONSTANT;
+        o.train.on_epoch = kb_on_epoch;
+        o.train.user = &rec;
+        o.keep_best = keep;
+        tml_model *q = NULL;
+        tml_qat_report rep;
+        ok(tml_qat(m, tr, cds, &o, &q, NULL, &rep), "qat");
+        assert_int_equal(rec.epochs, KB_EPOCHS);
+        int best = 0;
+        for (int i = 1; i < KB_EPOCHS; i++)
+            if (rec.val[i] > rec.val[best]) best = i;
+        fprintf(stderr, "  keep_best %d: validation", keep);
+        for (int i = 0; i < KB_EPOCHS; i++) fprintf(stderr, " %.4f", rec.val[i]);
+        fprintf(stderr, "; best epoch %d, kept %d\n", rep.best_epoch, rep.kept_epoch);
+        assert_int_equal(rep.best_epoch, best + 1);
+        assert_true(fabs(rep.val_acc - rec.val[best]) < 1e-12);
+        assert_true(best + 1 < KB_EPOCHS); /* the fixture exercises a best epoch before the last */
+        const int kept = keep ? best : KB_EPOCHS - 1;
+        assert_int_equal(rep.kept_epoch, kept + 1);
+        /* the int8 model computes the kept epoch's fake-quantized logits (within
+         * one output step, as test_fake_quant_forward_matches_engine shows) and
+         * not the other epoch's */
+        const float step = q->tensors[q->output].q.scale[0];
+        tml_engine *e = NULL;
+        ok(tml_engine_new(q, KB_N, NULL, &e), "engine");
+        float yq[KB_N * 10];
+        ok(tml_engine_run(e, x, KB_N, yq), "run");
+        const int other = keep ? KB_EPOCHS - 1 : best;
+        const double dk = max_steps(yq, rec.y[kept], KB_N * 10, step), dother = max_steps(yq, rec.y[other], KB_N * 10, step);
+        fprintf(stderr, "  int8 logits vs epoch %d: max %.3f steps; vs epoch %d: max %.3f steps\n", kept + 1, dk, other + 1,
+                dother);
+        assert_true(dk <= 1.0 + 1e-3);
+        assert_true(dother > 2.0);
+        tml_engine_free(e);
+        tml_model_free(q);
+    }
+    /* without a validation split there is no best epoch to keep */
+    tml_qat_opts o;
+    tml_qat_opts_default(&o);
+    o.calib.samples = 64;
+    o.train.val_samples = 0;
+    o.keep_best = 1;
+    tml_model *q = NULL;
+    assert_int_equal(tml_qat(m, tr, cds, &o, &q, NULL, NULL), TML_ERR_INVALID);
+    assert_null(q);
+    free(x);
+    tml_model_free(m);
+    tml_dataset_free(cds);
+    tml_samples_free(tr);
+    tml_samples_free(te);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_lowbit_engine_fast_equals_ref),
         cmocka_unit_test(test_fake_quant_forward_matches_engine),
         cmocka_unit_test(test_qat_keeps_masks_and_codebooks),
+        cmocka_unit_test(test_qat_keep_best),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

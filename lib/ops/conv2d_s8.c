@@ -17,6 +17,8 @@
  *     when the kw taps are one contiguous in-image run (no im2col at all for
  *     interior pixels), to a shared run of zero points when the row is in the
  *     padding, and to a copy (with zero points for the padded taps) otherwise.
+ *     On one thread, an image with borders of at most 16 KiB padded is first
+ *     copied with its padding into scratch, so every pointer goes into it.
  *   AVX2: im2col into int16 (x - in_zp).
  *   generic: im2col of int8; a 1x1, stride-1, unpadded conv reads x in place.
  * Chunks keep the buffers ~128 KiB per thread whatever the batch; OpenMP
@@ -90,7 +92,15 @@ typedef struct conv_plan {
     size_t row_bytes;   /* widest per-row buffer need over the instruction sets */
     size_t ptr_bytes;   /* VNNI: the row pointers at the start of a slot */
     size_t off_prep, prep_bytes, off_zp, off_slots, slot_bytes, total;
+    int ph, pw;         /* padded copy (VNNI, one thread): rows and columns the windows span */
+    size_t off_pad, pad_bytes; /* its buffer; 0 bytes: no copy */
 } conv_plan;
+
+/* Images with borders of at most this many bytes padded are copied into a
+ * buffer with their padding (in_zp) before the VNNI GEMM: every kernel row is
+ * then a pointer into the copy, where the border pixels took copies of their
+ * runs one by one (a 28x28 first layer spent a fifth of its time on them). */
+#define CONV_PAD_MAX_BYTES ((size_t)16 << 10)
 
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
 
@@ -124,6 +134,13 @@ static void conv_make_plan(const tml_window *p, conv_plan *pl)
     pl->off_zp = pl->off_prep + (size_t)pl->groups * pl->prep_bytes;
     pl->off_slots = pl->off_zp + align64((size_t)pl->seg4);
     pl->total = 64 + pl->off_slots + (size_t)pl->slots * pl->slot_bytes;
+    pl->ph = (p->oh - 1) * p->sh + (p->kh - 1) * p->dh + 1;
+    pl->pw = (p->ow - 1) * p->sw + (p->kw - 1) * p->dw + 1;
+    const int border = p->pad_t > 0 || p->pad_l > 0 || pl->ph - p->pad_t > p->h || pl->pw - p->pad_l > p->w;
+    const size_t pb = (size_t)pl->ph * pl->pw * p->c;
+    pl->off_pad = pl->total - 64;
+    pl->pad_bytes = border && p->oh > 0 && p->ow > 0 && pb <= CONV_PAD_MAX_BYTES ? align64(pb + (size_t)pl->seg4) : 0;
+    pl->total += pl->pad_bytes;
 }
 
 size_t tml_conv2d_s8_scratch_size(const tml_window *p)
@@ -171,7 +188,15 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
     if (KH == 1 && KW == 1 && SH == 1 && SW == 1 && PT == 0 && PL == 0 && OH == H && OW == W) {
         /* a pointwise layer: output row r reads input pixel r */
         const int8_t *xg = x + (ptrdiff_t)g * cg;
-        for (; r0 < r1 && r0 * C + (ptrdiff_t)g * cg <= lim; r0++) *arow++ = xg + r0 * C;
+        /* the rows r whose pointer has seg4 readable bytes: r * C + g * cg <= lim;
+         * the bound first, then a loop without tests (it vectorizes) */
+        const ptrdiff_t avail = lim - (ptrdiff_t)g * cg;
+        int64_t re = avail < 0 ? r0 : avail / C + 1;
+        if (re > r1) re = r1;
+        if (re < r0) re = r0;
+        for (int64_t r = r0; r < re; r++) arow[r - r0] = xg + r * C;
+        arow += re - r0;
+        r0 = re;
         if (r0 == r1) return;
     }
     int ox = (int)(r0 % OW), oy = (int)((r0 / OW) % OH);
@@ -193,8 +218,15 @@ static void build_rows_vnni(const tml_window *p, const conv_plan *pl, const int8
             const ptrdiff_t nlim = (lim - base - (KH - 1) * kstep) / xstep + 1; /* and whose reads stay in x */
             if (n > nlim) n = (int)nlim;
             const int8_t *q0 = x + base;
-            for (int i = 0; i < n; i++, q0 += xstep, pr += KH)
-                for (int ky = 0; ky < KH; ky++) pr[ky] = q0 + ky * kstep;
+            if (KH == 3) /* (3x3 layers: the loop unrolled) */
+                for (int i = 0; i < n; i++, q0 += xstep, pr += 3) {
+                    pr[0] = q0;
+                    pr[1] = q0 + kstep;
+                    pr[2] = q0 + 2 * kstep;
+                }
+            else
+                for (int i = 0; i < n; i++, q0 += xstep, pr += KH)
+                    for (int ky = 0; ky < KH; ky++) pr[ky] = q0 + ky * kstep;
             r += n - 1;
             ox += n - 1;
         } else {
@@ -420,6 +452,33 @@ static void conv_run(const tml_window *p, const conv_plan *pl, const tml_qparams
 #else
     (void)par_min_macs;
 #endif
+    if (nth <= 1 && cx.isa == TML_S8_ISA_VNNI && pl->pad_bytes) {
+        /* image by image through its padded copy: a window without padding,
+         * the same output geometry */
+        tml_window pp = *p;
+        pp.n = 1, pp.h = pl->ph, pp.w = pl->pw, pp.pad_t = 0, pp.pad_l = 0;
+        conv_plan plp = *pl;
+        plp.m = (int64_t)p->oh * p->ow;
+        int8_t *xp = (int8_t *)base + pl->off_pad;
+        const size_t rowb = (size_t)pl->pw * p->c, xrow = (size_t)p->w * p->c;
+        const int ncol = p->w < pl->pw - p->pad_l ? p->w : pl->pw - p->pad_l; /* image columns the copy takes */
+        /* the padding once (the same for every image), then each image's rows */
+        memset(xp, (int)(int8_t)q->in_zp, (size_t)pl->ph * rowb);
+        memset(xp + (size_t)pl->ph * rowb, 0, (size_t)pl->seg4); /* read past the last run, by zero weights */
+        const int py0 = p->pad_t, py1 = p->h + p->pad_t < pl->ph ? p->h + p->pad_t : pl->ph;
+        for (int b = 0; b < p->n; b++) {
+            const int8_t *xb = x + (size_t)b * p->h * xrow;
+            if (ncol > 0)
+                for (int py = py0; py < py1; py++)
+                    memcpy(xp + (size_t)py * rowb + (size_t)p->pad_l * p->c, xb + (size_t)(py - p->pad_t) * xrow,
+                           (size_t)ncol * p->c);
+            conv_ctx cb = cx;
+            cb.p = &pp, cb.pl = &plp, cb.x = xp, cb.y = y + (size_t)b * plp.m * p->o;
+            for (int64_t r0 = 0; r0 < plp.m; r0 += plp.chunk_rows)
+                conv_chunk(&cb, r0, r0 + plp.chunk_rows < plp.m ? r0 + plp.chunk_rows : plp.m, 0);
+        }
+        return;
+    }
     if (nth <= 1) {
         for (int64_t r0 = 0; r0 < pl->m; r0 += pl->chunk_rows)
             conv_chunk(&cx, r0, r0 + pl->chunk_rows < pl->m ? r0 + pl->chunk_rows : pl->m, 0);

@@ -18,6 +18,8 @@
  * CPUs use the portable loop, which keeps a block of accumulators per pixel.
  * OpenMP splits images, channel blocks and chunks of output rows.
  */
+#include <string.h>
+
 #include "ops_s8_internal.h"
 #include "ops_s8_simd.h"
 
@@ -400,6 +402,13 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_consts4(const int32_t *v, int nc, __m512i 
  * packs the four accumulators (tml_s8_pack4_512), whose lane order is then
  * channel order. Per block: weights, corrections and constants in the lane
  * order of dw_consts4, kept for the block's whole image.
+ *
+ * 3-wide kernels of stride and dilation 1 along x with at most 3 rows (3x3
+ * depthwise layers) take paired entries (dw_build_row64p: one entry serves
+ * two output columns) and bands of output rows: the band's input rows are
+ * built into the buffer, rows in the padding read a row of in_zp entries,
+ * and two passes (accumulators 0-1, then 2-3: dw_band_pass64p) run over the
+ * whole band with their weights and constants in registers.
  */
 static int dw_vnni64_ok(const tml_window *p)
 {
@@ -438,6 +447,38 @@ static TML_S8_TGT_VNNI void dw_build_row64(const tml_window *p, const int8_t *x,
     }
 }
 
+/*
+ * Paired entries (kw = 3, stride and dilation 1 along x): entry i of a row
+ * holds the four inputs ix = ox0 + 2i - pad_l + u, u = 0..3, interleaved as
+ * in dw_build_row64. Output column ox0 + 2i reads taps 0-2 of it (weights w0,
+ * w1, w2, 0: the entry weights), column ox0 + 2i + 1 taps 1-3 (weights 0, w0,
+ * w1, w2: the entry weights shifted up a byte in each dword), so a row needs
+ * half the entries: half the shuffles and stores of building them. Inputs
+ * outside the image read in_zp, as in dw_build_row64.
+ */
+static TML_S8_TGT_VNNI void dw_build_row64p(const tml_window *p, const int8_t *x, int b, int iy, int ox0, int n,
+                                            int c0, __mmask64 cm, int32_t in_zp, uint8_t *e)
+{
+    const int W = p->w, C = p->c;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zpv = _mm512_set1_epi8((char)in_zp);
+    const int8_t *xr = x + ((ptrdiff_t)b * p->h + iy) * W * C + c0;
+    for (int i = 0; 2 * i < n; i++, e += 256) {
+        const int ix0 = ox0 + 2 * i - p->pad_l;
+        __m512i t[4], o[4];
+        if (ix0 >= 0 && ix0 + 3 < W) {
+            const int8_t *xp = xr + (ptrdiff_t)ix0 * C;
+            for (int u = 0; u < 4; u++) t[u] = _mm512_maskz_loadu_epi8(cm, xp + (ptrdiff_t)u * C);
+        } else {
+            for (int u = 0; u < 4; u++) {
+                const int ix = ix0 + u;
+                t[u] = ix < 0 || ix >= W ? zpv : _mm512_maskz_loadu_epi8(cm, xr + (ptrdiff_t)ix * C);
+            }
+        }
+        dw_interleave4(t[0], t[1], t[2], t[3], o);
+        for (int u = 0; u < 4; u++) _mm512_store_si512((void *)(e + 64 * u), _mm512_xor_si512(o[u], flip));
+    }
+}
+
 /* k: [qq] mult, mult_o, sh_e, sh_o, add_e, add_o, lsh, rsh at k[8 * qq + ...] */
 TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int G, int nr, const uint8_t *const *rows,
                                                      const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
@@ -468,6 +509,211 @@ TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pixels64(const int MODE, int n, int 
     }
 }
 
+/*
+ * dw_strip_pixels64 for one group of taps per kernel row (kw <= 4) and NR
+ * (2 or 3) kernel rows, in two passes over the strip: accumulators 0-1, then
+ * 2-3. Each pass keeps its 2 * NR weight vectors and its two sets of
+ * requantization constants in registers (a pixel's four sets do not fit:
+ * they were reloaded for every pixel, and L1 loads bounded the kernel). The
+ * first pass packs its two requantized vectors to int16 (the first half of
+ * tml_s8_pack4_512 / tml_s8_pack4z_512) into t[i]; the second completes the
+ * packs with them and stores the int8 outputs, the same bytes as the
+ * one-pass form.
+ */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_pass64(const int MODE, const int NR, const int SECOND, int n,
+                                                   const uint8_t *const *rows, const __m512i *const *wr,
+                                                   const __m512i *acc0, __m512i *t, int8_t *yp, ptrdiff_t ys,
+                                                   __mmask64 cm, const __m512i *k, int any_lsh, __m512i zp16,
+                                                   __m512i lo8, __m512i hi8, int clamp_hi, int tfl)
+{
+    const int qa = SECOND ? 2 : 0;
+    __m512i w0[3], w1[3];
+    const uint8_t *rp[3];
+    for (int r = 0; r < NR; r++) {
+        w0[r] = wr[r][qa];
+        w1[r] = wr[r][qa + 1];
+        rp[r] = rows[r] + 64 * qa;
+    }
+    const __m512i a0 = acc0[qa], a1 = acc0[qa + 1];
+    /* in locals: the int8 stores could alias k */
+    const __m512i *k0 = k + 8 * qa, *k1 = k0 + 8;
+    const __m512i m0 = k0[0], mo0 = k0[1], se0 = k0[2], so0 = k0[3], ae0 = k0[4], ao0 = k0[5], l0 = k0[6], r0 = k0[7];
+    const __m512i m1 = k1[0], mo1 = k1[1], se1 = k1[2], so1 = k1[3], ae1 = k1[4], ao1 = k1[5], l1 = k1[6], r1 = k1[7];
+    for (int i = 0; i < n; i++) {
+        __m512i c0 = a0, c1 = a1;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *e = rp[r] + (ptrdiff_t)i * 256;
+            c0 = _mm512_dpbusd_epi32(c0, _mm512_load_si512((const void *)e), w0[r]);
+            c1 = _mm512_dpbusd_epi32(c1, _mm512_load_si512((const void *)(e + 64)), w1[r]);
+        }
+        __m512i v0, v1;
+        if (MODE == 3) {
+            v0 = tml_s8_rq512_relu_blend_s(c0, m0, mo0, se0, so0, ae0, ao0);
+            v1 = tml_s8_rq512_relu_blend_s(c1, m1, mo1, se1, so1, ae1, ao1);
+        } else if (MODE == 2) {
+            v0 = tml_s8_rq512_relu_blend(c0, m0, mo0, se0, so0, ae0, ao0);
+            v1 = tml_s8_rq512_relu_blend(c1, m1, mo1, se1, so1, ae1, ao1);
+        } else if (MODE == 1) {
+            v0 = tml_s8_rq512_simple(c0, m0, mo0, se0, so0, ae0, ao0, tfl);
+            v1 = tml_s8_rq512_simple(c1, m1, mo1, se1, so1, ae1, ao1, tfl);
+        } else {
+            v0 = tml_s8_rq512(c0, m0, l0, r0, any_lsh, tfl);
+            v1 = tml_s8_rq512(c1, m1, l1, r1, any_lsh, tfl);
+        }
+        __m512i h = _mm512_packs_epi32(v0, v1);
+        if (MODE != 3) h = _mm512_adds_epi16(h, zp16);
+        if (!SECOND) {
+            t[i] = h;
+        } else {
+            __m512i o = _mm512_max_epi8(_mm512_packs_epi16(t[i], h), lo8);
+            if (MODE != 3 || clamp_hi) o = _mm512_min_epi8(o, hi8);
+            _mm512_mask_storeu_epi8(yp + i * ys, cm, o);
+        }
+    }
+}
+
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_strip_2pass64(const int MODE, int n, int nr, const uint8_t *const *rows,
+                                                    const __m512i *const *wr, const __m512i *acc0, int8_t *yp,
+                                                    ptrdiff_t ys, __mmask64 cm, const __m512i *k, int any_lsh,
+                                                    __m512i zp16, __m512i lo8, __m512i hi8, int clamp_hi, int tfl)
+{
+    __m512i t[DW_STRIP_BYTES / 256];
+    if (nr == 3) {
+        dw_strip_pass64(MODE, 3, 0, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+        dw_strip_pass64(MODE, 3, 1, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+    } else {
+        dw_strip_pass64(MODE, 2, 0, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+        dw_strip_pass64(MODE, 2, 1, n, rows, wr, acc0, t, yp, ys, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+    }
+}
+
+/* dw_strip_pass64 on paired entries (dw_build_row64p), for a band of nrows
+ * output rows (row j: kernel-row entries rp[NR * j + r], outputs yrow[j]):
+ * entry i gives output columns 2i (weights wa) and 2i + 1 (weights wb).
+ * Kernel rows outside the image read a row of in_zp entries (their products
+ * cancel in the correction, as the padded taps of a row do), so every row
+ * starts from the same correction acc0 and has NR rows; the weights and
+ * constants stay in registers over the whole band. */
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_pass64p(const int MODE, const int NR, const int SECOND, int nrows, int n,
+                                                   const uint8_t *const *rp, int8_t *const *yrow,
+                                                   const __m512i *const *wr, const __m512i *const *wrb,
+                                                   const __m512i *acc0, __m512i *t, ptrdiff_t ys, __mmask64 cm,
+                                                   const __m512i *k, int any_lsh, __m512i zp16, __m512i lo8,
+                                                   __m512i hi8, int clamp_hi, int tfl)
+{
+    const int qa = SECOND ? 2 : 0;
+    __m512i wa0[3], wa1[3], wb0[3], wb1[3];
+    for (int r = 0; r < NR; r++) {
+        wa0[r] = wr[r][qa];
+        wa1[r] = wr[r][qa + 1];
+        wb0[r] = wrb[r][qa];
+        wb1[r] = wrb[r][qa + 1];
+    }
+    const __m512i a0 = acc0[qa], a1 = acc0[qa + 1];
+    /* in locals: the int8 stores could alias k */
+    const __m512i *k0 = k + 8 * qa, *k1 = k0 + 8;
+    const __m512i m0 = k0[0], mo0 = k0[1], se0 = k0[2], so0 = k0[3], ae0 = k0[4], ao0 = k0[5], l0 = k0[6], r0 = k0[7];
+    const __m512i m1 = k1[0], mo1 = k1[1], se1 = k1[2], so1 = k1[3], ae1 = k1[4], ao1 = k1[5], l1 = k1[6], r1 = k1[7];
+#define DW_RQ(c0_, c1_, h_)                                                                                     \
+    do {                                                                                                        \
+        __m512i v0_, v1_;                                                                                       \
+        if (MODE == 3) {                                                                                        \
+            v0_ = tml_s8_rq512_relu_blend_s(c0_, m0, mo0, se0, so0, ae0, ao0);                                  \
+            v1_ = tml_s8_rq512_relu_blend_s(c1_, m1, mo1, se1, so1, ae1, ao1);                                  \
+        } else if (MODE == 2) {                                                                                 \
+            v0_ = tml_s8_rq512_relu_blend(c0_, m0, mo0, se0, so0, ae0, ao0);                                    \
+            v1_ = tml_s8_rq512_relu_blend(c1_, m1, mo1, se1, so1, ae1, ao1);                                    \
+        } else if (MODE == 1) {                                                                                 \
+            v0_ = tml_s8_rq512_simple(c0_, m0, mo0, se0, so0, ae0, ao0, tfl);                                   \
+            v1_ = tml_s8_rq512_simple(c1_, m1, mo1, se1, so1, ae1, ao1, tfl);                                   \
+        } else {                                                                                                \
+            v0_ = tml_s8_rq512(c0_, m0, l0, r0, any_lsh, tfl);                                                  \
+            v1_ = tml_s8_rq512(c1_, m1, l1, r1, any_lsh, tfl);                                                  \
+        }                                                                                                       \
+        h_ = _mm512_packs_epi32(v0_, v1_);                                                                      \
+        if (MODE != 3) h_ = _mm512_adds_epi16(h_, zp16);                                                        \
+    } while (0)
+#define DW_OUT(tj_, ti_, yp_, h_)                                                                               \
+    do {                                                                                                        \
+        if (!SECOND) {                                                                                          \
+            (tj_)[ti_] = h_;                                                                                    \
+        } else {                                                                                                \
+            __m512i o_ = _mm512_max_epi8(_mm512_packs_epi16((tj_)[ti_], h_), lo8);                              \
+            if (MODE != 3 || clamp_hi) o_ = _mm512_min_epi8(o_, hi8);                                           \
+            _mm512_mask_storeu_epi8(yp_, cm, o_);                                                               \
+        }                                                                                                       \
+    } while (0)
+    /* one pair's MACs are issued before the previous pair's epilogue (a
+     * pipeline of one step): each has the other's independent work beside it */
+#define DW_PREV()                                                                                               \
+    do {                                                                                                        \
+        __m512i h;                                                                                              \
+        DW_RQ(pc0, pc1, h);                                                                                     \
+        DW_OUT(ptj, pi, pyp + pi * ys, h);                                                                      \
+        if (pi + 1 < n) {                                                                                       \
+            DW_RQ(pd0, pd1, h);                                                                                 \
+            DW_OUT(ptj, pi + 1, pyp + (pi + 1) * ys, h);                                                        \
+        }                                                                                                       \
+    } while (0)
+    __m512i pc0 = a0, pc1 = a1, pd0 = a0, pd1 = a1;
+    int8_t *pyp = NULL;
+    __m512i *ptj = t;
+    int pi = -1;
+    for (int j = 0; j < nrows; j++) {
+        const uint8_t *e0 = rp[NR * j] + 64 * qa, *e1 = NR > 1 ? rp[NR * j + 1] + 64 * qa : NULL;
+        const uint8_t *e2 = NR > 2 ? rp[NR * j + 2] + 64 * qa : NULL;
+        int8_t *yp = yrow[j];
+        __m512i *tj = t + (ptrdiff_t)j * n;
+        for (int i = 0; i < n; i += 2) {
+            const ptrdiff_t eo = (ptrdiff_t)(i >> 1) * 256;
+            __m512i c0 = a0, c1 = a1, d0 = a0, d1 = a1;
+#define DW_ROW(e_, r_)                                                                                          \
+    {                                                                                                           \
+        const __m512i x0 = _mm512_load_si512((const void *)((e_) + eo));                                       \
+        const __m512i x1 = _mm512_load_si512((const void *)((e_) + eo + 64));                                  \
+        c0 = _mm512_dpbusd_epi32(c0, x0, wa0[r_]);                                                              \
+        c1 = _mm512_dpbusd_epi32(c1, x1, wa1[r_]);                                                              \
+        d0 = _mm512_dpbusd_epi32(d0, x0, wb0[r_]);                                                              \
+        d1 = _mm512_dpbusd_epi32(d1, x1, wb1[r_]);                                                              \
+    }
+            DW_ROW(e0, 0)
+            if (NR > 1) DW_ROW(e1, 1)
+            if (NR > 2) DW_ROW(e2, 2)
+#undef DW_ROW
+            if (pi >= 0) DW_PREV();
+            pc0 = c0, pc1 = c1, pd0 = d0, pd1 = d1, pyp = yp, ptj = tj, pi = i;
+        }
+    }
+    if (pi >= 0) DW_PREV();
+#undef DW_PREV
+#undef DW_RQ
+#undef DW_OUT
+}
+
+TML_S8_INLINE TML_S8_TGT_VNNI void dw_band_2pass64p(const int MODE, int nr, int nrows, int n,
+                                                    const uint8_t *const *rp, int8_t *const *yrow,
+                                                    const __m512i *const *wr, const __m512i *const *wrb,
+                                                    const __m512i *acc0, ptrdiff_t ys, __mmask64 cm, const __m512i *k,
+                                                    int any_lsh, __m512i zp16, __m512i lo8, __m512i hi8, int clamp_hi,
+                                                    int tfl)
+{
+    __m512i t[DW_STRIP_BYTES / 128];
+#define DW_P(NR_, S_)                                                                                           \
+    dw_band_pass64p(MODE, NR_, S_, nrows, n, rp, yrow, wr, wrb, acc0, t, ys, cm, k, any_lsh, zp16, lo8, hi8,   \
+                    clamp_hi, tfl)
+    if (nr == 3) {
+        DW_P(3, 0);
+        DW_P(3, 1);
+    } else if (nr == 2) {
+        DW_P(2, 0);
+        DW_P(2, 1);
+    } else {
+        DW_P(1, 0);
+        DW_P(1, 1);
+    }
+#undef DW_P
+}
+
 /* Channels [c0, c0 + 64) of output rows [oy0, oy1) of image b. */
 static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qparams *q, const int8_t *x,
                                             const int8_t *w, const int32_t *bias, int8_t *y, int b, int c0, int oy0,
@@ -482,7 +728,14 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     const __m512i off128 = _mm512_set1_epi32(q->in_zp + 128);
     uint8_t buf[DW_STRIP_BYTES] __attribute__((aligned(64)));
     int tag[DW_STRIP_BYTES / 256];
-    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV];
+    __m512i wv[4 * DW_MAX_WV], rowadd[4 * DW_MAX_WV], wvb[4 * 3];
+    /* paired entries (dw_build_row64p) for 3-wide kernels of stride and
+     * dilation 1 along x with at most 3 rows (the two-pass kernels) */
+    const int strip = DW_STRIP_BYTES / (NS * G * 256);
+    /* with pairs: input rows of paired entries the buffer holds, besides a row of in_zp entries */
+    const ptrdiff_t prow = (ptrdiff_t)(strip + 1) / 2 * 256;
+    const int pcap = (int)(DW_STRIP_BYTES / prow) - 1;
+    const int pairs = KW == 3 && SW == 1 && DW == 1 && KH <= 3 && pcap >= (KH - 1) * DH + 1;
 
     /* weights interleaved like the entries; row sums for the corrections */
     __m512i wsum[4] = {zero, zero, zero, zero};
@@ -503,6 +756,8 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
             wsum[qq] = _mm512_add_epi32(wsum[qq], rs[qq]);
         }
     }
+    if (pairs)
+        for (int i = 0; i < 4 * KH; i++) wvb[i] = _mm512_slli_epi32(wv[i], 8);
     __m512i corr[4], mult[4], shift[4];
     if (bias)
         dw_consts4(bias + c0, nc, corr);
@@ -544,7 +799,49 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
     const __m512i lo8 = _mm512_set1_epi8((char)q->act_min), hi8 = _mm512_set1_epi8((char)q->act_max);
     const int clamp_hi = q->act_max < 127;
 
-    const int strip = DW_STRIP_BYTES / (NS * G * 256);
+    if (pairs) {
+        /* bands of output rows whose input rows all fit in the buffer: the
+         * rows' paired entries built once, then both passes over the band */
+        const __m512i *wr[3] = {wv, wv + 4, wv + 8}, *wrb[3] = {wvb, wvb + 4, wvb + 8};
+        for (int sx0 = 0; sx0 < OW; sx0 += strip) {
+            const int n = OW - sx0 < strip ? OW - sx0 : strip;
+            /* rows of this strip's width (at least pcap of them) */
+            const ptrdiff_t rb = (ptrdiff_t)(n + 1) / 2 * 256;
+            const int cap = (int)(DW_STRIP_BYTES / rb) - 1;
+            uint8_t *zrow = buf + (ptrdiff_t)cap * rb;
+            memset(zrow, (int)(((unsigned)q->in_zp & 0xFFu) ^ 0x80u), (size_t)rb);
+            int nbo = (cap - (KH - 1) * DH - 1) / SH + 1;
+            if (nbo * n > DW_STRIP_BYTES / 128) nbo = DW_STRIP_BYTES / 128 / n; /* the int16 halves */
+            for (int ob0 = oy0; ob0 < oy1; ob0 += nbo) {
+                const int ob1 = oy1 - ob0 < nbo ? oy1 : ob0 + nbo;
+                const int iyf = ob0 * SH - PT, iyl = (ob1 - 1) * SH - PT + (KH - 1) * DH;
+                for (int iy = iyf < 0 ? 0 : iyf; iy <= iyl && iy < H; iy++)
+                    dw_build_row64p(p, x, b, iy, sx0, n, c0, cm, q->in_zp, buf + (ptrdiff_t)(iy - iyf) * rb);
+                const uint8_t *rp[3 * (DW_STRIP_BYTES / 256)];
+                int8_t *yrow[DW_STRIP_BYTES / 256];
+                for (int j = 0; j < ob1 - ob0; j++) {
+                    const int oy = ob0 + j;
+                    for (int ky = 0; ky < KH; ky++) {
+                        const int iy = oy * SH - PT + ky * DH;
+                        rp[KH * j + ky] = iy < 0 || iy >= H ? zrow : buf + (ptrdiff_t)(iy - iyf) * rb;
+                    }
+                    yrow[j] = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
+                }
+#define DW_BAND(MODE_)                                                                                          \
+    dw_band_2pass64p(MODE_, KH, ob1 - ob0, n, rp, yrow, wr, wrb, corr, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl)
+                if (relu_s)
+                    DW_BAND(3);
+                else if (relu)
+                    DW_BAND(2);
+                else if (simple)
+                    DW_BAND(1);
+                else
+                    DW_BAND(0);
+#undef DW_BAND
+            }
+        }
+        return;
+    }
     const ptrdiff_t slot_bytes = (ptrdiff_t)strip * G * 256;
     for (int sx0 = 0; sx0 < OW; sx0 += strip) {
         const int n = OW - sx0 < strip ? OW - sx0 : strip;
@@ -570,7 +867,16 @@ static TML_S8_TGT_VNNI void dw_block64_vnni(const tml_window *p, const tml_qpara
                 nr++;
             }
             int8_t *yp = y + (((ptrdiff_t)b * OH + oy) * OW + sx0) * C + c0;
-            if (relu_s)
+            if (G == 1 && (nr == 2 || nr == 3)) {
+                if (relu_s)
+                    dw_strip_2pass64(3, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+                else if (relu)
+                    dw_strip_2pass64(2, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+                else if (simple)
+                    dw_strip_2pass64(1, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+                else
+                    dw_strip_2pass64(0, n, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi, tfl);
+            } else if (relu_s)
                 dw_strip_pixels64(3, n, G, nr, rows, wr, acc0, yp, C, cm, k, any_lsh, zp16, lo8, hi8, clamp_hi,
                                   tfl);
             else if (relu)

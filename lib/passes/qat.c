@@ -60,6 +60,41 @@ static void start_from(tml_model *f, const tml_model *q)
     }
 }
 
+/* The per-epoch hook of the fine-tuning: remembers the best epoch's model and
+ * ranges (keep_best), then calls the caller's hook. */
+typedef struct best_ctx {
+    const tml_train_opts *user; /* the caller's on_epoch / user */
+    int keep;
+    tml_model *f;               /* the model being trained */
+    tml_fakequant *fq;
+    tml_model *best;            /* keep: a copy of f at the best epoch */
+    tml_calib best_cal;         /* keep: the ranges at the best epoch */
+    int best_epoch;
+} best_ctx;
+
+static tml_status best_on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
+{
+    best_ctx *b = user;
+    if (e->is_best && !isnan(e->val_acc)) {
+        b->best_epoch = e->epoch + 1;
+        if (b->keep) {
+            tml_model *c = tml_model_clone(b->f);
+            if (!c) return tml_error(TML_ERR_NOMEM, "out of memory");
+            tml_calib cal = {0};
+            tml_status st = tml_fakequant_calib(b->fq, &cal);
+            if (st) {
+                tml_model_free(c);
+                return st;
+            }
+            tml_model_free(b->best);
+            tml_calib_free(&b->best_cal);
+            b->best = c;
+            b->best_cal = cal;
+        }
+    }
+    return b->user->on_epoch ? b->user->on_epoch(b->user->user, t, e) : TML_OK;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -82,6 +117,7 @@ tml_status tml_qat(const tml_model *m, const tml_samples *train, tml_dataset *ca
     tml_fakequant *fq = NULL;
     tml_trainer *t = NULL;
     tml_model *q = NULL;
+    best_ctx bc = {0};
     tml_status st = tml_fold(f, &r.fold);
     if (st) goto out;
     if (r.fold.bn_left) {
@@ -110,13 +146,34 @@ tml_status tml_qat(const tml_model *m, const tml_samples *train, tml_dataset *ca
         if (st) goto out;
     }
     if ((st = tml_fakequant_new(f, &cal, &o->quant, &o->fq, &fq))) goto out;
+    if (o->keep_best && o->train.val_samples == 0) {
+        st = tml_error(TML_ERR_INVALID, "keeping the best epoch needs a validation split");
+        goto out;
+    }
     tml_train_opts to = o->train;
     to.fq = fq;
     if (!to.teacher && o->self_distill) to.teacher = m;
+    bc.user = &o->train;
+    bc.keep = o->keep_best;
+    bc.f = f;
+    bc.fq = fq;
+    to.on_epoch = best_on_epoch;
+    to.user = &bc;
     if ((st = tml_trainer_new(f, train, &to, &t))) goto out;
     if ((st = tml_trainer_run(t))) goto out;
     if (tml_trainer_best_val_acc(t) >= 0) r.val_acc = tml_trainer_best_val_acc(t);
-    if ((st = tml_fakequant_calib(fq, &trained))) goto out;
+    r.best_epoch = bc.best_epoch;
+    r.kept_epoch = to.epochs;
+    if (bc.best) {
+        /* quantize the best epoch's model with its ranges (the trainer and
+         * the fake quantization still point into the last one: freed after them) */
+        tml_model *last = f;
+        f = bc.best;
+        bc.best = last;
+        trained = bc.best_cal;
+        memset(&bc.best_cal, 0, sizeof bc.best_cal);
+        r.kept_epoch = bc.best_epoch;
+    } else if ((st = tml_fakequant_calib(fq, &trained))) goto out;
     q = tml_model_clone(f);
     if (!q) {
         st = tml_error(TML_ERR_NOMEM, "out of memory");
@@ -142,6 +199,8 @@ out:
     tml_fakequant_free(fq);
     tml_calib_free(&cal);
     tml_calib_free(&trained);
+    tml_model_free(bc.best);
+    tml_calib_free(&bc.best_cal);
     tml_model_free(q);
     tml_model_free(f);
     return st;

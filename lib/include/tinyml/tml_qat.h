@@ -26,13 +26,19 @@ typedef struct tml_qat_opts {
     int self_distill;     /* without train.teacher: distill from the float model itself
                              (default 0: on LeNet-5 W4A8 it did not beat the labels) */
     tml_fq_opts fq;       /* range tracking */
+    int keep_best;        /* write the model of the epoch with the best fake-quantized
+                             validation accuracy (weights and ranges as they were then)
+                             instead of the last one; needs train.val_samples > 0 */
 } tml_qat_opts;
 void tml_qat_opts_default(tml_qat_opts *o);
 
 typedef struct tml_qat_report {
     tml_fold_report fold;
     int64_t calib_samples;
-    double val_acc;       /* fake-quantized, last epoch (NaN without a validation split) */
+    double val_acc;       /* fake-quantized, best epoch (NaN without a validation split) */
+    int best_epoch;       /* 1-based epoch of val_acc (0 without a validation split) */
+    int kept_epoch;       /* 1-based epoch whose model *out is: best_epoch with keep_best,
+                             else the last */
     double seconds;       /* calibration + training */
 } tml_qat_report;
 
