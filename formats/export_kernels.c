@@ -102,6 +102,64 @@ void tml_sb_free(tml_sb *s)
  * Cortex-M DSP text (k_*_dsp): the same function names and results, chosen
  * by the compiler through TML_DSP (see tml_exk_emit). */
 
+/* Text several pieces share, as string literals that the pieces concatenate
+ * (each piece stays one constant; the emitted C is the same as written out). */
+
+/* Portable matrix kernels: the input is an int8 vector x (np and ys are for
+ * the DSP kernels' conv batches); MM_X8_ROWS opens the loop over rows r. */
+#define MM_X8                                                                                                \
+    "    (void)np;\n"                                                                                        \
+    "    (void)ys;\n"                                                                                        \
+    "    {\n"                                                                                                \
+    "        const int8_t *x = (const int8_t *)xv;\n"
+#define MM_X8_ROWS MM_X8 "        for (int32_t r = r0; r < r1; r++) {\n"
+/* closes the row loop, the block and the function */
+#define MM_X8_END                                                                                            \
+    "        }\n"                                                                                            \
+    "    }\n"                                                                                                \
+    "}\n"                                                                                                    \
+    "\n"
+/* the row's output from its accumulator acc, then MM_X8_END */
+#define MM_X8_ROWS_END "            y[r] = OUT8(m, r, acc);\n" MM_X8_END
+
+/* DSP matrix kernels with per-row decoding (sparse, clustered): the end of
+ * an int8 vector's row (np <= 0), then a conv batch four pixels at a time
+ * (Q layout: xp steps 4 halfwords a column; accumulators a0..a3 from the
+ * bias), each quad stored by put1x4. */
+#define MM_VEC_ROW_END                                                                                       \
+    "            y[r] = OUT8(m, r, acc);\n"                                                                  \
+    "            continue;\n"                                                                                \
+    "        }\n"
+#define MM_QUAD_FOR "        for (int32_t p = 0; p < np; p += 4) {\n"
+#define MM_QUAD_ACC                                                                                          \
+    "            const int16_t *xp = (const int16_t *)xv + p * m->stride;\n"                                 \
+    "            int32_t a0 = m->bias[r], a1 = a0, a2 = a0, a3 = a0;\n"
+#define MM_QUAD_END                                                                                          \
+    "            put1x4(m, r, y + p * ys + r, ys, a0, a1, a2, a3, np - p);\n"                                \
+    "        }\n"                                                                                            \
+    "    }\n"                                                                                                \
+    "}\n"                                                                                                    \
+    "\n"
+
+/* The parameters of add() (portable and DSP). */
+#define ADD_T                                                                                                \
+    "typedef struct add_t {\n"                                                                               \
+    "    int32_t count;\n"                                                                                   \
+    "    int32_t zp1, zp2, zpo, left_shift;\n"                                                               \
+    "    int32_t m1, s1, m2, s2, mo, so;\n"                                                                  \
+    "    int32_t act_min, act_max;\n"                                                                        \
+    "} add_t;\n"                                                                                             \
+    "\n"
+
+/* The portable pools' loops over their outputs (rows [oy0, oy1), yp the
+ * output row), down to one channel ch of pixel ox. */
+#define POOL_EACH_OUTPUT                                                                                     \
+    "{\n"                                                                                                    \
+    "    for (int32_t oy = oy0; oy < oy1; oy++) {\n"                                                         \
+    "        int8_t *yp = y + (oy - oy0) * y_rs;\n"                                                          \
+    "        for (int32_t ox = 0; ox < p->ow; ox++)\n"                                                       \
+    "            for (int32_t ch = 0; ch < p->c; ch++) {\n"
+
 static const char k_dsp_prelude_dsp[] =
     "/* The Cortex-M DSP extension through GCC / clang inline assembly: each\n"
     " * helper is one instruction. Word loads and stores go through memcpy (one\n"
@@ -454,22 +512,14 @@ static const char k_mm_dense[] =
     "static void mm_dense(const wmat *m, int32_t r0, int32_t r1, const void *xv, int32_t np, int8_t *y, int32_t ys)\n"
     "{\n"
     "    const int32_t full = m->cols & ~3;\n"
-    "    (void)np;\n"
-    "    (void)ys;\n"
-    "    {\n"
-    "        const int8_t *x = (const int8_t *)xv;\n"
-    "        for (int32_t r = r0; r < r1; r++) {\n"
+    MM_X8_ROWS
     "            const int32_t paired = r < (m->rows & ~1), step = paired ? 8 : 4;\n"
     "            const int8_t *w = m->val + (r & ~1) * m->stride + (paired ? (r & 1) * 4 : 0);\n"
     "            int32_t acc = m->bias[r], k;\n"
     "            for (k = 0; k < full; k += 4, w += step)\n"
     "                acc += x[k] * w[0] + x[k + 1] * w[2] + x[k + 2] * w[1] + x[k + 3] * w[3];\n"
     "            for (; k < m->cols; k++) acc += x[k] * w[perm4[k & 3]];\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_X8_ROWS_END;
 
 static const char k_mm_dense_dsp[] =
     "/* Two rows by two pixels, 4 columns: w at the two rows' interleaved weights\n"
@@ -721,11 +771,7 @@ static const char k_mm_sparse[] =
     " * 255 is bridged by filler entries of value 0. */\n"
     "static void mm_sparse(const wmat *m, int32_t r0, int32_t r1, const void *xv, int32_t np, int8_t *y, int32_t ys)\n"
     "{\n"
-    "    (void)np;\n"
-    "    (void)ys;\n"
-    "    {\n"
-    "        const int8_t *x = (const int8_t *)xv;\n"
-    "        for (int32_t r = r0; r < r1; r++) {\n"
+    MM_X8_ROWS
     "            const uint32_t end = ROW_START(m, r + 1);\n"
     "            const int8_t *xp = x;\n"
     "            int32_t acc = m->bias[r];\n"
@@ -733,11 +779,7 @@ static const char k_mm_sparse[] =
     "                xp += m->gap[e];\n"
     "                acc += *xp * m->val[e];\n"
     "            }\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_X8_ROWS_END;
 
 static const char k_mm_sparse_dsp[] =
     "/* One sparse entry for a quad of pixels (Q layout): move xp by the gap\n"
@@ -789,24 +831,17 @@ static const char k_mm_sparse_dsp[] =
     "                SP_VEC(acc, x8, g, v);\n"
     "                SP_VEC(acc, x8, g, v);\n"
     "            }\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "            continue;\n"
-    "        }\n"
-    "        for (int32_t p = 0; p < np; p += 4) {\n"
+    MM_VEC_ROW_END
+    MM_QUAD_FOR
     "            const uint8_t *g = m->gap + e0, *gend = m->gap + e1;\n"
     "            const int8_t *v = m->val + e0;\n"
-    "            const int16_t *xp = (const int16_t *)xv + p * m->stride;\n"
-    "            int32_t a0 = m->bias[r], a1 = a0, a2 = a0, a3 = a0;\n"
+    MM_QUAD_ACC
     "            if ((gend - g) & 1) SP_QUAD(a0, a1, a2, a3, xp, g, v);\n"
     "            while (g != gend) {\n"
     "                SP_QUAD(a0, a1, a2, a3, xp, g, v);\n"
     "                SP_QUAD(a0, a1, a2, a3, xp, g, v);\n"
     "            }\n"
-    "            put1x4(m, r, y + p * ys + r, ys, a0, a1, a2, a3, np - p);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_QUAD_END;
 
 static const char k_mm_cluster[] =
     "/* Clustered rows: weight k of row r is centroid code[r * cols + k] of the\n"
@@ -814,20 +849,12 @@ static const char k_mm_cluster[] =
     "static void mm_cluster(const wmat *m, int32_t r0, int32_t r1, const void *xv, int32_t np, int8_t *y, int32_t ys)\n"
     "{\n"
     "    const uint32_t bits = (uint32_t)m->bits, mask = (1u << bits) - 1u;\n"
-    "    (void)np;\n"
-    "    (void)ys;\n"
-    "    {\n"
-    "        const int8_t *x = (const int8_t *)xv;\n"
-    "        for (int32_t r = r0; r < r1; r++) {\n"
+    MM_X8_ROWS
     "            const int8_t *book = m->book + (m->book_per_row ? r * m->k : 0);\n"
     "            const uint32_t i0 = (uint32_t)r * (uint32_t)m->cols;\n"
     "            int32_t acc = m->bias[r];\n"
     "            for (uint32_t k = 0; k < (uint32_t)m->cols; k++) acc += x[k] * book[UNPACK(m->code, i0 + k, bits, mask)];\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_X8_ROWS_END;
 
 static const char k_mm_cluster_dsp[] =
     "/* Clustered rows, DSP: each index is unpacked once per four pixels of a\n"
@@ -842,19 +869,12 @@ static const char k_mm_cluster_dsp[] =
     "            const int8_t *x8 = (const int8_t *)xv;\n"
     "            int32_t acc = m->bias[r];\n"
     "            for (uint32_t k = 0; k < (uint32_t)m->cols; k++) acc += x8[k] * book[UNPACK(m->code, i0 + k, bits, mask)];\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "            continue;\n"
-    "        }\n"
-    "        for (int32_t p = 0; p < np; p += 4) {\n"
-    "            const int16_t *xp = (const int16_t *)xv + p * m->stride;\n"
-    "            int32_t a0 = m->bias[r], a1 = a0, a2 = a0, a3 = a0;\n"
+    MM_VEC_ROW_END
+    MM_QUAD_FOR
+    MM_QUAD_ACC
     "            for (uint32_t k = 0; k < (uint32_t)m->cols; k++, xp += 4)\n"
     "                QUAD_MAC((uint32_t)(int32_t)book[UNPACK(m->code, i0 + k, bits, mask)], xp, a0, a1, a2, a3);\n"
-    "            put1x4(m, r, y + p * ys + r, ys, a0, a1, a2, a3, np - p);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_QUAD_END;
 
 static const char k_mm_packed[] =
     "/* Packed low-bit rows (pbits 4 or 2). A pair of rows (r, r+1), r even, is\n"
@@ -869,10 +889,7 @@ static const char k_mm_packed[] =
     "    const int32_t b = m->pbits, lg = b == 4 ? 1 : 2, off = 1 << (b - 1), full = m->cols & ~3;\n"
     "    const int32_t paired = m->rows & ~1;\n"
     "    const uint32_t mask = (1u << b) - 1u;\n"
-    "    (void)np;\n"
-    "    (void)ys;\n"
-    "    {\n"
-    "        const int8_t *x = (const int8_t *)xv;\n"
+    MM_X8
     "        int32_t sx = 0;\n"
     "        for (int32_t c = 0; c < m->cols; c++) sx += x[c];\n"
     "        for (int32_t r = r0; r < r1; r++) {\n"
@@ -892,10 +909,7 @@ static const char k_mm_packed[] =
     "                    acc += x[c + q] * (int32_t)(((uint32_t)wb[q == 1 ? 2 : q == 2 ? 1 : q] >> sh) & mask);\n"
     "            }\n"
     "            y[r] = OUT8(m, r, m->bias[r] + acc - off * sx);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_X8_END;
 
 static const char k_mm_packed_dsp[] =
     "/* Packed low-bit rows, DSP. One AND (with a shifted operand) takes a quad\n"
@@ -1100,11 +1114,7 @@ static const char k_mm_sparse_cluster[] =
     "                              int32_t ys)\n"
     "{\n"
     "    const uint32_t bits = (uint32_t)m->bits, mask = (1u << bits) - 1u;\n"
-    "    (void)np;\n"
-    "    (void)ys;\n"
-    "    {\n"
-    "        const int8_t *x = (const int8_t *)xv;\n"
-    "        for (int32_t r = r0; r < r1; r++) {\n"
+    MM_X8_ROWS
     "            const int8_t *book = m->book + (m->book_per_row ? r * m->k : 0);\n"
     "            const uint32_t end = ROW_START(m, r + 1);\n"
     "            const int8_t *xp = x;\n"
@@ -1113,11 +1123,7 @@ static const char k_mm_sparse_cluster[] =
     "                xp += m->gap[e];\n"
     "                acc += *xp * book[UNPACK(m->code, e, bits, mask)];\n"
     "            }\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_X8_ROWS_END;
 
 static const char k_mm_sparse_cluster_dsp[] =
     "/* Sparse and clustered rows, DSP: each entry's gap and index are decoded\n"
@@ -1137,21 +1143,14 @@ static const char k_mm_sparse_cluster_dsp[] =
     "                x8 += m->gap[e];\n"
     "                acc += *x8 * book[UNPACK(m->code, e, bits, mask)];\n"
     "            }\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "            continue;\n"
-    "        }\n"
-    "        for (int32_t p = 0; p < np; p += 4) {\n"
-    "            const int16_t *xp = (const int16_t *)xv + p * m->stride;\n"
-    "            int32_t a0 = m->bias[r], a1 = a0, a2 = a0, a3 = a0;\n"
+    MM_VEC_ROW_END
+    MM_QUAD_FOR
+    MM_QUAD_ACC
     "            for (uint32_t e = e0; e < end; e++) {\n"
     "                xp += 4 * m->gap[e];\n"
     "                QUAD_MAC((uint32_t)(int32_t)book[UNPACK(m->code, e, bits, mask)], xp, a0, a1, a2, a3);\n"
     "            }\n"
-    "            put1x4(m, r, y + p * ys + r, ys, a0, a1, a2, a3, np - p);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_QUAD_END;
 
 static const char k_mm_sc8[] =
     "/* Sparse and clustered rows, one byte per entry: the low gbits bits move\n"
@@ -1212,21 +1211,14 @@ static const char k_mm_sc8_dsp[] =
     "                SC8_VEC(acc, x8, e, book, gmask, gb);\n"
     "                SC8_VEC(acc, x8, e, book, gmask, gb);\n"
     "            }\n"
-    "            y[r] = OUT8(m, r, acc);\n"
-    "            continue;\n"
-    "        }\n"
-    "        for (int32_t p = 0; p < np; p += 4) {\n"
-    "            const int16_t *xp = (const int16_t *)xv + p * m->stride;\n"
-    "            int32_t a0 = m->bias[r], a1 = a0, a2 = a0, a3 = a0;\n"
+    MM_VEC_ROW_END
+    MM_QUAD_FOR
+    MM_QUAD_ACC
     "            for (const uint8_t *e = e0; e < end; e++) {\n"
     "                xp += 4 * (*e & gmask);\n"
     "                QUAD_MAC((uint32_t)(int32_t)book[*e >> gb], xp, a0, a1, a2, a3);\n"
     "            }\n"
-    "            put1x4(m, r, y + p * ys + r, ys, a0, a1, a2, a3, np - p);\n"
-    "        }\n"
-    "    }\n"
-    "}\n"
-    "\n";
+    MM_QUAD_END;
 
 static const char k_conv_t[] =
     "/* A layer with a window: conv2d (with groups) or depthwise conv. */\n"
@@ -1662,11 +1654,7 @@ static const char k_maxpool[] =
     "/* Max pool, output rows [oy0, oy1); rows and strides as conv2d. */\n"
     "static void maxpool(const pool_t *p, int32_t oy0, int32_t oy1, const int8_t *x, int32_t x_row0, int32_t x_rs,\n"
     "                    int8_t *y, int32_t y_rs)\n"
-    "{\n"
-    "    for (int32_t oy = oy0; oy < oy1; oy++) {\n"
-    "        int8_t *yp = y + (oy - oy0) * y_rs;\n"
-    "        for (int32_t ox = 0; ox < p->ow; ox++)\n"
-    "            for (int32_t ch = 0; ch < p->c; ch++) {\n"
+    POOL_EACH_OUTPUT
     "                int32_t m = -128;\n"
     "                for (int32_t ky = 0; ky < p->kh; ky++) {\n"
     "                    const int32_t iy = oy * p->sh - p->pad_t + ky * p->dh;\n"
@@ -1757,11 +1745,7 @@ static const char k_avgpool[] =
     " * from zero. Output rows [oy0, oy1); rows and strides as conv2d. */\n"
     "static void avgpool(const pool_t *p, int32_t oy0, int32_t oy1, const int8_t *x, int32_t x_row0, int32_t x_rs,\n"
     "                    int8_t *y, int32_t y_rs)\n"
-    "{\n"
-    "    for (int32_t oy = oy0; oy < oy1; oy++) {\n"
-    "        int8_t *yp = y + (oy - oy0) * y_rs;\n"
-    "        for (int32_t ox = 0; ox < p->ow; ox++)\n"
-    "            for (int32_t ch = 0; ch < p->c; ch++) {\n"
+    POOL_EACH_OUTPUT
     "                int32_t sum = 0, count = 0;\n"
     "                for (int32_t ky = 0; ky < p->kh; ky++) {\n"
     "                    const int32_t iy = oy * p->sh - p->pad_t + ky * p->dh;\n"
@@ -1811,13 +1795,7 @@ static const char k_add[] =
     "/* Elementwise add of two tensors with different scales (TFLite's method):\n"
     " * both are shifted left by 20 bits, rescaled to the common scale\n"
     " * 2 * max(s1, s2), summed, requantized to the output, clamped. */\n"
-    "typedef struct add_t {\n"
-    "    int32_t count;\n"
-    "    int32_t zp1, zp2, zpo, left_shift;\n"
-    "    int32_t m1, s1, m2, s2, mo, so;\n"
-    "    int32_t act_min, act_max;\n"
-    "} add_t;\n"
-    "\n"
+    ADD_T
     "static void add(const add_t *p, const int8_t *a, const int8_t *b, int8_t *y)\n"
     "{\n"
     "    const add_t q = *p; /* in registers: the int8 stores may alias *p */\n"
@@ -1838,13 +1816,7 @@ static const char k_add_dsp[] =
     " * exactly (x - zp) << 19: when one has it and the other a smaller scale\n"
     " * (the sum is symmetric: that one is taken as a), add_half does one\n"
     " * requantization per element less. */\n"
-    "typedef struct add_t {\n"
-    "    int32_t count;\n"
-    "    int32_t zp1, zp2, zpo, left_shift;\n"
-    "    int32_t m1, s1, m2, s2, mo, so;\n"
-    "    int32_t act_min, act_max;\n"
-    "} add_t;\n"
-    "\n"
+    ADD_T
     "__attribute__((noinline)) static void add_half(const add_t *p, const int8_t *a, const int8_t *b, int8_t *y, int32_t zp1,\n"
     "                                               int32_t zp2, int32_t m2, int32_t n2)\n"
     "{\n"

@@ -923,6 +923,7 @@ static tml_status imp_conv(imp *im, const tfl_op *op)
     /* (tensor pointers move when tensors are added: keep the numbers) */
     const int xh = xt->dims[0], xw = xt->dims[1], c = xt->dims[2];
     const tml_dtype wdt = im->int8 ? TML_DTYPE_INT8 : TML_DTYPE_F32, bdt = im->int8 ? TML_DTYPE_INT32 : TML_DTYPE_F32;
+    if (op->in[1] < 0) return OPERR(TML_ERR_FORMAT, "the weights are missing (input 1 is -1)");
     const tfl_tensor *wt = &im->d->t[op->in[1]];
     if (wt->ndim != 4) return OPERR(TML_ERR_FORMAT, "weights '%.60s' must have 4 dimensions", wt->name);
     if ((st = const_param(im, op->in[1], "w", wdt, &w))) return st;
@@ -975,6 +976,7 @@ static tml_status imp_fc(imp *im, const tfl_op *op)
         return OPERR(TML_ERR_UNSUPPORTED, "shuffled weights format is not supported");
     int x, w, b, y, yo;
     if ((st = act_in(im, op->in[0], &x))) return st;
+    if (op->in[1] < 0) return OPERR(TML_ERR_FORMAT, "the weights are missing (input 1 is -1)");
     const tfl_tensor *wt = &im->d->t[op->in[1]];
     if (wt->ndim != 2) return OPERR(TML_ERR_FORMAT, "weights '%.60s' must be (out, in)", wt->name);
     if (tml_tensor_numel(&im->m->tensors[x]) != wt->shape[1])
@@ -1244,8 +1246,9 @@ static int boundary_op(const tfl_model *d, int code, int want_in, int want_out)
 {
     for (int k = 0; k < d->nops; k++) {
         const tfl_op *op = &d->ops[k];
-        if (op->code == code && op->n_in == 1 && op->n_out == 1 && (want_in < 0 || op->in[0] == want_in) &&
-            (want_out < 0 || op->out[0] == want_out))
+        /* in[0] may be -1 (an omitted optional input) in a hostile file */
+        if (op->code == code && op->n_in == 1 && op->n_out == 1 && op->in[0] >= 0 &&
+            (want_in < 0 || op->in[0] == want_in) && (want_out < 0 || op->out[0] == want_out))
             return k;
     }
     return -1;
@@ -1279,6 +1282,9 @@ static tml_status restore_tinyml(imp *im, tml_tflite_info *info)
     tfl_model *d = im->d;
     if (d->meta_json) {
         tml_status st = tml_meta_from_json(&im->m->meta, (const uint8_t *)d->meta_json, strlen(d->meta_json));
+        /* as the .tmf reader does: labels, classes and preprocessing must fit
+         * the graph, else the model written from this one is refused later */
+        if (!st) st = tml_model_check_meta(im->m);
         if (st) return tml_error_context(st, "tinyml metadata");
         if (info) info->from_tinyml = 1;
     }

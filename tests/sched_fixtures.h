@@ -20,16 +20,7 @@
 #include "tinyml/tml_zoo.h"
 
 /* Under AddressSanitizer the tests run on fewer images (the kernels are ~10x slower). */
-#if defined(__SANITIZE_ADDRESS__)
-#define SCHED_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SCHED_ASAN 1
-#endif
-#endif
-#ifndef SCHED_ASAN
-#define SCHED_ASAN 0
-#endif
+#define SCHED_ASAN TU_ASAN
 
 /* ---- models ---------------------------------------------------------------------------- */
 

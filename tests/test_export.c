@@ -30,22 +30,6 @@
 
 #define N_IMAGES 100
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GEN_SANITIZE " -fsanitize=address,undefined -fno-sanitize-recover=all"
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GEN_SANITIZE " -fsanitize=address,undefined -fno-sanitize-recover=all"
-#endif
-#endif
-#ifndef GEN_SANITIZE
-#define GEN_SANITIZE ""
-#endif
-
-/* Flags for the generated code: what a strict device build would use. */
-#define GEN_CFLAGS                                                                                                     \
-    "-std=c99 -pedantic -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wconversion "   \
-    "-Wsign-conversion -Wcast-qual -Wundef -O1" GEN_SANITIZE
-
 /* ---- models ----------------------------------------------------------------------------- */
 
 static tml_model *zoo(const char *arch) { return tu_zoo_model(arch, 3); }
@@ -119,27 +103,6 @@ static void engine_io_free(engine_io *io)
 
 /* ---- export, compile, run, compare ------------------------------------------------------------ */
 
-static const char main_template[] =
-    "#include <stdio.h>\n"
-    "#include \"%s.h\"\n"
-    "\n"
-    "/* in.bin -> out.bin: one %srun per sample */\n"
-    "int main(int argc, char **argv)\n"
-    "{\n"
-    "    static int8_t in[%sINPUT_SIZE], out[%sOUTPUT_SIZE];\n"
-    "    FILE *fi, *fo;\n"
-    "    if (argc < 3) return 2;\n"
-    "    fi = fopen(argv[1], \"rb\");\n"
-    "    fo = fopen(argv[2], \"wb\");\n"
-    "    if (!fi || !fo) return 2;\n"
-    "    while (fread(in, 1, sizeof in, fi) == sizeof in) {\n"
-    "        if (%srun(in, out) != 0) return 3;\n"
-    "        if (fwrite(out, 1, sizeof out, fo) != sizeof out) return 4;\n"
-    "    }\n"
-    "    fclose(fi);\n"
-    "    return fclose(fo) == 0 ? 0 : 5;\n"
-    "}\n";
-
 /* Checks what the generated source may use: its own header, stdint.h and
  * string.h; no floating point, no allocation. */
 static void check_source_rules(const char *src)
@@ -172,7 +135,7 @@ typedef struct variant {
  * further checks (caller frees). */
 static void export_check(const tml_model *m, const engine_io *io, const variant *v, tml_export_result *r)
 {
-    char dir[1024], cmd[4096], log[8192];
+    char dir[1024], log[8192];
     snprintf(dir, sizeof dir, "%s", tu_tmpdir(v->tag));
     tml_export_opts o;
     tml_export_opts_default(&o);
@@ -185,23 +148,9 @@ static void export_check(const tml_model *m, const engine_io *io, const variant 
     assert_int_equal(tml_export_write(r, dir), TML_OK);
     check_source_rules(r->source);
 
-    char upper[64];
-    const char *p = o.prefix;
-    size_t i = 0;
-    for (; p[i] && i + 1 < sizeof upper; i++) upper[i] = (char)(p[i] >= 'a' && p[i] <= 'z' ? p[i] - 32 : p[i]);
-    upper[i] = '\0';
-    char mainc[2048];
-    snprintf(mainc, sizeof mainc, main_template, r->base, p, upper, upper, p);
-    assert_int_equal(tu_write_file(tu_path(dir, "main.c"), mainc, strlen(mainc)), 0);
     assert_int_equal(tu_write_file(tu_path(dir, "in.bin"), io->in, (size_t)(N_IMAGES * io->in_size)), 0);
-
-    const char *cc = getenv("CC");
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s " GEN_CFLAGS " -o prog %s.c main.c", dir, cc && *cc ? cc : "cc", r->base);
-    int rc = tu_run(cmd, log, sizeof log);
-    if (rc != 0) fprintf(stderr, "%s: compile failed (%d): %s\n%s\n", v->tag, rc, cmd, log);
-    assert_int_equal(rc, 0);
-    snprintf(cmd, sizeof cmd, "cd '%s' && ./prog in.bin out.bin", dir);
-    rc = tu_run(cmd, log, sizeof log);
+    tu_gen_build(dir, r->base, o.prefix, "", v->tag);
+    int rc = tu_gen_run(dir, log, sizeof log);
     if (rc != 0) fprintf(stderr, "%s: run failed (%d): %s\n", v->tag, rc, log);
     assert_int_equal(rc, 0);
 

@@ -79,6 +79,25 @@ static float *inputs(const tml_model *m, const tml_samples *s, int64_t first, in
     return x;
 }
 
+/* A lenet300 (seed) trained one epoch on tr, its calibration statistics
+ * (co) from the training split in cal. */
+static tml_model *trained_lenet300(uint64_t seed, const tml_samples *tr, const tml_calib_opts *co, tml_calib *cal)
+{
+    tml_model *m = zoo("lenet300", seed);
+    tml_train_opts to;
+    tml_train_opts_default(&to);
+    to.epochs = 1;
+    to.val_samples = 0;
+    tml_trainer *t = NULL;
+    ok(tml_trainer_new(m, tr, &to, &t), "trainer");
+    ok(tml_trainer_run(t), "train");
+    tml_trainer_free(t);
+    tml_dataset *cds = fmnist_ds("train");
+    ok(tml_calibrate(m, cds, co, cal), "calibrate");
+    tml_dataset_free(cds);
+    return m;
+}
+
 /* ---- adaptive rounding ------------------------------------------------------------------------ */
 
 /* sum over rows of (w - s q) H (w - s q)^T: the output error on the inputs of H. */
@@ -152,19 +171,9 @@ static void test_adaptive_rounding_model(void **state)
 {
     (void)state;
     tml_samples *s = fmnist("train", 2048), *te = fmnist("test", 512);
-    tml_model *m = zoo("lenet300", 5);
-    tml_train_opts to;
-    tml_train_opts_default(&to);
-    to.epochs = 1;
-    to.val_samples = 0;
-    tml_trainer *t = NULL;
-    ok(tml_trainer_new(m, s, &to, &t), "trainer");
-    ok(tml_trainer_run(t), "train");
-    tml_trainer_free(t);
-    tml_dataset *cds = fmnist_ds("train");
     tml_calib cal;
     tml_calib_opts co = {.samples = 256, .seed = 1, .hessians = 1};
-    ok(tml_calibrate(m, cds, &co, &cal), "calibrate");
+    tml_model *m = trained_lenet300(5, s, &co, &cal);
     double err[2];
     float *x = inputs(m, te, 0, 512);
     float *yf = malloc(sizeof(float) * 512 * 10), *yq = malloc(sizeof(float) * 512 * 10);
@@ -192,7 +201,6 @@ static void test_adaptive_rounding_model(void **state)
     tml_engine_free(ef);
     free(x), free(yf), free(yq);
     tml_calib_free(&cal);
-    tml_dataset_free(cds);
     tml_model_free(m);
     tml_samples_free(s);
     tml_samples_free(te);
@@ -208,19 +216,9 @@ static void test_mixed_precision_is_optimal(void **state)
 {
     (void)state;
     tml_samples *tr = fmnist("train", 2048), *held = fmnist("test", 300);
-    tml_model *m = zoo("lenet300", 4);
-    tml_train_opts to;
-    tml_train_opts_default(&to);
-    to.epochs = 1;
-    to.val_samples = 0;
-    tml_trainer *t = NULL;
-    ok(tml_trainer_new(m, tr, &to, &t), "trainer");
-    ok(tml_trainer_run(t), "train");
-    tml_trainer_free(t);
-    tml_dataset *cds = fmnist_ds("train");
     tml_calib cal;
     tml_calib_opts co = {.samples = 128, .seed = 2};
-    ok(tml_calibrate(m, cds, &co, &cal), "calibrate");
+    tml_model *m = trained_lenet300(4, tr, &co, &cal);
     const int64_t budgets[] = {100000, 140000, 160000};
     for (int bi = 0; bi < 3; bi++) {
         tml_mp_opts o;
@@ -258,7 +256,6 @@ static void test_mixed_precision_is_optimal(void **state)
         tml_mp_result_free(&r);
     }
     tml_calib_free(&cal);
-    tml_dataset_free(cds);
     tml_model_free(m);
     tml_samples_free(tr);
     tml_samples_free(held);

@@ -20,39 +20,6 @@
 
 /* ---- the exported C ---------------------------------------------------------------------- */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GEN_SANITIZE " -fsanitize=address,undefined -fno-sanitize-recover=all"
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GEN_SANITIZE " -fsanitize=address,undefined -fno-sanitize-recover=all"
-#endif
-#endif
-#ifndef GEN_SANITIZE
-#define GEN_SANITIZE ""
-#endif
-#define GEN_CFLAGS                                                                                                     \
-    "-std=c99 -pedantic -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wconversion "   \
-    "-Wsign-conversion -Wcast-qual -Wundef -O1" GEN_SANITIZE
-
-static const char main_c[] =
-    "#include <stdio.h>\n"
-    "#include \"model.h\"\n"
-    "int main(int argc, char **argv)\n"
-    "{\n"
-    "    static int8_t in[MODEL_INPUT_SIZE], out[MODEL_OUTPUT_SIZE];\n"
-    "    FILE *fi, *fo;\n"
-    "    if (argc < 3) return 2;\n"
-    "    fi = fopen(argv[1], \"rb\");\n"
-    "    fo = fopen(argv[2], \"wb\");\n"
-    "    if (!fi || !fo) return 2;\n"
-    "    while (fread(in, 1, sizeof in, fi) == sizeof in) {\n"
-    "        if (model_run(in, out) != 0) return 3;\n"
-    "        if (fwrite(out, 1, sizeof out, fo) != sizeof out) return 4;\n"
-    "    }\n"
-    "    fclose(fi);\n"
-    "    return fclose(fo) == 0 ? 0 : 5;\n"
-    "}\n";
-
 /* The int8 input and output tensors the engine computes for n inputs. */
 static void engine_int8(const tml_model *m, const float *x, int n, int8_t **in8, int8_t **out8)
 {
@@ -121,18 +88,11 @@ static int64_t export_run(const tml_model *m, const tml_sched_opts *so, int port
         }
     }
     assert_int_equal(tml_export_write(&r, dir), TML_OK);
-    assert_int_equal(tu_write_file(tu_path(dir, "main.c"), main_c, strlen(main_c)), 0);
     int64_t is = tml_tensor_numel(&m->tensors[m->input]), os = tml_tensor_numel(&m->tensors[m->output]);
     assert_int_equal(tu_write_file(tu_path(dir, "in.bin"), in8, (size_t)(is * n)), 0);
-    char cmd[2048], log[8192];
-    const char *cc = getenv("CC");
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s " GEN_CFLAGS " -DMODEL_ARENA_GUARD=64 -o prog model.c main.c", dir,
-             cc && *cc ? cc : "cc");
-    int rc = tu_run(cmd, log, sizeof log);
-    if (rc != 0) fprintf(stderr, "%s: compile failed (%d): %s\n%s\n", tag, rc, cmd, log);
-    assert_int_equal(rc, 0);
-    snprintf(cmd, sizeof cmd, "cd '%s' && ./prog in.bin out.bin", dir);
-    rc = tu_run(cmd, log, sizeof log);
+    char log[8192];
+    tu_gen_build(dir, "model", "model_", "-DMODEL_ARENA_GUARD=64", tag);
+    int rc = tu_gen_run(dir, log, sizeof log);
     int64_t arena = r.arena_bytes;
     if (shrink) {
         /* the last bytes of the arena are used: the guard must see them change */

@@ -452,8 +452,9 @@ static void test_truncated_and_damaged(void **state)
     /* inputs the fuzzer found (tests/fuzz/fuzz_tflite.c): an error or a model,
      * and a model the engine and the exporter take without crashing (the
      * sanitizer builds check the rest) */
-    const char *found[3] = {"int8-weights-without-scale.tflite", "same-padding-overflow.tflite", "import-leak.tflite"};
-    for (int k = 0; k < 3; k++) {
+    const char *found[4] = {"int8-weights-without-scale.tflite", "same-padding-overflow.tflite", "import-leak.tflite",
+                            "conv-weights-missing.tflite"};
+    for (int k = 0; k < 4; k++) {
         size_t fl;
         uint8_t *fb = tu_read_file(fixture("fuzz", found[k]), &fl);
         assert_non_null(fb);
@@ -468,11 +469,58 @@ static void test_truncated_and_damaged(void **state)
         }
         free(fb);
     }
+    /* a conv whose weights input is -1 (an omitted optional input): read
+     * before index -1 of the tensors */
+    size_t cl;
+    uint8_t *cb = tu_read_file(fixture("fuzz", "conv-weights-missing.tflite"), &cl);
+    assert_non_null(cb);
+    m = NULL;
+    assert_int_equal(tml_tflite_import_mem(cb, cl, &m, NULL), TML_ERR_FORMAT);
+    assert_null(m);
+    assert_non_null(strstr(tml_last_error(), "weights are missing"));
+    free(cb);
     /* not a TFLite file */
     assert_false(tml_tflite_detect("\x89TMF\r\n\x1a\n", 8));
     assert_int_equal(tml_tflite_import_mem("hello world!", 12, &m, NULL), TML_ERR_FORMAT);
     assert_true(strstr(tml_last_error(), "TFL3") != NULL);
     free(buf);
+}
+
+/* The tinyml metadata a .tflite carries is checked against its graph as the
+ * .tmf reader checks it: labels or per-feature normalization that do not fit
+ * are a format error, not a model that `tinyml import` writes and every
+ * other command then refuses. */
+static void test_metadata_must_fit_graph(void **state)
+{
+    (void)state;
+    static const char *const labels[10] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+    float mean[5] = {0}, std[5] = {1, 1, 1, 1, 1};
+    for (int bad = 0; bad < 3; bad++) {
+        tml_zoo_opts zo = {.seed = 1};
+        tml_model *m = NULL;
+        assert_int_equal(tml_zoo_create("lenet300", &zo, &m), TML_OK);
+        /* 0: ten labels (fits); 1: three labels for ten outputs; 2: five
+         * features' normalization for 784 inputs */
+        assert_int_equal(tml_meta_set_labels(&m->meta, bad == 1 ? 3 : 10, labels), TML_OK);
+        if (bad == 2) assert_int_equal(tml_preproc_set_features(&m->meta.pre, 5, mean, std), TML_OK);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(tml_tflite_export_mem(m, &buf, &len), TML_OK);
+        tml_model *q = NULL;
+        tml_status st = tml_tflite_import_mem(buf, len, &q, NULL);
+        if (!bad) {
+            assert_int_equal(st, TML_OK);
+            assert_int_equal(q->meta.n_classes, 10);
+            assert_string_equal(q->meta.labels[9], "j");
+            tml_model_free(q);
+        } else {
+            assert_int_equal(st, TML_ERR_FORMAT);
+            assert_null(q);
+            assert_non_null(strstr(tml_last_error(), bad == 1 ? "3 labels" : "5 features"));
+        }
+        free(buf);
+        tml_model_free(m);
+    }
 }
 
 /* ---- export / re-import ------------------------------------------------------------------------ */
@@ -688,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_conformance_ad01_fp32),
         cmocka_unit_test(test_hybrid_kws),
         cmocka_unit_test(test_truncated_and_damaged),
+        cmocka_unit_test(test_metadata_must_fit_graph),
         cmocka_unit_test(test_zoo_roundtrip),
         cmocka_unit_test(test_device_tflite_rounding),
     };

@@ -202,6 +202,63 @@ int tu_run(const char *cmd, char *out, size_t cap)
 
 /* ---- models and data ---------------------------------------------------------------------- */
 
+const char *tu_gen_cflags(void)
+{
+    return "-std=c99 -pedantic -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla "
+           "-Wconversion -Wsign-conversion -Wcast-qual -Wundef -O1"
+#if TU_ASAN
+           " -fsanitize=address,undefined -fno-sanitize-recover=all"
+#endif
+        ;
+}
+
+static const char gen_main[] =
+    "#include <stdio.h>\n"
+    "#include \"%s.h\"\n"
+    "\n"
+    "/* in.bin -> out.bin: one %srun per sample */\n"
+    "int main(int argc, char **argv)\n"
+    "{\n"
+    "    static int8_t in[%sINPUT_SIZE], out[%sOUTPUT_SIZE];\n"
+    "    FILE *fi, *fo;\n"
+    "    if (argc < 3) return 2;\n"
+    "    fi = fopen(argv[1], \"rb\");\n"
+    "    fo = fopen(argv[2], \"wb\");\n"
+    "    if (!fi || !fo) return 2;\n"
+    "    while (fread(in, 1, sizeof in, fi) == sizeof in) {\n"
+    "        if (%srun(in, out) != 0) return 3;\n"
+    "        if (fwrite(out, 1, sizeof out, fo) != sizeof out) return 4;\n"
+    "    }\n"
+    "    fclose(fi);\n"
+    "    return fclose(fo) == 0 ? 0 : 5;\n"
+    "}\n";
+
+void tu_gen_build(const char *dir, const char *base, const char *prefix, const char *extra, const char *tag)
+{
+    char upper[64];
+    size_t i = 0;
+    for (; prefix[i] && i + 1 < sizeof upper; i++)
+        upper[i] = (char)(prefix[i] >= 'a' && prefix[i] <= 'z' ? prefix[i] - 32 : prefix[i]);
+    upper[i] = '\0';
+    char mainc[2048];
+    snprintf(mainc, sizeof mainc, gen_main, base, prefix, upper, upper, prefix);
+    assert_int_equal(tu_write_file(tu_path(dir, "main.c"), mainc, strlen(mainc)), 0);
+    const char *cc = getenv("CC");
+    char cmd[4096], log[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s %s %s -o prog %s.c main.c", dir, cc && *cc ? cc : "cc", tu_gen_cflags(),
+             extra, base);
+    int rc = tu_run(cmd, log, sizeof log);
+    if (rc != 0) fprintf(stderr, "%s: compile failed (%d): %s\n%s\n", tag, rc, cmd, log);
+    assert_int_equal(rc, 0);
+}
+
+int tu_gen_run(const char *dir, char *log, size_t cap)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && ./prog in.bin out.bin", dir);
+    return tu_run(cmd, log, cap);
+}
+
 tml_model *tu_zoo_model(const char *arch, uint64_t seed)
 {
     tml_zoo_opts o = {.seed = seed};

@@ -53,6 +53,34 @@ uint8_t *tu_read_file(const char *path, size_t *len);
  * cap-1 bytes of combined stdout+stderr into out (may be NULL). */
 int tu_run(const char *cmd, char *out, size_t cap);
 
+/* ---- the exported C, compiled and run on this host ---- */
+
+/* 1 when the tests are built with AddressSanitizer: the kernels are ~10x
+ * slower, so the longest tests run on fewer inputs. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+#ifndef TU_ASAN
+#define TU_ASAN 0
+#endif
+
+/* The flags the exported C is compiled with: what a strict device build
+ * would use (C99, every warning an error), plus ASan/UBSan when the tests
+ * are built with them. */
+const char *tu_gen_cflags(void);
+/* Writes dir/main.c: a program that runs <prefix>run (declared in
+ * <base>.h) on each sample of the int8 file argv[1] and writes the outputs
+ * to argv[2] (exit 3: run failed). Then compiles it with dir/<base>.c by
+ * $CC (else cc) with tu_gen_cflags() and `extra` (may be "") into dir/prog;
+ * asserts that it compiles (the command and log printed, tagged `tag`). */
+void tu_gen_build(const char *dir, const char *base, const char *prefix, const char *extra, const char *tag);
+/* Runs dir/prog dir/in.bin dir/out.bin; its exit status, its output in log. */
+int tu_gen_run(const char *dir, char *log, size_t cap);
+
 /* ---- models and data for the export / device tests ---- */
 
 /* A zoo model (tml_zoo_create with `seed`) whose batch norms get

@@ -229,7 +229,7 @@ __attribute__((target("avx512f"))) static void dw_strips_avx512(DW_STRIPS_ARGS)
     }
 }
 
-__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void dw_strips_avx2(DW_STRIPS_ARGS)
+__attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void dw_strips_avx2(DW_STRIPS_ARGS)
 {
     DW_STRIPS_DISPATCH(4)
 }
@@ -383,11 +383,11 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
     (const tml_window *p, const float *x, const float *w, const float *b, float *y, int64_t r0, int64_t r1,   \
      int strip, tml_isa isa)
 #ifdef TML_OPS_X86
-__attribute__((target("avx512f"), optimize("fp-contract=fast"))) static void dw_rows_avx512 DW_ROWS_PARAMS
+__attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void dw_rows_avx512 DW_ROWS_PARAMS
 {
     dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
 }
-__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static void dw_rows_avx2 DW_ROWS_PARAMS
+__attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void dw_rows_avx2 DW_ROWS_PARAMS
 {
     dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
 }

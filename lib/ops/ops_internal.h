@@ -146,12 +146,19 @@ void tml_dense_f32_packed_ex(int n, int in, int out, const void *packed, tml_isa
             name##_generic args;                                                                             \
     }
 #define TML_OPS_MULTIVERSION(name, params, args) TML_OPS_MULTIVERSION_(name, params, args, , "avx2")
+/* GCC's per-function fp-contract; clang has no optimize attribute (it warns
+ * and ignores it) and contracts within an expression by default. */
+#if defined(__clang__)
+#define TML_FP_CONTRACT_FAST
+#else
+#define TML_FP_CONTRACT_FAST __attribute__((optimize("fp-contract=fast")))
+#endif
 /* The same for kernels whose x86 versions contract a*b+c into one fused
  * multiply-add (one rounding; the portable version rounds twice): AVX-512 and
  * AVX2+FMA then give identical results, the portable build slightly
  * different ones (within the kernels' tolerance against _ref). */
 #define TML_OPS_MULTIVERSION_FMA(name, params, args)                                                         \
-    TML_OPS_MULTIVERSION_(name, params, args, __attribute__((optimize("fp-contract=fast"))), "avx2,fma")
+    TML_OPS_MULTIVERSION_(name, params, args, TML_FP_CONTRACT_FAST, "avx2,fma")
 #else
 #define TML_OPS_MULTIVERSION(name, params, args)                                                             \
     static void name params                                                                                  \

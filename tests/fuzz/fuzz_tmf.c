@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fuzz_util.h"
 #include "tinyml/tml_core.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
@@ -30,22 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = 0;
     if (tml_model_write_mem(m, NULL, &buf, &len) == TML_OK) free(buf);
 
-    int64_t act = 0;
-    for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].kind == TML_TENSOR_ACT) act += tml_tensor_numel(&m->tensors[i]);
-    if (act <= FUZZ_MAX_ACT) {
-        tml_engine *e = NULL;
-        if (tml_engine_new(m, 1, NULL, &e) == TML_OK) {
-            int64_t nin = tml_tensor_numel(&m->tensors[m->input]);
-            int64_t nout = tml_tensor_numel(&m->tensors[m->output]);
-            float *x = calloc((size_t)nin, sizeof(float));
-            float *y = calloc((size_t)nout, sizeof(float));
-            if (x && y) tml_engine_run(e, x, 1, y);
-            free(x);
-            free(y);
-            tml_engine_free(e);
-        }
-    }
+    if (fuzz_act_elems(m) <= FUZZ_MAX_ACT) fuzz_run_zeros(m, NULL);
     tml_model_free(m);
     return 0;
 }
