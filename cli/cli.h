@@ -270,5 +270,6 @@ int cmd_import(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@
 #include "tinyml/tml_cluster.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
+#include "tinyml/tml_recipe.h"
 #include "tinyml/tml_train.h"
 
 static const char help[] =
@@ -154,24 +155,23 @@ int cmd_cluster(int argc, char **argv)
         tml_dataset *ds = cli_open_train_data(&c, &data, m);
         tml_samples *s = NULL;
         if ((st = tml_dataset_load(ds, 0, &s))) cli_fail_status(&c, st);
-        tml_train_opts to;
-        tml_train_opts_default(&to);
-        to.epochs = ft;
-        to.lr = lr;
-        to.batch = batch;
-        to.seed = c.seed;
         tml_model *tm = teacher ? cli_load_model(&c, teacher) : NULL;
-        to.teacher = tm;
         cluster_ctx x = {.c = &c, .m = m, .prefix = prefix};
-        to.on_epoch = on_epoch;
-        to.user = &x;
-        to.cancel = &cli_cancel_flag;
-        tml_trainer *t = NULL;
-        if ((st = tml_trainer_new(m, s, &to, &t)) || (st = tml_trainer_run(t))) {
+        tml_finetune fto;
+        tml_finetune_default(&fto);
+        fto.epochs = ft;
+        fto.lr = lr;
+        fto.batch = batch;
+        fto.seed = c.seed;
+        fto.data = s;
+        fto.teacher = tm;
+        fto.on_epoch = on_epoch;
+        fto.user = &x;
+        fto.cancel = &cli_cancel_flag;
+        if ((st = tml_finetune_run(m, &fto, NULL, 0, NULL))) {
             if (st == TML_ERR_INTERRUPTED) cli_interrupted(&c, prefix, x.ckpt[0] ? x.ckpt : NULL);
             cli_fail_status(&c, st);
         }
-        tml_trainer_free(t);
         tml_model_free(tm);
         tml_samples_free(s);
         tml_dataset_free(ds);

@@ -14,6 +14,7 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_format.h"
 #include "tinyml/tml_prune.h"
+#include "tinyml/tml_recipe.h"
 #include "tinyml/tml_train.h"
 
 static const char help[] =
@@ -72,11 +73,6 @@ static const char help[] =
 
 typedef struct prune_ctx {
     cli *c;
-    const tml_model *teacher;
-    tml_prune_spec *spec;
-    double final_sparsity;
-    int steps;
-    int64_t every;
     cli_progress bar;
     tml_model *m;       /* the model being fine-tuned */
     const char *prefix; /* checkpoint prefix, or NULL */
@@ -87,34 +83,6 @@ typedef struct prune_ctx {
 static tml_status apply(tml_model *m, const tml_prune_spec *s, tml_prune_report *r)
 {
     return s->structured ? tml_prune_structured(m, s, r) : tml_prune_magnitude(m, s, r);
-}
-
-/* Scales every target of the spec by f (iterative / AGP rounds). */
-static void scaled_spec(const tml_prune_spec *s, double f, tml_prune_spec *out, tml_layer_target *tg)
-{
-    *out = *s;
-    out->sparsity = s->sparsity * f;
-    for (int i = 0; i < s->n_targets; i++) {
-        tg[i] = s->targets[i];
-        tg[i].sparsity = s->targets[i].sparsity * f;
-    }
-    out->targets = tg;
-}
-
-static tml_status agp_hook(void *user, tml_model *m, int64_t step, int64_t total)
-{
-    (void)total;
-    prune_ctx *p = user;
-    int r = (int)(step / p->every);
-    if (r > p->steps) return TML_OK;
-    double f = tml_agp_sparsity(0.0, 1.0, r, p->steps); /* fraction of the final targets */
-    tml_layer_target tg[256];
-    tml_prune_spec s;
-    scaled_spec(p->spec, f, &s, tg);
-    tml_prune_report rep;
-    tml_status st = apply(m, &s, &rep);
-    if (!st) tml_prune_report_free(&rep);
-    return st;
 }
 
 static void on_progress(void *user, int epoch, int64_t step, int64_t steps, double loss, double acc, double sps)
@@ -150,36 +118,14 @@ static tml_status on_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
     return TML_OK;
 }
 
-static void finetune(prune_ctx *pc, tml_model *m, const tml_samples *s, int epochs, double lr, int batch, int agp)
+static void on_round(void *user, int r, int rounds)
 {
-    tml_train_opts o;
-    tml_train_opts_default(&o);
-    o.epochs = epochs;
-    o.lr = lr;
-    o.batch = batch;
-    o.seed = pc->c->seed;
-    o.teacher = pc->teacher;
-    o.cancel = &cli_cancel_flag;
-    o.progress = on_progress;
-    o.on_epoch = on_epoch;
-    o.user = pc;
-    if (agp) {
-        int64_t steps = (s->n - (s->n / 2 < 5000 ? s->n / 2 : 5000) + batch - 1) / batch * epochs;
-        pc->every = (int64_t)((2.0 / 3.0) * (double)steps / pc->steps);
-        if (pc->every < 1) pc->every = 1;
-        o.hook = agp_hook;
-        o.hook_every = pc->every;
-    }
-    tml_trainer *t = NULL;
-    pc->m = m;
-    tml_status st = tml_trainer_new(m, s, &o, &t);
-    if (st) cli_fail_status(pc->c, st);
-    cli_progress_start(&pc->bar, pc->c, "fine-tune");
-    st = tml_trainer_run(t);
-    cli_progress_end(&pc->bar);
-    tml_trainer_free(t);
-    if (st == TML_ERR_INTERRUPTED) cli_interrupted(pc->c, pc->prefix, pc->ckpt[0] ? pc->ckpt : NULL);
-    if (st) cli_fail_status(pc->c, st);
+    prune_ctx *p = user;
+    cli_progress_end(&p->bar);
+    cli_log(p->c, "round %d/%d: pruned to %.3f of the targets", r, rounds, (double)r / rounds);
+    p->round = r;
+    p->rounds = rounds;
+    cli_progress_start(&p->bar, p->c, "fine-tune");
 }
 
 static char *read_text(cli *c, const char *path)
@@ -332,32 +278,27 @@ int cmd_prune(int argc, char **argv)
         if (st) cli_fail_status(&c, st);
     }
     tml_model *tm = teacher ? cli_load_model(&c, teacher) : NULL;
-    prune_ctx pc = {.c = &c, .spec = &spec, .steps = steps, .teacher = tm, .prefix = prefix, .round = 1, .rounds = 1};
+    prune_ctx pc = {.c = &c, .m = m, .prefix = prefix, .round = 1, .rounds = 1};
+    if (sched == 2 && spec.structured) cli_usage_error(&c, "--prune-schedule agp works with unstructured pruning");
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.epochs = ft_epochs;
+    ft.lr = lr;
+    ft.batch = batch;
+    ft.seed = c.seed;
+    ft.data = train;
+    ft.teacher = tm;
+    ft.progress = on_progress;
+    ft.on_epoch = on_epoch;
+    ft.user = &pc;
+    ft.cancel = &cli_cancel_flag;
     tml_prune_report rep = {0};
-    tml_status st;
-    if (sched == 0) {
-        st = apply(m, &spec, &rep);
-        if (st) cli_fail_status(&c, st);
-        if (ft_epochs) finetune(&pc, m, train, ft_epochs, lr, batch, 0);
-    } else if (sched == 1) {
-        pc.rounds = steps;
-        for (int r = 1; r <= steps; r++) {
-            tml_layer_target tg[256];
-            tml_prune_spec s;
-            scaled_spec(&spec, (double)r / steps, &s, tg);
-            tml_prune_report_free(&rep);
-            st = apply(m, &s, &rep);
-            if (st) cli_fail_status(&c, st);
-            cli_log(&c, "round %d/%d: pruned to %.3f of the targets", r, steps, (double)r / steps);
-            pc.round = r;
-            finetune(&pc, m, train, ft_epochs, lr, batch, 0);
-        }
-    } else {
-        if (spec.structured) cli_usage_error(&c, "--prune-schedule agp works with unstructured pruning");
-        finetune(&pc, m, train, ft_epochs, lr, batch, 1);
-        st = apply(m, &spec, &rep); /* reach the final targets exactly */
-        if (st) cli_fail_status(&c, st);
-    }
+    if (ft_epochs) cli_progress_start(&pc.bar, &c, "fine-tune");
+    tml_status st = tml_recipe_prune(m, &spec, sched == 0 ? TML_PRUNE_ONESHOT : sched == 1 ? TML_PRUNE_ITERATIVE : TML_PRUNE_AGP,
+                                     steps, &ft, on_round, &pc, &rep);
+    cli_progress_end(&pc.bar);
+    if (st == TML_ERR_INTERRUPTED) cli_interrupted(&c, prefix, pc.ckpt[0] ? pc.ckpt : NULL);
+    if (st) cli_fail_status(&c, st);
     /* the per-layer report against the original model */
     tml_prune_report_free(&rep);
     {

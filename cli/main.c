@@ -34,6 +34,7 @@ static const command commands[] = {
     {"compare", cmd_compare, "per-layer error (SQNR) between a float model and its int8 version"},
     {"schedule", cmd_schedule, "memory schedule of an int8 model: in-place, streamed, patch-based; RAM vs bound"},
     {"export", cmd_export, "C source for a microcontroller (static arena, bit-exact int8 kernels), or ONNX"},
+    {"fit", cmd_fit, "the most accurate compressed model that fits a flash / RAM / latency budget, verified on the emulator"},
     {"profile", cmd_profile, "run the exported C on an emulated Cortex-M: instructions per layer, flash, RAM, bit-exact check"},
     {"report", cmd_report, "size / accuracy table of several models (ratio, bits/weight, MACs, memory, drop), Pareto plot"},
     {"plot", cmd_plot, "chart two columns of a CSV (sweeps, sensitivity) as a PNG"},

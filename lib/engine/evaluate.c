@@ -1,6 +1,9 @@
 /*
- * evaluate.c - accuracy of a model on a dataset: top-1, top-5, per-class
- * accuracy, confusion matrix, mean cross-entropy and throughput.
+ * evaluate.c - accuracy of a model on batches: top-1, top-5, per-class
+ * accuracy, confusion matrix, mean cross-entropy and throughput. The batches
+ * come from a caller's source (tml_eval_source): the engine never opens or
+ * reads a dataset (lib/passes/evaluate_data.c feeds it datasets and
+ * in-memory samples).
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,43 +21,6 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *info)
-{
-    const tml_tensor *in = &m->tensors[m->input];
-    int64_t dnumel = (int64_t)info->h * info->w * info->c;
-    int ok;
-    if (in->ndim == 3)
-        ok = in->dims[0] == info->h && in->dims[1] == info->w && in->dims[2] == info->c;
-    else
-        ok = tml_tensor_numel(in) == dnumel;
-    if (!ok) {
-        char ms[64] = "", ds[64];
-        for (int i = 0; i < in->ndim; i++) {
-            size_t l = strlen(ms);
-            snprintf(ms + l, sizeof ms - l, "%s%d", i ? "x" : "", in->dims[i]);
-        }
-        snprintf(ds, sizeof ds, "%dx%dx%d", info->h, info->w, info->c);
-        return tml_error(TML_ERR_SHAPE, "dataset '%s' has samples of shape %s but the model expects %s", info->name, ds, ms);
-    }
-    int64_t classes = tml_tensor_numel(&m->tensors[m->output]);
-    if (info->n_classes > classes)
-        return tml_error(TML_ERR_SHAPE, "dataset '%s' has %d classes but the model has only %lld outputs", info->name,
-                         info->n_classes, (long long)classes);
-    tml_status st = tml_preproc_check(&m->meta.pre, info->c);
-    if (st) return tml_error_context(st, "model preprocessing does not fit dataset '%s'", info->name);
-    return TML_OK;
-}
-
-tml_status tml_dataset_match(tml_dataset *ds, const tml_model *m)
-{
-    const tml_dataset_info *info = tml_dataset_get_info(ds);
-    if (m->meta.labels && info->labels && m->meta.n_classes > 0) {
-        tml_status st = tml_dataset_map_classes(ds, m->meta.n_classes, (const char *const *)m->meta.labels);
-        if (st && st != TML_ERR_INVALID) return st; /* INVALID: mapped before */
-    }
-    return tml_check_dataset_fits(m, info);
 }
 
 static int ends_in_softmax(const tml_model *m)
@@ -133,36 +99,15 @@ static void finish(tml_eval_result *r, double loss_sum, double seconds)
     r->samples_per_s = seconds > 0 ? (double)r->n / seconds : 0.0;
 }
 
-/* Where the samples of an evaluation come from: a streamed dataset or
- * in-memory samples selected by index. fetch() fills up to `want` raw samples. */
-typedef struct source {
-    tml_dataset *ds;
-    const tml_samples *s;
-    const int64_t *idx;
-    int64_t pos;
-    int64_t *bidx;
-} source;
-
-static tml_status fetch(source *src, int want, float *x, int32_t *lab, int *got)
+tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, const tml_eval_opts *opts,
+                               tml_eval_result *r)
 {
-    if (src->ds) return tml_dataset_next(src->ds, want, x, lab, got);
-    for (int i = 0; i < want; i++) src->bidx[i] = src->idx ? src->idx[src->pos + i] : src->pos + i;
-    tml_samples_gather(src->s, src->bidx, want, x, lab);
-    src->pos += want;
-    *got = want;
-    return TML_OK;
-}
-
-static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_info *info, int64_t total,
-                            const tml_eval_opts *opts, tml_eval_result *r)
-{
+    int64_t total = src->total;
     tml_eval_opts o = {0};
     if (opts) o = *opts;
     if (o.batch <= 0) o.batch = 256;
-    tml_status st = tml_check_dataset_fits(m, info);
-    if (st) return st;
     int k = (int)tml_tensor_numel(&m->tensors[m->output]);
-    st = result_init(r, k);
+    tml_status st = result_init(r, k);
     if (st) return st;
     if (o.limit > 0 && o.limit < total) total = o.limit;
     if ((int64_t)o.batch > total && total > 0) o.batch = (int)total;
@@ -181,11 +126,10 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
     float *x = malloc(sizeof(float) * (size_t)in_numel * (size_t)o.batch);
     float *y = malloc(sizeof(float) * (size_t)k * (size_t)o.batch);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)o.batch);
-    src->bidx = malloc(sizeof(int64_t) * (size_t)o.batch);
     tml_engine *e = NULL, *plain = NULL;
     int check = o.check_schedule && o.schedule;
     float *y2 = check ? malloc(sizeof(float) * (size_t)k * (size_t)o.batch) : NULL;
-    if (!x || !y || !lab || !src->bidx || (check && !y2)) {
+    if (!x || !y || !lab || (check && !y2)) {
         st = tml_error(TML_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -205,7 +149,7 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
             goto out;
         }
         int want = (int)((total - r->n) < o.batch ? (total - r->n) : o.batch), got = 0;
-        st = fetch(src, want, x, lab, &got);
+        st = src->next(src->user, want, x, lab, &got);
         if (st) goto out;
         if (got == 0) break;
         for (int i = 0; i < got; i++)
@@ -214,7 +158,6 @@ static tml_status eval_loop(const tml_model *m, source *src, const tml_dataset_i
                                (long long)(r->n + i), k);
                 goto out;
             }
-        tml_preproc_apply(&m->meta.pre, (int64_t)got * in_numel, info->c, x);
         st = tml_engine_run(e, x, got, y);
         if (st) goto out;
         if (check) {
@@ -236,30 +179,5 @@ out:
     free(x);
     free(y);
     free(lab);
-    free(src->bidx);
-    src->bidx = NULL;
     return st;
-}
-
-tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r)
-{
-    tml_status st = tml_dataset_match(ds, m);
-    if (st) return st;
-    const tml_dataset_info *info = tml_dataset_get_info(ds);
-    source src = {.ds = ds};
-    return eval_loop(m, &src, info, info->count, opts, r);
-}
-
-tml_status tml_evaluate_samples(const tml_model *m, const tml_samples *s, const int64_t *idx, int64_t n,
-                                const tml_eval_opts *opts, tml_eval_result *r)
-{
-    tml_dataset_info info = {0};
-    snprintf(info.name, sizeof info.name, "in-memory samples");
-    info.h = s->h;
-    info.w = s->w;
-    info.c = s->c;
-    info.n_classes = s->n_classes;
-    if (n > s->n || n < 0) n = s->n;
-    source src = {.s = s, .idx = idx};
-    return eval_loop(m, &src, &info, n, opts, r);
 }

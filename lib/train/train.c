@@ -127,6 +127,14 @@ static uint64_t mix(uint64_t a, uint64_t b)
     return z ^ (z >> 31);
 }
 
+void tml_train_split(int64_t n, uint64_t seed, int64_t *perm)
+{
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    tml_rng r;
+    tml_rng_seed(&r, mix(seed, 0x76616c));
+    tml_rng_shuffle(&r, perm, n);
+}
+
 void tml_trainer_free(tml_trainer *t)
 {
     if (!t) return;
@@ -350,10 +358,7 @@ tml_status tml_trainer_new(tml_model *m, const tml_samples *data, const tml_trai
     if (nval > data->n / 2) nval = data->n / 2;
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)data->n);
     if (!perm) goto oom;
-    for (int64_t i = 0; i < data->n; i++) perm[i] = i;
-    tml_rng r;
-    tml_rng_seed(&r, mix(o->seed, 0x76616c));
-    tml_rng_shuffle(&r, perm, data->n);
+    tml_train_split(data->n, o->seed, perm);
     t->n_val = nval;
     t->n_train = data->n - nval;
     t->val_idx = malloc(sizeof(int64_t) * (size_t)(nval ? nval : 1));

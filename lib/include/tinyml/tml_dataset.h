@@ -93,6 +93,15 @@ void tml_samples_free(tml_samples *s);
 /* Copies samples idx[0..n) (raw) into x as float (n, h, w, c) and their labels
  * into y (y may be NULL). Every idx must be in [0, s->n) (asserted). */
 void tml_samples_gather(const tml_samples *s, const int64_t *idx, int n, float *x, int32_t *y);
+/* A dataset view of samples idx[0..n) of s (idx NULL: samples 0..n-1; n < 0
+ * or n > s->n: s->n): the streaming consumers (calibration, evaluation) then
+ * run on a part of loaded data without reading files again. s must outlive
+ * the view; name is its info.name (NULL: "in-memory samples"). Free with
+ * tml_dataset_free(). */
+tml_status tml_dataset_from_samples(const tml_samples *s, const int64_t *idx, int64_t n, const char *name,
+                                    tml_dataset **out);
+/* A copy of samples idx[0..n) of s (training on a part of loaded data). */
+tml_status tml_samples_subset(const tml_samples *s, const int64_t *idx, int64_t n, tml_samples **out);
 
 /* Applies preprocessing in place to n_values floats with c channels last (n_values
  * a multiple of c): x = (x * scale - mean[ch]) / std[ch], ch = i % c; n_ch == 0

@@ -110,6 +110,20 @@ typedef struct tml_eval_result {
     double samples_per_s;
 } tml_eval_result;
 
+/* Where an evaluation's batches come from: next() fills up to `want`
+ * samples, already preprocessed as tml_engine_run takes them (n, input
+ * numel), and their labels; *got = 0 at the end. total: the samples there are. */
+typedef struct tml_eval_source {
+    tml_status (*next)(void *user, int want, float *x, int32_t *labels, int *got);
+    void *user;
+    int64_t total;
+} tml_eval_source;
+
+/* Runs the engine over the source's batches and accumulates the metrics (the
+ * engine's own loop: it never reads a dataset itself). */
+tml_status tml_evaluate_source(const tml_model *m, const tml_eval_source *src, const tml_eval_opts *opts,
+                               tml_eval_result *r);
+
 /* Checks that a dataset's sample shape and labels fit a model; the error says why not. */
 tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *info);
 /* What every command does before a model meets a dataset: when both have
@@ -120,7 +134,8 @@ tml_status tml_check_dataset_fits(const tml_model *m, const tml_dataset_info *in
 tml_status tml_dataset_match(tml_dataset *ds, const tml_model *m);
 
 /* Streams the dataset from its current position, applies the model's
- * preprocessing, runs the engine, accumulates metrics. */
+ * preprocessing, runs the engine, accumulates metrics (lib/passes/evaluate_data.c,
+ * over tml_evaluate_source). */
 tml_status tml_evaluate(const tml_model *m, tml_dataset *ds, const tml_eval_opts *opts, tml_eval_result *r);
 void tml_eval_result_free(tml_eval_result *r);
 

@@ -148,6 +148,11 @@ tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt);
 tml_status tml_train_strip_state(tml_model *m);
 int tml_train_has_state(const tml_model *m);
 
+/* The trainer's validation split of n samples for `seed`: perm (n) is a
+ * permutation of [0, n) whose first val_samples entries are held out, the rest
+ * trains. A model trained with that seed never saw perm[0..val_samples). */
+void tml_train_split(int64_t n, uint64_t seed, int64_t *perm);
+
 /* The trainer's forward pass (fake-quantized under QAT, nothing updated) on n
  * <= batch preprocessed inputs x: out (n, outputs) are the logits (a trailing
  * softmax is not applied). */

@@ -1,0 +1,136 @@
+/*
+ * tml_fit.h - the budget search behind `tinyml fit` (lib/passes/fit.c;
+ * docs/fit.md is the user's guide): given a float model, training data and a
+ * device budget (flash, RAM, latency), find the most accurate compressed
+ * INT8 model that fits.
+ *
+ * 1. Baselines: the float model and its plain INT8 quantization, on the
+ *    held-out validation part of the training data (and the test samples).
+ * 2. Greedy descent (the prior): from the uncompressed plan, each step tries
+ *    one move per layer and kind (remove 1/8 of the filters; zero 40% of the
+ *    remaining weights, once, twice or three times over; weight sharing at 5
+ *    bits, then one bit fewer down to 3), measures each moved
+ *    plan quickly (applied without fine-tuning, quantized, exported: exact
+ *    flash and RAM from the exporter; validation loss of the INT8 model) and
+ *    takes the move that removes the most budget miss per unit of loss it
+ *    adds. It stops when everything fits. Several variants of the move set
+ *    (all knobs; no weight sharing; no filter removal unless RAM needs it)
+ *    give several fitting plans, and points of the way give the Pareto front.
+ * 3. Fine-tuning: each candidate plan is applied for real (filter removal,
+ *    AGP sparsity with distillation from the original, centroid fine-tuning,
+ *    INT8), in parallel (OpenMP, `jobs` at a time), measured again (exact
+ *    flash and RAM, estimated instructions; validation and test top-1).
+ * 4. The most accurate candidate on validation that fits every budget is the
+ *    answer; the caller verifies it on the emulated core (tml_device_run).
+ *
+ * Deterministic for a given seed (the thread count changes nothing). The
+ * library never prints and never opens a file: progress, and the state that
+ * makes a search resumable, go through the callbacks.
+ */
+#ifndef TML_FIT_H
+#define TML_FIT_H
+
+#include <stdint.h>
+
+#include "tml_core.h"
+#include "tml_dataset.h"
+#include "tml_export.h"
+#include "tml_recipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tml_fit_cand tml_fit_cand;
+struct tml_device_opts;
+
+/* Progress: a phase name, done / total of that phase, and a one-line message. */
+typedef void (*tml_fit_progress_fn)(void *user, const char *phase, int done, int total, const char *msg);
+/* Resumability: before fine-tuning candidate c, lookup may hand back the
+ * INT8 model of an earlier run of the same search (*out, owned by the
+ * library afterwards; NULL: not stored); after fine-tuning, store gets it. */
+typedef tml_status (*tml_fit_lookup_fn)(void *user, const tml_fit_cand *c, tml_model **out);
+typedef tml_status (*tml_fit_store_fn)(void *user, const tml_fit_cand *c);
+
+typedef struct tml_fit_opts {
+    int64_t flash;          /* bytes of flash (const data + code), > 0 */
+    int64_t ram;            /* bytes of RAM (the static arena), > 0 */
+    double latency_ms;      /* <= 0: no latency budget */
+    double mhz;             /* clock for the latency budget (default 80) */
+    double max_drop;        /* < 0: none; else a candidate must lose at most this fraction of
+                               top-1 against the INT8 baseline on validation */
+    uint64_t seed;
+    int jobs;               /* candidates fine-tuned at once (default 2) */
+    int epochs;             /* fine-tuning epochs of filter removal + AGP (default 4) */
+    int cluster_epochs;     /* centroid fine-tuning epochs (default 1) */
+    int qat_epochs;         /* > 0: each candidate ends with that many epochs of quantization-aware
+                               training instead of post-training INT8 (tml_plan.qat_epochs) */
+    int max_candidates;     /* fine-tuned candidates (default 6) */
+    double time_budget_s;   /* > 0: start no fine-tuning expected to end after this */
+    int64_t val_samples;    /* validation samples held out of the training data (default 5000) */
+    int64_t quick_samples;  /* of them, used by the greedy descent's quick measure (default 1000) */
+    int distill;            /* distill fine-tuning from the original model (default 1) */
+    tml_export_opts exp;    /* how the candidates are exported (and measured) */
+    const struct tml_device_opts *device; /* non-NULL: each fitting plan of the descent is also
+                               compiled for this target (one run on the emulated core) and the
+                               descent goes on where the compiled flash is over the budget */
+    const tml_samples *train; /* raw training samples (required) */
+    const tml_samples *test;  /* raw test samples for the report (may be NULL) */
+    tml_fit_progress_fn progress;
+    tml_fit_lookup_fn lookup;
+    tml_fit_store_fn store;
+    void *user;
+    volatile int *cancel;
+} tml_fit_opts;
+void tml_fit_opts_default(tml_fit_opts *o);
+
+/* What one plan costs and scores. */
+typedef struct tml_fit_cost {
+    int64_t flash;          /* exporter: const bytes + code estimate */
+    int64_t ram;            /* exporter: arena bytes */
+    int64_t instr;          /* exporter's estimated Cortex-M4 instructions per inference */
+    double val_loss, val_acc; /* validation (quick subset during the descent) */
+    double test_acc;        /* NaN when not measured */
+} tml_fit_cost;
+
+struct tml_fit_cand {
+    int id;
+    char origin[48];        /* "greedy all", "greedy no-sharing", "front 1/3" ... */
+    tml_plan plan;
+    tml_fit_cost quick;     /* the plan without fine-tuning (descent measure) */
+    tml_fit_cost final;     /* after fine-tuning (valid when tuned) */
+    int tuned;              /* fine-tuned and measured */
+    int resumed;            /* its model came from lookup */
+    int fits;               /* final costs within every budget (and max_drop) */
+    double seconds;         /* fine-tuning wall time */
+    tml_model *model;       /* the INT8 model (tuned candidates), owned */
+};
+
+typedef struct tml_fit_result {
+    tml_fit_cost float_base, int8_base; /* the original model (float: no flash / RAM) */
+    int n_cands;
+    tml_fit_cand *cands;
+    int best;               /* index of the answer in cands, -1 if nothing fits */
+    int closest;            /* nothing fits: the candidate missing least (-1 if none) */
+    int n_steps;            /* greedy steps taken over all variants */
+    int64_t quick_evals;    /* plans measured without fine-tuning */
+    double seconds;
+    int budget_stopped;     /* fine-tuning candidates skipped for the time budget */
+} tml_fit_result;
+
+/* Runs the search on the float model m. On success r->best is the answer
+ * (or -1: nothing fits; r->closest then says what came nearest). */
+tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r);
+void tml_fit_result_free(tml_fit_result *r);
+
+/* By how much c misses the budgets of o, as a sum of relative overshoots
+ * (0 = fits); miss[3] (may be NULL) gets flash, RAM and latency overshoots in
+ * bytes / bytes / ms (<= 0 where within). */
+double tml_fit_miss(const tml_fit_opts *o, const tml_fit_cost *c, double miss[3]);
+/* JSON text of a plan ({"layers": {"conv1": {"filters": .., "sparsity": .., "bits": ..}}}); caller frees. */
+char *tml_plan_to_json(const tml_plan *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

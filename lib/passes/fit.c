@@ -1,0 +1,810 @@
+/*
+ * fit.c - the budget search of `tinyml fit` (tml_fit.h has the method):
+ * greedy descent over compression plans measured exactly by the exporter,
+ * then fine-tuning of the candidate plans in parallel and the choice of the
+ * most accurate one that fits.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "tinyml/tml_device.h"
+#include "tinyml/tml_engine.h"
+#include "tinyml/tml_fit.h"
+#include "tinyml/tml_quant.h"
+#include "tinyml/tml_train.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define FILTER_STEP 0.125 /* of the original filters, per move */
+#define FILTER_MAX 0.875
+#define SPARSE_KEEP 0.6   /* a sparsity move keeps 60% of the remaining weights */
+#define SPARSE_MAX 0.985
+#define MAX_STEPS 120     /* greedy steps per variant */
+#define LOSS_NOISE 0.005  /* validation loss changes smaller than this are noise (1000 samples) */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void tml_fit_opts_default(tml_fit_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mhz = 80;
+    o->max_drop = -1;
+    o->seed = 1;
+    o->jobs = 2;
+    o->epochs = 4;
+    o->cluster_epochs = 1;
+    o->max_candidates = 6;
+    o->val_samples = 5000;
+    o->quick_samples = 1000;
+    o->distill = 1;
+    tml_export_opts_default(&o->exp);
+}
+
+double tml_fit_miss(const tml_fit_opts *o, const tml_fit_cost *c, double miss[3])
+{
+    double lat = o->latency_ms > 0 ? (double)c->instr / (o->mhz * 1e3) : 0;
+    double mf = (double)(c->flash - o->flash), mr = (double)(c->ram - o->ram),
+           ml = o->latency_ms > 0 ? lat - o->latency_ms : 0;
+    if (miss) {
+        miss[0] = mf;
+        miss[1] = mr;
+        miss[2] = ml;
+    }
+    double s = 0;
+    if (mf > 0) s += mf / (double)o->flash;
+    if (mr > 0) s += mr / (double)o->ram;
+    if (ml > 0) s += ml / o->latency_ms;
+    return s;
+}
+
+char *tml_plan_to_json(const tml_plan *p)
+{
+    cJSON *j = cJSON_CreateObject(), *l = cJSON_AddObjectToObject(j, "layers");
+    for (int i = 0; i < p->n_layers; i++) {
+        const tml_plan_layer *pl = &p->layers[i];
+        cJSON *e = cJSON_AddObjectToObject(l, pl->name);
+        cJSON_AddNumberToObject(e, "filters", pl->filters);
+        cJSON_AddNumberToObject(e, "sparsity", pl->sparsity);
+        cJSON_AddNumberToObject(e, "bits", pl->bits);
+        if (pl->qbits) cJSON_AddNumberToObject(e, "qbits", pl->qbits);
+    }
+    if (p->form_size) cJSON_AddStringToObject(j, "optimize", "size");
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static tml_status plan_copy(tml_plan *dst, const tml_plan *src)
+{
+    *dst = *src;
+    dst->layers = malloc(sizeof(tml_plan_layer) * (size_t)(src->n_layers ? src->n_layers : 1));
+    if (!dst->layers) return tml_error(TML_ERR_NOMEM, "out of memory");
+    memcpy(dst->layers, src->layers, sizeof(tml_plan_layer) * (size_t)src->n_layers);
+    return TML_OK;
+}
+
+static int plan_equal(const tml_plan *a, const tml_plan *b)
+{
+    if (a->n_layers != b->n_layers || a->form_size != b->form_size) return 0;
+    for (int i = 0; i < a->n_layers; i++)
+        if (a->layers[i].filters != b->layers[i].filters || a->layers[i].sparsity != b->layers[i].sparsity ||
+            a->layers[i].bits != b->layers[i].bits || a->layers[i].qbits != b->layers[i].qbits)
+            return 0;
+    return 1;
+}
+
+/* ---- the search's shared state ----------------------------------------------------------- */
+
+typedef struct cache_entry {
+    tml_plan plan;
+    tml_fit_cost cost;
+} cache_entry;
+
+typedef struct fit_ctx {
+    const tml_model *m;
+    const tml_fit_opts *o;
+    const tml_samples *all; /* o->train */
+    tml_samples *tr;        /* all minus the validation part (fine-tuning) */
+    int64_t *val;           /* (n_val) indices into all */
+    int64_t n_val, n_quick;
+    cache_entry *cache;
+    int n_cache, cap_cache;
+    int64_t evals;
+    double t0;
+} fit_ctx;
+
+static void progress(const fit_ctx *x, const char *phase, int done, int total, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void progress(const fit_ctx *x, const char *phase, int done, int total, const char *fmt, ...)
+{
+    if (!x->o->progress) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_cb)
+#endif
+    x->o->progress(x->o->user, phase, done, total, msg);
+}
+
+/* Exact costs of an INT8 model: flash and RAM from the C exporter, its
+ * instruction estimate (2 per nonzero MAC where the exporter gives none), and
+ * validation loss / top-1 on the first n validation samples. */
+/* The export options of plan p: the search's, with the plan's weight-form goal. */
+static tml_export_opts plan_export(const fit_ctx *x, const tml_plan *p)
+{
+    tml_export_opts e = x->o->exp;
+    if (p && p->form_size) e.optimize = TML_EXPORT_OPT_SIZE;
+    return e;
+}
+
+static tml_status measure(const fit_ctx *x, const tml_plan *p, const tml_model *q, int64_t n, tml_fit_cost *c)
+{
+    tml_export_result er;
+    tml_export_opts xo = plan_export(x, p);
+    tml_status st = tml_export_c(q, &xo, &er);
+    if (st) return st;
+    c->flash = er.const_bytes + er.code_bytes;
+    c->ram = er.arena_bytes;
+    int64_t instr = 0;
+    for (int i = 0; i < er.n_layers; i++) instr += er.layers[i].est_instr;
+    c->instr = instr > 0 ? instr : 2 * er.macs_nz;
+    tml_export_result_free(&er);
+    tml_eval_result r;
+    tml_eval_opts eo = {.cancel = x->o->cancel};
+    st = tml_evaluate_samples(q, x->all, x->val, n, &eo, &r);
+    if (st) return st;
+    c->val_loss = r.loss;
+    c->val_acc = r.top1;
+    c->test_acc = NAN;
+    tml_eval_result_free(&r);
+    return TML_OK;
+}
+
+/* Applies plan p to a copy of the model (fine-tuning epochs from the plan) and
+ * quantizes it. */
+static tml_status build(const fit_ctx *x, const tml_plan *p, const tml_finetune *ft, tml_model **out)
+{
+    *out = NULL;
+    tml_model *c = tml_model_clone(x->m);
+    if (!c) return tml_error(TML_ERR_NOMEM, "out of memory");
+    tml_dataset *cal = NULL;
+    /* calibration draws its seeded subset from the first 4096 training samples
+     * (streaming all of them twice per plan would dominate the quick measure) */
+    tml_status st = tml_dataset_from_samples(x->tr, NULL, x->tr->n < 4096 ? x->tr->n : 4096, "fit calibration", &cal);
+    if (!st) st = tml_plan_apply(c, p, ft, cal);
+    tml_dataset_free(cal);
+    if (st) {
+        tml_model_free(c);
+        return st;
+    }
+    *out = c;
+    return TML_OK;
+}
+
+/* The plan applied without fine-tuning and quantized (the descent's model). */
+static tml_status quick_model(const fit_ctx *x, const tml_plan *p, tml_model **m)
+{
+    tml_plan q = *p;
+    q.prune_epochs = q.cluster_epochs = q.qat_epochs = 0;
+    q.nearest = 1; /* GPTQ per plan would slow the descent several times over */
+    q.calib_samples = 256;
+    q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = x->o->seed;
+    ft.cancel = x->o->cancel;
+    return build(x, &q, &ft, m);
+}
+
+/* Flash of the plan's model compiled for the target (text + rodata + data of
+ * the model object), from one run on the emulated core. */
+static tml_status compiled_flash(const fit_ctx *x, const tml_plan *p, int64_t *flash)
+{
+    tml_model *m = NULL;
+    tml_status st = quick_model(x, p, &m);
+    if (st) return st;
+    int64_t numel = tml_tensor_numel(&m->tensors[m->input]);
+    float *in = malloc(sizeof(float) * (size_t)numel);
+    if (!in) {
+        tml_model_free(m);
+        return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
+    tml_samples_gather(x->all, x->val, 1, in, NULL);
+    tml_preproc_apply(&m->meta.pre, numel, x->all->c, in);
+    tml_device_opts d = *x->o->device;
+    d.exp = plan_export(x, p);
+    tml_device_result r;
+    st = tml_device_run(m, in, 1, &d, &r);
+    if (!st) {
+        *flash = r.text_bytes + r.rodata_bytes + r.data_bytes;
+        tml_device_result_free(&r);
+    }
+    free(in);
+    tml_model_free(m);
+    return st;
+}
+
+/* The plan measured without fine-tuning (cached: variants share steps). */
+static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
+{
+    int hit = 0;
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_cache)
+#endif
+    for (int i = 0; i < x->n_cache && !hit; i++)
+        if (plan_equal(&x->cache[i].plan, p)) {
+            *c = x->cache[i].cost;
+            hit = 1;
+        }
+    if (hit) return TML_OK;
+    tml_model *m = NULL;
+    tml_status st = quick_model(x, p, &m);
+    if (!st) st = measure(x, p, m, x->n_quick, c);
+    tml_model_free(m);
+    if (st) return st;
+    tml_status cs = TML_OK;
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_cache)
+#endif
+    {
+        x->evals++;
+        if (x->n_cache == x->cap_cache) {
+            int cap = x->cap_cache ? 2 * x->cap_cache : 64;
+            cache_entry *ce = realloc(x->cache, sizeof *ce * (size_t)cap);
+            if (ce) {
+                x->cache = ce;
+                x->cap_cache = cap;
+            }
+        }
+        if (x->n_cache < x->cap_cache && !plan_copy(&x->cache[x->n_cache].plan, p)) {
+            x->cache[x->n_cache].cost = *c;
+            x->n_cache++;
+        } else {
+            cs = tml_error(TML_ERR_NOMEM, "out of memory");
+        }
+    }
+    return cs;
+}
+
+/* ---- greedy descent --------------------------------------------------------------------- */
+
+/* Sparsity moves of one, two and three steps: a sparse form pays for its
+ * index bytes only past some sparsity (with 3-bit sharing, past ~70%), so a
+ * single step can look useless where three are not. */
+enum { MOVE_FILTERS = 0, MOVE_SPARSITY, MOVE_SPARSITY2, MOVE_SPARSITY3, MOVE_BITS, MOVE_QBITS, MOVE_FORM, N_MOVES };
+static const char *const move_names[N_MOVES] = {"filters", "sparsity", "sparsity x2", "sparsity x3", "bits",
+                                                "int weight bits", "weight forms by size"};
+#define KINDS_SPARSITY (7u << MOVE_SPARSITY)
+#define KIND_FILTERS (1u << MOVE_FILTERS)
+#define KIND_BITS (1u << MOVE_BITS)
+#define KIND_FORM (1u << MOVE_FORM)
+#define KIND_QBITS (1u << MOVE_QBITS)
+#define MIN_BITS 3
+
+/* Variant of the move set: which kinds are allowed (filters also when RAM is over). */
+typedef struct variant {
+    const char *name;
+    unsigned kinds;       /* 1 << MOVE_* */
+    unsigned ram_kinds;   /* extra kinds allowed while RAM misses */
+} variant;
+
+static const variant variants[] = {
+    {"greedy all", KIND_FILTERS | KINDS_SPARSITY | KIND_BITS | KIND_QBITS | KIND_FORM, 0u},
+    {"greedy no-sharing", KIND_FILTERS | KINDS_SPARSITY | KIND_QBITS | KIND_FORM, 0u},
+    {"greedy sparse+sharing", KINDS_SPARSITY | KIND_BITS | KIND_FORM, KIND_FILTERS},
+};
+#define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
+
+/* Applies move (layer li, kind k) to p; 0 if it does not apply. */
+static int move(tml_plan *p, int li, int k)
+{
+    tml_plan_layer *l = &p->layers[li];
+    if (k == MOVE_FORM) { /* the whole model: every layer's weights in its smallest form */
+        if (li != 0 || p->form_size) return 0;
+        p->form_size = 1;
+        return 1;
+    }
+    if (k == MOVE_FILTERS) {
+        if (l->filters + FILTER_STEP > FILTER_MAX + 1e-9) return 0;
+        l->filters += FILTER_STEP;
+        return 1;
+    }
+    if (k >= MOVE_SPARSITY && k <= MOVE_SPARSITY3) {
+        double s = l->sparsity;
+        for (int i = 0; i <= k - MOVE_SPARSITY; i++) s = 1.0 - (1.0 - s) * SPARSE_KEEP;
+        if (s > SPARSE_MAX) return 0;
+        l->sparsity = floor(s * 1e4 + 0.5) / 1e4;
+        return 1;
+    }
+    if (k == MOVE_QBITS) { /* packed int weights: 8 -> 4 -> 2 bits, not with sharing */
+        if (l->bits || l->qbits == 2) return 0;
+        l->qbits = l->qbits == 0 ? 4 : 2;
+        return 1;
+    }
+    if (l->qbits || l->bits == MIN_BITS) return 0;
+    l->bits = l->bits == 0 ? 5 : l->bits - 1;
+    return 1;
+}
+
+typedef struct step {
+    tml_plan plan;
+    tml_fit_cost cost;
+} step;
+
+typedef struct path {
+    step *s;
+    int n;
+    int fits;
+} path;
+
+static void path_free(path *p)
+{
+    for (int i = 0; i < p->n; i++) tml_plan_free(&p->s[i].plan);
+    free(p->s);
+    p->s = NULL;
+    p->n = 0;
+}
+
+static tml_status path_push(path *p, const tml_plan *plan, const tml_fit_cost *c)
+{
+    step *s = realloc(p->s, sizeof *s * (size_t)(p->n + 1));
+    if (!s) return tml_error(TML_ERR_NOMEM, "out of memory");
+    p->s = s;
+    tml_status st = plan_copy(&p->s[p->n].plan, plan);
+    if (st) return st;
+    p->s[p->n++].cost = *c;
+    return TML_OK;
+}
+
+/* Descends from `start` until the plan fits the budgets of o (x->o, or a
+ * tighter copy), appending the steps to out. */
+static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, path *out, int *steps,
+                          const tml_fit_opts *o)
+{
+    out->fits = 0;
+    int widened = 0;
+    tml_plan cur;
+    tml_status st = plan_copy(&cur, start);
+    if (st) return st;
+    tml_fit_cost cc;
+    st = quick(x, &cur, &cc);
+    if (!st) st = path_push(out, &cur, &cc);
+    int nl = cur.n_layers, nm = nl * N_MOVES;
+    tml_plan *tries = calloc((size_t)nm, sizeof *tries);
+    tml_fit_cost *tc = calloc((size_t)nm, sizeof *tc);
+    int *ok = calloc((size_t)nm, sizeof *ok);
+    if (!st && (!tries || !tc || !ok)) st = tml_error(TML_ERR_NOMEM, "out of memory");
+    for (int it = 0; !st && it < MAX_STEPS; it++) {
+        double mv[3];
+        double miss = tml_fit_miss(o, &cc, mv);
+        if (miss <= 0) {
+            out->fits = 1;
+            break;
+        }
+        /* a time budget bounds the descent too: it stops at 60% of it (fine-tuning needs the rest) */
+        if (o->time_budget_s > 0 && now_s() - x->t0 > 0.6 * o->time_budget_s) {
+            progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", v->name);
+            break;
+        }
+        unsigned kinds = widened ? (1u << N_MOVES) - 1 : v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
+        tml_status first = TML_OK;
+        for (int j = 0; j < nm; j++) {
+            ok[j] = 0;
+            tml_plan_free(&tries[j]);
+            if (!(kinds & (1u << (j % N_MOVES)))) continue;
+            if (plan_copy(&tries[j], &cur)) {
+                first = TML_ERR_NOMEM;
+                continue;
+            }
+            ok[j] = move(&tries[j], j / N_MOVES, j % N_MOVES);
+        }
+        if (first) {
+            st = tml_error(first, "out of memory");
+            break;
+        }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
+#endif
+        for (int j = 0; j < nm; j++) {
+            if (!ok[j] || (o->cancel && *o->cancel)) continue;
+            tml_status js = quick(x, &tries[j], &tc[j]);
+            if (js) {
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_err)
+#endif
+                if (!first) first = js;
+                ok[j] = 0;
+            }
+        }
+        if (o->cancel && *o->cancel) {
+            st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
+            break;
+        }
+        if (first) {
+            st = first;
+            break;
+        }
+        /* RAM over and no move lowers it: no plan down this path can fit */
+        if (mv[1] > 0) {
+            int lowers = 0;
+            for (int j = 0; j < nm; j++) lowers |= ok[j] && tc[j].ram < cc.ram;
+            if (!lowers) {
+                progress(x, "search", it + 1, 0, "%s: RAM %lld B over and no move lowers it: stop", v->name,
+                         (long long)cc.ram);
+                break;
+            }
+        }
+        int best = -1;
+        double bv = 0;
+        for (int j = 0; j < nm; j++) {
+            if (!ok[j]) continue;
+            /* a kind allowed only for RAM is judged on the RAM it saves */
+            int ram_only = !(v->kinds & (1u << (j % N_MOVES)));
+            double gain = ram_only ? (double)(cc.ram - tc[j].ram) / (double)o->ram
+                                   : miss - tml_fit_miss(o, &tc[j], NULL);
+            if (gain <= 1e-12) continue;
+            double dl = tc[j].val_loss - cc.val_loss;
+            /* loss changes below the noise of the quick measure count as that noise:
+             * among (nearly) free moves the one that saves most wins */
+            double val = gain / (dl > LOSS_NOISE ? dl : LOSS_NOISE);
+            if (best < 0 || val > bv) {
+                best = j;
+                bv = val;
+            }
+        }
+        if (best < 0 && !widened && kinds != (1u << N_MOVES) - 1) {
+            /* a dead end of this variant's moves: go on with every kind */
+            widened = 1;
+            progress(x, "search", it + 1, 0, "%s: no move of its kinds helps: every kind from here", v->name);
+            continue;
+        }
+        if (best < 0) break; /* no move helps: nothing more to try */
+        tml_plan_free(&cur);
+        cur = tries[best];
+        tries[best].layers = NULL;
+        tries[best].n_layers = 0;
+        cc = tc[best];
+        (*steps)++;
+        st = path_push(out, &cur, &cc);
+        progress(x, "search", it + 1, 0, "%s: step %d %s %s -> flash %lld RAM %lld, quick val top-1 %.2f%%", v->name,
+                 it + 1, cur.layers[best / N_MOVES].name, move_names[best % N_MOVES], (long long)cc.flash,
+                 (long long)cc.ram, 100 * cc.val_acc);
+    }
+    if (!st && tml_fit_miss(o, &cc, NULL) <= 0) out->fits = 1;
+    for (int j = 0; tries && j < nm; j++) tml_plan_free(&tries[j]);
+    free(tries);
+    free(tc);
+    free(ok);
+    tml_plan_free(&cur);
+    return st;
+}
+
+/* ---- candidates ---------------------------------------------------------------------------- */
+
+static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan *p, const tml_fit_cost *q, int max)
+{
+    for (int i = 0; i < r->n_cands; i++)
+        if (plan_equal(&r->cands[i].plan, p)) return TML_OK;
+    if (r->n_cands >= max) return TML_OK;
+    tml_fit_cand *c = realloc(r->cands, sizeof *c * (size_t)(r->n_cands + 1));
+    if (!c) return tml_error(TML_ERR_NOMEM, "out of memory");
+    r->cands = c;
+    c = &r->cands[r->n_cands];
+    memset(c, 0, sizeof *c);
+    c->id = r->n_cands;
+    snprintf(c->origin, sizeof c->origin, "%s", origin);
+    tml_status st = plan_copy(&c->plan, p);
+    if (st) return st;
+    c->quick = *q;
+    c->final.test_acc = NAN;
+    r->n_cands++;
+    return TML_OK;
+}
+
+static tml_status tune(fit_ctx *x, tml_fit_cand *c)
+{
+    const tml_fit_opts *o = x->o;
+    double t0 = now_s();
+    tml_model *q = NULL;
+    tml_status st = TML_OK;
+    if (o->lookup) {
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_cb)
+#endif
+        st = o->lookup(o->user, c, &q);
+        if (st) return st;
+    }
+    c->resumed = q != NULL;
+    if (!q) {
+        tml_finetune ft;
+        tml_finetune_default(&ft);
+        ft.seed = o->seed;
+        ft.data = x->tr;
+        ft.val_samples = 0; /* validation is fit's own held-out part */
+        ft.teacher = o->distill ? x->m : NULL;
+        ft.cancel = o->cancel;
+        tml_plan p = c->plan;
+        p.prune_epochs = o->epochs;
+        p.cluster_epochs = o->cluster_epochs;
+        p.qat_epochs = o->qat_epochs;
+        st = build(x, &p, &ft, &q);
+        if (st) return st;
+    }
+    st = measure(x, &c->plan, q, x->n_val, &c->final);
+    if (!st && o->test) {
+        tml_eval_result er;
+        tml_eval_opts eo = {.cancel = o->cancel};
+        st = tml_evaluate_samples(q, o->test, NULL, o->test->n, &eo, &er);
+        if (!st) {
+            c->final.test_acc = er.top1;
+            tml_eval_result_free(&er);
+        }
+    }
+    if (st) {
+        tml_model_free(q);
+        return st;
+    }
+    c->model = q;
+    c->tuned = 1;
+    c->seconds = now_s() - t0;
+    if (o->store && !c->resumed) {
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_cb)
+#endif
+        st = o->store(o->user, c);
+    }
+    return st;
+}
+
+void tml_fit_result_free(tml_fit_result *r)
+{
+    if (!r) return;
+    for (int i = 0; i < r->n_cands; i++) {
+        tml_plan_free(&r->cands[i].plan);
+        tml_model_free(r->cands[i].model);
+    }
+    free(r->cands);
+    memset(r, 0, sizeof *r);
+}
+
+static tml_status baselines(fit_ctx *x, tml_fit_result *r)
+{
+    const tml_fit_opts *o = x->o;
+    tml_eval_result er;
+    tml_eval_opts eo = {.cancel = o->cancel};
+    tml_status st = tml_evaluate_samples(x->m, x->all, x->val, x->n_val, &eo, &er);
+    if (st) return st;
+    r->float_base.val_acc = er.top1;
+    r->float_base.val_loss = er.loss;
+    tml_eval_result_free(&er);
+    r->float_base.test_acc = NAN;
+    if (o->test) {
+        if ((st = tml_evaluate_samples(x->m, o->test, NULL, o->test->n, &eo, &er))) return st;
+        r->float_base.test_acc = er.top1;
+        tml_eval_result_free(&er);
+    }
+    tml_plan p;
+    if ((st = tml_plan_init(&p, x->m))) return st;
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = o->seed;
+    tml_model *q = NULL;
+    st = build(x, &p, &ft, &q);
+    if (!st) st = measure(x, &p, q, x->n_val, &r->int8_base);
+    r->int8_base.test_acc = NAN;
+    if (!st && o->test) {
+        if (!(st = tml_evaluate_samples(q, o->test, NULL, o->test->n, &eo, &er))) {
+            r->int8_base.test_acc = er.top1;
+            tml_eval_result_free(&er);
+        }
+    }
+    tml_model_free(q);
+    tml_plan_free(&p);
+    return st;
+}
+
+/* Picks the trajectory step whose flash is nearest (in ratio) to `flash`. */
+static int nearest_step(const path *p, double flash)
+{
+    int b = -1;
+    double bd = 0;
+    for (int i = 0; i < p->n; i++) {
+        double d = fabs(log((double)p->s[i].cost.flash / flash));
+        if (b < 0 || d < bd) {
+            b = i;
+            bd = d;
+        }
+    }
+    return b;
+}
+
+tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->best = r->closest = -1;
+    if (!o || !o->train) return tml_error(TML_ERR_INVALID, "fit needs training data");
+    if (o->flash <= 0 || o->ram <= 0) return tml_error(TML_ERR_INVALID, "fit needs a flash and a RAM budget (> 0 bytes)");
+    if (o->latency_ms > 0 && !(o->mhz > 0)) return tml_error(TML_ERR_INVALID, "a latency budget needs the clock (MHz > 0)");
+    if (tml_model_is_quantized(m)) return tml_error(TML_ERR_UNSUPPORTED, "fit starts from a float model (it quantizes itself)");
+    fit_ctx x = {.m = m, .o = o, .all = o->train, .t0 = now_s()};
+    int64_t n = o->train->n;
+    x.n_val = o->val_samples > 0 ? o->val_samples : 5000;
+    if (x.n_val > n / 2) x.n_val = n / 2;
+    if (x.n_val < 1) return tml_error(TML_ERR_INVALID, "fit needs more training samples (got %lld)", (long long)n);
+    x.n_quick = o->quick_samples > 0 && o->quick_samples < x.n_val ? o->quick_samples : x.n_val;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    if (!idx) return tml_error(TML_ERR_NOMEM, "out of memory");
+    /* the trainer's own split for this seed: a model trained with it never saw the validation part */
+    tml_train_split(n, o->seed, idx);
+    x.val = idx;
+    tml_status st = tml_samples_subset(o->train, idx + x.n_val, n - x.n_val, &x.tr);
+    path paths[N_VARIANTS];
+    memset(paths, 0, sizeof paths);
+    tml_plan start = {0};
+    if (!st) st = baselines(&x, r);
+    if (!st)
+        progress(&x, "baseline", 1, 1, "float val top-1 %.2f%%; int8 val top-1 %.2f%%, flash %lld B, RAM %lld B",
+                 100 * r->float_base.val_acc, 100 * r->int8_base.val_acc, (long long)r->int8_base.flash,
+                 (long long)r->int8_base.ram);
+    if (!st) st = tml_plan_init(&start, m);
+    /* 2. the descents */
+    for (int v = 0; !st && v < N_VARIANTS; v++) {
+        /* with a time budget, the other variants only while half of it is left */
+        if (v > 0 && o->time_budget_s > 0 && now_s() - x.t0 > 0.5 * o->time_budget_s) {
+            r->budget_stopped++;
+            break;
+        }
+        st = descend(&x, &variants[v], &start, &paths[v], &r->n_steps, o);
+    }
+    /* the exporter's code size is an estimate: compile each fitting plan for
+     * the target, and where it is over, descend on with the shortfall as slack */
+    for (int v = 0; !st && o->device && v < N_VARIANTS; v++) {
+        tml_fit_opts ob = *o;
+        for (int k = 0; paths[v].fits && !st; k++) {
+            step *last = &paths[v].s[paths[v].n - 1];
+            int64_t cf = 0, est = last->cost.flash;
+            st = compiled_flash(&x, &last->plan, &cf);
+            if (st) break;
+            progress(&x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
+                     variants[v].name, (long long)cf, (long long)est);
+            if (cf <= o->flash) break;
+            paths[v].fits = 0;
+            ob.flash -= cf - est > 0 ? cf - est + 64 : 64;
+            if (k == 3 || ob.flash <= 0) break;
+            st = descend(&x, &variants[v], &last->plan, &paths[v], &r->n_steps, &ob);
+        }
+    }
+    /* candidates: each variant's fitting plan, then points on the way (the front) */
+    int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
+    for (int v = 0; !st && v < N_VARIANTS; v++)
+        if (paths[v].fits) st = add_cand(r, variants[v].name, &paths[v].s[paths[v].n - 1].plan, &paths[v].s[paths[v].n - 1].cost, maxc);
+    int fitting = r->n_cands;
+    if (!st && fitting && paths[0].n > 2) {
+        const double mult[2] = {2.0, 4.0};
+        for (int k = 0; k < 2 && !st; k++) {
+            int i = nearest_step(&paths[0], (double)o->flash * mult[k]);
+            char name[48];
+            snprintf(name, sizeof name, "front %.0fx flash", mult[k]);
+            if (i >= 0 && i < paths[0].n - 1) st = add_cand(r, name, &paths[0].s[i].plan, &paths[0].s[i].cost, maxc);
+        }
+    }
+    if (!st && !fitting) {
+        /* nothing fits: the plan that came nearest, by the quick measure */
+        double bm = INFINITY;
+        int bv = -1, bi = -1;
+        for (int v = 0; v < N_VARIANTS; v++)
+            for (int i = 0; i < paths[v].n; i++) {
+                double mm = tml_fit_miss(o, &paths[v].s[i].cost, NULL);
+                if (mm < bm) {
+                    bm = mm;
+                    bv = v;
+                    bi = i;
+                }
+            }
+        if (bv >= 0) st = add_cand(r, "closest", &paths[bv].s[bi].plan, &paths[bv].s[bi].cost, 1);
+        if (!st && r->n_cands) {
+            r->closest = 0;
+            r->cands[0].final = r->cands[0].quick;
+        }
+    }
+    /* 3. fine-tuning, `jobs` at a time */
+    if (!st && fitting) {
+        tml_status first = TML_OK;
+        int done = 0, nt = r->n_cands;
+        double tstart = now_s(), per = 0, tuned_s = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
+#endif
+        for (int i = 0; i < nt; i++) {
+            int skip;
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_err)
+#endif
+            {
+                skip = first != TML_OK || (o->cancel && *o->cancel);
+                /* expected end of this one: now + the mean so far (none known yet: go) */
+                if (!skip && o->time_budget_s > 0 && i >= fitting && done > 0 &&
+                    now_s() - x.t0 + per > o->time_budget_s) {
+                    skip = 1;
+                    r->budget_stopped++;
+                }
+            }
+            if (skip) continue;
+            progress(&x, "fine-tune", done, nt, "candidate %d (%s): fine-tuning %d + %d + QAT %d epochs", i,
+                     r->cands[i].origin, o->epochs, o->cluster_epochs, o->qat_epochs);
+            tml_status js = tune(&x, &r->cands[i]);
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_err)
+#endif
+            {
+                if (js && !first) first = js;
+                done++;
+                tuned_s += r->cands[i].seconds;
+                per = tuned_s / done; /* mean wall time of one candidate */
+            }
+            if (!js) {
+                const tml_fit_cand *c = &r->cands[i];
+                double eta = (now_s() - tstart) / done * (double)(nt - done) / (o->jobs > 0 ? o->jobs : 1);
+                progress(&x, "fine-tune", done, nt,
+                         "candidate %d (%s)%s: flash %lld RAM %lld, val top-1 %.2f%%, %.0fs; ETA %.0fs", i, c->origin,
+                         c->resumed ? " resumed" : "", (long long)c->final.flash, (long long)c->final.ram,
+                         100 * c->final.val_acc, c->seconds, eta);
+            }
+        }
+        st = first;
+        if (!st && o->cancel && *o->cancel) st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
+    }
+    /* 4. the answer */
+    if (!st) {
+        for (int i = 0; i < r->n_cands; i++) {
+            tml_fit_cand *c = &r->cands[i];
+            if (!c->tuned) continue;
+            double mm = tml_fit_miss(o, &c->final, NULL);
+            int drop_ok = o->max_drop < 0 || r->int8_base.val_acc - c->final.val_acc <= o->max_drop + 1e-12;
+            c->fits = mm <= 0 && drop_ok;
+            if (c->fits && (r->best < 0 || c->final.val_acc > r->cands[r->best].final.val_acc ||
+                            (c->final.val_acc == r->cands[r->best].final.val_acc &&
+                             c->final.flash < r->cands[r->best].final.flash)))
+                r->best = i;
+        }
+        if (r->best < 0 && r->closest < 0) {
+            double bm = INFINITY;
+            for (int i = 0; i < r->n_cands; i++) {
+                tml_fit_cand *c = &r->cands[i];
+                if (!c->tuned) continue;
+                double score = tml_fit_miss(o, &c->final, NULL) +
+                               fmax(0.0, r->int8_base.val_acc - c->final.val_acc - (o->max_drop < 0 ? 1.0 : o->max_drop));
+                if (score < bm) {
+                    bm = score;
+                    r->closest = i;
+                }
+            }
+        }
+    }
+    r->quick_evals = x.evals;
+    r->seconds = now_s() - x.t0;
+    for (int v = 0; v < N_VARIANTS; v++) path_free(&paths[v]);
+    tml_plan_free(&start);
+    for (int i = 0; i < x.n_cache; i++) tml_plan_free(&x.cache[i].plan);
+    free(x.cache);
+    tml_samples_free(x.tr);
+    free(idx);
+    if (st) tml_fit_result_free(r);
+    return st;
+}

@@ -1,0 +1,83 @@
+#!/bin/sh
+# tinyml fit: the answer is within budget (checked again by `tinyml profile`
+# on the emulated core when its tools are there), the search is deterministic
+# for a seed whatever the thread count, a second run resumes from the state
+# directory with the same answer, and an impossible budget says what came
+# closest and by how much it misses.
+. "$(dirname "$0")/lib.sh"
+cd "$W" || exit 1
+cat >tiny.json <<'JSON'
+{"layers": [
+  {"type": "conv2d", "name": "conv1", "filters": 8, "kernel": 3, "act": "relu"},
+  {"type": "maxpool", "size": 2},
+  {"type": "flatten"},
+  {"type": "dense", "name": "fc1", "units": 32, "act": "relu"},
+  {"type": "dense", "name": "fc2", "units": 10}
+]}
+JSON
+"$T" create tiny.json -q -o init.tmf || fail "create"
+"$T" train init.tmf --data fashion-mnist --limit 3000 --epochs 2 --val 500 -q -o base.tmf >/dev/null || fail "train"
+VERIFY=""
+if ! "$T" profile base.tmf --help >/dev/null 2>&1 || ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null; then
+  echo "SKIP the emulator checks: arm-none-eabi-gcc / qemu-system-arm missing (scripts/install-deps.sh installs them)"
+  VERIFY="--no-verify"
+fi
+FIT="fit base.tmf --data fashion-mnist --train-limit 3000 --flash 16K --ram 4K --epochs 1 --candidates 2 $VERIFY"
+
+# shellcheck disable=SC2086
+expect_exit 0 "fit into 16K / 4K" -- "$T" $FIT --jobs 2 --state s1 --format csv -o a.tmf
+cp "$W/err" err1
+expect_grep "$W/out" "conv1" "the answer's plan is printed"
+expect_grep err1 "answer: candidate" "the answer is announced"
+# the budget, from the fit's own table, then measured again independently
+FL=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $3}' "$W/out")
+RAM=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $4}' "$W/out")
+CHECKS=$((CHECKS + 1))
+[ -n "$FL" ] && [ "$FL" -le 16384 ] && [ "$RAM" -le 4096 ] || fail "answer over budget or not found: flash '$FL' RAM '$RAM'"
+if [ -z "$VERIFY" ]; then
+  expect_grep err1 "verified bit-exact on the emulator" "the answer is verified on the emulator"
+  expect_exit 0 "profile the answer" -- "$T" profile a.tmf --data fashion-mnist --limit 2 --format csv
+  PF=$(awk -F, '$1 == "flash" {sub(/ B$/, "", $2); print $2; exit}' "$W/out")
+  PR=$(awk -F, '$1 == "RAM: arena" {sub(/ B$/, "", $2); print $2; exit}' "$W/out")
+  CHECKS=$((CHECKS + 1))
+  [ -n "$PF" ] && [ "$PF" -le 16384 ] && [ -n "$PR" ] && [ "$PR" -le 4096 ] ||
+    { fail "profile measures flash '$PF' RAM '$PR' (budget 16384 / 4096)"; grep -i "flash\|ram" "$W/out" | head -5 >&2; }
+fi
+expect_exit 0 "export the answer" -- "$T" export a.tmf --c -o ca -q
+
+# deterministic: one thread, a fresh state directory, the same model
+# shellcheck disable=SC2086
+expect_exit 0 "fit again with --jobs 1" -- "$T" $FIT --jobs 1 --state s2 -o b.tmf
+expect_exit 0 "export the second answer" -- "$T" export b.tmf --c -o cb -q
+CHECKS=$((CHECKS + 1))
+cmp -s ca/model.c cb/model.c || fail "fit is not deterministic: --jobs 1 and --jobs 2 give different models"
+
+# resumable: the fine-tuned candidates come back from the state directory
+# shellcheck disable=SC2086
+expect_exit 0 "fit resumed from s1" -- "$T" $FIT --jobs 2 --state s1 -o c.tmf
+expect_grep "$W/err" "resumed" "the second run resumes the fine-tuned candidates"
+expect_exit 0 "export the resumed answer" -- "$T" export c.tmf --c -o cc -q
+CHECKS=$((CHECKS + 1))
+cmp -s ca/model.c cc/model.c || fail "the resumed run gives a different answer"
+
+# quantization-aware training as the candidates' last step: still within budget,
+# still bit-exact on the emulator, and the answer's history says so
+# shellcheck disable=SC2086
+expect_exit 0 "fit with --qat-epochs 1" -- "$T" $FIT --candidates 1 --qat-epochs 1 --state s3 -o q.tmf
+if [ -z "$VERIFY" ]; then expect_grep "$W/err" "verified bit-exact on the emulator" "the QAT answer is verified"; fi
+expect_exit 0 "the QAT answer's history" -- "$T" info q.tmf --history
+expect_grep "$W/out" "qat_epochs" "the history records the QAT epochs"
+
+# nothing fits: exit 1, the closest candidate and its miss, no model written
+expect_exit 1 "an impossible budget" -- "$T" fit base.tmf --data fashion-mnist --train-limit 3000 --flash 1K --ram 256 \
+  --epochs 1 --candidates 2 --no-verify -o none.tmf
+expect_grep "$W/err" "nothing fits: the closest candidate" "nothing fits names the closest candidate"
+expect_grep "$W/err" "misses flash by [0-9]* B" "and by how much it misses"
+CHECKS=$((CHECKS + 1))
+[ ! -e none.tmf ] || fail "nothing fits but a model was written"
+
+# usage errors
+expect_exit 2 "a bad size" -- "$T" fit base.tmf --data fashion-mnist --flash 12Q --ram 4K -o x.tmf
+expect_exit 2 "no RAM budget" -- "$T" fit base.tmf --data fashion-mnist --flash 16K -o x.tmf
+expect_exit 2 "no data" -- "$T" fit base.tmf --flash 16K --ram 4K -o x.tmf
+finish

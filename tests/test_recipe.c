@@ -1,0 +1,259 @@
+/*
+ * test_recipe.c - the recipe layer and what it stands on: datasets over
+ * in-memory samples (a view reads what tml_samples_gather gives; a subset
+ * copies), evaluation through a dataset view equal to evaluation of the same
+ * samples, pruning schedules reaching their exact targets with the masks
+ * kept, a whole compression plan (filters, sparsity, sharing, INT8; packed
+ * int4 with and without QAT as the last step), and the
+ * budget miss of the fit search on a hand-worked example.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "tinyml/tml_engine.h"
+#include "tinyml/tml_fit.h"
+#include "tinyml/tml_recipe.h"
+#include "tinyml/tml_zoo.h"
+
+static tml_samples *load(int64_t n)
+{
+    tml_dataset *ds = NULL;
+    assert_int_equal(tml_dataset_open("fashion-mnist", "train", &ds), TML_OK);
+    tml_samples *s = NULL;
+    assert_int_equal(tml_dataset_load(ds, n, &s), TML_OK);
+    tml_dataset_free(ds);
+    return s;
+}
+
+static void test_memory_dataset(void **state)
+{
+    (void)state;
+    tml_samples *s = load(37);
+    const int64_t idx[5] = {36, 0, 7, 7, 21};
+    tml_dataset *v = NULL;
+    assert_int_equal(tml_dataset_from_samples(s, idx, 5, "view", &v), TML_OK);
+    assert_int_equal(tml_dataset_get_info(v)->count, 5);
+    float x[5 * 784], want[5 * 784];
+    int32_t y[5], wy[5];
+    int got = 0;
+    /* two reads of 3 + 2, then the end */
+    assert_int_equal(tml_dataset_next(v, 3, x, y, &got), TML_OK);
+    assert_int_equal(got, 3);
+    assert_int_equal(tml_dataset_next(v, 3, x + 3 * 784, y + 3, &got), TML_OK);
+    assert_int_equal(got, 2);
+    assert_int_equal(tml_dataset_next(v, 3, x, y, &got), TML_OK);
+    assert_int_equal(got, 0);
+    tml_samples_gather(s, idx, 5, want, wy);
+    assert_memory_equal(x + 3 * 784, want + 3 * 784, 2 * 784 * sizeof(float));
+    assert_memory_equal(y + 3, wy + 3, 2 * sizeof(int32_t));
+    assert_int_equal(tml_dataset_rewind(v), TML_OK);
+    assert_int_equal(tml_dataset_next(v, 5, x, y, &got), TML_OK);
+    assert_memory_equal(x, want, sizeof x);
+    assert_memory_equal(y, wy, sizeof y);
+    tml_dataset_free(v);
+    /* the first n when idx is NULL; an index outside is refused */
+    assert_int_equal(tml_dataset_from_samples(s, NULL, 4, NULL, &v), TML_OK);
+    assert_int_equal(tml_dataset_get_info(v)->count, 4);
+    tml_dataset_free(v);
+    const int64_t bad[1] = {37};
+    assert_int_equal(tml_dataset_from_samples(s, bad, 1, NULL, &v), TML_ERR_INVALID);
+    /* a subset is a copy */
+    tml_samples *sub = NULL;
+    assert_int_equal(tml_samples_subset(s, idx, 5, &sub), TML_OK);
+    const int64_t all[5] = {0, 1, 2, 3, 4};
+    tml_samples_gather(sub, all, 5, x, y);
+    assert_memory_equal(x, want, sizeof x);
+    assert_memory_equal(y, wy, sizeof y);
+    tml_samples_free(sub);
+    tml_samples_free(s);
+}
+
+static void test_eval_view_equals_samples(void **state)
+{
+    (void)state;
+    tml_samples *s = load(301);
+    tml_zoo_opts zo = {.seed = 3};
+    tml_model *m = NULL;
+    assert_int_equal(tml_zoo_create("lenet300", &zo, &m), TML_OK);
+    int64_t idx[101];
+    for (int i = 0; i < 101; i++) idx[i] = (i * 7) % 301;
+    tml_dataset *v = NULL;
+    assert_int_equal(tml_dataset_from_samples(s, idx, 101, NULL, &v), TML_OK);
+    tml_eval_opts o = {.batch = 13};
+    tml_eval_result a, b;
+    assert_int_equal(tml_evaluate(m, v, &o, &a), TML_OK);
+    assert_int_equal(tml_evaluate_samples(m, s, idx, 101, &o, &b), TML_OK);
+    assert_int_equal(a.n, 101);
+    assert_int_equal(a.correct1, b.correct1);
+    assert_int_equal(a.correct5, b.correct5);
+    assert_true(a.loss == b.loss);
+    assert_memory_equal(a.confusion, b.confusion, sizeof(int64_t) * 100);
+    tml_eval_result_free(&a);
+    tml_eval_result_free(&b);
+    tml_dataset_free(v);
+    tml_model_free(m);
+    tml_samples_free(s);
+}
+
+static int64_t zeros(const tml_model *m, const char *t)
+{
+    const tml_tensor *w = &m->tensors[tml_model_find_tensor(m, t)];
+    return tml_tensor_numel(w) - tml_tensor_nonzeros(w);
+}
+
+static void test_prune_schedules(void **state)
+{
+    (void)state;
+    tml_samples *s = load(600);
+    tml_zoo_opts zo = {.seed = 5};
+    tml_model *base = NULL;
+    assert_int_equal(tml_zoo_create("lenet300", &zo, &base), TML_OK);
+    tml_layer_target tg[2] = {{"fc1", 0.9}, {"fc2", 0.5}};
+    tml_prune_spec spec = {.n_targets = 2, .targets = tg};
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.epochs = 1;
+    ft.data = s;
+    ft.val_samples = 100;
+    const tml_prune_schedule scheds[3] = {TML_PRUNE_ONESHOT, TML_PRUNE_ITERATIVE, TML_PRUNE_AGP};
+    for (int k = 0; k < 3; k++) {
+        tml_model *m = tml_model_clone(base);
+        tml_prune_report rep;
+        assert_int_equal(tml_recipe_prune(m, &spec, scheds[k], 3, &ft, NULL, NULL, &rep), TML_OK);
+        tml_prune_report_free(&rep);
+        /* exact targets (round(s * n)), kept through the fine-tuning */
+        assert_int_equal(zeros(m, "fc1.w"), (int64_t)llround(0.9 * 784 * 300));
+        assert_int_equal(zeros(m, "fc2.w"), (int64_t)llround(0.5 * 300 * 100));
+        assert_int_equal(zeros(m, "fc3.w"), 0);
+        tml_model_free(m);
+    }
+    /* the schedules that fine-tune need epochs; AGP needs unstructured pruning */
+    tml_finetune none;
+    tml_finetune_default(&none);
+    assert_int_equal(tml_recipe_prune(base, &spec, TML_PRUNE_AGP, 3, &none, NULL, NULL, NULL), TML_ERR_INVALID);
+    spec.structured = 1;
+    assert_int_equal(tml_recipe_prune(base, &spec, TML_PRUNE_AGP, 3, &ft, NULL, NULL, NULL), TML_ERR_INVALID);
+    tml_model_free(base);
+    tml_samples_free(s);
+}
+
+static void test_plan_apply(void **state)
+{
+    (void)state;
+    tml_samples *s = load(400);
+    tml_zoo_opts zo = {.seed = 2};
+    tml_model *m = NULL;
+    assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
+    tml_plan p;
+    assert_int_equal(tml_plan_init(&p, m), TML_OK);
+    assert_int_equal(p.n_layers, 4);
+    tml_plan_find(&p, "conv1")->filters = 0.5;
+    tml_plan_find(&p, "fc1")->sparsity = 0.9;
+    tml_plan_find(&p, "fc1")->bits = 3;
+    assert_null(tml_plan_find(&p, "pool1"));
+    p.prune_epochs = 1;
+    p.cluster_epochs = 1;
+    p.agp_steps = 5;
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.data = s;
+    ft.val_samples = 0;
+    tml_dataset *cal = NULL;
+    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
+    assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+    assert_true(tml_model_is_quantized(m));
+    int c1 = tml_model_find_node(m, "conv1");
+    assert_true(c1 >= 0);
+    assert_int_equal(m->tensors[m->nodes[c1].in[1]].dims[0], 10); /* 20 filters, half removed */
+    int f1 = tml_model_find_node(m, "fc1");
+    const tml_tensor *w = &m->tensors[m->nodes[f1].in[1]];
+    int64_t n = tml_tensor_numel(w), nz = tml_tensor_nonzeros(w);
+    assert_int_equal(w->dims[1], 4 * 4 * 50);
+    assert_true(n - nz >= (int64_t)llround(0.9 * (double)n));
+    /* 3-bit sharing: at most 8 distinct int8 values (one of them the pruned 0) */
+    int seen[256] = {0}, distinct = 0;
+    const int8_t *q = w->data;
+    for (int64_t i = 0; i < n; i++)
+        if (!seen[q[i] + 128]++) distinct++;
+    assert_true(distinct <= 8);
+    tml_dataset_free(cal);
+    tml_plan_free(&p);
+    tml_model_free(m);
+    tml_samples_free(s);
+}
+
+/* Packed int4 weights with QAT as the last step: the pruned zeros stay zero,
+ * the weights stay in the 4-bit range, and the model is int8 (the same plan
+ * without QAT, rounded adaptively, too). */
+static void test_plan_qbits_qat(void **state)
+{
+    (void)state;
+    tml_samples *s = load(200);
+    tml_dataset *cal = NULL;
+    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
+    for (int qat = 0; qat <= 1; qat++) {
+        tml_zoo_opts zo = {.seed = 2};
+        tml_model *m = NULL;
+        assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
+        tml_plan p;
+        assert_int_equal(tml_plan_init(&p, m), TML_OK);
+        tml_plan_find(&p, "fc1")->sparsity = 0.8;
+        tml_plan_find(&p, "fc1")->qbits = 4;
+        p.prune_epochs = 1;
+        p.agp_steps = 5;
+        p.qat_epochs = qat;
+        tml_finetune ft;
+        tml_finetune_default(&ft);
+        ft.data = s;
+        ft.val_samples = 0;
+        assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+        assert_true(tml_model_is_quantized(m));
+        const tml_tensor *w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
+        assert_int_equal(w->qbits, 4);
+        int64_t n = tml_tensor_numel(w), nz = tml_tensor_nonzeros(w);
+        assert_true(n - nz >= (int64_t)llround(0.8 * (double)n));
+        const int8_t *q = w->data;
+        for (int64_t i = 0; i < n; i++) assert_true(q[i] >= -7 && q[i] <= 7);
+        tml_plan_free(&p);
+        tml_model_free(m);
+    }
+    tml_dataset_free(cal);
+    tml_samples_free(s);
+}
+
+static void test_fit_miss(void **state)
+{
+    (void)state;
+    tml_fit_opts o;
+    tml_fit_opts_default(&o);
+    o.flash = 1000;
+    o.ram = 200;
+    tml_fit_cost c = {.flash = 1500, .ram = 100, .instr = 80000};
+    double miss[3];
+    /* flash 50% over, RAM within, no latency budget */
+    assert_true(fabs(tml_fit_miss(&o, &c, miss) - 0.5) < 1e-12);
+    assert_true(miss[0] == 500 && miss[1] == -100 && miss[2] == 0);
+    /* 80000 instructions at 80 MHz = 1 ms: 100% over a 0.5 ms budget */
+    o.latency_ms = 0.5;
+    assert_true(fabs(tml_fit_miss(&o, &c, miss) - 1.5) < 1e-12);
+    assert_true(fabs(miss[2] - 0.5) < 1e-12);
+    c.flash = 1000;
+    o.latency_ms = 1;
+    assert_true(tml_fit_miss(&o, &c, NULL) == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory_dataset),
+        cmocka_unit_test(test_eval_view_equals_samples),
+        cmocka_unit_test(test_prune_schedules),
+        cmocka_unit_test(test_plan_apply),
+        cmocka_unit_test(test_plan_qbits_qat),
+        cmocka_unit_test(test_fit_miss),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
