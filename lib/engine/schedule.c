@@ -425,15 +425,9 @@ static int64_t live_whole(const gfx *g, int i, int j, const uint8_t *internal)
     return sum;
 }
 
-/* plain: one node on whole tensors */
-static void seg_plain(const gfx *g, int k, segres *r, emitter *e)
+/* One step running node k on whole tensors (its scratch buffer added first). */
+static void whole_step(const gfx *g, int k, emitter *e)
 {
-    memset(r, 0, sizeof *r);
-    r->ok = 1;
-    r->peak = live_whole(g, k, k + 1, NULL) + scr(g, k);
-    r->steps = 1;
-    r->tiles_h = r->tiles_w = 1;
-    if (!e || tml_plan_is_alias(g->m, k)) return; /* aliases share their input's bytes: nothing to run */
     const tml_node *n = &g->m->nodes[k];
     int sb = scr(g, k) ? add_buf(e, TML_SBUF_SCRATCH, n->out, g->scratch[k], k, k) : -1;
     tml_sched_step *p = add_step(e);
@@ -452,6 +446,18 @@ static void seg_plain(const gfx *g, int k, segres *r, emitter *e)
     p->r1 = y->ndim == 3 ? y->dims[0] : 1;
     p->c0 = 0;
     p->c1 = y->ndim == 3 ? y->dims[1] : 1;
+}
+
+/* plain: one node on whole tensors */
+static void seg_plain(const gfx *g, int k, segres *r, emitter *e)
+{
+    memset(r, 0, sizeof *r);
+    r->ok = 1;
+    r->peak = live_whole(g, k, k + 1, NULL) + scr(g, k);
+    r->steps = 1;
+    r->tiles_h = r->tiles_w = 1;
+    if (!e || tml_plan_is_alias(g->m, k)) return; /* aliases share their input's bytes: nothing to run */
+    whole_step(g, k, e);
 }
 
 /* in-place: which input's bytes the output of node k may take (-1: none) */
@@ -639,18 +645,7 @@ static void seg_inplace(const gfx *g, int k, segres *r, emitter *e)
     int bxid = e->tbuf[rx], byid = e->tbuf[ry];
     e->s->buffers[byid].group = e->s->buffers[bxid].group;
     if (!window) {
-        int sb = scr(g, k) ? add_buf(e, TML_SBUF_SCRATCH, n->out, g->scratch[k], k, k) : -1;
-        tml_sched_step *p = add_step(e);
-        if (!p) return;
-        p->scratch = sb;
-        p->kind = TML_STEP_RUN;
-        p->flags = TML_STEP_WHOLE;
-        p->node = k;
-        for (int q = 0; q < 2 && q < n->n_in; q++) p->in[q] = whole_view(g, e, n->in[q]);
-        p->out = whole_view(g, e, n->out);
-        const tml_tensor *y = &m->tensors[n->out];
-        p->r1 = y->ndim == 3 ? y->dims[0] : 1;
-        p->c1 = y->ndim == 3 ? y->dims[1] : 1;
+        whole_step(g, k, e);
         return;
     }
     int dbuf = -1;
