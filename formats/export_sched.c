@@ -353,7 +353,11 @@ static void emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, cons
  * row-wise copies stay statements. */
 
 enum { TAB_CONV2D, TAB_LEAN, TAB_DWCONV, TAB_MAXPOOL, TAB_AVGPOOL, TAB_ADD, TAB_COPY, TAB_NFN };
-#define TAB_MIN_STEPS 12 /* below this, the interpreter costs more code than the calls */
+/* below this many rows the interpreter and the rows cost about what the
+ * calls do (LeNet-5's 23 shared rows: 28 bytes more flash at -Os): none
+ * under balanced; --optimize size takes any saving */
+#define TAB_MIN_STEPS 12
+#define TAB_MIN_SHARED 48
 
 typedef struct {
     int fn, set, index;
@@ -477,7 +481,7 @@ static int tab_plan(const tml_model *m, const tml_schedule *sc, const tml_exs_no
                     if (v[k] < 0 || v[k] > (k < 3 ? 255 : 65535)) *wide = 1;
         }
     }
-    if (mode == TML_EXS_TABLE_NONE || rows < TAB_MIN_STEPS || !runs) {
+    if (mode == TML_EXS_TABLE_NONE || rows < (mode == TML_EXS_TABLE_SHARED ? TAB_MIN_SHARED : TAB_MIN_STEPS) || !runs) {
         memset(in_tab, 0, (size_t)sc->n_steps);
         return 0;
     }
