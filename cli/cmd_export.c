@@ -276,6 +276,7 @@ int cmd_export(int argc, char **argv)
     if (cst) cli_fail_status(&c, cst);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_sched_opts sopt;
+    const char *ofrom = cli_export_stored(&c, &ef, m, &o);
     const char *from = "default";
     if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
     else tml_sched_opts_default(&sopt); /* the export refuses the model below */
@@ -330,8 +331,9 @@ int cmd_export(int argc, char **argv)
                        tml_export_enc_name(o.weights));
     else
         tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                           "packed indices; packed = low-bit weights, 4 or 2 bits each; chosen per layer, --optimize %s%s",
+                           "packed indices; packed = low-bit weights, 4 or 2 bits each; chosen per layer, --optimize %s%s%s",
                        tml_export_optimize_name(o.optimize),
+                       strcmp(ofrom, "stored in the model") == 0 ? " (stored in the model)" : "",
                        o.optimize == TML_EXPORT_OPT_BALANCED ? " (fewest estimated instructions + 16 x bytes)"
                        : o.optimize == TML_EXPORT_OPT_SPEED  ? " (fewest estimated instructions)"
                                                              : " (fewest bytes)");

@@ -31,6 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "export_internal.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
@@ -60,6 +62,53 @@ const char *tml_export_optimize_name(tml_export_optimize o)
     case TML_EXPORT_OPT_SIZE: return "size";
     default: return "balanced";
     }
+}
+
+tml_status tml_export_optimize_from_model(const tml_model *m, tml_export_optimize *o, int *found)
+{
+    *o = TML_EXPORT_OPT_BALANCED;
+    *found = 0;
+    if (!m->meta.extra || !m->meta.extra[0]) return TML_OK;
+    cJSON *root = cJSON_Parse(m->meta.extra);
+    if (!root) return TML_OK; /* the reader checked it; nothing of ours in it */
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "export");
+    tml_status st = TML_OK;
+    if (e) {
+        const cJSON *g = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "optimize") : NULL;
+        static const tml_export_optimize goals[] = {TML_EXPORT_OPT_BALANCED, TML_EXPORT_OPT_SPEED, TML_EXPORT_OPT_SIZE};
+        int ok = 0;
+        for (size_t i = 0; cJSON_IsString(g) && i < sizeof goals / sizeof goals[0]; i++)
+            if (strcmp(g->valuestring, tml_export_optimize_name(goals[i])) == 0) {
+                *o = goals[i];
+                ok = 1;
+            }
+        if (ok) *found = 1;
+        else
+            st = tml_error(TML_ERR_FORMAT,
+                           "metadata \"export\" must be {\"optimize\": \"balanced\" | \"speed\" | \"size\"}");
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+tml_status tml_export_optimize_to_model(tml_model *m, tml_export_optimize o)
+{
+    cJSON *root = m->meta.extra && m->meta.extra[0] ? cJSON_Parse(m->meta.extra) : cJSON_CreateObject();
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return tml_error(TML_ERR_FORMAT, "the model's extra metadata is not a JSON object");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "export");
+    cJSON *e = cJSON_AddObjectToObject(root, "export");
+    int ok = e && cJSON_AddStringToObject(e, "optimize", tml_export_optimize_name(o)) != NULL;
+    char *txt = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    char *copy = txt ? tml_strdup(txt) : NULL;
+    cJSON_free(txt);
+    if (!copy) return tml_error(TML_ERR_NOMEM, "out of memory");
+    free(m->meta.extra);
+    m->meta.extra = copy;
+    return TML_OK;
 }
 
 const char *tml_export_enc_name(tml_export_enc e)
