@@ -93,22 +93,9 @@ tml_status tml_export_optimize_from_model(const tml_model *m, tml_export_optimiz
 
 tml_status tml_export_optimize_to_model(tml_model *m, tml_export_optimize o)
 {
-    cJSON *root = m->meta.extra && m->meta.extra[0] ? cJSON_Parse(m->meta.extra) : cJSON_CreateObject();
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return tml_error(TML_ERR_FORMAT, "the model's extra metadata is not a JSON object");
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "export");
-    cJSON *e = cJSON_AddObjectToObject(root, "export");
-    int ok = e && cJSON_AddStringToObject(e, "optimize", tml_export_optimize_name(o)) != NULL;
-    char *txt = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    char *copy = txt ? tml_strdup(txt) : NULL;
-    cJSON_free(txt);
-    if (!copy) return tml_error(TML_ERR_NOMEM, "out of memory");
-    free(m->meta.extra);
-    m->meta.extra = copy;
-    return TML_OK;
+    char v[48];
+    snprintf(v, sizeof v, "{\"optimize\":\"%s\"}", tml_export_optimize_name(o));
+    return tml_meta_extra_set(&m->meta, "export", v);
 }
 
 const char *tml_export_enc_name(tml_export_enc e)
