@@ -29,10 +29,12 @@ static const char help[] =
     "device: a greedy descent over per-layer filter removal, sparsity, weight\n"
     "sharing bits, packed int4 / int2 weights and the weight forms, each plan\n"
     "measured exactly (flash and RAM from the C exporter, the fitting ones also\n"
-    "compiled; validation loss without fine-tuning), picks candidate plans; they are then\n"
-    "fine-tuned in parallel (AGP pruning distilled from the original, centroid\n"
-    "fine-tuning, INT8) and the best on validation that fits is verified on the\n"
-    "emulated core: exported, run, bit-exact with the int8 engine, within budget.\n"
+    "compiled; validation loss without fine-tuning), also from starts with the\n"
+    "biggest layers' filters partly removed, picks candidate plans; a short distilled\n"
+    "fine-tune of each ranks them, the best are fine-tuned in parallel (AGP pruning\n"
+    "distilled from the original, centroid fine-tuning, INT8 or QAT) and the best on\n"
+    "validation that fits is verified on the emulated core: exported, run,\n"
+    "bit-exact with the int8 engine, within budget.\n"
     "Validation is a seeded held-out part of the training split; the test split\n"
     "is only reported. docs/fit.md has a worked example (LeNet-5 into 32K flash\n"
     "and 8K RAM) and the search's cost.\n"
@@ -53,7 +55,11 @@ static const char help[] =
     "  --cluster-epochs N     centroid fine-tuning epochs (default 1)\n"
     "  --qat-epochs N         quantization-aware training epochs as the last step of\n"
     "                         each candidate, instead of post-training INT8 (default 0)\n"
-    "  --candidates N         candidates fine-tuned (default 6)\n"
+    "  --candidates N         candidates fully fine-tuned: finalists + front points (default 6)\n"
+    "  --finalists N          fitting plans fully fine-tuned, the best screened (default 2)\n"
+    "  --screen-samples N     training samples of the short distilled fine-tune (one AGP\n"
+    "                         epoch) that ranks the fitting plans; 0: no screening, every\n"
+    "                         fitting plan is fine-tuned (default 8000)\n"
     "  --jobs N               candidates fine-tuned at once (default 2)\n"
     "  --time-budget MIN      start no optional candidate expected to end later\n"
     "  --train-limit N        use only the first N training samples (quick trials)\n"
@@ -193,6 +199,8 @@ int cmd_fit(int argc, char **argv)
         if (cli_int(&c, "epochs", 0, 0, 1000, &o.epochs) || cli_int(&c, "cluster-epochs", 0, 0, 1000, &o.cluster_epochs) ||
             cli_int(&c, "qat-epochs", 0, 0, 1000, &o.qat_epochs) ||
             cli_int(&c, "candidates", 0, 1, 64, &o.max_candidates) || cli_int(&c, "jobs", 0, 1, 64, &o.jobs) ||
+            cli_int(&c, "finalists", 0, 1, 64, &o.finalists) ||
+            cli_i64(&c, "screen-samples", 0, 0, INT64_MAX, &o.screen_samples) ||
             cli_i64(&c, "train-limit", 0, 10, INT64_MAX, &train_limit) ||
             cli_i64(&c, "quick-samples", 0, 10, 1000000, &o.quick_samples))
             continue;
@@ -262,7 +270,8 @@ int cmd_fit(int argc, char **argv)
         uint64_t h = fnv(0xcbf29ce484222325ull, buf, len);
         free(buf);
         char k[512];
-        snprintf(k, sizeof k, "%s|%lld|%d|%d|%d|%llu|%lld|q%d", data, (long long)train->n, o.epochs, o.cluster_epochs,
+        /* r2: fine-tuning holds the validation part out itself (QAT keeps its best epoch) */
+        snprintf(k, sizeof k, "r2|%s|%lld|%d|%d|%d|%llu|%lld|q%d", data, (long long)train->n, o.epochs, o.cluster_epochs,
                  o.distill, (unsigned long long)o.seed, (long long)o.val_samples, o.qat_epochs);
         f.key = fnv(h, k, strlen(k));
     }
@@ -368,9 +377,10 @@ int cmd_fit(int argc, char **argv)
     tml_table_str(ct, 8, tml_fit_miss(&o, &r.int8_base, NULL) <= 0 ? "yes" : "no");
     for (int i = 0; i < r.n_cands; i++) {
         const tml_fit_cand *cd = &r.cands[i];
-        const tml_fit_cost *k = cd->tuned ? &cd->final : &cd->quick;
+        const tml_fit_cost *k = cd->tuned ? &cd->final : cd->screened ? &cd->screen : &cd->quick;
         char id[32];
-        snprintf(id, sizeof id, "%d%s%s", cd->id, i == chosen ? " *" : "", cd->tuned ? "" : " (not tuned)");
+        snprintf(id, sizeof id, "%d%s%s", cd->id, i == chosen ? " *" : "",
+                 cd->tuned ? "" : cd->screened ? " (screened)" : " (not tuned)");
         tml_table_add_row(ct);
         tml_table_str(ct, 0, id);
         tml_table_str(ct, 1, cd->origin);
@@ -390,7 +400,7 @@ int cmd_fit(int argc, char **argv)
                             : "the exporter's instruction estimate",
                    o.mhz);
     tml_table_note(ct, "validation: the %lld samples the trainer holds out of %s:train with seed %llu, test: %s:test (%lld samples); drop: "
-                       "test points vs the int8 baseline; * = the answer",
+                       "test points vs the int8 baseline; * = the answer; (screened): after the short fine-tune only",
                    (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2), data,
                    (unsigned long long)o.seed, data, (long long)test->n);
     int tuned = 0;

@@ -226,6 +226,8 @@ static tml_status qat_step(tml_model *m, const tml_plan *p, const tml_finetune *
     o.train.batch = f->batch;
     o.train.seed = f->seed;
     if (f->val_samples >= 0) o.train.val_samples = f->val_samples;
+    /* an explicit validation split: the epoch best on it (fake-quantized) is the model */
+    o.keep_best = f->val_samples > 0;
     o.train.teacher = f->teacher;
     o.train.cancel = f->cancel;
     o.train.progress = f->progress;

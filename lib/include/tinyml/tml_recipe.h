@@ -126,7 +126,8 @@ tml_plan_layer *tml_plan_find(tml_plan *p, const char *name);
  *    quantization with the default options, each layer with qbits at that
  *    weight width (packed int4 / int2 weights, rounded adaptively: GPTQ,
  *    pruned zeros kept; to nearest with p->nearest); or, with p->qat_epochs, quantization-aware training
- *    for that many epochs at lr 1e-4 (tml_qat) from the same start.
+ *    for that many epochs at lr 1e-4 (tml_qat) from the same start; with an
+ *    explicit validation split (ft->val_samples > 0) the epoch best on it is kept.
  * ft gives the data, seed, teacher and callbacks (its epochs and lr are
  * replaced by the plan's). Deterministic for a given seed. */
 tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *ft, tml_dataset *calib);
