@@ -29,6 +29,8 @@
 #define SPARSE_MAX 0.985
 #define MAX_STEPS 120     /* greedy steps per variant */
 #define LOSS_NOISE 0.005  /* validation loss changes smaller than this are noise (1000 samples) */
+#define BASE_SAMPLES 4000 /* training samples of the tuned descent's short fine-tune per step */
+#define BASE_GAP 0.03     /* the tuned descent takes over this far below the uncompressed quick top-1 */
 
 static double now_s(void)
 {
@@ -121,6 +123,8 @@ typedef struct fit_ctx {
     const tml_samples *all; /* o->train */
     tml_samples *tr;        /* all minus the validation part (fine-tuning) */
     tml_samples *scr;       /* the first screen_samples of tr (screening), NULL without */
+    tml_samples *btr;       /* the first BASE_SAMPLES of tr (the tuned descent's bases), NULL without */
+    double quick0;          /* quick validation top-1 of the uncompressed plan */
     int64_t *val;           /* (n_val) indices into all */
     int64_t n_val, n_quick;
     cache_entry *cache;
@@ -285,6 +289,98 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
     return cs;
 }
 
+/* The tuned descent. Untrained, the quick measure says little once a plan
+ * is far from the original (sparsity looks free, filter removal ruinous, and
+ * deep in, every move is at chance). From there on the descent keeps a base:
+ * the current plan's filter removal and sparsity given a short distilled
+ * fine-tune (one AGP epoch on BASE_SAMPLES training samples, the model kept
+ * float, no weight sharing), and every move is measured as the plan with
+ * that move applied to the base (its further filters and sparsity on top,
+ * its sharing and int widths as in the quick measure): the damage a move
+ * does to a model that has recovered from the moves before it. The base is
+ * made again once the plan measured from it is BASE_GAP below the base's own
+ * top-1 (the moves since have added up), not at every step: its fine-tune
+ * costs about as much as measuring every move. */
+typedef struct tbase {
+    tml_model *m;  /* float: the filters and sparsity of `plan`, with the short fine-tune */
+    tml_plan plan;
+    double acc;    /* quick top-1 of `plan` measured from the base */
+} tbase;
+
+static void tbase_free(tbase *b)
+{
+    tml_model_free(b->m);
+    b->m = NULL;
+    tml_plan_free(&b->plan);
+}
+
+static tml_status tbase_make(fit_ctx *x, const tml_plan *p, tbase *b)
+{
+    tbase_free(b);
+    tml_plan q;
+    tml_status st = plan_copy(&q, p);
+    if (st) return st;
+    /* weight sharing stays out of the base: a clustered layer cannot be pruned further */
+    for (int i = 0; i < q.n_layers; i++) q.layers[i].bits = 0;
+    q.prune_epochs = 1;
+    q.agp_steps = 20;
+    q.cluster_epochs = 0;
+    q.qat_epochs = 0;
+    q.float_only = 1;
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = x->o->seed;
+    ft.data = x->btr;
+    ft.val_samples = 0;
+    ft.teacher = x->o->distill ? x->m : NULL;
+    ft.cancel = x->o->cancel;
+    st = build(x, &q, &ft, &b->m);
+    tml_plan_free(&q);
+    if (!st) st = plan_copy(&b->plan, p);
+    if (st) tbase_free(b);
+    return st;
+}
+
+/* Plan p (the base's plan and one move) measured from the base: the move's
+ * delta applied to the base without fine-tuning, quantized. Flash and RAM
+ * are those of this model (filter counts can differ from p applied to the
+ * original by a rounding; the compile check measures the final plans afresh). */
+static tml_status quick_from(fit_ctx *x, const tbase *b, const tml_plan *p, tml_fit_cost *c)
+{
+    tml_plan d;
+    tml_status st = plan_copy(&d, p);
+    if (st) return st;
+    for (int i = 0; i < p->n_layers; i++) {
+        double f0 = b->plan.layers[i].filters, f1 = p->layers[i].filters;
+        d.layers[i].filters = f1 > f0 ? (f1 - f0) / (1.0 - f0) : 0.0;
+    }
+    d.prune_epochs = d.cluster_epochs = d.qat_epochs = 0;
+    d.nearest = 1;
+    d.calib_samples = 256;
+    d.cluster_iters = 8;
+    d.float_only = 0;
+    tml_model *m = tml_model_clone(b->m);
+    if (!m) st = tml_error(TML_ERR_NOMEM, "out of memory");
+    tml_dataset *cal = NULL;
+    if (!st) st = tml_dataset_from_samples(x->tr, NULL, x->tr->n < 4096 ? x->tr->n : 4096, "fit calibration", &cal);
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = x->o->seed;
+    ft.cancel = x->o->cancel;
+    if (!st) st = tml_plan_apply(m, &d, &ft, cal);
+    tml_dataset_free(cal);
+    if (!st) st = measure(x, p, m, x->n_quick, c);
+    tml_model_free(m);
+    tml_plan_free(&d);
+    if (!st) {
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+        x->evals++;
+    }
+    return st;
+}
+
 /* ---- greedy descent --------------------------------------------------------------------- */
 
 /* Sparsity moves of one, two and three steps: a sparse form pays for its
@@ -388,6 +484,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
     tml_status st = plan_copy(&cur, start);
     if (st) return st;
     tml_fit_cost cc;
+    tbase base = {0};
     st = quick(x, &cur, &cc);
     if (!st) st = path_push(out, &cur, &cc);
     int nl = cur.n_layers, nm = nl * N_MOVES;
@@ -406,6 +503,21 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
         if (o->time_budget_s > 0 && now_s() - x->t0 > 0.6 * o->time_budget_s) {
             progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", out->name);
             break;
+        }
+        /* far from the original: the tuned descent (moves measured from a short fine-tune of
+         * the current plan, made again when the moves since have cost BASE_GAP) */
+        if (x->btr && cc.val_acc < (base.m ? base.acc : x->quick0) - BASE_GAP) {
+            progress(x, "search", it + 1, 0, "%s: quick top-1 %.1f%%: moves measured from a short fine-tune from here",
+                     out->name, 100 * cc.val_acc);
+            st = tbase_make(x, &cur, &base);
+            if (!st) st = quick_from(x, &base, &cur, &cc);
+            if (st) break;
+            base.acc = cc.val_acc;
+            miss = tml_fit_miss(o, &cc, mv);
+            if (miss <= 0) {
+                out->fits = 1;
+                break;
+            }
         }
         unsigned kinds = widened ? (1u << N_MOVES) - 1 : v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
         tml_status first = TML_OK;
@@ -428,7 +540,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
 #endif
         for (int j = 0; j < nm; j++) {
             if (!ok[j] || (o->cancel && *o->cancel)) continue;
-            tml_status js = quick(x, &tries[j], &tc[j]);
+            tml_status js = base.m ? quick_from(x, &base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
             if (js) {
 #ifdef _OPENMP
 #pragma omp critical(tml_fit_err)
@@ -492,6 +604,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
                  (long long)cc.ram, 100 * cc.val_acc);
     }
     if (!st && tml_fit_miss(o, &cc, NULL) <= 0) out->fits = 1;
+    tbase_free(&base);
     for (int j = 0; tries && j < nm; j++) tml_plan_free(&tries[j]);
     free(tries);
     free(tc);
@@ -763,6 +876,14 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
                  100 * r->float_base.val_acc, 100 * r->int8_base.val_acc, (long long)r->int8_base.flash,
                  (long long)r->int8_base.ram);
     if (!st) st = tml_plan_init(&start, m);
+    if (!st && x.scr) {
+        /* the tuned descent: its short fine-tunes' samples, and where it takes over */
+        int64_t nb = BASE_SAMPLES < x.tr->n ? BASE_SAMPLES : x.tr->n;
+        st = tml_samples_subset(o->train, idx + x.n_val, nb, &x.btr);
+        tml_fit_cost c0 = {0};
+        if (!st) st = quick(&x, &start, &c0);
+        x.quick0 = c0.val_acc;
+    }
     /* 2. the descents: each variant from the uncompressed plan; "greedy all"
      * also from the structured starts */
     tml_plan starts[1 + MAX_STRUCT_STARTS];
@@ -965,6 +1086,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     r->seconds = now_s() - x.t0;
     for (int v = 0; v < n_paths; v++) path_free(&paths[v]);
     tml_samples_free(x.scr);
+    tml_samples_free(x.btr);
     tml_plan_free(&start);
     for (int i = 0; i < x.n_cache; i++) tml_plan_free(&x.cache[i].plan);
     free(x.cache);

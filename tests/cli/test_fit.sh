@@ -29,6 +29,9 @@ expect_exit 0 "fit into 16K / 4K" -- "$T" $FIT --jobs 2 --state s1 --format csv 
 cp "$W/err" err1
 expect_grep "$W/out" "conv1" "the answer's plan is printed"
 expect_grep err1 "answer: candidate" "the answer is announced"
+expect_grep err1 "screen: candidate" "the fitting plans are ranked by a short fine-tune"
+expect_grep err1 "greedy all, fc1 -50%" "a descent starts from the biggest layer's neurons half removed"
+expect_grep err1 "moves measured from a short fine-tune from here" "far from the original, the descent measures moves from a fine-tuned base"
 # the budget, from the fit's own table, then measured again independently
 FL=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $3}' "$W/out")
 RAM=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $4}' "$W/out")
