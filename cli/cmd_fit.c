@@ -326,7 +326,11 @@ int cmd_fit(int argc, char **argv)
             tml_samples_gather(test, idx, nv, x, NULL);
             tml_preproc_apply(&cd->model->meta.pre, in_size * nv, test->c, x);
             dopt.exp = o.exp;
-            if (cd->plan.form_size) dopt.exp.optimize = TML_EXPORT_OPT_SIZE;
+            dopt.opt = "O2";
+            if (cd->plan.form_size) { /* the least code: exported and compiled for size */
+                dopt.exp.optimize = TML_EXPORT_OPT_SIZE;
+                dopt.opt = "Os";
+            }
             cli_log(&c, "verifying candidate %d on %s (QEMU %s): export, build, run %d test samples", cd->id, tg->core,
                     tg->machine, nv);
             st = tml_device_run(cd->model, x, nv, &dopt, &dr);
@@ -427,7 +431,7 @@ int cmd_fit(int argc, char **argv)
                 tml_table_str(pt, 3, p->layers[i].qbits == 4 ? "int4" : p->layers[i].qbits == 2 ? "int2" : "int8");
         }
     }
-    if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer (export --optimize size)");
+    if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer, the least code (export --optimize size, compiled -Os)");
     tml_table *ts[2] = {ct, pt};
     cli_print_tables(&c, stdout, ts, pt ? 2 : 1);
 
@@ -487,6 +491,7 @@ int cmd_fit(int argc, char **argv)
         cli_history_eval(h, data, r.int8_base.test_acc, cd->final.test_acc);
         cJSON_AddStringToObject(h, "export_optimize",
                                 tml_export_optimize_name(cd->plan.form_size ? TML_EXPORT_OPT_SIZE : o.exp.optimize));
+        if (verified) cJSON_AddStringToObject(h, "compiled_with", cd->plan.form_size ? "-Os" : "-O2");
         cli_add_history(&c, cd->model, h);
         if (o.exp.schedule && (st = tml_sched_opts_to_model(cd->model, &sched))) cli_fail_status(&c, st);
         cli_save_model(&c, cd->model, out);
@@ -495,8 +500,9 @@ int cmd_fit(int argc, char **argv)
             cli_log(&c, "wrote %s/%s.c and %s.h (verified)", cdir, dr.exp.base, dr.exp.base);
         }
         if (cd->plan.form_size)
-            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form: export it with "
-                        "`tinyml export --c --optimize size` (or use --c DIR here)");
+            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form and the least code: "
+                        "export it with `tinyml export --c --optimize size` (or use --c DIR here) and compile it with -Os "
+                        "(the verified flash is -Os)");
         cli_log(&c, "answer: candidate %d, flash %lld B, RAM %lld B, %s%.3f ms at %.0f MHz, test top-1 %.2f%% (%.2f points "
                     "below int8, %.2f below float)%s",
                 cd->id, (long long)(verified ? dr.text_bytes + dr.rodata_bytes + dr.data_bytes : cd->final.flash),

@@ -236,6 +236,7 @@ static tml_status compiled_flash(const fit_ctx *x, const tml_plan *p, int64_t *f
     tml_preproc_apply(&m->meta.pre, numel, x->all->c, in);
     tml_device_opts d = *x->o->device;
     d.exp = plan_export(x, p);
+    if (p->form_size) d.opt = "Os"; /* the least code: compiled for size, as exported for size */
     tml_device_result r;
     st = tml_device_run(m, in, 1, &d, &r);
     if (!st) {

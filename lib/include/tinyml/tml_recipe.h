@@ -100,7 +100,8 @@ typedef struct tml_plan {
     int cluster_iters;       /* k-means (Lloyd) iterations; 0 = tml_cluster's default */
     int form_size;           /* export: every layer's weights in the form with the fewest bytes
                                 (--optimize size) instead of the balanced choice; the plan
-                                does not change the model for it, the export options do */
+                                does not change the model for it, the export options do;
+                                tinyml fit compiles such a plan at -Os, the least code) */
     int64_t calib_samples;   /* calibration samples for INT8 (default 512) */
     int nearest;             /* packed low-bit layers rounded to nearest, not adaptively (quicker:
                                 the budget search's untrained measure) */
