@@ -690,6 +690,17 @@ static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan
     return TML_OK;
 }
 
+/* Whether a screened plan still fits: packed int4 / int2 layers are rounded
+ * to nearest in the descent, which zeroes most small weights (a sparse form
+ * then looks tiny), and adaptively after fine-tuning, which keeps them
+ * nonzero: such a plan can grow by half. Over the budget, or grown by more
+ * than 512 B past the quick measure (that one passed the compile check,
+ * with the compiler's slack), it goes after every plan that fits. */
+static int screen_fits(const tml_fit_opts *o, const tml_fit_cand *c)
+{
+    return c->screened && tml_fit_miss(o, &c->screen, NULL) <= 0 && c->screen.flash <= c->quick.flash + 512;
+}
+
 /* The short distilled fine-tune that ranks the fitting plans: the untrained
  * quick measure cannot tell a plan that training recovers from one it does
  * not (sparsity looks free untrained, filter removal does not), this can.
@@ -718,9 +729,9 @@ static tml_status screen(fit_ctx *x, tml_fit_cand *c)
     tml_model_free(q);
     if (st) return st;
     c->screened = 1;
-    progress(x, "screen", 0, 0, "candidate %d (%s): flash %lld RAM %lld, val top-1 %.2f%% after the short fine-tune, %.0fs",
+    progress(x, "screen", 0, 0, "candidate %d (%s): flash %lld RAM %lld, val top-1 %.2f%% after the short fine-tune, %.0fs%s",
              c->id, c->origin, (long long)c->screen.flash, (long long)c->screen.ram, 100 * c->screen.val_acc,
-             now_s() - t0);
+             now_s() - t0, screen_fits(o, c) ? "" : "; over the budget now: after the plans that fit");
     return TML_OK;
 }
 
@@ -995,8 +1006,9 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
             for (int b = a; b > 0; b--) {
                 const tml_fit_cand *p = &r->cands[order[b - 1]], *q = &r->cands[order[b]];
                 if (!p->screened || !q->screened) break;
-                int better = q->screen.val_acc > p->screen.val_acc ||
-                             (q->screen.val_acc == p->screen.val_acc && q->quick.flash < p->quick.flash);
+                int pf = screen_fits(o, p), qf = screen_fits(o, q);
+                int better = qf > pf || (qf == pf && (q->screen.val_acc > p->screen.val_acc ||
+                                                      (q->screen.val_acc == p->screen.val_acc && q->quick.flash < p->quick.flash)));
                 if (!better) break;
                 int t = order[b];
                 order[b] = order[b - 1];
