@@ -530,6 +530,11 @@ int cmd_fit(int argc, char **argv)
             if (!*what && cd->tuned)
                 snprintf(what, sizeof what, " accuracy: %.2f points lost on validation (max %.2f)",
                          100 * (r.int8_base.val_acc - k->val_acc), max_drop);
+            else if (!*what) /* within budget by the estimate: its compile check was over, and the descent stopped */
+                snprintf(what, sizeof what,
+                         " flash once compiled for the target (the exporter's estimate, %lld B, is within budget; "
+                         "the descent stopped before going on: a larger --time-budget may fit)",
+                         (long long)k->flash);
             fprintf(stderr, "tinyml fit: nothing fits: the closest candidate (%d, %s) misses%s\n", cd->id, cd->origin, what);
         } else if (failed_id >= 0) {
             fprintf(stderr, "tinyml fit: nothing fits once compiled: the best candidate (%d) failed verification: %s\n",
