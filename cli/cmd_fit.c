@@ -27,12 +27,16 @@ static const char help[] =
     "\n"
     "Finds the most accurate compressed INT8 version of a float model that fits a\n"
     "device: a greedy descent over per-layer filter removal, sparsity, weight\n"
-    "sharing bits, packed int4 / int2 weights and the weight forms, each plan\n"
-    "measured exactly (flash and RAM from the C exporter, the fitting ones also\n"
-    "compiled; validation loss without fine-tuning), picks candidate plans; they are then\n"
-    "fine-tuned in parallel (AGP pruning distilled from the original, centroid\n"
-    "fine-tuning, INT8) and the best on validation that fits is verified on the\n"
-    "emulated core: exported, run, bit-exact with the int8 engine, within budget.\n"
+    "sharing bits, packed int4 / int2 weights and the weight forms (the smallest:\n"
+    "also the least code, compiled -Os), each plan measured exactly (flash and RAM\n"
+    "from the C exporter, the fitting ones also compiled; validation loss without\n"
+    "fine-tuning, or, once that is 3 points down, from a short distilled fine-tune\n"
+    "of the plan so far), also from starts with the biggest layers' filters partly\n"
+    "removed, picks candidate plans; a short distilled fine-tune of each ranks\n"
+    "them, the best are fine-tuned in parallel (AGP pruning distilled from the\n"
+    "original, centroid fine-tuning, INT8 or QAT) and the best on validation that\n"
+    "fits is verified on the emulated core: exported, run, bit-exact with the int8\n"
+    "engine, within budget.\n"
     "Validation is a seeded held-out part of the training split; the test split\n"
     "is only reported. docs/fit.md has a worked example (LeNet-5 into 32K flash\n"
     "and 8K RAM) and the search's cost.\n"
@@ -53,7 +57,11 @@ static const char help[] =
     "  --cluster-epochs N     centroid fine-tuning epochs (default 1)\n"
     "  --qat-epochs N         quantization-aware training epochs as the last step of\n"
     "                         each candidate, instead of post-training INT8 (default 0)\n"
-    "  --candidates N         candidates fine-tuned (default 6)\n"
+    "  --candidates N         candidates fully fine-tuned: finalists + front points (default 6)\n"
+    "  --finalists N          fitting plans fully fine-tuned, the best screened (default 2)\n"
+    "  --screen-samples N     training samples of the short distilled fine-tune (one AGP\n"
+    "                         epoch) that ranks the fitting plans; 0: no screening, every\n"
+    "                         fitting plan is fine-tuned (default 8000)\n"
     "  --jobs N               candidates fine-tuned at once (default 2)\n"
     "  --time-budget MIN      start no optional candidate expected to end later\n"
     "  --train-limit N        use only the first N training samples (quick trials)\n"
@@ -193,6 +201,8 @@ int cmd_fit(int argc, char **argv)
         if (cli_int(&c, "epochs", 0, 0, 1000, &o.epochs) || cli_int(&c, "cluster-epochs", 0, 0, 1000, &o.cluster_epochs) ||
             cli_int(&c, "qat-epochs", 0, 0, 1000, &o.qat_epochs) ||
             cli_int(&c, "candidates", 0, 1, 64, &o.max_candidates) || cli_int(&c, "jobs", 0, 1, 64, &o.jobs) ||
+            cli_int(&c, "finalists", 0, 1, 64, &o.finalists) ||
+            cli_i64(&c, "screen-samples", 0, 0, INT64_MAX, &o.screen_samples) ||
             cli_i64(&c, "train-limit", 0, 10, INT64_MAX, &train_limit) ||
             cli_i64(&c, "quick-samples", 0, 10, 1000000, &o.quick_samples))
             continue;
@@ -262,7 +272,8 @@ int cmd_fit(int argc, char **argv)
         uint64_t h = fnv(0xcbf29ce484222325ull, buf, len);
         free(buf);
         char k[512];
-        snprintf(k, sizeof k, "%s|%lld|%d|%d|%d|%llu|%lld|q%d", data, (long long)train->n, o.epochs, o.cluster_epochs,
+        /* r2: fine-tuning holds the validation part out itself (QAT keeps its best epoch) */
+        snprintf(k, sizeof k, "r2|%s|%lld|%d|%d|%d|%llu|%lld|q%d", data, (long long)train->n, o.epochs, o.cluster_epochs,
                  o.distill, (unsigned long long)o.seed, (long long)o.val_samples, o.qat_epochs);
         f.key = fnv(h, k, strlen(k));
     }
@@ -317,7 +328,11 @@ int cmd_fit(int argc, char **argv)
             tml_samples_gather(test, idx, nv, x, NULL);
             tml_preproc_apply(&cd->model->meta.pre, in_size * nv, test->c, x);
             dopt.exp = o.exp;
-            if (cd->plan.form_size) dopt.exp.optimize = TML_EXPORT_OPT_SIZE;
+            dopt.opt = "O2";
+            if (cd->plan.form_size) { /* the least code: exported and compiled for size */
+                dopt.exp.optimize = TML_EXPORT_OPT_SIZE;
+                dopt.opt = "Os";
+            }
             cli_log(&c, "verifying candidate %d on %s (QEMU %s): export, build, run %d test samples", cd->id, tg->core,
                     tg->machine, nv);
             st = tml_device_run(cd->model, x, nv, &dopt, &dr);
@@ -368,9 +383,10 @@ int cmd_fit(int argc, char **argv)
     tml_table_str(ct, 8, tml_fit_miss(&o, &r.int8_base, NULL) <= 0 ? "yes" : "no");
     for (int i = 0; i < r.n_cands; i++) {
         const tml_fit_cand *cd = &r.cands[i];
-        const tml_fit_cost *k = cd->tuned ? &cd->final : &cd->quick;
+        const tml_fit_cost *k = cd->tuned ? &cd->final : cd->screened ? &cd->screen : &cd->quick;
         char id[32];
-        snprintf(id, sizeof id, "%d%s%s", cd->id, i == chosen ? " *" : "", cd->tuned ? "" : " (not tuned)");
+        snprintf(id, sizeof id, "%d%s%s", cd->id, i == chosen ? " *" : "",
+                 cd->tuned ? "" : cd->screened ? " (screened)" : " (not tuned)");
         tml_table_add_row(ct);
         tml_table_str(ct, 0, id);
         tml_table_str(ct, 1, cd->origin);
@@ -390,7 +406,7 @@ int cmd_fit(int argc, char **argv)
                             : "the exporter's instruction estimate",
                    o.mhz);
     tml_table_note(ct, "validation: the %lld samples the trainer holds out of %s:train with seed %llu, test: %s:test (%lld samples); drop: "
-                       "test points vs the int8 baseline; * = the answer",
+                       "test points vs the int8 baseline; * = the answer; (screened): after the short fine-tune only",
                    (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2), data,
                    (unsigned long long)o.seed, data, (long long)test->n);
     int tuned = 0;
@@ -417,7 +433,7 @@ int cmd_fit(int argc, char **argv)
                 tml_table_str(pt, 3, p->layers[i].qbits == 4 ? "int4" : p->layers[i].qbits == 2 ? "int2" : "int8");
         }
     }
-    if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer (export --optimize size)");
+    if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer, the least code (export --optimize size, compiled -Os)");
     tml_table *ts[2] = {ct, pt};
     cli_print_tables(&c, stdout, ts, pt ? 2 : 1);
 
@@ -477,6 +493,7 @@ int cmd_fit(int argc, char **argv)
         cli_history_eval(h, data, r.int8_base.test_acc, cd->final.test_acc);
         cJSON_AddStringToObject(h, "export_optimize",
                                 tml_export_optimize_name(cd->plan.form_size ? TML_EXPORT_OPT_SIZE : o.exp.optimize));
+        if (verified) cJSON_AddStringToObject(h, "compiled_with", cd->plan.form_size ? "-Os" : "-O2");
         cli_add_history(&c, cd->model, h);
         if (o.exp.schedule && (st = tml_sched_opts_to_model(cd->model, &sched))) cli_fail_status(&c, st);
         /* the weight-form goal the budget was met with, so `tinyml export --c` and `profile` use it */
@@ -488,8 +505,9 @@ int cmd_fit(int argc, char **argv)
             cli_log(&c, "wrote %s/%s.c and %s.h (verified)", cdir, dr.exp.base, dr.exp.base);
         }
         if (cd->plan.form_size)
-            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form and the smallest "
-                        "code (--optimize size): stored in %s, so `tinyml export --c` and `tinyml profile` use it",
+            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form and the least code "
+                        "(--optimize size, stored in %s, so `tinyml export --c` and `tinyml profile` use it): compile "
+                        "it with -Os (the verified flash is -Os)",
                     out);
         cli_log(&c, "answer: candidate %d, flash %lld B, RAM %lld B, %s%.3f ms at %.0f MHz, test top-1 %.2f%% (%.2f points "
                     "below int8, %.2f below float)%s",
@@ -516,6 +534,11 @@ int cmd_fit(int argc, char **argv)
             if (!*what && cd->tuned)
                 snprintf(what, sizeof what, " accuracy: %.2f points lost on validation (max %.2f)",
                          100 * (r.int8_base.val_acc - k->val_acc), max_drop);
+            else if (!*what) /* within budget by the estimate: its compile check was over, and the descent stopped */
+                snprintf(what, sizeof what,
+                         " flash once compiled for the target (the exporter's estimate, %lld B, is within budget; "
+                         "the descent stopped before going on: a larger --time-budget may fit)",
+                         (long long)k->flash);
             fprintf(stderr, "tinyml fit: nothing fits: the closest candidate (%d, %s) misses%s\n", cd->id, cd->origin, what);
         } else if (failed_id >= 0) {
             fprintf(stderr, "tinyml fit: nothing fits once compiled: the best candidate (%d) failed verification: %s\n",

@@ -187,14 +187,15 @@ static void test_plan_apply(void **state)
 
 /* Packed int4 weights with QAT as the last step: the pruned zeros stay zero,
  * the weights stay in the 4-bit range, and the model is int8 (the same plan
- * without QAT, rounded adaptively, too). */
+ * without QAT, rounded adaptively, too; and with 2 QAT epochs and a
+ * validation split, the kept best epoch's model). */
 static void test_plan_qbits_qat(void **state)
 {
     (void)state;
     tml_samples *s = load(200);
     tml_dataset *cal = NULL;
     assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
-    for (int qat = 0; qat <= 1; qat++) {
+    for (int qat = 0; qat <= 2; qat++) {
         tml_zoo_opts zo = {.seed = 2};
         tml_model *m = NULL;
         assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
@@ -208,7 +209,7 @@ static void test_plan_qbits_qat(void **state)
         tml_finetune ft;
         tml_finetune_default(&ft);
         ft.data = s;
-        ft.val_samples = 0;
+        ft.val_samples = qat == 2 ? 50 : 0;
         assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
         assert_true(tml_model_is_quantized(m));
         const tml_tensor *w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
@@ -220,6 +221,59 @@ static void test_plan_qbits_qat(void **state)
         tml_plan_free(&p);
         tml_model_free(m);
     }
+    tml_dataset_free(cal);
+    tml_samples_free(s);
+}
+
+/* plan.float_only: the plan's filters and sparsity, the model left float (the
+ * fit search's tuned descent's base); a further plan applied on top of it
+ * (more filters out, more sparsity, shared weights) then quantizes. */
+static void test_plan_float_only(void **state)
+{
+    (void)state;
+    tml_samples *s = load(200);
+    tml_dataset *cal = NULL;
+    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
+    tml_zoo_opts zo = {.seed = 3};
+    tml_model *m = NULL;
+    assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
+    tml_plan p;
+    assert_int_equal(tml_plan_init(&p, m), TML_OK);
+    tml_plan_find(&p, "fc1")->filters = 0.5;
+    tml_plan_find(&p, "fc1")->sparsity = 0.6;
+    p.prune_epochs = 1;
+    p.agp_steps = 5;
+    p.float_only = 1;
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.data = s;
+    ft.val_samples = 0;
+    assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+    assert_false(tml_model_is_quantized(m));
+    const tml_tensor *w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
+    assert_int_equal(w->dtype, TML_DTYPE_F32);
+    assert_int_equal(w->dims[0], 250); /* 500 neurons, half removed */
+    int64_t n = tml_tensor_numel(w), nz = tml_tensor_nonzeros(w);
+    assert_true(n - nz >= (int64_t)llround(0.6 * (double)n));
+    /* on top: half of the remaining neurons, 90% sparse, 4-bit sharing, INT8 */
+    tml_plan_find(&p, "fc1")->sparsity = 0.9;
+    tml_plan_find(&p, "fc1")->bits = 4;
+    p.prune_epochs = 0;
+    p.float_only = 0;
+    assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+    assert_true(tml_model_is_quantized(m));
+    w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
+    assert_int_equal(w->dims[0], 125);
+    n = tml_tensor_numel(w);
+    nz = tml_tensor_nonzeros(w);
+    assert_true(n - nz >= (int64_t)llround(0.9 * (double)n));
+    int seen[256] = {0}, distinct = 0;
+    const int8_t *q = w->data;
+    for (int64_t i = 0; i < n; i++)
+        if (!seen[q[i] + 128]++) distinct++;
+    assert_true(distinct <= 16);
+    tml_plan_free(&p);
+    tml_model_free(m);
     tml_dataset_free(cal);
     tml_samples_free(s);
 }
@@ -253,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_prune_schedules),
         cmocka_unit_test(test_plan_apply),
         cmocka_unit_test(test_plan_qbits_qat),
+        cmocka_unit_test(test_plan_float_only),
         cmocka_unit_test(test_fit_miss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,6 +29,8 @@
 #define SPARSE_MAX 0.985
 #define MAX_STEPS 120     /* greedy steps per variant */
 #define LOSS_NOISE 0.005  /* validation loss changes smaller than this are noise (1000 samples) */
+#define BASE_SAMPLES 4000 /* training samples of the tuned descent's short fine-tune per step */
+#define BASE_GAP 0.03     /* the tuned descent takes over this far below the uncompressed quick top-1 */
 
 static double now_s(void)
 {
@@ -47,6 +49,8 @@ void tml_fit_opts_default(tml_fit_opts *o)
     o->epochs = 4;
     o->cluster_epochs = 1;
     o->max_candidates = 6;
+    o->finalists = 2;
+    o->screen_samples = 8000;
     o->val_samples = 5000;
     o->quick_samples = 1000;
     o->distill = 1;
@@ -118,6 +122,9 @@ typedef struct fit_ctx {
     const tml_fit_opts *o;
     const tml_samples *all; /* o->train */
     tml_samples *tr;        /* all minus the validation part (fine-tuning) */
+    tml_samples *scr;       /* the first screen_samples of tr (screening), NULL without */
+    tml_samples *btr;       /* the first BASE_SAMPLES of tr (the tuned descent's bases), NULL without */
+    double quick0;          /* quick validation top-1 of the uncompressed plan */
     int64_t *val;           /* (n_val) indices into all */
     int64_t n_val, n_quick;
     cache_entry *cache;
@@ -229,6 +236,7 @@ static tml_status compiled_flash(const fit_ctx *x, const tml_plan *p, int64_t *f
     tml_preproc_apply(&m->meta.pre, numel, x->all->c, in);
     tml_device_opts d = *x->o->device;
     d.exp = plan_export(x, p);
+    if (p->form_size) d.opt = "Os"; /* the least code: compiled for size, as exported for size */
     tml_device_result r;
     st = tml_device_run(m, in, 1, &d, &r);
     if (!st) {
@@ -280,6 +288,98 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
         }
     }
     return cs;
+}
+
+/* The tuned descent. Untrained, the quick measure says little once a plan
+ * is far from the original (sparsity looks free, filter removal ruinous, and
+ * deep in, every move is at chance). From there on the descent keeps a base:
+ * the current plan's filter removal and sparsity given a short distilled
+ * fine-tune (one AGP epoch on BASE_SAMPLES training samples, the model kept
+ * float, no weight sharing), and every move is measured as the plan with
+ * that move applied to the base (its further filters and sparsity on top,
+ * its sharing and int widths as in the quick measure): the damage a move
+ * does to a model that has recovered from the moves before it. The base is
+ * made again once the plan measured from it is BASE_GAP below the base's own
+ * top-1 (the moves since have added up), not at every step: its fine-tune
+ * costs about as much as measuring every move. */
+typedef struct tbase {
+    tml_model *m;  /* float: the filters and sparsity of `plan`, with the short fine-tune */
+    tml_plan plan;
+    double acc;    /* quick top-1 of `plan` measured from the base */
+} tbase;
+
+static void tbase_free(tbase *b)
+{
+    tml_model_free(b->m);
+    b->m = NULL;
+    tml_plan_free(&b->plan);
+}
+
+static tml_status tbase_make(fit_ctx *x, const tml_plan *p, tbase *b)
+{
+    tbase_free(b);
+    tml_plan q;
+    tml_status st = plan_copy(&q, p);
+    if (st) return st;
+    /* weight sharing stays out of the base: a clustered layer cannot be pruned further */
+    for (int i = 0; i < q.n_layers; i++) q.layers[i].bits = 0;
+    q.prune_epochs = 1;
+    q.agp_steps = 20;
+    q.cluster_epochs = 0;
+    q.qat_epochs = 0;
+    q.float_only = 1;
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = x->o->seed;
+    ft.data = x->btr;
+    ft.val_samples = 0;
+    ft.teacher = x->o->distill ? x->m : NULL;
+    ft.cancel = x->o->cancel;
+    st = build(x, &q, &ft, &b->m);
+    tml_plan_free(&q);
+    if (!st) st = plan_copy(&b->plan, p);
+    if (st) tbase_free(b);
+    return st;
+}
+
+/* Plan p (the base's plan and one move) measured from the base: the move's
+ * delta applied to the base without fine-tuning, quantized. Flash and RAM
+ * are those of this model (filter counts can differ from p applied to the
+ * original by a rounding; the compile check measures the final plans afresh). */
+static tml_status quick_from(fit_ctx *x, const tbase *b, const tml_plan *p, tml_fit_cost *c)
+{
+    tml_plan d;
+    tml_status st = plan_copy(&d, p);
+    if (st) return st;
+    for (int i = 0; i < p->n_layers; i++) {
+        double f0 = b->plan.layers[i].filters, f1 = p->layers[i].filters;
+        d.layers[i].filters = f1 > f0 ? (f1 - f0) / (1.0 - f0) : 0.0;
+    }
+    d.prune_epochs = d.cluster_epochs = d.qat_epochs = 0;
+    d.nearest = 1;
+    d.calib_samples = 256;
+    d.cluster_iters = 8;
+    d.float_only = 0;
+    tml_model *m = tml_model_clone(b->m);
+    if (!m) st = tml_error(TML_ERR_NOMEM, "out of memory");
+    tml_dataset *cal = NULL;
+    if (!st) st = tml_dataset_from_samples(x->tr, NULL, x->tr->n < 4096 ? x->tr->n : 4096, "fit calibration", &cal);
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = x->o->seed;
+    ft.cancel = x->o->cancel;
+    if (!st) st = tml_plan_apply(m, &d, &ft, cal);
+    tml_dataset_free(cal);
+    if (!st) st = measure(x, p, m, x->n_quick, c);
+    tml_model_free(m);
+    tml_plan_free(&d);
+    if (!st) {
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+        x->evals++;
+    }
+    return st;
 }
 
 /* ---- greedy descent --------------------------------------------------------------------- */
@@ -351,6 +451,8 @@ typedef struct path {
     step *s;
     int n;
     int fits;
+    const variant *v;
+    char name[80];
 } path;
 
 static void path_free(path *p)
@@ -372,17 +474,18 @@ static tml_status path_push(path *p, const tml_plan *plan, const tml_fit_cost *c
     return TML_OK;
 }
 
-/* Descends from `start` until the plan fits the budgets of o (x->o, or a
- * tighter copy), appending the steps to out. */
-static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, path *out, int *steps,
-                          const tml_fit_opts *o)
+/* Descends from `start` with the moves of out->v until the plan fits the
+ * budgets of o (x->o, or a tighter copy), appending the steps to out. */
+static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *steps, const tml_fit_opts *o)
 {
+    const variant *v = out->v;
     out->fits = 0;
     int widened = 0;
     tml_plan cur;
     tml_status st = plan_copy(&cur, start);
     if (st) return st;
     tml_fit_cost cc;
+    tbase base = {0};
     st = quick(x, &cur, &cc);
     if (!st) st = path_push(out, &cur, &cc);
     int nl = cur.n_layers, nm = nl * N_MOVES;
@@ -399,8 +502,23 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
         }
         /* a time budget bounds the descent too: it stops at 60% of it (fine-tuning needs the rest) */
         if (o->time_budget_s > 0 && now_s() - x->t0 > 0.6 * o->time_budget_s) {
-            progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", v->name);
+            progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", out->name);
             break;
+        }
+        /* far from the original: the tuned descent (moves measured from a short fine-tune of
+         * the current plan, made again when the moves since have cost BASE_GAP) */
+        if (x->btr && cc.val_acc < (base.m ? base.acc : x->quick0) - BASE_GAP) {
+            progress(x, "search", it + 1, 0, "%s: quick top-1 %.1f%%: moves measured from a short fine-tune from here",
+                     out->name, 100 * cc.val_acc);
+            st = tbase_make(x, &cur, &base);
+            if (!st) st = quick_from(x, &base, &cur, &cc);
+            if (st) break;
+            base.acc = cc.val_acc;
+            miss = tml_fit_miss(o, &cc, mv);
+            if (miss <= 0) {
+                out->fits = 1;
+                break;
+            }
         }
         unsigned kinds = widened ? (1u << N_MOVES) - 1 : v->kinds | (mv[1] > 0 ? v->ram_kinds : 0u);
         tml_status first = TML_OK;
@@ -423,7 +541,7 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
 #endif
         for (int j = 0; j < nm; j++) {
             if (!ok[j] || (o->cancel && *o->cancel)) continue;
-            tml_status js = quick(x, &tries[j], &tc[j]);
+            tml_status js = base.m ? quick_from(x, &base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
             if (js) {
 #ifdef _OPENMP
 #pragma omp critical(tml_fit_err)
@@ -445,7 +563,7 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
             int lowers = 0;
             for (int j = 0; j < nm; j++) lowers |= ok[j] && tc[j].ram < cc.ram;
             if (!lowers) {
-                progress(x, "search", it + 1, 0, "%s: RAM %lld B over and no move lowers it: stop", v->name,
+                progress(x, "search", it + 1, 0, "%s: RAM %lld B over and no move lowers it: stop", out->name,
                          (long long)cc.ram);
                 break;
             }
@@ -471,7 +589,7 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
         if (best < 0 && !widened && kinds != (1u << N_MOVES) - 1) {
             /* a dead end of this variant's moves: go on with every kind */
             widened = 1;
-            progress(x, "search", it + 1, 0, "%s: no move of its kinds helps: every kind from here", v->name);
+            progress(x, "search", it + 1, 0, "%s: no move of its kinds helps: every kind from here", out->name);
             continue;
         }
         if (best < 0) break; /* no move helps: nothing more to try */
@@ -482,17 +600,72 @@ static tml_status descend(fit_ctx *x, const variant *v, const tml_plan *start, p
         cc = tc[best];
         (*steps)++;
         st = path_push(out, &cur, &cc);
-        progress(x, "search", it + 1, 0, "%s: step %d %s %s -> flash %lld RAM %lld, quick val top-1 %.2f%%", v->name,
+        progress(x, "search", it + 1, 0, "%s: step %d %s %s -> flash %lld RAM %lld, quick val top-1 %.2f%%", out->name,
                  it + 1, cur.layers[best / N_MOVES].name, move_names[best % N_MOVES], (long long)cc.flash,
                  (long long)cc.ram, 100 * cc.val_acc);
     }
     if (!st && tml_fit_miss(o, &cc, NULL) <= 0) out->fits = 1;
+    tbase_free(&base);
     for (int j = 0; tries && j < nm; j++) tml_plan_free(&tries[j]);
     free(tries);
     free(tc);
     free(ok);
     tml_plan_free(&cur);
     return st;
+}
+
+/* Structured starts: untrained, sparsity looks free and filter removal does
+ * not, so the descent alone never removes the filters (neurons) of the big
+ * layers, although that shrinks the next layer, the per-channel constants
+ * and the sparse index bytes at once and training recovers most of it.
+ * Descents that start with 1/2 or 3/4 of the filters of the two layers with
+ * the most weights removed (and both at once) give the screening those plans
+ * to compare. The layer feeding the model output keeps its filters (classes).
+ * starts[0] is the uncompressed plan; the names are suffixes of the path names. */
+#define MAX_STRUCT_STARTS 5
+#define MAX_PATHS (N_VARIANTS + MAX_STRUCT_STARTS)
+static tml_status structured_starts(const tml_model *m, const tml_plan *start, int enabled,
+                                    tml_plan starts[1 + MAX_STRUCT_STARTS], char names[][48], int *n)
+{
+    *n = 0;
+    tml_status st = plan_copy(&starts[0], start);
+    if (st) return st;
+    names[0][0] = 0;
+    *n = 1;
+    if (!enabled) return TML_OK;
+    int top[2] = {-1, -1};
+    int64_t topw[2] = {0, 0};
+    for (int i = 0; i < start->n_layers; i++)
+        for (int j = 0; j < m->n_nodes; j++) {
+            const tml_node *nd = &m->nodes[j];
+            if (strcmp(nd->name, start->layers[i].name) != 0 || nd->out == m->output) continue;
+            int64_t w = tml_tensor_numel(&m->tensors[nd->in[1]]);
+            if (w > topw[0]) {
+                top[1] = top[0];
+                topw[1] = topw[0];
+                top[0] = i;
+                topw[0] = w;
+            } else if (w > topw[1]) {
+                top[1] = i;
+                topw[1] = w;
+            }
+        }
+    static const double fr[2] = {0.5, 0.75};
+    for (int a = 0; a < 2 && top[a] >= 0; a++)
+        for (int f = 0; f < 2; f++) {
+            if ((st = plan_copy(&starts[*n], start))) return st;
+            starts[*n].layers[top[a]].filters = fr[f];
+            snprintf(names[*n], 48, ", %.16s -%.0f%%", start->layers[top[a]].name, 100 * fr[f]);
+            (*n)++;
+        }
+    if (top[1] >= 0) {
+        if ((st = plan_copy(&starts[*n], start))) return st;
+        starts[*n].layers[top[0]].filters = fr[1];
+        starts[*n].layers[top[1]].filters = fr[0];
+        snprintf(names[*n], 48, ", %.16s -75%% %.16s -50%%", start->layers[top[0]].name, start->layers[top[1]].name);
+        (*n)++;
+    }
+    return TML_OK;
 }
 
 /* ---- candidates ---------------------------------------------------------------------------- */
@@ -517,6 +690,51 @@ static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan
     return TML_OK;
 }
 
+/* Whether a screened plan still fits: packed int4 / int2 layers are rounded
+ * to nearest in the descent, which zeroes most small weights (a sparse form
+ * then looks tiny), and adaptively after fine-tuning, which keeps them
+ * nonzero: such a plan can grow by half. Over the budget, or grown by more
+ * than 512 B past the quick measure (that one passed the compile check,
+ * with the compiler's slack), it goes after every plan that fits. */
+static int screen_fits(const tml_fit_opts *o, const tml_fit_cand *c)
+{
+    return c->screened && tml_fit_miss(o, &c->screen, NULL) <= 0 && c->screen.flash <= c->quick.flash + 512;
+}
+
+/* The short distilled fine-tune that ranks the fitting plans: the untrained
+ * quick measure cannot tell a plan that training recovers from one it does
+ * not (sparsity looks free untrained, filter removal does not), this can.
+ * One AGP epoch on the screening samples (20 pruning steps), one centroid
+ * epoch on them where the plan shares weights, INT8 as in the final recipe
+ * (adaptive rounding for packed int4 / int2); top-1 on the whole validation part. */
+static tml_status screen(fit_ctx *x, tml_fit_cand *c)
+{
+    const tml_fit_opts *o = x->o;
+    double t0 = now_s();
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.seed = o->seed;
+    ft.data = x->scr;
+    ft.val_samples = 0;
+    ft.teacher = o->distill ? x->m : NULL;
+    ft.cancel = o->cancel;
+    tml_plan p = c->plan;
+    p.prune_epochs = 1;
+    p.agp_steps = 20;
+    p.cluster_epochs = o->cluster_epochs > 0 ? 1 : 0;
+    p.qat_epochs = 0;
+    tml_model *q = NULL;
+    tml_status st = build(x, &p, &ft, &q);
+    if (!st) st = measure(x, &c->plan, q, x->n_val, &c->screen);
+    tml_model_free(q);
+    if (st) return st;
+    c->screened = 1;
+    progress(x, "screen", 0, 0, "candidate %d (%s): flash %lld RAM %lld, val top-1 %.2f%% after the short fine-tune, %.0fs%s",
+             c->id, c->origin, (long long)c->screen.flash, (long long)c->screen.ram, 100 * c->screen.val_acc,
+             now_s() - t0, screen_fits(o, c) ? "" : "; over the budget now: after the plans that fit");
+    return TML_OK;
+}
+
 static tml_status tune(fit_ctx *x, tml_fit_cand *c)
 {
     const tml_fit_opts *o = x->o;
@@ -535,8 +753,10 @@ static tml_status tune(fit_ctx *x, tml_fit_cand *c)
         tml_finetune ft;
         tml_finetune_default(&ft);
         ft.seed = o->seed;
-        ft.data = x->tr;
-        ft.val_samples = 0; /* validation is fit's own held-out part */
+        /* the trainer holds out the same validation part as fit (its split for
+         * the same seed): QAT keeps its best epoch on it, never on the test split */
+        ft.data = x->all;
+        ft.val_samples = x->n_val;
         ft.teacher = o->distill ? x->m : NULL;
         ft.cancel = o->cancel;
         tml_plan p = c->plan;
@@ -654,46 +874,84 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     tml_train_split(n, o->seed, idx);
     x.val = idx;
     tml_status st = tml_samples_subset(o->train, idx + x.n_val, n - x.n_val, &x.tr);
-    path paths[N_VARIANTS];
+    path paths[MAX_PATHS];
     memset(paths, 0, sizeof paths);
+    int n_paths = 0;
     tml_plan start = {0};
+    if (!st && o->screen_samples > 0) {
+        int64_t ns = o->screen_samples < x.tr->n ? o->screen_samples : x.tr->n;
+        st = tml_samples_subset(o->train, idx + x.n_val, ns, &x.scr);
+    }
     if (!st) st = baselines(&x, r);
     if (!st)
         progress(&x, "baseline", 1, 1, "float val top-1 %.2f%%; int8 val top-1 %.2f%%, flash %lld B, RAM %lld B",
                  100 * r->float_base.val_acc, 100 * r->int8_base.val_acc, (long long)r->int8_base.flash,
                  (long long)r->int8_base.ram);
     if (!st) st = tml_plan_init(&start, m);
-    /* 2. the descents */
-    for (int v = 0; !st && v < N_VARIANTS; v++) {
-        /* with a time budget, the other variants only while half of it is left */
-        if (v > 0 && o->time_budget_s > 0 && now_s() - x.t0 > 0.5 * o->time_budget_s) {
+    if (!st && x.scr) {
+        /* the tuned descent: its short fine-tunes' samples, and where it takes over */
+        int64_t nb = BASE_SAMPLES < x.tr->n ? BASE_SAMPLES : x.tr->n;
+        st = tml_samples_subset(o->train, idx + x.n_val, nb, &x.btr);
+        tml_fit_cost c0 = {0};
+        if (!st) st = quick(&x, &start, &c0);
+        x.quick0 = c0.val_acc;
+    }
+    /* 2. the descents: each variant from the uncompressed plan; "greedy all"
+     * also from the structured starts */
+    tml_plan starts[1 + MAX_STRUCT_STARTS];
+    char start_names[1 + MAX_STRUCT_STARTS][48];
+    int n_starts = 0;
+    memset(starts, 0, sizeof starts);
+    if (!st) st = structured_starts(m, &start, o->screen_samples > 0, starts, start_names, &n_starts);
+    for (int k = 0; !st && k < N_VARIANTS + n_starts - 1; k++) {
+        /* order: greedy all, the structured starts, then the other variants */
+        int vi = k < n_starts ? 0 : k - n_starts + 1;
+        const tml_plan *sp = k < n_starts ? &starts[k] : &start;
+        /* with a time budget, the others only while half of it is left */
+        if (k > 0 && o->time_budget_s > 0 && now_s() - x.t0 > 0.5 * o->time_budget_s) {
             r->budget_stopped++;
             break;
         }
-        st = descend(&x, &variants[v], &start, &paths[v], &r->n_steps, o);
+        path *pa = &paths[n_paths++];
+        pa->v = &variants[vi];
+        snprintf(pa->name, sizeof pa->name, "%s%s", variants[vi].name, k < n_starts ? start_names[k] : "");
+        st = descend(&x, pa, sp, &r->n_steps, o);
     }
+    for (int k = 0; k < n_starts; k++) tml_plan_free(&starts[k]);
     /* the exporter's code size is an estimate: compile each fitting plan for
      * the target, and where it is over, descend on with the shortfall as slack */
-    for (int v = 0; !st && o->device && v < N_VARIANTS; v++) {
+    for (int v = 0; !st && o->device && v < n_paths; v++) {
         tml_fit_opts ob = *o;
         for (int k = 0; paths[v].fits && !st; k++) {
             step *last = &paths[v].s[paths[v].n - 1];
             int64_t cf = 0, est = last->cost.flash;
+            /* a plan met before (another path's answer) was compiled then */
+            int seen = 0;
+            for (int u = 0; u < v && !seen; u++)
+                seen = paths[u].fits && plan_equal(&paths[u].s[paths[u].n - 1].plan, &last->plan);
+            if (seen) break;
             st = compiled_flash(&x, &last->plan, &cf);
             if (st) break;
             progress(&x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
-                     variants[v].name, (long long)cf, (long long)est);
+                     paths[v].name, (long long)cf, (long long)est);
             if (cf <= o->flash) break;
             paths[v].fits = 0;
-            ob.flash -= cf - est > 0 ? cf - est + 64 : 64;
+            /* the budget less this plan's compiler gap (not less every gap so far: they do not
+             * add up, LeNet-5's answer kept 3.6 KB unused that way); lower each time */
+            int64_t gap = cf - est > 0 ? cf - est + 64 : 64;
+            ob.flash = o->flash - gap < ob.flash ? o->flash - gap : ob.flash - 64;
             if (k == 3 || ob.flash <= 0) break;
-            st = descend(&x, &variants[v], &last->plan, &paths[v], &r->n_steps, &ob);
+            tml_plan from;
+            st = plan_copy(&from, &last->plan);
+            if (!st) st = descend(&x, &paths[v], &from, &r->n_steps, &ob);
+            tml_plan_free(&from);
         }
     }
-    /* candidates: each variant's fitting plan, then points on the way (the front) */
+    /* candidates: each path's fitting plan, then points on the way (the front) */
     int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
-    for (int v = 0; !st && v < N_VARIANTS; v++)
-        if (paths[v].fits) st = add_cand(r, variants[v].name, &paths[v].s[paths[v].n - 1].plan, &paths[v].s[paths[v].n - 1].cost, maxc);
+    for (int v = 0; !st && v < n_paths; v++)
+        if (paths[v].fits)
+            st = add_cand(r, paths[v].name, &paths[v].s[paths[v].n - 1].plan, &paths[v].s[paths[v].n - 1].cost, MAX_PATHS);
     int fitting = r->n_cands;
     if (!st && fitting && paths[0].n > 2) {
         const double mult[2] = {2.0, 4.0};
@@ -701,14 +959,15 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
             int i = nearest_step(&paths[0], (double)o->flash * mult[k]);
             char name[48];
             snprintf(name, sizeof name, "front %.0fx flash", mult[k]);
-            if (i >= 0 && i < paths[0].n - 1) st = add_cand(r, name, &paths[0].s[i].plan, &paths[0].s[i].cost, maxc);
+            if (i >= 0 && i < paths[0].n - 1)
+                st = add_cand(r, name, &paths[0].s[i].plan, &paths[0].s[i].cost, fitting + 2);
         }
     }
     if (!st && !fitting) {
         /* nothing fits: the plan that came nearest, by the quick measure */
         double bm = INFINITY;
         int bv = -1, bi = -1;
-        for (int v = 0; v < N_VARIANTS; v++)
+        for (int v = 0; v < n_paths; v++)
             for (int i = 0; i < paths[v].n; i++) {
                 double mm = tml_fit_miss(o, &paths[v].s[i].cost, NULL);
                 if (mm < bm) {
@@ -723,23 +982,65 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
             r->cands[0].final = r->cands[0].quick;
         }
     }
-    /* 3. fine-tuning, `jobs` at a time */
+    /* 3. screening: a short distilled fine-tune of every fitting plan ranks them */
+    int order[2 * MAX_PATHS + 2], n_order = 0, n_required = 0;
+    if (!st && fitting && x.scr && fitting > 1) {
+        tml_status first = TML_OK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
+#endif
+        for (int i = 0; i < fitting; i++) {
+            if (o->cancel && *o->cancel) continue;
+            tml_status js = screen(&x, &r->cands[i]);
+            if (js) {
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_err)
+#endif
+                if (!first) first = js;
+            }
+        }
+        st = first;
+        if (!st && o->cancel && *o->cancel) st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
+    }
+    if (!st && fitting) {
+        /* the finalists: the best screened (ties: less flash, then the earlier), else every fitting plan */
+        for (int i = 0; i < fitting; i++) order[n_order++] = i;
+        for (int a = 1; a < n_order; a++)
+            for (int b = a; b > 0; b--) {
+                const tml_fit_cand *p = &r->cands[order[b - 1]], *q = &r->cands[order[b]];
+                if (!p->screened || !q->screened) break;
+                int pf = screen_fits(o, p), qf = screen_fits(o, q);
+                int better = qf > pf || (qf == pf && (q->screen.val_acc > p->screen.val_acc ||
+                                                      (q->screen.val_acc == p->screen.val_acc && q->quick.flash < p->quick.flash)));
+                if (!better) break;
+                int t = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = t;
+            }
+        int nf = r->cands[0].screened ? (o->finalists > 0 ? o->finalists : 2) : fitting;
+        if (nf > fitting) nf = fitting;
+        if (nf > maxc) nf = maxc;
+        n_order = n_required = nf;
+        for (int i = fitting; i < r->n_cands && n_order < maxc; i++) order[n_order++] = i;
+        for (int i = 0; i < n_required; i++) r->cands[order[i]].finalist = 1;
+    }
+    /* 4. fine-tuning, `jobs` at a time: the finalists, then the front as time allows */
     if (!st && fitting) {
         tml_status first = TML_OK;
-        int done = 0, nt = r->n_cands;
+        int done = 0, nt = n_order;
         double tstart = now_s(), per = 0, tuned_s = 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
 #endif
-        for (int i = 0; i < nt; i++) {
-            int skip;
+        for (int k = 0; k < nt; k++) {
+            int i = order[k], skip;
 #ifdef _OPENMP
 #pragma omp critical(tml_fit_err)
 #endif
             {
                 skip = first != TML_OK || (o->cancel && *o->cancel);
                 /* expected end of this one: now + the mean so far (none known yet: go) */
-                if (!skip && o->time_budget_s > 0 && i >= fitting && done > 0 &&
+                if (!skip && o->time_budget_s > 0 && k >= n_required && done > 0 &&
                     now_s() - x.t0 + per > o->time_budget_s) {
                     skip = 1;
                     r->budget_stopped++;
@@ -770,7 +1071,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         st = first;
         if (!st && o->cancel && *o->cancel) st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
     }
-    /* 4. the answer */
+    /* 5. the answer */
     if (!st) {
         for (int i = 0; i < r->n_cands; i++) {
             tml_fit_cand *c = &r->cands[i];
@@ -799,7 +1100,9 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     }
     r->quick_evals = x.evals;
     r->seconds = now_s() - x.t0;
-    for (int v = 0; v < N_VARIANTS; v++) path_free(&paths[v]);
+    for (int v = 0; v < n_paths; v++) path_free(&paths[v]);
+    tml_samples_free(x.scr);
+    tml_samples_free(x.btr);
     tml_plan_free(&start);
     for (int i = 0; i < x.n_cache; i++) tml_plan_free(&x.cache[i].plan);
     free(x.cache);

@@ -226,6 +226,8 @@ static tml_status qat_step(tml_model *m, const tml_plan *p, const tml_finetune *
     o.train.batch = f->batch;
     o.train.seed = f->seed;
     if (f->val_samples >= 0) o.train.val_samples = f->val_samples;
+    /* an explicit validation split: the epoch best on it (fake-quantized) is the model */
+    o.keep_best = f->val_samples > 0;
     o.train.teacher = f->teacher;
     o.train.cancel = f->cancel;
     o.train.progress = f->progress;
@@ -313,7 +315,7 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
     }
     /* 4. INT8: the packed low-bit layers' widths; adaptive rounding (GPTQ)
      * when there are any (round-to-nearest loses most at 4 and 2 bits) */
-    {
+    if (!p->float_only) {
         tml_layer_bits *lb = calloc((size_t)(n ? n : 1), sizeof *lb);
         if (!lb) {
             st = tml_error(TML_ERR_NOMEM, "out of memory");

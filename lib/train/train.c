@@ -685,8 +685,19 @@ static void update(tml_trainer *t, double lr)
         }
         float *v = p->value;
         double wd = p->decay ? o->weight_decay : 0.0;
+        /* a pruned weight stays zero (masks only narrow): no update, and its
+         * moments stay zero instead of decaying into denormals (about 800
+         * steps of beta1 = 0.9 from a typical gradient), which cost x86 a
+         * microcode assist per operation: pruning's epochs ran 4-5x slower
+         * from the second on */
+        const uint8_t *live = p->clustered ? NULL : p->mask;
         for (int64_t j = 0; j < p->n; j++) {
             if (p->zero_centroid && j % w->cb->k == 0) continue;
+            if (live && !live[j]) {
+                p->m1[j] = 0.0f;
+                if (p->m2) p->m2[j] = 0.0f;
+                continue;
+            }
             double gj = g[j];
             if (o->optim == TML_OPTIM_SGD) {
                 gj += wd * v[j];

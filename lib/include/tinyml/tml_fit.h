@@ -13,14 +13,24 @@
  *    plan quickly (applied without fine-tuning, quantized, exported: exact
  *    flash and RAM from the exporter; validation loss of the INT8 model) and
  *    takes the move that removes the most budget miss per unit of loss it
- *    adds. It stops when everything fits. Several variants of the move set
- *    (all knobs; no weight sharing; no filter removal unless RAM needs it)
- *    give several fitting plans, and points of the way give the Pareto front.
- * 3. Fine-tuning: each candidate plan is applied for real (filter removal,
- *    AGP sparsity with distillation from the original, centroid fine-tuning,
- *    INT8), in parallel (OpenMP, `jobs` at a time), measured again (exact
- *    flash and RAM, estimated instructions; validation and test top-1).
- * 4. The most accurate candidate on validation that fits every budget is the
+ *    adds. Once the plan's quick top-1 is 3 points below the original's, the
+ *    moves are measured from a base instead: the current plan's filter
+ *    removal and sparsity with a short distilled fine-tune (one AGP epoch on
+ *    4000 samples, float), made again when the moves since have cost another
+ *    3 points. It stops when everything fits. Several variants of the move set
+ *    (all knobs; no weight sharing; no filter removal unless RAM needs it),
+ *    and descents that start with the biggest layers' filters partly removed
+ *    (the untrained measure alone never takes that path), give several
+ *    fitting plans; points of the way give the Pareto front.
+ * 3. Screening: each fitting plan gets a short distilled fine-tune (one AGP
+ *    epoch on `screen_samples` training samples) and its validation top-1
+ *    ranks the plans; the best `finalists` go on.
+ * 4. Fine-tuning: the finalists (and front points) are applied for real
+ *    (filter removal, AGP sparsity with distillation from the original,
+ *    centroid fine-tuning, INT8 or QAT keeping its best epoch on validation),
+ *    in parallel (OpenMP, `jobs` at a time), measured again (exact flash and
+ *    RAM, estimated instructions; validation and test top-1).
+ * 5. The most accurate candidate on validation that fits every budget is the
  *    answer; the caller verifies it on the emulated core (tml_device_run).
  *
  * Deterministic for a given seed (the thread count changes nothing). The
@@ -65,7 +75,12 @@ typedef struct tml_fit_opts {
     int cluster_epochs;     /* centroid fine-tuning epochs (default 1) */
     int qat_epochs;         /* > 0: each candidate ends with that many epochs of quantization-aware
                                training instead of post-training INT8 (tml_plan.qat_epochs) */
-    int max_candidates;     /* fine-tuned candidates (default 6) */
+    int max_candidates;     /* fully fine-tuned candidates: finalists + Pareto-front points (default 6) */
+    int finalists;          /* of the fitting plans, how many (the best screened) get the full
+                               fine-tuning (default 2) */
+    int64_t screen_samples; /* training samples of each fitting plan's short distilled fine-tune
+                               (one AGP epoch on them) that ranks the plans; 0 = no screening:
+                               every fitting plan is a finalist (default 8000) */
     double time_budget_s;   /* > 0: start no fine-tuning expected to end after this */
     int64_t val_samples;    /* validation samples held out of the training data (default 5000) */
     int64_t quick_samples;  /* of them, used by the greedy descent's quick measure (default 1000) */
@@ -95,9 +110,12 @@ typedef struct tml_fit_cost {
 
 struct tml_fit_cand {
     int id;
-    char origin[48];        /* "greedy all", "greedy no-sharing", "front 1/3" ... */
+    char origin[80];        /* "greedy all", "greedy no-sharing", "front 1/3" ... */
     tml_plan plan;
     tml_fit_cost quick;     /* the plan without fine-tuning (descent measure) */
+    tml_fit_cost screen;    /* after the short fine-tune (valid when screened; full validation) */
+    int screened;
+    int finalist;           /* chosen for the full fine-tuning by its screened top-1 */
     tml_fit_cost final;     /* after fine-tuning (valid when tuned) */
     int tuned;              /* fine-tuned and measured */
     int resumed;            /* its model came from lookup */

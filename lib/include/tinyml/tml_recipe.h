@@ -100,10 +100,13 @@ typedef struct tml_plan {
     int cluster_iters;       /* k-means (Lloyd) iterations; 0 = tml_cluster's default */
     int form_size;           /* export: every layer's weights in the form with the fewest bytes
                                 (--optimize size) instead of the balanced choice; the plan
-                                does not change the model for it, the export options do */
+                                does not change the model for it, the export options do;
+                                tinyml fit compiles such a plan at -Os, the least code) */
     int64_t calib_samples;   /* calibration samples for INT8 (default 512) */
     int nearest;             /* packed low-bit layers rounded to nearest, not adaptively (quicker:
                                 the budget search's untrained measure) */
+    int float_only;          /* stop before INT8: the model stays float (pruned, shared), as the
+                                budget search's fine-tuned starting points */
     int qat_epochs;          /* > 0: quantization-aware training (tml_qat: distilled from ft's
                                 teacher, masks and codebooks kept) replaces post-training
                                 quantization as the last step */
@@ -126,7 +129,8 @@ tml_plan_layer *tml_plan_find(tml_plan *p, const char *name);
  *    quantization with the default options, each layer with qbits at that
  *    weight width (packed int4 / int2 weights, rounded adaptively: GPTQ,
  *    pruned zeros kept; to nearest with p->nearest); or, with p->qat_epochs, quantization-aware training
- *    for that many epochs at lr 1e-4 (tml_qat) from the same start.
+ *    for that many epochs at lr 1e-4 (tml_qat) from the same start; with an
+ *    explicit validation split (ft->val_samples > 0) the epoch best on it is kept.
  * ft gives the data, seed, teacher and callbacks (its epochs and lr are
  * replaced by the plan's). Deterministic for a given seed. */
 tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *ft, tml_dataset *calib);
