@@ -97,6 +97,18 @@ int cli_sched_flag(cli *c, cli_sched *s)
     return 0;
 }
 
+/* "2.10x less" when the arena is below the bound; above it (a tiny model whose
+ * kernel scratch and 16-byte alignment outweigh what a schedule saves: the
+ * bound counts neither) the words say so instead of printing "0.75x less". */
+static void compare_words(int64_t arena, int64_t bound, char *buf, size_t n)
+{
+    if (arena <= 0) snprintf(buf, n, "no arena");
+    else if (arena <= bound) snprintf(buf, n, "%.2fx less", (double)bound / (double)arena);
+    else
+        snprintf(buf, n, "%lld bytes more: kernel scratch and alignment, which the bound does not count",
+                 (long long)(arena - bound));
+}
+
 static void check_combination(const cli *c, const cli_sched *s)
 {
     int n = (s->max_recompute >= 0) + (s->ram_limit > 0) + s->none;
@@ -182,10 +194,11 @@ tml_table *cli_sched_table(const tml_model *m, const tml_schedule *s, const char
     tml_table_num(t, 9, s->macs > 0 ? 100.0 * (double)s->extra_macs / (double)s->macs : 0.0, "%.2f");
     char opt[128];
     cli_sched_describe(&s->opts, opt, sizeof opt);
-    tml_table_note(t, "schedule: %s (%s); peak RAM %lld bytes vs the tensor-by-tensor bound %lld (%.2fx less), "
+    char cmp[160];
+    compare_words(s->arena_bytes, s->bound_bytes, cmp, sizeof cmp);
+    tml_table_note(t, "schedule: %s (%s); peak RAM %lld bytes vs the tensor-by-tensor bound %lld (%s), "
                       "%lld extra MACs (%.2f%%)",
-                   opt, from, (long long)s->arena_bytes, (long long)s->bound_bytes,
-                   s->arena_bytes > 0 ? (double)s->bound_bytes / (double)s->arena_bytes : 0.0, (long long)s->extra_macs,
+                   opt, from, (long long)s->arena_bytes, (long long)s->bound_bytes, cmp, (long long)s->extra_macs,
                    s->macs > 0 ? 100.0 * (double)s->extra_macs / (double)s->macs : 0.0);
     if (s->opts.enabled && s->opts.ram_limit > 0 && !s->fits)
         tml_table_note(t, "NO SCHEDULE FITS %lld bytes: this is the least RAM found, %lld bytes over", (long long)s->opts.ram_limit,
@@ -247,9 +260,10 @@ int cmd_schedule(int argc, char **argv)
         cli_add_history(&c, m, h);
         cli_save_model(&c, m, out);
     }
-    cli_log(&c, "peak RAM %lld bytes (tensor-by-tensor bound %lld, %.2fx less), %lld extra MACs", (long long)s.arena_bytes,
-            (long long)s.bound_bytes, s.arena_bytes > 0 ? (double)s.bound_bytes / (double)s.arena_bytes : 0.0,
-            (long long)s.extra_macs);
+    char cmp[160];
+    compare_words(s.arena_bytes, s.bound_bytes, cmp, sizeof cmp);
+    cli_log(&c, "peak RAM %lld bytes (tensor-by-tensor bound %lld, %s), %lld extra MACs", (long long)s.arena_bytes,
+            (long long)s.bound_bytes, cmp, (long long)s.extra_macs);
     tml_table_free(t);
     tml_schedule_free(&s);
     tml_model_free(m);

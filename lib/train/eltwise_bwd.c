@@ -45,7 +45,7 @@ void tml_relu6_bwd_f32(int64_t count, const float *y, const float *dy, float *dx
 #endif
     for (int64_t i = 0; i < count; i++) {
         const float g = dy[i], v = y[i];
-        dx[i] = (v > 0.0f) & (v < 6.0f) ? g : 0.0f;
+        dx[i] = ((v > 0.0f) & (v < 6.0f)) ? g : 0.0f;
     }
 }
 

@@ -3,7 +3,8 @@
 set -u
 : "${TINYML:?TINYML must point to the tinyml program}"
 T=$TINYML
-NAME=$(basename "$0" .sh)
+# TML_TEST_NAME: a test run as several ctest shards gets one scratch dir each
+NAME=${TML_TEST_NAME:-$(basename "$0" .sh)}
 W=${TML_TEST_TMPDIR:-/tmp/tinyml-test}/cli-$NAME
 rm -rf "$W"
 mkdir -p "$W"

@@ -27,6 +27,17 @@ if [ $ASAN -eq 1 ]; then
 fi
 BASE_MIN=70; [ $ASAN -eq 1 ] && BASE_MIN=40 # the baseline's accuracy (2 epochs under ASan)
 FASHION=${TML_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
+# TML_EXAMPLES_SHARD=I/N: run only the examples numbered I mod N (ctest runs the
+# test as two shards, each with its own fixtures, so that on 2 cores the
+# suite's longest test is half as long); the README pipeline runs in the last.
+SHARD=${TML_EXAMPLES_SHARD:-0/1}
+SHARD_I=${SHARD%/*}
+SHARD_N=${SHARD#*/}
+case "$SHARD_I/$SHARD_N" in
+  *[!0-9/]* | /* | */) echo "bad TML_EXAMPLES_SHARD '$SHARD' (I/N)" >&2; exit 2 ;;
+esac
+[ "$SHARD_I" -lt "$SHARD_N" ] || { echo "bad TML_EXAMPLES_SHARD '$SHARD' (I < N)" >&2; exit 2; }
+[ "$SHARD_N" -gt 1 ] && echo "shard $SHARD_I of $SHARD_N: examples numbered $SHARD_I mod $SHARD_N"
 
 # ---- the small dataset -----------------------------------------------------------
 be32() {
@@ -125,7 +136,10 @@ reuse_runs() { # LINE -> LINE
   esac
 }
 N=0
+K=0 # every example, of every shard
 run_example() { # WHERE LINE
+  K=$((K + 1))
+  [ $(((K - 1) % SHARD_N)) -eq "$SHARD_I" ] || return 0
   if [ $ASAN -eq 1 ]; then
     case "$2" in *train* | *finetune* | *--epochs* | *"sensitivity "*) echo "skip under ASan: $2"; return ;; esac
   fi
@@ -204,9 +218,13 @@ for cmd in $(tinyml --help | awk '/^Commands:/{on=1; next} on && /^  [a-z]/{prin
 done
 
 # ---- the README's pipeline, as one script in an empty directory -------------------------------
+if [ "$SHARD_I" -ne $((SHARD_N - 1)) ]; then
+  echo "ran $N of $K help examples (the README pipeline runs in shard $((SHARD_N - 1)))"
+  finish
+fi
 if [ $ASAN -eq 1 ]; then
   echo "skip under ASan: the README pipeline (it trains)"
-  echo "ran $N help examples"
+  echo "ran $N of $K help examples"
   finish
 fi
 R=$W/readme
@@ -222,5 +240,5 @@ for m in base small; do
   CHECKS=$((CHECKS + 1)); awk -v a="$acc" 'BEGIN{exit !(a > 70)}' || fail "README pipeline: $m.tmf at $acc%"
 done
 CHECKS=$((CHECKS + 1)); [ -s "$R/firmware/model/model.c" ] || fail "README pipeline: no firmware/model/model.c"
-echo "ran $N help examples"
+echo "ran $N of $K help examples"
 finish

@@ -8,8 +8,9 @@
  *
  * The .tmf seeds are tiny hand-built models that together use every op and
  * every storage path the reader has: float dense, pruned (sparse layouts),
- * clustered (codebooks), entropy-coded, and an int8 model with quantization
- * parameters and int32 biases.
+ * clustered (codebooks), entropy-coded, an int8 model with quantization
+ * parameters and int32 biases, its packed 4- and 2-bit weight forms, TFLite
+ * rounding, and a model carrying a memory schedule entry.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "tinyml/tml_format.h"
 #include "tinyml/tml_prune.h"
 #include "tinyml/tml_quant.h"
+#include "tinyml/tml_schedule.h"
 
 static const char *outdir;
 
@@ -146,7 +148,7 @@ static void save(const tml_model *m, const char *name, int entropy)
 
 /* int8 version: fold, then calibration statistics made up as [-2, 2] for
  * every activation (min/max only: enough for the quantizer). */
-static void quantize(tml_model *m)
+static void quantize_with(tml_model *m, int weight_bits, tml_rounding rounding)
 {
     if (tml_fold(m, NULL)) die("fold");
     tml_calib cal = {.n_tensors = m->n_tensors, .samples = 1};
@@ -157,8 +159,15 @@ static void quantize(tml_model *m)
     }
     tml_quant_opts qo;
     tml_quant_opts_default(&qo);
+    qo.weight_bits = weight_bits;
+    qo.rounding = rounding;
     if (tml_quantize(m, &cal, &qo)) die("quantize");
     free(cal.stats);
+}
+
+static void quantize(tml_model *m)
+{
+    quantize_with(m, 8, TML_ROUNDING_TINYML);
 }
 
 static void tmf_seeds(void)
@@ -183,6 +192,31 @@ static void tmf_seeds(void)
     save(m, "res.tmf", 0);
     quantize(m);
     save(m, "res-int8.tmf", 0);
+    tml_model_free(m);
+
+    /* packed low-bit weights (4 and 2 bits), TFLite rounding */
+    static const struct {
+        const char *name;
+        int bits;
+        tml_rounding rounding;
+    } low[] = {{"conv-w4.tmf", 4, TML_ROUNDING_TINYML},
+               {"conv-w2-tflite.tmf", 2, TML_ROUNDING_TFLITE},
+               {"res-w4-tflite.tmf", 4, TML_ROUNDING_TFLITE}};
+    for (size_t i = 0; i < sizeof low / sizeof low[0]; i++) {
+        m = low[i].name[0] == 'c' ? conv_model() : res_model();
+        quantize_with(m, low[i].bits, low[i].rounding);
+        save(m, low[i].name, 1);
+        tml_model_free(m);
+    }
+
+    /* an int8 model carrying a memory schedule entry (`tinyml schedule`) */
+    m = conv_model();
+    quantize(m);
+    tml_sched_opts so;
+    tml_sched_opts_default(&so);
+    so.ram_limit = 64;
+    if (tml_sched_opts_to_model(m, &so)) die("schedule entry");
+    save(m, "conv-int8-sched.tmf", 0);
     tml_model_free(m);
 }
 
