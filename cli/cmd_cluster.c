@@ -56,6 +56,7 @@ static const char help[] =
     "Examples:\n"
     "  tinyml cluster pruned.tmf --bits 5 --data fashion-mnist -o clustered.tmf\n"
     "  tinyml cluster lenet5.tmf --bits 4 --per-channel --init kmeans++ -o c.tmf\n"
+    "  tinyml cluster pruned.tmf --bits 5 --epochs 1 --teacher base.tmf --crop-pad 2 --flip --data fashion-mnist -o c.tmf\n"
     "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
     "    | tinyml cluster --bits 5 | tinyml quantize --calib fashion-mnist -o small.tmf\n";
 

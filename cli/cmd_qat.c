@@ -68,6 +68,7 @@ static const char help_qat[] =
     "Examples:\n"
     "  tinyml qat lenet5.tmf --data fashion-mnist --weight-bits 4 --epochs 2 -o lenet5-w4.tmf\n"
     "  tinyml qat clustered.tmf --data fashion-mnist --teacher base.tmf -o small.tmf\n"
+    "  tinyml qat clustered.tmf --data fashion-mnist --teacher base.tmf --crop-pad 2 --flip -o small.tmf\n"
     "  tinyml qat lenet5.tmf --data fashion-mnist --keep-best -o lenet5-qat.tmf\n";
 
 /* The per-epoch log of the fine-tuning. */
