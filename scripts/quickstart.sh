@@ -27,9 +27,9 @@ step "2/7 prune to 92% of the weights, per layer (conv1 kept dense, conv2 75%, f
 "$T" prune "$OUT/base.tmf" --skip conv1 --layer conv2=0.75 --layer fc1=0.935 --layer fc2=0.85 --prune-schedule agp \
   --epochs "$PRUNE_EPOCHS" --teacher "$OUT/base.tmf" --data $D -o "$OUT/pruned.tmf"
 
-step "3/7 cluster: fc1 to 8 shared values (3-bit indices), the other layers to 32 (5-bit); fine-tune the centroids, distilled from the base model"
+step "3/7 cluster: fc1 to 8 shared values (3-bit indices), conv2 and fc2 to 32 (5-bit), conv1 left to int8; fine-tune the centroids, distilled from the base model"
 "$T" cluster "$OUT/pruned.tmf" --bits 3 --layer fc1 -q \
-  | "$T" cluster --bits 5 --skip fc1 --epochs 1 --lr 1e-4 --teacher "$OUT/base.tmf" --data $D -o "$OUT/clustered.tmf"
+  | "$T" cluster --bits 5 --skip fc1 --skip conv1 --epochs 1 --lr 1e-4 --teacher "$OUT/base.tmf" --data $D -o "$OUT/clustered.tmf"
 
 step "4/7 post-training quantization (PTQ) to integer-only INT8 (512 calibration images)"
 "$T" quantize "$OUT/clustered.tmf" --calib $D -o "$OUT/small-ptq.tmf"
