@@ -131,6 +131,10 @@ int cli_export_flag(cli *c, cli_export_flags *f);
 void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_opts *o);
 /* Any of them given? */
 int cli_export_flags_given(const cli_export_flags *f);
+/* Without --optimize, --form or --dense: the weight-form goal stored in the
+ * model (`tinyml fit`'s answer), if any, into o->optimize. Returns "stored in
+ * the model", "command line" or "default". */
+const char *cli_export_stored(const cli *c, const cli_export_flags *f, const struct tml_model *m, tml_export_opts *o);
 
 /* Writes rendered tables to `f` in the chosen --format. */
 void cli_print_tables(const cli *c, FILE *f, tml_table *const *tables, int n);

@@ -72,7 +72,10 @@ static const char help[] =
     "                     (default: the fewest instructions + 16 x bytes, so flash\n"
     "                     is saved where it costs few instructions, e.g. on a big\n"
     "                     dense layer, and not on a conv whose weights every pixel\n"
-    "                     reads), speed (fewest instructions) or size (fewest bytes)\n"
+    "                     reads), speed (fewest instructions) or size (fewest bytes,\n"
+    "                     and the least code: kernels without their special-case\n"
+    "                     fast paths, a memory schedule's steps as a table; about\n"
+    "                     2-3x the instructions of balanced)\n"
     "  --form F           --c: the same form for every layer where it applies:\n"
     "                     dense, sparse, cluster, sparse+cluster or packed\n"
     "  --dense            --c: same as --form dense\n"
@@ -273,6 +276,7 @@ int cmd_export(int argc, char **argv)
     if (cst) cli_fail_status(&c, cst);
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_sched_opts sopt;
+    const char *ofrom = cli_export_stored(&c, &ef, m, &o);
     const char *from = "default";
     if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
     else tml_sched_opts_default(&sopt); /* the export refuses the model below */
@@ -327,8 +331,9 @@ int cmd_export(int argc, char **argv)
                        tml_export_enc_name(o.weights));
     else
         tml_table_note(lt, "weights: dense = int8 array; sparse = nonzeros with 8-bit column gaps; cluster = codebook + "
-                           "packed indices; packed = low-bit weights, 4 or 2 bits each; chosen per layer, --optimize %s%s",
+                           "packed indices; packed = low-bit weights, 4 or 2 bits each; chosen per layer, --optimize %s%s%s",
                        tml_export_optimize_name(o.optimize),
+                       strcmp(ofrom, "stored in the model") == 0 ? " (stored in the model)" : "",
                        o.optimize == TML_EXPORT_OPT_BALANCED ? " (fewest estimated instructions + 16 x bytes)"
                        : o.optimize == TML_EXPORT_OPT_SPEED  ? " (fewest estimated instructions)"
                                                              : " (fewest bytes)");

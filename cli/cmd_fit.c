@@ -72,9 +72,9 @@ static const char help[] =
     "candidate and its miss are printed, nothing is written) or an error.\n"
     "\n"
     "Examples:\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --time-budget 1 -o fit.tmf\n"
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --time-budget 5 -o fit.tmf\n"
     "  tinyml fit lenet5.tmf --data fashion-mnist --flash 160K --ram 16K --latency 100 --mhz 80 --epochs 1 --candidates 1 \\\n"
-    "    --time-budget 1 --plot front.png -o fit.tmf\n";
+    "    --time-budget 5 --plot front.png -o fit.tmf\n";
 
 /* "32768", "32K", "32KB", "32KiB", "0.5M": bytes (K = 1024). */
 static int parse_bytes(const char *s, int64_t *out)
@@ -479,14 +479,18 @@ int cmd_fit(int argc, char **argv)
                                 tml_export_optimize_name(cd->plan.form_size ? TML_EXPORT_OPT_SIZE : o.exp.optimize));
         cli_add_history(&c, cd->model, h);
         if (o.exp.schedule && (st = tml_sched_opts_to_model(cd->model, &sched))) cli_fail_status(&c, st);
+        /* the weight-form goal the budget was met with, so `tinyml export --c` and `profile` use it */
+        if ((st = tml_export_optimize_to_model(cd->model, cd->plan.form_size ? TML_EXPORT_OPT_SIZE : o.exp.optimize)))
+            cli_fail_status(&c, st);
         cli_save_model(&c, cd->model, out);
         if (cdir) {
             if ((st = tml_export_write(&dr.exp, cdir))) cli_fail_status(&c, st);
             cli_log(&c, "wrote %s/%s.c and %s.h (verified)", cdir, dr.exp.base, dr.exp.base);
         }
         if (cd->plan.form_size)
-            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form: export it with "
-                        "`tinyml export --c --optimize size` (or use --c DIR here)");
+            cli_log(&c, "the answer's budget holds with every layer in its smallest weight form and the smallest "
+                        "code (--optimize size): stored in %s, so `tinyml export --c` and `tinyml profile` use it",
+                    out);
         cli_log(&c, "answer: candidate %d, flash %lld B, RAM %lld B, %s%.3f ms at %.0f MHz, test top-1 %.2f%% (%.2f points "
                     "below int8, %.2f below float)%s",
                 cd->id, (long long)(verified ? dr.text_bytes + dr.rodata_bytes + dr.data_bytes : cd->final.flash),

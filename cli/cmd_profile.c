@@ -114,6 +114,9 @@ int cmd_profile(int argc, char **argv)
 
     tml_model *m = cli_load_model(&c, pos[0]);
     tml_sched_opts sopt;
+    const char *ofrom = cli_export_stored(&c, &ef, m, &o.exp);
+    if (strcmp(ofrom, "stored in the model") == 0)
+        cli_log(&c, "weight forms: --optimize %s, stored in the model", tml_export_optimize_name(o.exp.optimize));
     const char *from = "default";
     if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
     else tml_sched_opts_default(&sopt); /* the export refuses the model */

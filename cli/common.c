@@ -674,6 +674,18 @@ void cli_export_flags_apply(const cli *c, const cli_export_flags *f, tml_export_
     o->kernels = f->portable ? TML_EXPORT_KERNELS_PORTABLE : TML_EXPORT_KERNELS_AUTO;
 }
 
+const char *cli_export_stored(const cli *c, const cli_export_flags *f, const tml_model *m, tml_export_opts *o)
+{
+    if (f->optimize || f->form || f->dense) return "command line";
+    int found = 0;
+    tml_export_optimize g;
+    tml_status st = tml_export_optimize_from_model(m, &g, &found);
+    if (st) cli_fail_status(c, st);
+    if (!found) return "default";
+    o->optimize = g;
+    return "stored in the model";
+}
+
 uint8_t *cli_read_all(const cli *c, const char *path, size_t max, size_t *len)
 {
     const int use_stdin = strcmp(path, "-") == 0;

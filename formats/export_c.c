@@ -31,6 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "export_internal.h"
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
@@ -60,6 +62,40 @@ const char *tml_export_optimize_name(tml_export_optimize o)
     case TML_EXPORT_OPT_SIZE: return "size";
     default: return "balanced";
     }
+}
+
+tml_status tml_export_optimize_from_model(const tml_model *m, tml_export_optimize *o, int *found)
+{
+    *o = TML_EXPORT_OPT_BALANCED;
+    *found = 0;
+    if (!m->meta.extra || !m->meta.extra[0]) return TML_OK;
+    cJSON *root = cJSON_Parse(m->meta.extra);
+    if (!root) return TML_OK; /* the reader checked it; nothing of ours in it */
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "export");
+    tml_status st = TML_OK;
+    if (e) {
+        const cJSON *g = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "optimize") : NULL;
+        static const tml_export_optimize goals[] = {TML_EXPORT_OPT_BALANCED, TML_EXPORT_OPT_SPEED, TML_EXPORT_OPT_SIZE};
+        int ok = 0;
+        for (size_t i = 0; cJSON_IsString(g) && i < sizeof goals / sizeof goals[0]; i++)
+            if (strcmp(g->valuestring, tml_export_optimize_name(goals[i])) == 0) {
+                *o = goals[i];
+                ok = 1;
+            }
+        if (ok) *found = 1;
+        else
+            st = tml_error(TML_ERR_FORMAT,
+                           "metadata \"export\" must be {\"optimize\": \"balanced\" | \"speed\" | \"size\"}");
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+tml_status tml_export_optimize_to_model(tml_model *m, tml_export_optimize o)
+{
+    char v[48];
+    snprintf(v, sizeof v, "{\"optimize\":\"%s\"}", tml_export_optimize_name(o));
+    return tml_meta_extra_set(&m->meta, "export", v);
 }
 
 const char *tml_export_enc_name(tml_export_enc e)
@@ -1265,10 +1301,11 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
             mm_inputs |= !uses_conv2d(x, i) ? 0 : x->exs && x->exs[i].lean ? TML_MM_IN_CONV | TML_MM_IN_X8 : TML_MM_IN_CONV;
         else mm_inputs |= x->nodes[i].patch_off >= 0 ? TML_MM_IN_X16 : TML_MM_IN_X8;
     }
-    tml_exk_emit(&body, used, x->dsp, P, mm_inputs);
-    r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 20 * (int64_t)m->n_nodes; /* + model_run: ~20 B a call */
-    if (x->sched) /* a scheduled run is one call (~36 B with its arguments) per step */
-        r->code_bytes = tml_exk_code_bytes(used, x->dsp) + 40 + 36 * (int64_t)x->sched->n_steps;
+    const int small = x->o.optimize == TML_EXPORT_OPT_SIZE;
+    tml_exk_emit(&body, used, x->dsp, P, mm_inputs, small);
+    /* the kernels, then the run function (a scheduled one: its estimate as emitted) */
+    r->code_bytes = tml_exk_code_bytes(used, x->dsp, small, mm_inputs);
+    if (!x->sched) r->code_bytes += 60 + 24 * (int64_t)m->n_nodes; /* + model_run: ~24 B a call */
     tml_sb_puts(&body, "/* ---- layers ------------------------------------------------------------- */\n\n");
 
     int64_t const_bytes = 0;
@@ -1395,6 +1432,12 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   " * profiler's marker, a GPIO toggle, a cycle counter read). */\n"
                   "#ifndef %sLAYER_HOOK\n#define %sLAYER_HOOK(i)\n#endif\n\n",
                   P, P, P);
+    int table_mode = x->o.optimize == TML_EXPORT_OPT_SIZE    ? TML_EXS_TABLE_ALL
+                     : x->o.optimize == TML_EXPORT_OPT_SPEED ? TML_EXS_TABLE_NONE
+                                                             : TML_EXS_TABLE_SHARED;
+    int64_t table_bytes = 0, interp_code = 0;
+    if (x->sched) table_bytes = tml_exs_emit_steps(&body, m, x->sched, x->exs, table_mode, &interp_code);
+    r->code_bytes += interp_code;
     tml_sb_printf(&body, "int %srun(const int8_t *in, int8_t *out)\n{\n    int8_t *const a = arena.bytes;\n", p);
     long long guard_at = (long long)(x->arena_bytes ? x->arena_bytes : EX_ALIGN);
     tml_sb_printf(&body,
@@ -1402,7 +1445,7 @@ static tml_status put_source(tml_sb *s, ex *x, tml_export_result *r)
                   "        memset(a + %lld, 0x5A, %sARENA_GUARD);\n        guard_set = 1;\n    }\n#endif\n",
                   P, guard_at, P);
     if (x->sched) {
-        tml_exs_emit_run(&body, m, x->sched, x->exs, P);
+        r->code_bytes += tml_exs_emit_run(&body, m, x->sched, x->exs, table_mode, P);
         goto run_tail;
     }
     char shp[48];
@@ -1503,7 +1546,7 @@ run_tail:
                   (long long)(x->sched ? tml_exs_tensor_offset(m, x->sched, m->output) : x->off[m->output]),
                   (long long)r->output_size);
 
-    r->const_bytes = const_bytes;
+    r->const_bytes = const_bytes + table_bytes; /* the step table is const data too */
     for (int i = 0; i < m->n_nodes; i++) {
         r->weight_bytes += r->layers[i].weight_bytes;
         r->dense_weight_bytes += r->layers[i].dense_bytes;
@@ -1661,7 +1704,7 @@ tml_status tml_export_c(const tml_model *m, const tml_export_opts *opts, tml_exp
                 if (others[f] || (xm->depthwise && f == TML_EXPORT_DENSE)) continue;
                 int used[TML_EXK_COUNT] = {0};
                 used[TML_EXK_MM_DENSE + (f - TML_EXPORT_DENSE)] = 1;
-                code[f] = tml_exk_code_bytes(used, x.dsp);
+                code[f] = tml_exk_code_bytes(used, x.dsp, x.o.optimize == TML_EXPORT_OPT_SIZE, 0);
             }
             choose(xm, x.o.weights, x.o.optimize, m, &m->nodes[i], x.dsp, code);
         }

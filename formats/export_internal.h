@@ -67,12 +67,15 @@ typedef enum tml_exk {
  * Cortex-M DSP versions, selected at compile time by TML_DSP (the macro
  * prefix `upper` names the -D<PREFIX>PORTABLE switch); else portable only.
  * mm_inputs: the kinds of input the DSP mm_dense meets in the model (the
- * other paths compile away). */
-void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper, int mm_inputs);
+ * other paths compile away).
+ * small: TML_SMALL, the DSP kernels without their special-case fast paths
+ * (--optimize size). */
+void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper, int mm_inputs, int small);
 enum { TML_MM_IN_CONV = 1, TML_MM_IN_X16 = 2, TML_MM_IN_X8 = 4 };
 /* Estimated code bytes of the pieces marked in used[] (after tml_exk_emit
- * added the dependencies), for the DSP or the portable flavour. */
-int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp);
+ * added the dependencies), for the DSP or the portable flavour; small and
+ * mm_inputs as tml_exk_emit. */
+int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp, int small, int mm_inputs);
 
 /* ---- memory schedules in the exported C (export_sched.c) ---------------------- */
 
@@ -102,11 +105,19 @@ int tml_exs_plan(const struct tml_model *m, const struct tml_sched_opts *o, int 
 /* Marks the kernel pieces the scheduled run calls. */
 void tml_exs_used(const struct tml_model *m, const struct tml_schedule *sc, const tml_exs_node *nodes,
                   int used[TML_EXK_COUNT]);
+/* The schedule's step table and its interpreter run_steps() (file scope,
+ * before the run function; nothing when the schedule has few steps, or
+ * none of mode's kind). Returns the table's const bytes; *code: the
+ * interpreter's estimated code bytes (its kernels not included). */
+enum { TML_EXS_TABLE_NONE, TML_EXS_TABLE_SHARED, TML_EXS_TABLE_ALL };
+int64_t tml_exs_emit_steps(tml_sb *s, const struct tml_model *m, const struct tml_schedule *sc, const tml_exs_node *nodes,
+                           int mode, int64_t *code);
 /* The statements of the scheduled <prefix>run after `int8_t *const a =
  * arena.bytes;`: the input copy, the steps with the layer hooks (the caller
- * writes the output copy). */
-void tml_exs_emit_run(tml_sb *s, const struct tml_model *m, const struct tml_schedule *sc, const tml_exs_node *nodes,
-                      const char *upper);
+ * writes the output copy); table_mode as tml_exs_emit_steps. Returns the
+ * run function's estimated code bytes (-Os, Cortex-M4). */
+int64_t tml_exs_emit_run(tml_sb *s, const struct tml_model *m, const struct tml_schedule *sc,
+                         const tml_exs_node *nodes, int table_mode, const char *upper);
 /* Arena offset of the buffer holding a whole tensor (the model's input or output). */
 int64_t tml_exs_tensor_offset(const struct tml_model *m, const struct tml_schedule *sc, int tensor);
 

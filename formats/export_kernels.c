@@ -680,6 +680,9 @@ static const char k_mm_dense_dsp[] =
     " * input the model has, so the other paths compile away. */\n"
     "static void mm_dense(const wmat *m, int32_t r0, int32_t r1, const void *xv, int32_t np, int8_t *y, int32_t ys)\n"
     "{\n"
+    "#if TML_SMALL /* --optimize size: one row at a time, a fifth of the code */\n"
+    "    for (; r0 < r1; r0++) mm_dense_row(m, r0, xv, np, y, ys);\n"
+    "#else\n"
     "    const int32_t st = m->stride, odd = (st >> 2) & 1;\n"
     "    int32_t r = r0;\n"
     "    rq2 q;\n"
@@ -728,6 +731,7 @@ static const char k_mm_dense_dsp[] =
     "        }\n"
     "    }\n"
     "    if (r < r1) mm_dense_row(m, r, xv, np, y, ys);\n"
+    "#endif\n"
     "}\n"
     "\n";
 
@@ -1375,6 +1379,7 @@ static const char k_conv_lean_dsp[] =
     " * bytes out. */\n"
     "/* All rows of dense weights times one int8 vector: four rows per widened\n"
     " * word of inputs, the full words without a bounds check. */\n"
+    "#if !TML_SMALL /* --optimize size: the matrix kernel's int8-vector path */\n"
     "static void lean_dense(const wmat *m, const int8_t *x, int8_t *y)\n"
     "{\n"
     "    const int32_t st = m->stride, full = m->cols & ~3;\n"
@@ -1418,6 +1423,9 @@ static const char k_conv_lean_dsp[] =
     "    }\n"
     "    if (r < m->rows) m->mm(m, r, m->rows, x, 0, y, 0);\n"
     "}\n"
+    "#else\n"
+    "#define lean_dense(m, x, y) (m)->mm((m), 0, (m)->rows, (x), 0, (y), 0)\n"
+    "#endif\n"
     "\n"
     "static void conv2d_lean(const conv_t *p, int32_t oy0, int32_t oy1, const int8_t *x, int32_t x_row0, int32_t x_rs,\n"
     "                        int8_t *y, int32_t y_rs, void *scratch)\n"
@@ -1686,7 +1694,7 @@ static const char k_maxpool_dsp[] =
     "        const int32_t y0 = oy * p->sh - p->pad_t;\n"
     "        while (ky0 < ky1 && y0 + ky0 * p->dh < 0) ky0++;\n"
     "        while (ky1 > ky0 && y0 + (ky1 - 1) * p->dh >= p->h) ky1--;\n"
-    "        if (p->kh == 2 && p->kw == 2 && p->dh == 1 && p->dw == 1 && ky0 == 0 && ky1 == 2 && p->pad_l == 0 &&\n"
+    "        if (!TML_SMALL && p->kh == 2 && p->kw == 2 && p->dh == 1 && p->dw == 1 && ky0 == 0 && ky1 == 2 && p->pad_l == 0 &&\n"
     "            (p->ow - 1) * p->sw + 1 < p->w) {\n"
     "            /* 2x2 windows inside the input: four words and three maxima per\n"
     "             * four channels */\n"
@@ -1982,32 +1990,42 @@ static const char k_mean_tfl[] =
     "}\n"
     "\n";
 
-/* Approximate code bytes of each piece on a Cortex-M4 (arm-none-eabi-gcc 12,
- * -mcpu=cortex-m4 -Os, from arm-none-eabi-nm sizes of exported zoo models
- * and pruned / clustered LeNet-5s): {portable, DSP}. Helpers the compiler
- * inlines are counted in their callers. */
-int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp)
+/* Code bytes of each piece on a Cortex-M4 (arm-none-eabi-gcc 12.2,
+ * -mcpu=cortex-m4 -mthumb -Os), from arm-none-eabi-nm sizes of the exported
+ * zoo models (all three --optimize modes, scheduled and not) and pruned /
+ * clustered LeNet-5s: {portable, DSP, DSP with TML_SMALL}. Helpers the
+ * compiler inlines are counted in their callers; a kernel with one caller
+ * inlined into it (the step interpreter) keeps its size. The DSP mm_dense
+ * adds its int8-vector path when the model has one (mm_inputs), and so does
+ * conv2d_lean. */
+int64_t tml_exk_code_bytes(const int used[TML_EXK_COUNT], int dsp, int small, int mm_inputs)
 {
     static const struct {
         tml_exk k;
-        int bytes[2];
+        int bytes[3];
     } est[] = {
-        {TML_EXK_REQUANT, {364, 140}},      {TML_EXK_MM_DENSE, {280, 2200}},   {TML_EXK_MM_SPARSE, {140, 810}},
-        {TML_EXK_MM_CLUSTER, {550, 860}},   {TML_EXK_MM_SPARSE_CLUSTER, {550, 810}}, {TML_EXK_MM_SC8, {170, 900}},
-        {TML_EXK_MM_PACKED, {200, 1000}},
-        {TML_EXK_CONV, {295, 1150}},        {TML_EXK_DWCONV, {305, 1900}},     {TML_EXK_DENSE, {10, 60}},
-        {TML_EXK_MAXPOOL, {176, 620}},      {TML_EXK_AVGPOOL, {300, 300}},     {TML_EXK_GAP, {90, 90}},
-        {TML_EXK_ADD, {170, 600}},          {TML_EXK_CLAMP, {40, 40}},         {TML_EXK_SOFTMAX, {220, 220}},
-        {TML_EXK_SOFTMAX_TFL, {700, 700}},  {TML_EXK_MEAN_TFL, {90, 90}},
-        {TML_EXK_CONV_LEAN, {0, 160}},      {TML_EXK_GAP_PARTS, {70, 70}},
+        {TML_EXK_REQUANT, {364, 142, 60}},      {TML_EXK_MM_DENSE, {280, 1444, 540}},
+        {TML_EXK_MM_SPARSE, {140, 810, 810}},   {TML_EXK_MM_CLUSTER, {550, 860, 860}},
+        {TML_EXK_MM_SPARSE_CLUSTER, {550, 810, 810}}, {TML_EXK_MM_SC8, {170, 900, 900}},
+        {TML_EXK_MM_PACKED, {200, 1000, 1000}}, {TML_EXK_CONV, {295, 1170, 1170}},
+        {TML_EXK_DWCONV, {305, 2060, 2060}},    {TML_EXK_DENSE, {10, 140, 140}},
+        {TML_EXK_MAXPOOL, {176, 640, 412}},     {TML_EXK_AVGPOOL, {300, 300, 300}},
+        {TML_EXK_GAP, {90, 90, 90}},            {TML_EXK_ADD, {170, 600, 600}},
+        {TML_EXK_CLAMP, {40, 40, 40}},          {TML_EXK_SOFTMAX, {220, 220, 220}},
+        {TML_EXK_SOFTMAX_TFL, {700, 700, 700}}, {TML_EXK_MEAN_TFL, {90, 90, 90}},
+        {TML_EXK_CONV_LEAN, {0, 150, 150}},     {TML_EXK_GAP_PARTS, {70, 50, 50}},
     };
+    const int f = !dsp ? 0 : small ? 2 : 1;
     int64_t n = 0;
     for (size_t i = 0; i < sizeof est / sizeof est[0]; i++)
-        if (used[est[i].k]) n += est[i].bytes[dsp ? 1 : 0];
+        if (used[est[i].k]) n += est[i].bytes[f];
+    if (dsp && used[TML_EXK_MM_DENSE] && (mm_inputs & TML_MM_IN_X8)) n += small ? 170 : 700;
+    /* conv2d_lean on dense weights: its four-row int8 kernel (none with TML_SMALL) */
+    if (dsp && used[TML_EXK_CONV_LEAN] && (mm_inputs & TML_MM_IN_X8)) n += small ? 140 : 554;
     return n;
 }
 
-void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper, int mm_inputs)
+void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper, int mm_inputs, int small)
 {
     /* dependencies */
     for (int k = TML_EXK_MM_DENSE; k <= TML_EXK_MM_SC8; k++)
@@ -2071,6 +2089,11 @@ void tml_exk_emit(tml_sb *s, int used[TML_EXK_COUNT], int dsp, const char *upper
                       "#if TML_DSP\n",
                       upper, upper);
         tml_sb_puts(s, k_dsp_prelude_dsp);
+        tml_sb_printf(s,
+                      "/* 1: --optimize size, the DSP kernels without their fast paths for\n"
+                      " * special cases (two rows at a time, 2x2 pools): the least code */\n"
+                      "#define TML_SMALL %d\n",
+                      small != 0);
         if (used[TML_EXK_MM_DENSE])
             tml_sb_printf(s,
                       "/* the inputs mm_dense meets in this model: conv pixels, an int16 vector,\n"

@@ -341,13 +341,254 @@ static void emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, cons
     /* reshape / dropout share their input's bytes: nothing to run */
 }
 
-void tml_exs_emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, const tml_exs_node *nodes, const char *upper)
+/* ---- the step table ----------------------------------------------------------------------
+ * A streamed or patched schedule has hundreds of steps; one call each with
+ * its constant arguments is ~30 bytes of code a step (resnet8: 8.5 KB of
+ * run function). The windowed-kernel runs, the adds and the plain copies
+ * become rows of a const table instead (12 bytes a row with 16-bit fields)
+ * and one small interpreter (run_steps) calls the kernels: the arguments
+ * that do not change between a node's steps (parameters, row strides,
+ * scratch) are stored once per node. About 20 instructions a step more
+ * than the direct calls; tiles, dense layers, pools of sums, softmax and
+ * row-wise copies stay statements. */
+
+enum { TAB_CONV2D, TAB_LEAN, TAB_DWCONV, TAB_MAXPOOL, TAB_AVGPOOL, TAB_ADD, TAB_COPY, TAB_NFN };
+/* below this many rows the interpreter and the rows cost about what the
+ * calls do (LeNet-5's 23 shared rows: 28 bytes more flash at -Os): none
+ * under balanced; --optimize size takes any saving */
+#define TAB_MIN_STEPS 12
+#define TAB_MIN_SHARED 48
+
+typedef struct {
+    int fn, set, index;
+    long long xrs, yrs, scr, count;
+} tab_node;
+
+/* Step q as a table row: v[] (windowed kernels: r0, r1, row0 (the bytes
+ * of a row), x, y (the words); add: -, -, -, a, b, y; copy: -, -, -, dst,
+ * src, len), the kernel and its per-node constants. 0 when it is not one
+ * of the tabled kinds. */
+static int tab_row(const tml_model *m, const tml_schedule *sc, const tml_exs_node *nodes, int q, long long v[6],
+                   tab_node *d)
 {
+    const tml_sched_step *p = &sc->steps[q];
+    memset(v, 0, 6 * sizeof v[0]);
+    memset(d, 0, sizeof *d);
+    if (p->kind == TML_STEP_COPY) {
+        if (p->rows != 1) return 0;
+        v[3] = (long long)(sc->buffers[p->dst].offset + p->dst_off);
+        v[4] = (long long)(sc->buffers[p->src].offset + p->src_off);
+        v[5] = (long long)p->len;
+        d->fn = TAB_COPY;
+        return 1;
+    }
+    if (p->kind != TML_STEP_RUN || p->node >= 255) return 0;
+    const tml_node *n = &m->nodes[p->node];
+    const tml_exs_node *xn = &nodes[p->node];
+    const tml_tensor *xt = &m->tensors[n->in[0]], *yt = &m->tensors[n->out];
+    int64_t cin = xt->ndim == 3 ? xt->dims[2] : 1, cout = yt->ndim == 3 ? yt->dims[2] : 1;
+    int whole = (p->flags & TML_STEP_WHOLE) != 0;
+    if (is_window(n->op)) {
+        const tml_sched_view *iv = &p->in[0], *o = &p->out;
+        int W = xt->dims[1], OW = yt->dims[1];
+        if (!whole && (iv->col0 != 0 || iv->cols != W || p->c0 != 0 || p->c1 != OW)) return 0; /* a tile */
+        int conv = n->op == TML_OP_CONV2D || n->op == TML_OP_DEPTHWISE_CONV2D;
+        d->fn = n->op == TML_OP_MAXPOOL ? TAB_MAXPOOL
+                : n->op == TML_OP_AVGPOOL ? TAB_AVGPOOL
+                : !xn->conv2d          ? TAB_DWCONV
+                : xn->lean             ? TAB_LEAN
+                                       : TAB_CONV2D;
+        v[0] = p->r0;
+        v[1] = p->r1;
+        v[2] = iv->row0;
+        v[3] = at(sc, iv, iv->row0, iv->col0, cin);
+        v[4] = at(sc, o, p->r0, p->c0, cout);
+        d->xrs = (long long)iv->cols * cin;
+        d->yrs = (long long)o->cols * cout;
+        d->scr = conv && xn->conv2d && p->scratch >= 0 ? (long long)sc->buffers[p->scratch].offset + 1 : 0;
+        return 1;
+    }
+    if (n->op == TML_OP_ADD) {
+        int r0 = whole ? 0 : p->r0, c0 = whole ? 0 : p->c0;
+        d->count = whole ? (long long)tml_tensor_numel(yt) : (long long)(p->r1 - p->r0) * (p->c1 - p->c0) * cout;
+        v[3] = at(sc, &p->in[0], r0, c0, cin);
+        v[4] = at(sc, &p->in[1], r0, c0, cin);
+        v[5] = at(sc, &p->out, r0, c0, cout);
+        d->fn = TAB_ADD;
+        return 1;
+    }
+    return 0;
+}
+
+/* Which steps are table rows (in_tab[q]), the per-node constants (tn, with
+ * their index in the node table) and the field width. Returns the number of
+ * rows (0: no table). mode TML_EXS_TABLE_ALL: every step that can be a row;
+ * TML_EXS_TABLE_SHARED: only those of kernels that two or more nodes call
+ * (a kernel with one caller is specialised by the compiler to its constant
+ * parameters, which a table row would lose: LeNet-5's conv2 runs 1.2 M
+ * instructions faster so); TML_EXS_TABLE_NONE: none. */
+static int tab_plan(const tml_model *m, const tml_schedule *sc, const tml_exs_node *nodes, int mode, tab_node *tn,
+                    char *in_tab, int *wide, int *n_tnodes)
+{
+    int callers[TAB_NFN] = {0};
+    int rows = 0, runs = 0;
+    *wide = 0;
+    *n_tnodes = 0;
+    for (int i = 0; i < m->n_nodes; i++) memset(&tn[i], 0, sizeof tn[i]);
+    for (int q = 0; q < sc->n_steps; q++) {
+        long long v[6];
+        tab_node d;
+        in_tab[q] = 0;
+        if (!tab_row(m, sc, nodes, q, v, &d)) continue;
+        if (d.fn != TAB_COPY) {
+            tab_node *t = &tn[sc->steps[q].node];
+            if (!t->set) {
+                *t = d;
+                t->set = 1;
+                t->index = (*n_tnodes)++;
+            } else if (t->fn != d.fn || t->xrs != d.xrs || t->yrs != d.yrs || t->scr != d.scr ||
+                       t->count != d.count) {
+                continue;
+            }
+            runs++;
+        }
+        for (int k = 0; k < 6; k++)
+            if (v[k] < 0 || v[k] > (k < 3 ? 255 : 65535)) *wide = 1;
+        in_tab[q] = 1;
+        rows++;
+    }
+    for (int i = 0; i < m->n_nodes; i++)
+        if (tn[i].set) callers[tn[i].fn]++;
+    if (mode == TML_EXS_TABLE_SHARED) { /* drop the rows of single-caller kernels, renumber the nodes */
+        rows = runs = 0;
+        for (int q = 0; q < sc->n_steps; q++) {
+            if (!in_tab[q]) continue;
+            const tml_sched_step *p = &sc->steps[q];
+            if (p->kind == TML_STEP_RUN && callers[tn[p->node].fn] < 2) in_tab[q] = 0;
+            else rows++, runs += p->kind == TML_STEP_RUN;
+        }
+        *n_tnodes = 0;
+        for (int i = 0; i < m->n_nodes; i++) {
+            if (tn[i].set && callers[tn[i].fn] < 2) tn[i].set = 0;
+            if (tn[i].set) tn[i].index = (*n_tnodes)++;
+        }
+        *wide = 0;
+        for (int q = 0; q < sc->n_steps; q++) {
+            long long v[6];
+            tab_node d;
+            if (in_tab[q] && tab_row(m, sc, nodes, q, v, &d))
+                for (int k = 0; k < 6; k++)
+                    if (v[k] < 0 || v[k] > (k < 3 ? 255 : 65535)) *wide = 1;
+        }
+    }
+    if (mode == TML_EXS_TABLE_NONE || rows < (mode == TML_EXS_TABLE_SHARED ? TAB_MIN_SHARED : TAB_MIN_STEPS) || !runs) {
+        memset(in_tab, 0, (size_t)sc->n_steps);
+        return 0;
+    }
+    return rows;
+}
+
+int64_t tml_exs_emit_steps(tml_sb *s, const tml_model *m, const tml_schedule *sc, const tml_exs_node *nodes, int mode,
+                           int64_t *code)
+{
+    *code = 0;
+    int nn = m->n_nodes > 0 ? m->n_nodes : 1, wide = 0, ntn = 0;
+    tab_node *tn = calloc((size_t)nn, sizeof *tn);
+    char *in_tab = calloc((size_t)(sc->n_steps > 0 ? sc->n_steps : 1), 1);
+    if (!tn || !in_tab) {
+        free(tn);
+        free(in_tab);
+        s->oom = 1;
+        return 0;
+    }
+    int rows = tab_plan(m, sc, nodes, mode, tn, in_tab, &wide, &ntn);
+    if (!rows) {
+        free(tn);
+        free(in_tab);
+        return 0;
+    }
+    const char *B = wide ? "int32_t" : "uint8_t", *W = wide ? "int32_t" : "uint16_t";
+    int used[TAB_NFN] = {0};
+    tml_sb_printf(s,
+                  "/* The schedule's kernel calls as data (%d rows): a node's parameters,\n"
+                  " * row strides, scratch (offset + 1, 0: none) and add count once, then\n"
+                  " * per row the node (255: a copy) and its values (windowed kernels:\n"
+                  " * output rows [r[0], r[1]), input at a + w[0] holding rows from r[2],\n"
+                  " * output at a + w[1]; add: a, b, y; copy: dst, src, len). */\n"
+                  "typedef struct {\n    const void *p;\n    int32_t fn, xrs, yrs, scr, count;\n} stepnode_t;\n"
+                  "typedef struct {\n    %s n, r[3];\n    %s w[3];\n} step_t;\n"
+                  "static const stepnode_t step_nodes[%d] = {\n",
+                  rows, B, W, ntn);
+    for (int k = 0; k < ntn; k++)
+        for (int i = 0; i < m->n_nodes; i++)
+            if (tn[i].set && tn[i].index == k) {
+                used[tn[i].fn] = 1;
+                tml_sb_printf(s, "    {&%s_p, %d, %lld, %lld, %lld, %lld},\n", nodes[i].id, tn[i].fn, tn[i].xrs,
+                              tn[i].yrs, tn[i].scr, tn[i].count);
+            }
+    tml_sb_printf(s, "};\nstatic const step_t steps[%d] = {\n", rows);
+    for (int q = 0; q < sc->n_steps; q++) {
+        if (!in_tab[q]) continue;
+        long long v[6];
+        tab_node d;
+        tab_row(m, sc, nodes, q, v, &d);
+        if (d.fn == TAB_COPY) used[TAB_COPY] = 1;
+        tml_sb_printf(s, "    {%d, {%lld, %lld, %lld}, {%lld, %lld, %lld}},\n",
+                      d.fn == TAB_COPY ? 255 : tn[sc->steps[q].node].index, v[0], v[1], v[2], v[3], v[4], v[5]);
+    }
+    tml_sb_puts(s, "};\n\n/* runs k rows of steps[] from s */\n"
+                   "static void run_steps(int8_t *a, const step_t *s, int32_t k)\n{\n"
+                   "    for (; k > 0; k--, s++) {\n"
+                   "        const int32_t r0 = (int32_t)s->r[0], r1 = (int32_t)s->r[1], r2 = (int32_t)s->r[2];\n"
+                   "        const int32_t w0 = (int32_t)s->w[0], w1 = (int32_t)s->w[1], w2 = (int32_t)s->w[2];\n");
+    if (used[TAB_COPY])
+        tml_sb_puts(s, "        if (s->n == 255) {\n            memmove(a + w0, a + w1, (size_t)w2);\n            continue;\n        }\n");
+    tml_sb_puts(s, "        const stepnode_t *d = &step_nodes[s->n];\n"
+                   "        int8_t *const scr = d->scr ? a + d->scr - 1 : 0;\n"
+                   "        (void)scr; (void)r0; (void)r1; (void)r2; (void)w2;\n"
+                   "        switch (d->fn) {\n");
+    static const char *const calls[TAB_COPY] = {
+        "conv2d((const conv_t *)d->p, r0, r1, a + w0, r2, d->xrs, a + w1, d->yrs, scr)",
+        "conv2d_lean((const conv_t *)d->p, r0, r1, a + w0, r2, d->xrs, a + w1, d->yrs, scr)",
+        "dwconv((const conv_t *)d->p, r0, r1, a + w0, r2, d->xrs, a + w1, d->yrs)",
+        "maxpool((const pool_t *)d->p, r0, r1, a + w0, r2, d->xrs, a + w1, d->yrs)",
+        "avgpool((const pool_t *)d->p, r0, r1, a + w0, r2, d->xrs, a + w1, d->yrs)",
+        NULL,
+    };
+    for (int f = 0; f < TAB_ADD; f++)
+        if (used[f]) tml_sb_printf(s, "        case %d:\n            %s;\n            break;\n", f, calls[f]);
+    if (used[TAB_ADD])
+        tml_sb_printf(s, "        case %d: {\n            add_t t = *(const add_t *)d->p;\n            t.count = d->count;\n"
+                         "            add(&t, a + w0, a + w1, a + w2);\n            break;\n        }\n",
+                      TAB_ADD);
+    tml_sb_puts(s, "        default:\n            break;\n        }\n    }\n}\n\n");
+    /* the interpreter (measured, -Os): ~100 bytes, a case ~25, the copy ~20 */
+    *code = 100 + 20 * used[TAB_COPY];
+    for (int f = 0; f < TAB_COPY; f++) *code += 25 * used[f];
+    free(tn);
+    free(in_tab);
+    return (int64_t)rows * (wide ? 28 : 10) + (int64_t)ntn * 24;
+}
+
+int64_t tml_exs_emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, const tml_exs_node *nodes, int mode,
+                         const char *upper)
+{
+    int64_t code = 60; /* the input and output copies, the arena, the return */
     char shp[48] = "";
     const tml_tensor *in = &m->tensors[m->input], *out = &m->tensors[m->output];
     for (int d = 0, j = 0; d < in->ndim && j < (int)sizeof shp - 12; d++) j += snprintf(shp + j, sizeof shp - (size_t)j, "%s%d", d ? "x" : "", (int)in->dims[d]);
     tml_sb_printf(s, "    memcpy(a + %lld, in, %lld); /* input %s */\n", (long long)tml_exs_tensor_offset(m, sc, m->input),
                   (long long)tml_tensor_numel(in), shp);
+    int nn = m->n_nodes > 0 ? m->n_nodes : 1, wide = 0, ntn = 0, row = 0;
+    tab_node *tn = calloc((size_t)nn, sizeof *tn);
+    char *in_tab = calloc((size_t)(sc->n_steps > 0 ? sc->n_steps : 1), 1);
+    if (!tn || !in_tab) {
+        free(tn);
+        free(in_tab);
+        s->oom = 1;
+        return 0;
+    }
+    tab_plan(m, sc, nodes, mode, tn, in_tab, &wide, &ntn);
     int q = 0;
     for (int g = 0; g < sc->n_segments; g++) {
         const tml_sched_segment *sg = &sc->segments[g];
@@ -376,9 +617,20 @@ void tml_exs_emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, con
         for (int k = sg->first; k <= sg->last; k++) tml_sb_printf(s, "    %sLAYER_HOOK(%d);\n", upper, k);
         for (int e = 0; e < sg->n_steps; e++, q++) {
             const tml_sched_step *p = &sc->steps[q];
+            if (in_tab[q]) {
+                int k = 1;
+                while (e + k < sg->n_steps && in_tab[q + k]) k++;
+                tml_sb_printf(s, "    run_steps(a, steps + %d, %d);\n", row, k);
+                code += 10;
+                row += k;
+                e += k - 1;
+                q += k - 1;
+                continue;
+            }
             if (p->kind == TML_STEP_COPY) {
                 long long src = (long long)(sc->buffers[p->src].offset + p->src_off);
                 long long dst = (long long)(sc->buffers[p->dst].offset + p->dst_off);
+                code += p->rows == 1 ? 12 : 30;
                 if (p->rows == 1)
                     tml_sb_printf(s, "    memmove(a + %lld, a + %lld, %lld);\n", dst, src, (long long)p->len);
                 else
@@ -387,9 +639,17 @@ void tml_exs_emit_run(tml_sb *s, const tml_model *m, const tml_schedule *sc, con
                                   p->rows, dst, (long long)p->dst_stride, src, (long long)p->src_stride, (long long)p->len);
                 continue;
             }
+            size_t before = s->len;
             emit_run(s, m, sc, p, &nodes[p->node]);
+            /* a call with its arguments ~24 bytes (-Os); one that copies a
+             * parameter struct to the stack first (a tile, a band of an add)
+             * ~70; reshape and dropout none */
+            if (s->len > before) code += strstr(s->buf + before, " t = ") ? 70 : 24;
         }
     }
     tml_sb_printf(s, "    %sLAYER_HOOK(%d);\n", upper, m->n_nodes);
+    free(tn);
+    free(in_tab);
     (void)out;
+    return code;
 }

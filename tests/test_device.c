@@ -347,6 +347,53 @@ static void test_cores_and_levels(void **state)
     tml_device_result_free(&b);
 }
 
+/* The code size, -Os on the Cortex-M4, every zoo model and the pruned +
+ * clustered LeNet-5 in each --optimize mode: bit-exact (TML_SMALL kernels
+ * and the step table included); the exporter's estimate (code_bytes, what
+ * `tinyml fit` adds to the const data) within 12% + 128 bytes of the
+ * compiled .text; --optimize size no larger than balanced, and within the
+ * targets of the code-size work (LeNet-5 <= 3.5 KB, resnet8 <= 7 KB). */
+static void test_code_size(void **state)
+{
+    (void)state;
+    if (!have_tools()) skip();
+    static const int ids[] = {M_LENET300, M_LENET5, M_DSCNN, M_MOBILENET, M_RESNET8, M_COMPACT};
+    static const tml_export_optimize modes[] = {TML_EXPORT_OPT_BALANCED, TML_EXPORT_OPT_SIZE, TML_EXPORT_OPT_SPEED};
+    static const char *const mode_names[] = {"balanced", "size", "speed"};
+    tml_sched_opts so;
+    tml_sched_opts_default(&so);
+    for (size_t j = 0; j < 2 * sizeof ids / sizeof ids[0]; j++) {
+        const size_t i = j / 2;
+        const int sched = (int)(j % 2); /* layer by layer, then the memory schedule (the step table) */
+        tml_model *m = model(ids[i]);
+        int64_t text[3] = {0};
+        for (int k = 0; k < 3; k++) {
+            tml_device_opts o;
+            tml_device_opts_default(&o);
+            o.opt = "Os";
+            o.exp.optimize = modes[k];
+            o.exp.schedule = sched ? &so : NULL;
+            o.werror = 1;
+            tml_device_result r;
+            tml_status st = tml_device_run(m, images[ids[i]], 4, &o, &r);
+            if (st) fprintf(stderr, "%s %s: %s\n", model_names[ids[i]], mode_names[k], tml_last_error());
+            assert_int_equal(st, TML_OK);
+            assert_int_equal(r.mismatches, 0);
+            double err = (double)(r.exp.code_bytes - r.text_bytes);
+            fprintf(stderr, "  %-16s %-8s %-8s -Os: code %5lld B, estimate %5lld B (%+.1f%%), const %lld B, %.0f instructions\n",
+                    model_names[ids[i]], mode_names[k], sched ? "schedule" : "layers", (long long)r.text_bytes,
+                    (long long)r.exp.code_bytes,
+                    100 * err / (double)r.text_bytes, (long long)r.rodata_bytes, r.instr);
+            assert_true(err <= 0.12 * (double)r.text_bytes + 128 && -err <= 0.12 * (double)r.text_bytes + 128);
+            text[k] = r.text_bytes;
+            tml_device_result_free(&r);
+        }
+        assert_true(text[1] <= text[0]);
+        if (ids[i] == M_LENET5) assert_true(text[1] <= 3584);
+        if (ids[i] == M_RESNET8) assert_true(text[1] <= 7168);
+    }
+}
+
 /* The plugin's count against QEMU's -icount shift=0 (one instruction per ns
  * of virtual time) read through SysTick around each inference: they agree
  * to a tick (40 instructions on the 25 MHz mps2-an386) plus the few
@@ -512,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_other_ops),
         cmocka_unit_test(test_packed_low_bit),
         cmocka_unit_test(test_cores_and_levels),
+        cmocka_unit_test(test_code_size),
         cmocka_unit_test(test_systick_cross_check),
         cmocka_unit_test(test_cli),
     };

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "sched_fixtures.h"
+#include "tinyml/tml_export.h"
 #include "tinyml/tml_format.h"
 #include "tinyml/tml_ops_s8.h"
 #include "tinyml/tml_schedule.h"
@@ -349,6 +350,45 @@ static void test_options_in_model(void **state)
     tml_model_free(m);
 }
 
+/* The weight-form goal `tinyml fit` stores (meta "export"), next to the
+ * schedule options, through a file round trip; malformed entries are errors. */
+static void test_export_goal_in_model(void **state)
+{
+    (void)state;
+    tml_model *m = zoo_int8("lenet5");
+    tml_export_optimize g = TML_EXPORT_OPT_SPEED;
+    int found = -1;
+    assert_int_equal(tml_export_optimize_from_model(m, &g, &found), TML_OK);
+    assert_int_equal(found, 0);
+    assert_int_equal(g, TML_EXPORT_OPT_BALANCED);
+    tml_sched_opts o, r;
+    tml_sched_opts_default(&o);
+    o.ram_limit = 5000;
+    assert_int_equal(tml_sched_opts_to_model(m, &o), TML_OK);
+    assert_int_equal(tml_export_optimize_to_model(m, TML_EXPORT_OPT_SPEED), TML_OK);
+    assert_int_equal(tml_export_optimize_to_model(m, TML_EXPORT_OPT_SIZE), TML_OK); /* replaces */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(tml_model_write_mem(m, NULL, &buf, &len), TML_OK);
+    tml_model *m2 = NULL;
+    assert_int_equal(tml_model_read_mem(buf, len, &m2), TML_OK);
+    free(buf);
+    assert_int_equal(tml_export_optimize_from_model(m2, &g, &found), TML_OK);
+    assert_int_equal(found, 1);
+    assert_int_equal(g, TML_EXPORT_OPT_SIZE);
+    assert_int_equal(tml_sched_opts_from_model(m2, &r, &found), TML_OK);
+    assert_int_equal(r.ram_limit, 5000);
+    static const char *const bad[] = {"{\"export\": 3}", "{\"export\": {}}", "{\"export\": {\"optimize\": \"tiny\"}}",
+                                      "{\"export\": {\"optimize\": 2}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        free(m2->meta.extra);
+        m2->meta.extra = tml_strdup(bad[i]);
+        assert_int_equal(tml_export_optimize_from_model(m2, &g, &found), TML_ERR_FORMAT);
+    }
+    tml_model_free(m2);
+    tml_model_free(m);
+}
+
 static void test_engine_refuses(void **state)
 {
     (void)state;
@@ -431,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gap_parts),
         cmocka_unit_test(test_options_in_model),
+        cmocka_unit_test(test_export_goal_in_model),
         cmocka_unit_test(test_engine_refuses),
         cmocka_unit_test(test_ram_limit),
         cmocka_unit_test(test_kinds_chosen),

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "tinyml/tml_core.h"
 
 static const char *const op_names[TML_OP_COUNT] = {
@@ -488,6 +490,28 @@ tml_status tml_model_check_meta(const tml_model *m)
                 return tml_error(TML_ERR_FORMAT, "META: feature %d: mean %g, std %g (std must be positive)", i,
                                  (double)p->feat_mean[i], (double)p->feat_std[i]);
     }
+    return TML_OK;
+}
+
+tml_status tml_meta_extra_set(tml_meta *meta, const char *key, const char *value)
+{
+    cJSON *root = meta->extra && meta->extra[0] ? cJSON_Parse(meta->extra) : cJSON_CreateObject();
+    cJSON *v = cJSON_Parse(value);
+    if (!root || !cJSON_IsObject(root) || !v) {
+        cJSON_Delete(root);
+        cJSON_Delete(v);
+        return tml_error(TML_ERR_FORMAT, root && cJSON_IsObject(root) ? "metadata \"%s\": the value is not JSON"
+                                                                       : "the model's extra metadata is not a JSON object",
+                         key);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+    char *txt = cJSON_AddItemToObject(root, key, v) ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    char *copy = txt ? tml_strdup(txt) : NULL;
+    cJSON_free(txt);
+    if (!copy) return tml_error(TML_ERR_NOMEM, "out of memory");
+    free(meta->extra);
+    meta->extra = copy;
     return TML_OK;
 }
 

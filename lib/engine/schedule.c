@@ -22,6 +22,7 @@
  * over their lifetime (the liveness planner's heuristic; in-place chains are
  * placed as one group at one offset).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,25 +91,11 @@ tml_status tml_sched_opts_from_model(const tml_model *m, tml_sched_opts *o, int 
 
 tml_status tml_sched_opts_to_model(tml_model *m, const tml_sched_opts *o)
 {
-    cJSON *root = m->meta.extra && m->meta.extra[0] ? cJSON_Parse(m->meta.extra) : cJSON_CreateObject();
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return tml_error(TML_ERR_FORMAT, "the model's extra metadata is not a JSON object");
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "schedule");
-    cJSON *s = cJSON_AddObjectToObject(root, "schedule");
-    int ok = s != NULL;
-    if (ok && !o->enabled) ok = cJSON_AddBoolToObject(s, "none", 1) != NULL;
-    else if (ok && o->ram_limit > 0) ok = cJSON_AddNumberToObject(s, "ram_limit", (double)o->ram_limit) != NULL;
-    else if (ok) ok = cJSON_AddNumberToObject(s, "max_recompute", o->max_recompute) != NULL;
-    char *txt = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    char *copy = txt ? tml_strdup(txt) : NULL;
-    cJSON_free(txt);
-    if (!copy) return tml_error(TML_ERR_NOMEM, "out of memory");
-    free(m->meta.extra);
-    m->meta.extra = copy;
-    return TML_OK;
+    char v[64];
+    if (!o->enabled) snprintf(v, sizeof v, "{\"none\":true}");
+    else if (o->ram_limit > 0) snprintf(v, sizeof v, "{\"ram_limit\":%lld}", (long long)o->ram_limit);
+    else snprintf(v, sizeof v, "{\"max_recompute\":%.17g}", o->max_recompute);
+    return tml_meta_extra_set(&m->meta, "schedule", v);
 }
 
 /* ---- graph facts ----------------------------------------------------------------------------- */

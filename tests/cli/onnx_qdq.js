@@ -25,7 +25,11 @@ function readIdx(path) {
   } else if (mode === 'ort') {
     const ort = require('onnxruntime-node');
     const [model, inf, n, h, w, c, out] = a;
-    const s = await ort.InferenceSession.create(model);
+    // TML_ORT_OPT: ONNX Runtime's graph optimisation level ('all' by default:
+    // QDQ pairs fused into its integer kernels; 'disabled': every
+    // DequantizeLinear / float op / QuantizeLinear run as the graph says)
+    const level = process.env.TML_ORT_OPT || 'all';
+    const s = await ort.InferenceSession.create(model, {graphOptimizationLevel: level});
     const hwc = new Float32Array(fs.readFileSync(inf).buffer.slice(0));
     const N = +n, H = +h, W = +w, C = +c;
     // tinyml records are HWC; ONNX takes NCHW

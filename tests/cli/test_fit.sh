@@ -36,6 +36,7 @@ CHECKS=$((CHECKS + 1))
 [ -n "$FL" ] && [ "$FL" -le 16384 ] && [ "$RAM" -le 4096 ] || fail "answer over budget or not found: flash '$FL' RAM '$RAM'"
 if [ -z "$VERIFY" ]; then
   expect_grep err1 "verified bit-exact on the emulator" "the answer is verified on the emulator"
+  # without export options: the weight-form goal the answer was fitted with is stored in it
   expect_exit 0 "profile the answer" -- "$T" profile a.tmf --data fashion-mnist --limit 2 --format csv
   PF=$(awk -F, '$1 == "flash" {sub(/ B$/, "", $2); print $2; exit}' "$W/out")
   PR=$(awk -F, '$1 == "RAM: arena" {sub(/ B$/, "", $2); print $2; exit}' "$W/out")

@@ -305,6 +305,10 @@ int64_t tml_node_params(const tml_model *m, const tml_node *n);
 
 /* Metadata helpers. */
 tml_status tml_meta_set_labels(tml_meta *meta, int n, const char *const *labels);
+/* Sets key `key` of meta->extra (a JSON object text; created when NULL) to
+ * the JSON value `value` (text), replacing an earlier entry of that key.
+ * TML_ERR_FORMAT when extra is not an object or `value` not JSON. */
+tml_status tml_meta_extra_set(tml_meta *meta, const char *key, const char *value);
 /* Sets (copies) per-feature normalization of n values; n = 0 removes it.
  * Per-channel mean/std are cleared when n > 0. */
 tml_status tml_preproc_set_features(tml_preproc *pre, int n, const float *mean, const float *std);

@@ -73,6 +73,14 @@ typedef enum tml_export_optimize {
 } tml_export_optimize;
 const char *tml_export_optimize_name(tml_export_optimize o); /* "balanced", "speed", "size" */
 
+/* The weight-form goal a model file carries (meta key "export":
+ * {"optimize": "balanced" | "speed" | "size"}, written by `tinyml fit` for
+ * the answer whose budget holds only in that mode). *found = 0 (and *o
+ * BALANCED) when the model has none; a malformed entry is TML_ERR_FORMAT. */
+tml_status tml_export_optimize_from_model(const tml_model *m, tml_export_optimize *o, int *found);
+/* Stores `o` in the model's metadata (replacing an earlier entry). */
+tml_status tml_export_optimize_to_model(tml_model *m, tml_export_optimize o);
+
 /* The exchange rate of `balanced`: a form smaller than the fastest one is
  * taken when it costs at most this many extra instructions per inference per
  * byte of flash it saves. */
