@@ -42,6 +42,8 @@ static const char help[] =
     "  --lr X                 fine-tuning learning rate (Adam; default 1e-4)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --teacher MODEL        distill from MODEL while fine-tuning the centroids\n"
+    "  --crop-pad P, --flip   fine-tuning augmentation, as in 'tinyml train'\n"
+    "  --val N                hold N samples of --data out of fine-tuning (default 5000; 0 = train on all)\n"
     "  --limit N              evaluate on N samples only\n"
     "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal); while\n"
     "                         fine-tuning, FILE.last.tmf is kept after every epoch (Ctrl-C\n"
@@ -54,6 +56,7 @@ static const char help[] =
     "Examples:\n"
     "  tinyml cluster pruned.tmf --bits 5 --data fashion-mnist -o clustered.tmf\n"
     "  tinyml cluster lenet5.tmf --bits 4 --per-channel --init kmeans++ -o c.tmf\n"
+    "  tinyml cluster pruned.tmf --bits 5 --epochs 1 --teacher base.tmf --crop-pad 2 --flip --data fashion-mnist -o c.tmf\n"
     "  tinyml prune --sparsity 0.9 --global --epochs 1 --data fashion-mnist base.tmf \\\n"
     "    | tinyml cluster --bits 5 | tinyml quantize --calib fashion-mnist -o small.tmf\n";
 
@@ -86,9 +89,9 @@ int cmd_cluster(int argc, char **argv)
     cli_init(&c, "cluster", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *init = "linear", *teacher = NULL, *ckpt_prefix = NULL;
     const char *only[65] = {NULL}, *skip[65] = {NULL};
-    int nonly = 0, nskip = 0, ft = 0, batch = 64, no_ckpt = 0;
+    int nonly = 0, nskip = 0, ft = 0, batch = 64, no_ckpt = 0, crop_pad = 0, flip = 0;
     double lr = 1e-4;
-    int64_t limit = 0;
+    int64_t limit = 0, val = -1;
     cli_data data = {0};
     tml_cluster_opts o;
     tml_cluster_opts_default(&o);
@@ -106,8 +109,13 @@ int cmd_cluster(int argc, char **argv)
         if (cli_int(&c, "clusters", 0, 2, 256, &o.clusters) || cli_int(&c, "max-iter", 0, 1, 10000, &o.max_iter) ||
             cli_int(&c, "epochs", 0, 0, 10000, &ft) || cli_int(&c, "finetune-epochs", 0, 0, 10000, &ft) ||
             cli_int(&c, "batch", 0, 1, 65536, &batch) || cli_double(&c, "lr", 0, 1e-12, 10, &lr) ||
-            cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
+            cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit) || cli_int(&c, "crop-pad", 0, 0, 64, &crop_pad) ||
+            cli_i64(&c, "val", 0, 0, INT64_MAX, &val))
             continue;
+        if (cli_flag(&c, "flip", 0)) {
+            flip = 1;
+            continue;
+        }
         if (cli_flag(&c, "per-channel", 0)) {
             o.per_channel = 1;
             continue;
@@ -134,6 +142,7 @@ int cmd_cluster(int argc, char **argv)
     if (ft && !data.spec) cli_usage_error(&c, "--epochs needs --data");
     if (data.val_split > 0 && !data.spec) cli_usage_error(&c, "--val-split needs --data");
     if (teacher && !ft) cli_usage_error(&c, "--teacher needs --epochs");
+    if ((crop_pad || flip || val >= 0) && !ft) cli_usage_error(&c, "--crop-pad, --flip and --val need --epochs");
     o.seed = c.seed;
     o.only = nonly ? only : NULL;
     o.skip = nskip ? skip : NULL;
@@ -165,6 +174,9 @@ int cmd_cluster(int argc, char **argv)
         fto.seed = c.seed;
         fto.data = s;
         fto.teacher = tm;
+        fto.val_samples = val;
+        fto.aug_crop_pad = crop_pad;
+        fto.aug_flip = flip;
         fto.on_epoch = on_epoch;
         fto.user = &x;
         fto.cancel = &cli_cancel_flag;
@@ -224,6 +236,9 @@ int cmd_cluster(int argc, char **argv)
     if (o.per_channel) cJSON_AddTrueToObject(h, "per_channel");
     cJSON_AddNumberToObject(h, "seed", (double)c.seed);
     if (ft) cJSON_AddNumberToObject(h, "finetune_epochs", ft);
+    if (crop_pad) cJSON_AddNumberToObject(h, "crop_pad", crop_pad);
+    if (flip) cJSON_AddTrueToObject(h, "flip");
+    if (val >= 0) cJSON_AddNumberToObject(h, "val", (double)val);
     if (evaluate) {
         tml_dataset *ev = cli_open_eval_data(&c, &data, NULL);
         cli_history_eval(h, tml_dataset_get_info(ev)->name, acc0.top1, acc1.top1);

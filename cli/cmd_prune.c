@@ -53,6 +53,8 @@ static const char help[] =
     "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --teacher MODEL        distill from MODEL while fine-tuning (e.g. the unpruned model)\n"
+    "  --crop-pad P, --flip   fine-tuning augmentation, as in 'tinyml train'\n"
+    "  --val N                hold N samples of --data out of fine-tuning (default 5000; 0 = train on all)\n"
     "  --limit N              evaluate on N samples only\n"
     "Output:\n"
     "  -o, --output FILE      ('-' = stdout; default stdout if not a terminal); while\n"
@@ -67,6 +69,8 @@ static const char help[] =
     "  tinyml prune lenet5.tmf --sparsity 0.9 --global --epochs 1 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune lenet5.tmf --sparsity 0.92 --global --prune-schedule agp --epochs 3 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune lenet5.tmf --layer conv1=0.5 --layer fc1=0.95 --epochs 1 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune base.tmf --skip conv1 --layer conv2=0.75 --layer fc1=0.935 --layer fc2=0.85 --prune-schedule agp \\\n"
+    "    --epochs 3 --teacher base.tmf --crop-pad 2 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune mlp.tmf --sparsity 0.8 --global --epochs 2 --data csv:my.csv --val-split 0.2 -o p.tmf\n"
     "  tinyml prune lenet5.tmf --structured filters --sparsity 0.5 --epochs 1 --data fashion-mnist -o s.tmf\n"
     "  tinyml prune lenet5.tmf --from-sensitivity sens.json --max-drop 0.5 -o p.tmf\n";
@@ -152,9 +156,9 @@ int cmd_prune(int argc, char **argv)
     static tml_layer_target targets[256];
     static char target_names[256][128];
     const char *skip[257] = {NULL};
-    int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64, no_ckpt = 0;
+    int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64, no_ckpt = 0, crop_pad = 0, flip = 0;
     double sparsity = -1, lr = 1e-3, max_drop = -1, min_density = TML_PRUNE_MIN_DENSITY_DEFAULT;
-    int64_t limit = 0;
+    int64_t limit = 0, val = -1;
     cli_data data = {0};
     tml_prune_spec spec = {.norm = TML_NORM_L1};
     while (cli_next(&c)) {
@@ -171,8 +175,13 @@ int cmd_prune(int argc, char **argv)
             continue;
         if (cli_int(&c, "steps", 0, 1, 1000, &steps) || cli_int(&c, "epochs", 0, 0, 10000, &ft_epochs) ||
             cli_int(&c, "finetune-epochs", 0, 0, 10000, &ft_epochs) || cli_int(&c, "batch", 0, 1, 65536, &batch) ||
-            cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit))
+            cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit) || cli_int(&c, "crop-pad", 0, 0, 64, &crop_pad) ||
+            cli_i64(&c, "val", 0, 0, INT64_MAX, &val))
             continue;
+        if (cli_flag(&c, "flip", 0)) {
+            flip = 1;
+            continue;
+        }
         if (cli_flag(&c, "global", 0)) {
             spec.global = 1;
             continue;
@@ -209,6 +218,7 @@ int cmd_prune(int argc, char **argv)
     if (ft_epochs && !data.spec) cli_usage_error(&c, "fine-tuning needs --data");
     if (data.val_split > 0 && !data.spec) cli_usage_error(&c, "--val-split needs --data");
     if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --epochs");
+    if ((crop_pad || flip || val >= 0) && !ft_epochs) cli_usage_error(&c, "--crop-pad, --flip and --val need --epochs");
     if (sens && max_drop < 0) cli_usage_error(&c, "--from-sensitivity needs --max-drop P (accuracy points)");
     if (!sens && max_drop >= 0) cli_usage_error(&c, "--max-drop needs --from-sensitivity");
     if (sparsity < 0 && !ntargets && !config && !sens)
@@ -288,6 +298,9 @@ int cmd_prune(int argc, char **argv)
     ft.seed = c.seed;
     ft.data = train;
     ft.teacher = tm;
+    ft.val_samples = val;
+    ft.aug_crop_pad = crop_pad;
+    ft.aug_flip = flip;
     ft.progress = on_progress;
     ft.on_epoch = on_epoch;
     ft.user = &pc;
@@ -398,6 +411,9 @@ int cmd_prune(int argc, char **argv)
         cJSON_AddNumberToObject(h, "finetune_epochs", ft_epochs);
         cJSON_AddNumberToObject(h, "lr", lr);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
+        if (crop_pad) cJSON_AddNumberToObject(h, "crop_pad", crop_pad);
+        if (flip) cJSON_AddTrueToObject(h, "flip");
+        if (val >= 0) cJSON_AddNumberToObject(h, "val", (double)val);
     }
     if (sched) cJSON_AddNumberToObject(h, "steps", steps);
     cJSON_AddNumberToObject(h, "weight_sparsity", wsum ? (double)zsum / (double)wsum : 0.0);

@@ -50,6 +50,7 @@ static const char help_qat[] =
     "  --optimizer adam|sgd   (sgd: default lr 0.005)\n"
     "  --weight-decay X       (default 0)\n"
     "  --label-smoothing X    (default 0.1)\n"
+    "  --crop-pad P, --flip   augmentation, as in 'tinyml train'\n"
     "  --teacher MODEL        distill from MODEL (e.g. the unpruned float model)\n"
     "  --self-distill         distill from the float model itself\n"
     "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9)\n"
@@ -67,6 +68,7 @@ static const char help_qat[] =
     "Examples:\n"
     "  tinyml qat lenet5.tmf --data fashion-mnist --weight-bits 4 --epochs 2 -o lenet5-w4.tmf\n"
     "  tinyml qat clustered.tmf --data fashion-mnist --teacher base.tmf -o small.tmf\n"
+    "  tinyml qat clustered.tmf --data fashion-mnist --teacher base.tmf --crop-pad 2 --flip -o small.tmf\n"
     "  tinyml qat lenet5.tmf --data fashion-mnist --keep-best -o lenet5-qat.tmf\n";
 
 /* The per-epoch log of the fine-tuning. */
@@ -130,8 +132,12 @@ int cmd_qat(int argc, char **argv)
             cli_str(&c, "rounding", 0, &rounding))
             continue;
         if (cli_int(&c, "weight-bits", 0, 2, 8, &o.quant.weight_bits) || cli_int(&c, "epochs", 0, 1, 100000, &o.train.epochs) ||
-            cli_int(&c, "batch", 0, 1, 65536, &o.train.batch))
+            cli_int(&c, "batch", 0, 1, 65536, &o.train.batch) || cli_int(&c, "crop-pad", 0, 0, 64, &o.train.aug_crop_pad))
             continue;
+        if (cli_flag(&c, "flip", 0)) {
+            o.train.aug_flip = 1;
+            continue;
+        }
         if (cli_i64(&c, "calib-samples", 0, 1, 1000000000, &o.calib.samples) || cli_i64(&c, "limit", 0, 1, INT64_MAX, &limit) ||
             cli_i64(&c, "val", 0, 0, INT64_MAX, &val) || cli_i64(&c, "eval-limit", 0, 1, INT64_MAX, &eval_limit))
             continue;
@@ -232,6 +238,8 @@ int cmd_qat(int argc, char **argv)
     cJSON_AddNumberToObject(h, "epochs", o.train.epochs);
     cJSON_AddNumberToObject(h, "lr", o.train.lr);
     cJSON_AddStringToObject(h, "optimizer", o.train.optim == TML_OPTIM_ADAM ? "adam" : "sgd");
+    if (o.train.aug_crop_pad) cJSON_AddNumberToObject(h, "crop_pad", o.train.aug_crop_pad);
+    if (o.train.aug_flip) cJSON_AddTrueToObject(h, "flip");
     cJSON_AddStringToObject(h, "init", init);
     cJSON_AddStringToObject(h, "rounding", rounding);
     if (tm) cJSON_AddStringToObject(h, "teacher", teacher);

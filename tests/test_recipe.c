@@ -3,7 +3,7 @@
  * in-memory samples (a view reads what tml_samples_gather gives; a subset
  * copies), evaluation through a dataset view equal to evaluation of the same
  * samples, pruning schedules reaching their exact targets with the masks
- * kept, a whole compression plan (filters, sparsity, sharing, INT8; packed
+ * kept, fine-tuning options reaching the trainer, a whole compression plan (filters, sparsity, sharing, INT8; packed
  * int4 with and without QAT as the last step), and the
  * budget miss of the fit search on a hand-worked example.
  */
@@ -136,6 +136,62 @@ static void test_prune_schedules(void **state)
     assert_int_equal(tml_recipe_prune(base, &spec, TML_PRUNE_AGP, 3, &none, NULL, NULL, NULL), TML_ERR_INVALID);
     spec.structured = 1;
     assert_int_equal(tml_recipe_prune(base, &spec, TML_PRUNE_AGP, 3, &ft, NULL, NULL, NULL), TML_ERR_INVALID);
+    tml_model_free(base);
+    tml_samples_free(s);
+}
+
+/* Every float parameter of a and b equal (1) or not (0). */
+static int same_params(const tml_model *a, const tml_model *b)
+{
+    for (int i = 0; i < a->n_tensors; i++) {
+        const tml_tensor *x = &a->tensors[i], *y = &b->tensors[i];
+        if (x->kind != TML_TENSOR_PARAM || x->dtype != TML_DTYPE_F32) continue;
+        if (memcmp(x->data, y->data, tml_tensor_nbytes(x)) != 0) return 0;
+    }
+    return 1;
+}
+
+/* The fine-tuning's augmentation and validation split reach the trainer:
+ * tml_finetune_run with crop + flip gives the bytes of the trainer run with
+ * the same options, and not those of the run without augmentation. */
+static void test_finetune_augmentation(void **state)
+{
+    (void)state;
+    tml_samples *s = load(300);
+    tml_zoo_opts zo = {.seed = 7};
+    tml_model *base = NULL;
+    assert_int_equal(tml_zoo_create("lenet5", &zo, &base), TML_OK);
+    tml_finetune ft;
+    tml_finetune_default(&ft);
+    ft.epochs = 1;
+    ft.data = s;
+    ft.val_samples = 50;
+    ft.seed = 3;
+    ft.aug_crop_pad = 2;
+    ft.aug_flip = 1;
+    tml_model *a = tml_model_clone(base), *b = tml_model_clone(base), *c = tml_model_clone(base);
+    assert_int_equal(tml_finetune_run(a, &ft, NULL, 0, NULL), TML_OK);
+    tml_train_opts o;
+    tml_train_opts_default(&o);
+    o.epochs = 1;
+    o.lr = ft.lr;
+    o.batch = ft.batch;
+    o.seed = 3;
+    o.val_samples = 50;
+    o.aug_crop_pad = 2;
+    o.aug_flip = 1;
+    tml_trainer *t = NULL;
+    assert_int_equal(tml_trainer_new(b, s, &o, &t), TML_OK);
+    assert_int_equal(tml_trainer_run(t), TML_OK);
+    tml_trainer_free(t);
+    assert_true(same_params(a, b));
+    ft.aug_crop_pad = 0;
+    ft.aug_flip = 0;
+    assert_int_equal(tml_finetune_run(c, &ft, NULL, 0, NULL), TML_OK);
+    assert_false(same_params(a, c));
+    tml_model_free(a);
+    tml_model_free(b);
+    tml_model_free(c);
     tml_model_free(base);
     tml_samples_free(s);
 }
@@ -305,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_memory_dataset),
         cmocka_unit_test(test_eval_view_equals_samples),
         cmocka_unit_test(test_prune_schedules),
+        cmocka_unit_test(test_finetune_augmentation),
         cmocka_unit_test(test_plan_apply),
         cmocka_unit_test(test_plan_qbits_qat),
         cmocka_unit_test(test_plan_float_only),

@@ -36,6 +36,8 @@ tml_status tml_finetune_run(tml_model *m, const tml_finetune *ft, tml_train_hook
     o.seed = ft->seed;
     o.val_samples = ft->val_samples;
     o.teacher = ft->teacher;
+    o.aug_crop_pad = ft->aug_crop_pad;
+    o.aug_flip = ft->aug_flip;
     o.cancel = ft->cancel;
     o.progress = ft->progress;
     o.on_epoch = ft->on_epoch;
@@ -229,6 +231,8 @@ static tml_status qat_step(tml_model *m, const tml_plan *p, const tml_finetune *
     /* an explicit validation split: the epoch best on it (fake-quantized) is the model */
     o.keep_best = f->val_samples > 0;
     o.train.teacher = f->teacher;
+    o.train.aug_crop_pad = f->aug_crop_pad;
+    o.train.aug_flip = f->aug_flip;
     o.train.cancel = f->cancel;
     o.train.progress = f->progress;
     o.train.on_epoch = f->on_epoch;

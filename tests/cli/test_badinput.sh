@@ -174,9 +174,12 @@ prune $W/in/valid.tmf --sparsity 2 -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --min-density 7 -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --prune-schedule cubic --epochs 1 $D -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --val-split 0.2 -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --flip -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --crop-pad 99 $D -o $O/x.tmf
 sensitivity $W/in/valid.tmf $D --range 1:0:0.1
 cluster $W/in/valid.tmf --bits 99 -o $O/x.tmf
 cluster $W/in/valid.tmf --layer nosuch -o $O/x.tmf
+cluster $W/in/valid.tmf --bits 4 --val 100 -o $O/x.tmf
 quantize $W/in/valid.tmf --calib fashion-mnist --method voodoo -o $O/x.tmf
 quantize $W/in/valid.tmf --weight-only --layer nosuch -o $O/x.tmf
 compare $W/in/valid.tmf $D
@@ -191,6 +194,7 @@ profile $W/in/valid8.tmf --opt O9
 profile $W/in/valid8.tmf --target z80
 qat $W/in/valid.tmf $D --weight-bits 1 -o $O/x.tmf
 qat $W/in/valid.tmf $D --ranges sometimes -o $O/x.tmf
+qat $W/in/valid.tmf $D --crop-pad -1 -o $O/x.tmf
 qat $W/in/valid.tmf -o $O/x.tmf
 qat $W/in/valid.tmf $D --teacher $W/in/valid.tmf --self-distill -o $O/x.tmf
 schedule $W/in/valid8.tmf --max-recompute -3

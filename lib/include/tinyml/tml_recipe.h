@@ -39,6 +39,8 @@ typedef struct tml_finetune {
     int64_t val_samples;      /* held out of `data` by the trainer (< 0: its default) */
     const tml_samples *data;  /* raw training samples (required when epochs > 0) */
     const tml_model *teacher; /* distill from it when non-NULL */
+    int aug_crop_pad;         /* augmentation as tml_train_opts': random crop after zero padding */
+    int aug_flip;             /* random horizontal flip */
     tml_train_progress_fn progress;
     /* After every fine-tuning epoch of every recipe phase: the model being
        fine-tuned holds that epoch's weights (masks and shared weights
@@ -51,7 +53,7 @@ typedef struct tml_finetune {
        checkpoint written by on_epoch). */
     volatile int *cancel;
 } tml_finetune;
-/* epochs 0, lr 1e-3, batch 64, seed 1, val_samples -1, no data / teacher / callbacks */
+/* epochs 0, lr 1e-3, batch 64, seed 1, val_samples -1, no augmentation, no data / teacher / callbacks */
 void tml_finetune_default(tml_finetune *f);
 
 /* Trains m for ft->epochs on ft->data (pruned zeros stay zero, clustered
