@@ -688,8 +688,8 @@ static void update(tml_trainer *t, double lr)
         /* a pruned weight stays zero (masks only narrow): no update, and its
          * moments stay zero instead of decaying into denormals (about 800
          * steps of beta1 = 0.9 from a typical gradient), which cost x86 a
-         * microcode assist per operation: pruning's epochs ran 4-5x slower
-         * from the second on */
+         * microcode assist per operation. The model is bit-identical; a
+         * 5-epoch 92% AGP prune of LeNet-5 took 166 -> 152 s of CPU */
         const uint8_t *live = p->clustered ? NULL : p->mask;
         for (int64_t j = 0; j < p->n; j++) {
             if (p->zero_centroid && j % w->cb->k == 0) continue;
