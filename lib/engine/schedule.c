@@ -1834,7 +1834,8 @@ tml_status tml_schedule_check(const tml_model *m, const tml_schedule *s)
             const tml_sched_view *v = &p->in[a];
             if (hi > lo && (v->col0 != cl || v->cols < ch - cl || lo < v->row0))
                 return tml_error(TML_ERR_INVALID, "step %d: input view of node %d does not start at its first column", q, p->node);
-            int64_t pb = (int64_t)G.C * es;
+            /* in the input's own element size (a node may change it: a plain step) */
+            int64_t pb = (int64_t)G.C * (int64_t)tml_dtype_size(m->tensors[n->in[a]].dtype);
             if (hi > lo &&
                 (st = check_view(s, p, v, (int64_t)(lo - v->row0) * v->cols * pb, (int64_t)(hi - v->row0) * v->cols * pb, "input")))
                 return st;
