@@ -507,7 +507,7 @@ int cmd_fit(int argc, char **argv)
         if (cd->plan.form_size)
             cli_log(&c, "the answer's budget holds with every layer in its smallest weight form and the least code "
                         "(--optimize size, stored in %s, so `tinyml export --c` and `tinyml profile` use it): compile "
-                        "it with -Os (the verified flash is -Os)",
+                        "it with -Os, as the verification did (`tinyml profile` does by itself)",
                     out);
         cli_log(&c, "answer: candidate %d, flash %lld B, RAM %lld B, %s%.3f ms at %.0f MHz, test top-1 %.2f%% (%.2f points "
                     "below int8, %.2f below float)%s",

@@ -42,7 +42,10 @@ static const char help[] =
     "                     random: random input codes (for a model without its\n"
     "                     dataset, e.g. an imported .tflite; counts barely change)\n"
     "  --limit N          how many (default 100; the first N in file order)\n"
-    "  --opt O            compiler optimization: O2 (default), Os, O3, O1, O0\n"
+    "  --opt O            compiler optimization: O2, Os, O3, O1, O0 (default O2; Os\n"
+    "                     when the weight forms are chosen for size, by --optimize\n"
+    "                     size or by the goal stored in the model, as tinyml fit\n"
+    "                     stores it: size mode's least code is meant for -Os)\n"
     "  --mhz F            core clock for the latency column (default 80)\n"
     "  --optimize G       weight forms chosen for: balanced (default), speed or size\n"
     "                     (as tinyml export)\n"
@@ -70,7 +73,7 @@ int cmd_profile(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "profile", help, argc, argv);
-    const char *pos[1] = {NULL}, *data = "fashion-mnist", *target = "cortex-m4", *opt = "O2", *keep = NULL;
+    const char *pos[1] = {NULL}, *data = "fashion-mnist", *target = "cortex-m4", *opt = NULL, *keep = NULL;
     cli_export_flags ef = {0};
     int limit = 100, systick = 0;
     double mhz = 80;
@@ -100,10 +103,9 @@ int cmd_profile(int argc, char **argv)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", tml_device_target_at(i)->name);
         cli_usage_error(&c, "--target: unknown core '%s' (choose %s)", target, names);
     }
-    if (strcmp(opt, "O2") && strcmp(opt, "Os") && strcmp(opt, "O3") && strcmp(opt, "O1") && strcmp(opt, "O0"))
+    if (opt && strcmp(opt, "O2") && strcmp(opt, "Os") && strcmp(opt, "O3") && strcmp(opt, "O1") && strcmp(opt, "O0"))
         cli_usage_error(&c, "--opt: '%s' is not one of O2, Os, O3, O1, O0", opt);
     o.target = target;
-    o.opt = opt;
     cli_export_flags_apply(&c, &ef, &o.exp);
     o.workdir = keep;
     o.systick = systick;
@@ -117,6 +119,12 @@ int cmd_profile(int argc, char **argv)
     const char *ofrom = cli_export_stored(&c, &ef, m, &o.exp);
     if (strcmp(ofrom, "stored in the model") == 0)
         cli_log(&c, "weight forms: --optimize %s, stored in the model", tml_export_optimize_name(o.exp.optimize));
+    /* the size goal's least code is what -Os is for (fit verifies such an answer at -Os) */
+    if (!opt) {
+        opt = o.exp.optimize == TML_EXPORT_OPT_SIZE ? "Os" : "O2";
+        if (o.exp.optimize == TML_EXPORT_OPT_SIZE) cli_log(&c, "compiled -Os: the weight forms are chosen for size (--opt to change)");
+    }
+    o.opt = opt;
     const char *from = "default";
     if (tml_model_is_quantized(m)) cli_sched_opts(&c, &so, m, &sopt, &from);
     else tml_sched_opts_default(&sopt); /* the export refuses the model */

@@ -436,6 +436,60 @@ static void test_engine_refuses(void **state)
     tml_model_free(q);
 }
 
+/* Found by fuzz_tmf_export: an int8 model whose residual add writes an int32
+ * tensor (a file may say so) got a stream band sized in its input's elements,
+ * and the schedule read outside it. Nodes whose tensors differ in element size
+ * are not streamed: the schedule passes its own check, and the engine runs or
+ * refuses it (it must not crash). */
+static void test_mixed_dtypes_not_streamed(void **state)
+{
+    (void)state;
+    tml_zoo_opts zo = {.seed = 11};
+    tml_model *m = NULL;
+    assert_int_equal(tml_zoo_from_json(graphs[2], &zo, &m), TML_OK);
+    quantize_random(m, 102);
+    int add = -1;
+    for (int i = 0; i < m->n_nodes && add < 0; i++)
+        if (m->nodes[i].op == TML_OP_ADD) add = i;
+    assert_true(add >= 0);
+    tml_sched_opts o;
+    tml_sched_opts_default(&o);
+    tml_schedule s;
+    /* as built: the add is part of a stream segment */
+    assert_int_equal(tml_schedule_model(m, &o, &s), TML_OK);
+    int streamed = 0;
+    for (int g = 0; g < s.n_segments; g++)
+        if (s.segments[g].kind != TML_SEG_PLAIN && s.segments[g].first <= add && add <= s.segments[g].last) streamed = 1;
+    assert_true(streamed);
+    tml_schedule_free(&s);
+    /* the add's output as int32 */
+    m->tensors[m->nodes[add].out].dtype = TML_DTYPE_INT32;
+    assert_int_equal(tml_schedule_model(m, &o, &s), TML_OK);
+    assert_int_equal(tml_schedule_check(m, &s), TML_OK);
+    for (int g = 0; g < s.n_segments; g++)
+        if (s.segments[g].kind != TML_SEG_PLAIN) assert_false(s.segments[g].first <= add && add <= s.segments[g].last);
+    tml_engine *e = NULL;
+    if (tml_engine_new(m, 1, &(tml_engine_opts){.schedule = &s}, &e) == TML_OK) tml_engine_free(e);
+    tml_schedule_free(&s);
+    /* a max pool writing float (fuzz_tmf_export's second find): the check sized
+     * its input in the output's element size and refused a correct schedule */
+    tml_model_free(m);
+    assert_int_equal(tml_zoo_from_json(graphs[0], &zo, &m), TML_OK);
+    quantize_random(m, 103);
+    int pool = -1;
+    for (int i = 0; i < m->n_nodes && pool < 0; i++)
+        if (m->nodes[i].op == TML_OP_MAXPOOL) pool = i;
+    assert_true(pool >= 0);
+    m->tensors[m->nodes[pool].out].dtype = TML_DTYPE_F32;
+    assert_int_equal(tml_schedule_model(m, &o, &s), TML_OK);
+    tml_status st = tml_schedule_check(m, &s);
+    if (st) fprintf(stderr, "%s\n", tml_last_error());
+    assert_int_equal(st, TML_OK);
+    if (tml_engine_new(m, 1, &(tml_engine_opts){.schedule = &s}, &e) == TML_OK) tml_engine_free(e);
+    tml_schedule_free(&s);
+    tml_model_free(m);
+}
+
 /* the global average pool in parts gives the whole pool's bytes */
 static void test_gap_parts(void **state)
 {
@@ -470,6 +524,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gap_parts),
+        cmocka_unit_test(test_mixed_dtypes_not_streamed),
         cmocka_unit_test(test_options_in_model),
         cmocka_unit_test(test_export_goal_in_model),
         cmocka_unit_test(test_engine_refuses),

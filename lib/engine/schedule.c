@@ -289,6 +289,9 @@ static int streamable(const tml_model *m, int k)
     const tml_node *n = &m->nodes[k];
     const tml_tensor *x = &m->tensors[n->in[0]], *y = &m->tensors[n->out];
     if (x->kind != TML_TENSOR_ACT || !is3d(x)) return 0;
+    /* bands are sized in the input's elements: one element size along the chain
+     * (a fuzzed int8 -> int32 add once got a band smaller than its rows) */
+    if (y->dtype != x->dtype) return 0;
     switch (n->op) {
     case TML_OP_CONV2D:
     case TML_OP_DEPTHWISE_CONV2D:
@@ -298,7 +301,8 @@ static int streamable(const tml_model *m, int k)
     case TML_OP_RELU6: return is3d(y);
     case TML_OP_ADD: {
         const tml_tensor *b = &m->tensors[n->in[1]];
-        return is3d(y) && b->kind == TML_TENSOR_ACT && is3d(b) && memcmp(b->dims, x->dims, sizeof x->dims) == 0;
+        return is3d(y) && b->kind == TML_TENSOR_ACT && is3d(b) && b->dtype == x->dtype &&
+               memcmp(b->dims, x->dims, sizeof x->dims) == 0;
     }
     case TML_OP_GLOBAL_AVGPOOL:
         /* TFLite's MEAN requantizes its sum: run whole (no partial-sum kernel for it) */
@@ -1830,7 +1834,8 @@ tml_status tml_schedule_check(const tml_model *m, const tml_schedule *s)
             const tml_sched_view *v = &p->in[a];
             if (hi > lo && (v->col0 != cl || v->cols < ch - cl || lo < v->row0))
                 return tml_error(TML_ERR_INVALID, "step %d: input view of node %d does not start at its first column", q, p->node);
-            int64_t pb = (int64_t)G.C * es;
+            /* in the input's own element size (a node may change it: a plain step) */
+            int64_t pb = (int64_t)G.C * (int64_t)tml_dtype_size(m->tensors[n->in[a]].dtype);
             if (hi > lo &&
                 (st = check_view(s, p, v, (int64_t)(lo - v->row0) * v->cols * pb, (int64_t)(hi - v->row0) * v->cols * pb, "input")))
                 return st;

@@ -39,12 +39,15 @@ CHECKS=$((CHECKS + 1))
 [ -n "$FL" ] && [ "$FL" -le 16384 ] && [ "$RAM" -le 4096 ] || fail "answer over budget or not found: flash '$FL' RAM '$RAM'"
 if [ -z "$VERIFY" ]; then
   expect_grep err1 "verified bit-exact on the emulator" "the answer is verified on the emulator"
-  # built as the answer says: the weight-form goal is stored in it (no --optimize
-  # here), and a plan in the smallest form is compiled -Os
-  PROF=""
-  if grep -q "compile it with -Os" err1; then PROF="--opt Os"; fi
-  # shellcheck disable=SC2086
-  expect_exit 0 "profile the answer" -- "$T" profile a.tmf --data fashion-mnist --limit 2 --format csv $PROF
+  # built as the answer says, with no options: the weight-form goal is stored
+  # in it, and profile compiles a plan in the smallest form -Os by itself
+  expect_exit 0 "profile the answer" -- "$T" profile a.tmf --data fashion-mnist --limit 2 --format csv
+  if grep -q "compile it with -Os" err1; then
+    expect_grep "$W/err" "compiled -Os: the weight forms are chosen for size" "profile compiles a size-mode answer -Os"
+    expect_grep "$W/out" "compiler,-Os" "profile's summary says -Os"
+  else
+    expect_grep "$W/out" "compiler,-O2" "profile's summary says -O2"
+  fi
   PF=$(awk -F, '$1 == "flash" {sub(/ B$/, "", $2); print $2; exit}' "$W/out")
   PR=$(awk -F, '$1 == "RAM: arena" {sub(/ B$/, "", $2); print $2; exit}' "$W/out")
   CHECKS=$((CHECKS + 1))
