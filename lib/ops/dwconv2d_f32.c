@@ -359,8 +359,8 @@ static void dw_strips(DW_STRIPS_ARGS, tml_isa isa)
 /* Output rows [r0, r1) of the (n*oh) rows. For every pixel and block of 16
  * output channels: acc = bias; acc += x * w for each in-range tap in (ky, kx)
  * order; activation; one store. Multiplier M > 1 reads input channel oc / M. */
-TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const float *w, const float *b,
-                                 float *y, int64_t r0, int64_t r1, int strip, tml_isa isa)
+TML_OPS_INLINE void dw_rows_body(const int HALVES, const tml_window *p, const float *x, const float *w,
+                                 const float *b, float *y, int64_t r0, int64_t r1, int strip, tml_isa isa)
 {
     const int M = p->depth_mult, O = p->o, C = p->c;
     for (int64_t row = r0; row < r1; row++) {
@@ -419,7 +419,10 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
                         }
                     }
                     for (int j = 0; j < DW_PIX; j++) {
-                        TML_V16_ACT(p->act, acc[j]);
+                        if (HALVES)
+                            TML_V16_ACT_HALVES(p->act, acc[j]);
+                        else
+                            TML_V16_ACT(p->act, acc[j]);
                         TML_V16_STORE(yp + (int64_t)j * O + c0, acc[j]);
                     }
                 }
@@ -452,7 +455,10 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
                             acc = acc + xv * wv;
                         }
                     }
-                    TML_V16_ACT(p->act, acc);
+                    if (HALVES)
+                        TML_V16_ACT_HALVES(p->act, acc);
+                    else
+                        TML_V16_ACT(p->act, acc);
                     TML_V16_STORE(yp + c0, acc);
                 } else {
                     /* fewer than 16 channels, or a depth multiplier: same operations, one by one */
@@ -481,16 +487,17 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
 #ifdef TML_OPS_X86
 __attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void dw_rows_avx512 DW_ROWS_PARAMS
 {
-    dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
+    dw_rows_body(0, p, x, w, b, y, r0, r1, strip, isa);
 }
+/* the activation in 8-float halves on AVX2 (TML_V16_ACT_HALVES) */
 __attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void dw_rows_avx2 DW_ROWS_PARAMS
 {
-    dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
+    dw_rows_body(1, p, x, w, b, y, r0, r1, strip, isa);
 }
 #endif
 static void dw_rows_generic DW_ROWS_PARAMS
 {
-    dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
+    dw_rows_body(0, p, x, w, b, y, r0, r1, strip, isa);
 }
 
 static void dw_rows_isa(tml_isa isa, const tml_window *p, const float *x, const float *w, const float *b, float *y,

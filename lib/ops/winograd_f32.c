@@ -180,8 +180,8 @@ TML_OPS_MULTIVERSION_FMA(wg_input, (const tml_window *p, const float *x, int64_t
                          (p, x, t0, cnt, cap, V))
 
 /* y for the cnt tiles from t0 from M[(i*6+j)*cap*o + t*o + oc] */
-TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap,
-                                   const float *b, const float *res, float *y)
+TML_OPS_INLINE void wg_output_body_(const int HALVES, const tml_window *p, const float *Mt, int64_t t0, int cnt,
+                                    int cap, const float *b, const float *res, float *y)
 {
     const int O = p->o;
     const int64_t pstride = (int64_t)cap * O;
@@ -214,17 +214,59 @@ TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t
                         TML_V16_LOAD(rv, res + at);
                         v = v + rv;
                     }
-                    TML_V16_ACT(p->act, v);
+                    if (HALVES)
+                        TML_V16_ACT_HALVES(p->act, v);
+                    else
+                        TML_V16_ACT(p->act, v);
                     TML_V16_STORE(y + at, v);
                 }
             }
         }
     }
 }
+#ifdef TML_OPS_X86
+/* AVX-512 and portable as TML_OPS_MULTIVERSION_FMA builds them; AVX2 with
+ * the activation in 8-float halves (TML_V16_ACT_HALVES: the 16-float
+ * comparisons were scalar code on AVX2), the same operations per lane */
+__attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void
+wg_output_avx512(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b, const float *res,
+                 float *y)
+{
+    wg_output_body_(0, p, Mt, t0, cnt, cap, b, res, y);
+}
+__attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void
+wg_output_avx2(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b, const float *res,
+               float *y)
+{
+    wg_output_body_(1, p, Mt, t0, cnt, cap, b, res, y);
+}
+static void wg_output_generic(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
+                              const float *res, float *y)
+{
+    wg_output_body_(0, p, Mt, t0, cnt, cap, b, res, y);
+}
+static void wg_output(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
+                      const float *res, float *y)
+{
+    const tml_isa isa_ = tml_cpu_isa();
+    if (isa_ == TML_ISA_AVX512)
+        wg_output_avx512(p, Mt, t0, cnt, cap, b, res, y);
+    else if (isa_ == TML_ISA_AVX2)
+        wg_output_avx2(p, Mt, t0, cnt, cap, b, res, y);
+    else
+        wg_output_generic(p, Mt, t0, cnt, cap, b, res, y);
+}
+#else
+TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap,
+                                   const float *b, const float *res, float *y)
+{
+    wg_output_body_(0, p, Mt, t0, cnt, cap, b, res, y);
+}
 TML_OPS_MULTIVERSION_FMA(wg_output,
                          (const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
                           const float *res, float *y),
                          (p, Mt, t0, cnt, cap, b, res, y))
+#endif
 
 /* Tiles [t0, t1) in chunks of cap, with V and M in scratch. */
 static void wg_tiles(const tml_window *p, tml_isa isa, const float *packed, const float *x, const float *b,
