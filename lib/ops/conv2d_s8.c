@@ -316,6 +316,11 @@ static void im2col_s8(const tml_window *p, const int8_t *x, int32_t in_zp, int g
 
 /* AVX2: as im2col_s8 into int16 (x - in_zp), padding taps 0, rows padded with
  * zeros to `stride` elements. */
+/* Only the AVX2 kernel reads int16 rows: compiled for AVX2 (the int8 ->
+ * int16 widening loops vectorize with vpmovsxbw instead of SSE2 unpacks). */
+#ifdef TML_S8_X86
+__attribute__((target("avx2")))
+#endif
 static void im2col_i16(const tml_window *p, const int8_t *x, int32_t in_zp, int g, int64_t r0, int64_t r1,
                        int stride, int16_t *cols)
 {
