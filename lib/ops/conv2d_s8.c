@@ -355,6 +355,10 @@ static void im2col_i16(const tml_window *p, const int8_t *x, int32_t in_zp, int 
         widen_zp(x + r0 * p->c, cols, (r1 - r0) * p->c, in_zp);
         return;
     }
+    /* bounds of the input and of the rows written (for the short-run copies) */
+    const int8_t *xend = x + (int64_t)p->n * p->h * p->w * p->c;
+    const int16_t *cend = cols + (r1 - r0) * stride;
+    (void)xend, (void)cend;
     int64_t b;
     int oy, ox;
     row_decode(p, r0, &b, &oy, &ox);
@@ -376,7 +380,17 @@ static void im2col_i16(const tml_window *p, const int8_t *x, int32_t in_zp, int 
                 if (hi < lo) hi = lo;
                 if (lo > 0) memset(d, 0, sizeof(int16_t) * (size_t)lo * cg);
                 const int8_t *s = xr + (int64_t)(ix0 + lo) * p->c;
-                widen_zp(s, d + lo * cg, (int64_t)(hi - lo) * cg, in_zp);
+                const int run = (hi - lo) * cg;
+#ifdef TML_S8_X86
+                if (run > 0 && run <= 8 && s + 8 <= xend && d + lo * cg + 8 <= cend) {
+                    /* a short run (LeNet's 1-channel conv1: 5 taps): 8
+                     * widened at once; the lanes past the run land on
+                     * positions this row or the next one writes later */
+                    const __m128i v = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)s));
+                    _mm_storeu_si128((__m128i *)(void *)(d + lo * cg), _mm_sub_epi16(v, _mm_set1_epi16((short)in_zp)));
+                } else
+#endif
+                    widen_zp(s, d + lo * cg, run, in_zp);
                 if (hi < kw) memset(d + hi * cg, 0, sizeof(int16_t) * (size_t)(kw - hi) * cg);
             } else {
                 for (int kx = 0; kx < kw; kx++) {
