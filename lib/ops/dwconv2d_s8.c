@@ -1266,6 +1266,24 @@ static int dw_avx2_strip_ok(const tml_window *p)
            p->dw == 1 && p->ow >= 4 && p->kh <= 16;
 }
 
+/* tml_s8_out256_simple's requantization without the clamp and the packing:
+ * the int32 result per lane */
+TML_S8_INLINE TML_S8_TGT_AVX2 __m256i dw_rq_simple256(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
+                                                      __m256i sh_o, __m256i add_e, __m256i add_o, int tfl)
+{
+    const __m256i neg = _mm256_srai_epi32(acc, 31);
+    const __m256i ax = _mm256_abs_epi32(acc);
+    if (tfl) {
+        add_e = _mm256_sub_epi64(add_e, tml_s8_neg1_even256(neg));
+        add_o = _mm256_sub_epi64(add_o, tml_s8_neg1_odd256(neg));
+    }
+    const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
+    const __m256i po =
+        _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+    return _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
+}
+
 TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW_, const tml_window *p,
                                                      const tml_qparams *q, const int8_t *x, const int8_t *w,
                                                      const int32_t *bias, int8_t *y, int b, int oy)
@@ -1279,8 +1297,6 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW
     const int npair = (ky1 - ky0 + 1) / 2;
     int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
     const __m256i zp16 = _mm256_set1_epi16((short)q->in_zp), zero = _mm256_setzero_si256();
-    const __m256i zp = _mm256_set1_epi32(q->out_zp);
-    const __m256i lo = _mm256_set1_epi32(q->act_min - q->out_zp), hi = _mm256_set1_epi32(q->act_max - q->out_zp);
     const int tfl = q->rounding == TML_ROUNDING_TFLITE;
     __m256i wp[8][5][2]; /* interleaved weights of each row pair and kx */
     for (int cs = 0; cs < C; cs += 16) {
@@ -1301,16 +1317,23 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW
         const __m256i b0 = bias ? _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)) : zero;
         const __m256i b1 = bias ? _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)) : zero;
         const __m256i ba = _mm256_permute2x128_si256(b0, b1, 0x20), bb = _mm256_permute2x128_si256(b0, b1, 0x31);
-        const __m256i mu0 = _mm256_loadu_si256((const __m256i *)(const void *)(q->mult + c0));
-        const __m256i mu1 = _mm256_loadu_si256((const __m256i *)(const void *)(q->mult + c0 + 8));
-        const __m256i s0 = _mm256_loadu_si256((const __m256i *)(const void *)(q->shift + c0));
-        const __m256i s1 = _mm256_loadu_si256((const __m256i *)(const void *)(q->shift + c0 + 8));
+        /* per-channel constants in the accumulators' lane order: "0" the
+         * lanes of channels {0-3, 8-11}, "1" those of {4-7, 12-15} */
+        const __m256i mq0 = _mm256_loadu_si256((const __m256i *)(const void *)(q->mult + c0));
+        const __m256i mq1 = _mm256_loadu_si256((const __m256i *)(const void *)(q->mult + c0 + 8));
+        const __m256i sq0 = _mm256_loadu_si256((const __m256i *)(const void *)(q->shift + c0));
+        const __m256i sq1 = _mm256_loadu_si256((const __m256i *)(const void *)(q->shift + c0 + 8));
+        const __m256i mu0 = _mm256_permute2x128_si256(mq0, mq1, 0x20), mu1 = _mm256_permute2x128_si256(mq0, mq1, 0x31);
+        const __m256i s0 = _mm256_permute2x128_si256(sq0, sq1, 0x20), s1 = _mm256_permute2x128_si256(sq0, sq1, 0x31);
         const __m256i l0 = _mm256_max_epi32(s0, zero), l1 = _mm256_max_epi32(s1, zero);
         const __m256i r0 = _mm256_max_epi32(_mm256_sub_epi32(zero, s0), zero);
         const __m256i r1 = _mm256_max_epi32(_mm256_sub_epi32(zero, s1), zero);
         const int any_lsh = !_mm256_testz_si256(_mm256_or_si256(l0, l1), _mm256_or_si256(l0, l1));
         const __m256i mneg = _mm256_or_si256(mu0, mu1);
         const int simple = !any_lsh && _mm256_movemask_ps(_mm256_castsi256_ps(mneg)) == 0;
+        const __m256i lo16 = _mm256_set1_epi16((short)(q->act_min - q->out_zp));
+        const __m256i hi16 = _mm256_set1_epi16((short)(q->act_max - q->out_zp));
+        const __m256i zp16o = _mm256_set1_epi16((short)q->out_zp);
         __m256i she0, sho0, ade0, ado0, she1, sho1, ade1, ado1;
         tml_s8_simple_consts256(r0, &she0, &sho0, &ade0, &ado0);
         tml_s8_simple_consts256(r1, &she1, &sho1, &ade1, &ado1);
@@ -1348,17 +1371,23 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW
             }
 #pragma GCC unroll 4
             for (int s_ = 0; s_ < S; s_++) {
-                const __m256i acc0 = _mm256_permute2x128_si256(acca[s_], accb[s_], 0x20);
-                const __m256i acc1 = _mm256_permute2x128_si256(acca[s_], accb[s_], 0x31);
-                int8_t *yp = yrow + (ptrdiff_t)(ox0 + s_) * C + c0;
+                /* requantized int32 per lane, then both halves packed at
+                 * once: packs_epi32 puts channels 0-7 in the low 128 bits
+                 * and 8-15 in the high (the values fit int16 after the
+                 * clamp, which runs in int16: saturating first changes
+                 * nothing, the bounds being within int16) */
+                __m256i va, vb;
                 if (simple) {
-                    tml_s8_store8(yp, tml_s8_out256_simple(acc0, mu0, mo0, she0, sho0, ade0, ado0, lo, hi, zp, tfl), 8);
-                    tml_s8_store8(yp + 8, tml_s8_out256_simple(acc1, mu1, mo1, she1, sho1, ade1, ado1, lo, hi, zp, tfl),
-                                  8);
+                    va = dw_rq_simple256(acca[s_], mu0, mo0, she0, sho0, ade0, ado0, tfl);
+                    vb = dw_rq_simple256(accb[s_], mu1, mo1, she1, sho1, ade1, ado1, tfl);
                 } else {
-                    tml_s8_store8(yp, tml_s8_out256(acc0, mu0, l0, r0, any_lsh, lo, hi, zp, tfl), 8);
-                    tml_s8_store8(yp + 8, tml_s8_out256(acc1, mu1, l1, r1, any_lsh, lo, hi, zp, tfl), 8);
+                    va = tml_s8_rq256(acca[s_], mu0, l0, r0, any_lsh, tfl);
+                    vb = tml_s8_rq256(accb[s_], mu1, l1, r1, any_lsh, tfl);
                 }
+                __m256i v = _mm256_packs_epi32(va, vb);
+                v = _mm256_add_epi16(_mm256_min_epi16(_mm256_max_epi16(v, lo16), hi16), zp16o);
+                v = _mm256_permute4x64_epi64(_mm256_packs_epi16(v, v), 0x08);
+                _mm_storeu_si128((__m128i *)(void *)(yrow + (ptrdiff_t)(ox0 + s_) * C + c0), _mm256_castsi256_si128(v));
             }
         }
     }
