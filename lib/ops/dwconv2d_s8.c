@@ -1266,24 +1266,6 @@ static int dw_avx2_strip_ok(const tml_window *p)
            p->dw == 1 && p->ow >= 4 && p->kh <= 16;
 }
 
-/* tml_s8_out256_simple's requantization without the clamp and the packing:
- * the int32 result per lane */
-TML_S8_INLINE TML_S8_TGT_AVX2 __m256i dw_rq_simple256(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
-                                                      __m256i sh_o, __m256i add_e, __m256i add_o, int tfl)
-{
-    const __m256i neg = _mm256_srai_epi32(acc, 31);
-    const __m256i ax = _mm256_abs_epi32(acc);
-    if (tfl) {
-        add_e = _mm256_sub_epi64(add_e, tml_s8_neg1_even256(neg));
-        add_o = _mm256_sub_epi64(add_o, tml_s8_neg1_odd256(neg));
-    }
-    const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
-    const __m256i po =
-        _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
-    const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
-    return _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
-}
-
 TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW_, const tml_window *p,
                                                      const tml_qparams *q, const int8_t *x, const int8_t *w,
                                                      const int32_t *bias, int8_t *y, int b, int oy)
@@ -1378,8 +1360,8 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW
                  * nothing, the bounds being within int16) */
                 __m256i va, vb;
                 if (simple) {
-                    va = dw_rq_simple256(acca[s_], mu0, mo0, she0, sho0, ade0, ado0, tfl);
-                    vb = dw_rq_simple256(accb[s_], mu1, mo1, she1, sho1, ade1, ado1, tfl);
+                    va = tml_s8_rq256_simple(acca[s_], mu0, mo0, she0, sho0, ade0, ado0, tfl);
+                    vb = tml_s8_rq256_simple(accb[s_], mu1, mo1, she1, sho1, ade1, ado1, tfl);
                 } else {
                     va = tml_s8_rq256(acca[s_], mu0, l0, r0, any_lsh, tfl);
                     vb = tml_s8_rq256(accb[s_], mu1, l1, r1, any_lsh, tfl);
