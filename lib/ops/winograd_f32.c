@@ -240,8 +240,8 @@ TML_OPS_MULTIVERSION_FMA(wg_input, (const tml_window *p, const float *x, int64_t
 #endif
 
 /* y for the cnt tiles from t0 from M[(i*6+j)*cap*o + t*o + oc] */
-TML_OPS_INLINE void wg_output_body_(const int HALVES, const tml_window *p, const float *Mt, int64_t t0, int cnt,
-                                    int cap, const float *b, const float *res, float *y)
+TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap,
+                                   const float *b, const float *res, float *y)
 {
     const int O = p->o;
     const int64_t pstride = (int64_t)cap * O;
@@ -274,10 +274,7 @@ TML_OPS_INLINE void wg_output_body_(const int HALVES, const tml_window *p, const
                         TML_V16_LOAD(rv, res + at);
                         v = v + rv;
                     }
-                    if (HALVES)
-                        TML_V16_ACT_HALVES(p->act, v);
-                    else
-                        TML_V16_ACT(p->act, v);
+                    TML_V16_ACT(p->act, v);
                     TML_V16_STORE(y + at, v);
                 }
             }
@@ -285,14 +282,13 @@ TML_OPS_INLINE void wg_output_body_(const int HALVES, const tml_window *p, const
     }
 }
 #ifdef TML_OPS_X86
-/* AVX-512 and portable as TML_OPS_MULTIVERSION_FMA builds them; AVX2 with
- * the activation in 8-float halves (TML_V16_ACT_HALVES: the 16-float
- * comparisons were scalar code on AVX2), the same operations per lane */
+/* AVX-512 and portable as TML_OPS_MULTIVERSION_FMA builds them; AVX2 on
+ * 8-channel blocks (16-float comparisons were scalar code on AVX2) */
 __attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void
 wg_output_avx512(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b, const float *res,
                  float *y)
 {
-    wg_output_body_(0, p, Mt, t0, cnt, cap, b, res, y);
+    wg_output_body(p, Mt, t0, cnt, cap, b, res, y);
 }
 /* AVX2 on blocks of 8 channels (tml_v8f), as wg_input_avx2 */
 __attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void
@@ -347,7 +343,7 @@ wg_output_avx2(const tml_window *p, const float *Mt, int64_t t0, int cnt, int ca
 static void wg_output_generic(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
                               const float *res, float *y)
 {
-    wg_output_body_(0, p, Mt, t0, cnt, cap, b, res, y);
+    wg_output_body(p, Mt, t0, cnt, cap, b, res, y);
 }
 static void wg_output(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
                       const float *res, float *y)
@@ -361,11 +357,6 @@ static void wg_output(const tml_window *p, const float *Mt, int64_t t0, int cnt,
         wg_output_generic(p, Mt, t0, cnt, cap, b, res, y);
 }
 #else
-TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap,
-                                   const float *b, const float *res, float *y)
-{
-    wg_output_body_(0, p, Mt, t0, cnt, cap, b, res, y);
-}
 TML_OPS_MULTIVERSION_FMA(wg_output,
                          (const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
                           const float *res, float *y),
