@@ -4,7 +4,8 @@
 # tinyml runs then R ONNX Runtime runs on the same input, every run timed;
 # min and median over all runs of each engine, ratio = tinyml / ORT time).
 # Writes the dated table to out/bench/ort.md and into docs/benchmarks.md
-# (the section between the bench-ort markers). Not part of CI.
+# (the section between the bench-ort markers on a CPU with AVX-512 VNNI, the
+# bench-ort-avx2 markers on one without). Not part of CI.
 #
 #   scripts/bench-ort.sh [--no-docs] [models...]   (default: the five zoo models)
 #
@@ -99,11 +100,16 @@ cat "$R"
 
 if [ $DOCS = 1 ]; then
   D=$ROOT/docs/benchmarks.md
-  if grep -q '<!-- bench-ort:begin -->' "$D"; then
-    awk -v f="$R" '/<!-- bench-ort:begin -->/{print; while ((getline l < f) > 0) print l; skip=1; next}
-                   /<!-- bench-ort:end -->/{skip=0} !skip' "$D" >"$D.tmp" && mv "$D.tmp" "$D"
-    echo "bench-ort.sh: table written into $D"
+  # one table per kind of CPU: AVX-512 VNNI (the engines' widest kernels)
+  # between the bench-ort markers, AVX2-only CPUs between bench-ort-avx2
+  MARK=bench-ort
+  grep -q avx512_vnni /proc/cpuinfo 2>/dev/null || MARK=bench-ort-avx2
+  if grep -q "<!-- $MARK:begin -->" "$D"; then
+    awk -v f="$R" -v b="<!-- $MARK:begin -->" -v e="<!-- $MARK:end -->" \
+      '$0 == b {print; while ((getline l < f) > 0) print l; skip=1; next}
+       $0 == e {skip=0} !skip' "$D" >"$D.tmp" && mv "$D.tmp" "$D"
+    echo "bench-ort.sh: table written into $D ($MARK)"
   else
-    echo "bench-ort.sh: $D has no bench-ort markers; table left in $R" >&2
+    echo "bench-ort.sh: $D has no $MARK markers; table left in $R" >&2
   fi
 fi

@@ -979,7 +979,9 @@ static void test_pools_fast_vs_ref(void **state)
     /* n, h, w, c, k, s, d, pad */
     const int shapes[][8] = {{1, 1, 1, 1, 1, 1, 1, 0},   {1, 7, 5, 3, 2, 2, 1, 1},
                              {5, 9, 11, 33, 3, 2, 1, 1}, {5, 13, 13, 7, 5, 3, 1, 2},
-                             {2, 12, 10, 5, 3, 1, 2, 2}, {64, 24, 24, 20, 2, 2, 1, 0}};
+                             {2, 12, 10, 5, 3, 1, 2, 2}, {64, 24, 24, 20, 2, 2, 1, 0},
+                             /* AVX2 blocks of 8: 12 channels (one block and an overlapping tail), 50 */
+                             {2, 8, 8, 12, 2, 2, 1, 0},  {1, 9, 9, 50, 3, 2, 1, 1}};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         const int *s = shapes[i];
         tml_window p = win(s[0], s[1], s[2], s[3], s[3], s[4], s[4], s[5], s[6], s[7], 1, 1, TML_ACT_NONE);

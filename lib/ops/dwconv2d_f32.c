@@ -233,16 +233,108 @@ __attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void dw_strips_a
 {
     DW_STRIPS_DISPATCH(4)
 }
+
+/* AVX2 strips with intrinsics over whole rows, as dw_strip512 on 8-channel
+ * blocks (one ymm): S = 8 or 4 pixels (S accumulators + KW weights + one
+ * input vector fit AVX2's 16 registers), each input column loaded once per
+ * kernel row for the pixels that share it; the strips at the left / right
+ * border read zeros for the columns outside the input (a zero tap adds
+ * 0 * w, which leaves the sum as the one-pixel path's skipped tap does).
+ * One fused multiply-add per tap, in (ky, kx) order, from the bias. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw_strip256(const int KW, const int SW, const int S, const int EDGE, const tml_window *p, const float *x,
+            const float *w, const __m256 bias, float *y, int64_t n, int oy, int ox0, int c0, int ky0, int ky1,
+            tml_act act)
+{
+    const int C = p->c, O = p->o;
+    const int ix0 = ox0 * SW - p->pad_l;
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; s++) acc[s] = bias;
+    for (int ky = ky0; ky < ky1; ky++) {
+        const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+        const float *xr = x + ((n * p->h + iy) * p->w + ix0) * C + c0;
+        const float *wr = w + (int64_t)ky * KW * O + c0;
+        __m256 wv[5];
+#pragma GCC unroll 5
+        for (int kx = 0; kx < KW; kx++) wv[kx] = _mm256_loadu_ps(wr + (int64_t)kx * O);
+        const float *xp = xr;
+#pragma GCC unroll 24
+        for (int i = 0; i < (S - 1) * SW + KW; i++, xp += C) {
+            const __m256 xv = !EDGE || (ix0 + i >= 0 && ix0 + i < p->w) ? _mm256_loadu_ps(xp) : _mm256_setzero_ps();
+#pragma GCC unroll 5
+            for (int kx = 0; kx < KW; kx++)
+                if ((i - kx) % SW == 0 && i - kx >= 0 && (i - kx) / SW < S)
+                    acc[(i - kx) / SW] = _mm256_fmadd_ps(xv, wv[kx], acc[(i - kx) / SW]);
+        }
+    }
+    float *yp = y + ((n * p->oh + oy) * p->ow + ox0) * O + c0;
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+#pragma GCC unroll 8
+    for (int s = 0; s < S; s++) {
+        __m256 v = acc[s];
+        /* as TML_V16_SELECT: relu(NaN) = 0, relu6 passes NaN */
+        if (act == TML_ACT_RELU)
+            v = _mm256_and_ps(v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+        else if (act == TML_ACT_RELU6) {
+            v = _mm256_blendv_ps(v, six, _mm256_cmp_ps(v, six, _CMP_GT_OQ));
+            v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+        }
+        _mm256_storeu_ps(yp + (int64_t)s * O, v);
+    }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+dw_strips256_s(const int KW, const int SW, const int S, const tml_window *p, const float *x, const float *w,
+               const float *b, float *y, int64_t n, int oy, int ox_lo, int ox_hi, int ky0, int ky1)
+{
+    const tml_act act = p->act;
+    for (int ox = ox_lo; ox < ox_hi; ox += S) {
+        const int ox0 = ox + S > ox_hi ? ox_hi - S : ox;
+        const int ix0 = ox0 * SW - p->pad_l;
+        const int edge = ix0 < 0 || ix0 + (S - 1) * SW + KW > p->w;
+        for (int cs = 0; cs < p->o; cs += 8) {
+            const int c0 = cs + 8 > p->o ? p->o - 8 : cs;
+            const __m256 bias = b ? _mm256_loadu_ps(b + c0) : _mm256_setzero_ps();
+            if (edge)
+                dw_strip256(KW, SW, S, 1, p, x, w, bias, y, n, oy, ox0, c0, ky0, ky1, act);
+            else
+                dw_strip256(KW, SW, S, 0, p, x, w, bias, y, n, oy, ox0, c0, ky0, ky1, act);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void dw_strips256_tpl(const int KW, const int SW,
+                                                                                      DW_STRIPS_ARGS)
+{
+    if (ox_hi - ox_lo >= 8)
+        dw_strips256_s(KW, SW, 8, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1);
+    else
+        dw_strips256_s(KW, SW, 4, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1);
+}
+
+/* Whole output rows (ow >= 4), borders included. */
+__attribute__((target("avx2,fma"))) static void dw_strips_avx2_rows(DW_STRIPS_ARGS)
+{
+    switch (dw_strip_kind(p)) {
+    case 0: dw_strips256_tpl(3, 1, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;
+    case 1: dw_strips256_tpl(3, 2, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;
+    case 2: dw_strips256_tpl(5, 1, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;
+    default: dw_strips256_tpl(5, 2, p, x, w, b, y, n, oy, ox_lo, ox_hi, ky0, ky1); break;
+    }
+}
 #endif
 static void dw_strips_generic(DW_STRIPS_ARGS) { DW_STRIPS_DISPATCH(4) }
 
-/* Strip mode of a call: -1 whole rows by the AVX-512 strips (rows of at
- * least 4 pixels), 4 interior strips of 4 (AVX2, portable), 0 none. */
+/* Strip mode of a call: -1 whole rows by the AVX-512 strips, -2 whole rows
+ * by the AVX2 intrinsic strips (rows of at least 4 pixels), 4 interior strips
+ * of 4 (portable), 0 none. */
 static int dw_strip_mode(const tml_window *p, tml_isa isa)
 {
     if (dw_strip_kind(p) < 0) return 0;
 #ifdef TML_OPS_X86
     if (isa == TML_ISA_AVX512) return p->ow >= 4 ? -1 : 0;
+    if (isa == TML_ISA_AVX2 && p->ow >= 4) return -2;
 #else
     (void)isa;
 #endif
@@ -267,8 +359,8 @@ static void dw_strips(DW_STRIPS_ARGS, tml_isa isa)
 /* Output rows [r0, r1) of the (n*oh) rows. For every pixel and block of 16
  * output channels: acc = bias; acc += x * w for each in-range tap in (ky, kx)
  * order; activation; one store. Multiplier M > 1 reads input channel oc / M. */
-TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const float *w, const float *b,
-                                 float *y, int64_t r0, int64_t r1, int strip, tml_isa isa)
+TML_OPS_INLINE void dw_rows_body(const int HALVES, const tml_window *p, const float *x, const float *w,
+                                 const float *b, float *y, int64_t r0, int64_t r1, int strip, tml_isa isa)
 {
     const int M = p->depth_mult, O = p->o, C = p->c;
     for (int64_t row = r0; row < r1; row++) {
@@ -285,8 +377,12 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
         const int vec = M == 1 && O >= DW_BLOCK;
         for (int ox = 0; ox < p->ow; ox++) {
 #ifdef TML_OPS_X86
-            if (strip < 0) {
+            if (strip == -1) {
                 dw_strips_avx512(p, x, w, b, y, n, oy, 0, p->ow, ky0, ky1);
+                break;
+            }
+            if (strip == -2) {
+                dw_strips_avx2_rows(p, x, w, b, y, n, oy, 0, p->ow, ky0, ky1);
                 break;
             }
 #endif
@@ -323,7 +419,10 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
                         }
                     }
                     for (int j = 0; j < DW_PIX; j++) {
-                        TML_V16_ACT(p->act, acc[j]);
+                        if (HALVES)
+                            TML_V16_ACT_HALVES(p->act, acc[j]);
+                        else
+                            TML_V16_ACT(p->act, acc[j]);
                         TML_V16_STORE(yp + (int64_t)j * O + c0, acc[j]);
                     }
                 }
@@ -356,7 +455,10 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
                             acc = acc + xv * wv;
                         }
                     }
-                    TML_V16_ACT(p->act, acc);
+                    if (HALVES)
+                        TML_V16_ACT_HALVES(p->act, acc);
+                    else
+                        TML_V16_ACT(p->act, acc);
                     TML_V16_STORE(yp + c0, acc);
                 } else {
                     /* fewer than 16 channels, or a depth multiplier: same operations, one by one */
@@ -385,16 +487,17 @@ TML_OPS_INLINE void dw_rows_body(const tml_window *p, const float *x, const floa
 #ifdef TML_OPS_X86
 __attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void dw_rows_avx512 DW_ROWS_PARAMS
 {
-    dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
+    dw_rows_body(0, p, x, w, b, y, r0, r1, strip, isa);
 }
+/* the activation in 8-float halves on AVX2 (TML_V16_ACT_HALVES) */
 __attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void dw_rows_avx2 DW_ROWS_PARAMS
 {
-    dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
+    dw_rows_body(1, p, x, w, b, y, r0, r1, strip, isa);
 }
 #endif
 static void dw_rows_generic DW_ROWS_PARAMS
 {
-    dw_rows_body(p, x, w, b, y, r0, r1, strip, isa);
+    dw_rows_body(0, p, x, w, b, y, r0, r1, strip, isa);
 }
 
 static void dw_rows_isa(tml_isa isa, const tml_window *p, const float *x, const float *w, const float *b, float *y,

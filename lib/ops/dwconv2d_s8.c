@@ -1246,6 +1246,148 @@ static TML_S8_TGT_AVX2 void dw_row_avx2(const tml_window *p, const tml_qparams *
     }
 }
 
+/* AVX2 row strips, depth multiplier 1, at least 16 channels, kernel width 3
+ * or 5, stride 1 or 2 and dilation 1 along x, rows of at least 4 pixels.
+ * Kernel rows go in pairs (ky, ky+1; the last one alone pairs with a zero
+ * row): for one input column, the 16 channels of both rows, widened to int16
+ * with the zero point subtracted (|x - in_zp| <= 255), are interleaved, and
+ * one vpmaddwd against the interleaved weights (|w| <= 128) gives
+ * x0*w0 + x1*w1 per channel in int32, exactly (|sum| <= 65280). Each input
+ * column is widened once per row pair for the S = 4 pixels of a strip that
+ * read it. Columns outside the input are skipped (their taps are absent);
+ * integer sums, so the order does not matter: the same as the reference.
+ * The interleaved (unpacklo / unpackhi) lanes hold channels {0-3, 8-11} and
+ * {4-7, 12-15}; the bias goes in and the sums come out through the same
+ * 128-bit permutation. The last strip of a row and the last channel block
+ * overlap the previous ones (the same values are written again). */
+static int dw_avx2_strip_ok(const tml_window *p)
+{
+    return p->depth_mult == 1 && p->c >= 16 && (p->kw == 3 || p->kw == 5) && (p->sw == 1 || p->sw == 2) &&
+           p->dw == 1 && p->ow >= 4 && p->kh <= 16;
+}
+
+TML_S8_INLINE TML_S8_TGT_AVX2 void dw_strip_avx2_tpl(const int KW_, const int SW_, const tml_window *p,
+                                                     const tml_qparams *q, const int8_t *x, const int8_t *w,
+                                                     const int32_t *bias, int8_t *y, int b, int oy)
+{
+    DW_LOCALS(p);
+    (void)KW, (void)SW, (void)DW;
+    enum { S = 4 };
+    int ky0, ky1;
+    dw_ky_range(p, oy, &ky0, &ky1);
+    const int iy0 = oy * SH - PT;
+    const int npair = (ky1 - ky0 + 1) / 2;
+    int8_t *yrow = y + ((ptrdiff_t)b * OH + oy) * OW * C;
+    const __m256i zp16 = _mm256_set1_epi16((short)q->in_zp), zero = _mm256_setzero_si256();
+    const int tfl = q->rounding == TML_ROUNDING_TFLITE;
+    __m256i wp[8][5][2]; /* interleaved weights of each row pair and kx */
+    for (int cs = 0; cs < C; cs += 16) {
+        const int c0 = cs + 16 > C ? C - 16 : cs;
+        for (int pr = 0; pr < npair; pr++) {
+            const int ky = ky0 + 2 * pr;
+            for (int kx = 0; kx < KW_; kx++) {
+                const __m256i w0 =
+                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + ((ptrdiff_t)ky * KW_ + kx) * C + c0)));
+                const __m256i w1 =
+                    ky + 1 < ky1 ? _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                       (const __m128i *)(const void *)(w + ((ptrdiff_t)(ky + 1) * KW_ + kx) * C + c0)))
+                                 : zero;
+                wp[pr][kx][0] = _mm256_unpacklo_epi16(w0, w1);
+                wp[pr][kx][1] = _mm256_unpackhi_epi16(w0, w1);
+            }
+        }
+        const __m256i b0 = bias ? _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0)) : zero;
+        const __m256i b1 = bias ? _mm256_loadu_si256((const __m256i *)(const void *)(bias + c0 + 8)) : zero;
+        const __m256i ba = _mm256_permute2x128_si256(b0, b1, 0x20), bb = _mm256_permute2x128_si256(b0, b1, 0x31);
+        /* per-channel constants in the accumulators' lane order: "0" the
+         * lanes of channels {0-3, 8-11}, "1" those of {4-7, 12-15} */
+        const __m256i mq0 = _mm256_loadu_si256((const __m256i *)(const void *)(q->mult + c0));
+        const __m256i mq1 = _mm256_loadu_si256((const __m256i *)(const void *)(q->mult + c0 + 8));
+        const __m256i sq0 = _mm256_loadu_si256((const __m256i *)(const void *)(q->shift + c0));
+        const __m256i sq1 = _mm256_loadu_si256((const __m256i *)(const void *)(q->shift + c0 + 8));
+        const __m256i mu0 = _mm256_permute2x128_si256(mq0, mq1, 0x20), mu1 = _mm256_permute2x128_si256(mq0, mq1, 0x31);
+        const __m256i s0 = _mm256_permute2x128_si256(sq0, sq1, 0x20), s1 = _mm256_permute2x128_si256(sq0, sq1, 0x31);
+        const __m256i l0 = _mm256_max_epi32(s0, zero), l1 = _mm256_max_epi32(s1, zero);
+        const __m256i r0 = _mm256_max_epi32(_mm256_sub_epi32(zero, s0), zero);
+        const __m256i r1 = _mm256_max_epi32(_mm256_sub_epi32(zero, s1), zero);
+        const int any_lsh = !_mm256_testz_si256(_mm256_or_si256(l0, l1), _mm256_or_si256(l0, l1));
+        const __m256i mneg = _mm256_or_si256(mu0, mu1);
+        const int simple = !any_lsh && _mm256_movemask_ps(_mm256_castsi256_ps(mneg)) == 0;
+        const __m256i lo16 = _mm256_set1_epi16((short)(q->act_min - q->out_zp));
+        const __m256i hi16 = _mm256_set1_epi16((short)(q->act_max - q->out_zp));
+        const __m256i zp16o = _mm256_set1_epi16((short)q->out_zp);
+        __m256i she0, sho0, ade0, ado0, she1, sho1, ade1, ado1;
+        tml_s8_simple_consts256(r0, &she0, &sho0, &ade0, &ado0);
+        tml_s8_simple_consts256(r1, &she1, &sho1, &ade1, &ado1);
+        const __m256i mo0 = _mm256_srli_epi64(mu0, 32), mo1 = _mm256_srli_epi64(mu1, 32);
+        for (int ox = 0; ox < OW; ox += S) {
+            const int ox0 = ox + S > OW ? OW - S : ox;
+            const int ix0 = ox0 * SW_ - PL;
+            __m256i acca[S], accb[S];
+#pragma GCC unroll 4
+            for (int s_ = 0; s_ < S; s_++) acca[s_] = ba, accb[s_] = bb;
+            for (int pr = 0; pr < npair; pr++) {
+                const int ky = ky0 + 2 * pr;
+                const int two = ky + 1 < ky1;
+                const int8_t *xr0 = x + (((ptrdiff_t)b * H + iy0 + ky * DH) * W + ix0) * C + c0;
+                const int8_t *xr1 = two ? xr0 + (ptrdiff_t)DH * W * C : xr0;
+#pragma GCC unroll 16
+                for (int i = 0; i < (S - 1) * SW_ + KW_; i++) {
+                    if (ix0 + i < 0 || ix0 + i >= W) continue;
+                    const __m256i x0 = _mm256_sub_epi16(
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(xr0 + (ptrdiff_t)i * C))), zp16);
+                    const __m256i x1 =
+                        two ? _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                                                   (const __m128i *)(const void *)(xr1 + (ptrdiff_t)i * C))),
+                                               zp16)
+                            : zero;
+                    const __m256i xa = _mm256_unpacklo_epi16(x0, x1), xb = _mm256_unpackhi_epi16(x0, x1);
+#pragma GCC unroll 5
+                    for (int kx = 0; kx < KW_; kx++)
+                        if ((i - kx) % SW_ == 0 && i - kx >= 0 && (i - kx) / SW_ < S) {
+                            const int s_ = (i - kx) / SW_;
+                            acca[s_] = _mm256_add_epi32(acca[s_], _mm256_madd_epi16(xa, wp[pr][kx][0]));
+                            accb[s_] = _mm256_add_epi32(accb[s_], _mm256_madd_epi16(xb, wp[pr][kx][1]));
+                        }
+                }
+            }
+#pragma GCC unroll 4
+            for (int s_ = 0; s_ < S; s_++) {
+                /* requantized int32 per lane, then both halves packed at
+                 * once: packs_epi32 puts channels 0-7 in the low 128 bits
+                 * and 8-15 in the high (the values fit int16 after the
+                 * clamp, which runs in int16: saturating first changes
+                 * nothing, the bounds being within int16) */
+                __m256i va, vb;
+                if (simple) {
+                    va = tml_s8_rq256_simple(acca[s_], mu0, mo0, she0, sho0, ade0, ado0, tfl);
+                    vb = tml_s8_rq256_simple(accb[s_], mu1, mo1, she1, sho1, ade1, ado1, tfl);
+                } else {
+                    va = tml_s8_rq256(acca[s_], mu0, l0, r0, any_lsh, tfl);
+                    vb = tml_s8_rq256(accb[s_], mu1, l1, r1, any_lsh, tfl);
+                }
+                __m256i v = _mm256_packs_epi32(va, vb);
+                v = _mm256_add_epi16(_mm256_min_epi16(_mm256_max_epi16(v, lo16), hi16), zp16o);
+                v = _mm256_permute4x64_epi64(_mm256_packs_epi16(v, v), 0x08);
+                _mm_storeu_si128((__m128i *)(void *)(yrow + (ptrdiff_t)(ox0 + s_) * C + c0), _mm256_castsi256_si128(v));
+            }
+        }
+    }
+}
+
+static TML_S8_TGT_AVX2 void dw_row_avx2_strips(const tml_window *p, const tml_qparams *q, const int8_t *x,
+                                               const int8_t *w, const int32_t *bias, int8_t *y, int b, int oy)
+{
+    if (p->kw == 3 && p->sw == 1)
+        dw_strip_avx2_tpl(3, 1, p, q, x, w, bias, y, b, oy);
+    else if (p->kw == 3)
+        dw_strip_avx2_tpl(3, 2, p, q, x, w, bias, y, b, oy);
+    else if (p->sw == 1)
+        dw_strip_avx2_tpl(5, 1, p, q, x, w, bias, y, b, oy);
+    else
+        dw_strip_avx2_tpl(5, 2, p, q, x, w, bias, y, b, oy);
+}
+
 #endif /* TML_S8_X86 */
 
 static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, const int8_t *x, const int8_t *w,
@@ -1257,6 +1399,10 @@ static void dw_row(tml_s8_isa isa, const tml_window *p, const tml_qparams *q, co
             dw_row_avx512_pairs(p, q, x, w, bias, y, b, oy);
         else
             dw_row_avx512(p, q, x, w, bias, y, b, oy);
+        return;
+    }
+    if (isa == TML_S8_ISA_AVX2 && dw_avx2_strip_ok(p)) {
+        dw_row_avx2_strips(p, q, x, w, bias, y, b, oy);
         return;
     }
     if (p->depth_mult == 1 && isa >= TML_S8_ISA_AVX2) { /* VNNI too, for kernels of more than 64 taps */

@@ -290,6 +290,22 @@ TML_AVX2_FN TML_KERNEL_INLINE void ukr_avx2_tpl(const int MR, int kc, const floa
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     const float *a0 = a, *a3 = a + 3 * rsa;
     const ptrdiff_t r2 = 2 * rsa;
+    if (nr <= 8) {
+        /* a panel's last 8 columns or fewer (LeNet-5's 20 and 50 outputs):
+         * the first vector only, the same operations on its lanes */
+        for (int k = 0; k < kc; k++) {
+            const __m256 b0 = _mm256_loadu_ps(b);
+#pragma GCC unroll 6
+            for (int i = 0; i < MR; i++) {
+                const float *ai = (i < 3 ? a0 : a3) + (i % 3 == 0 ? 0 : i % 3 == 1 ? rsa : r2);
+                acc[i][0] = _mm256_fmadd_ps(_mm256_broadcast_ss(ai), b0, acc[i][0]);
+            }
+            a0 += csa;
+            a3 += csa;
+            b += rsb;
+        }
+        kc = 0;
+    }
     for (int k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6

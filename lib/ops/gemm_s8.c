@@ -573,17 +573,25 @@ TML_S8_INLINE TML_S8_TGT_AVX2 void avx2_tile(const int MR, const int NV, const i
         TILE_ROWS(A_STEP, 0)
     }
 #undef A_STEP
+    /* the sums go through memory to the epilogue: with the epilogue's
+     * constants live in the same scope, GCC kept some accumulators on the
+     * stack inside the k loop (measured on Zen 3) */
+    __m256i acc_[12][2];
+#define A_SAVE(i, _)                                                                                               if (MR > i) {                                                                                                      acc_[i][0] = c##i##_0;                                                                                         if (NV > 1) acc_[i][1] = c##i##_1;                                                                         }
+    TILE_ROWS(A_SAVE, 0)
+#undef A_SAVE
+    __asm__ volatile("" : : "r"(acc_) : "memory");
     const __m256i zp = _mm256_set1_epi32(b->out_zp);
     const __m256i lo = _mm256_set1_epi32(b->act_min - b->out_zp), hi = _mm256_set1_epi32(b->act_max - b->out_zp);
 #define A_OUT(i, v)                                                                                            \
     if (MR > i)                                                                                                \
         tml_s8_store8(y + i * ldy + c,                                                                         \
-                      tml_s8_out256(_mm256_add_epi32(c##i##_##v, corr), mult, lsh, rsh, b->any_lsh, lo, hi, zp, b->tfl), \
+                      tml_s8_out256(_mm256_add_epi32(acc_[i][v], corr), mult, lsh, rsh, b->any_lsh, lo, hi, zp, b->tfl), \
                       left);
 #define A_OUT_S(i, v)                                                                                          \
     if (MR > i)                                                                                                \
         tml_s8_store8(y + i * ldy + c,                                                                         \
-                      tml_s8_out256_simple(_mm256_add_epi32(c##i##_##v, corr), mult, mult_o, sh_e, sh_o, add_e, add_o, \
+                      tml_s8_out256_simple(_mm256_add_epi32(acc_[i][v], corr), mult, mult_o, sh_e, sh_o, add_e, add_o, \
                                            lo, hi, zp, b->tfl),                                                \
                       left);
 #define A_EPI(v)                                                                                               \

@@ -194,6 +194,31 @@ typedef int32_t tml_v16i __attribute__((vector_size(64)));
         }                                                                                                    \
     } while (0)
 
+/* TML_V16_ACT as two 8-float halves, for the AVX2 builds of the kernels:
+ * GCC (12) lowers comparisons of 64-byte float vectors lane by lane through
+ * scalar compares when the target has only 32-byte registers; 32-byte
+ * comparisons are single instructions. The same operations per lane. */
+typedef float tml_v8f __attribute__((vector_size(32)));
+typedef int32_t tml_v8i __attribute__((vector_size(32)));
+#define TML_V8_SELECT(c, a, b) ((tml_v8f)(((tml_v8i)(a) & (c)) | ((tml_v8i)(b) & ~(c))))
+#define TML_V16_ACT_HALVES(act, v)                                                                           \
+    do {                                                                                                     \
+        if ((act) == TML_ACT_RELU || (act) == TML_ACT_RELU6) {                                               \
+            const tml_v8f zero8_ = {0}, six8_ = zero8_ + 6.0f;                                               \
+            tml_v8f h_[2];                                                                                   \
+            memcpy(h_, &(v), sizeof h_);                                                                     \
+            for (int i_ = 0; i_ < 2; i_++) {                                                                 \
+                if ((act) == TML_ACT_RELU) {                                                                 \
+                    h_[i_] = TML_V8_SELECT(h_[i_] > zero8_, h_[i_], zero8_);                                 \
+                } else {                                                                                     \
+                    h_[i_] = TML_V8_SELECT(h_[i_] > six8_, six8_, h_[i_]);                                   \
+                    h_[i_] = TML_V8_SELECT(h_[i_] < zero8_, zero8_, h_[i_]);                                 \
+                }                                                                                            \
+            }                                                                                                \
+            memcpy(&(v), h_, sizeof h_);                                                                     \
+        }                                                                                                    \
+    } while (0)
+
 /* Threshold (2*M*N*K flops) above which kernels start OpenMP threads. */
 #ifndef TML_OPS_PAR_FLOPS
 #define TML_OPS_PAR_FLOPS 2000000.0

@@ -399,6 +399,24 @@ TML_S8_INLINE TML_S8_TGT_AVX2 __m128i tml_s8_out256_simple(__m256i acc, __m256i 
     return _mm256_castsi256_si128(v);
 }
 
+/* tml_s8_out256_simple's requantization without the clamp and the packing:
+ * the int32 result per lane (for kernels that pack 16 outputs at once) */
+TML_S8_INLINE TML_S8_TGT_AVX2 __m256i tml_s8_rq256_simple(__m256i acc, __m256i mult, __m256i mult_o, __m256i sh_e,
+                                                           __m256i sh_o, __m256i add_e, __m256i add_o, int tfl)
+{
+    const __m256i neg = _mm256_srai_epi32(acc, 31);
+    const __m256i ax = _mm256_abs_epi32(acc);
+    if (tfl) {
+        add_e = _mm256_sub_epi64(add_e, tml_s8_neg1_even256(neg));
+        add_o = _mm256_sub_epi64(add_o, tml_s8_neg1_odd256(neg));
+    }
+    const __m256i pe = _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(ax, mult), add_e), sh_e);
+    const __m256i po =
+        _mm256_srlv_epi64(_mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(ax, 32), mult_o), add_o), sh_o);
+    const __m256i mag = _mm256_or_si256(pe, _mm256_slli_epi64(po, 32));
+    return _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
+}
+
 /* Stores the low `n` (0..8) bytes of v. */
 TML_S8_INLINE TML_S8_TGT_AVX2 void tml_s8_store8(int8_t *dst, __m128i v, int n)
 {

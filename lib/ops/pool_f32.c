@@ -154,9 +154,87 @@ TML_OPS_INLINE void pool_rows_body(const tml_window *p, const float *x, float *y
         }
     }
 }
+#ifdef TML_OPS_X86
+#include <immintrin.h>
+
+__attribute__((target("avx512f"))) static void pool_rows_avx512(const tml_window *p, const float *x, float *y,
+                                                                 int is_max, int64_t r0, int64_t r1)
+{
+    pool_rows_body(p, x, y, is_max, r0, r1);
+}
+
+/* AVX2 with intrinsics on blocks of 8 channels (one ymm; GCC lowered the
+ * 16-float vector code of pool_rows_body on AVX2 to lane-by-lane
+ * compares through the stack: 21% of LeNet-5's batch-256 time on Zen 3).
+ * Same operations in the same order: max is _mm256_max_ps(v, acc), i.e.
+ * v > acc ? v : acc (a NaN tap is ignored), from -inf; avg adds in (ky, kx)
+ * order then divides by the count. A channel tail is done as the block of
+ * the last 8 channels (overlapping: the same values again); fewer than 8
+ * channels take the portable tail loop. */
+__attribute__((target("avx2"))) static void pool_rows_avx2(const tml_window *p, const float *x, float *y,
+                                                           int is_max, int64_t r0, int64_t r1)
+{
+    const int C = p->c;
+    for (int64_t row = r0; row < r1; row++) {
+        const int oy = (int)(row % p->oh);
+        const int64_t n = row / p->oh;
+        int ky0 = 0, ky1 = p->kh;
+        while (ky0 < ky1 && oy * p->sh - p->pad_t + ky0 * p->dh < 0) ky0++;
+        while (ky1 > ky0 && oy * p->sh - p->pad_t + (ky1 - 1) * p->dh >= p->h) ky1--;
+        for (int ox = 0; ox < p->ow; ox++) {
+            int kx0 = 0, kx1 = p->kw;
+            while (kx0 < kx1 && ox * p->sw - p->pad_l + kx0 * p->dw < 0) kx0++;
+            while (kx1 > kx0 && ox * p->sw - p->pad_l + (kx1 - 1) * p->dw >= p->w) kx1--;
+            float *yp = y + (row * p->ow + ox) * C;
+            if (C < 8) {
+                pool_tail(p, x, n, oy, ox, ky0, ky1, kx0, kx1, is_max, C, yp);
+                continue;
+            }
+            const int count = (ky1 - ky0) * (kx1 - kx0);
+            const __m256 init = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+            const __m256 fc = _mm256_set1_ps((float)count);
+            for (int c0 = 0; c0 < C; c0 += 8) {
+                const int cb = c0 + 8 <= C ? c0 : C - 8;
+                __m256 acc = init;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const int iy = oy * p->sh - p->pad_t + ky * p->dh;
+                    const float *xr = x + (n * p->h + iy) * p->w * C + cb;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const int ix = ox * p->sw - p->pad_l + kx * p->dw;
+                        const __m256 v = _mm256_loadu_ps(xr + (int64_t)ix * C);
+                        acc = is_max ? _mm256_max_ps(v, acc) : _mm256_add_ps(acc, v);
+                    }
+                }
+                if (count == 0)
+                    acc = _mm256_setzero_ps();
+                else if (!is_max)
+                    acc = _mm256_div_ps(acc, fc);
+                _mm256_storeu_ps(yp + cb, acc);
+            }
+        }
+    }
+}
+
+static void pool_rows_generic(const tml_window *p, const float *x, float *y, int is_max, int64_t r0, int64_t r1)
+{
+    pool_rows_body(p, x, y, is_max, r0, r1);
+}
+
+static void pool_rows(const tml_window *p, const float *x, float *y, int is_max, int64_t r0, int64_t r1)
+{
+    const tml_isa isa = tml_cpu_isa();
+    if (isa == TML_ISA_AVX512)
+        pool_rows_avx512(p, x, y, is_max, r0, r1);
+    else if (isa == TML_ISA_AVX2)
+        pool_rows_avx2(p, x, y, is_max, r0, r1);
+    else
+        pool_rows_generic(p, x, y, is_max, r0, r1);
+}
+#else
 TML_OPS_MULTIVERSION(pool_rows,
                      (const tml_window *p, const float *x, float *y, int is_max, int64_t r0, int64_t r1),
                      (p, x, y, is_max, r0, r1))
+#endif
 
 static void pool_fast(const tml_window *p, const float *x, float *y, int is_max)
 {

@@ -115,7 +115,7 @@ size_t tml_winograd_f32_scratch_size(const tml_window *p)
 /* o = B^T z for one line of 6 */
 #define WG_BT(z, o)                                                                                          \
     do {                                                                                                     \
-        const tml_v16f s12_ = z[1] + z[2], s34_ = z[3] + z[4], d42_ = z[4] - z[2], d31_ = z[3] - z[1];        \
+        const __typeof__(z[0]) s12_ = z[1] + z[2], s34_ = z[3] + z[4], d42_ = z[4] - z[2], d31_ = z[3] - z[1];        \
         o[0] = 4.0f * z[0] - 5.0f * z[2] + z[4];                                                             \
         o[1] = s34_ - 4.0f * s12_;                                                                           \
         o[2] = (z[4] - z[3]) + 4.0f * (z[1] - z[2]);                                                         \
@@ -127,7 +127,7 @@ size_t tml_winograd_f32_scratch_size(const tml_window *p)
 /* o = A^T m for one line of 6 (4 results) */
 #define WG_AT(m, o)                                                                                          \
     do {                                                                                                     \
-        const tml_v16f s12_ = m[1] + m[2], d12_ = m[1] - m[2], s34_ = m[3] + m[4], d34_ = m[3] - m[4];        \
+        const __typeof__(m[0]) s12_ = m[1] + m[2], d12_ = m[1] - m[2], s34_ = m[3] + m[4], d34_ = m[3] - m[4];        \
         o[0] = m[0] + s12_ + s34_;                                                                           \
         o[1] = d12_ + 2.0f * d34_;                                                                           \
         o[2] = s12_ + 4.0f * s34_;                                                                           \
@@ -176,8 +176,68 @@ TML_OPS_INLINE void wg_input_body(const tml_window *p, const float *x, int64_t t
         }
     }
 }
+#ifdef TML_OPS_X86
+/* AVX2: the same transform on blocks of 8 channels (tml_v8f, one ymm; the
+ * 16-float blocks' 6x6 tile is 72 ymm of spills on AVX2's 16 registers).
+ * The same operations per lane. */
+__attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void
+wg_input_avx2(const tml_window *p, const float *x, int64_t t0, int cnt, int cap, float *V)
+{
+    const int C = p->c;
+    const int64_t pstride = (int64_t)cap * C;
+    for (int t = 0; t < cnt; t++) {
+        int64_t n;
+        int ty, tx;
+        tile_coords(p, t0 + t, &n, &ty, &tx);
+        const int iy0 = ty * WG_M - p->pad_t, ix0 = tx * WG_M - p->pad_l;
+        for (int cs = 0; cs < C; cs += 8) {
+            const int c0 = cs + 8 > C ? C - 8 : cs;
+            tml_v8f r[WG_T][WG_T];
+            for (int i = 0; i < WG_T; i++) {
+                const int iy = iy0 + i;
+                tml_v8f d[WG_T];
+                for (int j = 0; j < WG_T; j++) {
+                    const int ix = ix0 + j;
+                    if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w)
+                        memcpy(&d[j], x + ((n * p->h + iy) * p->w + ix) * C + c0, sizeof(tml_v8f));
+                    else
+                        d[j] = (tml_v8f){0};
+                }
+                WG_BT(d, r[i]);
+            }
+            for (int j = 0; j < WG_T; j++) {
+                tml_v8f col[WG_T], v[WG_T];
+                for (int i = 0; i < WG_T; i++) col[i] = r[i][j];
+                WG_BT(col, v);
+                for (int i = 0; i < WG_T; i++)
+                    memcpy(V + (i * WG_T + j) * pstride + (int64_t)t * C + c0, &v[i], sizeof(tml_v8f));
+            }
+        }
+    }
+}
+__attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void
+wg_input_avx512(const tml_window *p, const float *x, int64_t t0, int cnt, int cap, float *V)
+{
+    wg_input_body(p, x, t0, cnt, cap, V);
+}
+static void wg_input_generic(const tml_window *p, const float *x, int64_t t0, int cnt, int cap, float *V)
+{
+    wg_input_body(p, x, t0, cnt, cap, V);
+}
+static void wg_input(const tml_window *p, const float *x, int64_t t0, int cnt, int cap, float *V)
+{
+    const tml_isa isa_ = tml_cpu_isa();
+    if (isa_ == TML_ISA_AVX512)
+        wg_input_avx512(p, x, t0, cnt, cap, V);
+    else if (isa_ == TML_ISA_AVX2)
+        wg_input_avx2(p, x, t0, cnt, cap, V);
+    else
+        wg_input_generic(p, x, t0, cnt, cap, V);
+}
+#else
 TML_OPS_MULTIVERSION_FMA(wg_input, (const tml_window *p, const float *x, int64_t t0, int cnt, int cap, float *V),
                          (p, x, t0, cnt, cap, V))
+#endif
 
 /* y for the cnt tiles from t0 from M[(i*6+j)*cap*o + t*o + oc] */
 TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap,
@@ -221,10 +281,87 @@ TML_OPS_INLINE void wg_output_body(const tml_window *p, const float *Mt, int64_t
         }
     }
 }
+#ifdef TML_OPS_X86
+/* AVX-512 and portable as TML_OPS_MULTIVERSION_FMA builds them; AVX2 on
+ * 8-channel blocks (16-float comparisons were scalar code on AVX2) */
+__attribute__((target("avx512f"))) TML_FP_CONTRACT_FAST static void
+wg_output_avx512(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b, const float *res,
+                 float *y)
+{
+    wg_output_body(p, Mt, t0, cnt, cap, b, res, y);
+}
+/* AVX2 on blocks of 8 channels (tml_v8f), as wg_input_avx2 */
+__attribute__((target("avx2,fma"))) TML_FP_CONTRACT_FAST static void
+wg_output_avx2(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b, const float *res,
+               float *y)
+{
+    const int O = p->o;
+    const int64_t pstride = (int64_t)cap * O;
+    const tml_v8f zero = {0}, six = zero + 6.0f;
+    for (int t = 0; t < cnt; t++) {
+        int64_t n;
+        int ty, tx;
+        tile_coords(p, t0 + t, &n, &ty, &tx);
+        const int oy0 = ty * WG_M, ox0 = tx * WG_M;
+        const int ny = p->oh - oy0 < WG_M ? p->oh - oy0 : WG_M, nx = p->ow - ox0 < WG_M ? p->ow - ox0 : WG_M;
+        for (int os = 0; os < O; os += 8) {
+            const int o0 = os + 8 > O ? O - 8 : os;
+            tml_v8f s[WG_T][WG_M];
+            for (int i = 0; i < WG_T; i++) {
+                tml_v8f m[WG_T];
+                for (int j = 0; j < WG_T; j++)
+                    memcpy(&m[j], Mt + (i * WG_T + j) * pstride + (int64_t)t * O + o0, sizeof(tml_v8f));
+                WG_AT(m, s[i]);
+            }
+            tml_v8f bias = zero;
+            if (b) memcpy(&bias, b + o0, sizeof bias);
+            for (int q = 0; q < nx; q++) {
+                tml_v8f col[WG_T], out[WG_M];
+                for (int i = 0; i < WG_T; i++) col[i] = s[i][q];
+                WG_AT(col, out);
+                for (int r = 0; r < ny; r++) {
+                    const int64_t at = ((n * p->oh + oy0 + r) * p->ow + ox0 + q) * O + o0;
+                    tml_v8f v = out[r] + bias;
+                    if (res) {
+                        tml_v8f rv;
+                        memcpy(&rv, res + at, sizeof rv);
+                        v = v + rv;
+                    }
+                    /* as TML_V16_ACT: relu(NaN) = 0, relu6 passes NaN */
+                    if (p->act == TML_ACT_RELU) {
+                        v = TML_V8_SELECT(v > zero, v, zero);
+                    } else if (p->act == TML_ACT_RELU6) {
+                        v = TML_V8_SELECT(v > six, six, v);
+                        v = TML_V8_SELECT(v < zero, zero, v);
+                    }
+                    memcpy(y + at, &v, sizeof v);
+                }
+            }
+        }
+    }
+}
+static void wg_output_generic(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
+                              const float *res, float *y)
+{
+    wg_output_body(p, Mt, t0, cnt, cap, b, res, y);
+}
+static void wg_output(const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
+                      const float *res, float *y)
+{
+    const tml_isa isa_ = tml_cpu_isa();
+    if (isa_ == TML_ISA_AVX512)
+        wg_output_avx512(p, Mt, t0, cnt, cap, b, res, y);
+    else if (isa_ == TML_ISA_AVX2)
+        wg_output_avx2(p, Mt, t0, cnt, cap, b, res, y);
+    else
+        wg_output_generic(p, Mt, t0, cnt, cap, b, res, y);
+}
+#else
 TML_OPS_MULTIVERSION_FMA(wg_output,
                          (const tml_window *p, const float *Mt, int64_t t0, int cnt, int cap, const float *b,
                           const float *res, float *y),
                          (p, Mt, t0, cnt, cap, b, res, y))
+#endif
 
 /* Tiles [t0, t1) in chunks of cap, with V and M in scratch. */
 static void wg_tiles(const tml_window *p, tml_isa isa, const float *packed, const float *x, const float *b,
