@@ -131,6 +131,8 @@ typedef struct fit_ctx {
     int n_cache, cap_cache;
     int64_t evals;
     double t0;
+    unsigned char *fixed;   /* per plan layer: its filters cannot be removed (a residual add
+                               or the output ties them): no filter move, no structured start */
 } fit_ctx;
 
 static void progress(const fit_ctx *x, const char *phase, int done, int total, const char *fmt, ...)
@@ -210,6 +212,11 @@ static tml_status quick_model(const fit_ctx *x, const tml_plan *p, tml_model **m
     tml_plan q = *p;
     q.prune_epochs = q.cluster_epochs = q.qat_epochs = 0;
     q.nearest = 1; /* GPTQ per plan would slow the descent several times over */
+    /* ... but nearest rounding zeroes most small weights of an int4 / int2 layer, which
+     * then looks small in a sparse form, while adaptive rounding after fine-tuning keeps
+     * them nonzero (LeNet-5's fc1 at int2: 30.5 KB here, 47.2 KB fine-tuned): every
+     * unpruned weight stays nonzero, so its flash here is an upper bound */
+    q.keep_nonzero = 1;
     q.calib_samples = 256;
     q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
     tml_finetune ft;
@@ -357,6 +364,7 @@ static tml_status quick_from(fit_ctx *x, const tbase *b, const tml_plan *p, tml_
     }
     d.prune_epochs = d.cluster_epochs = d.qat_epochs = 0;
     d.nearest = 1;
+    d.keep_nonzero = 1;
     d.calib_samples = 256;
     d.cluster_iters = 8;
     d.float_only = 0;
@@ -530,7 +538,8 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
                 first = TML_ERR_NOMEM;
                 continue;
             }
-            ok[j] = move(&tries[j], j / N_MOVES, j % N_MOVES);
+            ok[j] = !(j % N_MOVES == MOVE_FILTERS && x->fixed && x->fixed[j / N_MOVES]) &&
+                    move(&tries[j], j / N_MOVES, j % N_MOVES);
         }
         if (first) {
             st = tml_error(first, "out of memory");
@@ -614,6 +623,38 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
     return st;
 }
 
+/* Which layers' filters the structured pruner can remove: a dry run per
+ * layer on a copy of the model (one filter in eight). A layer whose outputs
+ * meet another's in a residual add keeps them all, so its filter moves would
+ * be measured to no effect at every step, and a structured start from it
+ * would repeat the plain descent (resnet8's res3_conv2, its biggest layer). */
+static tml_status fixed_layers(fit_ctx *x, const tml_plan *p)
+{
+    x->fixed = calloc((size_t)(p->n_layers ? p->n_layers : 1), 1);
+    if (!x->fixed) return tml_error(TML_ERR_NOMEM, "out of memory");
+    char names[400] = "";
+    for (int i = 0; i < p->n_layers; i++) {
+        tml_model *c = tml_model_clone(x->m);
+        if (!c) return tml_error(TML_ERR_NOMEM, "out of memory");
+        tml_layer_target t = {.name = p->layers[i].name, .sparsity = FILTER_STEP};
+        tml_prune_spec s = {.n_targets = 1, .targets = &t, .structured = 1, .norm = TML_NORM_L1};
+        tml_prune_report rep;
+        tml_status st = tml_prune_structured(c, &s, &rep);
+        tml_model_free(c);
+        if (st) return st;
+        int removed = 0;
+        for (int j = 0; j < rep.n_layers; j++)
+            if (strcmp(rep.layers[j].name, p->layers[i].name) == 0) removed = rep.layers[j].removed;
+        tml_prune_report_free(&rep);
+        x->fixed[i] = removed <= 0;
+        size_t k = strlen(names);
+        if (x->fixed[i] && k < sizeof names - 40)
+            snprintf(names + k, sizeof names - k, "%s%.32s", k ? ", " : "", p->layers[i].name);
+    }
+    if (names[0]) progress(x, "search", 0, 0, "filters that cannot be removed (kept by the graph): %s", names);
+    return TML_OK;
+}
+
 /* Structured starts: untrained, sparsity looks free and filter removal does
  * not, so the descent alone never removes the filters (neurons) of the big
  * layers, although that shrinks the next layer, the per-channel constants
@@ -624,7 +665,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
  * starts[0] is the uncompressed plan; the names are suffixes of the path names. */
 #define MAX_STRUCT_STARTS 5
 #define MAX_PATHS (N_VARIANTS + MAX_STRUCT_STARTS)
-static tml_status structured_starts(const tml_model *m, const tml_plan *start, int enabled,
+static tml_status structured_starts(const tml_model *m, const tml_plan *start, int enabled, const unsigned char *fixed,
                                     tml_plan starts[1 + MAX_STRUCT_STARTS], char names[][48], int *n)
 {
     *n = 0;
@@ -638,7 +679,7 @@ static tml_status structured_starts(const tml_model *m, const tml_plan *start, i
     for (int i = 0; i < start->n_layers; i++)
         for (int j = 0; j < m->n_nodes; j++) {
             const tml_node *nd = &m->nodes[j];
-            if (strcmp(nd->name, start->layers[i].name) != 0 || nd->out == m->output) continue;
+            if (strcmp(nd->name, start->layers[i].name) != 0 || nd->out == m->output || (fixed && fixed[i])) continue;
             int64_t w = tml_tensor_numel(&m->tensors[nd->in[1]]);
             if (w > topw[0]) {
                 top[1] = top[0];
@@ -902,7 +943,8 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     char start_names[1 + MAX_STRUCT_STARTS][48];
     int n_starts = 0;
     memset(starts, 0, sizeof starts);
-    if (!st) st = structured_starts(m, &start, o->screen_samples > 0, starts, start_names, &n_starts);
+    if (!st) st = fixed_layers(&x, &start);
+    if (!st) st = structured_starts(m, &start, o->screen_samples > 0, x.fixed, starts, start_names, &n_starts);
     for (int k = 0; !st && k < N_VARIANTS + n_starts - 1; k++) {
         /* order: greedy all, the structured starts, then the other variants */
         int vi = k < n_starts ? 0 : k - n_starts + 1;
@@ -1107,6 +1149,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     for (int i = 0; i < x.n_cache; i++) tml_plan_free(&x.cache[i].plan);
     free(x.cache);
     tml_samples_free(x.tr);
+    free(x.fixed);
     free(idx);
     if (st) tml_fit_result_free(r);
     return st;

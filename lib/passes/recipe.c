@@ -337,6 +337,7 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
         qo.n_layer_bits = nlb;
         const int adaptive = nlb > 0 && !p->nearest;
         if (adaptive) qo.weight_rounding = TML_ROUND_ADAPTIVE;
+        else qo.keep_nonzero = p->keep_nonzero;
         tml_calib_opts co = {.samples = p->calib_samples > 0 ? p->calib_samples : 512, .seed = f.seed, .cancel = f.cancel};
         if (p->qat_epochs > 0) {
             st = qat_step(m, p, &f, calib, &qo, &co);
