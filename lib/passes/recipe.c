@@ -347,6 +347,8 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
             tml_calib cal = {0};
             co.hessians = adaptive;
             co.sequential = adaptive ? &qo : NULL;
+            /* min/max ranges without bias correction: the histogram pass would go unused */
+            co.ranges_only = qo.method == TML_CALIB_MINMAX && !qo.bias_correction;
             if (!st) st = tml_calibrate(m, calib, &co, &cal);
             if (!st) st = tml_quantize(m, &cal, &qo);
             tml_calib_free(&cal);

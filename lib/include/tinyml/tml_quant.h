@@ -90,6 +90,9 @@ typedef struct tml_calib_opts {
                           will follow; each layer's statistics are then gathered with the
                           layers before it already rounded as it will round them (GPTQ's
                           sequential order: one more pass over the samples per layer) */
+    int ranges_only;   /* min/max only (pass 1; without hessians): the histograms and
+                          channel means stay empty, which is all TML_CALIB_MINMAX without
+                          bias correction needs, in half the time */
 } tml_calib_opts;
 
 /* Runs the float model over a seeded random subset of the dataset, streaming:
