@@ -106,6 +106,9 @@ typedef struct tml_fit_cost {
     int64_t instr;          /* exporter's estimated Cortex-M4 instructions per inference */
     double val_loss, val_acc; /* validation (quick subset during the descent) */
     double test_acc;        /* NaN when not measured */
+    int64_t code_gap;       /* the search's quick measure only: the compiler's excess over the
+                               code estimate measured for the plan's weight-form goal so far,
+                               included in flash (0 for exact measures) */
 } tml_fit_cost;
 
 struct tml_fit_cand {
