@@ -187,6 +187,58 @@ static tml_model *quantized(const char *arch, tml_calib_method method, int per_t
     return m;
 }
 
+/* calib_opts.ranges_only: one pass (min/max, no histograms); the same ranges
+ * as both passes, and the same INT8 model with min/max ranges. */
+static void test_calib_ranges_only(void **state)
+{
+    (void)state;
+    tml_model *m = trained_like("resnet8");
+    assert_int_equal(tml_fold(m, NULL), TML_OK);
+    tml_model *m2 = tml_model_clone(m);
+    assert_non_null(m2);
+    tml_dataset *ds = tu_fmnist("train");
+    tml_calib a, b;
+    tml_calib_opts co = {.samples = 64, .seed = 5, .batch = 32};
+    assert_int_equal(tml_calibrate(m, ds, &co, &a), TML_OK);
+    co.ranges_only = 1;
+    assert_int_equal(tml_calibrate(m, ds, &co, &b), TML_OK);
+    int acts = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+        if (m->tensors[t].kind != TML_TENSOR_ACT) continue;
+        acts++;
+        assert_true(a.stats[t].min == b.stats[t].min && a.stats[t].max == b.stats[t].max);
+        assert_int_equal(a.stats[t].count, b.stats[t].count);
+        double ha = 0, hb = 0;
+        for (int k = 0; k < TML_CALIB_BINS; k++) {
+            ha += a.stats[t].hist[k];
+            hb += b.stats[t].hist[k];
+        }
+        assert_true(ha + a.stats[t].zeros > 0); /* two passes: a histogram */
+        assert_true(hb == 0 && b.stats[t].zeros == 0); /* one: none */
+    }
+    assert_true(acts > 5);
+    tml_quant_opts qo;
+    tml_quant_opts_default(&qo);
+    assert_int_equal(tml_quantize(m, &a, &qo), TML_OK);
+    assert_int_equal(tml_quantize(m2, &b, &qo), TML_OK);
+    assert_int_equal(m->n_tensors, m2->n_tensors);
+    for (int t = 0; t < m->n_tensors; t++) {
+        const tml_tensor *x = &m->tensors[t], *y = &m2->tensors[t];
+        assert_int_equal(x->dtype, y->dtype);
+        assert_int_equal(x->q.n, y->q.n);
+        if (x->q.n) {
+            assert_memory_equal(x->q.scale, y->q.scale, sizeof(float) * (size_t)x->q.n);
+            assert_memory_equal(x->q.zero_point, y->q.zero_point, sizeof(int32_t) * (size_t)x->q.n);
+        }
+        if (x->data) assert_memory_equal(x->data, y->data, tml_tensor_nbytes(x));
+    }
+    tml_calib_free(&a);
+    tml_calib_free(&b);
+    tml_dataset_free(ds);
+    tml_model_free(m);
+    tml_model_free(m2);
+}
+
 /* The fast int8 kernels give exactly the reference kernels' bytes on every
  * zoo model, for every calibration method. */
 static void test_int8_engine_fast_equals_ref(void **state)
@@ -626,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_clustered_scale_search),
         cmocka_unit_test(test_quant_errors),
         cmocka_unit_test(test_weight_only_bits),
+        cmocka_unit_test(test_calib_ranges_only),
         cmocka_unit_test(test_fold_shared_bias),
         cmocka_unit_test(test_fold_int8_bn_params),
     };

@@ -4,7 +4,8 @@
  * copies), evaluation through a dataset view equal to evaluation of the same
  * samples, pruning schedules reaching their exact targets with the masks
  * kept, fine-tuning options reaching the trainer, a whole compression plan (filters, sparsity, sharing, INT8; packed
- * int4 with and without QAT as the last step), and the
+ * int4 with and without QAT as the last step; int2 rounded to nearest with
+ * every unpruned weight kept nonzero), and the
  * budget miss of the fit search on a hand-worked example.
  */
 #include <math.h>
@@ -196,15 +197,57 @@ static void test_finetune_augmentation(void **state)
     tml_samples_free(s);
 }
 
+/* The plan tests' common setup: n training samples (also the calibration
+ * data), a fresh zoo LeNet-5 of the seed, its uncompressed plan, fine-tuning
+ * on the samples without a validation split. */
+typedef struct plan_fixture {
+    tml_samples *s;
+    tml_dataset *cal;
+    tml_model *m;
+    tml_plan p;
+    tml_finetune ft;
+} plan_fixture;
+
+static void fixture_model(plan_fixture *f, uint64_t seed)
+{
+    tml_zoo_opts zo = {.seed = seed};
+    assert_int_equal(tml_zoo_create("lenet5", &zo, &f->m), TML_OK);
+    assert_int_equal(tml_plan_init(&f->p, f->m), TML_OK);
+}
+
+static void fixture_init(plan_fixture *f, int64_t n, uint64_t seed)
+{
+    memset(f, 0, sizeof *f);
+    f->s = load(n);
+    assert_int_equal(tml_dataset_from_samples(f->s, NULL, -1, NULL, &f->cal), TML_OK);
+    tml_finetune_default(&f->ft);
+    f->ft.data = f->s;
+    f->ft.val_samples = 0;
+    fixture_model(f, seed);
+}
+
+/* frees the model and plan only (another fixture_model may follow) */
+static void fixture_model_free(plan_fixture *f)
+{
+    tml_plan_free(&f->p);
+    tml_model_free(f->m);
+    f->m = NULL;
+}
+
+static void fixture_free(plan_fixture *f)
+{
+    fixture_model_free(f);
+    tml_dataset_free(f->cal);
+    tml_samples_free(f->s);
+}
+
 static void test_plan_apply(void **state)
 {
     (void)state;
-    tml_samples *s = load(400);
-    tml_zoo_opts zo = {.seed = 2};
-    tml_model *m = NULL;
-    assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
-    tml_plan p;
-    assert_int_equal(tml_plan_init(&p, m), TML_OK);
+    plan_fixture f;
+    fixture_init(&f, 400, 2);
+    tml_model *m = f.m;
+    tml_plan p = f.p;
     assert_int_equal(p.n_layers, 4);
     tml_plan_find(&p, "conv1")->filters = 0.5;
     tml_plan_find(&p, "fc1")->sparsity = 0.9;
@@ -213,13 +256,7 @@ static void test_plan_apply(void **state)
     p.prune_epochs = 1;
     p.cluster_epochs = 1;
     p.agp_steps = 5;
-    tml_finetune ft;
-    tml_finetune_default(&ft);
-    ft.data = s;
-    ft.val_samples = 0;
-    tml_dataset *cal = NULL;
-    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
-    assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+    assert_int_equal(tml_plan_apply(m, &p, &f.ft, f.cal), TML_OK);
     assert_true(tml_model_is_quantized(m));
     int c1 = tml_model_find_node(m, "conv1");
     assert_true(c1 >= 0);
@@ -235,10 +272,7 @@ static void test_plan_apply(void **state)
     for (int64_t i = 0; i < n; i++)
         if (!seen[q[i] + 128]++) distinct++;
     assert_true(distinct <= 8);
-    tml_dataset_free(cal);
-    tml_plan_free(&p);
-    tml_model_free(m);
-    tml_samples_free(s);
+    fixture_free(&f);
 }
 
 /* Packed int4 weights with QAT as the last step: the pruned zeros stay zero,
@@ -248,25 +282,20 @@ static void test_plan_apply(void **state)
 static void test_plan_qbits_qat(void **state)
 {
     (void)state;
-    tml_samples *s = load(200);
-    tml_dataset *cal = NULL;
-    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
+    plan_fixture f;
+    fixture_init(&f, 200, 2);
     for (int qat = 0; qat <= 2; qat++) {
-        tml_zoo_opts zo = {.seed = 2};
-        tml_model *m = NULL;
-        assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
-        tml_plan p;
-        assert_int_equal(tml_plan_init(&p, m), TML_OK);
+        if (qat) fixture_model(&f, 2);
+        tml_model *m = f.m;
+        tml_plan p = f.p;
         tml_plan_find(&p, "fc1")->sparsity = 0.8;
         tml_plan_find(&p, "fc1")->qbits = 4;
         p.prune_epochs = 1;
         p.agp_steps = 5;
         p.qat_epochs = qat;
-        tml_finetune ft;
-        tml_finetune_default(&ft);
-        ft.data = s;
+        tml_finetune ft = f.ft;
         ft.val_samples = qat == 2 ? 50 : 0;
-        assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+        assert_int_equal(tml_plan_apply(m, &p, &ft, f.cal), TML_OK);
         assert_true(tml_model_is_quantized(m));
         const tml_tensor *w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
         assert_int_equal(w->qbits, 4);
@@ -274,11 +303,45 @@ static void test_plan_qbits_qat(void **state)
         assert_true(n - nz >= (int64_t)llround(0.8 * (double)n));
         const int8_t *q = w->data;
         for (int64_t i = 0; i < n; i++) assert_true(q[i] >= -7 && q[i] <= 7);
-        tml_plan_free(&p);
-        tml_model_free(m);
+        fixture_model_free(&f);
     }
-    tml_dataset_free(cal);
-    tml_samples_free(s);
+    fixture_free(&f);
+}
+
+/* plan.keep_nonzero (the fit search's quick measure): a packed int2 layer
+ * rounded to nearest keeps every unpruned weight nonzero (its flash then
+ * counts them all, as adaptive rounding after fine-tuning does), while plain
+ * nearest rounding zeroes many; the pruned zeros stay zero either way. */
+static void test_plan_keep_nonzero(void **state)
+{
+    (void)state;
+    plan_fixture f;
+    fixture_init(&f, 300, 4);
+    int64_t nz[3] = {0, 0, 0}, n = 0;
+    for (int k = 0; k < 3; k++) { /* 0: float (the unpruned weights), 1: nearest, 2: nearest nonzero */
+        if (k) fixture_model(&f, 4);
+        tml_plan p = f.p;
+        tml_plan_find(&p, "fc1")->sparsity = 0.2;
+        tml_plan_find(&p, "fc1")->qbits = 2;
+        p.prune_epochs = 0;
+        p.float_only = k == 0;
+        p.nearest = k > 0;
+        p.keep_nonzero = k == 2;
+        assert_int_equal(tml_plan_apply(f.m, &p, &f.ft, f.cal), TML_OK);
+        const tml_tensor *w = &f.m->tensors[f.m->nodes[tml_model_find_node(f.m, "fc1")].in[1]];
+        n = tml_tensor_numel(w);
+        nz[k] = tml_tensor_nonzeros(w);
+        if (k) {
+            assert_int_equal(w->qbits, 2);
+            const int8_t *q = w->data;
+            for (int64_t i = 0; i < n; i++) assert_true(q[i] >= -1 && q[i] <= 1);
+        }
+        fixture_model_free(&f);
+    }
+    assert_true(nz[0] <= n - (int64_t)llround(0.2 * (double)n));
+    assert_true(nz[1] < nz[0] * 9 / 10); /* ternary nearest rounding zeroes many */
+    assert_int_equal(nz[2], nz[0]);
+    fixture_free(&f);
 }
 
 /* plan.float_only: the plan's filters and sparsity, the model left float (the
@@ -287,24 +350,16 @@ static void test_plan_qbits_qat(void **state)
 static void test_plan_float_only(void **state)
 {
     (void)state;
-    tml_samples *s = load(200);
-    tml_dataset *cal = NULL;
-    assert_int_equal(tml_dataset_from_samples(s, NULL, -1, NULL, &cal), TML_OK);
-    tml_zoo_opts zo = {.seed = 3};
-    tml_model *m = NULL;
-    assert_int_equal(tml_zoo_create("lenet5", &zo, &m), TML_OK);
-    tml_plan p;
-    assert_int_equal(tml_plan_init(&p, m), TML_OK);
+    plan_fixture f;
+    fixture_init(&f, 200, 3);
+    tml_model *m = f.m;
+    tml_plan p = f.p;
     tml_plan_find(&p, "fc1")->filters = 0.5;
     tml_plan_find(&p, "fc1")->sparsity = 0.6;
     p.prune_epochs = 1;
     p.agp_steps = 5;
     p.float_only = 1;
-    tml_finetune ft;
-    tml_finetune_default(&ft);
-    ft.data = s;
-    ft.val_samples = 0;
-    assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+    assert_int_equal(tml_plan_apply(m, &p, &f.ft, f.cal), TML_OK);
     assert_false(tml_model_is_quantized(m));
     const tml_tensor *w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
     assert_int_equal(w->dtype, TML_DTYPE_F32);
@@ -316,7 +371,7 @@ static void test_plan_float_only(void **state)
     tml_plan_find(&p, "fc1")->bits = 4;
     p.prune_epochs = 0;
     p.float_only = 0;
-    assert_int_equal(tml_plan_apply(m, &p, &ft, cal), TML_OK);
+    assert_int_equal(tml_plan_apply(m, &p, &f.ft, f.cal), TML_OK);
     assert_true(tml_model_is_quantized(m));
     w = &m->tensors[m->nodes[tml_model_find_node(m, "fc1")].in[1]];
     assert_int_equal(w->dims[0], 125);
@@ -328,10 +383,7 @@ static void test_plan_float_only(void **state)
     for (int64_t i = 0; i < n; i++)
         if (!seen[q[i] + 128]++) distinct++;
     assert_true(distinct <= 16);
-    tml_plan_free(&p);
-    tml_model_free(m);
-    tml_dataset_free(cal);
-    tml_samples_free(s);
+    fixture_free(&f);
 }
 
 static void test_fit_miss(void **state)
@@ -364,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_finetune_augmentation),
         cmocka_unit_test(test_plan_apply),
         cmocka_unit_test(test_plan_qbits_qat),
+        cmocka_unit_test(test_plan_keep_nonzero),
         cmocka_unit_test(test_plan_float_only),
         cmocka_unit_test(test_fit_miss),
     };

@@ -474,7 +474,8 @@ tml_status tml_calibrate(const tml_model *m, tml_dataset *ds, const tml_calib_op
     st = tml_engine_new(m, o.batch, &eo, &e);
     if (st) goto out;
     pass_ctx ctx = {.m = m, .e = e, .c = out, .pass = 1};
-    st = run_pass(&ctx, ds, sel, k, o.batch, raw, x, lab, &o, 0, 2 * k);
+    const int64_t work = o.ranges_only && !o.hessians ? k : 2 * k;
+    st = run_pass(&ctx, ds, sel, k, o.batch, raw, x, lab, &o, 0, work);
     if (st) goto out;
     for (int t = 0; t < m->n_tensors; t++) {
         tml_tensor_stats *s = &out->stats[t];
@@ -485,7 +486,7 @@ tml_status tml_calibrate(const tml_model *m, tml_dataset *ds, const tml_calib_op
         }
     }
     ctx.pass = 2;
-    st = run_pass(&ctx, ds, sel, k, o.batch, raw, x, lab, &o, k, 2 * k);
+    if (!o.ranges_only || o.hessians) st = run_pass(&ctx, ds, sel, k, o.batch, raw, x, lab, &o, k, work);
     if (st) goto out;
     if (out->hess && o.sequential && (st = sequential_hessians(m, ds, sel, k, &o, out, raw, x, lab))) goto out;
     for (int t = 0; t < m->n_tensors; t++) {

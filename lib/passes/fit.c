@@ -131,6 +131,12 @@ typedef struct fit_ctx {
     int n_cache, cap_cache;
     int64_t evals;
     double t0;
+    double stop_at;         /* a descent stops at this fraction of the time budget */
+    int64_t gap[2];         /* per weight-form goal (plan.form_size): the compiled flash's excess
+                               over the exporter's estimate, as last measured (+64 B), added to
+                               the quick measure's flash from then on */
+    unsigned char *fixed;   /* per plan layer: its filters cannot be removed (a residual add
+                               or the output ties them): no filter move, no structured start */
 } fit_ctx;
 
 static void progress(const fit_ctx *x, const char *phase, int done, int total, const char *fmt, ...)
@@ -210,6 +216,11 @@ static tml_status quick_model(const fit_ctx *x, const tml_plan *p, tml_model **m
     tml_plan q = *p;
     q.prune_epochs = q.cluster_epochs = q.qat_epochs = 0;
     q.nearest = 1; /* GPTQ per plan would slow the descent several times over */
+    /* ... but nearest rounding zeroes most small weights of an int4 / int2 layer, which
+     * then looks small in a sparse form, while adaptive rounding after fine-tuning keeps
+     * them nonzero (LeNet-5's fc1 at int2: 30.5 KB here, 47.2 KB fine-tuned): every
+     * unpruned weight stays nonzero, so its flash here is an upper bound */
+    q.keep_nonzero = 1;
     q.calib_samples = 256;
     q.cluster_iters = 8; /* the sizes do not depend on it; the quick loss a little */
     tml_finetune ft;
@@ -248,6 +259,18 @@ static tml_status compiled_flash(const fit_ctx *x, const tml_plan *p, int64_t *f
     return st;
 }
 
+/* The quick measure's flash: the exporter's, plus the compiler's excess over
+ * its code estimate as measured so far for the plan's weight-form goal (the
+ * balanced kernels compiled -O2 are further above the estimate than the
+ * smallest ones at -Os: 4.3 against 1.9 KB on a small residual net). The
+ * cache keeps the exporter's numbers. */
+static tml_status with_gap(const fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
+{
+    c->code_gap = x->gap[p->form_size ? 1 : 0];
+    c->flash += c->code_gap;
+    return TML_OK;
+}
+
 /* The plan measured without fine-tuning (cached: variants share steps). */
 static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
 {
@@ -260,7 +283,7 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
             *c = x->cache[i].cost;
             hit = 1;
         }
-    if (hit) return TML_OK;
+    if (hit) return with_gap(x, p, c);
     tml_model *m = NULL;
     tml_status st = quick_model(x, p, &m);
     if (!st) st = measure(x, p, m, x->n_quick, c);
@@ -287,7 +310,7 @@ static tml_status quick(fit_ctx *x, const tml_plan *p, tml_fit_cost *c)
             cs = tml_error(TML_ERR_NOMEM, "out of memory");
         }
     }
-    return cs;
+    return cs ? cs : with_gap(x, p, c);
 }
 
 /* The tuned descent. Untrained, the quick measure says little once a plan
@@ -357,6 +380,7 @@ static tml_status quick_from(fit_ctx *x, const tbase *b, const tml_plan *p, tml_
     }
     d.prune_epochs = d.cluster_epochs = d.qat_epochs = 0;
     d.nearest = 1;
+    d.keep_nonzero = 1;
     d.calib_samples = 256;
     d.cluster_iters = 8;
     d.float_only = 0;
@@ -371,6 +395,7 @@ static tml_status quick_from(fit_ctx *x, const tbase *b, const tml_plan *p, tml_
     if (!st) st = tml_plan_apply(m, &d, &ft, cal);
     tml_dataset_free(cal);
     if (!st) st = measure(x, p, m, x->n_quick, c);
+    if (!st) st = with_gap(x, p, c);
     tml_model_free(m);
     tml_plan_free(&d);
     if (!st) {
@@ -500,9 +525,10 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
             out->fits = 1;
             break;
         }
-        /* a time budget bounds the descent too: it stops at 60% of it (fine-tuning needs the rest) */
-        if (o->time_budget_s > 0 && now_s() - x->t0 > 0.6 * o->time_budget_s) {
-            progress(x, "search", it + 1, 0, "%s: 60%% of the time budget gone: stop", out->name);
+        /* a time budget bounds the descent too: it stops at 60% of it (fine-tuning needs the
+         * rest), the first one at 80% (without a fitting plan the rest is of no use) */
+        if (o->time_budget_s > 0 && now_s() - x->t0 > x->stop_at * o->time_budget_s) {
+            progress(x, "search", it + 1, 0, "%s: %.0f%% of the time budget gone: stop", out->name, 100 * x->stop_at);
             break;
         }
         /* far from the original: the tuned descent (moves measured from a short fine-tune of
@@ -530,7 +556,8 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
                 first = TML_ERR_NOMEM;
                 continue;
             }
-            ok[j] = move(&tries[j], j / N_MOVES, j % N_MOVES);
+            ok[j] = !(j % N_MOVES == MOVE_FILTERS && x->fixed && x->fixed[j / N_MOVES]) &&
+                    move(&tries[j], j / N_MOVES, j % N_MOVES);
         }
         if (first) {
             st = tml_error(first, "out of memory");
@@ -614,6 +641,38 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
     return st;
 }
 
+/* Which layers' filters the structured pruner can remove: a dry run per
+ * layer on a copy of the model (one filter in eight). A layer whose outputs
+ * meet another's in a residual add keeps them all, so its filter moves would
+ * be measured to no effect at every step, and a structured start from it
+ * would repeat the plain descent (resnet8's res3_conv2, its biggest layer). */
+static tml_status fixed_layers(fit_ctx *x, const tml_plan *p)
+{
+    x->fixed = calloc((size_t)(p->n_layers ? p->n_layers : 1), 1);
+    if (!x->fixed) return tml_error(TML_ERR_NOMEM, "out of memory");
+    char names[400] = "";
+    for (int i = 0; i < p->n_layers; i++) {
+        tml_model *c = tml_model_clone(x->m);
+        if (!c) return tml_error(TML_ERR_NOMEM, "out of memory");
+        tml_layer_target t = {.name = p->layers[i].name, .sparsity = FILTER_STEP};
+        tml_prune_spec s = {.n_targets = 1, .targets = &t, .structured = 1, .norm = TML_NORM_L1};
+        tml_prune_report rep;
+        tml_status st = tml_prune_structured(c, &s, &rep);
+        tml_model_free(c);
+        if (st) return st;
+        int removed = 0;
+        for (int j = 0; j < rep.n_layers; j++)
+            if (strcmp(rep.layers[j].name, p->layers[i].name) == 0) removed = rep.layers[j].removed;
+        tml_prune_report_free(&rep);
+        x->fixed[i] = removed <= 0;
+        size_t k = strlen(names);
+        if (x->fixed[i] && k < sizeof names - 40)
+            snprintf(names + k, sizeof names - k, "%s%.32s", k ? ", " : "", p->layers[i].name);
+    }
+    if (names[0]) progress(x, "search", 0, 0, "filters that cannot be removed (kept by the graph): %s", names);
+    return TML_OK;
+}
+
 /* Structured starts: untrained, sparsity looks free and filter removal does
  * not, so the descent alone never removes the filters (neurons) of the big
  * layers, although that shrinks the next layer, the per-channel constants
@@ -624,7 +683,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
  * starts[0] is the uncompressed plan; the names are suffixes of the path names. */
 #define MAX_STRUCT_STARTS 5
 #define MAX_PATHS (N_VARIANTS + MAX_STRUCT_STARTS)
-static tml_status structured_starts(const tml_model *m, const tml_plan *start, int enabled,
+static tml_status structured_starts(const tml_model *m, const tml_plan *start, int enabled, const unsigned char *fixed,
                                     tml_plan starts[1 + MAX_STRUCT_STARTS], char names[][48], int *n)
 {
     *n = 0;
@@ -638,7 +697,7 @@ static tml_status structured_starts(const tml_model *m, const tml_plan *start, i
     for (int i = 0; i < start->n_layers; i++)
         for (int j = 0; j < m->n_nodes; j++) {
             const tml_node *nd = &m->nodes[j];
-            if (strcmp(nd->name, start->layers[i].name) != 0 || nd->out == m->output) continue;
+            if (strcmp(nd->name, start->layers[i].name) != 0 || nd->out == m->output || (fixed && fixed[i])) continue;
             int64_t w = tml_tensor_numel(&m->tensors[nd->in[1]]);
             if (w > topw[0]) {
                 top[1] = top[0];
@@ -666,6 +725,45 @@ static tml_status structured_starts(const tml_model *m, const tml_plan *start, i
         (*n)++;
     }
     return TML_OK;
+}
+
+/* The exporter's code size is an estimate: the fitting plan of path v is
+ * compiled for the target, and where it is over, the descent goes on with
+ * the shortfall as slack (up to three times). Run right after the path's
+ * descent, so a path that fits by the estimate but not compiled is finished
+ * before the time budget goes to the next descent. */
+static tml_status compile_check(fit_ctx *x, path *paths, int v, int *n_steps)
+{
+    const tml_fit_opts *o = x->o;
+    tml_status st = TML_OK;
+    for (int k = 0; paths[v].fits && !st; k++) {
+        step *last = &paths[v].s[paths[v].n - 1];
+        int64_t cf = 0, est = last->cost.flash - last->cost.code_gap;
+        /* a plan met before (another path's answer) was compiled then */
+        int seen = 0;
+        for (int u = 0; u < v && !seen; u++)
+            seen = paths[u].fits && plan_equal(&paths[u].s[paths[u].n - 1].plan, &last->plan);
+        if (seen) break;
+        st = compiled_flash(x, &last->plan, &cf);
+        if (st) break;
+        progress(x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
+                 paths[v].name, (long long)cf, (long long)est);
+        if (cf <= o->flash) break;
+        paths[v].fits = 0;
+        /* from here on the quick measure adds this gap to the flash of every plan with the
+         * same weight-form goal (the other goal keeps its own: a descent that goes on into
+         * the smallest forms is not charged the balanced kernels' gap); it grows each time,
+         * as cf > budget >= est + the gap so far */
+        int f = last->plan.form_size ? 1 : 0;
+        int64_t gap = cf - est + 64;
+        x->gap[f] = gap > x->gap[f] ? gap : x->gap[f] + 64;
+        if (k == 3) break;
+        tml_plan from;
+        st = plan_copy(&from, &last->plan);
+        if (!st) st = descend(x, &paths[v], &from, n_steps, o);
+        tml_plan_free(&from);
+    }
+    return st;
 }
 
 /* ---- candidates ---------------------------------------------------------------------------- */
@@ -698,7 +796,8 @@ static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan
  * with the compiler's slack), it goes after every plan that fits. */
 static int screen_fits(const tml_fit_opts *o, const tml_fit_cand *c)
 {
-    return c->screened && tml_fit_miss(o, &c->screen, NULL) <= 0 && c->screen.flash <= c->quick.flash + 512;
+    return c->screened && tml_fit_miss(o, &c->screen, NULL) <= 0 &&
+           c->screen.flash <= c->quick.flash - c->quick.code_gap + 512;
 }
 
 /* The short distilled fine-tune that ranks the fitting plans: the untrained
@@ -902,51 +1001,34 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     char start_names[1 + MAX_STRUCT_STARTS][48];
     int n_starts = 0;
     memset(starts, 0, sizeof starts);
-    if (!st) st = structured_starts(m, &start, o->screen_samples > 0, starts, start_names, &n_starts);
+    if (!st) st = fixed_layers(&x, &start);
+    if (!st) st = structured_starts(m, &start, o->screen_samples > 0, x.fixed, starts, start_names, &n_starts);
+    double first_s = 0; /* the first descent's wall time, compile checks included */
     for (int k = 0; !st && k < N_VARIANTS + n_starts - 1; k++) {
         /* order: greedy all, the structured starts, then the other variants */
         int vi = k < n_starts ? 0 : k - n_starts + 1;
         const tml_plan *sp = k < n_starts ? &starts[k] : &start;
-        /* with a time budget, the others only while half of it is left */
-        if (k > 0 && o->time_budget_s > 0 && now_s() - x.t0 > 0.5 * o->time_budget_s) {
+        /* with a time budget, the others only while half of it is left, and only if one
+         * as long as the first would end before 60% of it (where a descent stops: an
+         * unfinished one gives nothing; resnet8's take 8-15 minutes) */
+        double t = now_s() - x.t0;
+        if (k > 0 && o->time_budget_s > 0 && (t > 0.5 * o->time_budget_s || t + first_s > 0.6 * o->time_budget_s)) {
             r->budget_stopped++;
+            progress(&x, "search", 0, 0, "time budget: no more descents (%d of %d; the first took %.0fs)", k,
+                     N_VARIANTS + n_starts - 1, first_s);
             break;
         }
+        x.stop_at = k == 0 ? 0.8 : 0.6;
+        double t0 = now_s();
         path *pa = &paths[n_paths++];
         pa->v = &variants[vi];
         snprintf(pa->name, sizeof pa->name, "%s%s", variants[vi].name, k < n_starts ? start_names[k] : "");
         st = descend(&x, pa, sp, &r->n_steps, o);
+        /* the exporter's code size is an estimate: the plan compiled, and on if it is over */
+        if (!st && o->device) st = compile_check(&x, paths, n_paths - 1, &r->n_steps);
+        if (k == 0) first_s = now_s() - t0;
     }
     for (int k = 0; k < n_starts; k++) tml_plan_free(&starts[k]);
-    /* the exporter's code size is an estimate: compile each fitting plan for
-     * the target, and where it is over, descend on with the shortfall as slack */
-    for (int v = 0; !st && o->device && v < n_paths; v++) {
-        tml_fit_opts ob = *o;
-        for (int k = 0; paths[v].fits && !st; k++) {
-            step *last = &paths[v].s[paths[v].n - 1];
-            int64_t cf = 0, est = last->cost.flash;
-            /* a plan met before (another path's answer) was compiled then */
-            int seen = 0;
-            for (int u = 0; u < v && !seen; u++)
-                seen = paths[u].fits && plan_equal(&paths[u].s[paths[u].n - 1].plan, &last->plan);
-            if (seen) break;
-            st = compiled_flash(&x, &last->plan, &cf);
-            if (st) break;
-            progress(&x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
-                     paths[v].name, (long long)cf, (long long)est);
-            if (cf <= o->flash) break;
-            paths[v].fits = 0;
-            /* the budget less this plan's compiler gap (not less every gap so far: they do not
-             * add up, LeNet-5's answer kept 3.6 KB unused that way); lower each time */
-            int64_t gap = cf - est > 0 ? cf - est + 64 : 64;
-            ob.flash = o->flash - gap < ob.flash ? o->flash - gap : ob.flash - 64;
-            if (k == 3 || ob.flash <= 0) break;
-            tml_plan from;
-            st = plan_copy(&from, &last->plan);
-            if (!st) st = descend(&x, &paths[v], &from, &r->n_steps, &ob);
-            tml_plan_free(&from);
-        }
-    }
     /* candidates: each path's fitting plan, then points on the way (the front) */
     int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
     for (int v = 0; !st && v < n_paths; v++)
@@ -1107,6 +1189,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     for (int i = 0; i < x.n_cache; i++) tml_plan_free(&x.cache[i].plan);
     free(x.cache);
     tml_samples_free(x.tr);
+    free(x.fixed);
     free(idx);
     if (st) tml_fit_result_free(r);
     return st;

@@ -205,6 +205,9 @@ static tml_status quant_node_weights(tml_model *m, tml_node *n, const tml_calib 
     tml_quant_weight_scales(m, (int)(n - m->nodes), bits, o->per_tensor, s, &per_tensor);
     const float *wf = w->data;
     for (int64_t i = 0; i < cnt; i++) q[i] = quant_w(wf[i], s[chan_of(w, axis, i)], qmax);
+    if (o->keep_nonzero && bits < 8 && !w->cb && o->weight_rounding != TML_ROUND_ADAPTIVE)
+        for (int64_t i = 0; i < cnt; i++)
+            if (q[i] == 0 && wf[i] != 0.0f) q[i] = wf[i] > 0.0f ? 1 : -1;
     if (o->weight_rounding == TML_ROUND_ADAPTIVE && calib && calib->hess) {
         tml_status ast;
         tml_gptq_node(m, (int)(n - m->nodes), &calib->hess[n - m->nodes], per_tensor, qmax, s, q, &ast);

@@ -337,6 +337,7 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
         qo.n_layer_bits = nlb;
         const int adaptive = nlb > 0 && !p->nearest;
         if (adaptive) qo.weight_rounding = TML_ROUND_ADAPTIVE;
+        else qo.keep_nonzero = p->keep_nonzero;
         tml_calib_opts co = {.samples = p->calib_samples > 0 ? p->calib_samples : 512, .seed = f.seed, .cancel = f.cancel};
         if (p->qat_epochs > 0) {
             st = qat_step(m, p, &f, calib, &qo, &co);
@@ -346,6 +347,8 @@ tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *f
             tml_calib cal = {0};
             co.hessians = adaptive;
             co.sequential = adaptive ? &qo : NULL;
+            /* min/max ranges without bias correction: the histogram pass would go unused */
+            co.ranges_only = qo.method == TML_CALIB_MINMAX && !qo.bias_correction;
             if (!st) st = tml_calibrate(m, calib, &co, &cal);
             if (!st) st = tml_quantize(m, &cal, &qo);
             tml_calib_free(&cal);

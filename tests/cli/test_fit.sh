@@ -79,6 +79,31 @@ if [ -z "$VERIFY" ]; then expect_grep "$W/err" "verified bit-exact on the emulat
 expect_exit 0 "the QAT answer's history" -- "$T" info q.tmf --history
 expect_grep "$W/out" "qat_epochs" "the history records the QAT epochs"
 
+# a residual block: the filters of the layers the add ties (the block's input
+# conv1, its last conv rb) and of the output layer cannot be removed; the
+# search says so, and neither moves them nor starts a descent from them
+cat >res.json <<'JSON'
+{"layers": [
+  {"type": "conv2d", "name": "conv1", "filters": 8, "kernel": 3, "padding": "same", "act": "relu"},
+  {"type": "maxpool", "size": 2},
+  {"type": "residual", "act": "relu", "layers": [
+    {"type": "conv2d", "name": "ra", "filters": 8, "kernel": 3, "padding": "same", "act": "relu"},
+    {"type": "conv2d", "name": "rb", "filters": 8, "kernel": 3, "padding": "same"}]},
+  {"type": "maxpool", "size": 2},
+  {"type": "flatten"},
+  {"type": "dense", "name": "fc1", "units": 16, "act": "relu"},
+  {"type": "dense", "name": "fc2", "units": 10}
+]}
+JSON
+"$T" create res.json -q -o res0.tmf || fail "create res"
+"$T" train res0.tmf --data fashion-mnist --limit 2000 --epochs 1 --val 300 -q -o res.tmf >/dev/null || fail "train res"
+expect_exit 0 "fit a residual model" -- "$T" fit res.tmf --data fashion-mnist --train-limit 2000 --flash 12K --ram 4K \
+  --epochs 1 --candidates 1 --no-verify -o r.tmf
+expect_grep "$W/err" "filters that cannot be removed (kept by the graph): conv1, rb, fc2" "the tied layers are named"
+expect_grep "$W/err" "greedy all, ra -50%" "a structured start from the biggest layer whose filters can go"
+CHECKS=$((CHECKS + 1))
+! grep -q "greedy all, \(conv1\|rb\) -\|\(conv1\|rb\) filters ->" "$W/err" || fail "a tied layer's filters were moved"
+
 # nothing fits: exit 1, the closest candidate and its miss, no model written
 expect_exit 1 "an impossible budget" -- "$T" fit base.tmf --data fashion-mnist --train-limit 3000 --flash 1K --ram 256 \
   --epochs 1 --candidates 2 --no-verify -o none.tmf

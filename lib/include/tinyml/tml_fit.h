@@ -20,8 +20,12 @@
  *    3 points. It stops when everything fits. Several variants of the move set
  *    (all knobs; no weight sharing; no filter removal unless RAM needs it),
  *    and descents that start with the biggest layers' filters partly removed
- *    (the untrained measure alone never takes that path), give several
- *    fitting plans; points of the way give the Pareto front.
+ *    (the untrained measure alone never takes that path; not from layers
+ *    whose filters the graph ties, which get no filter moves either), give
+ *    several fitting plans; points of the way give the Pareto front. Packed
+ *    int4 / int2 layers are rounded to nearest there without rounding an
+ *    unpruned weight to zero, so their flash is an upper bound of the
+ *    fine-tuned one's.
  * 3. Screening: each fitting plan gets a short distilled fine-tune (one AGP
  *    epoch on `screen_samples` training samples) and its validation top-1
  *    ranks the plans; the best `finalists` go on.
@@ -86,9 +90,11 @@ typedef struct tml_fit_opts {
     int64_t quick_samples;  /* of them, used by the greedy descent's quick measure (default 1000) */
     int distill;            /* distill fine-tuning from the original model (default 1) */
     tml_export_opts exp;    /* how the candidates are exported (and measured) */
-    const struct tml_device_opts *device; /* non-NULL: each fitting plan of the descent is also
+    const struct tml_device_opts *device; /* non-NULL: each descent's fitting plan is also
                                compiled for this target (one run on the emulated core) and the
-                               descent goes on where the compiled flash is over the budget */
+                               descent goes on where the compiled flash is over the budget, the
+                               compiler's excess over the code estimate added to the flash of
+                               the plans with the same weight-form goal from then on */
     const tml_samples *train; /* raw training samples (required) */
     const tml_samples *test;  /* raw test samples for the report (may be NULL) */
     tml_fit_progress_fn progress;
@@ -106,6 +112,9 @@ typedef struct tml_fit_cost {
     int64_t instr;          /* exporter's estimated Cortex-M4 instructions per inference */
     double val_loss, val_acc; /* validation (quick subset during the descent) */
     double test_acc;        /* NaN when not measured */
+    int64_t code_gap;       /* the search's quick measure only: the compiler's excess over the
+                               code estimate measured for the plan's weight-form goal so far,
+                               included in flash (0 for exact measures) */
 } tml_fit_cost;
 
 struct tml_fit_cand {

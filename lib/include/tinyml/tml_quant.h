@@ -90,6 +90,9 @@ typedef struct tml_calib_opts {
                           will follow; each layer's statistics are then gathered with the
                           layers before it already rounded as it will round them (GPTQ's
                           sequential order: one more pass over the samples per layer) */
+    int ranges_only;   /* min/max only (pass 1; without hessians): the histograms and
+                          channel means stay empty, which is all TML_CALIB_MINMAX without
+                          bias correction needs, in half the time */
 } tml_calib_opts;
 
 /* Runs the float model over a seeded random subset of the dataset, streaming:
@@ -137,6 +140,12 @@ typedef struct tml_quant_opts {
     tml_weight_rounding weight_rounding; /* default nearest */
     const tml_layer_bits *layer_bits; /* (n_layer_bits) per-layer widths (mixed precision) */
     int n_layer_bits;
+    int keep_nonzero;   /* nearest rounding of a layer narrower than 8 bits: a nonzero
+                           float weight never rounds to 0 (to +-1 instead), so its
+                           nonzeros (what a sparse export pays for) are the float
+                           model's: the budget search's honest flash count for packed
+                           int4 / int2 layers, whose adaptive rounding keeps most
+                           small weights nonzero */
 } tml_quant_opts;
 void tml_quant_opts_default(tml_quant_opts *o);
 /* The weight width of node `name` under `o` (its tml_layer_bits entry, else weight_bits). */

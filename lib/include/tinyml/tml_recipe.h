@@ -107,6 +107,9 @@ typedef struct tml_plan {
     int64_t calib_samples;   /* calibration samples for INT8 (default 512) */
     int nearest;             /* packed low-bit layers rounded to nearest, not adaptively (quicker:
                                 the budget search's untrained measure) */
+    int keep_nonzero;        /* with nearest: a packed layer's nonzero float weights never round
+                                to 0 (tml_quant_opts.keep_nonzero): the search's flash counts
+                                every unpruned weight, as adaptive rounding keeps most nonzero */
     int float_only;          /* stop before INT8: the model stays float (pruned, shared), as the
                                 budget search's fine-tuned starting points */
     int qat_epochs;          /* > 0: quantization-aware training (tml_qat: distilled from ft's
