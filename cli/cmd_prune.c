@@ -53,6 +53,8 @@ static const char help[] =
     "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --teacher MODEL        distill from MODEL while fine-tuning (e.g. the unpruned model)\n"
+    "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9), as in 'tinyml train'\n"
+    CLI_WAVG_HELP
     "  --crop-pad P, --flip   fine-tuning augmentation, as in 'tinyml train'\n"
     "  --val N                hold N samples of --data out of fine-tuning (default 5000; 0 = train on all)\n"
     "  --limit N              evaluate on N samples only\n"
@@ -157,13 +159,19 @@ int cmd_prune(int argc, char **argv)
     static char target_names[256][128];
     const char *skip[257] = {NULL};
     int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64, no_ckpt = 0, crop_pad = 0, flip = 0;
-    double sparsity = -1, lr = 1e-3, max_drop = -1, min_density = TML_PRUNE_MIN_DENSITY_DEFAULT;
+    double sparsity = -1, lr = 1e-3, max_drop = -1, min_density = TML_PRUNE_MIN_DENSITY_DEFAULT, kd_t = 4.0, kd_a = 0.9;
+    int kd_set = 0;
+    cli_wavg wavg = CLI_WAVG_INIT;
     int64_t limit = 0, val = -1;
     cli_data data = {0};
     tml_prune_spec spec = {.norm = TML_NORM_L1};
     while (cli_next(&c)) {
         const char *v;
-        if (cli_data_option(&c, &data)) continue;
+        if (cli_data_option(&c, &data) || cli_weight_avg_option(&c, &wavg)) continue;
+        if (cli_double(&c, "kd-temperature", 0, 1e-6, 1000, &kd_t) || cli_double(&c, "kd-alpha", 0, 0, 1, &kd_a)) {
+            kd_set = 1;
+            continue;
+        }
         if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "config", 0, &config) ||
             cli_str(&c, "structured", 0, &structured) || cli_str(&c, "norm", 0, &norm) ||
             cli_str(&c, "prune-schedule", 0, &schedule) || cli_str(&c, "schedule", 0, &schedule) ||
@@ -218,6 +226,9 @@ int cmd_prune(int argc, char **argv)
     if (ft_epochs && !data.spec) cli_usage_error(&c, "fine-tuning needs --data");
     if (data.val_split > 0 && !data.spec) cli_usage_error(&c, "--val-split needs --data");
     if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --epochs");
+    if (kd_set && !teacher) cli_usage_error(&c, "--kd-temperature and --kd-alpha need --teacher");
+    cli_weight_avg_check(&c, &wavg);
+    if (wavg.kind && !ft_epochs) cli_usage_error(&c, "--weight-avg needs --epochs");
     if ((crop_pad || flip || val >= 0) && !ft_epochs) cli_usage_error(&c, "--crop-pad, --flip and --val need --epochs");
     if (sens && max_drop < 0) cli_usage_error(&c, "--from-sensitivity needs --max-drop P (accuracy points)");
     if (!sens && max_drop >= 0) cli_usage_error(&c, "--max-drop needs --from-sensitivity");
@@ -301,6 +312,11 @@ int cmd_prune(int argc, char **argv)
     ft.val_samples = val;
     ft.aug_crop_pad = crop_pad;
     ft.aug_flip = flip;
+    ft.avg = (tml_avg)wavg.kind;
+    ft.avg_decay = wavg.decay;
+    ft.avg_from = wavg.from;
+    ft.kd_temperature = kd_t;
+    ft.kd_alpha = kd_a;
     ft.progress = on_progress;
     ft.on_epoch = on_epoch;
     ft.user = &pc;
@@ -412,6 +428,15 @@ int cmd_prune(int argc, char **argv)
         cJSON_AddNumberToObject(h, "lr", lr);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
         if (crop_pad) cJSON_AddNumberToObject(h, "crop_pad", crop_pad);
+        if (kd_set) {
+            cJSON_AddNumberToObject(h, "kd_temperature", kd_t);
+            cJSON_AddNumberToObject(h, "kd_alpha", kd_a);
+        }
+        if (wavg.kind) {
+            cJSON_AddStringToObject(h, "weight_avg", wavg.kind == TML_AVG_EMA ? "ema" : "mean");
+            if (wavg.kind == TML_AVG_EMA) cJSON_AddNumberToObject(h, "weight_avg_decay", wavg.decay);
+            cJSON_AddNumberToObject(h, "weight_avg_from", wavg.from);
+        }
         if (flip) cJSON_AddTrueToObject(h, "flip");
         if (val >= 0) cJSON_AddNumberToObject(h, "val", (double)val);
     }

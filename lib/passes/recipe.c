@@ -19,6 +19,10 @@ void tml_finetune_default(tml_finetune *f)
     f->batch = 64;
     f->seed = 1;
     f->val_samples = -1;
+    f->avg_decay = 0.999;
+    f->avg_from = 0.75;
+    f->kd_temperature = 4.0;
+    f->kd_alpha = 0.9;
 }
 
 tml_status tml_finetune_run(tml_model *m, const tml_finetune *ft, tml_train_hook_fn hook, int64_t hook_every,
@@ -38,6 +42,11 @@ tml_status tml_finetune_run(tml_model *m, const tml_finetune *ft, tml_train_hook
     o.teacher = ft->teacher;
     o.aug_crop_pad = ft->aug_crop_pad;
     o.aug_flip = ft->aug_flip;
+    o.avg = ft->avg;
+    o.avg_decay = ft->avg_decay;
+    o.avg_from = ft->avg_from;
+    o.kd_temperature = ft->kd_temperature;
+    o.kd_alpha = ft->kd_alpha;
     o.cancel = ft->cancel;
     o.progress = ft->progress;
     o.on_epoch = ft->on_epoch;
