@@ -51,6 +51,7 @@ static const char help[] =
     "                         on the rest, report on it (for a CSV or PNG folder: no test split)\n"
     "  --eval-data SPEC       report on this data instead (default split test)\n"
     "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
+    "  --lr-schedule S        cosine (default) or constant (e.g. with --weight-avg mean: SWA)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --teacher MODEL        distill from MODEL while fine-tuning (e.g. the unpruned model)\n"
     "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9), as in 'tinyml train'\n"
@@ -156,7 +157,7 @@ int cmd_prune(int argc, char **argv)
     cli c;
     cli_init(&c, "prune", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *config = NULL, *structured = NULL, *norm = NULL, *schedule = "oneshot",
-               *sens = NULL, *teacher = NULL, *ckpt_prefix = NULL;
+               *sens = NULL, *teacher = NULL, *ckpt_prefix = NULL, *lr_sched = "cosine";
     static tml_layer_target targets[256];
     static char target_names[256][128];
     const char *skip[257] = {NULL};
@@ -178,7 +179,7 @@ int cmd_prune(int argc, char **argv)
             cli_str(&c, "structured", 0, &structured) || cli_str(&c, "norm", 0, &norm) ||
             cli_str(&c, "prune-schedule", 0, &schedule) || cli_str(&c, "schedule", 0, &schedule) ||
             cli_str(&c, "from-sensitivity", 0, &sens) || cli_str(&c, "teacher", 0, &teacher) ||
-            cli_str(&c, "checkpoint", 0, &ckpt_prefix))
+            cli_str(&c, "checkpoint", 0, &ckpt_prefix) || cli_str(&c, "lr-schedule", 0, &lr_sched))
             continue;
         if (cli_double(&c, "sparsity", 0, -1e300, 1e300, &sparsity) || cli_double(&c, "lr", 0, 1e-12, 10, &lr) ||
             cli_double(&c, "max-drop", 0, 0, 100, &max_drop) || cli_double(&c, "min-density", 0, 0, 0.999, &min_density))
@@ -228,6 +229,9 @@ int cmd_prune(int argc, char **argv)
     if (ft_epochs && !data.spec) cli_usage_error(&c, "fine-tuning needs --data");
     if (data.val_split > 0 && !data.spec) cli_usage_error(&c, "--val-split needs --data");
     if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --epochs");
+    if (strcmp(lr_sched, "cosine") && strcmp(lr_sched, "constant"))
+        cli_usage_error(&c, "--lr-schedule must be cosine or constant (got '%s')", lr_sched);
+    if (strcmp(lr_sched, "cosine") && !ft_epochs) cli_usage_error(&c, "--lr-schedule needs --epochs");
     if (kd_set && !teacher) cli_usage_error(&c, "--kd-temperature and --kd-alpha need --teacher");
     cli_weight_avg_check(&c, &wavg);
     if (wavg.kind && !ft_epochs) cli_usage_error(&c, "--weight-avg needs --epochs");
@@ -314,6 +318,7 @@ int cmd_prune(int argc, char **argv)
     ft.val_samples = val;
     ft.aug_crop_pad = crop_pad;
     ft.aug_flip = flip;
+    ft.lr_constant = strcmp(lr_sched, "constant") == 0;
     ft.avg = (tml_avg)wavg.kind;
     ft.avg_decay = wavg.decay;
     ft.avg_from = wavg.from;
@@ -430,6 +435,7 @@ int cmd_prune(int argc, char **argv)
         cJSON_AddNumberToObject(h, "lr", lr);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
         if (crop_pad) cJSON_AddNumberToObject(h, "crop_pad", crop_pad);
+        if (strcmp(lr_sched, "cosine")) cJSON_AddStringToObject(h, "lr_schedule", lr_sched);
         if (kd_set) {
             cJSON_AddNumberToObject(h, "kd_temperature", kd_t);
             cJSON_AddNumberToObject(h, "kd_alpha", kd_a);

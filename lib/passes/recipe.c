@@ -36,6 +36,7 @@ tml_status tml_finetune_run(tml_model *m, const tml_finetune *ft, tml_train_hook
     tml_train_opts_default(&o);
     o.epochs = ft->epochs;
     o.lr = ft->lr;
+    if (ft->lr_constant) o.sched = TML_SCHED_CONSTANT;
     o.batch = ft->batch;
     o.seed = ft->seed;
     o.val_samples = ft->val_samples;

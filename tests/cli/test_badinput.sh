@@ -181,6 +181,7 @@ prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --weight-avg ema:1.5 $D -o $O/x.
 prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --weight-avg-from 0.5 $D -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --weight-avg mean -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --kd-alpha 0.5 $D -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --lr-schedule cyclic $D -o $O/x.tmf
 train $W/in/valid.tmf $D --weight-avg mean --weight-avg-from 1 -o $O/x.tmf
 sensitivity $W/in/valid.tmf $D --range 1:0:0.1
 cluster $W/in/valid.tmf --bits 99 -o $O/x.tmf

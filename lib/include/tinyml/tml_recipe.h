@@ -33,7 +33,8 @@ extern "C" {
 /* Fine-tuning settings shared by the recipes. */
 typedef struct tml_finetune {
     int epochs;               /* 0: no fine-tuning */
-    double lr;                /* Adam, cosine schedule */
+    double lr;                /* Adam */
+    int lr_constant;          /* 1: constant learning rate (for weight averaging); 0: cosine to zero */
     int batch;
     uint64_t seed;
     int64_t val_samples;      /* held out of `data` by the trainer (< 0: its default) */
