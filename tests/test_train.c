@@ -540,6 +540,13 @@ static void test_weight_avg(void **state)
             assert_int_equal(tml_trainer_new(p4, s, &ob, &t), TML_OK);
             assert_int_equal(tml_trainer_resume(t, noavg), TML_ERR_FORMAT);
             tml_trainer_free(t);
+            /* nor one without an average (ck1: step 10, averaging from 15) resumed by a run that averages from step 6 */
+            tml_train_opts oc = ob;
+            oc.avg_from = 0.2;
+            assert_int_equal(tml_trainer_new(p4, s, &oc, &t), TML_OK);
+            assert_int_equal(tml_trainer_resume(t, ck1), TML_ERR_INVALID);
+            assert_non_null(strstr(tml_last_error(), "holds no average"));
+            tml_trainer_free(t);
             tml_model_free(p4);
             tml_model_free(noavg);
             tml_model_free(p3);

@@ -1084,6 +1084,12 @@ tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt)
     t->best_val = NUM("best_val");
     double avg_n = NUM("avg_n");
     t->avg_n = t->o.avg && avg_n > 0 && avg_n < 9e18 ? (int64_t)avg_n : 0;
+    if (t->o.avg && !t->avg_n &&
+        t->step > avg_first_step(t, (t->n_train + t->o.batch - 1) / t->o.batch * t->o.epochs)) {
+        st = tml_error(TML_ERR_INVALID, "the checkpoint is past the start of weight averaging but holds no average: "
+                       "resume with the same options");
+        goto out;
+    }
 #undef NUM
     for (int i = 0; i < t->n_params; i++) {
         param *p = &t->params[i];
