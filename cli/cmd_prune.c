@@ -74,8 +74,8 @@ static const char help[] =
     "  tinyml prune lenet5.tmf --layer conv1=0.5 --layer fc1=0.95 --epochs 1 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune base.tmf --skip conv1 --layer conv2=0.75 --layer fc1=0.935 --layer fc2=0.85 --prune-schedule agp \\\n"
     "    --epochs 3 --teacher base.tmf --crop-pad 2 --data fashion-mnist -o p.tmf\n"
-    "  tinyml prune base.tmf --sparsity 0.9 --global --prune-schedule agp --epochs 2 --teacher base.tmf \\\n"
-    "    --weight-avg mean --weight-avg-from 0.7 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune base.tmf --sparsity 0.8 --global --epochs 2 --teacher base.tmf --weight-avg mean \\\n"
+    "    --weight-avg-from 0.5 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune mlp.tmf --sparsity 0.8 --global --epochs 2 --data csv:my.csv --val-split 0.2 -o p.tmf\n"
     "  tinyml prune lenet5.tmf --structured filters --sparsity 0.5 --epochs 1 --data fashion-mnist -o s.tmf\n"
     "  tinyml prune lenet5.tmf --from-sensitivity sens.json --max-drop 0.5 -o p.tmf\n";
