@@ -45,6 +45,22 @@ int cli_str(cli *c, const char *name, char short_name, const char **out);
 int cli_int(cli *c, const char *name, char short_name, long lo, long hi, int *out);
 int cli_i64(cli *c, const char *name, char short_name, int64_t lo, int64_t hi, int64_t *out);
 int cli_double(cli *c, const char *name, char short_name, double lo, double hi, double *out);
+/* Weight averaging of fine-tuning (tml_train_opts.avg): --weight-avg ema[:DECAY]|mean|none and
+ * --weight-avg-from F match here; cli_weight_avg_check() makes the pair consistent. */
+typedef struct cli_wavg {
+    int kind;          /* tml_avg */
+    double decay;      /* default 0.999 */
+    double from;       /* default 0.75; < 0 until given */
+} cli_wavg;
+#define CLI_WAVG_INIT {0, 0.999, -1}
+int cli_weight_avg_option(cli *c, cli_wavg *w);
+/* Usage error for --weight-avg-from without --weight-avg; fills the default start. */
+void cli_weight_avg_check(cli *c, cli_wavg *w);
+#define CLI_WAVG_HELP \
+    "  --weight-avg ema[:D]|mean  the result is the average of the weights over the last\n" \
+    "                         part of fine-tuning (ema: decay D per step, default 0.999;\n" \
+    "                         mean: every step equally); pruned zeros stay zero\n" \
+    "  --weight-avg-from F    averaging starts after the fraction F of the steps (default 0.75)\n"
 /* A positional argument (anything not starting with '-', or "-" itself).
  * Stores it in the first NULL slot of out[0..max); more is a usage error. */
 int cli_positional(cli *c, const char **out, int max);

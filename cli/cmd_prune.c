@@ -51,8 +51,11 @@ static const char help[] =
     "                         on the rest, report on it (for a CSV or PNG folder: no test split)\n"
     "  --eval-data SPEC       report on this data instead (default split test)\n"
     "  --lr X                 fine-tuning learning rate (Adam, cosine; default 1e-3)\n"
+    "  --lr-schedule S        cosine (default) or constant (e.g. with --weight-avg mean: SWA)\n"
     "  --batch N              fine-tuning batch (default 64)\n"
     "  --teacher MODEL        distill from MODEL while fine-tuning (e.g. the unpruned model)\n"
+    "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9), as in 'tinyml train'\n"
+    CLI_WAVG_HELP
     "  --crop-pad P, --flip   fine-tuning augmentation, as in 'tinyml train'\n"
     "  --val N                hold N samples of --data out of fine-tuning (default 5000; 0 = train on all)\n"
     "  --limit N              evaluate on N samples only\n"
@@ -71,6 +74,8 @@ static const char help[] =
     "  tinyml prune lenet5.tmf --layer conv1=0.5 --layer fc1=0.95 --epochs 1 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune base.tmf --skip conv1 --layer conv2=0.75 --layer fc1=0.935 --layer fc2=0.85 --prune-schedule agp \\\n"
     "    --epochs 3 --teacher base.tmf --crop-pad 2 --data fashion-mnist -o p.tmf\n"
+    "  tinyml prune base.tmf --sparsity 0.8 --global --epochs 2 --teacher base.tmf --weight-avg mean \\\n"
+    "    --weight-avg-from 0.5 --data fashion-mnist -o p.tmf\n"
     "  tinyml prune mlp.tmf --sparsity 0.8 --global --epochs 2 --data csv:my.csv --val-split 0.2 -o p.tmf\n"
     "  tinyml prune lenet5.tmf --structured filters --sparsity 0.5 --epochs 1 --data fashion-mnist -o s.tmf\n"
     "  tinyml prune lenet5.tmf --from-sensitivity sens.json --max-drop 0.5 -o p.tmf\n";
@@ -152,23 +157,29 @@ int cmd_prune(int argc, char **argv)
     cli c;
     cli_init(&c, "prune", help, argc, argv);
     const char *pos[1] = {NULL}, *out = NULL, *config = NULL, *structured = NULL, *norm = NULL, *schedule = "oneshot",
-               *sens = NULL, *teacher = NULL, *ckpt_prefix = NULL;
+               *sens = NULL, *teacher = NULL, *ckpt_prefix = NULL, *lr_sched = "cosine";
     static tml_layer_target targets[256];
     static char target_names[256][128];
     const char *skip[257] = {NULL};
     int ntargets = 0, nskip = 0, steps = 0, ft_epochs = 0, batch = 64, no_ckpt = 0, crop_pad = 0, flip = 0;
-    double sparsity = -1, lr = 1e-3, max_drop = -1, min_density = TML_PRUNE_MIN_DENSITY_DEFAULT;
+    double sparsity = -1, lr = 1e-3, max_drop = -1, min_density = TML_PRUNE_MIN_DENSITY_DEFAULT, kd_t = 4.0, kd_a = 0.9;
+    int kd_set = 0;
+    cli_wavg wavg = CLI_WAVG_INIT;
     int64_t limit = 0, val = -1;
     cli_data data = {0};
     tml_prune_spec spec = {.norm = TML_NORM_L1};
     while (cli_next(&c)) {
         const char *v;
-        if (cli_data_option(&c, &data)) continue;
+        if (cli_data_option(&c, &data) || cli_weight_avg_option(&c, &wavg)) continue;
+        if (cli_double(&c, "kd-temperature", 0, 1e-6, 1000, &kd_t) || cli_double(&c, "kd-alpha", 0, 0, 1, &kd_a)) {
+            kd_set = 1;
+            continue;
+        }
         if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "config", 0, &config) ||
             cli_str(&c, "structured", 0, &structured) || cli_str(&c, "norm", 0, &norm) ||
             cli_str(&c, "prune-schedule", 0, &schedule) || cli_str(&c, "schedule", 0, &schedule) ||
             cli_str(&c, "from-sensitivity", 0, &sens) || cli_str(&c, "teacher", 0, &teacher) ||
-            cli_str(&c, "checkpoint", 0, &ckpt_prefix))
+            cli_str(&c, "checkpoint", 0, &ckpt_prefix) || cli_str(&c, "lr-schedule", 0, &lr_sched))
             continue;
         if (cli_double(&c, "sparsity", 0, -1e300, 1e300, &sparsity) || cli_double(&c, "lr", 0, 1e-12, 10, &lr) ||
             cli_double(&c, "max-drop", 0, 0, 100, &max_drop) || cli_double(&c, "min-density", 0, 0, 0.999, &min_density))
@@ -218,6 +229,12 @@ int cmd_prune(int argc, char **argv)
     if (ft_epochs && !data.spec) cli_usage_error(&c, "fine-tuning needs --data");
     if (data.val_split > 0 && !data.spec) cli_usage_error(&c, "--val-split needs --data");
     if (teacher && !ft_epochs) cli_usage_error(&c, "--teacher needs --epochs");
+    if (strcmp(lr_sched, "cosine") && strcmp(lr_sched, "constant"))
+        cli_usage_error(&c, "--lr-schedule must be cosine or constant (got '%s')", lr_sched);
+    if (strcmp(lr_sched, "cosine") && !ft_epochs) cli_usage_error(&c, "--lr-schedule needs --epochs");
+    if (kd_set && !teacher) cli_usage_error(&c, "--kd-temperature and --kd-alpha need --teacher");
+    cli_weight_avg_check(&c, &wavg);
+    if (wavg.kind && !ft_epochs) cli_usage_error(&c, "--weight-avg needs --epochs");
     if ((crop_pad || flip || val >= 0) && !ft_epochs) cli_usage_error(&c, "--crop-pad, --flip and --val need --epochs");
     if (sens && max_drop < 0) cli_usage_error(&c, "--from-sensitivity needs --max-drop P (accuracy points)");
     if (!sens && max_drop >= 0) cli_usage_error(&c, "--max-drop needs --from-sensitivity");
@@ -301,6 +318,12 @@ int cmd_prune(int argc, char **argv)
     ft.val_samples = val;
     ft.aug_crop_pad = crop_pad;
     ft.aug_flip = flip;
+    ft.lr_constant = strcmp(lr_sched, "constant") == 0;
+    ft.avg = (tml_avg)wavg.kind;
+    ft.avg_decay = wavg.decay;
+    ft.avg_from = wavg.from;
+    ft.kd_temperature = kd_t;
+    ft.kd_alpha = kd_a;
     ft.progress = on_progress;
     ft.on_epoch = on_epoch;
     ft.user = &pc;
@@ -412,6 +435,16 @@ int cmd_prune(int argc, char **argv)
         cJSON_AddNumberToObject(h, "lr", lr);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
         if (crop_pad) cJSON_AddNumberToObject(h, "crop_pad", crop_pad);
+        if (strcmp(lr_sched, "cosine")) cJSON_AddStringToObject(h, "lr_schedule", lr_sched);
+        if (kd_set) {
+            cJSON_AddNumberToObject(h, "kd_temperature", kd_t);
+            cJSON_AddNumberToObject(h, "kd_alpha", kd_a);
+        }
+        if (wavg.kind) {
+            cJSON_AddStringToObject(h, "weight_avg", wavg.kind == TML_AVG_EMA ? "ema" : "mean");
+            if (wavg.kind == TML_AVG_EMA) cJSON_AddNumberToObject(h, "weight_avg_decay", wavg.decay);
+            cJSON_AddNumberToObject(h, "weight_avg_from", wavg.from);
+        }
         if (flip) cJSON_AddTrueToObject(h, "flip");
         if (val >= 0) cJSON_AddNumberToObject(h, "val", (double)val);
     }

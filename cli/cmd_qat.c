@@ -54,6 +54,7 @@ static const char help_qat[] =
     "  --teacher MODEL        distill from MODEL (e.g. the unpruned float model)\n"
     "  --self-distill         distill from the float model itself\n"
     "  --kd-temperature T     (default 4); --kd-alpha A (default 0.9)\n"
+    CLI_WAVG_HELP
     "  --keep-best            write the epoch with the best fake-quantized validation\n"
     "                         accuracy (its weights and ranges), not the last\n"
     "Report:\n"
@@ -124,6 +125,7 @@ int cmd_qat(int argc, char **argv)
                *ranges = "ema", *teacher = NULL, *optim = NULL, *eval = NULL, *init = "adaptive", *rounding = "tinyml";
     int64_t limit = 0, val = -1, eval_limit = 0;
     double lr = NAN, kd_t = 4.0, kd_a = 0.9;
+    cli_wavg wavg = CLI_WAVG_INIT;
     while (cli_next(&c)) {
         if (cli_str(&c, "data", 'd', &data) || cli_str(&c, "calib", 0, &calib) || cli_str(&c, "method", 0, &method) ||
             cli_str(&c, "output", 'o', &out) || cli_str(&c, "float-out", 0, &float_out) ||
@@ -131,6 +133,7 @@ int cmd_qat(int argc, char **argv)
             cli_str(&c, "optimizer", 0, &optim) || cli_str(&c, "eval", 0, &eval) || cli_str(&c, "init", 0, &init) ||
             cli_str(&c, "rounding", 0, &rounding))
             continue;
+        if (cli_weight_avg_option(&c, &wavg)) continue;
         if (cli_int(&c, "weight-bits", 0, 2, 8, &o.quant.weight_bits) || cli_int(&c, "epochs", 0, 1, 100000, &o.train.epochs) ||
             cli_int(&c, "batch", 0, 1, 65536, &o.train.batch) || cli_int(&c, "crop-pad", 0, 0, 64, &o.train.aug_crop_pad))
             continue;
@@ -182,6 +185,10 @@ int cmd_qat(int argc, char **argv)
     o.train.lr = !isnan(lr) ? lr : o.train.optim == TML_OPTIM_SGD ? 0.005 : 1e-4;
     o.train.seed = c.seed;
     o.train.val_samples = val;
+    cli_weight_avg_check(&c, &wavg);
+    o.train.avg = (tml_avg)wavg.kind;
+    o.train.avg_decay = wavg.decay;
+    o.train.avg_from = wavg.from;
     o.train.kd_temperature = kd_t;
     o.train.kd_alpha = kd_a;
     if (tml_train_opts_check(&o.train)) cli_usage_error(&c, "%s", tml_last_error());
@@ -240,6 +247,11 @@ int cmd_qat(int argc, char **argv)
     cJSON_AddStringToObject(h, "optimizer", o.train.optim == TML_OPTIM_ADAM ? "adam" : "sgd");
     if (o.train.aug_crop_pad) cJSON_AddNumberToObject(h, "crop_pad", o.train.aug_crop_pad);
     if (o.train.aug_flip) cJSON_AddTrueToObject(h, "flip");
+    if (o.train.avg) {
+        cJSON_AddStringToObject(h, "weight_avg", o.train.avg == TML_AVG_EMA ? "ema" : "mean");
+        if (o.train.avg == TML_AVG_EMA) cJSON_AddNumberToObject(h, "weight_avg_decay", o.train.avg_decay);
+        cJSON_AddNumberToObject(h, "weight_avg_from", o.train.avg_from);
+    }
     cJSON_AddStringToObject(h, "init", init);
     cJSON_AddStringToObject(h, "rounding", rounding);
     if (tm) cJSON_AddStringToObject(h, "teacher", teacher);

@@ -49,6 +49,7 @@ static const char help_train[] =
     "  --warmup E             linear warm-up over E epochs (default 0)\n"
     "  --label-smoothing X    (default 0.1)\n"
     "  --freeze-bn            keep batch-norm statistics fixed\n"
+    CLI_WAVG_HELP
     "Distillation:\n"
     "  --teacher MODEL        loss = a*T^2*KL(teacher||student at T) + (1-a)*CE\n"
     "  --kd-temperature T     (default 4)\n"
@@ -267,7 +268,9 @@ static int run_train(int argc, char **argv, int finetune)
     int64_t limit = 0, val = -1;
     double lr = -1, kd_t = 4.0, kd_a = 0.9, val_split = 0;
     int no_ckpt = 0, keep_best = 0, lr_set = 0;
+    cli_wavg wavg = CLI_WAVG_INIT;
     while (cli_next(&c)) {
+        if (cli_weight_avg_option(&c, &wavg)) continue;
         if (cli_str(&c, "data", 'd', &data) || cli_str(&c, "output", 'o', &out) || cli_str(&c, "optimizer", 0, &optim) ||
             cli_str(&c, "lr-schedule", 0, &sched) || cli_str(&c, "schedule", 0, &sched) ||
             cli_str(&c, "teacher", 0, &teacher) || cli_str(&c, "checkpoint", 0, &prefix) ||
@@ -324,6 +327,10 @@ static int run_train(int argc, char **argv, int finetune)
     else if (finetune && o.optim == TML_OPTIM_SGD) o.lr = 0.005;
     o.seed = c.seed;
     o.val_samples = val;
+    cli_weight_avg_check(&c, &wavg);
+    o.avg = (tml_avg)wavg.kind;
+    o.avg_decay = wavg.decay;
+    o.avg_from = wavg.from;
     o.kd_temperature = kd_t;
     o.kd_alpha = kd_a;
     if (tml_train_opts_check(&o)) cli_usage_error(&c, "%s", tml_last_error());
@@ -410,6 +417,11 @@ static int run_train(int argc, char **argv, int finetune)
     cJSON_AddStringToObject(h, "lr_schedule", o.sched == TML_SCHED_COSINE ? "cosine" : o.sched == TML_SCHED_STEP ? "step" : "constant");
     if (o.weight_decay > 0) cJSON_AddNumberToObject(h, "weight_decay", o.weight_decay);
     if (o.label_smoothing > 0) cJSON_AddNumberToObject(h, "label_smoothing", o.label_smoothing);
+    if (o.avg) {
+        cJSON_AddStringToObject(h, "weight_avg", o.avg == TML_AVG_EMA ? "ema" : "mean");
+        if (o.avg == TML_AVG_EMA) cJSON_AddNumberToObject(h, "weight_avg_decay", o.avg_decay);
+        cJSON_AddNumberToObject(h, "weight_avg_from", o.avg_from);
+    }
     if (tm) cJSON_AddStringToObject(h, "teacher", teacher);
     cJSON_AddNumberToObject(h, "seed", (double)o.seed);
     cJSON_AddNumberToObject(h, "val_samples", o.val_samples < 0 ? 5000 : (double)o.val_samples);

@@ -18,6 +18,7 @@
 #include "tinyml/tml_engine.h"
 #include "tinyml/tml_export.h"
 #include "tinyml/tml_format.h"
+#include "tinyml/tml_train.h"
 
 volatile int cli_cancel_flag = 0;
 
@@ -211,6 +212,32 @@ int cli_double(cli *c, const char *name, char short_name, double lo, double hi, 
     *out = x;
     c->matched = 1;
     return 1;
+}
+
+int cli_weight_avg_option(cli *c, cli_wavg *w)
+{
+    const char *v;
+    if (cli_double(c, "weight-avg-from", 0, 0, 0.999999, &w->from)) return 1;
+    if (!cli_str(c, "weight-avg", 0, &v)) return 0;
+    if (strcmp(v, "none") == 0) {
+        w->kind = TML_AVG_NONE;
+    } else if (strcmp(v, "mean") == 0) {
+        w->kind = TML_AVG_MEAN;
+    } else if (strncmp(v, "ema", 3) == 0 && (v[3] == '\0' || v[3] == ':')) {
+        w->kind = TML_AVG_EMA;
+        w->decay = 0.999;
+        if (v[3] == ':' && (cli_parse_double(v + 4, &w->decay) || !(w->decay > 0 && w->decay < 1)))
+            cli_usage_error(c, "--weight-avg ema:D needs a decay D in (0, 1), got '%s'", v + 4);
+    } else {
+        cli_usage_error(c, "--weight-avg must be ema, ema:DECAY, mean or none (got '%s')", v);
+    }
+    return 1;
+}
+
+void cli_weight_avg_check(cli *c, cli_wavg *w)
+{
+    if (w->from >= 0 && !w->kind) cli_usage_error(c, "--weight-avg-from needs --weight-avg ema or mean");
+    if (w->from < 0) w->from = 0.75;
 }
 
 int cli_positional(cli *c, const char **out, int max)

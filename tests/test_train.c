@@ -408,6 +408,186 @@ static void test_int8_bn_stats_refused(void **state)
     tml_samples_free(s);
 }
 
+/* Records fc3.w after every optimizer step (the hook runs after the update). */
+typedef struct snap_ctx {
+    tml_model *m;
+    int wi;
+    int64_t n, steps;
+    float *w; /* (max steps, n) */
+    int64_t cap;
+} snap_ctx;
+
+static tml_status snap_hook(void *user, tml_model *m, int64_t step, int64_t total)
+{
+    (void)total;
+    snap_ctx *c = user;
+    if (step > c->cap) return TML_ERR_INVALID;
+    memcpy(c->w + (step - 1) * c->n, m->tensors[c->wi].data, sizeof(float) * (size_t)c->n);
+    c->steps = step;
+    return TML_OK;
+}
+
+/* Weight averaging: the model ends as the mean (or EMA) of the weights after
+ * each step from avg_from on, computed here from snapshots; pruned zeros stay
+ * zero; the result differs from the last weights; same seed -> same bytes;
+ * resume across the averaging equals an uninterrupted run; bad options fail. */
+static void test_weight_avg(void **state)
+{
+    (void)state;
+    tml_samples *s = fmnist_train(320); /* 10 steps per epoch at batch 32 */
+    for (int kind = TML_AVG_EMA; kind <= TML_AVG_MEAN; kind++) {
+        tml_model *plain = zoo("lenet300", 6), *avg = zoo("lenet300", 6);
+        tml_prune_spec ps = {.sparsity = 0.6};
+        assert_int_equal(tml_prune_magnitude(plain, &ps, NULL), TML_OK);
+        assert_int_equal(tml_prune_magnitude(avg, &ps, NULL), TML_OK);
+        int wi = tml_model_find_tensor(avg, "fc3.w"), w1 = tml_model_find_tensor(avg, "fc1.w");
+        int64_t n = tml_tensor_numel(&avg->tensors[wi]), n1 = tml_tensor_numel(&avg->tensors[w1]);
+        uint8_t *zero1 = malloc((size_t)n1);
+        for (int64_t i = 0; i < n1; i++) zero1[i] = ((const float *)avg->tensors[w1].data)[i] == 0.0f;
+        tml_train_opts o = quick(3);
+        o.lr = 3e-3;
+        train(plain, s, &o);
+        snap_ctx sc = {.m = avg, .wi = wi, .n = n, .cap = 30};
+        sc.w = malloc(sizeof(float) * (size_t)(n * sc.cap));
+        tml_train_opts oa = o;
+        oa.avg = (tml_avg)kind;
+        oa.avg_decay = 0.8;
+        oa.avg_from = 0.5; /* steps 16..30 (1-based) of 30 */
+        oa.hook = snap_hook;
+        oa.hook_every = 1;
+        oa.user = &sc;
+        train(avg, s, &oa);
+        assert_int_equal(sc.steps, 30);
+        /* the trajectory is that of the plain run: its last step is the last snapshot */
+        const float *last = plain->tensors[wi].data, *got = avg->tensors[wi].data;
+        assert_memory_equal(last, sc.w + 29 * n, sizeof(float) * (size_t)n);
+        double maxerr = 0, maxdiff = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double a = sc.w[15 * n + j];
+            for (int k = 16; k < 30; k++)
+                a = kind == TML_AVG_MEAN ? a + (sc.w[k * n + j] - a) / (double)(k - 14) : 0.8 * a + 0.2 * sc.w[k * n + j];
+            maxerr = fmax(maxerr, fabs(a - got[j]));
+            maxdiff = fmax(maxdiff, fabs((double)last[j] - got[j]));
+        }
+        fprintf(stderr, "  %s: |average - expected| <= %.2g, |average - last| up to %.3g\n",
+                kind == TML_AVG_EMA ? "ema" : "mean", maxerr, maxdiff);
+        assert_true(maxerr < 1e-6);
+        assert_true(maxdiff > 1e-4);
+        int64_t revived = 0;
+        for (int64_t i = 0; i < n1; i++) revived += zero1[i] && ((const float *)avg->tensors[w1].data)[i] != 0.0f;
+        assert_int_equal(revived, 0);
+        assert_true(avg->tensors[w1].pruned);
+        /* same seed, same bytes */
+        tml_model *again = zoo("lenet300", 6);
+        assert_int_equal(tml_prune_magnitude(again, &ps, NULL), TML_OK);
+        tml_train_opts ob = oa;
+        ob.hook = NULL;
+        ob.hook_every = 0;
+        ob.user = NULL;
+        train(again, s, &ob);
+        size_t la, lb;
+        uint8_t *ba = bytes_of(avg, &la), *bb = bytes_of(again, &lb);
+        assert_true(la == lb && memcmp(ba, bb, la) == 0);
+        free(ba);
+        free(bb);
+        /* resume in the middle of the averaging (after epoch 2 of 3, from 0.5) == uninterrupted */
+        if (kind == TML_AVG_EMA) {
+            tml_model *part = zoo("lenet300", 6);
+            assert_int_equal(tml_prune_magnitude(part, &ps, NULL), TML_OK);
+            tml_train_opts o2 = ob;
+            o2.epochs = 3;
+            stop_ctx ctx = {.m = part};
+            tml_trainer *t = NULL;
+            o2.on_epoch = stop_after_first;
+            o2.user = &ctx;
+            /* first epoch: checkpoint; resume, stop again after the second: checkpoint 2 */
+            assert_int_equal(tml_trainer_new(part, s, &o2, &t), TML_OK);
+            assert_int_equal(tml_trainer_run(t), TML_ERR_INTERRUPTED);
+            tml_trainer_free(t);
+            tml_model *ck1 = ctx.ckpt;
+            tml_model *p2 = tml_model_clone(ck1);
+            assert_int_equal(tml_train_strip_state(p2), TML_OK);
+            stop_ctx ctx2 = {.m = p2};
+            o2.user = &ctx2;
+            assert_int_equal(tml_trainer_new(p2, s, &o2, &t), TML_OK);
+            assert_int_equal(tml_trainer_resume(t, ck1), TML_OK);
+            assert_int_equal(tml_trainer_run(t), TML_ERR_INTERRUPTED);
+            tml_trainer_free(t);
+            size_t cl;
+            uint8_t *cb = NULL;
+            assert_int_equal(tml_model_write_mem(ctx2.ckpt, NULL, &cb, &cl), TML_OK);
+            tml_model *ck2 = NULL;
+            assert_int_equal(tml_model_read_mem(cb, cl, &ck2), TML_OK);
+            free(cb);
+            tml_model *p3 = tml_model_clone(ck2);
+            assert_int_equal(tml_train_strip_state(p3), TML_OK);
+            assert_int_equal(tml_trainer_new(p3, s, &ob, &t), TML_OK);
+            assert_int_equal(tml_trainer_resume(t, ck2), TML_OK);
+            assert_int_equal(tml_trainer_epochs_done(t), 2);
+            assert_int_equal(tml_trainer_run(t), TML_OK);
+            tml_trainer_free(t);
+            uint8_t *b3 = bytes_of(p3, &lb), *b0 = bytes_of(again, &la);
+            assert_true(la == lb && memcmp(b0, b3, la) == 0);
+            free(b3);
+            free(b0);
+            /* a checkpoint taken while averaging but without its average is refused */
+            tml_model *noavg = tml_model_clone(ck2);
+            int ai = tml_model_find_tensor(noavg, "__train/fc3.w/avg");
+            assert_true(ai >= 0);
+            snprintf(noavg->tensors[ai].name, 8, "__gone");
+            tml_model *p4 = tml_model_clone(ck2);
+            assert_int_equal(tml_train_strip_state(p4), TML_OK);
+            assert_int_equal(tml_trainer_new(p4, s, &ob, &t), TML_OK);
+            assert_int_equal(tml_trainer_resume(t, noavg), TML_ERR_FORMAT);
+            tml_trainer_free(t);
+            /* nor one without an average (ck1: step 10, averaging from 15) resumed by a run that averages from step 6 */
+            tml_train_opts oc = ob;
+            oc.avg_from = 0.2;
+            assert_int_equal(tml_trainer_new(p4, s, &oc, &t), TML_OK);
+            assert_int_equal(tml_trainer_resume(t, ck1), TML_ERR_INVALID);
+            assert_non_null(strstr(tml_last_error(), "holds no average"));
+            tml_trainer_free(t);
+            tml_model_free(p4);
+            tml_model_free(noavg);
+            tml_model_free(p3);
+            tml_model_free(ck2);
+            tml_model_free(ctx2.ckpt);
+            tml_model_free(p2);
+            tml_model_free(ck1);
+            tml_model_free(part);
+        }
+        tml_model_free(again);
+        free(sc.w);
+        free(zero1);
+        tml_model_free(plain);
+        tml_model_free(avg);
+    }
+    /* bad options */
+    tml_model *m = zoo("lenet300", 6);
+    tml_trainer *t = NULL;
+    tml_train_opts o = quick(1);
+    o.avg = TML_AVG_EMA;
+    o.avg_decay = 1.0;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_ERR_INVALID);
+    o.avg_decay = 0.9;
+    o.avg_from = 1.0;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_ERR_INVALID);
+    o.avg = (tml_avg)7;
+    o.avg_from = 0.5;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_ERR_INVALID);
+    tml_model_free(m);
+    /* batch norm in training mode: its statistics would not match the average */
+    m = zoo("dscnn", 6);
+    o.avg = TML_AVG_MEAN;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_ERR_UNSUPPORTED);
+    assert_non_null(strstr(tml_last_error(), "batch norm"));
+    o.freeze_bn = 1;
+    assert_int_equal(tml_trainer_new(m, s, &o, &t), TML_OK);
+    tml_trainer_free(t);
+    tml_model_free(m);
+    tml_samples_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_kd_self_teacher_is_fixed_point),
         cmocka_unit_test(test_batchnorm_statistics),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_weight_avg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,10 @@ void tml_finetune_default(tml_finetune *f)
     f->batch = 64;
     f->seed = 1;
     f->val_samples = -1;
+    f->avg_decay = 0.999;
+    f->avg_from = 0.75;
+    f->kd_temperature = 4.0;
+    f->kd_alpha = 0.9;
 }
 
 tml_status tml_finetune_run(tml_model *m, const tml_finetune *ft, tml_train_hook_fn hook, int64_t hook_every,
@@ -32,12 +36,18 @@ tml_status tml_finetune_run(tml_model *m, const tml_finetune *ft, tml_train_hook
     tml_train_opts_default(&o);
     o.epochs = ft->epochs;
     o.lr = ft->lr;
+    if (ft->lr_constant) o.sched = TML_SCHED_CONSTANT;
     o.batch = ft->batch;
     o.seed = ft->seed;
     o.val_samples = ft->val_samples;
     o.teacher = ft->teacher;
     o.aug_crop_pad = ft->aug_crop_pad;
     o.aug_flip = ft->aug_flip;
+    o.avg = ft->avg;
+    o.avg_decay = ft->avg_decay;
+    o.avg_from = ft->avg_from;
+    o.kd_temperature = ft->kd_temperature;
+    o.kd_alpha = ft->kd_alpha;
     o.cancel = ft->cancel;
     o.progress = ft->progress;
     o.on_epoch = ft->on_epoch;

@@ -33,6 +33,7 @@ typedef struct param {
     float *value;       /* what the optimizer updates (tensor data or centroids) */
     float *cgrad;       /* (n) centroid gradient, clustered only */
     float *m1, *m2;     /* optimizer state (n) */
+    float *avg;         /* (n) weight average of value (tml_train_opts.avg), else NULL */
     uint8_t *mask;      /* (numel) 1 = trainable; NULL when not pruned */
     int clustered;
     int zero_centroid;  /* centroid 0 of each book is the fixed pruned zero */
@@ -58,6 +59,7 @@ struct tml_trainer {
     int skip_node;      /* trailing softmax node (folded into the loss) or -1 */
     int epoch;          /* next epoch to run */
     int64_t step;       /* optimizer steps done */
+    int64_t avg_n;      /* steps averaged so far (tml_train_opts.avg) */
     double best_val;
     float *x, *xt;      /* (batch, in numel) model input, teacher input */
     int32_t *y;
@@ -88,6 +90,8 @@ void tml_train_opts_default(tml_train_opts *o)
     o->label_smoothing = 0.1; /* measured: +0.4 points on lenet300, +0.1 on lenet5 (docs/training.md) */
     o->kd_temperature = 4.0;
     o->kd_alpha = 0.9;
+    o->avg_decay = 0.999;
+    o->avg_from = 0.75;
 }
 
 static double effective_lr(const tml_train_opts *o)
@@ -112,6 +116,12 @@ tml_status tml_train_opts_check(const tml_train_opts *o)
     if (o->sched == TML_SCHED_STEP && (o->step_epochs < 1 || !(o->step_gamma > 0 && o->step_gamma <= 1)))
         return tml_error(TML_ERR_INVALID, "the step schedule needs step epochs >= 1 and gamma in (0, 1]");
     if (o->aug_crop_pad < 0 || o->aug_crop_pad > 64) return tml_error(TML_ERR_INVALID, "crop padding must be in 0..64");
+    if (o->avg != TML_AVG_NONE && o->avg != TML_AVG_EMA && o->avg != TML_AVG_MEAN)
+        return tml_error(TML_ERR_INVALID, "unknown weight averaging %d", (int)o->avg);
+    if (o->avg == TML_AVG_EMA && !(o->avg_decay > 0 && o->avg_decay < 1))
+        return tml_error(TML_ERR_INVALID, "the weight average's decay must be in (0, 1) (got %g)", o->avg_decay);
+    if (o->avg && !(o->avg_from >= 0 && o->avg_from < 1))
+        return tml_error(TML_ERR_INVALID, "weight averaging must start at a fraction of training in [0, 1) (got %g)", o->avg_from);
     if (o->teacher && (!(o->kd_temperature > 0) || !(o->kd_alpha >= 0 && o->kd_alpha <= 1)))
         return tml_error(TML_ERR_INVALID, "distillation needs temperature > 0 and alpha in [0, 1]");
     return TML_OK;
@@ -144,6 +154,7 @@ void tml_trainer_free(tml_trainer *t)
         free(p->cgrad);
         free(p->m1);
         free(p->m2);
+        free(p->avg);
         free(p->mask);
     }
     free(t->params);
@@ -215,6 +226,10 @@ static tml_status add_param(tml_trainer *t, int tensor, int decay)
     p->m1 = calloc((size_t)p->n, sizeof(float));
     p->m2 = calloc((size_t)p->n, sizeof(float));
     if (!p->m1 || !p->m2) return tml_error(TML_ERR_NOMEM, "out of memory");
+    if (t->o.avg) {
+        p->avg = calloc((size_t)p->n, sizeof(float));
+        if (!p->avg) return tml_error(TML_ERR_NOMEM, "out of memory");
+    }
     t->param_of[tensor] = t->n_params++;
     return TML_OK;
 }
@@ -281,6 +296,12 @@ tml_status tml_trainer_new(tml_model *m, const tml_samples *data, const tml_trai
                     goto fail;
                 }
             if (!o->freeze_bn && ((st = add_param(t, n->in[1], 0)) || (st = add_param(t, n->in[2], 0)))) goto fail;
+            if (o->avg && !o->freeze_bn) {
+                /* the running statistics would be those of the last weights, not of the average */
+                st = tml_error(TML_ERR_UNSUPPORTED, "weight averaging with batch norm '%s' in training mode: freeze batch "
+                               "norm (running statistics) or fold it into the weights first", n->name);
+                goto fail;
+            }
         }
     }
     /* activation and gradient buffers, batch norm statistics, scratch */
@@ -742,8 +763,52 @@ static tml_status refresh_masks(tml_trainer *t)
         /* moments of newly masked weights restart from zero */
         for (int64_t j = 0; j < p->numel; j++)
             if (!p->mask[j]) p->m1[j] = p->m2[j] = 0.0f;
+        /* a weight pruned while averaging is zero in the average too */
+        if (p->avg)
+            for (int64_t j = 0; j < p->numel; j++)
+                if (!p->mask[j]) p->avg[j] = 0.0f;
     }
     return TML_OK;
+}
+
+/* The first optimizer step (counting from 0) whose result is averaged. */
+static int64_t avg_first_step(const tml_trainer *t, int64_t total)
+{
+    int64_t s = (int64_t)ceil(t->o.avg_from * (double)total);
+    return s < total ? s : total - 1;
+}
+
+/* After optimizer step t->step (just counted): fold the values into the average. */
+static void avg_accumulate(tml_trainer *t, int64_t total)
+{
+    if (!t->o.avg || t->step - 1 < avg_first_step(t, total)) return;
+    t->avg_n++;
+    double a = t->o.avg == TML_AVG_EMA ? 1.0 - t->o.avg_decay : 1.0 / (double)t->avg_n;
+    if (t->avg_n == 1) a = 1.0; /* the average starts from the weights themselves */
+    for (int i = 0; i < t->n_params; i++) {
+        param *p = &t->params[i];
+        const float *v = p->value;
+        for (int64_t j = 0; j < p->n; j++) p->avg[j] = (float)(p->avg[j] + a * ((double)v[j] - p->avg[j]));
+    }
+}
+
+/* The model takes the average (end of training). */
+static void avg_apply(tml_trainer *t)
+{
+    if (!t->o.avg || !t->avg_n) return;
+    for (int i = 0; i < t->n_params; i++) {
+        param *p = &t->params[i];
+        tml_tensor *w = &t->m->tensors[p->tensor];
+        memcpy(p->value, p->avg, sizeof(float) * (size_t)p->n);
+        if (p->clustered) {
+            tml_codebook *cb = w->cb;
+            tml_cluster_expand_f32(p->numel, cb->index, cb->centroids, cb->n_books, p->numel / cb->n_books, cb->k, w->data);
+        } else if (p->mask) {
+            float *d = w->data;
+            for (int64_t j = 0; j < p->numel; j++)
+                if (!p->mask[j]) d[j] = 0.0f;
+        }
+    }
 }
 
 /* One optimizer step on samples idx[0..n); returns the batch loss, adds correct predictions. */
@@ -853,6 +918,7 @@ tml_status tml_trainer_run(tml_trainer *t)
             }
             loss_sum += l * n;
             seen += n;
+            avg_accumulate(t, steps * o->epochs);
             if (o->hook && o->hook_every > 0 && t->step % o->hook_every == 0) {
                 tml_status hs = o->hook(o->user, t->m, t->step, steps * o->epochs);
                 if (!hs) hs = refresh_masks(t);
@@ -867,6 +933,7 @@ tml_status tml_trainer_run(tml_trainer *t)
         }
         free(order);
         double secs = now_s() - t0;
+        if (t->epoch == o->epochs - 1) avg_apply(t); /* validated and checkpointed as the result */
         tml_epoch_info info = {.epoch = t->epoch, .epochs = o->epochs, .lr = lr, .seconds = secs,
                                .train_loss = loss_sum / (double)(seen ? seen : 1),
                                .train_acc = (double)correct / (double)(seen ? seen : 1),
@@ -961,6 +1028,14 @@ tml_status tml_trainer_export_state(const tml_trainer *t, tml_model *ckpt)
             if (id < 0) return (tml_status)id;
             ckpt->tensors[id].store_hint = 0; /* exact and fast to write */
         }
+        if (p->avg && t->avg_n) {
+            char name[512];
+            snprintf(name, sizeof name, STATE_PREFIX "%s/avg", pname);
+            int32_t d[1] = {(int32_t)p->n};
+            int id = tml_model_add_tensor(ckpt, name, TML_DTYPE_F32, TML_TENSOR_PARAM, 1, d, p->avg);
+            if (id < 0) return (tml_status)id;
+            ckpt->tensors[id].store_hint = 0;
+        }
     }
     cJSON *o = extra_object(ckpt);
     cJSON_DeleteItemFromObjectCaseSensitive(o, "train_state");
@@ -968,6 +1043,7 @@ tml_status tml_trainer_export_state(const tml_trainer *t, tml_model *ckpt)
     cJSON_AddNumberToObject(s, "epoch", t->epoch);
     cJSON_AddNumberToObject(s, "step", (double)t->step);
     cJSON_AddNumberToObject(s, "best_val", t->best_val);
+    if (t->avg_n) cJSON_AddNumberToObject(s, "avg_n", (double)t->avg_n);
     cJSON_AddNumberToObject(s, "seed", (double)t->o.seed);
     cJSON_AddNumberToObject(s, "batch", t->o.batch);
     cJSON_AddNumberToObject(s, "epochs", t->o.epochs);
@@ -1006,6 +1082,14 @@ tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt)
     t->epoch = (int)epoch;
     t->step = (int64_t)step;
     t->best_val = NUM("best_val");
+    double avg_n = NUM("avg_n");
+    t->avg_n = t->o.avg && avg_n > 0 && avg_n < 9e18 ? (int64_t)avg_n : 0;
+    if (t->o.avg && !t->avg_n &&
+        t->step > avg_first_step(t, (t->n_train + t->o.batch - 1) / t->o.batch * t->o.epochs)) {
+        st = tml_error(TML_ERR_INVALID, "the checkpoint is past the start of weight averaging but holds no average: "
+                       "resume with the same options");
+        goto out;
+    }
 #undef NUM
     for (int i = 0; i < t->n_params; i++) {
         param *p = &t->params[i];
@@ -1019,6 +1103,16 @@ tml_status tml_trainer_resume(tml_trainer *t, const tml_model *ckpt)
                 goto out;
             }
             memcpy(j ? p->m2 : p->m1, ckpt->tensors[id].data, sizeof(float) * (size_t)p->n);
+        }
+        if (t->avg_n) {
+            char name[512];
+            snprintf(name, sizeof name, STATE_PREFIX "%s/avg", pname);
+            int id = tml_model_find_tensor(ckpt, name);
+            if (id < 0 || tml_tensor_numel(&ckpt->tensors[id]) != p->n || ckpt->tensors[id].dtype != TML_DTYPE_F32) {
+                st = tml_error(TML_ERR_FORMAT, "checkpoint weight average '%s' is missing or has the wrong size", name);
+                goto out;
+            }
+            memcpy(p->avg, ckpt->tensors[id].data, sizeof(float) * (size_t)p->n);
         }
     }
 out:

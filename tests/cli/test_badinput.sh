@@ -176,6 +176,13 @@ prune $W/in/valid.tmf --sparsity 0.5 --prune-schedule cubic --epochs 1 $D -o $O/
 prune $W/in/valid.tmf --sparsity 0.5 --val-split 0.2 -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --flip -o $O/x.tmf
 prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --crop-pad 99 $D -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --weight-avg sometimes $D -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --weight-avg ema:1.5 $D -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --weight-avg-from 0.5 $D -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --weight-avg mean -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --kd-alpha 0.5 $D -o $O/x.tmf
+prune $W/in/valid.tmf --sparsity 0.5 --epochs 1 --lr-schedule cyclic $D -o $O/x.tmf
+train $W/in/valid.tmf $D --weight-avg mean --weight-avg-from 1 -o $O/x.tmf
 sensitivity $W/in/valid.tmf $D --range 1:0:0.1
 cluster $W/in/valid.tmf --bits 99 -o $O/x.tmf
 cluster $W/in/valid.tmf --layer nosuch -o $O/x.tmf
@@ -195,6 +202,7 @@ profile $W/in/valid8.tmf --target z80
 qat $W/in/valid.tmf $D --weight-bits 1 -o $O/x.tmf
 qat $W/in/valid.tmf $D --ranges sometimes -o $O/x.tmf
 qat $W/in/valid.tmf $D --crop-pad -1 -o $O/x.tmf
+qat $W/in/valid.tmf $D --weight-avg ema:0 -o $O/x.tmf
 qat $W/in/valid.tmf -o $O/x.tmf
 qat $W/in/valid.tmf $D --teacher $W/in/valid.tmf --self-distill -o $O/x.tmf
 schedule $W/in/valid8.tmf --max-recompute -3

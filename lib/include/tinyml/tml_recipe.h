@@ -33,7 +33,8 @@ extern "C" {
 /* Fine-tuning settings shared by the recipes. */
 typedef struct tml_finetune {
     int epochs;               /* 0: no fine-tuning */
-    double lr;                /* Adam, cosine schedule */
+    double lr;                /* Adam */
+    int lr_constant;          /* 1: constant learning rate (for weight averaging); 0: cosine to zero */
     int batch;
     uint64_t seed;
     int64_t val_samples;      /* held out of `data` by the trainer (< 0: its default) */
@@ -41,6 +42,11 @@ typedef struct tml_finetune {
     const tml_model *teacher; /* distill from it when non-NULL */
     int aug_crop_pad;         /* augmentation as tml_train_opts': random crop after zero padding */
     int aug_flip;             /* random horizontal flip */
+    tml_avg avg;              /* weight averaging as tml_train_opts' (avg_decay, avg_from); for AGP
+                                 avg_from >= 2/3 averages only at the final sparsity */
+    double avg_decay, avg_from;
+    double kd_temperature;    /* distillation as tml_train_opts' (default 4, 0.9) */
+    double kd_alpha;
     tml_train_progress_fn progress;
     /* After every fine-tuning epoch of every recipe phase: the model being
        fine-tuned holds that epoch's weights (masks and shared weights
@@ -53,7 +59,8 @@ typedef struct tml_finetune {
        checkpoint written by on_epoch). */
     volatile int *cancel;
 } tml_finetune;
-/* epochs 0, lr 1e-3, batch 64, seed 1, val_samples -1, no augmentation, no data / teacher / callbacks */
+/* epochs 0, lr 1e-3, batch 64, seed 1, val_samples -1, no augmentation, no weight averaging (decay
+   0.999 from 0.75 when set), distillation T 4 alpha 0.9, no data / teacher / callbacks */
 void tml_finetune_default(tml_finetune *f);
 
 /* Trains m for ft->epochs on ft->data (pruned zeros stay zero, clustered

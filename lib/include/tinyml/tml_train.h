@@ -30,6 +30,17 @@ extern "C" {
 
 typedef enum tml_optim { TML_OPTIM_SGD = 0, TML_OPTIM_ADAM = 1 } tml_optim;
 typedef enum tml_sched { TML_SCHED_CONSTANT = 0, TML_SCHED_STEP = 1, TML_SCHED_COSINE = 2 } tml_sched;
+/* Weight averaging over the last part of training (tml_train_opts.avg): the
+ * trainer keeps an average of every trainable value after each optimizer step
+ * from avg_from (a fraction of all steps) on, and at the end of the last epoch
+ * the model takes the average (before that epoch's validation and on_epoch).
+ * Pruned weights stay exactly zero in the average (a weight masked while
+ * averaging is zeroed there too); clustered tensors average their centroids. */
+typedef enum tml_avg {
+    TML_AVG_NONE = 0,
+    TML_AVG_EMA = 1, /* exponential moving average, decay avg_decay per step (Polyak) */
+    TML_AVG_MEAN = 2 /* equal weight for every step from avg_from on (SWA's tail mean) */
+} tml_avg;
 
 typedef struct tml_trainer tml_trainer;
 
@@ -114,6 +125,9 @@ typedef struct tml_train_opts {
     double kd_temperature; /* default 4 */
     double kd_alpha;       /* default 0.9 */
     int freeze_bn;         /* use running statistics, do not update them (fine-tuning) */
+    tml_avg avg;           /* weight averaging (see tml_avg); default none */
+    double avg_decay;      /* TML_AVG_EMA: per-step decay in (0, 1), default 0.999 */
+    double avg_from;       /* averaging starts after this fraction of all steps, in [0, 1); default 0.75 */
     tml_fakequant *fq;     /* quantization-aware training when non-NULL (made for this model;
                               the trainer updates its ranges; validation runs fake-quantized) */
     tml_train_progress_fn progress;
