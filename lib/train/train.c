@@ -687,6 +687,20 @@ static void backward(tml_trainer *t, int B)
     }
 }
 
+/* The tensor's weights from the trained values: a clustered layer's shared
+ * values expanded, a pruned one's masked weights kept exactly zero. */
+static void weights_from_value(const param *p, tml_tensor *w)
+{
+    if (p->clustered) {
+        tml_codebook *cb = w->cb;
+        tml_cluster_expand_f32(p->numel, cb->index, cb->centroids, cb->n_books, p->numel / cb->n_books, cb->k, w->data);
+    } else if (p->mask) {
+        float *d = w->data;
+        for (int64_t j = 0; j < p->numel; j++)
+            if (!p->mask[j]) d[j] = 0.0f;
+    }
+}
+
 static void update(tml_trainer *t, double lr)
 {
     const tml_train_opts *o = &t->o;
@@ -735,14 +749,7 @@ static void update(tml_trainer *t, double lr)
                 v[j] = (float)(v[j] - lr * (upd + wd * v[j]));
             }
         }
-        if (p->clustered) {
-            tml_codebook *cb = w->cb;
-            tml_cluster_expand_f32(p->numel, cb->index, cb->centroids, cb->n_books, p->numel / cb->n_books, cb->k, w->data);
-        } else if (p->mask) {
-            float *d = w->data;
-            for (int64_t j = 0; j < p->numel; j++)
-                if (!p->mask[j]) d[j] = 0.0f;
-        }
+        weights_from_value(p, w);
     }
 }
 
@@ -800,14 +807,7 @@ static void avg_apply(tml_trainer *t)
         param *p = &t->params[i];
         tml_tensor *w = &t->m->tensors[p->tensor];
         memcpy(p->value, p->avg, sizeof(float) * (size_t)p->n);
-        if (p->clustered) {
-            tml_codebook *cb = w->cb;
-            tml_cluster_expand_f32(p->numel, cb->index, cb->centroids, cb->n_books, p->numel / cb->n_books, cb->k, w->data);
-        } else if (p->mask) {
-            float *d = w->data;
-            for (int64_t j = 0; j < p->numel; j++)
-                if (!p->mask[j]) d[j] = 0.0f;
-        }
+        weights_from_value(p, w);
     }
 }
 
