@@ -105,7 +105,12 @@ CHECKS=$((CHECKS + 1)); cmp -s "$W/c1.tmf" "$W/c2.tmf" || fail "cluster --epochs
 "$T" train "$W/mlp4.tmf" --data "$C" --epochs 2 --schedule step --no-checkpoint -q -o "$W/t2.tmf" >/dev/null
 CHECKS=$((CHECKS + 1)); cmp -s "$W/t1.tmf" "$W/t2.tmf" || fail "train --lr-schedule and --schedule differ"
 unset SOURCE_DATE_EPOCH
-expect_exit 2 "prune has no learning-rate schedule flag" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --lr-schedule cosine -o "$W/x.tmf"
+# prune's fine-tuning takes cosine or constant (SWA-style averaging), nothing else,
+# and only with fine-tuning epochs
+expect_exit 2 "prune's learning-rate schedule is cosine or constant" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --lr-schedule step -o "$W/x.tmf"
+expect_grep "$W/err" "must be cosine or constant" "prune names its learning-rate schedules"
+expect_exit 2 "prune's learning-rate schedule needs fine-tuning" -- "$T" prune "$W/mlp4-t.tmf" --sparsity 0.5 --lr-schedule constant -o "$W/x.tmf"
+expect_grep "$W/err" "needs --epochs" "prune says the schedule needs epochs"
 expect_exit 2 "train has no pruning schedule" -- "$T" train "$W/mlp4.tmf" --data "$C" --prune-schedule agp -o "$W/x.tmf"
 expect_grep "$W/err" "unknown option '--prune-schedule'" "the pruning schedule is prune's"
 
