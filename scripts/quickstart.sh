@@ -6,8 +6,9 @@
 # quantization-aware training (QAT), exports the QAT model as C for a
 # microcontroller, and prints the size / accuracy table (2026-12-05: 43.9x /
 # 43.8x smaller than the float32 file for 0.21 / 0.25 points; a table with
-# seeds 1-3 in docs/benchmarks.md). About 10 minutes on 2 idle cores (12 + 12
-# epochs at ~20 s); 25 minutes measured on 2 cores shared with other jobs.
+# seeds 1-3 in docs/benchmarks.md). 7 min 44 s measured from a clean clone on 2
+# nearly idle cores (load 1-2; 2026-12-06, dependencies installed); 25 minutes on
+# 2 cores shared with other jobs.
 #
 #   scripts/quickstart.sh            # work files in out/quickstart (override with OUT=...)
 #   EPOCHS=4 PRUNE_EPOCHS=3 scripts/quickstart.sh   # quicker, less accurate
