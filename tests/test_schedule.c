@@ -306,6 +306,18 @@ static void test_ram_limit(void **state)
     tml_model_free(m);
 }
 
+/* the model written to a .tmf in memory and read back */
+static tml_model *file_roundtrip(const tml_model *m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(tml_model_write_mem(m, NULL, &buf, &len), TML_OK);
+    tml_model *back = NULL;
+    assert_int_equal(tml_model_read_mem(buf, len, &back), TML_OK);
+    free(buf);
+    return back;
+}
+
 static void test_options_in_model(void **state)
 {
     (void)state;
@@ -319,12 +331,7 @@ static void test_options_in_model(void **state)
     o.ram_limit = 4096;
     assert_int_equal(tml_sched_opts_to_model(m, &o), TML_OK);
     /* survives a file round trip, next to other extra keys */
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(tml_model_write_mem(m, NULL, &buf, &len), TML_OK);
-    tml_model *m2 = NULL;
-    assert_int_equal(tml_model_read_mem(buf, len, &m2), TML_OK);
-    free(buf);
+    tml_model *m2 = file_roundtrip(m);
     assert_int_equal(tml_sched_opts_from_model(m2, &r, &found), TML_OK);
     assert_int_equal(found, 1);
     assert_int_equal(r.ram_limit, 4096);
@@ -367,12 +374,7 @@ static void test_export_goal_in_model(void **state)
     assert_int_equal(tml_sched_opts_to_model(m, &o), TML_OK);
     assert_int_equal(tml_export_optimize_to_model(m, TML_EXPORT_OPT_SPEED), TML_OK);
     assert_int_equal(tml_export_optimize_to_model(m, TML_EXPORT_OPT_SIZE), TML_OK); /* replaces */
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    assert_int_equal(tml_model_write_mem(m, NULL, &buf, &len), TML_OK);
-    tml_model *m2 = NULL;
-    assert_int_equal(tml_model_read_mem(buf, len, &m2), TML_OK);
-    free(buf);
+    tml_model *m2 = file_roundtrip(m);
     assert_int_equal(tml_export_optimize_from_model(m2, &g, &found), TML_OK);
     assert_int_equal(found, 1);
     assert_int_equal(g, TML_EXPORT_OPT_SIZE);
