@@ -175,25 +175,53 @@ int cmd_profile(int argc, char **argv)
                                      "MACs",    "flash_B", "ram_B",  "stack_B", "latency_ms"};
     tml_table *lt = tml_table_new("layers", "Per layer, one inference", 11, lh);
     int64_t macs_run = 0;
+    /* A streamed or tiled segment runs its layers interleaved: the emulator
+     * counts them together, at the segment's last layer. The others show "-"
+     * (not 0), and the last one's instr/MAC is over the segment's MACs. */
+    const tml_schedule *sc = r.exp.schedule;
+    int64_t seg_run = 0;
+    int n_merged = 0;
+    char merged[256] = "";
     for (int i = 0; i < r.exp.n_layers; i++) {
         const tml_export_layer *L = &r.exp.layers[i];
         const tml_device_layer *D = &r.layers[i];
+        const tml_sched_segment *g = NULL;
+        for (int k = 0; sc && k < sc->n_segments; k++)
+            if (sc->segments[k].first <= i && i <= sc->segments[k].last && sc->segments[k].first < sc->segments[k].last)
+                g = &sc->segments[k];
         tml_table_add_row(lt);
         tml_table_str(lt, 0, L->name);
         tml_table_str(lt, 1, tml_op_name(L->op));
         tml_table_str(lt, 2, L->shape);
         tml_table_str(lt, 3, L->enc == TML_EXPORT_NONE ? "-" : tml_export_enc_name(L->enc));
-        tml_table_num(lt, 4, D->instr, "%.0f");
         /* the MACs the kernel executes: every weight slot of a dense form, the
          * stored entries of a sparse one */
         const int64_t run = L->enc == TML_EXPORT_DENSE ? L->macs : L->macs_nz;
         macs_run += run;
-        tml_table_num(lt, 5, run > 0 ? D->instr / (double)run : 0.0 / 0.0, "%.2f");
+        if (g && i == g->first) seg_run = 0;
+        seg_run += run;
+        if (g && i < g->last) {
+            tml_table_str(lt, 4, "-");
+            tml_table_str(lt, 5, "-");
+        } else {
+            const int64_t per = g ? seg_run : run;
+            tml_table_num(lt, 4, D->instr, "%.0f");
+            tml_table_num(lt, 5, per > 0 ? D->instr / (double)per : 0.0 / 0.0, "%.2f");
+            if (g && i == g->last && n_merged < 4) {
+                size_t u = strlen(merged);
+                snprintf(merged + u, sizeof merged - u, "%s%.24s..%.24s at %.24s", n_merged ? ", " : "",
+                         r.exp.layers[g->first].name, L->name, L->name);
+                n_merged++;
+            }
+        }
         tml_table_int(lt, 6, run);
         tml_table_int(lt, 7, D->const_bytes);
         tml_table_int(lt, 8, L->live_bytes);
         tml_table_int(lt, 9, D->stack_bytes);
-        tml_table_num(lt, 10, D->instr / (mhz * 1e3), "%.3f");
+        if (g && i < g->last)
+            tml_table_str(lt, 10, "-");
+        else
+            tml_table_num(lt, 10, D->instr / (mhz * 1e3), "%.3f");
     }
     tml_table_add_row(lt);
     tml_table_mark_total(lt);
@@ -209,6 +237,10 @@ int cmd_profile(int argc, char **argv)
                        "MACs: those the kernel executes (dense forms: all, sparse forms: the stored weights); flash_B: the layer's const data (nm of model.o), the total adds "
                        "the code; ram_B: arena bytes live during the layer; stack_B: deepest stack use during the layer (stores watched by the emulator)",
                    n);
+    if (n_merged)
+        tml_table_note(lt, "streamed / tiled segments run their layers interleaved: their instructions (and latency) are counted "
+                           "together at the last layer, its instr/MAC over the segment's MACs (%s)",
+                       merged);
 
     /* summary */
     static const char *const sh[] = {"what", "value", "note"};
