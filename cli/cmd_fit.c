@@ -53,6 +53,9 @@ static const char help[] =
     "  --max-drop P           also require at most P points of top-1 lost vs the INT8 baseline\n"
     "Search:\n"
     "  -d, --data SPEC        training data (split train; test split for the report)\n"
+    "  --val-split F          hold out a seeded fraction F of --data for the report (the test\n"
+    "                         column): for a CSV file or PNG folder, which has no test split\n"
+    "  --eval-data E          report on E instead (default split test)\n"
     "  --epochs N             fine-tuning epochs per candidate (filters + AGP; default 4)\n"
     "  --cluster-epochs N     centroid fine-tuning epochs (default 1)\n"
     "  --qat-epochs N         quantization-aware training epochs as the last step of\n"
@@ -183,6 +186,7 @@ int cmd_fit(int argc, char **argv)
 {
     cli c;
     cli_init(&c, "fit", help, argc, argv);
+    cli_data dd = {0};
     const char *pos[1] = {NULL}, *out = NULL, *data = NULL, *target = "cortex-m4", *state = NULL, *plot = NULL,
                *cdir = NULL, *flash_s = NULL, *ram_s = NULL;
     double max_drop = -1, tbudget = 0;
@@ -191,7 +195,7 @@ int cmd_fit(int argc, char **argv)
     tml_fit_opts o;
     tml_fit_opts_default(&o);
     while (cli_next(&c)) {
-        if (cli_str(&c, "output", 'o', &out) || cli_str(&c, "data", 'd', &data) || cli_str(&c, "target", 0, &target) ||
+        if (cli_str(&c, "output", 'o', &out) || cli_data_option(&c, &dd) || cli_str(&c, "target", 0, &target) ||
             cli_str(&c, "state", 0, &state) || cli_str(&c, "plot", 0, &plot) || cli_str(&c, "c", 0, &cdir) ||
             cli_str(&c, "flash", 0, &flash_s) || cli_str(&c, "ram", 0, &ram_s))
             continue;
@@ -222,6 +226,7 @@ int cmd_fit(int argc, char **argv)
         cli_unknown(&c);
     }
     if (!pos[0]) cli_usage_error(&c, "give the float MODEL to fit");
+    data = dd.spec;
     if (!data) cli_usage_error(&c, "--data is required (training data for fine-tuning, e.g. --data fashion-mnist)");
     if (!flash_s || !ram_s) cli_usage_error(&c, "give the budget: --flash BYTES and --ram BYTES (e.g. --flash 32K --ram 8K)");
     if (parse_bytes(flash_s, &o.flash)) cli_usage_error(&c, "--flash: '%s' is not a size (e.g. 32768, 32K, 0.5M)", flash_s);
@@ -248,13 +253,16 @@ int cmd_fit(int argc, char **argv)
 
     tml_model *m = cli_load_model(&c, pos[0]);
     if (tml_model_is_quantized(m)) cli_fail(&c, "%s is an INT8 model: fit starts from the float model", pos[0]);
-    tml_dataset *tds = cli_open_dataset(&c, data, "train");
-    if ((st = tml_dataset_match(tds, m))) cli_fail_status(&c, st);
+    /* --data / --val-split / --eval-data as every command (cli/data.c): the
+     * test part is never fine-tuned on unless the data has no test split and
+     * neither option says which samples to hold out (then a loud warning) */
+    tml_dataset *tds = cli_open_train_data(&c, &dd, m);
     tml_samples *train = NULL, *test = NULL;
     if ((st = tml_dataset_load(tds, train_limit, &train))) cli_fail_status(&c, st);
-    tml_dataset *eds = cli_open_dataset(&c, data, "test");
-    if ((st = tml_dataset_match(eds, m))) cli_fail_status(&c, st);
+    tml_dataset *eds = cli_open_eval_data(&c, &dd, m);
     if ((st = tml_dataset_load(eds, 0, &test))) cli_fail_status(&c, st);
+    char test_note[512];
+    cli_eval_data_note(&c, &dd, 1, test_note, sizeof test_note);
     o.train = train;
     o.test = test;
 
@@ -273,7 +281,7 @@ int cmd_fit(int argc, char **argv)
         free(buf);
         char k[512];
         /* r2: fine-tuning holds the validation part out itself (QAT keeps its best epoch) */
-        snprintf(k, sizeof k, "r2|%s|%lld|%d|%d|%d|%llu|%lld|q%d", data, (long long)train->n, o.epochs, o.cluster_epochs,
+        snprintf(k, sizeof k, "r2|%s|%g|%lld|%d|%d|%d|%llu|%lld|q%d", data, dd.val_split, (long long)train->n, o.epochs, o.cluster_epochs,
                  o.distill, (unsigned long long)o.seed, (long long)o.val_samples, o.qat_epochs);
         f.key = fnv(h, k, strlen(k));
     }
@@ -293,7 +301,8 @@ int cmd_fit(int argc, char **argv)
     o.user = &f;
     cli_log(&c, "fit %s into %lld B flash, %lld B RAM%s on %s; %lld training samples (%lld held out), seed %llu",
             pos[0], (long long)o.flash, (long long)o.ram, o.latency_ms > 0 ? " and a latency budget" : "", tg->name,
-            (long long)train->n, (long long)o.val_samples, (unsigned long long)o.seed);
+            (long long)train->n, (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2),
+            (unsigned long long)o.seed);
     tml_fit_result r;
     st = tml_fit(m, &o, &r);
     if (st) cli_fail_status(&c, st);
@@ -405,10 +414,11 @@ int cmd_fit(int argc, char **argv)
                    verified ? "the chosen one's instructions counted on the emulator, the others the exporter's estimate"
                             : "the exporter's instruction estimate",
                    o.mhz);
-    tml_table_note(ct, "validation: the %lld samples the trainer holds out of %s:train with seed %llu, test: %s:test (%lld samples); drop: "
-                       "test points vs the int8 baseline; * = the answer; (screened): after the short fine-tune only",
-                   (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2), data,
-                   (unsigned long long)o.seed, data, (long long)test->n);
+    tml_table_note(ct, "validation: the %lld samples fit holds out of the %lld fine-tuning samples with seed %llu (as `tinyml train "
+                       "--seed %llu` does by default), test: %s; drop: test points vs the int8 baseline; * = the answer; "
+                       "(screened): after the short fine-tune only",
+                   (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2), (long long)train->n,
+                   (unsigned long long)o.seed, (unsigned long long)o.seed, test_note);
     int tuned = 0;
     for (int i = 0; i < r.n_cands; i++) tuned += r.cands[i].tuned;
     tml_table_note(ct, "search: %d greedy steps, %lld plans measured, %d candidates fine-tuned (%d epochs + %d + QAT %d), "

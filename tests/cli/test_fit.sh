@@ -109,6 +109,22 @@ expect_grep "$W/err" "greedy all, ra -50%" "a structured start from the biggest 
 CHECKS=$((CHECKS + 1))
 ! grep -q "greedy all, \(conv1\|rb\) -\|\(conv1\|rb\) filters ->" "$W/err" || fail "a tied layer's filters were moved"
 
+# data without a test split (a CSV): the report holds out --val-split, never
+# fine-tuned on; without it, a loud warning that test = the fine-tuning data
+awk 'BEGIN{srand(3); print "a,b,c,d,label"; for (i = 0; i < 600; i++) { k = i % 3; line = "";
+     for (j = 0; j < 4; j++) line = line sprintf("%.3f,", (j < 2 ? 100 * k * (j + 1) : 0) + (rand() - 0.5) * 150 * (j + 1));
+     print line k } }' >tab.csv
+"$T" create lenet300 --input 4 --classes 3 -q | "$T" train --data csv:tab.csv --normalize auto --val-split 0.2 --epochs 3 \
+  --no-checkpoint -q -o mlp.tmf >/dev/null || fail "train the tabular model"
+expect_exit 0 "fit a CSV model with --val-split" -- "$T" fit mlp.tmf --data csv:tab.csv --val-split 0.25 --flash 8K --ram 2K \
+  --epochs 1 --candidates 1 --no-verify --format csv -o t.tmf
+expect_grep "$W/out" "test: the 150 samples held out of csv:tab.csv (25%, seed 1), never fine-tuned on" "the test part is held out"
+expect_grep "$W/err" "450 training samples (225 held out)" "fit fine-tunes and validates on the rest"
+expect_exit 0 "fit a CSV model without held-out data" -- "$T" fit mlp.tmf --data csv:tab.csv --flash 8K --ram 2K \
+  --epochs 1 --candidates 1 --no-verify --format csv -o t2.tmf
+expect_grep "$W/err" "warning: csv:tab.csv has no test split" "no test split: a loud warning"
+expect_grep "$W/out" "the SAME samples it was fine-tuned on" "and the table says so"
+
 # nothing fits: exit 1, the closest candidate and its miss, no model written
 expect_exit 1 "an impossible budget" -- "$T" fit base.tmf --data fashion-mnist --train-limit 3000 --flash 1K --ram 256 \
   --epochs 1 --candidates 2 --no-verify -o none.tmf
