@@ -89,6 +89,14 @@ typedef struct tml_fit_opts {
     int64_t val_samples;    /* validation samples held out of the training data (default 5000) */
     int64_t quick_samples;  /* of them, used by the greedy descent's quick measure (default 1000) */
     int distill;            /* distill fine-tuning from the original model (default 1) */
+    /* the finalists' filter removal + AGP fine-tuning (tml_finetune's): Adam at lr, cosine to
+       zero or constant (lr_constant), the result the average of the weights from the fraction
+       avg_from of the steps on (avg; AGP reaches the final sparsity at 2/3). Default: 1e-3,
+       cosine, no average (avg_from 2/3 when one is set) */
+    double lr;
+    int lr_constant;
+    tml_avg avg;
+    double avg_decay, avg_from;
     tml_export_opts exp;    /* how the candidates are exported (and measured) */
     const struct tml_device_opts *device; /* non-NULL: each descent's fitting plan is also
                                compiled for this target (one run on the emulated core) and the
@@ -112,6 +120,9 @@ typedef struct tml_fit_cost {
     int64_t instr;          /* exporter's estimated Cortex-M4 instructions per inference */
     double val_loss, val_acc; /* validation (quick subset during the descent) */
     double test_acc;        /* NaN when not measured */
+    double pick_acc;        /* fine-tuned candidates: top-1 on the second half of the validation
+                               part, which no earlier choice saw (the answer is chosen on it);
+                               NaN elsewhere */
     int64_t code_gap;       /* the search's quick measure only: the compiler's excess over the
                                code estimate measured for the plan's weight-form goal so far,
                                included in flash (0 for exact measures) */
