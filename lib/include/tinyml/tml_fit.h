@@ -17,7 +17,10 @@
  *    moves are measured from a base instead: the current plan's filter
  *    removal and sparsity with a short distilled fine-tune (one AGP epoch on
  *    4000 samples, float), made again when the moves since have cost another
- *    3 points. It stops when everything fits. Several variants of the move set
+ *    3 points. It stops when everything fits; a last move that would leave more
+ *    than 3% of the flash unused is measured again from the plan before it
+ *    with finer moves added (1/16 of the filters, 0.775 of the weights kept,
+ *    packed widths 8 -> 6 -> 4 -> 3 -> 2). Several variants of the move set
  *    (all knobs; no weight sharing; no filter removal unless RAM needs it),
  *    and descents that start with the biggest layers' filters partly removed
  *    (the untrained measure alone never takes that path; not from layers
@@ -27,15 +30,15 @@
  *    unpruned weight to zero, so their flash is an upper bound of the
  *    fine-tuned one's.
  * 3. Screening: each fitting plan gets a short distilled fine-tune (one AGP
- *    epoch on `screen_samples` training samples) and its validation top-1
- *    ranks the plans; the best `finalists` go on.
+ *    epoch on `screen_samples` training samples) and its top-1 on the first
+ *    half of the validation part ranks the plans; the best `finalists` go on.
  * 4. Fine-tuning: the finalists (and front points) are applied for real
  *    (filter removal, AGP sparsity with distillation from the original,
- *    centroid fine-tuning, INT8 or QAT keeping its best epoch on validation),
+ *    centroid fine-tuning, INT8 or QAT keeping its last epoch),
  *    in parallel (OpenMP, `jobs` at a time), measured again (exact flash and
  *    RAM, estimated instructions; validation and test top-1).
- * 5. The most accurate candidate on validation that fits every budget is the
- *    answer; the caller verifies it on the emulated core (tml_device_run).
+ * 5. The candidate that fits every budget with the best top-1 on the second
+ *    half of the validation part (which no earlier choice saw) is the answer; the caller verifies it on the emulated core (tml_device_run).
  *
  * Deterministic for a given seed (the thread count changes nothing). The
  * library never prints and never opens a file: progress, and the state that
