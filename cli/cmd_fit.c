@@ -31,15 +31,17 @@ static const char help[] =
     "also the least code, compiled -Os), each plan measured exactly (flash and RAM\n"
     "from the C exporter, the fitting ones also compiled; validation loss without\n"
     "fine-tuning, or, once that is 3 points down, from a short distilled fine-tune\n"
-    "of the plan so far), also from starts with the biggest layers' filters partly\n"
-    "removed, picks candidate plans; a short distilled fine-tune of each ranks\n"
-    "them, the best are fine-tuned in parallel (AGP pruning distilled from the\n"
-    "original, centroid fine-tuning, INT8 or QAT) and the best on validation that\n"
-    "fits is verified on the emulated core: exported, run, bit-exact with the int8\n"
+    "of the plan so far; a last move that would leave over 3% of the flash unused\n"
+    "is tried again with finer moves), also from starts with the biggest layers'\n"
+    "filters partly removed, picks candidate plans; a short distilled fine-tune of\n"
+    "each ranks them, the best are fine-tuned in parallel (AGP pruning distilled\n"
+    "from the original, centroid fine-tuning, INT8 or QAT) and the best that fits\n"
+    "is verified on the emulated core: exported, run, bit-exact with the int8\n"
     "engine, within budget.\n"
-    "Validation is a seeded held-out part of the training split; the test split\n"
-    "is only reported. docs/fit.md has a worked example (LeNet-5 into 32K flash\n"
-    "and 8K RAM) and the search's cost.\n"
+    "Validation is a seeded held-out part of the training split: its first half\n"
+    "ranks the plans, its second half (pick_top1%) picks the answer; the test\n"
+    "split is only reported. docs/fit.md has a worked example (LeNet-5 into 32K\n"
+    "flash and 8K RAM) and the search's cost.\n"
     "\n"
     "Budget:\n"
     "  --flash BYTES          flash for the model (const data + code); 32K, 32KB, 0.5M accepted\n"
@@ -70,6 +72,13 @@ static const char help[] =
     "  --train-limit N        use only the first N training samples (quick trials)\n"
     "  --quick-samples N      validation samples of the descent's quick measure (default 1000)\n"
     "  --no-distill           fine-tune without distillation from MODEL\n"
+    "  --lr LR                learning rate of the candidates' fine-tuning (Adam; default 1e-3)\n"
+    "  --lr-schedule S        cosine (default) or constant (e.g. with --weight-avg mean: SWA)\n"
+    "  --weight-avg ema[:D]|mean|none  the fine-tuned weights are the average over the last\n"
+    "                         part of the filter removal + AGP fine-tuning (default none);\n"
+    "                         pruned zeros stay zero\n"
+    "  --weight-avg-from F    averaging starts after the fraction F of the steps (default\n"
+    "                         0.667: where AGP reaches the final sparsity)\n"
     "  --state DIR            resumable state: fine-tuned candidates (default OUT.fit)\n"
     "  --seed N               every random choice (default 1)\n"
     "Output:\n"
@@ -162,6 +171,15 @@ static void on_progress(void *user, const char *phase, int done, int total, cons
     cli_log(f->c, "[%5.0fs] %s: %s", cli_now() - f->t0, phase, msg);
 }
 
+/* The order of the answer (tml_fit's r.best first): the top-1 on the validation
+ * half that picks, then on the whole part, then less flash. */
+static int pick_better(const tml_fit_cost *a, const tml_fit_cost *b)
+{
+    if (a->pick_acc != b->pick_acc) return a->pick_acc > b->pick_acc;
+    if (a->val_acc != b->val_acc) return a->val_acc > b->val_acc;
+    return a->flash < b->flash;
+}
+
 static double latency_ms(double instr, double mhz)
 {
     return instr / (mhz * 1e3);
@@ -192,13 +210,21 @@ int cmd_fit(int argc, char **argv)
     double max_drop = -1, tbudget = 0;
     int no_verify = 0, no_schedule = 0;
     int64_t train_limit = 0;
+    const char *lr_sched = NULL;
+    cli_wavg wavg = CLI_WAVG_INIT;
+    int wavg_given = 0;
     tml_fit_opts o;
     tml_fit_opts_default(&o);
     while (cli_next(&c)) {
         if (cli_str(&c, "output", 'o', &out) || cli_data_option(&c, &dd) || cli_str(&c, "target", 0, &target) ||
             cli_str(&c, "state", 0, &state) || cli_str(&c, "plot", 0, &plot) || cli_str(&c, "c", 0, &cdir) ||
-            cli_str(&c, "flash", 0, &flash_s) || cli_str(&c, "ram", 0, &ram_s))
+            cli_str(&c, "flash", 0, &flash_s) || cli_str(&c, "ram", 0, &ram_s) ||
+            cli_str(&c, "lr-schedule", 0, &lr_sched) || cli_double(&c, "lr", 0, 1e-9, 10, &o.lr))
             continue;
+        if (cli_weight_avg_option(&c, &wavg)) {
+            wavg_given = 1;
+            continue;
+        }
         if (cli_double(&c, "latency", 0, 1e-6, 1e9, &o.latency_ms) || cli_double(&c, "mhz", 0, 1e-3, 1e6, &o.mhz) ||
             cli_double(&c, "max-drop", 0, 0, 100, &max_drop) || cli_double(&c, "time-budget", 0, 1e-3, 1e6, &tbudget))
             continue;
@@ -236,6 +262,16 @@ int cmd_fit(int argc, char **argv)
     const tml_device_target *tg = tml_device_target_find(target);
     if (!tg) cli_usage_error(&c, "--target: unknown core '%s' (cortex-m4)", target);
     if (no_verify && cdir) cli_usage_error(&c, "--c writes the verified source: it needs the verification (drop --no-verify)");
+    if (lr_sched && strcmp(lr_sched, "cosine") && strcmp(lr_sched, "constant"))
+        cli_usage_error(&c, "--lr-schedule must be cosine or constant (got '%s')", lr_sched);
+    if (lr_sched) o.lr_constant = strcmp(lr_sched, "constant") == 0;
+    if (wavg_given) {
+        /* given: the pair as the user says (from defaults to fit's 2/3, not the trainer's 0.75) */
+        if (wavg.from >= 0 && !wavg.kind) cli_usage_error(&c, "--weight-avg-from needs --weight-avg ema or mean");
+        o.avg = (tml_avg)wavg.kind;
+        o.avg_decay = wavg.decay;
+        if (wavg.from >= 0) o.avg_from = wavg.from;
+    }
     o.max_drop = max_drop < 0 ? -1 : max_drop / 100.0;
     o.time_budget_s = tbudget * 60;
     o.seed = c.seed;
@@ -280,9 +316,12 @@ int cmd_fit(int argc, char **argv)
         uint64_t h = fnv(0xcbf29ce484222325ull, buf, len);
         free(buf);
         char k[512];
-        /* r2: fine-tuning holds the validation part out itself (QAT keeps its best epoch) */
-        snprintf(k, sizeof k, "r2|%s|%g|%lld|%d|%d|%d|%llu|%lld|q%d", data, dd.val_split, (long long)train->n, o.epochs, o.cluster_epochs,
-                 o.distill, (unsigned long long)o.seed, (long long)o.val_samples, o.qat_epochs);
+        /* r3: fine-tuning holds the validation part out itself, QAT keeps its last epoch; the
+         * learning rate, its schedule and the weight average; the held-out report fraction */
+        snprintf(k, sizeof k, "r3|%s|%g|%lld|%d|%d|%d|%llu|%lld|q%d|lr%.9g|c%d|a%d:%.9g:%.9g", data, dd.val_split,
+                 (long long)train->n, o.epochs, o.cluster_epochs, o.distill, (unsigned long long)o.seed,
+                 (long long)o.val_samples, o.qat_epochs, o.lr, o.lr_constant, (int)o.avg,
+                 o.avg == TML_AVG_EMA ? o.avg_decay : 0.0, o.avg ? o.avg_from : 0.0);
         f.key = fnv(h, k, strlen(k));
     }
     o.exp.prefix = NULL;
@@ -317,7 +356,7 @@ int cmd_fit(int argc, char **argv)
         for (int i = 0; i < r.n_cands && n < 64; i++)
             if (r.cands[i].fits) order[n++] = i;
         for (int a = 1; a < n; a++)
-            for (int b = a; b > 0 && r.cands[order[b]].final.val_acc > r.cands[order[b - 1]].final.val_acc; b--) {
+            for (int b = a; b > 0 && pick_better(&r.cands[order[b]].final, &r.cands[order[b - 1]].final); b--) {
                 int t = order[b];
                 order[b] = order[b - 1];
                 order[b - 1] = t;
@@ -373,8 +412,8 @@ int cmd_fit(int argc, char **argv)
 
     /* the table of candidates */
     static const char *const ch[] = {"candidate", "origin", "flash_B", "ram_B", "latency_ms", "val_top1%",
-                                     "test_top1%", "drop_pt", "fits", "pareto"};
-    tml_table *ct = tml_table_new("candidates", "Candidates (fine-tuned unless marked)", 10, ch);
+                                     "test_top1%", "drop_pt", "fits", "pareto", "pick_top1%"};
+    tml_table *ct = tml_table_new("candidates", "Candidates (fine-tuned unless marked)", 11, ch);
     tml_table_add_row(ct);
     tml_table_str(ct, 0, "float");
     tml_table_str(ct, 1, "original");
@@ -407,6 +446,7 @@ int cmd_fit(int argc, char **argv)
         tml_table_num(ct, 7, 100 * (r.int8_base.test_acc - k->test_acc), "%.2f");
         tml_table_str(ct, 8, cd->tuned ? (cd->fits ? "yes" : "no") : "-");
         tml_table_str(ct, 9, cd->tuned && on_front(&r, i) ? "yes" : "");
+        if (cd->tuned) tml_table_num(ct, 10, 100 * cd->final.pick_acc, "%.2f");
     }
     tml_table_note(ct, "flash: const data + code as the C exporter counts them (the chosen one: arm-none-eabi-size of "
                        "the compiled model, text + rodata + data); RAM: the static arena; latency: %s at %.0f MHz, one "
@@ -416,7 +456,8 @@ int cmd_fit(int argc, char **argv)
                    o.mhz);
     tml_table_note(ct, "validation: the %lld samples fit holds out of the %lld fine-tuning samples with seed %llu (as `tinyml train "
                        "--seed %llu` does by default), test: %s; drop: test points vs the int8 baseline; * = the answer; "
-                       "(screened): after the short fine-tune only",
+                       "(screened): after the short fine-tune only, top-1 on the first half of validation (which ranks the "
+                       "plans); pick: top-1 on its second half, which picks the answer among the fine-tuned ones",
                    (long long)(o.val_samples < train->n / 2 ? o.val_samples : train->n / 2), (long long)train->n,
                    (unsigned long long)o.seed, (unsigned long long)o.seed, test_note);
     int tuned = 0;
@@ -440,7 +481,11 @@ int cmd_fit(int argc, char **argv)
             if (p->layers[i].bits)
                 tml_table_int(pt, 3, p->layers[i].bits);
             else
-                tml_table_str(pt, 3, p->layers[i].qbits == 4 ? "int4" : p->layers[i].qbits == 2 ? "int2" : "int8");
+            {
+                char w[16];
+                snprintf(w, sizeof w, "int%d", p->layers[i].qbits > 0 ? p->layers[i].qbits : 8);
+                tml_table_str(pt, 3, w);
+            }
         }
     }
     if (pt && r.cands[show].plan.form_size) tml_table_note(pt, "weight forms: the smallest per layer, the least code (export --optimize size, compiled -Os)");
@@ -493,6 +538,10 @@ int cmd_fit(int argc, char **argv)
         cJSON_AddNumberToObject(h, "epochs", o.epochs);
         cJSON_AddNumberToObject(h, "cluster_epochs", o.cluster_epochs);
         if (o.qat_epochs) cJSON_AddNumberToObject(h, "qat_epochs", o.qat_epochs);
+        cJSON_AddNumberToObject(h, "lr", o.lr);
+        cJSON_AddStringToObject(h, "lr_schedule", o.lr_constant ? "constant" : "cosine");
+        cJSON_AddStringToObject(h, "weight_avg", o.avg == TML_AVG_EMA ? "ema" : o.avg == TML_AVG_MEAN ? "mean" : "none");
+        if (o.avg) cJSON_AddNumberToObject(h, "weight_avg_from", o.avg_from);
         cJSON_AddNumberToObject(h, "seed", (double)c.seed);
         cJSON_AddNumberToObject(h, "flash", (double)(verified ? dr.text_bytes + dr.rodata_bytes + dr.data_bytes : cd->final.flash));
         cJSON_AddNumberToObject(h, "ram", (double)cd->final.ram);

@@ -4,7 +4,7 @@
  * copies), evaluation through a dataset view equal to evaluation of the same
  * samples, pruning schedules reaching their exact targets with the masks
  * kept, fine-tuning options reaching the trainer, a whole compression plan (filters, sparsity, sharing, INT8; packed
- * int4 with and without QAT as the last step; int2 rounded to nearest with
+ * int4 with and without QAT as the last step, QAT's last epoch kept on request; int2 rounded to nearest with
  * every unpruned weight kept nonzero), and the
  * budget miss of the fit search on a hand-worked example.
  */
@@ -308,6 +308,65 @@ static void test_plan_qbits_qat(void **state)
     fixture_free(&f);
 }
 
+/* Every parameter's bytes, whatever its type (int8 weights, int32 biases). */
+static int same_bytes(const tml_model *a, const tml_model *b)
+{
+    if (a->n_tensors != b->n_tensors) return 0;
+    for (int i = 0; i < a->n_tensors; i++) {
+        const tml_tensor *x = &a->tensors[i], *y = &b->tensors[i];
+        if (x->kind != TML_TENSOR_PARAM) continue;
+        if (x->dtype != y->dtype || tml_tensor_nbytes(x) != tml_tensor_nbytes(y) ||
+            memcmp(x->data, y->data, tml_tensor_nbytes(x)) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static tml_status last_best_epoch(void *user, tml_trainer *t, const tml_epoch_info *e)
+{
+    (void)t;
+    if (e->is_best) *(int *)user = e->epoch + 1;
+    return TML_OK;
+}
+
+/* plan.qat_keep_last (the fit search: the answer is chosen on validation, so
+ * QAT does not also keep its best epoch there): with a validation split, the
+ * QAT model is the last epoch's. Both runs train alike (the same best epoch);
+ * their models are the same exactly when the best epoch was the last. */
+static void test_plan_qat_keep_last(void **state)
+{
+    (void)state;
+    plan_fixture f;
+    const int seed = 1; /* its best epoch on these 100 validation samples is the first */
+    fixture_init(&f, 200, seed);
+    tml_model *got[2] = {NULL, NULL};
+    int best[2] = {0, 0};
+    for (int keep_last = 0; keep_last <= 1; keep_last++) {
+        if (keep_last) fixture_model(&f, seed);
+        tml_plan p = f.p;
+        tml_plan_find(&p, "fc1")->qbits = 4;
+        p.qat_epochs = 3;
+        p.qat_keep_last = keep_last;
+        tml_finetune ft = f.ft;
+        ft.val_samples = 100;
+        ft.lr = 1e-2; /* QAT's own lr is 1e-4; this one is the (unused) fine-tuning's */
+        ft.on_epoch = last_best_epoch;
+        ft.user = &best[keep_last];
+        assert_int_equal(tml_plan_apply(f.m, &p, &ft, f.cal), TML_OK);
+        assert_true(tml_model_is_quantized(f.m));
+        got[keep_last] = f.m;
+        f.m = NULL;
+        fixture_model_free(&f);
+    }
+    print_message("QAT best epoch %d of 3\n", best[0]);
+    assert_int_equal(best[0], best[1]);
+    assert_true(best[0] >= 1 && best[0] <= 3);
+    assert_int_equal(same_bytes(got[0], got[1]), best[0] == 3);
+    tml_model_free(got[0]);
+    tml_model_free(got[1]);
+    fixture_free(&f);
+}
+
 /* plan.keep_nonzero (the fit search's quick measure): a packed int2 layer
  * rounded to nearest keeps every unpruned weight nonzero (its flash then
  * counts them all, as adaptive rounding after fine-tuning does), while plain
@@ -416,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_finetune_augmentation),
         cmocka_unit_test(test_plan_apply),
         cmocka_unit_test(test_plan_qbits_qat),
+        cmocka_unit_test(test_plan_qat_keep_last),
         cmocka_unit_test(test_plan_keep_nonzero),
         cmocka_unit_test(test_plan_float_only),
         cmocka_unit_test(test_fit_miss),

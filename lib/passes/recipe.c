@@ -239,7 +239,7 @@ static tml_status qat_step(tml_model *m, const tml_plan *p, const tml_finetune *
     o.train.seed = f->seed;
     if (f->val_samples >= 0) o.train.val_samples = f->val_samples;
     /* an explicit validation split: the epoch best on it (fake-quantized) is the model */
-    o.keep_best = f->val_samples > 0;
+    o.keep_best = f->val_samples > 0 && !p->qat_keep_last;
     o.train.teacher = f->teacher;
     o.train.aug_crop_pad = f->aug_crop_pad;
     o.train.aug_flip = f->aug_flip;

@@ -27,14 +27,26 @@ FIT="fit base.tmf --data fashion-mnist --train-limit 3000 --flash 16K --ram 4K -
 # shellcheck disable=SC2086
 expect_exit 0 "fit into 16K / 4K" -- "$T" $FIT --jobs 2 --state s1 --format csv -o a.tmf
 cp "$W/err" err1
+# the table, with the quoted fields (origins such as "greedy all, fc1 -50%") blanked for awk -F,
+sed 's/"[^"]*"/q/g' "$W/out" >table1
 expect_grep "$W/out" "conv1" "the answer's plan is printed"
 expect_grep err1 "answer: candidate" "the answer is announced"
 expect_grep err1 "screen: candidate" "the fitting plans are ranked by a short fine-tune"
 expect_grep err1 "greedy all, fc1 -50%" "a descent starts from the biggest layer's neurons half removed"
 expect_grep err1 "moves measured from a short fine-tune from here" "far from the original, the descent measures moves from a fine-tuned base"
+expect_grep err1 "fits with [0-9]* B of flash unused: the fine moves from the plan before it" \
+  "a last move that leaves flash unused is tried again with the fine moves"
+# the fine last step's plan (or the whole move's) fits the budget
+CHECKS=$((CHECKS + 1))
+awk '/the fine moves. plan: flash/ {for (i = 1; i < NF; i++) if ($i == "flash") v = $(i + 1) + 0; if (v > 16384) bad = 1; n++}
+     END {exit !(n > 0 && !bad)}' err1 || fail "no fine last step taken, or its plan is over the flash budget"
+# the answer is the fitting candidate best on the validation half that picks (pick_top1%, the 11th column)
+CHECKS=$((CHECKS + 1))
+awk -F, '$9 == "yes" && $11 != "" {if ($1 ~ /\*/) a = $11 + 0; else if ($11 + 0 > m) m = $11 + 0; n++}
+         END {exit !(n >= 1 && a != "" && a >= m)}' table1 || fail "the answer is not the best fitting candidate on the picking half"
 # the budget, from the fit's own table, then measured again independently
-FL=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $3}' "$W/out")
-RAM=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $4}' "$W/out")
+FL=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $3}' table1)
+RAM=$(awk -F, '$1 ~ /^[0-9]+ \*/ {print $4}' table1)
 CHECKS=$((CHECKS + 1))
 [ -n "$FL" ] && [ "$FL" -le 16384 ] && [ "$RAM" -le 4096 ] || fail "answer over budget or not found: flash '$FL' RAM '$RAM'"
 if [ -z "$VERIFY" ]; then
@@ -75,6 +87,17 @@ expect_grep "$W/err" "resumed" "the second run resumes the fine-tuned candidates
 expect_exit 0 "export the resumed answer" -- "$T" export c.tmf --c -o cc -q
 CHECKS=$((CHECKS + 1))
 cmp -s ca/model.c cc/model.c || fail "the resumed run gives a different answer"
+
+# the fine-tuning settings are part of the state's key: SWA is fine-tuned afresh, not resumed,
+# and the answer's history records them
+# shellcheck disable=SC2086
+expect_exit 0 "fit with SWA from the same state" -- "$T" $FIT --candidates 1 --finalists 1 --lr 5e-4 --lr-schedule constant \
+  --weight-avg mean --weight-avg-from 0.5 --state s1 -o w.tmf
+CHECKS=$((CHECKS + 1))
+! grep -q "resumed" "$W/err" || fail "a run with other fine-tuning settings resumed a candidate of the first"
+expect_exit 0 "the SWA answer's history" -- "$T" info w.tmf --history
+expect_grep "$W/out" '"weight_avg": *"mean"' "the history records the weight average"
+expect_grep "$W/out" '"lr_schedule": *"constant"' "the history records the learning-rate schedule"
 
 # quantization-aware training as the candidates' last step: still within budget,
 # still bit-exact on the emulator, and the answer's history says so
@@ -137,4 +160,8 @@ CHECKS=$((CHECKS + 1))
 expect_exit 2 "a bad size" -- "$T" fit base.tmf --data fashion-mnist --flash 12Q --ram 4K -o x.tmf
 expect_exit 2 "no RAM budget" -- "$T" fit base.tmf --data fashion-mnist --flash 16K -o x.tmf
 expect_exit 2 "no data" -- "$T" fit base.tmf --flash 16K --ram 4K -o x.tmf
+expect_exit 2 "a bad schedule" -- "$T" fit base.tmf --data fashion-mnist --flash 16K --ram 4K --lr-schedule step -o x.tmf
+expect_exit 2 "an average start without an average" -- "$T" fit base.tmf --data fashion-mnist --flash 16K --ram 4K \
+  --weight-avg-from 0.5 -o x.tmf
+expect_exit 2 "a bad average" -- "$T" fit base.tmf --data fashion-mnist --flash 16K --ram 4K --weight-avg median -o x.tmf
 finish

@@ -17,7 +17,10 @@
  *    moves are measured from a base instead: the current plan's filter
  *    removal and sparsity with a short distilled fine-tune (one AGP epoch on
  *    4000 samples, float), made again when the moves since have cost another
- *    3 points. It stops when everything fits. Several variants of the move set
+ *    3 points. It stops when everything fits; a last move that would leave more
+ *    than 3% of the flash unused is measured again from the plan before it
+ *    with finer moves added (1/16 of the filters, 0.775 of the weights kept,
+ *    packed widths 8 -> 6 -> 4 -> 3 -> 2). Several variants of the move set
  *    (all knobs; no weight sharing; no filter removal unless RAM needs it),
  *    and descents that start with the biggest layers' filters partly removed
  *    (the untrained measure alone never takes that path; not from layers
@@ -27,15 +30,15 @@
  *    unpruned weight to zero, so their flash is an upper bound of the
  *    fine-tuned one's.
  * 3. Screening: each fitting plan gets a short distilled fine-tune (one AGP
- *    epoch on `screen_samples` training samples) and its validation top-1
- *    ranks the plans; the best `finalists` go on.
+ *    epoch on `screen_samples` training samples) and its top-1 on the first
+ *    half of the validation part ranks the plans; the best `finalists` go on.
  * 4. Fine-tuning: the finalists (and front points) are applied for real
  *    (filter removal, AGP sparsity with distillation from the original,
- *    centroid fine-tuning, INT8 or QAT keeping its best epoch on validation),
+ *    centroid fine-tuning, INT8 or QAT keeping its last epoch),
  *    in parallel (OpenMP, `jobs` at a time), measured again (exact flash and
  *    RAM, estimated instructions; validation and test top-1).
- * 5. The most accurate candidate on validation that fits every budget is the
- *    answer; the caller verifies it on the emulated core (tml_device_run).
+ * 5. The candidate that fits every budget with the best top-1 on the second
+ *    half of the validation part (which no earlier choice saw) is the answer; the caller verifies it on the emulated core (tml_device_run).
  *
  * Deterministic for a given seed (the thread count changes nothing). The
  * library never prints and never opens a file: progress, and the state that
@@ -89,6 +92,14 @@ typedef struct tml_fit_opts {
     int64_t val_samples;    /* validation samples held out of the training data (default 5000) */
     int64_t quick_samples;  /* of them, used by the greedy descent's quick measure (default 1000) */
     int distill;            /* distill fine-tuning from the original model (default 1) */
+    /* the finalists' filter removal + AGP fine-tuning (tml_finetune's): Adam at lr, cosine to
+       zero or constant (lr_constant), the result the average of the weights from the fraction
+       avg_from of the steps on (avg; AGP reaches the final sparsity at 2/3). Default: 1e-3,
+       cosine, no average (avg_from 2/3 when one is set) */
+    double lr;
+    int lr_constant;
+    tml_avg avg;
+    double avg_decay, avg_from;
     tml_export_opts exp;    /* how the candidates are exported (and measured) */
     const struct tml_device_opts *device; /* non-NULL: each descent's fitting plan is also
                                compiled for this target (one run on the emulated core) and the
@@ -112,6 +123,9 @@ typedef struct tml_fit_cost {
     int64_t instr;          /* exporter's estimated Cortex-M4 instructions per inference */
     double val_loss, val_acc; /* validation (quick subset during the descent) */
     double test_acc;        /* NaN when not measured */
+    double pick_acc;        /* fine-tuned candidates: top-1 on the second half of the validation
+                               part, which no earlier choice saw (the answer is chosen on it);
+                               NaN elsewhere */
     int64_t code_gap;       /* the search's quick measure only: the compiler's excess over the
                                code estimate measured for the plan's weight-form goal so far,
                                included in flash (0 for exact measures) */

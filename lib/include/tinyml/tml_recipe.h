@@ -122,6 +122,8 @@ typedef struct tml_plan {
     int qat_epochs;          /* > 0: quantization-aware training (tml_qat: distilled from ft's
                                 teacher, masks and codebooks kept) replaces post-training
                                 quantization as the last step */
+    int qat_keep_last;       /* with qat_epochs: the last epoch's model, even with a validation
+                                split (default 0: the epoch best on it) */
 } tml_plan;
 
 /* One entry per prunable layer of m, all zero (keep everything), default schedule. */
@@ -142,7 +144,8 @@ tml_plan_layer *tml_plan_find(tml_plan *p, const char *name);
  *    weight width (packed int4 / int2 weights, rounded adaptively: GPTQ,
  *    pruned zeros kept; to nearest with p->nearest); or, with p->qat_epochs, quantization-aware training
  *    for that many epochs at lr 1e-4 (tml_qat) from the same start; with an
- *    explicit validation split (ft->val_samples > 0) the epoch best on it is kept.
+ *    explicit validation split (ft->val_samples > 0) the epoch best on it is kept
+ *    (the last one with p->qat_keep_last).
  * ft gives the data, seed, teacher and callbacks (its epochs and lr are
  * replaced by the plan's). Deterministic for a given seed. */
 tml_status tml_plan_apply(tml_model *m, const tml_plan *p, const tml_finetune *ft, tml_dataset *calib);
