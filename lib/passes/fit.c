@@ -514,6 +514,8 @@ typedef struct path {
     int fits;
     const variant *v;
     char name[80];
+    int compiled;           /* its fitting plan was compiled for the target: */
+    int64_t compiled_gap;   /* the compiled flash less the exporter's estimate (may be < 0) */
 } path;
 
 static void path_free(path *p)
@@ -827,6 +829,8 @@ static tml_status compile_check(fit_ctx *x, path *paths, int v, int *n_steps)
         if (st) break;
         progress(x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
                  paths[v].name, (long long)cf, (long long)est);
+        paths[v].compiled = 1;
+        paths[v].compiled_gap = cf - est;
         if (cf <= o->flash) break;
         paths[v].fits = 0;
         /* from here on the quick measure adds this gap to the flash of every plan with the
@@ -934,7 +938,13 @@ static tml_status grow_one(fit_ctx *x, const path *pa, const tml_fit_result *r, 
     const step *last = &pa->s[pa->n - 1];
     int64_t shrink = last->cost.flash - last->cost.code_gap - fc->screen.flash;
     int64_t margin = (int64_t)(GROW_MARGIN * (double)o->flash);
-    if (shrink <= margin || pa->n < 2) return TML_OK;
+    /* the compile gap of this path's own kernels where its plan was compiled (the quick
+     * measure charges every plan the largest gap measured for its weight-form goal) */
+    int f = last->plan.form_size ? 1 : 0;
+    int64_t gap = pa->compiled ? pa->compiled_gap : x->gap[f];
+    /* by how much the quick measure overstates the flash of this path's plans */
+    int64_t credit = shrink + x->gap[f] - gap;
+    if (credit <= margin || pa->n < 2) return TML_OK;
     tml_fit_cost *cs = malloc(sizeof *cs * (size_t)pa->n);
     if (!cs) return tml_error(TML_ERR_NOMEM, "out of memory");
     for (int i = 0; i < pa->n; i++) {
@@ -944,18 +954,19 @@ static tml_status grow_one(fit_ctx *x, const path *pa, const tml_fit_result *r, 
         cs[i].code_gap = x->gap[pa->s[i].plan.form_size ? 1 : 0];
     }
     /* the earliest of the last steps that the looser budget holds: the descent again from the one before */
-    int i0 = tml_fit_grow_back(o, cs, pa->n - 2, shrink, margin);
+    int i0 = tml_fit_grow_back(o, cs, pa->n - 2, credit, margin);
     int from = i0 > 0 ? i0 - 1 : i0 < 0 ? pa->n - 2 : -1;
     free(cs);
     if (from < 0) return TML_OK;
     tml_fit_opts lo = *o;
-    lo.flash = o->flash + shrink - margin;
+    lo.flash = o->flash + credit - margin;
     tml_status st = TML_OK;
     for (int t = 0; t < GROW_TRIES && !st && !*ok; t++) {
         path np = {.v = pa->v};
         snprintf(np.name, sizeof np.name, "%.64s, grown", pa->name);
-        progress(x, "grow", 0, 0, "%s: screened %lld B under its quick measure: the descent again from its step %d to %lld B",
-                 pa->name, (long long)shrink, from, (long long)lo.flash);
+        progress(x, "grow", 0, 0,
+                 "%s: screened %lld B under its quick measure, compile gap %lld B (charged %lld): the descent again from its step %d to %lld B",
+                 pa->name, (long long)shrink, (long long)gap, (long long)x->gap[f], from, (long long)lo.flash);
         st = descend(x, &np, &pa->s[from].plan, n_steps, &lo);
         const tml_plan *gp = np.n ? &np.s[np.n - 1].plan : NULL;
         int known = !np.fits;
@@ -978,15 +989,15 @@ static tml_status grow_one(fit_ctx *x, const path *pa, const tml_fit_result *r, 
         if (!st) st = screen(x, g);
         if (st) break;
         tml_fit_cost sc = g->screen;
-        sc.flash += g->quick.code_gap + margin;
+        sc.flash += gap + margin;
         double mf[3];
         if (tml_fit_miss(o, &sc, mf) <= 0) {
             *ok = 1;
             progress(x, "grow", 0, 0, "%s: grown: screened flash %lld B (+ the compile gap %lld B): a candidate", pa->name,
-                     (long long)g->screen.flash, (long long)g->quick.code_gap);
+                     (long long)g->screen.flash, (long long)gap);
         } else {
             progress(x, "grow", 0, 0, "%s: grown plan screened at %lld B (+ the compile gap %lld B): over, not kept",
-                     pa->name, (long long)g->screen.flash, (long long)g->quick.code_gap);
+                     pa->name, (long long)g->screen.flash, (long long)gap);
             tml_plan_free(&g->plan);
             /* once more to a budget tighter by the overshoot (RAM or latency over: no use) */
             if (mf[1] > 0 || mf[2] > 0) break;
@@ -1266,9 +1277,25 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         int *gok = calloc((size_t)n_paths, sizeof *gok);
         tml_status first = gs && gok ? TML_OK : tml_error(TML_ERR_NOMEM, "out of memory");
         x.stop_at = 0.6; /* the descents again stop where the others did */
-        /* one path at a time: the descent measures its moves in parallel */
+        /* one path at a time (the descent measures its moves in parallel), the best screened
+         * first: with a time budget the descents stop at 60% of it */
+        int po[MAX_PATHS];
+        double pv[MAX_PATHS];
         for (int v = 0; v < n_paths; v++) {
+            pv[v] = -1;
+            for (int i = 0; paths[v].fits && i < fitting; i++)
+                if (plan_equal(&r->cands[i].plan, &paths[v].s[paths[v].n - 1].plan)) pv[v] = r->cands[i].screen.val_acc;
+            int k = v;
+            while (k > 0 && pv[po[k - 1]] < pv[v]) {
+                po[k] = po[k - 1];
+                k--;
+            }
+            po[k] = v;
+        }
+        for (int pi = 0; pi < n_paths; pi++) {
+            int v = po[pi];
             if (first || (o->cancel && *o->cancel) || !paths[v].fits) continue;
+            if (o->time_budget_s > 0 && now_s() - x.t0 > x.stop_at * o->time_budget_s) break;
             const tml_plan *lp = &paths[v].s[paths[v].n - 1].plan;
             int ci = -1, dup = 0;
             for (int u = 0; u < v && !dup; u++)
