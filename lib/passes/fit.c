@@ -30,7 +30,7 @@
 #define FINE_SLACK 0.03   /* a last move that leaves more than this of the flash budget unused is
                              tried again with the fine moves */
 #define SPARSE_MAX 0.985
-#define GROW_TRIES 3      /* screenings per descent when growing its fitting plan back */
+#define GROW_TRIES 3      /* descents (and screenings) per path when growing its fitting plan back */
 #define GROW_MARGIN 0.01  /* a grown plan's screened flash (+ the compile gap) must fit with this
                              much of the flash budget to spare: fine-tuning moves it a little */
 #define MAX_STEPS 120     /* greedy steps per variant */
