@@ -466,6 +466,39 @@ static void test_fit_miss(void **state)
     assert_true(tml_fit_miss(&o, &c, NULL) == 0);
 }
 
+/* Growing back (fit): the earliest step of the run from `from` backwards whose
+ * flash, less what the screening showed the fitting plan saved (plus a
+ * margin), fits every budget. */
+static void test_fit_grow_back(void **state)
+{
+    (void)state;
+    tml_fit_opts o;
+    tml_fit_opts_default(&o);
+    o.flash = 1000;
+    o.ram = 200;
+    /* a descent: 1600, 1300, 1150, 1080, 990 (the fitting plan) bytes */
+    tml_fit_cost s[5] = {{.flash = 1600, .ram = 150}, {.flash = 1300, .ram = 150}, {.flash = 1150, .ram = 150},
+                         {.flash = 1080, .ram = 150}, {.flash = 990, .ram = 150}};
+    /* the fitting plan screened 200 B smaller: 1150 - 200 fits, 1300 - 200 does not */
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 200, 0), 2);
+    /* with a 60 B margin 1150 - 200 + 60 is over: only 1080 */
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 200, 60), 3);
+    /* 310 B: 1300 - 310 fits, 1600 - 310 does not */
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 310, 0), 1);
+    /* nothing saved, or not even the step before fits: none */
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 0, 0), -1);
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 50, 0), -1);
+    /* a run: a step over the RAM budget ends it even if an earlier one would fit */
+    s[2].ram = 250;
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 310, 0), 3);
+    s[2].ram = 150;
+    /* the latency budget counts too */
+    o.latency_ms = 1;
+    o.mhz = 80;
+    s[3].instr = 90000; /* 1.125 ms */
+    assert_int_equal(tml_fit_grow_back(&o, s, 3, 200, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_plan_keep_nonzero),
         cmocka_unit_test(test_plan_float_only),
         cmocka_unit_test(test_fit_miss),
+        cmocka_unit_test(test_fit_grow_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

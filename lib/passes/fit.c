@@ -30,6 +30,9 @@
 #define FINE_SLACK 0.03   /* a last move that leaves more than this of the flash budget unused is
                              tried again with the fine moves */
 #define SPARSE_MAX 0.985
+#define GROW_TRIES 3      /* descents (and screenings) per path when growing its fitting plan back */
+#define GROW_MARGIN 0.01  /* a grown plan's screened flash (+ the compile gap) must fit with this
+                             much of the flash budget to spare: fine-tuning moves it a little */
 #define MAX_STEPS 120     /* greedy steps per variant */
 #define LOSS_NOISE 0.005  /* validation loss changes smaller than this are noise (1000 samples) */
 #define BASE_SAMPLES 4000 /* training samples of the tuned descent's short fine-tune per step */
@@ -82,6 +85,19 @@ double tml_fit_miss(const tml_fit_opts *o, const tml_fit_cost *c, double miss[3]
     if (mr > 0) s += mr / (double)o->ram;
     if (ml > 0) s += ml / o->latency_ms;
     return s;
+}
+
+int tml_fit_grow_back(const tml_fit_opts *o, const tml_fit_cost *steps, int from, int64_t shrink, int64_t margin)
+{
+    if (!o || !steps || shrink <= 0) return -1;
+    int best = -1;
+    for (int i = from; i >= 0; i--) {
+        tml_fit_cost c = steps[i];
+        c.flash -= shrink - margin;
+        if (tml_fit_miss(o, &c, NULL) > 0) break;
+        best = i;
+    }
+    return best;
 }
 
 char *tml_plan_to_json(const tml_plan *p)
@@ -498,6 +514,8 @@ typedef struct path {
     int fits;
     const variant *v;
     char name[80];
+    int compiled;           /* its fitting plan was compiled for the target: */
+    int64_t compiled_gap;   /* the compiled flash less the exporter's estimate (may be < 0) */
 } path;
 
 static void path_free(path *p)
@@ -811,6 +829,8 @@ static tml_status compile_check(fit_ctx *x, path *paths, int v, int *n_steps)
         if (st) break;
         progress(x, "search", 0, 0, "%s: compiled for the target: flash %lld B (the exporter's estimate %lld B)",
                  paths[v].name, (long long)cf, (long long)est);
+        paths[v].compiled = 1;
+        paths[v].compiled_gap = cf - est;
         if (cf <= o->flash) break;
         paths[v].fits = 0;
         /* from here on the quick measure adds this gap to the flash of every plan with the
@@ -895,6 +915,97 @@ static tml_status screen(fit_ctx *x, tml_fit_cand *c)
              c->id, c->origin, (long long)c->screen.flash, (long long)c->screen.ram, 100 * c->screen.val_acc,
              now_s() - t0, screen_fits(o, c) ? "" : "; over the budget now: after the plans that fit");
     return TML_OK;
+}
+
+/* Growing back. The quick measure counts every unpruned weight of a packed
+ * int4 / int2 layer as nonzero (what adaptive rounding keeps at most); after
+ * the screening's short fine-tune a plan can come out well under the budget
+ * (LeNet-5's run D: the answer 2.6 KB under its quick measure). So where a
+ * descent's fitting plan screened `shrink` bytes smaller than its quick
+ * measure (less GROW_MARGIN), the descent is run again, with the same moves
+ * and the fine last step, from the last of its plans that the flash budget
+ * plus that shrink does not hold, to that looser budget: the bytes the
+ * fine-tune freed go back to the weights the descent took them from. Its
+ * plan is screened too and kept if its screened flash, the compile gap and
+ * the margin added, fits the real budget; if not, the descent runs once more
+ * to a budget tighter by the overshoot (GROW_TRIES descents at most). Exact
+ * as before: the answer is still fine-tuned, compiled and verified. */
+static tml_status grow_one(fit_ctx *x, const path *pa, const tml_fit_result *r, int fitting, const tml_fit_cand *fc,
+                           tml_fit_cand *g, int *ok, int *n_steps)
+{
+    const tml_fit_opts *o = x->o;
+    *ok = 0;
+    const step *last = &pa->s[pa->n - 1];
+    int64_t shrink = last->cost.flash - last->cost.code_gap - fc->screen.flash;
+    int64_t margin = (int64_t)(GROW_MARGIN * (double)o->flash);
+    /* the compile gap of this path's own kernels where its plan was compiled (the quick
+     * measure charges every plan the largest gap measured for its weight-form goal) */
+    int f = last->plan.form_size ? 1 : 0;
+    int64_t gap = pa->compiled ? pa->compiled_gap : x->gap[f];
+    /* by how much the quick measure overstates the flash of this path's plans */
+    int64_t credit = shrink + x->gap[f] - gap;
+    if (credit <= margin || pa->n < 2) return TML_OK;
+    tml_fit_cost *cs = malloc(sizeof *cs * (size_t)pa->n);
+    if (!cs) return tml_error(TML_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < pa->n; i++) {
+        cs[i] = pa->s[i].cost;
+        /* the compile gap as it is now for this plan's weight-form goal */
+        cs[i].flash += x->gap[pa->s[i].plan.form_size ? 1 : 0] - cs[i].code_gap;
+        cs[i].code_gap = x->gap[pa->s[i].plan.form_size ? 1 : 0];
+    }
+    /* the earliest of the last steps that the looser budget holds: the descent again from the one before */
+    int i0 = tml_fit_grow_back(o, cs, pa->n - 2, credit, margin);
+    int from = i0 > 0 ? i0 - 1 : i0 < 0 ? pa->n - 2 : -1;
+    free(cs);
+    if (from < 0) return TML_OK;
+    tml_fit_opts lo = *o;
+    lo.flash = o->flash + credit - margin;
+    tml_status st = TML_OK;
+    for (int t = 0; t < GROW_TRIES && !st && !*ok; t++) {
+        path np = {.v = pa->v};
+        snprintf(np.name, sizeof np.name, "%.64s, grown", pa->name);
+        progress(x, "grow", 0, 0,
+                 "%s: screened %lld B under its quick measure, compile gap %lld B (charged %lld): the descent again from its step %d to %lld B",
+                 pa->name, (long long)shrink, (long long)gap, (long long)x->gap[f], from, (long long)lo.flash);
+        st = descend(x, &np, &pa->s[from].plan, n_steps, &lo);
+        const tml_plan *gp = np.n ? &np.s[np.n - 1].plan : NULL;
+        int known = !np.fits;
+        for (int i = 0; i < fitting && !known; i++) known = plan_equal(&r->cands[i].plan, gp);
+        if (!st && known) {
+            progress(x, "grow", 0, 0, "%s: no new plan", pa->name);
+            path_free(&np);
+            break;
+        }
+        if (!st) {
+            memset(g, 0, sizeof *g);
+            g->id = -1;
+            snprintf(g->origin, sizeof g->origin, "%.64s, grown", pa->name);
+            st = plan_copy(&g->plan, gp);
+            g->quick = np.s[np.n - 1].cost;
+            g->final.test_acc = NAN;
+            g->grown = 1;
+        }
+        path_free(&np);
+        if (!st) st = screen(x, g);
+        if (st) break;
+        tml_fit_cost sc = g->screen;
+        sc.flash += gap + margin;
+        double mf[3];
+        if (tml_fit_miss(o, &sc, mf) <= 0) {
+            *ok = 1;
+            progress(x, "grow", 0, 0, "%s: grown: screened flash %lld B (+ the compile gap %lld B): a candidate", pa->name,
+                     (long long)g->screen.flash, (long long)gap);
+        } else {
+            progress(x, "grow", 0, 0, "%s: grown plan screened at %lld B (+ the compile gap %lld B): over, not kept",
+                     pa->name, (long long)g->screen.flash, (long long)gap);
+            tml_plan_free(&g->plan);
+            /* once more to a budget tighter by the overshoot (RAM or latency over: no use) */
+            if (mf[1] > 0 || mf[2] > 0) break;
+            lo.flash -= (int64_t)mf[0] + margin;
+            if (lo.flash <= o->flash) break;
+        }
+    }
+    return st;
 }
 
 static tml_status tune(fit_ctx *x, tml_fit_cand *c)
@@ -1120,16 +1231,6 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         if (paths[v].fits)
             st = add_cand(r, paths[v].name, &paths[v].s[paths[v].n - 1].plan, &paths[v].s[paths[v].n - 1].cost, MAX_PATHS);
     int fitting = r->n_cands;
-    if (!st && fitting && paths[0].n > 2) {
-        const double mult[2] = {2.0, 4.0};
-        for (int k = 0; k < 2 && !st; k++) {
-            int i = nearest_step(&paths[0], (double)o->flash * mult[k]);
-            char name[48];
-            snprintf(name, sizeof name, "front %.0fx flash", mult[k]);
-            if (i >= 0 && i < paths[0].n - 1)
-                st = add_cand(r, name, &paths[0].s[i].plan, &paths[0].s[i].cost, fitting + 2);
-        }
-    }
     if (!st && !fitting) {
         /* nothing fits: the plan that came nearest, by the quick measure */
         double bm = INFINITY;
@@ -1169,6 +1270,72 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         st = first;
         if (!st && o->cancel && *o->cancel) st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
     }
+    /* 3b. growing back: the descents' plans that screened smaller than their quick measure
+     * give their earlier, bigger plans the bytes they freed (screened too; kept if they fit) */
+    if (!st && fitting && x.scr && r->cands[0].screened) {
+        tml_fit_cand *gs = calloc((size_t)n_paths, sizeof *gs);
+        int *gok = calloc((size_t)n_paths, sizeof *gok);
+        tml_status first = gs && gok ? TML_OK : tml_error(TML_ERR_NOMEM, "out of memory");
+        x.stop_at = 0.6; /* the descents again stop where the others did */
+        /* one path at a time (the descent measures its moves in parallel), the best screened
+         * first: with a time budget the descents stop at 60% of it */
+        int po[MAX_PATHS];
+        double pv[MAX_PATHS];
+        for (int v = 0; v < n_paths; v++) {
+            pv[v] = -1;
+            for (int i = 0; paths[v].fits && i < fitting; i++)
+                if (plan_equal(&r->cands[i].plan, &paths[v].s[paths[v].n - 1].plan)) pv[v] = r->cands[i].screen.val_acc;
+            int k = v;
+            while (k > 0 && pv[po[k - 1]] < pv[v]) {
+                po[k] = po[k - 1];
+                k--;
+            }
+            po[k] = v;
+        }
+        for (int pi = 0; pi < n_paths; pi++) {
+            int v = po[pi];
+            if (first || (o->cancel && *o->cancel) || !paths[v].fits) continue;
+            if (o->time_budget_s > 0 && now_s() - x.t0 > x.stop_at * o->time_budget_s) break;
+            const tml_plan *lp = &paths[v].s[paths[v].n - 1].plan;
+            int ci = -1, dup = 0;
+            for (int u = 0; u < v && !dup; u++)
+                dup = paths[u].fits && plan_equal(&paths[u].s[paths[u].n - 1].plan, lp);
+            for (int i = 0; i < fitting && ci < 0; i++)
+                if (plan_equal(&r->cands[i].plan, lp)) ci = i;
+            if (dup || ci < 0 || !screen_fits(o, &r->cands[ci])) continue;
+            tml_status js = grow_one(&x, &paths[v], r, fitting, &r->cands[ci], &gs[v], &gok[v], &r->n_steps);
+            if (js && !first) first = js;
+        }
+        st = first;
+        if (!st && o->cancel && *o->cancel) st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
+        for (int v = 0; gs && gok && v < n_paths; v++) {
+            if (!gok[v]) continue;
+            if (!st) {
+                int before = r->n_cands;
+                st = add_cand(r, gs[v].origin, &gs[v].plan, &gs[v].quick, 2 * MAX_PATHS);
+                if (!st && r->n_cands > before) {
+                    tml_fit_cand *c = &r->cands[r->n_cands - 1];
+                    c->screen = gs[v].screen;
+                    c->screened = 1;
+                    c->grown = 1;
+                }
+            }
+            tml_plan_free(&gs[v].plan);
+        }
+        free(gs);
+        free(gok);
+        if (!st) fitting = r->n_cands;
+    }
+    if (!st && fitting && paths[0].n > 2) {
+        const double mult[2] = {2.0, 4.0};
+        for (int k = 0; k < 2 && !st; k++) {
+            int i = nearest_step(&paths[0], (double)o->flash * mult[k]);
+            char name[48];
+            snprintf(name, sizeof name, "front %.0fx flash", mult[k]);
+            if (i >= 0 && i < paths[0].n - 1)
+                st = add_cand(r, name, &paths[0].s[i].plan, &paths[0].s[i].cost, fitting + 2);
+        }
+    }
     if (!st && fitting) {
         /* the finalists: the best screened (ties: less flash, then the earlier), else every fitting plan */
         for (int i = 0; i < fitting; i++) order[n_order++] = i;
@@ -1187,6 +1354,17 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         int nf = r->cands[0].screened ? (o->finalists > 0 ? o->finalists : 2) : fitting;
         if (nf > fitting) nf = fitting;
         if (nf > maxc) nf = maxc;
+        /* grown plans fit by the screening's flash, not the descent's compile check: when
+         * they are all the finalists, the best plan of a descent takes the last place */
+        int plain = 0;
+        for (int i = 0; i < nf; i++) plain |= !r->cands[order[i]].grown;
+        for (int i = nf; !plain && nf > 0 && i < fitting; i++)
+            if (!r->cands[order[i]].grown) {
+                int t = order[nf - 1];
+                order[nf - 1] = order[i];
+                order[i] = t;
+                plain = 1;
+            }
         n_order = n_required = nf;
         for (int i = fitting; i < r->n_cands && n_order < maxc; i++) order[n_order++] = i;
         for (int i = 0; i < n_required; i++) r->cands[order[i]].finalist = 1;

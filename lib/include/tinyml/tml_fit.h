@@ -139,6 +139,8 @@ struct tml_fit_cand {
     tml_fit_cost screen;    /* after the short fine-tune (valid when screened; full validation) */
     int screened;
     int finalist;           /* chosen for the full fine-tuning by its screened top-1 */
+    int grown;              /* an earlier step of a descent whose fitting plan screened smaller
+                               than its quick measure: grown back into the bytes it freed */
     tml_fit_cost final;     /* after fine-tuning (valid when tuned) */
     int tuned;              /* fine-tuned and measured */
     int resumed;            /* its model came from lookup */
@@ -168,6 +170,14 @@ void tml_fit_result_free(tml_fit_result *r);
  * (0 = fits); miss[3] (may be NULL) gets flash, RAM and latency overshoots in
  * bytes / bytes / ms (<= 0 where within). */
 double tml_fit_miss(const tml_fit_opts *o, const tml_fit_cost *c, double miss[3]);
+/* Growing back: steps[0..from] are the costs of a descent's earlier plans
+ * (quick measure, the current compile gap included), the later ones bigger
+ * models; `shrink` is by how much the descent's fitting plan came out smaller
+ * after the screening's short fine-tune than by its quick measure. Returns
+ * the earliest step of the run from `from` backwards whose flash less
+ * `shrink` (and less `margin`) fits the budgets of o with its RAM and
+ * latency, or -1 (shrink <= 0, or steps[from] does not fit so). */
+int tml_fit_grow_back(const tml_fit_opts *o, const tml_fit_cost *steps, int from, int64_t shrink, int64_t margin);
 /* JSON text of a plan ({"layers": {"conv1": {"filters": .., "sparsity": .., "bits": ..}}}); caller frees. */
 char *tml_plan_to_json(const tml_plan *p);
 
