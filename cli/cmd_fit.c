@@ -92,9 +92,9 @@ static const char help[] =
     "candidate and its miss are printed, nothing is written) or an error.\n"
     "\n"
     "Examples:\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --time-budget 5 -o fit.tmf\n"
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --train-limit 12000 \\\n    --time-budget 2 -o fit.tmf\n"
     "  tinyml fit lenet5.tmf --data fashion-mnist --flash 160K --ram 16K --latency 100 --mhz 80 --epochs 1 --candidates 1 \\\n"
-    "    --time-budget 5 --plot front.png -o fit.tmf\n";
+    "    --train-limit 12000 --time-budget 5 --plot front.png -o fit.tmf\n";
 
 /* "32768", "32K", "32KB", "32KiB", "0.5M": bytes (K = 1024). */
 static int parse_bytes(const char *s, int64_t *out)
