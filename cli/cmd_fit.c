@@ -92,9 +92,9 @@ static const char help[] =
     "candidate and its miss are printed, nothing is written) or an error.\n"
     "\n"
     "Examples:\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --train-limit 12000 \\\n    --time-budget 2 -o fit.tmf\n"
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --train-limit 12000 \\\n    --time-budget 1 -o fit.tmf\n"
     "  tinyml fit lenet5.tmf --data fashion-mnist --flash 160K --ram 16K --latency 100 --mhz 80 --epochs 1 --candidates 1 \\\n"
-    "    --train-limit 12000 --time-budget 5 --plot front.png -o fit.tmf\n";
+    "    --train-limit 12000 --time-budget 1 --plot front.png -o fit.tmf\n";
 
 /* "32768", "32K", "32KB", "32KiB", "0.5M": bytes (K = 1024). */
 static int parse_bytes(const char *s, int64_t *out)
@@ -465,7 +465,7 @@ int cmd_fit(int argc, char **argv)
     tml_table_note(ct, "search: %d greedy steps, %lld plans measured, %d candidates fine-tuned (%d epochs + %d + QAT %d), "
                        "%.0f s in all%s",
                    r.n_steps, (long long)r.quick_evals, tuned, o.epochs, o.cluster_epochs, o.qat_epochs, cli_now() - f.t0,
-                   r.budget_stopped ? "; some skipped for the time budget" : "");
+                   r.budget_stopped ? "; the time budget skipped or stopped some of it" : "");
 
     tml_table *pt = NULL;
     int show = chosen >= 0 ? chosen : r.closest;
@@ -599,6 +599,10 @@ int cmd_fit(int argc, char **argv)
                          "the descent stopped before going on: a larger --time-budget may fit)",
                          (long long)k->flash);
             fprintf(stderr, "tinyml fit: nothing fits: the closest candidate (%d, %s) misses%s\n", cd->id, cd->origin, what);
+            if (r.budget_stopped)
+                fprintf(stderr, "tinyml fit: the time budget cut the search short (%d descent(s) or candidate(s) "
+                                "skipped or stopped): a larger --time-budget may find a plan that fits\n",
+                        r.budget_stopped);
         } else if (failed_id >= 0) {
             fprintf(stderr, "tinyml fit: nothing fits once compiled: the best candidate (%d) failed verification: %s\n",
                     failed_id, failed_why);

@@ -160,6 +160,7 @@ typedef struct fit_ctx {
     int64_t evals;
     double t0;
     double stop_at;         /* a descent stops at this fraction of the time budget */
+    int cut;                /* descents stopped by the time budget */
     int64_t gap[2];         /* per weight-form goal (plan.form_size): the compiled flash's excess
                                over the exporter's estimate, as last measured (+64 B), added to
                                the quick measure's flash from then on */
@@ -574,6 +575,10 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
          * rest), the first one at 80% (without a fitting plan the rest is of no use) */
         if (o->time_budget_s > 0 && now_s() - x->t0 > x->stop_at * o->time_budget_s) {
             progress(x, "search", it + 1, 0, "%s: %.0f%% of the time budget gone: stop", out->name, 100 * x->stop_at);
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+            x->cut++;
             break;
         }
         /* far from the original: the tuned descent (moves measured from a short fine-tune of
@@ -1445,6 +1450,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
             }
         }
     }
+    r->budget_stopped += x.cut;
     r->quick_evals = x.evals;
     r->seconds = now_s() - x.t0;
     for (int v = 0; v < n_paths; v++) path_free(&paths[v]);

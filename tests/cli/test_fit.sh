@@ -155,10 +155,12 @@ expect_grep "$W/err" "warning: csv:tab.csv has no test split" "no test split: a 
 expect_grep "$W/out" "the SAME samples it was fine-tuned on" "and the table says so"
 
 # nothing fits: exit 1, the closest candidate and its miss, no model written
+# (a quarter-minute time budget: the search is cut short, and says a larger one may fit)
 expect_exit 1 "an impossible budget" -- "$T" fit base.tmf --data fashion-mnist --train-limit 3000 --flash 1K --ram 256 \
-  --epochs 1 --candidates 2 --no-verify -o none.tmf
+  --epochs 1 --candidates 2 --no-verify --time-budget 0.25 -o none.tmf
 expect_grep "$W/err" "nothing fits: the closest candidate" "nothing fits names the closest candidate"
 expect_grep "$W/err" "misses flash by [0-9]* B" "and by how much it misses"
+expect_grep "$W/err" "the time budget cut the search short.*a larger --time-budget may" "a cut search says so"
 CHECKS=$((CHECKS + 1))
 [ ! -e none.tmf ] || fail "nothing fits but a model was written"
 

@@ -158,7 +158,8 @@ typedef struct tml_fit_result {
     int n_steps;            /* greedy steps taken over all variants */
     int64_t quick_evals;    /* plans measured without fine-tuning */
     double seconds;
-    int budget_stopped;     /* fine-tuning candidates skipped for the time budget */
+    int budget_stopped;     /* parts of the search the time budget skipped or stopped: descents
+                               not run or stopped early, fine-tuning candidates not started */
 } tml_fit_result;
 
 /* Runs the search on the float model m. On success r->best is the answer
