@@ -538,6 +538,31 @@ static tml_status path_push(path *p, const tml_plan *plan, const tml_fit_cost *c
     return TML_OK;
 }
 
+/* The quick measure of every plan tries[j] with ok[j] (from base when it has a
+ * model), in parallel; ok[j] cleared where it failed. The first failure, or
+ * TML_ERR_INTERRUPTED once cancelled. */
+static tml_status measure_all(fit_ctx *x, const tbase *base, tml_plan *tries, tml_fit_cost *tc, int *ok, int n)
+{
+    const tml_fit_opts *o = x->o;
+    tml_status first = TML_OK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
+#endif
+    for (int j = 0; j < n; j++) {
+        if (!ok[j] || (o->cancel && *o->cancel)) continue;
+        tml_status js = base->m ? quick_from(x, base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
+        if (js) {
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_err)
+#endif
+            if (!first) first = js;
+            ok[j] = 0;
+        }
+    }
+    if (o->cancel && *o->cancel) return tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
+    return first;
+}
+
 /* The next wider weight width of layer li of p (packed 2 -> 3 -> 4 -> 6 -> 8, shared
  * 3 -> ... -> 8 bits); 0 if there is none. */
 static int widen_move(tml_plan *p, int li)
@@ -579,26 +604,7 @@ static tml_status widen(fit_ctx *x, path *out, tml_plan *cur, tml_fit_cost *cc, 
             else ok[j] = widen_move(&tries[j], j);
         }
         if (st) break;
-        tml_status first = TML_OK;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
-#endif
-        for (int j = 0; j < nl; j++) {
-            if (!ok[j] || (o->cancel && *o->cancel)) continue;
-            tml_status js = base->m ? quick_from(x, base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
-            if (js) {
-#ifdef _OPENMP
-#pragma omp critical(tml_fit_err)
-#endif
-                if (!first) first = js;
-                ok[j] = 0;
-            }
-        }
-        if (!first && o->cancel && *o->cancel) first = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
-        if (first) {
-            st = first;
-            break;
-        }
+        if ((st = measure_all(x, base, tries, tc, ok, nl))) break;
         int best = -1;
         for (int j = 0; j < nl; j++)
             if (ok[j] && tml_fit_miss(o, &tc[j], NULL) <= 0 && (best < 0 || tc[j].flash < tc[best].flash)) best = j;
@@ -702,28 +708,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
             st = tml_error(first, "out of memory");
             break;
         }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
-#endif
-        for (int j = 0; j < nj; j++) {
-            if (!ok[j] || (o->cancel && *o->cancel)) continue;
-            tml_status js = base.m ? quick_from(x, &base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
-            if (js) {
-#ifdef _OPENMP
-#pragma omp critical(tml_fit_err)
-#endif
-                if (!first) first = js;
-                ok[j] = 0;
-            }
-        }
-        if (o->cancel && *o->cancel) {
-            st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
-            break;
-        }
-        if (first) {
-            st = first;
-            break;
-        }
+        if ((st = measure_all(x, &base, tries, tc, ok, nj))) break;
         /* RAM over and no move lowers it: no plan down this path can fit */
         if (mv[1] > 0) {
             int lowers = 0;
