@@ -563,72 +563,6 @@ static tml_status measure_all(fit_ctx *x, const tbase *base, tml_plan *tries, tm
     return first;
 }
 
-/* The next wider weight width of layer li of p (packed 2 -> 3 -> 4 -> 6 -> 8, shared
- * 3 -> ... -> 8 bits); 0 if there is none. */
-static int widen_move(tml_plan *p, int li)
-{
-    tml_plan_layer *l = &p->layers[li];
-    if (l->qbits) {
-        l->qbits = l->qbits < 4 ? l->qbits + 1 : l->qbits == 4 ? 6 : 0;
-        return 1;
-    }
-    if (l->bits && l->bits < 8) {
-        l->bits++;
-        return 1;
-    }
-    return 0;
-}
-
-/* Bits back where they have become (nearly) free. The descent narrows a layer's
- * weights early, while it is dense and the width halves its bytes; once later moves
- * make it sparse, each nonzero takes one byte whatever the width (the index in b bits,
- * the gap in the other 8 - b), so LeNet-5's fc1 at 87% sparsity costs about the same
- * at int2 (ternary) as at int3, which keeps 0.3 points more (docs/fit.md). The fitting
- * plan cur is widened one layer at a time, the widening that adds the fewest bytes
- * first, while the plan still fits every budget; more bits lose no accuracy in
- * expectation, so it is not measured for this (the quick measure is too noisy to
- * tell 0.1 points). Each widening is a step of the path. */
-static tml_status widen(fit_ctx *x, path *out, tml_plan *cur, tml_fit_cost *cc, const tbase *base, int *steps,
-                        const tml_fit_opts *o)
-{
-    int nl = cur->n_layers;
-    tml_plan *tries = calloc((size_t)(nl ? nl : 1), sizeof *tries);
-    tml_fit_cost *tc = calloc((size_t)(nl ? nl : 1), sizeof *tc);
-    int *ok = calloc((size_t)(nl ? nl : 1), sizeof *ok);
-    tml_status st = tries && tc && ok ? TML_OK : tml_error(TML_ERR_NOMEM, "out of memory");
-    for (int round = 0; !st && round < 4 * nl; round++) {
-        for (int j = 0; j < nl && !st; j++) {
-            tml_plan_free(&tries[j]);
-            ok[j] = 0;
-            if (plan_copy(&tries[j], cur)) st = tml_error(TML_ERR_NOMEM, "out of memory");
-            else ok[j] = widen_move(&tries[j], j);
-        }
-        if (st) break;
-        if ((st = measure_all(x, base, tries, tc, ok, nl))) break;
-        int best = -1;
-        for (int j = 0; j < nl; j++)
-            if (ok[j] && tml_fit_miss(o, &tc[j], NULL) <= 0 && (best < 0 || tc[j].flash < tc[best].flash)) best = j;
-        if (best < 0) break;
-        const tml_plan_layer *was = &cur->layers[best], *now = &tries[best].layers[best];
-        progress(x, "search", 0, 0, "%s: widen %s %s%d -> %s%d bits (nearly free now): flash %lld -> %lld, quick val top-1 %.2f%%",
-                 out->name, was->name, was->qbits ? "int" : "shared ", was->qbits ? was->qbits : was->bits,
-                 now->qbits || !now->bits ? "int" : "shared ", now->qbits ? now->qbits : now->bits ? now->bits : 8,
-                 (long long)cc->flash, (long long)tc[best].flash, 100 * tc[best].val_acc);
-        tml_plan_free(cur);
-        *cur = tries[best];
-        tries[best].layers = NULL;
-        tries[best].n_layers = 0;
-        *cc = tc[best];
-        (*steps)++;
-        st = path_push(out, cur, cc);
-    }
-    for (int j = 0; tries && j < nl; j++) tml_plan_free(&tries[j]);
-    free(tries);
-    free(tc);
-    free(ok);
-    return st;
-}
-
 /* Descends from `start` with the moves of out->v until the plan fits the
  * budgets of o (x->o, or a tighter copy), appending the steps to out. */
 static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *steps, const tml_fit_opts *o)
@@ -787,7 +721,6 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
         }
     }
     tml_plan_free(&coarse);
-    if (!st && tml_fit_miss(o, &cc, NULL) <= 0) st = widen(x, out, &cur, &cc, &base, steps, o);
     if (!st && tml_fit_miss(o, &cc, NULL) <= 0) out->fits = 1;
     tbase_free(&base);
     for (int j = 0; tries && j < 2 * nm; j++) tml_plan_free(&tries[j]);
@@ -951,7 +884,7 @@ static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan
 
 /* Bump when the search itself changes (moves, measures, ranking): a state saved by
  * another search is then not reused (the CLI's key includes it too). */
-#define SEARCH_FORMAT 2
+#define SEARCH_FORMAT 3
 
 static void json_num(cJSON *o, const char *k, double v)
 {
