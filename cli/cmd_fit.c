@@ -79,7 +79,8 @@ static const char help[] =
     "                         pruned zeros stay zero\n"
     "  --weight-avg-from F    averaging starts after the fraction F of the steps (default\n"
     "                         0.667: where AGP reaches the final sparsity)\n"
-    "  --state DIR            resumable state: fine-tuned candidates (default OUT.fit)\n"
+    "  --state DIR            resumable state: the search and the fine-tuned candidates (default\n"
+    "                         OUT.fit); a run with the same model, data and options resumes it\n"
     "  --seed N               every random choice (default 1)\n"
     "Output:\n"
     "  -o, --output FILE      the fitted INT8 model (required)\n"
@@ -92,9 +93,9 @@ static const char help[] =
     "candidate and its miss are printed, nothing is written) or an error.\n"
     "\n"
     "Examples:\n"
-    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --train-limit 12000 \\\n    --time-budget 2 -o fit.tmf\n"
+    "  tinyml fit lenet5.tmf --data fashion-mnist --flash 128K --ram 16K --epochs 1 --candidates 2 --train-limit 12000 \\\n    --time-budget 1 -o fit.tmf\n"
     "  tinyml fit lenet5.tmf --data fashion-mnist --flash 160K --ram 16K --latency 100 --mhz 80 --epochs 1 --candidates 1 \\\n"
-    "    --train-limit 12000 --time-budget 5 --plot front.png -o fit.tmf\n";
+    "    --train-limit 12000 --time-budget 1 --plot front.png -o fit.tmf\n";
 
 /* "32768", "32K", "32KB", "32KiB", "0.5M": bytes (K = 1024). */
 static int parse_bytes(const char *s, int64_t *out)
@@ -122,6 +123,7 @@ typedef struct fit_cli {
     cli *c;
     const char *state;
     uint64_t key; /* hash of what the fine-tuned models depend on besides the plan */
+    uint64_t skey; /* hash of what the search depends on */
     double t0;
 } fit_cli;
 
@@ -161,6 +163,43 @@ static tml_status store(void *user, const tml_fit_cand *c)
     char p[1200];
     cand_path(f, c, p, sizeof p);
     return tml_model_save(c->model, p, NULL);
+}
+
+static void search_path(const fit_cli *f, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/search-%016llx.json", f->state, (unsigned long long)f->skey);
+}
+
+/* The search of an earlier run with the same model, data and search options (the
+ * library checks it again); unreadable: a warning, and the search runs. */
+static tml_status search_lookup(void *user, char **text)
+{
+    fit_cli *f = user;
+    char p[1200];
+    search_path(f, p, sizeof p);
+    *text = NULL;
+    FILE *fp = fopen(p, "rb");
+    if (!fp) return TML_OK;
+    struct stat sb;
+    char *buf = NULL;
+    if (fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 && sb.st_size < (64 << 20) &&
+        (buf = malloc((size_t)sb.st_size + 1)) != NULL && fread(buf, 1, (size_t)sb.st_size, fp) == (size_t)sb.st_size) {
+        buf[sb.st_size] = 0;
+        *text = buf;
+    } else {
+        free(buf);
+        cli_warn(f->c, "state %s is unreadable: searching again", p);
+    }
+    fclose(fp);
+    return TML_OK;
+}
+
+static tml_status search_store(void *user, const char *text)
+{
+    fit_cli *f = user;
+    char p[1200];
+    search_path(f, p, sizeof p);
+    return tml_write_file_atomic(p, text, strlen(text));
 }
 
 static void on_progress(void *user, const char *phase, int done, int total, const char *msg)
@@ -315,7 +354,7 @@ int cmd_fit(int argc, char **argv)
         if (tml_model_write_mem(m, NULL, &buf, &len)) cli_fail_status(&c, TML_ERR_NOMEM);
         uint64_t h = fnv(0xcbf29ce484222325ull, buf, len);
         free(buf);
-        char k[512];
+        char k[4096];
         /* r3: fine-tuning holds the validation part out itself, QAT keeps its last epoch; the
          * learning rate, its schedule and the weight average; the held-out report fraction */
         snprintf(k, sizeof k, "r3|%s|%g|%lld|%d|%d|%d|%llu|%lld|q%d|lr%.9g|c%d|a%d:%.9g:%.9g", data, dd.val_split,
@@ -323,6 +362,14 @@ int cmd_fit(int argc, char **argv)
                  (long long)o.val_samples, o.qat_epochs, o.lr, o.lr_constant, (int)o.avg,
                  o.avg == TML_AVG_EMA ? o.avg_decay : 0.0, o.avg ? o.avg_from : 0.0);
         f.key = fnv(h, k, strlen(k));
+        /* s1: what the search (descents, compile checks, screening, ranking) depends on,
+         * apart from the model: the library's search format is checked again on reading */
+        snprintf(k, sizeof k, "s1|%s|%s|%g|%lld|%llu|%lld|%lld|%lld|%d|%d|%.9g|%lld|%lld|%.9g|%.9g|%s|%d|%d",
+                 TML_VERSION_STRING, data, dd.val_split, (long long)train->n, (unsigned long long)o.seed,
+                 (long long)o.val_samples, (long long)o.quick_samples, (long long)o.screen_samples,
+                 o.distill, o.cluster_epochs > 0, o.time_budget_s, (long long)o.flash,
+                 (long long)o.ram, o.latency_ms, o.mhz, tg->name, no_verify, no_schedule);
+        f.skey = fnv(h, k, strlen(k));
     }
     o.exp.prefix = NULL;
     /* every plan runs the memory schedule with the fewest extra MACs that fits
@@ -337,6 +384,8 @@ int cmd_fit(int argc, char **argv)
     o.progress = on_progress;
     o.lookup = lookup;
     o.store = store;
+    o.search_lookup = search_lookup;
+    o.search_store = search_store;
     o.user = &f;
     cli_log(&c, "fit %s into %lld B flash, %lld B RAM%s on %s; %lld training samples (%lld held out), seed %llu",
             pos[0], (long long)o.flash, (long long)o.ram, o.latency_ms > 0 ? " and a latency budget" : "", tg->name,
@@ -463,9 +512,10 @@ int cmd_fit(int argc, char **argv)
     int tuned = 0;
     for (int i = 0; i < r.n_cands; i++) tuned += r.cands[i].tuned;
     tml_table_note(ct, "search: %d greedy steps, %lld plans measured, %d candidates fine-tuned (%d epochs + %d + QAT %d), "
-                       "%.0f s in all%s",
+                       "%.0f s in all%s%s",
                    r.n_steps, (long long)r.quick_evals, tuned, o.epochs, o.cluster_epochs, o.qat_epochs, cli_now() - f.t0,
-                   r.budget_stopped ? "; some skipped for the time budget" : "");
+                   r.budget_stopped ? "; the time budget skipped or stopped some of it" : "",
+                   r.search_resumed ? "; the search (steps and plans as counted then) resumed from the state" : "");
 
     tml_table *pt = NULL;
     int show = chosen >= 0 ? chosen : r.closest;
@@ -599,6 +649,10 @@ int cmd_fit(int argc, char **argv)
                          "the descent stopped before going on: a larger --time-budget may fit)",
                          (long long)k->flash);
             fprintf(stderr, "tinyml fit: nothing fits: the closest candidate (%d, %s) misses%s\n", cd->id, cd->origin, what);
+            if (r.budget_stopped)
+                fprintf(stderr, "tinyml fit: the time budget cut the search short (%d descent(s) or candidate(s) "
+                                "skipped or stopped): a larger --time-budget may find a plan that fits\n",
+                        r.budget_stopped);
         } else if (failed_id >= 0) {
             fprintf(stderr, "tinyml fit: nothing fits once compiled: the best candidate (%d) failed verification: %s\n",
                     failed_id, failed_why);

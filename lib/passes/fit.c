@@ -160,6 +160,7 @@ typedef struct fit_ctx {
     int64_t evals;
     double t0;
     double stop_at;         /* a descent stops at this fraction of the time budget */
+    int cut;                /* descents stopped by the time budget */
     int64_t gap[2];         /* per weight-form goal (plan.form_size): the compiled flash's excess
                                over the exporter's estimate, as last measured (+64 B), added to
                                the quick measure's flash from then on */
@@ -537,6 +538,31 @@ static tml_status path_push(path *p, const tml_plan *plan, const tml_fit_cost *c
     return TML_OK;
 }
 
+/* The quick measure of every plan tries[j] with ok[j] (from base when it has a
+ * model), in parallel; ok[j] cleared where it failed. The first failure, or
+ * TML_ERR_INTERRUPTED once cancelled. */
+static tml_status measure_all(fit_ctx *x, const tbase *base, tml_plan *tries, tml_fit_cost *tc, int *ok, int n)
+{
+    const tml_fit_opts *o = x->o;
+    tml_status first = TML_OK;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
+#endif
+    for (int j = 0; j < n; j++) {
+        if (!ok[j] || (o->cancel && *o->cancel)) continue;
+        tml_status js = base->m ? quick_from(x, base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
+        if (js) {
+#ifdef _OPENMP
+#pragma omp critical(tml_fit_err)
+#endif
+            if (!first) first = js;
+            ok[j] = 0;
+        }
+    }
+    if (o->cancel && *o->cancel) return tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
+    return first;
+}
+
 /* Descends from `start` with the moves of out->v until the plan fits the
  * budgets of o (x->o, or a tighter copy), appending the steps to out. */
 static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *steps, const tml_fit_opts *o)
@@ -574,6 +600,10 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
          * rest), the first one at 80% (without a fitting plan the rest is of no use) */
         if (o->time_budget_s > 0 && now_s() - x->t0 > x->stop_at * o->time_budget_s) {
             progress(x, "search", it + 1, 0, "%s: %.0f%% of the time budget gone: stop", out->name, 100 * x->stop_at);
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+            x->cut++;
             break;
         }
         /* far from the original: the tuned descent (moves measured from a short fine-tune of
@@ -612,28 +642,7 @@ static tml_status descend(fit_ctx *x, path *out, const tml_plan *start, int *ste
             st = tml_error(first, "out of memory");
             break;
         }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(o->jobs > 0 ? o->jobs : 1)
-#endif
-        for (int j = 0; j < nj; j++) {
-            if (!ok[j] || (o->cancel && *o->cancel)) continue;
-            tml_status js = base.m ? quick_from(x, &base, &tries[j], &tc[j]) : quick(x, &tries[j], &tc[j]);
-            if (js) {
-#ifdef _OPENMP
-#pragma omp critical(tml_fit_err)
-#endif
-                if (!first) first = js;
-                ok[j] = 0;
-            }
-        }
-        if (o->cancel && *o->cancel) {
-            st = tml_error(TML_ERR_INTERRUPTED, "fit interrupted");
-            break;
-        }
-        if (first) {
-            st = first;
-            break;
-        }
+        if ((st = measure_all(x, &base, tries, tc, ok, nj))) break;
         /* RAM over and no move lowers it: no plan down this path can fit */
         if (mv[1] > 0) {
             int lowers = 0;
@@ -869,6 +878,225 @@ static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan
     c->final.test_acc = NAN;
     r->n_cands++;
     return TML_OK;
+}
+
+/* ---- the search's result, kept in the state so that a resumed run skips it ----------- */
+
+/* Bump when the search itself changes (moves, measures, ranking): a state saved by
+ * another search is then not reused (the CLI's key includes it too). */
+#define SEARCH_FORMAT 3
+
+static void json_num(cJSON *o, const char *k, double v)
+{
+    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+/* 0: a number (null reads as NaN); -1: missing or not a number */
+static int json_get(const cJSON *o, const char *k, double *v)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsNull(e)) {
+        *v = NAN;
+        return 0;
+    }
+    if (!cJSON_IsNumber(e)) return -1;
+    *v = e->valuedouble;
+    return 0;
+}
+
+static int json_int(const cJSON *o, const char *k, int64_t lo, int64_t hi, int64_t *v)
+{
+    double d;
+    if (json_get(o, k, &d) || !(d >= (double)lo && d <= (double)hi) || d != floor(d)) return -1;
+    *v = (int64_t)d;
+    return 0;
+}
+
+static cJSON *cost_json(const tml_fit_cost *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    json_num(o, "flash", (double)c->flash);
+    json_num(o, "ram", (double)c->ram);
+    json_num(o, "instr", (double)c->instr);
+    json_num(o, "code_gap", (double)c->code_gap);
+    json_num(o, "val_loss", c->val_loss);
+    json_num(o, "val_acc", c->val_acc);
+    json_num(o, "test_acc", c->test_acc);
+    json_num(o, "pick_acc", c->pick_acc);
+    return o;
+}
+
+static int cost_read(const cJSON *o, tml_fit_cost *c)
+{
+    const int64_t big = (int64_t)1 << 52;
+    if (!cJSON_IsObject(o)) return -1;
+    memset(c, 0, sizeof *c);
+    return json_int(o, "flash", 0, big, &c->flash) || json_int(o, "ram", 0, big, &c->ram) ||
+           json_int(o, "instr", 0, big, &c->instr) || json_int(o, "code_gap", -big, big, &c->code_gap) ||
+           json_get(o, "val_loss", &c->val_loss) || json_get(o, "val_acc", &c->val_acc) ||
+           json_get(o, "test_acc", &c->test_acc) || json_get(o, "pick_acc", &c->pick_acc);
+}
+
+static cJSON *plan_json(const tml_plan *p)
+{
+    cJSON *o = cJSON_CreateObject(), *l = cJSON_AddArrayToObject(o, "layers");
+    for (int i = 0; i < p->n_layers; i++) {
+        const tml_plan_layer *pl = &p->layers[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", pl->name);
+        json_num(e, "filters", pl->filters);
+        json_num(e, "sparsity", pl->sparsity);
+        json_num(e, "bits", pl->bits);
+        json_num(e, "qbits", pl->qbits);
+        cJSON_AddItemToArray(l, e);
+    }
+    json_num(o, "agp_steps", p->agp_steps);
+    json_num(o, "prune_epochs", p->prune_epochs);
+    json_num(o, "cluster_epochs", p->cluster_epochs);
+    json_num(o, "cluster_lr", p->cluster_lr);
+    json_num(o, "cluster_iters", p->cluster_iters);
+    json_num(o, "form_size", p->form_size);
+    json_num(o, "calib_samples", (double)p->calib_samples);
+    json_num(o, "nearest", p->nearest);
+    json_num(o, "keep_nonzero", p->keep_nonzero);
+    json_num(o, "float_only", p->float_only);
+    json_num(o, "qat_epochs", p->qat_epochs);
+    json_num(o, "qat_keep_last", p->qat_keep_last);
+    return o;
+}
+
+/* p gets the plan of o, whose layers must be those of ref (the model's, in order). */
+static int plan_read(const cJSON *o, const tml_plan *ref, tml_plan *p)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "layers");
+    if (!cJSON_IsArray(l) || cJSON_GetArraySize(l) != ref->n_layers) return -1;
+    if (plan_copy(p, ref)) return -1;
+    int64_t v[12];
+    int bad = json_int(o, "agp_steps", 0, 1000000, &v[0]) || json_int(o, "prune_epochs", 0, 1000000, &v[1]) ||
+              json_int(o, "cluster_epochs", 0, 1000000, &v[2]) || json_int(o, "cluster_iters", 0, 1000000, &v[3]) ||
+              json_int(o, "form_size", 0, 1, &v[4]) || json_int(o, "calib_samples", 0, INT64_C(1) << 40, &v[5]) ||
+              json_int(o, "nearest", 0, 1, &v[6]) || json_int(o, "keep_nonzero", 0, 1, &v[7]) ||
+              json_int(o, "float_only", 0, 1, &v[8]) || json_int(o, "qat_epochs", 0, 1000000, &v[9]) ||
+              json_int(o, "qat_keep_last", 0, 1, &v[10]) || json_get(o, "cluster_lr", &p->cluster_lr) ||
+              !(p->cluster_lr >= 0 && p->cluster_lr < 1);
+    if (!bad) {
+        p->agp_steps = (int)v[0];
+        p->prune_epochs = (int)v[1];
+        p->cluster_epochs = (int)v[2];
+        p->cluster_iters = (int)v[3];
+        p->form_size = (int)v[4];
+        p->calib_samples = v[5];
+        p->nearest = (int)v[6];
+        p->keep_nonzero = (int)v[7];
+        p->float_only = (int)v[8];
+        p->qat_epochs = (int)v[9];
+        p->qat_keep_last = (int)v[10];
+    }
+    for (int i = 0; !bad && i < ref->n_layers; i++) {
+        const cJSON *e = cJSON_GetArrayItem(l, i);
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+        tml_plan_layer *pl = &p->layers[i];
+        int64_t b, qb;
+        bad = !cJSON_IsString(nm) || strcmp(nm->valuestring, ref->layers[i].name) != 0 ||
+              json_get(e, "filters", &pl->filters) || !(pl->filters >= 0 && pl->filters < 1) ||
+              json_get(e, "sparsity", &pl->sparsity) || !(pl->sparsity >= 0 && pl->sparsity < 1) ||
+              json_int(e, "bits", 0, 8, &b) || json_int(e, "qbits", 0, 8, &qb);
+        if (!bad) {
+            pl->bits = (int)b;
+            pl->qbits = (int)qb;
+        }
+    }
+    if (bad) tml_plan_free(p);
+    return bad ? -1 : 0;
+}
+
+typedef struct search_state {
+    int fitting, cut;
+    int64_t evals;
+} search_state;
+
+static char *search_save(const tml_fit_result *r, const search_state *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    json_num(o, "format", SEARCH_FORMAT);
+    json_num(o, "n_steps", r->n_steps);
+    json_num(o, "evals", (double)s->evals);
+    json_num(o, "budget_stopped", r->budget_stopped);
+    json_num(o, "cut", s->cut);
+    json_num(o, "closest", r->closest);
+    json_num(o, "fitting", s->fitting);
+    cJSON *cs = cJSON_AddArrayToObject(o, "candidates");
+    for (int i = 0; i < r->n_cands; i++) {
+        const tml_fit_cand *c = &r->cands[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "origin", c->origin);
+        json_num(e, "screened", c->screened);
+        json_num(e, "grown", c->grown);
+        cJSON_AddItemToObject(e, "quick", cost_json(&c->quick));
+        cJSON_AddItemToObject(e, "screen", cost_json(&c->screen));
+        cJSON_AddItemToObject(e, "plan", plan_json(&c->plan));
+        cJSON_AddItemToArray(cs, e);
+    }
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    return txt;
+}
+
+/* r (empty) gets the candidates of a saved search; -1 (r left empty) when the text is
+ * not one for this model and this build's search. */
+static int search_load(const char *txt, const tml_model *m, tml_fit_result *r, search_state *s)
+{
+    cJSON *o = cJSON_Parse(txt);
+    tml_plan ref = {0};
+    int bad = !o || tml_plan_init(&ref, m) != TML_OK;
+    int64_t v[7];
+    const int maxc = 2 * MAX_PATHS + 2;
+    const cJSON *cs = o ? cJSON_GetObjectItemCaseSensitive(o, "candidates") : NULL;
+    int nc = cJSON_IsArray(cs) ? cJSON_GetArraySize(cs) : -1;
+    bad = bad || json_int(o, "format", SEARCH_FORMAT, SEARCH_FORMAT, &v[0]) || nc < 0 || nc > maxc ||
+          json_int(o, "n_steps", 0, INT32_MAX, &v[1]) || json_int(o, "evals", 0, INT64_C(1) << 52, &v[2]) ||
+          json_int(o, "budget_stopped", 0, INT32_MAX, &v[3]) || json_int(o, "cut", 0, INT32_MAX, &v[4]) ||
+          json_int(o, "closest", -1, nc - 1, &v[5]) || json_int(o, "fitting", 0, nc, &v[6]) ||
+          /* as the search leaves it: plans that fit and no closest one, or only the closest */
+          !(v[6] > 0 ? v[5] == -1 : v[5] == 0 && nc == 1);
+    if (!bad && nc > 0) {
+        r->cands = calloc((size_t)nc, sizeof *r->cands);
+        bad = !r->cands;
+    }
+    for (int i = 0; !bad && i < nc; i++) {
+        const cJSON *e = cJSON_GetArrayItem(cs, i);
+        const cJSON *org = cJSON_GetObjectItemCaseSensitive(e, "origin");
+        tml_fit_cand *c = &r->cands[i];
+        int64_t f[2];
+        bad = !cJSON_IsString(org) || json_int(e, "screened", 0, 1, &f[0]) || json_int(e, "grown", 0, 1, &f[1]) || cost_read(cJSON_GetObjectItemCaseSensitive(e, "quick"), &c->quick) ||
+              cost_read(cJSON_GetObjectItemCaseSensitive(e, "screen"), &c->screen) ||
+              plan_read(cJSON_GetObjectItemCaseSensitive(e, "plan"), &ref, &c->plan);
+        if (bad) break;
+        r->n_cands = i + 1;
+        c->id = i;
+        snprintf(c->origin, sizeof c->origin, "%s", org->valuestring);
+        c->screened = (int)f[0];
+        c->grown = (int)f[1];
+        c->final.test_acc = NAN;
+    }
+    if (!bad) {
+        r->n_steps = (int)v[1];
+        s->evals = v[2];
+        r->budget_stopped = (int)v[3];
+        s->cut = (int)v[4];
+        r->closest = (int)v[5];
+        s->fitting = (int)v[6];
+        if (r->closest >= 0) r->cands[r->closest].final = r->cands[r->closest].quick;
+    } else {
+        for (int i = 0; i < r->n_cands; i++) tml_plan_free(&r->cands[i].plan);
+        free(r->cands);
+        r->cands = NULL;
+        r->n_cands = 0;
+    }
+    tml_plan_free(&ref);
+    cJSON_Delete(o);
+    return bad ? -1 : 0;
 }
 
 /* Whether a screened plan still fits: packed int4 / int2 layers are rounded
@@ -1191,12 +1419,35 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         if (!st) st = quick(&x, &start, &c0);
         x.quick0 = c0.val_acc;
     }
-    /* 2. the descents: each variant from the uncompressed plan; "greedy all"
-     * also from the structured starts */
     tml_plan starts[1 + MAX_STRUCT_STARTS];
     char start_names[1 + MAX_STRUCT_STARTS][48];
     int n_starts = 0;
     memset(starts, 0, sizeof starts);
+    int order[2 * MAX_PATHS + 2], n_order = 0, n_required = 0, fitting = 0;
+    const int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
+    /* a search this state already ran (the same model, data and search options): its
+     * candidates, ranked, and on to the fine-tuning */
+    if (!st && o->search_lookup) {
+        char *txt = NULL;
+        search_state ss = {0};
+        st = o->search_lookup(o->user, &txt);
+        if (!st && txt) {
+            if (search_load(txt, m, r, &ss) == 0) {
+                fitting = ss.fitting;
+                x.evals = ss.evals;
+                x.cut = ss.cut;
+                r->search_resumed = 1;
+                progress(&x, "search", 1, 1, "resumed from the state: %d candidates, %d of them fitting (%d steps then)",
+                         r->n_cands, fitting, r->n_steps);
+            } else {
+                progress(&x, "search", 0, 0, "the state's search is not one for this model and search: searching again");
+            }
+        }
+        free(txt);
+        if (r->search_resumed) goto searched;
+    }
+    /* 2. the descents: each variant from the uncompressed plan; "greedy all"
+     * also from the structured starts */
     if (!st) st = fixed_layers(&x, &start);
     if (!st) st = structured_starts(m, &start, o->screen_samples > 0, x.fixed, starts, start_names, &n_starts);
     double first_s = 0; /* the first descent's wall time, compile checks included */
@@ -1226,11 +1477,10 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     }
     for (int k = 0; k < n_starts; k++) tml_plan_free(&starts[k]);
     /* candidates: each path's fitting plan, then points on the way (the front) */
-    int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
     for (int v = 0; !st && v < n_paths; v++)
         if (paths[v].fits)
             st = add_cand(r, paths[v].name, &paths[v].s[paths[v].n - 1].plan, &paths[v].s[paths[v].n - 1].cost, MAX_PATHS);
-    int fitting = r->n_cands;
+    fitting = r->n_cands;
     if (!st && !fitting) {
         /* nothing fits: the plan that came nearest, by the quick measure */
         double bm = INFINITY;
@@ -1251,7 +1501,6 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
         }
     }
     /* 3. screening: a short distilled fine-tune of every fitting plan ranks them */
-    int order[2 * MAX_PATHS + 2], n_order = 0, n_required = 0;
     if (!st && fitting && x.scr && fitting > 1) {
         tml_status first = TML_OK;
 #ifdef _OPENMP
@@ -1336,6 +1585,15 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
                 st = add_cand(r, name, &paths[0].s[i].plan, &paths[0].s[i].cost, fitting + 2);
         }
     }
+    /* the search done: kept, so that a resumed run goes straight to choosing the finalists
+     * (their number and the candidates' are not part of the search) and fine-tuning them */
+    if (!st && o->search_store && !(o->cancel && *o->cancel)) {
+        search_state ss = {.fitting = fitting, .cut = x.cut, .evals = x.evals};
+        char *txt = search_save(r, &ss);
+        st = txt ? o->search_store(o->user, txt) : tml_error(TML_ERR_NOMEM, "out of memory");
+        free(txt);
+    }
+searched:
     if (!st && fitting) {
         /* the finalists: the best screened (ties: less flash, then the earlier), else every fitting plan */
         for (int i = 0; i < fitting; i++) order[n_order++] = i;
@@ -1445,6 +1703,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
             }
         }
     }
+    r->budget_stopped += x.cut;
     r->quick_evals = x.evals;
     r->seconds = now_s() - x.t0;
     for (int v = 0; v < n_paths; v++) path_free(&paths[v]);

@@ -24,8 +24,12 @@ fail() {
 expect_exit() {
   want=$1; desc=$2; shift 3
   CHECKS=$((CHECKS + 1))
+  t0=$(date +%s)
   "$@" >"$W/out" 2>"$W/err"
   got=$?
+  # the slow steps, so that the ctest log says where a test's time goes
+  dt=$(($(date +%s) - t0))
+  [ "$dt" -ge 5 ] && echo "${dt}s  $desc"
   if [ "$got" -ne "$want" ]; then
     fail "$desc: exit $got, expected $want"
     sed 's/^/    stderr: /' "$W/err" | head -5 >&2

@@ -89,7 +89,12 @@ cmp -s ca/model.c cb/model.c || fail "fit is not deterministic: --jobs 1 and --j
 # resumable: the fine-tuned candidates come back from the state directory
 # shellcheck disable=SC2086
 expect_exit 0 "fit resumed from s1" -- "$T" $FIT --jobs 2 --state s1 -o c.tmf
-expect_grep "$W/err" "resumed" "the second run resumes the fine-tuned candidates"
+expect_grep "$W/err" "fine-tune: candidate .* resumed" "the second run resumes the fine-tuned candidates"
+# and the search: no descent runs again (it took most of the first run)
+expect_grep "$W/err" "search: resumed from the state: [0-9]* candidates" "the second run resumes the search"
+CHECKS=$((CHECKS + 1))
+! grep -q "search: .*step [0-9]* \|screen: candidate" "$W/err" || fail "the resumed run searched again"
+expect_grep "$W/out" "the search .* resumed from the state" "the table says the search was resumed"
 expect_exit 0 "export the resumed answer" -- "$T" export c.tmf --c -o cc -q
 CHECKS=$((CHECKS + 1))
 cmp -s ca/model.c cc/model.c || fail "the resumed run gives a different answer"
@@ -100,7 +105,8 @@ cmp -s ca/model.c cc/model.c || fail "the resumed run gives a different answer"
 expect_exit 0 "fit with SWA from the same state" -- "$T" $FIT --candidates 1 --finalists 1 --lr 5e-4 --lr-schedule constant \
   --weight-avg mean --weight-avg-from 0.5 --state s1 -o w.tmf
 CHECKS=$((CHECKS + 1))
-! grep -q "resumed" "$W/err" || fail "a run with other fine-tuning settings resumed a candidate of the first"
+! grep -q "fine-tune: candidate .* resumed" "$W/err" || fail "a run with other fine-tuning settings resumed a candidate of the first"
+expect_grep "$W/err" "search: resumed from the state" "but it resumes the search (not a fine-tuning setting)"
 expect_exit 0 "the SWA answer's history" -- "$T" info w.tmf --history
 expect_grep "$W/out" '"weight_avg": *"mean"' "the history records the weight average"
 expect_grep "$W/out" '"lr_schedule": *"constant"' "the history records the learning-rate schedule"
@@ -108,7 +114,13 @@ expect_grep "$W/out" '"lr_schedule": *"constant"' "the history records the learn
 # quantization-aware training as the candidates' last step: still within budget,
 # still bit-exact on the emulator, and the answer's history says so
 # shellcheck disable=SC2086
+# (its state holds a damaged copy of s1's search: the same search options, so the same
+# name; it is not trusted: the search runs again)
+mkdir -p s3
+for f in s1/search-*.json; do head -c 300 "$f" >"s3/$(basename "$f")"; done
 expect_exit 0 "fit with --qat-epochs 1" -- "$T" $FIT --candidates 1 --qat-epochs 1 --state s3 -o q.tmf
+expect_grep "$W/err" "the state's search is not one for this model and search: searching again" "a damaged search state is searched again"
+expect_grep "$W/err" "screen: candidate" "and the search runs"
 if [ -z "$VERIFY" ]; then expect_grep "$W/err" "verified bit-exact on the emulator" "the QAT answer is verified"; fi
 expect_exit 0 "the QAT answer's history" -- "$T" info q.tmf --history
 expect_grep "$W/out" "qat_epochs" "the history records the QAT epochs"
@@ -155,10 +167,12 @@ expect_grep "$W/err" "warning: csv:tab.csv has no test split" "no test split: a 
 expect_grep "$W/out" "the SAME samples it was fine-tuned on" "and the table says so"
 
 # nothing fits: exit 1, the closest candidate and its miss, no model written
+# (a quarter-minute time budget: the search is cut short, and says a larger one may fit)
 expect_exit 1 "an impossible budget" -- "$T" fit base.tmf --data fashion-mnist --train-limit 3000 --flash 1K --ram 256 \
-  --epochs 1 --candidates 2 --no-verify -o none.tmf
+  --epochs 1 --candidates 2 --no-verify --time-budget 0.25 -o none.tmf
 expect_grep "$W/err" "nothing fits: the closest candidate" "nothing fits names the closest candidate"
 expect_grep "$W/err" "misses flash by [0-9]* B" "and by how much it misses"
+expect_grep "$W/err" "the time budget cut the search short.*a larger --time-budget may" "a cut search says so"
 CHECKS=$((CHECKS + 1))
 [ ! -e none.tmf ] || fail "nothing fits but a model was written"
 

@@ -68,6 +68,15 @@ typedef void (*tml_fit_progress_fn)(void *user, const char *phase, int done, int
  * library afterwards; NULL: not stored); after fine-tuning, store gets it. */
 typedef tml_status (*tml_fit_lookup_fn)(void *user, const tml_fit_cand *c, tml_model **out);
 typedef tml_status (*tml_fit_store_fn)(void *user, const tml_fit_cand *c);
+/* The search (descents, screening, ranking) is kept too: search_lookup may hand
+ * back the text an earlier run's search_store got (*text malloc'ed, then owned
+ * by the library; NULL: none), and the run goes straight to the fine-tuning;
+ * search_store gets the text once the search is done. The caller keys them by
+ * the model, the data and every search option (not the fine-tuning ones); the
+ * library checks that the text is a search of this format for this model's
+ * layers, and searches again if not. */
+typedef tml_status (*tml_fit_search_lookup_fn)(void *user, char **text);
+typedef tml_status (*tml_fit_search_store_fn)(void *user, const char *text);
 
 typedef struct tml_fit_opts {
     int64_t flash;          /* bytes of flash (const data + code), > 0 */
@@ -111,6 +120,8 @@ typedef struct tml_fit_opts {
     tml_fit_progress_fn progress;
     tml_fit_lookup_fn lookup;
     tml_fit_store_fn store;
+    tml_fit_search_lookup_fn search_lookup; /* NULL: the search always runs */
+    tml_fit_search_store_fn search_store;
     void *user;
     volatile int *cancel;
 } tml_fit_opts;
@@ -158,7 +169,9 @@ typedef struct tml_fit_result {
     int n_steps;            /* greedy steps taken over all variants */
     int64_t quick_evals;    /* plans measured without fine-tuning */
     double seconds;
-    int budget_stopped;     /* fine-tuning candidates skipped for the time budget */
+    int search_resumed;     /* the search came from search_lookup (not run again) */
+    int budget_stopped;     /* parts of the search the time budget skipped or stopped: descents
+                               not run or stopped early, fine-tuning candidates not started */
 } tml_fit_result;
 
 /* Runs the search on the float model m. On success r->best is the answer
