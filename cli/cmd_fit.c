@@ -362,10 +362,11 @@ int cmd_fit(int argc, char **argv)
                  (long long)o.val_samples, o.qat_epochs, o.lr, o.lr_constant, (int)o.avg,
                  o.avg == TML_AVG_EMA ? o.avg_decay : 0.0, o.avg ? o.avg_from : 0.0);
         f.key = fnv(h, k, strlen(k));
-        /* s1: what the search (descents, compile checks, screening, ranking) depends on,
-         * apart from the model: the library's search format is checked again on reading */
-        snprintf(k, sizeof k, "s1|%s|%s|%g|%lld|%llu|%lld|%lld|%lld|%d|%d|%.9g|%lld|%lld|%.9g|%.9g|%s|%d|%d",
-                 TML_VERSION_STRING, data, dd.val_split, (long long)train->n, (unsigned long long)o.seed,
+        /* what the search (descents, compile checks, screening, ranking) depends on, apart
+         * from the model: its format (checked again on reading), the data and its options */
+        snprintf(k, sizeof k, "s%d|%s|%s|%g|%lld|%llu|%lld|%lld|%lld|%d|%d|%.9g|%lld|%lld|%.9g|%.9g|%s|%d|%d",
+                 TML_FIT_SEARCH_FORMAT, TML_VERSION_STRING, data, dd.val_split, (long long)train->n,
+                 (unsigned long long)o.seed,
                  (long long)o.val_samples, (long long)o.quick_samples, (long long)o.screen_samples,
                  o.distill, o.cluster_epochs > 0, o.time_budget_s, (long long)o.flash,
                  (long long)o.ram, o.latency_ms, o.mhz, tg->name, no_verify, no_schedule);

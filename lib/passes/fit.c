@@ -882,9 +882,7 @@ static tml_status add_cand(tml_fit_result *r, const char *origin, const tml_plan
 
 /* ---- the search's result, kept in the state so that a resumed run skips it ----------- */
 
-/* Bump when the search itself changes (moves, measures, ranking): a state saved by
- * another search is then not reused (the CLI's key includes it too). */
-#define SEARCH_FORMAT 3
+#define SEARCH_FORMAT TML_FIT_SEARCH_FORMAT
 
 static void json_num(cJSON *o, const char *k, double v)
 {
@@ -1426,7 +1424,7 @@ tml_status tml_fit(const tml_model *m, const tml_fit_opts *o, tml_fit_result *r)
     int order[2 * MAX_PATHS + 2], n_order = 0, n_required = 0, fitting = 0;
     const int maxc = o->max_candidates > 0 ? o->max_candidates : 6;
     /* a search this state already ran (the same model, data and search options): its
-     * candidates, ranked, and on to the fine-tuning */
+     * candidates, measured and screened, and on to choosing the finalists */
     if (!st && o->search_lookup) {
         char *txt = NULL;
         search_state ss = {0};

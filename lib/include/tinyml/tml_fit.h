@@ -75,6 +75,10 @@ typedef tml_status (*tml_fit_store_fn)(void *user, const tml_fit_cand *c);
  * the model, the data and every search option (not the fine-tuning ones); the
  * library checks that the text is a search of this format for this model's
  * layers, and searches again if not. */
+/* The saved search's format: bumped whenever the search itself changes (moves,
+ * measures, ranking), so that a state saved by another search is not reused;
+ * callers put it in their key (tinyml fit's file name) and the library checks it. */
+#define TML_FIT_SEARCH_FORMAT 3
 typedef tml_status (*tml_fit_search_lookup_fn)(void *user, char **text);
 typedef tml_status (*tml_fit_search_store_fn)(void *user, const char *text);
 
