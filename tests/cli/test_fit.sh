@@ -113,11 +113,11 @@ expect_grep "$W/out" '"lr_schedule": *"constant"' "the history records the learn
 
 # quantization-aware training as the candidates' last step: still within budget,
 # still bit-exact on the emulator, and the answer's history says so
-# shellcheck disable=SC2086
 # (its state holds a damaged copy of s1's search: the same search options, so the same
 # name; it is not trusted: the search runs again)
 mkdir -p s3
 for f in s1/search-*.json; do head -c 300 "$f" >"s3/$(basename "$f")"; done
+# shellcheck disable=SC2086
 expect_exit 0 "fit with --qat-epochs 1" -- "$T" $FIT --candidates 1 --qat-epochs 1 --state s3 -o q.tmf
 expect_grep "$W/err" "the state's search is not one for this model and search: searching again" "a damaged search state is searched again"
 expect_grep "$W/err" "screen: candidate" "and the search runs"
